@@ -1,0 +1,66 @@
+// Package config is the schema of the one YAML file that configures a twinpbx
+// box: what the wizard writes, what `twinpbx config import` takes and what the
+// store keeps, versioned. It is a leaf package: it imports none of ours, so
+// every other package may use its types.
+package config
+
+import "time"
+
+// Config is the whole configuration of one box. Field names are the YAML keys
+// documented in docs/CONFIG.md; keep both in step.
+type Config struct {
+	// Version increases with every change that is applied; the store keeps
+	// every version. Zero in a file being imported means "next version".
+	Version    uint64      `yaml:"version,omitempty"`
+	Node       Node        `yaml:"node"`
+	SIP        SIP         `yaml:"sip"`
+	Extensions []Extension `yaml:"extensions"`
+}
+
+// Node names this box.
+type Node struct {
+	Name string `yaml:"name"`
+}
+
+// SIP holds the listeners and the registrar and call settings.
+type SIP struct {
+	// Listen lists "transport:host:port" entries; transport is udp or tcp.
+	Listen []string `yaml:"listen"`
+	// Advertise is the host put into Via, Contact, Record-Route and SDP when
+	// a listener is bound to a wildcard address. Empty: the listen host.
+	Advertise string `yaml:"advertise,omitempty"`
+	// RTPPorts is the inclusive range "low-high" the media relay takes its
+	// port pairs from (RTP on the even port, RTCP on the next odd one).
+	RTPPorts string `yaml:"rtp_ports"`
+	// Realm of digest authentication. Empty: the node name.
+	Realm string `yaml:"realm,omitempty"`
+	// MinExpires, MaxExpires and DefaultExpires bound registrations.
+	MinExpires     Duration `yaml:"min_expires,omitempty"`
+	MaxExpires     Duration `yaml:"max_expires,omitempty"`
+	DefaultExpires Duration `yaml:"default_expires,omitempty"`
+	// RingTimeout ends an unanswered call with 480 (no answer).
+	RingTimeout Duration `yaml:"ring_timeout,omitempty"`
+	// NonceLifetime is how long a digest nonce is accepted before the
+	// client is re-challenged with stale=true.
+	NonceLifetime Duration `yaml:"nonce_lifetime,omitempty"`
+	// Codecs the relay offers and accepts, by RTP encoding name, in order
+	// of preference. Empty: PCMU, PCMA, telephone-event, and any other codec
+	// both ends share.
+	Codecs []string `yaml:"codecs,omitempty"`
+}
+
+// Extension is one phone number with its SIP account.
+type Extension struct {
+	Number string `yaml:"number"`
+	Name   string `yaml:"name,omitempty"`
+	// Secret is the SIP digest password.
+	Secret string `yaml:"secret"`
+	// MaxContacts bounds how many devices may register at once (0: 5).
+	MaxContacts int `yaml:"max_contacts,omitempty"`
+}
+
+// Duration is a time.Duration written in YAML as "90s", "10m" or "1h".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

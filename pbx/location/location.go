@@ -1,0 +1,235 @@
+// Package location is the location service of the registrar: which contacts
+// (devices) are registered for which extension, until when, and where their
+// requests really came from (for phones behind NAT). The registrar writes it;
+// the B2BUA reads it to find the devices to ring. Every change goes through a
+// Persister first, so a binding that was acknowledged with 200 OK survives a
+// restart (and, later, a failover to the twin).
+package location
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Binding is one registered contact of one address-of-record.
+type Binding struct {
+	// AOR is the extension number (the user part of the To URI).
+	AOR string `json:"aor"`
+	// Contact is the Contact URI as the phone sent it, without header
+	// parameters (e.g. "sip:100@192.168.1.20:5062;transport=udp").
+	Contact string `json:"contact"`
+	// Source is where the REGISTER really came from, "transport:ip:port"
+	// (e.g. "udp:203.0.113.7:40211"). Requests to the phone are sent there
+	// (RFC 3581 symmetric response routing / NAT traversal).
+	Source string `json:"source"`
+	// CallID and CSeq of the REGISTER that made or refreshed the binding,
+	// to order refreshes per RFC 3261 10.3 step 7.
+	CallID string `json:"call_id"`
+	CSeq   uint32 `json:"cseq"`
+	// Expires is the absolute time the binding ends.
+	Expires time.Time `json:"expires"`
+	// Q is the contact's preference (0..1000 as q*1000; 0 means not given).
+	Q int `json:"q,omitempty"`
+	// UserAgent as the phone named itself, for status pages.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Updated is when the binding was last written (newest wins on merge).
+	Updated time.Time `json:"updated"`
+}
+
+// Key identifies a binding within its AOR: the contact URI.
+func (b Binding) Key() string { return b.Contact }
+
+// Persister stores bindings durably. Save and Delete must return only after
+// the change is on disk (and, on a twin pair, acknowledged by the twin).
+type Persister interface {
+	SaveBinding(b Binding) error
+	DeleteBinding(aor, contact string) error
+	LoadBindings() ([]Binding, error)
+}
+
+// ErrTooManyContacts is returned when an AOR would exceed its contact limit.
+var ErrTooManyContacts = errors.New("too many contacts registered for this extension")
+
+// Service is the in-memory location table backed by a Persister. It is safe
+// for concurrent use.
+type Service struct {
+	p   Persister
+	now func() time.Time
+
+	mu    sync.RWMutex
+	byAOR map[string]map[string]Binding
+}
+
+// New loads the persisted bindings (dropping expired ones) and returns the
+// service. now may be nil (time.Now).
+func New(p Persister, now func() time.Time) (*Service, error) {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}}
+	bs, err := p.LoadBindings()
+	if err != nil {
+		return nil, fmt.Errorf("loading location bindings: %w", err)
+	}
+	t := now()
+	for _, b := range bs {
+		if !b.Expires.After(t) {
+			if err := p.DeleteBinding(b.AOR, b.Contact); err != nil {
+				return nil, fmt.Errorf("deleting expired binding %s of %s: %w", b.Contact, b.AOR, err)
+			}
+			continue
+		}
+		s.put(b)
+	}
+	return s, nil
+}
+
+func (s *Service) put(b Binding) {
+	m := s.byAOR[b.AOR]
+	if m == nil {
+		m = map[string]Binding{}
+		s.byAOR[b.AOR] = m
+	}
+	m[b.Key()] = b
+}
+
+// Lookup returns the live bindings of aor, highest q first, then newest.
+func (s *Service) Lookup(aor string) []Binding {
+	t := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Binding
+	for _, b := range s.byAOR[aor] {
+		if b.Expires.After(t) {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Q != out[j].Q {
+			return out[i].Q > out[j].Q
+		}
+		if !out[i].Updated.Equal(out[j].Updated) {
+			return out[i].Updated.After(out[j].Updated)
+		}
+		return out[i].Contact < out[j].Contact
+	})
+	return out
+}
+
+// Get returns the binding of aor for contact, if it is live.
+func (s *Service) Get(aor, contact string) (Binding, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b, ok := s.byAOR[aor][contact]
+	if !ok || !b.Expires.After(s.now()) {
+		return Binding{}, false
+	}
+	return b, true
+}
+
+// Put adds or refreshes a binding, persisting it first. max bounds the
+// number of live contacts of the AOR (0: no bound).
+func (s *Service) Put(b Binding, max int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.now()
+	if max > 0 {
+		n := 0
+		for k, o := range s.byAOR[b.AOR] {
+			if k != b.Key() && o.Expires.After(t) {
+				n++
+			}
+		}
+		if n >= max {
+			return ErrTooManyContacts
+		}
+	}
+	if b.Updated.IsZero() {
+		b.Updated = t
+	}
+	if err := s.p.SaveBinding(b); err != nil {
+		return fmt.Errorf("saving binding %s of %s: %w", b.Contact, b.AOR, err)
+	}
+	s.put(b)
+	return nil
+}
+
+// Remove deletes one binding, persisting the removal first.
+func (s *Service) Remove(aor, contact string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byAOR[aor][contact]; !ok {
+		return nil
+	}
+	if err := s.p.DeleteBinding(aor, contact); err != nil {
+		return fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
+	}
+	delete(s.byAOR[aor], contact)
+	if len(s.byAOR[aor]) == 0 {
+		delete(s.byAOR, aor)
+	}
+	return nil
+}
+
+// RemoveAll deletes every binding of aor ("Contact: *" with Expires: 0).
+func (s *Service) RemoveAll(aor string) error {
+	s.mu.RLock()
+	var keys []string
+	for k := range s.byAOR[aor] {
+		keys = append(keys, k)
+	}
+	s.mu.RUnlock()
+	for _, k := range keys {
+		if err := s.Remove(aor, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Expire removes every binding whose time has passed and returns how many.
+// The PBX calls it periodically.
+func (s *Service) Expire() (int, error) {
+	t := s.now()
+	s.mu.RLock()
+	var dead []Binding
+	for _, m := range s.byAOR {
+		for _, b := range m {
+			if !b.Expires.After(t) {
+				dead = append(dead, b)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	for _, b := range dead {
+		if err := s.Remove(b.AOR, b.Contact); err != nil {
+			return 0, err
+		}
+	}
+	return len(dead), nil
+}
+
+// All returns every live binding, ordered by AOR then contact, for status.
+func (s *Service) All() []Binding {
+	t := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Binding
+	for _, m := range s.byAOR {
+		for _, b := range m {
+			if b.Expires.After(t) {
+				out = append(out, b)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].AOR != out[j].AOR {
+			return out[i].AOR < out[j].AOR
+		}
+		return out[i].Contact < out[j].Contact
+	})
+	return out
+}
