@@ -1,0 +1,32 @@
+# twinpbx developer entry points. CI runs `make test` (see .ci/run).
+
+GO ?= go
+OUT ?= out
+DATA ?= ./twinpbx-data
+
+.PHONY: all build test e2e deps run clean
+
+all: build
+
+## build: the twinpbx binary into $(OUT)/
+build:
+	$(GO) build -o $(OUT)/twinpbx ./firmware/twinpbx
+
+## test: every check CI runs (deps, gofmt, vet, staticcheck, all tests)
+test:
+	scripts/test.sh
+
+## e2e: only the end-to-end tests against the real binary
+e2e:
+	$(GO) test -count=1 -timeout 10m -v ./e2e/
+
+## deps: install the Debian packages and tools the tests need
+deps:
+	scripts/install-deps.sh
+
+## run: the PBX on this machine, data in $(DATA)
+run:
+	$(GO) run ./firmware/twinpbx run --data $(DATA)
+
+clean:
+	rm -rf $(OUT)
