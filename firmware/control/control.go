@@ -1,0 +1,227 @@
+// Package control is the local control channel of a running appliance: a
+// small HTTP API on a unix socket in the data folder, used by the
+// `twinpbx status|cdr|config` commands and, later, by the console. The
+// socket is created mode 0600, so only the box's administrator reaches it.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SocketName is the control socket's file name inside the data folder.
+const SocketName = "twinpbx.sock"
+
+// Appliance is what the control API asks of the running appliance. Owned
+// here; the appliance implements it.
+type Appliance interface {
+	// Status returns a JSON-encodable snapshot.
+	Status() any
+	// ExportCDRs writes the CDRs between from and to (zero: unbounded) as CSV.
+	ExportCDRs(w io.Writer, from, to time.Time) error
+	// ExportConfig returns the current config as YAML.
+	ExportConfig() ([]byte, error)
+	// ImportConfig validates and applies a config; it returns the new
+	// version and whether a restart is needed for all of it to apply.
+	ImportConfig(yaml []byte) (version uint64, restart bool, err error)
+}
+
+// ImportResult is the answer to a config import.
+type ImportResult struct {
+	Version uint64 `json:"version"`
+	Restart bool   `json:"restart"`
+}
+
+// Serve answers the control API on dataDir's socket until ctx ends. A stale
+// socket left by a killed process is replaced; a live one is an error.
+func Serve(ctx context.Context, dataDir string, a Appliance, log *slog.Logger) error {
+	path := filepath.Join(dataDir, SocketName)
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("another twinpbx is already running on %s", dataDir)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("opening the control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("restricting the control socket %s: %w", path, err)
+	}
+	srv := &http.Server{Handler: Handler(a), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err = srv.Serve(ln)
+	_ = os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serving the control socket: %w", err)
+}
+
+// Handler is the HTTP API: GET /status, GET /cdr?from=&to= (RFC 3339),
+// GET /config, PUT /config.
+func Handler(a Appliance) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	mux.HandleFunc("GET /cdr", func(w http.ResponseWriter, r *http.Request) {
+		from, err1 := parseTime(r.URL.Query().Get("from"))
+		to, err2 := parseTime(r.URL.Query().Get("to"))
+		if err := errors.Join(err1, err2); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/csv")
+		if err := a.ExportCDRs(w, from, to); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
+		b, err := a.ExportConfig()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("PUT /config", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		v, restart, err := a.ImportConfig(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(ImportResult{Version: v, Restart: restart})
+	})
+	return mux
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: want RFC 3339, e.g. 2026-11-24T08:00:00Z", s)
+	}
+	return t, nil
+}
+
+// ErrNotRunning means no appliance answers on the data folder's socket.
+var ErrNotRunning = errors.New("twinpbx is not running on this data folder")
+
+// Client talks to a running appliance.
+type Client struct {
+	hc *http.Client
+}
+
+// Dial returns a client for the appliance on dataDir, or ErrNotRunning.
+func Dial(dataDir string) (*Client, error) {
+	path := filepath.Join(dataDir, SocketName)
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, ErrNotRunning
+		}
+		return nil, fmt.Errorf("connecting to %s: %w", path, err)
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &Client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (c *Client) do(method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(method, "http://twinpbx"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the running twinpbx (%s %s): %w", method, path, err)
+	}
+	if res.StatusCode/100 != 2 {
+		defer res.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		return nil, errors.New(strings.TrimSpace(string(msg)))
+	}
+	return res, nil
+}
+
+// Status copies the status JSON to w.
+func (c *Client) Status(w io.Writer) error {
+	return c.copy(w, "GET", "/status", nil)
+}
+
+// CDRs copies the CSV export to w.
+func (c *Client) CDRs(w io.Writer, from, to time.Time) error {
+	q := ""
+	if !from.IsZero() || !to.IsZero() {
+		q = "?"
+		if !from.IsZero() {
+			q += "from=" + from.UTC().Format(time.RFC3339) + "&"
+		}
+		if !to.IsZero() {
+			q += "to=" + to.UTC().Format(time.RFC3339)
+		}
+	}
+	return c.copy(w, "GET", "/cdr"+strings.TrimSuffix(q, "&"), nil)
+}
+
+// Config copies the current config YAML to w.
+func (c *Client) Config(w io.Writer) error {
+	return c.copy(w, "GET", "/config", nil)
+}
+
+// ImportConfig sends a config to the running appliance.
+func (c *Client) ImportConfig(yaml []byte) (ImportResult, error) {
+	res, err := c.do("PUT", "/config", strings.NewReader(string(yaml)))
+	if err != nil {
+		return ImportResult{}, err
+	}
+	defer res.Body.Close()
+	var r ImportResult
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return ImportResult{}, fmt.Errorf("reading the import result: %w", err)
+	}
+	return r, nil
+}
+
+func (c *Client) copy(w io.Writer, method, path string, body io.Reader) error {
+	res, err := c.do(method, path, body)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	_, err = io.Copy(w, res.Body)
+	return err
+}
