@@ -15,6 +15,10 @@ type Config struct {
 	Node       Node        `yaml:"node"`
 	SIP        SIP         `yaml:"sip"`
 	Extensions []Extension `yaml:"extensions"`
+
+	// src remembers where each field came from when the config was parsed,
+	// so that Validate can name file and line. Nil for configs built in code.
+	src *source
 }
 
 // Node names this box.
