@@ -1,0 +1,362 @@
+// Package auth is the server side of SIP digest authentication (RFC 3261
+// §22, RFC 7616 digest with qop=auth, RFC 8760 SHA-256): it challenges
+// requests, checks the answers of phones against their extension secrets,
+// and brakes password guessing. The registrar and the B2BUA call
+// Authenticate on every request that needs an authenticated user.
+//
+// Nonces are stateless (issue time, salt and an HMAC under a key the twin
+// shares), so a challenge issued before a restart or by the twin is still
+// answered correctly. The only state is a bounded nonce-count table
+// against replays and a bounded failure table per source address.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/twinpbx/twinpbx/pbx/siplog"
+)
+
+// Options configure a Digest authenticator.
+type Options struct {
+	// Realm of the challenges (required).
+	Realm string
+	// Key signs the stateless nonces (HMAC-SHA256); random per box, later
+	// shared by the twin. At least 16 bytes; empty: a random key is made,
+	// so nonces then do not survive a restart.
+	Key []byte
+	// NonceLifetime: after this, a correct answer gets a fresh challenge
+	// with stale=true (default 5 minutes).
+	NonceLifetime time.Duration
+	// Secrets returns the digest password of a user (required).
+	Secrets func(user string) (secret string, ok bool)
+	Logger  *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+
+	// MaxFailures failed answers (wrong password or unknown user) from one
+	// source IP address within FailureWindow get that address refused with
+	// 403 for BlockFor. Defaults: 10 within 1 minute, refused 5 minutes.
+	MaxFailures   int
+	FailureWindow time.Duration
+	BlockFor      time.Duration
+	// NonceTable bounds how many nonces' counts are remembered against
+	// replay (default 16384).
+	NonceTable int
+}
+
+// Digest authenticates SIP requests. It is safe for concurrent use.
+type Digest struct {
+	realm    string
+	lifetime time.Duration
+	secrets  func(string) (string, bool)
+	log      *slog.Logger
+	warn     *slog.Logger // rate-limited, for failures a scanner can provoke
+	now      func() time.Time
+	nonces   nonces
+	nc       *ncTable
+	brake    *brake
+}
+
+// New checks the options and returns the authenticator.
+func New(o Options) (*Digest, error) {
+	if o.Realm == "" {
+		return nil, errors.New("digest authentication needs a realm")
+	}
+	if o.Secrets == nil {
+		return nil, errors.New("digest authentication needs a source of secrets")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case len(o.Key) == 0:
+		o.Key = make([]byte, 32)
+		_, _ = rand.Read(o.Key)
+		o.Logger.Warn("no nonce key given: using a random one, challenges will not survive a restart")
+	case len(o.Key) < 16:
+		return nil, fmt.Errorf("the nonce key has %d bytes, want at least 16", len(o.Key))
+	}
+	if o.NonceLifetime <= 0 {
+		o.NonceLifetime = 5 * time.Minute
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 10
+	}
+	if o.FailureWindow <= 0 {
+		o.FailureWindow = time.Minute
+	}
+	if o.BlockFor <= 0 {
+		o.BlockFor = 5 * time.Minute
+	}
+	if o.NonceTable <= 0 {
+		o.NonceTable = 16384
+	}
+	return &Digest{
+		realm:    o.Realm,
+		lifetime: o.NonceLifetime,
+		secrets:  o.Secrets,
+		log:      o.Logger,
+		warn: slog.New(siplog.New(o.Logger.Handler(), siplog.Options{
+			Burst: 10, Interval: time.Minute, Now: o.Now,
+		})),
+		now:    o.Now,
+		nonces: nonces{key: append([]byte(nil), o.Key...), realm: o.Realm},
+		nc:     newNCTable(o.NonceTable),
+		brake:  newBrake(o.MaxFailures, o.FailureWindow, o.BlockFor, 4096),
+	}, nil
+}
+
+// Realm returns the realm the authenticator challenges for.
+func (d *Digest) Realm() string { return d.realm }
+
+// outcome of checking one request.
+type outcome int
+
+const (
+	accept    outcome = iota
+	challenge         // 401/407 with a fresh nonce
+	stale             // 401/407 with a fresh nonce and stale=true
+	failed            // wrong user or password: counted, then challenged
+	malformed         // 400
+)
+
+// Authenticate checks the Authorization (proxy=false) or
+// Proxy-Authorization (proxy=true) header of req. On success it returns the
+// authenticated user name and true. Otherwise it has already answered req
+// through tx and returns false:
+//   - no credentials for our realm, a nonce we did not issue, an algorithm
+//     or qop we did not offer: 401/407 with a fresh challenge;
+//   - correct answer on an expired nonce, or a nonce-count already used:
+//     401/407 with stale=true (the phone retries without asking the user);
+//   - wrong password or unknown user: logged at WARN (rate-limited) and
+//     401/407 with a fresh challenge, so the phone shows "auth failed";
+//   - a header that cannot be parsed, lacks fields, or whose uri is not
+//     the Request-URI: 400;
+//   - a source address with too many recent failures: 403.
+//
+// The caller ends the transaction (Authenticate only responds).
+func (d *Digest) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool) {
+	now := d.now()
+	src := sourceHost(req)
+	if d.brake.blocked(src, now) {
+		d.respond(req, tx, sip.StatusForbidden, "Forbidden (too many failed authentications)", proxy, "", false)
+		return "", false
+	}
+	user, res, why := d.check(req, proxy, now)
+	switch res {
+	case accept:
+		return user, true
+	case malformed:
+		d.log.Debug("malformed credentials", "source", req.Source(), "reason", why)
+		d.respond(req, tx, sip.StatusBadRequest, "Bad Request ("+why+")", proxy, "", false)
+	case failed:
+		d.warn.Warn("digest authentication failed", "user", user, "source", req.Source(), "reason", why)
+		if d.brake.fail(src, now) {
+			d.warn.Warn("too many failed authentications: refusing the source for a while", "source", src)
+		}
+		d.challenge(req, tx, proxy, now, false)
+	case stale:
+		d.challenge(req, tx, proxy, now, true)
+	default:
+		if why != "" {
+			d.log.Debug("challenging", "source", req.Source(), "reason", why)
+		}
+		d.challenge(req, tx, proxy, now, false)
+	}
+	return "", false
+}
+
+func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, outcome, string) {
+	name := "Authorization"
+	if proxy {
+		name = "Proxy-Authorization"
+	}
+	var cred *digest.Credentials
+	var parseErr error
+	for _, h := range req.GetHeaders(name) {
+		v := strings.TrimSpace(h.Value())
+		if !digest.IsDigest(v) {
+			continue
+		}
+		c, err := digest.ParseCredentials(v)
+		if err != nil {
+			parseErr = err
+			continue
+		}
+		if c.Realm == d.realm {
+			cred = c
+			break
+		}
+	}
+	if cred == nil {
+		if parseErr != nil {
+			return "", malformed, "unreadable " + name + " header"
+		}
+		return "", challenge, ""
+	}
+	if cred.Username == "" || cred.Nonce == "" || cred.URI == "" || cred.Response == "" {
+		return cred.Username, malformed, "credentials lack username, nonce, uri or response"
+	}
+	algo := strings.ToUpper(cred.Algorithm)
+	if algo != "" && algo != "MD5" && algo != "SHA-256" {
+		return cred.Username, challenge, "algorithm " + cred.Algorithm + " not offered"
+	}
+	if cred.Userhash {
+		return cred.Username, challenge, "userhash not offered"
+	}
+	var qop []string
+	switch strings.ToLower(cred.QOP) {
+	case "":
+	case "auth":
+		if cred.Cnonce == "" || cred.Nc <= 0 {
+			return cred.Username, malformed, "qop=auth without cnonce or nc"
+		}
+		qop = []string{"auth"}
+	default:
+		return cred.Username, challenge, "qop " + cred.QOP + " not offered"
+	}
+	if !uriMatches(cred.URI, &req.Recipient) {
+		return cred.Username, malformed, "digest uri is not the Request-URI"
+	}
+	issued, err := d.nonces.verify(cred.Nonce)
+	if err != nil || issued.After(now.Add(time.Minute)) {
+		return cred.Username, challenge, "nonce not ours"
+	}
+	secret, known := d.secrets(cred.Username)
+	if !known {
+		// Computed anyway, so an unknown user costs as much as a known one.
+		secret = "\x00unknown"
+	}
+	want, err := digest.Digest(&digest.Challenge{
+		Realm: d.realm, Nonce: cred.Nonce, Algorithm: algo, QOP: qop,
+	}, digest.Options{
+		Method:   req.Method.String(),
+		URI:      cred.URI,
+		Count:    cred.Nc,
+		Cnonce:   cred.Cnonce,
+		Username: cred.Username,
+		Password: secret,
+	})
+	if err != nil {
+		return cred.Username, challenge, "computing the expected answer: " + err.Error()
+	}
+	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) == 1
+	switch {
+	case !known:
+		return cred.Username, failed, "unknown user"
+	case !match:
+		return cred.Username, failed, "wrong password"
+	}
+	if now.Sub(issued) > d.lifetime {
+		return cred.Username, stale, "nonce expired"
+	}
+	nc := uint32(1) // an answer without qop uses its nonce once
+	if qop != nil {
+		nc = uint32(cred.Nc)
+	}
+	if !d.nc.use(cred.Nonce, issued, nc) {
+		return cred.Username, stale, "nonce count reused"
+	}
+	return cred.Username, accept, ""
+}
+
+// challenge answers 401/407 with two challenges sharing one fresh nonce:
+// SHA-256 first, then MD5 for phones that know only MD5 (RFC 8760 §2.4).
+func (d *Digest) challenge(req *sip.Request, tx sip.ServerTransaction, proxy bool, now time.Time, isStale bool) {
+	code, reason := sip.StatusUnauthorized, "Unauthorized"
+	if proxy {
+		code, reason = sip.StatusProxyAuthRequired, "Proxy Authentication Required"
+	}
+	d.respond(req, tx, code, reason, proxy, d.nonces.issue(now), isStale)
+}
+
+func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, proxy bool, nonce string, isStale bool) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	symmetric(req, res)
+	if nonce != "" {
+		name := "WWW-Authenticate"
+		if proxy {
+			name = "Proxy-Authenticate"
+		}
+		for _, algo := range []string{"SHA-256", "MD5"} {
+			c := digest.Challenge{Realm: d.realm, Nonce: nonce, Algorithm: algo, QOP: []string{"auth"}, Stale: isStale}
+			res.AppendHeader(sip.NewHeader(name, c.String()))
+		}
+	}
+	if err := tx.Respond(res); err != nil {
+		d.log.Debug("sending authentication response", "code", code, "err", err)
+	}
+}
+
+// symmetric sends res back to the address and port the request came from
+// and records them in the top Via (received, rport), whether or not the
+// phone asked for rport: phones behind NAT then get their answers.
+func symmetric(req *sip.Request, res *sip.Response) {
+	src := req.Source()
+	host, port, err := net.SplitHostPort(src)
+	if err != nil {
+		return
+	}
+	if via := res.Via(); via != nil {
+		if via.Params == nil {
+			via.Params = sip.NewParams()
+		}
+		if via.Host != host {
+			via.Params.Add("received", host)
+		}
+		via.Params.Add("rport", port)
+	}
+	res.SetDestination(src)
+}
+
+func sourceHost(req *sip.Request) string {
+	host, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return req.Source()
+	}
+	return host
+}
+
+// uriMatches compares the digest uri with the Request-URI by scheme, user,
+// host and port (RFC 7616 §3.4.6 asks for the same resource; parameters
+// are ignored, since phones differ in which ones they repeat).
+func uriMatches(s string, r *sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(scheme(u.Scheme), scheme(r.Scheme)) &&
+		u.User == r.User &&
+		strings.EqualFold(strings.Trim(u.Host, "[]"), strings.Trim(r.Host, "[]")) &&
+		port(u) == port(*r)
+}
+
+func scheme(s string) string {
+	if s == "" {
+		return "sip"
+	}
+	return s
+}
+
+func port(u sip.Uri) int {
+	if u.Port != 0 {
+		return u.Port
+	}
+	if strings.EqualFold(u.Scheme, "sips") {
+		return 5061
+	}
+	return 5060
+}
