@@ -70,7 +70,6 @@ func needTools(t *testing.T, names ...string) {
 var (
 	alice = config.Extension{Number: "100", Name: "Alice", Secret: "alice-secret-1"}
 	bob   = config.Extension{Number: "101", Name: "Bob", Secret: "bob-secret-22"}
-	carol = config.Extension{Number: "102", Name: "Carol", Secret: "carol-secret-333"}
 )
 
 var (
