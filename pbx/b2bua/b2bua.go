@@ -1,0 +1,317 @@
+// Package b2bua connects calls between extensions: a back-to-back user agent
+// on sipgo that answers the caller's INVITE itself, rings every registered
+// device of the callee in parallel on new dialogs, and anchors the media in
+// the PBX's relay so that both legs only ever see the PBX's addresses.
+//
+// Each call is one struct guarded by its own mutex; the INVITE handler
+// drives the set-up, and in-dialog requests (ACK, BYE, re-INVITE, UPDATE,
+// INFO, REFER, ...) lock the call to change its state. No lock is held
+// while waiting on the network. The dialog state of both legs is kept in
+// plain exported structs (Dialog, CallState) so that it can be persisted.
+//
+// Limits, by design for now: one active call per extension (no call
+// waiting: a second call to a busy extension gets 486 Busy Here); an INVITE
+// without SDP (late offer) is answered 488; re-INVITE and UPDATE without SDP
+// are answered 488 as well; no reliable provisional responses (PRACK).
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+// Locator finds the live devices of an extension. *location.Service
+// implements it.
+type Locator interface {
+	Lookup(aor string) []location.Binding
+}
+
+// Directory knows the configured extensions.
+type Directory interface {
+	Extension(number string) (config.Extension, bool)
+}
+
+// Authenticator checks digest credentials. *auth.Digest implements it.
+type Authenticator interface {
+	// Authenticate returns the authenticated user. On false it has already
+	// answered req through tx (407 challenge or 403).
+	Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool)
+}
+
+// Media opens relay sessions; one per call, named by the caller's Call-ID.
+type Media interface {
+	Open(id string) (MediaSession, error)
+}
+
+// MediaSession is the relay of one call.
+type MediaSession interface {
+	// Rewrite turns an SDP body received from leg `from` (LegA = caller
+	// side, LegB = callee side) into the body to send to the other leg,
+	// pointing at the relay.
+	Rewrite(from Leg, body []byte) ([]byte, error)
+	Close() error
+}
+
+// CDRWriter stores call detail records.
+type CDRWriter interface {
+	WriteCDR(cdr.Record) error
+}
+
+// Options configure a B2BUA. Client, Locator, Directory, Auth, Media, CDR
+// and Contact are required.
+type Options struct {
+	Client    *sipgo.Client
+	Locator   Locator
+	Directory Directory
+	Auth      Authenticator
+	Media     Media
+	CDR       CDRWriter
+	// RingTimeout ends an unanswered call with 480 (default 60 s).
+	RingTimeout time.Duration
+	// Contact returns the PBX's own Contact URI for a transport ("udp" or
+	// "tcp"): the listener's address. It also names Via and the local
+	// address requests leave from.
+	Contact func(transport string) sip.Uri
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// B2BUA is the call engine. Create it with New, attach it with Register.
+type B2BUA struct {
+	o   Options
+	log *slog.Logger
+
+	mu sync.Mutex
+	// calls by the caller's Call-ID (also the media session id).
+	calls map[string]*call
+	// legs maps every leg's Call-ID to its call.
+	legs map[string]*call
+	// active counts calls per extension, for "busy".
+	active map[string]int
+	seq    uint64
+	wg     sync.WaitGroup
+}
+
+// New checks the options and returns the B2BUA.
+func New(o Options) (*B2BUA, error) {
+	switch {
+	case o.Client == nil:
+		return nil, errors.New("b2bua: a SIP client is required")
+	case o.Locator == nil || o.Directory == nil || o.Auth == nil:
+		return nil, errors.New("b2bua: locator, directory and authenticator are required")
+	case o.Media == nil || o.CDR == nil:
+		return nil, errors.New("b2bua: media and CDR writer are required")
+	case o.Contact == nil:
+		return nil, errors.New("b2bua: the Contact function is required")
+	}
+	if o.RingTimeout <= 0 {
+		o.RingTimeout = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &B2BUA{
+		o:      o,
+		log:    o.Logger,
+		calls:  map[string]*call{},
+		legs:   map[string]*call{},
+		active: map[string]int{},
+	}, nil
+}
+
+// Register attaches the handlers of every method a call uses.
+func (b *B2BUA) Register(srv *sipgo.Server) {
+	srv.OnInvite(b.serveInvite)
+	srv.OnAck(b.serveAck)
+	srv.OnCancel(b.serveCancel)
+	srv.OnBye(b.serveBye)
+	srv.OnRefer(b.serveRefer)
+	srv.OnUpdate(b.serveUpdate)
+	srv.OnInfo(b.servePassThrough)
+	srv.OnNotify(b.servePassThrough)
+	srv.OnMessage(b.servePassThrough)
+}
+
+// CallInfo is one call for the status page.
+type CallInfo struct {
+	ID         string    `json:"id"`
+	Caller     string    `json:"caller"`
+	CallerName string    `json:"caller_name,omitempty"`
+	Callee     string    `json:"callee"`
+	State      string    `json:"state"`
+	Start      time.Time `json:"start"`
+	Answer     time.Time `json:"answer,omitzero"`
+}
+
+// Calls lists the calls in progress, oldest first.
+func (b *B2BUA) Calls() []CallInfo {
+	b.mu.Lock()
+	cs := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		cs = append(cs, c)
+	}
+	b.mu.Unlock()
+	out := make([]CallInfo, 0, len(cs))
+	for _, c := range cs {
+		c.mu.Lock()
+		out = append(out, CallInfo{
+			ID: c.st.ID, Caller: c.st.Caller, CallerName: c.st.CallerName, Callee: c.st.Callee,
+			State: c.st.State, Start: c.st.Start, Answer: c.st.Answer,
+		})
+		c.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Start.Equal(out[j].Start) {
+			return out[i].Start.Before(out[j].Start)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Snapshot returns the full state of every call in progress, for
+// persistence.
+func (b *B2BUA) Snapshot() []CallState {
+	b.mu.Lock()
+	cs := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		cs = append(cs, c)
+	}
+	b.mu.Unlock()
+	out := make([]CallState, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.state())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// HangupAll ends every call: ringing calls are cancelled (503 to the
+// caller), answered calls get BYE on both legs. CDRs are written. It
+// returns when every call handler has finished or ctx ends.
+func (b *B2BUA) HangupAll(ctx context.Context) {
+	b.mu.Lock()
+	cs := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		cs = append(cs, c)
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.shutdown(ctx) })
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		b.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		b.log.Warn("calls still ending at shutdown", "err", ctx.Err())
+	}
+}
+
+// contact is our Contact/Via URI for a transport.
+func (b *B2BUA) contact(transport string) sip.Uri {
+	return b.o.Contact(strings.ToLower(transport))
+}
+
+// prepare names our listener as the local address of req where the
+// transport allows it (see laddr).
+func (b *B2BUA) prepare(req *sip.Request) {
+	la := laddr(req.Transport(), b.contact(req.Transport()))
+	if la.IP == nil {
+		return
+	}
+	pool := b.o.Client.TransportLayer().Pool("udp")
+	if pool == nil {
+		return
+	}
+	if c := pool.Get(la.String()); c != nil {
+		_, _ = c.TryClose()
+		req.Laddr = la
+	}
+}
+
+// noBuild tells sipgo's client to send our fully built request unchanged.
+func noBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+// do sends a non-INVITE request and returns its final response.
+func (b *B2BUA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	b.prepare(req)
+	res, err := b.o.Client.Do(ctx, req, noBuild)
+	if err != nil {
+		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
+	}
+	return res, nil
+}
+
+func (b *B2BUA) write(req *sip.Request) error {
+	b.prepare(req)
+	if err := b.o.Client.WriteRequest(req, noBuild); err != nil {
+		return fmt.Errorf("sending %s: %w", req.Method, err)
+	}
+	return nil
+}
+
+// lookup finds the call and leg side of an in-dialog request.
+func (b *B2BUA) lookup(req *sip.Request) (*call, Leg, error) {
+	cid := req.CallID()
+	if cid == nil {
+		return nil, 0, errNoDialog
+	}
+	b.mu.Lock()
+	c := b.legs[cid.Value()]
+	b.mu.Unlock()
+	if c == nil {
+		return nil, 0, errNoDialog
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, side := range []Leg{LegA, LegB} {
+		l := c.legs[side]
+		if l != nil && l.Dialog.CallID == cid.Value() && l.Dialog.matches(req) {
+			return c, side, nil
+		}
+	}
+	return nil, 0, errNoDialog
+}
+
+func (b *B2BUA) bindLeg(callID string, c *call) {
+	b.mu.Lock()
+	b.legs[callID] = c
+	b.mu.Unlock()
+}
+
+func (b *B2BUA) unbindLeg(callID string, c *call) {
+	b.mu.Lock()
+	if b.legs[callID] == c {
+		delete(b.legs, callID)
+	}
+	b.mu.Unlock()
+}
+
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, log *slog.Logger) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if err := tx.Respond(res); err != nil {
+		log.Debug("responding", "code", code, "method", req.Method, "err", err)
+	}
+}

@@ -1,0 +1,624 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+func TestMain(m *testing.M) {
+	// Short SIP timers so that "no ACK within 64×T1" is testable; set once
+	// here because sipgo keeps them in package variables.
+	sip.SetTimers(50*time.Millisecond, 200*time.Millisecond, 250*time.Millisecond)
+	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})))
+	os.Exit(m.Run())
+}
+
+const waitFor = 5 * time.Second
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// --- fakes ---
+
+type fakeLocator struct {
+	mu sync.Mutex
+	m  map[string][]location.Binding
+}
+
+func (l *fakeLocator) Lookup(aor string) []location.Binding {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]location.Binding(nil), l.m[aor]...)
+}
+
+func (l *fakeLocator) add(aor string, p *phone) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string][]location.Binding{}
+	}
+	l.m[aor] = append(l.m[aor], location.Binding{
+		AOR:     aor,
+		Contact: p.contact.String(),
+		Source:  "udp:" + p.addr,
+		Expires: time.Now().Add(time.Hour),
+	})
+}
+
+type fakeDirectory map[string]config.Extension
+
+func (d fakeDirectory) Extension(n string) (config.Extension, bool) {
+	e, ok := d[n]
+	return e, ok
+}
+
+// fakeAuth accepts everybody as the From user; with challenge set it
+// first answers 407 to every INVITE without Proxy-Authorization.
+type fakeAuth struct {
+	challenge bool
+	mu        sync.Mutex
+	asked     int
+}
+
+func (a *fakeAuth) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (string, bool) {
+	if a.challenge && req.GetHeader("Proxy-Authorization") == nil {
+		a.mu.Lock()
+		a.asked++
+		a.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="test", nonce="n1", algorithm=MD5`))
+		_ = tx.Respond(res)
+		return "", false
+	}
+	return req.From().Address.User, true
+}
+
+// fakeMedia marks every rewrite with the leg it came from, refuses SDP
+// containing "bad", and counts open sessions.
+type fakeMedia struct {
+	mu     sync.Mutex
+	open   map[string]bool
+	opened int
+}
+
+type fakeSession struct {
+	m  *fakeMedia
+	id string
+}
+
+func (m *fakeMedia) Open(id string) (MediaSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open == nil {
+		m.open = map[string]bool{}
+	}
+	if m.open[id] {
+		return nil, fmt.Errorf("session %s already open", id)
+	}
+	m.open[id] = true
+	m.opened++
+	return &fakeSession{m, id}, nil
+}
+
+func (m *fakeMedia) sessions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.open)
+}
+
+var errBadSDP = errors.New("no common codec")
+
+func (s *fakeSession) Rewrite(from Leg, body []byte) ([]byte, error) {
+	if strings.Contains(string(body), "bad") {
+		return nil, errBadSDP
+	}
+	name := "A"
+	if from == LegB {
+		name = "B"
+	}
+	return append(append([]byte(nil), body...), fmt.Sprintf("a=relayed-from:%s\r\n", name)...), nil
+}
+
+func (s *fakeSession) Close() error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	delete(s.m.open, s.id)
+	return nil
+}
+
+type fakeCDR struct {
+	mu   sync.Mutex
+	recs []cdr.Record
+}
+
+func (f *fakeCDR) WriteCDR(r cdr.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recs = append(f.recs, r)
+	return nil
+}
+
+func (f *fakeCDR) wait(t *testing.T, n int) []cdr.Record {
+	t.Helper()
+	var out []cdr.Record
+	eventually(t, fmt.Sprintf("%d CDRs", n), func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out = append([]cdr.Record(nil), f.recs...)
+		return len(out) >= n
+	})
+	return out
+}
+
+// --- the PBX under test ---
+
+type env struct {
+	t     *testing.T
+	b     *B2BUA
+	addr  string // PBX "ip:port"
+	loc   *fakeLocator
+	auth  *fakeAuth
+	media *fakeMedia
+	cdrs  *fakeCDR
+}
+
+type envOpt func(*Options)
+
+func newEnv(t *testing.T, opts ...envOpt) *env {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("twinpbx-test"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ua.Close() })
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	e := &env{t: t, addr: conn.LocalAddr().String(), loc: &fakeLocator{}, auth: &fakeAuth{}, media: &fakeMedia{}, cdrs: &fakeCDR{}}
+	o := Options{
+		Client: cl, Locator: e.loc, Auth: e.auth, Media: e.media, CDR: e.cdrs,
+		Directory: fakeDirectory{
+			"100": {Number: "100", Name: "Alice"},
+			"200": {Number: "200", Name: "Bob"},
+			"300": {Number: "300", Name: "Carol"},
+			"400": {Number: "400", Name: "Dave"},
+		},
+		RingTimeout: 3 * time.Second,
+		Contact: func(string) sip.Uri {
+			return sip.Uri{Scheme: "sip", User: "pbx", Host: "127.0.0.1", Port: port}
+		},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.b, err = New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b.Register(srv)
+	go func() { _ = srv.ServeUDP(conn) }()
+	waitServing(t, ua, e.addr)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.b.HangupAll(ctx)
+	})
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// --- phones ---
+
+// phone is a scripted SIP UA on its own socket. On an incoming INVITE it
+// does what mode says: "answer" (180 then 200 with SDP), "ring" (180,
+// then waits for CANCEL), or a final code such as "486".
+type phone struct {
+	t       *testing.T
+	number  string
+	addr    string
+	contact sip.Uri
+	pbx     string
+	cl      *sipgo.Client
+
+	mu         sync.Mutex
+	mode       string
+	sdp        string
+	got        []*sip.Request
+	d          *Dialog // the current call's dialog
+	incall     bool
+	respond200 func(*sip.Request) []byte
+}
+
+func newPhone(t *testing.T, e *env, number, mode string) *phone {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("phone-"+number), sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ua.Close() })
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	p := &phone{
+		t: t, number: number, addr: conn.LocalAddr().String(), pbx: e.addr, cl: cl, mode: mode,
+		sdp: fmt.Sprintf("v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\n", number),
+	}
+	p.contact = sip.Uri{Scheme: "sip", User: number, Host: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port}
+	srv.OnInvite(p.serveInvite)
+	srv.OnAck(p.record)
+	srv.OnBye(p.okAndRecord)
+	srv.OnInfo(p.okAndRecord)
+	srv.OnNotify(p.okAndRecord)
+	srv.OnUpdate(p.serveInvite)
+	go func() { _ = srv.ServeUDP(conn) }()
+	waitServing(t, ua, p.addr)
+	return p
+}
+
+// waitServing waits until sipgo has registered the listener, so that
+// requests can name it as their local address.
+func waitServing(t *testing.T, ua *sipgo.UserAgent, addr string) {
+	t.Helper()
+	eventually(t, "listener "+addr, func() bool {
+		c := ua.TransportLayer().Pool("udp").Get(addr)
+		if c == nil {
+			return false
+		}
+		_, _ = c.TryClose()
+		return true
+	})
+}
+
+func (p *phone) record(req *sip.Request, _ sip.ServerTransaction) {
+	p.mu.Lock()
+	p.got = append(p.got, req)
+	p.mu.Unlock()
+}
+
+func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
+	p.record(req, tx)
+	if req.Method == sip.BYE {
+		p.mu.Lock()
+		p.incall = false
+		p.mu.Unlock()
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+}
+
+func (p *phone) setMode(m string) {
+	p.mu.Lock()
+	p.mode = m
+	p.mu.Unlock()
+}
+
+// count returns how many requests of method the phone received.
+func (p *phone) count(method sip.RequestMethod) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.got {
+		if r.Method == method {
+			n++
+		}
+	}
+	return n
+}
+
+// wait returns the n-th (1-based) request of method, waiting for it.
+func (p *phone) wait(method sip.RequestMethod, n int) *sip.Request {
+	p.t.Helper()
+	var out *sip.Request
+	eventually(p.t, fmt.Sprintf("%s #%d at %s", method, n, p.number), func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		k := 0
+		for _, r := range p.got {
+			if r.Method == method {
+				k++
+				if k == n {
+					out = r
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return out
+}
+
+func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
+	p.record(req, tx)
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		// re-INVITE or UPDATE: answer with our SDP.
+		p.mu.Lock()
+		body := []byte(p.sdp + "a=reanswer\r\n")
+		if p.d != nil {
+			p.d.RemoteSeq = req.CSeq().SeqNo
+		}
+		p.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(&sip.ContactHeader{Address: p.contact})
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		res.SetBody(body)
+		_ = tx.Respond(res)
+		return
+	}
+	tx.OnCancel(func(r *sip.Request) { p.record(r, nil) })
+	p.mu.Lock()
+	mode := p.mode
+	p.mu.Unlock()
+	d, err := uasDialog(req, sip.GenerateTagN(8))
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		return
+	}
+	mk := func(code int, reason string, body []byte) *sip.Response {
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		res.To().Params.Add("tag", d.LocalTag)
+		res.AppendHeader(&sip.ContactHeader{Address: p.contact})
+		if body != nil {
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		res.SetBody(body)
+		return res
+	}
+	switch mode {
+	case "answer":
+		_ = tx.Respond(mk(180, "Ringing", nil))
+		p.mu.Lock()
+		p.d = &d
+		p.incall = true
+		body := []byte(p.sdp)
+		p.mu.Unlock()
+		_ = tx.Respond(mk(200, "OK", body))
+	case "ring":
+		_ = tx.Respond(mk(180, "Ringing", nil))
+		<-tx.Done()
+	default:
+		var code int
+		_, _ = fmt.Sscanf(mode, "%d", &code)
+		_ = tx.Respond(mk(code, "Nope", nil))
+	}
+}
+
+// outCall is a call the phone placed.
+type outCall struct {
+	p     *phone
+	inv   *sip.Request
+	tx    sip.ClientTransaction
+	d     Dialog
+	prov  chan *sip.Response
+	final chan *sip.Response
+}
+
+func (p *phone) via() sip.Uri { return p.contact }
+
+func (p *phone) prepare(req *sip.Request) {
+	req.Laddr = sip.Addr{IP: net.ParseIP("127.0.0.1"), Port: p.contact.Port}
+}
+
+// dial sends an INVITE to number through the PBX; body nil means p.sdp.
+func (p *phone) dial(number string, body []byte) *outCall {
+	p.t.Helper()
+	if body == nil {
+		body = []byte(p.sdp)
+	}
+	oc := &outCall{p: p, prov: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1)}
+	oc.d = Dialog{
+		CallID:       uuid.NewString(),
+		LocalTag:     sip.GenerateTagN(8),
+		LocalURI:     "sip:" + p.number + "@127.0.0.1",
+		LocalName:    "Phone " + p.number,
+		RemoteURI:    "sip:" + number + "@127.0.0.1",
+		RemoteTarget: "sip:" + number + "@" + p.pbx,
+		Transport:    "UDP",
+		Peer:         p.pbx,
+	}
+	oc.send(body, false)
+	return oc
+}
+
+func (oc *outCall) send(body []byte, withAuth bool) {
+	p := oc.p
+	oc.d.LocalSeq++
+	inv, err := oc.d.buildRequest(sip.INVITE, oc.d.LocalSeq, p.via())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if withAuth {
+		inv.AppendHeader(sip.NewHeader("Proxy-Authorization", `Digest username="`+p.number+`"`))
+	}
+	if len(body) > 0 {
+		inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	inv.SetBody(body)
+	p.prepare(inv)
+	tx, err := p.cl.TransactionRequest(context.Background(), inv, noBuild)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	oc.inv, oc.tx = inv, tx
+	go func() {
+		for {
+			select {
+			case res := <-tx.Responses():
+				if res.IsProvisional() {
+					oc.prov <- res
+					continue
+				}
+				if res.StatusCode == 407 && !withAuth {
+					oc.send(body, true)
+					return
+				}
+				if res.IsSuccess() {
+					oc.d.confirm(res)
+					ack, err := oc.d.ack(res.CSeq().SeqNo, p.via(), nil)
+					if err == nil {
+						p.prepare(ack)
+						_ = p.cl.WriteRequest(ack, noBuild)
+					}
+					p.mu.Lock()
+					d := oc.d
+					p.d = &d
+					p.incall = true
+					p.mu.Unlock()
+				}
+				oc.final <- res
+				return
+			case <-tx.Done():
+				close(oc.final)
+				return
+			}
+		}
+	}()
+}
+
+// result waits for the final response.
+func (oc *outCall) result() *sip.Response {
+	oc.p.t.Helper()
+	select {
+	case res, ok := <-oc.final:
+		if !ok {
+			oc.p.t.Fatalf("phone %s: INVITE transaction ended without a final response", oc.p.number)
+		}
+		return res
+	case <-time.After(waitFor):
+		oc.p.t.Fatalf("phone %s: no final response", oc.p.number)
+	}
+	return nil
+}
+
+// waitProvisional waits for a provisional response with the given code.
+func (oc *outCall) waitProvisional(code int) *sip.Response {
+	oc.p.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case res := <-oc.prov:
+			if res.StatusCode == code {
+				return res
+			}
+		case <-deadline:
+			oc.p.t.Fatalf("phone %s: no %d", oc.p.number, code)
+			return nil
+		}
+	}
+}
+
+// cancel sends CANCEL for the pending INVITE.
+func (oc *outCall) cancel() *sip.Response {
+	oc.p.t.Helper()
+	req := cancelFor(oc.inv)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	res, err := oc.p.cl.Do(ctx, req, noBuild)
+	if err != nil {
+		oc.p.t.Fatalf("CANCEL: %v", err)
+	}
+	return res
+}
+
+// request sends an in-dialog request of the current call and returns the
+// final response (ACKing a 2xx to INVITE).
+func (p *phone) request(method sip.RequestMethod, body []byte, hdrs ...sip.Header) *sip.Response {
+	p.t.Helper()
+	p.mu.Lock()
+	if p.d == nil {
+		p.mu.Unlock()
+		p.t.Fatalf("phone %s has no call", p.number)
+	}
+	req, err := p.d.newRequest(method, p.via())
+	d := *p.d
+	p.mu.Unlock()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, h := range hdrs {
+		req.AppendHeader(h)
+	}
+	if len(body) > 0 && req.GetHeader("Content-Type") == nil {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	req.SetBody(body)
+	p.prepare(req)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	tx, err := p.cl.TransactionRequest(ctx, req, noBuild)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			if method == sip.INVITE && res.IsSuccess() {
+				ack, err := d.ack(req.CSeq().SeqNo, p.via(), nil)
+				if err == nil {
+					p.prepare(ack)
+					_ = p.cl.WriteRequest(ack, noBuild)
+				}
+			}
+			return res
+		case <-tx.Done():
+			p.t.Fatalf("phone %s: %s failed: %v", p.number, method, tx.Err())
+		case <-ctx.Done():
+			p.t.Fatalf("phone %s: %s timed out", p.number, method)
+		}
+	}
+}

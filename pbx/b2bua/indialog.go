@@ -1,0 +1,285 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+)
+
+// errRequestPending marks an offer that crossed another (glare).
+var errRequestPending = errors.New("another offer is in progress")
+
+// inDialog finds the call of an in-dialog request and checks its CSeq (RFC
+// 3261 §12.2.2); on failure it has answered the request.
+func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) (*call, Leg, bool) {
+	c, side, err := b.lookup(req)
+	if err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
+		return nil, 0, false
+	}
+	cs := req.CSeq()
+	if cs == nil {
+		respond(tx, req, 400, "Bad Request", b.log)
+		return nil, 0, false
+	}
+	c.mu.Lock()
+	l := c.legs[side]
+	if cs.SeqNo <= l.Dialog.RemoteSeq && l.Dialog.RemoteSeq != 0 {
+		c.mu.Unlock()
+		respond(tx, req, 500, "Server Internal Error", b.log)
+		return nil, 0, false
+	}
+	l.Dialog.RemoteSeq = cs.SeqNo
+	c.mu.Unlock()
+	return c, side, true
+}
+
+func (b *B2BUA) serveAck(req *sip.Request, _ sip.ServerTransaction) {
+	c, side, err := b.lookup(req)
+	if err != nil {
+		b.log.Debug("ACK for no dialog", "call_id", req.CallID())
+		return
+	}
+	cs := req.CSeq()
+	if cs == nil {
+		return
+	}
+	c.mu.Lock()
+	cid := c.legs[side].Dialog.CallID
+	c.mu.Unlock()
+	if !c.gotAck(cid, cs.SeqNo) {
+		b.log.Debug("ACK not awaited (retransmission?)", "call", c.st.ID, "cseq", cs.SeqNo)
+	}
+}
+
+// serveCancel sees only CANCELs that match no INVITE transaction: sipgo
+// answers the others itself (200, then 487 to the INVITE).
+func (b *B2BUA) serveCancel(req *sip.Request, tx sip.ServerTransaction) {
+	respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
+}
+
+func (b *B2BUA) serveBye(req *sip.Request, tx sip.ServerTransaction) {
+	c, side, ok := b.inDialog(req, tx)
+	if !ok {
+		return
+	}
+	respond(tx, req, 200, "OK", b.log)
+	c.mu.Lock()
+	state := c.st.State
+	rc := c.ringCancel
+	role := c.legs[side].Role
+	if t := c.transfer; t != nil && t.from == side {
+		// The transferor leaves; the transfer goes on without it.
+		t.gone = true
+		c.mu.Unlock()
+		b.unbindLeg(req.CallID().Value(), c)
+		return
+	}
+	c.mu.Unlock()
+	if rc != nil {
+		rc(errCallerCancel)
+	}
+	if state == StateRinging {
+		return
+	}
+	c.end(cdr.Answered, 200, role, side.other())
+}
+
+// serveUpdate handles UPDATE like a re-INVITE (RFC 3311), without ACK.
+func (b *B2BUA) serveUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	b.serveReoffer(req, tx)
+}
+
+// serveReoffer relays a re-INVITE or UPDATE (hold, resume, codec change)
+// to the other leg through the media session, and its answer back.
+func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
+	c, side, ok := b.inDialog(req, tx)
+	if !ok {
+		return
+	}
+	b.wg.Add(1)
+	defer b.wg.Done()
+	c.mu.Lock()
+	switch {
+	case c.ended:
+		c.mu.Unlock()
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
+		return
+	case c.busyOffer || c.transfer != nil || c.st.State != StateAnswered:
+		c.mu.Unlock()
+		respond(tx, req, 491, "Request Pending", b.log)
+		return
+	case len(req.Body()) == 0:
+		c.mu.Unlock()
+		b.log.Info("re-offer without SDP is not supported", "call", c.st.ID, "method", req.Method)
+		respond(tx, req, 488, "Not Acceptable Here", b.log)
+		return
+	}
+	c.busyOffer = true
+	m := c.media
+	l := c.legs[side]
+	if ct := req.Contact(); ct != nil && req.IsInvite() {
+		l.Dialog.RemoteTarget = ct.Address.String()
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.busyOffer = false
+		c.mu.Unlock()
+	}()
+
+	out, err := m.Rewrite(side, req.Body())
+	if err != nil {
+		b.log.Info("re-offer SDP refused", "call", c.st.ID, "err", err)
+		respond(tx, req, 488, "Not Acceptable Here", b.log)
+		return
+	}
+	c.mu.Lock()
+	l.SDP = req.Body()
+	c.mu.Unlock()
+	res, err := b.forward(context.Background(), c, side.other(), req.Method, out, nil)
+	if err != nil {
+		b.log.Info("relaying a re-offer", "call", c.st.ID, "err", err)
+		respond(tx, req, 500, "Server Internal Error", b.log)
+		return
+	}
+	if !res.IsSuccess() {
+		respond(tx, req, res.StatusCode, res.Reason, b.log)
+		return
+	}
+	c.mu.Lock()
+	c.legs[side.other()].SDP = res.Body()
+	c.mu.Unlock()
+	answer, err := m.Rewrite(side.other(), res.Body())
+	if err != nil {
+		b.log.Info("re-answer SDP refused", "call", c.st.ID, "err", err)
+		respond(tx, req, 488, "Not Acceptable Here", b.log)
+		return
+	}
+	ok200 := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	ok200.AppendHeader(&sip.ContactHeader{Address: b.contact(req.Transport())})
+	ok200.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	ok200.SetBody(answer)
+	if !req.IsInvite() {
+		if err := tx.Respond(ok200); err != nil {
+			b.log.Debug("answering UPDATE", "err", err)
+		}
+		return
+	}
+	ack := c.expectAck(req.CallID().Value(), req.CSeq().SeqNo)
+	if !c.sendOK(context.Background(), tx, ok200, ack, sip.IsReliable(req.Transport())) {
+		b.log.Info("re-INVITE answer not acknowledged", "call", c.st.ID)
+	}
+}
+
+// forward sends a request on leg `to` of c, with body (typed as SDP unless
+// hdrs carries a Content-Type), and returns its final response. A 2xx to
+// an INVITE is acknowledged here.
+func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.RequestMethod, body []byte, hdrs []sip.Header) (*sip.Response, error) {
+	c.mu.Lock()
+	l := c.legs[to]
+	if l == nil || l.Dialog.RemoteTag == "" {
+		c.mu.Unlock()
+		return nil, errNoDialog
+	}
+	req, err := l.Dialog.newRequest(method, b.contact(l.Dialog.Transport))
+	d := l.Dialog
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	typed := false
+	for _, h := range hdrs {
+		if h.Name() == "Content-Type" {
+			typed = true
+		}
+		req.AppendHeader(sip.HeaderClone(h))
+	}
+	if len(body) > 0 && !typed {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	req.SetBody(body)
+	if method != sip.INVITE {
+		return b.do(ctx, req)
+	}
+	b.prepare(req)
+	tx, err := b.o.Client.TransactionRequest(ctx, req, noBuild)
+	if err != nil {
+		return nil, fmt.Errorf("sending re-INVITE: %w", err)
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			if res.IsSuccess() {
+				if ct := res.Contact(); ct != nil {
+					c.mu.Lock()
+					c.legs[to].Dialog.RemoteTarget = ct.Address.String()
+					d.RemoteTarget = ct.Address.String()
+					c.mu.Unlock()
+				}
+				ack, err := d.ack(req.CSeq().SeqNo, b.contact(d.Transport), nil)
+				if err == nil {
+					err = b.write(ack)
+				}
+				if err != nil {
+					b.log.Info("ACK of a re-INVITE", "call", c.st.ID, "err", err)
+				}
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, fmt.Errorf("re-INVITE: %w", tx.Err())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// passHeaders are copied from a passed-through request to its copy.
+var passHeaders = []string{"Content-Type", "Event", "Subscription-State", "Info-Package", "Recv-Info"}
+
+// servePassThrough relays INFO (e.g. DTMF), NOTIFY and MESSAGE inside a
+// call to the other leg and the answer back.
+func (b *B2BUA) servePassThrough(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to == nil || !to.Params.Has("tag") {
+		if req.Method == sip.MESSAGE {
+			respond(tx, req, 405, "Method Not Allowed", b.log)
+			return
+		}
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
+		return
+	}
+	c, side, ok := b.inDialog(req, tx)
+	if !ok {
+		return
+	}
+	var hdrs []sip.Header
+	for _, name := range passHeaders {
+		for _, h := range req.GetHeaders(name) {
+			hdrs = append(hdrs, h)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	res, err := b.forward(ctx, c, side.other(), req.Method, req.Body(), hdrs)
+	if err != nil {
+		b.log.Info("passing a request through", "call", c.st.ID, "method", req.Method, "err", err)
+		respond(tx, req, 408, "Request Timeout", b.log)
+		return
+	}
+	out := sip.NewResponseFromRequest(req, res.StatusCode, res.Reason, nil)
+	if ct := res.GetHeader("Content-Type"); ct != nil && len(res.Body()) > 0 {
+		out.AppendHeader(sip.HeaderClone(ct))
+		out.SetBody(res.Body())
+	}
+	if err := tx.Respond(out); err != nil {
+		b.log.Debug("answering a passed-through request", "err", err)
+	}
+}

@@ -1,0 +1,572 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+var (
+	errCallerCancel = errors.New("the caller cancelled")
+	errRingTimeout  = errors.New("nobody answered in time")
+	errShutdown     = errors.New("the PBX is shutting down")
+	errCallerGone   = errors.New("the caller's transaction ended")
+)
+
+const allow = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, INFO, UPDATE, MESSAGE, OPTIONS"
+
+// serveInvite handles a new call, or a re-INVITE when To has a tag.
+func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		b.serveReoffer(req, tx)
+		return
+	}
+	from, cid, cs := req.From(), req.CallID(), req.CSeq()
+	if from == nil || req.To() == nil || cid == nil || cs == nil || req.Contact() == nil {
+		respond(tx, req, 400, "Bad Request", b.log)
+		return
+	}
+	user, ok := b.o.Auth.Authenticate(req, tx, true)
+	if !ok {
+		return
+	}
+	if user != from.Address.User {
+		b.log.Info("INVITE refused: From is not the authenticated user", "user", user, "from", from.Address.User)
+		respond(tx, req, 403, "Forbidden", b.log)
+		return
+	}
+	b.wg.Add(1)
+	defer b.wg.Done()
+	if err := tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
+		b.log.Debug("sending 100 Trying", "err", err)
+	}
+
+	callee := req.Recipient.User
+	name := from.DisplayName
+	if name == "" {
+		if ext, ok := b.o.Directory.Extension(user); ok {
+			name = ext.Name
+		}
+	}
+	c := &call{
+		b:    b,
+		done: make(chan struct{}),
+		acks: map[ackKey]chan struct{}{},
+		st: CallState{
+			ID: cid.Value(), Attempt: 1, Attempts: 1, Caller: user, CallerName: name, Callee: callee,
+			State: StateRinging, Start: b.o.Now(),
+		},
+	}
+	a, err := uasDialog(req, sip.GenerateTagN(16))
+	if err != nil {
+		b.log.Info("INVITE refused", "call", c.st.ID, "err", err)
+		respond(tx, req, 400, "Bad Request", b.log)
+		return
+	}
+	c.legs[LegA] = &LegState{Dialog: a, Role: ByCaller, Number: user, Name: name, SDP: req.Body()}
+	log := b.log.With("call", c.st.ID, "caller", user, "callee", callee)
+
+	fail := func(code int, reason string) {
+		c.respondA(tx, req, code, reason, nil)
+		c.end(disposition(code), code, "")
+	}
+	if _, ok := b.o.Directory.Extension(callee); !ok || callee == "" {
+		log.Info("call to an unknown number")
+		fail(404, "Not Found")
+		return
+	}
+	bindings := b.o.Locator.Lookup(callee)
+	if len(bindings) == 0 {
+		log.Info("callee not registered")
+		fail(480, "Temporarily Unavailable")
+		return
+	}
+	if len(req.Body()) == 0 {
+		log.Info("INVITE without SDP (late offer) is not supported")
+		fail(488, "Not Acceptable Here")
+		return
+	}
+
+	b.mu.Lock()
+	switch {
+	case b.calls[c.st.ID] != nil:
+		b.mu.Unlock()
+		log.Info("a second INVITE for a call in progress")
+		respond(tx, req, 482, "Loop Detected", b.log)
+		return
+	case b.active[callee] > 0:
+		b.mu.Unlock()
+		log.Info("callee is in a call")
+		fail(486, "Busy Here")
+		return
+	}
+	b.calls[c.st.ID] = c
+	b.legs[c.st.ID] = c
+	b.active[user]++
+	b.active[callee]++
+	b.mu.Unlock()
+	c.legs[LegB] = &LegState{Role: ByCallee, Number: callee}
+
+	m, err := b.o.Media.Open(c.st.ID)
+	if err != nil {
+		log.Error("opening a media session", "err", err)
+		fail(503, "Service Unavailable")
+		return
+	}
+	c.mu.Lock()
+	c.media = m
+	c.mu.Unlock()
+	offer, err := m.Rewrite(LegA, req.Body())
+	if err != nil {
+		log.Info("caller's SDP refused", "err", err)
+		fail(488, "Not Acceptable Here")
+		return
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	c.mu.Lock()
+	c.ringCancel = cancel
+	c.mu.Unlock()
+	if !tx.OnCancel(func(*sip.Request) { cancel(errCallerCancel) }) {
+		cancel(errCallerCancel)
+	}
+	go func() {
+		select {
+		case <-tx.Done():
+			cancel(errCallerGone)
+		case <-ctx.Done():
+		}
+	}()
+
+	early := func(res *sip.Response) {
+		body := res.Body()
+		if len(body) > 0 {
+			out, err := m.Rewrite(LegB, body)
+			if err == nil {
+				c.respondA(tx, req, res.StatusCode, res.Reason, out)
+				return
+			}
+			log.Info("early media SDP refused", "err", err)
+		}
+		c.respondA(tx, req, 180, "Ringing", nil)
+	}
+	r := b.ring(ctx, ringSpec{
+		callee: callee, fromNumber: user, fromName: name,
+		bindings: bindings, offer: offer, early: early, log: log,
+	})
+	if r.winner == nil {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errCallerCancel), errors.Is(cause, errCallerGone):
+			log.Info("caller hung up before answer")
+			c.end(cdr.Cancelled, 487, "")
+		case errors.Is(cause, errShutdown):
+			fail(503, "Service Unavailable")
+		case errors.Is(r.cause, errRingTimeout):
+			log.Info("no answer")
+			fail(480, "Temporarily Unavailable")
+		default:
+			log.Info("callee refused", "code", r.code)
+			fail(r.code, r.reason)
+		}
+		return
+	}
+	b.connect(ctx, c, tx, req, r, log)
+}
+
+// connect completes an answered call: the winning fork becomes leg B, the
+// caller gets 200 with the relay's SDP, and we wait for its ACK.
+func (b *B2BUA) connect(ctx context.Context, c *call, tx sip.ServerTransaction, req *sip.Request, r ringResult, log *slog.Logger) {
+	f := r.winner
+	c.mu.Lock()
+	lb := c.legs[LegB]
+	lb.Dialog = f.d
+	lb.SDP = r.answer.Body()
+	m := c.media
+	c.mu.Unlock()
+	b.bindLeg(f.d.CallID, c)
+
+	if cause := context.Cause(ctx); errors.Is(cause, errCallerCancel) || errors.Is(cause, errCallerGone) {
+		log.Info("caller cancelled as the callee answered")
+		c.end(cdr.Cancelled, 487, "", LegB)
+		return
+	}
+	answer, err := m.Rewrite(LegB, r.answer.Body())
+	if err != nil {
+		log.Info("callee's SDP refused", "err", err)
+		c.respondA(tx, req, 488, "Not Acceptable Here", nil)
+		c.end(cdr.Failed, 488, "", LegB)
+		return
+	}
+	c.mu.Lock()
+	c.st.State = StateAnswered
+	c.st.Answer = b.o.Now()
+	c.ringCancel = nil
+	seq := c.legs[LegA].Dialog.RemoteSeq
+	c.mu.Unlock()
+	ack := c.expectAck(c.st.ID, seq)
+	res := c.responseA(req, 200, "OK", answer)
+	reliable := sip.IsReliable(req.Transport())
+	if !c.sendOK(context.Background(), tx, res, ack, reliable) {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		log.Warn("the caller never acknowledged the answer; hanging up")
+		c.end(cdr.Answered, 200, BySystem, LegA, LegB)
+		return
+	}
+	log.Info("call answered")
+}
+
+// responseA builds a response on the caller's leg, with our tag and, for
+// 1xx and 2xx, our Contact.
+func (c *call) responseA(req *sip.Request, code int, reason string, body []byte) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	c.mu.Lock()
+	tag := c.legs[LegA].Dialog.LocalTag
+	c.mu.Unlock()
+	if to := res.To(); to != nil && code != 100 {
+		to.Params.Add("tag", tag)
+	}
+	if code > 100 && code < 300 {
+		res.AppendHeader(&sip.ContactHeader{Address: c.b.contact(req.Transport())})
+		res.AppendHeader(sip.NewHeader("Allow", allow))
+	}
+	if body != nil {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	res.SetBody(body)
+	return res
+}
+
+func (c *call) respondA(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte) {
+	if err := tx.Respond(c.responseA(req, code, reason, body)); err != nil {
+		c.b.log.Debug("responding to the caller", "call", c.st.ID, "code", code, "err", err)
+	}
+}
+
+// ringSpec says whom to ring on whose behalf.
+type ringSpec struct {
+	callee     string
+	fromNumber string
+	fromName   string
+	bindings   []location.Binding
+	offer      []byte
+	// early relays a 180/183 to the party waiting; nil to drop them.
+	early func(*sip.Response)
+	log   *slog.Logger
+}
+
+type ringResult struct {
+	winner *fork
+	answer *sip.Response
+	code   int
+	reason string
+	cause  error
+}
+
+// fork is one INVITE to one device of the callee.
+type fork struct {
+	owner *B2BUA
+	inv   *sip.Request
+	tx    sip.ClientTransaction
+	d     Dialog
+
+	mu          sync.Mutex
+	provisional bool
+	cancelWant  bool
+	cancelSent  bool
+}
+
+type forkEvent struct {
+	f   *fork
+	res *sip.Response
+}
+
+// ring sends the offer to every binding in parallel and returns the first
+// 2xx, or the best final response (RFC 3261 §16.7) when nobody answered,
+// or the ring timeout / ctx cause. Forks that are still ringing are
+// cancelled; a later 2xx is acknowledged and hung up.
+func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
+	events := make(chan forkEvent, 8)
+	var forks []*fork
+	var codes []int
+	for _, bd := range s.bindings {
+		f, err := b.startFork(s, bd)
+		if err != nil {
+			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
+			codes = append(codes, 480)
+			continue
+		}
+		forks = append(forks, f)
+		go f.run(events)
+	}
+	if len(forks) == 0 {
+		return ringResult{code: 480, reason: "Temporarily Unavailable"}
+	}
+	timer := time.NewTimer(b.o.RingTimeout)
+	defer timer.Stop()
+	pending := len(forks)
+	var res ringResult
+	var reasons = map[int]string{}
+loop:
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			if ev.res == nil {
+				pending--
+				codes = append(codes, 408)
+				continue
+			}
+			code := ev.res.StatusCode
+			switch {
+			case code < 200:
+				if (code == 180 || code == 183) && s.early != nil {
+					s.early(ev.res)
+				}
+			case code < 300:
+				pending--
+				ev.f.d.confirm(ev.res)
+				res.winner, res.answer = ev.f, ev.res
+				b.ackFork(ev.f, ev.res)
+				break loop
+			default:
+				pending--
+				codes = append(codes, code)
+				reasons[code] = ev.res.Reason
+				if code >= 600 {
+					break loop
+				}
+			}
+		case <-ctx.Done():
+			res.cause = context.Cause(ctx)
+			break loop
+		case <-timer.C:
+			res.cause = errRingTimeout
+			break loop
+		}
+	}
+	for _, f := range forks {
+		if f != res.winner {
+			b.cancelFork(f)
+		}
+	}
+	if pending > 0 {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.drain(events, pending)
+		}()
+	}
+	if res.winner == nil {
+		res.code = bestFinal(codes)
+		res.reason = reasons[res.code]
+		if res.reason == "" {
+			res.reason = reasonPhrase(res.code)
+		}
+	}
+	return res
+}
+
+// startFork sends one INVITE.
+func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
+	tp, peer, err := parseSource(bd.Source)
+	if err != nil {
+		return nil, err
+	}
+	us := b.contact(tp)
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return nil, fmt.Errorf("making a Call-ID: %w", err)
+	}
+	f := &fork{owner: b, d: Dialog{
+		CallID:       id.String(),
+		LocalTag:     sip.GenerateTagN(16),
+		LocalURI:     (&sip.Uri{Scheme: "sip", User: s.fromNumber, Host: us.Host}).String(),
+		LocalName:    s.fromName,
+		RemoteURI:    (&sip.Uri{Scheme: "sip", User: s.callee, Host: us.Host}).String(),
+		RemoteTarget: bd.Contact,
+		Transport:    tp,
+		Peer:         peer,
+		LocalSeq:     1,
+	}}
+	inv, err := f.d.buildRequest(sip.INVITE, 1, us)
+	if err != nil {
+		return nil, err
+	}
+	inv.AppendHeader(sip.NewHeader("Allow", allow))
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	inv.SetBody(s.offer)
+	b.prepare(inv)
+	f.inv = inv
+	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
+	if err != nil {
+		return nil, fmt.Errorf("sending INVITE to %s: %w", bd.Source, err)
+	}
+	f.tx = tx
+	return f, nil
+}
+
+// run passes the fork's responses on until its final one; exactly one
+// terminal event (a final response or nil) is sent.
+func (f *fork) run(events chan<- forkEvent) {
+	for {
+		select {
+		case res := <-f.tx.Responses():
+			if res.IsProvisional() {
+				f.mu.Lock()
+				f.provisional = true
+				send := f.cancelWant && !f.cancelSent
+				f.cancelSent = f.cancelSent || send
+				f.mu.Unlock()
+				if send {
+					go f.sendCancel()
+				}
+			}
+			events <- forkEvent{f, res}
+			if !res.IsProvisional() {
+				return
+			}
+		case <-f.tx.Done():
+			events <- forkEvent{f, nil}
+			return
+		}
+	}
+}
+
+// cancelFork CANCELs a fork that has not answered; per RFC 3261 §9.1 the
+// CANCEL waits for a provisional response.
+func (b *B2BUA) cancelFork(f *fork) {
+	f.mu.Lock()
+	f.cancelWant = true
+	send := f.provisional && !f.cancelSent
+	f.cancelSent = f.cancelSent || send
+	f.mu.Unlock()
+	if send {
+		go f.sendCancel()
+	}
+}
+
+func (f *fork) sendCancel() {
+	b := f.owner
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	if _, err := b.do(ctx, cancelFor(f.inv)); err != nil {
+		b.log.Debug("CANCEL of a fork", "err", err)
+	}
+}
+
+// ackFork acknowledges a 2xx on a fork, and its retransmissions.
+func (b *B2BUA) ackFork(f *fork, res *sip.Response) {
+	seq := uint32(1)
+	if cs := res.CSeq(); cs != nil {
+		seq = cs.SeqNo
+	}
+	d := f.d
+	send := func() {
+		ack, err := d.ack(seq, b.contact(d.Transport), nil)
+		if err != nil {
+			b.log.Warn("building ACK", "err", err)
+			return
+		}
+		if err := b.write(ack); err != nil {
+			b.log.Info("ACK to callee", "err", err)
+		}
+	}
+	send()
+	f.tx.OnRetransmission(func(*sip.Response) { send() })
+}
+
+// drain handles the forks still pending after a decision: a late 2xx is
+// acknowledged and hung up at once.
+func (b *B2BUA) drain(events <-chan forkEvent, pending int) {
+	for pending > 0 {
+		ev := <-events
+		if ev.res == nil {
+			pending--
+			continue
+		}
+		if ev.res.IsProvisional() {
+			continue
+		}
+		pending--
+		if ev.res.IsSuccess() {
+			ev.f.d.confirm(ev.res)
+			b.ackFork(ev.f, ev.res)
+			bye, err := ev.f.d.newRequest(sip.BYE, b.contact(ev.f.d.Transport))
+			if err != nil {
+				b.log.Warn("building BYE", "err", err)
+				continue
+			}
+			b.sendAll([]*sip.Request{bye})
+		}
+	}
+}
+
+// bestFinal picks the response to forward when no fork answered (RFC 3261
+// §16.7): a 6xx wins; 486 when every device was busy; otherwise the lowest
+// class, preferring the first code received in it. 503 becomes 500 so the
+// caller does not take the PBX for overloaded.
+func bestFinal(codes []int) int {
+	if len(codes) == 0 {
+		return 480
+	}
+	allBusy := true
+	lowest := 0
+	for _, c := range codes {
+		if c >= 600 {
+			return c
+		}
+		if c != 486 {
+			allBusy = false
+		}
+		if lowest == 0 || c/100 < lowest/100 || (c/100 == lowest/100 && lowest == 486 && c != 486) {
+			lowest = c
+		}
+	}
+	switch {
+	case allBusy:
+		return 486
+	case lowest == 503:
+		return 500
+	case lowest < 300 || lowest >= 700:
+		return 500
+	}
+	return lowest
+}
+
+func reasonPhrase(code int) string {
+	switch code {
+	case 404:
+		return "Not Found"
+	case 408:
+		return "Request Timeout"
+	case 480:
+		return "Temporarily Unavailable"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 600:
+		return "Busy Everywhere"
+	case 603:
+		return "Decline"
+	}
+	return strings.TrimSpace(fmt.Sprintf("Status %d", code))
+}
