@@ -25,10 +25,10 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
 
-// binary is the twinpbx binary TestMain built, or buildErr why it could not.
+// pbxBinary is the twinpbx binary TestMain built, or buildErr why it could not.
 var (
-	binary   string
-	buildErr error
+	pbxBinary string
+	buildErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -46,8 +46,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "twinpbx")
-	out, err := exec.Command("go", "build", "-o", binary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
+	pbxBinary = filepath.Join(dir, "twinpbx")
+	out, err := exec.Command("go", "build", "-o", pbxBinary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
 	if err != nil {
 		// The scenario self-tests need no binary; the others fail with this.
 		buildErr = fmt.Errorf("building twinpbx: %w\n%s", err, out)
@@ -235,7 +235,7 @@ func (p *pbx) start() {
 		p.log = &lockedBuffer{}
 	}
 	fmt.Fprintf(p.log, "---- run %d\n", p.runs)
-	p.cmd = exec.Command(binary, "run", "--config", p.cfgPath, "--data", p.dataDir, "--log-level", "debug")
+	p.cmd = exec.Command(pbxBinary, "run", "--config", p.cfgPath, "--data", p.dataDir, "--log-level", "debug")
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -300,7 +300,7 @@ func (p *pbx) kill() {
 // while the PBX runs, one map per record keyed by the CSV header.
 func (p *pbx) cdrs() ([]map[string]string, error) {
 	var out, errb bytes.Buffer
-	cmd := exec.Command(binary, "cdr", "export", "--data", p.dataDir)
+	cmd := exec.Command(pbxBinary, "cdr", "export", "--data", p.dataDir)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("twinpbx cdr export: %w: %s", err, errb.String())
