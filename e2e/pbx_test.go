@@ -183,4 +183,3 @@ func TestRestart(t *testing.T) {
 	uas.wait(0)
 	checkCDR(t, p, sippCallID(uac), "ANSWERED", 200, "caller", 0)
 }
-
