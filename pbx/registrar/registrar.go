@@ -1,0 +1,477 @@
+// Package registrar answers SIP REGISTER requests (RFC 3261 §10): it
+// authenticates the phone, checks that it registers its own extension, and
+// adds, refreshes, removes or lists the extension's contacts in the
+// location service, which persists every change before the phone gets its
+// 200 OK. The source address a REGISTER really came from is kept with each
+// binding, and every answer goes back to that address (RFC 3581), so
+// phones behind NAT stay reachable.
+package registrar
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+// Directory tells which extensions exist. The PBX implements it over the
+// current config; it is called concurrently.
+type Directory interface {
+	Extension(number string) (config.Extension, bool)
+}
+
+// Authenticator checks digest credentials and, when it returns false, has
+// already answered the request (see auth.Digest).
+type Authenticator interface {
+	Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool)
+}
+
+// Options configure a Registrar.
+type Options struct {
+	Location *location.Service
+	Auth     interface {
+		Authenticate(*sip.Request, sip.ServerTransaction, bool) (string, bool)
+	}
+	Directory Directory
+	// MinExpires, MaxExpires and DefaultExpires bound registrations
+	// (defaults 60 s, 2 h, 1 h); whole seconds on the wire.
+	MinExpires, MaxExpires, DefaultExpires time.Duration
+	Logger                                 *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// DefaultMaxContacts bounds the devices of an extension whose config says 0.
+const DefaultMaxContacts = 5
+
+// Registrar serves REGISTER. It is safe for concurrent use.
+type Registrar struct {
+	loc                  *location.Service
+	auth                 Authenticator
+	dir                  Directory
+	min, max, defaultExp time.Duration
+	log                  *slog.Logger
+	now                  func() time.Time
+	stripes              [64]sync.Mutex // per-AOR serialisation of check-then-write
+}
+
+// New checks the options and returns the registrar.
+func New(o Options) (*Registrar, error) {
+	if o.Location == nil || o.Auth == nil || o.Directory == nil {
+		return nil, errors.New("registrar needs a location service, an authenticator and a directory")
+	}
+	if o.MinExpires <= 0 {
+		o.MinExpires = time.Minute
+	}
+	if o.MaxExpires <= 0 {
+		o.MaxExpires = 2 * time.Hour
+	}
+	if o.DefaultExpires <= 0 {
+		o.DefaultExpires = min(time.Hour, o.MaxExpires)
+	}
+	if o.MinExpires > o.MaxExpires || o.DefaultExpires < o.MinExpires || o.DefaultExpires > o.MaxExpires {
+		return nil, fmt.Errorf("registration expiry bounds do not fit: min %v, default %v, max %v", o.MinExpires, o.DefaultExpires, o.MaxExpires)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Registrar{
+		loc: o.Location, auth: o.Auth, dir: o.Directory,
+		min: o.MinExpires, max: o.MaxExpires, defaultExp: o.DefaultExpires,
+		log: o.Logger, now: o.Now,
+	}, nil
+}
+
+// regError is a final non-2xx answer with optional extra headers.
+type regError struct {
+	code   int
+	reason string
+	hdrs   []sip.Header
+}
+
+func (e *regError) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
+
+func fail(code int, reason string, hdrs ...sip.Header) *regError {
+	return &regError{code: code, reason: reason, hdrs: hdrs}
+}
+
+// ServeRegister handles one REGISTER; plug it into sipgo's srv.OnRegister.
+//
+// Order of checks: credentials first (401 via the authenticator), so an
+// unauthenticated sender cannot tell an unknown extension from a wrong
+// password (no extension enumeration); then 404 for a To user that is no
+// extension and 403 when the authenticated user registers another one.
+//
+// A REGISTER with the Call-ID of a stored binding and a CSeq lower than or
+// equal to the stored one is refused with 500 (RFC 3261 §10.3 step 7 says
+// "fails" without naming a code) and changes nothing.
+//
+// The transaction is ended right after the final answer instead of being
+// kept 32 s to absorb retransmissions (at high rates that costs about 1 GB).
+// A retransmission that arrives later is a new transaction: its digest
+// nonce-count is then already used, so the authenticator answers 401 with
+// stale=true, and the phone re-sends with a fresh nonce and a higher CSeq.
+func (r *Registrar) ServeRegister(req *sip.Request, tx sip.ServerTransaction) {
+	defer tx.Terminate()
+	user, ok := r.auth.Authenticate(req, tx, false)
+	if !ok {
+		return
+	}
+	res, err := r.register(req, user)
+	if err != nil {
+		var re *regError
+		if !errors.As(err, &re) {
+			r.log.Error("handling REGISTER", "err", err, "source", req.Source())
+			re = fail(sip.StatusInternalServerError, "Server Internal Error")
+		}
+		res = sip.NewResponseFromRequest(req, re.code, re.reason, nil)
+		for _, h := range re.hdrs {
+			res.AppendHeader(h)
+		}
+	}
+	symmetric(req, res)
+	if err := tx.Respond(res); err != nil {
+		r.log.Debug("sending REGISTER response", "err", err, "source", req.Source())
+	}
+}
+
+// contact is one Contact of the request, checked and with its expiry.
+type contact struct {
+	uri     string
+	expires time.Duration
+	q       int
+}
+
+func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, error) {
+	to := req.To()
+	if to == nil || to.Address.User == "" {
+		return nil, fail(sip.StatusBadRequest, "Bad Request (To header without an extension)")
+	}
+	aor := to.Address.User
+	ext, ok := r.dir.Extension(aor)
+	if !ok {
+		return nil, fail(sip.StatusNotFound, "Not Found")
+	}
+	if user != aor {
+		r.log.Warn("registering another extension refused", "user", user, "aor", aor, "source", req.Source())
+		return nil, fail(sip.StatusForbidden, "Forbidden (credentials are for another extension)")
+	}
+	callID := req.CallID()
+	cseq := req.CSeq()
+	if callID == nil || cseq == nil {
+		return nil, fail(sip.StatusBadRequest, "Bad Request (missing Call-ID or CSeq)")
+	}
+	wildcard, contacts, err := r.contacts(req)
+	if err != nil {
+		return nil, err
+	}
+
+	mu := &r.stripes[stripe(aor)]
+	mu.Lock()
+	defer mu.Unlock()
+
+	now := r.now()
+	max := ext.MaxContacts
+	if max <= 0 {
+		max = DefaultMaxContacts
+	}
+	var j journal
+	if err := r.apply(&j, req, aor, string(*callID), cseq.SeqNo, wildcard, contacts, max, now); err != nil {
+		if undoErr := j.undo(r.loc); undoErr != nil {
+			r.log.Error("undoing a partly applied REGISTER", "aor", aor, "err", undoErr)
+		}
+		var re *regError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		r.log.Error("saving registration", "aor", aor, "err", err)
+		return nil, fail(sip.StatusInternalServerError, "Server Internal Error (registration not saved)")
+	}
+	for _, c := range j {
+		switch {
+		case c.after == nil:
+			r.log.Info("unregistered", "aor", aor, "contact", c.contact)
+		case c.before == nil:
+			r.log.Info("registered", "aor", aor, "contact", c.contact, "source", c.after.Source, "expires", c.after.Expires.Sub(now).Round(time.Second))
+		}
+	}
+	return r.ok(req, aor, now), nil
+}
+
+// contacts reads the Contact headers: wildcard is true for "Contact: *"
+// (valid only alone and with Expires: 0); an empty list is a query.
+func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, err error) {
+	headerExp := r.defaultExp
+	if h := req.GetHeader("Expires"); h != nil {
+		d, err := parseExpires(h.Value())
+		if err != nil {
+			return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
+		}
+		headerExp = d
+	}
+	hs := req.GetHeaders("Contact")
+	for _, h := range hs {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			// Built in code rather than parsed from the wire.
+			ch = &sip.ContactHeader{}
+			if v := strings.TrimSpace(h.Value()); v == "*" {
+				ch.Address.Wildcard = true
+			} else if _, err := sip.ParseAddressValue(v, &ch.Address, &ch.Params); err != nil {
+				return false, nil, fail(sip.StatusBadRequest, "Bad Request (unreadable Contact header)")
+			}
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		c := contact{uri: ch.Address.String(), expires: headerExp}
+		if s := strings.ToLower(ch.Address.Scheme); s != "sip" && s != "sips" {
+			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact must be a sip: or sips: URI)")
+		}
+		if v, ok := ch.Params.Get("expires"); ok {
+			d, err := parseExpires(v)
+			if err != nil {
+				return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid expires parameter)")
+			}
+			c.expires = d
+		}
+		if v, ok := ch.Params.Get("q"); ok {
+			q, err := strconv.ParseFloat(v, 64)
+			if err != nil || q < 0 || q > 1 || math.IsNaN(q) {
+				return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid q parameter)")
+			}
+			c.q = int(math.Round(q * 1000))
+		}
+		if c.expires != 0 && c.expires < r.min {
+			return false, nil, fail(sip.StatusIntervalToBrief, "Interval Too Brief",
+				sip.NewHeader("Min-Expires", strconv.Itoa(int(r.min/time.Second))))
+		}
+		c.expires = min(c.expires, r.max)
+		out = append(out, c)
+	}
+	if wildcard {
+		if len(hs) != 1 {
+			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact * must stand alone)")
+		}
+		if h := req.GetHeader("Expires"); h == nil || headerExp != 0 {
+			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact * needs Expires: 0)")
+		}
+	}
+	return wildcard, out, nil
+}
+
+// parseExpires reads delta-seconds; values beyond 2^32-1 count as that
+// (RFC 3261 §20.19), which MaxExpires then caps.
+func parseExpires(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) && s != "" {
+			return math.MaxUint32 * time.Second, nil
+		}
+		return 0, err
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// apply makes the bindings what the request asks for, recording each
+// change in j so that a failure half-way can be undone.
+func (r *Registrar) apply(j *journal, req *sip.Request, aor, callID string, cseq uint32, wildcard bool, cs []contact, max int, now time.Time) error {
+	// RFC 3261 §10.3 step 7, checked for every contact before anything
+	// is written.
+	existing := map[string]location.Binding{}
+	for _, b := range r.loc.Lookup(aor) {
+		existing[b.Contact] = b
+	}
+	check := func(uri string) error {
+		if b, ok := existing[uri]; ok && b.CallID == callID && cseq <= b.CSeq {
+			return fail(sip.StatusInternalServerError, "Server Internal Error (CSeq not above the registration's)")
+		}
+		return nil
+	}
+	if wildcard {
+		for uri := range existing {
+			if err := check(uri); err != nil {
+				return err
+			}
+		}
+		for _, b := range existing {
+			if err := j.remove(r.loc, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	inRequest := map[string]bool{}
+	for _, c := range cs {
+		if err := check(c.uri); err != nil {
+			return err
+		}
+		inRequest[c.uri] = true
+	}
+	if len(cs) > max {
+		return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+	}
+	source := strings.ToLower(req.Transport()) + ":" + req.Source()
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	for _, c := range cs {
+		old, had := existing[c.uri]
+		if c.expires == 0 {
+			if had {
+				if err := j.remove(r.loc, old); err != nil {
+					return err
+				}
+				delete(existing, c.uri)
+			}
+			continue
+		}
+		b := location.Binding{
+			AOR: aor, Contact: c.uri, Source: source,
+			CallID: callID, CSeq: cseq,
+			Expires: now.Add(c.expires), Q: c.q, UserAgent: ua, Updated: now,
+		}
+		var before *location.Binding
+		if had {
+			before = &old
+		}
+		err := r.loc.Put(b, max)
+		if errors.Is(err, location.ErrTooManyContacts) {
+			// Full: the oldest device not in this request gives way
+			// (a phone that rebooted onto a new port must not be
+			// locked out by its own stale binding).
+			victim, ok := oldest(existing, inRequest)
+			if !ok {
+				return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+			}
+			r.log.Info("contact limit reached: dropping the oldest binding", "aor", aor, "contact", victim.Contact, "max", max)
+			if err := j.remove(r.loc, victim); err != nil {
+				return err
+			}
+			delete(existing, victim.Contact)
+			err = r.loc.Put(b, max)
+		}
+		if err != nil {
+			return err
+		}
+		*j = append(*j, change{aor: aor, contact: c.uri, before: before, after: &b})
+		existing[c.uri] = b
+	}
+	return nil
+}
+
+func oldest(bs map[string]location.Binding, keep map[string]bool) (location.Binding, bool) {
+	var out location.Binding
+	found := false
+	for uri, b := range bs {
+		if keep[uri] {
+			continue
+		}
+		if !found || b.Updated.Before(out.Updated) || (b.Updated.Equal(out.Updated) && b.Contact < out.Contact) {
+			out, found = b, true
+		}
+	}
+	return out, found
+}
+
+// change is one applied write: before is nil for a new binding, after is
+// nil for a removal.
+type change struct {
+	aor, contact  string
+	before, after *location.Binding
+}
+
+type journal []change
+
+func (j *journal) remove(loc *location.Service, b location.Binding) error {
+	if err := loc.Remove(b.AOR, b.Contact); err != nil {
+		return err
+	}
+	*j = append(*j, change{aor: b.AOR, contact: b.Contact, before: &b})
+	return nil
+}
+
+// undo reverts the changes in reverse order.
+func (j journal) undo(loc *location.Service) error {
+	var errs []error
+	for i := len(j) - 1; i >= 0; i-- {
+		c := j[i]
+		var err error
+		if c.before == nil {
+			err = loc.Remove(c.aor, c.contact)
+		} else {
+			err = loc.Put(*c.before, 0)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("restoring %s of %s: %w", c.contact, c.aor, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ok builds the 200 OK listing every live contact with its remaining time.
+func (r *Registrar) ok(req *sip.Request, aor string, now time.Time) *sip.Response {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	for _, b := range r.loc.Lookup(aor) {
+		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
+		if left < 1 {
+			continue
+		}
+		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(left)
+		if b.Q > 0 {
+			v += ";q=" + strconv.FormatFloat(float64(b.Q)/1000, 'f', -1, 64)
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(dateFormat)))
+	return res
+}
+
+// dateFormat is the SIP-date of RFC 3261 §20.17 (RFC 1123, GMT).
+const dateFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func stripe(aor string) int {
+	h := fnv.New32a()
+	h.Write([]byte(aor))
+	return int(h.Sum32() % 64)
+}
+
+// symmetric sends res back to the address and port the request came from
+// and records them in the top Via (received, rport), whether or not the
+// phone asked for rport, like Kamailio's force_rport: phones behind NAT
+// whose Via names their private address then still get the answer.
+func symmetric(req *sip.Request, res *sip.Response) {
+	src := req.Source()
+	host, port, err := net.SplitHostPort(src)
+	if err != nil {
+		return
+	}
+	if via := res.Via(); via != nil {
+		if via.Params == nil {
+			via.Params = sip.NewParams()
+		}
+		if via.Host != host {
+			via.Params.Add("received", host)
+		}
+		via.Params.Add("rport", port)
+	}
+	res.SetDestination(src)
+}
