@@ -84,7 +84,9 @@ func freePorts(t *testing.T, n int) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for range 1000 {
-		base := 20000 + 2*rand.IntN(10000)
+		// Below Linux's ephemeral range (32768 up), so that no client
+		// socket takes a port between our check and its use.
+		base := 20000 + 2*rand.IntN(6000)
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ok = !taken[p] && portFree(p)
@@ -114,17 +116,21 @@ func portFree(p int) bool {
 	return true
 }
 
-// udpBound reports whether some process listens on the loopback UDP port,
-// read from /proc so that the probe never takes the port itself.
-func udpBound(port int) bool {
-	data, err := os.ReadFile("/proc/net/udp")
+// bound reports whether some process listens on the port (UDP, or TCP
+// when tcp), read from /proc so that the probe never takes the port itself.
+func bound(port int, tcp bool) bool {
+	file, state := "/proc/net/udp", "07" // unconnected UDP sockets show as TCP_CLOSE
+	if tcp {
+		file, state = "/proc/net/tcp", "0A" // TCP_LISTEN
+	}
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return false
 	}
 	want := fmt.Sprintf(":%04X", port)
 	for line := range strings.Lines(string(data)) {
 		f := strings.Fields(line)
-		if len(f) > 1 && strings.HasSuffix(f[1], want) {
+		if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == state {
 			return true
 		}
 	}
@@ -357,6 +363,7 @@ type sippProc struct {
 	t        *testing.T
 	name     string
 	port     int
+	tcp      bool
 	cmd      *exec.Cmd
 	out      *lockedBuffer
 	msgFile  string
@@ -374,6 +381,7 @@ type sippOpts struct {
 	pass     string // -ap
 	port     int    // -p; 0 for a free one
 	pause    time.Duration
+	tcp      bool              // -t t1 instead of UDP
 	keys     map[string]string // -key NAME VALUE
 }
 
@@ -388,7 +396,7 @@ func startSipp(t *testing.T, o sippOpts) *sippProc {
 	dir := t.TempDir()
 	name := strings.TrimSuffix(filepath.Base(o.scenario), ".xml")
 	s := &sippProc{
-		t: t, name: name, port: o.port,
+		t: t, name: name, port: o.port, tcp: o.tcp,
 		out:     &lockedBuffer{},
 		msgFile: filepath.Join(dir, name+".msg"),
 		errFile: filepath.Join(dir, name+".err"),
@@ -403,6 +411,9 @@ func startSipp(t *testing.T, o sippOpts) *sippProc {
 		"-timeout", "30", "-timeout_error",
 		"-trace_msg", "-message_file", s.msgFile,
 		"-trace_err", "-error_file", s.errFile,
+	}
+	if o.tcp {
+		args = append(args, "-t", "t1")
 	}
 	if o.service != "" {
 		args = append(args, "-s", o.service)
@@ -477,7 +488,7 @@ func (s *sippProc) waitBound() {
 			s.t.Fatalf("sipp %s exited with %d before it listened", s.name, s.exitCode)
 		default:
 		}
-		return udpBound(s.port)
+		return bound(s.port, s.tcp)
 	})
 }
 

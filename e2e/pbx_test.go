@@ -29,8 +29,24 @@ func sippCallID(s *sippProc) string {
 func TestRegister(t *testing.T) {
 	needTools(t, "sipp")
 	p := startPBX(t, alice, bob)
-	register(t, p, alice, 0)
-	register(t, p, bob, 0)
+	tests := []struct {
+		name string
+		ext  config.Extension
+		tcp  bool
+	}{
+		{"alice over UDP", alice, false},
+		{"bob over UDP", bob, false},
+		{"alice over TCP", alice, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runSipp(t, sippOpts{
+				scenario: "register.xml", remote: p.addr(), tcp: tt.tcp,
+				service: tt.ext.Number, user: tt.ext.Number, pass: tt.ext.Secret,
+				keys: map[string]string{"expires": "300"},
+			}, 0)
+		})
+	}
 }
 
 // TestBadInput sends the PBX what a broken phone or a scanner would, then

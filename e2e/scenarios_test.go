@@ -22,6 +22,11 @@ func TestScenarios(t *testing.T) {
 			client: sippOpts{scenario: "register.xml", service: "100", user: "100", pass: "right", keys: map[string]string{"expires": "300"}},
 		},
 		{
+			name:   "register over TCP",
+			server: sippOpts{scenario: "selftest/registrar.xml", tcp: true, keys: map[string]string{"user": "100", "pass": "right"}},
+			client: sippOpts{scenario: "register.xml", tcp: true, service: "100", user: "100", pass: "right", keys: map[string]string{"expires": "300"}},
+		},
+		{
 			name:   "register rejected",
 			server: sippOpts{scenario: "selftest/registrar.xml", keys: map[string]string{"user": "100", "pass": "right"}},
 			client: sippOpts{scenario: "register-rejected.xml", service: "100", user: "100", pass: "wrong", keys: map[string]string{"expires": "300"}},
