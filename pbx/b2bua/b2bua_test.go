@@ -1,8 +1,10 @@
 package b2bua
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -82,5 +84,332 @@ func TestBasicCall(t *testing.T) {
 				t.Errorf("%d calls left", n)
 			}
 		})
+	}
+}
+
+func TestCallRefused(t *testing.T) {
+	tests := []struct {
+		name      string
+		dial      string
+		bobMode   string
+		bobSDP    string
+		offer     []byte
+		wantCode  int
+		wantDisp  cdr.Disposition
+		wantBobs  int // INVITEs bob must have received
+		wantByeTo int // BYEs bob must have received
+	}{
+		{name: "unknown number", dial: "999", bobMode: "answer", wantCode: 404, wantDisp: cdr.Failed},
+		{name: "not registered", dial: "300", bobMode: "answer", wantCode: 480, wantDisp: cdr.NoAnswer},
+		{name: "busy", dial: "200", bobMode: "486", wantCode: 486, wantDisp: cdr.Busy, wantBobs: 1},
+		{name: "busy everywhere", dial: "200", bobMode: "600", wantCode: 600, wantDisp: cdr.Busy, wantBobs: 1},
+		{name: "declined", dial: "200", bobMode: "603", wantCode: 603, wantDisp: cdr.Failed, wantBobs: 1},
+		{name: "caller SDP refused", dial: "200", bobMode: "answer", offer: []byte("v=0\r\ns=bad\r\n"), wantCode: 488, wantDisp: cdr.Failed},
+		{name: "late offer", dial: "200", bobMode: "answer", offer: []byte{}, wantCode: 488, wantDisp: cdr.Failed},
+		{name: "callee SDP refused", dial: "200", bobMode: "answer", bobSDP: "v=0\r\ns=bad\r\n", wantCode: 488, wantDisp: cdr.Failed, wantBobs: 1, wantByeTo: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice := newPhone(t, e, "100", "answer")
+			bob := newPhone(t, e, "200", tt.bobMode)
+			if tt.bobSDP != "" {
+				bob.sdp = tt.bobSDP
+			}
+			e.loc.add("200", bob)
+			res := alice.dial(tt.dial, tt.offer).result()
+			if res.StatusCode != tt.wantCode {
+				t.Fatalf("caller got %d, want %d", res.StatusCode, tt.wantCode)
+			}
+			r := e.cdrs.wait(t, 1)[0]
+			if r.Disp != tt.wantDisp || r.SIPCode != tt.wantCode || r.Callee != tt.dial || !r.Answer.IsZero() || r.HangupBy != "" {
+				t.Errorf("CDR %+v", r)
+			}
+			if tt.wantByeTo > 0 {
+				bob.wait(sip.BYE, tt.wantByeTo)
+			}
+			if n := bob.count(sip.INVITE); n != tt.wantBobs {
+				t.Errorf("callee got %d INVITEs, want %d", n, tt.wantBobs)
+			}
+			eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
+			if n := len(e.b.Calls()); n != 0 {
+				t.Errorf("%d calls left", n)
+			}
+		})
+	}
+}
+
+func TestBusyInCall(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "answer")
+	carol := newPhone(t, e, "300", "answer")
+	e.loc.add("200", bob)
+	if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("first call: %d", res.StatusCode)
+	}
+	if res := carol.dial("200", nil).result(); res.StatusCode != 486 {
+		t.Fatalf("second call to a busy extension: %d, want 486", res.StatusCode)
+	}
+	if n := bob.count(sip.INVITE); n != 1 {
+		t.Errorf("busy callee was rung %d times", n)
+	}
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Caller != "300" || r.Disp != cdr.Busy || r.SIPCode != 486 {
+		t.Errorf("CDR %+v", r)
+	}
+	alice.request(sip.BYE, nil)
+	e.cdrs.wait(t, 2)
+	// Once free, the extension can be called again.
+	if res := carol.dial("200", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("call after hang-up: %d", res.StatusCode)
+	}
+}
+
+func TestCancelBeforeAnswer(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "ring")
+	e.loc.add("200", bob)
+	oc := alice.dial("200", nil)
+	oc.waitProvisional(180)
+	if res := oc.cancel(); res.StatusCode != 200 {
+		t.Fatalf("CANCEL answered %d", res.StatusCode)
+	}
+	if res := oc.result(); res.StatusCode != 487 {
+		t.Fatalf("INVITE ended with %d, want 487", res.StatusCode)
+	}
+	bob.wait(sip.CANCEL, 1)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Disp != cdr.Cancelled || r.SIPCode != 487 {
+		t.Errorf("CDR %+v", r)
+	}
+	eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
+}
+
+func TestRingTimeout(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RingTimeout = 300 * time.Millisecond })
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "ring")
+	e.loc.add("200", bob)
+	if res := alice.dial("200", nil).result(); res.StatusCode != 480 {
+		t.Fatalf("unanswered call ended with %d, want 480", res.StatusCode)
+	}
+	bob.wait(sip.CANCEL, 1)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Disp != cdr.NoAnswer || r.SIPCode != 480 {
+		t.Errorf("CDR %+v", r)
+	}
+}
+
+func TestForking(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	desk := newPhone(t, e, "200", "ring")
+	mobile := newPhone(t, e, "200", "answer")
+	e.loc.add("200", desk)
+	e.loc.add("200", mobile)
+	res := alice.dial("200", nil).result()
+	if res.StatusCode != 200 {
+		t.Fatalf("forked call: %d", res.StatusCode)
+	}
+	desk.wait(sip.CANCEL, 1)
+	mobile.wait(sip.ACK, 1)
+	if a, b := desk.wait(sip.INVITE, 1), mobile.wait(sip.INVITE, 1); a.CallID().Value() == b.CallID().Value() {
+		t.Error("forks share a Call-ID")
+	}
+	alice.request(sip.BYE, nil)
+	mobile.wait(sip.BYE, 1)
+	if r := e.cdrs.wait(t, 1)[0]; r.Disp != cdr.Answered {
+		t.Errorf("CDR %+v", r)
+	}
+	if n := desk.count(sip.BYE); n != 0 {
+		t.Errorf("cancelled fork got %d BYEs", n)
+	}
+}
+
+// answered sets up an answered call from alice (100) to bob (200).
+func answered(t *testing.T, e *env) (alice, bob *phone) {
+	t.Helper()
+	alice = newPhone(t, e, "100", "answer")
+	bob = newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("call: %d", res.StatusCode)
+	}
+	bob.wait(sip.ACK, 1)
+	return alice, bob
+}
+
+func TestReoffer(t *testing.T) {
+	tests := []struct {
+		name   string
+		method sip.RequestMethod
+		fromA  bool
+	}{
+		{"hold from caller", sip.INVITE, true},
+		{"hold from callee", sip.INVITE, false},
+		{"update from caller", sip.UPDATE, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice, bob := answered(t, e)
+			from, to, fromLeg, toLeg := alice, bob, "A", "B"
+			if !tt.fromA {
+				from, to, fromLeg, toLeg = bob, alice, "B", "A"
+			}
+			for i, dir := range []string{"sendonly", "sendrecv"} {
+				offer := []byte(from.sdp + "a=" + dir + "\r\n")
+				res := from.request(tt.method, offer)
+				if res.StatusCode != 200 {
+					t.Fatalf("%s answered %d", dir, res.StatusCode)
+				}
+				base := 1
+				if tt.method == sip.INVITE && tt.fromA {
+					base = 2 // the callee also got the initial INVITE
+				}
+				got := to.wait(tt.method, base+i)
+				if !hasLine(got.Body(), "a="+dir) || !hasLine(got.Body(), "a=relayed-from:"+fromLeg) {
+					t.Errorf("other leg got %q", got.Body())
+				}
+				if !hasLine(res.Body(), "a=reanswer") || !hasLine(res.Body(), "a=relayed-from:"+toLeg) {
+					t.Errorf("answer %q", res.Body())
+				}
+			}
+			if tt.method == sip.INVITE {
+				// Our own re-INVITEs are acknowledged.
+				want := 2
+				if to == bob {
+					want = 3 // plus the ACK of the initial INVITE
+				}
+				to.wait(sip.ACK, want)
+			}
+			if n := len(e.b.Calls()); n != 1 {
+				t.Errorf("%d calls", n)
+			}
+		})
+	}
+}
+
+func TestReofferBadSDP(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	if res := alice.request(sip.INVITE, []byte("v=0\r\ns=bad\r\n")); res.StatusCode != 488 {
+		t.Fatalf("bad re-INVITE answered %d", res.StatusCode)
+	}
+	if n := bob.count(sip.INVITE); n != 1 {
+		t.Errorf("callee got %d INVITEs", n)
+	}
+	// The call survives.
+	if res := alice.request(sip.INVITE, []byte(alice.sdp)); res.StatusCode != 200 {
+		t.Fatalf("good re-INVITE answered %d", res.StatusCode)
+	}
+}
+
+func TestPassThrough(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	res := alice.request(sip.INFO, []byte("Signal=5\r\nDuration=160\r\n"), sip.NewHeader("Content-Type", "application/dtmf-relay"))
+	if res.StatusCode != 200 {
+		t.Fatalf("INFO answered %d", res.StatusCode)
+	}
+	info := bob.wait(sip.INFO, 1)
+	if !hasLine(info.Body(), "Signal=5") || info.GetHeader("Content-Type").Value() != "application/dtmf-relay" {
+		t.Errorf("callee got INFO %q", info.String())
+	}
+}
+
+func TestUnknownDialog(t *testing.T) {
+	e := newEnv(t)
+	alice, _ := answered(t, e)
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.INVITE, sip.INFO, sip.REFER} {
+		alice.mu.Lock()
+		d := *alice.d
+		alice.d.CallID = "no-such-call"
+		alice.mu.Unlock()
+		res := alice.request(m, []byte(alice.sdp), sip.NewHeader("Refer-To", "<sip:300@127.0.0.1>"))
+		alice.mu.Lock()
+		d.LocalSeq = alice.d.LocalSeq
+		*alice.d = d
+		alice.mu.Unlock()
+		if res.StatusCode != 481 {
+			t.Errorf("%s in an unknown dialog answered %d, want 481", m, res.StatusCode)
+		}
+	}
+	if n := len(e.b.Calls()); n != 1 {
+		t.Errorf("%d calls", n)
+	}
+}
+
+func TestAuthChallenge(t *testing.T) {
+	e := newEnv(t)
+	e.auth.challenge = true
+	alice, _ := answered(t, e)
+	if e.auth.asked != 1 {
+		t.Errorf("challenged %d times", e.auth.asked)
+	}
+	alice.request(sip.BYE, nil)
+	e.cdrs.wait(t, 1)
+}
+
+func TestForbiddenFrom(t *testing.T) {
+	e := newEnv(t)
+	e.b.o.Auth = authAs("300")
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	if res := alice.dial("200", nil).result(); res.StatusCode != 403 {
+		t.Fatalf("spoofed From answered %d, want 403", res.StatusCode)
+	}
+	if n := bob.count(sip.INVITE); n != 0 {
+		t.Errorf("callee rung %d times", n)
+	}
+}
+
+type authAs string
+
+func (a authAs) Authenticate(*sip.Request, sip.ServerTransaction, bool) (string, bool) {
+	return string(a), true
+}
+
+func TestNoAckTearsDown(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	oc := alice.dial("200", nil)
+	// Swallow the 200 without ACK: take over the transaction's responses.
+	oc.tx.Terminate()
+	bob.wait(sip.BYE, 1)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.HangupBy != BySystem || r.Disp != cdr.Answered {
+		t.Errorf("CDR %+v", r)
+	}
+}
+
+func TestHangupAll(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	carol := newPhone(t, e, "300", "answer")
+	dave := newPhone(t, e, "400", "ring")
+	e.loc.add("400", dave)
+	oc := carol.dial("400", nil)
+	oc.waitProvisional(180)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	e.b.HangupAll(ctx)
+	alice.wait(sip.BYE, 1)
+	bob.wait(sip.BYE, 1)
+	dave.wait(sip.CANCEL, 1)
+	if res := oc.result(); res.StatusCode != 503 {
+		t.Errorf("ringing call ended with %d", res.StatusCode)
+	}
+	recs := e.cdrs.wait(t, 2)
+	if len(recs) != 2 {
+		t.Errorf("%d CDRs", len(recs))
+	}
+	if n := len(e.b.Calls()); n != 0 {
+		t.Errorf("%d calls left", n)
 	}
 }

@@ -235,12 +235,14 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	e.b.Register(srv)
 	go func() { _ = srv.ServeUDP(conn) }()
 	waitServing(t, ua, e.addr)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.b.HangupAll(ctx)
-	})
+	t.Cleanup(e.hangupAll)
 	return e
+}
+
+func (e *env) hangupAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.b.HangupAll(ctx)
 }
 
 type testWriter struct{ t *testing.T }
@@ -305,6 +307,8 @@ func newPhone(t *testing.T, e *env, number, mode string) *phone {
 	srv.OnUpdate(p.serveInvite)
 	go func() { _ = srv.ServeUDP(conn) }()
 	waitServing(t, ua, p.addr)
+	// Cleanups run last-first: end the calls while the phones still answer.
+	t.Cleanup(e.hangupAll)
 	return p
 }
 

@@ -126,11 +126,18 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 		l.Dialog.RemoteTarget = ct.Address.String()
 	}
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.busyOffer = false
-		c.mu.Unlock()
-	}()
+	// The offer/answer exchange is over once the answer is sent; the ACK
+	// need not be waited for before the next offer.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			c.mu.Lock()
+			c.busyOffer = false
+			c.mu.Unlock()
+		}
+	}
+	defer release()
 
 	out, err := m.Rewrite(side, req.Body())
 	if err != nil {
@@ -164,6 +171,7 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 	ok200.AppendHeader(&sip.ContactHeader{Address: b.contact(req.Transport())})
 	ok200.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	ok200.SetBody(answer)
+	release()
 	if !req.IsInvite() {
 		if err := tx.Respond(ok200); err != nil {
 			b.log.Debug("answering UPDATE", "err", err)
