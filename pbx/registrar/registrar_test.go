@@ -627,3 +627,69 @@ type fakeAuth struct{}
 func (fakeAuth) Authenticate(*sip.Request, sip.ServerTransaction, bool) (string, bool) {
 	return "100", true
 }
+
+func FuzzRegister(f *testing.F) {
+	for _, s := range [][2]string{
+		{"<sip:100@10.0.0.5:5062>", "600"},
+		{"<sip:100@10.0.0.5>;expires=0", ""},
+		{"*", "0"},
+		{"*, <sip:100@10.0.0.5>", "0"},
+		{"<sip:100@a>;q=0.5, <sip:100@b>;q=1.0;expires=3600", "99999999999"},
+		{`"Bob" <sips:100@[::1]:5061;transport=tls>;+sip.instance="<urn:uuid:1>"`, "120"},
+		{"<tel:+49301234>", "60"},
+		{"<sip:100@x>;expires=NaN;q=-0", " 7 "},
+		{"<>", "-1"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, contact, expires string) {
+		if strings.ContainsAny(contact+expires, "\r\n") {
+			return
+		}
+		raw := "REGISTER sip:branch.example SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKfuzz\r\n" +
+			"To: <sip:100@branch.example>\r\n" +
+			"From: <sip:100@branch.example>;tag=1\r\n" +
+			"Call-ID: fuzz\r\n" +
+			"CSeq: 1 REGISTER\r\n" +
+			"Contact: " + contact + "\r\n"
+		if expires != "" {
+			raw += "Expires: " + expires + "\r\n"
+		}
+		raw += "Content-Length: 0\r\n\r\n"
+		m, err := sip.ParseMessage([]byte(raw))
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		req.SetSource("192.0.2.1:5060")
+		loc, err := location.New(newMemStore(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := New(Options{Location: loc, Auth: fakeAuth{}, Directory: testDir, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.register(req, "100")
+		if err != nil {
+			var re *regError
+			if !errors.As(err, &re) || re.code < 400 {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if len(loc.All()) != 0 {
+				t.Fatal("bindings written by a refused REGISTER")
+			}
+			return
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		if n := len(loc.All()); n > DefaultMaxContacts {
+			t.Fatalf("%d bindings, above the limit", n)
+		}
+	})
+}
