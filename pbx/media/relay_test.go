@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -469,16 +470,21 @@ func TestRestore(t *testing.T) {
 	o1, _ := s.Rewrite(A, a.sdp("127.0.0.1"))
 
 	// Export as the active would replicate it, then lose the box.
-	blob, err := json.Marshal(s.State())
+	exported := s.State()
+	blob, err := json.Marshal(exported)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("state: %s", blob)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var st SessionState
 	if err := json.Unmarshal(blob, &st); err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, exported) {
+		t.Fatalf("state changed through JSON:\n%+v\n%+v", exported, st)
 	}
 
 	// The twin restores on the same ports and carries on without SDP.

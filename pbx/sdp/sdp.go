@@ -231,6 +231,9 @@ var staticNames = map[uint8]string{
 }
 
 // encodingNames maps the payload types of md to their encoding names.
+// Written here because pion's codec helpers (GetCodecMap) merge the codecs
+// of all m= lines into one map and know no static payload type without an
+// a=rtpmap, while the filter must judge each m= line on its own.
 func encodingNames(md *psdp.MediaDescription) map[string]string {
 	names := make(map[string]string, len(md.MediaName.Formats))
 	for _, f := range md.MediaName.Formats {
