@@ -8,6 +8,13 @@
 // shares), so a challenge issued before a restart or by the twin is still
 // answered correctly. The only state is a bounded nonce-count table
 // against replays and a bounded failure table per source address.
+//
+// Brute-force brake: a source IP address with MaxFailures wrong passwords
+// or unknown users within FailureWindow is answered 403 for BlockFor,
+// whatever it sends. Phones sharing one public address behind NAT share
+// that count, so a single misconfigured phone there can lock out its
+// neighbours for BlockFor; the defaults (10 a minute, 5 minutes) are far
+// above what a phone retrying a wrong password produces.
 package auth
 
 import (

@@ -492,3 +492,28 @@ func FuzzAuthorizationHeader(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, algo := range []int{0, 1} {
+		name := []string{"SHA-256", "MD5"}[algo]
+		b.Run(name, func(b *testing.B) {
+			c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+			d := newDigest(b, c, nil)
+			ch := challenges(b, d, false)[algo]
+			reqs := make([]*sip.Request, b.N)
+			for i := range reqs {
+				cred, err := digest.Digest(ch, digest.Options{Method: "REGISTER", URI: "sip:branch.example", Username: "100", Password: "s3cret", Count: i + 1, Cnonce: "c0ffee"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				reqs[i] = register(b, "192.0.2.1:5060", "Authorization: "+cred.String())
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, ok := d.Authenticate(reqs[i], newFakeTx(), false); !ok {
+					b.Fatal("rejected")
+				}
+			}
+		})
+	}
+}

@@ -111,11 +111,12 @@ func (c *clock) Add(d time.Duration) {
 }
 
 type env struct {
-	clock *clock
-	store *memStore
-	loc   *location.Service
-	reg   *Registrar
-	addr  string // UDP address of the registrar
+	clock   *clock
+	store   *memStore
+	loc     *location.Service
+	reg     *Registrar
+	addr    string // UDP address of the registrar
+	tcpAddr string // its TCP address
 }
 
 func newEnv(t *testing.T) *env {
@@ -164,17 +165,28 @@ func newEnvWithStore(t *testing.T, store *memStore) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = conn.Close()
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		_ = srv.ServeUDP(conn)
+	}()
+	go func() {
+		defer wg.Done()
+		_ = srv.ServeTCP(ln)
 	}()
 	t.Cleanup(func() {
 		_ = ua.Close()
 		_ = conn.Close()
-		<-done
+		_ = ln.Close()
+		wg.Wait()
 	})
-	return &env{clock: clk, store: store, loc: loc, reg: reg, addr: conn.LocalAddr().String()}
+	return &env{clock: clk, store: store, loc: loc, reg: reg, addr: conn.LocalAddr().String(), tcpAddr: ln.Addr().String()}
 }
 
 // phone is a sipgo client acting as a SIP phone of one extension.
@@ -522,6 +534,21 @@ func TestNATAnswerGoesToPacketSource(t *testing.T) {
 	}
 	if port == "5099" || !strings.HasPrefix(b.Source, "udp:127.0.0.1:") {
 		t.Errorf("Source %q is not the packet source", b.Source)
+	}
+}
+
+func TestTCPSource(t *testing.T) {
+	e := newEnv(t)
+	p := newPhone(t, e, "100", "s3cret")
+	host, port, _ := net.SplitHostPort(e.tcpAddr)
+	p.server.Port, _ = strconv.Atoi(port)
+	p.server.Host = host
+	p.server.UriParams = sip.NewParams()
+	p.server.UriParams.Add("transport", "tcp")
+	wantStatus(t, p.register("", []string{"<sip:100@10.0.0.5:5062;transport=tcp>"}), 200)
+	b, ok := e.loc.Get("100", "sip:100@10.0.0.5:5062;transport=tcp")
+	if !ok || !strings.HasPrefix(b.Source, "tcp:127.0.0.1:") {
+		t.Fatalf("binding %+v, want a tcp source", b)
 	}
 }
 
