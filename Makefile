@@ -30,3 +30,8 @@ run:
 
 clean:
 	rm -rf $(OUT)
+
+## bench: twinpbx against kamailio (REGISTER with auth, short calls), report in bench/results.md
+.PHONY: bench
+bench:
+	bench/run.sh

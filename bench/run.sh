@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# run.sh measures twinpbx against kamailio on this machine, in one run:
+#
+#   1. REGISTER with digest auth: kamailio as an in-memory registrar
+#      (kamailio/registrar.cfg) and twinpbx's registrar;
+#   2. short authenticated calls without media: kamailio as a stateful
+#      proxy (kamailio/proxy.cfg) and twinpbx's B2BUA, both towards a sipp
+#      callee that registered first.
+#
+# For each: the server's CPU time per operation at a fixed common rate, the
+# highest rate in a rising series with zero failed calls, zero
+# retransmissions and zero unexpected messages, and the memory each
+# registration and each held call costs (PSS, summed over the server's
+# processes, so kamailio's shared memory is counted once).
+#
+# The server runs on CPU $SERVER_CPU, sipp on CPU $SIPP_CPU (taskset), all on
+# loopback. Before every measured step the script waits until the 1-minute
+# load average is below $LOAD_MAX (at most $LOAD_WAIT s) and records it.
+# Every process it starts is stopped on exit, also on failure or Ctrl-C.
+#
+# Usage: bench/run.sh [--quick] [--only register|calls] [--out FILE]
+#   --quick  fewer, shorter steps (a smoke run of the harness, not a result)
+#   --out    where the Markdown report goes (default bench/results.md)
+# Environment: the variables below with ':=' may be overridden, e.g.
+# SERVERS=kamailio for the reference alone.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+: "${SERVER_CPU:=0}"
+: "${SIPP_CPU:=1}"
+: "${STEP_SECS:=10}"        # length of one measured step (at most 20)
+: "${LOAD_MAX:=0.8}"
+: "${LOAD_WAIT:=600}"
+: "${REG_RATES:=1000 2000 4000 6000 8000 10000 13000 16000 20000 25000 30000}"
+: "${CALL_RATES:=250 500 1000 1500 2000 3000 4000 5000 6000 7000 8000}"
+: "${REG_FIXED:=2000}"      # common REGISTER rate for CPU per operation
+: "${CALL_FIXED:=500}"      # common call rate for CPU per operation
+: "${HELD_CALLS:=1000}"     # concurrent calls held for the memory figure
+: "${HOLD_MS:=20000}"
+: "${BASE_PORT:=25060}"     # kamailio; twinpbx +10, sipp UAC +20, callee +30
+: "${KAM_SHM_MB:=1024}"
+: "${KAM_CHILDREN:=4}"
+: "${SERVERS:=kamailio twinpbx}"
+out="$here/results.md"
+only=""
+args="$*"
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--quick)
+		STEP_SECS=4 REG_RATES="1000 4000" CALL_RATES="200 800"
+		REG_FIXED=1000 CALL_FIXED=200 HELD_CALLS=100 HOLD_MS=8000 LOAD_WAIT=60
+		;;
+	--only) only=$2; shift ;;
+	--out) out=$2; shift ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+if ((STEP_SECS > 20)); then
+	echo "run.sh: STEP_SECS must be at most 20" >&2
+	exit 2
+fi
+
+kam_port=$BASE_PORT
+pbx_port=$((BASE_PORT + 10))
+uac_port=$((BASE_PORT + 20))
+uas_port=$((BASE_PORT + 30))
+first_user=10000
+last_user=19999 # the callee; callers are first_user..last_user-1
+callee=$last_user
+
+log() { printf '%s run.sh: %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+work=$(mktemp -d /tmp/twinpbx-bench.XXXXXX)
+pids=()
+cleanup() {
+	local rc=$? p
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	if ((rc != 0)); then
+		log "kept the logs in $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# forget PID: a process we stopped ourselves needs no cleanup any more.
+forget() {
+	local p keep=()
+	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	pids=("${keep[@]}")
+}
+
+stop() {
+	local p=$1
+	kill "$p" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	forget "$p"
+}
+
+# ---------------------------------------------------------------- tools --
+
+command -v sipp >/dev/null && command -v kamailio >/dev/null ||
+	"$root/scripts/install-deps.sh" test bench
+command -v perf >/dev/null || log "perf not found: no profile of twinpbx"
+if [[ " $SERVERS " == *" twinpbx "* ]]; then
+	(cd "$root" && go build -o "$work/twinpbx" ./firmware/twinpbx) || die "building twinpbx"
+fi
+
+# ----------------------------------------------------- /proc measurement --
+
+# tree PID: PID and all its descendants.
+tree() {
+	local p c
+	for p in "$@"; do
+		echo "$p"
+		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
+	done
+}
+
+# cpu_ticks PID: user+system clock ticks of the process tree.
+cpu_ticks() {
+	local sum=0 p f
+	for p in $(tree "$1"); do
+		# Fields after the ")" that closes the command name: utime is the
+		# 12th, stime the 13th.
+		f=$(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null) || continue
+		set -- $f
+		sum=$((sum + ${12} + ${13}))
+	done
+	echo "$sum"
+}
+hz=$(getconf CLK_TCK)
+
+# pss_kb PID: proportional set size of the process tree, in KiB.
+pss_kb() {
+	local sum=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null) || continue
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# quiet: wait until the machine is quiet, print the load average.
+quiet() {
+	local deadline=$((SECONDS + LOAD_WAIT))
+	while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN {exit !(l >= m)}'; do
+		if ((SECONDS >= deadline)); then
+			log "load $(load1) still above $LOAD_MAX after ${LOAD_WAIT}s; measuring anyway"
+			break
+		fi
+		sleep 2
+	done
+	load1
+}
+
+# sstat FILE COLUMN: the last (cumulative) value of a sipp -trace_stat column.
+sstat() {
+	awk -F';' -v col="$2" '
+		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+		{ last = $c }
+		END { if (c == "") { print "no column " col > "/dev/stderr"; exit 1 }; print last + 0 }' "$1"
+}
+
+# ---------------------------------------------------------------- files --
+
+{
+	echo SEQUENTIAL
+	for ((u = first_user; u < last_user; u++)); do
+		echo "$u;[authentication username=$u password=bench-secret-$u];$callee"
+	done
+} >"$work/users.csv"
+printf 'SEQUENTIAL\n%s;[authentication username=%s password=bench-secret-%s];%s\n' \
+	"$callee" "$callee" "$callee" "$callee" >"$work/callee.csv"
+{
+	echo "node: {name: bench}"
+	echo "sip: {listen: [\"udp:127.0.0.1:$pbx_port\"], rtp_ports: \"40000-49999\"}"
+	echo "extensions:"
+	for ((u = first_user; u <= last_user; u++)); do
+		echo "  - {number: \"$u\", secret: \"bench-secret-$u\"}"
+	done
+} >"$work/twinpbx.yaml"
+ncallers=$((last_user - first_user))
+
+# -------------------------------------------------------------- servers --
+
+server_pid=""
+server_port=""
+
+start_kamailio() { # CFG
+	local name=$1
+	mkdir -p "$work/kam-$name"
+	taskset -c "$SERVER_CPU" kamailio -f "$here/kamailio/$name.cfg" -l "udp:127.0.0.1:$kam_port" \
+		-x tlsf -m "$KAM_SHM_MB" -M 16 -n "$KAM_CHILDREN" -DD -E \
+		-Y "$work/kam-$name" -P "$work/kam-$name/pid" >"$work/kamailio-$name.log" 2>&1 &
+	server_pid=$!
+	pids+=("$server_pid")
+	server_port=$kam_port
+	wait_listening "$kam_port" || die "kamailio $name did not listen (see $work/kamailio-$name.log)"
+}
+
+start_twinpbx() {
+	rm -rf "$work/data"
+	taskset -c "$SERVER_CPU" "$work/twinpbx" run --config "$work/twinpbx.yaml" --data "$work/data" \
+		--log-level warn >"$work/twinpbx.log" 2>&1 &
+	server_pid=$!
+	pids+=("$server_pid")
+	server_port=$pbx_port
+	wait_listening "$pbx_port" || die "twinpbx did not listen (see $work/twinpbx.log)"
+}
+
+# wait_listening PORT: until a UDP socket is bound to 127.0.0.1:PORT (20 s).
+wait_listening() {
+	local deadline=$((SECONDS + 20))
+	until ss -Hlun "sport = :$1" | grep -q .; do
+		kill -0 "$server_pid" 2>/dev/null || return 1
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+	# Let the workers settle (kamailio forks its children after binding).
+	sleep 1
+}
+
+stop_server() {
+	stop "$server_pid"
+	server_pid=""
+}
+
+# ----------------------------------------------------------------- sipp --
+
+# sipp_run NAME SCENARIO CSV LOCALPORT MEDIAPORT RATE COUNT [ARGS...]: one
+# sipp client run towards the server, bounded in time; the trace_stat file
+# is $work/NAME.csv. Returns sipp's exit code.
+sipp_run() {
+	local name=$1 sf=$2 inf=$3 lport=$4 mport=$5 rate=$6 count=$7
+	shift 7
+	local limit=$((count / (rate > 0 ? rate : 1) + 8 + ${hold_ms:-0} / 1000))
+	rm -f "$work/$name.csv" "$work/$name.err"
+	timeout $((limit + 5)) taskset -c "$SIPP_CPU" sipp "127.0.0.1:$server_port" \
+		-sf "$here/sipp/$sf" -inf "$work/$inf" -i 127.0.0.1 -p "$lport" -mp "$mport" \
+		-r "$rate" -m "$count" -l "${max_calls:-$((rate * 4 + 100))}" -nostdin -timeout "$limit" -timeout_error \
+		-trace_stat -stf "$work/$name.csv" -fd 1 -trace_err -error_file "$work/$name.err" \
+		"$@" >/dev/null 2>&1
+}
+
+register_callee() {
+	sipp_run callee-reg register.xml callee.csv "$uas_port" 26100 1 1 ||
+		die "registering the callee $callee: $(tail -c 600 "$work/callee-reg.err" 2>/dev/null)"
+}
+
+# uas_start COUNT: the callee, answering COUNT calls then exiting.
+uas_pid=""
+uas_start() {
+	rm -f "$work/uas.csv" "$work/uas.err"
+	taskset -c "$SIPP_CPU" sipp -sf "$here/sipp/uas_call.xml" -i 127.0.0.1 -p "$uas_port" -mp 26100 \
+		-m "$1" -nostdin -trace_stat -stf "$work/uas.csv" -fd 1 \
+		-trace_err -error_file "$work/uas.err" >/dev/null 2>&1 &
+	uas_pid=$!
+	pids+=("$uas_pid")
+}
+
+uas_finish() {
+	local deadline=$((SECONDS + 15))
+	while kill -0 "$uas_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+	stop "$uas_pid"
+}
+
+# --------------------------------------------------------------- a step --
+
+# step KIND NAME RATE: one measured step (KIND reg or call). Sets R to
+# (rate achieved load cpu_us_per_op clean failed retrans unexpected). It
+# runs in this shell, not in $(...), so that the exit trap sees its sipp.
+R=()
+step() {
+	local kind=$1 name=$2 rate=$3 count=$(($3 * STEP_SECS)) load t0 t1 rc=0
+	((count <= ncallers)) || count=$ncallers
+	load=$(quiet)
+	[[ $kind == call ]] && uas_start "$count"
+	t0=$(cpu_ticks "$server_pid")
+	if [[ $kind == reg ]]; then
+		sipp_run "$name" register.xml users.csv "$uac_port" 26000 "$rate" "$count" || rc=$?
+	else
+		sipp_run "$name" uac_call.xml users.csv "$uac_port" 26000 "$rate" "$count" -d 0 || rc=$?
+	fi
+	t1=$(cpu_ticks "$server_pid")
+	local ok failed retrans unexp uas_retrans=0 uas_failed=0 achieved
+	ok=$(sstat "$work/$name.csv" 'SuccessfulCall(C)')
+	failed=$(sstat "$work/$name.csv" 'FailedCall(C)')
+	retrans=$(sstat "$work/$name.csv" 'Retransmissions(C)')
+	unexp=$(($(sstat "$work/$name.csv" 'OutOfCallMsgs(C)') + $(sstat "$work/$name.csv" 'DeadCallMsgs(C)')))
+	achieved=$(sstat "$work/$name.csv" 'CallRate(C)')
+	if [[ $kind == call ]]; then
+		uas_finish
+		uas_retrans=$(sstat "$work/uas.csv" 'Retransmissions(C)')
+		uas_failed=$(sstat "$work/uas.csv" 'FailedCall(C)')
+		retrans=$((retrans + uas_retrans))
+		failed=$((failed + uas_failed))
+	fi
+	local clean=no
+	if ((rc == 0 && ok == count && failed == 0 && retrans == 0 && unexp == 0)); then clean=yes; fi
+	local us
+	us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", d / hz * 1e6 / n; else print "-" }')
+	log "$name: $rate/s x $count: ok $ok failed $failed retrans $retrans unexpected $unexp, cpu ${us} us/op, load $load -> $clean"
+	if [[ $clean == no && -s $work/$name.err ]]; then
+		log "$name: first error: $(grep -v '^The following events' "$work/$name.err" | tr '\n' ' ' | cut -c1-400)"
+	fi
+	R=("$rate" "$achieved" "$load" "$us" "$clean" "$failed" "$retrans" "$unexp")
+}
+
+# ramp KIND SERVER RATES...: rising rates until the first unclean step.
+# Prints the table rows and sets best_rate/best_us.
+best_rate=0
+best_us=-
+ramp() {
+	local kind=$1 server=$2 r
+	shift 2
+	best_rate=0 best_us=-
+	for r in "$@"; do
+		step "$kind" "$kind-$server-$r" "$r"
+		set -- "${R[@]}"
+		echo "| $server | $1 | $2 | $4 | $5 | $6 | $7 | $8 | $3 |" >>"$work/ramp-$kind.md"
+		if [[ $5 == yes ]]; then
+			best_rate=$1 best_us=$4
+		else
+			break
+		fi
+	done
+}
+
+# ------------------------------------------------------- the benchmarks --
+
+declare -A res
+
+bench_register() { # SERVER
+	local s=$1 before after load
+	# Memory: every caller registers once, the first binding each.
+	load=$(quiet)
+	before=$(pss_kb "$server_pid")
+	sipp_run "mem-$s" register.xml users.csv "$uac_port" 26000 1000 "$ncallers" ||
+		log "registering $ncallers users on $s was not clean (see $work/mem-$s.err)"
+	after=$(pss_kb "$server_pid")
+	res[$s.reg.mem]=$(awk -v a="$after" -v b="$before" -v n="$ncallers" 'BEGIN {printf "%.2f", (a - b) * 1024 / n / 1024}')
+	res[$s.reg.pss]="$before → $after KiB (load $load)"
+	log "$s: PSS $before -> $after KiB for $ncallers registrations"
+
+	step reg "reg-$s-fixed" "$REG_FIXED"
+	set -- "${R[@]}"
+	res[$s.reg.fixed]="$4"
+	res[$s.reg.fixedclean]="$5 (load $3)"
+
+	if [[ $s == twinpbx ]] && command -v perf >/dev/null && [[ -z ${NO_PROFILE:-} ]]; then
+		profile_register
+	fi
+
+	ramp reg "$s" $REG_RATES
+	res[$s.reg.best]=$best_rate
+	res[$s.reg.bestus]=$best_us
+}
+
+# profile_register: perf profile of twinpbx during a REGISTER step at the
+# common rate; the flat top of it goes into the report.
+profile_register() {
+	perf record -F 999 -g -o "$work/perf.data" -p "$server_pid" >/dev/null 2>&1 &
+	local perf_pid=$!
+	pids+=("$perf_pid")
+	step reg reg-twinpbx-profile "$REG_FIXED"
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	forget "$perf_pid"
+	perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+		grep -E '^ +[0-9.]+%' | head -25 >"$work/profile.txt" || true
+	perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
+		grep -E '^ +[0-9.]+%' | head -40 >"$work/profile-children.txt" || true
+}
+
+bench_calls() { # SERVER
+	local s=$1 load before after
+	register_callee
+
+	step call "call-$s-fixed" "$CALL_FIXED"
+	set -- "${R[@]}"
+	res[$s.call.fixed]="$4"
+	res[$s.call.fixedclean]="$5 (load $3)"
+
+	ramp call "$s" $CALL_RATES
+	res[$s.call.best]=$best_rate
+	res[$s.call.bestus]=$best_us
+
+	# Memory: HELD_CALLS calls established at once, held for HOLD_MS.
+	load=$(quiet)
+	before=$(pss_kb "$server_pid")
+	uas_start "$HELD_CALLS"
+	local rate=$((HELD_CALLS / 5 > 0 ? HELD_CALLS / 5 : 1))
+	hold_ms=$HOLD_MS max_calls=$HELD_CALLS sipp_run "held-$s" uac_call.xml users.csv \
+		"$uac_port" 26000 "$rate" "$HELD_CALLS" -d "$HOLD_MS" &
+	local uac=$!
+	pids+=("$uac")
+	# Wait until the callee holds every call (its stat file counts them).
+	local deadline=$((SECONDS + HOLD_MS / 1000)) cur=0
+	while ((SECONDS < deadline)); do
+		cur=$(sstat "$work/uas.csv" 'CurrentCall' 2>/dev/null || echo 0)
+		((cur >= HELD_CALLS)) && break
+		sleep 0.5
+	done
+	after=$(pss_kb "$server_pid")
+	wait "$uac" || log "held calls on $s were not clean (see $work/held-$s.err)"
+	forget "$uac"
+	uas_finish
+	res[$s.call.mem]=$(awk -v a="$after" -v b="$before" -v n="$HELD_CALLS" 'BEGIN {printf "%.2f", (a - b) / n}')
+	res[$s.call.pss]="$before → $after KiB with $cur calls up (load $load)"
+	log "$s: PSS $before -> $after KiB with $cur of $HELD_CALLS calls held"
+}
+
+: >"$work/ramp-reg.md"
+: >"$work/ramp-call.md"
+started=$SECONDS
+
+want() { [[ " $SERVERS " == *" $1 "* ]]; }
+if [[ $only != calls ]]; then
+	if want kamailio; then
+		log "REGISTER: kamailio (registrar.cfg)"
+		start_kamailio registrar
+		bench_register kamailio
+		stop_server
+	fi
+	if want twinpbx; then
+		log "REGISTER: twinpbx"
+		start_twinpbx
+		bench_register twinpbx
+		stop_server
+	fi
+fi
+if [[ $only != register ]]; then
+	if want kamailio; then
+		log "calls: kamailio (proxy.cfg)"
+		start_kamailio proxy
+		bench_calls kamailio
+		stop_server
+	fi
+	if want twinpbx; then
+		log "calls: twinpbx"
+		start_twinpbx
+		bench_calls twinpbx
+		stop_server
+	fi
+fi
+
+# --------------------------------------------------------------- report --
+
+v() { echo "${res[$1]:-n/a}"; }
+{
+	echo "## Results of $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo
+	echo "Command: \`bench/run.sh $args\` (STEP_SECS=$STEP_SECS, REG_FIXED=$REG_FIXED, CALL_FIXED=$CALL_FIXED, HELD_CALLS=$HELD_CALLS); twinpbx at $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- pbx firmware || echo '+changes'); $((SECONDS - started)) s."
+	echo
+	echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r); $(kamailio -v | head -1 | cut -d' ' -f2-3); $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//'); $(go version | cut -d' ' -f3)."
+	echo
+	if [[ $only != calls ]]; then
+		echo "### REGISTER with digest auth (401, then 200)"
+		echo
+		echo "| | kamailio registrar | twinpbx |"
+		echo "|---|---|---|"
+		echo "| CPU µs per REGISTER at $REG_FIXED/s | $(v kamailio.reg.fixed) | $(v twinpbx.reg.fixed) |"
+		echo "| that step clean | $(v kamailio.reg.fixedclean) | $(v twinpbx.reg.fixedclean) |"
+		echo "| highest clean rate (/s) | $(v kamailio.reg.best) | $(v twinpbx.reg.best) |"
+		echo "| CPU µs per REGISTER at that rate | $(v kamailio.reg.bestus) | $(v twinpbx.reg.bestus) |"
+		echo "| memory per registration (KiB) | $(v kamailio.reg.mem) | $(v twinpbx.reg.mem) |"
+		echo "| PSS for $ncallers registrations | $(v kamailio.reg.pss) | $(v twinpbx.reg.pss) |"
+		echo
+		echo "Rising rates (a step is clean with zero failed calls, retransmissions and unexpected messages):"
+		echo
+		echo "| server | target /s | achieved /s | CPU µs/op | clean | failed | retrans | unexpected | load |"
+		echo "|---|---|---|---|---|---|---|---|---|"
+		cat "$work/ramp-reg.md"
+		echo
+		if [[ -s $work/profile.txt ]]; then
+			echo "twinpbx CPU profile during REGISTER at $REG_FIXED/s (perf, self time, top symbols):"
+			echo
+			echo '```'
+			cat "$work/profile.txt"
+			echo '```'
+			echo
+			echo "Including callees (top):"
+			echo
+			echo '```'
+			cat "$work/profile-children.txt"
+			echo '```'
+			echo
+		fi
+	fi
+	if [[ $only != register ]]; then
+		echo "### Short calls with digest auth (INVITE 407 ACK, INVITE 100 180 200, ACK, BYE 200; no media)"
+		echo
+		echo "| | kamailio stateful proxy | twinpbx B2BUA |"
+		echo "|---|---|---|"
+		echo "| CPU µs per call at $CALL_FIXED/s | $(v kamailio.call.fixed) | $(v twinpbx.call.fixed) |"
+		echo "| that step clean | $(v kamailio.call.fixedclean) | $(v twinpbx.call.fixedclean) |"
+		echo "| highest clean rate (calls/s) | $(v kamailio.call.best) | $(v twinpbx.call.best) |"
+		echo "| CPU µs per call at that rate | $(v kamailio.call.bestus) | $(v twinpbx.call.bestus) |"
+		echo "| memory per held call (KiB) | $(v kamailio.call.mem) | $(v twinpbx.call.mem) |"
+		echo "| PSS with $HELD_CALLS calls held | $(v kamailio.call.pss) | $(v twinpbx.call.pss) |"
+		echo
+		echo "| server | target /s | achieved /s | CPU µs/op | clean | failed | retrans | unexpected | load |"
+		echo "|---|---|---|---|---|---|---|---|---|"
+		cat "$work/ramp-call.md"
+		echo
+	fi
+} >"$out"
+log "report written to $out"
+cat "$out"
