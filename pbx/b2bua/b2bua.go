@@ -101,8 +101,61 @@ type B2BUA struct {
 	legs map[string]*call
 	// active counts calls per extension, for "busy".
 	active map[string]int
-	seq    uint64
-	wg     sync.WaitGroup
+	// wg counts request handlers and helper goroutines, so that
+	// HangupAll can wait for them.
+	wg inflight
+}
+
+// inflight counts running goroutines; unlike sync.WaitGroup it may be
+// incremented from zero while somebody waits.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{}
+}
+
+func (f *inflight) Add(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n += n
+}
+
+func (f *inflight) Done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.idle)
+	}
+}
+
+// wait returns when nothing runs, or false when ctx ends first.
+func (f *inflight) wait(ctx context.Context) bool {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return true
+	}
+	ch := f.idle
+	f.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tracked wraps a handler so that HangupAll waits for it.
+func (b *B2BUA) tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		b.wg.Add(1)
+		defer b.wg.Done()
+		h(req, tx)
+	}
 }
 
 // New checks the options and returns the B2BUA.
@@ -137,15 +190,15 @@ func New(o Options) (*B2BUA, error) {
 
 // Register attaches the handlers of every method a call uses.
 func (b *B2BUA) Register(srv *sipgo.Server) {
-	srv.OnInvite(b.serveInvite)
+	srv.OnInvite(b.tracked(b.serveInvite))
 	srv.OnAck(b.serveAck)
 	srv.OnCancel(b.serveCancel)
-	srv.OnBye(b.serveBye)
-	srv.OnRefer(b.serveRefer)
-	srv.OnUpdate(b.serveUpdate)
-	srv.OnInfo(b.servePassThrough)
-	srv.OnNotify(b.servePassThrough)
-	srv.OnMessage(b.servePassThrough)
+	srv.OnBye(b.tracked(b.serveBye))
+	srv.OnRefer(b.tracked(b.serveRefer))
+	srv.OnUpdate(b.tracked(b.serveUpdate))
+	srv.OnInfo(b.tracked(b.servePassThrough))
+	srv.OnNotify(b.tracked(b.servePassThrough))
+	srv.OnMessage(b.tracked(b.servePassThrough))
 }
 
 // CallInfo is one call for the status page.
@@ -219,12 +272,13 @@ func (b *B2BUA) HangupAll(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
-		b.wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+	if !b.wg.wait(ctx) {
 		b.log.Warn("calls still ending at shutdown", "err", ctx.Err())
 	}
 }

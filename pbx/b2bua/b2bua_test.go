@@ -114,7 +114,7 @@ func TestCallRefused(t *testing.T) {
 			alice := newPhone(t, e, "100", "answer")
 			bob := newPhone(t, e, "200", tt.bobMode)
 			if tt.bobSDP != "" {
-				bob.sdp = tt.bobSDP
+				bob.setSDP(tt.bobSDP)
 			}
 			e.loc.add("200", bob)
 			res := alice.dial(tt.dial, tt.offer).result()
@@ -343,19 +343,21 @@ func TestUnknownDialog(t *testing.T) {
 }
 
 func TestAuthChallenge(t *testing.T) {
-	e := newEnv(t)
-	e.auth.challenge = true
+	fa := &fakeAuth{challenge: true}
+	e := newEnv(t, func(o *Options) { o.Auth = fa })
 	alice, _ := answered(t, e)
-	if e.auth.asked != 1 {
-		t.Errorf("challenged %d times", e.auth.asked)
+	fa.mu.Lock()
+	asked := fa.asked
+	fa.mu.Unlock()
+	if asked != 1 {
+		t.Errorf("challenged %d times", asked)
 	}
 	alice.request(sip.BYE, nil)
 	e.cdrs.wait(t, 1)
 }
 
 func TestForbiddenFrom(t *testing.T) {
-	e := newEnv(t)
-	e.b.o.Auth = authAs("300")
+	e := newEnv(t, func(o *Options) { o.Auth = authAs("300") })
 	alice := newPhone(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "answer")
 	e.loc.add("200", bob)
@@ -412,4 +414,115 @@ func TestHangupAll(t *testing.T) {
 	if n := len(e.b.Calls()); n != 0 {
 		t.Errorf("%d calls left", n)
 	}
+}
+
+func TestBlindTransfer(t *testing.T) {
+	tests := []struct {
+		name       string
+		transferor string // "caller" or "callee"
+		carolMode  string
+		wantNotify string
+	}{
+		{"callee transfers", "callee", "answer", "SIP/2.0 200 OK"},
+		{"caller transfers", "caller", "answer", "SIP/2.0 200 OK"},
+		{"target busy", "callee", "486", "SIP/2.0 486"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice, bob := answered(t, e)
+			carol := newPhone(t, e, "300", tt.carolMode)
+			e.loc.add("300", carol)
+			transferor, transferee := bob, alice
+			if tt.transferor == "caller" {
+				transferor, transferee = alice, bob
+			}
+			res := transferor.request(sip.REFER, nil, sip.NewHeader("Refer-To", "<sip:300@127.0.0.1>"))
+			if res.StatusCode != 202 {
+				t.Fatalf("REFER answered %d", res.StatusCode)
+			}
+			n1 := transferor.wait(sip.NOTIFY, 1)
+			if !hasLine(n1.Body(), "SIP/2.0 100 Trying") || n1.GetHeader("Event").Value() != "refer" {
+				t.Errorf("first NOTIFY %q", n1.String())
+			}
+			n2 := transferor.wait(sip.NOTIFY, 2)
+			if !hasLine(n2.Body(), tt.wantNotify) || !strings.HasPrefix(n2.GetHeader("Subscription-State").Value(), "terminated") {
+				t.Fatalf("final NOTIFY %q", n2.String())
+			}
+			if tt.carolMode != "answer" {
+				// The original call goes on.
+				recs := e.cdrs.wait(t, 1)
+				if r := recs[0]; r.Callee != "300" || r.Disp != cdr.Busy {
+					t.Errorf("failed transfer CDR %+v", r)
+				}
+				if res := transferor.request(sip.BYE, nil); res.StatusCode != 200 {
+					t.Fatalf("BYE after failed transfer: %d", res.StatusCode)
+				}
+				transferee.wait(sip.BYE, 1)
+				return
+			}
+			inv := carol.wait(sip.INVITE, 1)
+			// The target is called on behalf of the transferee, with the
+			// transferee's media through the relay.
+			if u := inv.From().Address.User; u != transferee.number {
+				t.Errorf("target sees caller %q", u)
+			}
+			if !hasLine(inv.Body(), "o="+transferee.number+" ") {
+				t.Errorf("target got offer %q", inv.Body())
+			}
+			transferor.wait(sip.BYE, 1)
+			recs := e.cdrs.wait(t, 1)
+			if r := recs[0]; r.Disp != cdr.Answered || r.HangupBy != ByTransfer || r.Callee != "200" {
+				t.Errorf("first CDR %+v", r)
+			}
+			// The transferee and the target talk; either can hang up.
+			if res := carol.request(sip.BYE, nil); res.StatusCode != 200 {
+				t.Fatalf("target's BYE: %d", res.StatusCode)
+			}
+			transferee.wait(sip.BYE, 1)
+			recs = e.cdrs.wait(t, 2)
+			if r := recs[1]; r.Disp != cdr.Answered || r.Caller != transferee.number || r.Callee != "300" || r.HangupBy != ByCallee || r.ID == recs[0].ID {
+				t.Errorf("transferred call CDR %+v", r)
+			}
+			eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
+			if n := len(e.b.Calls()); n != 0 {
+				t.Errorf("%d calls left", n)
+			}
+		})
+	}
+}
+
+func TestTransferorLeavesEarly(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	carol := newPhone(t, e, "300", "ring")
+	e.loc.add("300", carol)
+	if res := bob.request(sip.REFER, nil, sip.NewHeader("Refer-To", "sip:300@127.0.0.1")); res.StatusCode != 202 {
+		t.Fatalf("REFER answered %d", res.StatusCode)
+	}
+	carol.wait(sip.INVITE, 1)
+	if res := bob.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("transferor's BYE: %d", res.StatusCode)
+	}
+	if n := alice.count(sip.BYE); n != 0 {
+		t.Fatal("transferee hung up when the transferor left")
+	}
+	// The transferee gives up while the target rings.
+	alice.request(sip.BYE, nil)
+	carol.wait(sip.CANCEL, 1)
+	recs := e.cdrs.wait(t, 2)
+	byCallee := map[string]cdr.Record{}
+	for _, r := range recs {
+		byCallee[r.Callee] = r
+	}
+	if r := byCallee["300"]; r.Disp != cdr.Cancelled {
+		t.Errorf("transfer attempt CDR %+v", r)
+	}
+	if r := byCallee["200"]; r.Disp != cdr.Answered || r.HangupBy != ByCaller {
+		t.Errorf("call CDR %+v", r)
+	}
+	if n := bob.count(sip.BYE); n != 0 {
+		t.Errorf("the departed transferor got %d BYEs", n)
+	}
+	eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
 }

@@ -169,6 +169,9 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 		if l == nil || l.Dialog.RemoteTag == "" {
 			continue
 		}
+		if c.transfer != nil && c.transfer.gone && c.transfer.from == side {
+			continue // the transferor already hung up
+		}
 		req, err := l.Dialog.newRequest(sip.BYE, c.b.contact(l.Dialog.Transport))
 		if err != nil {
 			c.b.log.Warn("building BYE", "call", c.st.ID, "err", err)

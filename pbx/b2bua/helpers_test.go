@@ -342,6 +342,12 @@ func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 }
 
+func (p *phone) setSDP(sdp string) {
+	p.mu.Lock()
+	p.sdp = sdp
+	p.mu.Unlock()
+}
+
 func (p *phone) setMode(m string) {
 	p.mu.Lock()
 	p.mode = m

@@ -101,8 +101,6 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	b.wg.Add(1)
-	defer b.wg.Done()
 	c.mu.Lock()
 	switch {
 	case c.ended:
@@ -120,58 +118,24 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.busyOffer = true
-	m := c.media
-	l := c.legs[side]
 	if ct := req.Contact(); ct != nil && req.IsInvite() {
-		l.Dialog.RemoteTarget = ct.Address.String()
+		c.legs[side].Dialog.RemoteTarget = ct.Address.String()
 	}
 	c.mu.Unlock()
+	code, reason, answer := b.reoffer(c, side, req)
 	// The offer/answer exchange is over once the answer is sent; the ACK
 	// need not be waited for before the next offer.
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			c.mu.Lock()
-			c.busyOffer = false
-			c.mu.Unlock()
-		}
-	}
-	defer release()
-
-	out, err := m.Rewrite(side, req.Body())
-	if err != nil {
-		b.log.Info("re-offer SDP refused", "call", c.st.ID, "err", err)
-		respond(tx, req, 488, "Not Acceptable Here", b.log)
-		return
-	}
 	c.mu.Lock()
-	l.SDP = req.Body()
+	c.busyOffer = false
 	c.mu.Unlock()
-	res, err := b.forward(context.Background(), c, side.other(), req.Method, out, nil)
-	if err != nil {
-		b.log.Info("relaying a re-offer", "call", c.st.ID, "err", err)
-		respond(tx, req, 500, "Server Internal Error", b.log)
-		return
-	}
-	if !res.IsSuccess() {
-		respond(tx, req, res.StatusCode, res.Reason, b.log)
-		return
-	}
-	c.mu.Lock()
-	c.legs[side.other()].SDP = res.Body()
-	c.mu.Unlock()
-	answer, err := m.Rewrite(side.other(), res.Body())
-	if err != nil {
-		b.log.Info("re-answer SDP refused", "call", c.st.ID, "err", err)
-		respond(tx, req, 488, "Not Acceptable Here", b.log)
+	if code != 200 {
+		respond(tx, req, code, reason, b.log)
 		return
 	}
 	ok200 := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	ok200.AppendHeader(&sip.ContactHeader{Address: b.contact(req.Transport())})
 	ok200.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	ok200.SetBody(answer)
-	release()
 	if !req.IsInvite() {
 		if err := tx.Respond(ok200); err != nil {
 			b.log.Debug("answering UPDATE", "err", err)
@@ -182,6 +146,39 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 	if !c.sendOK(context.Background(), tx, ok200, ack, sip.IsReliable(req.Transport())) {
 		b.log.Info("re-INVITE answer not acknowledged", "call", c.st.ID)
 	}
+}
+
+// reoffer runs one offer/answer exchange from leg side through the relay
+// to the other leg and returns the code and answer for the offerer.
+func (b *B2BUA) reoffer(c *call, side Leg, req *sip.Request) (int, string, []byte) {
+	c.mu.Lock()
+	m := c.media
+	c.mu.Unlock()
+	out, err := m.Rewrite(side, req.Body())
+	if err != nil {
+		b.log.Info("re-offer SDP refused", "call", c.st.ID, "err", err)
+		return 488, "Not Acceptable Here", nil
+	}
+	c.mu.Lock()
+	c.legs[side].SDP = req.Body()
+	c.mu.Unlock()
+	res, err := b.forward(context.Background(), c, side.other(), req.Method, out, nil)
+	if err != nil {
+		b.log.Info("relaying a re-offer", "call", c.st.ID, "err", err)
+		return 500, "Server Internal Error", nil
+	}
+	if !res.IsSuccess() {
+		return res.StatusCode, res.Reason, nil
+	}
+	c.mu.Lock()
+	c.legs[side.other()].SDP = res.Body()
+	c.mu.Unlock()
+	answer, err := m.Rewrite(side.other(), res.Body())
+	if err != nil {
+		b.log.Info("re-answer SDP refused", "call", c.st.ID, "err", err)
+		return 488, "Not Acceptable Here", nil
+	}
+	return 200, "OK", answer
 }
 
 // forward sends a request on leg `to` of c, with body (typed as SDP unless

@@ -45,8 +45,6 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 403, "Forbidden", b.log)
 		return
 	}
-	b.wg.Add(1)
-	defer b.wg.Done()
 	if err := tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		b.log.Debug("sending 100 Trying", "err", err)
 	}
@@ -432,6 +430,7 @@ func (f *fork) run(events chan<- forkEvent) {
 				f.cancelSent = f.cancelSent || send
 				f.mu.Unlock()
 				if send {
+					f.owner.wg.Add(1)
 					go f.sendCancel()
 				}
 			}
@@ -455,12 +454,14 @@ func (b *B2BUA) cancelFork(f *fork) {
 	f.cancelSent = f.cancelSent || send
 	f.mu.Unlock()
 	if send {
+		f.owner.wg.Add(1)
 		go f.sendCancel()
 	}
 }
 
 func (f *fork) sendCancel() {
 	b := f.owner
+	defer b.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	if _, err := b.do(ctx, cancelFor(f.inv)); err != nil {

@@ -71,8 +71,6 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 400, "Bad Request", b.log)
 		return
 	}
-	b.wg.Add(1)
-	defer b.wg.Done()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	c.mu.Lock()
