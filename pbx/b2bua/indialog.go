@@ -86,7 +86,7 @@ func (b *B2BUA) serveBye(req *sip.Request, tx sip.ServerTransaction) {
 	if state == StateRinging {
 		return
 	}
-	c.end(cdr.Answered, 200, role, side.other())
+	c.end(cdr.Answered, 200, role, other(side))
 }
 
 // serveUpdate handles UPDATE like a re-INVITE (RFC 3311), without ACK.
@@ -162,7 +162,7 @@ func (b *B2BUA) reoffer(c *call, side Leg, req *sip.Request) (int, string, []byt
 	c.mu.Lock()
 	c.legs[side].SDP = req.Body()
 	c.mu.Unlock()
-	res, err := b.forward(context.Background(), c, side.other(), req.Method, out, nil)
+	res, err := b.forward(context.Background(), c, other(side), req.Method, out, nil)
 	if err != nil {
 		b.log.Info("relaying a re-offer", "call", c.st.ID, "err", err)
 		return 500, "Server Internal Error", nil
@@ -171,9 +171,9 @@ func (b *B2BUA) reoffer(c *call, side Leg, req *sip.Request) (int, string, []byt
 		return res.StatusCode, res.Reason, nil
 	}
 	c.mu.Lock()
-	c.legs[side.other()].SDP = res.Body()
+	c.legs[other(side)].SDP = res.Body()
 	c.mu.Unlock()
-	answer, err := m.Rewrite(side.other(), res.Body())
+	answer, err := m.Rewrite(other(side), res.Body())
 	if err != nil {
 		b.log.Info("re-answer SDP refused", "call", c.st.ID, "err", err)
 		return 488, "Not Acceptable Here", nil
@@ -273,7 +273,7 @@ func (b *B2BUA) servePassThrough(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
-	res, err := b.forward(ctx, c, side.other(), req.Method, req.Body(), hdrs)
+	res, err := b.forward(ctx, c, other(side), req.Method, req.Body(), hdrs)
 	if err != nil {
 		b.log.Info("passing a request through", "call", c.st.ID, "method", req.Method, "err", err)
 		respond(tx, req, 408, "Request Timeout", b.log)

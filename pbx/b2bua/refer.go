@@ -15,7 +15,7 @@ import (
 
 // transfer is a blind transfer in progress (RFC 3515).
 type transfer struct {
-	// from is the transferor's side; the transferee is on from.other().
+	// from is the transferor's side; the transferee is on other(from).
 	from Leg
 	// gone is set when the transferor hung up during the transfer.
 	gone bool
@@ -82,7 +82,7 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 	c.transfer = &transfer{from: side}
 	c.st.State = StateTransferring
 	c.ringCancel = cancel
-	transferee := *c.legs[side.other()]
+	transferee := *c.legs[other(side)]
 	c.mu.Unlock()
 	log := b.log.With("call", c.st.ID, "transferee", transferee.Number, "target", target)
 	respond(tx, req, 202, "Accepted", b.log)
@@ -114,7 +114,7 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if gone {
-		c.end(cdr.Answered, 200, ByCaller, side.other())
+		c.end(cdr.Answered, 200, ByCaller, other(side))
 		return
 	}
 	b.notify(c, side, code, reason, true)
@@ -149,7 +149,7 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 	c.mu.Lock()
 	m := c.media
 	c.mu.Unlock()
-	offer, err := m.Rewrite(side.other(), transferee.SDP)
+	offer, err := m.Rewrite(other(side), transferee.SDP)
 	if err != nil {
 		log.Info("transferee's SDP refused", "err", err)
 		return 488, "Not Acceptable Here"
@@ -206,7 +206,7 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 		}
 	}
 	c.legs[side] = &LegState{Dialog: f.d, Role: ByCallee, Number: target, Name: ext.Name, SDP: r.answer.Body()}
-	c.legs[side.other()].Role = ByCaller
+	c.legs[other(side)].Role = ByCaller
 	c.st.Attempts++
 	c.st.Attempt = c.st.Attempts
 	c.st.Caller, c.st.CallerName, c.st.Callee = transferee.Number, transferee.Name, target
