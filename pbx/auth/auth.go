@@ -1,5 +1,5 @@
 // Package auth is the server side of SIP digest authentication (RFC 3261
-// §22, RFC 7616 digest with qop=auth, RFC 8760 SHA-256): it challenges
+// §22, RFC 7616 digest with qop=auth, RFC 8760 SHA-256 and MD5): it challenges
 // requests, checks the answers of phones against their extension secrets,
 // and brakes password guessing. The registrar and the B2BUA call
 // Authenticate on every request that needs an authenticated user.
@@ -59,6 +59,14 @@ type Options struct {
 	// NonceTable bounds how many nonces' counts are remembered against
 	// replay (default 16384).
 	NonceTable int
+	// Algorithms are offered as one challenge each, in this order
+	// (RFC 8760: most preferred first): "SHA-256" and/or "MD5". Default:
+	// MD5 alone. Measured: sipp 3.6.1 answers only the topmost challenge
+	// and gives up on SHA-256; baresip 1.0.0 (libre) fails to register
+	// as soon as any challenge names SHA-256, even after an MD5 one. Set
+	// {"SHA-256", "MD5"} where every phone is RFC 8760-aware. Answers
+	// are accepted in either algorithm whatever is offered.
+	Algorithms []string
 }
 
 // Digest authenticates SIP requests. It is safe for concurrent use.
@@ -72,6 +80,7 @@ type Digest struct {
 	nonces   nonces
 	nc       *ncTable
 	brake    *brake
+	algos    []string
 }
 
 // New checks the options and returns the authenticator.
@@ -111,6 +120,17 @@ func New(o Options) (*Digest, error) {
 	if o.NonceTable <= 0 {
 		o.NonceTable = 16384
 	}
+	if len(o.Algorithms) == 0 {
+		o.Algorithms = []string{"MD5"}
+	}
+	var algos []string
+	for _, a := range o.Algorithms {
+		a = strings.ToUpper(a)
+		if a != "MD5" && a != "SHA-256" {
+			return nil, fmt.Errorf("digest algorithm %q: want MD5 or SHA-256", a)
+		}
+		algos = append(algos, a)
+	}
 	return &Digest{
 		realm:    o.Realm,
 		lifetime: o.NonceLifetime,
@@ -123,6 +143,7 @@ func New(o Options) (*Digest, error) {
 		nonces: nonces{key: append([]byte(nil), o.Key...), realm: o.Realm},
 		nc:     newNCTable(o.NonceTable),
 		brake:  newBrake(o.MaxFailures, o.FailureWindow, o.BlockFor, 4096),
+		algos:  algos,
 	}, nil
 }
 
@@ -280,8 +301,8 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	return cred.Username, accept, ""
 }
 
-// challenge answers 401/407 with two challenges sharing one fresh nonce:
-// SHA-256 first, then MD5 for phones that know only MD5 (RFC 8760 §2.4).
+// challenge answers 401/407 with one challenge per configured algorithm,
+// all sharing one fresh nonce (RFC 8760 §2.4).
 func (d *Digest) challenge(req *sip.Request, tx sip.ServerTransaction, proxy bool, now time.Time, isStale bool) {
 	code, reason := sip.StatusUnauthorized, "Unauthorized"
 	if proxy {
@@ -298,7 +319,7 @@ func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 		if proxy {
 			name = "Proxy-Authenticate"
 		}
-		for _, algo := range []string{"SHA-256", "MD5"} {
+		for _, algo := range d.algos {
 			c := digest.Challenge{Realm: d.realm, Nonce: nonce, Algorithm: algo, QOP: []string{"auth"}, Stale: isStale}
 			res.AppendHeader(sip.NewHeader(name, c.String()))
 		}

@@ -78,8 +78,9 @@ func newDigest(t testing.TB, c *clock, log *bytes.Buffer) *Digest {
 			s, ok := secrets[u]
 			return s, ok
 		},
-		Logger: slog.New(slog.NewTextHandler(log, nil)),
-		Now:    c.Now,
+		Logger:     slog.New(slog.NewTextHandler(log, nil)),
+		Now:        c.Now,
+		Algorithms: []string{"SHA-256", "MD5"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +150,17 @@ func TestChallengeOffersSHA256ThenMD5(t *testing.T) {
 				t.Errorf("proxy=%v: bad challenge %+v", proxy, ch)
 			}
 		}
+	}
+}
+
+func TestDefaultChallengeIsMD5Only(t *testing.T) {
+	d, err := New(Options{Realm: realm, Key: make([]byte, 16), Secrets: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chs := challenges(t, d, false)
+	if len(chs) != 1 || chs[0].Algorithm != "MD5" {
+		t.Fatalf("default challenges %+v, want MD5 alone", chs)
 	}
 }
 
@@ -435,6 +447,8 @@ func TestNewValidates(t *testing.T) {
 		{"short key", Options{Realm: "r", Secrets: ok, Key: []byte("short")}, true},
 		{"random key", Options{Realm: "r", Secrets: ok, Logger: slog.New(slog.DiscardHandler)}, false},
 		{"fine", Options{Realm: "r", Secrets: ok, Key: make([]byte, 16)}, false},
+		{"sha-256 only", Options{Realm: "r", Secrets: ok, Key: make([]byte, 16), Algorithms: []string{"sha-256"}}, false},
+		{"unknown algorithm", Options{Realm: "r", Secrets: ok, Key: make([]byte, 16), Algorithms: []string{"SHA-512"}}, true},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {

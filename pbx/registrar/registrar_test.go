@@ -124,7 +124,14 @@ func newEnv(t *testing.T) *env {
 	return newEnvWithStore(t, newMemStore())
 }
 
+// newEnvWithStore challenges SHA-256 first, then MD5, so the sipgo phones
+// of these tests answer in SHA-256.
 func newEnvWithStore(t *testing.T, store *memStore) *env {
+	t.Helper()
+	return newEnvAlgos(t, store, []string{"SHA-256", "MD5"})
+}
+
+func newEnvAlgos(t *testing.T, store *memStore, algos []string) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	clk := &clock{t: time.Now()}
@@ -139,7 +146,8 @@ func newEnvWithStore(t *testing.T, store *memStore) *env {
 			e, ok := testDir[u]
 			return e.Secret, ok
 		},
-		Logger: log,
+		Logger:     log,
+		Algorithms: algos,
 	})
 	if err != nil {
 		t.Fatal(err)
