@@ -358,6 +358,7 @@ func Rewrite(body []byte, addr netip.Addr, ports []int, filter func(encodingName
 			setConn(md.ConnectionInformation, addr)
 		}
 		md.MediaName.Port.Value = port
+		md.MediaName.Port.Range = nil // the relay gives one port pair per stream
 		for j, a := range md.Attributes {
 			if a.Key == "rtcp" {
 				rp := port + 1

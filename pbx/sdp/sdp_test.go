@@ -134,6 +134,10 @@ func TestRewrite(t *testing.T) {
 			want: []string{"m=audio 30018 RTP/AVP 8 0 101", "m=video 0 RTP/AVP 99", "b=AS:512"},
 		},
 		{
+			name: "port range collapses to the relay's one pair", fixture: "port-range.sdp", ports: []int{30022},
+			want: []string{"m=audio 30022 RTP/AVP 0"},
+		},
+		{
 			name: "audio without a relay port is rejected", fixture: "audio-video.sdp", ports: []int{0, 30020},
 			want: []string{"m=audio 0 RTP/AVP 8 0 101", "m=video 0 RTP/AVP 99"},
 		},
