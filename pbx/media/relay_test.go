@@ -362,9 +362,13 @@ func TestOriginPerLeg(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	o1, _ := s.Rewrite(A, a.sdp("127.0.0.1"))
-	o2, _ := s.Rewrite(A, a.sdp("127.0.0.1"))
-	o3, _ := s.Rewrite(A, a.sdp("0.0.0.0"))
+	var o [3][]byte
+	for i, conn := range []string{"127.0.0.1", "127.0.0.1", "0.0.0.0"} {
+		if o[i], err = s.Rewrite(A, a.sdp(conn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o1, o2, o3 := o[0], o[1], o[2]
 	ol := func(b []byte) string { return strings.SplitN(string(b), "\r\n", 3)[1] }
 	if ol(o1) != ol(o2) {
 		t.Errorf("refresh changed the origin: %q vs %q", ol(o1), ol(o2))
