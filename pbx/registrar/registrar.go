@@ -353,11 +353,12 @@ func (r *Registrar) apply(j *journal, req *sip.Request, aor, callID string, cseq
 		if had {
 			before = &old
 		}
+		// Full: the oldest devices not in this request give way (a phone
+		// that rebooted onto a new port must not be locked out by its
+		// own stale binding). More than one goes when the limit was
+		// lowered in the config.
 		err := r.loc.Put(b, max)
-		if errors.Is(err, location.ErrTooManyContacts) {
-			// Full: the oldest device not in this request gives way
-			// (a phone that rebooted onto a new port must not be
-			// locked out by its own stale binding).
+		for errors.Is(err, location.ErrTooManyContacts) {
 			victim, ok := oldest(existing, inRequest)
 			if !ok {
 				return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))

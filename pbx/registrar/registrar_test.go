@@ -26,6 +26,8 @@ type memStore struct {
 	mu       sync.Mutex
 	m        map[string]location.Binding
 	failSave bool
+	// failIn > 0: that many saves pass, the next one fails, then all pass.
+	failIn int
 }
 
 func newMemStore() *memStore { return &memStore{m: map[string]location.Binding{}} }
@@ -37,6 +39,12 @@ func (s *memStore) SaveBinding(b location.Binding) error {
 	defer s.mu.Unlock()
 	if s.failSave {
 		return errDisk
+	}
+	if s.failIn > 0 {
+		s.failIn--
+		if s.failIn == 0 {
+			return errDisk
+		}
 	}
 	s.m[b.AOR+"\x00"+b.Contact] = b
 	return nil
@@ -62,6 +70,14 @@ func (s *memStore) LoadBindings() ([]location.Binding, error) {
 func (s *memStore) setFail(v bool) {
 	s.mu.Lock()
 	s.failSave = v
+	s.mu.Unlock()
+}
+
+// failAfter lets n saves pass, fails the next one, then lets all pass
+// (so that a rollback can be saved).
+func (s *memStore) failAfter(n int) {
+	s.mu.Lock()
+	s.failIn = n + 1
 	s.mu.Unlock()
 }
 
@@ -452,6 +468,78 @@ func TestContactLimitEvictsOldest(t *testing.T) {
 	}
 }
 
+// rawRegister parses a REGISTER from extension 100 with one contact.
+func rawRegister(t testing.TB, callID string, contact string) *sip.Request {
+	t.Helper()
+	raw := "REGISTER sip:branch.example SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK" + callID + "\r\n" +
+		"To: <sip:100@branch.example>\r\n" +
+		"From: <sip:100@branch.example>;tag=1\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		"CSeq: 1 REGISTER\r\n" +
+		"Contact: " + contact + "\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	m, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := m.(*sip.Request)
+	req.SetSource("192.0.2.1:5060")
+	return req
+}
+
+func TestConcurrentRegistrationsKeepTheLimit(t *testing.T) {
+	e := newEnv(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := rawRegister(t, fmt.Sprintf("c%d", i), fmt.Sprintf("<sip:100@10.0.1.%d>", i))
+			res, err := e.reg.register(req, "100")
+			if err == nil && res.StatusCode != 200 {
+				err = fmt.Errorf("status %d", res.StatusCode)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(e.loc.Lookup("100")); n != DefaultMaxContacts {
+		t.Fatalf("%d bindings, want %d", n, DefaultMaxContacts)
+	}
+	if n := e.store.len(); n != DefaultMaxContacts {
+		t.Fatalf("%d persisted bindings, want %d", n, DefaultMaxContacts)
+	}
+}
+
+func TestLoweredLimitEvictsSeveral(t *testing.T) {
+	e := newEnv(t)
+	for i := range 4 {
+		if _, err := e.reg.register(rawRegister(t, fmt.Sprintf("c%d", i), fmt.Sprintf("<sip:100@10.0.1.%d>", i)), "100"); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(time.Second)
+	}
+	e.reg.dir = directory{"100": {Number: "100", MaxContacts: 2}}
+	if _, err := e.reg.register(rawRegister(t, "new", "<sip:100@10.0.1.99>"), "100"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range e.loc.All() {
+		got = append(got, b.Contact)
+	}
+	if strings.Join(got, " ") != "sip:100@10.0.1.3 sip:100@10.0.1.99" {
+		t.Fatalf("bindings %v, want the newest old one and the new one", got)
+	}
+}
+
 func TestCSeqOrdering(t *testing.T) {
 	e := newEnv(t)
 	p := newPhone(t, e, "100", "s3cret")
@@ -574,42 +662,24 @@ func TestPersistenceFailure(t *testing.T) {
 	e.store.setFail(false)
 	wantStatus(t, p.register("", []string{"<sip:100@10.0.0.5>"}, "Expires: 600"), 200)
 	before, _ := e.loc.Get("100", "sip:100@10.0.0.5")
-	fs := &failAfter{memStore: e.store, n: 1}
-	loc, err := location.New(fs, e.clock.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.reg.loc = loc
+	e.store.failAfter(1)
 	wantStatus(t, p.register("", []string{"<sip:100@10.0.0.5>;expires=900", "<sip:100@10.0.0.7>"}), 500)
-	after, ok := loc.Get("100", "sip:100@10.0.0.5")
+	after, ok := e.loc.Get("100", "sip:100@10.0.0.5")
 	if !ok || !after.Expires.Equal(before.Expires) || after.CSeq != before.CSeq {
 		t.Fatalf("first contact not restored: %+v, want %+v", after, before)
 	}
-	if _, ok := loc.Get("100", "sip:100@10.0.0.7"); ok {
+	if _, ok := e.loc.Get("100", "sip:100@10.0.0.7"); ok {
 		t.Fatal("second contact registered despite the failure")
 	}
 	if n := e.store.len(); n != 1 {
 		t.Fatalf("%d persisted bindings, want 1", n)
 	}
-}
-
-// failAfter lets n saves through, fails the next one, then works again
-// (so the rollback can be saved).
-type failAfter struct {
-	*memStore
-	mu sync.Mutex
-	n  int
-}
-
-func (f *failAfter) SaveBinding(b location.Binding) error {
-	f.mu.Lock()
-	f.n--
-	fail := f.n == -1
-	f.mu.Unlock()
-	if fail {
-		return errDisk
+	e.store.mu.Lock()
+	persisted := e.store.m["100\x00sip:100@10.0.0.5"]
+	e.store.mu.Unlock()
+	if persisted.CSeq != before.CSeq {
+		t.Fatalf("persisted binding not restored: %+v", persisted)
 	}
-	return f.memStore.SaveBinding(b)
 }
 
 func TestRestartKeepsBindings(t *testing.T) {
