@@ -28,6 +28,26 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
+out="$here/results.md"
+only=""
+quick=""
+args="$*"
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--quick) quick=1 ;;
+	--only) only=$2; shift ;;
+	--out) out=$2; shift ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+if [[ -n $quick ]]; then
+	: "${STEP_SECS:=4}" "${REG_RATES:=1000 4000}" "${CALL_RATES:=200 800}"
+	: "${REG_FIXED:=1000}" "${CALL_FIXED:=200}" "${HELD_CALLS:=100}" "${HOLD_MS:=8000}"
+	: "${LOAD_WAIT:=60}"
+fi
 : "${SERVER_CPU:=0}"
 : "${SIPP_CPU:=1}"
 : "${STEP_SECS:=10}"        # length of one measured step (at most 20)
@@ -43,23 +63,6 @@ root=$(cd "$here/.." && pwd)
 : "${KAM_SHM_MB:=1024}"
 : "${KAM_CHILDREN:=4}"
 : "${SERVERS:=kamailio twinpbx}"
-out="$here/results.md"
-only=""
-args="$*"
-
-while [[ $# -gt 0 ]]; do
-	case $1 in
-	--quick)
-		STEP_SECS=4 REG_RATES="1000 4000" CALL_RATES="200 800"
-		REG_FIXED=1000 CALL_FIXED=200 HELD_CALLS=100 HOLD_MS=8000 LOAD_WAIT=60
-		;;
-	--only) only=$2; shift ;;
-	--out) out=$2; shift ;;
-	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-	esac
-	shift
-done
 if ((STEP_SECS > 20)); then
 	echo "run.sh: STEP_SECS must be at most 20" >&2
 	exit 2
@@ -69,6 +72,8 @@ kam_port=$BASE_PORT
 pbx_port=$((BASE_PORT + 10))
 uac_port=$((BASE_PORT + 20))
 uas_port=$((BASE_PORT + 30))
+uac_media=$((BASE_PORT + 1000)) # sipp binds media ports even without media
+uas_media=$((BASE_PORT + 1100))
 first_user=10000
 last_user=19999 # the callee; callers are first_user..last_user-1
 callee=$last_user
@@ -261,7 +266,7 @@ sipp_run() {
 }
 
 register_callee() {
-	sipp_run callee-reg register.xml callee.csv "$uas_port" 26100 1 1 ||
+	sipp_run callee-reg register.xml callee.csv "$uas_port" "$uas_media" 1 1 ||
 		die "registering the callee $callee: $(tail -c 600 "$work/callee-reg.err" 2>/dev/null)"
 }
 
@@ -269,7 +274,7 @@ register_callee() {
 uas_pid=""
 uas_start() {
 	rm -f "$work/uas.csv" "$work/uas.err"
-	taskset -c "$SIPP_CPU" sipp -sf "$here/sipp/uas_call.xml" -i 127.0.0.1 -p "$uas_port" -mp 26100 \
+	taskset -c "$SIPP_CPU" sipp -sf "$here/sipp/uas_call.xml" -i 127.0.0.1 -p "$uas_port" -mp "$uas_media" \
 		-m "$1" -nostdin -trace_stat -stf "$work/uas.csv" -fd 1 \
 		-trace_err -error_file "$work/uas.err" >/dev/null 2>&1 &
 	uas_pid=$!
@@ -295,9 +300,9 @@ step() {
 	[[ $kind == call ]] && uas_start "$count"
 	t0=$(cpu_ticks "$server_pid")
 	if [[ $kind == reg ]]; then
-		sipp_run "$name" register.xml users.csv "$uac_port" 26000 "$rate" "$count" || rc=$?
+		sipp_run "$name" register.xml users.csv "$uac_port" "$uac_media" "$rate" "$count" || rc=$?
 	else
-		sipp_run "$name" uac_call.xml users.csv "$uac_port" 26000 "$rate" "$count" -d 0 || rc=$?
+		sipp_run "$name" uac_call.xml users.csv "$uac_port" "$uac_media" "$rate" "$count" -d 0 || rc=$?
 	fi
 	t1=$(cpu_ticks "$server_pid")
 	local ok failed retrans unexp uas_retrans=0 uas_failed=0 achieved
@@ -353,7 +358,7 @@ bench_register() { # SERVER
 	# Memory: every caller registers once, the first binding each.
 	load=$(quiet)
 	before=$(pss_kb "$server_pid")
-	sipp_run "mem-$s" register.xml users.csv "$uac_port" 26000 1000 "$ncallers" ||
+	sipp_run "mem-$s" register.xml users.csv "$uac_port" "$uac_media" 1000 "$ncallers" ||
 		log "registering $ncallers users on $s was not clean (see $work/mem-$s.err)"
 	after=$(pss_kb "$server_pid")
 	res[$s.reg.mem]=$(awk -v a="$after" -v b="$before" -v n="$ncallers" 'BEGIN {printf "%.2f", (a - b) * 1024 / n / 1024}')
@@ -409,7 +414,7 @@ bench_calls() { # SERVER
 	uas_start "$HELD_CALLS"
 	local rate=$((HELD_CALLS / 5 > 0 ? HELD_CALLS / 5 : 1))
 	hold_ms=$HOLD_MS max_calls=$HELD_CALLS sipp_run "held-$s" uac_call.xml users.csv \
-		"$uac_port" 26000 "$rate" "$HELD_CALLS" -d "$HOLD_MS" &
+		"$uac_port" "$uac_media" "$rate" "$HELD_CALLS" -d "$HOLD_MS" &
 	local uac=$!
 	pids+=("$uac")
 	# Wait until the callee holds every call (its stat file counts them).
