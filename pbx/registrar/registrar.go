@@ -39,10 +39,11 @@ type Authenticator interface {
 
 // Options configure a Registrar.
 type Options struct {
+	// Location keeps the bindings (and persists them before the 200 OK).
 	Location *location.Service
-	Auth     interface {
-		Authenticate(*sip.Request, sip.ServerTransaction, bool) (string, bool)
-	}
+	// Auth challenges and checks credentials (an *auth.Digest).
+	Auth Authenticator
+	// Directory says which extensions exist and their contact limits.
 	Directory Directory
 	// MinExpires, MaxExpires and DefaultExpires bound registrations
 	// (defaults 60 s, 2 h, 1 h); whole seconds on the wire.
