@@ -217,7 +217,7 @@ func (s *Service) All() []Binding {
 	t := s.now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Binding
+	out := []Binding{}
 	for _, m := range s.byAOR {
 		for _, b := range m {
 			if b.Expires.After(t) {

@@ -1,0 +1,279 @@
+// Package appliance runs one twinpbx box: it opens the store in the data
+// folder, settles which config applies, starts the PBX and the local
+// control socket, and stops them in order. `twinpbx run` is a thin shell
+// around Run; the offline commands (config, cdr) use the helpers here when
+// no appliance is running on the data folder.
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/pbx"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+)
+
+// Options for Run.
+type Options struct {
+	// ConfigPath, if set, is imported (as a new version, when it differs
+	// from the stored one) before the PBX starts.
+	ConfigPath string
+	// DataDir holds the store, the control socket and the nonce key.
+	DataDir string
+	Logger  *slog.Logger
+	// Out receives the few lines meant for the person who started it.
+	Out io.Writer
+}
+
+// Run runs the appliance until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating the data folder %s: %w", o.DataDir, err)
+	}
+	st, err := store.Open(o.DataDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	cfg, created, err := settleConfig(st, o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(o.Out, "First run: created a starter config (version %d) with extensions", cfg.Version)
+		for _, e := range cfg.Extensions {
+			fmt.Fprintf(o.Out, " %s", e.Number)
+		}
+		fmt.Fprintf(o.Out, " and random secrets.\nSee the credentials with: twinpbx config export --data %s\n", o.DataDir)
+	}
+	key, err := nonceKey(o.DataDir)
+	if err != nil {
+		return err
+	}
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: o.Logger})
+	if err != nil {
+		return err
+	}
+	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	ctlErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctlErr <- control.Serve(ctx, o.DataDir, a, o.Logger)
+	}()
+	err = p.Run(ctx, func(ls []pbx.Listener) {
+		for _, l := range ls {
+			fmt.Fprintf(o.Out, "SIP listening on %s:%s\n", l.Transport, l.Addr)
+		}
+		o.Logger.Info("ready", "node", cfg.Node.Name, "config_version", cfg.Version, "data", o.DataDir)
+	})
+	cancel()
+	wg.Wait()
+	if cerr := <-ctlErr; cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// settleConfig picks the config to run: the file given (stored as a new
+// version when it differs), else the newest stored one, else a starter
+// config with random secrets.
+func settleConfig(st *store.Store, path string) (cfg *config.Config, created bool, err error) {
+	if path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, false, err
+		}
+		cfg, err = saveIfChanged(st, cfg)
+		return cfg, false, err
+	}
+	ver, text, err := st.LatestConfig()
+	switch {
+	case err == nil:
+		cfg, err := config.Parse(fmt.Sprintf("stored config version %d", ver), text)
+		if err != nil {
+			return nil, false, err
+		}
+		cfg.Version = ver
+		return cfg, false, cfg.Validate()
+	case errors.Is(err, store.ErrNotFound):
+		cfg, err := saveIfChanged(st, config.Starter(rand.Reader))
+		return cfg, true, err
+	default:
+		return nil, false, fmt.Errorf("reading the stored config: %w", err)
+	}
+}
+
+// saveIfChanged stores cfg as the next version unless it equals the newest
+// stored one; it returns cfg with its version set.
+func saveIfChanged(st *store.Store, cfg *config.Config) (*config.Config, error) {
+	c := *cfg
+	c.Version = 0
+	text, err := config.Marshal(&c)
+	if err != nil {
+		return nil, err
+	}
+	ver, old, err := st.LatestConfig()
+	switch {
+	case err == nil:
+		if oc, perr := config.Parse("stored", old); perr == nil {
+			oc.Version = 0
+			if ot, merr := config.Marshal(oc); merr == nil && bytes.Equal(ot, text) {
+				c.Version = ver
+				return &c, nil
+			}
+		}
+	case errors.Is(err, store.ErrNotFound):
+		ver = 0
+	default:
+		return nil, fmt.Errorf("reading the stored config: %w", err)
+	}
+	c.Version = ver + 1
+	if text, err = config.Marshal(&c); err != nil {
+		return nil, err
+	}
+	if err := st.SaveConfig(text, c.Version); err != nil {
+		return nil, fmt.Errorf("storing config version %d: %w", c.Version, err)
+	}
+	return &c, nil
+}
+
+// nonceKey returns the box's digest nonce key, creating it on first use.
+func nonceKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "nonce.key")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("creating the nonce key: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("installing %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// running implements control.Appliance for a running box.
+type running struct {
+	st  *store.Store
+	pbx *pbx.PBX
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cfg *config.Config
+}
+
+// Status reports the PBX's state with the config version.
+func (a *running) Status() any {
+	a.mu.Lock()
+	ver := a.cfg.Version
+	a.mu.Unlock()
+	return struct {
+		Role          string `json:"role"`
+		ConfigVersion uint64 `json:"config_version"`
+		pbx.Status
+	}{"standalone", ver, a.pbx.Status()}
+}
+
+func (a *running) ExportCDRs(w io.Writer, from, to time.Time) error {
+	return ExportCDRs(a.st, w, from, to)
+}
+
+func (a *running) ExportConfig() ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return config.Marshal(a.cfg)
+}
+
+func (a *running) ImportConfig(text []byte) (uint64, bool, error) {
+	cfg, err := config.Parse("imported config", text)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return 0, false, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg, err = saveIfChanged(a.st, cfg)
+	if err != nil {
+		return 0, false, err
+	}
+	a.cfg = cfg
+	restart := a.pbx.SetConfig(cfg)
+	a.log.Info("config applied", "version", cfg.Version, "restart_needed", restart)
+	return cfg.Version, restart, nil
+}
+
+// ExportCDRs writes the stored CDRs between from and to as CSV.
+func ExportCDRs(st *store.Store, w io.Writer, from, to time.Time) error {
+	if to.IsZero() {
+		to = time.Now().Add(24 * time.Hour)
+	}
+	recs, err := st.CDRs(from, to)
+	if err != nil {
+		return fmt.Errorf("reading CDRs: %w", err)
+	}
+	return cdr.WriteCSV(w, recs)
+}
+
+// ImportConfig validates the file and stores it as the next version in a
+// store that no appliance is running on.
+func ImportConfig(st *store.Store, text []byte, name string) (uint64, error) {
+	cfg, err := config.Parse(name, text)
+	if err != nil {
+		return 0, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	cfg, err = saveIfChanged(st, cfg)
+	if err != nil {
+		return 0, err
+	}
+	return cfg.Version, nil
+}
+
+// ExportConfig returns the newest stored config.
+func ExportConfig(st *store.Store) ([]byte, error) {
+	_, text, err := st.LatestConfig()
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errors.New("no config stored yet: run `twinpbx run` once, or `twinpbx config import FILE`")
+	}
+	return text, err
+}

@@ -1,0 +1,255 @@
+// Command twinpbx is the one binary of the appliance: the PBX itself
+// (`twinpbx run`) and the commands an administrator uses on the box.
+// Every subcommand is documented in the README and in `twinpbx help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
+)
+
+const usage = `twinpbx: the firmware of a twin PBX pair.
+
+Usage:
+  twinpbx run [--config FILE] [--data DIR] [--log-level LEVEL]
+      Run the appliance. With no config stored yet and no --config, a starter
+      config with extensions 100-104 and random secrets is created.
+  twinpbx config validate FILE
+      Check a config file; every problem is printed with its line and field.
+  twinpbx config import FILE [--data DIR]
+      Store FILE as the next config version (applied at once when running).
+  twinpbx config export [--data DIR]
+      Print the current config (with the extensions' secrets) as YAML.
+  twinpbx cdr export [--data DIR] [--from TIME] [--to TIME]
+      Print call detail records as CSV (TIME in RFC 3339).
+  twinpbx status [--data DIR]
+      Show listeners, registered phones and calls in progress (JSON).
+
+DIR defaults to ./twinpbx-data.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "twinpbx:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg + " (see `twinpbx help`)" }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 {
+			return usageError{"config needs validate, import or export"}
+		}
+		switch args[1] {
+		case "validate":
+			return cmdConfigValidate(args[2:], stdout)
+		case "import":
+			return cmdConfigImport(args[2:], stdout)
+		case "export":
+			return cmdConfigExport(args[2:], stdout)
+		}
+		return usageError{fmt.Sprintf("unknown config command %q", args[1])}
+	case "cdr":
+		if len(args) < 2 || args[1] != "export" {
+			return usageError{"cdr needs export"}
+		}
+		return cmdCDRExport(args[2:], stdout)
+	case "status":
+		return cmdStatus(args[1:], stdout)
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func newFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	data := fs.String("data", "twinpbx-data", "data folder")
+	return fs, data
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+	}
+	return nil
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("run")
+	cfgPath := fs.String("config", "", "config file to import before starting")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("run: unexpected argument %q", fs.Arg(0))}
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return usageError{fmt.Sprintf("run: --log-level %q: want debug, info, warn or error", *level)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	slog.SetDefault(log)
+	return appliance.Run(ctx, appliance.Options{ConfigPath: *cfgPath, DataDir: *data, Logger: log, Out: stdout})
+}
+
+func cmdConfigValidate(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return usageError{"config validate takes one FILE"}
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d extensions)\n", args[0], len(cfg.Extensions))
+	return nil
+}
+
+// withData runs online when an appliance runs on the data folder, else
+// offline on the store itself.
+func withData(dir string, online func(*control.Client) error, offline func(*store.Store) error) error {
+	c, err := control.Dial(dir)
+	if err == nil {
+		return online(c)
+	}
+	if !errors.Is(err, control.ErrNotRunning) {
+		return err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("data folder %s: %w (start the appliance with `twinpbx run --data %s` first)", dir, err, dir)
+	}
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return offline(st)
+}
+
+func cmdConfigImport(args []string, stdout io.Writer) error {
+	fs, data := newFlags("config import")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"config import takes one FILE"}
+	}
+	path := fs.Arg(0)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return withData(*data, func(c *control.Client) error {
+		r, err := c.ImportConfig(text)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "config version %d applied", r.Version)
+		if r.Restart {
+			fmt.Fprint(stdout, "; listeners or RTP ports changed: restart twinpbx for them to apply")
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	}, func(st *store.Store) error {
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return err
+		}
+		v, err := appliance.ImportConfig(st, text, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "config version %d stored; it applies when twinpbx starts\n", v)
+		return nil
+	})
+}
+
+func cmdConfigExport(args []string, stdout io.Writer) error {
+	fs, data := newFlags("config export")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return withData(*data, func(c *control.Client) error { return c.Config(stdout) },
+		func(st *store.Store) error {
+			b, err := appliance.ExportConfig(st)
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(b)
+			return err
+		})
+}
+
+func cmdCDRExport(args []string, stdout io.Writer) error {
+	fs, data := newFlags("cdr export")
+	fromS := fs.String("from", "", "first start time (RFC 3339)")
+	toS := fs.String("to", "", "last start time (RFC 3339)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var from, to time.Time
+	var err error
+	if *fromS != "" {
+		if from, err = time.Parse(time.RFC3339, *fromS); err != nil {
+			return usageError{fmt.Sprintf("--from %q: want RFC 3339, e.g. 2026-11-24T08:00:00Z", *fromS)}
+		}
+	}
+	if *toS != "" {
+		if to, err = time.Parse(time.RFC3339, *toS); err != nil {
+			return usageError{fmt.Sprintf("--to %q: want RFC 3339, e.g. 2026-11-24T18:00:00Z", *toS)}
+		}
+	}
+	return withData(*data, func(c *control.Client) error { return c.CDRs(stdout, from, to) },
+		func(st *store.Store) error { return appliance.ExportCDRs(st, stdout, from, to) })
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	fs, data := newFlags("status")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := control.Dial(*data)
+	if errors.Is(err, control.ErrNotRunning) {
+		return fmt.Errorf("%w (%s)", err, strings.TrimRight(*data, "/"))
+	}
+	if err != nil {
+		return err
+	}
+	return c.Status(stdout)
+}

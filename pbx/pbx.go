@@ -1,0 +1,392 @@
+// Package pbx assembles the SIP PBX of one box: listeners, registrar,
+// digest authentication, the B2BUA with its media relay, and the CDR sink,
+// all driven by the config. The appliance (firmware) creates one PBX and
+// runs it; the cluster later decides when.
+package pbx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/auth"
+	"github.com/twinpbx/twinpbx/pbx/b2bua"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/registrar"
+	"github.com/twinpbx/twinpbx/pbx/siplog"
+)
+
+// Store is what the PBX keeps durably: location bindings and CDRs.
+type Store interface {
+	location.Persister
+	AppendCDR(cdr.Record) error
+}
+
+// Options configure a PBX.
+type Options struct {
+	// Config must be valid; defaults are applied by New.
+	Config *config.Config
+	Store  Store
+	// AuthKey signs digest nonces (32 random bytes kept in the store, so
+	// nonces survive a restart).
+	AuthKey []byte
+	Logger  *slog.Logger
+}
+
+// Listener is one SIP socket the PBX serves.
+type Listener struct {
+	Transport string `json:"transport"`
+	Addr      string `json:"addr"`
+}
+
+// PBX is one running SIP PBX. Create it with New, start it with Run.
+type PBX struct {
+	log   *slog.Logger
+	cfg   atomic.Pointer[config.Config]
+	store Store
+
+	loc   *location.Service
+	relay *media.Relay
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	auth  *auth.Digest
+	reg   *registrar.Registrar
+	calls *b2bua.B2BUA
+
+	host      string // advertised host
+	listeners []listenSpec
+
+	mu     sync.Mutex
+	bound  []Listener
+	closed bool
+}
+
+type listenSpec struct {
+	transport string
+	addr      netip.AddrPort
+}
+
+// New builds the PBX from the config. Nothing listens until Run.
+func New(o Options) (*PBX, error) {
+	if o.Config == nil || o.Store == nil {
+		return nil, errors.New("pbx: config and store are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cfg := o.Config.WithDefaults()
+	p := &PBX{log: o.Logger, store: o.Store}
+	p.cfg.Store(cfg)
+
+	for _, l := range cfg.SIP.Listen {
+		spec, err := parseListen(l)
+		if err != nil {
+			return nil, err
+		}
+		p.listeners = append(p.listeners, spec)
+	}
+	if len(p.listeners) == 0 {
+		return nil, errors.New("pbx: no SIP listener configured")
+	}
+	p.host = cfg.SIP.Advertise
+	if p.host == "" {
+		if p.listeners[0].addr.Addr().IsUnspecified() {
+			return nil, fmt.Errorf("pbx: sip.advertise must name this box's address when sip.listen uses the wildcard %s", p.listeners[0].addr.Addr())
+		}
+		p.host = p.listeners[0].addr.Addr().String()
+	}
+	mediaAddr, err := netip.ParseAddr(p.host)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: the advertised address %q must be an IP address for the media relay: %w", p.host, err)
+	}
+	lo, hi, err := config.ParsePortRange(cfg.SIP.RTPPorts)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: sip.rtp_ports: %w", err)
+	}
+
+	p.loc, err = location.New(o.Store, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.relay, err = media.NewRelay(media.Config{
+		Addr: mediaAddr, PortLow: lo, PortHigh: hi,
+		Logger: o.Logger.With("component", "media"),
+		Filter: codecFilter(cfg.SIP.Codecs),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pbx: starting the media relay: %w", err)
+	}
+
+	// The SIP stack logs whole packets at ERROR on parse failures: a
+	// scanner must not fill the disk, so its log is rate-limited.
+	sipLog := slog.New(siplog.New(o.Logger.Handler(), siplog.Options{})).With("component", "sip")
+	sip.SetDefaultLogger(sipLog)
+	p.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("twinpbx"),
+		sipgo.WithUserAgentHostname(p.host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: creating the SIP user agent: %w", err)
+	}
+	p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		return nil, fmt.Errorf("pbx: creating the SIP server: %w", err)
+	}
+	client, err := sipgo.NewClient(p.ua, sipgo.WithClientHostname(p.host), sipgo.WithClientLogger(sipLog))
+	if err != nil {
+		return nil, fmt.Errorf("pbx: creating the SIP client: %w", err)
+	}
+
+	p.auth, err = auth.New(auth.Options{
+		Realm:         cfg.SIP.Realm,
+		Key:           o.AuthKey,
+		NonceLifetime: cfg.SIP.NonceLifetime.D(),
+		Secrets:       p.secret,
+		Logger:        o.Logger.With("component", "auth"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pbx: digest authentication: %w", err)
+	}
+	p.reg, err = registrar.New(registrar.Options{
+		Location:       p.loc,
+		Auth:           p.auth,
+		Directory:      p,
+		MinExpires:     cfg.SIP.MinExpires.D(),
+		MaxExpires:     cfg.SIP.MaxExpires.D(),
+		DefaultExpires: cfg.SIP.DefaultExpires.D(),
+		Logger:         o.Logger.With("component", "registrar"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pbx: registrar: %w", err)
+	}
+	p.calls, err = b2bua.New(b2bua.Options{
+		Client:      client,
+		Locator:     p.loc,
+		Directory:   p,
+		Auth:        p.auth,
+		Media:       relayAdapter{p.relay},
+		CDR:         cdrSink{o.Store},
+		RingTimeout: cfg.SIP.RingTimeout.D(),
+		Contact:     p.contact,
+		Logger:      o.Logger.With("component", "b2bua"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pbx: call handling: %w", err)
+	}
+	p.srv.OnRegister(p.reg.ServeRegister)
+	p.srv.OnOptions(p.serveOptions)
+	p.calls.Register(p.srv)
+	return p, nil
+}
+
+func parseListen(s string) (listenSpec, error) {
+	l, err := config.ParseListen(s)
+	if err != nil {
+		return listenSpec{}, fmt.Errorf("pbx: sip.listen %q: %w", s, err)
+	}
+	ip, err := netip.ParseAddr(l.Host)
+	if err != nil {
+		return listenSpec{}, fmt.Errorf("pbx: sip.listen %q: the SIP listener needs an IP address, not a name", s)
+	}
+	return listenSpec{transport: l.Transport, addr: netip.AddrPortFrom(ip, uint16(l.Port))}, nil
+}
+
+func codecFilter(names []string) func(string) bool {
+	if len(names) == 0 {
+		return nil
+	}
+	allowed := map[string]bool{"TELEPHONE-EVENT": true}
+	for _, n := range names {
+		allowed[strings.ToUpper(n)] = true
+	}
+	return func(name string) bool { return allowed[strings.ToUpper(name)] }
+}
+
+// Extension implements the registrar's and the B2BUA's directory over the
+// current config.
+func (p *PBX) Extension(number string) (config.Extension, bool) {
+	for _, e := range p.cfg.Load().Extensions {
+		if e.Number == number {
+			return e, true
+		}
+	}
+	return config.Extension{}, false
+}
+
+func (p *PBX) secret(user string) (string, bool) {
+	e, ok := p.Extension(user)
+	return e.Secret, ok
+}
+
+// SetConfig applies a new config to the running PBX. Extensions, secrets
+// and call settings take effect at once; listeners and the RTP range need
+// a restart, which the returned flag says.
+func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
+	c := cfg.WithDefaults()
+	old := p.cfg.Swap(c)
+	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
+		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise
+}
+
+func (p *PBX) contact(transport string) sip.Uri {
+	tr := strings.ToLower(transport)
+	for _, l := range p.listeners {
+		if l.transport == tr {
+			u := sip.Uri{Scheme: "sip", User: "twinpbx", Host: p.host, Port: int(l.addr.Port())}
+			if tr != "udp" {
+				u.UriParams = sip.NewParams()
+				u.UriParams.Add("transport", tr)
+			}
+			return u
+		}
+	}
+	return sip.Uri{Scheme: "sip", User: "twinpbx", Host: p.host, Port: int(p.listeners[0].addr.Port())}
+}
+
+func (p *PBX) serveOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, INFO, UPDATE, MESSAGE"))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	if err := tx.Respond(res); err != nil {
+		p.log.Debug("answering OPTIONS", "err", err)
+	}
+}
+
+// Run listens on every configured socket and serves until ctx ends; then
+// it hangs up every call (writing their CDRs) and closes the sockets.
+// ready, if not nil, is called once every listener is bound.
+func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	errc := make(chan error, len(p.listeners))
+	var bound []Listener
+	for _, l := range p.listeners {
+		switch l.transport {
+		case "udp":
+			conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.addr))
+			if err != nil {
+				return fmt.Errorf("listening on udp:%s: %w", l.addr, err)
+			}
+			// sipgo never enlarges socket buffers; bursts of REGISTERs
+			// would be dropped by the kernel otherwise.
+			_ = conn.SetReadBuffer(4 << 20)
+			_ = conn.SetWriteBuffer(4 << 20)
+			closers = append(closers, conn.Close)
+			bound = append(bound, Listener{"udp", conn.LocalAddr().String()})
+			go func() { errc <- p.srv.ServeUDP(conn) }()
+		case "tcp":
+			ln, err := net.Listen("tcp", l.addr.String())
+			if err != nil {
+				return fmt.Errorf("listening on tcp:%s: %w", l.addr, err)
+			}
+			closers = append(closers, ln.Close)
+			bound = append(bound, Listener{"tcp", ln.Addr().String()})
+			go func() { errc <- p.srv.ServeTCP(ln) }()
+		}
+	}
+	p.mu.Lock()
+	p.bound = bound
+	p.mu.Unlock()
+	if ready != nil {
+		ready(bound)
+	}
+
+	expire := time.NewTicker(10 * time.Second)
+	defer expire.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return p.shutdown()
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return p.shutdown()
+			}
+			_ = p.shutdown()
+			return fmt.Errorf("a SIP listener stopped: %w", err)
+		case <-expire.C:
+			if n, err := p.loc.Expire(); err != nil {
+				p.log.Error("expiring registrations", "err", err)
+			} else if n > 0 {
+				p.log.Info("registrations expired", "count", n)
+			}
+		}
+	}
+}
+
+func (p *PBX) shutdown() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.calls.HangupAll(hctx)
+	var errs []error
+	if err := p.relay.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the media relay: %w", err))
+	}
+	if err := p.ua.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the SIP stack: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Status is a snapshot for `twinpbx status` and the console.
+type Status struct {
+	Node          string             `json:"node"`
+	Listeners     []Listener         `json:"listeners"`
+	Registrations []location.Binding `json:"registrations"`
+	Calls         []b2bua.CallInfo   `json:"calls"`
+	MediaSessions int                `json:"media_sessions"`
+}
+
+// Status reports listeners, registrations and calls.
+func (p *PBX) Status() Status {
+	p.mu.Lock()
+	bound := append([]Listener(nil), p.bound...)
+	p.mu.Unlock()
+	return Status{
+		Node:          p.cfg.Load().Node.Name,
+		Listeners:     bound,
+		Registrations: p.loc.All(),
+		Calls:         p.calls.Calls(),
+		MediaSessions: p.relay.Sessions(),
+	}
+}
+
+type relayAdapter struct{ r *media.Relay }
+
+func (a relayAdapter) Open(id string) (b2bua.MediaSession, error) {
+	s, err := a.r.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type cdrSink struct{ s Store }
+
+func (c cdrSink) WriteCDR(r cdr.Record) error { return c.s.AppendCDR(r) }
