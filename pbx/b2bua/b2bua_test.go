@@ -2,6 +2,8 @@ package b2bua
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -525,4 +527,71 @@ func TestTransferorLeavesEarly(t *testing.T) {
 		t.Errorf("the departed transferor got %d BYEs", n)
 	}
 	eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
+}
+
+// TestMalformedRequests sends hand-written requests on a raw socket: each
+// gets a SIP error, and the PBX keeps working.
+func TestMalformedRequests(t *testing.T) {
+	e := newEnv(t)
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	me := conn.LocalAddr().String()
+	tests := []struct {
+		name    string
+		method  string
+		toTag   string
+		contact bool
+		want    int
+	}{
+		{"INVITE without Contact", "INVITE", "", false, 400},
+		{"BYE outside a dialog", "BYE", ";tag=x", true, 481},
+		{"CANCEL of nothing", "CANCEL", "", true, 481},
+		{"NOTIFY outside a dialog", "NOTIFY", "", true, 481},
+		{"REFER outside a dialog", "REFER", "", true, 481},
+		{"MESSAGE outside a dialog", "MESSAGE", "", true, 405},
+		{"re-INVITE of no call", "INVITE", ";tag=x", true, 481},
+		{"UPDATE of no call", "UPDATE", ";tag=x", true, 481},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s sip:200@%s SIP/2.0\r\n", tt.method, e.addr)
+			fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=z9hG4bK-raw%d\r\n", me, i)
+			fmt.Fprintf(&b, "From: <sip:100@127.0.0.1>;tag=raw%d\r\nTo: <sip:200@127.0.0.1>%s\r\n", i, tt.toTag)
+			fmt.Fprintf(&b, "Call-ID: raw-%d\r\nCSeq: 1 %s\r\nMax-Forwards: 70\r\n", i, tt.method)
+			if tt.contact {
+				fmt.Fprintf(&b, "Contact: <sip:100@%s>\r\n", me)
+			}
+			b.WriteString("Content-Length: 0\r\n\r\n")
+			dst, _ := net.ResolveUDPAddr("udp", e.addr)
+			if _, err := conn.WriteTo([]byte(b.String()), dst); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			for {
+				_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+				n, _, err := conn.ReadFrom(buf)
+				if err != nil {
+					t.Fatalf("no answer: %v", err)
+				}
+				line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+				if strings.HasPrefix(line, "SIP/2.0 100") {
+					continue
+				}
+				if want := fmt.Sprintf("SIP/2.0 %d ", tt.want); !strings.HasPrefix(line, want) {
+					t.Fatalf("got %q, want %q", line, want)
+				}
+				return
+			}
+		})
+	}
+	if e.media.sessions() != 0 || len(e.b.Calls()) != 0 {
+		t.Error("malformed requests left state behind")
+	}
+	// Still serving.
+	alice, _ := answered(t, e)
+	alice.request(sip.BYE, nil)
 }

@@ -186,12 +186,12 @@ func uasDialog(req *sip.Request, localTag string) (Dialog, error) {
 	}
 	d.RemoteTag, _ = from.Params.Get("tag")
 	if d.RemoteTag == "" {
-		return Dialog{}, errors.New("From has no tag")
+		return Dialog{}, errors.New("no tag in From")
 	}
 	if c := req.Contact(); c != nil {
 		d.RemoteTarget = c.Address.String()
 	} else {
-		return Dialog{}, errors.New("INVITE has no Contact")
+		return Dialog{}, errors.New("no Contact in the INVITE")
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {

@@ -265,13 +265,12 @@ type phone struct {
 	pbx     string
 	cl      *sipgo.Client
 
-	mu         sync.Mutex
-	mode       string
-	sdp        string
-	got        []*sip.Request
-	d          *Dialog // the current call's dialog
-	incall     bool
-	respond200 func(*sip.Request) []byte
+	mu     sync.Mutex
+	mode   string
+	sdp    string
+	got    []*sip.Request
+	d      *Dialog // the current call's dialog
+	incall bool
 }
 
 func newPhone(t *testing.T, e *env, number, mode string) *phone {
@@ -345,12 +344,6 @@ func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
 func (p *phone) setSDP(sdp string) {
 	p.mu.Lock()
 	p.sdp = sdp
-	p.mu.Unlock()
-}
-
-func (p *phone) setMode(m string) {
-	p.mu.Lock()
-	p.mode = m
 	p.mu.Unlock()
 }
 

@@ -2,16 +2,12 @@ package b2bua
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
-
-// errRequestPending marks an offer that crossed another (glare).
-var errRequestPending = errors.New("another offer is in progress")
 
 // inDialog finds the call of an in-dialog request and checks its CSeq (RFC
 // 3261 §12.2.2); on failure it has answered the request.
@@ -267,9 +263,7 @@ func (b *B2BUA) servePassThrough(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var hdrs []sip.Header
 	for _, name := range passHeaders {
-		for _, h := range req.GetHeaders(name) {
-			hdrs = append(hdrs, h)
-		}
+		hdrs = append(hdrs, req.GetHeaders(name)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
