@@ -2,8 +2,10 @@ package b2bua
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -594,4 +596,88 @@ func TestMalformedRequests(t *testing.T) {
 	// Still serving.
 	alice, _ := answered(t, e)
 	alice.request(sip.BYE, nil)
+}
+
+func TestEarlyMedia(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "early")
+	e.loc.add("200", bob)
+	oc := alice.dial("200", nil)
+	res := oc.waitProvisional(183)
+	if !hasLine(res.Body(), "o=200 ") || !hasLine(res.Body(), "a=relayed-from:B") {
+		t.Errorf("early media SDP %q", res.Body())
+	}
+	oc.cancel()
+	if res := oc.result(); res.StatusCode != 487 {
+		t.Errorf("cancelled call ended with %d", res.StatusCode)
+	}
+}
+
+func TestReofferGlare(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	hold := make(chan struct{})
+	bob.mu.Lock()
+	bob.hold = hold
+	bob.mu.Unlock()
+	first := make(chan int, 1)
+	go func() { first <- alice.request(sip.INVITE, []byte(alice.sdp+"a=sendonly\r\n")).StatusCode }()
+	bob.wait(sip.INVITE, 2) // the PBX relayed alice's offer and waits for bob
+	if res := bob.request(sip.INVITE, []byte(bob.sdp+"a=sendonly\r\n")); res.StatusCode != 491 {
+		t.Errorf("crossing re-INVITE answered %d, want 491", res.StatusCode)
+	}
+	close(hold)
+	select {
+	case code := <-first:
+		if code != 200 {
+			t.Errorf("first re-INVITE answered %d", code)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("first re-INVITE never answered")
+	}
+}
+
+func TestSnapshot(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	snap := e.b.Snapshot()
+	if len(snap) != 1 {
+		t.Fatalf("%d calls in the snapshot", len(snap))
+	}
+	s := snap[0]
+	a, b := s.Legs[LegA], s.Legs[LegB]
+	if a == nil || b == nil {
+		t.Fatalf("legs %+v", s.Legs)
+	}
+	alice.mu.Lock()
+	ad := *alice.d
+	alice.mu.Unlock()
+	bob.mu.Lock()
+	bd := *bob.d
+	bob.mu.Unlock()
+	// Each leg's dialog mirrors the phone's view of it.
+	if a.Dialog.CallID != ad.CallID || a.Dialog.LocalTag != ad.RemoteTag || a.Dialog.RemoteTag != ad.LocalTag || !a.Dialog.UAS {
+		t.Errorf("caller leg %+v, phone %+v", a.Dialog, ad)
+	}
+	if b.Dialog.CallID != bd.CallID || b.Dialog.LocalTag != bd.RemoteTag || b.Dialog.RemoteTag != bd.LocalTag || b.Dialog.UAS {
+		t.Errorf("callee leg %+v, phone %+v", b.Dialog, bd)
+	}
+	if s.ID != ad.CallID || s.State != StateAnswered || a.Number != "100" || b.Number != "200" || !hasLine(b.SDP, "o=200 ") {
+		t.Errorf("state %+v", s)
+	}
+	data, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []CallState
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	for i := range snap { // JSON keeps neither the monotonic clock nor Local
+		snap[i].Start, snap[i].Answer = snap[i].Start.UTC().Round(0), snap[i].Answer.UTC().Round(0)
+	}
+	if !reflect.DeepEqual(back, snap) {
+		t.Errorf("JSON round trip changed the state:\n%+v %+v %+v\n%+v %+v %+v", back, *back[0].Legs[0], *back[0].Legs[1], snap, *snap[0].Legs[0], *snap[0].Legs[1])
+	}
 }

@@ -265,12 +265,13 @@ type phone struct {
 	pbx     string
 	cl      *sipgo.Client
 
-	mu     sync.Mutex
-	mode   string
-	sdp    string
-	got    []*sip.Request
-	d      *Dialog // the current call's dialog
-	incall bool
+	mu   sync.Mutex
+	mode string
+	sdp  string
+	got  []*sip.Request
+	d    *Dialog // the current call's dialog
+	// hold, when set, delays the answer to a re-INVITE until it closes.
+	hold chan struct{}
 }
 
 func newPhone(t *testing.T, e *env, number, mode string) *phone {
@@ -333,11 +334,6 @@ func (p *phone) record(req *sip.Request, _ sip.ServerTransaction) {
 
 func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
 	p.record(req, tx)
-	if req.Method == sip.BYE {
-		p.mu.Lock()
-		p.incall = false
-		p.mu.Unlock()
-	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 }
 
@@ -387,6 +383,12 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		// re-INVITE or UPDATE: answer with our SDP.
 		p.mu.Lock()
+		hold := p.hold
+		p.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
+		p.mu.Lock()
 		body := []byte(p.sdp + "a=reanswer\r\n")
 		if p.d != nil {
 			p.d.RemoteSeq = req.CSeq().SeqNo
@@ -423,12 +425,17 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(mk(180, "Ringing", nil))
 		p.mu.Lock()
 		p.d = &d
-		p.incall = true
 		body := []byte(p.sdp)
 		p.mu.Unlock()
 		_ = tx.Respond(mk(200, "OK", body))
 	case "ring":
 		_ = tx.Respond(mk(180, "Ringing", nil))
+		<-tx.Done()
+	case "early":
+		p.mu.Lock()
+		body := []byte(p.sdp)
+		p.mu.Unlock()
+		_ = tx.Respond(mk(183, "Session Progress", body))
 		<-tx.Done()
 	default:
 		var code int
@@ -516,7 +523,6 @@ func (oc *outCall) send(body []byte, withAuth bool) {
 					p.mu.Lock()
 					d := oc.d
 					p.d = &d
-					p.incall = true
 					p.mu.Unlock()
 				}
 				oc.final <- res

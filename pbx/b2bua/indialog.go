@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/emiago/sipgo/sip"
@@ -212,21 +213,25 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 	if err != nil {
 		return nil, fmt.Errorf("sending re-INVITE: %w", err)
 	}
-	defer tx.Terminate()
 	for {
 		select {
 		case res := <-tx.Responses():
 			if res.IsProvisional() {
 				continue
 			}
-			if res.IsSuccess() {
-				if ct := res.Contact(); ct != nil {
-					c.mu.Lock()
-					c.legs[to].Dialog.RemoteTarget = ct.Address.String()
-					d.RemoteTarget = ct.Address.String()
-					c.mu.Unlock()
-				}
-				ack, err := d.ack(req.CSeq().SeqNo, b.contact(d.Transport), nil)
+			if !res.IsSuccess() {
+				// sipgo acknowledges non-2xx finals itself.
+				return res, nil
+			}
+			if ct := res.Contact(); ct != nil {
+				c.mu.Lock()
+				c.legs[to].Dialog.RemoteTarget = ct.Address.String()
+				d.RemoteTarget = ct.Address.String()
+				c.mu.Unlock()
+			}
+			seq := req.CSeq().SeqNo
+			sendAck := func() {
+				ack, err := d.ack(seq, b.contact(d.Transport), nil)
 				if err == nil {
 					err = b.write(ack)
 				}
@@ -234,10 +239,15 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 					b.log.Info("ACK of a re-INVITE", "call", c.st.ID, "err", err)
 				}
 			}
+			sendAck()
+			// The transaction absorbs 2xx retransmissions until Timer M;
+			// each gets the ACK again.
+			tx.OnRetransmission(func(*sip.Response) { sendAck() })
 			return res, nil
 		case <-tx.Done():
 			return nil, fmt.Errorf("re-INVITE: %w", tx.Err())
 		case <-ctx.Done():
+			tx.Terminate()
 			return nil, ctx.Err()
 		}
 	}
@@ -268,6 +278,10 @@ func (b *B2BUA) servePassThrough(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	res, err := b.forward(ctx, c, other(side), req.Method, req.Body(), hdrs)
+	if errors.Is(err, errNoDialog) {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
+		return
+	}
 	if err != nil {
 		b.log.Info("passing a request through", "call", c.st.ID, "method", req.Method, "err", err)
 		respond(tx, req, 408, "Request Timeout", b.log)
