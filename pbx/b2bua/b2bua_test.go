@@ -681,3 +681,49 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("JSON round trip changed the state:\n%+v %+v %+v\n%+v %+v %+v", back, *back[0].Legs[0], *back[0].Legs[1], snap, *snap[0].Legs[0], *snap[0].Legs[1])
 	}
 }
+
+func TestTCP(t *testing.T) {
+	tests := []struct {
+		name          string
+		tcpA, tcpB    bool
+		callerHangsUp bool
+	}{
+		{"caller on TCP", true, false, false},
+		{"callee on TCP", false, true, true},
+		{"both on TCP", true, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			mk := func(tcp bool, n string) *phone {
+				if tcp {
+					return newTCPPhone(t, e, n, "answer")
+				}
+				return newPhone(t, e, n, "answer")
+			}
+			alice, bob := mk(tt.tcpA, "100"), mk(tt.tcpB, "200")
+			e.loc.add("200", bob)
+			if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
+				t.Fatalf("call: %d", res.StatusCode)
+			}
+			inv := bob.wait(sip.INVITE, 1)
+			if want := map[bool]string{false: "UDP", true: "TCP"}[tt.tcpB]; inv.Via().Transport != want {
+				t.Errorf("callee got INVITE over %s", inv.Via().Transport)
+			}
+			bob.wait(sip.ACK, 1)
+			if res := alice.request(sip.INVITE, []byte(alice.sdp+"a=sendonly\r\n")); res.StatusCode != 200 {
+				t.Errorf("re-INVITE: %d", res.StatusCode)
+			}
+			if tt.callerHangsUp {
+				alice.request(sip.BYE, nil)
+				bob.wait(sip.BYE, 1)
+			} else {
+				bob.request(sip.BYE, nil)
+				alice.wait(sip.BYE, 1)
+			}
+			if r := e.cdrs.wait(t, 1)[0]; r.Disp != cdr.Answered {
+				t.Errorf("CDR %+v", r)
+			}
+		})
+	}
+}

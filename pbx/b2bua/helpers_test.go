@@ -65,7 +65,7 @@ func (l *fakeLocator) add(aor string, p *phone) {
 	l.m[aor] = append(l.m[aor], location.Binding{
 		AOR:     aor,
 		Contact: p.contact.String(),
-		Source:  "udp:" + p.addr,
+		Source:  map[bool]string{false: "udp:", true: "tcp:"}[p.tcp] + p.addr,
 		Expires: time.Now().Add(time.Hour),
 	})
 }
@@ -178,13 +178,15 @@ func (f *fakeCDR) wait(t *testing.T, n int) []cdr.Record {
 // --- the PBX under test ---
 
 type env struct {
-	t     *testing.T
-	b     *B2BUA
-	addr  string // PBX "ip:port"
-	loc   *fakeLocator
-	auth  *fakeAuth
-	media *fakeMedia
-	cdrs  *fakeCDR
+	t    *testing.T
+	b    *B2BUA
+	addr string // PBX "ip:port" (UDP)
+	// tcpAddr is the PBX's TCP listener.
+	tcpAddr string
+	loc     *fakeLocator
+	auth    *fakeAuth
+	media   *fakeMedia
+	cdrs    *fakeCDR
 }
 
 type envOpt func(*Options)
@@ -210,7 +212,13 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	port := conn.LocalAddr().(*net.UDPAddr).Port
-	e := &env{t: t, addr: conn.LocalAddr().String(), loc: &fakeLocator{}, auth: &fakeAuth{}, media: &fakeMedia{}, cdrs: &fakeCDR{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	tcpPort := ln.Addr().(*net.TCPAddr).Port
+	e := &env{t: t, addr: conn.LocalAddr().String(), tcpAddr: ln.Addr().String(), loc: &fakeLocator{}, auth: &fakeAuth{}, media: &fakeMedia{}, cdrs: &fakeCDR{}}
 	o := Options{
 		Client: cl, Locator: e.loc, Auth: e.auth, Media: e.media, CDR: e.cdrs,
 		Directory: fakeDirectory{
@@ -220,7 +228,11 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 			"400": {Number: "400", Name: "Dave"},
 		},
 		RingTimeout: 3 * time.Second,
-		Contact: func(string) sip.Uri {
+		Contact: func(tp string) sip.Uri {
+			if tp == "tcp" {
+				return sip.Uri{Scheme: "sip", User: "pbx", Host: "127.0.0.1", Port: tcpPort,
+					UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}
+			}
 			return sip.Uri{Scheme: "sip", User: "pbx", Host: "127.0.0.1", Port: port}
 		},
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -234,6 +246,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	e.b.Register(srv)
 	go func() { _ = srv.ServeUDP(conn) }()
+	go func() { _ = srv.ServeTCP(ln) }()
 	waitServing(t, ua, e.addr)
 	t.Cleanup(e.hangupAll)
 	return e
@@ -264,6 +277,7 @@ type phone struct {
 	contact sip.Uri
 	pbx     string
 	cl      *sipgo.Client
+	tcp     bool
 
 	mu   sync.Mutex
 	mode string
@@ -275,6 +289,17 @@ type phone struct {
 }
 
 func newPhone(t *testing.T, e *env, number, mode string) *phone {
+	t.Helper()
+	return startPhone(t, e, number, mode, false)
+}
+
+// newTCPPhone is a phone that talks SIP over TCP.
+func newTCPPhone(t *testing.T, e *env, number, mode string) *phone {
+	t.Helper()
+	return startPhone(t, e, number, mode, true)
+}
+
+func startPhone(t *testing.T, e *env, number, mode string, tcp bool) *phone {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("phone-"+number), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -289,24 +314,41 @@ func newPhone(t *testing.T, e *env, number, mode string) *phone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
 	p := &phone{
-		t: t, number: number, addr: conn.LocalAddr().String(), pbx: e.addr, cl: cl, mode: mode,
+		t: t, number: number, pbx: e.addr, cl: cl, mode: mode, tcp: tcp,
 		sdp: fmt.Sprintf("v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\n", number),
 	}
-	p.contact = sip.Uri{Scheme: "sip", User: number, Host: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port}
+	var serve func() error
+	if tcp {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		p.addr, p.pbx = ln.Addr().String(), e.tcpAddr
+		p.contact = sip.Uri{Scheme: "sip", User: number, Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port,
+			UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}
+		serve = func() error { return srv.ServeTCP(ln) }
+	} else {
+		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		p.addr = conn.LocalAddr().String()
+		p.contact = sip.Uri{Scheme: "sip", User: number, Host: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port}
+		serve = func() error { return srv.ServeUDP(conn) }
+	}
 	srv.OnInvite(p.serveInvite)
 	srv.OnAck(p.record)
 	srv.OnBye(p.okAndRecord)
 	srv.OnInfo(p.okAndRecord)
 	srv.OnNotify(p.okAndRecord)
 	srv.OnUpdate(p.serveInvite)
-	go func() { _ = srv.ServeUDP(conn) }()
-	waitServing(t, ua, p.addr)
+	go func() { _ = serve() }()
+	if !tcp {
+		waitServing(t, ua, p.addr)
+	}
 	// Cleanups run last-first: end the calls while the phones still answer.
 	t.Cleanup(e.hangupAll)
 	return p
@@ -457,6 +499,9 @@ type outCall struct {
 func (p *phone) via() sip.Uri { return p.contact }
 
 func (p *phone) prepare(req *sip.Request) {
+	if p.tcp {
+		return // TCP reuses the connection to the PBX
+	}
 	req.Laddr = sip.Addr{IP: net.ParseIP("127.0.0.1"), Port: p.contact.Port}
 }
 
@@ -474,7 +519,7 @@ func (p *phone) dial(number string, body []byte) *outCall {
 		LocalName:    "Phone " + p.number,
 		RemoteURI:    "sip:" + number + "@127.0.0.1",
 		RemoteTarget: "sip:" + number + "@" + p.pbx,
-		Transport:    "UDP",
+		Transport:    map[bool]string{false: "UDP", true: "TCP"}[p.tcp],
 		Peer:         p.pbx,
 	}
 	oc.send(body, false)
