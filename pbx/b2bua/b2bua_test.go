@@ -162,8 +162,16 @@ func TestBusyInCall(t *testing.T) {
 	if r.Caller != "300" || r.Disp != cdr.Busy || r.SIPCode != 486 {
 		t.Errorf("CDR %+v", r)
 	}
+	// A failed second call of a busy party does not free it.
+	e.loc.add("100", alice)
+	if res := alice.dial("999", nil).result(); res.StatusCode != 404 {
+		t.Fatalf("call to an unknown number: %d", res.StatusCode)
+	}
+	if res := carol.dial("100", nil).result(); res.StatusCode != 486 {
+		t.Fatalf("call to the busy caller: %d, want 486", res.StatusCode)
+	}
 	alice.request(sip.BYE, nil)
-	e.cdrs.wait(t, 2)
+	e.cdrs.wait(t, 4)
 	// Once free, the extension can be called again.
 	if res := carol.dial("200", nil).result(); res.StatusCode != 200 {
 		t.Fatalf("call after hang-up: %d", res.StatusCode)

@@ -66,6 +66,9 @@ type call struct {
 	legs  [2]*LegState
 	media MediaSession
 	ended bool
+	// registered is set once the call is in the B2BUA's tables and counts
+	// against its parties' "busy".
+	registered bool
 	// ringCancel stops the ringing phase (caller CANCEL, shutdown).
 	ringCancel context.CancelCauseFunc
 	// acks are the 2xx responses we sent that wait for their ACK, by leg
@@ -182,6 +185,7 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 	rec := c.record(disp, code, by)
 	legs := c.legs
 	m := c.media
+	registered := c.registered
 	c.mu.Unlock()
 
 	c.b.mu.Lock()
@@ -189,7 +193,7 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 		delete(c.b.calls, c.st.ID)
 	}
 	for _, l := range legs {
-		if l != nil {
+		if l != nil && registered {
 			if c.b.legs[l.Dialog.CallID] == c {
 				delete(c.b.legs, l.Dialog.CallID)
 			}

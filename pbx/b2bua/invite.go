@@ -112,8 +112,11 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	b.legs[c.st.ID] = c
 	b.active[user]++
 	b.active[callee]++
-	b.mu.Unlock()
+	c.mu.Lock()
+	c.registered = true
 	c.legs[LegB] = &LegState{Role: ByCallee, Number: callee}
+	c.mu.Unlock()
+	b.mu.Unlock()
 
 	m, err := b.o.Media.Open(c.st.ID)
 	if err != nil {
