@@ -108,12 +108,17 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		fail(486, "Busy Here")
 		return
 	}
+	// The ring context exists before the call is listed, so that a
+	// shutdown always finds a ringing call cancellable.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	b.calls[c.st.ID] = c
 	b.legs[c.st.ID] = c
 	b.active[user]++
 	b.active[callee]++
 	c.mu.Lock()
 	c.registered = true
+	c.ringCancel = cancel
 	c.legs[LegB] = &LegState{Role: ByCallee, Number: callee}
 	c.mu.Unlock()
 	b.mu.Unlock()
@@ -134,11 +139,6 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	c.mu.Lock()
-	c.ringCancel = cancel
-	c.mu.Unlock()
 	if !tx.OnCancel(func(*sip.Request) { cancel(errCallerCancel) }) {
 		cancel(errCallerCancel)
 	}
