@@ -12,7 +12,11 @@
 // Limits, by design for now: one active call per extension (no call
 // waiting: a second call to a busy extension gets 486 Busy Here); an INVITE
 // without SDP (late offer) is answered 488; re-INVITE and UPDATE without SDP
-// are answered 488 as well; no reliable provisional responses (PRACK).
+// are answered 488 as well; no reliable provisional responses (PRACK);
+// redirects (3xx) from a device count as 480. A blind transfer keeps the
+// transferee's media session: the relay re-points its far side at the
+// target, so the transferee is not re-INVITEd. Attended transfer
+// (Refer-To with Replaces) is refused with 400.
 package b2bua
 
 import (

@@ -345,6 +345,11 @@ loop:
 				break loop
 			default:
 				pending--
+				if code < 400 {
+					// We do not follow redirects; without its Contact a
+					// 3xx means nothing to the caller.
+					code = 480
+				}
 				codes = append(codes, code)
 				reasons[code] = ev.res.Reason
 				if code >= 600 {
