@@ -735,3 +735,20 @@ func TestTCP(t *testing.T) {
 		})
 	}
 }
+
+func TestStaleCSeq(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := answered(t, e)
+	alice.mu.Lock()
+	alice.d.LocalSeq = 0 // the next request reuses the INVITE's CSeq 1
+	alice.mu.Unlock()
+	if res := alice.request(sip.INFO, []byte("x"), sip.NewHeader("Content-Type", "text/plain")); res.StatusCode != 500 {
+		t.Errorf("out-of-order request answered %d, want 500", res.StatusCode)
+	}
+	if n := bob.count(sip.INFO); n != 0 {
+		t.Errorf("stale request was passed on %d times", n)
+	}
+	if res := alice.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Errorf("BYE after a stale request: %d", res.StatusCode)
+	}
+}
