@@ -60,3 +60,29 @@ func TestServeFraming(t *testing.T) {
 		t.Errorf("Commands() = %d, want 2", b.Commands())
 	}
 }
+
+// FuzzServe: any byte stream from the host is answered without a panic,
+// and every command gets exactly one prompt.
+func FuzzServe(f *testing.F) {
+	f.Add([]byte("relay on 0\rrelay read 0\r"))
+	f.Add([]byte("relay readall\r\n\rver\rid get\r"))
+	f.Add([]byte("relay on \xff\rrelay off\r\r\r"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		conn := &rw{Reader: bytes.NewReader(in)}
+		b := &Board{}
+		if err := b.Serve(context.Background(), conn); err != nil {
+			t.Fatal(err)
+		}
+		out := conn.out.String()
+		if out != "" && !bytes.HasSuffix([]byte(out), []byte(">")) {
+			t.Fatalf("output %q does not end with a prompt", out)
+		}
+		// One prompt per CR-terminated command (unless a command itself
+		// holds a '>', which the echo repeats).
+		if !bytes.Contains(in, []byte(">")) {
+			if got, want := bytes.Count([]byte(out), []byte(">")), bytes.Count(in, []byte("\r")); got != want {
+				t.Fatalf("%d commands got %d prompts", want, got)
+			}
+		}
+	})
+}
