@@ -68,3 +68,58 @@ type Duration time.Duration
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Cluster pairs this box with its twin (see docs/CLUSTER.md).
+type Cluster struct {
+	// Peer is the twin's node name.
+	Peer string `yaml:"peer"`
+	// PairingKey is the secret both boxes share (at least 16 characters);
+	// it keys the heartbeats and the replication link.
+	PairingKey string `yaml:"pairing_key"`
+	// Crossover and LAN are the two heartbeat paths: this box's address and
+	// the twin's on each. Replication runs over the crossover, the LAN
+	// being its fallback.
+	Crossover Path `yaml:"crossover"`
+	LAN       Path `yaml:"lan"`
+	// LANInterface is the interface that carries the VIP (e.g. "eth0").
+	LANInterface string `yaml:"lan_interface"`
+	// VIP is the virtual address with its prefix, e.g. "192.168.1.10/24".
+	VIP string `yaml:"vip"`
+	// Gateway is the tie-breaker: an address on the LAN that answers ARP
+	// (the office router).
+	Gateway string `yaml:"gateway"`
+	// Port is the UDP port of the heartbeats and the TCP port of the
+	// replication link on both paths (default 7450).
+	Port int `yaml:"port,omitempty"`
+	// Preferred names the box that becomes active when both start at once
+	// with the same data; with Failback it also takes service back once it
+	// has been a healthy standby for FailbackDelay. Default: sticky.
+	Preferred     string   `yaml:"preferred,omitempty"`
+	Failback      bool     `yaml:"failback,omitempty"`
+	FailbackDelay Duration `yaml:"failback_delay,omitempty"`
+	// Timing is a preset ("fast", "default", "slow") for the values below;
+	// values set explicitly override the preset.
+	Timing   string   `yaml:"timing,omitempty"`
+	Interval Duration `yaml:"interval,omitempty"`
+	DeadTime Duration `yaml:"dead_time,omitempty"`
+	Lease    Duration `yaml:"lease,omitempty"`
+	BootWait Duration `yaml:"boot_wait,omitempty"`
+	// GARPCount gratuitous ARPs are sent at takeover, then one every
+	// GARPInterval for GARPRefresh.
+	GARPCount    int      `yaml:"garp_count,omitempty"`
+	GARPInterval Duration `yaml:"garp_interval,omitempty"`
+	GARPRefresh  Duration `yaml:"garp_refresh,omitempty"`
+	// MigrationThreshold failures of a resource within FailureTimeout are
+	// restarted in place; one more moves service to the twin.
+	MigrationThreshold int      `yaml:"migration_threshold,omitempty"`
+	FailureTimeout     Duration `yaml:"failure_timeout,omitempty"`
+	// WatchdogTimeout is the hardware watchdog's timeout (default: 5s on
+	// the simulated board, 10s on real boards).
+	WatchdogTimeout Duration `yaml:"watchdog_timeout,omitempty"`
+}
+
+// Path is one heartbeat path: this box's address and the twin's.
+type Path struct {
+	Local string `yaml:"local"`
+	Peer  string `yaml:"peer"`
+}
