@@ -193,16 +193,26 @@ func openRelay(ctx context.Context, r Relay, dataDir string, opts Options) (rela
 			_ = port.Close()
 			return fail(fmt.Errorf("probing the board: %w", err))
 		}
-		return n, st, port.Close
+		if r.Sense == nil {
+			return n, st, port.Close
+		}
+		st.Driver += " sense " + r.Sense.String()
+		pr, err := gpioProvider(opts)
+		if err != nil {
+			_ = port.Close()
+			return fail(err)
+		}
+		sense, err := hwgpio.OpenInput(pr, *r.Sense, gpio.PullNoChange, hwgpio.NoEdge)
+		if err != nil {
+			_ = port.Close()
+			return fail(err)
+		}
+		return relay.WithSense(n, sense, r.Settle), st, func() error { return errors.Join(haltPin(sense), port.Close()) }
 	case RelayGPIO:
 		st.Driver = "gpio " + r.Coil.String()
-		pr := opts.GPIO
-		if pr == nil {
-			h, err := hwgpio.NewHost()
-			if err != nil {
-				return fail(err)
-			}
-			pr = h
+		pr, err := gpioProvider(opts)
+		if err != nil {
+			return fail(err)
 		}
 		// Opening the coil line de-energises it: the relay rests on A
 		// until the cluster says otherwise. The PSTN line may thus flip
@@ -224,6 +234,13 @@ func openRelay(ctx context.Context, r Relay, dataDir string, opts Options) (rela
 		return rl, st, func() error { return errors.Join(coil.Pin().Halt(), haltPin(sense)) }
 	}
 	return fail(fmt.Errorf("unknown relay driver %q", r.Driver))
+}
+
+func gpioProvider(opts Options) (hwgpio.Provider, error) {
+	if opts.GPIO != nil {
+		return opts.GPIO, nil
+	}
+	return hwgpio.NewHost()
 }
 
 func haltPin(in *hwgpio.Input) error {

@@ -147,6 +147,24 @@ func TestOpenNumatoRelay(t *testing.T) {
 	if !board.Relay(5) {
 		t.Error("board relay 5 not energised")
 	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same board with a sense line on a second pole, which here
+	// never moves: the board obeys, the contacts do not.
+	p.Relay.Sense = &hwgpio.Spec{Name: "SENSE"}
+	sense := &gpiotest.Pin{N: "SENSE"}
+	d, err = openT(t, p, t.TempDir(), Options{OnWatchdogReset: func() {}, GPIO: hwgpio.Pins{"SENSE": sense}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Relay.Select(context.Background(), relay.B); !errors.Is(err, relay.ErrNotFollowing) {
+		t.Fatalf("Select(B) with contacts that stay on A = %v", err)
+	}
+	if side, sensed, _ := d.Relay.Position(context.Background()); side != relay.A || !sensed {
+		t.Errorf("Position() = %v, %v; want the contacts' A, sensed", side, sensed)
+	}
 }
 
 // TestOpenMissingHardware opens the QEMU profile where its devices are

@@ -80,8 +80,10 @@ const (
 // Relay says how the PSTN failover relay is driven.
 type Relay struct {
 	Driver string `yaml:"driver"`
-	// Coil and Sense are the GPIO lines of a gpio relay; Sense is
-	// optional (nil: no read-back of the contacts).
+	// Coil is the GPIO line of a gpio relay's coil. Sense is the GPIO
+	// input on a second pole of a gpio or numato relay, true when the
+	// contacts are on side B; optional (nil: no read-back of the
+	// contacts, only of the coil).
 	Coil  *gpio.Spec `yaml:"coil,omitempty"`
 	Sense *gpio.Spec `yaml:"sense,omitempty"`
 	// Settle bounds how long the contacts may take to follow the coil.
@@ -207,6 +209,11 @@ func (r Relay) validate() error {
 		}
 		if r.Number < 0 || r.Number > 31 {
 			return fmt.Errorf("numato relay: number %d outside 0-31", r.Number)
+		}
+		if r.Sense != nil {
+			if err := r.Sense.Validate(); err != nil {
+				return fmt.Errorf("numato relay sense: %w", err)
+			}
 		}
 	default:
 		return fmt.Errorf("relay: unknown driver %q (want %s, %s, %s or %s)", r.Driver, RelayNone, RelaySim, RelayGPIO, RelayNumato)

@@ -94,6 +94,7 @@ func TestValidate(t *testing.T) {
 		{"relay driver", func(p *Profile) { p.Relay.Driver = "kmtronic" }, "unknown driver"},
 		{"numato no port", func(p *Profile) { p.Relay.Serial = nil }, "no serial port"},
 		{"numato bad port", func(p *Profile) { p.Relay.Serial = &serial.Config{} }, "no device"},
+		{"numato bad sense", func(p *Profile) { p.Relay.Sense = &gpio.Spec{Offset: 1} }, "numato relay sense"},
 		{"numato number", func(p *Profile) { p.Relay.Number = 32 }, "outside 0-31"},
 		{"gpio no coil", func(p *Profile) { p.Relay = Relay{Driver: RelayGPIO} }, "no coil"},
 		{"gpio bad sense", func(p *Profile) {

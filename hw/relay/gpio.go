@@ -56,9 +56,14 @@ func (r *GPIO) verify(ctx context.Context, side Side) error {
 	if r.sense == nil {
 		return nil
 	}
-	deadline := time.Now().Add(r.settle)
+	return waitSense(ctx, r.sense, side, r.settle, r.poll)
+}
+
+// waitSense waits until the sense line shows side, for at most settle.
+func waitSense(ctx context.Context, sense *hwgpio.Input, side Side, settle, poll time.Duration) error {
+	deadline := time.Now().Add(settle)
 	for {
-		if sideOf(r.sense.Read()) == side {
+		if sideOf(sense.Read()) == side {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -67,11 +72,11 @@ func (r *GPIO) verify(ctx context.Context, side Side) error {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("relay commanded to side %v, sense line %s still shows %v after %v: %w",
-				side, r.sense.Spec(), side.Other(), r.settle, ErrNotFollowing)
+				side, sense.Spec(), side.Other(), settle, ErrNotFollowing)
 		}
 		// Wake on an edge if the line was opened with edge detection,
 		// else after a short poll interval.
-		r.sense.WaitForEdge(min(left, r.poll))
+		sense.WaitForEdge(min(left, poll))
 	}
 }
 
@@ -95,3 +100,39 @@ func (r *GPIO) Halt() error {
 	}
 	return nil
 }
+
+// Sensed adds a sense line to a relay whose own read-back is only the
+// commanded coil (a Numato board): a second pole of the relay wired to a
+// GPIO input, true when the contacts are on side B.
+type Sensed struct {
+	inner  Relay
+	sense  *hwgpio.Input
+	settle time.Duration
+}
+
+var _ Relay = (*Sensed)(nil)
+
+// WithSense reads the contacts of inner through sense. settle bounds the
+// time the contacts may take to follow (zero: DefaultSettle).
+func WithSense(inner Relay, sense *hwgpio.Input, settle time.Duration) *Sensed {
+	if settle <= 0 {
+		settle = DefaultSettle
+	}
+	return &Sensed{inner: inner, sense: sense, settle: settle}
+}
+
+// Select switches the inner relay and waits until the contacts follow.
+func (r *Sensed) Select(ctx context.Context, side Side) error {
+	if err := r.inner.Select(ctx, side); err != nil {
+		return err
+	}
+	return waitSense(ctx, r.sense, side, r.settle, time.Millisecond)
+}
+
+// Position reads the contacts.
+func (r *Sensed) Position(ctx context.Context) (Side, bool, error) {
+	return sideOf(r.sense.Read()), true, nil
+}
+
+// Halt halts the inner relay.
+func (r *Sensed) Halt() error { return r.inner.Halt() }

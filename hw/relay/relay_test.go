@@ -132,3 +132,49 @@ func TestGPIORelayCancelled(t *testing.T) {
 		t.Fatalf("Select with a cancelled context = %v", err)
 	}
 }
+
+// coilOnly is a relay that knows only its coil, like a Numato board.
+type coilOnly struct {
+	coil  gpio.PinIO
+	fails error
+}
+
+func (c *coilOnly) Select(ctx context.Context, side Side) error {
+	if c.fails != nil {
+		return c.fails
+	}
+	return c.coil.Out(gpio.Level(side == B))
+}
+func (c *coilOnly) Position(context.Context) (Side, bool, error) {
+	return sideOf(bool(c.coil.Read())), false, nil
+}
+func (c *coilOnly) Halt() error { return c.coil.Out(gpio.Low) }
+
+func TestWithSense(t *testing.T) {
+	ctx := context.Background()
+	for _, stuck := range []bool{false, true} {
+		sense := &gpiotest.Pin{N: "SENSE"}
+		coil := &wiredCoil{Pin: &gpiotest.Pin{N: "COIL"}, sense: sense, stuck: stuck}
+		in, err := hwgpio.OpenInput(hwgpio.Pins{"SENSE": sense}, hwgpio.Spec{Name: "SENSE"}, gpio.Float, hwgpio.NoEdge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The relay's second pole moves the sense pin unless stuck.
+		r := WithSense(&coilOnly{coil: coil}, in, 10*time.Millisecond)
+		err = r.Select(ctx, B)
+		if stuck != errors.Is(err, ErrNotFollowing) {
+			t.Fatalf("stuck=%v: Select(B) = %v", stuck, err)
+		}
+		side, sensed, _ := r.Position(ctx)
+		if want := map[bool]Side{false: B, true: A}[stuck]; side != want || !sensed {
+			t.Errorf("stuck=%v: Position() = %v, %v; want %v, sensed", stuck, side, sensed, want)
+		}
+		if err := r.Halt(); err != nil || coil.Read() != gpio.Low {
+			t.Errorf("Halt() = %v, coil %v", err, coil.Read())
+		}
+	}
+	failing := WithSense(&coilOnly{coil: &gpiotest.Pin{}, fails: errors.New("board gone")}, nil, 0)
+	if err := failing.Select(ctx, B); err == nil || err.Error() != "board gone" {
+		t.Errorf("Select over a failing relay = %v", err)
+	}
+}

@@ -80,7 +80,7 @@ var _ Watchdog = (*Device)(nil)
 
 // Open opens and thereby arms the watchdog at path. A timeout above zero is
 // asked of the driver, which may round it (Timeout reports what it set);
-// zero keeps the driver's current timeout. Only one process can hold a
+// zero, or a driver whose timeout is fixed, keeps the driver's timeout. Only one process can hold a
 // watchdog open: a second Open fails with an error wrapping unix.EBUSY.
 func Open(path string, timeout time.Duration) (*Device, error) {
 	return open(realSyscalls{}, path, timeout)
@@ -120,14 +120,18 @@ func (d *Device) setup(timeout time.Duration) error {
 	if timeout > 0 {
 		secs := int((timeout + time.Second - 1) / time.Second)
 		got, err := d.sys.setTimeout(d.fd, secs)
-		if err != nil {
+		switch {
+		case errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP):
+			// A fixed-timeout watchdog: keep its timeout, which
+			// Timeout reports, so the cluster waits the right time.
+		case err != nil:
 			return fmt.Errorf("setting timeout to %ds: %w", secs, err)
-		}
-		if got <= 0 {
+		case got <= 0:
 			return fmt.Errorf("driver set a timeout of %ds when asked for %ds", got, secs)
+		default:
+			d.timeout = time.Duration(got) * time.Second
+			return nil
 		}
-		d.timeout = time.Duration(got) * time.Second
-		return nil
 	}
 	got, err := d.sys.getTimeout(d.fd)
 	if err != nil {

@@ -101,6 +101,10 @@ func TestOpen(t *testing.T) {
 			name: "set timeout fails: disarm", sys: &fakeSys{setErr: unix.EINVAL}, timeout: time.Hour,
 			wantErr: "setting timeout", wantCalls: []string{"open", "getsupport", "settimeout", "write V", "close"},
 		},
+		{
+			name: "fixed timeout driver", sys: &fakeSys{setErr: unix.ENOTTY, timeout: 60}, timeout: 10 * time.Second, want: time.Minute,
+			wantCalls: []string{"open", "getsupport", "settimeout", "gettimeout"}, wantID: "i6300ESB timer", wantNoWrite: true,
+		},
 		{name: "negative timeout", sys: &fakeSys{}, timeout: -time.Second, wantErr: "negative"},
 	}
 	for _, tt := range tests {
