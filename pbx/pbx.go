@@ -261,6 +261,9 @@ func (p *PBX) serveOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, INFO, UPDATE, MESSAGE"))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	// The node's name tells the twin's probes and the test bed which box
+	// answered on the VIP.
+	res.AppendHeader(sip.NewHeader("Server", "twinpbx/"+p.cfg.Load().Node.Name))
 	if err := tx.Respond(res); err != nil {
 		p.log.Debug("answering OPTIONS", "err", err)
 	}
