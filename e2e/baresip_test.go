@@ -233,6 +233,40 @@ func (ph *phone) waitEvent(typ string, timeout time.Duration) bsEvent {
 	return found
 }
 
+// waitRegistered waits until the phone's registration succeeded. The
+// REGISTER_OK event may come before the control connection is open, so
+// this asks with reginfo too.
+func (ph *phone) waitRegistered(timeout time.Duration) {
+	ph.t.Helper()
+	waitFor(ph.t, timeout, "baresip "+ph.name+" to register", func() bool {
+		ph.mu.Lock()
+		for _, ev := range ph.events {
+			if ev.Type == "REGISTER_OK" {
+				ph.mu.Unlock()
+				return true
+			}
+		}
+		ph.mu.Unlock()
+		return strings.Contains(ph.command("reginfo", ""), "OK")
+	})
+}
+
+// rtpFrom returns the address the phone's RTP came from, as baresip logs it
+// ("incoming rtp for 'audio' established, receiving from HOST:PORT").
+func (ph *phone) rtpFrom() string {
+	const marker = "receiving from "
+	out := ph.out.String()
+	i := strings.LastIndex(out, marker)
+	if i < 0 {
+		return ""
+	}
+	rest := out[i+len(marker):]
+	if j := strings.IndexAny(rest, " \r\n"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
+}
+
 // heard returns what the phone received and decoded during its last call,
 // read from sndfile's "dump-*-dec.wav".
 func (ph *phone) heard() (rate int, samples []int16) {
@@ -300,11 +334,23 @@ func TestBaresipCall(t *testing.T) {
 	p := startPBX(t, alice, bob)
 	a := startPhone(t, alice, p.addr(), 1000)
 	b := startPhone(t, bob, p.addr(), 600)
-	a.waitEvent("REGISTER_OK", 10*time.Second)
-	b.waitEvent("REGISTER_OK", 10*time.Second)
+	a.waitRegistered(10 * time.Second)
+	b.waitRegistered(10 * time.Second)
 
 	const talkTime = 3 * time.Second
 	talk(t, a, b, fmt.Sprintf("sip:%s@%s", bob.Number, p.addr()), 1000, 600, talkTime)
+
+	// Anchored media: each phone gets its RTP from a relay port of the PBX,
+	// not from the other phone.
+	for _, ph := range []*phone{a, b} {
+		from := ph.rtpFrom()
+		_, port, err := net.SplitHostPort(from)
+		n, _ := strconv.Atoi(port)
+		t.Logf("%s receives RTP from %s", ph.name, from)
+		if err != nil || n < p.rtpLow || n > p.rtpLow+199 {
+			t.Errorf("%s received RTP from %q, want a PBX relay port in %d-%d", ph.name, from, p.rtpLow, p.rtpLow+199)
+		}
+	}
 
 	rec := p.waitCDR(func(r map[string]string) bool {
 		return r["caller"] == alice.Number && r["callee"] == bob.Number
