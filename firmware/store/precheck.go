@@ -58,7 +58,12 @@ func precheck(path string) error {
 	if err != nil {
 		return err
 	}
-	size := fi.Size()
+	return precheckMeta(f, fi.Size())
+}
+
+// precheckMeta checks the meta pages of a bbolt file of size bytes read
+// through f.
+func precheckMeta(f io.ReaderAt, size int64) error {
 	if size == 0 {
 		return nil
 	}

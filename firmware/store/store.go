@@ -7,6 +7,8 @@
 package store
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -469,11 +471,33 @@ func sameAsLogged(btx *bolt.Tx, c Change, first uint64) error {
 	return nil
 }
 
-// Snapshot writes a consistent copy of the whole store (a bbolt file,
-// change log included) to w.
+// snapshotMagic starts every snapshot. The format: this magic, the length
+// of the bbolt file as 8 bytes big-endian, the bbolt file (change log
+// included), and the SHA-256 of the bbolt file. The checksum matters:
+// bbolt itself has none on its pages, and a damaged page can make its
+// consistency check run for hours.
+const snapshotMagic = "twinpbx snapshot 1\n"
+
+// maxSnapshot bounds the length a snapshot may claim.
+const maxSnapshot = 1 << 40
+
+// Snapshot writes a consistent copy of the whole store to w.
 func (s *Store) Snapshot(w io.Writer) error {
 	return s.View(func(t *Tx) error {
-		if _, err := t.tx.WriteTo(w); err != nil {
+		size := t.tx.Size()
+		hdr := binary.BigEndian.AppendUint64([]byte(snapshotMagic), uint64(size))
+		if _, err := w.Write(hdr); err != nil {
+			return fmt.Errorf("writing snapshot: %w", err)
+		}
+		h := sha256.New()
+		n, err := t.tx.WriteTo(io.MultiWriter(w, h))
+		if err != nil {
+			return fmt.Errorf("writing snapshot: %w", err)
+		}
+		if n != size {
+			return fmt.Errorf("writing snapshot: wrote %d bytes of %d", n, size)
+		}
+		if _, err := w.Write(h.Sum(nil)); err != nil {
 			return fmt.Errorf("writing snapshot: %w", err)
 		}
 		return nil
@@ -481,11 +505,12 @@ func (s *Store) Snapshot(w io.Writer) error {
 }
 
 // RestoreSnapshot replaces the whole store with a snapshot read from r. The
-// snapshot is written beside the store and checked first, so a broken or
-// truncated snapshot leaves the store as it was.
+// snapshot is written beside the store and checked (length, checksum,
+// bbolt's consistency check) first, so a broken or truncated snapshot
+// leaves the store as it was.
 func (s *Store) RestoreSnapshot(r io.Reader) error {
 	tmp := s.path + ".restore"
-	if err := writeFileSync(tmp, r); err != nil {
+	if err := receiveSnapshot(tmp, r); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("restoring snapshot: %w", err)
 	}
@@ -508,6 +533,45 @@ func (s *Store) RestoreSnapshot(r io.Reader) error {
 	return s.reopenAfter(nil)
 }
 
+// receiveSnapshot reads a snapshot from r into the file path, checking its
+// framing and checksum, and syncs the file.
+func receiveSnapshot(path string, r io.Reader) error {
+	hdr := make([]byte, len(snapshotMagic)+8)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return fmt.Errorf("reading snapshot header: %w", err)
+	}
+	if string(hdr[:len(snapshotMagic)]) != snapshotMagic {
+		return errors.New("not a twinpbx snapshot")
+	}
+	size := binary.BigEndian.Uint64(hdr[len(snapshotMagic):])
+	if size == 0 || size > maxSnapshot {
+		return fmt.Errorf("snapshot claims %d bytes", size)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), r, int64(size)); err != nil {
+		return fmt.Errorf("reading snapshot body (%d bytes): %w", size, err)
+	}
+	sum := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(r, sum); err != nil {
+		return fmt.Errorf("reading snapshot checksum: %w", err)
+	}
+	if !bytes.Equal(sum, h.Sum(nil)) {
+		return errors.New("snapshot checksum does not match: damaged in transit")
+	}
+	if n, _ := io.Copy(io.Discard, io.LimitReader(r, 1)); n != 0 {
+		return errors.New("data after the end of the snapshot")
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // reopenAfter reopens the database after RestoreSnapshot closed it.
 func (s *Store) reopenAfter(cause error) error {
 	db, err := openDB(s.path, s.opts.LockTimeout)
@@ -519,22 +583,6 @@ func (s *Store) reopenAfter(cause error) error {
 		s.log.Info("store restored from snapshot", "file", s.path)
 	}
 	return cause
-}
-
-func writeFileSync(path string, r io.Reader) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func syncDir(dir string) error {

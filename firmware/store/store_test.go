@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -314,10 +316,15 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	// Broken snapshots leave the replica as it was.
 	before := dump(t, replica)
+	body := snap.Bytes()[len(snapshotMagic)+8 : snap.Len()-sha256.Size]
 	for name, data := range map[string][]byte{
-		"garbage":   bytes.Repeat([]byte("not a database "), 1000),
-		"truncated": snap.Bytes()[:snap.Len()/3],
-		"empty":     nil,
+		"garbage":          bytes.Repeat([]byte("not a database "), 1000),
+		"truncated":        snap.Bytes()[:snap.Len()/3],
+		"empty":            nil,
+		"trailing data":    append(bytes.Clone(snap.Bytes()), 0),
+		"checksum":         append(bytes.Clone(snap.Bytes()[:snap.Len()-1]), snap.Bytes()[snap.Len()-1]^1),
+		"framed garbage":   frame(bytes.Repeat([]byte("not a database "), 1000)),
+		"framed cut short": frame(body[:len(body)/2]),
 	} {
 		if err := replica.RestoreSnapshot(bytes.NewReader(data)); err == nil {
 			t.Errorf("%s snapshot accepted", name)
@@ -350,6 +357,13 @@ func TestSnapshotRestore(t *testing.T) {
 	if _, err := os.Stat(replica.Path() + ".restore"); !os.IsNotExist(err) {
 		t.Errorf("restore left its temporary file: %v", err)
 	}
+}
+
+// frame wraps data as a snapshot with a correct length and checksum.
+func frame(data []byte) []byte {
+	sum := sha256.Sum256(data)
+	out := binary.BigEndian.AppendUint64([]byte(snapshotMagic), uint64(len(data)))
+	return append(append(out, data...), sum[:]...)
 }
 
 func TestOpenErrors(t *testing.T) {
