@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,6 +365,30 @@ func TestRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(stripSrc(back), stripSrc(c)) {
 			t.Errorf("%s: round trip changed the config:\n%+v\n%+v\nYAML:\n%s", name, stripSrc(back), stripSrc(c), data)
 		}
+	}
+}
+
+func TestEqual(t *testing.T) {
+	parsed, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := stripSrc(parsed)
+	if !parsed.Equal(built) || !built.Equal(parsed) {
+		t.Error("a parsed config differs from the same config built in code")
+	}
+	other := stripSrc(parsed)
+	other.Extensions = slices.Clone(other.Extensions)
+	other.Extensions[2].Secret += "x"
+	if parsed.Equal(other) {
+		t.Error("configs with different secrets are Equal")
+	}
+	var none *Config
+	if none.Equal(parsed) || !none.Equal(nil) {
+		t.Error("nil handling of Equal")
+	}
+	if err := none.Validate(); err == nil {
+		t.Error("nil config validates")
 	}
 }
 

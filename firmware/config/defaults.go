@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/rand"
 	"io"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -47,6 +48,17 @@ func (c *Config) WithDefaults() *Config {
 		}
 	}
 	return &out
+}
+
+// Equal reports whether c and o hold the same settings. It ignores where
+// they were parsed from, which reflect.DeepEqual does not.
+func (c *Config) Equal(o *Config) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	a, b := *c, *o
+	a.src, b.src = nil, nil
+	return reflect.DeepEqual(&a, &b)
 }
 
 // secretAlphabet leaves out characters that are easily mistaken for one

@@ -125,6 +125,9 @@ func ParsePortRange(s string) (low, high int, err error) {
 // field when the config came from Parse or Load. Defaults are taken into
 // account: a min_expires above the default max_expires is a problem.
 func (c *Config) Validate() error {
+	if c == nil {
+		return &Error{Problems: []Problem{{Msg: "no config"}}}
+	}
 	ps := &problems{src: c.src}
 	eff := c.WithDefaults()
 	c.validateNode(ps)

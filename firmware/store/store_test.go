@@ -426,3 +426,41 @@ func TestOpenErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentWriters: writers in parallel get one contiguous log, each
+// change exactly once.
+func TestConcurrentWriters(t *testing.T) {
+	s := openT(t, "", Options{})
+	const writers, each = 4, 25
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				if err := s.Update(func(tx *Tx) error { return tx.Put("raw", fmt.Sprint(w, "-", i), nil) }); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := s.ChangesSince(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, c := range cs {
+		if c.Seq != uint64(i+1) || seen[c.Key] {
+			t.Fatalf("change %d: %+v (seen before: %v)", i, c, seen[c.Key])
+		}
+		seen[c.Key] = true
+	}
+	if len(cs) != writers*each {
+		t.Errorf("%d changes, want %d", len(cs), writers*each)
+	}
+}
