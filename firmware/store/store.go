@@ -359,7 +359,8 @@ func (s *Store) View(fn func(*Tx) error) error {
 	})
 }
 
-// Seq is the sequence number of the last change written or applied.
+// Seq is the sequence number of the last change written or applied (0 for
+// a new store, and when the store cannot be read).
 func (s *Store) Seq() uint64 {
 	var seq uint64
 	_ = s.View(func(t *Tx) error { seq = t.seq; return nil })
@@ -507,7 +508,9 @@ func (s *Store) Snapshot(w io.Writer) error {
 // RestoreSnapshot replaces the whole store with a snapshot read from r. The
 // snapshot is written beside the store and checked (length, checksum,
 // bbolt's consistency check) first, so a broken or truncated snapshot
-// leaves the store as it was.
+// leaves the store as it was. Should the store not reopen after the swap
+// (the disk failing underneath), the error says so and every later call
+// fails.
 func (s *Store) RestoreSnapshot(r io.Reader) error {
 	tmp := s.path + ".restore"
 	if err := receiveSnapshot(tmp, r); err != nil {
