@@ -184,6 +184,8 @@ func TestValidate(t *testing.T) {
 		{"listen dup spelled", func(c *Config) { c.SIP.Listen = []string{"udp:[::ffff:127.0.0.1]:5060", "UDP:127.0.0.1:5060"} }, "sip.listen[1]", "twice"},
 		{"listen wildcard clash", func(c *Config) { c.SIP.Listen = []string{"udp:127.0.0.1:5060", "udp:0.0.0.0:5060"} }, "sip.listen[1]", "conflicts"},
 		{"listen same port other transport", func(c *Config) { c.SIP.Listen = []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"} }, "", ""},
+		{"advertise wildcard", func(c *Config) { c.SIP.Advertise = "0.0.0.0" }, "sip.advertise", "cannot be reached"},
+		{"advertise name", func(c *Config) { c.SIP.Advertise = "pbx.branch.example" }, "", ""},
 		{"advertise bad", func(c *Config) { c.SIP.Advertise = "not a host" }, "sip.advertise", "neither"},
 		{"rtp missing", func(c *Config) { c.SIP.RTPPorts = "" }, "sip.rtp_ports", "missing"},
 		{"rtp syntax", func(c *Config) { c.SIP.RTPPorts = "20000" }, "sip.rtp_ports", "low-high"},

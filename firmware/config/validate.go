@@ -184,6 +184,8 @@ func (c *Config) validateSIP(ps *problems, eff *Config) {
 	if s.Advertise != "" {
 		if err := checkHost(s.Advertise); err != nil {
 			ps.add("sip.advertise", "%s", err.Error())
+		} else if a, err := netip.ParseAddr(s.Advertise); err == nil && (a.IsUnspecified() || a.IsMulticast()) {
+			ps.add("sip.advertise", "%s cannot be reached by phones: give the address they should send to", s.Advertise)
 		}
 	}
 	if s.RTPPorts == "" {
