@@ -191,7 +191,30 @@ func TestCalls(t *testing.T) {
 			uac.wait(0)
 			uas.wait(0)
 			checkCDR(t, p, sippCallID(uac), tt.disp, tt.code, tt.hangupBy, tt.billsec)
+			expectSilence(t, bobPort, time.Second)
 		})
+	}
+}
+
+// expectSilence listens on a phone's port after its call is over and fails
+// the test if the PBX still sends it something (a CANCEL after a final
+// response, a retransmission nobody asked for). Absence can only be
+// watched for a while, hence the fixed window.
+func expectSilence(t *testing.T, port int, window time.Duration) {
+	t.Helper()
+	c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatalf("listening on the phone's port after the call: %v", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(window))
+	buf := make([]byte, 65535)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		t.Errorf("the call is over, yet the PBX sent the callee:\n%s", buf[:n])
 	}
 }
 
