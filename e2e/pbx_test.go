@@ -244,17 +244,10 @@ func checkCDR(t *testing.T, p *pbx, callID, disp string, code int, hangupBy stri
 	}
 }
 
-// TestRestart checks that a registration outlives a restart of the PBX: the
-// phone is called after the restart without registering again.
-func TestRestart(t *testing.T) {
-	needTools(t, "sipp")
-	p := startPBX(t, alice, bob)
-	bobPort := freePorts(t, 2)
-	register(t, p, bob, bobPort)
-
-	p.stop()
-	p.start()
-
+// answeredCall has Alice call Bob's sipp phone on bobPort through the PBX;
+// Bob answers and Alice hangs up. It returns the caller's Call-ID.
+func answeredCall(t *testing.T, p *pbx, bobPort int) string {
+	t.Helper()
 	uas := startSipp(t, sippOpts{scenario: "uas.xml", service: bob.Number, port: bobPort})
 	uas.waitBound()
 	uac := runSipp(t, sippOpts{
@@ -262,5 +255,24 @@ func TestRestart(t *testing.T) {
 		user: alice.Number, pass: alice.Secret, pause: 200 * time.Millisecond, keys: caller(alice),
 	}, 0)
 	uas.wait(0)
-	checkCDR(t, p, sippCallID(uac), "ANSWERED", 200, "caller", 0)
+	return sippCallID(uac)
+}
+
+// TestRestart checks that a registration and the CDRs outlive a restart
+// of the PBX (SIGTERM, then run again on the same data folder): the phone
+// is called after the restart without registering again.
+func TestRestart(t *testing.T) {
+	needTools(t, "sipp")
+	p := startPBX(t, alice, bob)
+	bobPort := freePorts(t, 2)
+	register(t, p, bob, bobPort)
+	before := answeredCall(t, p, bobPort)
+	checkCDR(t, p, before, "ANSWERED", 200, "caller", 0)
+
+	p.stop()
+	p.start()
+
+	after := answeredCall(t, p, bobPort)
+	checkCDR(t, p, after, "ANSWERED", 200, "caller", 0)
+	checkCDR(t, p, before, "ANSWERED", 200, "caller", 0)
 }
