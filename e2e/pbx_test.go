@@ -170,12 +170,14 @@ func TestCalls(t *testing.T) {
 		disp     string
 		code     int
 		hangupBy string
-		billsec  int // at least
+		billsec  int  // at least
+		tcp      bool // the caller talks to the PBX over TCP
 	}{
-		{"answered, caller hangs up", "uas.xml", "uac.xml", 0, 1500 * time.Millisecond, "ANSWERED", 200, "caller", 1},
-		{"answered, callee hangs up", "uas-bye.xml", "uac-wait-bye.xml", 1500 * time.Millisecond, 0, "ANSWERED", 200, "callee", 1},
-		{"cancelled while ringing", "uas-cancel.xml", "uac-cancel.xml", 0, 300 * time.Millisecond, "CANCELLED", 487, "", 0},
-		{"callee busy", "uas-busy.xml", "uac-busy.xml", 0, 0, "BUSY", 486, "", 0},
+		{"answered, caller hangs up", "uas.xml", "uac.xml", 0, 1500 * time.Millisecond, "ANSWERED", 200, "caller", 1, false},
+		{"answered, callee hangs up", "uas-bye.xml", "uac-wait-bye.xml", 1500 * time.Millisecond, 0, "ANSWERED", 200, "callee", 1, false},
+		{"cancelled while ringing", "uas-cancel.xml", "uac-cancel.xml", 0, 300 * time.Millisecond, "CANCELLED", 487, "", 0, false},
+		{"callee busy", "uas-busy.xml", "uac-busy.xml", 0, 0, "BUSY", 486, "", 0, false},
+		{"caller over TCP, callee hangs up", "uas-bye.xml", "uac-wait-bye.xml", 500 * time.Millisecond, 0, "ANSWERED", 200, "callee", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,7 +188,7 @@ func TestCalls(t *testing.T) {
 			uas.waitBound()
 			uac := startSipp(t, sippOpts{
 				scenario: tt.uac, remote: p.addr(), service: bob.Number,
-				user: alice.Number, pass: alice.Secret, pause: tt.uacPause, keys: caller(alice),
+				user: alice.Number, pass: alice.Secret, pause: tt.uacPause, keys: caller(alice), tcp: tt.tcp,
 			})
 			uac.wait(0)
 			uas.wait(0)
