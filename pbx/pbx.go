@@ -156,6 +156,7 @@ func New(o Options) (*PBX, error) {
 		Key:           o.AuthKey,
 		NonceLifetime: cfg.SIP.NonceLifetime.D(),
 		Secrets:       p.secret,
+		Algorithms:    cfg.SIP.DigestAlgorithms,
 		Logger:        o.Logger.With("component", "auth"),
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ type Config struct {
 	Node       Node        `yaml:"node"`
 	SIP        SIP         `yaml:"sip"`
 	Extensions []Extension `yaml:"extensions"`
+	// Cluster pairs this box with its twin. Absent: the box runs standalone.
+	Cluster *Cluster `yaml:"cluster,omitempty"`
 
 	// src remembers where each field came from when the config was parsed,
 	// so that Validate can name file and line. Nil for configs built in code.
@@ -51,6 +53,11 @@ type SIP struct {
 	// of preference. Empty: PCMU, PCMA, telephone-event, and any other codec
 	// both ends share.
 	Codecs []string `yaml:"codecs,omitempty"`
+	// DigestAlgorithms are offered in challenges, one challenge each, in
+	// this order: "MD5", "SHA-256" (RFC 8760). Empty: MD5 only, since many
+	// phones (and sipp 3.6, baresip 1.0) fail once SHA-256 is offered.
+	// Answers in either algorithm are always accepted.
+	DigestAlgorithms []string `yaml:"digest_algorithms,omitempty"`
 }
 
 // Extension is one phone number with its SIP account.

@@ -27,6 +27,12 @@ func (c *Config) WithDefaults() *Config {
 	out := *c
 	out.SIP.Listen = slices.Clone(c.SIP.Listen)
 	out.SIP.Codecs = slices.Clone(c.SIP.Codecs)
+	out.SIP.DigestAlgorithms = slices.Clone(c.SIP.DigestAlgorithms)
+	if c.Cluster != nil {
+		cl := *c.Cluster
+		cl.withDefaults()
+		out.Cluster = &cl
+	}
 	out.Extensions = slices.Clone(c.Extensions)
 	s := &out.SIP
 	if s.Realm == "" {

@@ -57,6 +57,9 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 		}
 		key := prefix + name
 		switch {
+		case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
+			out = append(out, key)
+			out = append(out, yamlKeys(f.Type.Elem(), key+".")...)
 		case f.Type.Kind() == reflect.Struct:
 			out = append(out, yamlKeys(f.Type, key+".")...)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:

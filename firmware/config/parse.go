@@ -129,6 +129,18 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.decode(e, s.Index(i), path+"["+strconv.Itoa(i)+"]")
 		}
 		v.Set(s)
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+			d.ps.addAt(n.Line, path, "expected true or false, got %s", kindName(n))
+			return
+		}
+		v.SetBool(b)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!binary" {
 			d.ps.addAt(n.Line, path, "expected text, got %s", kindName(n))

@@ -133,6 +133,7 @@ func (c *Config) Validate() error {
 	c.validateNode(ps)
 	c.validateSIP(ps, eff)
 	c.validateExtensions(ps)
+	c.validateCluster(ps, eff)
 	return ps.err()
 }
 
@@ -267,6 +268,20 @@ func (c *Config) validateSIP(ps *problems, eff *Config) {
 	}
 	if len(s.Codecs) > 0 && !audio && len(seenCodec) == len(s.Codecs) {
 		ps.add("sip.codecs", "lists no audio codec: calls would have no sound (add PCMU or PCMA)")
+	}
+	seenAlg := map[string]int{}
+	for i, a := range s.DigestAlgorithms {
+		f := fmt.Sprintf("sip.digest_algorithms[%d]", i)
+		ua := strings.ToUpper(a)
+		if ua != "MD5" && ua != "SHA-256" {
+			ps.add(f, "unknown digest algorithm %q (known: MD5, SHA-256)", a)
+			continue
+		}
+		if j, dup := seenAlg[ua]; dup {
+			ps.add(f, "digest algorithm %q is listed twice (also sip.digest_algorithms[%d])", a, j)
+			continue
+		}
+		seenAlg[ua] = i
 	}
 }
 
