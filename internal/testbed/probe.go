@@ -359,7 +359,7 @@ func optionsRequest(target, local netip.AddrPort, callID string, seq int) []byte
 
 // parseReply reads an answer to one of the probe's requests: its CSeq
 // number and the node named in "Server: twinpbx/<node>" (the whole Server
-// value for another server, "?" without one). Any final or provisional
+// value for another server, "?" without one or with an empty one). Any final or provisional
 // response counts: the node is alive and holds the VIP.
 func parseReply(data []byte, callID string) (seq int, node string, ok bool) {
 	msg, err := sip.ParseMessage(data)
@@ -374,13 +374,14 @@ func parseReply(data []byte, callID string) (seq int, node string, ok bool) {
 	if cid == nil || cseq == nil || cid.Value() != callID || cseq.MethodName != sip.OPTIONS {
 		return 0, "", false
 	}
-	node = "?"
 	if h := res.GetHeader("Server"); h != nil {
-		v := strings.TrimSpace(h.Value())
-		node = v
-		if rest, found := strings.CutPrefix(v, "twinpbx/"); found {
+		node = strings.TrimSpace(h.Value())
+		if rest, found := strings.CutPrefix(node, "twinpbx/"); found {
 			node, _, _ = strings.Cut(rest, " ")
 		}
+	}
+	if node == "" {
+		node = "?"
 	}
 	return int(cseq.SeqNo), node, true
 }
