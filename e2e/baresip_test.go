@@ -347,8 +347,8 @@ func TestBaresipCall(t *testing.T) {
 		_, port, err := net.SplitHostPort(from)
 		n, _ := strconv.Atoi(port)
 		t.Logf("%s receives RTP from %s", ph.name, from)
-		if err != nil || n < p.rtpLow || n > p.rtpLow+199 {
-			t.Errorf("%s received RTP from %q, want a PBX relay port in %d-%d", ph.name, from, p.rtpLow, p.rtpLow+199)
+		if err != nil || n < p.rtpLow || n >= p.rtpLow+rtpPorts {
+			t.Errorf("%s received RTP from %q, want a PBX relay port in %d-%d", ph.name, from, p.rtpLow, p.rtpLow+rtpPorts-1)
 		}
 	}
 

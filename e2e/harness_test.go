@@ -78,7 +78,8 @@ var (
 )
 
 // freePorts returns the first of n consecutive loopback ports that are free
-// for both UDP and TCP now and were not handed out before in this process.
+// for both UDP and TCP now and not handed out to a running test of this
+// process; they return to the pool when the test ends.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
 	portsMu.Lock()
@@ -95,6 +96,13 @@ func freePorts(t *testing.T, n int) int {
 			for p := base; p < base+n; p++ {
 				taken[p] = true
 			}
+			t.Cleanup(func() {
+				portsMu.Lock()
+				defer portsMu.Unlock()
+				for p := base; p < base+n; p++ {
+					delete(taken, p)
+				}
+			})
 			return base
 		}
 	}
@@ -167,6 +175,9 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// rtpPorts is the size of each test PBX's relay port range: 20 calls.
+const rtpPorts = 40
+
 // pbx is one twinpbx run process with its config and data folder.
 type pbx struct {
 	t       *testing.T
@@ -195,7 +206,7 @@ func startPBX(t *testing.T, exts ...config.Extension) *pbx {
 	p := &pbx{
 		t:       t,
 		port:    freePorts(t, 2),
-		rtpLow:  freePorts(t, 200),
+		rtpLow:  freePorts(t, rtpPorts),
 		cfgPath: filepath.Join(dir, "config.yaml"),
 		dataDir: filepath.Join(dir, "data"),
 	}
@@ -206,7 +217,7 @@ func startPBX(t *testing.T, exts ...config.Extension) *pbx {
 				fmt.Sprintf("udp:127.0.0.1:%d", p.port),
 				fmt.Sprintf("tcp:127.0.0.1:%d", p.port),
 			},
-			RTPPorts: fmt.Sprintf("%d-%d", p.rtpLow, p.rtpLow+199),
+			RTPPorts: fmt.Sprintf("%d-%d", p.rtpLow, p.rtpLow+rtpPorts-1),
 		},
 		Extensions: exts,
 	}
