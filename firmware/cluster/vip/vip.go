@@ -172,7 +172,9 @@ func (v *VIP) Acquire(ctx context.Context) error {
 
 func (v *VIP) startRefresh(ctx context.Context, an announcer) {
 	if v.cfg.GARPRefresh < 0 {
-		_ = an.close()
+		// Closing a packet socket waits for an RCU grace period (about
+		// 10 ms here): keep that off the takeover path.
+		go an.close()
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.GARPRefresh)
@@ -181,9 +183,10 @@ func (v *VIP) startRefresh(ctx context.Context, an announcer) {
 	v.cancel, v.done, v.running = cancel, done, true
 	v.mu.Unlock()
 	go func() {
+		// Release waits for done, not for the slow socket close.
+		defer an.close()
 		defer close(done)
 		defer cancel()
-		defer an.close()
 		tick := time.NewTicker(v.cfg.GARPInterval)
 		defer tick.Stop()
 		for {
@@ -218,7 +221,7 @@ func (v *VIP) Announce() error {
 	if err != nil {
 		return fmt.Errorf("%w %s on %s: %w", ErrAnnounce, v.cfg.Addr, v.cfg.Interface, err)
 	}
-	defer an.close()
+	defer func() { go an.close() }()
 	for range v.cfg.GARPCount {
 		if err := an.announce(); err != nil {
 			return fmt.Errorf("%w %s on %s: %w", ErrAnnounce, v.cfg.Addr, v.cfg.Interface, err)
