@@ -136,40 +136,55 @@ snd_path %s
 	return ph
 }
 
-// read parses ctrl_tcp's netstrings ("LEN:JSON,") into events and
-// responses.
+// read parses ctrl_tcp's messages into events and responses.
 func (ph *phone) read() {
 	r := bufio.NewReader(ph.conn)
 	for {
-		lenStr, err := r.ReadString(':')
+		msg, err := readNetstring(r)
 		if err != nil {
 			ph.setReadErr(err)
-			return
-		}
-		n, err := strconv.Atoi(strings.TrimSuffix(lenStr, ":"))
-		if err != nil || n < 0 || n > 1<<20 {
-			ph.setReadErr(fmt.Errorf("bad netstring length %q", lenStr))
-			return
-		}
-		msg := make([]byte, n+1)
-		if _, err := io.ReadFull(r, msg); err != nil {
-			ph.setReadErr(err)
-			return
-		}
-		if msg[n] != ',' {
-			ph.setReadErr(fmt.Errorf("netstring not ended by a comma: %q", msg))
 			return
 		}
 		var ev bsEvent
 		var resp bsResponse
 		ph.mu.Lock()
-		if json.Unmarshal(msg[:n], &ev) == nil && ev.Event {
+		if json.Unmarshal(msg, &ev) == nil && ev.Event {
 			ph.events = append(ph.events, ev)
-		} else if json.Unmarshal(msg[:n], &resp) == nil && resp.Response {
+		} else if json.Unmarshal(msg, &resp) == nil && resp.Response {
 			ph.responses[resp.Token] = resp
 		}
 		ph.mu.Unlock()
 	}
+}
+
+// readNetstring reads one netstring ("LEN:DATA,"), the framing of
+// baresip's ctrl_tcp, of at most 1 MiB.
+func readNetstring(r *bufio.Reader) ([]byte, error) {
+	var n int
+	for digits := 0; ; digits++ {
+		c, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if c == ':' && digits > 0 {
+			break
+		}
+		if c < '0' || c > '9' || digits == 7 {
+			return nil, fmt.Errorf("bad netstring length at byte %q", c)
+		}
+		n = 10*n + int(c-'0')
+	}
+	if n > 1<<20 {
+		return nil, fmt.Errorf("netstring of %d bytes, more than 1 MiB", n)
+	}
+	msg := make([]byte, n+1)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, fmt.Errorf("reading a netstring of %d bytes: %w", n, err)
+	}
+	if msg[n] != ',' {
+		return nil, fmt.Errorf("netstring not ended by a comma: %q", msg[n])
+	}
+	return msg[:n], nil
 }
 
 func (ph *phone) setReadErr(err error) {
