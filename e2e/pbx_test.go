@@ -227,7 +227,7 @@ func checkCDR(t *testing.T, p *pbx, callID, disp string, code int, hangupBy stri
 	rec := p.waitCDR(func(r map[string]string) bool { return r["call_id"] == callID })
 	t.Logf("CDR: %v", rec)
 	want := map[string]string{
-		"caller": alice.Number, "callee": bob.Number,
+		"caller": alice.Number, "caller_name": alice.Name, "callee": bob.Number,
 		"disposition": disp, "sip_code": strconv.Itoa(code),
 	}
 	if hangupBy != "" {
@@ -243,6 +243,23 @@ func checkCDR(t *testing.T, p *pbx, callID, disp string, code int, hangupBy stri
 	}
 	if disp != "ANSWERED" && rec["answer"] != "" {
 		t.Errorf("CDR of an unanswered call has answer time %q", rec["answer"])
+	}
+	// Times in order: start <= answer <= end.
+	order := []string{"start", "answer", "end"}
+	if rec["answer"] == "" {
+		order = []string{"start", "end"}
+	}
+	var prev time.Time
+	for _, k := range order {
+		ts, err := time.Parse(time.RFC3339Nano, rec[k])
+		if err != nil {
+			t.Errorf("CDR %s = %q: %v", k, rec[k], err)
+			continue
+		}
+		if ts.Before(prev) {
+			t.Errorf("CDR %s %v is before the time before it, %v", k, ts, prev)
+		}
+		prev = ts
 	}
 }
 
