@@ -22,12 +22,13 @@ const conflictWait = 100 * time.Millisecond
 // 0.0.0.0, so no neighbour table learns anything from it) and reports the
 // first other MAC that answers or announces the VIP, e.g. a hung twin
 // whose kernel still holds it. It listens until ctx ends or, without a
-// deadline, for 100 ms, probing twice. IPv6 VIPs are not checked yet:
-// found is always false.
+// deadline, for 100 ms, probing twice. For an IPv6 VIP it sends
+// neighbour solicitations from this box's link-local address instead and
+// reports an advertisement for the VIP with another link-layer address.
 func (v *VIP) Conflict(ctx context.Context) (mac net.HardwareAddr, found bool, err error) {
 	ip := v.cfg.Addr.Addr()
-	if !ip.Is4() {
-		return nil, false, nil
+	if ip.Is6() {
+		return v.conflict6(ctx)
 	}
 	ifi, err := net.InterfaceByName(v.cfg.Interface)
 	if err != nil {
@@ -48,7 +49,7 @@ func (v *VIP) Conflict(ctx context.Context) (mac net.HardwareAddr, found bool, e
 	if err != nil {
 		return nil, false, fmt.Errorf("probing for VIP %s: opening an ARP socket: %w", ip, err)
 	}
-	defer conn.Close()
+	defer func() { go conn.Close() }() // a packet socket's close is slow
 
 	deadline, ok := ctx.Deadline()
 	if !ok {

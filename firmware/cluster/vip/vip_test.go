@@ -224,33 +224,38 @@ func TestRemoveStale(t *testing.T) {
 
 func TestConflict(t *testing.T) {
 	t.Parallel()
-	b := testbed.New(t, testbed.Options{})
-	ctx := t.Context()
-	v := newVIP(t, Config{Interface: lan, Addr: b.VIP(), GARPRefresh: -1})
-	conflict := func() (net.HardwareAddr, bool) {
-		var m net.HardwareAddr
-		var found bool
-		in(t, b, testbed.B, func() (err error) { m, found, err = v.Conflict(ctx); return err })
-		return m, found
-	}
-	if m, found := conflict(); found {
-		t.Fatalf("conflict with %v while nobody holds the VIP", m)
-	}
-	// A hung twin: its kernel still holds the VIP and answers ARP.
-	if _, err := b.Exec(ctx, b.NS(testbed.A), "ip", "addr", "add", b.VIP().String(), "dev", lan); err != nil {
-		t.Fatal(err)
-	}
-	in(t, b, testbed.B, func() error { return v.Acquire(ctx) })
-	m, found := conflict()
-	if want := mac(t, b, testbed.A); !found || !bytes.Equal(m, want) {
-		t.Errorf("Conflict = %v, %v; want A's MAC %v", m, found, want)
-	}
-	// Once the twin lets go, the conflict is gone.
-	if _, err := b.Exec(ctx, b.NS(testbed.A), "ip", "addr", "del", b.VIP().String(), "dev", lan); err != nil {
-		t.Fatal(err)
-	}
-	if m, found := conflict(); found {
-		t.Errorf("conflict with %v after the twin dropped the VIP", m)
+	b := testbed.New(t, testbed.Options{IPv6: true})
+	for _, addr := range []netip.Prefix{b.VIP(), b.VIP6()} {
+		t.Run(addr.String(), func(t *testing.T) {
+			ctx := t.Context()
+			v := newVIP(t, Config{Interface: lan, Addr: addr, GARPRefresh: -1})
+			conflict := func() (net.HardwareAddr, bool) {
+				var m net.HardwareAddr
+				var found bool
+				in(t, b, testbed.B, func() (err error) { m, found, err = v.Conflict(ctx); return err })
+				return m, found
+			}
+			if m, found := conflict(); found {
+				t.Fatalf("conflict with %v while nobody holds the VIP", m)
+			}
+			// A hung twin: its kernel still holds the VIP and answers.
+			if _, err := b.Exec(ctx, b.NS(testbed.A), "ip", "addr", "add", addr.String(), "dev", lan, "nodad"); err != nil {
+				t.Fatal(err)
+			}
+			in(t, b, testbed.B, func() error { return v.Acquire(ctx) })
+			t.Cleanup(func() { _ = b.InNS(b.NS(testbed.B), v.Release) })
+			m, found := conflict()
+			if want := mac(t, b, testbed.A); !found || !bytes.Equal(m, want) {
+				t.Errorf("Conflict = %v, %v; want A's MAC %v", m, found, want)
+			}
+			// Once the twin lets go, the conflict is gone.
+			if _, err := b.Exec(ctx, b.NS(testbed.A), "ip", "addr", "del", addr.String(), "dev", lan); err != nil {
+				t.Fatal(err)
+			}
+			if m, found := conflict(); found {
+				t.Errorf("conflict with %v after the twin dropped the VIP", m)
+			}
+		})
 	}
 }
 
@@ -380,6 +385,59 @@ func TestFrames(t *testing.T) {
 	if !bytes.Equal(na, want) {
 		t.Errorf("neighbour advertisement\n got % x\nwant % x", na, want)
 	}
+}
+
+func TestNDPMessages(t *testing.T) {
+	m := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	ip := netip.MustParseAddr("fd00::12:3456")
+	if got := solicitedNode(ip).String(); got != "ff02::1:ff12:3456" {
+		t.Errorf("solicited-node address %s, want ff02::1:ff12:3456", got)
+	}
+	ns, err := nsMessage(m, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 32 || ns[0] != 135 || !bytes.Equal(ns[24:], []byte{1, 1, 2, 0, 0, 0, 0, 1}) {
+		t.Errorf("neighbour solicitation % x", ns)
+	}
+	na, err := naMessage(m, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		msg  []byte
+		ip   netip.Addr
+		ours net.HardwareAddr
+		ok   bool
+	}{
+		{"another box", na, ip, nil, true},
+		{"ourselves", na, ip, m, false},
+		{"another address", na, netip.MustParseAddr("fd00::1"), nil, false},
+		{"a solicitation", ns, ip, nil, false},
+		{"no option", na[:24], ip, nil, false},
+		{"zero-length option", append(append([]byte(nil), na[:24]...), 2, 0, 0, 0, 0, 0, 0, 0), ip, nil, false},
+		{"short", na[:10], ip, nil, false},
+	}
+	for _, tt := range tests {
+		got, ok := naClaims(tt.msg, tt.ip, tt.ours)
+		if ok != tt.ok || (ok && !bytes.Equal(got, m)) {
+			t.Errorf("%s: naClaims = %v %v, want ok=%v", tt.name, got, ok, tt.ok)
+		}
+	}
+}
+
+func FuzzNAClaims(f *testing.F) {
+	ip := netip.MustParseAddr("fd00::10")
+	na, _ := naMessage(net.HardwareAddr{2, 0, 0, 0, 0, 1}, ip)
+	f.Add(na)
+	f.Add([]byte{136, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, ok := naClaims(data, ip, net.HardwareAddr{2, 0, 0, 0, 0, 1})
+		if ok && len(m) != 6 {
+			t.Errorf("naClaims returned %v", m)
+		}
+	})
 }
 
 func FuzzClaims(f *testing.F) {
