@@ -2,9 +2,11 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -159,6 +161,25 @@ func (b *Bed) PowerOn(ctx context.Context, n Node) error {
 	}
 	b.log.Info("powered on", "node", n)
 	return nil
+}
+
+// Signal sends sig to every process the bed started for a node: SIGSTOP
+// hangs the box's software (its kernel still answers ARP and ping),
+// SIGCONT resumes it.
+func (b *Bed) Signal(n Node, sig syscall.Signal) error {
+	b.mu.Lock()
+	var procs []*Process
+	for p, node := range b.procs {
+		if node == n {
+			procs = append(procs, p)
+		}
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, p := range procs {
+		errs = append(errs, p.Signal(sig))
+	}
+	return errors.Join(errs...)
 }
 
 func (b *Bed) links(n Node) []string {

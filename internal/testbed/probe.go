@@ -107,6 +107,9 @@ func (p *Probe) Start(ctx context.Context) error {
 func (p *Probe) send(ctx context.Context, callID string) {
 	defer close(p.sender)
 	local := p.bed.Addr(p.cfg.Phone)
+	if p.cfg.Target.Addr().Is6() {
+		local = p.bed.Addr6(p.cfg.Phone)
+	}
 	port := p.conn.LocalAddr().(*net.UDPAddr).Port
 	dst := net.UDPAddrFromAddrPort(p.cfg.Target)
 	tick := time.NewTicker(p.cfg.Interval)

@@ -3,8 +3,11 @@ package testbed
 import (
 	"context"
 	"net/netip"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -222,5 +225,83 @@ func TestAddresses(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%d: got %s, want %s", i, tt.got, tt.want)
 		}
+	}
+}
+
+func TestSignalFreezesANode(t *testing.T) {
+	t.Parallel()
+	b := New(t, Options{})
+	p, err := b.Start(A, "sh", "-c", "while :; do echo x; sleep 0.01; done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "output", func() bool { return p.Output() != "" })
+	if err := b.Signal(A, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// A stopped process writes nothing more once the stop has landed.
+	waitFor(t, "the process to stop", func() bool { return procState(p.Pid()) == "T" })
+	if err := b.Signal(A, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	n := len(p.Output())
+	waitFor(t, "more output after SIGCONT", func() bool { return len(p.Output()) > n })
+}
+
+// procState is the state letter of a process in /proc.
+func procState(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+3 > len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+func TestLeftoversOfDeadBedsAreRemoved(t *testing.T) {
+	if reason := Unavailable(); reason != "" {
+		t.Skipf("SKIPPING network namespace test: %s", reason)
+	}
+	// A bed whose builder died, and one whose builder (we) lives.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, pid := range []int{dead.Process.Pid, os.Getpid()} {
+		o := Options{}
+		if err := o.fill(); err != nil {
+			t.Fatal(err)
+		}
+		ns := o.Prefix + "-a"
+		names = append(names, ns)
+		if err := run(context.Background(), "ip", "netns", "add", ns); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+			_ = os.Remove(pidFile(o.Prefix))
+		})
+		if err := os.MkdirAll(pidDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pidFile(o.Prefix), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	New(t, Options{})
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), names[0]) {
+		t.Errorf("the dead bed's namespace %s is still there", names[0])
+	}
+	if !strings.Contains(string(out), names[1]) {
+		t.Errorf("the live bed's namespace %s was removed", names[1])
 	}
 }
