@@ -141,7 +141,9 @@ func (v PeerView) Silent() bool {
 // All methods are safe for concurrent use and must not block for long: the
 // manager calls them from its decision loop.
 type Heartbeat interface {
-	// SetLocal sets what the next beats carry.
+	// SetLocal sets what the next beats carry. No beat is sent before the
+	// first SetLocal: the twin must not elect against a box that has not
+	// yet looked at its gateway.
 	SetLocal(Beat)
 	// SendNow sends the current beat on every path at once, out of turn
 	// (after a role change, so the twin need not wait an interval).

@@ -172,7 +172,7 @@ const (
 )
 
 // alarmPathDown and alarmMonitor name per-path and per-monitor alarms.
-func alarmPathDown(p Path) string      { return "heartbeat path " + p.String() + " down" }
+func alarmPathDown(p Path) string     { return "heartbeat path " + p.String() + " down" }
 func alarmMonitor(name string) string { return "monitor " + name + " failing" }
 
 // decide is the decision table of docs/CLUSTER.md: given the last state
@@ -515,6 +515,13 @@ func (t *tick) active() {
 			t.stop(Sync, fmt.Sprintf("twin active with term %d", b.Term))
 		}
 		return // no lease from an active twin
+	}
+	if t.heard() && b.Term > s.Term {
+		// The twin took over after this box and has lost service since
+		// (this box hung through it): its term is newer than ours, so it
+		// will not acknowledge ours. Step down; the election decides.
+		t.stop(Standby, fmt.Sprintf("twin holds the newer term %d", b.Term))
+		return
 	}
 	if t.heard() && b.Term <= s.Term && !b.Echo.Sent.IsZero() && (b.Echo.Term == s.Term || t.peerLeaving()) {
 		t.renew(b.Echo.Sent.Add(cfg.Lease), false)

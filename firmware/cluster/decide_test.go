@@ -251,6 +251,10 @@ func TestDecide(t *testing.T) {
 		{name: "two actives with one term: the lower name stays, without a lease", start: state{Role: Active, Term: 3, LeaseExpiry: t0.Add(-time.Second)}, steps: []step{
 			{w: world{peer: beat(Active, 3, 3)}, role: Active, lease: -1, alarm: AlarmTwoActives},
 		}},
+		{name: "active that hung through its twin's term steps down for an election", start: active1, steps: []step{
+			{at: 5 * time.Second, w: world{peer: beat(Sync, 2, 1)}, role: Standby, acts: []string{"stop", "release vip", "follow"}, lease: -1},
+			{at: 5050 * time.Millisecond, w: world{peer: beat(Standby, 2, 1)}, role: Active, acts: takeoverActs("3")},
+		}},
 		{name: "lease needs the twin to echo this term", start: state{Role: Active, Term: 3}, steps: []step{
 			{w: world{peer: beat(Sync, 2, 2)}, role: Active, lease: -1},
 			{at: 50 * time.Millisecond, w: world{peer: beat(Sync, 2, 3)}, role: Active, lease: 1},
