@@ -139,6 +139,12 @@ func TestCallRefused(t *testing.T) {
 			if n := len(e.b.Calls()); n != 0 {
 				t.Errorf("%d calls left", n)
 			}
+			// HangupAll waits for every goroutine the call started, CANCEL
+			// senders included: after it, a CANCEL would have arrived.
+			e.hangupAll()
+			if n := bob.onWire(sip.CANCEL); n != 0 {
+				t.Errorf("callee got %d CANCELs after its final answer (RFC 3261 §9.1 forbids)", n)
+			}
 		})
 	}
 }

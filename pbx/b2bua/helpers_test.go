@@ -283,7 +283,8 @@ type phone struct {
 	mode string
 	sdp  string
 	got  []*sip.Request
-	d    *Dialog // the current call's dialog
+	wire map[string]int // requests by method as they arrived, answered by handlers or not
+	d    *Dialog        // the current call's dialog
 	// hold, when set, delays the answer to a re-INVITE until it closes.
 	hold chan struct{}
 }
@@ -301,7 +302,23 @@ func newTCPPhone(t *testing.T, e *env, number, mode string) *phone {
 
 func startPhone(t *testing.T, e *env, number, mode string, tcp bool) *phone {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("phone-"+number), sipgo.WithUserAgentHostname("127.0.0.1"))
+	p := &phone{}
+	// Count requests as they arrive on the wire: sipgo answers some (a
+	// CANCEL of a finished INVITE) inside its transaction layer, where no
+	// handler sees them.
+	wire := sip.WithTransportLayerReadFilter(func(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+		if m, _, ok := strings.Cut(string(data[:min(len(data), 16)]), " "); ok {
+			p.mu.Lock()
+			if p.wire == nil {
+				p.wire = map[string]int{}
+			}
+			p.wire[m]++
+			p.mu.Unlock()
+		}
+		return data, nil
+	})
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("phone-"+number), sipgo.WithUserAgentHostname("127.0.0.1"),
+		sipgo.WithUserAgentTransportLayerOptions(wire))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,10 +331,8 @@ func startPhone(t *testing.T, e *env, number, mode string, tcp bool) *phone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &phone{
-		t: t, number: number, pbx: e.addr, cl: cl, mode: mode, tcp: tcp,
-		sdp: fmt.Sprintf("v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\n", number),
-	}
+	p.t, p.number, p.pbx, p.cl, p.mode, p.tcp = t, number, e.addr, cl, mode, tcp
+	p.sdp = fmt.Sprintf("v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\n", number)
 	var serve func() error
 	if tcp {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -372,6 +387,13 @@ func (p *phone) record(req *sip.Request, _ sip.ServerTransaction) {
 	p.mu.Lock()
 	p.got = append(p.got, req)
 	p.mu.Unlock()
+}
+
+// onWire counts the requests of method that reached the phone's socket.
+func (p *phone) onWire(method sip.RequestMethod) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wire[string(method)]
 }
 
 func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
@@ -480,8 +502,14 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(mk(183, "Session Progress", body))
 		<-tx.Done()
 	default:
+		// Ring first, as real phones do before they refuse: a fork with
+		// a provisional answer is one the B2BUA could wrongly CANCEL.
 		var code int
 		_, _ = fmt.Sscanf(mode, "%d", &code)
+		_ = tx.Respond(mk(180, "Ringing", nil))
+		// A person takes a moment to press "reject"; without the pause
+		// sipgo may fold the 180 into the final answer.
+		time.Sleep(50 * time.Millisecond)
 		_ = tx.Respond(mk(code, "Nope", nil))
 	}
 }

@@ -287,6 +287,7 @@ type fork struct {
 
 	mu          sync.Mutex
 	provisional bool
+	final       bool // a final response arrived: nothing left to CANCEL
 	cancelWant  bool
 	cancelSent  bool
 }
@@ -434,7 +435,7 @@ func (f *fork) run(events chan<- forkEvent) {
 			if res.IsProvisional() {
 				f.mu.Lock()
 				f.provisional = true
-				send := f.cancelWant && !f.cancelSent
+				send := f.cancelWant && !f.final && !f.cancelSent
 				f.cancelSent = f.cancelSent || send
 				f.mu.Unlock()
 				if send {
@@ -442,10 +443,17 @@ func (f *fork) run(events chan<- forkEvent) {
 					go f.sendCancel()
 				}
 			}
-			events <- forkEvent{f, res}
 			if !res.IsProvisional() {
+				// Mark before the event is seen, so the ring loop never
+				// CANCELs a request that already has its final answer
+				// (RFC 3261 §9.1).
+				f.mu.Lock()
+				f.final = true
+				f.mu.Unlock()
+				events <- forkEvent{f, res}
 				return
 			}
+			events <- forkEvent{f, res}
 		case <-f.tx.Done():
 			events <- forkEvent{f, nil}
 			return
@@ -458,7 +466,7 @@ func (f *fork) run(events chan<- forkEvent) {
 func (b *B2BUA) cancelFork(f *fork) {
 	f.mu.Lock()
 	f.cancelWant = true
-	send := f.provisional && !f.cancelSent
+	send := f.provisional && !f.final && !f.cancelSent
 	f.cancelSent = f.cancelSent || send
 	f.mu.Unlock()
 	if send {
