@@ -18,7 +18,7 @@ import (
 // away from it. Beats are delivered at once.
 type Link struct {
 	mu       sync.Mutex
-	clock    *clockwork.FakeClock
+	clock    clockwork.Clock
 	deadTime time.Duration
 	cut      [NumPaths]bool
 	lanDown  map[string]bool
@@ -26,7 +26,7 @@ type Link struct {
 }
 
 // NewLink returns a link whose paths go down after deadTime of silence.
-func NewLink(clock *clockwork.FakeClock, deadTime time.Duration) *Link {
+func NewLink(clock clockwork.Clock, deadTime time.Duration) *Link {
 	return &Link{clock: clock, deadTime: deadTime, lanDown: map[string]bool{}, ends: map[string]*End{}}
 }
 
@@ -187,7 +187,7 @@ func (b *box) calls() []string {
 // relay, and the VIP probe's view of who serves.
 type simWorld struct {
 	link   *Link
-	clock  *clockwork.FakeClock
+	clock  clockwork.Clock
 	relay  relay.Side
 	relErr error
 	mu     sync.Mutex
@@ -210,7 +210,7 @@ func (w *simWorld) observe() {
 	}
 }
 
-func newSimWorld(clock *clockwork.FakeClock, deadTime time.Duration) *simWorld {
+func newSimWorld(clock clockwork.Clock, deadTime time.Duration) *simWorld {
 	return &simWorld{link: NewLink(clock, deadTime), clock: clock, boxes: map[string]*box{}, mgrs: map[string]*Manager{}, hung: map[string]bool{},
 		lastServed: map[string]time.Time{}, probeSpan: DefaultProbeSpan}
 }
@@ -359,6 +359,7 @@ func (f fakeTerms) Term() uint64 { f.mu.Lock(); defer f.mu.Unlock(); return f.te
 func (f fakeTerms) SetTerm(t uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.record("term %d", t)
 	if f.setTermErr != nil {
 		return f.setTermErr
 	}

@@ -134,7 +134,7 @@ func (m *Manager) Status() Status {
 
 // publish stores the tick's outcome for Status and logs role changes.
 func (m *Manager) publish(ctx context.Context, now time.Time, prev, next state, in inputs, sw bool) {
-	changed := next.Role != prev.Role
+	changed := next.Role != prev.Role || next.Since != prev.Since // a failed takeover keeps the role
 	var vipHeld bool
 	var vipErr, relayErr string
 	var rs RelayStatus
