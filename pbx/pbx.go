@@ -67,6 +67,7 @@ type PBX struct {
 	calls *b2bua.B2BUA
 
 	host      string // advertised host
+	bad       *badRequests
 	listeners []listenSpec
 
 	mu     sync.Mutex
@@ -132,7 +133,8 @@ func New(o Options) (*PBX, error) {
 
 	// The SIP stack logs whole packets at ERROR on parse failures: a
 	// scanner must not fill the disk, so its log is rate-limited.
-	sipLog := slog.New(siplog.New(o.Logger.Handler(), siplog.Options{})).With("component", "sip")
+	p.bad = newBadRequests(siplog.New(o.Logger.Handler(), siplog.Options{}))
+	sipLog := slog.New(p.bad).With("component", "sip")
 	sip.SetDefaultLogger(sipLog)
 	p.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("twinpbx"),
@@ -188,9 +190,10 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
 	}
-	p.srv.OnRegister(p.reg.ServeRegister)
-	p.srv.OnOptions(p.serveOptions)
-	p.calls.Register(p.srv)
+	r := guardedRouter{p.srv}
+	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
+	r.OnRequest(sip.OPTIONS, p.serveOptions)
+	p.calls.Register(r)
 	return p, nil
 }
 
@@ -297,7 +300,9 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			_ = conn.SetWriteBuffer(4 << 20)
 			closers = append(closers, conn.Close)
 			bound = append(bound, Listener{"udp", conn.LocalAddr().String()})
-			go func() { errc <- p.srv.ServeUDP(conn) }()
+			rc := &recordingConn{PacketConn: conn}
+			p.bad.add(rc)
+			go func() { errc <- p.srv.ServeUDP(rc) }()
 		case "tcp":
 			ln, err := net.Listen("tcp", l.addr.String())
 			if err != nil {

@@ -192,17 +192,24 @@ func New(o Options) (*B2BUA, error) {
 	}, nil
 }
 
-// Register attaches the handlers of every method a call uses.
-func (b *B2BUA) Register(srv *sipgo.Server) {
-	srv.OnInvite(b.tracked(b.serveInvite))
-	srv.OnAck(b.serveAck)
-	srv.OnCancel(b.serveCancel)
-	srv.OnBye(b.tracked(b.serveBye))
-	srv.OnRefer(b.tracked(b.serveRefer))
-	srv.OnUpdate(b.tracked(b.serveUpdate))
-	srv.OnInfo(b.tracked(b.servePassThrough))
-	srv.OnNotify(b.tracked(b.servePassThrough))
-	srv.OnMessage(b.tracked(b.servePassThrough))
+// Router is where the B2BUA's handlers are registered; *sipgo.Server is
+// one, and the PBX passes a wrapper that rejects malformed requests first.
+type Router interface {
+	OnRequest(method sip.RequestMethod, handler sipgo.RequestHandler)
+}
+
+// Register installs the B2BUA's handlers for INVITE, ACK, CANCEL, BYE,
+// REFER, UPDATE, INFO, NOTIFY and MESSAGE.
+func (b *B2BUA) Register(r Router) {
+	r.OnRequest(sip.INVITE, b.tracked(b.serveInvite))
+	r.OnRequest(sip.ACK, b.serveAck)
+	r.OnRequest(sip.CANCEL, b.serveCancel)
+	r.OnRequest(sip.BYE, b.tracked(b.serveBye))
+	r.OnRequest(sip.REFER, b.tracked(b.serveRefer))
+	r.OnRequest(sip.UPDATE, b.tracked(b.serveUpdate))
+	r.OnRequest(sip.INFO, b.tracked(b.servePassThrough))
+	r.OnRequest(sip.NOTIFY, b.tracked(b.servePassThrough))
+	r.OnRequest(sip.MESSAGE, b.tracked(b.servePassThrough))
 }
 
 // CallInfo is one call for the status page.

@@ -1,0 +1,47 @@
+package pbx
+
+import (
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// guardedRouter registers handlers behind checkRequest, so that no
+// handler ever sees a request without the headers RFC 3261 §8.1.1 makes
+// mandatory.
+type guardedRouter struct{ srv *sipgo.Server }
+
+func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
+	g.srv.OnRequest(method, guard(h))
+}
+
+func guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if reason := checkRequest(req); reason != "" {
+			if req.Method != sip.ACK { // an ACK is never answered
+				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, reason, nil))
+			}
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// checkRequest returns the reason phrase of a 400 for a request that lacks
+// a mandatory header, or "" when it is complete.
+func checkRequest(req *sip.Request) string {
+	switch {
+	case req.From() == nil:
+		return "Missing From header"
+	case req.To() == nil:
+		return "Missing To header"
+	case req.CallID() == nil || req.CallID().Value() == "":
+		return "Missing Call-ID header"
+	case req.CSeq() == nil:
+		return "Missing CSeq header"
+	case req.CSeq().MethodName != req.Method:
+		return "CSeq method does not match the request"
+	case req.Via() == nil:
+		return "Missing Via header"
+	}
+	return ""
+}
