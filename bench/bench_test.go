@@ -69,7 +69,7 @@ func TestSippScenarios(t *testing.T) {
 		responses []string
 	}{
 		{"register.xml", true, []string{"401", "200"}},
-		{"uac_call.xml", true, []string{"100", "407", "100", "180", "183", "200", "200"}},
+		{"uac_call.xml", true, []string{"100", "407", "100", "180", "183", "200", "180", "200"}},
 		{"uas_call.xml", false, nil},
 	}
 	for _, tt := range tests {

@@ -45,7 +45,7 @@ done
 
 if [[ -n $quick ]]; then
 	: "${STEP_SECS:=4}" "${REG_RATES:=1000 4000}" "${CALL_RATES:=200 800}"
-	: "${REG_FIXED:=1000}" "${CALL_FIXED:=200}" "${HELD_CALLS:=100}" "${HOLD_MS:=8000}"
+	: "${REG_FIXED:=1000}" "${CALL_FIXED:=200}" "${HELD_CALLS:=20}" "${HOLD_MS:=8000}"
 	: "${LOAD_WAIT:=60}"
 fi
 : "${SERVER_CPU:=0}"
@@ -53,13 +53,14 @@ fi
 : "${STEP_SECS:=10}"        # length of one measured step (at most 20)
 : "${LOAD_MAX:=0.8}"
 : "${LOAD_WAIT:=600}"
-: "${REG_RATES:=1000 2000 4000 6000 8000 10000 13000 16000 20000 25000 30000}"
-: "${CALL_RATES:=250 500 1000 1500 2000 3000 4000 5000 6000 7000 8000}"
+: "${REG_RATES:=500 1000 2000 4000 6000 8000 10000 13000 16000 20000 25000 30000}"
+: "${CALL_RATES:=100 250 500 1000 1500 2000 3000 4000 5000 6000 7000 8000}"
 : "${REG_FIXED:=2000}"      # common REGISTER rate for CPU per operation
 : "${CALL_FIXED:=500}"      # common call rate for CPU per operation
-: "${HELD_CALLS:=1000}"     # concurrent calls held for the memory figure
+: "${HELD_CALLS:=100}"      # concurrent calls held for the memory figure (≤ 200)
 : "${HOLD_MS:=20000}"
-: "${BASE_PORT:=25060}"     # kamailio; twinpbx +10, sipp UAC +20, callee +30
+: "${CALL_PROCS:=20}"       # parallel sipp callers, one callee each (see below)
+: "${BASE_PORT:=25060}"     # kamailio; twinpbx +10, callee +30, callers +140...
 : "${KAM_SHM_MB:=1024}"
 : "${KAM_CHILDREN:=4}"
 : "${SERVERS:=kamailio twinpbx}"
@@ -72,23 +73,44 @@ kam_port=$BASE_PORT
 pbx_port=$((BASE_PORT + 10))
 uac_port=$((BASE_PORT + 20))
 uas_port=$((BASE_PORT + 30))
+procs_port=$((BASE_PORT + 140))
 uac_media=$((BASE_PORT + 1000)) # sipp binds media ports even without media
 uas_media=$((BASE_PORT + 1100))
 first_user=10000
-last_user=19999 # the callee; callers are first_user..last_user-1
-callee=$last_user
+last_user=19999
+# Calls: caller k of CALL_PROCS calls callee 19999-k only, and waits for
+# each call to end before the next (-l 1). twinpbx answers a second call
+# to a busy extension with 486, and sipp computes the digest uri of every
+# call from one -auth_uri, so one callee per sipp process is the only way
+# to offer load without busy callees. The same shape is used for kamailio.
+((CALL_PROCS >= 1 && CALL_PROCS <= 200)) || { echo "run.sh: CALL_PROCS must be 1..200" >&2; exit 2; }
+((HELD_CALLS >= 1 && HELD_CALLS <= 200)) || { echo "run.sh: HELD_CALLS must be 1..200" >&2; exit 2; }
+ncallees=$((CALL_PROCS > HELD_CALLS ? CALL_PROCS : HELD_CALLS))
 
 log() { printf '%s run.sh: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
+# tree PID: PID and all its descendants.
+tree() {
+	local p c
+	for p in "$@"; do
+		echo "$p"
+		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
+	done
+}
+
 work=$(mktemp -d /tmp/twinpbx-bench.XXXXXX)
 pids=()
 cleanup() {
-	local rc=$? p
+	local rc=$? p all=()
+	# Whole trees: a caller subshell may have sipp children of its own.
 	for p in "${pids[@]}"; do
+		all+=($(tree "$p"))
+	done
+	for p in "${all[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
-	for p in "${pids[@]}"; do
+	for p in "${all[@]}"; do
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null || true
 	done
@@ -128,15 +150,6 @@ fi
 
 # ----------------------------------------------------- /proc measurement --
 
-# tree PID: PID and all its descendants.
-tree() {
-	local p c
-	for p in "$@"; do
-		echo "$p"
-		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
-	done
-}
-
 # cpu_ticks PID: user+system clock ticks of the process tree.
 cpu_ticks() {
 	local sum=0 p f
@@ -161,19 +174,42 @@ pss_kb() {
 	echo "$sum"
 }
 
+# pss_settled PID: PSS once it stopped moving (Go returns freed memory to
+# the system in the background): two readings 2 s apart within 1%, 20 s
+# at most.
+pss_settled() {
+	local a b deadline=$((SECONDS + 20))
+	a=$(pss_kb "$1")
+	while ((SECONDS < deadline)); do
+		sleep 2
+		b=$(pss_kb "$1")
+		if ((b * 100 >= a * 99 && b * 100 <= a * 101)); then
+			break
+		fi
+		a=$b
+	done
+	echo "$b"
+}
+
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
-# quiet: wait until the machine is quiet, print the load average.
+# quiet: wait until the machine is quiet and set LOAD to the 1-minute load
+# average. All waits of a run together take at most LOAD_WAIT seconds;
+# after that every step is measured at once, its load recorded.
+LOAD=""
+waited=0
 quiet() {
-	local deadline=$((SECONDS + LOAD_WAIT))
+	local t0=$SECONDS
 	while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN {exit !(l >= m)}'; do
-		if ((SECONDS >= deadline)); then
-			log "load $(load1) still above $LOAD_MAX after ${LOAD_WAIT}s; measuring anyway"
+		if ((waited + SECONDS - t0 >= LOAD_WAIT)); then
+			((waited >= LOAD_WAIT)) ||
+				log "load $(load1) still above $LOAD_MAX after ${LOAD_WAIT}s of waiting; measuring from now on without waiting"
 			break
 		fi
 		sleep 2
 	done
-	load1
+	waited=$((waited + SECONDS - t0))
+	LOAD=$(load1)
 }
 
 # sstat FILE COLUMN: the last (cumulative) value of a sipp -trace_stat column.
@@ -189,11 +225,26 @@ sstat() {
 {
 	echo SEQUENTIAL
 	for ((u = first_user; u < last_user; u++)); do
-		echo "$u;[authentication username=$u password=bench-secret-$u];$callee"
+		echo "$u;[authentication username=$u password=bench-secret-$u]"
 	done
 } >"$work/users.csv"
-printf 'SEQUENTIAL\n%s;[authentication username=%s password=bench-secret-%s];%s\n' \
-	"$callee" "$callee" "$callee" "$callee" >"$work/callee.csv"
+{
+	echo SEQUENTIAL
+	for ((k = 0; k < ncallees; k++)); do
+		u=$((last_user - k))
+		echo "$u;[authentication username=$u password=bench-secret-$u]"
+	done
+} >"$work/callees.csv"
+# callers-K.csv: the callers of process K (40 each), all calling callee K.
+for ((k = 0; k < ncallees; k++)); do
+	{
+		echo SEQUENTIAL
+		for ((j = 0; j < 40; j++)); do
+			u=$((first_user + k * 40 + j))
+			echo "$u;[authentication username=$u password=bench-secret-$u];$((last_user - k))"
+		done
+	} >"$work/callers-$k.csv"
+done
 {
 	echo "node: {name: bench}"
 	echo "sip: {listen: [\"udp:127.0.0.1:$pbx_port\"], rtp_ports: \"40000-49999\"}"
@@ -256,7 +307,7 @@ stop_server() {
 sipp_run() {
 	local name=$1 sf=$2 inf=$3 lport=$4 mport=$5 rate=$6 count=$7
 	shift 7
-	local limit=$((count / (rate > 0 ? rate : 1) + 8 + ${hold_ms:-0} / 1000))
+	local limit=${limit_s:-$((count / (rate > 0 ? rate : 1) + 8 + ${hold_ms:-0} / 1000))}
 	rm -f "$work/$name.csv" "$work/$name.err"
 	timeout $((limit + 5)) taskset -c "$SIPP_CPU" sipp "127.0.0.1:$server_port" \
 		-sf "$here/sipp/$sf" -inf "$work/$inf" -i 127.0.0.1 -p "$lport" -mp "$mport" \
@@ -265,9 +316,47 @@ sipp_run() {
 		"$@" >/dev/null 2>&1
 }
 
-register_callee() {
-	sipp_run callee-reg register.xml callee.csv "$uas_port" "$uas_media" 1 1 ||
-		die "registering the callee $callee: $(tail -c 600 "$work/callee-reg.err" 2>/dev/null)"
+# register_callees: set-up, not measured, so a busy machine gets three tries.
+register_callees() {
+	local try
+	for try in 1 2 3; do
+		sipp_run callee-reg register.xml callees.csv "$uas_port" "$uas_media" 20 "$ncallees" && return 0
+		log "registering the callees, try $try: not clean"
+	done
+	die "registering the callees: $(tail -c 600 "$work/callee-reg.err" 2>/dev/null)"
+}
+
+# callers NAME RATE COUNT PROCS HOLD_MS: PROCS sipp callers in parallel,
+# COUNT calls in all at RATE calls/s in all, each caller one call at a time.
+# Sums their statistics into C (ok failed retrans unexpected achieved) and
+# returns non-zero when any sipp did.
+C=()
+callers() {
+	local name=$1 rate=$2 count=$3 n=$4 hold=$5 k rc=0 cp=()
+	local per=$(((count + n - 1) / n))
+	for ((k = 0; k < n; k++)); do
+		limit_s=$((count / rate + 8 + hold / 1000)) max_calls=1 sipp_run "$name-$k" uac_call.xml "callers-$k.csv" \
+			$((procs_port + k)) $((uac_media + 200 + 4 * k)) "$rate" "$per" \
+			-rp $((1000 * n)) -d "$hold" -pause_msg_ign -auth_uri "$((last_user - k))@127.0.0.1:$server_port" &
+		cp+=($!)
+		pids+=($!)
+	done
+	for k in "${cp[@]}"; do
+		wait "$k" || rc=1
+		forget "$k"
+	done
+	local ok=0 failed=0 retrans=0 unexp=0 achieved=0 f
+	for ((k = 0; k < n; k++)); do
+		f=$work/$name-$k.csv
+		[[ -s $f ]] || { rc=1; continue; }
+		ok=$((ok + $(sstat "$f" 'SuccessfulCall(C)')))
+		failed=$((failed + $(sstat "$f" 'FailedCall(C)')))
+		retrans=$((retrans + $(sstat "$f" 'Retransmissions(C)')))
+		unexp=$((unexp + $(sstat "$f" 'OutOfCallMsgs(C)') + $(sstat "$f" 'DeadCallMsgs(C)')))
+		achieved=$(awk -v a="$achieved" -v b="$(sstat "$f" 'CallRate(C)')" 'BEGIN {printf "%.0f", a + b}')
+	done
+	C=("$ok" "$failed" "$retrans" "$unexp" "$achieved" "$((per * n))")
+	return $rc
 }
 
 # uas_start COUNT: the callee, answering COUNT calls then exiting.
@@ -296,22 +385,26 @@ R=()
 step() {
 	local kind=$1 name=$2 rate=$3 count=$(($3 * STEP_SECS)) load t0 t1 rc=0
 	((count <= ncallers)) || count=$ncallers
-	load=$(quiet)
+	[[ $kind == call ]] && count=$(((count + CALL_PROCS - 1) / CALL_PROCS * CALL_PROCS))
+	quiet
+	load=$LOAD
 	[[ $kind == call ]] && uas_start "$count"
 	t0=$(cpu_ticks "$server_pid")
 	if [[ $kind == reg ]]; then
 		sipp_run "$name" register.xml users.csv "$uac_port" "$uac_media" "$rate" "$count" || rc=$?
 	else
-		sipp_run "$name" uac_call.xml users.csv "$uac_port" "$uac_media" "$rate" "$count" -d 0 || rc=$?
+		callers "$name" "$rate" "$count" "$CALL_PROCS" 0 || rc=$?
 	fi
 	t1=$(cpu_ticks "$server_pid")
 	local ok failed retrans unexp uas_retrans=0 uas_failed=0 achieved
-	ok=$(sstat "$work/$name.csv" 'SuccessfulCall(C)')
-	failed=$(sstat "$work/$name.csv" 'FailedCall(C)')
-	retrans=$(sstat "$work/$name.csv" 'Retransmissions(C)')
-	unexp=$(($(sstat "$work/$name.csv" 'OutOfCallMsgs(C)') + $(sstat "$work/$name.csv" 'DeadCallMsgs(C)')))
-	achieved=$(sstat "$work/$name.csv" 'CallRate(C)')
-	if [[ $kind == call ]]; then
+	if [[ $kind == reg ]]; then
+		ok=$(sstat "$work/$name.csv" 'SuccessfulCall(C)')
+		failed=$(sstat "$work/$name.csv" 'FailedCall(C)')
+		retrans=$(sstat "$work/$name.csv" 'Retransmissions(C)')
+		unexp=$(($(sstat "$work/$name.csv" 'OutOfCallMsgs(C)') + $(sstat "$work/$name.csv" 'DeadCallMsgs(C)')))
+		achieved=$(sstat "$work/$name.csv" 'CallRate(C)')
+	else
+		ok=${C[0]} failed=${C[1]} retrans=${C[2]} unexp=${C[3]} achieved=${C[4]}
 		uas_finish
 		uas_retrans=$(sstat "$work/uas.csv" 'Retransmissions(C)')
 		uas_failed=$(sstat "$work/uas.csv" 'FailedCall(C)')
@@ -323,8 +416,11 @@ step() {
 	local us
 	us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", d / hz * 1e6 / n; else print "-" }')
 	log "$name: $rate/s x $count: ok $ok failed $failed retrans $retrans unexpected $unexp, cpu ${us} us/op, load $load -> $clean"
-	if [[ $clean == no && -s $work/$name.err ]]; then
-		log "$name: first error: $(grep -v '^The following events' "$work/$name.err" | tr '\n' ' ' | cut -c1-400)"
+	if [[ $clean == no ]]; then
+		local e
+		e=$(cat "$work/$name.err" "$work/$name"-*.err "$work/uas.err" 2>/dev/null |
+			grep -v -e '^The following events' -e 'Overload warning' | tr '\n' ' ' | cut -c1-400) || true
+		log "$name: first error: ${e:-none logged (calls still open when sipp stopped?)}"
 	fi
 	R=("$rate" "$achieved" "$load" "$us" "$clean" "$failed" "$retrans" "$unexp")
 }
@@ -356,11 +452,12 @@ declare -A res
 bench_register() { # SERVER
 	local s=$1 before after load
 	# Memory: every caller registers once, the first binding each.
-	load=$(quiet)
-	before=$(pss_kb "$server_pid")
+	quiet
+	load=$LOAD
+	before=$(pss_settled "$server_pid")
 	sipp_run "mem-$s" register.xml users.csv "$uac_port" "$uac_media" 1000 "$ncallers" ||
 		log "registering $ncallers users on $s was not clean (see $work/mem-$s.err)"
-	after=$(pss_kb "$server_pid")
+	after=$(pss_settled "$server_pid")
 	res[$s.reg.mem]=$(awk -v a="$after" -v b="$before" -v n="$ncallers" 'BEGIN {printf "%.2f", (a - b) * 1024 / n / 1024}')
 	res[$s.reg.pss]="$before → $after KiB (load $load)"
 	log "$s: PSS $before -> $after KiB for $ncallers registrations"
@@ -397,7 +494,7 @@ profile_register() {
 
 bench_calls() { # SERVER
 	local s=$1 load before after
-	register_callee
+	register_callees
 
 	step call "call-$s-fixed" "$CALL_FIXED"
 	set -- "${R[@]}"
@@ -408,25 +505,26 @@ bench_calls() { # SERVER
 	res[$s.call.best]=$best_rate
 	res[$s.call.bestus]=$best_us
 
-	# Memory: HELD_CALLS calls established at once, held for HOLD_MS.
-	load=$(quiet)
-	before=$(pss_kb "$server_pid")
+	# Memory: HELD_CALLS calls established at once (one caller process and
+	# one callee each), held for HOLD_MS.
+	quiet
+	load=$LOAD
+	before=$(pss_settled "$server_pid")
 	uas_start "$HELD_CALLS"
-	local rate=$((HELD_CALLS / 5 > 0 ? HELD_CALLS / 5 : 1))
-	hold_ms=$HOLD_MS max_calls=$HELD_CALLS sipp_run "held-$s" uac_call.xml users.csv \
-		"$uac_port" "$uac_media" "$rate" "$HELD_CALLS" -d "$HOLD_MS" &
-	local uac=$!
-	pids+=("$uac")
+	local cur=0
+	callers "held-$s" "$HELD_CALLS" "$HELD_CALLS" "$HELD_CALLS" "$HOLD_MS" &
+	local held=$!
+	pids+=("$held")
 	# Wait until the callee holds every call (its stat file counts them).
-	local deadline=$((SECONDS + HOLD_MS / 1000)) cur=0
+	local deadline=$((SECONDS + HOLD_MS / 1000 - 2))
 	while ((SECONDS < deadline)); do
 		cur=$(sstat "$work/uas.csv" 'CurrentCall' 2>/dev/null || echo 0)
 		((cur >= HELD_CALLS)) && break
 		sleep 0.5
 	done
 	after=$(pss_kb "$server_pid")
-	wait "$uac" || log "held calls on $s were not clean (see $work/held-$s.err)"
-	forget "$uac"
+	wait "$held" || log "held calls on $s were not clean (see $work/held-$s-*.err)"
+	forget "$held"
 	uas_finish
 	res[$s.call.mem]=$(awk -v a="$after" -v b="$before" -v n="$HELD_CALLS" 'BEGIN {printf "%.2f", (a - b) / n}')
 	res[$s.call.pss]="$before → $after KiB with $cur calls up (load $load)"
