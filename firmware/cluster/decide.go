@@ -408,10 +408,17 @@ func (t *tick) takeover(reason string) bool {
 		action{Kind: actAcquireVIP},
 		action{Kind: actBecomeSource},
 		action{Kind: actServe, Term: term})
-	if t.peerLeaving() {
+	if t.peerLeaving() && t.echoOK() {
 		t.renew(t.beat().Echo.Sent.Add(t.d.cfg.Lease), false)
 	}
 	return true
+}
+
+// echoOK reports whether the twin's echo names a beat this box sent: not
+// zero and not in the future (a lease never reaches past now + Lease).
+func (t *tick) echoOK() bool {
+	e := t.beat().Echo.Sent
+	return !e.IsZero() && !e.After(t.in.Now)
 }
 
 // eligible reports whether a beat's sender may be elected.
@@ -523,7 +530,7 @@ func (t *tick) active() {
 		t.stop(Standby, fmt.Sprintf("twin holds the newer term %d", b.Term))
 		return
 	}
-	if t.heard() && b.Term <= s.Term && !b.Echo.Sent.IsZero() && (b.Echo.Term == s.Term || t.peerLeaving()) {
+	if t.heard() && b.Term <= s.Term && t.echoOK() && (b.Echo.Term == s.Term || t.peerLeaving()) {
 		t.renew(b.Echo.Sent.Add(cfg.Lease), false)
 	}
 	if in.Peer.Silent() && !in.GatewayOK {
@@ -551,15 +558,17 @@ func (t *tick) active() {
 	if t.handoverIfAsked() {
 		return
 	}
-	t.checkMonitors()
+	restarts := t.checkMonitors()
 	if s.Role != Active {
 		return
 	}
-	if !in.GatewayOK && t.heard() && b.GatewayOK {
-		t.handover(Standby, "gateway lost while the twin reaches it")
+	if !in.GatewayOK && t.heard() && b.GatewayOK && t.handover(Standby, "gateway lost while the twin reaches it") {
 		return
 	}
-	t.failback()
+	if t.failback() {
+		return
+	}
+	t.do(restarts...) // only while staying: a handover makes them moot
 }
 
 // handoverIfAsked serves the administrator's maintenance and switchover
@@ -574,10 +583,12 @@ func (t *tick) handoverIfAsked() bool {
 	return false
 }
 
-// checkMonitors restarts failed resources in place up to the migration
-// threshold within the failure window, then hands over.
-func (t *tick) checkMonitors() {
+// checkMonitors returns the restarts in place of failed resources, up to
+// the migration threshold within the failure window; past it, it hands
+// over.
+func (t *tick) checkMonitors() []action {
 	s, cfg := t.s, t.d.cfg
+	var restarts []action
 	for _, name := range slices.Sorted(maps.Keys(t.in.Monitors)) {
 		err := t.in.Monitors[name]
 		if err == nil {
@@ -585,34 +596,31 @@ func (t *tick) checkMonitors() {
 		}
 		spec := t.d.monitors[name]
 		n := len(s.Fails[name])
-		if spec.Restartable && n <= cfg.MigrationThreshold {
-			t.do(action{Kind: actRestart, Name: name})
-			continue
-		}
-		if t.handover(Standby, fmt.Sprintf("monitor %s failed %d times: %v", name, n, err)) {
-			return
+		if !spec.Restartable || n > cfg.MigrationThreshold {
+			if t.handover(Standby, fmt.Sprintf("monitor %s failed %d times: %v", name, n, err)) {
+				return nil
+			}
 		}
 		if spec.Restartable {
-			t.do(action{Kind: actRestart, Name: name})
+			restarts = append(restarts, action{Kind: actRestart, Name: name})
 		}
 	}
+	return restarts
 }
 
 // failback hands service back to the preferred twin once it has been a
 // healthy, caught-up standby for FailbackDelay.
-func (t *tick) failback() {
+func (t *tick) failback() bool {
 	s, in, cfg := t.s, t.in, t.d.cfg
 	b := t.beat()
 	if !cfg.Failback || cfg.Preferred != cfg.Peer || !t.heard() || b.Role != Standby || !b.Healthy || !b.GatewayOK || b.Maintenance || !in.InSync {
 		s.PeerHealthySince = time.Time{}
-		return
+		return false
 	}
 	if s.PeerHealthySince.IsZero() {
 		s.PeerHealthySince = in.Now
 	}
-	if in.Now.Sub(s.PeerHealthySince) >= cfg.FailbackDelay {
-		t.handover(Standby, "failback to the preferred twin")
-	}
+	return in.Now.Sub(s.PeerHealthySince) >= cfg.FailbackDelay && t.handover(Standby, "failback to the preferred twin")
 }
 
 // handover stops serving in stop order and asks the twin to take over,

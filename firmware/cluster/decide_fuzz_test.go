@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// FuzzDecide feeds the decisions arbitrary states and inputs (as a twin
+// with a bug or a forged beat might) and checks what must hold whatever
+// they are.
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte{3, 1, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{3, 5, 0xff, 3, 9, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18})
+	d := &decider{cfg: testConfig("a", "b"), monitors: map[string]monitorSpec{"pbx": {Restartable: true}, "nic": {}}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := reader(data)
+		now := t0.Add(time.Duration(r.u16()) * time.Millisecond)
+		s := state{
+			Role: Role(r.u8() % 6), Term: uint64(r.u8()), SeenTerm: uint64(r.u8()),
+			BootStart:   t0.Add(time.Duration(r.u16()) * time.Millisecond),
+			LeaseExpiry: t0.Add(time.Duration(r.u16()) * time.Millisecond),
+			Handover:    r.bit(), Following: r.bit(),
+			HandoverAt: t0.Add(-time.Duration(r.u8()) * 10 * time.Millisecond),
+		}
+		b := Beat{Node: "b", Role: Role(r.u8() % 7), Term: uint64(r.u8()), StoreSeq: uint64(r.u8()), ConfigVersion: uint64(r.u8()),
+			GatewayOK: r.bit(), Healthy: r.bit(), Goodbye: r.bit(), Handover: r.bit(), Maintenance: r.bit(),
+			Echo: Echo{Sent: now.Add(time.Duration(int16(r.u16())) * time.Millisecond), Term: uint64(r.u8())}}
+		in := inputs{Now: now, GatewayOK: r.bit(), InSync: r.bit(), StoreSeq: uint64(r.u8()), ConfigVersion: uint64(r.u8()),
+			Maintenance: r.bit(), Switchover: r.bit()}
+		heardAgo := time.Duration(r.u16()) * time.Millisecond
+		if r.bit() {
+			in.Peer = PeerView{Last: b, Heard: now.Add(-heardAgo)}
+			in.Peer.Paths[Crossover].Up = r.bit()
+			in.Peer.Paths[LAN].Up = r.bit()
+		}
+		if r.bit() {
+			in.Monitors = map[string]error{"pbx": nil, "nic": nil}
+			if r.bit() {
+				in.Monitors["pbx"] = errors.New("down")
+			}
+			if r.bit() {
+				in.Monitors["nic"] = errors.New("down")
+			}
+		}
+		res := d.decide(s, in)
+		if res.Probe {
+			if res.Next.Role != s.Role || len(res.Actions) != 0 {
+				t.Fatalf("a probe request changes the state")
+			}
+			in.VIP = probeResult(1 + r.u8()%2)
+			res = d.decide(s, in)
+			if res.Probe {
+				t.Fatal("probe asked for twice")
+			}
+		}
+		next := res.Next
+		acts := make([]string, len(res.Actions))
+		for i, a := range res.Actions {
+			acts[i] = a.String()
+		}
+		if next.Role == Active && next.LeaseExpiry.After(now.Add(d.cfg.Lease)) && !next.LeaseExpiry.Equal(s.LeaseExpiry) {
+			t.Fatalf("lease renewed to %v past now, more than the lease %v", next.LeaseExpiry.Sub(now), d.cfg.Lease)
+		}
+		if next.Role != Active && next.leaseValid(now) {
+			t.Fatalf("%v with a valid lease", next.Role)
+		}
+		if s.Role == Fenced && (next.Role != Fenced || len(acts) > 0) {
+			t.Fatalf("FENCED moved to %v with %q", next.Role, acts)
+		}
+		if s.Role != Active && next.Role == Active {
+			if in.Maintenance {
+				t.Fatal("took over in maintenance")
+			}
+			heardActive := !in.Peer.Silent() && !in.Peer.Heard.IsZero() && b.Role == Active
+			if heardActive {
+				t.Fatal("took over from a twin heard active")
+			}
+			if next.Term <= max(s.Term, s.SeenTerm) {
+				t.Fatalf("took over with term %d, not above %d and %d", next.Term, s.Term, s.SeenTerm)
+			}
+			i := slices.Index(acts, "term "+itoa(next.Term))
+			if i < 0 || !slices.Equal(acts[i:], takeoverActs(itoa(next.Term))) {
+				t.Fatalf("takeover actions %q", acts)
+			}
+		}
+		if s.Role == Active && next.Role != Active {
+			if len(acts) < 2 || acts[0] != "stop" || acts[1] != "release vip" {
+				t.Fatalf("left ACTIVE with %q, not in stop order", acts)
+			}
+		}
+	})
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// reader hands out fuzz bytes; past the end it gives zeros.
+type byteReader struct{ b []byte }
+
+func reader(b []byte) *byteReader { return &byteReader{b: b} }
+
+func (r *byteReader) u8() uint8 {
+	if len(r.b) == 0 {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *byteReader) u16() uint16 { return uint16(r.u8())<<8 | uint16(r.u8()) }
+
+func (r *byteReader) bit() bool { return r.u8()&1 == 1 }
