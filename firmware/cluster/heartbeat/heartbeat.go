@@ -294,7 +294,6 @@ type Heartbeat struct {
 	paths       []*path
 	events      chan Event
 	running     atomic.Bool
-	kicks       []chan struct{}
 
 	mu      sync.Mutex
 	local   Beat
