@@ -379,6 +379,11 @@ func TestSimPartitions(t *testing.T) {
 		}
 		// Heal everything; the pair must settle on one active.
 		s.note("heal all")
+		for _, n := range []string{"a", "b"} {
+			if m := s.mgr(n); m != nil {
+				m.SetMaintenance(false)
+			}
+		}
 		s.w.link.Heal(Crossover)
 		s.w.link.Heal(LAN)
 		for _, n := range []string{"a", "b"} {
@@ -399,7 +404,20 @@ func TestSimPartitions(t *testing.T) {
 
 func (s *sim) randomFault() {
 	n := []string{"a", "b"}[s.rng.IntN(2)]
-	switch s.rng.IntN(10) {
+	switch s.rng.IntN(12) {
+	case 10:
+		if m := s.live(n); m != nil && m.Role() == Active {
+			s.note("switchover on %s", n)
+			m.mu.Lock()
+			m.switchReq = true
+			m.mu.Unlock()
+		}
+	case 11:
+		if m := s.live(n); m != nil {
+			on := s.rng.IntN(3) == 0
+			s.note("maintenance %v on %s", on, n)
+			m.SetMaintenance(on)
+		}
 	case 0:
 		p := Path(s.rng.IntN(NumPaths))
 		s.note("cut %v", p)
