@@ -215,7 +215,9 @@ type Probe interface {
 	// (three tries, 50 ms apart; an answer from this box itself does not
 	// count).
 	VIPAnswers(ctx context.Context) bool
-	// GatewayOK reports whether the tie-breaker (the gateway) answers.
+	// GatewayOK reports whether the tie-breaker (the gateway) answers. It
+	// is called on every tick; it may answer from a result kept fresh in
+	// the background, at most one interval old.
 	GatewayOK(ctx context.Context) bool
 }
 
@@ -237,7 +239,8 @@ type TermStore interface {
 type Monitor struct {
 	Name string
 	// Check returns nil while the resource is fine. It is called from the
-	// decision loop and must honour ctx.
+	// decision loop, which it holds up: it must be quick (ctx ends after
+	// dead_time); give a slow check an Every.
 	Check func(ctx context.Context) error
 	// Restart repairs the resource in place (on the active box). Nil: the
 	// resource cannot be restarted, and a failure on the active hands over

@@ -52,6 +52,9 @@ type Manager struct {
 	alive  atomic.Int64
 	fenced atomic.Bool
 
+	// incarnation tells the twin this node process from earlier ones.
+	incarnation uint64
+
 	// loop-only state
 	lastCheck   map[string]time.Time
 	lastRefresh time.Time
@@ -103,6 +106,7 @@ func New(cfg Config, r Resources) (*Manager, error) {
 		m.monitors[mon.Name] = &MonitorStatus{Name: mon.Name, OK: true}
 	}
 	now := m.clock.Now()
+	m.incarnation = uint64(now.UnixNano())
 	m.st = state{Role: Boot, Since: now, Reason: "started", Term: r.Terms.Term()}
 	m.alive.Store(now.UnixNano())
 	return m, nil
@@ -310,6 +314,7 @@ func (m *Manager) beat(st state) Beat {
 		Handover:        st.Handover,
 		Maintenance:     st.Role == Maintenance,
 		WatchdogTimeout: m.cfg.WatchdogTimeout,
+		Incarnation:     m.incarnation,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/hw/relay"
 )
 
@@ -284,6 +285,20 @@ func TestManagerConfig(t *testing.T) {
 	}
 	if _, err := New(good, Resources{}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("New without resources: %v", err)
+	}
+}
+
+func TestFromConfig(t *testing.T) {
+	c := FromConfig("a", relay.A, config.Cluster{Peer: "b", Preferred: "a", Failback: true,
+		DeadTime: config.Duration(600 * time.Millisecond), MigrationThreshold: 5})
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != "a" || c.Peer != "b" || c.Preferred != "a" || !c.Failback || c.MigrationThreshold != 5 {
+		t.Fatalf("fields not carried over: %+v", c)
+	}
+	if c.DeadTime != 600*time.Millisecond || c.Lease != c.DeadTime || c.Interval != DefaultInterval || c.FailbackDelay != DefaultFailbackDelay {
+		t.Fatalf("defaults: dead %v lease %v interval %v failback delay %v", c.DeadTime, c.Lease, c.Interval, c.FailbackDelay)
 	}
 }
 
