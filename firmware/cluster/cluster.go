@@ -253,3 +253,9 @@ type Monitor struct {
 	// Every is the time between checks; zero checks on every tick.
 	Every time.Duration
 }
+
+// MarshalText writes the role's name (for JSON status).
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// MarshalText writes the path's name (for JSON status).
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
