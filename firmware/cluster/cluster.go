@@ -141,9 +141,12 @@ func (v PeerView) Silent() bool {
 // All methods are safe for concurrent use and must not block for long: the
 // manager calls them from its decision loop.
 type Heartbeat interface {
-	// SetLocal sets what the next beats carry. No beat is sent before the
-	// first SetLocal: the twin must not elect against a box that has not
-	// yet looked at its gateway.
+	// SetLocal sets what the next beats carry; the manager calls it on
+	// every tick. No beat is sent before the first SetLocal (the twin must
+	// not elect against a box that has not yet looked at its gateway), nor
+	// once the last SetLocal is older than dead_time: a box whose decision
+	// loop is stuck must fall silent, so that its twin takes over instead
+	// of waiting for the watchdog.
 	SetLocal(Beat)
 	// SendNow sends the current beat on every path at once, out of turn
 	// (after a role change, so the twin need not wait an interval).
