@@ -105,6 +105,21 @@ type Received struct {
 	// plus monotonic time since). Arrived is by ours.
 	Sent, Arrived time.Time
 	From          netip.AddrPort
+	// Echo is the last of our beats the twin had received on this path
+	// when it sent this one.
+	Echo Echoed
+}
+
+// Echoed names one of our beats as the twin echoed it.
+type Echoed struct {
+	// Seq and Term are those our beat carried. A zero Seq means the twin
+	// had received none of this incarnation's beats on the path.
+	Seq  uint64
+	Term uint64
+	// Sent is when we sent that beat, by Config.Now's clock (carrying its
+	// monotonic reading); zero when Seq is zero. A lease counted from it
+	// never outlasts what the twin acknowledged.
+	Sent time.Time
 }
 
 // Rejects counts refused datagrams by reason.
@@ -293,10 +308,12 @@ type Heartbeat struct {
 	start       time.Time
 	paths       []*path
 	events      chan Event
+	changed     chan struct{}
 	running     atomic.Bool
 
 	mu      sync.Mutex
 	local   Beat
+	set     bool // SetLocal was called: beats may go out
 	silent  bool
 	heard   bool
 	latest  Received
@@ -368,6 +385,7 @@ func New(cfg Config) (*Heartbeat, error) {
 		incarnation: binary.BigEndian.Uint64(inc[:]),
 		start:       cfg.Now(),
 		events:      make(chan Event, EventBuffer),
+		changed:     make(chan struct{}, 1),
 		silent:      true,
 	}
 	for _, pc := range cfg.Paths {
@@ -434,11 +452,18 @@ func (h *Heartbeat) LocalAddr(name string) (netip.AddrPort, bool) {
 // returns.
 func (h *Heartbeat) Events() <-chan Event { return h.events }
 
+// Changed signals, without blocking and coalescing, that an event was
+// emitted: a consumer that only needs to know "look at Peer again" reads
+// this instead of Events. It is never closed.
+func (h *Heartbeat) Changed() <-chan struct{} { return h.changed }
+
 // SetLocal sets what the next beats announce; they go out on the next tick
-// (or at once after SendNow).
+// (or at once after SendNow). No beat is sent before the first SetLocal,
+// so the twin never decides on a box that has not said what it is.
 func (h *Heartbeat) SetLocal(b Beat) {
 	h.mu.Lock()
 	h.local = b
+	h.set = true
 	h.mu.Unlock()
 }
 
@@ -497,7 +522,12 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 // one incarnation.
 func (h *Heartbeat) clock() (time.Time, int64) {
 	now := h.cfg.Now()
-	return now, h.start.UnixNano() + now.Sub(h.start).Nanoseconds()
+	return now, h.beatClock(now)
+}
+
+// beatClock is t as beats carry it.
+func (h *Heartbeat) beatClock(t time.Time) int64 {
+	return h.start.UnixNano() + t.Sub(h.start).Nanoseconds()
 }
 
 func (h *Heartbeat) sendLoop(ctx context.Context, p *path) {
@@ -517,6 +547,10 @@ func (h *Heartbeat) sendLoop(ctx context.Context, p *path) {
 func (h *Heartbeat) send(p *path) {
 	now, sent := h.clock()
 	h.mu.Lock()
+	if !h.set {
+		h.mu.Unlock()
+		return
+	}
 	p.seq++
 	pkt := packet{
 		Node:        h.cfg.Node,
@@ -605,6 +639,12 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 		return
 	}
 
+	// The echo names one of our beats if it has our incarnation and a
+	// beat we have sent; anything else (only a twin with our key and a
+	// bug could send it) is ignored.
+	ourNow := h.beatClock(arrived)
+	echoOurs := pkt.Echo.Incarnation == h.incarnation && pkt.Echo.Seq != 0 &&
+		pkt.Echo.Seq <= p.seq && pkt.Echo.Sent <= ourNow
 	newInc := false // the first accepted beat of its incarnation on p
 	if p.known && pkt.Incarnation == p.peerInc {
 		if pkt.Seq <= p.last.Seq {
@@ -615,9 +655,9 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 	} else {
 		// A new incarnation: echo it, so it can prove itself, but accept
 		// it only once it echoes our newest beats.
-		p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent}
+		p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent, Term: pkt.Beat.Term}
 		p.echoArrived = arrived
-		if pkt.Echo.Incarnation != h.incarnation || pkt.Echo.Seq <= p.highestEcho {
+		if !echoOurs || pkt.Echo.Seq <= p.highestEcho {
 			p.unverified++
 			return
 		}
@@ -625,15 +665,21 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 		p.known = true
 		p.peerInc = pkt.Incarnation
 	}
-	p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent}
+	p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent, Term: pkt.Beat.Term}
 	p.echoArrived = arrived
-	if pkt.Echo.Incarnation == h.incarnation && pkt.Echo.Seq != 0 {
+	var echoed Echoed
+	if echoOurs {
 		p.highestEcho = max(p.highestEcho, pkt.Echo.Seq)
-		_, ourNow := h.clock()
-		if rtt := time.Duration(ourNow - pkt.Echo.Sent - pkt.Echo.Hold); rtt >= 0 {
+		// Our beats carry our own send times, so the echo is in our
+		// clock; rebase it on arrived to keep the monotonic reading.
+		// The age includes the twin's hold: what it acknowledged is
+		// the beat as it was when sent.
+		age := time.Duration(ourNow - pkt.Echo.Sent)
+		if rtt := age - time.Duration(pkt.Echo.Hold); rtt >= 0 {
 			p.rtt = rtt
 		}
-		p.echoedSent = arrived.Add(-time.Duration(ourNow - pkt.Echo.Sent))
+		p.echoedSent = arrived.Add(-age)
+		echoed = Echoed{Seq: pkt.Echo.Seq, Term: pkt.Echo.Term, Sent: p.echoedSent}
 	}
 	rec := Received{
 		Node:        pkt.Node,
@@ -643,6 +689,7 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 		Sent:        time.Unix(0, pkt.Sent),
 		Arrived:     arrived,
 		From:        from,
+		Echo:        echoed,
 	}
 	p.last = rec
 	p.received++
@@ -746,6 +793,10 @@ func (h *Heartbeat) emit(e Event) {
 	case h.events <- e:
 	default:
 		h.dropped++
+	}
+	select {
+	case h.changed <- struct{}{}:
+	default:
 	}
 }
 

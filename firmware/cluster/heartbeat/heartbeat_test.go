@@ -144,6 +144,9 @@ func start(t *testing.T, cfg Config, peers map[string]netip.AddrPort, local map[
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No beat leaves before the first SetLocal; tests that care set
+	// their own beat afterwards.
+	h.SetLocal(Beat{Role: RoleBoot})
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{Heartbeat: h, name: cfg.Node}
 	done := make(chan error, 1)
@@ -281,6 +284,66 @@ func TestPairSeesEachOther(t *testing.T) {
 	}
 	if p.a.Incarnation() == p.b.Incarnation() {
 		t.Error("both nodes drew the same incarnation")
+	}
+}
+
+func TestEchoNamesOurBeat(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	p := newPair(t, Config{}, Config{}, 0)
+	p.a.SetLocal(Beat{Role: RoleActive, Term: 7})
+	for _, name := range pathNames {
+		waitFor(t, "b to echo a's term on "+name, func() bool { return p.a.path(name).Last.Echo.Term == 7 })
+		last := p.a.path(name).Last
+		if e := last.Echo; e.Seq == 0 || e.Sent.Before(begin) || e.Sent.After(last.Arrived) {
+			t.Errorf("%s: echo %+v of a beat received at %v; test began %v", name, e, last.Arrived, begin)
+		}
+	}
+	// a echoes the term b sent (0), not its own.
+	if e := p.b.Peer().Latest.Echo; e.Term != 0 {
+		t.Errorf("b sent term 0 but a echoes %d", e.Term)
+	}
+	select {
+	case <-p.a.Changed():
+	default:
+		t.Error("no change signalled after the twin came up")
+	}
+}
+
+func TestNothingSentBeforeSetLocal(t *testing.T) {
+	t.Parallel()
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	h, err := New(Config{
+		Node: "a", Key: testKey,
+		Paths: []Path{{Name: "lan", Local: loopbackAddr(), Peer: peer.LocalAddr().(*net.UDPAddr).AddrPort()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.send(h.paths[0])
+	if h.paths[0].seq != 0 {
+		t.Fatal("a beat went out before SetLocal")
+	}
+	h.SetLocal(Beat{Term: 42})
+	h.send(h.paths[0])
+	_ = peer.SetReadDeadline(time.Now().Add(waitLimit))
+	buf := make([]byte, maxDatagram)
+	n, _, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, _ := newAEAD(testKey)
+	pkt, err := open(aead, buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pkt.Seq != 1 || pkt.Beat.Term != 42 || pkt.Echo.Seq != 0 {
+		t.Errorf("first beat %+v; want seq 1, term 42, no echo", pkt)
 	}
 }
 

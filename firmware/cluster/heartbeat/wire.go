@@ -33,15 +33,16 @@ const Version = 1
 //	32 echo seq         uint64  (zero: none yet)
 //	40 echo sent        int64   the echoed beat's send time, as it sent it
 //	48 echo hold        int64   ns between that beat's arrival and this send
-//	56 term             uint64
-//	64 store seq        uint64
-//	72 config version   uint64
-//	80 watchdog         uint32  milliseconds
-//	84 role             uint8
-//	85 flags            uint8
-//	86 node length      uint8   1..MaxNameLen
-//	87 path length      uint8   1..maxPathLen
-//	88 node name, then path name
+//	56 echo term        uint64  the term the echoed beat carried
+//	64 term             uint64
+//	72 store seq        uint64
+//	80 config version   uint64
+//	88 watchdog         uint32  milliseconds
+//	92 role             uint8
+//	93 flags            uint8
+//	94 node length      uint8   1..MaxNameLen
+//	95 path length      uint8   1..maxPathLen
+//	96 node name, then path name
 //
 // Nonces are random rather than counters because both twins seal under
 // the same key and a counter restarts with the process: random 96-bit
@@ -57,7 +58,7 @@ const (
 	magic       = "TPHB"
 	headerLen   = len(magic) + 1
 	nonceLen    = chacha20poly1305.NonceSize
-	fixedLen    = 88
+	fixedLen    = 96
 	tagLen      = chacha20poly1305.Overhead
 	maxPathLen  = 16
 	maxDatagram = headerLen + nonceLen + fixedLen + MaxNameLen + maxPathLen + tagLen
@@ -114,7 +115,9 @@ const (
 	// GatewayOK: the sender's last tie-breaker probe of the gateway
 	// succeeded.
 	GatewayOK
-	flagMask = Goodbye | HandoverRequest | Maintenance | GatewayOK
+	// Healthy: none of the sender's monitors fails.
+	Healthy
+	flagMask = Goodbye | HandoverRequest | Maintenance | GatewayOK | Healthy
 )
 
 func (f Flags) String() string {
@@ -125,7 +128,7 @@ func (f Flags) String() string {
 	for _, n := range []struct {
 		f    Flags
 		name string
-	}{{Goodbye, "goodbye"}, {HandoverRequest, "handover"}, {Maintenance, "maintenance"}, {GatewayOK, "gateway-ok"}} {
+	}{{Goodbye, "goodbye"}, {HandoverRequest, "handover"}, {Maintenance, "maintenance"}, {GatewayOK, "gateway-ok"}, {Healthy, "healthy"}} {
 		if f&n.f != 0 {
 			if s != "" {
 				s += "|"
@@ -157,6 +160,7 @@ type echo struct {
 	Seq         uint64
 	Sent        int64 // the echoed beat's own send time, unix ns
 	Hold        int64 // ns it was held before this beat was sent
+	Term        uint64
 }
 
 // packet is one decoded datagram.
@@ -200,6 +204,7 @@ func encodePayload(b []byte, p *packet) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, p.Echo.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Echo.Sent))
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Echo.Hold))
+	b = binary.BigEndian.AppendUint64(b, p.Echo.Term)
 	b = binary.BigEndian.AppendUint64(b, p.Beat.Term)
 	b = binary.BigEndian.AppendUint64(b, p.Beat.StoreSeq)
 	b = binary.BigEndian.AppendUint64(b, p.Beat.ConfigVersion)
@@ -221,19 +226,19 @@ func decodePayload(b []byte) (packet, error) {
 	p.Incarnation = u64(0)
 	p.Seq = u64(8)
 	p.Sent = int64(u64(16))
-	p.Echo = echo{Incarnation: u64(24), Seq: u64(32), Sent: int64(u64(40)), Hold: int64(u64(48))}
-	p.Beat.Term = u64(56)
-	p.Beat.StoreSeq = u64(64)
-	p.Beat.ConfigVersion = u64(72)
-	p.Beat.WatchdogTimeout = time.Duration(binary.BigEndian.Uint32(b[80:])) * time.Millisecond
-	p.Beat.Role = Role(b[84])
-	p.Beat.Flags = Flags(b[85])
-	nodeLen, pathLen := int(b[86]), int(b[87])
+	p.Echo = echo{Incarnation: u64(24), Seq: u64(32), Sent: int64(u64(40)), Hold: int64(u64(48)), Term: u64(56)}
+	p.Beat.Term = u64(64)
+	p.Beat.StoreSeq = u64(72)
+	p.Beat.ConfigVersion = u64(80)
+	p.Beat.WatchdogTimeout = time.Duration(binary.BigEndian.Uint32(b[88:])) * time.Millisecond
+	p.Beat.Role = Role(b[92])
+	p.Beat.Flags = Flags(b[93])
+	nodeLen, pathLen := int(b[94]), int(b[95])
 	switch {
 	case p.Beat.Role >= roleCount:
-		return p, fmt.Errorf("%w: unknown role %d", errMalformed, b[84])
+		return p, fmt.Errorf("%w: unknown role %d", errMalformed, b[92])
 	case p.Beat.Flags&^flagMask != 0:
-		return p, fmt.Errorf("%w: unknown flags 0x%02x", errMalformed, b[85])
+		return p, fmt.Errorf("%w: unknown flags 0x%02x", errMalformed, b[93])
 	case p.Echo.Hold < 0:
 		return p, fmt.Errorf("%w: negative echo hold", errMalformed)
 	case nodeLen == 0 || nodeLen > MaxNameLen:
