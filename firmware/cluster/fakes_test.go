@@ -35,6 +35,7 @@ type End struct {
 	link  *Link
 	name  string
 	local Beat
+	setAt time.Time // when local was last set
 	// muted: the box is hung or down; it neither sends nor receives.
 	muted bool
 	// last beat received from the twin, per path arrival and overall.
@@ -92,6 +93,9 @@ func (l *Link) sendLocked(name string) {
 	if from == nil || from.muted || from.local.Node == "" {
 		return // nothing to say before the first SetLocal
 	}
+	if l.clock.Now().Sub(from.setAt) >= l.deadTime {
+		return // the decision loop is stuck: fall silent
+	}
 	var to *End
 	for n, e := range l.ends {
 		if n != name {
@@ -126,7 +130,11 @@ func (l *Link) sendLocked(name string) {
 }
 
 // SetLocal implements Heartbeat.
-func (e *End) SetLocal(b Beat) { e.link.mu.Lock(); e.local = b; e.link.mu.Unlock() }
+func (e *End) SetLocal(b Beat) {
+	e.link.mu.Lock()
+	e.local, e.setAt = b, e.link.clock.Now()
+	e.link.mu.Unlock()
+}
 
 // SendNow implements Heartbeat.
 func (e *End) SendNow() { e.link.Send(e.name) }

@@ -38,6 +38,7 @@ type sim struct {
 	fencedAt             map[string]time.Time
 	downUntil            map[string]time.Time // crashed, restarts then
 	resumeAt             map[string]time.Time // hung, resumes then
+	stuckUntil           map[string]time.Time // decision loop stuck (the rest runs)
 	takeovers            int
 	history              []string
 }
@@ -48,7 +49,7 @@ func newSim(t testing.TB, seed uint64, tweak func(*Config)) *sim {
 		cfg: map[string]Config{}, mons: map[string][]Monitor{},
 		sendPhase: map[string]int{}, stepPhase: map[string]int{},
 		hungSince: map[string]time.Time{}, fencedAt: map[string]time.Time{}, downUntil: map[string]time.Time{},
-		resumeAt: map[string]time.Time{}}
+		resumeAt: map[string]time.Time{}, stuckUntil: map[string]time.Time{}}
 	base := Config{Interval: 50 * time.Millisecond, DeadTime: 300 * time.Millisecond, BootWait: 2 * time.Second,
 		WatchdogTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
 	s.w = newSimWorld(clock, base.DeadTime)
@@ -153,6 +154,12 @@ func (s *sim) tick() {
 		steps := int(s.cfg[n].Interval / simStep)
 		if k%steps == s.sendPhase[n] {
 			s.w.link.Send(n)
+		}
+		if until, ok := s.stuckUntil[n]; ok {
+			if now.Before(until) {
+				continue // beats go out until they are too old (see Link)
+			}
+			delete(s.stuckUntil, n)
 		}
 		if k%steps == s.stepPhase[n] {
 			before := m.Role()
@@ -273,6 +280,7 @@ func TestSimFailoverCases(t *testing.T) {
 	}{
 		{name: "active power loss", fault: func(s *sim) { s.w.crash("a"); s.downUntil["a"] = t0.Add(time.Hour) }, serving: "b", outage: 500 * time.Millisecond},
 		{name: "active hang", fault: func(s *sim) { s.w.hang("a", true); s.hungSince["a"] = s.clock.Now() }, serving: "b", outage: 500 * time.Millisecond},
+		{name: "active decision loop stuck", fault: func(s *sim) { s.stuckUntil["a"] = s.clock.Now().Add(2 * time.Second) }, serving: "b", outage: 700 * time.Millisecond},
 		{name: "crossover cut", fault: func(s *sim) { s.w.link.Cut(Crossover) }, serving: "a"},
 		{name: "both heartbeat paths cut", fault: func(s *sim) { s.w.link.Cut(Crossover); s.w.link.Cut(LAN) }, serving: "a"},
 		{name: "LAN cut on the active", fault: func(s *sim) { s.w.link.SetLAN("a", false) }, serving: "b", outage: time.Second},
@@ -404,7 +412,13 @@ func TestSimPartitions(t *testing.T) {
 
 func (s *sim) randomFault() {
 	n := []string{"a", "b"}[s.rng.IntN(2)]
-	switch s.rng.IntN(12) {
+	switch s.rng.IntN(13) {
+	case 12:
+		if m := s.live(n); m != nil {
+			d := time.Duration(s.rng.IntN(3000)) * time.Millisecond
+			s.note("%s's decision loop stuck for %v", n, d)
+			s.stuckUntil[n] = s.clock.Now().Add(d)
+		}
 	case 10:
 		if m := s.live(n); m != nil && m.Role() == Active {
 			s.note("switchover on %s", n)
