@@ -127,7 +127,7 @@ type Rejects struct {
 	WrongKey  uint64 // failed authentication: a twin with another pairing key, or forged
 	Version   uint64 // another protocol version
 	Malformed uint64 // not a heartbeat, or an authentic one that does not decode
-	Replay    uint64 // a sequence number already seen: replayed, duplicated or reordered
+	Replay    uint64 // a sequence number already seen (replayed, duplicated, reordered) or a beat held back longer than DeadTime
 	Reflected uint64 // our own beat sent back to us
 	WrongPeer uint64 // names a node other than Config.Peer
 	WrongPath uint64 // sealed for the other path
@@ -645,6 +645,16 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 	ourNow := h.beatClock(arrived)
 	echoOurs := pkt.Echo.Incarnation == h.incarnation && pkt.Echo.Seq != 0 &&
 		pkt.Echo.Seq <= p.seq && pkt.Echo.Sent <= ourNow
+	// A beat that echoes ours tells its round trip: our send time to
+	// its arrival, less the time the twin held our beat. One that took
+	// longer than DeadTime was held back on the way (a delayed replay)
+	// and says nothing about now.
+	if echoOurs {
+		if rtt := time.Duration(ourNow - pkt.Echo.Sent - pkt.Echo.Hold); rtt > h.cfg.DeadTime {
+			h.reject(p, ReasonReplay, fmt.Errorf("beat delayed: round trip %v", rtt), from, arrived)
+			return
+		}
+	}
 	newInc := false // the first accepted beat of its incarnation on p
 	if p.known && pkt.Incarnation == p.peerInc {
 		if pkt.Seq <= p.last.Seq {
@@ -654,9 +664,16 @@ func (h *Heartbeat) receive(p *path, b []byte, from netip.AddrPort) {
 		p.lost += pkt.Seq - p.last.Seq - 1
 	} else {
 		// A new incarnation: echo it, so it can prove itself, but accept
-		// it only once it echoes our newest beats.
-		p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent, Term: pkt.Beat.Term}
-		p.echoArrived = arrived
+		// it only once it echoes our newest beats. While the known
+		// incarnation is up, echo only a newcomer that started later
+		// by its clock: a replayed beat of an earlier incarnation must
+		// not take the echo from the live one (the lease hangs on it).
+		// A twin whose clock went back across a restart is echoed once
+		// the path is down.
+		if !p.known || !p.up || pkt.Sent > p.last.Sent.UnixNano() {
+			p.echoIn = echo{Incarnation: pkt.Incarnation, Seq: pkt.Seq, Sent: pkt.Sent, Term: pkt.Beat.Term}
+			p.echoArrived = arrived
+		}
 		if !echoOurs || pkt.Echo.Seq <= p.highestEcho {
 			p.unverified++
 			return
