@@ -74,11 +74,13 @@ func (l *lineSplitter) emitLine(truncated bool) {
 	l.emit(s)
 }
 
-// ring keeps the last n lines.
+// ring keeps the last n lines. total counts every line ever added, so a
+// reader can ask for what came after the last line it saw.
 type ring struct {
 	lines []string
 	next  int
 	full  bool
+	total uint64
 }
 
 func newRing(n int) *ring { return &ring{lines: make([]string, n)} }
@@ -87,11 +89,26 @@ func (r *ring) add(s string) {
 	if len(r.lines) == 0 {
 		return
 	}
+	r.total++
 	r.lines[r.next] = s
 	r.next++
 	if r.next == len(r.lines) {
 		r.next, r.full = 0, true
 	}
+}
+
+// since returns the lines after the first n ever added (those still held)
+// and the count to ask with next time.
+func (r *ring) since(n uint64) ([]string, uint64) {
+	all := r.snapshot()
+	first := r.total - uint64(len(all)) // lines no longer held
+	if n > r.total {
+		n = r.total
+	}
+	if n > first {
+		all = all[n-first:]
+	}
+	return all, r.total
 }
 
 func (r *ring) snapshot() []string {
@@ -226,6 +243,12 @@ func (s *sink) lines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ring.snapshot()
+}
+
+func (s *sink) since(n uint64) ([]string, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ring.since(n)
 }
 
 // writer returns an io.Writer that splits what it is given into lines for

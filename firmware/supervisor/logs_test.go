@@ -173,3 +173,27 @@ func TestSinkKeepsConsoleWhenFileFails(t *testing.T) {
 	}
 	_ = f.Close()
 }
+
+func TestRingSince(t *testing.T) {
+	r := newRing(3)
+	for _, s := range []string{"a", "b", "c", "d", "e"} {
+		r.add(s)
+	}
+	tests := []struct {
+		n        uint64
+		want     []string
+		wantNext uint64
+	}{
+		{0, []string{"c", "d", "e"}, 5}, // a and b are gone
+		{2, []string{"c", "d", "e"}, 5},
+		{3, []string{"d", "e"}, 5},
+		{5, []string{}, 5},
+		{9, []string{}, 5}, // from another supervisor: nothing new
+	}
+	for _, tt := range tests {
+		got, next := r.since(tt.n)
+		if !slices.Equal(got, tt.want) || next != tt.wantNext {
+			t.Errorf("since(%d) = %q, %d; want %q, %d", tt.n, got, next, tt.want, tt.wantNext)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,16 +18,45 @@ import (
 // runs one of the behaviours below instead of the tests. envTestModes
 // lists one mode per start ("exit:1,healthy"); the child counts starts in
 // a file in envTestChild's folder.
+//
+// With envTestParent set instead, it is a supervisor process over such
+// children, with the real signal handling, for tests that signal or kill
+// the supervisor itself.
 const (
-	envTestChild = "SUPERVISOR_TESTCHILD_DIR"
-	envTestModes = "SUPERVISOR_TESTCHILD_MODES"
+	envTestChild  = "SUPERVISOR_TESTCHILD_DIR"
+	envTestModes  = "SUPERVISOR_TESTCHILD_MODES"
+	envTestParent = "SUPERVISOR_TESTPARENT_DIR"
 )
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(envTestChild); dir != "" {
 		os.Exit(testChild(dir, os.Getenv(envTestModes)))
 	}
+	if dir := os.Getenv(envTestParent); dir != "" {
+		os.Exit(testParent(dir))
+	}
 	os.Exit(m.Run())
+}
+
+// testParent supervises test children until a signal stops it, and exits
+// with their status, as `twinpbx run` will.
+func testParent(dir string) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parent:", err)
+		return 97
+	}
+	err = Run(context.Background(), Config{
+		Path:            exe,
+		Env:             []string{envTestChild + "=" + dir},
+		Dir:             dir,
+		WatchdogTimeout: 10 * time.Second,
+		InitialBackoff:  10 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parent:", err)
+	}
+	return ExitCode(err)
 }
 
 // testChild runs the mode for this start and returns the exit status.
@@ -63,6 +93,13 @@ func testChild(dir, modes string) int {
 		return serve(0, true)
 	case "healthy":
 		return serve(num, false)
+	case "quiet":
+		// Neither kicks nor writes: nothing but a signal ends it.
+		sigC := make(chan os.Signal, 1)
+		signal.Notify(sigC, syscall.SIGTERM, syscall.SIGINT)
+		fmt.Fprintln(os.Stderr, "ready")
+		<-sigC
+		return 0
 	}
 	fmt.Fprintln(os.Stderr, "child: unknown mode", mode)
 	return 99

@@ -243,6 +243,14 @@ func (s *Supervisor) State() State {
 // Logger).
 func (s *Supervisor) Lines() []string { return s.sink.lines() }
 
+// LinesSince returns the lines logged after the first n since the
+// supervisor was made (as many of them as the ring still holds), and the
+// n to pass next time: a console follows the log by polling
+// LinesSince(next), starting from 0.
+func (s *Supervisor) LinesSince(n uint64) (lines []string, next uint64) {
+	return s.sink.since(n)
+}
+
 func (s *Supervisor) update(f func(*State)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,8 +263,9 @@ func (s *Supervisor) update(f func(*State)) {
 // Config.StopTimeout, then kills it) and returns nil if the child exited
 // with status 0, an *ExitError otherwise (ExitCode maps it to the status
 // the supervisor should exit with). It returns an error without an
-// *ExitError when the first child cannot be started at all. Run may be
-// called once.
+// *ExitError when the first child cannot be started at all. A child that
+// exits on its own, even with status 0, is restarted. Run may be called
+// once.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
