@@ -30,6 +30,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
+	"github.com/twinpbx/twinpbx/pbx/nat"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
 )
 
@@ -313,7 +314,7 @@ func (d *Digest) challenge(req *sip.Request, tx sip.ServerTransaction, proxy boo
 
 func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, proxy bool, nonce string, isStale bool) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	symmetric(req, res)
+	nat.Symmetric(req, res)
 	if nonce != "" {
 		name := "WWW-Authenticate"
 		if proxy {
@@ -327,27 +328,6 @@ func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 	if err := tx.Respond(res); err != nil {
 		d.log.Debug("sending authentication response", "code", code, "err", err)
 	}
-}
-
-// symmetric sends res back to the address and port the request came from
-// and records them in the top Via (received, rport), whether or not the
-// phone asked for rport: phones behind NAT then get their answers.
-func symmetric(req *sip.Request, res *sip.Response) {
-	src := req.Source()
-	host, port, err := net.SplitHostPort(src)
-	if err != nil {
-		return
-	}
-	if via := res.Via(); via != nil {
-		if via.Params == nil {
-			via.Params = sip.NewParams()
-		}
-		if via.Host != host {
-			via.Params.Add("received", host)
-		}
-		via.Params.Add("rport", port)
-	}
-	res.SetDestination(src)
 }
 
 func sourceHost(req *sip.Request) string {

@@ -13,7 +13,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/nat"
 )
 
 // Directory tells which extensions exist. The PBX implements it over the
@@ -144,7 +144,7 @@ func (r *Registrar) ServeRegister(req *sip.Request, tx sip.ServerTransaction) {
 			res.AppendHeader(h)
 		}
 	}
-	symmetric(req, res)
+	nat.Symmetric(req, res)
 	if err := tx.Respond(res); err != nil {
 		r.log.Debug("sending REGISTER response", "err", err, "source", req.Source())
 	}
@@ -454,26 +454,4 @@ func stripe(aor string) int {
 	h := fnv.New32a()
 	h.Write([]byte(aor))
 	return int(h.Sum32() % 64)
-}
-
-// symmetric sends res back to the address and port the request came from
-// and records them in the top Via (received, rport), whether or not the
-// phone asked for rport, like Kamailio's force_rport: phones behind NAT
-// whose Via names their private address then still get the answer.
-func symmetric(req *sip.Request, res *sip.Response) {
-	src := req.Source()
-	host, port, err := net.SplitHostPort(src)
-	if err != nil {
-		return
-	}
-	if via := res.Via(); via != nil {
-		if via.Params == nil {
-			via.Params = sip.NewParams()
-		}
-		if via.Host != host {
-			via.Params.Add("received", host)
-		}
-		via.Params.Add("rport", port)
-	}
-	res.SetDestination(src)
 }
