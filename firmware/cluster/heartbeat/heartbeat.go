@@ -86,7 +86,12 @@ type Config struct {
 	// a path stays up without a valid beat. DeadTime must be at least
 	// twice Interval.
 	Interval, DeadTime time.Duration
-	Logger             *slog.Logger
+	// LocalMaxAge is how long one SetLocal keeps beats going: a node
+	// whose decision loop stops calling SetLocal falls silent after it,
+	// so that its twin takes over instead of waiting for the watchdog.
+	// Zero means DeadTime; negative means for ever (tests, tools).
+	LocalMaxAge time.Duration
+	Logger      *slog.Logger
 	// Now reads the clock. It must advance with real time, since timers
 	// are real; tests use it to shift or observe the clock.
 	Now func() time.Time
@@ -313,7 +318,9 @@ type Heartbeat struct {
 
 	mu      sync.Mutex
 	local   Beat
-	set     bool // SetLocal was called: beats may go out
+	set     bool      // SetLocal was called: beats may go out
+	setAt   time.Time // of the last SetLocal
+	stale   bool      // beats are withheld: the last SetLocal is too old
 	silent  bool
 	heard   bool
 	latest  Received
@@ -355,6 +362,9 @@ func New(cfg Config) (*Heartbeat, error) {
 	}
 	if cfg.DeadTime == 0 {
 		cfg.DeadTime = DefaultDeadTime
+	}
+	if cfg.LocalMaxAge == 0 {
+		cfg.LocalMaxAge = cfg.DeadTime
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -459,11 +469,14 @@ func (h *Heartbeat) Changed() <-chan struct{} { return h.changed }
 
 // SetLocal sets what the next beats announce; they go out on the next tick
 // (or at once after SendNow). No beat is sent before the first SetLocal,
-// so the twin never decides on a box that has not said what it is.
+// so the twin never decides on a box that has not said what it is, nor
+// once the last SetLocal is older than Config.LocalMaxAge.
 func (h *Heartbeat) SetLocal(b Beat) {
+	now := h.cfg.Now()
 	h.mu.Lock()
 	h.local = b
 	h.set = true
+	h.setAt = now
 	h.mu.Unlock()
 }
 
@@ -550,6 +563,18 @@ func (h *Heartbeat) send(p *path) {
 	if !h.set {
 		h.mu.Unlock()
 		return
+	}
+	if age := now.Sub(h.setAt); h.cfg.LocalMaxAge > 0 && age > h.cfg.LocalMaxAge {
+		if !h.stale {
+			h.stale = true
+			h.log.Warn("withholding heartbeats: what they would say was not refreshed", "age", age, "max_age", h.cfg.LocalMaxAge)
+		}
+		h.mu.Unlock()
+		return
+	}
+	if h.stale {
+		h.stale = false
+		h.log.Info("sending heartbeats again: the beat was refreshed")
 	}
 	p.seq++
 	pkt := packet{

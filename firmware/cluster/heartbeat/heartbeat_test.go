@@ -132,6 +132,9 @@ func start(t *testing.T, cfg Config, peers map[string]netip.AddrPort, local map[
 	if cfg.Interval == 0 {
 		cfg.Interval, cfg.DeadTime = testInterval, testDeadTime
 	}
+	if cfg.LocalMaxAge == 0 {
+		cfg.LocalMaxAge = -1 // tests set the beat once
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	for _, name := range pathNames {
 		l, ok := local[name]
@@ -425,6 +428,25 @@ func TestStoppedTwinGoesSilent(t *testing.T) {
 			t.Errorf("path %s up after a stopped", name)
 		}
 	}
+}
+
+func TestStaleBeatFallsSilent(t *testing.T) {
+	t.Parallel()
+	// a's decision loop "stops" after its one SetLocal: a falls silent.
+	p := newPair(t, Config{LocalMaxAge: testDeadTime / 2}, Config{}, 0)
+	// Refresh a's beat, like a live decision loop, until b hears it.
+	waitFor(t, "b to hear a", func() bool {
+		p.a.SetLocal(Beat{Role: RoleStandby})
+		return p.b.Peer().Heard
+	})
+	waitFor(t, "b to find a silent", func() bool { return p.b.Peer().Silent })
+	// b's beats go on: a still hears b.
+	if !p.a.up("lan") || !p.a.up("crossover") {
+		t.Error("a lost b while only a's beats stopped")
+	}
+	// The loop comes back.
+	p.a.SetLocal(Beat{Role: RoleStandby})
+	waitFor(t, "b to hear a again", func() bool { return !p.b.Peer().Silent })
 }
 
 func TestWrongKeyNeverUp(t *testing.T) {
