@@ -331,8 +331,10 @@ type Heartbeat struct {
 type path struct {
 	cfg  Path
 	conn *net.UDPConn
-	kick chan struct{}
-	dead *time.Timer // nil until the first accepted beat
+	// sendMu orders the sends of the ticker and of SendNow, so that
+	// sequence numbers leave in order (the twin drops older ones).
+	sendMu sync.Mutex
+	dead   *time.Timer // nil until the first accepted beat
 
 	// guarded by Heartbeat.mu
 	seq         uint64 // of our last beat on this path
@@ -404,7 +406,7 @@ func New(cfg Config) (*Heartbeat, error) {
 			h.Close()
 			return nil, fmt.Errorf("opening the %s heartbeat socket: %w", pc.Name, err)
 		}
-		h.paths = append(h.paths, &path{cfg: pc, conn: conn, kick: make(chan struct{}, 1), lastAlarm: map[Reason]time.Time{}})
+		h.paths = append(h.paths, &path{cfg: pc, conn: conn, lastAlarm: map[Reason]time.Time{}})
 	}
 	return h, nil
 }
@@ -480,14 +482,14 @@ func (h *Heartbeat) SetLocal(b Beat) {
 	h.mu.Unlock()
 }
 
-// SendNow sends a beat on every path without waiting for the next tick,
-// for changes the twin must learn at once (goodbye, handover request).
+// SendNow sends the current beat on every path at once, out of turn, for
+// changes the twin must learn without waiting an interval (a role change,
+// goodbye, a handover request). It returns once the beats are handed to
+// the kernel, so a goodbye sent just before Run's context ends goes out.
+// Before the first SetLocal, and after Run has returned, it sends nothing.
 func (h *Heartbeat) SendNow() {
 	for _, p := range h.paths {
-		select {
-		case p.kick <- struct{}{}:
-		default: // a send is already due
-		}
+		h.send(p)
 	}
 }
 
@@ -552,12 +554,13 @@ func (h *Heartbeat) sendLoop(ctx context.Context, p *path) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-p.kick:
 		}
 	}
 }
 
 func (h *Heartbeat) send(p *path) {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	now, sent := h.clock()
 	h.mu.Lock()
 	if !h.set {

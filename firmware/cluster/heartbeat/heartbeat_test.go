@@ -604,8 +604,11 @@ func TestSendNowDeliversGoodbye(t *testing.T) {
 		p.b.SendNow()
 		return p.a.up("lan") && p.b.up("lan") && p.a.up("crossover") && p.b.up("crossover")
 	})
+	// A shutdown: goodbye, then Run ends at once. SendNow has handed the
+	// beat to the kernel before it returns, so it is not lost.
 	p.a.SetLocal(Beat{Role: RoleActive, Term: 3, Flags: Goodbye})
 	p.a.SendNow()
+	p.a.stop()
 	waitFor(t, "b to see the goodbye", func() bool {
 		return p.b.hasEvent(func(e Event) bool { return e.Kind == PeerChanged && e.Beat.Beat.Flags&Goodbye != 0 })
 	})
