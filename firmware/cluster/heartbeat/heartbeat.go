@@ -18,14 +18,24 @@
 // twin restarted) must also prove it is live: it must echo a beat of the
 // receiver's own current incarnation newer than any echo accepted before,
 // which no recording can do. Such beats are counted as Unverified until
-// then, which takes one round trip after the twin first hears us.
+// then, which takes one round trip after the twin first hears us. A beat
+// whose echo shows a round trip longer than DeadTime was held back on the
+// way and is refused too.
+//
+// # Falling silent
+//
+// A node announces only what its manager told it recently: no beat goes
+// out before the first SetLocal, nor once the last one is older than
+// Config.LocalMaxAge, so a stuck decision loop looks dead to the twin.
 //
 // # Concurrency
 //
 // New opens the sockets; Run sends and receives until its context ends,
 // and may be called once. SetLocal, SendNow, Peer, Events, Incarnation and
 // LocalAddr are safe to call from any goroutine at any time, before, during
-// and after Run. Events are sent without blocking: a consumer that falls
+// and after Run; SendNow sends from the caller's goroutine, ordered with
+// the ticker's sends by a per-path lock. Events (and the coalesced
+// Changed signal) are sent without blocking: a consumer that falls
 // more than EventBuffer events behind loses the newest ones (counted in
 // PeerView.DroppedEvents), so a consumer should treat an event as a hint
 // and read Peer for the current state.

@@ -417,6 +417,23 @@ func TestPathCuts(t *testing.T) {
 	}
 }
 
+func TestClosedSocketTakesOnlyItsPath(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, Config{}, Config{}, 0)
+	p.waitAllUp(t)
+	// a's crossover socket dies under it; Run carries on with the lan.
+	p.a.paths[0].conn.Close()
+	waitFor(t, "b's crossover down", func() bool { return !p.b.up("crossover") })
+	waitFor(t, "a's crossover down", func() bool { return !p.a.up("crossover") })
+	for _, n := range []*node{p.a, p.b} {
+		if !n.up("lan") {
+			t.Errorf("%s lost the lan with a's crossover socket", n.name)
+		}
+	}
+	before := p.b.path("lan").Received
+	waitFor(t, "more beats on the lan", func() bool { return p.b.path("lan").Received > before+2 })
+}
+
 func TestStoppedTwinGoesSilent(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, Config{}, Config{}, 0)
