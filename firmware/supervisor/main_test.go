@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ const (
 	envTestChild  = "SUPERVISOR_TESTCHILD_DIR"
 	envTestModes  = "SUPERVISOR_TESTCHILD_MODES"
 	envTestParent = "SUPERVISOR_TESTPARENT_DIR"
+	envTestFG     = "SUPERVISOR_TESTPARENT_FOREGROUND"
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +54,7 @@ func testParent(dir string) int {
 		Dir:             dir,
 		WatchdogTimeout: 10 * time.Second,
 		InitialBackoff:  10 * time.Millisecond,
+		Foreground:      os.Getenv(envTestFG) == "1",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "parent:", err)
@@ -93,6 +96,15 @@ func testChild(dir, modes string) int {
 		return serve(0, true)
 	case "healthy":
 		return serve(num, false)
+	case "readtty":
+		// Reads the terminal: a background process would be stopped.
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child: reading the terminal:", err)
+			return 96
+		}
+		fmt.Fprintf(os.Stderr, "read %s", line)
+		return serve(0, false)
 	case "quiet":
 		// Neither kicks nor writes: nothing but a signal ends it.
 		sigC := make(chan os.Signal, 1)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,4 +145,66 @@ func alive(pid int) bool {
 	// The state follows the parenthesised command name.
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// TestForegroundChildOwnsTerminal runs a supervisor on a pseudo-terminal
+// as its controlling terminal, like `twinpbx run` in a shell: the child
+// can read the terminal, and the operator's Ctrl-C reaches the child,
+// whose clean exit stops the supervisor.
+func TestForegroundChildOwnsTerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { _ = ptmx.Close(); _ = tty.Close() })
+	// Drain the echo so the terminal never blocks.
+	go func() { _, _ = io.Copy(io.Discard, ptmx) }()
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &parentProc{cmd: exec.Command(exe), lines: make(chan string, 256)}
+	p.cmd.Env = append(os.Environ(), envTestParent+"="+t.TempDir(), envTestModes+"=readtty", envTestFG+"=1")
+	p.cmd.Stdin = tty
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if p.childPID != 0 {
+			_ = unix.Kill(-p.childPID, syscall.SIGKILL)
+		}
+		_ = p.cmd.Wait()
+	})
+	for _, l := range p.expect(t, "mode readtty") {
+		_, _ = fmt.Sscanf(l, "child %d start", &p.childPID)
+	}
+	if _, err := io.WriteString(ptmx, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(t, "read hello")
+	p.expect(t, "ready")
+	if _, err := ptmx.Write([]byte{0x03}); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	p.expect(t, "got interrupt")
+	p.expect(t, "child on the terminal stopped")
+	for range p.lines {
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("supervisor ended with %v, want status 0", err)
+	}
 }

@@ -118,6 +118,18 @@ type Config struct {
 	// and delays the restart: keep it short. A panic in it is logged.
 	OnChildExit func(exitCode int, signal string)
 
+	// Foreground hands the terminal to the child when Stdin is the
+	// supervisor's controlling terminal and the supervisor is in its
+	// foreground (`twinpbx run` in a shell, with the console on the
+	// terminal): the child's process group becomes the terminal's
+	// foreground group, so it can read the terminal and set raw mode, and
+	// the operator's Ctrl-C and Ctrl-\ go to the child alone. The
+	// supervisor cannot see those, so in this mode a child that exits
+	// with status 0 or is ended by SIGINT or SIGQUIT counts as stopped on
+	// purpose: the supervisor stops too. Without a terminal (on the box,
+	// under init) the option does nothing.
+	Foreground bool
+
 	// Signals, when not nil, is where stop signals come from (tests).
 	// Nil: Run subscribes to SIGTERM and SIGINT itself. Each signal
 	// received is forwarded to the child; cancelling Run's context
@@ -195,6 +207,9 @@ type Supervisor struct {
 	// after waits out a backoff; tests replace it.
 	after func(time.Duration) <-chan time.Time
 
+	// ttyFD is the terminal handed to each child, -1 for none.
+	ttyFD int
+
 	mu           sync.Mutex
 	st           State
 	running      bool
@@ -210,6 +225,7 @@ func New(cfg Config) (*Supervisor, error) {
 		cfg:   cfg,
 		sink:  &sink{ring: newRing(cfg.LogLines), console: cfg.Console},
 		after: time.After,
+		ttyFD: -1,
 	}
 	s.log = cfg.Logger
 	if s.log == nil {
@@ -298,6 +314,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}()
 	}
 
+	if s.cfg.Foreground {
+		if fd, ok := foregroundTTY(s.cfg.Stdin); ok {
+			s.ttyFD = fd
+			defer s.reclaimTTY()
+		} else {
+			s.log.Info("not in the foreground of a terminal: the child runs in the background")
+		}
+	}
+
 	var delay time.Duration
 	for {
 		if ctx.Err() != nil || s.State().Stopping {
@@ -316,6 +341,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				return nil
 			}
 			s.log.Info("child stopped", "pid", ex.PID, "reason", ex.Reason)
+			return &ExitError{Exit: ex}
+		} else if s.ttyFD >= 0 && (ex.Code == 0 || ex.Signal == "SIGINT" || ex.Signal == "SIGQUIT") {
+			s.update(func(st *State) { st.Stopping = true })
+			s.log.Info("child on the terminal stopped; stopping", "pid", ex.PID, "reason", ex.Reason)
+			if ex.Code == 0 {
+				return nil
+			}
 			return &ExitError{Exit: ex}
 		} else if ex.Code >= 0 && slices.Contains(s.cfg.NoRestart, ex.Code) {
 			e := &ExitError{Exit: ex, NoRestart: true}
@@ -425,6 +457,10 @@ func (s *Supervisor) runChild(ctx context.Context, sigC <-chan os.Signal) (Exit,
 	// hold up the restart.
 	cmd.WaitDelay = time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if s.ttyFD >= 0 {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = s.ttyFD
+	}
 
 	ours := []string{EnvSupervised + "=1"}
 	var kicks *os.File
@@ -554,6 +590,11 @@ wait:
 	}
 	// Whatever the child left in its group goes with it.
 	s.signalGroup(pid, syscall.SIGKILL)
+	if s.ttyFD >= 0 {
+		// Take the terminal back, so that Ctrl-C during the backoff
+		// reaches the supervisor.
+		s.reclaimTTY()
+	}
 	stderr.Flush()
 
 	ex := exitOf(pid, started, cmd.ProcessState, waitErr, wdReset, s.cfg.WatchdogTimeout)
@@ -616,6 +657,32 @@ func exitOf(pid int, started time.Time, ps *os.ProcessState, waitErr error, wdRe
 		ex.Reason = fmt.Sprintf("exited with code %d", ex.Code)
 	}
 	return ex
+}
+
+// foregroundTTY returns stdin's descriptor when it is a terminal whose
+// foreground process group is ours.
+func foregroundTTY(stdin io.Reader) (int, bool) {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return -1, false
+	}
+	fd := int(f.Fd())
+	pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	if err != nil || pgrp != unix.Getpgrp() {
+		return -1, false
+	}
+	return fd, true
+}
+
+// reclaimTTY makes the supervisor's process group the terminal's
+// foreground group again. A background group asking for the terminal gets
+// SIGTTOU, so it is ignored for the moment.
+func (s *Supervisor) reclaimTTY() {
+	signal.Ignore(syscall.SIGTTOU)
+	defer signal.Reset(syscall.SIGTTOU)
+	if err := unix.IoctlSetPointerInt(s.ttyFD, unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
+		s.log.Error("taking back the terminal", "err", err)
+	}
 }
 
 func signalNumber(name string) int {
