@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // truncMark ends a line that was cut at maxLine bytes.
@@ -206,15 +207,72 @@ func (r *rotatingFile) Close() error {
 	return err
 }
 
+// consoleQueue is how many lines may wait for a slow console before new
+// ones are dropped.
+const consoleQueue = 1024
+
+// console writes lines to a terminal from its own goroutine. A terminal can
+// block (a serial console under XOFF, a stopped pager): that must not block
+// the child writing its stderr, nor the supervisor, or a blocked terminal
+// would end in a watchdog reset. Lines that do not fit the queue are
+// dropped and counted; the count is written when the console drains.
+type console struct {
+	c       chan string
+	done    chan struct{}
+	mu      sync.Mutex
+	dropped int
+}
+
+func newConsole(w io.Writer) *console {
+	c := &console{c: make(chan string, consoleQueue), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for l := range c.c {
+			_, _ = io.WriteString(w, l+"\n")
+			if len(c.c) > 0 {
+				continue
+			}
+			// The queue ran dry: the lines dropped, if any, were
+			// after the one just written.
+			c.mu.Lock()
+			n := c.dropped
+			c.dropped = 0
+			c.mu.Unlock()
+			if n > 0 {
+				fmt.Fprintf(w, "supervisor: %d log lines not shown (console too slow)\n", n)
+			}
+		}
+	}()
+	return c
+}
+
+func (c *console) line(l string) {
+	select {
+	case c.c <- l:
+	default:
+		c.mu.Lock()
+		c.dropped++
+		c.mu.Unlock()
+	}
+}
+
+// close stops taking lines and waits up to wait for the queue to drain.
+func (c *console) close(wait time.Duration) {
+	close(c.c)
+	select {
+	case <-c.done:
+	case <-time.After(wait):
+	}
+}
+
 // sink receives every log line of the child and of the supervisor itself
 // and sends it to the ring, the log file and the console.
 type sink struct {
 	mu       sync.Mutex
 	ring     *ring
 	file     *rotatingFile // nil: no log file
-	console  io.Writer     // nil: none
-	fileErr  error         // last file error, reported once
-	reported bool
+	console  *console      // nil: none
+	reported bool          // a file error was reported
 }
 
 func (s *sink) line(l string) {
@@ -222,16 +280,15 @@ func (s *sink) line(l string) {
 	defer s.mu.Unlock()
 	s.ring.add(l)
 	if s.console != nil {
-		_, _ = io.WriteString(s.console, l+"\n")
+		s.console.line(l)
 	}
 	if s.file != nil {
 		if err := s.file.writeLine(l); err != nil {
 			// Losing the file must not lose the console or the ring;
 			// say so once on the console.
-			s.fileErr = err
 			if !s.reported && s.console != nil {
 				s.reported = true
-				fmt.Fprintf(s.console, "supervisor: log file: %v\n", err)
+				s.console.line(fmt.Sprintf("supervisor: log file: %v", err))
 			}
 		} else {
 			s.reported = false

@@ -1,12 +1,15 @@
 package supervisor
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -151,27 +154,81 @@ func TestRotatingFileAppendsAcrossOpens(t *testing.T) {
 	}
 }
 
+// syncBuffer is a strings.Builder safe for the console goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
 func TestSinkKeepsConsoleWhenFileFails(t *testing.T) {
 	dir := t.TempDir()
 	f, err := openRotating(filepath.Join(dir, "log"), 10, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var console strings.Builder
-	s := &sink{ring: newRing(4), file: f, console: &console}
+	var out syncBuffer
+	c := newConsole(&out)
+	s := &sink{ring: newRing(4), file: f, console: c}
 	// Rotation fails once the folder is gone.
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	s.line("0123456789")
 	s.line("after")
-	if got := s.lines(); !slices.Equal(got, []string{"0123456789", "after"}) {
+	s.line("again")
+	c.close(10 * time.Second)
+	_ = f.Close()
+	if got := s.lines(); !slices.Equal(got, []string{"0123456789", "after", "again"}) {
 		t.Errorf("ring = %q", got)
 	}
-	if !strings.Contains(console.String(), "after\n") || !strings.Contains(console.String(), "log file:") {
-		t.Errorf("console = %q, want the lines and one note about the file", console.String())
+	if got := out.String(); !strings.Contains(got, "again\n") || strings.Count(got, "supervisor: log file:") != 1 {
+		t.Errorf("console = %q, want the lines and one note about the file", got)
 	}
-	_ = f.Close()
+}
+
+// blockingWriter blocks every Write until release is closed.
+type blockingWriter struct {
+	release chan struct{}
+	syncBuffer
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	<-b.release
+	return b.syncBuffer.Write(p)
+}
+
+func TestSinkDoesNotWaitForABlockedConsole(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	c := newConsole(w)
+	s := &sink{ring: newRing(3 * consoleQueue), console: c}
+	const n = 2 * consoleQueue
+	for i := range n {
+		s.line(fmt.Sprint(i)) // would hang here if the console blocked the sink
+	}
+	if got := len(s.lines()); got != n {
+		t.Errorf("ring holds %d lines, want all %d", got, n)
+	}
+	close(w.release)
+	c.close(10 * time.Second)
+	out := w.String()
+	if !strings.Contains(out, "log lines not shown") {
+		t.Errorf("console does not say lines were dropped: %.200q", out)
+	}
+	if !strings.HasPrefix(out, "0\n1\n") || strings.Index(out, "not shown") < strings.Index(out, "\n1023\n") {
+		t.Errorf("console lost the first lines or noted the drop before them: %.200q", out)
+	}
 }
 
 func TestRingSince(t *testing.T) {

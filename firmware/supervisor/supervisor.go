@@ -223,7 +223,7 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg:   cfg,
-		sink:  &sink{ring: newRing(cfg.LogLines), console: cfg.Console},
+		sink:  &sink{ring: newRing(cfg.LogLines)},
 		after: time.After,
 		ttyFD: -1,
 	}
@@ -297,6 +297,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
 		defer signal.Stop(c)
 		sigC = c
+	}
+	if s.cfg.Console != io.Discard {
+		c := newConsole(s.cfg.Console)
+		s.sink.mu.Lock()
+		s.sink.console = c
+		s.sink.mu.Unlock()
+		defer func() {
+			s.sink.mu.Lock()
+			s.sink.console = nil
+			s.sink.mu.Unlock()
+			c.close(2 * time.Second)
+		}()
 	}
 	if s.cfg.Dir != "" {
 		f, err := openRotating(filepath.Join(s.cfg.Dir, s.cfg.LogFile), s.cfg.LogFileSize, s.cfg.LogFilesKept)
@@ -586,6 +598,25 @@ wait:
 			stopC = nil
 			s.log.Error("child did not stop in time, killing it", "pid", pid, "timeout", s.cfg.StopTimeout)
 			s.signalGroup(pid, syscall.SIGKILL)
+		}
+	}
+	// Messages the child sent just before it died, such as the magic
+	// close of a deliberate shutdown, may still be queued.
+	if kickC != nil {
+		drain := time.After(100 * time.Millisecond)
+	drained:
+		for {
+			select {
+			case m, ok := <-kickC:
+				if !ok {
+					break drained
+				}
+				if m == msgClose {
+					s.log.Info("child disarmed the watchdog", "pid", pid)
+				}
+			case <-drain:
+				break drained
+			}
 		}
 	}
 	// Whatever the child left in its group goes with it.
