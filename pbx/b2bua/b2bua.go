@@ -35,6 +35,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/media"
 )
 
 // Locator finds the live devices of an extension. *location.Service
@@ -58,6 +59,9 @@ type Authenticator interface {
 // Media opens relay sessions; one per call, named by the caller's Call-ID.
 type Media interface {
 	Open(id string) (MediaSession, error)
+	// Restore reopens a session from its exported state, on the same
+	// ports, after a failover.
+	Restore(state media.SessionState) (MediaSession, error)
 }
 
 // MediaSession is the relay of one call.
@@ -66,6 +70,8 @@ type MediaSession interface {
 	// side, LegB = callee side) into the body to send to the other leg,
 	// pointing at the relay.
 	Rewrite(from Leg, body []byte) ([]byte, error)
+	// State exports the session, to be saved with the call.
+	State() media.SessionState
 	Close() error
 }
 
@@ -91,6 +97,9 @@ type Options struct {
 	Contact func(transport string) sip.Uri
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Calls, if set, keeps every answered call (dialogs and media state)
+	// so that the twin can carry it on after a failover (see Restore).
+	Calls CallStore
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.

@@ -78,6 +78,11 @@ type call struct {
 	busyOffer bool
 	// transfer is the blind transfer in progress, if any.
 	transfer *transfer
+
+	// saveMu orders the writes of the call's saved record; saved is set
+	// while a record exists in Options.Calls.
+	saveMu sync.Mutex
+	saved  bool
 }
 
 type ackKey struct {
@@ -88,6 +93,11 @@ type ackKey struct {
 func (c *call) state() CallState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.stateLocked()
+}
+
+// stateLocked copies the call's state; callers hold mu.
+func (c *call) stateLocked() CallState {
 	s := c.st
 	for i, l := range c.legs {
 		if l != nil {
@@ -202,6 +212,7 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 	}
 	c.b.mu.Unlock()
 
+	c.unpersist()
 	c.b.sendAll(byes)
 	if m != nil {
 		if err := m.Close(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/media"
 )
 
 func TestMain(m *testing.M) {
@@ -101,9 +102,10 @@ func (a *fakeAuth) Authenticate(req *sip.Request, tx sip.ServerTransaction, prox
 // fakeMedia marks every rewrite with the leg it came from, refuses SDP
 // containing "bad", and counts open sessions.
 type fakeMedia struct {
-	mu     sync.Mutex
-	open   map[string]bool
-	opened int
+	mu       sync.Mutex
+	open     map[string]bool
+	opened   int
+	restored int
 }
 
 type fakeSession struct {
@@ -125,6 +127,21 @@ func (m *fakeMedia) Open(id string) (MediaSession, error) {
 	return &fakeSession{m, id}, nil
 }
 
+// Restore reopens a session by id, as the relay would on the twin.
+func (m *fakeMedia) Restore(st media.SessionState) (MediaSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open == nil {
+		m.open = map[string]bool{}
+	}
+	if m.open[st.ID] {
+		return nil, fmt.Errorf("session %s already open", st.ID)
+	}
+	m.open[st.ID] = true
+	m.restored++
+	return &fakeSession{m, st.ID}, nil
+}
+
 func (m *fakeMedia) sessions() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -142,6 +159,10 @@ func (s *fakeSession) Rewrite(from Leg, body []byte) ([]byte, error) {
 		name = "B"
 	}
 	return append(append([]byte(nil), body...), fmt.Sprintf("a=relayed-from:%s\r\n", name)...), nil
+}
+
+func (s *fakeSession) State() media.SessionState {
+	return media.SessionState{ID: s.id}
 }
 
 func (s *fakeSession) Close() error {
@@ -187,11 +208,31 @@ type env struct {
 	auth    *fakeAuth
 	media   *fakeMedia
 	cdrs    *fakeCDR
+
+	ua   *sipgo.UserAgent
+	conn net.PacketConn
+	ln   net.Listener
+}
+
+// crash stops the box as a power cut would: its SIP sockets close and its
+// calls are forgotten without a BYE or a CDR.
+func (e *env) crash() {
+	_ = e.ua.Close()
+	_ = e.conn.Close()
+	_ = e.ln.Close()
+	e.b.Abandon()
 }
 
 type envOpt func(*Options)
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
+	t.Helper()
+	return newEnvAt(t, "127.0.0.1:0", opts...)
+}
+
+// newEnvAt starts a PBX whose UDP listener is udpAddr: a twin taking over
+// listens where the box that died did.
+func newEnvAt(t *testing.T, udpAddr string, opts ...envOpt) *env {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("twinpbx-test"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -206,7 +247,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := net.ListenPacket("udp", udpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +259,8 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	t.Cleanup(func() { _ = ln.Close() })
 	tcpPort := ln.Addr().(*net.TCPAddr).Port
-	e := &env{t: t, addr: conn.LocalAddr().String(), tcpAddr: ln.Addr().String(), loc: &fakeLocator{}, auth: &fakeAuth{}, media: &fakeMedia{}, cdrs: &fakeCDR{}}
+	e := &env{t: t, addr: conn.LocalAddr().String(), tcpAddr: ln.Addr().String(), loc: &fakeLocator{}, auth: &fakeAuth{}, media: &fakeMedia{}, cdrs: &fakeCDR{},
+		ua: ua, conn: conn, ln: ln}
 	o := Options{
 		Client: cl, Locator: e.loc, Auth: e.auth, Media: e.media, CDR: e.cdrs,
 		Directory: fakeDirectory{
@@ -287,6 +329,8 @@ type phone struct {
 	d    *Dialog        // the current call's dialog
 	// hold, when set, delays the answer to a re-INVITE until it closes.
 	hold chan struct{}
+	// refused counts in-dialog requests refused for an old CSeq.
+	refused int
 }
 
 func newPhone(t *testing.T, e *env, number, mode string) *phone {
@@ -398,7 +442,29 @@ func (p *phone) onWire(method sip.RequestMethod) int {
 
 func (p *phone) okAndRecord(req *sip.Request, tx sip.ServerTransaction) {
 	p.record(req, tx)
+	if !p.freshSeq(req) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "CSeq Out of Order", nil))
+		return
+	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+}
+
+// freshSeq checks, as RFC 3261 §12.2.2 wants, that an in-dialog request of
+// the phone's current call carries a CSeq higher than any before it, and
+// remembers it.
+func (p *phone) freshSeq(req *sip.Request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cid, cs := req.CallID(), req.CSeq()
+	if p.d == nil || cid == nil || cs == nil || cid.Value() != p.d.CallID {
+		return true
+	}
+	if p.d.RemoteSeq != 0 && cs.SeqNo <= p.d.RemoteSeq {
+		p.refused++
+		return false
+	}
+	p.d.RemoteSeq = cs.SeqNo
+	return true
 }
 
 func (p *phone) setSDP(sdp string) {
@@ -452,11 +518,12 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if hold != nil {
 			<-hold
 		}
+		if !p.freshSeq(req) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "CSeq Out of Order", nil))
+			return
+		}
 		p.mu.Lock()
 		body := []byte(p.sdp + "a=reanswer\r\n")
-		if p.d != nil {
-			p.d.RemoteSeq = req.CSeq().SeqNo
-		}
 		p.mu.Unlock()
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		res.AppendHeader(&sip.ContactHeader{Address: p.contact})

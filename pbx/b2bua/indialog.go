@@ -137,12 +137,14 @@ func (b *B2BUA) serveReoffer(req *sip.Request, tx sip.ServerTransaction) {
 		if err := tx.Respond(ok200); err != nil {
 			b.log.Debug("answering UPDATE", "err", err)
 		}
+		c.persist()
 		return
 	}
 	ack := c.expectAck(req.CallID().Value(), req.CSeq().SeqNo)
 	if !c.sendOK(context.Background(), tx, ok200, ack, sip.IsReliable(req.Transport())) {
 		b.log.Info("re-INVITE answer not acknowledged", "call", c.st.ID)
 	}
+	c.persist()
 }
 
 // reoffer runs one offer/answer exchange from leg side through the relay

@@ -228,6 +228,7 @@ func (b *B2BUA) connect(ctx context.Context, c *call, tx sip.ServerTransaction, 
 		c.end(cdr.Answered, 200, BySystem, LegA, LegB)
 		return
 	}
+	c.persist()
 	log.Info("call answered")
 }
 

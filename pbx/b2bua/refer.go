@@ -91,6 +91,7 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 	start := b.o.Now()
 	code, reason := b.transfer(ctx, c, side, transferee, target, start, log)
 	if code == 200 {
+		c.persist()
 		return
 	}
 	log.Info("transfer failed", "code", code)
@@ -117,6 +118,8 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 		c.end(cdr.Answered, 200, ByCaller, other(side))
 		return
 	}
+	// The CDR counter moved on: save it, so the twin numbers on from it.
+	c.persist()
 	b.notify(c, side, code, reason, true)
 }
 
