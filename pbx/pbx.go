@@ -186,6 +186,7 @@ func New(o Options) (*PBX, error) {
 		RingTimeout: cfg.SIP.RingTimeout.D(),
 		Contact:     p.contact,
 		Logger:      o.Logger.With("component", "b2bua"),
+		Calls:       callStore(o.Store),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
