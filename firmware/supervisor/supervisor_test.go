@@ -220,7 +220,7 @@ func TestNoRestartOnConfigError(t *testing.T) {
 }
 
 func TestWatchdogResetsHungChild(t *testing.T) {
-	const timeout = 500 * time.Millisecond
+	const timeout = time.Second
 	dir := t.TempDir()
 	cfg := Config{WatchdogTimeout: timeout, Dir: dir}
 	rec := &exitRecorder{}
