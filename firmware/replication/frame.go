@@ -126,11 +126,12 @@ func readFrame(r io.Reader) (typ byte, payload []byte, err error) {
 	if n > maxFrame {
 		return 0, nil, fmt.Errorf("reading frame: %d bytes: %w", n, errFrameTooLarge)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
+	// Grow the buffer as data arrives rather than trust the length.
+	buf, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err == nil && len(buf) < int(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return 0, nil, fmt.Errorf("reading frame of %d bytes: %w", n, err)
 	}
 	return buf[0], buf[1:], nil

@@ -96,6 +96,10 @@ const (
 // catchupBatch is how many logged changes one catch-up frame carries.
 const catchupBatch = 512
 
+// syncWindow: a write waits for the standby's ack, even when it is not in
+// sync, when it is at most this many changes behind.
+const syncWindow = 32
+
 // maxQueued bounds the batches queued for the standby by BeforeCommit
 // before the link is left to catch up from the log instead.
 const maxQueued = 4096

@@ -204,9 +204,13 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		ss.poke()
 		return nil
 	}
+	// Wait when in sync, and also when the standby is only a few changes
+	// behind: that is how a standby that caught up under a steady stream
+	// of writes gets back in sync (else it could stay one batch behind).
+	wasInSync := ss.inSync
+	wait, ackCh := ss.inSync || ss.sent-ss.acked <= syncWindow, ss.ackCh
 	ss.queue = append(ss.queue, changes)
 	ss.sent = last
-	wait, ackCh := ss.inSync, ss.ackCh
 	ss.mu.Unlock()
 	ss.poke()
 	if !wait {
@@ -221,7 +225,10 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 			ss.mu.Lock()
 			if ss.acked >= last || !ss.inSync {
 				ss.mu.Unlock()
-				return nil
+				if !wasInSync {
+					return nil // it was not in sync: nothing changes
+				}
+				return s.nowInSync(ss, last)
 			}
 			ss.inSync = false
 			peer, acked := ss.peer, ss.acked
@@ -238,9 +245,26 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		ackCh = ss.ackCh
 		ss.mu.Unlock()
 		if acked >= last {
-			return nil
+			return s.nowInSync(ss, last)
 		}
 	}
+}
+
+// nowInSync marks the standby in sync after it acked seq in time.
+func (s *Sender) nowInSync(ss *session, seq uint64) error {
+	ss.mu.Lock()
+	was := ss.inSync
+	ok := ss.err == nil && !ss.snapshotting && ss.acked >= seq
+	if ok {
+		ss.inSync = true
+	}
+	peer := ss.peer
+	ss.mu.Unlock()
+	if ok && !was {
+		s.log.Info("standby in sync", "peer", peer, "seq", seq)
+		s.event(Event{Kind: InSync, Peer: peer, Seq: seq})
+	}
+	return nil
 }
 
 // Serve accepts standbys on ln until ctx ends, then closes ln and the
