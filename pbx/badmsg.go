@@ -50,6 +50,8 @@ type badRequests struct {
 }
 
 type badState struct {
+	// serving, when not nil, gates the answers like the request guard.
+	serving func() bool
 	mu      sync.Mutex
 	conns   []*recordingConn
 	window  time.Time
@@ -58,8 +60,8 @@ type badState struct {
 
 const badAnswersPerSecond = 20
 
-func newBadRequests(next slog.Handler) *badRequests {
-	return &badRequests{next: next, st: &badState{}}
+func newBadRequests(next slog.Handler, serving func() bool) *badRequests {
+	return &badRequests{next: next, st: &badState{serving: serving}}
 }
 
 func (h *badRequests) add(c *recordingConn) {
@@ -93,10 +95,10 @@ func (h *badRequests) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *badRequests) answer(data, reason string) {
-	if data == "" {
+	st := h.st
+	if data == "" || st.serving != nil && !st.serving() {
 		return
 	}
-	st := h.st
 	st.mu.Lock()
 	now := time.Now()
 	if now.Sub(st.window) >= time.Second {

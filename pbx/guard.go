@@ -7,15 +7,24 @@ import (
 
 // guardedRouter registers handlers behind checkRequest, so that no
 // handler ever sees a request without the headers RFC 3261 §8.1.1 makes
-// mandatory.
-type guardedRouter struct{ srv *sipgo.Server }
-
-func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
-	g.srv.OnRequest(method, guard(h))
+// mandatory, and behind the serving gate, so that a box that may not serve
+// (a twin's standby) answers nothing at all.
+type guardedRouter struct {
+	srv     *sipgo.Server
+	serving func() bool
 }
 
-func guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
+	g.srv.OnRequest(method, guard(h, g.serving))
+}
+
+// guard wraps h; serving, when not nil, is checked first: while it is
+// false the request is dropped without an answer.
+func guard(h sipgo.RequestHandler, serving func() bool) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if serving != nil && !serving() {
+			return
+		}
 		if reason := checkRequest(req); reason != "" {
 			if req.Method != sip.ACK { // an ACK is never answered
 				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, reason, nil))

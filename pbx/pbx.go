@@ -44,6 +44,11 @@ type Options struct {
 	// nonces survive a restart).
 	AuthKey []byte
 	Logger  *slog.Logger
+	// Serving, when set, is asked before every request is handled: while
+	// it returns false the PBX answers nothing and expires no bindings
+	// (a twin's standby, or an active whose lease ran out). It must be
+	// cheap. Nil: always serving.
+	Serving func() bool
 }
 
 // Listener is one SIP socket the PBX serves.
@@ -66,6 +71,7 @@ type PBX struct {
 	reg   *registrar.Registrar
 	calls *b2bua.B2BUA
 
+	serving   func() bool
 	host      string // advertised host
 	bad       *badRequests
 	listeners []listenSpec
@@ -89,7 +95,7 @@ func New(o Options) (*PBX, error) {
 		o.Logger = slog.Default()
 	}
 	cfg := o.Config.WithDefaults()
-	p := &PBX{log: o.Logger, store: o.Store}
+	p := &PBX{log: o.Logger, store: o.Store, serving: o.Serving}
 	p.cfg.Store(cfg)
 
 	for _, l := range cfg.SIP.Listen {
@@ -133,7 +139,7 @@ func New(o Options) (*PBX, error) {
 
 	// The SIP stack logs whole packets at ERROR on parse failures: a
 	// scanner must not fill the disk, so its log is rate-limited.
-	p.bad = newBadRequests(siplog.New(o.Logger.Handler(), siplog.Options{}))
+	p.bad = newBadRequests(siplog.New(o.Logger.Handler(), siplog.Options{}), o.Serving)
 	sipLog := slog.New(p.bad).With("component", "sip")
 	sip.SetDefaultLogger(sipLog)
 	p.ua, err = sipgo.NewUA(
@@ -191,7 +197,7 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
 	}
-	r := guardedRouter{p.srv}
+	r := guardedRouter{srv: p.srv, serving: o.Serving}
 	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	p.calls.Register(r)
@@ -245,6 +251,20 @@ func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	old := p.cfg.Swap(c)
 	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
 		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise
+}
+
+// Reload makes the PBX current with its store before it starts serving on
+// a twin that takes over: cfg (when not nil) replaces the config as
+// SetConfig does, and the location table is read again, so bindings that
+// arrived by replication are found.
+func (p *PBX) Reload(cfg *config.Config) error {
+	if cfg != nil {
+		p.SetConfig(cfg)
+	}
+	if err := p.loc.Reload(); err != nil {
+		return fmt.Errorf("reloading the location table: %w", err)
+	}
+	return nil
 }
 
 func (p *PBX) contact(transport string) sip.Uri {
@@ -334,6 +354,9 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			_ = p.shutdown()
 			return fmt.Errorf("a SIP listener stopped: %w", err)
 		case <-expire.C:
+			if p.serving != nil && !p.serving() {
+				continue // the twin that serves expires them
+			}
 			if n, err := p.loc.Expire(); err != nil {
 				p.log.Error("expiring registrations", "err", err)
 			} else if n > 0 {

@@ -18,9 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
@@ -35,6 +37,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Out receives the few lines meant for the person who started it.
 	Out io.Writer
+	// Board is the board profile of a twin pair box: a built-in name
+	// ("sim", "qemu", "apu2") or a profile YAML file. Empty: "sim".
+	// Standalone boxes do not open the board.
+	Board string
 }
 
 // Run runs the appliance until ctx ends.
@@ -47,6 +53,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating the data folder %s: %w", o.DataDir, err)
+	}
+	box, err := boxConfig(o.DataDir, o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if box != nil {
+		return runTwin(ctx, o, box)
 	}
 	st, err := store.Open(o.DataDir, store.Options{})
 	if err != nil {
@@ -193,6 +206,10 @@ type running struct {
 	st  *store.Store
 	pbx *pbx.PBX
 	log *slog.Logger
+	// twin is the box's part in a pair; nil when standalone. box is then
+	// the box's own config (node name, cluster section).
+	twin *twin.Node
+	box  *config.Config
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -203,6 +220,9 @@ func (a *running) Status() any {
 	a.mu.Lock()
 	ver := a.cfg.Version
 	a.mu.Unlock()
+	if a.twin != nil {
+		return a.twinStatus(ver)
+	}
 	return struct {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
@@ -230,9 +250,17 @@ func (a *running) ImportConfig(text []byte) (uint64, bool, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.twin != nil {
+		if r := a.twin.Role(); r != cluster.Active {
+			return 0, false, fmt.Errorf("this box is %s: import the config on the active box, it reaches this one by replication", r)
+		}
+	}
 	cfg, err = saveIfChanged(a.st, cfg)
 	if err != nil {
 		return 0, false, err
+	}
+	if a.twin != nil {
+		cfg = twin.Localize(cfg, a.box)
 	}
 	a.cfg = cfg
 	restart := a.pbx.SetConfig(cfg)

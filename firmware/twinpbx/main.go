@@ -20,14 +20,17 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/twin"
 )
 
 const usage = `twinpbx: the firmware of a twin PBX pair.
 
 Usage:
-  twinpbx run [--config FILE] [--data DIR] [--log-level LEVEL]
+  twinpbx run [--config FILE] [--data DIR] [--log-level LEVEL] [--board NAME|FILE]
       Run the appliance. With no config stored yet and no --config, a starter
-      config with extensions 100-104 and random secrets is created.
+      config with extensions 100-104 and random secrets is created. A config
+      with a cluster section runs the box as one of a twin pair; --board names
+      its board profile (default sim) for the watchdog and the PSTN relay.
   twinpbx config validate FILE
       Check a config file; every problem is printed with its line and field.
   twinpbx config import FILE [--data DIR]
@@ -37,7 +40,13 @@ Usage:
   twinpbx cdr export [--data DIR] [--from TIME] [--to TIME]
       Print call detail records as CSV (TIME in RFC 3339).
   twinpbx status [--data DIR]
-      Show listeners, registered phones and calls in progress (JSON).
+      Show listeners, registered phones and calls in progress, and on a twin
+      pair the box's role, its twin, paths, lease and alarms (JSON).
+  twinpbx switchover [--data DIR]
+      On the active box of a pair: hand service over to the twin gracefully.
+  twinpbx maintenance on|off [--data DIR]
+      Keep this box from becoming active (an active box hands over first),
+      or end that.
 
 DIR defaults to ./twinpbx-data.
 `
@@ -90,6 +99,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCDRExport(args[2:], stdout)
 	case "status":
 		return cmdStatus(args[1:], stdout)
+	case "switchover":
+		return cmdSwitchover(ctx, args[1:], stdout)
+	case "maintenance":
+		if len(args) < 2 || (args[1] != "on" && args[1] != "off") {
+			return usageError{"maintenance needs on or off"}
+		}
+		return cmdMaintenance(ctx, args[1], args[2:], stdout)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
@@ -112,6 +128,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs, data := newFlags("run")
 	cfgPath := fs.String("config", "", "config file to import before starting")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	boardName := fs.String("board", "", "board profile of a twin pair box: sim, qemu, apu2 or a YAML file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -124,7 +141,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	slog.SetDefault(log)
-	return appliance.Run(ctx, appliance.Options{ConfigPath: *cfgPath, DataDir: *data, Logger: log, Out: stdout})
+	return appliance.Run(ctx, appliance.Options{ConfigPath: *cfgPath, DataDir: *data, Logger: log, Out: stdout, Board: *boardName})
 }
 
 func cmdConfigValidate(args []string, stdout io.Writer) error {
@@ -252,4 +269,40 @@ func cmdStatus(args []string, stdout io.Writer) error {
 		return err
 	}
 	return c.Status(stdout)
+}
+
+func cmdSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, data := newFlags("switchover")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("switchover: unexpected argument %q", fs.Arg(0))}
+	}
+	return pairRequest(ctx, *data, "switchover", stdout)
+}
+
+func cmdMaintenance(ctx context.Context, state string, args []string, stdout io.Writer) error {
+	fs, data := newFlags("maintenance")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("maintenance: unexpected argument %q", fs.Arg(0))}
+	}
+	return pairRequest(ctx, *data, "maintenance/"+state, stdout)
+}
+
+func pairRequest(ctx context.Context, data, what string, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msg, err := twin.Request(ctx, data, what)
+	if errors.Is(err, twin.ErrControlNotRunning) {
+		return fmt.Errorf("%w (%s): is it a twin pair box, and running?", err, strings.TrimRight(data, "/"))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
 }

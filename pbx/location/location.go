@@ -87,6 +87,27 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 	return s, nil
 }
 
+// Reload replaces the in-memory table with the live bindings the
+// Persister holds now. A twin's standby, whose store is written by
+// replication underneath the table, calls it when it takes over. Expired
+// bindings are skipped but not deleted: Expire does that.
+func (s *Service) Reload() error {
+	bs, err := s.p.LoadBindings()
+	if err != nil {
+		return fmt.Errorf("reloading location bindings: %w", err)
+	}
+	t := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byAOR = map[string]map[string]Binding{}
+	for _, b := range bs {
+		if b.Expires.After(t) {
+			s.put(b)
+		}
+	}
+	return nil
+}
+
 func (s *Service) put(b Binding) {
 	m := s.byAOR[b.AOR]
 	if m == nil {

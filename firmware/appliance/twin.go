@@ -1,0 +1,247 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/twin"
+	"github.com/twinpbx/twinpbx/pbx"
+)
+
+// BoxFile is the file in the data folder that keeps a twin's own config
+// (its node name and cluster section, which differ between the twins and
+// must not come from the replicated store). It is written whenever
+// `twinpbx run --config` is given a config with a cluster section.
+const BoxFile = "box.yaml"
+
+// nonlocalBind is the sysctl that lets the standby bind SIP and RTP to the
+// VIP before it holds it.
+const nonlocalBind = "/proc/sys/net/ipv4/ip_nonlocal_bind"
+
+// boxConfig returns this box's own config when it is a twin (the config
+// file given, else the one kept in BoxFile), or nil for a standalone box.
+func boxConfig(dataDir, path string) (*config.Config, error) {
+	boxPath := filepath.Join(dataDir, BoxFile)
+	if path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		if cfg.Cluster == nil {
+			// Standalone now: a box file from an earlier pairing no
+			// longer applies.
+			if err := os.Remove(boxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("removing %s: %w", boxPath, err)
+			}
+			return nil, nil
+		}
+		text, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		tmp := boxPath + ".tmp"
+		if err := os.WriteFile(tmp, text, 0o600); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", tmp, err)
+		}
+		if err := os.Rename(tmp, boxPath); err != nil {
+			return nil, fmt.Errorf("installing %s: %w", boxPath, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := config.Load(boxPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading this box's own config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Cluster == nil {
+		return nil, nil
+	}
+	return cfg, nil
+}
+
+// loadBoard reads a board profile by name or from a YAML file.
+func loadBoard(name string) (board.Profile, error) {
+	if name == "" {
+		name = board.Default
+	}
+	if strings.ContainsAny(name, "/.") {
+		return board.Load(name)
+	}
+	return board.Lookup(name)
+}
+
+// settleTwinConfig stores box as the next config version unless the
+// newest stored one already holds the same shared settings (it may be the
+// twin's, replicated), and returns the newest stored config made this
+// box's.
+func settleTwinConfig(st *store.Store, box *config.Config) (*config.Config, error) {
+	cur, err := latestConfig(st)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || !twin.SameShared(cur, box) {
+		if _, err := saveIfChanged(st, box); err != nil {
+			return nil, err
+		}
+		if cur, err = latestConfig(st); err != nil {
+			return nil, err
+		}
+	}
+	return twin.Localize(cur, box), nil
+}
+
+// latestConfig returns the newest stored config, nil when none is.
+func latestConfig(st *store.Store) (*config.Config, error) {
+	ver, text, err := st.LatestConfig()
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the stored config: %w", err)
+	}
+	cfg, err := config.Parse(fmt.Sprintf("stored config version %d", ver), text)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Version = ver
+	return cfg, nil
+}
+
+// setNonlocalBind lets sockets bind to the VIP before it is on an
+// interface, in this network namespace.
+func setNonlocalBind(log *slog.Logger) error {
+	b, err := os.ReadFile(nonlocalBind)
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		log.Info("net.ipv4.ip_nonlocal_bind is already 1: the PBX binds the VIP on both twins")
+		return nil
+	}
+	if err := os.WriteFile(nonlocalBind, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("setting net.ipv4.ip_nonlocal_bind=1 (the standby binds the VIP before it holds it): %w", err)
+	}
+	log.Info("set net.ipv4.ip_nonlocal_bind=1: the PBX binds the VIP on both twins, so a takeover needs no new sockets")
+	return nil
+}
+
+// runTwin runs a box of a twin pair: the PBX bound to the VIP behind the
+// serving gate, and the twin runtime that opens the gate while the box is
+// active.
+func runTwin(ctx context.Context, o Options, box *config.Config) error {
+	log := o.Logger
+	if err := setNonlocalBind(log); err != nil {
+		return err
+	}
+	prof, err := loadBoard(o.Board)
+	if err != nil {
+		return fmt.Errorf("board %q: %w", o.Board, err)
+	}
+	node, err := twin.New(twin.Config{Box: box, DataDir: o.DataDir, Board: prof, Logger: log})
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(o.DataDir, store.Options{BeforeCommit: node.BeforeCommit})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cfg, err := settleTwinConfig(st, box)
+	if err != nil {
+		return err
+	}
+	key, err := twin.NonceKey(box.Cluster.PairingKey)
+	if err != nil {
+		return err
+	}
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: node.Serving})
+	if err != nil {
+		return err
+	}
+	a := &running{st: st, pbx: p, log: log, cfg: cfg, twin: node, box: box}
+	load := func() (*config.Config, error) {
+		cur, err := latestConfig(st)
+		if err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			cur = box
+		}
+		c := twin.Localize(cur, box)
+		a.mu.Lock()
+		a.cfg = c
+		a.mu.Unlock()
+		return c, nil
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := fn()
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+			errs <- err
+		}()
+	}
+	start("control socket", func() error { return control.Serve(ctx, o.DataDir, a, log) })
+	start("pair control socket", func() error { return twin.ServeControl(ctx, o.DataDir, node, log) })
+	pbxReady := make(chan struct{})
+	start("twin pair", func() error {
+		select {
+		case <-pbxReady:
+		case <-ctx.Done():
+			return nil
+		}
+		return node.Run(ctx, twin.RunOptions{Store: st, PBX: p, LoadConfig: load})
+	})
+	err = p.Run(ctx, func(ls []pbx.Listener) {
+		for _, l := range ls {
+			fmt.Fprintf(o.Out, "SIP listening on %s:%s (served while this box is active)\n", l.Transport, l.Addr)
+		}
+		log.Info("ready", "node", cfg.Node.Name, "peer", box.Cluster.Peer, "config_version", cfg.Version, "data", o.DataDir)
+		close(pbxReady)
+	})
+	cancel()
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// twinStatus is the status of a twin pair box: the PBX's and the pair's.
+func (a *running) twinStatus(ver uint64) any {
+	ts, _ := a.twin.Status()
+	role := strings.ToLower(a.twin.Role().String())
+	return struct {
+		Role          string `json:"role"`
+		ConfigVersion uint64 `json:"config_version"`
+		pbx.Status
+		Cluster twin.Status `json:"cluster"`
+	}{role, ver, a.pbx.Status(), ts}
+}

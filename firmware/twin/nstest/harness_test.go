@@ -1,0 +1,289 @@
+package nstest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/testbed"
+)
+
+var (
+	binary   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if why := testbed.Unavailable(); why != "" {
+		fmt.Printf("nstest: SKIPPING every twin pair namespace test: %s\n", why)
+		return m.Run() // each test skips loudly through testbed.New
+	}
+	dir, err := os.MkdirTemp("", "twinpbx-nstest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nstest: making a folder for the binary:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "twinpbx")
+	out, err := exec.Command("go", "build", "-o", binary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
+	if err != nil {
+		buildErr = fmt.Errorf("building twinpbx: %w\n%s", err, out)
+	}
+	return m.Run()
+}
+
+// Extensions of the pair's config.
+var (
+	alice = config.Extension{Number: "100", Name: "Alice", Secret: "alice-secret-1"}
+	bob   = config.Extension{Number: "101", Name: "Bob", Secret: "bob-secret-22"}
+)
+
+const pairingKey = "nstest-pairing-key-0123456789"
+
+// box is one twin of a pair under test.
+type box struct {
+	node    testbed.Node
+	dir     string // data folder
+	cfgPath string
+	proc    *testbed.Process
+}
+
+// pair is a twin pair running in a test bed.
+type pair struct {
+	t     *testing.T
+	bed   *testbed.Bed
+	boxes map[testbed.Node]*box
+	board string // profile file shared by both boxes (one relay)
+	relay string // the shared relay state file
+}
+
+// newPair builds a bed, writes both boxes' configs and starts them.
+func newPair(t *testing.T, phones int) *pair {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	bed := testbed.New(t, testbed.Options{Phones: phones})
+	shared := t.TempDir()
+	p := &pair{t: t, bed: bed, boxes: map[testbed.Node]*box{}, relay: filepath.Join(shared, "relay-state")}
+	prof := board.Sim()
+	prof.Relay.StateFile = p.relay
+	text, err := prof.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.board = filepath.Join(shared, "board.yaml")
+	if err := os.WriteFile(p.board, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		b := &box{node: n, dir: t.TempDir()}
+		b.cfgPath = filepath.Join(shared, string(n)+".yaml")
+		text, err := config.Marshal(p.config(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(b.cfgPath, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.boxes[n] = b
+	}
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		p.start(n)
+	}
+	t.Cleanup(func() {
+		for _, b := range p.boxes {
+			if b.proc != nil {
+				_ = b.proc.Signal(syscall.SIGCONT)
+				_ = b.proc.Stop(3 * time.Second)
+			}
+		}
+		if t.Failed() {
+			for _, n := range []testbed.Node{testbed.A, testbed.B} {
+				if b := p.boxes[n]; b.proc != nil {
+					t.Logf("log of box %s:\n%s", n, tail(b.proc.Output(), 120))
+				}
+			}
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// config is box n's config: the same extensions and pairing key for both,
+// the addresses swapped.
+func (p *pair) config(n testbed.Node) *config.Config {
+	bed := p.bed
+	twinN := n.Twin()
+	v := bed.VIP()
+	return &config.Config{
+		Node: config.Node{Name: string(n)},
+		SIP: config.SIP{
+			Listen:    []string{"udp:" + netip.AddrPortFrom(v.Addr(), 5060).String()},
+			Advertise: v.Addr().String(),
+			RTPPorts:  "30000-30099",
+		},
+		Extensions: []config.Extension{alice, bob},
+		Cluster: &config.Cluster{
+			Peer:            string(twinN),
+			PairingKey:      pairingKey,
+			Crossover:       config.Path{Local: bed.CrossoverAddr(n).String(), Peer: bed.CrossoverAddr(twinN).String()},
+			LAN:             config.Path{Local: bed.Addr(n).String(), Peer: bed.Addr(twinN).String()},
+			LANInterface:    testbed.LANInterface,
+			VIP:             v.String(),
+			Gateway:         bed.Addr(testbed.Gateway).String(),
+			WatchdogTimeout: config.Duration(3 * time.Second),
+		},
+	}
+}
+
+// start starts box n's twinpbx.
+func (p *pair) start(n testbed.Node) {
+	p.t.Helper()
+	b := p.boxes[n]
+	proc, err := p.bed.Start(n, binary, "run", "--config", b.cfgPath, "--data", b.dir, "--board", p.board, "--log-level", "debug")
+	if err != nil {
+		p.t.Fatalf("starting box %s: %v", n, err)
+	}
+	b.proc = proc
+}
+
+// status is the part of `twinpbx status` the tests read.
+type status struct {
+	Role          string `json:"role"`
+	Node          string `json:"node"`
+	Registrations []struct {
+		AOR string `json:"aor"`
+	} `json:"registrations"`
+	Cluster struct {
+		Term   uint64
+		Alarms []struct{ Text string }
+		Paths  []struct {
+			Path string
+			Up   bool
+		}
+		Replication struct {
+			InSync bool `json:"in_sync"`
+			Seq    uint64
+		} `json:"replication"`
+		Serving bool `json:"serving"`
+	} `json:"cluster"`
+}
+
+// status asks box n's running twinpbx.
+func (p *pair) status(n testbed.Node) (status, error) {
+	out, err := exec.Command(binary, "status", "--data", p.boxes[n].dir).Output()
+	if err != nil {
+		return status{}, err
+	}
+	var s status
+	if err := json.Unmarshal(out, &s); err != nil {
+		return status{}, fmt.Errorf("reading the status of %s: %w\n%s", n, err, out)
+	}
+	return s, nil
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (last: %s)", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitRoles waits until box active is ACTIVE and serving, and standby is
+// STANDBY and in sync.
+func (p *pair) waitRoles(active, standby testbed.Node, timeout time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, timeout, fmt.Sprintf("%s active and %s standby", active, standby), func() (bool, string) {
+		sa, err := p.status(active)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", active, err)
+		}
+		ss, err := p.status(standby)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", standby, err)
+		}
+		ok := sa.Role == "active" && sa.Cluster.Serving && ss.Role == "standby" && ss.Cluster.Replication.InSync
+		return ok, fmt.Sprintf("%s %s serving=%v, %s %s in_sync=%v", active, sa.Role, sa.Cluster.Serving, standby, ss.Role, ss.Cluster.Replication.InSync)
+	})
+}
+
+// waitActive waits until one box is active and returns it.
+func (p *pair) waitSettled(timeout time.Duration) (active, standby testbed.Node) {
+	p.t.Helper()
+	waitFor(p.t, timeout, "one box active, the other standby", func() (bool, string) {
+		var roles []string
+		for _, n := range []testbed.Node{testbed.A, testbed.B} {
+			s, err := p.status(n)
+			if err != nil {
+				return false, err.Error()
+			}
+			roles = append(roles, s.Role)
+			if s.Role == "active" && s.Cluster.Serving {
+				active = n
+			}
+		}
+		if active == "" {
+			return false, strings.Join(roles, ",")
+		}
+		s, err := p.status(active.Twin())
+		if err != nil || s.Role != "standby" || !s.Cluster.Replication.InSync {
+			return false, strings.Join(roles, ",")
+		}
+		return true, ""
+	})
+	return active, active.Twin()
+}
+
+// exec runs the binary with args and returns its output.
+func (p *pair) exec(args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// probe starts the phone probe on the VIP.
+func (p *pair) probe() *testbed.Probe {
+	p.t.Helper()
+	pr := p.bed.NewProbe(testbed.ProbeConfig{})
+	if err := pr.Start(context.Background()); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { pr.Stop() })
+	return pr
+}
