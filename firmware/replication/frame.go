@@ -65,6 +65,10 @@ type hello struct {
 const (
 	modeChanges  = "changes"  // changes after the hello's Seq follow
 	modeSnapshot = "snapshot" // a snapshot follows, then changes after it
+	// modeMerge: the standby's log diverged from the active's. The standby
+	// sends a snapshot of its store (chunks and end, standby → active); the
+	// active merges it into its own, then goes on as in modeSnapshot.
+	modeMerge = "merge"
 )
 
 // start is the active's answer to hello.

@@ -60,6 +60,7 @@ func activeSeeds(t testing.TB) [][]byte {
 		frames(t, startS, frameOf(msgSnapChunk, snap.Bytes()[:100]), frameOf(msgSnapEnd, []byte{})),
 		frames(t, startC, frameOf(msgChanges, []store.Change{{Seq: 1, Bucket: "_meta", Key: "seq", Value: []byte{1}}})),
 		frames(t, startC, frameOf(msgError, []byte("going away"))),
+		frames(t, frameOf(msgStart, start{Proto: ProtocolVersion, Node: "a", Mode: modeMerge, Seq: 5}), func(w io.Writer) error { _, err := w.Write(snapFrames); return err }, frameOf(msgSnapEnd, []byte{})),
 		frames(t, frameOf(msgStart, start{Proto: 99, Mode: "x"})),
 		{0, 0, 0, 0},
 		{0xff, 0xff, 0xff, 0xff, 1},
@@ -152,6 +153,54 @@ func FuzzFrames(f *testing.F) {
 				sr := &snapshotReader{r: r, buf: payload}
 				_ = sr.drain()
 			}
+		}
+	})
+}
+
+// FuzzSender feeds arbitrary bytes as the standby's side of the link to
+// the active (hello, acks, a store to merge): it must not panic, and its
+// store must stay sound.
+//
+//	go test -run=^$ -fuzz=FuzzSender -fuzztime=20s -fuzzminimizetime=2s
+func FuzzSender(f *testing.F) {
+	st0 := openStore(f, f.TempDir(), store.Options{})
+	writeMix(f, st0, 0, 5)
+	var snapFrames bytes.Buffer
+	if err := st0.Snapshot(snapshotWriter{&snapFrames}); err != nil {
+		f.Fatal(err)
+	}
+	ack := func(typ byte, seq uint64) func(io.Writer) error {
+		return func(w io.Writer) error { return writeSeq(w, typ, seq) }
+	}
+	f.Add(frames(f, frameOf(msgHello, hello{Proto: ProtocolVersion, Node: "b"}), ack(msgAck, 0), ack(msgAck, 3)))
+	f.Add(frames(f, frameOf(msgHello, hello{Proto: ProtocolVersion, Node: "b", Seq: 9}),
+		func(w io.Writer) error { _, err := w.Write(snapFrames.Bytes()); return err }, frameOf(msgSnapEnd, []byte{}), ack(msgRestored, 5)))
+	f.Add(frames(f, frameOf(msgHello, hello{Proto: 7}), frameOf(msgError, []byte("x"))))
+	base := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir, err := os.MkdirTemp(base, "st")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		snd := NewSender(SenderConfig{Node: "a", Logger: quiet(), IdleTimeout: 200 * time.Millisecond, HandshakeTimeout: 200 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+		st, err := store.Open(filepath.Join(dir, "s"), store.Options{Logger: quiet(), BeforeCommit: snd.BeforeCommit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if err := st.SaveBinding(binding(1)); err != nil {
+			t.Fatal(err)
+		}
+		activeEnd, standbyEnd := net.Pipe()
+		go func() {
+			defer standbyEnd.Close()
+			go func() { _, _ = io.Copy(io.Discard, standbyEnd) }()
+			_, _ = standbyEnd.Write(data)
+		}()
+		_ = snd.ServeConn(context.Background(), st, activeEnd)
+		if err := st.Check(); err != nil {
+			t.Fatalf("store after the stream: %v", err)
 		}
 	})
 }

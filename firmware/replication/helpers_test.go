@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -158,17 +157,6 @@ func (e *events) count(k EventKind) int {
 	return n
 }
 
-func (e *events) last(k EventKind) (Event, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i := len(e.all) - 1; i >= 0; i-- {
-		if e.all[i].Kind == k {
-			return e.all[i], true
-		}
-	}
-	return Event{}, false
-}
-
 // gate stalls and cuts the standby's connections on the test's command.
 type gate struct {
 	mu    sync.Mutex
@@ -248,6 +236,7 @@ type pairOpts struct {
 	activeDir     string // "" : a new temp dir
 	standbyDir    string
 	noReceiver    bool
+	discard       bool
 	prepareActive func(*store.Store)
 }
 
@@ -261,7 +250,7 @@ func newPair(t testing.TB, o pairOpts) *pair {
 	}
 	p := &pair{sndEv: &events{}, rcvEv: &events{}, gate: newGate()}
 	p.snd = NewSender(SenderConfig{
-		Node: "a", Peer: "b", TLS: o.serverTLS, AckTimeout: o.ackTimeout,
+		Node: "a", Peer: "b", TLS: o.serverTLS, AckTimeout: o.ackTimeout, DiscardDiverged: o.discard,
 		HeartbeatInterval: 50 * time.Millisecond, IdleTimeout: 2 * time.Second,
 		OnEvent: p.sndEv.add, Logger: quiet(),
 	})
@@ -416,6 +405,3 @@ func writeMix(t testing.TB, st *store.Store, offset, n int) {
 		}
 	}
 }
-
-// errIs reports whether the event error wraps target, for readable checks.
-func errIs(ev Event, target error) bool { return errors.Is(ev.Err, target) }

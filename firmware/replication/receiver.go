@@ -246,6 +246,17 @@ func (r *Receiver) runOnce(ctx context.Context) (synced bool, err error) {
 
 	w := deadlineWriter{conn: conn, d: r.cfg.IdleTimeout}
 	peerSeq := sf.Seq
+	if sf.Mode == modeMerge {
+		// Our changes differ from the active's: it merges our store
+		// into its own before it sends us the result.
+		log.Warn("this store diverged from the active's; sending it to be merged", "seq", st.Seq())
+		if err := st.Snapshot(snapshotWriter{w}); err != nil {
+			return false, fmt.Errorf("sending our store to be merged: %w", err)
+		}
+		if err := writeFrame(w, msgSnapEnd, nil); err != nil {
+			return false, fmt.Errorf("sending our store to be merged: %w", err)
+		}
+	}
 	if sf.Mode == modeChanges {
 		if err := writeSeq(w, msgAck, st.Seq()); err != nil {
 			return false, err
@@ -307,7 +318,7 @@ func (r *Receiver) checkStart(sf start) error {
 		return fmt.Errorf("the active %q speaks replication protocol %d, this box %d", sf.Node, sf.Proto, ProtocolVersion)
 	case r.cfg.Peer != "" && sf.Node != r.cfg.Peer:
 		return fmt.Errorf("the active calls itself %q, the twin is %q", sf.Node, r.cfg.Peer)
-	case sf.Mode != modeChanges && sf.Mode != modeSnapshot:
+	case sf.Mode != modeChanges && sf.Mode != modeSnapshot && sf.Mode != modeMerge:
 		return fmt.Errorf("the active asks for unknown mode %q", sf.Mode)
 	}
 	return nil

@@ -49,6 +49,10 @@ const (
 	// Refused: the twin was refused (TLS identity, protocol version, node
 	// name) or refused us (Err says why).
 	Refused
+	// Merged: on the active, the diverged standby's store was merged into
+	// this one (Merge has the report; raise "config conflict" when it says
+	// so). Err is set when the merge failed; the link then drops.
+	Merged
 )
 
 func (k EventKind) String() string {
@@ -67,6 +71,8 @@ func (k EventKind) String() string {
 		return "out of sync"
 	case Refused:
 		return "refused"
+	case Merged:
+		return "merged"
 	}
 	return fmt.Sprintf("event(%d)", int(k))
 }
@@ -79,8 +85,10 @@ type Event struct {
 	// Seq is the local store sequence when it happened.
 	Seq uint64
 	// Err is the cause of Disconnected, Refused and OutOfSync.
-	Err  error
-	Time time.Time
+	Err error
+	// Merge is the report of a Merged event.
+	Merge *MergeReport
+	Time  time.Time
 }
 
 // Defaults of the Config fields.

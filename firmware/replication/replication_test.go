@@ -15,6 +15,8 @@ func TestInitialCatchUp(t *testing.T) {
 		written      int                                              // writes on the active before the standby connects
 		prepare      func(t *testing.T, active, standby *store.Store) // the standby's state before it connects
 		wantSnapshot bool
+		discard      bool // SenderConfig.DiscardDiverged
+		wantMerged   bool // the standby's own binding(500) ends up on both
 	}{
 		{name: "empty standby, whole log", written: 40},
 		{name: "empty standby, trimmed log", logKeep: 10, written: 40, wantSnapshot: true},
@@ -48,7 +50,16 @@ func TestInitialCatchUp(t *testing.T) {
 				if err := standby.Apply(cs); err != nil {
 					t.Fatal(err)
 				}
-				if err := standby.PutDialog("written while it was active", []byte("x")); err != nil {
+				if err := standby.SaveBinding(binding(500)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantSnapshot: true, wantMerged: true,
+		},
+		{
+			name: "standby diverged, its changes discarded", written: 40, discard: true,
+			prepare: func(t *testing.T, active, standby *store.Store) {
+				if err := standby.SaveBinding(binding(500)); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -65,13 +76,16 @@ func TestInitialCatchUp(t *testing.T) {
 					t.Fatal(err)
 				}
 				writeMix(t, standby, 100, 5)
+				if err := standby.SaveBinding(binding(500)); err != nil {
+					t.Fatal(err)
+				}
 			},
-			wantSnapshot: true,
+			wantSnapshot: true, wantMerged: true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPair(t, pairOpts{logKeep: tt.logKeep, noReceiver: true})
+			p := newPair(t, pairOpts{logKeep: tt.logKeep, noReceiver: true, discard: tt.discard})
 			writeMix(t, p.active, 0, tt.written)
 			if tt.prepare != nil {
 				tt.prepare(t, p.active, p.standby)
@@ -83,6 +97,21 @@ func TestInitialCatchUp(t *testing.T) {
 			}
 			if got := p.sndEv.count(SnapshotDone) > 0; got != tt.wantSnapshot {
 				t.Errorf("active saw a snapshot restored: %v, want %v", got, tt.wantSnapshot)
+			}
+			if got := p.sndEv.count(Merged) > 0; got != tt.wantMerged {
+				t.Errorf("merged: %v, want %v", got, tt.wantMerged)
+			}
+			b := binding(500)
+			held := false
+			bs, err := p.active.LoadBindings()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range bs {
+				held = held || x.Contact == b.Contact
+			}
+			if held != tt.wantMerged {
+				t.Errorf("the standby's own binding is on the active: %v, want %v", held, tt.wantMerged)
 			}
 			// And it keeps streaming afterwards.
 			writeMix(t, p.active, 1000, 12)

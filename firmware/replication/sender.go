@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,6 +38,11 @@ type SenderConfig struct {
 	// HandshakeTimeout bounds the TLS handshake and the hello
 	// (0: DefaultHandshakeTimeout).
 	HandshakeTimeout time.Duration
+	// DiscardDiverged: a standby whose changes diverged from ours (it was
+	// active too) gets our snapshot without its store being merged into
+	// ours first, losing its own changes. Default: merge (docs/CLUSTER.md
+	// "Merge rules").
+	DiscardDiverged bool
 	// OnEvent, if set, is called for every event, from the link's
 	// goroutines and from BeforeCommit (with the store's write lock held):
 	// it must return quickly and must not write to the store.
@@ -333,6 +340,23 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 	}
 
 	mode, why := s.chooseMode(st, h)
+	merged := mode == modeMerge
+	if merged {
+		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if err := writeJSON(conn, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
+			return err
+		}
+		rep, err := s.mergeFrom(st, conn)
+		s.event(Event{Kind: Merged, Peer: h.Node, Seq: st.Seq(), Merge: rep, Err: err})
+		if err != nil {
+			s.log.Error("merging the diverged standby's store failed", "peer", h.Node, "err", err)
+			_ = writeFrame(conn, msgError, []byte("merge failed"))
+			return err
+		}
+		s.log.Warn("merged the diverged standby's store into ours", "peer", h.Node,
+			"bindings", rep.Bindings, "cdrs", rep.CDRs, "config_versions", rep.ConfigVersions, "config_conflict", rep.ConfigConflict)
+		mode = modeSnapshot
+	}
 	ss := &session{
 		conn:  conn,
 		peer:  h.Node,
@@ -369,7 +393,7 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 		defer close(readDone)
 		ss.close(s.readAcks(st, ss))
 	}()
-	werr := s.writeLoop(st, ss, mode)
+	werr := s.writeLoop(st, ss, mode, merged)
 	ss.close(werr)
 	<-readDone
 	ss.mu.Lock()
@@ -397,7 +421,7 @@ func (s *Sender) chooseMode(st *store.Store, h hello) (mode, why string) {
 	seq := st.Seq()
 	switch {
 	case h.Seq > seq:
-		return modeSnapshot, fmt.Sprintf("standby is ahead (%d > %d)", h.Seq, seq)
+		return s.diverged(), fmt.Sprintf("standby is ahead (%d > %d)", h.Seq, seq)
 	case h.Seq == 0:
 		if first, _, err := st.LogBounds(); err != nil || first > 1 {
 			return modeSnapshot, "standby is empty and the log no longer starts at 1"
@@ -409,9 +433,41 @@ func (s *Sender) chooseMode(st *store.Store, h hello) (mode, why string) {
 	case ours == "":
 		return modeSnapshot, fmt.Sprintf("change %d is no longer in the log", h.Seq)
 	case ours != h.LastSum:
-		return modeSnapshot, fmt.Sprintf("standby's change %d differs from ours", h.Seq)
+		return s.diverged(), fmt.Sprintf("standby's change %d differs from ours", h.Seq)
 	}
 	return modeChanges, "standby's log matches"
+}
+
+func (s *Sender) diverged() string {
+	if s.cfg.DiscardDiverged {
+		return modeSnapshot
+	}
+	return modeMerge
+}
+
+// mergeFrom receives the standby's snapshot into a scratch store beside
+// ours and merges it into st.
+func (s *Sender) mergeFrom(st *store.Store, conn net.Conn) (*MergeReport, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(st.Path()), "merge-")
+	if err != nil {
+		return nil, fmt.Errorf("merging the standby's store: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	remote, err := store.Open(dir, store.Options{Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("merging the standby's store: %w", err)
+	}
+	defer remote.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	sr := &snapshotReader{r: conn, onFrame: func() { _ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout)) }}
+	if err := remote.RestoreSnapshot(sr); err != nil {
+		return nil, fmt.Errorf("receiving the standby's store: %w", err)
+	}
+	rep, err := Merge(st, remote)
+	if err != nil {
+		return &rep, fmt.Errorf("merging the standby's store: %w", err)
+	}
+	return &rep, nil
 }
 
 // readAcks reads the standby's frames until the link fails.
@@ -473,12 +529,14 @@ func (s *Sender) readAcks(st *store.Store, ss *session) error {
 }
 
 // writeLoop is the only writer of the link after the hello.
-func (s *Sender) writeLoop(st *store.Store, ss *session, mode string) error {
+func (s *Sender) writeLoop(st *store.Store, ss *session, mode string, merged bool) error {
 	w := ss.conn
 	deadline := func() { _ = w.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout)) }
 	deadline()
-	if err := writeJSON(w, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
-		return err
+	if !merged { // after a merge the standby had its start frame
+		if err := writeJSON(w, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
+			return err
+		}
 	}
 	if mode == modeSnapshot {
 		if err := s.sendSnapshot(st, ss); err != nil {
