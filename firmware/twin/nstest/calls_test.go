@@ -1,0 +1,123 @@
+package nstest
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/testbed"
+)
+
+// sippScenarios are the e2e package's sipp scenarios.
+var sippScenarios = filepath.Join("..", "..", "..", "e2e", "testdata", "sipp")
+
+// phonePort is the SIP port of the sipp phones.
+const phonePort = 5062
+
+// sipp runs one sipp call (-m 1) from a phone and waits for it; a
+// failure reports sipp's output.
+func (p *pair) sipp(phone testbed.Node, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
+	p.t.Helper()
+	vip := p.bed.VIP().Addr().String()
+	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
+		"-i", p.bed.Addr(phone).String(), "-mi", p.bed.Addr(phone).String(),
+		"-p", strconv.Itoa(phonePort), "-mp", "6000",
+		"-m", "1", "-nostdin", "-timeout", "20", "-timeout_error",
+		"-s", service,
+	}
+	if ext.Number != "" {
+		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
+	}
+	args = append(args, extra...)
+	args = append(args, vip+":5060")
+	proc, err := p.bed.Start(phone, args...)
+	if err != nil {
+		p.t.Fatalf("starting sipp %s: %v", scenario, err)
+	}
+	return proc
+}
+
+func waitSipp(t *testing.T, proc *testbed.Process, what string) {
+	t.Helper()
+	select {
+	case <-proc.Done():
+	case <-time.After(25 * time.Second):
+		proc.Kill()
+	}
+	if err := proc.Wait(); err != nil {
+		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tail(proc.Output(), 40))
+	}
+}
+
+// call makes one answered call from alice on phone 0 to bob on phone 1,
+// whose registration must already be known to the active box.
+func (p *pair) call(what string) {
+	p.t.Helper()
+	uas := p.sipp(testbed.Phone(1), "uas.xml", config.Extension{}, bob.Number)
+	// Should the INVITE beat sipp's bind, the PBX retransmits it.
+	vip := p.bed.VIP().Addr().String()
+	uac := p.sipp(testbed.Phone(0), "uac.xml", alice, bob.Number,
+		"-key", "caller", alice.Number, "-key", "caller_name", alice.Name,
+		"-auth_uri", bob.Number+"@"+vip+":5060", "-d", "200")
+	waitSipp(p.t, uac, what+": caller")
+	waitSipp(p.t, uas, what+": callee")
+}
+
+// cdrCount is how many CDRs box n exports.
+func (p *pair) cdrCount(n testbed.Node) (int, string) {
+	out, err := p.exec("cdr", "export", "--data", p.boxes[n].dir)
+	if err != nil {
+		return -1, fmt.Sprintf("%v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return len(lines) - 1, out // less the header
+}
+
+// TestFailoverKeepsRegistrationsAndCDRs registers a phone and makes a call
+// on the active, kills it, and calls the phone again through the new
+// active without the phone registering again: the binding and the first
+// call's CDR reached the standby by replication.
+func TestFailoverKeepsRegistrationsAndCDRs(t *testing.T) {
+	p := newPair(t, 2)
+	active, standby := p.waitSettled(20 * time.Second)
+	reg := p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600")
+	waitSipp(t, reg, "registering bob")
+	p.call("call before the failover")
+	waitFor(t, 5*time.Second, "the first CDR on the active", func() (bool, string) {
+		n, out := p.cdrCount(active)
+		return n == 1, out
+	})
+	waitFor(t, 5*time.Second, "the standby in sync", func() (bool, string) {
+		s, err := p.status(standby)
+		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
+	})
+
+	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+		s, err := p.status(standby)
+		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
+	})
+	s, err := p.status(standby)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range s.Registrations {
+		found = found || r.AOR == bob.Number
+	}
+	if !found {
+		t.Fatalf("the new active %s does not know bob's registration: %+v", standby, s.Registrations)
+	}
+	p.call("call after the failover")
+	waitFor(t, 5*time.Second, "both CDRs on the new active", func() (bool, string) {
+		n, out := p.cdrCount(standby)
+		return n == 2, out
+	})
+}
