@@ -35,3 +35,8 @@ clean:
 .PHONY: bench
 bench:
 	bench/run.sh
+
+## demo-failover: (root) run a twin pair in network namespaces, SIGKILL the active, show what a phone saw
+.PHONY: demo-failover
+demo-failover:
+	$(GO) test -count=1 -v -run 'TestDecisionTable/active_SIGKILL' ./firmware/twin/nstest/
