@@ -7,7 +7,11 @@
 // drives the set-up, and in-dialog requests (ACK, BYE, re-INVITE, UPDATE,
 // INFO, REFER, ...) lock the call to change its state. No lock is held
 // while waiting on the network. The dialog state of both legs is kept in
-// plain exported structs (Dialog, CallState) so that it can be persisted.
+// plain exported structs (Dialog, CallState) so that it can be persisted:
+// with Options.Calls set, every answered call is saved with its media
+// state (SavedCall), and the twin that takes over after a failover carries
+// the calls on with Restore; a box that hands over leaves them with
+// Abandon. Ringing calls are not saved.
 //
 // Limits, by design for now: one active call per extension (no call
 // waiting: a second call to a busy extension gets 486 Busy Here); an INVITE
