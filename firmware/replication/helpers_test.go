@@ -266,9 +266,10 @@ func newPair(t testing.TB, o pairOpts) *pair {
 	p.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
+	snd, active := p.snd, p.active
 	go func() {
 		defer close(served)
-		if err := p.snd.Serve(ctx, p.active, ln); err != nil {
+		if err := snd.Serve(ctx, active, ln); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}()

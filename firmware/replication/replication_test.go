@@ -1,7 +1,11 @@
 package replication
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,4 +305,66 @@ func TestCatchUpUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitSynced(t)
+}
+
+// The active's commit fails after the standby got the batch: the standby
+// is ahead with a change the active does not hold. The next write reuses
+// the number; the link resynchronises and both end up equal.
+func TestActiveCommitFailsAfterSend(t *testing.T) {
+	var failNext atomic.Bool
+	snd := NewSender(SenderConfig{Node: "a", AckTimeout: 5 * time.Second, HeartbeatInterval: 50 * time.Millisecond, Logger: quiet()})
+	p := newPair(t, pairOpts{noReceiver: true})
+	// A second active store in front of the same sender, whose commits
+	// can be made to fail after the sender had the batch.
+	active := openStore(t, t.TempDir(), store.Options{BeforeCommit: func(cs []store.Change) error {
+		if err := snd.BeforeCommit(cs); err != nil {
+			return err
+		}
+		if failNext.Swap(false) {
+			return errors.New("simulated disk error")
+		}
+		return nil
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = snd.Serve(ctx, active, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	p.active, p.snd, p.addr = active, snd, ln.Addr().String()
+	p.startReceiver(t, nil)
+	writeMix(t, active, 0, 10)
+	p.waitSynced(t)
+
+	failNext.Store(true)
+	lost := binding(700)
+	if err := active.SaveBinding(lost); err == nil {
+		t.Fatal("the simulated commit failure did not fail the write")
+	}
+	if p.standby.Seq() != active.Seq()+1 {
+		t.Fatalf("standby at %d, active at %d: want the standby one ahead", p.standby.Seq(), active.Seq())
+	}
+	if err := active.SaveBinding(binding(701)); err != nil {
+		t.Fatal(err)
+	}
+	writeMix(t, active, 20, 5)
+	waitFor(t, "the standby in sync again", func() bool {
+		return snd.InSync() && p.rcv.InSync() && p.standby.Seq() == active.Seq()
+	})
+	sameContent(t, active, p.standby)
+	// The write the active failed reached the standby, and comes back by
+	// the merge (docs/CLUSTER.md "Merge rules").
+	bs, err := active.LoadBindings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, b := range bs {
+		found = found || b.Contact == lost.Contact
+	}
+	if !found {
+		t.Error("the binding the standby held alone was not merged back")
+	}
 }

@@ -109,6 +109,9 @@ func (ss *session) close(err error) {
 	if ss.err != nil {
 		return
 	}
+	if err == nil {
+		err = errors.New("link closed")
+	}
 	ss.err = err
 	close(ss.done)
 	ss.conn.Close()
@@ -308,6 +311,8 @@ func (s *Sender) Serve(ctx context.Context, st *store.Store, ln net.Listener) er
 // it fails or ctx ends, and closes conn.
 func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) error {
 	defer conn.Close()
+	stopEarly := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stopEarly()
 	if s.cfg.TLS != nil {
 		tc := tls.Server(conn, s.cfg.TLS)
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
