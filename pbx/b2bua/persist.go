@@ -188,20 +188,34 @@ func (b *B2BUA) Restore(ctx context.Context) (int, error) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	n := 0
+	var restored []*call
+	defer func() {
+		// Save the raised CSeqs, so that a second failover raises from
+		// there; in the background, for the box to serve at once.
+		if len(restored) == 0 {
+			return
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for _, c := range restored {
+				c.persist()
+			}
+		}()
+	}()
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("restoring saved calls: %w", err)
+			return len(restored), fmt.Errorf("restoring saved calls: %w", err)
 		}
-		if b.restoreOne(id, recs[id]) {
-			n++
+		if c := b.restoreOne(id, recs[id]); c != nil {
+			restored = append(restored, c)
 		}
 	}
-	return n, nil
+	return len(restored), nil
 }
 
-// restoreOne restores one saved call and reports whether it did.
-func (b *B2BUA) restoreOne(id string, data []byte) bool {
+// restoreOne restores one saved call; nil when it did not.
+func (b *B2BUA) restoreOne(id string, data []byte) *call {
 	s, err := ParseSavedCall(data)
 	if err == nil && s.Call.ID != id {
 		err = fmt.Errorf("saved call %q stored under id %q", s.Call.ID, id)
@@ -209,17 +223,17 @@ func (b *B2BUA) restoreOne(id string, data []byte) bool {
 	if err != nil {
 		b.log.Error("dropping a saved call that cannot be restored", "id", id, "err", err)
 		b.dropSaved(id, s.Call)
-		return false
+		return nil
 	}
 	if b.running(s.Call) {
 		b.log.Info("saved call is already running here", "call", id)
-		return false
+		return nil
 	}
 	m, err := b.o.Media.Restore(s.Media)
 	if err != nil {
 		b.log.Error("dropping a saved call: its media cannot be restored", "call", id, "err", err)
 		b.dropSaved(id, s.Call)
-		return false
+		return nil
 	}
 	c := &call{
 		b:     b,
@@ -242,7 +256,7 @@ func (b *B2BUA) restoreOne(id string, data []byte) bool {
 		if err := m.Close(); err != nil {
 			b.log.Warn("closing media session", "call", id, "err", err)
 		}
-		return false
+		return nil
 	}
 	b.calls[id] = c
 	for _, l := range c.legs {
@@ -254,11 +268,9 @@ func (b *B2BUA) restoreOne(id string, data []byte) bool {
 	c.registered = true
 	b.mu.Unlock()
 
-	// Save the raised CSeqs, so that a second failover raises from there.
-	c.persist()
 	b.log.Info("call restored", "call", id, "caller", s.Call.Caller, "callee", s.Call.Callee,
 		"port_a", s.Media.Legs[LegA].Port, "port_b", s.Media.Legs[LegB].Port)
-	return true
+	return c
 }
 
 // running reports whether the call or one of its legs is known here.

@@ -315,9 +315,9 @@ func TestRestoreCallerHangsUp(t *testing.T) {
 	if n := restore(t, box2); n != 0 {
 		t.Fatalf("second Restore = %d, want 0", n)
 	}
-	if sc := store.get(t, mc.id); sc.Call.Legs[LegB].Dialog.LocalSeq != 1+SeqMargin {
-		t.Errorf("saved callee CSeq after restore = %d, want %d", sc.Call.Legs[LegB].Dialog.LocalSeq, 1+SeqMargin)
-	}
+	eventually(t, "the raised CSeqs saved", func() bool {
+		return store.get(t, mc.id).Call.Legs[LegB].Dialog.LocalSeq == 1+SeqMargin
+	})
 	mc.rtpFlows(t)
 	if res := mc.alice.request(sip.INFO, []byte("Signal=1\r\n"), sip.NewHeader("Content-Type", "application/dtmf-relay")); res.StatusCode != 200 {
 		t.Fatalf("INFO after the failover answered %d", res.StatusCode)
