@@ -413,10 +413,10 @@ func (s *Sender) checkHello(h hello) error {
 	switch {
 	case h.Proto != ProtocolVersion:
 		return fmt.Errorf("standby %q speaks replication protocol %d, this box %d", h.Node, h.Proto, ProtocolVersion)
-	case s.cfg.Peer != "" && h.Node != s.cfg.Peer:
-		return fmt.Errorf("standby calls itself %q, the twin is %q", h.Node, s.cfg.Peer)
 	case h.Node == s.cfg.Node && h.Node != "":
 		return fmt.Errorf("standby has this box's own node name %q", h.Node)
+	case s.cfg.Peer != "" && h.Node != s.cfg.Peer:
+		return fmt.Errorf("standby calls itself %q, the twin is %q", h.Node, s.cfg.Peer)
 	}
 	return nil
 }
