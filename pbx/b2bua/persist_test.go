@@ -652,3 +652,43 @@ func TestRestoreDropsBadRecords(t *testing.T) {
 	}
 	store.waitSaved(t)
 }
+
+// TestTransferredCallSurvivesFailover saves the call as the transfer left
+// it: the twin carries on the transferee's call with the target, under the
+// transfer's CDR.
+func TestTransferredCallSurvivesFailover(t *testing.T) {
+	store := &memCalls{}
+	box1 := newEnv(t, withCalls(store))
+	alice, bob := answered(t, box1)
+	carol := newPhone(t, box1, "300", "answer")
+	box1.loc.add("300", carol)
+	eventually(t, "the answered call saved", func() bool { return len(store.ids()) == 1 })
+	id := store.ids()[0]
+	if res := bob.request(sip.REFER, nil, sip.NewHeader("Refer-To", "<sip:300@127.0.0.1>")); res.StatusCode != 202 {
+		t.Fatalf("REFER answered %d", res.StatusCode)
+	}
+	bob.wait(sip.BYE, 1)
+	eventually(t, "the transferred call saved", func() bool {
+		sc := store.get(t, id)
+		return sc.Call.Attempt == 2 && sc.Call.Legs[LegB].Number == "300"
+	})
+	sc := store.get(t, id)
+	if sc.Call.Caller != "100" || sc.Call.Callee != "300" || sc.Call.Legs[LegB].Role != ByCallee {
+		t.Errorf("saved transferred call = %+v", sc.Call)
+	}
+
+	box1.crash()
+	box2 := newEnvAt(t, box1.addr, withCalls(store))
+	if n := restore(t, box2); n != 1 {
+		t.Fatalf("Restore = %d, want 1", n)
+	}
+	if res := carol.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("target's BYE answered %d", res.StatusCode)
+	}
+	alice.wait(sip.BYE, 1)
+	r := box2.cdrs.wait(t, 1)[0]
+	if r.ID != id+"-2" || r.Caller != "100" || r.Callee != "300" || r.HangupBy != ByCallee || !r.Answer.Equal(sc.Call.Answer) {
+		t.Errorf("twin's CDR of the transferred call = %+v", r)
+	}
+	store.waitSaved(t)
+}
