@@ -344,6 +344,15 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 		return refuse
 	}
 
+	// The standby is back: a link it left behind is dead.
+	s.mu.Lock()
+	old := s.cur
+	s.cur = nil
+	s.mu.Unlock()
+	if old != nil {
+		old.close(errors.New("replaced by a new connection from the standby"))
+	}
+
 	mode, why := s.chooseMode(st, h)
 	merged := mode == modeMerge
 	if merged {
@@ -351,7 +360,9 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 		if err := writeJSON(conn, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
 			return err
 		}
+		stopBeats := s.beatWhile(st, conn)
 		rep, err := s.mergeFrom(st, conn)
+		stopBeats()
 		s.event(Event{Kind: Merged, Peer: h.Node, Seq: st.Seq(), Merge: rep, Err: err})
 		if err != nil {
 			s.log.Error("merging the diverged standby's store failed", "peer", h.Node, "err", err)
@@ -373,7 +384,7 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 	}
 	ss.snapshotting = mode == modeSnapshot
 	s.mu.Lock()
-	old := s.cur
+	old = s.cur
 	s.cur = ss
 	s.mu.Unlock()
 	if old != nil {
@@ -448,6 +459,30 @@ func (s *Sender) diverged() string {
 		return modeSnapshot
 	}
 	return modeMerge
+}
+
+// beatWhile sends heartbeats on conn until the returned func is called,
+// which waits for the last one to be written. It keeps the standby from
+// timing the link out while this side is busy before its write loop runs.
+func (s *Sender) beatWhile(st *store.Store, conn net.Conn) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.cfg.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+				if writeJSON(conn, msgHeartbeat, heartbeat{Seq: st.Seq(), Time: time.Now()}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // mergeFrom receives the standby's snapshot into a scratch store beside
