@@ -104,6 +104,11 @@ type Options struct {
 	// Calls, if set, keeps every answered call (dialogs and media state)
 	// so that the twin can carry it on after a failover (see Restore).
 	Calls CallStore
+	// RestoredIdle ends a restored call when no media packet arrives from
+	// either phone within it after the restore: both phones hung up
+	// during the outage (default 30 s; negative: never). It needs a
+	// media session that counts packets (*media.Session does).
+	RestoredIdle time.Duration
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.
@@ -195,6 +200,9 @@ func New(o Options) (*B2BUA, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RestoredIdle == 0 {
+		o.RestoredIdle = 30 * time.Second
 	}
 	return &B2BUA{
 		o:      o,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -270,7 +271,39 @@ func (b *B2BUA) restoreOne(id string, data []byte) *call {
 
 	b.log.Info("call restored", "call", id, "caller", s.Call.Caller, "callee", s.Call.Callee,
 		"port_a", s.Media.Legs[LegA].Port, "port_b", s.Media.Legs[LegB].Port)
+	if ma, ok := m.(mediaActivity); ok && b.o.RestoredIdle > 0 {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			c.endIfSilent(ma, b.o.RestoredIdle)
+		}()
+	}
 	return c
+}
+
+// mediaActivity is a media session that counts packets; *media.Session
+// is one.
+type mediaActivity interface {
+	Stats() media.Stats
+}
+
+// endIfSilent ends a restored call when no media packet came from either
+// phone within idle: its phones hung up while no box answered, and a call
+// nobody ends would keep both extensions busy.
+func (c *call) endIfSilent(m mediaActivity, idle time.Duration) {
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return
+	case <-t.C:
+	}
+	st := m.Stats()
+	if !st.Legs[LegA].LastPacket.IsZero() || !st.Legs[LegB].LastPacket.IsZero() {
+		return
+	}
+	c.b.log.Warn("no media on a restored call; hanging up", "call", c.st.ID, "after", idle)
+	c.end(cdr.Answered, 200, BySystem, LegA, LegB)
 }
 
 // running reports whether the call or one of its legs is known here.

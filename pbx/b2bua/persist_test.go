@@ -692,3 +692,30 @@ func TestTransferredCallSurvivesFailover(t *testing.T) {
 	}
 	store.waitSaved(t)
 }
+
+// TestRestoredCallWithoutMediaEnds hangs up a restored call when neither
+// phone sends media any more: they hung up while no box answered.
+func TestRestoredCallWithoutMediaEnds(t *testing.T) {
+	const ports = 29520
+	store := &memCalls{}
+	relay1 := newRelay(t, ports)
+	box1 := newEnv(t, withMedia(relayMedia{relay1}), withCalls(store))
+	mc := answeredCall(t, box1)
+	store.waitSaved(t, mc.id)
+	box1.crash()
+	_ = relay1.Close()
+
+	relay2 := newRelay(t, ports)
+	box2 := newEnvAt(t, box1.addr, withMedia(relayMedia{relay2}), withCalls(store),
+		func(o *Options) { o.RestoredIdle = 200 * time.Millisecond })
+	if n := restore(t, box2); n != 1 {
+		t.Fatalf("Restore = %d, want 1", n)
+	}
+	mc.alice.wait(sip.BYE, 1)
+	mc.bob.wait(sip.BYE, 1)
+	if r := box2.cdrs.wait(t, 1)[0]; r.HangupBy != BySystem || r.Disp != cdr.Answered {
+		t.Errorf("CDR = %+v", r)
+	}
+	store.waitSaved(t)
+	eventually(t, "relay sessions closed", func() bool { return relay2.Sessions() == 0 })
+}
