@@ -53,10 +53,10 @@ fi
 : "${STEP_SECS:=10}"        # length of one measured step (at most 20)
 : "${LOAD_MAX:=0.8}"
 : "${LOAD_WAIT:=600}"
-: "${REG_RATES:=500 1000 2000 4000 6000 8000 10000 13000 16000 20000 25000 30000}"
+: "${REG_RATES:=250 500 1000 2000 4000 6000 8000 10000 13000 16000 20000 25000 30000}"
 : "${CALL_RATES:=100 250 500 1000 1500 2000 3000 4000 5000 6000 7000 8000}"
-: "${REG_FIXED:=2000}"      # common REGISTER rate for CPU per operation
-: "${CALL_FIXED:=500}"      # common call rate for CPU per operation
+: "${REG_FIXED:=500}"       # common REGISTER rate for CPU per operation
+: "${CALL_FIXED:=250}"      # common call rate for CPU per operation
 : "${HELD_CALLS:=100}"      # concurrent calls held for the memory figure (≤ 200)
 : "${HOLD_MS:=20000}"
 : "${CALL_PROCS:=20}"       # parallel sipp callers, one callee each (see below)
@@ -262,6 +262,7 @@ server_port=""
 
 start_kamailio() { # CFG
 	local name=$1
+	port_free "$kam_port" || die "UDP port $kam_port is taken: $(ss -Hlunp "sport = :$kam_port")"
 	mkdir -p "$work/kam-$name"
 	taskset -c "$SERVER_CPU" kamailio -f "$here/kamailio/$name.cfg" -l "udp:127.0.0.1:$kam_port" \
 		-x tlsf -m "$KAM_SHM_MB" -M 16 -n "$KAM_CHILDREN" -DD -E \
@@ -274,6 +275,7 @@ start_kamailio() { # CFG
 
 start_twinpbx() {
 	rm -rf "$work/data"
+	port_free "$pbx_port" || die "UDP port $pbx_port is taken: $(ss -Hlunp "sport = :$pbx_port")"
 	taskset -c "$SERVER_CPU" "$work/twinpbx" run --config "$work/twinpbx.yaml" --data "$work/data" \
 		--log-level warn >"$work/twinpbx.log" 2>&1 &
 	server_pid=$!
@@ -282,10 +284,17 @@ start_twinpbx() {
 	wait_listening "$pbx_port" || die "twinpbx did not listen (see $work/twinpbx.log)"
 }
 
-# wait_listening PORT: until a UDP socket is bound to 127.0.0.1:PORT (20 s).
+# port_free PORT: nothing listens on UDP PORT (a stray server would be
+# measured instead of ours).
+port_free() {
+	! ss -Hlun "sport = :$1" | grep -q .
+}
+
+# wait_listening PORT: until the server (its pid) has a UDP socket bound to
+# PORT (20 s).
 wait_listening() {
 	local deadline=$((SECONDS + 20))
-	until ss -Hlun "sport = :$1" | grep -q .; do
+	until ss -Hlunp "sport = :$1" | grep -qE "pid=($(tree "$server_pid" | paste -sd'|')),"; do
 		kill -0 "$server_pid" 2>/dev/null || return 1
 		((SECONDS < deadline)) || return 1
 		sleep 0.1
