@@ -17,6 +17,8 @@ type Config struct {
 	Extensions []Extension `yaml:"extensions"`
 	// Cluster pairs this box with its twin. Absent: the box runs standalone.
 	Cluster *Cluster `yaml:"cluster,omitempty"`
+	// Console holds the wizard's settings beyond the PBX (console.go).
+	Console *Console `yaml:"console,omitempty"`
 
 	// src remembers where each field came from when the config was parsed,
 	// so that Validate can name file and line. Nil for configs built in code.
@@ -26,6 +28,8 @@ type Config struct {
 // Node names this box.
 type Node struct {
 	Name string `yaml:"name"`
+	// Network is the box's own LAN setting (console.go); absent: the OS's.
+	Network *Network `yaml:"network,omitempty"`
 }
 
 // SIP holds the listeners and the registrar and call settings.

@@ -134,6 +134,7 @@ func (c *Config) Validate() error {
 	c.validateSIP(ps, eff)
 	c.validateExtensions(ps)
 	c.validateCluster(ps, eff)
+	c.validateConsole(ps)
 	return ps.err()
 }
 
