@@ -23,10 +23,12 @@ type ReceiverConfig struct {
 	// Peer, if set, is the only node name accepted from the active.
 	Peer string
 	// Store is the standby's store; the Receiver writes it with Apply and
-	// RestoreSnapshot only.
+	// RestoreSnapshot only, and nothing else may write it while Run runs
+	// (a local write would diverge from the active; it would be merged
+	// back, see docs/CLUSTER.md "Merge rules", but is not meant to happen).
 	Store *store.Store
 	// Dial opens a connection to the active (the caller tries the
-	// crossover, then the LAN address).
+	// crossover, then the LAN address: DialFirst does that).
 	Dial func(ctx context.Context) (net.Conn, error)
 	// TLS is the client side of the link (it should present this box's
 	// certificate and verify the active's). nil: connections are used as

@@ -15,12 +15,22 @@
 // does not follow what it sent, drops the link and the standby reconnects.
 // Its hello names its sequence and a checksum of its newest change; the
 // active finds that change differs from (or is beyond) its own log and
-// sends a snapshot, which replaces the standby's store. The Receiver
-// refuses (ErrDiverged) a change whose number it holds with other content,
-// which leads to the same resync.
+// resynchronises the standby as below: the failed write comes back to the
+// active by the merge. The Receiver refuses (store.ErrDiverged) a change
+// whose number it holds with other content, which leads to the same
+// resync.
 //
-// Merge reconciles two stores after both twins were active (split brain);
-// the rules are in docs/CLUSTER.md, "Merge rules".
+// When the standby connects with a log that diverged from the active's
+// (both were active, or the failed commit above), the active first takes
+// the standby's store and merges it into its own (Merge; the rules are in
+// docs/CLUSTER.md, "Merge rules"), then sends the snapshot.
+//
+// Wiring: store.Options are fixed when the store is opened, so each box
+// creates its Sender first and opens its store with BeforeCommit set to
+// the Sender's, whatever its role. With no standby linked, BeforeCommit
+// returns at once; Apply and RestoreSnapshot do not call it. The standby
+// runs a Receiver on that store; at takeover the manager cancels the
+// Receiver's context and starts Serve on the same Sender and store.
 package replication
 
 import (
