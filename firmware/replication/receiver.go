@@ -336,7 +336,12 @@ func (r *Receiver) restore(conn net.Conn, w deadlineWriter, first []byte, peer s
 	sr := &snapshotReader{r: conn, buf: first, onFrame: func() {
 		_ = conn.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout))
 	}}
-	if err := st.RestoreSnapshot(sr); err != nil {
+	// Checking a large snapshot takes a while: keep the active from
+	// timing the link out meanwhile (it ignores acks until restored).
+	stop := r.keepAlive(w, st)
+	err := st.RestoreSnapshot(sr)
+	stop()
+	if err != nil {
 		if derr := sr.drain(); derr != nil {
 			return errors.Join(err, derr)
 		}
@@ -352,6 +357,28 @@ func (r *Receiver) restore(conn net.Conn, w deadlineWriter, first []byte, peer s
 	r.log.Info("snapshot restored", "peer", peer, "seq", seq)
 	r.event(Event{Kind: SnapshotDone, Peer: peer, Seq: seq})
 	return nil
+}
+
+// keepAlive acks the local sequence every second until stop is called,
+// which waits for the last ack to be written.
+func (r *Receiver) keepAlive(w deadlineWriter, st *store.Store) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(min(time.Second, r.cfg.IdleTimeout/3))
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				if writeSeq(w, msgAck, st.Seq()) != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // isTLSAlert reports whether err is an alert from the TLS peer (a refused
