@@ -188,7 +188,10 @@ func TestAckTimeout(t *testing.T) {
 		}
 	}
 	if p.sndEv.count(OutOfSync) != 1 {
-		t.Errorf("out-of-sync events: %d, want 1 (only the first write waits)", p.sndEv.count(OutOfSync))
+		t.Errorf("out-of-sync events: %d, want 1", p.sndEv.count(OutOfSync))
+	}
+	if n := p.snd.Status().AckTimeouts; n != 1 {
+		t.Errorf("%d writes waited out the ack timeout, want 1: once it timed out, writes must not wait for a stalled standby", n)
 	}
 	if p.snd.InSync() {
 		t.Error("sender still reports the stalled standby in sync")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -57,6 +58,8 @@ type Sender struct {
 	cfg SenderConfig
 	log *slog.Logger
 
+	ackTimeouts atomic.Uint64
+
 	mu  sync.Mutex
 	cur *session // the standby's link, nil when none
 }
@@ -69,6 +72,9 @@ type SenderStatus struct {
 	InSync bool
 	// Sent and Acked are the last sequence sent to / committed by the standby.
 	Sent, Acked uint64
+	// AckTimeouts counts writes that stopped waiting for the standby's ack
+	// (since NewSender).
+	AckTimeouts uint64
 }
 
 // NewSender returns a Sender; it does nothing until Serve or ServeConn.
@@ -98,6 +104,7 @@ type session struct {
 	acked        uint64 // last seq the standby committed
 	hint         uint64 // last seq of the newest batch seen by BeforeCommit
 	inSync       bool
+	stalled      bool             // an ack timed out and no ack came since
 	queue        [][]store.Change // batches to send, in order, after sent was moved past them
 	pending      [][]store.Change // batches BeforeCommit saw while catching up
 	ackCh        chan struct{}    // closed and replaced when acked grows
@@ -156,11 +163,11 @@ func (s *Sender) Status() SenderStatus {
 	ss := s.cur
 	s.mu.Unlock()
 	if ss == nil {
-		return SenderStatus{}
+		return SenderStatus{AckTimeouts: s.ackTimeouts.Load()}
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return SenderStatus{Connected: ss.err == nil, Peer: ss.peer, InSync: ss.inSync && ss.err == nil, Sent: ss.sent, Acked: ss.acked}
+	return SenderStatus{Connected: ss.err == nil, Peer: ss.peer, InSync: ss.inSync && ss.err == nil, Sent: ss.sent, Acked: ss.acked, AckTimeouts: s.ackTimeouts.Load()}
 }
 
 // InSync reports whether a standby is connected and acknowledging writes.
@@ -218,7 +225,7 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 	// behind: that is how a standby that caught up under a steady stream
 	// of writes gets back in sync (else it could stay one batch behind).
 	wasInSync := ss.inSync
-	wait, ackCh := ss.inSync || ss.sent-ss.acked <= syncWindow, ss.ackCh
+	wait, ackCh := ss.inSync || !ss.stalled && ss.sent-ss.acked <= syncWindow, ss.ackCh
 	ss.queue = append(ss.queue, changes)
 	ss.sent = last
 	ss.mu.Unlock()
@@ -233,16 +240,19 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		case <-ackCh:
 		case <-timer.C:
 			ss.mu.Lock()
-			if ss.acked >= last || !ss.inSync {
+			if ss.acked >= last {
 				ss.mu.Unlock()
-				if !wasInSync {
-					return nil // it was not in sync: nothing changes
-				}
 				return s.nowInSync(ss, last)
 			}
+			// No more waiting until the standby acks something again.
+			ss.stalled = true
 			ss.inSync = false
 			peer, acked := ss.peer, ss.acked
 			ss.mu.Unlock()
+			s.ackTimeouts.Add(1)
+			if !wasInSync {
+				return nil // already out of sync: nothing new to report
+			}
 			err := fmt.Errorf("no ack for change %d within %s (standby at %d)", last, s.cfg.AckTimeout, acked)
 			s.log.Warn("replication: standby out of sync; writes no longer wait for it", "peer", peer, "err", err)
 			s.event(Event{Kind: OutOfSync, Peer: peer, Seq: last, Err: err})
@@ -542,6 +552,7 @@ func (s *Sender) readAcks(st *store.Store, ss *session) error {
 					return fmt.Errorf("standby acks change %d, only %d were sent", seq, ss.sent)
 				}
 				ss.acked = seq
+				ss.stalled = false
 			}
 			close(ss.ackCh)
 			ss.ackCh = make(chan struct{})
