@@ -114,8 +114,9 @@ const (
 // catchupBatch is how many logged changes one catch-up frame carries.
 const catchupBatch = 512
 
-// syncWindow: a write waits for the standby's ack, even when it is not in
-// sync, when it is at most this many changes behind.
+// syncWindow bounds how far a standby streaming live but not in sync may
+// trail: a write waits (up to the ack timeout) until it is at most this
+// many changes behind.
 const syncWindow = 32
 
 // maxQueued bounds the batches queued for the standby by BeforeCommit

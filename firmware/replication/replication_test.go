@@ -281,7 +281,10 @@ func TestSnapshotAfterAbsence(t *testing.T) {
 
 // Writes race the standby's catch-up; it must end in sync, not stuck.
 func TestCatchUpUnderLoad(t *testing.T) {
-	p := newPair(t, pairOpts{noReceiver: true})
+	// A long ack timeout: the writer below runs at disk speed, and a
+	// standby that timed out once is left to catch up in the next pause,
+	// which this writer never makes.
+	p := newPair(t, pairOpts{noReceiver: true, ackTimeout: 5 * time.Second})
 	writeMix(t, p.active, 0, 300)
 	stop := make(chan struct{})
 	done := make(chan error, 1)

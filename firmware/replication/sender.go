@@ -221,11 +221,18 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		ss.poke()
 		return nil
 	}
-	// Wait when in sync, and also when the standby is only a few changes
-	// behind: that is how a standby that caught up under a steady stream
-	// of writes gets back in sync (else it could stay one batch behind).
+	// In sync, wait for this batch's ack. Streaming live but behind (it
+	// just caught up from the log, or acked again after a timeout), wait
+	// until it is at most syncWindow changes behind: that bounds the lag
+	// and brings it back in sync even under a steady stream of writes,
+	// which it could otherwise trail for ever. Once an ack timed out,
+	// do not wait until the standby acks something again.
 	wasInSync := ss.inSync
-	wait, ackCh := ss.inSync || !ss.stalled && ss.sent-ss.acked <= syncWindow, ss.ackCh
+	target := last
+	if !ss.inSync && ss.sent-ss.acked > syncWindow {
+		target = last - syncWindow
+	}
+	wait, ackCh := !ss.stalled, ss.ackCh
 	ss.queue = append(ss.queue, changes)
 	ss.sent = last
 	ss.mu.Unlock()
@@ -240,7 +247,7 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		case <-ackCh:
 		case <-timer.C:
 			ss.mu.Lock()
-			if ss.acked >= last {
+			if ss.acked >= target {
 				ss.mu.Unlock()
 				return s.nowInSync(ss, last)
 			}
@@ -264,7 +271,7 @@ func (s *Sender) BeforeCommit(changes []store.Change) error {
 		acked := ss.acked
 		ackCh = ss.ackCh
 		ss.mu.Unlock()
-		if acked >= last {
+		if acked >= target {
 			return s.nowInSync(ss, last)
 		}
 	}
