@@ -176,9 +176,12 @@ func (s *Sender) InSync() bool { return s.Status().InSync }
 // BeforeCommit is store.Options.BeforeCommit for the active's store. With
 // a standby connected and in sync it sends the batch and waits for the
 // standby's ack, at most AckTimeout; on timeout the standby is marked out
-// of sync and the write goes on. With no standby, or one still catching
-// up, it returns at once (the batch reaches the standby from the log). It
-// never fails the write.
+// of sync and the write goes on. A standby streaming live but not yet in
+// sync is waited for (at most AckTimeout) only until it trails by 32
+// changes or fewer; one whose ack timed out is not waited for until it
+// acks again. With no standby, or one still catching up from the log or
+// a snapshot, it returns at once (the batch reaches the standby from the
+// log). It never fails the write.
 func (s *Sender) BeforeCommit(changes []store.Change) error {
 	if len(changes) == 0 {
 		return nil
