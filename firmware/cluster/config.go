@@ -35,8 +35,10 @@ type Config struct {
 	Lease time.Duration
 	// ProbeSpan is how long the VIP probe lasts from its first try to its
 	// last (3 tries 50 ms apart: 100 ms). A lease renewed by the gateway
-	// alone lasts ProbeSpan, so that a hung active's lease has run out by
-	// the time a standby's probe has gone unanswered.
+	// alone lasts ProbeSpan from the decision that renewed it (the end of
+	// the VIP probe, when one ran; else the tick's start), so that a hung
+	// active's lease has run out by the time a standby's probe has gone
+	// unanswered.
 	ProbeSpan time.Duration
 	// BootWait is how long BOOT waits to hear the twin.
 	BootWait time.Duration

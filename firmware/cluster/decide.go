@@ -78,6 +78,10 @@ type inputs struct {
 	GatewayOK bool
 	// VIP is the VIP probe's result; decide asks for it when it needs it.
 	VIP probeResult
+	// ProbeEnd is when the VIP probe finished (zero: not run). A lease
+	// the gateway renews after an unanswered probe counts from then, not
+	// from Now: the probe may outlast ProbeSpan.
+	ProbeEnd time.Time
 	// Replica state.
 	InSync        bool
 	StoreSeq      uint64
@@ -380,10 +384,23 @@ func (t *tick) silentTwin() {
 		}
 	case probeUnanswered:
 		if t.takeover("twin silent on both paths") {
-			t.s.LeaseExpiry = t.in.Now.Add(t.d.cfg.ProbeSpan)
+			t.s.LeaseExpiry = t.probeEnd().Add(t.d.cfg.ProbeSpan)
 			t.s.LeaseByGateway = true
 		}
 	}
+}
+
+// probeEnd is when the VIP probe of this tick finished, or the tick's
+// start when none ran. A lease renewed by the gateway counts from then:
+// never later than the moment the decision is taken, so a box that hangs
+// right after it stops serving within ProbeSpan, as the timing argument
+// of docs/CLUSTER.md needs; and never earlier than the probe's end, so a
+// probe longer than ProbeSpan does not leave the lease lapsed on arrival.
+func (t *tick) probeEnd() time.Time {
+	if t.in.VIP == probeNotRun || t.in.ProbeEnd.Before(t.in.Now) {
+		return t.in.Now
+	}
+	return t.in.ProbeEnd
 }
 
 // takeover becomes ACTIVE under a new term, in takeover order. The lease
@@ -553,7 +570,7 @@ func (t *tick) active() {
 				return
 			}
 		}
-		t.renew(in.Now.Add(cfg.ProbeSpan), true)
+		t.renew(t.probeEnd().Add(cfg.ProbeSpan), true)
 	}
 	if t.handoverIfAsked() {
 		return

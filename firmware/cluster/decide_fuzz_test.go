@@ -53,6 +53,7 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("a probe request changes the state")
 			}
 			in.VIP = probeResult(1 + r.u8()%2)
+			in.ProbeEnd = now.Add(time.Duration(r.u8()) * time.Millisecond)
 			res = d.decide(s, in)
 			if res.Probe {
 				t.Fatal("probe asked for twice")
@@ -63,8 +64,18 @@ func FuzzDecide(f *testing.F) {
 		for i, a := range res.Actions {
 			acts[i] = a.String()
 		}
-		if next.Role == Active && next.LeaseExpiry.After(now.Add(d.cfg.Lease)) && !next.LeaseExpiry.Equal(s.LeaseExpiry) {
-			t.Fatalf("lease renewed to %v past now, more than the lease %v", next.LeaseExpiry.Sub(now), d.cfg.Lease)
+		// The decision is taken once the probe has ended: a lease counts
+		// from then at the latest.
+		decided := now
+		if in.VIP != probeNotRun && in.ProbeEnd.After(now) {
+			decided = in.ProbeEnd
+		}
+		renewed := next.Role == Active && !next.LeaseExpiry.Equal(s.LeaseExpiry)
+		if renewed && next.LeaseExpiry.After(decided.Add(d.cfg.Lease)) {
+			t.Fatalf("lease renewed to %v past the decision, more than the lease %v", next.LeaseExpiry.Sub(decided), d.cfg.Lease)
+		}
+		if renewed && next.LeaseByGateway && next.LeaseExpiry.After(decided.Add(d.cfg.ProbeSpan)) {
+			t.Fatalf("gateway lease renewed to %v past the decision, more than the probe span %v", next.LeaseExpiry.Sub(decided), d.cfg.ProbeSpan)
 		}
 		if next.Role != Active && next.leaseValid(now) {
 			t.Fatalf("%v with a valid lease", next.Role)

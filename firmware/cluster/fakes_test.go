@@ -171,6 +171,10 @@ type box struct {
 	source  bool
 	log     []string // resource calls, in order
 
+	// probeTakes is how long the VIP probe lasts (it advances the fake
+	// clock); zero: it takes no time.
+	probeTakes time.Duration
+
 	// failures to inject
 	acquireErr error
 	serveErr   error
@@ -336,6 +340,12 @@ func (f fakeService) Stop() error {
 func (f fakeService) Healthy(context.Context) error { return nil }
 
 func (f fakeProbe) VIPAnswers(context.Context) bool {
+	f.mu.Lock()
+	takes := f.probeTakes
+	f.mu.Unlock()
+	if fc, ok := f.world.clock.(*clockwork.FakeClock); ok && takes > 0 {
+		fc.Advance(takes)
+	}
 	if !f.world.link.LANUp(f.name) {
 		return false
 	}

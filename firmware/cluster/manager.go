@@ -247,6 +247,7 @@ func (m *Manager) Step(ctx context.Context) {
 		if m.r.Probe.VIPAnswers(ctx) {
 			in.VIP = probeAnswered
 		}
+		in.ProbeEnd = m.clock.Now()
 		res = m.d.decide(prev, in)
 	}
 	next := res.Next

@@ -336,3 +336,29 @@ func TestManagerRun(t *testing.T) {
 		t.Fatalf("last beat %+v, want a goodbye from a standby", last)
 	}
 }
+
+// TestManagerSlowProbeStillServes: a VIP probe that outlasts ProbeSpan
+// (three tries 50 ms apart) must not leave the new active's lease lapsed
+// on arrival: the lease counts from the probe's end.
+func TestManagerSlowProbeStillServes(t *testing.T) {
+	for _, takes := range []time.Duration{0, 50 * time.Millisecond, 150 * time.Millisecond, 250 * time.Millisecond} {
+		t.Run(takes.String(), func(t *testing.T) {
+			s := startPair(t, nil)
+			b := s.w.boxes["b"]
+			b.mu.Lock()
+			b.probeTakes = takes
+			b.mu.Unlock()
+			before := s.takeovers
+			s.w.crash("a")
+			s.downUntil["a"] = s.clock.Now().Add(time.Hour)
+			s.waitFor(2*time.Second, "b serving", func() bool { return slices.Equal(s.serving(), []string{"b"}) })
+			s.run(time.Second)
+			if !slices.Equal(s.serving(), []string{"b"}) {
+				t.Fatalf("b stopped serving: %s", s.roles())
+			}
+			if n := s.takeovers - before; n != 1 {
+				t.Fatalf("%d takeovers after the crash, want 1", n)
+			}
+		})
+	}
+}

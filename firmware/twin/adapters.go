@@ -39,14 +39,12 @@ type probe struct {
 
 var _ cluster.Probe = (*probe)(nil)
 
-// vipProbeGap is the time between the VIP probe's three tries. The
-// manager counts a lease renewed after the probe from the start of the
-// tick that ran it, and renews it for the probe span (100 ms): the probe
-// must end well within that, or the lease has lapsed again by the next
-// tick and the box probes forever instead of serving. A twin on the same
-// LAN answers in well under a millisecond, so 15 ms between tries still
-// leaves a lost datagram two more chances.
-const vipProbeGap = 15 * time.Millisecond
+// vipProbeGap is the time between the VIP probe's three tries, as
+// docs/CLUSTER.md documents it: a lost datagram or a twin busy for a
+// moment gets two more chances over 100 ms, and the probe ends 50 ms after
+// its last try. The manager counts a lease renewed after the probe from
+// the probe's end, so its length does not eat into that lease.
+const vipProbeGap = 50 * time.Millisecond
 
 // VIPAnswers reports whether the twin answers OPTIONS on the VIP: three
 // tries vipProbeGap apart; only an answer naming the twin counts.
