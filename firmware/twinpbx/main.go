@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "setup", "console":
+		return cmdConsoleUI(ctx, args, stdout, stderr)
 	case "config":
 		if len(args) < 2 {
 			return usageError{"config needs validate, import or export"}

@@ -1,0 +1,659 @@
+package tui
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/twin"
+)
+
+// Backend is what the dashboard needs of a box.
+type Backend interface {
+	// Status is the running appliance's status JSON.
+	Status(ctx context.Context) ([]byte, error)
+	// Config is the current config YAML (running or stored).
+	Config(ctx context.Context) ([]byte, error)
+	// ExportConfig saves the current config to a file and names it.
+	ExportConfig(ctx context.Context) (string, error)
+	// Pair sends a twin-pair request ("switchover", "maintenance/on",
+	// "maintenance/off") and returns the box's answer.
+	Pair(ctx context.Context, what string) (string, error)
+}
+
+// DataDirBackend is the Backend of the box running on data folder dir.
+func DataDirBackend(dir string) Backend { return dataDir(dir) }
+
+type dataDir string
+
+func (d dataDir) Status(context.Context) ([]byte, error) {
+	c, err := control.Dial(string(d))
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := c.Status(&b); err != nil {
+		return nil, fmt.Errorf("reading the status: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+func (d dataDir) Config(context.Context) ([]byte, error) {
+	c, err := control.Dial(string(d))
+	if err == nil {
+		var b bytes.Buffer
+		if err := c.Config(&b); err != nil {
+			return nil, fmt.Errorf("reading the config: %w", err)
+		}
+		return b.Bytes(), nil
+	}
+	if !errors.Is(err, control.ErrNotRunning) {
+		return nil, err
+	}
+	if _, err := os.Stat(string(d)); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	st, err := store.Open(string(d), store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	defer st.Close()
+	return appliance.ExportConfig(st)
+}
+
+func (d dataDir) ExportConfig(ctx context.Context) (string, error) {
+	text, err := d.Config(ctx)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(string(d), "config-export-"+time.Now().UTC().Format("20060102-150405")+".yaml")
+	if err := writeFileAtomic(p, text); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+func (d dataDir) Pair(ctx context.Context, what string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return twin.Request(ctx, string(d), what)
+}
+
+// StatusView is the part of the status JSON the dashboard shows. Every
+// field is optional: a standalone box has no cluster object, and fields a
+// newer firmware adds are ignored.
+type StatusView struct {
+	Role          string `json:"role"`
+	ConfigVersion uint64 `json:"config_version"`
+	Node          string `json:"node"`
+	Listeners     []struct {
+		Transport string `json:"transport"`
+		Addr      string `json:"addr"`
+	} `json:"listeners"`
+	Registrations []struct {
+		AOR     string    `json:"aor"`
+		Contact string    `json:"contact"`
+		Expires time.Time `json:"expires"`
+	} `json:"registrations"`
+	Calls []struct {
+		Caller string    `json:"caller"`
+		Callee string    `json:"callee"`
+		State  string    `json:"state"`
+		Start  time.Time `json:"start"`
+	} `json:"calls"`
+	Cluster *ClusterView `json:"cluster"`
+}
+
+// ClusterView is the twin pair as the status JSON reports it.
+type ClusterView struct {
+	Peer   string    `json:"Peer"`
+	Role   string    `json:"Role"`
+	Since  time.Time `json:"Since"`
+	Reason string    `json:"Reason"`
+	Twin   *struct {
+		Heard   bool   `json:"Heard"`
+		Role    string `json:"Role"`
+		Healthy bool   `json:"Healthy"`
+	} `json:"Twin"`
+	Paths []struct {
+		Path    string `json:"Path"`
+		Up      bool   `json:"Up"`
+		Latency int64  `json:"Latency"`
+	} `json:"Paths"`
+	VIPHeld  *bool  `json:"VIPHeld"`
+	VIPError string `json:"VIPError"`
+	Relay    *struct {
+		Known bool            `json:"Known"`
+		Side  json.RawMessage `json:"Side"`
+		Error string          `json:"Error"`
+	} `json:"Relay"`
+	Transitions []struct {
+		At       time.Time `json:"At"`
+		From, To string
+		Reason   string `json:"Reason"`
+	} `json:"Transitions"`
+	Alarms []struct {
+		Text  string    `json:"Text"`
+		Since time.Time `json:"Since"`
+	} `json:"Alarms"`
+	Monitors []struct {
+		Name     string `json:"Name"`
+		OK       bool   `json:"OK"`
+		Error    string `json:"Error"`
+		Restarts int    `json:"Restarts"`
+	} `json:"Monitors"`
+	Maintenance bool `json:"Maintenance"`
+	Replication *struct {
+		Source     bool   `json:"source"`
+		Connected  bool   `json:"connected"`
+		InSync     bool   `json:"in_sync"`
+		LagChanges uint64 `json:"lag_changes"`
+	} `json:"replication"`
+	Serving bool `json:"serving"`
+}
+
+// ParseStatus decodes the status JSON tolerantly: unknown fields are
+// ignored, a field of an unexpected type is an error.
+func ParseStatus(b []byte) (*StatusView, error) {
+	var v StatusView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("decoding the status: %w", err)
+	}
+	return &v, nil
+}
+
+// Render draws a status in lines of at most 80 columns.
+func Render(l Lang, v *StatusView, now time.Time) []string {
+	var out []string
+	add := func(s string) { out = append(out, clip(s, 80)) }
+	role := v.Role
+	if role == "standalone" {
+		role = l.T("d.standalone")
+	}
+	add(l.T("d.node", v.Node, role, v.ConfigVersion))
+	var ls []string
+	for _, x := range v.Listeners {
+		ls = append(ls, x.Transport+":"+x.Addr)
+	}
+	add(l.T("d.listeners", strings.Join(ls, " ")))
+	phones := map[string]bool{}
+	for _, r := range v.Registrations {
+		phones[r.AOR] = true
+	}
+	add(l.T("d.phones", len(v.Registrations)) + "  " + strings.Join(sortedKeys(phones), " "))
+	add(l.T("d.calls", len(v.Calls)))
+	for i, c := range v.Calls {
+		if i == 3 {
+			add(l.T("more", len(v.Calls)-3))
+			break
+		}
+		add(fmt.Sprintf("  %s -> %s  %s  %s", c.Caller, c.Callee, c.State, now.Sub(c.Start).Truncate(time.Second)))
+	}
+	c := v.Cluster
+	if c == nil {
+		return out
+	}
+	tw := l.T("d.twin.silent")
+	if c.Twin != nil && c.Twin.Heard {
+		tw = strings.ToLower(c.Twin.Role)
+	}
+	add(l.T("d.twin", c.Peer, tw))
+	var ps []string
+	for _, p := range c.Paths {
+		if p.Up {
+			ps = append(ps, l.T("d.path.up", p.Path, time.Duration(p.Latency).Round(10*time.Microsecond)))
+		} else {
+			ps = append(ps, l.T("d.path.down", p.Path))
+		}
+	}
+	add(l.T("d.paths", strings.Join(ps, ", ")))
+	if r := c.Replication; r != nil {
+		s := l.T("d.repl.off")
+		switch {
+		case r.Connected && r.InSync:
+			s = l.T("d.repl.sync")
+		case r.Connected:
+			s = l.T("d.repl.lag", r.LagChanges)
+		}
+		add(l.T("d.repl", s))
+	}
+	vip := l.T("d.unknown")
+	if c.VIPHeld != nil {
+		vip = l.T("d.vip.there")
+		if *c.VIPHeld {
+			vip = l.T("d.vip.here")
+		}
+	}
+	if c.VIPError != "" {
+		vip += " (" + c.VIPError + ")"
+	}
+	add(l.T("d.vip", vip))
+	relay := l.T("d.unknown")
+	if r := c.Relay; r != nil && r.Known {
+		relay = strings.Trim(string(r.Side), `"`)
+		switch relay {
+		case "0":
+			relay = "A"
+		case "1":
+			relay = "B"
+		}
+	}
+	add(l.T("d.relay", relay))
+	if c.Maintenance {
+		add(l.T("d.maint"))
+	}
+	var mons []string
+	for _, m := range c.Monitors {
+		s := m.Name + " ok"
+		if !m.OK {
+			s = m.Name + " FAIL"
+		}
+		mons = append(mons, s)
+	}
+	if len(mons) > 0 {
+		add(l.T("d.watchdog", strings.Join(mons, ", ")))
+	}
+	if len(c.Transitions) > 0 {
+		add(l.T("d.failovers"))
+		start := max(0, len(c.Transitions)-3)
+		for _, t := range c.Transitions[start:] {
+			add(fmt.Sprintf("  %s %s->%s %s", t.At.Local().Format("01-02 15:04:05"), t.From, t.To, t.Reason))
+		}
+	}
+	if len(c.Alarms) == 0 {
+		add(l.T("d.noalarm"))
+	} else {
+		add(l.T("d.alarms"))
+		for i, a := range c.Alarms {
+			if i == 3 {
+				add(l.T("more", len(c.Alarms)-3))
+				break
+			}
+			add("  ! " + a.Text)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	if len(out) > 12 {
+		out = append(out[:12], "…")
+	}
+	return out
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// maxPINTries wrong PINs in a row lock the console for pinLockout.
+const (
+	maxPINTries = 3
+	pinLockout  = 30 * time.Second
+)
+
+// action is one dashboard action.
+type action struct {
+	key, label string
+	// pair is the twin-pair request, "" when the action is not available
+	// on this box yet; export is the config export.
+	pair   string
+	export bool
+}
+
+func (d Dashboard) actions() []action {
+	maint := "maintenance/on"
+	label := "a.maint.on"
+	if d.st != nil && d.st.Cluster != nil && d.st.Cluster.Maintenance {
+		maint, label = "maintenance/off", "a.maint.off"
+	}
+	twinBox := d.st != nil && d.st.Cluster != nil
+	pair := func(s string) string {
+		if twinBox {
+			return s
+		}
+		return ""
+	}
+	return []action{
+		{key: "s", label: "a.switchover", pair: pair("switchover")},
+		{key: "m", label: label, pair: pair(maint)},
+		{key: "e", label: "a.export", export: true},
+		{key: "p", label: "a.restart"},
+		{key: "b", label: "a.reboot"},
+		{key: "d", label: "a.dns"},
+		{key: "f", label: "a.reset"},
+	}
+}
+
+// Dashboard is the status console's bubbletea model.
+type Dashboard struct {
+	b    Backend
+	ctx  context.Context
+	lang Lang
+	now  func() time.Time
+
+	pinHash   string
+	locked    bool
+	pin       []rune
+	pinMsg    string
+	fails     int
+	lockUntil time.Time
+
+	st      *StatusView
+	stErr   string
+	confirm *action
+	message string
+}
+
+// NewDashboard reads the box's config for its admin PIN and language
+// (lang "" means the config's) and returns the dashboard, locked when a
+// PIN is set.
+func NewDashboard(ctx context.Context, b Backend, lang Lang) (Dashboard, error) {
+	d := Dashboard{b: b, ctx: ctx, lang: lang, now: time.Now}
+	text, err := b.Config(ctx)
+	if err != nil {
+		return d, fmt.Errorf("reading the admin PIN from the config: %w", err)
+	}
+	cfg, err := config.Parse("current config", text)
+	if err != nil {
+		return d, err
+	}
+	if co := cfg.Console; co != nil {
+		d.pinHash = co.AdminPIN
+		if d.lang == "" {
+			d.lang, _ = ParseLang(co.Language)
+		}
+	}
+	if d.lang == "" {
+		d.lang = English
+	}
+	d.locked = d.pinHash != ""
+	if !d.locked {
+		d.message = d.lang.T("d.nopin")
+	}
+	return d, nil
+}
+
+type statusMsg struct {
+	v   *StatusView
+	err error
+}
+
+type tickMsg struct{}
+
+type actionMsg struct{ text string }
+
+func (d Dashboard) fetch() tea.Cmd {
+	b, ctx := d.b, d.ctx
+	return func() tea.Msg {
+		raw, err := b.Status(ctx)
+		if err != nil {
+			return statusMsg{err: err}
+		}
+		v, err := ParseStatus(raw)
+		return statusMsg{v: v, err: err}
+	}
+}
+
+func tick() tea.Cmd { return tea.Tick(time.Second, func(time.Time) tea.Msg { return tickMsg{} }) }
+
+func (d Dashboard) Init() tea.Cmd { return tea.Batch(d.fetch(), tick()) }
+
+func (d Dashboard) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tickMsg:
+		return d, tea.Batch(d.fetch(), tick())
+	case statusMsg:
+		if msg.err != nil {
+			d.stErr = msg.err.Error()
+		} else {
+			d.st, d.stErr = msg.v, ""
+		}
+		return d, nil
+	case actionMsg:
+		d.message = msg.text
+		return d, nil
+	case tea.KeyMsg:
+		if msg.Type == tea.KeyCtrlC {
+			return d, tea.Quit
+		}
+		if d.locked {
+			return d.unlockKey(msg), nil
+		}
+		return d.key(msg)
+	}
+	return d, nil
+}
+
+func (d Dashboard) unlockKey(k tea.KeyMsg) Dashboard {
+	switch k.Type {
+	case tea.KeyEnter:
+		if wait := d.lockUntil.Sub(d.now()); wait > 0 {
+			d.pinMsg = d.lang.T("d.lockout", int(wait.Seconds()+0.999))
+			d.pin = nil
+			return d
+		}
+		if config.CheckPIN(d.pinHash, string(d.pin)) {
+			d.locked, d.fails, d.pinMsg = false, 0, ""
+		} else {
+			d.fails++
+			d.pinMsg = d.lang.T("d.badpin")
+			if d.fails >= maxPINTries {
+				d.fails = 0
+				d.lockUntil = d.now().Add(pinLockout)
+				d.pinMsg = d.lang.T("d.lockout", int(pinLockout.Seconds()))
+			}
+		}
+		d.pin = nil
+	case tea.KeyBackspace:
+		if len(d.pin) > 0 {
+			d.pin = d.pin[:len(d.pin)-1]
+		}
+	case tea.KeyRunes:
+		if len(d.pin) < 32 {
+			d.pin = append(d.pin, k.Runes...)
+		}
+	}
+	return d
+}
+
+func (d Dashboard) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	s := k.String()
+	if d.confirm != nil {
+		a := *d.confirm
+		d.confirm = nil
+		if s != "y" && s != "j" {
+			d.message = ""
+			return d, nil
+		}
+		return d, d.run(a)
+	}
+	switch s {
+	case "q", "esc":
+		return d, tea.Quit
+	case "l":
+		if d.pinHash != "" {
+			d.locked = true
+		}
+		return d, nil
+	}
+	for _, a := range d.actions() {
+		if a.key != s {
+			continue
+		}
+		switch {
+		case a.export:
+			d.message = ""
+			return d, d.run(a)
+		case a.pair != "":
+			d.confirm = &a
+			d.message = d.lang.T("d.confirm", d.lang.T(a.label))
+		default:
+			d.message = d.lang.T("d.na", d.lang.T(a.label))
+		}
+		return d, nil
+	}
+	return d, nil
+}
+
+// run carries out an action and reports what happened.
+func (d Dashboard) run(a action) tea.Cmd {
+	b, ctx, l := d.b, d.ctx, d.lang
+	return func() tea.Msg {
+		if a.export {
+			p, err := b.ExportConfig(ctx)
+			if err != nil {
+				return actionMsg{l.T("d.failed", l.T(a.label), err.Error())}
+			}
+			return actionMsg{l.T("d.exported", p)}
+		}
+		text, err := b.Pair(ctx, a.pair)
+		if err != nil {
+			return actionMsg{l.T("d.failed", l.T(a.label), err.Error())}
+		}
+		return actionMsg{text}
+	}
+}
+
+// View draws the dashboard in at most 80×24.
+func (d Dashboard) View() string {
+	var b strings.Builder
+	line := func(s string) { b.WriteString(clip(s, 80)); b.WriteByte('\n') }
+	line(d.lang.T("d.title") + " · " + d.now().Format("2006-01-02 15:04:05"))
+	line(strings.Repeat("-", 40))
+	if d.locked {
+		line("")
+		line(d.lang.T("d.locked") + " " + strings.Repeat("*", len(d.pin)) + "_")
+		if d.pinMsg != "" {
+			line(d.pinMsg)
+		}
+		return b.String()
+	}
+	switch {
+	case d.stErr != "":
+		line(d.lang.T("d.unreachable", d.stErr))
+	case d.st == nil:
+		line(d.lang.T("d.connecting"))
+	default:
+		lines := Render(d.lang, d.st, d.now())
+		if len(lines) > 17 {
+			lines = lines[:17]
+		}
+		for _, l := range lines {
+			line(l)
+		}
+	}
+	line("")
+	if d.message != "" {
+		for _, l := range wrap(d.message, 78) {
+			line(l)
+		}
+	}
+	for _, l := range wrap(d.lang.T("d.keys"), 78) {
+		line(l)
+	}
+	return b.String()
+}
+
+// RunDashboardLines is the dashboard line by line: it asks for the PIN,
+// prints the status, and then reads one action letter per line (Enter
+// alone prints the status again, q quits).
+func RunDashboardLines(ctx context.Context, b Backend, lang Lang, in io.Reader, out io.Writer) error {
+	d, err := NewDashboard(ctx, b, lang)
+	if err != nil {
+		return err
+	}
+	r := bufio.NewReader(in)
+	read := func() (string, error) {
+		s, err := r.ReadString('\n')
+		if err != nil && s == "" {
+			return "", err
+		}
+		return strings.TrimSpace(s), nil
+	}
+	for d.locked {
+		fmt.Fprint(out, d.lang.T("d.locked")+" ")
+		s, err := read()
+		if err != nil {
+			return nil
+		}
+		d = d.unlockKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)})
+		d = d.unlockKey(tea.KeyMsg{Type: tea.KeyEnter})
+		if d.pinMsg != "" {
+			fmt.Fprintln(out, d.pinMsg)
+		}
+	}
+	if d.message != "" {
+		fmt.Fprintln(out, d.message)
+	}
+	for {
+		if raw, err := b.Status(ctx); err != nil {
+			fmt.Fprintln(out, d.lang.T("d.unreachable", err.Error()))
+		} else if v, err := ParseStatus(raw); err != nil {
+			fmt.Fprintln(out, d.lang.T("d.unreachable", err.Error()))
+		} else {
+			d.st = v
+			for _, l := range Render(d.lang, v, time.Now()) {
+				fmt.Fprintln(out, l)
+			}
+		}
+		fmt.Fprintln(out, d.lang.T("d.keys"))
+		fmt.Fprint(out, "> ")
+		s, err := read()
+		if err != nil || s == "q" {
+			return nil
+		}
+		if s == "" {
+			continue
+		}
+		m, cmd := d.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s[:1])})
+		d = m.(Dashboard)
+		if d.confirm != nil {
+			fmt.Fprint(out, d.message+" ")
+			s, err := read()
+			if err != nil {
+				return nil
+			}
+			if s == "" {
+				s = "n"
+			}
+			m, cmd = d.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s[:1])})
+			d = m.(Dashboard)
+		}
+		if cmd != nil {
+			if am, ok := cmd().(actionMsg); ok {
+				d.message = am.text
+			}
+		}
+		if d.message != "" {
+			fmt.Fprintln(out, d.message)
+		}
+	}
+}
