@@ -23,6 +23,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/firmware/twin"
+	"github.com/twinpbx/twinpbx/hw/watchdog"
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
@@ -41,6 +42,9 @@ type Options struct {
 	// ("sim", "qemu", "apu2") or a profile YAML file. Empty: "sim".
 	// Standalone boxes do not open the board.
 	Board string
+	// Watchdog, when set, is the watchdog a twin kicks instead of its
+	// board's: the one its supervisor hosts (supervisor.ChildWatchdog).
+	Watchdog watchdog.Watchdog
 }
 
 // Run runs the appliance until ctx ends.
@@ -56,7 +60,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	box, err := boxConfig(o.DataDir, o.ConfigPath)
 	if err != nil {
-		return err
+		return configErr(err)
 	}
 	if box != nil {
 		return runTwin(ctx, o, box)
@@ -118,10 +122,10 @@ func settleConfig(st *store.Store, path string) (cfg *config.Config, created boo
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {
-			return nil, false, err
+			return nil, false, configErr(err)
 		}
 		if err := cfg.Validate(); err != nil {
-			return nil, false, err
+			return nil, false, configErr(err)
 		}
 		cfg, err = saveIfChanged(st, cfg)
 		return cfg, false, err

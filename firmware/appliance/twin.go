@@ -150,11 +150,11 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	}
 	prof, err := loadBoard(o.Board)
 	if err != nil {
-		return fmt.Errorf("board %q: %w", o.Board, err)
+		return configErr(fmt.Errorf("board %q: %w", o.Board, err))
 	}
-	node, err := twin.New(twin.Config{Box: box, DataDir: o.DataDir, Board: prof, Logger: log})
+	node, err := twin.New(twin.Config{Box: box, DataDir: o.DataDir, Board: prof, Watchdog: o.Watchdog, Logger: log})
 	if err != nil {
-		return err
+		return configErr(err)
 	}
 	st, err := store.Open(o.DataDir, store.Options{BeforeCommit: node.BeforeCommit})
 	if err != nil {

@@ -233,7 +233,9 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		prof.Watchdog.Timeout = cl.WatchdogTimeout.D()
 	}
 	if n.cfg.Watchdog != nil {
-		prof.Watchdog = board.Watchdog{} // the supervisor hosts it
+		// The supervisor hosts the watchdog. A profile needs one, so the
+		// board opens a simulated one, disarmed below before it can fire.
+		prof.Watchdog = board.Watchdog{Device: board.WatchdogSim, Timeout: cl.WatchdogTimeout.D()}
 	}
 	devs, err := board.Open(ctx, prof, n.cfg.DataDir, board.Options{OnWatchdogReset: n.cfg.OnWatchdogReset, Logger: log})
 	if devs == nil {
@@ -246,6 +248,11 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 	wd := n.cfg.Watchdog
 	if wd == nil {
 		wd = devs.Watchdog
+	} else if devs.Watchdog != nil {
+		if err := devs.Watchdog.Close(); err != nil {
+			log.Warn("disarming the board's simulated watchdog (the supervisor hosts it)", "err", err)
+		}
+		devs.Watchdog = nil
 	}
 	var rel cluster.Relay = &noRelay{}
 	if devs.Relay != nil {

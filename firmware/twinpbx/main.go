@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/cluster/vip"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/supervisor"
 	"github.com/twinpbx/twinpbx/firmware/twin"
 )
 
@@ -55,13 +57,30 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "twinpbx:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
+		var ee *supervisor.ExitError
+		if !errors.As(err, &ee) {
+			// A worker's exit was told by the worker itself.
+			fmt.Fprintln(os.Stderr, "twinpbx:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the status twinpbx exits with after err: 2 for a usage
+// error, supervisor.ExitConfigError for a config error (the supervisor
+// does not restart a worker that ended so), the worker's own status when
+// a supervisor stopped with it, 1 otherwise.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	case appliance.IsConfigError(err):
+		return supervisor.ExitConfigError
+	}
+	return supervisor.ExitCode(err)
 }
 
 type usageError struct{ msg string }
@@ -143,7 +162,56 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	slog.SetDefault(log)
-	return appliance.Run(ctx, appliance.Options{ConfigPath: *cfgPath, DataDir: *data, Logger: log, Out: stdout, Board: *boardName})
+	o := appliance.Options{ConfigPath: *cfgPath, DataDir: *data, Logger: log, Out: stdout, Board: *boardName}
+	if !supervisor.Supervised() {
+		return supervise(ctx, o, append([]string{"run"}, args...), stdout, stderr)
+	}
+	switch k, err := supervisor.ChildWatchdog(); {
+	case err == nil:
+		o.Watchdog = k
+	case !errors.Is(err, supervisor.ErrNoWatchdog):
+		return fmt.Errorf("run: %w", err)
+	}
+	return appliance.Run(ctx, o)
+}
+
+// supervise is the parent side of `twinpbx run`: it runs the same command
+// again as its worker and keeps it running (firmware/supervisor). On a
+// twin it removes the VIP the moment the worker dies, so a dead node does
+// not keep the phones' traffic, and on the simulated board it hosts the
+// worker's watchdog, so a hung worker is reset from outside. A worker that
+// ends with a config error is not restarted.
+func supervise(ctx context.Context, o appliance.Options, args []string, stdout, stderr io.Writer) error {
+	plan, err := appliance.PlanSupervision(o)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating the data folder %s: %w", o.DataDir, err)
+	}
+	log := o.Logger.With("component", "supervisor")
+	cfg := supervisor.Config{
+		Args:            args,
+		Dir:             o.DataDir,
+		Stdout:          stdout,
+		Console:         stderr,
+		WatchdogTimeout: plan.WatchdogTimeout,
+		Foreground:      true,
+	}
+	if plan.Twin {
+		cfg.OnChildExit = func(code int, signal string) {
+			removed, err := vip.RemoveStale(plan.LANInterface, plan.VIP)
+			switch {
+			case err != nil:
+				log.Error("removing the VIP after the node process ended", "code", code, "signal", signal, "err", err)
+			case removed:
+				log.Warn("node process ended: removed its VIP", "vip", plan.VIP, "interface", plan.LANInterface, "code", code, "signal", signal)
+			default:
+				log.Info("node process ended; it held no VIP", "code", code, "signal", signal)
+			}
+		}
+	}
+	return supervisor.Run(ctx, cfg)
 }
 
 func cmdConfigValidate(args []string, stdout io.Writer) error {

@@ -25,12 +25,18 @@ type breakCase struct {
 
 var breakCases = []breakCase{
 	{"active SIGKILL", func(t *testing.T, p *pair, a testbed.Node) {
-		if err := p.boxes[a].proc.Signal(syscall.SIGKILL); err != nil {
+		// The node process crashes; its supervisor lives on.
+		pid, err := p.worker(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 	}, true},
 	{"active SIGSTOP", func(t *testing.T, p *pair, a testbed.Node) {
-		if err := p.bed.Signal(a, syscall.SIGSTOP); err != nil {
+		// The whole box's software hangs, supervisor included.
+		if err := p.signalBox(a, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 	}, true},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -109,7 +110,7 @@ func newPair(t *testing.T, phones int) *pair {
 	t.Cleanup(func() {
 		for _, b := range p.boxes {
 			if b.proc != nil {
-				_ = b.proc.Signal(syscall.SIGCONT)
+				_ = p.signalBox(b.node, syscall.SIGCONT)
 				_ = b.proc.Stop(3 * time.Second)
 			}
 		}
@@ -286,4 +287,62 @@ func (p *pair) probe() *testbed.Probe {
 	}
 	p.t.Cleanup(func() { pr.Stop() })
 	return pr
+}
+
+// worker returns the pid of box n's worker: the child `twinpbx run` (the
+// supervisor) started to do the work.
+func (p *pair) worker(n testbed.Node) (int, error) {
+	parent := p.boxes[n].proc.Pid()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, field := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscan(field, &pid); err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("box %s (supervisor %d) has no worker now", n, parent)
+}
+
+// waitWorker waits for box n's worker other than not (0: any).
+func (p *pair) waitWorker(n testbed.Node, not int, timeout time.Duration) int {
+	p.t.Helper()
+	var pid int
+	waitFor(p.t, timeout, fmt.Sprintf("a worker on %s other than %d", n, not), func() (bool, string) {
+		var err error
+		pid, err = p.worker(n)
+		if err != nil {
+			return false, err.Error()
+		}
+		return pid != not, fmt.Sprint("worker ", pid)
+	})
+	return pid
+}
+
+// signalBox sends sig to box n's supervisor and its worker (each runs in
+// its own process group): SIGSTOP hangs the whole box's software.
+func (p *pair) signalBox(n testbed.Node, sig syscall.Signal) error {
+	pid, werr := p.worker(n)
+	err := p.boxes[n].proc.Signal(sig)
+	if werr == nil {
+		err = errors.Join(err, syscall.Kill(-pid, sig))
+	}
+	return err
+}
+
+// hasVIP reports whether box n's LAN interface holds the VIP.
+func (p *pair) hasVIP(n testbed.Node) (bool, error) {
+	out, err := p.bed.Exec(context.Background(), p.bed.NS(n), "ip", "-o", "addr", "show", "dev", testbed.LANInterface)
+	if err != nil {
+		return false, err
+	}
+	return strings.Contains(string(out), " "+p.bed.VIP().Addr().String()+"/"), nil
 }
