@@ -21,10 +21,14 @@ type breakCase struct {
 	name     string
 	breakIt  func(t *testing.T, p *pair, active testbed.Node)
 	takeover bool
+	// alarm, if set, must be raised by the box that is standby after the
+	// break (by the active one when onActive).
+	alarm    string
+	onActive bool
 }
 
 var breakCases = []breakCase{
-	{"active SIGKILL", func(t *testing.T, p *pair, a testbed.Node) {
+	{name: "active SIGKILL", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		// The node process crashes; its supervisor lives on.
 		pid, err := p.worker(a)
 		if err != nil {
@@ -33,35 +37,57 @@ var breakCases = []breakCase{
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-	}, true},
-	{"active SIGSTOP", func(t *testing.T, p *pair, a testbed.Node) {
+	}, takeover: true},
+	{name: "active SIGSTOP", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		// The whole box's software hangs, supervisor included.
 		if err := p.signalBox(a, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-	}, true},
-	{"active power off", func(t *testing.T, p *pair, a testbed.Node) {
+	}, takeover: true},
+	{name: "active power off", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		if err := p.bed.PowerOff(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}
-	}, true},
-	{"LAN carrier cut on the active", func(t *testing.T, p *pair, a testbed.Node) {
+	}, takeover: true},
+	{name: "LAN carrier cut on the active", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		if err := p.bed.CutLink(context.Background(), a, testbed.LAN, testbed.Carrier); err != nil {
 			t.Fatal(err)
 		}
-	}, true},
-	{"silent cut of both paths on the active", func(t *testing.T, p *pair, a testbed.Node) {
+	}, takeover: true},
+	{name: "silent cut of both paths on the active", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		for _, path := range []testbed.Path{testbed.LAN, testbed.Crossover} {
 			if err := p.bed.CutLink(context.Background(), a, path, testbed.Silent); err != nil {
 				t.Fatal(err)
 			}
 		}
-	}, true},
-	{"silent crossover cut", func(t *testing.T, p *pair, a testbed.Node) {
+	}, takeover: true},
+	{name: "silent crossover cut", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
 		if err := p.bed.CutLink(context.Background(), a, testbed.Crossover, testbed.Silent); err != nil {
 			t.Fatal(err)
 		}
-	}, false},
+	}, alarm: "heartbeat path crossover down"},
+	{name: "LAN silent cut on the active", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
+		// No carrier change: the active learns it from its gateway probe,
+		// and the standby still reaches the gateway.
+		if err := p.bed.CutLink(context.Background(), a, testbed.LAN, testbed.Silent); err != nil {
+			t.Fatal(err)
+		}
+	}, takeover: true},
+	{name: "LAN carrier cut on the standby", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
+		if err := p.bed.CutLink(context.Background(), a.Twin(), testbed.LAN, testbed.Carrier); err != nil {
+			t.Fatal(err)
+		}
+	}, alarm: "isolated: the gateway does not answer"},
+	{name: "both heartbeat paths broken, active fine", breakIt: func(t *testing.T, p *pair, a testbed.Node) {
+		// The crossover is cut and the LAN drops the beats alone: SIP and
+		// the gateway still work for both boxes.
+		if err := p.bed.CutLink(context.Background(), a, testbed.Crossover, testbed.Silent); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []testbed.Node{a, a.Twin()} {
+			p.dropHeartbeats(n)
+		}
+	}, alarm: "heartbeat paths broken, twin serving"},
 }
 
 // TestDecisionTable breaks the active box in each way of the decision
@@ -102,6 +128,26 @@ func TestDecisionTable(t *testing.T) {
 				last := r.Runs[len(r.Runs)-1]
 				return last.Node == string(want) && last.Last.After(broken.Add(time.Second)), r.String()
 			})
+			if c.alarm != "" {
+				on := standby
+				if c.takeover != c.onActive {
+					on = active // roles swapped
+				}
+				waitFor(t, 5*time.Second, fmt.Sprintf("alarm %q on %s", c.alarm, on), func() (bool, string) {
+					s, err := p.status(on)
+					if err != nil {
+						return false, err.Error()
+					}
+					var texts []string
+					for _, a := range s.Cluster.Alarms {
+						if a.Text == c.alarm {
+							return true, ""
+						}
+						texts = append(texts, a.Text)
+					}
+					return false, fmt.Sprint(texts)
+				})
+			}
 			r := pr.Stop()
 			t.Logf("%s: phone saw %s", c.name, r)
 			if r.LongestOutage > maxOutage {

@@ -346,3 +346,22 @@ func (p *pair) hasVIP(n testbed.Node) (bool, error) {
 	}
 	return strings.Contains(string(out), " "+p.bed.VIP().Addr().String()+"/"), nil
 }
+
+// dropHeartbeats drops the pair's UDP heartbeats arriving on box n's LAN
+// interface, and nothing else (the replication link is TCP on the same
+// port). The rule goes with the namespace.
+func (p *pair) dropHeartbeats(n testbed.Node) {
+	p.t.Helper()
+	port := fmt.Sprint(config.DefaultClusterPort)
+	table := "tpbeats"
+	ns := p.bed.NS(n)
+	for _, cmd := range [][]string{
+		{"nft", "add", "table", "netdev", table},
+		{"nft", "add chain netdev " + table + ` in { type filter hook ingress device "` + testbed.LANInterface + `" priority -500; policy accept; }`},
+		{"nft", "add", "rule", "netdev", table, "in", "meta", "protocol", "ip", "ip", "protocol", "udp", "udp", "dport", port, "drop"},
+	} {
+		if out, err := p.bed.Exec(context.Background(), ns, cmd...); err != nil {
+			p.t.Fatalf("dropping heartbeats on %s: %v: %s", n, err, out)
+		}
+	}
+}
