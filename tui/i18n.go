@@ -121,7 +121,7 @@ var catalogue = map[string]entry{
 	"h.tz":           {"A name like Europe/Berlin or UTC.", "Ein Name wie Europe/Berlin oder UTC."},
 	"q.ntp":          {"Time servers (separated by commas, empty for none):", "Zeitserver (durch Kommas getrennt, leer für keine):"},
 	"q.ext":          {"Extension numbers:", "Nebenstellennummern:"},
-	"h.ext":          {"Single numbers and ranges, e.g. 100-119 or 100,101,200-205.", "Einzelne Nummern und Bereiche, z.B. 100-119 oder 100,101,200-205."},
+	"h.ext":          {"Single numbers and ranges, e.g. 200-219 or 200,201,300-305. Not 110 or 112: those are emergency numbers.", "Einzelne Nummern und Bereiche, z.B. 200-219 oder 200,201,300-305. Nicht 110 oder 112: das sind Notrufnummern."},
 	"q.secrets":      {"SIP passwords of the extensions (shown only now):", "SIP-Passwörter der Nebenstellen (nur jetzt angezeigt):"},
 	"q.csv":          {"Save them as extensions.csv in the data folder?", "Als extensions.csv im Datenordner speichern?"},
 	"more":           {"… and %d more (in extensions.csv)", "… und %d weitere (in extensions.csv)"},
@@ -169,6 +169,9 @@ var catalogue = map[string]entry{
 		"Starten Sie die Telefonanlage mit `twinpbx run`; läuft sie schon, übernimmt sie die Änderung."},
 
 	// Validation.
+	"e.pair.typo":    {"pairing code: it has a typo (its check character does not match); compare it with the twin's console", "Kopplungscode: er enthält einen Tippfehler (das Prüfzeichen passt nicht); vergleichen Sie ihn mit der Konsole des Zwillings."},
+	"e.pair.char":    {"pairing code: %q at position %d is not a pairing code character (0-9 and A-Z without I, L, O, U)", "Kopplungscode: %q an Stelle %d kommt in Kopplungscodes nicht vor (0-9 und A-Z ohne I, L, O, U)."},
+	"e.pair.len":     {"pairing code: a pairing code has 25 characters", "Kopplungscode: ein Kopplungscode hat 25 Zeichen."},
 	"e.choice":       {"Please choose one of 1 to %d.", "Bitte eine von 1 bis %d wählen."},
 	"e.empty":        {"Please enter a value.", "Bitte einen Wert eingeben."},
 	"e.name":         {"%q: use lower-case letters, digits and hyphens (up to 32, not starting or ending with a hyphen).", "%q: nur Kleinbuchstaben, Ziffern und Bindestriche (bis 32, nicht am Anfang oder Ende)."},

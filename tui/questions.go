@@ -85,7 +85,7 @@ func questions() []question {
 			return "UTC"
 		}, check: checkZone},
 		{id: "ntp", page: "page.time", def: func(*Wizard) string { return "pool.ntp.org" }, check: checkHostList},
-		{id: "ext", page: "page.ext", help: "h.ext", def: func(*Wizard) string { return "100-119" }, check: checkExtensions},
+		{id: "ext", page: "page.ext", help: "h.ext", def: func(*Wizard) string { return "200-219" }, check: checkExtensions},
 		{id: "csv", page: "page.ext", kind: kindChoice,
 			choices: func(*Wizard) []choice { return []choice{{"yes", "yes"}, {"no", "no"}} },
 			def:     func(*Wizard) string { return "yes" },
@@ -253,10 +253,26 @@ func checkCrossPeer(w *Wizard, v string) (string, string, string) {
 
 func checkPairing(w *Wizard, v string) (string, string, string) {
 	c, err := pairing.Normalize(v)
-	if err != nil {
+	if err == nil {
+		return c, "", ""
+	}
+	if w.lang == English {
 		return "", err.Error(), ""
 	}
-	return c, "", ""
+	// pairing words its messages in English; say the same in the
+	// console's language.
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "typo"):
+		return "", w.t("e.pair.typo"), ""
+	case strings.Contains(msg, "not a pairing code character"):
+		for i, r := range []rune(v) {
+			if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyzOoIiLl -_.\t", r) {
+				return "", w.t("e.pair.char", r, i+1), ""
+			}
+		}
+	}
+	return "", w.t("e.pair.len"), ""
 }
 
 func checkPIN(w *Wizard, v string) (string, string, string) {

@@ -112,7 +112,7 @@ func TestWizardPages(t *testing.T) {
 		{"pin again", "", append(append([]string{}, singleLAN...), "480613"), []string{"The same PIN again:", "> _"}},
 		{"time zone", "", append(append([]string{}, singleLAN...), rest[:2]...), []string{"Time zone:", "keeps: UTC"}},
 		{"ntp", "", append(append([]string{}, singleLAN...), rest[:3]...), []string{"Time servers", "pool.ntp.org"}},
-		{"extensions", "", append(append([]string{}, singleLAN...), rest[:4]...), []string{"Extensions", "Extension numbers:", "100-119"}},
+		{"extensions", "", append(append([]string{}, singleLAN...), rest[:4]...), []string{"Extensions", "Extension numbers:", "keeps: 200-219", "Not 110 or 112"}},
 		{"secrets", "", append(append([]string{}, singleLAN...), rest...), []string{"SIP passwords of the extensions (shown only now):", "100 ", "103 ", "Save them as extensions.csv"}},
 		{"trunk", "", append(append(append([]string{}, singleLAN...), rest...), ""), []string{"PSTN trunk", "ISDN BRI, point-to-point", "point-to-multipoint", "PRI / E1", "SIP trunk"}},
 		{"msns", "", append(append(append([]string{}, singleLAN...), rest...), "", "3"), []string{"MSNs of the line"}},
@@ -201,6 +201,9 @@ func TestWizardValidation(t *testing.T) {
 		{"registrar", append(append(append([]string{}, singleLAN...), rest...), "", "5"), "sip example", `"sip example" is neither`},
 		{"emergency is extension", append(append(append([]string{}, singleLAN...), rest...), "", ""), "110, 101", "101 is also an extension"},
 		{"emergency twice", append(append(append([]string{}, singleLAN...), rest...), "", ""), "112, 112", "112 is listed twice."},
+		{"german pairing typo", append([]string{"2"}, twinBLAN[1:]...), typo(testCode), "Tippfehler"},
+		{"german pairing letter", append([]string{"2"}, twinBLAN[1:]...), "ABCDU", "'U' an Stelle 5"},
+		{"german pairing length", append([]string{"2"}, twinBLAN[1:]...), "ABCDE", "ein Kopplungscode hat 25 Zeichen"},
 		{"german message", []string{"2", ""}, "Box_1", `"Box_1": nur Kleinbuchstaben`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
