@@ -159,11 +159,16 @@ func (n *Node) Switchover(ctx context.Context) error {
 	return m.Switchover(ctx)
 }
 
-// SetMaintenance turns maintenance on or off.
+// SetMaintenance turns maintenance on or off. It is kept in the data
+// folder (MaintenanceFile) before the manager is told, so it holds across
+// a restart of the node process or of the box.
 func (n *Node) SetMaintenance(on bool) error {
 	m := n.mgr.Load()
 	if m == nil {
 		return ErrNotRunning
+	}
+	if err := saveMaintenance(n.cfg.DataDir, on); err != nil {
+		return err
 	}
 	m.SetMaintenance(on)
 	return nil
@@ -353,6 +358,15 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		fref.f.Store(fence)
 	} else {
 		log.Error("no watchdog: a hung box is not reset; its lease still stops it serving")
+	}
+	// Maintenance asked for before a restart holds: set before the first
+	// tick, so the box never becomes active on the way.
+	switch maint, err := loadMaintenance(n.cfg.DataDir); {
+	case err != nil:
+		return fmt.Errorf("twin: %w", err)
+	case maint:
+		log.Warn("in maintenance since before this start: this box does not become active until `twinpbx maintenance off`")
+		mgr.SetMaintenance(true)
 	}
 	n.mgr.Store(mgr)
 	n.once.Do(func() { close(n.ready) })

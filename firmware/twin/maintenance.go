@@ -1,0 +1,68 @@
+package twin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// MaintenanceFile, in the data folder, marks a box in maintenance. It
+// is this box's own state (it does not replicate): an administrator's
+// `twinpbx maintenance on` holds across restarts and resets until
+// `maintenance off`.
+const MaintenanceFile = "maintenance"
+
+// loadMaintenance reports whether dir marks the box in maintenance.
+func loadMaintenance(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, MaintenanceFile))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("reading the maintenance mark: %w", err)
+}
+
+// saveMaintenance marks (or unmarks) the box in maintenance in dir,
+// durably: the mark is written to a temporary file, synced and renamed,
+// and the folder is synced.
+func saveMaintenance(dir string, on bool) error {
+	path := filepath.Join(dir, MaintenanceFile)
+	if !on {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("ending maintenance: %w", err)
+		}
+		return syncDir(dir)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("marking maintenance: %w", err)
+	}
+	_, werr := fmt.Fprintf(f, "maintenance since %s\n", time.Now().UTC().Format(time.RFC3339))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("marking maintenance: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("marking maintenance: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
