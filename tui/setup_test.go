@@ -382,3 +382,15 @@ func FuzzExpandNumbers(f *testing.F) {
 		}
 	})
 }
+
+func TestWizardSecretHidden(t *testing.T) {
+	m := answer(t, NewSetupModel(context.Background(), NewWizard(testOptions())), singleLAN...)
+	m = send(t, m, "4", "8", "0")
+	if v := view(m); !strings.Contains(v, "> ***_") || strings.Contains(v, "480") {
+		t.Errorf("the PIN is shown:\n%s", v)
+	}
+	m = answer(t, m, "613", "480613")
+	if m.w.get("pin") != "" || m.w.get("pin2") != "" || !config.CheckPIN(m.w.pinHash, "480613") {
+		t.Error("the PIN is kept in plain after hashing")
+	}
+}
