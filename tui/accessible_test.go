@@ -16,11 +16,11 @@ func TestRunAccessible(t *testing.T) {
 		check  func(t *testing.T, c *config.Config, out string)
 	}{
 		{"standalone in German with errors and going back", []string{
-			"2",       // Deutsch
-			"",        // single box
-			"Büro",    // bad name
-			"buero",   // good name
-			"",        // static
+			"2",     // Deutsch
+			"",      // single box
+			"Büro",  // bad name
+			"buero", // good name
+			"",      // static
 			"10.0.0.21/24",
 			"10.0.1.1", // not in the subnet
 			"-",        // back to the address
