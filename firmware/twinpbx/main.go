@@ -33,6 +33,11 @@ Usage:
       config with extensions 100-104 and random secrets is created. A config
       with a cluster section runs the box as one of a twin pair; --board names
       its board profile (default sim) for the watchdog and the PSTN relay.
+  twinpbx setup [--data DIR] [--lang en|de] [--accessible]
+      The console setup wizard: which twin this is, addresses, pairing,
+      admin PIN, extensions, PSTN trunk; writes the config as import does.
+  twinpbx console [--data DIR] [--lang en|de] [--accessible]
+      The status dashboard of the running box, locked by the admin PIN.
   twinpbx config validate FILE
       Check a config file; every problem is printed with its line and field.
   twinpbx config import FILE [--data DIR]
