@@ -7,7 +7,7 @@
 #   test   (default) SIP peers and tools for unit and end-to-end tests
 #   vm     QEMU and a Debian kernel for the image's VM tests
 #   isdn   libpri, the live ISDN peer for the Q.931 tests
-#   bench  kamailio, the reference server of the benchmarks
+#   bench  kamailio and keepalived, the reference servers of the benchmarks
 #   all    every group above
 set -euo pipefail
 
@@ -19,7 +19,7 @@ declare -A groups=(
 	[test]="sip-tester baresip tshark sox tmux socat iproute2 nftables"
 	[vm]="qemu-system-x86 linux-image-amd64 xz-utils cpio"
 	[isdn]="libpri-dev gcc libc6-dev"
-	[bench]="kamailio"
+	[bench]="kamailio keepalived"
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
