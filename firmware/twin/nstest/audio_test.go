@@ -588,7 +588,12 @@ type callFailover struct {
 
 var callFailovers = []callFailover{
 	{"active SIGKILL, caller hangs up", func(t *testing.T, p *pair, a testbed.Node) {
-		if err := p.boxes[a].proc.Signal(syscall.SIGKILL); err != nil {
+		// The node process crashes; its supervisor lives on.
+		pid, err := p.worker(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 	}, 0},
