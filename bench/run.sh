@@ -69,7 +69,8 @@ if ((STEP_SECS > 20)); then
 	exit 2
 fi
 
-# sipp wants more descriptors than open calls (-l) at high rates.
+# sipp wants more descriptors than open calls (-l) at high rates; -l is
+# also capped at 15,000 below (the hard limit here is 20,000).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 kam_port=$BASE_PORT
@@ -329,7 +330,7 @@ sipp_run() {
 	rm -f "$work/$name.csv" "$work/$name.err"
 	timeout -k 5 $((limit + 5)) taskset -c "$SIPP_CPU" sipp "127.0.0.1:$server_port" \
 		-sf "$here/sipp/$sf" -inf "$work/$inf" -i 127.0.0.1 -p "$lport" -mp "$mport" \
-		-r "$rate" -m "$count" -l "${max_calls:-$((rate * 4 + 100))}" -nostdin -timeout "$limit" -timeout_error \
+		-r "$rate" -m "$count" -l "${max_calls:-$((rate * 4 + 100 < 15000 ? rate * 4 + 100 : 15000))}" -nostdin -timeout "$limit" -timeout_error \
 		-trace_stat -stf "$work/$name.csv" -fd 1 -trace_err -error_file "$work/$name.err" \
 		"$@" >/dev/null 2>&1
 }
