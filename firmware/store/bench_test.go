@@ -2,8 +2,11 @@ package store
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/pbx/location"
 )
 
 // BenchmarkAppendCDR measures one durable (fsync'd) write with its change
@@ -45,4 +48,30 @@ func BenchmarkChangesSince(b *testing.B) {
 			b.Fatal(len(cs), err)
 		}
 	}
+}
+
+// BenchmarkSaveBindingParallel measures durable binding writes from many
+// goroutines at once, as the registrar does under a burst of REGISTERs:
+// the cost that group commit spreads over one fsync per batch.
+func BenchmarkSaveBindingParallel(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			now := time.Now()
+			bind := location.Binding{AOR: fmt.Sprint(100 + i%500), Contact: fmt.Sprintf("sip:%d@192.0.2.1:5060", i%500),
+				Source: "udp:192.0.2.1:5060", CallID: "bench", CSeq: uint32(i), Expires: now.Add(time.Hour), Updated: now}
+			if err := s.SaveBinding(bind); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -37,7 +37,15 @@ func crashRounds(t *testing.T) int {
 // after every kill that the store opens as it is, passes bbolt's
 // consistency check, holds every acknowledged write and has a contiguous
 // change log. The writer keeps a short log, so trimming is crashed too.
-func TestCrashKill(t *testing.T) {
+func TestCrashKill(t *testing.T) { crashKill(t, 1) }
+
+// TestCrashKillConcurrent is TestCrashKill with many writers at once, so
+// the kills land in commits shared by several writes (group commit).
+func TestCrashKillConcurrent(t *testing.T) { crashKill(t, 8) }
+
+// crashKill runs the kill loop against a writer with the given number of
+// CDR and binding writers.
+func crashKill(t *testing.T, writers int) {
 	if testing.Short() {
 		t.Skip("builds and kills a writer process")
 	}
@@ -61,7 +69,7 @@ func TestCrashKill(t *testing.T) {
 	var lastSeq uint64
 	for round := range rounds {
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, "-dir", dir, "-prefix", fmt.Sprint("r", round), "-logkeep", "300")
+		cmd := exec.Command(bin, "-dir", dir, "-prefix", fmt.Sprint("r", round), "-logkeep", "300", "-writers", fmt.Sprint(writers))
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

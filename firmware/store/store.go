@@ -3,7 +3,9 @@
 // state. Every write is an fsync'd transaction that also appends its changes
 // to an ordered change log, so the twin can be kept identical by streaming
 // that log (ChangesSince on the active, Apply on the standby) and, when it
-// has fallen too far behind, by a snapshot.
+// has fallen too far behind, by a snapshot. Bindings, CDRs and dialog state
+// written at the same time share one transaction and one fsync (group
+// commit).
 package store
 
 import (
@@ -82,6 +84,9 @@ type Store struct {
 
 	mu sync.RWMutex // guards db against RestoreSnapshot swapping it
 	db *bolt.DB
+
+	gmu   sync.Mutex // guards group
+	group groupQueue
 }
 
 // Internal buckets and meta keys.

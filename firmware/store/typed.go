@@ -115,7 +115,7 @@ func (s *Store) SaveBinding(b location.Binding) error {
 	if err != nil {
 		return fmt.Errorf("encoding binding %s of %s: %w", b.Contact, b.AOR, err)
 	}
-	return s.Update(func(t *Tx) error { return t.Put(BucketBindings, bindingKey(b.AOR, b.Contact), v) })
+	return s.groupUpdate(func(t *Tx) error { return t.Put(BucketBindings, bindingKey(b.AOR, b.Contact), v) })
 }
 
 // DeleteBinding removes a binding; removing one that is not stored is fine.
@@ -123,7 +123,7 @@ func (s *Store) DeleteBinding(aor, contact string) error {
 	if aor == "" || contact == "" {
 		return nil
 	}
-	return s.Update(func(t *Tx) error { return t.Delete(BucketBindings, bindingKey(aor, contact)) })
+	return s.groupUpdate(func(t *Tx) error { return t.Delete(BucketBindings, bindingKey(aor, contact)) })
 }
 
 // LoadBindings returns every stored binding, expired or not, ordered by
@@ -169,7 +169,7 @@ func (s *Store) AppendCDR(r cdr.Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding CDR %s: %w", r.ID, err)
 	}
-	return s.Update(func(t *Tx) error { return t.Put(BucketCDRs, ts+"\x00"+r.ID, v) })
+	return s.groupUpdate(func(t *Tx) error { return t.Put(BucketCDRs, ts+"\x00"+r.ID, v) })
 }
 
 // CDRs returns the records that started in [from, to), in start order (ties
@@ -206,12 +206,12 @@ func (s *Store) CDRs(from, to time.Time) ([]cdr.Record, error) {
 
 // PutDialog stores the opaque state of a call in progress.
 func (s *Store) PutDialog(id string, state []byte) error {
-	return s.Update(func(t *Tx) error { return t.Put(BucketDialogs, id, state) })
+	return s.groupUpdate(func(t *Tx) error { return t.Put(BucketDialogs, id, state) })
 }
 
 // DeleteDialog removes a dialog's state; removing one not stored is fine.
 func (s *Store) DeleteDialog(id string) error {
-	return s.Update(func(t *Tx) error { return t.Delete(BucketDialogs, id) })
+	return s.groupUpdate(func(t *Tx) error { return t.Delete(BucketDialogs, id) })
 }
 
 // Dialogs returns every stored dialog state by id.
