@@ -1,0 +1,161 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/board"
+)
+
+// Twinpbx is the firmware binary in the image.
+const Twinpbx = "/bin/twinpbx"
+
+// Main is PID 1: it boots the box and runs twinpbx for ever. When twinpbx
+// ends, or booting fails, it says why on the console and reboots.
+func Main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "init")
+	slog.SetDefault(log)
+	start := time.Now()
+	err := Run(context.Background(), log, start)
+	log.Error("twinpbx stopped: rebooting in 5 s", "err", err)
+	time.Sleep(5 * time.Second) // time to read the console, not a wait for a condition
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		log.Error("reboot failed", "err", err)
+	}
+	select {} // PID 1 must not exit: the kernel would panic
+}
+
+// Run boots the box and runs twinpbx until it ends; it never returns nil.
+func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
+	if err := mountAll(sysMounter{}, BaseMounts()); err != nil {
+		return err
+	}
+	line, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("reading the kernel command line: %w", err)
+	}
+	p, perrs := ParseCmdline(string(line))
+	for _, e := range perrs {
+		log.Warn("ignoring a kernel command line setting", "err", e)
+	}
+	prof, err := board.Lookup(p.Board)
+	if err != nil {
+		return fmt.Errorf("board profile %q: %w", p.Board, err)
+	}
+	log.Info("booting", "board", prof.Name, "kernel_cmdline", strings.TrimSpace(string(line)))
+
+	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
+	mountData(log, p.DataDevice)
+	if err := setupNetwork(log, prof, p); err != nil {
+		// The PBX is still reachable on the console; keep going.
+		log.Error("network setup incomplete", "err", err)
+	}
+
+	state, err := InspectData(DataDir)
+	if err != nil {
+		return err
+	}
+	cfgPath := ""
+	if !state.Stored && !state.Twin {
+		b, err := FirstBootConfig(nil, p.Addr.Addr())
+		if err != nil {
+			return err
+		}
+		cfgPath = "/run/twinpbx/first-boot.yaml"
+		if err := os.MkdirAll(filepath.Dir(cfgPath), 0o700); err != nil {
+			return fmt.Errorf("writing the first-boot config: %w", err)
+		}
+		if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+			return fmt.Errorf("writing the first-boot config: %w", err)
+		}
+		log.Warn("no config in the data folder: starting with a starter config listening on every address (run `twinpbx setup` to configure the box)")
+	}
+
+	var wd *keeper
+	if InitKeepsWatchdog(prof.Watchdog.Device, state) {
+		wd, err = keepWatchdog(log, prof.Watchdog.Device, prof.Watchdog.Timeout)
+		if err != nil {
+			// A box without its watchdog still serves; say so loudly.
+			log.Error("WATCHDOG NOT ARMED: a hung box will not be reset", "err", err)
+		}
+	} else if p.Hang > 0 {
+		log.Warn("debug hang ignored: init does not keep the watchdog of a twin", "hang", p.Hang)
+	}
+
+	log.Info("boot done: starting twinpbx", "after", time.Since(start).Round(time.Millisecond))
+	env := []string{"PATH=/bin:/bbin", "HOME=" + DataDir, "TERM=linux"}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if wd != nil {
+		go wd.run(ctx, p.Hang)
+	}
+	return runChild(log, Twinpbx, RunArgs(prof.Name, cfgPath), env)
+}
+
+// loadModules loads each module with its dependencies from the image's
+// versioned module tree (modules.dep, made by depmod at build time). A
+// module that fails is logged: the box may still work without it.
+func loadModules(log *slog.Logger, mods []string) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		log.Error("uname", "err", err)
+		return
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	pr, err := kmodule.NewProber(kmodule.ProbeOpts{KVer: rel})
+	if err != nil {
+		log.Error("no kernel modules in the image for this kernel", "release", rel, "err", err)
+		return
+	}
+	for _, m := range mods {
+		if err := pr.Probe(m, ""); err != nil {
+			log.Error("loading kernel module", "module", m, "err", err)
+			continue
+		}
+		log.Debug("loaded kernel module", "module", m)
+	}
+	log.Info("kernel modules loaded", "modules", mods)
+}
+
+// mountData mounts the data partition, or a tmpfs when there is none or
+// it cannot be mounted. The disk is never formatted or written here.
+func mountData(log *slog.Logger, dev string) {
+	if dev != "" {
+		if err := waitFor(5*time.Second, func() bool { _, err := os.Stat(dev); return err == nil }); err != nil {
+			log.Error("DATA PARTITION MISSING: using a tmpfs, nothing will survive a reboot", "device", dev)
+		} else if err := mountAll(sysMounter{}, []Mount{DataMount(dev)}); err != nil {
+			log.Error("DATA PARTITION NOT MOUNTED: using a tmpfs, nothing will survive a reboot", "device", dev, "err", err)
+		} else {
+			log.Info("data partition mounted", "device", dev, "on", DataDir)
+			return
+		}
+	} else {
+		log.Warn("NO DATA PARTITION: data lives in a tmpfs, config and CDRs are lost at reboot (kernel command line " + KeyData + "=/dev/...)")
+	}
+	if err := mountAll(sysMounter{}, []Mount{DataMount("")}); err != nil {
+		log.Error("mounting a tmpfs data folder failed; using the initramfs", "err", err)
+		_ = os.MkdirAll(DataDir, 0o700)
+	}
+}
+
+// waitFor polls ok until it is true or d has passed.
+func waitFor(d time.Duration, ok func() bool) error {
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}

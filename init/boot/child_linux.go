@@ -1,0 +1,89 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/hw/watchdog"
+)
+
+// runChild starts path with args and waits until it ends, reaping every
+// other process that ends meanwhile: as PID 1, init inherits orphans.
+func runChild(log *slog.Logger, path string, args, env []string) error {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGCHLD)
+	defer signal.Stop(sigs)
+	proc, err := os.StartProcess(path, append([]string{path}, args...), &os.ProcAttr{
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+	})
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", path, err)
+	}
+	log.Info("twinpbx started", "pid", proc.Pid, "args", args)
+	for range sigs {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err != nil || pid <= 0 {
+				break
+			}
+			if pid != proc.Pid {
+				continue
+			}
+			if ws.Signaled() {
+				return fmt.Errorf("%s ended by signal %v", path, ws.Signal())
+			}
+			return fmt.Errorf("%s exited with status %d", path, ws.ExitStatus())
+		}
+	}
+	return errors.New("signal channel closed")
+}
+
+// keeper kicks the board's watchdog for a standalone box.
+type keeper struct {
+	log *slog.Logger
+	wd  watchdog.Watchdog
+}
+
+func keepWatchdog(log *slog.Logger, dev string, timeout time.Duration) (*keeper, error) {
+	d, err := watchdog.Open(dev, timeout)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("watchdog armed", "device", dev, "identity", d.Identity(), "timeout", d.Timeout())
+	return &keeper{log: log, wd: d}, nil
+}
+
+// run kicks the watchdog at a third of its timeout until ctx ends. With
+// hang > 0 it stops kicking after hang, so the board resets the box: the
+// debug hook of the VM watchdog test.
+func (k *keeper) run(ctx context.Context, hang time.Duration) {
+	t := time.NewTicker(k.wd.Timeout() / 3)
+	defer t.Stop()
+	var hangAt <-chan time.Time
+	if hang > 0 {
+		k.log.Warn("debug: the watchdog will stop being kicked", "after", hang)
+		hangAt = time.After(hang)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hangAt:
+			k.log.Warn("debug hang: no longer kicking the watchdog; expect a reset", "timeout", k.wd.Timeout())
+			return // keep the device open: closing would not disarm it anyway
+		case <-t.C:
+			if err := k.wd.Kick(); err != nil {
+				k.log.Error("kicking the watchdog", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/twinpbx/twinpbx/board"
+)
+
+// setupNetwork raises loopback and the board's NICs, gives the LAN and
+// crossover NICs the command line's addresses and sets the default route.
+// A NIC the board names but the machine lacks is reported, not fatal.
+func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
+	var errs []error
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("raising lo: %w", err))
+	}
+	for _, n := range prof.NICs {
+		var link netlink.Link
+		// Drivers bind to their devices in the background after loading.
+		werr := waitFor(3*time.Second, func() bool {
+			link, err = netlink.LinkByName(n.Name)
+			return err == nil
+		})
+		if werr != nil {
+			log.Warn("NIC missing", "nic", n.Name, "role", n.Role, "err", err)
+			continue
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			errs = append(errs, fmt.Errorf("raising %s: %w", n.Name, err))
+			continue
+		}
+		var addr netip.Prefix
+		switch n.Role {
+		case board.RoleLAN:
+			addr = p.Addr
+		case board.RoleCrossover:
+			addr = p.CrossAddr
+		}
+		if !addr.IsValid() {
+			log.Info("NIC up without an address", "nic", n.Name, "role", n.Role)
+			continue
+		}
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			errs = append(errs, fmt.Errorf("adding %s to %s: %w", addr, n.Name, err))
+			continue
+		}
+		log.Info("NIC up", "nic", n.Name, "role", n.Role, "addr", addr)
+		if n.Role == board.RoleLAN && p.Gateway.IsValid() {
+			r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: p.Gateway.AsSlice()}
+			if err := netlink.RouteReplace(r); err != nil {
+				errs = append(errs, fmt.Errorf("default route via %s: %w", p.Gateway, err))
+				continue
+			}
+			log.Info("default route", "via", p.Gateway, "nic", n.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
