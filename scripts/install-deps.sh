@@ -16,7 +16,7 @@ set -euo pipefail
 STATICCHECK_VERSION=v0.8.2
 
 declare -A groups=(
-	[test]="sip-tester baresip tshark sox tmux socat iproute2 nftables"
+	[test]="sip-tester baresip tshark sox tmux socat iproute2 nftables dnsmasq"
 	[vm]="qemu-system-x86 linux-image-amd64 xz-utils cpio"
 	[isdn]="libpri-dev gcc libc6-dev"
 	[bench]="kamailio keepalived"
