@@ -44,6 +44,8 @@ func (b Binding) Key() string { return b.Contact }
 
 // Persister stores bindings durably. Save and Delete must return only after
 // the change is on disk (and, on a twin pair, acknowledged by the twin).
+// The Service calls them concurrently for different AORs (never for the
+// same AOR at once), so that a store can commit them together.
 type Persister interface {
 	SaveBinding(b Binding) error
 	DeleteBinding(aor, contact string) error
@@ -59,8 +61,22 @@ type Service struct {
 	p   Persister
 	now func() time.Time
 
+	// aorMu serialises the writes of one AOR (by hash) from the limit
+	// check to the table update; mu is held only for the table itself,
+	// not while persisting, so writes of different AORs reach the
+	// Persister together.
+	aorMu [256]sync.Mutex
 	mu    sync.RWMutex
 	byAOR map[string]map[string]Binding
+}
+
+// aorLock returns the lock serialising the writes of aor.
+func (s *Service) aorLock(aor string) *sync.Mutex {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(aor); i++ {
+		h = (h ^ uint32(aor[i])) * 16777619
+	}
+	return &s.aorMu[h%uint32(len(s.aorMu))]
 }
 
 // New loads the persisted bindings (dropping expired ones) and returns the
@@ -154,16 +170,19 @@ func (s *Service) Get(aor, contact string) (Binding, bool) {
 // Put adds or refreshes a binding, persisting it first. max bounds the
 // number of live contacts of the AOR (0: no bound).
 func (s *Service) Put(b Binding, max int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	l := s.aorLock(b.AOR)
+	l.Lock()
+	defer l.Unlock()
 	t := s.now()
 	if max > 0 {
 		n := 0
+		s.mu.RLock()
 		for k, o := range s.byAOR[b.AOR] {
 			if k != b.Key() && o.Expires.After(t) {
 				n++
 			}
 		}
+		s.mu.RUnlock()
 		if n >= max {
 			return ErrTooManyContacts
 		}
@@ -174,24 +193,32 @@ func (s *Service) Put(b Binding, max int) error {
 	if err := s.p.SaveBinding(b); err != nil {
 		return fmt.Errorf("saving binding %s of %s: %w", b.Contact, b.AOR, err)
 	}
+	s.mu.Lock()
 	s.put(b)
+	s.mu.Unlock()
 	return nil
 }
 
 // Remove deletes one binding, persisting the removal first.
 func (s *Service) Remove(aor, contact string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.byAOR[aor][contact]; !ok {
+	l := s.aorLock(aor)
+	l.Lock()
+	defer l.Unlock()
+	s.mu.RLock()
+	_, ok := s.byAOR[aor][contact]
+	s.mu.RUnlock()
+	if !ok {
 		return nil
 	}
 	if err := s.p.DeleteBinding(aor, contact); err != nil {
 		return fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
 	}
+	s.mu.Lock()
 	delete(s.byAOR[aor], contact)
 	if len(s.byAOR[aor]) == 0 {
 		delete(s.byAOR, aor)
 	}
+	s.mu.Unlock()
 	return nil
 }
 
