@@ -61,6 +61,7 @@ type Listener struct {
 type PBX struct {
 	log   *slog.Logger
 	cfg   atomic.Pointer[config.Config]
+	exts  atomic.Pointer[map[string]config.Extension] // cfg's extensions by number
 	store Store
 
 	loc   *location.Service
@@ -96,6 +97,7 @@ func New(o Options) (*PBX, error) {
 	}
 	cfg := o.Config.WithDefaults()
 	p := &PBX{log: o.Logger, store: o.Store, serving: o.Serving}
+	p.exts.Store(extensionIndex(cfg))
 	p.cfg.Store(cfg)
 
 	for _, l := range cfg.SIP.Listen {
@@ -230,12 +232,21 @@ func codecFilter(names []string) func(string) bool {
 // Extension implements the registrar's and the B2BUA's directory over the
 // current config.
 func (p *PBX) Extension(number string) (config.Extension, bool) {
-	for _, e := range p.cfg.Load().Extensions {
-		if e.Number == number {
-			return e, true
+	e, ok := (*p.exts.Load())[number]
+	return e, ok
+}
+
+// extensionIndex maps the config's extensions by number, built once per
+// config rather than searched on every request. Should a number appear
+// twice, the first one counts.
+func extensionIndex(cfg *config.Config) *map[string]config.Extension {
+	m := make(map[string]config.Extension, len(cfg.Extensions))
+	for _, e := range cfg.Extensions {
+		if _, dup := m[e.Number]; !dup {
+			m[e.Number] = e
 		}
 	}
-	return config.Extension{}, false
+	return &m
 }
 
 func (p *PBX) secret(user string) (string, bool) {
@@ -248,6 +259,7 @@ func (p *PBX) secret(user string) (string, bool) {
 // a restart, which the returned flag says.
 func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	c := cfg.WithDefaults()
+	p.exts.Store(extensionIndex(c))
 	old := p.cfg.Swap(c)
 	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
 		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise
