@@ -27,8 +27,13 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 	}
 	for _, n := range prof.NICs {
 		var link netlink.Link
-		// Drivers bind to their devices in the background after loading.
-		werr := waitFor(3*time.Second, func() bool {
+		// A driver may bind to its device in the background after it
+		// loaded: give the LAN NIC a moment, the others only a look.
+		wait := time.Duration(0)
+		if n.Role == board.RoleLAN {
+			wait = 3 * time.Second
+		}
+		werr := waitFor(wait, func() bool {
 			link, err = netlink.LinkByName(n.Name)
 			return err == nil
 		})

@@ -1,0 +1,311 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// KernelRelease is the Debian kernel ABI the image is pinned to (the
+// release linux-image-amd64 installed when the image was first built).
+// A newer ABI is a deliberate change: set Options.KernelRelease (make
+// image KVER=...) and record it here.
+const KernelRelease = "6.1.0-56-amd64"
+
+// Modules are the kernel modules put into the image, each with its
+// dependencies: the qemu board's NICs and watchdog, e1000 for other
+// virtual machines, and virtio_blk and ext4 for a data partition.
+var Modules = []string{"virtio_pci", "virtio_net", "i6300esb", "e1000", "virtio_blk", "ext4"}
+
+// Commands are the u-root commands put into the image for rescue work on
+// the console, as one busybox binary in /bbin.
+var Commands = []string{
+	"cat", "dmesg", "free", "gosh", "ip", "ls", "mount", "ping", "ps", "shutdown", "umount", "uname",
+}
+
+// Options say what to build and where.
+type Options struct {
+	// Root is the twinpbx module's folder (go.mod).
+	Root string
+	// Out receives vmlinux, bzImage, initramfs.cpio.xz and MANIFEST.
+	Out string
+	// KernelRelease names the kernel; empty: the pinned KernelRelease.
+	KernelRelease string
+	// Vmlinuz and ModulesDir default to Debian's paths for the release.
+	Vmlinuz, ModulesDir string
+	// Modules and Commands default to the package's lists.
+	Modules, Commands []string
+	// Nice runs the compilers and compressors under `nice -n 19`, to
+	// spare whatever else runs on the machine.
+	Nice bool
+	Log  *slog.Logger
+}
+
+// Result describes what was built.
+type Result struct {
+	KernelRelease string
+	// Files are the outputs by name with their size and sha256.
+	Files    []File
+	Duration time.Duration
+}
+
+// File is one output file.
+type File struct {
+	Name   string
+	Size   int64
+	SHA256 string
+}
+
+// Output file names in Options.Out.
+const (
+	Vmlinux   = "vmlinux"
+	BzImage   = "bzImage"
+	Initramfs = "initramfs.cpio.xz"
+	Manifest  = "MANIFEST"
+)
+
+func (o *Options) defaults() {
+	if o.KernelRelease == "" {
+		o.KernelRelease = KernelRelease
+	}
+	if o.Vmlinuz == "" {
+		o.Vmlinuz = "/boot/vmlinuz-" + o.KernelRelease
+	}
+	if o.ModulesDir == "" {
+		o.ModulesDir = "/lib/modules/" + o.KernelRelease
+	}
+	if o.Modules == nil {
+		o.Modules = Modules
+	}
+	if o.Commands == nil {
+		o.Commands = Commands
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// MissingTools names the host programs and files Build needs that are not
+// there, so a caller can say what to install.
+func MissingTools(o Options) []string {
+	o.defaults()
+	var miss []string
+	for _, t := range []string{"go", "xz", "modprobe", "depmod"} {
+		if _, err := exec.LookPath(t); err != nil {
+			miss = append(miss, t)
+		}
+	}
+	for _, f := range []string{o.Vmlinuz, filepath.Join(o.ModulesDir, "modules.dep")} {
+		if _, err := os.Stat(f); err != nil {
+			miss = append(miss, f)
+		}
+	}
+	return miss
+}
+
+// Build makes the image in o.Out. Inputs that have not changed give
+// byte-identical outputs: binaries are built with -trimpath, without VCS
+// stamps or build IDs; the cpio records are sorted with zeroed times and
+// owners by u-root; xz runs single-threaded.
+func Build(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	start := time.Now()
+	res := Result{KernelRelease: o.KernelRelease}
+	if miss := MissingTools(o); len(miss) > 0 {
+		return res, fmt.Errorf("building the image: missing %s (run scripts/install-deps.sh vm)", strings.Join(miss, ", "))
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return res, fmt.Errorf("creating the output folder: %w", err)
+	}
+	stage, err := os.MkdirTemp(o.Out, ".stage-")
+	if err != nil {
+		return res, fmt.Errorf("creating the staging folder: %w", err)
+	}
+	defer os.RemoveAll(stage)
+
+	// Kernel: as shipped, and uncompressed.
+	vmlinuz, err := os.ReadFile(o.Vmlinuz)
+	if err != nil {
+		return res, fmt.Errorf("reading the kernel: %w", err)
+	}
+	vmlinux, err := ExtractVmlinux(ctx, vmlinuz)
+	if err != nil {
+		return res, err
+	}
+	if err := writeFile(filepath.Join(o.Out, BzImage), vmlinuz); err != nil {
+		return res, err
+	}
+	if err := writeFile(filepath.Join(o.Out, Vmlinux), vmlinux); err != nil {
+		return res, err
+	}
+
+	// Binaries.
+	bin := filepath.Join(stage, "bin")
+	for _, p := range []struct{ pkg, name string }{{"./init", "init"}, {"./firmware/twinpbx", "twinpbx"}} {
+		o.Log.Info("building", "package", p.pkg)
+		if err := o.run(ctx, o.Root, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"},
+			"go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", filepath.Join(bin, p.name), p.pkg); err != nil {
+			return res, fmt.Errorf("building %s: %w", p.pkg, err)
+		}
+	}
+
+	// Modules with their dependencies, in the versioned tree.
+	modRoot := filepath.Join(stage, "modroot")
+	if err := o.stageModules(ctx, modRoot); err != nil {
+		return res, err
+	}
+
+	// The initramfs, by u-root's builder.
+	cpio := filepath.Join(stage, "initramfs.cpio")
+	args := []string{"tool", "u-root", "-o", cpio, "-initcmd=", "-uinitcmd=", "-defaultsh=gosh", "-skip-ldd",
+		"-files", filepath.Join(bin, "init") + ":init",
+		"-files", filepath.Join(bin, "twinpbx") + ":bin/twinpbx",
+		"-files", filepath.Join(modRoot, "lib", "modules") + ":lib/modules",
+	}
+	for _, c := range o.Commands {
+		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	o.Log.Info("building the initramfs with u-root", "commands", o.Commands)
+	if err := o.run(ctx, o.Root, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}, "go", args...); err != nil {
+		return res, fmt.Errorf("u-root: %w", err)
+	}
+	// The kernel's xz decoder checks CRC32 only; -T1 keeps the output
+	// the same whatever the machine's core count.
+	xzOut := filepath.Join(stage, Initramfs)
+	if err := o.run(ctx, "", nil, "sh", "-c", `xz --check=crc32 -T1 -6 -c "$1" > "$2"`, "xz", cpio, xzOut); err != nil {
+		return res, fmt.Errorf("compressing the initramfs: %w", err)
+	}
+	if err := os.Rename(xzOut, filepath.Join(o.Out, Initramfs)); err != nil {
+		return res, fmt.Errorf("moving the initramfs: %w", err)
+	}
+
+	for _, name := range []string{Vmlinux, BzImage, Initramfs} {
+		f, err := describe(filepath.Join(o.Out, name))
+		if err != nil {
+			return res, err
+		}
+		res.Files = append(res.Files, f)
+	}
+	if err := writeFile(filepath.Join(o.Out, Manifest), manifest(o, res)); err != nil {
+		return res, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// stageModules copies the module closure and the kernel's module lists
+// into root/lib/modules/KVER and runs depmod there.
+func (o *Options) stageModules(ctx context.Context, root string) error {
+	var files []string
+	for _, m := range o.Modules {
+		out, err := exec.CommandContext(ctx, "modprobe", "-S", o.KernelRelease, "-d", filepath.Dir(filepath.Dir(filepath.Dir(o.ModulesDir))), "--show-depends", m).Output()
+		if err != nil {
+			return fmt.Errorf("finding the dependencies of kernel module %s: %w", m, err)
+		}
+		fs, err := ParseShowDepends(out, o.ModulesDir)
+		if err != nil {
+			return fmt.Errorf("kernel module %s: %w", m, err)
+		}
+		for _, f := range fs {
+			if !slices.Contains(files, f) {
+				files = append(files, f)
+			}
+		}
+	}
+	dst := filepath.Join(root, "lib", "modules", o.KernelRelease)
+	for _, f := range append(files, "modules.builtin", "modules.builtin.modinfo", "modules.order") {
+		if err := copyFile(filepath.Join(o.ModulesDir, f), filepath.Join(dst, f)); err != nil {
+			return fmt.Errorf("staging kernel modules: %w", err)
+		}
+	}
+	if err := o.run(ctx, "", nil, "depmod", "-b", root, o.KernelRelease); err != nil {
+		return fmt.Errorf("depmod: %w", err)
+	}
+	o.Log.Info("kernel modules staged", "release", o.KernelRelease, "files", len(files))
+	return nil
+}
+
+// run runs a command, niced when asked, with its output in the error.
+func (o *Options) run(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	if o.Nice {
+		args = append([]string{"-n", "19", name}, args...)
+		name = "nice"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%w\n%s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return out.Close()
+}
+
+// writeFile replaces name atomically, so a failed build leaves no torn file.
+func writeFile(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return errors.Join(fmt.Errorf("writing %s: %w", name, err), os.Remove(tmp))
+	}
+	return nil
+}
+
+func describe(name string) (File, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return File{}, fmt.Errorf("reading %s: %w", name, err)
+	}
+	sum := sha256.Sum256(b)
+	return File{Name: filepath.Base(name), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// manifest records what the image is made of; it holds nothing that
+// changes from build to build (no times).
+func manifest(o Options, r Result) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "kernel_release %s\n", o.KernelRelease)
+	if v, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "linux-image-"+o.KernelRelease).Output(); err == nil {
+		fmt.Fprintf(&b, "kernel_package linux-image-%s %s\n", o.KernelRelease, v)
+	}
+	fmt.Fprintf(&b, "modules %s\n", strings.Join(o.Modules, " "))
+	fmt.Fprintf(&b, "commands %s\n", strings.Join(o.Commands, " "))
+	for _, f := range r.Files {
+		fmt.Fprintf(&b, "file %s %d %s\n", f.Name, f.Size, f.SHA256)
+	}
+	return b.Bytes()
+}
