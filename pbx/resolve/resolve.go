@@ -276,9 +276,13 @@ func ParseTarget(s string) (sip.Uri, error) {
 	if s == "" {
 		return u, errors.New("empty SIP destination")
 	}
-	ls := strings.ToLower(s)
-	if !strings.HasPrefix(ls, "sip:") && !strings.HasPrefix(ls, "sips:") {
-		s = "sip:" + s
+	scheme, rest, ok := strings.Cut(s, ":")
+	switch {
+	case ok && (strings.EqualFold(scheme, "sip") || strings.EqualFold(scheme, "sips")):
+	case ok && isScheme(scheme) && (rest == "" || rest[0] < '0' || rest[0] > '9'):
+		return sip.Uri{}, fmt.Errorf("SIP destination %q: scheme %q: only sip and sips resolve", s, scheme)
+	default:
+		s = "sip:" + s // a bare host[:port]
 	}
 	if err := sip.ParseUri(s, &u); err != nil {
 		return sip.Uri{}, fmt.Errorf("parsing SIP destination %q: %w", s, err)
@@ -287,6 +291,18 @@ func ParseTarget(s string) (sip.Uri, error) {
 		return sip.Uri{}, fmt.Errorf("SIP destination %q has no host", s)
 	}
 	return u, nil
+}
+
+// isScheme reports whether s looks like a URI scheme (RFC 3986: a letter,
+// then letters, digits, "+", "-" or ".").
+func isScheme(s string) bool {
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ResolveString is Resolve for a destination as ParseTarget takes it.
@@ -402,7 +418,11 @@ func (r *Resolver) resolve(ctx context.Context, q request) ([]Target, error) {
 		return []Target{{Transport: tr, Host: q.host, IP: q.ip, Port: port, Source: SourceIP}}, nil
 	}
 	if q.port != 0 {
-		return r.hostTargets(ctx, q.host, q.defaultTransport(), q.port)
+		ts, err := r.hostTargets(ctx, q.host, q.defaultTransport(), q.port)
+		if len(ts) == 0 {
+			return nil, errors.Join(ErrNoTargets, err)
+		}
+		return ts, nil
 	}
 	var errs []error
 	// Which SRV names to ask, for which transport.

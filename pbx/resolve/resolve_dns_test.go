@@ -3,6 +3,7 @@ package resolve
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -42,6 +43,9 @@ func newTestResolver(t *testing.T, d *testDNS, cfg Config) *Resolver {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(1, 2))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
 	r, err := New(cfg)
 	if err != nil {
