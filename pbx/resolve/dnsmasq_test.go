@@ -1,18 +1,14 @@
 package resolve
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
 	"net"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
 )
 
 // testDNS is a dnsmasq serving a generated zone on 127.0.0.1, behind a
@@ -22,87 +18,12 @@ type testDNS struct {
 	proxy  *countingProxy
 }
 
-// startDNSMasq starts dnsmasq with the record options given (e.g.
-// "--srv-host=_sip._udp.example.test,pbx.example.test,5060,10,50") and a
-// local TTL of ttl seconds, and stops it when the test ends.
+// startDNSMasq starts dnsmasq (resolvetest.StartDNSMasq) behind a
+// counting proxy.
 func startDNSMasq(t *testing.T, ttl int, records ...string) *testDNS {
 	t.Helper()
-	bin, err := exec.LookPath("dnsmasq")
-	if err != nil {
-		t.Fatalf("dnsmasq is not installed (the tests need a real DNS server): run scripts/install-deps.sh: %v", err)
-	}
-	var lastErr error
-	for range 5 {
-		port := freeUDPPort(t)
-		args := append([]string{
-			"--keep-in-foreground", "--local=/test/", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
-			fmt.Sprintf("--port=%d", port), "--listen-address=127.0.0.1", "--bind-interfaces",
-			fmt.Sprintf("--local-ttl=%d", ttl), "--log-facility=-", "--user=" + currentUser(),
-		}, records...)
-		cmd := exec.Command(bin, args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting dnsmasq: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := waitDNS(addr, done); err != nil {
-			_ = cmd.Process.Kill()
-			<-done
-			lastErr = fmt.Errorf("%w; dnsmasq said: %s", err, out.String())
-			continue // most likely the port was taken meanwhile
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("dnsmasq output:\n%s", out.String())
-			}
-		})
-		return &testDNS{server: addr, proxy: startProxy(t, addr)}
-	}
-	t.Fatalf("dnsmasq did not come up: %v", lastErr)
-	return nil
-}
-
-func currentUser() string {
-	out, err := exec.Command("id", "-un").Output()
-	if err != nil {
-		return "root"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// waitDNS polls addr until it answers a query, dnsmasq exits, or 10 s pass.
-func waitDNS(addr string, exited <-chan error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	q := new(dns.Msg)
-	q.SetQuestion("ready.invalid.", dns.TypeA)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("dnsmasq exited: %v", err)
-		default:
-		}
-		if _, _, err := c.Exchange(q, addr); err == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.New("dnsmasq did not answer within 10 s")
+	addr := resolvetest.StartDNSMasq(t, ttl, records...)
+	return &testDNS{server: addr, proxy: startProxy(t, addr)}
 }
 
 // countingProxy forwards UDP DNS queries to a server, recording each
