@@ -46,6 +46,9 @@ Usage:
       Print the current config (with the extensions' secrets) as YAML.
   twinpbx cdr export [--data DIR] [--from TIME] [--to TIME]
       Print call detail records as CSV (TIME in RFC 3339).
+  twinpbx dns-records [--data DIR] [--domain DOMAIN] [--vip|--both] [--format zone|dnsmasq]
+      Print the NAPTR, SRV and A records that make SRV-capable phones find
+      the PBX: at the pair's VIP (default), or at both boxes (docs/DNS.md).
   twinpbx status [--data DIR]
       Show listeners, registered phones and calls in progress, and on a twin
       pair the box's role, its twin, paths, lease and alarms (JSON).
@@ -123,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{"cdr needs export"}
 		}
 		return cmdCDRExport(args[2:], stdout)
+	case "dns-records":
+		return cmdDNSRecords(args[1:], stdout)
 	case "status":
 		return cmdStatus(args[1:], stdout)
 	case "switchover":
