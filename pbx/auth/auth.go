@@ -213,93 +213,93 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	if proxy {
 		name = "Proxy-Authorization"
 	}
-	var cred *digest.Credentials
-	var parseErr error
+	var cred credentials
+	found, unreadable := false, false
 	for _, h := range req.GetHeaders(name) {
 		v := strings.TrimSpace(h.Value())
-		if !digest.IsDigest(v) {
+		if !isDigest(v) {
 			continue
 		}
-		c, err := digest.ParseCredentials(v)
+		c, err := parseCredentials(v)
 		if err != nil {
-			parseErr = err
+			unreadable = true
 			continue
 		}
-		if c.Realm == d.realm {
-			cred = c
+		if c.realm == d.realm {
+			cred, found = c, true
 			break
 		}
 	}
-	if cred == nil {
-		if parseErr != nil {
+	if !found {
+		if unreadable {
 			return "", malformed, "unreadable " + name + " header"
 		}
 		return "", challenge, ""
 	}
-	if cred.Username == "" || cred.Nonce == "" || cred.URI == "" || cred.Response == "" {
-		return cred.Username, malformed, "credentials lack username, nonce, uri or response"
+	if cred.username == "" || cred.nonce == "" || cred.uri == "" || cred.response == "" {
+		return cred.username, malformed, "credentials lack username, nonce, uri or response"
 	}
-	algo := strings.ToUpper(cred.Algorithm)
+	algo := strings.ToUpper(cred.algorithm)
 	if algo != "" && algo != "MD5" && algo != "SHA-256" {
-		return cred.Username, challenge, "algorithm " + cred.Algorithm + " not offered"
+		return cred.username, challenge, "algorithm " + cred.algorithm + " not offered"
 	}
-	if cred.Userhash {
-		return cred.Username, challenge, "userhash not offered"
+	if cred.userhash {
+		return cred.username, challenge, "userhash not offered"
 	}
 	var qop []string
-	switch strings.ToLower(cred.QOP) {
+	switch strings.ToLower(cred.qop) {
 	case "":
 	case "auth":
-		if cred.Cnonce == "" || cred.Nc <= 0 {
-			return cred.Username, malformed, "qop=auth without cnonce or nc"
+		if cred.cnonce == "" || cred.nc == 0 {
+			return cred.username, malformed, "qop=auth without cnonce or nc"
 		}
 		qop = []string{"auth"}
 	default:
-		return cred.Username, challenge, "qop " + cred.QOP + " not offered"
+		return cred.username, challenge, "qop " + cred.qop + " not offered"
 	}
-	if !uriMatches(cred.URI, &req.Recipient) {
-		return cred.Username, malformed, "digest uri is not the Request-URI"
+	if !uriMatches(cred.uri, &req.Recipient) {
+		return cred.username, malformed, "digest uri is not the Request-URI"
 	}
-	issued, err := d.nonces.verify(cred.Nonce)
+	issued, err := d.nonces.verify(cred.nonce)
 	if err != nil || issued.After(now.Add(time.Minute)) {
-		return cred.Username, challenge, "nonce not ours"
+		return cred.username, challenge, "nonce not ours"
 	}
-	secret, known := d.secrets(cred.Username)
+	secret, known := d.secrets(cred.username)
 	if !known {
 		// Computed anyway, so an unknown user costs as much as a known one.
 		secret = "\x00unknown"
 	}
 	want, err := digest.Digest(&digest.Challenge{
-		Realm: d.realm, Nonce: cred.Nonce, Algorithm: algo, QOP: qop,
+		Realm: d.realm, Nonce: cred.nonce, Algorithm: algo, QOP: qop,
 	}, digest.Options{
 		Method:   req.Method.String(),
-		URI:      cred.URI,
-		Count:    cred.Nc,
-		Cnonce:   cred.Cnonce,
-		Username: cred.Username,
+		URI:      cred.uri,
+		Count:    int(cred.nc),
+		Cnonce:   cred.cnonce,
+		Username: cred.username,
 		Password: secret,
 	})
 	if err != nil {
-		return cred.Username, challenge, "computing the expected answer: " + err.Error()
+		return cred.username, challenge, "computing the expected answer: " + err.Error()
 	}
-	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) == 1
+	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), []byte(want.Response)) == 1
 	switch {
 	case !known:
-		return cred.Username, failed, "unknown user"
+		return cred.username, failed, "unknown user"
 	case !match:
-		return cred.Username, failed, "wrong password"
+		return cred.username, failed, "wrong password"
 	}
 	if now.Sub(issued) > d.lifetime {
-		return cred.Username, stale, "nonce expired"
+		return cred.username, stale, "nonce expired"
 	}
 	nc := uint32(1) // an answer without qop uses its nonce once
 	if qop != nil {
-		nc = uint32(cred.Nc)
+		nc = cred.nc
 	}
-	if !d.nc.use(cred.Nonce, issued, nc) {
-		return cred.Username, stale, "nonce count reused"
+	if !d.nc.use(cred.nonce, issued, nc) {
+		return cred.username, stale, "nonce count reused"
 	}
-	return cred.Username, accept, ""
+	return cred.username, accept, ""
 }
 
 // challenge answers 401/407 with one challenge per configured algorithm,
