@@ -40,3 +40,22 @@ bench:
 .PHONY: demo-failover
 demo-failover:
 	$(GO) test -count=1 -v -run 'TestDecisionTable/active_SIGKILL' ./firmware/twin/nstest/
+
+## image: the firmware image (kernel + u-root initramfs) into $(IMAGE)/, reproducibly
+# KVER pins the Debian kernel ABI (image/build.KernelRelease); ACCEL is
+# tcg because KVM does not work on the CI machines (try ACCEL=kvm).
+IMAGE ?= $(OUT)/image
+KVER ?= 6.1.0-56-amd64
+ACCEL ?= tcg
+MEM ?= 512
+APPEND ?= console=ttyS0,115200 panic=-1 twinpbx.ip=10.0.2.15/24 twinpbx.gw=10.0.2.2
+.PHONY: image qemu
+image:
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER)
+
+## qemu: boot the image under QEMU, console here (Ctrl-A X quits); SIP on 127.0.0.1:15060/udp
+qemu:
+	nice -n 19 qemu-system-x86_64 -accel $(ACCEL) -machine q35 -m $(MEM) -nographic -serial mon:stdio \
+		-device i6300esb -action watchdog=reset \
+		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
+		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND)"
