@@ -24,11 +24,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 
 	"github.com/twinpbx/twinpbx/pbx/nat"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
@@ -81,7 +81,28 @@ type Digest struct {
 	nonces   nonces
 	nc       *ncTable
 	brake    *brake
-	algos    []string
+	algos    []challengeText // one per offered algorithm, in order
+}
+
+// challengeText is a WWW-Authenticate (or Proxy-Authenticate) value
+// around its nonce, built once: head + nonce + tail (or staleTail).
+type challengeText struct {
+	head, tail, staleTail string
+}
+
+func newChallengeText(realm, algo string) challengeText {
+	return challengeText{
+		head:      "Digest realm=" + strconv.Quote(realm) + `, nonce="`,
+		tail:      `", algorithm=` + algo + `, qop="auth"`,
+		staleTail: `", stale=true, algorithm=` + algo + `, qop="auth"`,
+	}
+}
+
+func (c challengeText) with(nonce string, stale bool) string {
+	if stale {
+		return c.head + nonce + c.staleTail
+	}
+	return c.head + nonce + c.tail
 }
 
 // New checks the options and returns the authenticator.
@@ -124,13 +145,13 @@ func New(o Options) (*Digest, error) {
 	if len(o.Algorithms) == 0 {
 		o.Algorithms = []string{"MD5"}
 	}
-	var algos []string
+	var algos []challengeText
 	for _, a := range o.Algorithms {
 		a = strings.ToUpper(a)
 		if a != "MD5" && a != "SHA-256" {
 			return nil, fmt.Errorf("digest algorithm %q: want MD5 or SHA-256", a)
 		}
-		algos = append(algos, a)
+		algos = append(algos, newChallengeText(o.Realm, a))
 	}
 	return &Digest{
 		realm:    o.Realm,
@@ -141,7 +162,7 @@ func New(o Options) (*Digest, error) {
 			Burst: 10, Interval: time.Minute, Now: o.Now,
 		})),
 		now:    o.Now,
-		nonces: nonces{key: append([]byte(nil), o.Key...), realm: o.Realm},
+		nonces: newNonces(o.Key, o.Realm),
 		nc:     newNCTable(o.NonceTable),
 		brake:  newBrake(o.MaxFailures, o.FailureWindow, o.BlockFor, 4096),
 		algos:  algos,
@@ -246,14 +267,14 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	if cred.userhash {
 		return cred.username, challenge, "userhash not offered"
 	}
-	var qop []string
+	qop := false
 	switch strings.ToLower(cred.qop) {
 	case "":
 	case "auth":
 		if cred.cnonce == "" || cred.nc == 0 {
 			return cred.username, malformed, "qop=auth without cnonce or nc"
 		}
-		qop = []string{"auth"}
+		qop = true
 	default:
 		return cred.username, challenge, "qop " + cred.qop + " not offered"
 	}
@@ -269,20 +290,13 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 		// Computed anyway, so an unknown user costs as much as a known one.
 		secret = "\x00unknown"
 	}
-	want, err := digest.Digest(&digest.Challenge{
-		Realm: d.realm, Nonce: cred.nonce, Algorithm: algo, QOP: qop,
-	}, digest.Options{
-		Method:   req.Method.String(),
-		URI:      cred.uri,
-		Count:    int(cred.nc),
-		Cnonce:   cred.cnonce,
-		Username: cred.username,
-		Password: secret,
-	})
-	if err != nil {
-		return cred.username, challenge, "computing the expected answer: " + err.Error()
-	}
-	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), []byte(want.Response)) == 1
+	var want [64]byte
+	n := digestInput{
+		sha256: algo == "SHA-256", user: cred.username, realm: d.realm, secret: secret,
+		method: string(req.Method), uri: cred.uri, nonce: cred.nonce,
+		qop: qop, nc: cred.nc, cnonce: cred.cnonce,
+	}.expected(&want)
+	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), want[:n]) == 1
 	switch {
 	case !known:
 		return cred.username, failed, "unknown user"
@@ -293,7 +307,7 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 		return cred.username, stale, "nonce expired"
 	}
 	nc := uint32(1) // an answer without qop uses its nonce once
-	if qop != nil {
+	if qop {
 		nc = cred.nc
 	}
 	if !d.nc.use(cred.nonce, issued, nc) {
@@ -320,9 +334,8 @@ func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 		if proxy {
 			name = "Proxy-Authenticate"
 		}
-		for _, algo := range d.algos {
-			c := digest.Challenge{Realm: d.realm, Nonce: nonce, Algorithm: algo, QOP: []string{"auth"}, Stale: isStale}
-			res.AppendHeader(sip.NewHeader(name, c.String()))
+		for _, c := range d.algos {
+			res.AppendHeader(sip.NewHeader(name, c.with(nonce, isStale)))
 		}
 	}
 	if err := tx.Respond(res); err != nil {

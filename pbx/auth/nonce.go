@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"io"
 	"sync"
 	"time"
 )
@@ -27,15 +29,24 @@ const (
 var errBadNonce = errors.New("nonce was not issued by this realm")
 
 type nonces struct {
-	key   []byte
 	realm string
+	macs  *sync.Pool // of hash.Hash: HMAC-SHA256 under the key, reused
 }
 
-func (n nonces) mac(head []byte) []byte {
-	m := hmac.New(sha256.New, n.key)
+func newNonces(key []byte, realm string) nonces {
+	key = append([]byte(nil), key...)
+	return nonces{realm: realm, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// mac puts the MAC of head into out.
+func (n nonces) mac(head []byte, out *[nonceMACLen]byte) {
+	m := n.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write(head)
-	m.Write([]byte(n.realm))
-	return m.Sum(nil)[:nonceMACLen]
+	_, _ = io.WriteString(m, n.realm)
+	var sum [sha256.Size]byte
+	copy(out[:], m.Sum(sum[:0]))
+	n.macs.Put(m)
 }
 
 // issue returns a fresh nonce stamped with t.
@@ -43,7 +54,7 @@ func (n nonces) issue(t time.Time) string {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:nonceTimeLen], uint64(t.Unix()))
 	_, _ = rand.Read(raw[nonceTimeLen : nonceTimeLen+nonceSaltLen]) // crypto/rand never fails on Linux
-	copy(raw[nonceTimeLen+nonceSaltLen:], n.mac(raw[:nonceTimeLen+nonceSaltLen]))
+	n.mac(raw[:nonceTimeLen+nonceSaltLen], (*[nonceMACLen]byte)(raw[nonceTimeLen+nonceSaltLen:]))
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
@@ -52,12 +63,13 @@ func (n nonces) verify(s string) (time.Time, error) {
 	if base64.RawURLEncoding.DecodedLen(len(s)) != nonceRawLen {
 		return time.Time{}, errBadNonce
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(raw) != nonceRawLen {
+	var raw [nonceRawLen]byte
+	if k, err := base64.RawURLEncoding.Decode(raw[:], []byte(s)); err != nil || k != nonceRawLen {
 		return time.Time{}, errBadNonce
 	}
-	head := raw[:nonceTimeLen+nonceSaltLen]
-	if !hmac.Equal(raw[nonceTimeLen+nonceSaltLen:], n.mac(head)) {
+	var mac [nonceMACLen]byte
+	n.mac(raw[:nonceTimeLen+nonceSaltLen], &mac)
+	if !hmac.Equal(raw[nonceTimeLen+nonceSaltLen:], mac[:]) {
 		return time.Time{}, errBadNonce
 	}
 	sec := binary.BigEndian.Uint64(raw[:nonceTimeLen])
