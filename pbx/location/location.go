@@ -7,9 +7,12 @@
 package location
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -144,15 +147,17 @@ func (s *Service) Lookup(aor string) []Binding {
 			out = append(out, b)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Q != out[j].Q {
-			return out[i].Q > out[j].Q
-		}
-		if !out[i].Updated.Equal(out[j].Updated) {
-			return out[i].Updated.After(out[j].Updated)
-		}
-		return out[i].Contact < out[j].Contact
-	})
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b Binding) int {
+			if a.Q != b.Q {
+				return cmp.Compare(b.Q, a.Q)
+			}
+			if c := b.Updated.Compare(a.Updated); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Contact, b.Contact)
+		})
+	}
 	return out
 }
 

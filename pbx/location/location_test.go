@@ -137,3 +137,41 @@ func TestPutKeepsTheLimitPerAOR(t *testing.T) {
 		t.Error("no Put was refused: the limit was never tested")
 	}
 }
+
+func TestLookupOrder(t *testing.T) {
+	now := time.Unix(100000, 0)
+	st := newOverlapStore(0)
+	s, err := New(st, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := func(contact string, q int, updated, expires time.Duration) Binding {
+		return Binding{AOR: "100", Contact: contact, Q: q, Updated: now.Add(updated), Expires: now.Add(expires)}
+	}
+	for _, b := range []Binding{
+		bind("sip:old@a", 0, -time.Hour, time.Hour),
+		bind("sip:new@a", 0, -time.Minute, time.Hour),
+		bind("sip:preferred@a", 900, -2*time.Hour, time.Hour),
+		bind("sip:tie-b@a", 0, -time.Hour, time.Hour),
+		bind("sip:tie-a@a", 0, -time.Hour, time.Hour),
+		bind("sip:expired@a", 1000, 0, -time.Second),
+	} {
+		if err := st.SaveBinding(b); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		s.put(b)
+		s.mu.Unlock()
+	}
+	var got []string
+	for _, b := range s.Lookup("100") {
+		got = append(got, b.Contact)
+	}
+	want := []string{"sip:preferred@a", "sip:new@a", "sip:old@a", "sip:tie-a@a", "sip:tie-b@a"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Lookup order %v, want %v", got, want)
+	}
+	if bs := s.Lookup("999"); len(bs) != 0 {
+		t.Errorf("Lookup of an unknown AOR gave %v", bs)
+	}
+}
