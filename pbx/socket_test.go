@@ -39,8 +39,8 @@ func TestSocketBuffersBeyondTheKernelCap(t *testing.T) {
 		if gerr != nil {
 			t.Fatal(gerr)
 		}
-		if got < size { // the kernel reports twice what was set
-			t.Errorf("%s is %d bytes, asked for %d", opt.name, got, size)
+		if got < 2*size { // the kernel doubles what is set, for its overhead
+			t.Errorf("%s is %d bytes, asked for %d (so want twice that)", opt.name, got, size)
 		}
 	}
 }
