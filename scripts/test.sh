@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "dependencies"
-scripts/install-deps.sh
+scripts/install-deps.sh test vm isdn
 
 bindir=$(go env GOBIN)
 [[ -n $bindir ]] || bindir="$(go env GOPATH)/bin"
@@ -32,6 +32,7 @@ step "staticcheck"
 step "go test"
 # 2 cores: the unit tests take a few minutes, the e2e package about two;
 # the timeout only stops a hung test from holding CI for long.
-go test -timeout 15m -count=1 ./...
+# The isdn group is installed above, so the libpri interop test must run.
+TWINPBX_LIBPRI=require go test -timeout 15m -count=1 ./...
 
 step "all checks passed"
