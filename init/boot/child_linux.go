@@ -73,6 +73,11 @@ func (k *keeper) run(ctx context.Context, hang time.Duration) {
 		k.log.Warn("debug: the watchdog will stop being kicked", "after", hang)
 		hangAt = time.After(hang)
 	}
+	k.kick(ctx, t.C, hangAt)
+}
+
+// kick kicks the watchdog on every tick until ctx ends or hangAt fires.
+func (k *keeper) kick(ctx context.Context, tick, hangAt <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,7 +85,7 @@ func (k *keeper) run(ctx context.Context, hang time.Duration) {
 		case <-hangAt:
 			k.log.Warn("debug hang: no longer kicking the watchdog; expect a reset", "timeout", k.wd.Timeout())
 			return // keep the device open: closing would not disarm it anyway
-		case <-t.C:
+		case <-tick:
 			if err := k.wd.Kick(); err != nil {
 				k.log.Error("kicking the watchdog", "err", err)
 			}
