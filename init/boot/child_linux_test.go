@@ -24,10 +24,10 @@ func (f *fakeWatchdog) Kick() error {
 	}
 	return nil
 }
-func (f *fakeWatchdog) Timeout() time.Duration                  { return 10 * time.Second }
+func (f *fakeWatchdog) Timeout() time.Duration                   { return 10 * time.Second }
 func (f *fakeWatchdog) BootStatus() (watchdog.BootStatus, error) { return watchdog.BootStatus{}, nil }
-func (f *fakeWatchdog) Identity() string                        { return "fake" }
-func (f *fakeWatchdog) Close() error                            { return nil }
+func (f *fakeWatchdog) Identity() string                         { return "fake" }
+func (f *fakeWatchdog) Close() error                             { return nil }
 
 func TestKeeperKick(t *testing.T) {
 	tests := []struct {
