@@ -58,6 +58,11 @@ type Result struct {
 	// Files are the outputs by name with their size and sha256.
 	Files    []File
 	Duration time.Duration
+	// Inputs is a digest of what went into the initramfs; Reused is set
+	// when the initramfs in Out already came from the same inputs and
+	// was kept.
+	Inputs string
+	Reused bool
 }
 
 // File is one output file.
@@ -117,7 +122,9 @@ func MissingTools(o Options) []string {
 // Build makes the image in o.Out. Inputs that have not changed give
 // byte-identical outputs: binaries are built with -trimpath, without VCS
 // stamps or build IDs; the cpio records are sorted with zeroed times and
-// owners by u-root; xz runs single-threaded.
+// owners by u-root; xz runs single-threaded. The kernel and binaries are
+// made every time (the Go build cache makes that quick); the initramfs
+// only when its inputs changed since the one in o.Out was made.
 func Build(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
 	start := time.Now()
@@ -166,28 +173,17 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
-	// The initramfs, by u-root's builder.
-	cpio := filepath.Join(stage, "initramfs.cpio")
-	args := []string{"tool", "u-root", "-o", cpio, "-initcmd=", "-uinitcmd=", "-defaultsh=gosh", "-skip-ldd",
-		"-files", filepath.Join(bin, "init") + ":init",
-		"-files", filepath.Join(bin, "twinpbx") + ":bin/twinpbx",
-		"-files", filepath.Join(modRoot, "lib", "modules") + ":lib/modules",
+	// The initramfs is made again only when what goes into it changed.
+	inputs, err := inputDigest(o, o.Root, bin, modRoot)
+	if err != nil {
+		return res, err
 	}
-	for _, c := range o.Commands {
-		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
-	}
-	o.Log.Info("building the initramfs with u-root", "commands", o.Commands)
-	if err := o.run(ctx, o.Root, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}, "go", args...); err != nil {
-		return res, fmt.Errorf("u-root: %w", err)
-	}
-	// The kernel's xz decoder checks CRC32 only; -T1 keeps the output
-	// the same whatever the machine's core count.
-	xzOut := filepath.Join(stage, Initramfs)
-	if err := o.run(ctx, "", nil, "sh", "-c", `xz --check=crc32 -T1 -6 -c "$1" > "$2"`, "xz", cpio, xzOut); err != nil {
-		return res, fmt.Errorf("compressing the initramfs: %w", err)
-	}
-	if err := os.Rename(xzOut, filepath.Join(o.Out, Initramfs)); err != nil {
-		return res, fmt.Errorf("moving the initramfs: %w", err)
+	res.Inputs = inputs
+	if reusable(o.Out, inputs) {
+		o.Log.Info("initramfs up to date: its inputs have not changed", "inputs", inputs[:12])
+		res.Reused = true
+	} else if err := o.initramfs(ctx, stage, bin, modRoot); err != nil {
+		return res, err
 	}
 
 	for _, name := range []string{Vmlinux, BzImage, Initramfs} {
@@ -202,6 +198,83 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// initramfs builds the initramfs with u-root's builder and compresses it
+// into o.Out.
+func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot string) error {
+	cpio := filepath.Join(stage, "initramfs.cpio")
+	args := []string{"tool", "u-root", "-o", cpio, "-initcmd=", "-uinitcmd=", "-defaultsh=gosh", "-skip-ldd",
+		"-files", filepath.Join(bin, "init") + ":init",
+		"-files", filepath.Join(bin, "twinpbx") + ":bin/twinpbx",
+		"-files", filepath.Join(modRoot, "lib", "modules") + ":lib/modules",
+	}
+	for _, c := range o.Commands {
+		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	o.Log.Info("building the initramfs with u-root", "commands", o.Commands)
+	if err := o.run(ctx, o.Root, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}, "go", args...); err != nil {
+		return fmt.Errorf("u-root: %w", err)
+	}
+	// The kernel's xz decoder checks CRC32 only; -T1 keeps the output
+	// the same whatever the machine's core count.
+	xzOut := filepath.Join(stage, Initramfs)
+	if err := o.run(ctx, "", nil, "sh", "-c", `xz --check=crc32 -T1 -6 -c "$1" > "$2"`, "xz", cpio, xzOut); err != nil {
+		return fmt.Errorf("compressing the initramfs: %w", err)
+	}
+	if err := os.Rename(xzOut, filepath.Join(o.Out, Initramfs)); err != nil {
+		return fmt.Errorf("moving the initramfs: %w", err)
+	}
+	return nil
+}
+
+// inputDigest is a sha256 over everything that goes into the initramfs:
+// the built binaries, the staged module tree, the command list and
+// go.mod and go.sum (which pin u-root and the commands' sources).
+func inputDigest(o Options, root string, dirs ...string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "commands %q\n", o.Commands)
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return "", fmt.Errorf("hashing the image's inputs: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(d, p)
+			fmt.Fprintf(h, "%s %s %d\n", filepath.Base(d), filepath.ToSlash(rel), len(b))
+			h.Write(b)
+			return nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("hashing the image's inputs: %w", err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// reusable reports whether out holds an initramfs made from inputs: its
+// manifest names them and the file's sha256 is the one recorded.
+func reusable(out, inputs string) bool {
+	m, err := os.ReadFile(filepath.Join(out, Manifest))
+	if err != nil || !bytes.Contains(m, []byte("\ninputs "+inputs+"\n")) {
+		return false
+	}
+	f, err := describe(filepath.Join(out, Initramfs))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(m, fmt.Appendf(nil, "\nfile %s %d %s\n", f.Name, f.Size, f.SHA256))
 }
 
 // stageModules copies the module closure and the kernel's module lists
@@ -304,6 +377,7 @@ func manifest(o Options, r Result) []byte {
 	}
 	fmt.Fprintf(&b, "modules %s\n", strings.Join(o.Modules, " "))
 	fmt.Fprintf(&b, "commands %s\n", strings.Join(o.Commands, " "))
+	fmt.Fprintf(&b, "inputs %s\n", r.Inputs)
 	for _, f := range r.Files {
 		fmt.Fprintf(&b, "file %s %d %s\n", f.Name, f.Size, f.SHA256)
 	}

@@ -106,8 +106,9 @@ func requireVM(t *testing.T) {
 	}
 }
 
-// image builds the firmware image for the tests, or takes the one in
-// $TWINPBX_IMAGE (a folder made by make image).
+// image builds the firmware image for the tests in the user's cache
+// folder, where an unchanged initramfs is kept from the last run, or
+// takes the one in $TWINPBX_IMAGE (a folder made by make image).
 func image(t *testing.T) string {
 	t.Helper()
 	if dir := os.Getenv("TWINPBX_IMAGE"); dir != "" {
@@ -120,7 +121,11 @@ func image(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	out := t.TempDir()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "twinpbx", "vmtest-image")
 	res, err := build.Build(ctx, build.Options{Root: root, Out: out, Nice: true})
 	if err != nil {
 		t.Fatalf("building the image: %v", err)
@@ -128,7 +133,7 @@ func image(t *testing.T) string {
 	for _, f := range res.Files {
 		t.Logf("image: %-18s %5.1f MB", f.Name, float64(f.Size)/1e6)
 	}
-	t.Logf("image built in %v", res.Duration.Round(100*time.Millisecond))
+	t.Logf("image built in %v (initramfs kept from an earlier run: %v)", res.Duration.Round(100*time.Millisecond), res.Reused)
 	return out
 }
 

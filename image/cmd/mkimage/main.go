@@ -46,7 +46,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "image for kernel %s in %s (built in %s):\n", res.KernelRelease, *out, res.Duration.Round(100*time.Millisecond))
+	how := "built"
+	if res.Reused {
+		how = "checked, initramfs unchanged,"
+	}
+	fmt.Fprintf(stdout, "image for kernel %s in %s (%s in %s):\n", res.KernelRelease, *out, how, res.Duration.Round(100*time.Millisecond))
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", f.Name, float64(f.Size)/1e6, f.SHA256)
 	}
