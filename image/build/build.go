@@ -346,14 +346,20 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// writeFile replaces name atomically, so a failed build leaves no torn file.
+// writeFile replaces name atomically, so a failed build leaves no torn
+// file and two builds into the same folder do not mix their bytes.
 func writeFile(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+"-*")
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, name); err != nil {
-		return errors.Join(fmt.Errorf("writing %s: %w", name, err), os.Remove(tmp))
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o644)); err != nil {
+		return errors.Join(fmt.Errorf("writing %s: %w", name, err), os.Remove(f.Name()))
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		return errors.Join(fmt.Errorf("writing %s: %w", name, err), os.Remove(f.Name()))
 	}
 	return nil
 }
