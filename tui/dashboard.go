@@ -19,7 +19,6 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
-	"github.com/twinpbx/twinpbx/firmware/twin"
 )
 
 // Backend is what the dashboard needs of a box.
@@ -87,10 +86,12 @@ func (d dataDir) ExportConfig(ctx context.Context) (string, error) {
 	return p, nil
 }
 
-func (d dataDir) Pair(ctx context.Context, what string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return twin.Request(ctx, string(d), what)
+func (d dataDir) Pair(_ context.Context, what string) (string, error) {
+	c, err := control.Dial(string(d))
+	if err != nil {
+		return "", err
+	}
+	return c.Pair(what)
 }
 
 // StatusView is the part of the status JSON the dashboard shows. Every

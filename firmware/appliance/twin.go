@@ -205,8 +205,7 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 			errs <- err
 		}()
 	}
-	start("control socket", func() error { return control.Serve(ctx, o.DataDir, a, log) })
-	start("pair control socket", func() error { return twin.ServeControl(ctx, o.DataDir, node, log) })
+	start("control socket", func() error { return control.Serve(ctx, o.DataDir, pairRunning{a}, log) })
 	pbxReady := make(chan struct{})
 	start("twin pair", func() error {
 		select {
@@ -245,3 +244,12 @@ func (a *running) twinStatus(ver uint64) any {
 		Cluster twin.Status `json:"cluster"`
 	}{role, ver, a.pbx.Status(), ts}
 }
+
+// pairRunning is a running twin box: the control API also takes the
+// pair's switchover and maintenance requests.
+type pairRunning struct{ *running }
+
+func (p pairRunning) Switchover(ctx context.Context) error { return p.twin.Switchover(ctx) }
+func (p pairRunning) SetMaintenance(on bool) error         { return p.twin.SetMaintenance(on) }
+
+var _ control.Pair = pairRunning{}

@@ -37,6 +37,18 @@ type Appliance interface {
 	ImportConfig(yaml []byte) (version uint64, restart bool, err error)
 }
 
+// Pair is implemented by an appliance that runs as one of a twin pair;
+// the control API then also takes switchover and maintenance requests.
+type Pair interface {
+	// Switchover hands service to the twin gracefully (active box only).
+	Switchover(ctx context.Context) error
+	// SetMaintenance keeps the box from becoming active, or ends that.
+	SetMaintenance(on bool) error
+}
+
+// ErrNotPair is the answer of a standalone box to a pair request.
+var ErrNotPair = errors.New("this box is not one of a twin pair")
+
 // ImportResult is the answer to a config import.
 type ImportResult struct {
 	Version uint64 `json:"version"`
@@ -76,9 +88,40 @@ func Serve(ctx context.Context, dataDir string, a Appliance, log *slog.Logger) e
 }
 
 // Handler is the HTTP API: GET /status, GET /cdr?from=&to= (RFC 3339),
-// GET /config, PUT /config.
+// GET /config, PUT /config, and for a twin pair POST /switchover and
+// POST /maintenance/on|off.
 func Handler(a Appliance) http.Handler {
 	mux := http.NewServeMux()
+	pair, isPair := a.(Pair)
+	mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
+		if !isPair {
+			http.Error(w, ErrNotPair.Error(), http.StatusConflict)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+		defer cancel()
+		if err := pair.Switchover(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		_, _ = io.WriteString(w, "handed over\n")
+	})
+	mux.HandleFunc("POST /maintenance/{state}", func(w http.ResponseWriter, r *http.Request) {
+		if !isPair {
+			http.Error(w, ErrNotPair.Error(), http.StatusConflict)
+			return
+		}
+		state := r.PathValue("state")
+		if state != "on" && state != "off" {
+			http.Error(w, "want on or off", http.StatusBadRequest)
+			return
+		}
+		if err := pair.SetMaintenance(state == "on"); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		_, _ = io.WriteString(w, "maintenance "+state+"\n")
+	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -195,6 +238,18 @@ func (c *Client) CDRs(w io.Writer, from, to time.Time) error {
 		}
 	}
 	return c.copy(w, "GET", "/cdr"+strings.TrimSuffix(q, "&"), nil)
+}
+
+// Pair sends a pair request ("switchover", "maintenance/on" or
+// "maintenance/off") and returns the box's answer.
+func (c *Client) Pair(what string) (string, error) {
+	res, err := c.do("POST", "/"+what, nil)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	return strings.TrimSpace(string(b)), err
 }
 
 // Config copies the current config YAML to w.

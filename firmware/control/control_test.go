@@ -129,3 +129,53 @@ func TestDialNotRunning(t *testing.T) {
 		t.Fatalf("Dial on a stale socket file = %v, want ErrNotRunning", err)
 	}
 }
+
+type fakePair struct {
+	fakeAppliance
+	maint     []bool
+	switchErr error
+}
+
+func (f *fakePair) Switchover(context.Context) error { return f.switchErr }
+func (f *fakePair) SetMaintenance(on bool) error     { f.maint = append(f.maint, on); return nil }
+
+func TestPairRequests(t *testing.T) {
+	standalone, err := Dial(serve(t, &fakeAppliance{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := standalone.Pair("switchover"); err == nil || !strings.Contains(err.Error(), ErrNotPair.Error()) {
+		t.Fatalf("switchover on a standalone box = %v, want %q", err, ErrNotPair)
+	}
+
+	fp := &fakePair{}
+	c, err := Dial(serve(t, fp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ what, want, wantErr string }{
+		{"switchover", "handed over", ""},
+		{"maintenance/on", "maintenance on", ""},
+		{"maintenance/off", "maintenance off", ""},
+		{"maintenance/maybe", "", "want on or off"},
+	}
+	for _, tc := range tests {
+		got, err := c.Pair(tc.what)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err %v, want %q", tc.what, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s = %q, %v; want %q", tc.what, got, err, tc.want)
+		}
+	}
+	if len(fp.maint) != 2 || !fp.maint[0] || fp.maint[1] {
+		t.Errorf("maintenance calls %v, want [true false]", fp.maint)
+	}
+	fp.switchErr = errors.New("the twin is not in sync")
+	if _, err := c.Pair("switchover"); err == nil || !strings.Contains(err.Error(), "not in sync") {
+		t.Errorf("a refused switchover must carry the reason, got %v", err)
+	}
+}

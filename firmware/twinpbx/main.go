@@ -22,7 +22,6 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/firmware/supervisor"
-	"github.com/twinpbx/twinpbx/firmware/twin"
 )
 
 const usage = `twinpbx: the firmware of a twin PBX pair.
@@ -374,12 +373,14 @@ func cmdMaintenance(ctx context.Context, state string, args []string, stdout io.
 }
 
 func pairRequest(ctx context.Context, data, what string, stdout io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	msg, err := twin.Request(ctx, data, what)
-	if errors.Is(err, twin.ErrControlNotRunning) {
-		return fmt.Errorf("%w (%s): is it a twin pair box, and running?", err, strings.TrimRight(data, "/"))
+	c, err := control.Dial(data)
+	if errors.Is(err, control.ErrNotRunning) {
+		return fmt.Errorf("%w (%s)", err, strings.TrimRight(data, "/"))
 	}
+	if err != nil {
+		return err
+	}
+	msg, err := c.Pair(what)
 	if err != nil {
 		return err
 	}
