@@ -289,3 +289,79 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// groupStats reads the wait counters of the group commit.
+func groupStats(s *Store) (waits, gathered int) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.group.waits, s.group.gathered
+}
+
+// TestGroupCommitWaitsForCompany: when writes come often, the leader
+// waits for the next one and commits both together; a full batch ends the
+// wait at once (the delay here is far longer than the test may take).
+func TestGroupCommitWaitsForCompany(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	s := openT(t, "", Options{GroupDelay: time.Hour, BeforeCommit: func(cs []Change) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var keys []string
+		for _, c := range cs {
+			keys = append(keys, c.Key)
+		}
+		batches = append(batches, keys)
+		return nil
+	}})
+	s.gmu.Lock()
+	s.group.max, s.group.gap = 2, 0 // as if writes had been coming often
+	s.gmu.Unlock()
+	errA := make(chan error, 1)
+	go func() { errA <- s.PutDialog("a", []byte("1")) }()
+	waitFor(t, "the first write to wait for company", func() bool { w, _ := groupStats(s); return w == 1 })
+	if err := s.PutDialog("b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errA; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(batches) != "[[a b]]" {
+		t.Errorf("batches %v, want [[a b]]", batches)
+	}
+	if _, g := groupStats(s); g != 1 {
+		t.Errorf("%d waits gathered company, want 1", g)
+	}
+}
+
+// TestGroupCommitIdleDoesNotWait: on a store that was idle, a write is
+// committed without waiting (here the wait would outlast the test).
+func TestGroupCommitIdleDoesNotWait(t *testing.T) {
+	s := openT(t, "", Options{GroupDelay: time.Hour})
+	if err := s.PutDialog("a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := groupStats(s); w != 0 {
+		t.Errorf("%d waits, want none", w)
+	}
+}
+
+// TestGroupCommitLoneWriterStopsWaiting: one goroutine writing one thing
+// after another gains nothing from waits; after two that gathered nothing
+// the store stops waiting for a while.
+func TestGroupCommitLoneWriterStopsWaiting(t *testing.T) {
+	s := openT(t, "", Options{GroupDelay: 5 * time.Millisecond})
+	s.gmu.Lock()
+	s.group.gap = 0
+	s.gmu.Unlock()
+	const writes = 40
+	for i := range writes {
+		if err := s.PutDialog(fmt.Sprint("d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two waits, lonelyBatches without, two more, then no more waits.
+	waits, gathered := groupStats(s)
+	if want := 2 * ((writes + lonelyBatches + 1) / (lonelyBatches + 2)); waits > want || gathered != 0 {
+		t.Errorf("%d waits (%d gathered company) in %d writes, want at most %d and none gathering", waits, gathered, writes, want)
+	}
+}

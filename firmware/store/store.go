@@ -60,6 +60,11 @@ type Options struct {
 	// called with the write lock held: no other write can start meanwhile,
 	// and it must not call back into the Store. Apply does not call it.
 	BeforeCommit func([]Change) error
+	// GroupDelay is the longest a write of a binding, CDR or dialog waits
+	// for others to share its commit, when writes have lately been
+	// arriving that often (0: DefaultGroupDelay; negative: never wait,
+	// batch only what arrives during a commit). See group.go.
+	GroupDelay time.Duration
 	// LockTimeout bounds the wait for the file lock another process holds
 	// (0: 2s).
 	LockTimeout time.Duration
@@ -106,6 +111,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 2 * time.Second
 	}
+	if opts.GroupDelay == 0 {
+		opts.GroupDelay = DefaultGroupDelay
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -113,6 +121,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("creating store folder: %w", err)
 	}
 	s := &Store{path: filepath.Join(dir, FileName), opts: opts, log: opts.Logger}
+	s.group.max = maxBatch
+	s.group.gap = -1 // no waiting until writes are known to come often
 	db, err := openDB(s.path, opts.LockTimeout)
 	if err != nil {
 		return nil, err
