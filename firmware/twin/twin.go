@@ -69,6 +69,41 @@ type Node struct {
 	rep     atomic.Pointer[replica]
 	ready   chan struct{}
 	once    sync.Once
+
+	hb       atomic.Pointer[heartbeat.Heartbeat]
+	wrongKey keyAlarm
+}
+
+// AlarmWrongKey is raised while beats sealed with another pairing key
+// arrive: the twin (or something posing as it) was set up with another key.
+const AlarmWrongKey = "twin with a wrong pairing key"
+
+// wrongKeyHold is how long the alarm stays after the last such beat.
+const wrongKeyHold = 10 * time.Second
+
+// keyAlarm turns the heartbeat's count of beats refused for their key
+// into the alarm AlarmWrongKey.
+type keyAlarm struct {
+	mu          sync.Mutex
+	count       uint64
+	since, last time.Time
+}
+
+// observe takes the current count and returns whether the alarm is up,
+// and since when.
+func (k *keyAlarm) observe(count uint64, now time.Time) (bool, time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if count > k.count {
+		if k.last.IsZero() || now.Sub(k.last) > wrongKeyHold {
+			k.since = now
+		}
+		k.count, k.last = count, now
+	}
+	if k.last.IsZero() || now.Sub(k.last) > wrongKeyHold {
+		return false, time.Time{}
+	}
+	return true, k.since
 }
 
 // ErrNotRunning is returned by the control calls before Run has started
@@ -138,6 +173,11 @@ func (n *Node) Status() (Status, bool) {
 	s := Status{Status: m.Status(), Serving: n.Serving(), Fingerprint: n.keys.Fingerprint()}
 	if r := n.rep.Load(); r != nil {
 		s.Replication = r.status()
+	}
+	if hb := n.hb.Load(); hb != nil {
+		if up, since := n.wrongKey.observe(hb.Peer().Rejected.WrongKey, time.Now()); up {
+			s.Alarms = append(s.Alarms, cluster.Alarm{Text: AlarmWrongKey, Since: since})
+		}
 	}
 	return s, true
 }
@@ -280,6 +320,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("twin: starting the heartbeats: %w", err)
 	}
+	n.hb.Store(hb)
 	hbCtx, hbStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hbStop()
 	hbDone := make(chan struct{})

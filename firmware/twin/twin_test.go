@@ -133,3 +133,28 @@ func FuzzAnsweringNode(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyAlarm(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var k keyAlarm
+	steps := []struct {
+		after time.Duration
+		count uint64
+		up    bool
+		since time.Duration
+	}{
+		{0, 0, false, 0},
+		{time.Second, 3, true, time.Second},
+		{5 * time.Second, 3, true, time.Second},
+		{8 * time.Second, 5, true, time.Second},
+		{17 * time.Second, 5, true, time.Second},
+		{19 * time.Second, 5, false, 0},
+		{30 * time.Second, 6, true, 30 * time.Second},
+	}
+	for _, st := range steps {
+		up, since := k.observe(st.count, t0.Add(st.after))
+		if up != st.up || (up && !since.Equal(t0.Add(st.since))) {
+			t.Fatalf("at +%s count %d: up=%v since=%v, want %v since +%s", st.after, st.count, up, since, st.up, st.since)
+		}
+	}
+}

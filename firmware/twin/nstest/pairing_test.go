@@ -12,6 +12,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/board"
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
@@ -216,9 +217,8 @@ func TestWrongPairingKey(t *testing.T) {
 		t.Errorf("the VIP was answered by %v (interleaved %v); want only A", r.Nodes(), r.Interleaved)
 	}
 
-	// What B shows of it. The heartbeat's reject counts are not in the
-	// status; the fingerprints differ and the manager sees the twin
-	// silent while the VIP answers.
+	// What B shows of it: the wrong-key alarm, fingerprints that differ,
+	// and the twin silent while the VIP answers.
 	sa, err := p.pairStatus(testbed.A)
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +228,9 @@ func TestWrongPairingKey(t *testing.T) {
 	}
 	if !slices.Contains(sb.alarms(), "heartbeat paths broken, twin serving") {
 		t.Errorf("B's alarms are %q; want the twin serving behind broken heartbeat paths", sb.alarms())
+	}
+	if !slices.Contains(sb.alarms(), twin.AlarmWrongKey) {
+		t.Errorf("B's alarms are %q; want %q", sb.alarms(), twin.AlarmWrongKey)
 	}
 	log := p.boxes[testbed.B].proc.Output()
 	if !strings.Contains(log, "heartbeat rejected") || !strings.Contains(log, "twin with a wrong pairing key") {
