@@ -96,22 +96,26 @@ func BenchmarkSaveBindingParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkSaveBindingPaced measures binding writes arriving one every
-// 1.5 ms from independent goroutines, as REGISTERs do at about 650/s: too
-// far apart to meet during a commit, close enough for the group delay to
-// gather them; without waiting (nowait) and with the default delay.
+// BenchmarkSaveBindingPaced measures binding writes arriving at a steady
+// pace from independent goroutines, as REGISTERs do at 500/s and 1000/s:
+// too far apart to meet during a commit, close enough for the group delay
+// to gather them; without waiting (nowait) and with the default delay.
 func BenchmarkSaveBindingPaced(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
+		every time.Duration
 		delay time.Duration
-	}{{"nowait", -1}, {"groupdelay", 0}} {
+	}{
+		{"500/s-nowait", 2 * time.Millisecond, -1}, {"500/s-groupdelay", 2 * time.Millisecond, 0},
+		{"1000/s-nowait", time.Millisecond, -1}, {"1000/s-groupdelay", time.Millisecond, 0},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s, err := Open(b.TempDir(), Options{GroupDelay: bc.delay})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			tick := time.NewTicker(1500 * time.Microsecond)
+			tick := time.NewTicker(bc.every)
 			defer tick.Stop()
 			var wg sync.WaitGroup
 			cpu := cpuTime(b)

@@ -62,8 +62,8 @@ type Options struct {
 	BeforeCommit func([]Change) error
 	// GroupDelay is the longest a write of a binding, CDR or dialog waits
 	// for others to share its commit, when writes have lately been
-	// arriving that often (0: DefaultGroupDelay; negative: never wait,
-	// batch only what arrives during a commit). See group.go.
+	// arriving less than twice that apart (0: DefaultGroupDelay; negative:
+	// never wait, batch only what arrives during a commit). See group.go.
 	GroupDelay time.Duration
 	// LockTimeout bounds the wait for the file lock another process holds
 	// (0: 2s).
