@@ -14,7 +14,6 @@ import (
 // records every batch it is given.
 type gate struct {
 	release chan struct{}
-	once    sync.Once
 	mu      sync.Mutex
 	batches [][]Change
 	fail    error // returned for every batch after the first
