@@ -23,15 +23,25 @@ func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandle
 func guard(h sipgo.RequestHandler, serving func() bool) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if serving != nil && !serving() {
+			end(tx) // nothing answers: keep no transaction for Timer J
 			return
 		}
 		if reason := checkRequest(req); reason != "" {
 			if req.Method != sip.ACK { // an ACK is never answered
 				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, reason, nil))
 			}
+			end(tx)
 			return
 		}
 		h(req, tx)
+	}
+}
+
+// end terminates tx at once: a request refused here leaves nothing to wait
+// for, and a retransmission is simply refused again.
+func end(tx sip.ServerTransaction) {
+	if tx != nil {
+		tx.Terminate()
 	}
 }
 
