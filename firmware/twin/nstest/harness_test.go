@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinpbx/twinpbx/board"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/testbed"
 )
@@ -76,52 +75,10 @@ type pair struct {
 // newPair builds a bed, writes both boxes' configs and starts them.
 func newPair(t *testing.T, phones int) *pair {
 	t.Helper()
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	bed := testbed.New(t, testbed.Options{Phones: phones})
-	shared := t.TempDir()
-	p := &pair{t: t, bed: bed, boxes: map[testbed.Node]*box{}, relay: filepath.Join(shared, "relay-state")}
-	prof := board.Sim()
-	prof.Relay.StateFile = p.relay
-	text, err := prof.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.board = filepath.Join(shared, "board.yaml")
-	if err := os.WriteFile(p.board, text, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []testbed.Node{testbed.A, testbed.B} {
-		b := &box{node: n, dir: t.TempDir()}
-		b.cfgPath = filepath.Join(shared, string(n)+".yaml")
-		text, err := config.Marshal(p.config(n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(b.cfgPath, text, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p.boxes[n] = b
-	}
+	p := idlePair(t, phones, nil)
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}
-	t.Cleanup(func() {
-		for _, b := range p.boxes {
-			if b.proc != nil {
-				_ = p.signalBox(b.node, syscall.SIGCONT)
-				_ = b.proc.Stop(3 * time.Second)
-			}
-		}
-		if t.Failed() {
-			for _, n := range []testbed.Node{testbed.A, testbed.B} {
-				if b := p.boxes[n]; b.proc != nil {
-					t.Logf("log of box %s:\n%s", n, tail(b.proc.Output(), 120))
-				}
-			}
-		}
-	})
 	return p
 }
 

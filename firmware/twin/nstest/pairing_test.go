@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,9 +18,10 @@ import (
 )
 
 // idlePair builds a bed and writes both boxes' configs, each passed
-// through tweak (nil: as newPair writes them), but starts neither box:
-// the caller starts them when and in the order the test needs. Cleanup
-// is as newPair's.
+// through tweak (nil: as they are), but starts neither box: the caller
+// (newPair, or a test that needs another order) starts them. Cleanup
+// stops every box started, waking a stopped one first, and shows their
+// logs when the test failed.
 func idlePair(t *testing.T, phones int, tweak func(n testbed.Node, c *config.Config)) *pair {
 	t.Helper()
 	if buildErr != nil {
@@ -46,6 +48,7 @@ func idlePair(t *testing.T, phones int, tweak func(n testbed.Node, c *config.Con
 	t.Cleanup(func() {
 		for _, b := range p.boxes {
 			if b.proc != nil {
+				_ = p.signalBox(b.node, syscall.SIGCONT)
 				_ = b.proc.Stop(3 * time.Second)
 			}
 		}
