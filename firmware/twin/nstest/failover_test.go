@@ -97,8 +97,19 @@ var breakCases = []breakCase{
 func TestDecisionTable(t *testing.T) {
 	for _, c := range breakCases {
 		t.Run(c.name, func(t *testing.T) {
-			p := newPair(t, 1)
+			p := newPair(t, 2)
 			active, standby := p.waitSettled(20 * time.Second)
+			if c.takeover {
+				// A registration and a CDR made on the active must be on
+				// the new active after the takeover.
+				waitSipp(t, p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600"), "registering bob")
+				p.call("call before the failure")
+				waitFor(t, 10*time.Second, "the standby in sync with the first CDR", func() (bool, string) {
+					s, err := p.status(standby)
+					n, out := p.cdrCount(active)
+					return err == nil && n == 1 && s.Cluster.Replication.InSync, fmt.Sprint(n, err, out)
+				})
+			}
 			pr := p.probe()
 			waitFor(t, 5*time.Second, "the probe is answered", func() (bool, string) {
 				r := pr.Report()
@@ -128,6 +139,15 @@ func TestDecisionTable(t *testing.T) {
 				last := r.Runs[len(r.Runs)-1]
 				return last.Node == string(want) && last.Last.After(broken.Add(time.Second)), r.String()
 			})
+			if c.takeover {
+				// bob did not register again: the call finds him through
+				// the replicated binding, and no CDR is lost.
+				p.call("call after the takeover")
+				waitFor(t, 10*time.Second, "both CDRs on the new active", func() (bool, string) {
+					n, out := p.cdrCount(standby)
+					return n == 2, out
+				})
+			}
 			if c.alarm != "" {
 				on := standby
 				if c.takeover != c.onActive {
