@@ -611,7 +611,16 @@ var callFailovers = []callFailover{
 // other phone, and that the call's CDR on the new active carries the
 // original start and answer times.
 func TestCallAudioSurvivesFailover(t *testing.T) {
-	for _, c := range callFailovers {
+	// Every row of the decision table that takes over, not only the two
+	// written for calls.
+	cases := slices.Clone(callFailovers)
+	for _, b := range breakCases {
+		covered := slices.ContainsFunc(callFailovers, func(c callFailover) bool { return strings.HasPrefix(c.name, b.name+",") })
+		if b.takeover && !covered {
+			cases = append(cases, callFailover{b.name + ", caller hangs up", b.breakIt, 0})
+		}
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := runCallFailover(t, c)
 			t.Logf("%s: caller heard %s; callee heard %s", c.name, r.toCaller, r.toCallee)
