@@ -191,12 +191,8 @@ func (r *Receiver) runOnce(ctx context.Context) (synced bool, err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if r.cfg.TLS != nil {
-		tc := tls.Client(conn, r.cfg.TLS)
-		hctx, cancel := context.WithTimeout(ctx, r.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
+		tc, err := handshake(ctx, tls.Client(conn, r.cfg.TLS), r.cfg.HandshakeTimeout)
 		if err != nil {
-			err = fmt.Errorf("TLS handshake with %s: %w", conn.RemoteAddr(), err)
 			r.event(Event{Kind: Refused, Err: err})
 			return false, err
 		}

@@ -34,6 +34,8 @@
 package replication
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 )
@@ -129,4 +131,15 @@ func orDefault(v, d time.Duration) time.Duration {
 		return d
 	}
 	return v
+}
+
+// handshake completes tc's TLS handshake within timeout; both ends of the
+// link use it, the standby as client, the active as server.
+func handshake(ctx context.Context, tc *tls.Conn, timeout time.Duration) (*tls.Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", tc.RemoteAddr(), err)
+	}
+	return tc, nil
 }

@@ -334,12 +334,8 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 	stopEarly := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stopEarly()
 	if s.cfg.TLS != nil {
-		tc := tls.Server(conn, s.cfg.TLS)
-		hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
+		tc, err := handshake(ctx, tls.Server(conn, s.cfg.TLS), s.cfg.HandshakeTimeout)
 		if err != nil {
-			err = fmt.Errorf("TLS handshake with %s: %w", conn.RemoteAddr(), err)
 			s.event(Event{Kind: Refused, Err: err})
 			return err
 		}
