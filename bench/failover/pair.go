@@ -9,10 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/twinpbx/twinpbx/board"
 	"github.com/twinpbx/twinpbx/firmware/config"
@@ -80,28 +78,8 @@ func startTwinpbx(ctx context.Context, bed *testbed.Bed, binary, dir string) (pa
 	if err := os.WriteFile(boardFile, text, 0o600); err != nil {
 		return nil, err
 	}
-	vip := bed.VIP()
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
-		twin := n.Twin()
-		cfg := &config.Config{
-			Node: config.Node{Name: string(n)},
-			SIP: config.SIP{
-				Listen:    []string{"udp:" + netip.AddrPortFrom(vip.Addr(), 5060).String()},
-				Advertise: vip.Addr().String(),
-				RTPPorts:  "30000-30099",
-			},
-			Extensions: []config.Extension{{Number: "100", Name: "Bench", Secret: "bench-secret-100"}},
-			Cluster: &config.Cluster{
-				Peer:            string(twin),
-				PairingKey:      pairingKey,
-				Crossover:       config.Path{Local: bed.CrossoverAddr(n).String(), Peer: bed.CrossoverAddr(twin).String()},
-				LAN:             config.Path{Local: bed.Addr(n).String(), Peer: bed.Addr(twin).String()},
-				LANInterface:    testbed.LANInterface,
-				VIP:             vip.String(),
-				Gateway:         bed.Addr(testbed.Gateway).String(),
-				WatchdogTimeout: config.Duration(3 * time.Second),
-			},
-		}
+		cfg := bed.TwinConfig(n, pairingKey, config.Extension{Number: "100", Name: "Bench", Secret: "bench-secret-100"})
 		text, err := config.Marshal(cfg)
 		if err != nil {
 			return nil, err
@@ -185,17 +163,8 @@ func (p *twinPair) breakIt(ctx context.Context, fault string, active testbed.Nod
 
 // nodeProcess is pid's child when it has one, else pid.
 func nodeProcess(pid int) int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, field := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(field); err == nil && c > 0 {
-				return c
-			}
-		}
+	if c, err := testbed.ChildPID(pid); err == nil {
+		return c
 	}
 	return pid
 }

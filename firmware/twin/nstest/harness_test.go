@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,28 +92,7 @@ func tail(s string, lines int) string {
 // config is box n's config: the same extensions and pairing key for both,
 // the addresses swapped.
 func (p *pair) config(n testbed.Node) *config.Config {
-	bed := p.bed
-	twinN := n.Twin()
-	v := bed.VIP()
-	return &config.Config{
-		Node: config.Node{Name: string(n)},
-		SIP: config.SIP{
-			Listen:    []string{"udp:" + netip.AddrPortFrom(v.Addr(), 5060).String()},
-			Advertise: v.Addr().String(),
-			RTPPorts:  "30000-30099",
-		},
-		Extensions: []config.Extension{alice, bob},
-		Cluster: &config.Cluster{
-			Peer:            string(twinN),
-			PairingKey:      pairingKey,
-			Crossover:       config.Path{Local: bed.CrossoverAddr(n).String(), Peer: bed.CrossoverAddr(twinN).String()},
-			LAN:             config.Path{Local: bed.Addr(n).String(), Peer: bed.Addr(twinN).String()},
-			LANInterface:    testbed.LANInterface,
-			VIP:             v.String(),
-			Gateway:         bed.Addr(testbed.Gateway).String(),
-			WatchdogTimeout: config.Duration(3 * time.Second),
-		},
-	}
+	return p.bed.TwinConfig(n, pairingKey, alice, bob)
 }
 
 // start starts box n's twinpbx.
@@ -250,23 +228,11 @@ func (p *pair) probe() *testbed.Probe {
 // supervisor) started to do the work.
 func (p *pair) worker(n testbed.Node) (int, error) {
 	parent := p.boxes[n].proc.Pid()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))
+	pid, err := testbed.ChildPID(parent)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("box %s (supervisor %d) has no worker now: %w", n, parent, err)
 	}
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread ended
-		}
-		for _, field := range strings.Fields(string(b)) {
-			var pid int
-			if _, err := fmt.Sscan(field, &pid); err == nil && pid > 0 {
-				return pid, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("box %s (supervisor %d) has no worker now", n, parent)
+	return pid, nil
 }
 
 // waitWorker waits for box n's worker other than not (0: any).
