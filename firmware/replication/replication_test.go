@@ -96,6 +96,13 @@ func TestInitialCatchUp(t *testing.T) {
 			}
 			p.startReceiver(t, nil)
 			p.waitSynced(t)
+			// Events are told after the state they describe changed: wait
+			// for the sender's InSync event (told after its SnapshotDone)
+			// and, when a snapshot is expected, for the receiver's.
+			waitFor(t, "the sender's InSync event", func() bool { return p.sndEv.count(InSync) > 0 })
+			if tt.wantSnapshot {
+				waitFor(t, "the receiver's SnapshotDone event", func() bool { return p.rcvEv.count(SnapshotDone) > 0 })
+			}
 			if got := p.rcvEv.count(SnapshotDone) > 0; got != tt.wantSnapshot {
 				t.Errorf("snapshot used: %v, want %v", got, tt.wantSnapshot)
 			}
@@ -274,9 +281,7 @@ func TestSnapshotAfterAbsence(t *testing.T) {
 	writeMix(t, p.active, 10, 100)
 	p.startReceiver(t, nil)
 	p.waitSynced(t)
-	if p.rcvEv.count(SnapshotDone) == 0 {
-		t.Error("no snapshot though the log was trimmed past the standby")
-	}
+	waitFor(t, "a snapshot, the log being trimmed past the standby", func() bool { return p.rcvEv.count(SnapshotDone) > 0 })
 }
 
 // Writes race the standby's catch-up; it must end in sync, not stuck.

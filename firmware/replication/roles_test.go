@@ -96,9 +96,7 @@ func TestRoleSwapAndSplitBrain(t *testing.T) {
 	addrB, _ = serveOn(t, sndB, b)
 	rA, evA, _ = receiveFrom(t, "a", a, addrB)
 	waitEqual(t, sndB, rA, b, a)
-	if evA.count(SnapshotDone) == 0 {
-		t.Error("the diverged standby got no snapshot")
-	}
+	waitFor(t, "a snapshot for the diverged standby", func() bool { return evA.count(SnapshotDone) > 0 })
 	bs, err := b.LoadBindings()
 	if err != nil {
 		t.Fatal(err)
