@@ -19,6 +19,9 @@ type Config struct {
 	Cluster *Cluster `yaml:"cluster,omitempty"`
 	// Console holds the wizard's settings beyond the PBX (console.go).
 	Console *Console `yaml:"console,omitempty"`
+	// Trunks and Routes connect the PBX to the telephone network (trunks.go).
+	Trunks []TrunkLine `yaml:"trunks,omitempty"`
+	Routes []Route     `yaml:"routes,omitempty"`
 
 	// src remembers where each field came from when the config was parsed,
 	// so that Validate can name file and line. Nil for configs built in code.
