@@ -17,6 +17,7 @@ type Config struct {
 	Extensions []Extension `yaml:"extensions"`
 	// Cluster pairs this box with its twin. Absent: the box runs standalone.
 	Cluster *Cluster `yaml:"cluster,omitempty"`
+	Site    *Site    `yaml:"site,omitempty"` // a site cluster of three boxes or more (site.go)
 	// Console holds the wizard's settings beyond the PBX (console.go).
 	Console *Console `yaml:"console,omitempty"`
 	// Trunks and Routes connect the PBX to the telephone network (trunks.go).

@@ -135,6 +135,7 @@ func (c *Config) Validate() error {
 	c.validateExtensions(ps)
 	c.validateCluster(ps, eff)
 	c.validateConsole(ps)
+	c.validateSite(ps)
 	c.validateTrunks(ps)
 	return ps.err()
 }
