@@ -55,6 +55,19 @@ type Persister interface {
 	LoadBindings() ([]Binding, error)
 }
 
+// Shared is a location table beyond this box: the registrations held by
+// the other boxes of a site cluster (docs/SITE.md). A Persister that also
+// implements Shared is consulted by Lookup when this box holds no live
+// binding of the AOR, so a call reaching this box finds a phone registered
+// on another. The table is told of this box's own changes through the
+// Persister's writes. Standalone boxes and twin pairs do not implement it,
+// and their lookups stay local.
+type Shared interface {
+	// SharedLookup returns the live bindings of aor held by other boxes.
+	// It must be cheap and must not block on the network.
+	SharedLookup(aor string) []Binding
+}
+
 // ErrTooManyContacts is returned when an AOR would exceed its contact limit.
 var ErrTooManyContacts = errors.New("too many contacts registered for this extension")
 
@@ -63,6 +76,8 @@ var ErrTooManyContacts = errors.New("too many contacts registered for this exten
 type Service struct {
 	p   Persister
 	now func() time.Time
+	// shared is p as a Shared table, or nil.
+	shared Shared
 
 	// aorMu serialises the writes of one AOR (by hash) from the limit
 	// check to the table update; mu is held only for the table itself,
@@ -89,6 +104,7 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 		now = time.Now
 	}
 	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}}
+	s.shared, _ = p.(Shared)
 	bs, err := p.LoadBindings()
 	if err != nil {
 		return nil, fmt.Errorf("loading location bindings: %w", err)
@@ -137,28 +153,40 @@ func (s *Service) put(b Binding) {
 }
 
 // Lookup returns the live bindings of aor, highest q first, then newest.
+// When this box holds none and its Persister is a Shared table, it returns
+// the bindings other boxes hold.
 func (s *Service) Lookup(aor string) []Binding {
 	t := s.now()
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []Binding
 	for _, b := range s.byAOR[aor] {
 		if b.Expires.After(t) {
 			out = append(out, b)
 		}
 	}
-	if len(out) > 1 {
-		slices.SortFunc(out, func(a, b Binding) int {
-			if a.Q != b.Q {
-				return cmp.Compare(b.Q, a.Q)
-			}
-			if c := b.Updated.Compare(a.Updated); c != 0 {
-				return c
-			}
-			return strings.Compare(a.Contact, b.Contact)
-		})
+	s.mu.RUnlock()
+	if len(out) == 0 && s.shared != nil {
+		out = s.shared.SharedLookup(aor)
 	}
+	SortBindings(out)
 	return out
+}
+
+// SortBindings orders bindings as Lookup returns them: highest q first,
+// then newest, then by contact.
+func SortBindings(bs []Binding) {
+	if len(bs) < 2 {
+		return
+	}
+	slices.SortFunc(bs, func(a, b Binding) int {
+		if a.Q != b.Q {
+			return cmp.Compare(b.Q, a.Q)
+		}
+		if c := b.Updated.Compare(a.Updated); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Contact, b.Contact)
+	})
 }
 
 // Get returns the binding of aor for contact, if it is live.
