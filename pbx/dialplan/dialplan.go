@@ -76,8 +76,8 @@ type inbound struct {
 type Plan struct {
 	trunks    []string
 	exts      map[string]bool
-	emergency []route // emergency routes, in config order
-	routes    []route // the others, in config order
+	emergency []route  // emergency routes, in config order
+	routes    []route  // the others, in config order
 	numbers   []string // emergency numbers without a route of their own
 	in        map[string]inbound
 }
