@@ -88,10 +88,11 @@ func Serve(ctx context.Context, dataDir string, a Appliance, log *slog.Logger) e
 }
 
 // Handler is the HTTP API: GET /status, GET /cdr?from=&to= (RFC 3339),
-// GET /config, PUT /config, and for a twin pair POST /switchover and
-// POST /maintenance/on|off.
+// GET /config, PUT /config, POST /restart (restart.go), and for a twin
+// pair POST /switchover and POST /maintenance/on|off.
 func Handler(a Appliance) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /restart", restartHandler(a))
 	pair, isPair := a.(Pair)
 	mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
 		if !isPair {
