@@ -142,6 +142,12 @@ func (e *Endpoint) link(tei uint8) (*lapd.Link, error) {
 // with the next Outgoing.
 func (e *Endpoint) Calls() *q931.Controller { return e.calls }
 
+// Type is the span type the endpoint runs.
+func (e *Endpoint) Type() SpanType { return e.cfg.Type }
+
+// Network is true on the network side.
+func (e *Endpoint) Network() bool { return e.cfg.Network }
+
 // Link returns the data link of a TEI, if there is one.
 func (e *Endpoint) Link(tei uint8) (*lapd.Link, bool) { l, ok := e.links[tei]; return l, ok }
 

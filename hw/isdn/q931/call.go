@@ -278,6 +278,17 @@ func (c *Controller) chosenChannel(call *Call) IE {
 	return call.Channel.IE()
 }
 
+// SelectChannel names the B channel of an incoming call before it is first
+// answered: the channel that call's answer will name, exclusively. Use it
+// when the SETUP offered any channel, or preferred one that is taken.
+func (c *Controller) SelectChannel(call *Call, ch uint8) error {
+	if call.Outgoing || call.State != c.pick(CallPresent, CallInitiated) {
+		return fmt.Errorf("selecting channel in state %v: %w", call.State, ErrState)
+	}
+	call.Channel.Channel, call.Channel.None = ch, false
+	return nil
+}
+
 // Alert sends ALERTING for an incoming call.
 func (c *Controller) Alert(now time.Time, call *Call) error {
 	var ies []IE

@@ -1,0 +1,259 @@
+package exchange
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/hw/isdn"
+	"github.com/twinpbx/twinpbx/hw/isdn/card"
+	"github.com/twinpbx/twinpbx/hw/isdn/line"
+	"github.com/twinpbx/twinpbx/hw/isdn/q931"
+)
+
+// box is a minimal user side: it answers calls at once, plays a 600 Hz
+// tone into answered calls and records what it hears and its events.
+type box struct {
+	l  *line.Line
+	mu sync.Mutex
+	// per call, by B channel
+	heard  map[uint8][]byte
+	events []q931.EventKind
+	active map[*q931.Call]int
+	answer bool
+}
+
+func (b *box) Event(now time.Time, ev isdn.Event) {
+	if ev.Call == nil {
+		return
+	}
+	b.mu.Lock()
+	b.events = append(b.events, ev.Call.Kind)
+	b.mu.Unlock()
+	calls := b.l.Endpoint().Calls()
+	switch ev.Call.Kind {
+	case q931.EventIncoming:
+		if b.answer {
+			_ = calls.Alert(now, ev.Call.Call)
+			_ = calls.Answer(now, ev.Call.Call)
+		} else {
+			_ = calls.Hangup(now, ev.Call.Call, 17)
+		}
+		b.active[ev.Call.Call] = 0
+	case q931.EventConnected:
+		b.active[ev.Call.Call] = 0
+	case q931.EventReleased:
+		delete(b.active, ev.Call.Call)
+	}
+}
+
+func (b *box) Audio(now time.Time, ch uint8, s []byte) {
+	b.mu.Lock()
+	b.heard[ch] = append(b.heard[ch], s...)
+	b.mu.Unlock()
+}
+func (b *box) Layer1(time.Time, card.L1) {}
+func (b *box) Media(now time.Time) {
+	for c, n := range b.active {
+		if c.State != q931.Active && c.State != q931.ConnectRequest {
+			continue
+		}
+		buf := make([]byte, 160)
+		Tone{Freq: 600}.Fill(buf, n)
+		b.active[c] = n + 160
+		_ = b.l.SendAudio(c.Channel.Channel, buf)
+	}
+}
+
+func (b *box) heardOn(ch uint8) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.heard[ch]...)
+}
+
+func start(t *testing.T, typ isdn.SpanType, plan func(string) Reply) (*Exchange, *box, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	a, z := card.Pipe()
+	t.Cleanup(func() { cancel(); _ = a.Close() })
+	x, err := New(a, Config{Type: typ, Plan: plan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := line.New(line.Config{Card: z, Endpoint: isdn.Config{Type: typ, Rand: func() uint16 { return uint16(rand.Uint32()) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &box{l: l, heard: map[uint8][]byte{}, active: map[*q931.Call]int{}, answer: true}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = x.Run(ctx) }()
+	go func() { defer wg.Done(); _ = l.Run(ctx, b) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if err := x.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return x, b, ctx
+}
+
+// waitAudio waits until f returns at least n samples.
+func waitAudio(t *testing.T, ctx context.Context, n int, f func() []byte) []byte {
+	t.Helper()
+	for {
+		if a := f(); len(a) >= n {
+			return a
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d samples arrived", len(f()), n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+var spans = []struct {
+	name string
+	typ  isdn.SpanType
+}{{"BRI PTMP", isdn.BRIPointToMultipoint}, {"BRI PTP", isdn.BRIPointToPoint}, {"PRI", isdn.PRI}}
+
+func TestDialToBox(t *testing.T) {
+	for _, sp := range spans {
+		t.Run(sp.name, func(t *testing.T) {
+			x, b, ctx := start(t, sp.typ, nil)
+			c, err := x.Dial(ctx, DialParams{Calling: "030123456", Called: "7001"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(ctx, Connected); err != nil {
+				t.Fatal(err)
+			}
+			// Half a second each way: the box hears the exchange's 1000 Hz,
+			// the exchange the box's 600 Hz.
+			heard := waitAudio(t, ctx, 4000, c.Heard)
+			if s := Share(heard[800:4000], 600); s < 0.9 {
+				t.Errorf("exchange heard 600 Hz at share %.2f", s)
+			}
+			got := waitAudio(t, ctx, 4000, func() []byte { return b.heardOn(c.Channel()) })
+			if s := Share(got[800:4000], 1000); s < 0.9 {
+				t.Errorf("box heard 1000 Hz at share %.2f", s)
+			}
+			if err := c.Hangup(ctx, 16); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(ctx, Released); err != nil {
+				t.Fatal(err)
+			}
+			if c.Cause() != 16 {
+				t.Errorf("cause %d", c.Cause())
+			}
+		})
+	}
+}
+
+func TestBoxCalls(t *testing.T) {
+	plan := func(called string) Reply {
+		switch called {
+		case "110":
+			return Reply{Ring: time.Second}
+		case "0301111":
+			return Reply{Reject: 17}
+		}
+		return Reply{Reject: 1}
+	}
+	tests := []struct {
+		called string
+		status Status
+		cause  uint8
+	}{{"110", Connected, 0}, {"0301111", Released, 17}, {"999", Released, 1}}
+	for _, sp := range spans {
+		for _, tt := range tests {
+			t.Run(sp.name+" "+tt.called, func(t *testing.T) {
+				x, b, ctx := start(t, sp.typ, plan)
+				tei := 0
+				err := b.l.Do(ctx, func(now time.Time, ep *isdn.Endpoint) error {
+					if v, ok := ep.TEI(); ok {
+						tei = int(v)
+					}
+					_, err := ep.Calls().Setup(now, tei, q931.SetupParams{
+						Bearer:  q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
+						Channel: q931.ChannelID{Channel: 0},
+						Calling: q931.PartyNumber{Digits: "7001", Presentation: q931.PresentationRestricted},
+						Called:  q931.PartyNumber{Digits: tt.called}, SendingComplete: true,
+					})
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var c *Call
+				select {
+				case c = <-x.Placed():
+				case <-ctx.Done():
+					t.Fatal("no call arrived")
+				}
+				if c.Called != tt.called || c.Calling != "7001" || !c.Restricted || !c.FromBox {
+					t.Errorf("call %+v", c)
+				}
+				if err := c.Wait(ctx, tt.status); err != nil {
+					t.Fatal(err)
+				}
+				if tt.status != Connected {
+					if c.Cause() != tt.cause {
+						t.Errorf("cause %d, want %d", c.Cause(), tt.cause)
+					}
+					return
+				}
+				// The ring tone came before the answer, then the far end's tone.
+				got := waitAudio(t, ctx, 12000, func() []byte { return b.heardOn(c.Channel()) })
+				if s := Share(got[:1600], RingTone.Freq); s < 0.9 {
+					t.Errorf("ring tone share %.2f", s)
+				}
+				if s := Share(got[10000:12000], 1000); s < 0.9 {
+					t.Errorf("talk tone share %.2f", s)
+				}
+				if err := c.Hangup(ctx, 16); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Wait(ctx, Released); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+func TestShare(t *testing.T) {
+	buf := make([]byte, 1600)
+	tests := []struct {
+		tone Tone
+		freq float64
+		lo   float64
+		hi   float64
+	}{
+		{Tone{Freq: 1000}, 1000, 0.95, 1},
+		{Tone{Freq: 1000}, 425, 0, 0.05},
+		{DialTone, 425, 0.95, 1},
+		{Tone{Freq: 600}, 1000, 0, 0.05},
+	}
+	for _, tt := range tests {
+		tt.tone.Fill(buf, 0)
+		if s := Share(buf, tt.freq); s < tt.lo || s > tt.hi {
+			t.Errorf("%v at %v Hz: share %.3f, want %.2f–%.2f", tt.tone, tt.freq, s, tt.lo, tt.hi)
+		}
+	}
+	silence := make([]byte, 800)
+	for i := range silence {
+		silence[i] = 0xd5
+	}
+	if s := Share(silence, 1000); s > 0.05 {
+		t.Errorf("silence: %.3f", s)
+	}
+	// Busy tone: on for the first 480 ms, off for the next.
+	b := make([]byte, 8000)
+	BusyTone.Fill(b, 0)
+	if Share(b[:3840], 425) < 0.95 || Share(b[3840:7680], 425) > 0.05 {
+		t.Errorf("busy cadence wrong")
+	}
+}
