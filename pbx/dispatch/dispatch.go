@@ -1,0 +1,318 @@
+// Package dispatch is the dispatcher role of a twinpbx box: a SIP load
+// balancer in front of several PBX boxes, with the algorithms of
+// kamailio's dispatcher module (hash over Call-ID, From, To or
+// Request-URI, and weighted round robin).
+//
+// It is a stateless proxy (RFC 3261 §16.11) with a small table of the
+// requests it has forwarded: it adds its Via (a branch derived from the
+// caller's, so retransmissions, CANCEL and the ACK of an error go the same
+// way), decrements Max-Forwards, and Record-Routes dialog-forming requests
+// with the chosen backend written into its Route entry, so every request
+// of a dialog reaches the same backend, also after the dispatcher
+// restarted: the dispatcher keeps no dialog state. The request table pins
+// retransmissions and CANCELs to the backend of their INVITE (round robin
+// would send them elsewhere) and finds requests a backend never answered.
+//
+// Backends are probed with SIP OPTIONS every probe interval; a backend
+// that misses DownAfter probes in a row, or leaves a forwarded request
+// unanswered for TxTimeout, is marked down and gets no new calls until it
+// has answered UpAfter probes in a row. With no backend up a new call is
+// refused with 503. Requests inside a dialog still go to their backend.
+//
+// The dispatcher speaks SIP over UDP only.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/twinpbx/twinpbx/pbx/siplog"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultProbeInterval = 5 * time.Second
+	DefaultDownAfter     = 2
+	DefaultUpAfter       = 2
+	DefaultTxTimeout     = 4 * time.Second
+	DefaultWeight        = 1
+)
+
+// Backend is one PBX behind the dispatcher.
+type Backend struct {
+	// Addr is where its SIP requests go (UDP).
+	Addr netip.AddrPort
+	// Weight is its share of new calls relative to the others (0: 1).
+	Weight int
+}
+
+// Config of a Dispatcher.
+type Config struct {
+	Algorithm Algorithm
+	Backends  []Backend
+	// Listen are the UDP addresses to serve on; the first one also sends
+	// the probes.
+	Listen []netip.AddrPort
+	// Advertise is the host written into Via and Record-Route when a
+	// listener is bound to a wildcard address.
+	Advertise string
+	// ProbeInterval is how often every backend gets an OPTIONS; a probe
+	// not answered by the next one counts as failed.
+	ProbeInterval time.Duration
+	// DownAfter failed probes in a row mark a backend down; UpAfter
+	// answered ones mark it up again.
+	DownAfter, UpAfter int
+	// TxTimeout: a backend that answers a forwarded request with nothing,
+	// not even 100 Trying, within this time is marked down.
+	TxTimeout time.Duration
+	Logger    *slog.Logger
+}
+
+// Dispatcher is a running dispatcher. Create it with New, start it with Run.
+type Dispatcher struct {
+	cfg    Config
+	log    *slog.Logger
+	netLog *slog.Logger // rate-limited, for what arrives from the network
+	names  []string     // backend i's address as text: its identity for hashing
+	byAddr map[netip.AddrPort]int
+	byTag  map[string]int // backend i's tag in Record-Route
+	sel    *selector
+	health *health
+	pend   *pending
+	probes *probes
+	sent   []atomic.Uint64 // new requests sent to backend i
+
+	mu    sync.Mutex
+	socks []*sock
+}
+
+// sock is one listener with the address others reach it on.
+type sock struct {
+	conn  packetConn
+	local netip.Addr // the address bound
+	host  string     // advertised host
+	port int
+	via  string // "SIP/2.0/UDP host:port" without parameters
+}
+
+// packetConn is the part of *net.UDPConn the dispatcher uses; tests put
+// fakes in.
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// New checks cfg and returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, ok := algNames[cfg.Algorithm]; !ok {
+		return nil, fmt.Errorf("dispatcher: unknown algorithm %d", int(cfg.Algorithm))
+	}
+	if len(cfg.Backends) == 0 {
+		return nil, errors.New("dispatcher: no backends")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("dispatcher: no listener")
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = DefaultDownAfter
+	}
+	if cfg.UpAfter <= 0 {
+		cfg.UpAfter = DefaultUpAfter
+	}
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = DefaultTxTimeout
+	}
+	d := &Dispatcher{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		netLog: slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
+		byAddr: make(map[netip.AddrPort]int),
+		byTag:  make(map[string]int),
+		sent:   make([]atomic.Uint64, len(cfg.Backends)),
+	}
+	weights := make([]int, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		if !b.Addr.IsValid() || b.Addr.Port() == 0 {
+			return nil, fmt.Errorf("dispatcher: backend %d has no address and port", i)
+		}
+		b.Addr = netip.AddrPortFrom(b.Addr.Addr().Unmap(), b.Addr.Port())
+		if _, dup := d.byAddr[b.Addr]; dup {
+			return nil, fmt.Errorf("dispatcher: backend %s is listed twice", b.Addr)
+		}
+		if b.Weight < 0 {
+			return nil, fmt.Errorf("dispatcher: backend %s has a negative weight", b.Addr)
+		}
+		if b.Weight == 0 {
+			b.Weight = DefaultWeight
+		}
+		cfg.Backends[i] = b
+		weights[i] = b.Weight
+		name := b.Addr.String()
+		d.names = append(d.names, name)
+		d.byAddr[b.Addr] = i
+		d.byTag[backendTag(name)] = i
+	}
+	d.sel = newSelector(cfg.Algorithm, d.names, weights)
+	d.health = newHealth(cfg.Logger, d.names, cfg.DownAfter, cfg.UpAfter)
+	d.pend = newPending()
+	d.probes = newProbes(len(cfg.Backends))
+	return d, nil
+}
+
+// backendTag names a backend in Record-Route: a short hash of its address,
+// so the Route stays valid across restarts and reordered configs, and
+// tells nothing about the network behind the dispatcher.
+func backendTag(name string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return strconv.FormatUint(uint64(h.Sum32()), 36)
+}
+
+// Run binds the listeners and serves until ctx ends. ready, if not nil,
+// gets the bound addresses once the dispatcher serves.
+func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var socks []*sock
+	defer func() {
+		for _, s := range socks {
+			_ = s.conn.Close()
+		}
+	}()
+	for _, l := range d.cfg.Listen {
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l))
+		if err != nil {
+			return fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
+		}
+		setSocketBuffers(conn, 4<<20)
+		la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		host := la.Addr().Unmap().String()
+		if la.Addr().IsUnspecified() {
+			host = d.cfg.Advertise
+			if host == "" {
+				_ = conn.Close()
+				return fmt.Errorf("dispatcher listening on udp:%s: a wildcard address needs an advertised host", l)
+			}
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+			host = "[" + host + "]"
+		}
+		s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
+		s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
+		socks = append(socks, s)
+	}
+	d.mu.Lock()
+	d.socks = socks
+	d.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(socks))
+	for _, s := range socks {
+		for range readers {
+			wg.Go(func() {
+				if err := d.serve(s); err != nil && ctx.Err() == nil {
+					errc <- err
+					cancel()
+				}
+			})
+		}
+	}
+	wg.Go(func() { d.probeLoop(ctx, socks[0]) })
+	wg.Go(func() { d.sweepLoop(ctx) })
+	if ready != nil {
+		addrs := make([]string, len(socks))
+		for i, s := range socks {
+			addrs[i] = s.conn.LocalAddr().String()
+		}
+		ready(addrs)
+	}
+	d.log.Info("dispatcher serving", "algorithm", d.cfg.Algorithm.String(), "backends", d.names)
+	<-ctx.Done()
+	for _, s := range socks {
+		_ = s.conn.Close()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// readers per socket: two cores are the target box's usual size.
+const readers = 2
+
+func (d *Dispatcher) serve(s *sock) error {
+	buf := make([]byte, 65535)
+	parser := sip.NewParser()
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("dispatcher reading from %s: %w", s.conn.LocalAddr(), err)
+		}
+		d.handle(s, parser, buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
+
+// BackendStatus is what Status tells about one backend.
+type BackendStatus struct {
+	Addr   string `json:"addr"`
+	Weight int    `json:"weight"`
+	Up     bool   `json:"up"`
+	// Sent counts the requests outside a dialog sent to it.
+	Sent uint64 `json:"sent"`
+}
+
+// Status is a snapshot of the dispatcher for `twinpbx status` and tests.
+type Status struct {
+	Algorithm string          `json:"algorithm"`
+	Backends  []BackendStatus `json:"backends"`
+}
+
+// Status returns the backends' state.
+func (d *Dispatcher) Status() Status {
+	st := Status{Algorithm: d.cfg.Algorithm.String()}
+	for i, n := range d.names {
+		st.Backends = append(st.Backends, BackendStatus{
+			Addr: n, Weight: d.cfg.Backends[i].Weight, Up: d.health.isUp(i), Sent: d.sent[i].Load(),
+		})
+	}
+	return st
+}
+
+func setSocketBuffers(conn *net.UDPConn, size int) {
+	_ = conn.SetReadBuffer(size)
+	_ = conn.SetWriteBuffer(size)
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+	})
+}

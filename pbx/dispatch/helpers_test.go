@@ -1,0 +1,290 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// fakeBackend is a PBX stand-in on a loopback UDP socket: it answers
+// INVITE with 100 and 200 (or 180 only when ringOnly), and every other
+// request but ACK with 200, unless silent (a dead box) or dropInvites.
+type fakeBackend struct {
+	conn        *net.UDPConn
+	addr        netip.AddrPort
+	silent      atomic.Bool
+	dropInvites atomic.Bool
+	ringOnly    atomic.Bool
+	// contactHost, when set, is the host of its Contact instead of its
+	// address: a name only the dispatcher's Route can resolve.
+	contactHost string
+
+	mu  sync.Mutex
+	got []*sip.Request // every request but OPTIONS, in order
+	at  []time.Time
+}
+
+func newFakeBackend(t *testing.T, contactHost ...string) *fakeBackend {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
+	if len(contactHost) > 0 {
+		b.contactHost = contactHost[0]
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { _ = conn.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+			if err != nil {
+				continue
+			}
+			if req, ok := m.(*sip.Request); ok {
+				b.serve(req)
+			}
+		}
+	}()
+	return b
+}
+
+func (b *fakeBackend) serve(req *sip.Request) {
+	if req.Method != sip.OPTIONS {
+		b.mu.Lock()
+		b.got = append(b.got, req)
+		b.at = append(b.at, time.Now())
+		b.mu.Unlock()
+	}
+	if b.silent.Load() || req.IsAck() || req.IsInvite() && b.dropInvites.Load() {
+		return
+	}
+	answer := func(code int, reason string) {
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		if code == 200 && req.IsInvite() {
+			res.To().Params.Add("tag", "be"+b.addr.String())
+			ct := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(b.addr.Port())}
+			if b.contactHost != "" {
+				ct = sip.Uri{Scheme: "sip", User: "200", Host: b.contactHost}
+			}
+			res.AppendHeader(&sip.ContactHeader{Address: ct})
+		}
+		to, err := viaAddr(res.Via())
+		if err != nil {
+			return
+		}
+		_, _ = b.conn.WriteToUDPAddrPort([]byte(res.String()), to)
+	}
+	if req.IsInvite() {
+		answer(100, "Trying")
+		if b.ringOnly.Load() {
+			answer(180, "Ringing")
+			return
+		}
+	}
+	answer(200, "OK")
+}
+
+// requests returns the Call-IDs and methods the backend got since t0.
+func (b *fakeBackend) requests(since time.Time) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for i, r := range b.got {
+		if !b.at[i].Before(since) {
+			out = append(out, string(r.Method)+" "+r.CallID().Value())
+		}
+	}
+	return out
+}
+
+// last returns the last request with this method and Call-ID, or nil.
+func (b *fakeBackend) last(method sip.RequestMethod, callID string) *sip.Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.got) - 1; i >= 0; i-- {
+		if r := b.got[i]; r.Method == method && r.CallID().Value() == callID {
+			return r
+		}
+	}
+	return nil
+}
+
+// phone is the caller's side: raw requests out, responses in.
+type phone struct {
+	t    *testing.T
+	conn *net.UDPConn
+	addr netip.AddrPort
+}
+
+func newPhone(t *testing.T) *phone {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &phone{t: t, conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+func (p *phone) send(to netip.AddrPort, raw string) {
+	p.t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort([]byte(raw), to); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// final waits for the final response with this Call-ID and CSeq method.
+func (p *phone) final(callID string, method sip.RequestMethod) *sip.Response {
+	p.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			p.t.Fatalf("waiting for the final response to %s %s: %v", method, callID, err)
+		}
+		m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			p.t.Fatalf("unparseable response: %v\n%s", err, buf[:n])
+		}
+		res, ok := m.(*sip.Response)
+		if ok && res.StatusCode >= 200 && res.CallID().Value() == callID && res.CSeq().MethodName == method {
+			return res
+		}
+	}
+}
+
+// call is one dialog as the phone sees it.
+type call struct {
+	id     string
+	seq    int
+	toTag  string
+	route  []string // Record-Route of the 200, as the Route set
+	remote string   // Contact of the 200
+}
+
+// request builds a request of the phone; an initial one when c.toTag is
+// empty.
+func (p *phone) request(d netip.AddrPort, c *call, method sip.RequestMethod, branch string, extra ...string) string {
+	c.seq++
+	if method == sip.ACK || method == sip.CANCEL {
+		c.seq--
+	}
+	ruri := "sip:200@" + d.String()
+	to := "<sip:200@" + d.String() + ">"
+	var b strings.Builder
+	if c.toTag != "" {
+		ruri = c.remote
+		to += ";tag=" + c.toTag
+	}
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
+	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\n", p.addr, branch)
+	if c.toTag != "" {
+		for _, r := range c.route {
+			fmt.Fprintf(&b, "Route: %s\r\n", r)
+		}
+	}
+	fmt.Fprintf(&b, "From: <sip:100@example.com>;tag=ph%s\r\nTo: %s\r\n", c.id, to)
+	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d %s\r\n", c.id, c.seq, method)
+	fmt.Fprintf(&b, "Contact: <sip:100@%s>\r\n", p.addr)
+	for _, e := range extra {
+		b.WriteString(e + "\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return b.String()
+}
+
+// establish sends an INVITE through d, expects 200 and sends the ACK.
+func (p *phone) establish(d netip.AddrPort, id string) *call {
+	p.t.Helper()
+	c := &call{id: id}
+	p.send(d, p.request(d, c, sip.INVITE, "inv"+id))
+	res := p.final(id, sip.INVITE)
+	if res.StatusCode != 200 {
+		p.t.Fatalf("INVITE %s: %d %s", id, res.StatusCode, res.Reason)
+	}
+	c.toTag, _ = res.To().Params.Get("tag")
+	for _, h := range res.GetHeaders("Record-Route") {
+		c.route = append(c.route, h.Value())
+	}
+	if ct := res.Contact(); ct != nil {
+		c.remote = ct.Address.String()
+	}
+	p.send(d, p.request(d, c, sip.ACK, "ack"+id))
+	return c
+}
+
+// startDispatcher runs a dispatcher on loopback until the test ends.
+func startDispatcher(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispatcher, netip.AddrPort) {
+	t.Helper()
+	for _, b := range backends {
+		cfg.Backends = append(cfg.Backends, Backend{Addr: b.addr, Weight: 1})
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan netip.AddrPort, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Run(ctx, func(addrs []string) { ready <- netip.MustParseAddrPort(addrs[0]) })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatcher: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return d, a
+	case err := <-done:
+		t.Fatalf("dispatcher did not start: %v", err)
+	}
+	return nil, netip.AddrPort{}
+}
+
+// waitFor polls cond until it holds or 10 s have passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func backendUp(d *Dispatcher, i int) func() bool {
+	return func() bool { return d.Status().Backends[i].Up }
+}
+
+func backendDown(d *Dispatcher, i int) func() bool {
+	return func() bool { return !d.Status().Backends[i].Up }
+}

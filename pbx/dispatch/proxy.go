@@ -1,0 +1,329 @@
+package dispatch
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Parameters of the dispatcher's own Via branch and Record-Route entry.
+const (
+	branchPrefix = sip.RFC3261BranchMagicCookie + "-d-"  // forwarded requests
+	probePrefix  = sip.RFC3261BranchMagicCookie + "-dp-" // OPTIONS probes
+	routeParam   = "dbe"                                 // backend tag in Record-Route
+	defaultMaxFw = 70
+)
+
+func (d *Dispatcher) handle(s *sock, parser *sip.Parser, data []byte, from netip.AddrPort) {
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return // keep-alive
+	}
+	msg, err := parser.ParseSIP(data)
+	if err != nil {
+		d.netLog.Warn("dispatcher dropped an unparseable datagram", "from", from.String(), "err", err)
+		return
+	}
+	switch m := msg.(type) {
+	case *sip.Request:
+		d.request(s, m, from)
+	case *sip.Response:
+		d.response(s, m, from)
+	}
+}
+
+// request forwards one request (or answers it when it cannot go on).
+func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
+	via := req.Via()
+	if via == nil || req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil {
+		d.netLog.Warn("dispatcher dropped a request without Via, Call-ID, CSeq, From or To", "from", from.String())
+		return
+	}
+	stampVia(via, from)
+	isAck := req.IsAck()
+
+	mf := req.MaxForwards()
+	if mf == nil {
+		v := sip.MaxForwardsHeader(defaultMaxFw)
+		req.AppendHeader(&v)
+	} else {
+		if mf.Val() == 0 {
+			if !isAck {
+				d.reply(s, req, sip.StatusTooManyHops, "Too Many Hops")
+			}
+			return
+		}
+		mf.Dec()
+	}
+
+	branch := d.branch(req, via)
+	inDialog := req.To().Params.Has("tag")
+	dest, backend := netip.AddrPort{}, -1
+	var err error
+
+	own := d.popOwnRoute(s, req)
+	switch {
+	case own != nil:
+		// In a dialog we record-routed: towards its backend, unless it
+		// comes from there.
+		if i, ok := d.routeBackend(own); ok && !d.fromBackend(from) && req.Route() == nil {
+			dest, backend = d.cfg.Backends[i].Addr, i
+		} else {
+			dest, err = nextHop(req)
+		}
+	case d.pend.backend(branch) >= 0:
+		// A retransmission, the CANCEL or the ACK of an error of a
+		// request already sent.
+		backend = d.pend.backend(branch)
+		dest = d.cfg.Backends[backend].Addr
+	case req.Method == sip.CANCEL || isAck:
+		// Nothing to cancel or acknowledge here any more: a CANCEL gets
+		// its 481 from the backend only if it knows the transaction.
+		if req.Method == sip.CANCEL {
+			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+		if !d.forUs(s, req.Recipient) {
+			dest, err = nextHop(req)
+			break
+		}
+		return
+	case inDialog || req.Route() != nil:
+		// Someone else's route set or dialog: plain loose routing.
+		if d.forUs(s, req.Recipient) && req.Route() == nil {
+			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+		dest, err = nextHop(req)
+	case req.Method == sip.OPTIONS && req.Recipient.User == "" && d.forUs(s, req.Recipient):
+		d.reply(s, req, sip.StatusOK, "OK")
+		return
+	default:
+		backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.health.isUp)
+		if backend < 0 {
+			d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
+			return
+		}
+		dest = d.cfg.Backends[backend].Addr
+		d.sent[backend].Add(1)
+		if recordRoutes(req.Method) {
+			rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port, UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[backend])}}}}
+			req.PrependHeader(rr)
+		}
+	}
+	if err != nil {
+		d.netLog.Warn("dispatcher cannot route a request", "method", string(req.Method), "call_id", req.CallID().Value(), "err", err)
+		if !isAck {
+			d.reply(s, req, sip.StatusBadRequest, "Bad Route")
+		}
+		return
+	}
+	if backend < 0 {
+		if i, ok := d.byAddr[dest]; ok {
+			backend = i
+		}
+	}
+	if backend >= 0 && !isAck && req.Method != sip.CANCEL {
+		d.pend.add(branch, backend, string(req.Method), time.Now())
+	}
+
+	top := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: s.host, Port: s.port,
+		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport"}}}
+	req.PrependHeader(top)
+	d.send(s, req, dest)
+}
+
+// recordRoutes tells the methods that create a dialog.
+func recordRoutes(m sip.RequestMethod) bool {
+	return m == sip.INVITE || m == sip.SUBSCRIBE || m == sip.REFER || m == sip.NOTIFY
+}
+
+// stampVia adds received and rport to the sender's Via (RFC 3261 §18.2.1,
+// RFC 3581), so the response finds its way back through NAT.
+func stampVia(via *sip.ViaHeader, from netip.AddrPort) {
+	src := from.Addr().String()
+	if v, ok := via.Params.Get("rport"); ok && v == "" {
+		via.Params.Add("rport", strconv.Itoa(int(from.Port())))
+		via.Params.Add("received", src)
+		return
+	}
+	if strings.Trim(via.Host, "[]") != src {
+		via.Params.Add("received", src)
+	}
+}
+
+// branch is the dispatcher's branch for req: derived from the caller's top
+// Via, so a retransmission, the CANCEL and the ACK of an error get the
+// branch of their INVITE (RFC 3261 §16.11).
+func (d *Dispatcher) branch(req *sip.Request, via *sip.ViaHeader) string {
+	h := fnv.New64a()
+	b, _ := via.Params.Get("branch")
+	if strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) {
+		h.Write([]byte(b))
+		h.Write([]byte{0})
+		h.Write([]byte(via.SentBy()))
+	} else {
+		// RFC 2543 caller: the transaction's own fields.
+		h.Write([]byte(req.CallID().Value()))
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)))
+		h.Write([]byte{0})
+		ft, _ := req.From().Params.Get("tag")
+		h.Write([]byte(ft))
+		h.Write([]byte{0})
+		h.Write([]byte(req.Recipient.String()))
+	}
+	return branchPrefix + strconv.FormatUint(h.Sum64(), 36)
+}
+
+// popOwnRoute removes the top Route and returns it when it names this
+// dispatcher.
+func (d *Dispatcher) popOwnRoute(s *sock, req *sip.Request) *sip.RouteHeader {
+	r := req.Route()
+	if r == nil || !d.isSelf(s, r.Address) {
+		return nil
+	}
+	req.RemoveHeader("Route")
+	return r
+}
+
+// routeBackend returns the backend named in the dispatcher's Route entry.
+func (d *Dispatcher) routeBackend(r *sip.RouteHeader) (int, bool) {
+	tag, ok := r.Address.UriParams.Get(routeParam)
+	if !ok {
+		return 0, false
+	}
+	i, ok := d.byTag[tag]
+	return i, ok
+}
+
+func (d *Dispatcher) fromBackend(from netip.AddrPort) bool {
+	_, ok := d.byAddr[from]
+	return ok
+}
+
+// isSelf tells whether u names the dispatcher on s.
+func (d *Dispatcher) isSelf(s *sock, u sip.Uri) bool {
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	if port != s.port {
+		return false
+	}
+	h := strings.ToLower(u.Host)
+	if h == strings.ToLower(s.host) {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	if err != nil {
+		return false
+	}
+	return a.Unmap() == s.local
+}
+
+// forUs tells whether a Request-URI names the dispatcher itself.
+func (d *Dispatcher) forUs(s *sock, u sip.Uri) bool { return d.isSelf(s, u) }
+
+// nextHop is where loose routing sends req: its first Route, else its
+// Request-URI. Only IP addresses are routed (the dispatcher sits between
+// phones and PBXs that Record-Route and Contact with addresses).
+func nextHop(req *sip.Request) (netip.AddrPort, error) {
+	u := req.Recipient
+	if r := req.Route(); r != nil {
+		u = r.Address
+	}
+	host, port := u.Host, u.Port
+	if mh, ok := u.UriParams.Get("maddr"); ok && mh != "" {
+		host = mh
+	}
+	if port == 0 {
+		port = 5060
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("next hop %q is not an IP address", host)
+	}
+	if port < 0 || port > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("next hop port %d is out of range", port)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+// reply answers req from the dispatcher itself.
+func (d *Dispatcher) reply(s *sock, req *sip.Request, code int, reason string) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	dest, err := viaAddr(res.Via())
+	if err != nil {
+		d.netLog.Warn("dispatcher cannot answer a request", "err", err)
+		return
+	}
+	d.send(s, res, dest)
+}
+
+// viaAddr is where a response goes: received and rport of the Via, else
+// its sent-by (RFC 3261 §18.2.2, RFC 3581).
+func viaAddr(via *sip.ViaHeader) (netip.AddrPort, error) {
+	if via == nil {
+		return netip.AddrPort{}, fmt.Errorf("response without Via")
+	}
+	host := via.Host
+	if r, ok := via.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	port := via.Port
+	if rp, ok := via.Params.Get("rport"); ok && rp != "" {
+		if p, err := strconv.Atoi(rp); err == nil {
+			port = p
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("Via host %q is not an IP address", host)
+	}
+	if port < 0 || port > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("Via port %d is out of range", port)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+func (d *Dispatcher) send(s *sock, msg sip.Message, dest netip.AddrPort) {
+	if _, err := s.conn.WriteToUDPAddrPort([]byte(msg.String()), dest); err != nil {
+		d.netLog.Warn("dispatcher could not send", "to", dest.String(), "err", err)
+	}
+}
+
+// response forwards a response to the next Via, after taking off the
+// dispatcher's own.
+func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
+	via := res.Via()
+	if via == nil {
+		return
+	}
+	b, _ := via.Params.Get("branch")
+	if strings.HasPrefix(b, probePrefix) {
+		d.probeAnswered(b, res.StatusCode, from)
+		return
+	}
+	if !strings.HasPrefix(b, branchPrefix) || !d.isSelf(s, sip.Uri{Host: via.Host, Port: via.Port}) {
+		d.netLog.Warn("dispatcher dropped a response not meant for it", "from", from.String(), "via", via.SentBy())
+		return
+	}
+	if cs := res.CSeq(); cs != nil {
+		d.pend.answered(b, string(cs.MethodName), res.StatusCode, time.Now())
+	}
+	res.RemoveHeader("Via")
+	dest, err := viaAddr(res.Via())
+	if err != nil {
+		d.netLog.Warn("dispatcher cannot forward a response", "from", from.String(), "err", err)
+		return
+	}
+	d.send(s, res, dest)
+}
