@@ -103,8 +103,8 @@ type sock struct {
 	conn  packetConn
 	local netip.Addr // the address bound
 	host  string     // advertised host
-	port int
-	via  string // "SIP/2.0/UDP host:port" without parameters
+	port  int
+	via   string // "SIP/2.0/UDP host:port" without parameters
 }
 
 // packetConn is the part of *net.UDPConn the dispatcher uses; tests put

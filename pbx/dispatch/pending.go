@@ -92,12 +92,6 @@ func (p *pending) sweep(now time.Time, timeout time.Duration) []timedOut {
 	return out
 }
 
-func (p *pending) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
-}
-
 // sweepLoop marks down backends that leave requests unanswered.
 func (d *Dispatcher) sweepLoop(ctx context.Context) {
 	every := max(d.cfg.TxTimeout/4, 10*time.Millisecond)

@@ -286,10 +286,10 @@ func viaAddr(via *sip.ViaHeader) (netip.AddrPort, error) {
 	}
 	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("Via host %q is not an IP address", host)
+		return netip.AddrPort{}, fmt.Errorf("the Via host %q is not an IP address", host)
 	}
 	if port < 0 || port > 65535 {
-		return netip.AddrPort{}, fmt.Errorf("Via port %d is out of range", port)
+		return netip.AddrPort{}, fmt.Errorf("the Via port %d is out of range", port)
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
 }
