@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -61,12 +60,12 @@ type Trunk struct {
 	line   config.TrunkLine
 	uri    sip.Uri // what is resolved
 	domain string
-	// trusted are the configured prefixes; learnt are the addresses the
-	// host resolved to (used when trusted is empty).
+	// trusted are the configured prefixes; learnt are the addresses and
+	// ports the host resolved to (used when trusted is empty).
 	trusted []netip.Prefix
 
 	mu     sync.Mutex
-	learnt map[netip.Addr]bool
+	learnt map[netip.AddrPort]bool
 	st     Status
 	regSeq uint32
 	callID string
@@ -145,7 +144,7 @@ func (m *Manager) newTrunk(l config.TrunkLine) (*Trunk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trunk %s: %w", l.Name, err)
 	}
-	t := &Trunk{m: m, line: l, uri: u, domain: l.Domain, learnt: map[netip.Addr]bool{}}
+	t := &Trunk{m: m, line: l, uri: u, domain: l.Domain, learnt: map[netip.AddrPort]bool{}}
 	if t.domain == "" {
 		t.domain = u.Host
 	}
@@ -156,8 +155,8 @@ func (m *Manager) newTrunk(l config.TrunkLine) (*Trunk, error) {
 		}
 		t.trusted = append(t.trusted, p)
 	}
-	if a, err := netip.ParseAddr(u.Host); err == nil {
-		t.learnt[a.Unmap()] = true
+	if a, err := netip.ParseAddr(u.Host); err == nil && u.Port != 0 {
+		t.learnt[netip.AddrPortFrom(a.Unmap(), uint16(u.Port))] = true
 	}
 	t.st = Status{Name: l.Name, Type: l.Type, Host: l.Host, State: StateNone}
 	t.callID = fmt.Sprintf("reg-%s-%s", l.Name, sip.GenerateTagN(12))
@@ -183,7 +182,7 @@ func (m *Manager) Status() []Status {
 		s := t.st
 		t.mu.Unlock()
 		for _, d := range dead {
-			if t.owns(d.IP) {
+			if t.ownsAddr(d.IP) {
 				s.Dead = append(s.Dead, d.String())
 			}
 		}
@@ -233,17 +232,19 @@ func (t *Trunk) remember(ts ...resolve.Target) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, x := range ts {
-		t.learnt[x.IP.Unmap()] = true
+		t.learnt[netip.AddrPortFrom(x.IP.Unmap(), x.Port)] = true
 	}
 }
 
-// owns reports whether a is one of the trunk's peers: in a trusted prefix,
-// or, without any, an address its host resolved to.
-func (t *Trunk) owns(a netip.Addr) bool {
-	a = a.Unmap()
+// owns reports whether a is one of the trunk's peers: any port of an
+// address in a trusted prefix, or, without any, an address and port its
+// host resolved to. The port matters: phones and the ISDN gateway may
+// share the loopback address.
+func (t *Trunk) owns(a netip.AddrPort) bool {
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 	if len(t.trusted) > 0 {
 		for _, p := range t.trusted {
-			if p.Contains(a) {
+			if p.Contains(a.Addr()) {
 				return true
 			}
 		}
@@ -254,17 +255,31 @@ func (t *Trunk) owns(a netip.Addr) bool {
 	return t.learnt[a]
 }
 
+// ownsAddr is owns for any port.
+func (t *Trunk) ownsAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range t.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.learnt {
+		if k.Addr() == a {
+			return true
+		}
+	}
+	return false
+}
+
 // Identify tells whether req (an INVITE) comes from a trunk, by its source
 // address; when several trunks share the address, the one whose
 // registration's contact user is the Request-URI's user wins. It returns
 // the trunk and the called number: the Request-URI's user, or To's when
 // the Request-URI is our registration's contact.
 func (m *Manager) Identify(req *sip.Request) (t *Trunk, called string, ok bool) {
-	host, _, err := net.SplitHostPort(req.Source())
-	if err != nil {
-		return nil, "", false
-	}
-	src, err := netip.ParseAddr(host)
+	src, err := netip.ParseAddrPort(req.Source())
 	if err != nil {
 		return nil, "", false
 	}

@@ -166,7 +166,7 @@ func TestIdentify(t *testing.T) {
 		{Name: "prov", Host: "192.0.2.10:5060", User: "4930123"},
 		{Name: "isdn", Type: config.LineISDN, Host: "127.0.0.1:5062"},
 		{Name: "office", Host: "sip.example.test", Trusted: []string{"198.51.100.0/24"}},
-		{Name: "prov2", Host: "192.0.2.10:5070", User: "777"},
+		{Name: "prov2", Host: "192.0.2.10:5070", User: "777", Trusted: []string{"192.0.2.10"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,8 @@ func TestIdentify(t *testing.T) {
 		trunk, called  string
 	}{
 		{"127.0.0.1:5062", "201", "201", "isdn", "201"},
-		{"127.0.0.1:40000", "201", "201", "isdn", "201"}, // any port of a trusted address
+		{"127.0.0.1:40000", "201", "201", "", ""}, // a phone on the gateway's address
+		{"198.51.100.77:40000", "100", "100", "office", "100"}, // any port of a trusted prefix
 		{"192.0.2.10:5060", "4930123", "4930123100", "prov", "4930123100"},
 		{"192.0.2.10:5060", "777", "555", "prov2", "555"},
 		{"192.0.2.10:5060", "4930999", "x", "prov", "4930999"},
@@ -197,7 +198,7 @@ func TestIdentify(t *testing.T) {
 		}
 	}
 	tr, _ := m.Trunk("prov")
-	if !tr.owns(netip.MustParseAddr("::ffff:192.0.2.10")) {
+	if !tr.owns(netip.MustParseAddrPort("[::ffff:192.0.2.10]:5060")) {
 		t.Error("a v4-mapped address is not recognised")
 	}
 }
