@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,8 +25,12 @@ func Main() {
 	slog.SetDefault(log)
 	start := time.Now()
 	err := Run(context.Background(), log, start)
-	log.Error("twinpbx stopped: rebooting in 5 s", "err", err)
-	time.Sleep(5 * time.Second) // time to read the console, not a wait for a condition
+	if errors.Is(err, ErrStopped) {
+		log.Info("rebooting as asked")
+	} else {
+		log.Error("twinpbx stopped: rebooting in 5 s", "err", err)
+		time.Sleep(5 * time.Second) // time to read the console, not a wait for a condition
+	}
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 		log.Error("reboot failed", "err", err)
@@ -65,21 +68,13 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	if err != nil {
 		return err
 	}
-	cfgPath := ""
 	if !state.Stored && !state.Twin {
-		b, err := FirstBootConfig(nil, p.Addr.Addr())
-		if err != nil {
+		if err := firstBoot(log, p); err != nil {
 			return err
 		}
-		cfgPath = "/run/twinpbx/first-boot.yaml"
-		if err := os.MkdirAll(filepath.Dir(cfgPath), 0o700); err != nil {
-			return fmt.Errorf("writing the first-boot config: %w", err)
-		}
-		if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-			return fmt.Errorf("writing the first-boot config: %w", err)
-		}
-		log.Warn("no config in the data folder: starting with a starter config listening on every address (run `twinpbx setup` to configure the box)")
 	}
+	b := newBox(log, prof, DataDir)
+	b.applyStored(ctx)
 
 	var wd *keeper
 	if InitKeepsWatchdog(prof.Watchdog.Device, state) {
@@ -96,10 +91,20 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	env := []string{"PATH=/bin:/bbin", "HOME=" + DataDir, "TERM=linux"}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	kept := make(chan struct{})
 	if wd != nil {
-		go wd.run(ctx, p.Hang)
+		go func() { wd.run(ctx, p.Hang); close(kept) }()
+	} else {
+		close(kept)
 	}
-	return runChild(log, Twinpbx, RunArgs(prof.Name, cfgPath), env)
+	cons := b.startConsoles(ctx)
+	err = runChild(log, Twinpbx, RunArgs(prof.Name, ""), env, childOpts{others: cons.exited, stop: b.stop})
+	if errors.Is(err, ErrStopped) {
+		cancel()
+		<-kept
+		b.shutdown(wd)
+	}
+	return err
 }
 
 // loadModules loads each module with its dependencies from the image's

@@ -14,9 +14,23 @@ import (
 	"github.com/twinpbx/twinpbx/hw/watchdog"
 )
 
+// ErrStopped is what runChild returns after a deliberate stop (a reboot
+// asked for on the console): the child was told to stop and has ended.
+var ErrStopped = errors.New("twinpbx stopped for a reboot")
+
+// childOpts are runChild's hooks; the zero value has none.
+type childOpts struct {
+	// others hears of every other process init reaps (the consoles).
+	others func(pid int, ws unix.WaitStatus)
+	// stop delivers a deliberate stop: it is forwarded to the child as
+	// SIGTERM, which is killed after stopTimeout (zero: 15 s).
+	stop        <-chan os.Signal
+	stopTimeout time.Duration
+}
+
 // runChild starts path with args and waits until it ends, reaping every
 // other process that ends meanwhile: as PID 1, init inherits orphans.
-func runChild(log *slog.Logger, path string, args, env []string) error {
+func runChild(log *slog.Logger, path string, args, env []string, o childOpts) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGCHLD)
 	defer signal.Stop(sigs)
@@ -28,7 +42,26 @@ func runChild(log *slog.Logger, path string, args, env []string) error {
 		return fmt.Errorf("starting %s: %w", path, err)
 	}
 	log.Info("twinpbx started", "pid", proc.Pid, "args", args)
-	for range sigs {
+	if o.stopTimeout == 0 {
+		o.stopTimeout = 15 * time.Second
+	}
+	stop := o.stop
+	var kill <-chan time.Time
+	stopped := false
+	for {
+		select {
+		case <-sigs:
+		case s := <-stop:
+			log.Warn("stopping twinpbx for a reboot", "signal", s, "pid", proc.Pid)
+			stopped, stop = true, nil
+			_ = proc.Signal(unix.SIGTERM)
+			kill = time.After(o.stopTimeout)
+			continue
+		case <-kill:
+			log.Error("twinpbx did not stop in time: killing it", "pid", proc.Pid, "after", o.stopTimeout)
+			_ = proc.Kill()
+			continue
+		}
 		for {
 			var ws unix.WaitStatus
 			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -36,15 +69,21 @@ func runChild(log *slog.Logger, path string, args, env []string) error {
 				break
 			}
 			if pid != proc.Pid {
+				if o.others != nil {
+					o.others(pid, ws)
+				}
 				continue
 			}
-			if ws.Signaled() {
+			switch {
+			case stopped:
+				log.Info("twinpbx stopped", "status", ws.ExitStatus(), "signaled", ws.Signaled())
+				return ErrStopped
+			case ws.Signaled():
 				return fmt.Errorf("%s ended by signal %v", path, ws.Signal())
 			}
 			return fmt.Errorf("%s exited with status %d", path, ws.ExitStatus())
 		}
 	}
-	return errors.New("signal channel closed")
 }
 
 // keeper kicks the board's watchdog for a standalone box.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/hw/watchdog"
 )
@@ -85,9 +88,31 @@ func TestRunChild(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := runChild(log, tt.path, tt.args, nil)
+			err := runChild(log, tt.path, tt.args, nil, childOpts{})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("runChild = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRunChildStop(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	tests := []struct {
+		name    string
+		script  string // obeys SIGTERM or ignores it
+		timeout time.Duration
+	}{
+		{name: "obeys SIGTERM", script: "exec sleep 30", timeout: 20 * time.Second},
+		{name: "ignores SIGTERM: killed", script: "trap '' TERM; while :; do sleep 0.05; done", timeout: 200 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stop := make(chan os.Signal, 1)
+			stop <- unix.SIGTERM
+			err := runChild(log, "/bin/sh", []string{"-c", tt.script}, nil, childOpts{stop: stop, stopTimeout: tt.timeout})
+			if !errors.Is(err, ErrStopped) {
+				t.Fatalf("runChild = %v, want ErrStopped", err)
 			}
 		})
 	}

@@ -1,0 +1,153 @@
+package boot
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// consoles runs the console program on each console terminal and
+// restarts it when it ends. Init's reaper tells it of its programs'
+// exits (exited), since init reaps every process.
+type consoles struct {
+	log     *slog.Logger
+	path    string // the twinpbx binary
+	dataDir string
+	// afterSetup runs once the wizard has stored its config.
+	afterSetup func()
+	// env is added to each program's environment (the time zone).
+	env func() []string
+
+	mu     sync.Mutex
+	procs  map[int]chan unix.WaitStatus
+	setups map[int]bool // running wizards
+}
+
+func newConsoles(log *slog.Logger, path, dataDir string, afterSetup func(), env func() []string) *consoles {
+	return &consoles{log: log.With("component", "console"), path: path, dataDir: dataDir, afterSetup: afterSetup, env: env,
+		procs: map[int]chan unix.WaitStatus{}, setups: map[int]bool{}}
+}
+
+// start runs a console on every tty of ttys that exists until ctx ends.
+func (c *consoles) start(ctx context.Context, ttys []string) {
+	for _, tty := range ttys {
+		go c.loop(ctx, tty)
+	}
+}
+
+// exited is init's reaper telling of a process that ended.
+func (c *consoles) exited(pid int, ws unix.WaitStatus) {
+	c.mu.Lock()
+	ch, ok := c.procs[pid]
+	delete(c.procs, pid)
+	delete(c.setups, pid)
+	c.mu.Unlock()
+	if ok {
+		ch <- ws
+	}
+}
+
+// spawn starts the console program on f as the leader of a new session
+// with f as its controlling terminal. It holds the lock while starting,
+// so the reaper cannot see the process end before it is registered.
+func (c *consoles) spawn(f *os.File, args, env []string, setup bool) (int, <-chan unix.WaitStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := os.StartProcess(c.path, append([]string{c.path}, args...), &os.ProcAttr{
+		Dir:   c.dataDir,
+		Env:   env,
+		Files: []*os.File{f, f, f},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	ch := make(chan unix.WaitStatus, 1)
+	c.procs[p.Pid] = ch
+	if setup {
+		c.setups[p.Pid] = true
+	}
+	return p.Pid, ch, nil
+}
+
+// loop runs the console on tty again and again. A tty that cannot be
+// opened (no such port on this board) ends it.
+func (c *consoles) loop(ctx context.Context, tty string) {
+	log := c.log.With("tty", tty)
+	for ctx.Err() == nil {
+		pending := SetupPending(c.dataDir)
+		args, env := ConsoleProgram(tty, pending)
+		env = append(env, c.env()...)
+		f, err := os.OpenFile("/dev/"+tty, os.O_RDWR|unix.O_NOCTTY, 0)
+		if err != nil {
+			log.Info("no console on this terminal", "err", err)
+			return
+		}
+		started := time.Now()
+		pid, done, err := c.spawn(f, args, env, pending)
+		f.Close()
+		if err != nil {
+			log.Error("starting the console", "err", err)
+			return
+		}
+		log.Info("console started", "pid", pid, "args", args)
+		var ws unix.WaitStatus
+		select {
+		case ws = <-done:
+		case <-ctx.Done():
+			c.signal(pid, unix.SIGKILL)
+			return
+		}
+		if pending && ws.Exited() && ws.ExitStatus() == 0 && SetupPending(c.dataDir) {
+			c.finishSetup(pid)
+		}
+		// A program that ends at once (a broken terminal) is not spun.
+		if time.Since(started) < 2*time.Second {
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+// finishSetup clears the setup marker once the wizard on one terminal
+// stored its config, ends the wizards on the other terminals (they come
+// back as dashboards) and applies the new config.
+func (c *consoles) finishSetup(pid int) {
+	c.log.Info("setup completed", "pid", pid)
+	if err := setupDone(c.dataDir); err != nil {
+		c.log.Error("setup completed, but its marker stays", "err", err)
+	}
+	c.mu.Lock()
+	var others []int
+	for p := range c.setups {
+		others = append(others, p)
+	}
+	c.mu.Unlock()
+	for _, p := range others {
+		c.signal(p, unix.SIGTERM)
+		go func() {
+			time.Sleep(3 * time.Second) // grace for the terminal's restore, not a wait for a condition
+			c.signal(p, unix.SIGKILL)
+		}()
+	}
+	if c.afterSetup != nil {
+		c.afterSetup()
+	}
+}
+
+// signal sends sig to the session of a console program that has not
+// been reaped yet (so its pid is not anyone else's).
+func (c *consoles) signal(pid int, sig unix.Signal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.procs[pid]; ok {
+		_ = unix.Kill(-pid, sig)
+	}
+}

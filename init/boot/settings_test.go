@@ -1,0 +1,69 @@
+package boot
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+)
+
+func TestSettingsOf(t *testing.T) {
+	static := &config.Network{Address: "192.168.1.21/24", Gateway: "192.168.1.1", DNS: []string{"192.168.1.1", "9.9.9.9"}}
+	tests := []struct {
+		name    string
+		cfg     config.Config
+		want    Settings
+		wantErr string
+	}{
+		{name: "nothing set", want: Settings{NIC: "eth0"}},
+		{name: "static", cfg: config.Config{Node: config.Node{Network: static}, Console: &config.Console{TimeZone: "Europe/Berlin", NTP: []string{"pool.ntp.org"}}},
+			want: Settings{NIC: "eth0", TimeZone: "Europe/Berlin", NTP: []string{"pool.ntp.org"}, Net: NetPlan{Set: true,
+				Addr: netip.MustParsePrefix("192.168.1.21/24"), Gateway: netip.MustParseAddr("192.168.1.1"),
+				DNS: []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("9.9.9.9")}}}},
+		{name: "dhcp", cfg: config.Config{Node: config.Node{Network: &config.Network{DHCP: true}}},
+			want: Settings{NIC: "eth0", Net: NetPlan{Set: true, DHCP: true}}},
+		{name: "twin's LAN interface", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "10.0.0.2/24"}}, Cluster: &config.Cluster{LANInterface: "eth1"}},
+			want: Settings{NIC: "eth1", Net: NetPlan{Set: true, Addr: netip.MustParsePrefix("10.0.0.2/24")}}},
+		{name: "dhcp and static", cfg: config.Config{Node: config.Node{Network: &config.Network{DHCP: true, Address: "10.0.0.2/24"}}}, wantErr: "DHCP with a static"},
+		{name: "no prefix", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "10.0.0.2"}}}, wantErr: "node.network.address"},
+		{name: "IPv6", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "fd00::2/64"}}}, wantErr: "IPv4"},
+		{name: "gateway outside", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "10.0.0.2/24", Gateway: "10.0.1.1"}}}, wantErr: "node.network.gateway"},
+		{name: "gateway is the box", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "10.0.0.2/24", Gateway: "10.0.0.2"}}}, wantErr: "node.network.gateway"},
+		{name: "DNS name", cfg: config.Config{Node: config.Node{Network: &config.Network{Address: "10.0.0.2/24", DNS: []string{"dns.example"}}}}, wantErr: "node.network.dns"},
+		{name: "unknown zone", cfg: config.Config{Console: &config.Console{TimeZone: "Mars/Olympus"}}, wantErr: "console.time_zone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SettingsOf(&tt.cfg, "eth0")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("SettingsOf = %+v, %v; want error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.NIC != tt.want.NIC || got.TimeZone != tt.want.TimeZone || !slices.Equal(got.NTP, tt.want.NTP) ||
+				got.Net.Set != tt.want.Net.Set || got.Net.DHCP != tt.want.Net.DHCP || got.Net.Addr != tt.want.Net.Addr ||
+				got.Net.Gateway != tt.want.Net.Gateway || !slices.Equal(got.Net.DNS, tt.want.Net.DNS) {
+				t.Errorf("SettingsOf =\n%+v, want\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolvConfAndEnv(t *testing.T) {
+	got := string(ResolvConf([]netip.Addr{netip.MustParseAddr("10.0.2.3"), netip.MustParseAddr("9.9.9.9")}))
+	if !strings.HasSuffix(got, "nameserver 10.0.2.3\nnameserver 9.9.9.9\n") || !strings.HasPrefix(got, "#") {
+		t.Errorf("resolv.conf:\n%s", got)
+	}
+	if env := (Settings{TimeZone: "Europe/Berlin"}).ConsoleEnv(); !slices.Equal(env, []string{"TZ=Europe/Berlin"}) {
+		t.Errorf("env %q", env)
+	}
+	if env := (Settings{}).ConsoleEnv(); env != nil {
+		t.Errorf("env without a zone %q", env)
+	}
+}
