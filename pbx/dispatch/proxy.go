@@ -43,6 +43,10 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		d.netLog.Warn("dispatcher dropped a request without Via, Call-ID, CSeq, From or To", "from", from.String())
 		return
 	}
+	if err := sane(req, via); err != nil {
+		d.netLog.Warn("dispatcher dropped a malformed request", "from", from.String(), "err", err)
+		return
+	}
 	stampVia(via, from)
 	isAck := req.IsAck()
 
@@ -307,6 +311,10 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 	if via == nil {
 		return
 	}
+	if res.SipVersion != "SIP/2.0" || res.StatusCode < 100 || res.StatusCode > 699 {
+		d.netLog.Warn("dispatcher dropped a malformed response", "from", from.String())
+		return
+	}
 	b, _ := via.Params.Get("branch")
 	if strings.HasPrefix(b, probePrefix) {
 		d.probeAnswered(b, res.StatusCode, from)
@@ -326,4 +334,53 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		return
 	}
 	d.send(s, res, dest)
+}
+
+// sane checks what the parser lets through but a next hop would refuse:
+// a proxy must not pass on what it could not read back.
+func sane(req *sip.Request, via *sip.ViaHeader) error {
+	if req.SipVersion != "SIP/2.0" {
+		return fmt.Errorf("version %q", req.SipVersion)
+	}
+	if !isToken(string(req.Method)) {
+		return fmt.Errorf("method %q is not a token", req.Method)
+	}
+	for _, u := range []struct {
+		what string
+		uri  sip.Uri
+	}{{"Request-URI", req.Recipient}, {"From", req.From().Address}, {"To", req.To().Address}} {
+		if err := saneURI(u.uri); err != nil {
+			return fmt.Errorf("%s: %w", u.what, err)
+		}
+	}
+	if via.ProtocolName != "SIP" || via.ProtocolVersion != "2.0" || !isToken(via.Transport) || via.Host == "" {
+		return fmt.Errorf("malformed Via %q", via.Value())
+	}
+	return nil
+}
+
+func saneURI(u sip.Uri) error {
+	switch strings.ToLower(u.Scheme) {
+	case "sip", "sips":
+		if u.Host == "" {
+			return fmt.Errorf("SIP URI without host")
+		}
+	case "tel":
+	default:
+		return fmt.Errorf("URI scheme %q", u.Scheme)
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,77 @@
+package dispatch
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// recConn is a packetConn that only records what is written.
+type recConn struct {
+	local netip.AddrPort
+	out   [][]byte
+	to    []netip.AddrPort
+}
+
+func (c *recConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+
+func (c *recConn) WriteToUDPAddrPort(b []byte, a netip.AddrPort) (int, error) {
+	c.out = append(c.out, append([]byte(nil), b...))
+	c.to = append(c.to, a)
+	return len(b), nil
+}
+
+func (c *recConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.local) }
+func (c *recConn) Close() error        { return nil }
+
+// FuzzHandle feeds arbitrary datagrams to the proxy: it must not panic,
+// and what it sends on for a message sipgo can write back must parse as
+// SIP again.
+func FuzzHandle(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.sip")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("\r\n\r\n"))
+	d, err := New(Config{
+		Algorithm: RoundRobin,
+		Backends:  []Backend{{Addr: netip.MustParseAddrPort("10.0.0.1:5060")}, {Addr: netip.MustParseAddrPort("10.0.0.2:5060"), Weight: 2}},
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("10.0.0.100:5060")},
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("10.0.0.50:5062")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &recConn{local: netip.MustParseAddrPort("10.0.0.100:5060")}
+		s := &sock{conn: c, local: c.local.Addr(), host: "10.0.0.100", port: 5060, via: "SIP/2.0/UDP 10.0.0.100:5060"}
+		d.handle(s, sip.NewParser(), data, from)
+		d.handle(s, sip.NewParser(), data, netip.MustParseAddrPort("10.0.0.1:5060"))
+		// sipgo reads some things it cannot write back; the dispatcher
+		// must not make a message that survives that round trip bad.
+		m, err := sip.ParseMessage(data)
+		if err != nil {
+			return
+		}
+		if _, err := sip.ParseMessage([]byte(m.String())); err != nil {
+			return
+		}
+		for i, out := range c.out {
+			if _, err := sip.ParseMessage(out); err != nil {
+				t.Fatalf("sent to %s a message that does not parse (%v):\n%s", c.to[i], err, out)
+			}
+		}
+	})
+}
