@@ -49,13 +49,30 @@ KVER ?= 6.1.0-56-amd64
 ACCEL ?= tcg
 MEM ?= 512
 APPEND ?= console=ttyS0,115200 panic=-1 twinpbx.ip=10.0.2.15/24 twinpbx.gw=10.0.2.2
-.PHONY: image qemu
+# UPDATE_KEY signs the update bundle (made on first use: keep it, boxes
+# accept only bundles signed with the key their image was built with).
+UPDATE_KEY ?= $(OUT)/keys/update.key
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+.PHONY: image bundle qemu qemu-disk
 image:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER)
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION)
+
+## bundle: only the signed update bundle ($(IMAGE)/twinpbx.bundle), for `twinpbx update`
+bundle:
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -bundle-only
 
 ## qemu: boot the image under QEMU, console here (Ctrl-A X quits); SIP on 127.0.0.1:15060/udp
 qemu:
 	nice -n 19 qemu-system-x86_64 -accel $(ACCEL) -machine q35 -m $(MEM) -nographic -serial mon:stdio \
 		-device i6300esb -action watchdog=reset \
 		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
+		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND)"
+
+## qemu-disk: boot a copy of the disk image ($(IMAGE)/disk.img → $(OUT)/qemu-disk.img) through the A/B boot stage
+qemu-disk:
+	cp --sparse=always $(IMAGE)/disk.img $(OUT)/qemu-disk.img
+	nice -n 19 qemu-system-x86_64 -accel $(ACCEL) -machine q35 -m $(MEM) -nographic -serial mon:stdio \
+		-device i6300esb -action watchdog=reset \
+		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
+		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw \
 		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND)"

@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // KernelRelease is the Debian kernel ABI the image is pinned to (the
@@ -46,6 +49,10 @@ type Options struct {
 	Vmlinuz, ModulesDir string
 	// Modules and Commands default to the package's lists.
 	Modules, Commands []string
+	// UpdateKey is the public key update bundles must be signed with; it
+	// goes into the initramfs (update.KeyPath). Without one the box
+	// refuses every update.
+	UpdateKey ed25519.PublicKey
 	// Nice runs the compilers and compressors under `nice -n 19`, to
 	// spare whatever else runs on the machine.
 	Nice bool
@@ -167,6 +174,17 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
+	// Files in /etc: the update key.
+	etc := filepath.Join(stage, "etc")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		return res, fmt.Errorf("staging /etc: %w", err)
+	}
+	if o.UpdateKey != nil {
+		if err := os.WriteFile(filepath.Join(etc, filepath.Base(update.KeyPath)), update.MarshalPublicKey(o.UpdateKey), 0o644); err != nil {
+			return res, fmt.Errorf("staging the update key: %w", err)
+		}
+	}
+
 	// Modules with their dependencies, in the versioned tree.
 	modRoot := filepath.Join(stage, "modroot")
 	if err := o.stageModules(ctx, modRoot); err != nil {
@@ -174,7 +192,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	}
 
 	// The initramfs is made again only when what goes into it changed.
-	inputs, err := inputDigest(o, o.Root, bin, modRoot)
+	inputs, err := inputDigest(o, o.Root, bin, modRoot, etc)
 	if err != nil {
 		return res, err
 	}
@@ -182,7 +200,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if reusable(o.Out, inputs) {
 		o.Log.Info("initramfs up to date: its inputs have not changed", "inputs", inputs[:12])
 		res.Reused = true
-	} else if err := o.initramfs(ctx, stage, bin, modRoot); err != nil {
+	} else if err := o.initramfs(ctx, stage, bin, modRoot, etc); err != nil {
 		return res, err
 	}
 
@@ -202,12 +220,15 @@ func Build(ctx context.Context, o Options) (Result, error) {
 
 // initramfs builds the initramfs with u-root's builder and compresses it
 // into o.Out.
-func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot string) error {
+func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot, etc string) error {
 	cpio := filepath.Join(stage, "initramfs.cpio")
 	args := []string{"tool", "u-root", "-o", cpio, "-initcmd=", "-uinitcmd=", "-defaultsh=gosh", "-skip-ldd",
 		"-files", filepath.Join(bin, "init") + ":init",
 		"-files", filepath.Join(bin, "twinpbx") + ":bin/twinpbx",
 		"-files", filepath.Join(modRoot, "lib", "modules") + ":lib/modules",
+	}
+	if o.UpdateKey != nil {
+		args = append(args, "-files", filepath.Join(etc, filepath.Base(update.KeyPath))+":"+update.KeyPath[1:])
 	}
 	for _, c := range o.Commands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)

@@ -1,18 +1,25 @@
 // Command mkimage builds the twinpbx firmware image (make image): the
-// kernel, uncompressed and as shipped, and the initramfs, in -out, and
-// reports their sizes and the build time.
+// kernel, uncompressed and as shipped, the initramfs, the signed update
+// bundle and the disk image to flash, in -out, and reports their sizes
+// and the build time. -bundle-only makes the bundle without the disk
+// image (make bundle).
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/update"
 	"github.com/twinpbx/twinpbx/image/build"
 )
 
@@ -31,6 +38,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "out/image", "output folder")
 	kver := fs.String("kver", build.KernelRelease, "Debian kernel release to build with")
 	nice := fs.Bool("nice", true, "run compilers and compressors under nice -n 19")
+	keyFile := fs.String("key", "out/keys/update.key", "ed25519 signing key (PEM, PKCS #8); made when missing")
+	version := fs.String("version", "dev", "firmware version named in the bundle")
+	bundleOnly := fs.Bool("bundle-only", false, "make the bundle, not the disk image")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,7 +52,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	res, err := build.Build(ctx, build.Options{Root: root, Out: *out, KernelRelease: *kver, Nice: *nice, Log: log})
+	key, err := signingKey(*keyFile, stderr)
+	if err != nil {
+		return err
+	}
+	res, err := build.Build(ctx, build.Options{Root: root, Out: *out, KernelRelease: *kver, Nice: *nice, Log: log, UpdateKey: key.Public().(ed25519.PublicKey)})
 	if err != nil {
 		return err
 	}
@@ -54,5 +68,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", f.Name, float64(f.Size)/1e6, f.SHA256)
 	}
+	dres, err := build.BuildDisk(ctx, build.DiskOptions{Image: *out, Version: *version, Key: key, NoDisk: *bundleOnly})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "update bundle %s and disk image in %s:\n", *version, dres.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", dres.Bundle.Name, float64(dres.Bundle.Size)/1e6, dres.Bundle.SHA256)
+	if !*bundleOnly {
+		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s (%.1f MB allocated: sparse)\n", dres.Disk.Name, float64(dres.Disk.Size)/1e6, dres.Disk.SHA256, float64(dres.DiskAllocated)/1e6)
+	}
 	return nil
+}
+
+// signingKey reads the bundle signing key, or makes one when the file
+// does not exist (a development key: keep it, boxes flashed with this
+// image accept only bundles it signed).
+func signingKey(path string, stderr io.Writer) (ed25519.PrivateKey, error) {
+	k, err := update.LoadPrivateKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, err
+	}
+	_, k, err = ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("making a signing key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("making a signing key: %w", err)
+	}
+	if err := os.WriteFile(path, update.MarshalPrivateKey(k), 0o600); err != nil {
+		return nil, fmt.Errorf("making a signing key: %w", err)
+	}
+	fmt.Fprintf(stderr, "mkimage: made a new bundle signing key %s: keep it, boxes flashed with this image accept only bundles signed with it\n", path)
+	return k, nil
 }

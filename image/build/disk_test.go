@@ -1,0 +1,87 @@
+package build
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
+)
+
+func TestBuildDisk(t *testing.T) {
+	priv, err := update.LoadPrivateKey("../../firmware/update/testdata/test.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := update.LoadPublicKey("../../firmware/update/testdata/test.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func() (string, DiskResult) {
+		dir := t.TempDir()
+		for name, body := range map[string]string{BzImage: "a kernel", Initramfs: "an initramfs"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := BuildDisk(context.Background(), DiskOptions{Image: dir, Version: "v1", Key: priv, SlotSize: 1 << 20, DataSize: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, res
+	}
+	dir, res := build()
+	_, res2 := build()
+	if res.Disk.SHA256 != res2.Disk.SHA256 || res.Bundle.SHA256 != res2.Bundle.SHA256 {
+		t.Errorf("two builds differ: %+v / %+v", res, res2)
+	}
+	if res.DiskAllocated >= res.Disk.Size {
+		t.Errorf("disk image not sparse: %d of %d bytes allocated", res.DiskAllocated, res.Disk.Size)
+	}
+
+	d := update.ImageDisk{Path: filepath.Join(dir, Disk)}
+	s, err := update.ReadBootState(d)
+	if err != nil || s.Active != update.SlotA || s.Version(update.SlotA) != "v1" || s.Trial != update.NoSlot {
+		t.Fatalf("boot state %+v, %v", s, err)
+	}
+	b, r, err := update.OpenSlot(d, update.SlotA, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := b.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := update.OpenSlot(d, update.SlotB, pub); err == nil {
+		t.Error("slot B holds a bundle in a new image")
+	}
+	data, err := d.Open(update.PartData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	sb := make([]byte, 1024)
+	if _, err := data.ReadAt(sb, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if magic := binary.LittleEndian.Uint16(sb[56:]); magic != 0xEF53 {
+		t.Errorf("data partition: ext superblock magic %#x", magic)
+	}
+	if label := string(sb[120:132]); label != update.PartData {
+		t.Errorf("data partition label %q", label)
+	}
+
+	bundle, _ := os.ReadFile(filepath.Join(dir, Bundle))
+	if _, err := update.OpenVerified(bytesAt(bundle), int64(len(bundle)), pub); err != nil {
+		t.Errorf("bundle file: %v", err)
+	}
+	if _, err := BuildDisk(context.Background(), DiskOptions{Image: dir, Version: "v2", Key: priv, SlotSize: 16, DataSize: 1 << 20}); err == nil {
+		t.Error("a bundle larger than the slot: no error")
+	}
+}
+
+type bytesAt []byte
+
+func (b bytesAt) ReadAt(p []byte, off int64) (int, error) { return copy(p, b[off:]), nil }
