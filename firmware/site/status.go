@@ -1,0 +1,110 @@
+package site
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Status is what `twinpbx status` shows of the site.
+type Status struct {
+	Name string `json:"name"`
+	// State is this box's raft state: Leader, Follower, Candidate.
+	State  string `json:"state"`
+	Leader string `json:"leader"`
+	// Members are the boxes of the site with their state: alive or
+	// suspect as gossip sees them, gone for a box gossip saw before or
+	// that is a voter, but that died or left.
+	Members []Member `json:"members"`
+	// Voters are the boxes in the replicated log's configuration.
+	Voters []string `json:"voters"`
+	// Bindings is the size of the site table; Pending the number of this
+	// box's registration changes the table does not show yet.
+	Bindings int `json:"bindings"`
+	Pending  int `json:"pending"`
+	// Alarms say what needs a person's attention; empty when healthy.
+	Alarms []string `json:"alarms,omitempty"`
+}
+
+// Member is one box as gossip sees it.
+type Member struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+}
+
+// leaderlessAlarm is how long the site may be without a leader (an
+// election) before the alarm is raised.
+const leaderlessAlarm = 3 * time.Second
+
+// Status reports the box's view of the site.
+func (s *Site) Status() Status {
+	st := Status{Name: s.name, State: s.raft.State().String(), Bindings: s.table.Len(), Members: []Member{}, Voters: []string{}}
+	_, id := s.raft.LeaderWithID()
+	st.Leader = string(id)
+	listed := map[string]bool{}
+	for _, m := range s.members() {
+		st.Members = append(st.Members, Member{Name: m.name, Addr: m.addr, State: stateName(m.state)})
+		listed[m.name] = true
+	}
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		for _, v := range f.Configuration().Servers {
+			st.Voters = append(st.Voters, string(v.ID))
+		}
+		sort.Strings(st.Voters)
+	}
+	// Gossip forgets boxes that died or left; the status keeps them, as
+	// gone, so a person sees what is missing.
+	s.mu.Lock()
+	for name, addr := range s.seen {
+		if !listed[name] {
+			st.Members = append(st.Members, Member{Name: name, Addr: addr, State: "gone"})
+			listed[name] = true
+		}
+	}
+	s.mu.Unlock()
+	for _, v := range st.Voters {
+		if !listed[v] {
+			st.Members = append(st.Members, Member{Name: v, State: "gone"})
+		}
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
+	alive := 0
+	for _, m := range st.Members {
+		if m.State == "alive" {
+			alive++
+		}
+	}
+	s.mu.Lock()
+	st.Pending = s.pending
+	has, since := s.hasState, s.leaderless
+	s.mu.Unlock()
+	switch {
+	case !has:
+		st.Alarms = append(st.Alarms, fmt.Sprintf("site not formed yet: %d of %d boxes have met (site.expect); phones registered here are served, calls to other boxes' phones are not found", alive, s.cfg.Expect))
+	case !since.IsZero() && s.o.Now().Sub(since) >= leaderlessAlarm:
+		st.Alarms = append(st.Alarms, fmt.Sprintf("site without quorum for %s: this box serves its own registrations only, and other boxes do not learn of them until a majority of the voters is back", s.o.Now().Sub(since).Round(time.Second)))
+	}
+	for _, m := range st.Members {
+		if m.State != "alive" && m.Name != s.name {
+			st.Alarms = append(st.Alarms, fmt.Sprintf("box %s (%s) is %s", m.Name, m.Addr, m.State))
+		}
+	}
+	return st
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
