@@ -67,7 +67,12 @@ func TestTableApply(t *testing.T) {
 		}, "100", "", t0, a1.Contact, 1},
 		{"a phone known to two boxes is returned once, as last seen", []command{
 			{Op: opSync, Owner: "x", Put: []location.Binding{a1}},
-			{Op: opSync, Owner: "y", Put: []location.Binding{func() location.Binding { b := a1; b.Updated = t0.Add(time.Second); b.Source = "udp:10.9.9.9:5060"; return b }()}},
+			{Op: opSync, Owner: "y", Put: []location.Binding{func() location.Binding {
+				b := a1
+				b.Updated = t0.Add(time.Second)
+				b.Source = "udp:10.9.9.9:5060"
+				return b
+			}()}},
 		}, "100", "", t0, a1.Contact, 2},
 		{"refresh replaces", []command{
 			{Op: opSync, Owner: "x", Put: []location.Binding{a1}},
