@@ -58,6 +58,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	log.Info("booting", "board", prof.Name, "kernel_cmdline", strings.TrimSpace(string(line)))
 
 	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
+	sp := abBoot(log, string(line), &p)
 	mountData(log, p.DataDevice)
 	if err := setupNetwork(log, prof, p); err != nil {
 		// The PBX is still reachable on the console; keep going.
@@ -97,6 +98,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	} else {
 		close(kept)
 	}
+	go watchTrial(ctx, log, sp)
 	cons := b.startConsoles(ctx)
 	err = runChild(log, Twinpbx, RunArgs(prof.Name, ""), env, childOpts{others: cons.exited, stop: b.stop})
 	if errors.Is(err, ErrStopped) {

@@ -130,6 +130,9 @@ func ParseCmdline(line string) (Params, []error) {
 			}
 			p.Hang = d
 		default:
+			if isSlotKey(key) {
+				continue // read by ParseSlotParams
+			}
 			errs = append(errs, fmt.Errorf("kernel command line: unknown setting %s (ignored)", key))
 		}
 	}

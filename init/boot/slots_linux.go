@@ -1,0 +1,174 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/update"
+)
+
+// bootSlot is the boot stage. When this kernel was not itself started
+// from a slot and the box's disk has a boot state partition, it chooses
+// the slot (update.Choose), records the choice (a trial's try is counted
+// before it runs), and starts the slot's kernel with kexec. It returns
+// only when it started nothing: no disk, a stage turned off, or an
+// error; the stage's own kernel and initramfs, a complete firmware,
+// then boot on.
+func bootSlot(log *slog.Logger, cmdline string, sp SlotParams) error {
+	if sp.Slot != update.NoSlot || sp.NoStage {
+		return nil
+	}
+	disk := update.BoxDisk
+	var statePart string
+	// The disk's driver was just loaded: give its partitions a moment.
+	_ = waitFor(time.Second, func() bool {
+		dev, err := disk.Device(update.PartState)
+		statePart = dev
+		return err == nil
+	})
+	if statePart == "" {
+		log.Info("no A/B disk (no partition " + update.PartState + "): booting this kernel")
+		return nil
+	}
+	pub, err := update.LoadPublicKey(update.KeyPath)
+	if err != nil {
+		return fmt.Errorf("boot stage: %w", err)
+	}
+	// A trial slot that cannot be started has used its try: the second
+	// round falls back to the active slot.
+	for {
+		var d update.Decision
+		st, err := update.ChangeBootState(disk, func(s update.State) (update.State, error) {
+			var next update.State
+			d, next = update.Choose(s)
+			if d.FellBack {
+				log.Error("UPDATE FAILED: the trial boot did not commit; falling back", "failed_slot", d.FailedSlot.String(),
+					"failed_version", s.Version(d.FailedSlot), "slot", d.Slot.String(), "version", s.Version(d.Slot))
+			}
+			return next, nil
+		})
+		if err != nil {
+			return fmt.Errorf("boot stage: %w", err)
+		}
+		log.Info("boot stage: starting a slot", "slot", d.Slot.String(), "version", st.Version(d.Slot), "trial", d.Trial)
+		err = kexecSlot(disk, d, pub, SlotCmdline(cmdline, d))
+		if !d.Trial {
+			return err
+		}
+		log.Error("boot stage: the trial slot cannot be started", "slot", d.Slot.String(), "err", err)
+	}
+}
+
+// abBoot is init's part of the A/B boot, after the kernel modules are
+// loaded: read the A/B settings, be the boot stage when this kernel was
+// not started from a slot (bootSlot; returns only when nothing was
+// started), and find the data partition by its name when the command
+// line names none.
+func abBoot(log *slog.Logger, cmdline string, p *Params) SlotParams {
+	sp, errs := ParseSlotParams(cmdline)
+	for _, e := range errs {
+		log.Warn("ignoring a kernel command line setting", "err", e)
+	}
+	if err := bootSlot(log, cmdline, sp); err != nil {
+		log.Error("BOOT STAGE FAILED: booting the stage's own kernel and initramfs", "err", err)
+	}
+	if sp.Slot != update.NoSlot {
+		log.Info("booted from a slot", "slot", sp.Slot.String(), "trial", sp.Trial)
+	}
+	if p.DataDevice == "" {
+		if dev, err := update.BoxDisk.Device(update.PartData); err == nil {
+			p.DataDevice = dev
+		}
+	}
+	return sp
+}
+
+// kexecSlot loads the kernel and initramfs of the slot's bundle (each
+// checked against its sha256) and starts the kernel.
+func kexecSlot(disk update.Disk, d update.Decision, pub []byte, cmdline string) error {
+	b, r, err := update.OpenSlot(disk, d.Slot, pub)
+	if err != nil {
+		return fmt.Errorf("boot stage: %w", err)
+	}
+	defer r.Close()
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, part := range []string{update.PartKernel, update.PartInitramfs} {
+		fd, err := unix.MemfdCreate("twinpbx-"+part, 0)
+		if err != nil {
+			return fmt.Errorf("boot stage: %w", err)
+		}
+		fds = append(fds, fd)
+		f := os.NewFile(uintptr(fd), part)
+		if err := b.Extract(part, f); err != nil {
+			return fmt.Errorf("boot stage: slot %v: %w", d.Slot, err)
+		}
+	}
+	if err := unix.KexecFileLoad(fds[0], fds[1], cmdline, 0); err != nil {
+		return fmt.Errorf("boot stage: loading slot %v's kernel (kexec_file_load): %w", d.Slot, err)
+	}
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {
+		return fmt.Errorf("boot stage: starting slot %v's kernel: %w", d.Slot, err)
+	}
+	return errors.New("boot stage: kexec returned")
+}
+
+// watchTrial runs on a trial boot while twinpbx runs: once the running
+// appliance reports healthy it commits the slot; when the deadline
+// passes first it reboots, and the boot stage falls back to the old
+// slot.
+func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams) {
+	if !sp.Trial {
+		return
+	}
+	deadline := time.Now().Add(sp.Deadline)
+	why := "no status yet"
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		c, err := control.Dial(DataDir)
+		if err != nil {
+			why = err.Error()
+			continue
+		}
+		var buf bytes.Buffer
+		if err := c.Status(&buf); err != nil {
+			why = err.Error()
+			continue
+		}
+		ok, reason := Healthy(buf.Bytes())
+		why = reason
+		if !ok {
+			continue
+		}
+		st, err := update.ChangeBootState(update.BoxDisk, func(s update.State) (update.State, error) { return s.Commit(sp.Slot) })
+		if err != nil {
+			log.Error("UPDATE NOT COMMITTED: writing the boot state failed; the next boot falls back", "slot", sp.Slot.String(), "err", err)
+			return
+		}
+		log.Info("update committed: the trial slot is now the active slot", "slot", sp.Slot.String(), "version", st.Version(sp.Slot), "health", reason)
+		return
+	}
+	log.Error("UPDATE FAILED: the trial boot did not become healthy in time; rebooting into the old slot",
+		"slot", sp.Slot.String(), "deadline", sp.Deadline, "last", why)
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		log.Error("reboot failed", "err", err)
+	}
+}
