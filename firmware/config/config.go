@@ -20,6 +20,8 @@ type Config struct {
 	Site    *Site    `yaml:"site,omitempty"` // a site cluster of three boxes or more (site.go)
 	// Console holds the wizard's settings beyond the PBX (console.go).
 	Console *Console `yaml:"console,omitempty"`
+	// Dispatcher, when present, makes the box a load balancer in front of PBXs instead of a PBX (dispatch.go).
+	Dispatcher *Dispatcher `yaml:"dispatcher,omitempty"`
 	// Trunks and Routes connect the PBX to the telephone network (trunks.go).
 	Trunks []TrunkLine `yaml:"trunks,omitempty"`
 	Routes []Route     `yaml:"routes,omitempty"`

@@ -135,6 +135,7 @@ func (c *Config) Validate() error {
 	c.validateExtensions(ps)
 	c.validateCluster(ps, eff)
 	c.validateConsole(ps)
+	c.validateDispatcher(ps)
 	c.validateSite(ps)
 	c.validateTrunks(ps)
 	return ps.err()
@@ -193,7 +194,9 @@ func (c *Config) validateSIP(ps *problems, eff *Config) {
 		}
 	}
 	if s.RTPPorts == "" {
-		ps.add("sip.rtp_ports", "missing: give the media port range, e.g. 20000-20999")
+		if c.Dispatcher == nil { // a dispatcher relays no media
+			ps.add("sip.rtp_ports", "missing: give the media port range, e.g. 20000-20999")
+		}
 	} else if low, high, err := ParsePortRange(s.RTPPorts); err != nil {
 		ps.add("sip.rtp_ports", "%s", err.Error())
 	} else {

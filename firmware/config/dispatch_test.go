@@ -1,0 +1,88 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const dispatchBase = `node: {name: lb}
+sip: {listen: ["udp:10.77.0.5:5060"]}
+dispatcher:
+  algorithm: round-robin
+  backends:
+    - {uri: "sip:10.77.0.11:5060", weight: 2}
+    - {uri: "10.77.0.12:5070"}
+    - {uri: "10.77.0.13"}
+`
+
+func TestDispatcherValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		extra string // appended under dispatcher:
+		edit  func(string) string
+		want  string // substring of the error; empty: valid
+	}{
+		{name: "valid"},
+		{name: "all settings", extra: "  probe_interval: 2s\n  down_after: 3\n  up_after: 1\n  tx_timeout: 1500ms\n"},
+		{name: "kamailio number", edit: func(s string) string { return strings.Replace(s, "round-robin", `"3"`, 1) }},
+		{name: "default algorithm", edit: func(s string) string { return strings.Replace(s, "  algorithm: round-robin\n", "", 1) }},
+		{name: "unknown algorithm", edit: func(s string) string { return strings.Replace(s, "round-robin", "random", 1) }, want: `dispatcher.algorithm: unknown algorithm "random"`},
+		{name: "no backends", edit: func(s string) string { return s[:strings.Index(s, "  backends:")] + "  backends: []\n" }, want: "dispatcher.backends: missing"},
+		{name: "host name", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "pbx3.example", 1) }, want: "dispatcher.backends[2].uri: \"pbx3.example\" is not an IP address"},
+		{name: "user part", edit: func(s string) string { return strings.Replace(s, "sip:10.77.0.11:5060", "sip:x@10.77.0.11", 1) }, want: "dispatcher.backends[0].uri"},
+		{name: "twice", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "10.77.0.12:5070", 1) }, want: "dispatcher.backends[2].uri: 10.77.0.12:5070 is listed twice"},
+		{name: "same as default port", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "sip:10.77.0.11", 1) }, want: "listed twice"},
+		{name: "weight", edit: func(s string) string { return strings.Replace(s, "weight: 2", "weight: -1", 1) }, want: "dispatcher.backends[0].weight"},
+		{name: "probe too fast", extra: "  probe_interval: 1ms\n", want: "dispatcher.probe_interval: 1ms is outside"},
+		{name: "timeout too long", extra: "  tx_timeout: 5m\n", want: "dispatcher.tx_timeout"},
+		{name: "down_after", extra: "  down_after: 1000\n", want: "dispatcher.down_after: 1000"},
+		{name: "tcp listener", edit: func(s string) string { return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"udp:10.77.0.5:5060", "tcp:10.77.0.5:5060"`, 1) }, want: "sip.listen[1]: tcp:10.77.0.5:5060: the dispatcher speaks UDP only"},
+		{name: "pbx still needs rtp ports", edit: func(s string) string { return s[:strings.Index(s, "dispatcher:")] }, want: "sip.rtp_ports: missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			text := dispatchBase + tc.extra
+			if tc.edit != nil {
+				text = tc.edit(text)
+			}
+			c, err := Parse("lb.yaml", []byte(text))
+			if err == nil {
+				err = c.Validate()
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("want an error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestDispatcherBackendAddr(t *testing.T) {
+	for _, tc := range []struct {
+		uri, want string
+	}{
+		{"sip:10.0.0.1:5070", "10.0.0.1:5070"},
+		{"SIP:10.0.0.1", "10.0.0.1:5060"},
+		{"10.0.0.1", "10.0.0.1:5060"},
+		{" 10.0.0.1:5080 ", "10.0.0.1:5080"},
+		{"[::1]:5062", "[::1]:5062"},
+		{"sip:[fd00::5]", "[fd00::5]:5060"},
+		{"fd00::5", "[fd00::5]:5060"},
+		{"10.0.0.1:0", ""},
+		{"10.0.0.1:99999", ""},
+		{"pbx.example:5060", ""},
+		{"sip:10.0.0.1;transport=tcp", ""},
+		{"", ""},
+	} {
+		got, err := DispatcherBackend{URI: tc.uri}.AddrPort()
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("%q: accepted as %s", tc.uri, got)
+		case tc.want != "" && (err != nil || got != netip.MustParseAddrPort(tc.want)):
+			t.Errorf("%q: %s, %v; want %s", tc.uri, got, err, tc.want)
+		}
+	}
+}
