@@ -1,0 +1,86 @@
+package boot
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
+)
+
+func TestParseSlotParams(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    SlotParams
+		wantErr string
+	}{
+		{"console=ttyS0 twinpbx.ip=10.0.2.15/24", SlotParams{Deadline: DefaultTrialDeadline}, ""},
+		{"twinpbx.slot=B twinpbx.trial=1", SlotParams{Slot: update.SlotB, Trial: true, Deadline: DefaultTrialDeadline}, ""},
+		{"twinpbx.slot=a twinpbx.trial.deadline=30s", SlotParams{Slot: update.SlotA, Deadline: 30 * time.Second}, ""},
+		{"twinpbx.stage=off", SlotParams{NoStage: true, Deadline: DefaultTrialDeadline}, ""},
+		{"twinpbx.slot=C", SlotParams{Deadline: DefaultTrialDeadline}, "want A or B"},
+		{"twinpbx.slot=A twinpbx.trial=yes", SlotParams{Slot: update.SlotA, Deadline: DefaultTrialDeadline}, "want 0 or 1"},
+		{"twinpbx.trial=1", SlotParams{Deadline: DefaultTrialDeadline}, "without twinpbx.slot"},
+		{"twinpbx.trial.deadline=-1s", SlotParams{Deadline: DefaultTrialDeadline}, "positive"},
+		{"twinpbx.stage=on", SlotParams{Deadline: DefaultTrialDeadline}, "want off"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			got, errs := ParseSlotParams(tt.line)
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			if tt.wantErr == "" && len(errs) > 0 || tt.wantErr != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.wantErr)) {
+				t.Errorf("errors %v, want %q", errs, tt.wantErr)
+			}
+			// The general parser leaves the A/B keys to this one.
+			if _, errs := ParseCmdline(tt.line); len(errs) > 0 {
+				t.Errorf("ParseCmdline complains: %v", errs)
+			}
+		})
+	}
+}
+
+func TestSlotCmdline(t *testing.T) {
+	stage := "BOOT_IMAGE=/vmlinuz initrd=/init.img console=ttyS0,115200 panic=-1 twinpbx.slot=A twinpbx.trial=1 twinpbx.trial.deadline=1m twinpbx.ip=10.0.2.15/24"
+	tests := []struct {
+		d    update.Decision
+		want string
+	}{
+		{update.Decision{Slot: update.SlotB, Trial: true}, "console=ttyS0,115200 panic=-1 twinpbx.ip=10.0.2.15/24 twinpbx.slot=B twinpbx.trial=1"},
+		{update.Decision{Slot: update.SlotA, FellBack: true}, "console=ttyS0,115200 panic=-1 twinpbx.ip=10.0.2.15/24 twinpbx.slot=A"},
+	}
+	for _, tt := range tests {
+		got := SlotCmdline(stage, tt.d)
+		if got != tt.want {
+			t.Errorf("SlotCmdline(%+v) =\n%q\nwant\n%q", tt.d, got, tt.want)
+		}
+		sp, errs := ParseSlotParams(got)
+		if len(errs) > 0 || sp.Slot != tt.d.Slot || sp.Trial != tt.d.Trial {
+			t.Errorf("the slot's kernel reads %+v %v from %q", sp, errs, got)
+		}
+	}
+}
+
+func TestHealthy(t *testing.T) {
+	tests := []struct {
+		status string
+		want   bool
+	}{
+		{`{"role":"standalone","listeners":[{"transport":"udp","addr":"0.0.0.0:5060"}]}`, true},
+		{`{"role":"standalone","listeners":[]}`, false},
+		{`{"role":"standalone"}`, false},
+		{`{"role":"active","listeners":[{"transport":"udp"}],"cluster":{}}`, true},
+		{`{"role":"standby","listeners":null}`, true},
+		{`{"role":"maintenance"}`, true},
+		{`{"role":"sync"}`, false},
+		{`{"role":"fenced","listeners":[{}]}`, false},
+		{`{}`, false},
+		{`not json`, false},
+	}
+	for _, tt := range tests {
+		if got, why := Healthy([]byte(tt.status)); got != tt.want {
+			t.Errorf("Healthy(%s) = %v (%s), want %v", tt.status, got, why, tt.want)
+		}
+	}
+}
