@@ -38,8 +38,10 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
 // Locator finds the live devices of an extension. *location.Service
@@ -104,6 +106,15 @@ type Options struct {
 	// Calls, if set, keeps every answered call (dialogs and media state)
 	// so that the twin can carry it on after a failover (see Restore).
 	Calls CallStore
+	// Dialplan, if set, returns the dial plan in force: it decides whether
+	// a dialled number is an extension, goes out over trunks (Trunks is
+	// then required) or is an emergency call. Nil: extensions only.
+	Dialplan func() *dialplan.Plan
+	// Trunks places outbound calls and recognises inbound ones.
+	Trunks *trunk.Manager
+	// TrunkAnswer is how long a trunk target may stay silent (not even
+	// 100 Trying) before the next target is tried (default 4 s).
+	TrunkAnswer time.Duration
 	// RestoredIdle ends a restored call when no media packet arrives from
 	// either phone within it after the restore: both phones hung up
 	// during the outage (default 30 s; negative: never). It needs a
@@ -191,6 +202,11 @@ func New(o Options) (*B2BUA, error) {
 		return nil, errors.New("b2bua: media and CDR writer are required")
 	case o.Contact == nil:
 		return nil, errors.New("b2bua: the Contact function is required")
+	case o.Dialplan != nil && o.Trunks == nil:
+		return nil, errors.New("b2bua: a dial plan needs the trunks")
+	}
+	if o.TrunkAnswer <= 0 {
+		o.TrunkAnswer = 4 * time.Second
 	}
 	if o.RingTimeout <= 0 {
 		o.RingTimeout = 60 * time.Second
@@ -239,6 +255,7 @@ type CallInfo struct {
 	Caller     string    `json:"caller"`
 	CallerName string    `json:"caller_name,omitempty"`
 	Callee     string    `json:"callee"`
+	Trunk      string    `json:"trunk,omitempty"`
 	State      string    `json:"state"`
 	Start      time.Time `json:"start"`
 	Answer     time.Time `json:"answer,omitzero"`
@@ -256,7 +273,7 @@ func (b *B2BUA) Calls() []CallInfo {
 	for _, c := range cs {
 		c.mu.Lock()
 		out = append(out, CallInfo{
-			ID: c.st.ID, Caller: c.st.Caller, CallerName: c.st.CallerName, Callee: c.st.Callee,
+			ID: c.st.ID, Caller: c.st.Caller, CallerName: c.st.CallerName, Callee: c.st.Callee, Trunk: c.st.Trunk,
 			State: c.st.State, Start: c.st.Start, Answer: c.st.Answer,
 		})
 		c.mu.Unlock()
@@ -320,8 +337,10 @@ func (b *B2BUA) contact(transport string) sip.Uri {
 	return b.o.Contact(strings.ToLower(transport))
 }
 
-// prepare names our listener as the local address of req where the
-// transport allows it (see laddr).
+// Prepare names our listener as the local address of req where the
+// transport allows it (see laddr). The trunks use it for their requests.
+func (b *B2BUA) Prepare(req *sip.Request) { b.prepare(req) }
+
 func (b *B2BUA) prepare(req *sip.Request) {
 	la := laddr(req.Transport(), b.contact(req.Transport()))
 	if la.IP == nil {

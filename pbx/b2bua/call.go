@@ -37,6 +37,9 @@ type LegState struct {
 	Name   string `json:"name,omitempty"`
 	// SDP is the last session description received from this leg.
 	SDP []byte `json:"sdp,omitempty"`
+	// Trunk names the trunk this leg runs over; Number is then the
+	// outside party's number, which does not count as a busy extension.
+	Trunk string `json:"trunk,omitempty"`
 }
 
 // CallState is one call as plain data: enough to restore it elsewhere.
@@ -54,6 +57,8 @@ type CallState struct {
 	Start      time.Time    `json:"start"`
 	Answer     time.Time    `json:"answer,omitzero"`
 	Legs       [2]*LegState `json:"legs"`
+	// Trunk is the trunk the call goes out or came in over, for the CDR.
+	Trunk string `json:"trunk,omitempty"`
 }
 
 // call is one call in progress; mu guards everything below it.
@@ -207,7 +212,9 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 			if c.b.legs[l.Dialog.CallID] == c {
 				delete(c.b.legs, l.Dialog.CallID)
 			}
-			c.b.release(l.Number)
+			if l.Trunk == "" {
+				c.b.release(l.Number)
+			}
 		}
 	}
 	c.b.mu.Unlock()
@@ -236,6 +243,7 @@ func (c *call) record(disp cdr.Disposition, code int, by string) cdr.Record {
 		End:        c.b.o.Now(),
 		Disp:       disp,
 		SIPCode:    code,
+		Trunk:      c.st.Trunk,
 	}
 	if disp == cdr.Answered {
 		r.HangupBy = by

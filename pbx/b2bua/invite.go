@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 )
 
@@ -36,22 +37,39 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 400, "Bad Request", b.log)
 		return
 	}
-	user, ok := b.o.Auth.Authenticate(req, tx, true)
-	if !ok {
-		return
+	// A call from a trunk needs no password: its source address says
+	// which trunk it is, and its called number which extension rings.
+	var user, callee, inTrunk string
+	var dec dialplan.Decision
+	if t, called, ok := b.fromTrunk(req); ok {
+		inTrunk, user, callee = t, from.Address.User, called
+		if ext, ok := b.o.Dialplan().Inbound(t, called); ok {
+			callee = ext
+			dec = dialplan.Decision{Kind: dialplan.Extension, Extension: ext}
+		}
+	} else {
+		var ok bool
+		user, ok = b.o.Auth.Authenticate(req, tx, true)
+		if !ok {
+			return
+		}
+		if user != from.Address.User {
+			b.log.Info("INVITE refused: From is not the authenticated user", "user", user, "from", from.Address.User)
+			respond(tx, req, 403, "Forbidden", b.log)
+			return
+		}
+		callee = req.Recipient.User
+		if b.o.Dialplan != nil {
+			dec = b.o.Dialplan().Decide(callee)
+		}
 	}
-	if user != from.Address.User {
-		b.log.Info("INVITE refused: From is not the authenticated user", "user", user, "from", from.Address.User)
-		respond(tx, req, 403, "Forbidden", b.log)
-		return
-	}
+	out := dec.Kind == dialplan.Outbound || dec.Kind == dialplan.Emergency
 	if err := tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		b.log.Debug("sending 100 Trying", "err", err)
 	}
 
-	callee := req.Recipient.User
 	name := from.DisplayName
-	if name == "" {
+	if name == "" && inTrunk == "" {
 		if ext, ok := b.o.Directory.Extension(user); ok {
 			name = ext.Name
 		}
@@ -62,7 +80,7 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		acks: map[ackKey]chan struct{}{},
 		st: CallState{
 			ID: cid.Value(), Attempt: 1, Attempts: 1, Caller: user, CallerName: name, Callee: callee,
-			State: StateRinging, Start: b.o.Now(),
+			State: StateRinging, Start: b.o.Now(), Trunk: inTrunk,
 		},
 	}
 	a, err := uasDialog(req, sip.GenerateTagN(16))
@@ -71,23 +89,39 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 400, "Bad Request", b.log)
 		return
 	}
-	c.legs[LegA] = &LegState{Dialog: a, Role: ByCaller, Number: user, Name: name, SDP: req.Body()}
+	c.legs[LegA] = &LegState{Dialog: a, Role: ByCaller, Number: user, Name: name, SDP: req.Body(), Trunk: inTrunk}
 	log := b.log.With("call", c.st.ID, "caller", user, "callee", callee)
+	if inTrunk != "" {
+		log = log.With("trunk", inTrunk)
+	}
 
 	fail := func(code int, reason string) {
 		c.respondA(tx, req, code, reason, nil)
 		c.end(disposition(code), code, "")
 	}
-	if _, ok := b.o.Directory.Extension(callee); !ok || callee == "" {
-		log.Info("call to an unknown number")
+	if dec.Kind == dialplan.Incomplete {
+		log.Info("the number is incomplete")
+		fail(484, "Address Incomplete")
+		return
+	}
+	if inTrunk != "" && dec.Kind != dialplan.Extension {
+		log.Info("no extension for the called number of a trunk call")
 		fail(404, "Not Found")
 		return
 	}
-	bindings := b.o.Locator.Lookup(callee)
-	if len(bindings) == 0 {
-		log.Info("callee not registered")
-		fail(480, "Temporarily Unavailable")
-		return
+	var bindings []location.Binding
+	if !out {
+		if _, ok := b.o.Directory.Extension(callee); !ok || callee == "" {
+			log.Info("call to an unknown number")
+			fail(404, "Not Found")
+			return
+		}
+		bindings = b.o.Locator.Lookup(callee)
+		if len(bindings) == 0 {
+			log.Info("callee not registered")
+			fail(480, "Temporarily Unavailable")
+			return
+		}
 	}
 	if len(req.Body()) == 0 {
 		log.Info("INVITE without SDP (late offer) is not supported")
@@ -102,7 +136,7 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log.Info("a second INVITE for a call in progress")
 		respond(tx, req, 482, "Loop Detected", b.log)
 		return
-	case b.active[callee] > 0:
+	case !out && b.active[callee] > 0:
 		b.mu.Unlock()
 		log.Info("callee is in a call")
 		fail(486, "Busy Here")
@@ -114,12 +148,19 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer cancel(nil)
 	b.calls[c.st.ID] = c
 	b.legs[c.st.ID] = c
-	b.active[user]++
-	b.active[callee]++
+	if inTrunk == "" {
+		b.active[user]++
+	}
+	if !out {
+		b.active[callee]++
+	}
 	c.mu.Lock()
 	c.registered = true
 	c.ringCancel = cancel
 	c.legs[LegB] = &LegState{Role: ByCallee, Number: callee}
+	if out {
+		c.legs[LegB].Number = dec.Number
+	}
 	c.mu.Unlock()
 	b.mu.Unlock()
 
@@ -162,10 +203,15 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		c.respondA(tx, req, 180, "Ringing", nil)
 	}
-	r := b.ring(ctx, ringSpec{
-		callee: callee, fromNumber: user, fromName: name,
-		bindings: bindings, offer: offer, early: early, log: log,
-	})
+	var r ringResult
+	if out {
+		r = b.dialOut(ctx, c, outSpec{dec: dec, fromNumber: user, fromName: name, offer: offer, early: early, log: log})
+	} else {
+		r = b.ring(ctx, ringSpec{
+			callee: callee, fromNumber: user, fromName: name,
+			bindings: bindings, offer: offer, early: early, log: log,
+		})
+	}
 	if r.winner == nil {
 		switch cause := context.Cause(ctx); {
 		case errors.Is(cause, errCallerCancel), errors.Is(cause, errCallerGone):
@@ -575,8 +621,12 @@ func reasonPhrase(code int) string {
 		return "Temporarily Unavailable"
 	case 486:
 		return "Busy Here"
+	case 484:
+		return "Address Incomplete"
 	case 487:
 		return "Request Terminated"
+	case 502:
+		return "Bad Gateway"
 	case 488:
 		return "Not Acceptable Here"
 	case 500:

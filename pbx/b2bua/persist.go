@@ -262,7 +262,7 @@ func (b *B2BUA) restoreOne(id string, data []byte) *call {
 	b.calls[id] = c
 	for _, l := range c.legs {
 		b.legs[l.Dialog.CallID] = c
-		if l.Number != "" {
+		if l.Number != "" && l.Trunk == "" {
 			b.active[l.Number]++
 		}
 	}

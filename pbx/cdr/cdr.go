@@ -39,6 +39,9 @@ type Record struct {
 	SIPCode int `json:"sip_code"`
 	// HangupBy is "caller", "callee" or "system" for answered calls.
 	HangupBy string `json:"hangup_by,omitempty"`
+	// Trunk names the trunk the call went out or came in over; empty for
+	// calls between extensions.
+	Trunk string `json:"trunk,omitempty"`
 }
 
 // Billsec is the answered duration, rounded down to whole seconds.
@@ -58,7 +61,7 @@ func (r Record) Duration() int {
 }
 
 // CSVHeader is the first line of an export.
-var CSVHeader = []string{"id", "call_id", "caller", "caller_name", "callee", "start", "answer", "end", "duration", "billsec", "disposition", "sip_code", "hangup_by"}
+var CSVHeader = []string{"id", "call_id", "caller", "caller_name", "callee", "start", "answer", "end", "duration", "billsec", "disposition", "sip_code", "hangup_by", "trunk"}
 
 // WriteCSV writes the records, with a header line, times in RFC 3339 UTC.
 func WriteCSV(w io.Writer, recs []Record) error {
@@ -74,7 +77,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 	}
 	for _, r := range recs {
 		row := []string{r.ID, r.CallID, r.Caller, r.CallerName, r.Callee, ts(r.Start), ts(r.Answer), ts(r.End),
-			strconv.Itoa(r.Duration()), strconv.Itoa(r.Billsec()), string(r.Disp), strconv.Itoa(r.SIPCode), r.HangupBy}
+			strconv.Itoa(r.Duration()), strconv.Itoa(r.Billsec()), string(r.Disp), strconv.Itoa(r.SIPCode), r.HangupBy, r.Trunk}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("writing CDR %s: %w", r.ID, err)
 		}

@@ -1,0 +1,241 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/twinpbx/twinpbx/pbx/dialplan"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
+)
+
+// errNoAnswer marks a trunk target that sent nothing within TrunkAnswer.
+var errNoAnswer = errors.New("the trunk target did not answer")
+
+// fromTrunk tells whether an INVITE comes from one of the trunks, and
+// returns the trunk's name and the called number.
+func (b *B2BUA) fromTrunk(req *sip.Request) (name, called string, ok bool) {
+	if b.o.Trunks == nil || b.o.Dialplan == nil {
+		return "", "", false
+	}
+	t, called, ok := b.o.Trunks.Identify(req)
+	if !ok {
+		return "", "", false
+	}
+	return t.Name(), called, true
+}
+
+// outSpec is an outbound call to place over trunks.
+type outSpec struct {
+	dec        dialplan.Decision
+	fromNumber string
+	fromName   string
+	offer      []byte
+	early      func(*sip.Response)
+	log        *slog.Logger
+}
+
+// dialOut places the call over the decision's trunks in order. Within a
+// trunk the resolver walks the targets: no answer within TrunkAnswer, a
+// transaction timeout, a transport error, 503 or 408 moves to the next
+// target and marks the failed one dead. When every target of a trunk
+// failed, or the trunk answered with a 5xx, the next trunk is tried; any
+// other final answer (404, 486, 6xx) is the call's. The winning trunk is
+// recorded in the call and its leg B.
+func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
+	timer := time.NewTimer(b.o.RingTimeout)
+	defer timer.Stop()
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-timer.C:
+			cancel(errRingTimeout)
+		case <-rctx.Done():
+		}
+	}()
+	emergency := s.dec.Kind == dialplan.Emergency
+	last := ringResult{code: 502, reason: "Bad Gateway"}
+	for _, name := range s.dec.Trunks {
+		t, ok := b.o.Trunks.Trunk(name)
+		if !ok {
+			s.log.Warn("a route names a trunk that does not exist", "trunk", name)
+			continue
+		}
+		log := s.log.With("trunk", name, "number", s.dec.Number)
+		var res ringResult
+		_, err := t.Do(rctx, func(target resolve.Target) (bool, error) {
+			res = b.tryTarget(rctx, t, target, s, emergency, log)
+			switch {
+			case res.winner != nil:
+				return false, nil
+			case res.cause != nil:
+				retry := errors.Is(res.cause, errNoAnswer) || resolve.Retryable(nil, res.cause)
+				return retry && context.Cause(rctx) == nil, res.cause
+			}
+			err := fmt.Errorf("answered %d %s", res.code, res.reason)
+			return res.code == 503 || res.code == 408, err
+		})
+		if res.winner != nil {
+			c.mu.Lock()
+			c.st.Trunk = name
+			c.legs[LegB].Trunk = name
+			c.mu.Unlock()
+			log.Info("trunk answered", "target", res.winner.d.Peer, "emergency", emergency)
+			return res
+		}
+		if cause := context.Cause(rctx); cause != nil {
+			return ringResult{cause: cause}
+		}
+		if ctx.Err() != nil {
+			return ringResult{cause: context.Cause(ctx)}
+		}
+		if res.code != 0 && res.code != 503 && res.code != 408 && (res.code < 500 || res.code >= 600) {
+			log.Info("trunk refused the call", "code", res.code)
+			return res
+		}
+		log.Warn("trunk failed; trying the next", "err", err, "emergency", emergency)
+		if res.code >= 500 && res.code < 600 && res.code != 503 {
+			last = ringResult{code: res.code, reason: res.reason}
+		}
+	}
+	return last
+}
+
+// tryTarget sends the INVITE to one target of a trunk and waits for its
+// final answer, answering one digest challenge with the trunk's
+// credentials. A 2xx is acknowledged and returned as the winner.
+func (b *B2BUA) tryTarget(ctx context.Context, t *trunk.Trunk, target resolve.Target, s outSpec, emergency bool, log *slog.Logger) ringResult {
+	f, err := b.trunkFork(t, target, s, emergency)
+	if err != nil {
+		log.Warn("cannot send to a trunk target", "target", target.String(), "err", err)
+		return ringResult{cause: fmt.Errorf("%w: %w", sip.ErrTransactionTransport, err)}
+	}
+	for round := 0; ; round++ {
+		r, challenge := b.awaitTrunk(ctx, f, s)
+		if challenge == nil {
+			return r
+		}
+		if round > 0 {
+			return ringResult{code: 403, reason: "Forbidden"}
+		}
+		if err := t.Authorize(f.inv, challenge); err != nil {
+			log.Warn("answering the trunk's challenge", "err", err)
+			return ringResult{code: 403, reason: "Forbidden"}
+		}
+		trunk.Resend(f.inv)
+		f.d.LocalSeq = f.inv.CSeq().SeqNo
+		b.prepare(f.inv)
+		tx, err := b.o.Client.TransactionRequest(context.Background(), f.inv, noBuild)
+		if err != nil {
+			return ringResult{cause: fmt.Errorf("%w: %w", sip.ErrTransactionTransport, err)}
+		}
+		f.mu.Lock()
+		f.tx, f.provisional, f.final, f.cancelWant, f.cancelSent = tx, false, false, false, false
+		f.mu.Unlock()
+	}
+}
+
+// trunkFork builds and sends the INVITE to a trunk target.
+func (b *B2BUA) trunkFork(t *trunk.Trunk, target resolve.Target, s outSpec, emergency bool) (*fork, error) {
+	tp := strings.ToUpper(target.Transport)
+	if tp == "" {
+		tp = "UDP"
+	}
+	us := b.contact(tp)
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return nil, fmt.Errorf("making a Call-ID: %w", err)
+	}
+	dom := t.Domain()
+	f := &fork{owner: b, d: Dialog{
+		CallID:       id.String(),
+		LocalTag:     sip.GenerateTagN(16),
+		LocalURI:     (&sip.Uri{Scheme: "sip", User: t.CallerID(s.fromNumber), Host: dom}).String(),
+		LocalName:    s.fromName,
+		RemoteURI:    (&sip.Uri{Scheme: "sip", User: s.dec.Number, Host: dom}).String(),
+		RemoteTarget: (&sip.Uri{Scheme: "sip", User: s.dec.Number, Host: dom}).String(),
+		Transport:    tp,
+		Peer:         target.Addr(),
+		LocalSeq:     1,
+	}}
+	inv, err := f.d.buildRequest(sip.INVITE, 1, us)
+	if err != nil {
+		return nil, err
+	}
+	inv.AppendHeader(sip.NewHeader("Allow", allow))
+	if emergency {
+		inv.AppendHeader(sip.NewHeader("Priority", "emergency"))
+	}
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	inv.SetBody(s.offer)
+	b.prepare(inv)
+	f.inv = inv
+	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
+	if err != nil {
+		return nil, fmt.Errorf("sending INVITE to %s: %w", target, err)
+	}
+	f.tx = tx
+	return f, nil
+}
+
+// awaitTrunk waits for a trunk fork's final answer. It returns the
+// challenge when the answer is a 401 or 407; a target that sends nothing
+// within TrunkAnswer is abandoned as a timeout. When ctx ends the fork is
+// cancelled and its late answers are dealt with in the background.
+func (b *B2BUA) awaitTrunk(ctx context.Context, f *fork, s outSpec) (ringResult, *sip.Response) {
+	events := make(chan forkEvent, 8)
+	go f.run(events)
+	silent := time.NewTimer(b.o.TrunkAnswer)
+	defer silent.Stop()
+	heard := false
+	for {
+		select {
+		case ev := <-events:
+			if ev.res == nil {
+				return ringResult{cause: sip.ErrTransactionTimeout}, nil
+			}
+			heard = true
+			code := ev.res.StatusCode
+			switch {
+			case code < 200:
+				if (code == 180 || code == 183) && s.early != nil {
+					s.early(ev.res)
+				}
+			case code < 300:
+				f.d.confirm(ev.res)
+				b.ackFork(f, ev.res)
+				return ringResult{winner: f, answer: ev.res}, nil
+			case code == 401 || code == 407:
+				return ringResult{}, ev.res
+			default:
+				return ringResult{code: code, reason: ev.res.Reason}, nil
+			}
+		case <-silent.C:
+			if !heard {
+				f.tx.Terminate()
+				b.wg.Add(1)
+				go func() {
+					defer b.wg.Done()
+					b.drain(events, 1)
+				}()
+				return ringResult{cause: fmt.Errorf("%w within %s", errNoAnswer, b.o.TrunkAnswer)}, nil
+			}
+		case <-ctx.Done():
+			b.cancelFork(f)
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.drain(events, 1)
+			}()
+			return ringResult{cause: context.Cause(ctx)}, nil
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package b2bua
+
+import (
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/dialplan"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
+	"github.com/twinpbx/twinpbx/pbx/trunk/trunktest"
+)
+
+// withTrunks gives the B2BUA trunks and a dial plan: "0." goes out over
+// the trunks in the given order, 112 is an emergency number, and inbound
+// number 201 (DID) rings extension 200.
+func withTrunks(t *testing.T, lines ...config.TrunkLine) envOpt {
+	return func(o *Options) {
+		r, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b **B2BUA = new(*B2BUA)
+		m, err := trunk.New(trunk.Options{
+			Client: o.Client, Resolver: r, Contact: o.Contact, Logger: slog.New(slog.DiscardHandler),
+			Prepare: func(req *sip.Request) {
+				if *b != nil {
+					(*b).Prepare(req)
+				}
+			},
+		}, lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for i := range lines {
+			lines[i].DIDs = append(lines[i].DIDs, config.DID{Number: "201", Extension: "200"})
+			names = append(names, lines[i].Name)
+		}
+		plan, err := dialplan.New(lines, []config.Route{{Pattern: "0.", Strip: 1, Trunks: names}},
+			[]string{"100", "200", "300", "400"}, []string{"112"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Trunks = m
+		o.Dialplan = func() *dialplan.Plan { return plan }
+		o.TrunkAnswer = 300 * time.Millisecond
+	}
+}
+
+func TestTrunkOutbound(t *testing.T) {
+	prov := trunktest.Start(t, trunktest.Options{User: "acct", Password: "prov-secret"})
+	store := &memCalls{}
+	e := newEnv(t, withCalls(store), withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.Addr, Domain: "provider.test",
+		User: "acct", Password: "prov-secret", CallerID: "4930123"}))
+	alice := newPhone(t, e, "100", "answer")
+
+	oc := alice.dial("0301234", nil)
+	if res := oc.result(); res.StatusCode != 200 || !hasLine(res.Body(), "a=relayed-from:B") {
+		t.Fatalf("call answered %d with %q", res.StatusCode, res.Body())
+	}
+	invs := prov.Invites()
+	if len(invs) != 1 || prov.Challenges() != 1 {
+		t.Fatalf("provider saw %d authenticated INVITEs after %d challenges, want 1 after 1", len(invs), prov.Challenges())
+	}
+	inv := invs[0]
+	if inv.Recipient.User != "301234" || inv.Recipient.Host != "provider.test" || inv.From().Address.User != "4930123" {
+		t.Errorf("INVITE to %s from %s", inv.Recipient.String(), inv.From().Address.String())
+	}
+	if !hasLine(inv.Body(), "a=relayed-from:A") {
+		t.Errorf("provider got offer %q, not the relay's", inv.Body())
+	}
+	if cs := e.b.Calls(); len(cs) != 1 || cs[0].Trunk != "prov" {
+		t.Errorf("calls %+v", cs)
+	}
+	// Saved for the twin like any answered call, with the trunk's dialog.
+	store.waitSaved(t, oc.d.CallID)
+	sc := store.get(t, oc.d.CallID)
+	if lb := sc.Call.Legs[LegB]; sc.Call.Trunk != "prov" || lb.Trunk != "prov" || lb.Dialog.Peer != prov.Addr || lb.Dialog.RemoteTag == "" {
+		t.Errorf("saved call %+v, leg B %+v", sc.Call, lb)
+	}
+	if r := alice.request(sip.BYE, nil); r.StatusCode != 200 {
+		t.Fatalf("BYE answered %d", r.StatusCode)
+	}
+	store.waitSaved(t)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Disp != cdr.Answered || r.Trunk != "prov" || r.Callee != "0301234" || r.Caller != "100" {
+		t.Errorf("CDR %+v", r)
+	}
+}
+
+func TestTrunkFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		first     string // mode of the first trunk's peer; "" for a silent one
+		code      int    // the caller's final answer
+		trunk     string // the trunk in the CDR
+		secondInv int    // INVITEs the second trunk gets
+	}{
+		{"503 goes to the next trunk", "503", 200, "second", 1},
+		{"500 goes to the next trunk", "500", 200, "second", 1},
+		{"silence goes to the next trunk", "", 200, "second", 1},
+		{"busy is the answer", "486", 486, "", 0},
+		{"not found is the answer", "404", 404, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Peers are made before the PBX so the trunks can name them.
+			tmp := newEnv(t)
+			second := newPhone(t, tmp, "second", "answer")
+			var firstAddr string
+			var first *phone
+			if tc.first == "" {
+				silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = silent.Close() })
+				firstAddr = silent.LocalAddr().String()
+			} else {
+				first = newPhone(t, tmp, "first", tc.first)
+				firstAddr = first.addr
+			}
+			e := newEnv(t, withTrunks(t,
+				config.TrunkLine{Name: "first", Type: config.LineISDN, Host: firstAddr},
+				config.TrunkLine{Name: "second", Host: second.addr}))
+			alice := newPhone(t, e, "100", "answer")
+			oc := alice.dial("0301234", nil)
+			if res := oc.result(); res.StatusCode != tc.code {
+				t.Fatalf("caller got %d, want %d", res.StatusCode, tc.code)
+			}
+			if n := second.count(sip.INVITE); n != tc.secondInv {
+				t.Errorf("second trunk got %d INVITEs, want %d", n, tc.secondInv)
+			}
+			if tc.code == 200 {
+				alice.request(sip.BYE, nil)
+			}
+			r := e.cdrs.wait(t, 1)[0]
+			if r.Trunk != tc.trunk || r.SIPCode != tc.code {
+				t.Errorf("CDR %+v", r)
+			}
+		})
+	}
+}
+
+func TestTrunkInbound(t *testing.T) {
+	tmp := newEnv(t)
+	gw := newPhone(t, tmp, "4930555", "answer") // the ISDN gateway, say
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr}))
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	gw.pbx = e.addr
+	e.auth.challenge = true
+
+	// No password is asked of a trunk: its address is its credential.
+	oc := gw.dial("201", nil)
+	if res := oc.result(); res.StatusCode != 200 {
+		t.Fatalf("inbound call answered %d", res.StatusCode)
+	}
+	inv := bob.wait(sip.INVITE, 1)
+	if inv.From().Address.User != "4930555" {
+		t.Errorf("extension sees caller %s", inv.From().Address.String())
+	}
+	e.auth.mu.Lock()
+	asked := e.auth.asked
+	e.auth.mu.Unlock()
+	if asked != 0 {
+		t.Error("a trunk call was challenged")
+	}
+	if r := bob.request(sip.BYE, nil); r.StatusCode != 200 {
+		t.Fatalf("BYE answered %d", r.StatusCode)
+	}
+	gw.wait(sip.BYE, 1)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Trunk != "isdn" || r.Caller != "4930555" || r.Callee != "200" || r.Disp != cdr.Answered {
+		t.Errorf("CDR %+v", r)
+	}
+
+	// A number without a DID: 404, not the extension of that number.
+	if res := gw.dial("300", nil).result(); res.StatusCode != 404 {
+		t.Errorf("unmapped number answered %d, want 404", res.StatusCode)
+	}
+}
+
+func TestDialplanAnswers(t *testing.T) {
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "none", Type: config.LineISDN, Host: "127.0.0.1:9"}))
+	alice := newPhone(t, e, "100", "answer")
+	for _, tc := range []struct {
+		number string
+		code   int
+	}{
+		{"0", 484},
+		{"555", 404},
+		{"03012", 502}, // the only trunk does not answer
+	} {
+		if res := alice.dial(tc.number, nil).result(); res.StatusCode != tc.code {
+			t.Errorf("%s answered %d, want %d", tc.number, res.StatusCode, tc.code)
+		}
+	}
+}
