@@ -1,0 +1,677 @@
+// Package isdngw is the PBX's ISDN trunk: a SIP user agent on a loopback
+// port that turns calls on an ISDN span into SIP calls to the PBX and back.
+// To the PBX it is a trunk of type isdn: no registration, trusted by its
+// source address.
+//
+// A SETUP from the line becomes an INVITE to the PBX whose Request-URI
+// user is the called number (MSN or DDI) and whose From user is the calling
+// number (anonymous when presentation is restricted), offering PCMA and
+// PCMU on an RTP port of the gateway. 180 and 200 become ALERTING and
+// CONNECT. An INVITE from the PBX becomes a SETUP to the Request-URI user.
+// BYE and CANCEL become DISCONNECT and back; failures are mapped between
+// Q.850 causes and SIP responses after RFC 3398. The B channel's A-law
+// travels as RTP, passed through as PCMA or converted to PCMU.
+package isdngw
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+
+	"github.com/twinpbx/twinpbx/hw/isdn"
+	"github.com/twinpbx/twinpbx/hw/isdn/card"
+	"github.com/twinpbx/twinpbx/hw/isdn/g711"
+	"github.com/twinpbx/twinpbx/hw/isdn/line"
+	"github.com/twinpbx/twinpbx/hw/isdn/q931"
+	"github.com/twinpbx/twinpbx/pbx/sdp"
+)
+
+// Config sets up a gateway.
+type Config struct {
+	// Listen is the gateway's SIP address (UDP), such as 127.0.0.1:5070.
+	// Its IP is also where the gateway's RTP ports are.
+	Listen netip.AddrPort
+	// PBX is where calls from the line are sent, and the only source whose
+	// INVITEs the gateway accepts.
+	PBX netip.AddrPort
+	// Type is the span type; Span the card's span number.
+	Type isdn.SpanType
+	Span uint8
+	Log  *slog.Logger
+}
+
+// Gateway joins one ISDN span to the PBX.
+type Gateway struct {
+	cfg  Config
+	log  *slog.Logger
+	line *line.Line
+	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
+	cli  *sipgo.Client
+	dcc  *sipgo.DialogClientCache
+	dsc  *sipgo.DialogServerCache
+	conn net.PacketConn
+
+	// calls is owned by the line's goroutine.
+	calls map[*q931.Call]*gwCall
+	up    atomic.Bool // layer 1
+}
+
+// gwCall is one call across the gateway.
+type gwCall struct {
+	g       *Gateway
+	q       *q931.Call // touched only in the line's goroutine
+	inbound bool       // from the line
+	channel atomic.Uint32 // B channel
+	rtp     *net.UDPConn
+	pt      uint8 // 8 PCMA or 0 PCMU
+	remote  atomic.Pointer[netip.AddrPort]
+	seq     uint16
+	ts      uint32
+	ssrc    uint32
+
+	// answered is closed once media may flow.
+	answered chan struct{}
+	once     sync.Once
+	// sipDone is closed once the SIP side has ended.
+	sipDone chan struct{}
+	endOnce sync.Once
+	// sipq runs what the line asks of the SIP side, in order, off the
+	// line's goroutine.
+	sipq chan func()
+
+	mu      sync.Mutex
+	client  *sipgo.DialogClientSession
+	server  *sipgo.DialogServerSession
+	cancel  context.CancelFunc
+	cleared bool // the line has cleared the call
+}
+
+// New prepares a gateway on span cfg.Span of c; Run starts it.
+func New(c card.Card, cfg Config) (*Gateway, error) {
+	if !cfg.Listen.IsValid() || !cfg.PBX.IsValid() {
+		return nil, errors.New("configuring ISDN gateway: listen and PBX addresses are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	l, err := line.New(line.Config{Card: c, Span: cfg.Span, Log: cfg.Log, Endpoint: isdn.Config{
+		Type: cfg.Type,
+		Rand: func() uint16 { var b [2]byte; _, _ = rand.Read(b[:]); return binary.BigEndian.Uint16(b[:]) },
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Log, line: l, calls: map[*q931.Call]*gwCall{}}
+	host := cfg.Listen.Addr().String()
+	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("twinpbx-isdn"), sipgo.WithUserAgentHostname(host)); err != nil {
+		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
+	}
+	if g.srv, err = sipgo.NewServer(g.ua); err != nil {
+		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
+	}
+	if g.cli, err = sipgo.NewClient(g.ua, sipgo.WithClientHostname(host), sipgo.WithClientPort(int(cfg.Listen.Port()))); err != nil {
+		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
+	}
+	contact := sip.ContactHeader{Address: sip.Uri{Host: host, Port: int(cfg.Listen.Port())}}
+	g.dcc = sipgo.NewDialogClientCache(g.cli, contact)
+	g.dsc = sipgo.NewDialogServerCache(g.cli, contact)
+	g.srv.OnInvite(g.onInvite)
+	g.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = g.dsc.ReadAck(req, tx) })
+	g.srv.OnBye(g.onBye)
+	g.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+	})
+	return g, nil
+}
+
+// Run serves SIP and drives the span until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.ua.Close()
+	var lc net.ListenConfig
+	conn, err := lc.ListenPacket(ctx, "udp", g.cfg.Listen.String())
+	if err != nil {
+		return fmt.Errorf("ISDN gateway: listening for SIP: %w", err)
+	}
+	g.conn = conn
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- g.srv.ServeUDP(conn) }()
+	go func() { errc <- g.line.Run(ctx, (*handler)(g)) }()
+	g.log.Info("ISDN gateway running", "sip", g.cfg.Listen, "pbx", g.cfg.PBX, "span", g.cfg.Span)
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errc:
+	}
+	cancel()
+	_ = conn.Close()
+	return err
+}
+
+// LineUp reports whether the span's layer 1 is up, as the card last said.
+func (g *Gateway) LineUp() bool { return g.up.Load() }
+
+// Line gives the span's line (for its Endpoint's state, in Do).
+func (g *Gateway) Line() *line.Line { return g.line }
+
+func (g *Gateway) newCall(q *q931.Call, inbound bool, channel uint8) (*gwCall, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(g.cfg.Listen.Addr(), 0)))
+	if err != nil {
+		return nil, fmt.Errorf("opening RTP port: %w", err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	c := &gwCall{g: g, q: q, inbound: inbound, rtp: conn, pt: 8, ssrc: binary.BigEndian.Uint32(b[:]),
+		answered: make(chan struct{}), sipDone: make(chan struct{}), sipq: make(chan func(), 8)}
+	c.channel.Store(uint32(channel))
+	go c.runSIP()
+	return c, nil
+}
+
+func (c *gwCall) runSIP() {
+	for {
+		select {
+		case fn := <-c.sipq:
+			fn()
+		case <-c.sipDone:
+			return
+		}
+	}
+}
+
+// toSIP queues fn for the call's SIP worker. Called in the line's
+// goroutine, it never blocks: a call gets at most a ringing, an answer and
+// an end.
+func (c *gwCall) toSIP(fn func()) {
+	select {
+	case c.sipq <- fn:
+	default:
+		c.g.log.Warn("ISDN gateway: SIP queue of a call full, request dropped")
+	}
+}
+
+// offer is the SDP of our side: PCMA and PCMU, or the one codec chosen.
+func (c *gwCall) sdp(pts ...uint8) []byte {
+	ap := netip.MustParseAddrPort(c.rtp.LocalAddr().String())
+	var m, a strings.Builder
+	for _, pt := range pts {
+		name := "PCMA"
+		if pt == 0 {
+			name = "PCMU"
+		}
+		fmt.Fprintf(&m, " %d", pt)
+		fmt.Fprintf(&a, "a=rtpmap:%d %s/8000\r\n", pt, name)
+	}
+	ip := ap.Addr().String()
+	return []byte("v=0\r\no=twinpbx-isdn " + strconv.FormatUint(uint64(c.ssrc), 10) + " 1 IN IP4 " + ip + "\r\ns=-\r\nc=IN IP4 " + ip +
+		"\r\nt=0 0\r\nm=audio " + strconv.Itoa(int(ap.Port())) + " RTP/AVP" + m.String() + "\r\n" + a.String() + "a=ptime:20\r\na=sendrecv\r\n")
+}
+
+// takeSDP reads the peer's description: where to send and which law.
+func (c *gwCall) takeSDP(body []byte) error {
+	streams, err := sdp.Parse(body)
+	if err != nil {
+		return err
+	}
+	for _, s := range streams {
+		if s.Media != "audio" || !s.RTP().IsValid() {
+			continue
+		}
+		for _, pt := range s.PayloadTypes {
+			if pt == 8 || pt == 0 {
+				c.pt = pt
+				r := s.RTP()
+				c.remote.Store(&r)
+				return nil
+			}
+		}
+	}
+	return errors.New("no PCMA or PCMU audio stream in the session description")
+}
+
+// startMedia lets audio flow: RTP in goes to the B channel.
+func (c *gwCall) startMedia() {
+	c.once.Do(func() {
+		close(c.answered)
+		go c.readRTP()
+	})
+}
+
+func (c *gwCall) readRTP() {
+	buf := make([]byte, 1500)
+	alaw := make([]byte, 1500)
+	var p rtp.Packet
+	for {
+		n, from, err := c.rtp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if err := p.Unmarshal(buf[:n]); err != nil || len(p.Payload) == 0 {
+			continue
+		}
+		// Symmetric RTP: answer where the audio comes from.
+		if r := c.remote.Load(); r == nil || *r != from {
+			c.remote.Store(&from)
+		}
+		var samples []byte
+		switch p.PayloadType {
+		case 8:
+			samples = p.Payload
+		case 0:
+			samples = g711.ULawToALaw(alaw, p.Payload)
+		default:
+			continue // DTMF events and comfort noise have no place in the B channel
+		}
+		if err := c.g.line.SendAudio(uint8(c.channel.Load()), samples); err != nil {
+			return
+		}
+	}
+}
+
+// sendRTP sends B-channel audio to the SIP side. Runs in the line's
+// goroutine.
+func (c *gwCall) sendRTP(samples []byte) {
+	select {
+	case <-c.answered:
+	default:
+		return
+	}
+	r := c.remote.Load()
+	if r == nil {
+		return
+	}
+	payload := samples
+	if c.pt == 0 {
+		payload = g711.ALawToULaw(make([]byte, len(samples)), samples)
+	}
+	c.seq++
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.pt, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.ssrc}, Payload: payload}
+	c.ts += uint32(len(samples))
+	b, err := p.Marshal()
+	if err != nil {
+		return
+	}
+	_, _ = c.rtp.WriteToUDPAddrPort(b, *r)
+}
+
+// endSIP ends the SIP side once: BYE after an answer, CANCEL or a failure
+// response before it.
+func (c *gwCall) endSIP(cause uint8) {
+	c.endOnce.Do(func() {
+		defer close(c.sipDone)
+		c.mu.Lock()
+		cl, sv, cancel := c.client, c.server, c.cancel
+		c.mu.Unlock()
+		ctx, stop := context.WithTimeout(context.Background(), 32*time.Second)
+		defer stop()
+		switch {
+		case cl != nil && cl.LoadState() >= sip.DialogStateEstablished && cl.LoadState() != sip.DialogStateEnded:
+			if err := cl.Bye(ctx); err != nil {
+				c.g.log.Debug("ISDN gateway: BYE", "err", err)
+			}
+		case cancel != nil:
+			cancel() // WaitAnswer sends CANCEL
+		case sv != nil && sv.LoadState() >= sip.DialogStateEstablished && sv.LoadState() != sip.DialogStateEnded:
+			if err := sv.Bye(ctx); err != nil {
+				c.g.log.Debug("ISDN gateway: BYE", "err", err)
+			}
+		case sv != nil && sv.LoadState() < sip.DialogStateEstablished:
+			st := SIPStatus(cause)
+			_ = sv.Respond(st, reason(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
+		}
+	})
+}
+
+func (c *gwCall) close() {
+	_ = c.rtp.Close()
+}
+
+// hangup clears the line side of a call, from a SIP goroutine.
+func (g *Gateway) hangup(c *gwCall, cause uint8) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := g.line.Do(ctx, func(now time.Time, ep *isdn.Endpoint) error {
+		if c.q == nil || c.q.State == q931.Null {
+			return nil
+		}
+		return ep.Calls().Hangup(now, c.q, cause)
+	})
+	if err != nil && !errors.Is(err, line.ErrStopped) {
+		g.log.Warn("ISDN gateway: clearing call", "err", err)
+	}
+}
+
+// watch clears the line side when the SIP dialog ends (BYE or CANCEL
+// from the PBX).
+func (g *Gateway) watch(c *gwCall, d *sipgo.Dialog) {
+	<-d.Context().Done()
+	select {
+	case <-c.sipDone:
+		return // we ended it
+	default:
+	}
+	c.endOnce.Do(func() { close(c.sipDone) })
+	g.hangup(c, q931.CauseNormalClearing)
+}
+
+// handler is the gateway as the line sees it.
+type handler Gateway
+
+func (h *handler) Layer1(now time.Time, l1 card.L1) {
+	g := (*Gateway)(h)
+	g.up.Store(l1.Up)
+	g.log.Info("ISDN gateway: layer 1", "up", l1.Up, "alarms", l1.Alarms.String())
+}
+
+func (h *handler) Media(time.Time) {}
+
+func (h *handler) Audio(now time.Time, ch uint8, samples []byte) {
+	for _, c := range h.calls {
+		if uint8(c.channel.Load()) == ch {
+			c.sendRTP(samples)
+			return
+		}
+	}
+}
+
+func (h *handler) Event(now time.Time, ev isdn.Event) {
+	g := (*Gateway)(h)
+	if ev.Call == nil {
+		g.log.Debug("ISDN gateway: data link", "tei", ev.TEI, "change", ev.Link)
+		return
+	}
+	q := ev.Call.Call
+	calls := g.line.Endpoint().Calls()
+	if ev.Call.Kind == q931.EventIncoming {
+		g.incoming(now, q)
+		return
+	}
+	c := g.calls[q]
+	if c == nil {
+		return
+	}
+	switch ev.Call.Kind {
+	case q931.EventAlerting:
+		c.mu.Lock()
+		sv := c.server
+		c.mu.Unlock()
+		if sv != nil {
+			c.toSIP(func() { _ = sv.Respond(sip.StatusRinging, "Ringing", nil) })
+		}
+	case q931.EventConnected:
+		if q.Channel.Channel != 0 {
+			c.channel.Store(uint32(q.Channel.Channel))
+		}
+		c.mu.Lock()
+		sv := c.server
+		c.mu.Unlock()
+		if sv != nil {
+			answer := c.sdp(c.pt)
+			c.toSIP(func() {
+				if err := sv.RespondSDP(answer); err != nil {
+					g.log.Warn("ISDN gateway: answering the PBX", "err", err)
+					go g.hangup(c, q931.CauseRecoveryOnTimerExpiry)
+				}
+			})
+			c.startMedia()
+		}
+	case q931.EventDisconnected, q931.EventReleased:
+		c.mu.Lock()
+		c.cleared = true
+		c.mu.Unlock()
+		cause := ev.Call.Cause.Value
+		c.toSIP(func() { c.endSIP(cause) })
+		if ev.Call.Kind == q931.EventReleased {
+			delete(g.calls, q)
+			c.close()
+			g.log.Info("ISDN gateway: call ended", "calling", q.Calling.Digits, "called", q.Called.Digits, "cause", cause)
+		}
+	}
+	_ = calls
+}
+
+// incoming takes a SETUP from the line and calls the PBX.
+func (g *Gateway) incoming(now time.Time, q *q931.Call) {
+	calls := g.line.Endpoint().Calls()
+	ch := q.Channel.Channel
+	if ch == 0 {
+		if ch = line.FreeChannel(calls.Calls(), g.cfg.Type); ch == 0 {
+			_ = calls.Hangup(now, q, 34)
+			return
+		}
+		_ = calls.SelectChannel(q, ch)
+	}
+	if q.Bearer.Capability == q931.UnrestrictedDig {
+		_ = calls.Hangup(now, q, 65) // bearer capability not implemented
+		return
+	}
+	c, err := g.newCall(q, true, ch)
+	if err != nil {
+		g.log.Error("ISDN gateway: incoming call", "err", err)
+		_ = calls.Hangup(now, q, 47)
+		return
+	}
+	if err := calls.Proceeding(now, q); err != nil {
+		g.log.Warn("ISDN gateway: CALL PROCEEDING", "err", err)
+	}
+	g.calls[q] = c
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	called, calling := q.Called.Digits, q.Calling.Digits
+	restricted := q.Calling.Presentation == q931.PresentationRestricted
+	g.log.Info("ISDN gateway: call from the line", "calling", calling, "called", called, "channel", ch, "restricted", restricted)
+	go g.inviteOut(ctx, c, called, calling, restricted)
+}
+
+func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling string, restricted bool) {
+	defer c.cancel()
+	to := sip.Uri{User: called, Host: g.cfg.PBX.Addr().String(), Port: int(g.cfg.PBX.Port())}
+	from := sip.Uri{User: calling, Host: g.cfg.Listen.Addr().String(), Port: int(g.cfg.Listen.Port())}
+	name := ""
+	var hdrs []sip.Header
+	if restricted || calling == "" {
+		from = sip.Uri{User: "anonymous", Host: "anonymous.invalid"}
+		name = "Anonymous"
+		if restricted {
+			hdrs = append(hdrs, sip.NewHeader("Privacy", "id"))
+		}
+	}
+	fromH := &sip.FromHeader{DisplayName: name, Address: from, Params: sip.NewParams()}
+	fromH.Params.Add("tag", sip.GenerateTagN(16))
+	hdrs = append(hdrs, fromH, sip.NewHeader("Content-Type", "application/sdp"))
+	sess, err := g.dcc.Invite(ctx, to, c.sdp(8, 0), hdrs...)
+	if err != nil {
+		g.log.Warn("ISDN gateway: INVITE to the PBX", "err", err)
+		g.hangup(c, 41)
+		return
+	}
+	c.mu.Lock()
+	c.client = sess
+	cleared := c.cleared
+	c.mu.Unlock()
+	if cleared {
+		c.cancel()
+	}
+	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress {
+			go g.alert(c)
+		}
+		return nil
+	}})
+	var de *sipgo.ErrDialogResponse
+	switch {
+	case errors.As(err, &de):
+		g.hangup(c, Q850Cause(de.Res.StatusCode))
+		return
+	case err != nil:
+		// Cancelled because the line cleared, or the transaction failed.
+		if ctx.Err() == nil {
+			g.hangup(c, q931.CauseRecoveryOnTimerExpiry)
+		}
+		return
+	}
+	c.mu.Lock()
+	c.cancel = nil
+	c.mu.Unlock()
+	if err := c.takeSDP(sess.InviteResponse.Body()); err != nil {
+		g.log.Warn("ISDN gateway: the PBX's answer", "err", err)
+	}
+	if err := sess.Ack(context.Background()); err != nil {
+		g.log.Warn("ISDN gateway: ACK", "err", err)
+	}
+	go g.watch(c, &sess.Dialog)
+	connected := false
+	err = g.line.Do(context.Background(), func(now time.Time, ep *isdn.Endpoint) error {
+		if c.q.State == q931.Null {
+			return nil
+		}
+		connected = true
+		return ep.Calls().Answer(now, c.q)
+	})
+	if err != nil || !connected {
+		c.endSIP(q931.CauseNormalClearing)
+		return
+	}
+	c.startMedia()
+}
+
+func (g *Gateway) alert(c *gwCall) {
+	err := g.line.Do(context.Background(), func(now time.Time, ep *isdn.Endpoint) error {
+		if c.q.State == q931.IncomingProceeding {
+			return ep.Calls().Alert(now, c.q)
+		}
+		return nil
+	})
+	if err != nil {
+		g.log.Debug("ISDN gateway: ALERTING", "err", err)
+	}
+}
+
+// onInvite takes a call from the PBX to the line.
+func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil || src.Addr().Unmap() != g.cfg.PBX.Addr().Unmap() {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
+		return
+	}
+	dlg, err := g.dsc.ReadInvite(req, tx)
+	if err != nil {
+		g.log.Warn("ISDN gateway: reading INVITE", "err", err)
+		return
+	}
+	defer dlg.Close()
+	c, err := g.newCall(nil, false, 0)
+	if err != nil {
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		return
+	}
+	if err := c.takeSDP(req.Body()); err != nil {
+		c.close()
+		_ = dlg.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
+		return
+	}
+	c.server = dlg
+	called := req.Recipient.User
+	calling := req.From().Address.User
+	restricted := calling == "anonymous" || req.GetHeader("Privacy") != nil && strings.Contains(req.GetHeader("Privacy").Value(), "id")
+	if restricted && calling == "anonymous" {
+		calling = ""
+	}
+	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
+	err = g.line.Do(dlg.Context(), func(now time.Time, ep *isdn.Endpoint) error {
+		tei, ok := ep.TEI()
+		if !ok {
+			return errors.New("no TEI assigned")
+		}
+		ch := line.FreeChannel(ep.Calls().Calls(), g.cfg.Type)
+		if ch == 0 {
+			return errNoChannel
+		}
+		pres := uint8(q931.PresentationAllowed)
+		if restricted {
+			pres = q931.PresentationRestricted
+		}
+		q, err := ep.Calls().Setup(now, int(tei), q931.SetupParams{
+			Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
+			Channel:         q931.ChannelID{Channel: ch, Exclusive: g.cfg.Type == isdn.PRI},
+			Calling:         q931.PartyNumber{Plan: q931.PlanISDN, Presentation: pres, Digits: calling},
+			Called:          q931.PartyNumber{Plan: q931.PlanISDN, Digits: called},
+			SendingComplete: true,
+		})
+		if err != nil {
+			return err
+		}
+		c.q = q
+		c.channel.Store(uint32(ch))
+		g.calls[q] = c
+		return nil
+	})
+	if err != nil {
+		c.close()
+		st := sip.StatusServiceUnavailable
+		g.log.Warn("ISDN gateway: call to the line", "called", called, "err", err)
+		_ = dlg.Respond(st, reason(st), nil, sip.NewHeader("Reason", "Q.850;cause=34"))
+		return
+	}
+	g.log.Info("ISDN gateway: call to the line", "calling", calling, "called", called, "channel", c.channel.Load())
+	g.watch(c, &dlg.Dialog)
+}
+
+var errNoChannel = errors.New("every B channel is busy")
+
+// reason is the reason phrase of the statuses the gateway sends.
+func reason(status int) string {
+	switch status {
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 408:
+		return "Request Timeout"
+	case 410:
+		return "Gone"
+	case 480:
+		return "Temporarily Unavailable"
+	case 484:
+		return "Address Incomplete"
+	case 486:
+		return "Busy Here"
+	case 488:
+		return "Not Acceptable Here"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Server Time-out"
+	}
+	return "Server Internal Error"
+}
+
+// onBye ends a dialog either way; watch clears the line side.
+func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if err := g.dcc.ReadBye(req, tx); err == nil {
+		return
+	}
+	if err := g.dsc.ReadBye(req, tx); err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+	}
+}

@@ -1,0 +1,253 @@
+package isdngw
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/hw/isdn"
+	"github.com/twinpbx/twinpbx/hw/isdn/card"
+	"github.com/twinpbx/twinpbx/hw/isdn/exchange"
+)
+
+// freePort returns a UDP port that was free a moment ago.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+type bed struct {
+	x    *exchange.Exchange
+	gw   *Gateway
+	ctx  context.Context
+	sipp netip.AddrPort // where the "PBX" (sipp) listens
+	gwAt netip.AddrPort
+}
+
+// startBed joins an exchange and a gateway on a card pipe; the gateway's PBX
+// is sipp on a port of its own.
+func startBed(t *testing.T, typ isdn.SpanType, plan func(string) exchange.Reply, opts ...func(*Config)) *bed {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	a, z := card.Pipe()
+	b := &bed{ctx: ctx, sipp: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t)),
+		gwAt: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))}
+	var err error
+	if b.x, err = exchange.New(a, exchange.Config{Type: typ, Plan: plan}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Listen: b.gwAt, PBX: b.sipp, Type: typ}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if b.gw, err = New(z, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = b.x.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := b.gw.Run(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("gateway: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); _ = a.Close(); wg.Wait() })
+	if err := b.x.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type sippRun struct {
+	done chan struct{}
+	code int
+	msgs string
+	out  bytes.Buffer
+}
+
+func startSipp(t *testing.T, at netip.AddrPort, args ...string) *sippRun {
+	t.Helper()
+	if _, err := exec.LookPath("sipp"); err != nil {
+		t.Skip("sipp is not installed (scripts/install-deps.sh test)")
+	}
+	dir := t.TempDir()
+	s := &sippRun{done: make(chan struct{}), msgs: filepath.Join(dir, "msgs")}
+	args = append([]string{"-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", strconv.Itoa(int(at.Port())),
+		"-mp", strconv.Itoa(int(freePort(t))), "-m", "1", "-nostdin", "-timeout", "30", "-timeout_error",
+		"-trace_msg", "-message_file", s.msgs}, args...)
+	cmd := exec.Command("sipp", args...)
+	cmd.Stdout, cmd.Stderr = &s.out, &s.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			s.code = ee.ExitCode()
+		}
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			m, _ := os.ReadFile(s.msgs)
+			t.Logf("sipp messages:\n%s", m)
+		}
+	})
+	return s
+}
+
+func (s *sippRun) wait(t *testing.T, want int) {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("sipp did not finish")
+	}
+	if s.code != want {
+		t.Errorf("sipp exit code %d, want %d", s.code, want)
+	}
+}
+
+func (s *sippRun) messages() string { b, _ := os.ReadFile(s.msgs); return string(b) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// A call from the line reaches the PBX (sipp answering and echoing the
+// RTP it gets): the exchange hears its own tone back, having crossed
+// A-law → RTP (PCMU, as sipp answers) → echo → A-law; the exchange hangs up
+// and the PBX gets a BYE.
+func TestCallFromLine(t *testing.T) {
+	for _, typ := range []isdn.SpanType{isdn.BRIPointToMultipoint, isdn.PRI} {
+		t.Run(strconv.Itoa(int(typ)), func(t *testing.T) {
+			b := startBed(t, typ, nil)
+			s := startSipp(t, b.sipp, "-sn", "uas", "-rtp_echo")
+			waitFor(t, b.ctx, "sipp to listen", func() bool {
+				c, err := net.ListenPacket("udp", b.sipp.String())
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			c, err := b.x.Dial(b.ctx, exchange.DialParams{Calling: "030123456", Called: "4930555", Restricted: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(b.ctx, exchange.Connected); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, b.ctx, "echoed audio", func() bool { return len(c.Heard()) >= 4000 })
+			heard := c.Heard()
+			if sh := exchange.Share(heard[len(heard)-2400:], 1000); sh < 0.8 {
+				t.Errorf("echoed tone share %.2f", sh)
+			}
+			if err := c.Hangup(b.ctx, 16); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(b.ctx, exchange.Released); err != nil {
+				t.Fatal(err)
+			}
+			s.wait(t, 0)
+			m := s.messages()
+			for _, want := range []string{"INVITE sip:4930555@", "From: \"Anonymous\" <sip:anonymous@anonymous.invalid>", "Privacy: id", "BYE sip:"} {
+				if !bytes.Contains([]byte(m), []byte(want)) {
+					t.Errorf("sipp did not see %q", want)
+				}
+			}
+		})
+	}
+}
+
+// Calls from the PBX (sipp calling) reach the line: one answered by the
+// exchange and hung up by the PBX, one refused busy (486 from cause 17).
+func TestCallToLine(t *testing.T) {
+	plan := func(called string) exchange.Reply {
+		if called == "110" {
+			return exchange.Reply{Ring: 500 * time.Millisecond}
+		}
+		return exchange.Reply{Reject: 17}
+	}
+	tests := []struct {
+		called string
+		code   int
+		status exchange.Status
+		cause  uint8
+		saw    string
+	}{
+		{"110", 0, exchange.Connected, 16, "SIP/2.0 200"},
+		{"0301111", 1, exchange.Released, 17, "SIP/2.0 486"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.called, func(t *testing.T) {
+			b := startBed(t, isdn.BRIPointToMultipoint, plan)
+			s := startSipp(t, b.sipp, "-sn", "uac", "-s", tt.called, "-d", "1500", b.gwAt.String())
+			var c *exchange.Call
+			select {
+			case c = <-b.x.Placed():
+			case <-b.ctx.Done():
+				t.Fatal("no call reached the exchange")
+			}
+			if c.Called != tt.called {
+				t.Errorf("called %q", c.Called)
+			}
+			if err := c.Wait(b.ctx, tt.status); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(b.ctx, exchange.Released); err != nil {
+				t.Fatal(err)
+			}
+			if c.Cause() != tt.cause {
+				t.Errorf("cause %d, want %d", c.Cause(), tt.cause)
+			}
+			s.wait(t, tt.code)
+			if m := s.messages(); !bytes.Contains([]byte(m), []byte(tt.saw)) {
+				t.Errorf("sipp did not see %q", tt.saw)
+			}
+		})
+	}
+}
+
+// Only the PBX may place calls through the gateway.
+func TestForeignInviteRefused(t *testing.T) {
+	b := startBed(t, isdn.BRIPointToMultipoint, nil, func(c *Config) {
+		c.PBX = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 5060)
+	})
+	s := startSipp(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t)), "-sn", "uac", "-s", "110", b.gwAt.String())
+	s.wait(t, 1)
+	if m := s.messages(); !bytes.Contains([]byte(m), []byte("SIP/2.0 403")) {
+		t.Errorf("no 403:\n%s", m)
+	}
+}
