@@ -74,8 +74,8 @@ type Gateway struct {
 // gwCall is one call across the gateway.
 type gwCall struct {
 	g       *Gateway
-	q       *q931.Call // touched only in the line's goroutine
-	inbound bool       // from the line
+	q       *q931.Call    // touched only in the line's goroutine
+	inbound bool          // from the line
 	channel atomic.Uint32 // B channel
 	rtp     *net.UDPConn
 	pt      uint8 // 8 PCMA or 0 PCMU
