@@ -21,6 +21,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/site"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/hw/watchdog"
@@ -86,11 +87,20 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: o.Logger})
+	sitePart, err := startSite(ctx, o, cfg)
 	if err != nil {
 		return err
 	}
-	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg}
+	var pst pbx.Store = st
+	if sitePart != nil {
+		defer sitePart.Close()
+		pst = siteStore{st, sitePart}
+	}
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: pst, AuthKey: key, Logger: o.Logger})
+	if err != nil {
+		return err
+	}
+	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg, site: sitePart}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -214,6 +224,8 @@ type running struct {
 	// the box's own config (node name, cluster section).
 	twin *twin.Node
 	box  *config.Config
+	// site is the box's part in a site cluster; nil when it has none.
+	site *site.Site
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -226,6 +238,15 @@ func (a *running) Status() any {
 	a.mu.Unlock()
 	if a.twin != nil {
 		return a.twinStatus(ver)
+	}
+	if a.site != nil {
+		// A site box is a standalone PBX with the site's view beside it.
+		return struct {
+			Role          string `json:"role"`
+			ConfigVersion uint64 `json:"config_version"`
+			pbx.Status
+			Site site.Status `json:"site"`
+		}{"standalone", ver, a.pbx.Status(), a.site.Status()}
 	}
 	return struct {
 		Role          string `json:"role"`
