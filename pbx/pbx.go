@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,10 +25,13 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/auth"
 	"github.com/twinpbx/twinpbx/pbx/b2bua"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
 	"github.com/twinpbx/twinpbx/pbx/registrar"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
 // Store is what the PBX keeps durably: location bindings and CDRs.
@@ -50,6 +54,9 @@ type Options struct {
 	// (a twin's standby, or an active whose lease ran out). It must be
 	// cheap. Nil: always serving.
 	Serving func() bool
+	// Resolver finds the trunks' SIP servers (RFC 3263). Nil: one asking
+	// the DNS servers of node.network.dns, else of /etc/resolv.conf.
+	Resolver *resolve.Resolver
 }
 
 // Listener is one SIP socket the PBX serves.
@@ -72,6 +79,13 @@ type PBX struct {
 	auth  *auth.Digest
 	reg   *registrar.Registrar
 	calls *b2bua.B2BUA
+	// trunks are the SIP trunks of the config the PBX started with;
+	// plan is the dial plan in force; tr their work while serving.
+	trunks *trunk.Manager
+	plan   atomic.Pointer[dialplan.Plan]
+	res    *resolve.Resolver
+	trMu   sync.Mutex
+	tr     *trunkRun
 
 	serving   func() bool
 	host      string // advertised host
@@ -185,6 +199,31 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: registrar: %w", err)
 	}
+	plan, err := dialplan.FromConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: dial plan: %w", err)
+	}
+	p.plan.Store(plan)
+	p.res = o.Resolver
+	if p.res == nil {
+		var servers []string
+		if n := cfg.Node.Network; n != nil {
+			servers = n.DNS
+		}
+		p.res, err = resolve.New(resolve.Config{Servers: servers, Logger: o.Logger.With("component", "resolve")})
+		if err != nil {
+			return nil, fmt.Errorf("pbx: DNS resolver: %w", err)
+		}
+	}
+	lines, _ := cfg.TrunksAndRoutes()
+	p.trunks, err = trunk.New(trunk.Options{
+		Client: client, Resolver: p.res, Contact: p.contact,
+		Prepare: func(req *sip.Request) { p.calls.Prepare(req) },
+		Logger:  o.Logger.With("component", "trunk"),
+	}, lines)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: trunks: %w", err)
+	}
 	p.calls, err = b2bua.New(b2bua.Options{
 		Client:      client,
 		Locator:     p.loc,
@@ -196,6 +235,8 @@ func New(o Options) (*PBX, error) {
 		Contact:     p.contact,
 		Logger:      o.Logger.With("component", "b2bua"),
 		Calls:       callStore(o.Store),
+		Dialplan:    p.plan.Load,
+		Trunks:      p.trunks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
@@ -261,9 +302,17 @@ func (p *PBX) secret(user string) (string, bool) {
 func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	c := cfg.WithDefaults()
 	p.exts.Store(extensionIndex(c))
+	if plan, err := dialplan.FromConfig(c); err != nil {
+		p.log.Error("dial plan of the new config; keeping the old one", "err", err)
+	} else {
+		p.plan.Store(plan)
+	}
 	old := p.cfg.Swap(c)
+	oldTrunks, _ := old.TrunksAndRoutes()
+	newTrunks, _ := c.TrunksAndRoutes()
 	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
-		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise
+		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise ||
+		!reflect.DeepEqual(oldTrunks, newTrunks)
 }
 
 // Reload makes the PBX current with its store before it starts serving on
@@ -355,8 +404,14 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 
 	expire := time.NewTicker(10 * time.Second)
 	defer expire.Stop()
+	p.followServing()
+	defer p.stopTrunks()
+	trunkCheck := time.NewTicker(time.Second)
+	defer trunkCheck.Stop()
 	for {
 		select {
+		case <-trunkCheck.C:
+			p.followServing()
 		case <-ctx.Done():
 			return p.shutdown()
 		case err := <-errc:
@@ -386,6 +441,7 @@ func (p *PBX) shutdown() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	p.stopTrunks()
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.calls.HangupAll(hctx)
@@ -399,6 +455,49 @@ func (p *PBX) shutdown() error {
 	return errors.Join(errs...)
 }
 
+// trunkRun is the trunks' registration and probing while this box serves.
+type trunkRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// followServing starts the trunks' work (registrations at the providers,
+// probes of dead targets) when this box serves and stops it when it no
+// longer does: only the serving twin registers.
+func (p *PBX) followServing() {
+	serving := p.serving == nil || p.serving()
+	p.trMu.Lock()
+	running := p.tr != nil
+	p.trMu.Unlock()
+	switch {
+	case serving && !running:
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &trunkRun{cancel: cancel, done: make(chan struct{})}
+		p.trMu.Lock()
+		p.tr = r
+		p.trMu.Unlock()
+		go func() {
+			defer close(r.done)
+			p.trunks.Run(ctx)
+		}()
+	case !serving && running:
+		p.stopTrunks()
+	}
+}
+
+// stopTrunks ends the trunks' work and waits until the registrations are
+// removed.
+func (p *PBX) stopTrunks() {
+	p.trMu.Lock()
+	r := p.tr
+	p.tr = nil
+	p.trMu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
 // Status is a snapshot for `twinpbx status` and the console.
 type Status struct {
 	Node          string             `json:"node"`
@@ -406,6 +505,7 @@ type Status struct {
 	Registrations []location.Binding `json:"registrations"`
 	Calls         []b2bua.CallInfo   `json:"calls"`
 	MediaSessions int                `json:"media_sessions"`
+	Trunks        []trunk.Status     `json:"trunks,omitempty"`
 }
 
 // Status reports listeners, registrations and calls.
@@ -419,6 +519,7 @@ func (p *PBX) Status() Status {
 		Registrations: p.loc.All(),
 		Calls:         p.calls.Calls(),
 		MediaSessions: p.relay.Sessions(),
+		Trunks:        p.trunks.Status(),
 	}
 }
 
