@@ -83,6 +83,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintf(o.Out, " and random secrets.\nSee the credentials with: twinpbx config export --data %s\n", o.DataDir)
 	}
+	if cfg.Dispatcher != nil {
+		return runDispatcher(ctx, o, st, cfg)
+	}
 	key, err := nonceKey(o.DataDir)
 	if err != nil {
 		return err

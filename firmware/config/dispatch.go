@@ -95,6 +95,9 @@ func (c *Config) validateDispatcher(ps *problems) {
 	if c.Cluster != nil {
 		ps.add("dispatcher", "a dispatcher box does not pair as a twin yet: remove cluster or dispatcher")
 	}
+	if c.Site != nil {
+		ps.add("dispatcher", "a dispatcher is in front of a site's boxes, not one of them: remove site or dispatcher")
+	}
 	for i, e := range c.SIP.Listen {
 		if l, err := ParseListen(e); err == nil && l.Transport != "udp" {
 			ps.add(fmt.Sprintf("sip.listen[%d]", i), "%s: the dispatcher speaks UDP only", e)

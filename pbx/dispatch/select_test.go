@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
 var threeNames = []string{"10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060"}
@@ -202,6 +203,17 @@ func TestKey(t *testing.T) {
 	for _, bad := range []string{"", "5", "-1", "hash", "ROUND-ROBIN"} {
 		if _, err := ParseAlgorithm(bad); err == nil {
 			t.Errorf("ParseAlgorithm(%q) accepted", bad)
+		}
+	}
+}
+
+// TestConfigNames: the config's algorithm names are ours, in kamailio's
+// numbering.
+func TestConfigNames(t *testing.T) {
+	for i, n := range config.DispatcherAlgorithms {
+		a, err := ParseAlgorithm(n)
+		if err != nil || int(a) != i || a.String() != n {
+			t.Errorf("config name %d %q: %v, %v", i, n, a, err)
 		}
 	}
 }

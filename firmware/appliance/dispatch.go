@@ -1,0 +1,140 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/pbx/dispatch"
+)
+
+// dispatchConfig turns a validated config's dispatcher section into the
+// dispatcher's settings.
+func dispatchConfig(cfg *config.Config) (dispatch.Config, error) {
+	d := cfg.Dispatcher
+	alg, err := config.DispatcherAlgorithm(d.Algorithm)
+	if err != nil {
+		return dispatch.Config{}, err
+	}
+	out := dispatch.Config{
+		Algorithm:     dispatch.Algorithm(alg),
+		Advertise:     cfg.SIP.Advertise,
+		ProbeInterval: d.ProbeInterval.D(),
+		DownAfter:     d.DownAfter,
+		UpAfter:       d.UpAfter,
+		TxTimeout:     d.TxTimeout.D(),
+	}
+	for _, b := range d.Backends {
+		ap, err := b.AddrPort()
+		if err != nil {
+			return dispatch.Config{}, err
+		}
+		out.Backends = append(out.Backends, dispatch.Backend{Addr: ap, Weight: b.Weight})
+	}
+	for _, e := range cfg.SIP.Listen {
+		l, err := config.ParseListen(e)
+		if err != nil {
+			return dispatch.Config{}, err
+		}
+		if l.Transport != "udp" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(l.Addr())
+		if err != nil {
+			return dispatch.Config{}, fmt.Errorf("dispatcher listener %s: %w", e, err)
+		}
+		out.Listen = append(out.Listen, ap)
+	}
+	return out, nil
+}
+
+// runDispatcher runs the box as a dispatcher (docs/DISPATCHER.md) with the
+// control socket, until ctx ends.
+func runDispatcher(ctx context.Context, o Options, st *store.Store, cfg *config.Config) error {
+	dc, err := dispatchConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("starting the dispatcher: %w", err)
+	}
+	dc.Logger = o.Logger.With("component", "dispatcher")
+	d, err := dispatch.New(dc)
+	if err != nil {
+		return err
+	}
+	a := &dispatching{st: st, d: d, cfg: cfg}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	ctlErr := make(chan error, 1)
+	wg.Go(func() { ctlErr <- control.Serve(ctx, o.DataDir, a, o.Logger) })
+	err = d.Run(ctx, func(addrs []string) {
+		for _, ad := range addrs {
+			fmt.Fprintf(o.Out, "SIP dispatcher listening on udp:%s\n", ad)
+		}
+		o.Logger.Info("ready", "node", cfg.Node.Name, "role", "dispatcher", "config_version", cfg.Version, "data", o.DataDir)
+	})
+	cancel()
+	wg.Wait()
+	if cerr := <-ctlErr; cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// dispatching implements control.Appliance for a dispatcher box. An
+// imported config is stored and applies at the next restart.
+type dispatching struct {
+	st *store.Store
+	d  *dispatch.Dispatcher
+
+	mu  sync.Mutex
+	cfg *config.Config
+}
+
+var _ control.Appliance = (*dispatching)(nil)
+
+func (a *dispatching) Status() any {
+	a.mu.Lock()
+	ver := a.cfg.Version
+	a.mu.Unlock()
+	return struct {
+		Role          string          `json:"role"`
+		ConfigVersion uint64          `json:"config_version"`
+		Dispatcher    dispatch.Status `json:"dispatcher"`
+	}{"dispatcher", ver, a.d.Status()}
+}
+
+// ExportCDRs writes what the store holds: a dispatcher makes no CDRs.
+func (a *dispatching) ExportCDRs(w io.Writer, from, to time.Time) error {
+	return ExportCDRs(a.st, w, from, to)
+}
+
+func (a *dispatching) ExportConfig() ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return config.Marshal(a.cfg)
+}
+
+func (a *dispatching) ImportConfig(text []byte) (uint64, bool, error) {
+	cfg, err := config.Parse("imported config", text)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return 0, false, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg, err = saveIfChanged(a.st, cfg)
+	if err != nil {
+		return 0, false, err
+	}
+	restart := !cfg.Equal(a.cfg)
+	a.cfg = cfg
+	return cfg.Version, restart, nil
+}
