@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/init/boot"
 )
 
 // Backend is what the dashboard needs of a box.
@@ -32,6 +34,15 @@ type Backend interface {
 	// Pair sends a twin-pair request ("switchover", "maintenance/on",
 	// "maintenance/off") and returns the box's answer.
 	Pair(ctx context.Context, what string) (string, error)
+	// Restart restarts the PBX and returns the box's answer.
+	Restart(ctx context.Context) (string, error)
+	// DNSRecords returns the site's DNS records for domain ("": the SIP
+	// realm) as `twinpbx dns-records` prints them.
+	DNSRecords(ctx context.Context, domain string) (string, error)
+	// Reboot asks the box to reboot, wiping its data first when
+	// factoryReset is set. It fails where the console cannot reboot the
+	// machine (anywhere but on the box's own console).
+	Reboot(ctx context.Context, factoryReset bool) error
 }
 
 // DataDirBackend is the Backend of the box running on data folder dir.
@@ -92,6 +103,41 @@ func (d dataDir) Pair(_ context.Context, what string) (string, error) {
 		return "", err
 	}
 	return c.Pair(what)
+}
+
+func (d dataDir) Restart(context.Context) (string, error) {
+	c, err := control.Dial(string(d))
+	if err != nil {
+		return "", err
+	}
+	return c.Restart()
+}
+
+// DNSRecords runs `twinpbx dns-records` on the data folder: the same
+// binary, so the records are the ones the command prints.
+func (d dataDir) DNSRecords(ctx context.Context, domain string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding twinpbx: %w", err)
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"dns-records", "--data", string(d)}
+	if domain != "" {
+		args = append(args, "--domain", domain)
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(errOut.String()); msg != "" {
+			return "", errors.New(strings.TrimPrefix(msg, "twinpbx: "))
+		}
+		return "", fmt.Errorf("running twinpbx dns-records: %w", err)
+	}
+	return out.String(), nil
+}
+
+func (dataDir) Reboot(_ context.Context, factoryReset bool) error {
+	return boot.RequestReboot(factoryReset)
 }
 
 // StatusView is the part of the status JSON the dashboard shows. Every
@@ -320,13 +366,30 @@ const (
 	pinLockout  = 30 * time.Second
 )
 
+// actKind is what an action does.
+type actKind int
+
+const (
+	actNA      actKind = iota // not available on this box
+	actPair                   // a twin-pair request, confirmed
+	actExport                 // the config export, at once
+	actRestart                // restart the PBX, confirmed
+	actReboot                 // reboot, confirmed
+	actDNS                    // show the DNS records, at once
+	actReset                  // factory reset: PIN and a typed word
+)
+
+// resetWord is what the operator types to confirm a factory reset.
+const resetWord = "RESET"
+
 // action is one dashboard action.
 type action struct {
 	key, label string
-	// pair is the twin-pair request, "" when the action is not available
-	// on this box yet; export is the config export.
-	pair   string
-	export bool
+	kind       actKind
+	// pair is the twin-pair request of actPair.
+	pair string
+	// domain is the site's domain of actDNS.
+	domain string
 }
 
 func (d Dashboard) actions() []action {
@@ -335,22 +398,28 @@ func (d Dashboard) actions() []action {
 	if d.st != nil && d.st.Cluster != nil && d.st.Cluster.Maintenance {
 		maint, label = "maintenance/off", "a.maint.off"
 	}
-	twinBox := d.st != nil && d.st.Cluster != nil
-	pair := func(s string) string {
-		if twinBox {
-			return s
-		}
-		return ""
+	pairKind := actNA
+	if d.st != nil && d.st.Cluster != nil {
+		pairKind = actPair
 	}
 	return []action{
-		{key: "s", label: "a.switchover", pair: pair("switchover")},
-		{key: "m", label: label, pair: pair(maint)},
-		{key: "e", label: "a.export", export: true},
-		{key: "p", label: "a.restart"},
-		{key: "b", label: "a.reboot"},
-		{key: "d", label: "a.dns"},
-		{key: "f", label: "a.reset"},
+		{key: "s", label: "a.switchover", kind: pairKind, pair: "switchover"},
+		{key: "m", label: label, kind: pairKind, pair: maint},
+		{key: "e", label: "a.export", kind: actExport},
+		{key: "p", label: "a.restart", kind: actRestart},
+		{key: "b", label: "a.reboot", kind: actReboot},
+		{key: "d", label: "a.dns", kind: actDNS},
+		{key: "f", label: "a.reset", kind: actReset},
 	}
+}
+
+// ask is a question typed on the dashboard: the site's domain for the
+// DNS records, or the factory reset's PIN (step 0) and confirmation word
+// (step 1).
+type ask struct {
+	kind actKind
+	step int
+	text []rune
 }
 
 // Dashboard is the status console's bubbletea model.
@@ -370,6 +439,10 @@ type Dashboard struct {
 	st      *StatusView
 	stErr   string
 	confirm *action
+	ask     *ask
+	// page, when set, is shown instead of the status (the DNS records)
+	// until the next key.
+	page    []string
 	message string
 }
 
@@ -411,6 +484,11 @@ type tickMsg struct{}
 
 type actionMsg struct{ text string }
 
+type pageMsg struct {
+	lines []string
+	err   string
+}
+
 func (d Dashboard) fetch() tea.Cmd {
 	b, ctx := d.b, d.ctx
 	return func() tea.Msg {
@@ -440,6 +518,9 @@ func (d Dashboard) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return d, nil
 	case actionMsg:
 		d.message = msg.text
+		return d, nil
+	case pageMsg:
+		d.page, d.message = msg.lines, msg.err
 		return d, nil
 	case tea.KeyMsg:
 		if msg.Type == tea.KeyCtrlC {
@@ -487,6 +568,13 @@ func (d Dashboard) unlockKey(k tea.KeyMsg) Dashboard {
 
 func (d Dashboard) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	s := k.String()
+	if d.ask != nil {
+		return d.askKey(k)
+	}
+	if d.page != nil {
+		d.page = nil
+		return d, nil
+	}
 	if d.confirm != nil {
 		a := *d.confirm
 		d.confirm = nil
@@ -509,13 +597,21 @@ func (d Dashboard) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		if a.key != s {
 			continue
 		}
-		switch {
-		case a.export:
+		switch a.kind {
+		case actExport:
 			d.message = ""
 			return d, d.run(a)
-		case a.pair != "":
+		case actDNS:
+			d.ask, d.message = &ask{kind: actDNS}, ""
+		case actPair, actRestart, actReboot:
 			d.confirm = &a
 			d.message = d.lang.T("d.confirm", d.lang.T(a.label))
+		case actReset:
+			d.ask = &ask{kind: actReset}
+			if d.pinHash == "" {
+				d.ask.step = 1
+			}
+			d.message = d.lang.T("d.reset.warn")
 		default:
 			d.message = d.lang.T("d.na", d.lang.T(a.label))
 		}
@@ -524,20 +620,94 @@ func (d Dashboard) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	return d, nil
 }
 
+// askKey takes a key of a question: the domain of the DNS records, or
+// the factory reset's admin PIN and then the word RESET (anything wrong
+// cancels the reset).
+func (d Dashboard) askKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	a := d.ask
+	label := "a.reset"
+	if a.kind == actDNS {
+		label = "a.dns"
+	}
+	switch k.Type {
+	case tea.KeyEsc:
+		d.ask, d.message = nil, d.lang.T("d.cancelled", d.lang.T(label))
+	case tea.KeyBackspace:
+		if len(a.text) > 0 {
+			a.text = a.text[:len(a.text)-1]
+		}
+	case tea.KeyRunes, tea.KeySpace:
+		if len(a.text) < 32 {
+			a.text = append(a.text, k.Runes...)
+		}
+	case tea.KeyEnter:
+		text := strings.TrimSpace(string(a.text))
+		a.text = nil
+		switch {
+		case a.kind == actDNS:
+			d.ask = nil
+			return d, d.run(action{label: "a.dns", kind: actDNS, domain: text})
+		case a.step == 0 && config.CheckPIN(d.pinHash, text):
+			a.step = 1
+		case a.step == 0:
+			d.ask, d.message = nil, d.lang.T("d.badpin")+" "+d.lang.T("d.cancelled", d.lang.T("a.reset"))
+		case text == resetWord:
+			d.ask, d.message = nil, ""
+			return d, d.run(action{label: "a.reset", kind: actReset})
+		default:
+			d.ask, d.message = nil, d.lang.T("d.cancelled", d.lang.T("a.reset"))
+		}
+	}
+	return d, nil
+}
+
+// askPrompt is the question asked now.
+func (d Dashboard) askPrompt() string {
+	if d.ask.kind == actDNS {
+		return d.lang.T("d.dns.domain")
+	}
+	if d.ask.step == 0 {
+		return d.lang.T("d.reset.pin")
+	}
+	return d.lang.T("d.reset.word", resetWord)
+}
+
 // run carries out an action and reports what happened.
 func (d Dashboard) run(a action) tea.Cmd {
 	b, ctx, l := d.b, d.ctx, d.lang
+	failed := func(err error) tea.Msg { return actionMsg{l.T("d.failed", l.T(a.label), err.Error())} }
 	return func() tea.Msg {
-		if a.export {
+		switch a.kind {
+		case actExport:
 			p, err := b.ExportConfig(ctx)
 			if err != nil {
-				return actionMsg{l.T("d.failed", l.T(a.label), err.Error())}
+				return failed(err)
 			}
 			return actionMsg{l.T("d.exported", p)}
+		case actRestart:
+			text, err := b.Restart(ctx)
+			if err != nil {
+				return failed(err)
+			}
+			return actionMsg{text}
+		case actReboot, actReset:
+			if err := b.Reboot(ctx, a.kind == actReset); err != nil {
+				return failed(err)
+			}
+			if a.kind == actReset {
+				return actionMsg{l.T("d.resetting")}
+			}
+			return actionMsg{l.T("d.rebooting")}
+		case actDNS:
+			text, err := b.DNSRecords(ctx, a.domain)
+			if err != nil {
+				return pageMsg{err: l.T("d.failed", l.T(a.label), err.Error())}
+			}
+			return pageMsg{lines: strings.Split(strings.TrimRight(text, "\n"), "\n")}
 		}
 		text, err := b.Pair(ctx, a.pair)
 		if err != nil {
-			return actionMsg{l.T("d.failed", l.T(a.label), err.Error())}
+			return failed(err)
 		}
 		return actionMsg{text}
 	}
@@ -558,6 +728,17 @@ func (d Dashboard) View() string {
 		return b.String()
 	}
 	switch {
+	case d.page != nil:
+		page := d.page
+		if len(page) > 18 {
+			page = append(page[:17:17], d.lang.T("d.more", len(d.page)-17))
+		}
+		for _, l := range page {
+			line(l)
+		}
+		line("")
+		line(d.lang.T("d.page.back"))
+		return b.String()
 	case d.stErr != "":
 		line(d.lang.T("d.unreachable", d.stErr))
 	case d.st == nil:
@@ -576,6 +757,15 @@ func (d Dashboard) View() string {
 		for _, l := range wrap(d.message, 78) {
 			line(l)
 		}
+	}
+	if d.ask != nil {
+		shown := string(d.ask.text)
+		if d.ask.kind == actReset && d.ask.step == 0 {
+			shown = strings.Repeat("*", len(d.ask.text))
+		}
+		line(d.askPrompt() + " " + shown + "_")
+		line(d.lang.T("d.reset.esc"))
+		return b.String()
 	}
 	for _, l := range wrap(d.lang.T("d.keys"), 78) {
 		line(l)
@@ -636,6 +826,23 @@ func RunDashboardLines(ctx context.Context, b Backend, lang Lang, in io.Reader, 
 		}
 		m, cmd := d.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s[:1])})
 		d = m.(Dashboard)
+		for d.ask != nil {
+			if d.message != "" {
+				fmt.Fprintln(out, d.message)
+				d.message = ""
+			}
+			fmt.Fprint(out, d.askPrompt()+" ")
+			s, err := read()
+			if err != nil {
+				return nil
+			}
+			if s != "" {
+				m, _ = d.askKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)})
+				d = m.(Dashboard)
+			}
+			m, cmd = d.askKey(tea.KeyMsg{Type: tea.KeyEnter})
+			d = m.(Dashboard)
+		}
 		if d.confirm != nil {
 			fmt.Fprint(out, d.message+" ")
 			s, err := read()
@@ -649,8 +856,14 @@ func RunDashboardLines(ctx context.Context, b Backend, lang Lang, in io.Reader, 
 			d = m.(Dashboard)
 		}
 		if cmd != nil {
-			if am, ok := cmd().(actionMsg); ok {
-				d.message = am.text
+			switch msg := cmd().(type) {
+			case actionMsg:
+				d.message = msg.text
+			case pageMsg:
+				for _, l := range msg.lines {
+					fmt.Fprintln(out, l)
+				}
+				d.message = msg.err
 			}
 		}
 		if d.message != "" {

@@ -27,6 +27,24 @@ type fakeBackend struct {
 	cfg      []byte
 	pairs    []string
 	exported int
+	restarts int
+	reboots  []bool // factoryReset of each reboot request
+	dns      string
+	dnsErr   error
+	domains  []string
+}
+
+func (f *fakeBackend) Restart(context.Context) (string, error) {
+	f.restarts++
+	return "restarting the PBX", nil
+}
+func (f *fakeBackend) DNSRecords(_ context.Context, domain string) (string, error) {
+	f.domains = append(f.domains, domain)
+	return f.dns, f.dnsErr
+}
+func (f *fakeBackend) Reboot(_ context.Context, reset bool) error {
+	f.reboots = append(f.reboots, reset)
+	return nil
 }
 
 func (f *fakeBackend) Status(context.Context) ([]byte, error) { return f.status, f.err }
@@ -206,32 +224,72 @@ func TestDashboardViews(t *testing.T) {
 
 func TestDashboardActions(t *testing.T) {
 	cfg := []byte("node: {name: a}\nsip: {listen: [\"udp:127.0.0.1:5060\"], rtp_ports: 20000-20999}\n")
+	records := "; NAPTR and SRV records of branch.example.com\n_sip._udp.branch.example.com. 300 IN SRV 10 50 5060 pbx.branch.example.com.\n"
 	for _, tc := range []struct {
-		name    string
-		cluster bool
-		keys    []string
-		want    string
-		pairs   string
+		name     string
+		cluster  bool
+		pin      bool
+		keys     []string
+		want     string
+		not      string
+		pairs    string
+		restarts int
+		reboots  string // "r" reboot, "R" factory reset
 	}{
-		{"export", false, []string{"e"}, "Config exported to /data/config-export.yaml.", ""},
-		{"switchover standalone", false, []string{"s"}, "Switchover: not available on this box yet.", ""},
-		{"restart", true, []string{"p"}, "Restart PBX: not available on this box yet.", ""},
-		{"reboot", true, []string{"b"}, "Reboot: not available on this box yet.", ""},
-		{"dns", true, []string{"d"}, "DNS SRV records: not available on this box yet.", ""},
-		{"factory reset", true, []string{"f"}, "Factory reset: not available on this box yet.", ""},
-		{"switchover asks", true, []string{"s"}, "Switchover? Press y to confirm", ""},
-		{"switchover cancelled", true, []string{"s", "n"}, "s switchover", ""},
-		{"switchover", true, []string{"s", "y"}, "done: switchover", "switchover"},
-		{"maintenance off", true, []string{"m", "y"}, "done: maintenance/off", "maintenance/off"},
+		{name: "export", keys: []string{"e"}, want: "Config exported to /data/config-export.yaml."},
+		{name: "switchover standalone", keys: []string{"s"}, want: "Switchover: only on a twin pair."},
+		{name: "restart asks", cluster: true, keys: []string{"p"}, want: "Restart PBX? Press y to confirm"},
+		{name: "restart", cluster: true, keys: []string{"p", "y"}, want: "restarting the PBX", restarts: 1},
+		{name: "restart cancelled", keys: []string{"p", "n"}, want: "s switchover"},
+		{name: "reboot", keys: []string{"b", "y"}, want: "Rebooting…", reboots: "r"},
+		{name: "reboot cancelled", keys: []string{"b", "q"}, want: "s switchover"},
+		{name: "dns asks the domain", keys: []string{"d"}, want: "Domain of the site (Enter alone: the SIP realm): _"},
+		{name: "dns", keys: []string{"d", "enter"}, want: "_sip._udp.branch.example.com. 300 IN SRV", not: "Registered phones"},
+		{name: "dns page ends with a key", keys: []string{"d", "enter", "x"}, want: "Registered phones", not: "_sip._udp"},
+		{name: "factory reset asks the PIN", pin: true, keys: []string{"f"}, want: "Admin PIN: _"},
+		{name: "factory reset PIN hidden", pin: true, keys: []string{"f", "4806"}, want: "Admin PIN: ****_"},
+		{name: "factory reset wrong PIN", pin: true, keys: []string{"f", "111111", "enter"}, want: "Wrong PIN. Factory reset cancelled."},
+		{name: "factory reset asks the word", pin: true, keys: []string{"f", "480613", "enter"}, want: "Type RESET to wipe this box: _"},
+		{name: "factory reset wrong word", pin: true, keys: []string{"f", "480613", "enter", "reset", "enter"}, want: "Factory reset cancelled."},
+		{name: "factory reset escaped", pin: true, keys: []string{"f", "480613", "enter", "RES", "esc"}, want: "Factory reset cancelled."},
+		{name: "factory reset", pin: true, keys: []string{"f", "480613", "enter", "RESET", "enter"}, want: "Wiping the data and rebooting", reboots: "R"},
+		{name: "factory reset without a PIN set", keys: []string{"f", "RESET", "enter"}, want: "Wiping the data", reboots: "R"},
+		{name: "switchover asks", cluster: true, keys: []string{"s"}, want: "Switchover? Press y to confirm"},
+		{name: "switchover cancelled", cluster: true, keys: []string{"s", "n"}, want: "s switchover"},
+		{name: "switchover", cluster: true, keys: []string{"s", "y"}, want: "done: switchover", pairs: "switchover"},
+		{name: "maintenance off", cluster: true, keys: []string{"m", "y"}, want: "done: maintenance/off", pairs: "maintenance/off"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &fakeBackend{status: statusJSON(t, tc.cluster), cfg: cfg}
-			d := dsend(t, newTestDashboard(t, b), tc.keys...)
-			if v := dview(d); !strings.Contains(v, tc.want) {
+			b := &fakeBackend{status: statusJSON(t, tc.cluster), cfg: cfg, dns: records}
+			keys := tc.keys
+			if tc.pin {
+				b.cfg = pinConfig(t)
+				keys = append([]string{"480613", "enter"}, keys...)
+			}
+			d := dsend(t, newTestDashboard(t, b), keys...)
+			v := dview(d)
+			if !strings.Contains(v, tc.want) {
 				t.Errorf("view lacks %q:\n%s", tc.want, v)
+			}
+			if tc.not != "" && strings.Contains(v, tc.not) {
+				t.Errorf("view has %q:\n%s", tc.not, v)
 			}
 			if got := strings.Join(b.pairs, ","); got != tc.pairs {
 				t.Errorf("pair requests %q, want %q", got, tc.pairs)
+			}
+			if b.restarts != tc.restarts {
+				t.Errorf("restarts %d, want %d", b.restarts, tc.restarts)
+			}
+			reboots := ""
+			for _, r := range b.reboots {
+				reboots += map[bool]string{false: "r", true: "R"}[r]
+			}
+			if reboots != tc.reboots {
+				t.Errorf("reboot requests %q, want %q", reboots, tc.reboots)
+			}
+			lines := strings.Split(strings.TrimRight(v, "\n"), "\n")
+			if len(lines) > 24 {
+				t.Errorf("%d lines", len(lines))
 			}
 		})
 	}
@@ -295,4 +353,31 @@ func FuzzParseStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDashboardLinesActions(t *testing.T) {
+	b := &fakeBackend{status: statusJSON(t, false), cfg: pinConfig(t), dns: "_sip._udp.example.com. 300 IN SRV 10 50 5060 pbx.example.com.\n", dnsErr: nil}
+	var out strings.Builder
+	in := strings.Join([]string{
+		"480613",
+		"d", "example.com", // DNS records printed
+		"f", "111111", // wrong PIN: cancelled
+		"f", "480613", "reset", // wrong word: cancelled
+		"p", "", // restart not confirmed
+		"f", "480613", "RESET", "q", // factory reset
+	}, "\n") + "\n"
+	if err := RunDashboardLines(context.Background(), b, English, strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"IN SRV 10 50 5060 pbx.example.com.", "Wrong PIN. Factory reset cancelled.", "Type RESET to wipe this box:", "Factory reset cancelled.", "Wiping the data"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	if len(b.domains) != 1 || b.domains[0] != "example.com" {
+		t.Errorf("DNS records asked for %q, want example.com", b.domains)
+	}
+	if len(b.reboots) != 1 || !b.reboots[0] || b.restarts != 0 {
+		t.Errorf("reboots %v restarts %d, want one factory reset and no restart", b.reboots, b.restarts)
+	}
 }

@@ -250,8 +250,23 @@ func TestTerminal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The DNS records come from `twinpbx dns-records` itself.
+	dash.keys("d")
+	dash.waitFor("Domain of the site")
+	dash.typeLine("branch.example.com")
+	dash.waitFor("_sip._udp.branch.example.com.")
+	dash.keys("x")
+	// Outside the box's own console nothing reboots the machine.
+	dash.keys("b")
+	dash.waitFor("Reboot? Press y to confirm")
+	dash.keys("y")
+	dash.waitFor("Reboot failed: only the box's own console can reboot it")
 	dash.keys("f")
-	dash.waitFor("Factory reset: not available on this box yet.")
+	dash.waitFor("Admin PIN: _")
+	dash.typeLine("480613")
+	dash.waitFor("Type RESET to wipe this box: _")
+	dash.typeLine("RESET")
+	dash.waitFor("Factory reset failed: only the box's own console can reboot it")
 	dash.keys("q")
 	dash.waitFor("EXITED 0")
 }
