@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,10 @@ type Config struct {
 	WatchdogAction string
 	// Nice runs QEMU under nice -n 19.
 	Nice bool
+	// Input, when set, is typed on the serial console (QEMU's stdin).
+	Input io.Reader
+	// Extra are more QEMU arguments (a data disk).
+	Extra []string
 }
 
 // GuestIP is the guest's address on QEMU's user network.
@@ -61,7 +66,7 @@ func Args(c Config) []string {
 	if c.Append != "" {
 		kernel += " " + c.Append
 	}
-	return []string{
+	return append([]string{
 		"-accel", c.Accel, "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
 		"-device", "i6300esb", "-action", "watchdog=" + c.WatchdogAction,
@@ -70,7 +75,7 @@ func Args(c Config) []string {
 		"-kernel", filepath.Join(c.Image, build.Vmlinux),
 		"-initrd", filepath.Join(c.Image, build.Initramfs),
 		"-append", kernel,
-	}
+	}, c.Extra...)
 }
 
 // Machine is a running QEMU.
@@ -102,6 +107,7 @@ func Start(c Config) (*Machine, error) {
 	m.cmd = exec.Command(name, args...)
 	m.cmd.Stdout = m.console
 	m.cmd.Stderr = m.console
+	m.cmd.Stdin = c.Input
 	m.Started = time.Now()
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting QEMU: %w", err)
