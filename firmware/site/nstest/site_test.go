@@ -1,0 +1,336 @@
+package nstest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/testbed"
+)
+
+var (
+	binary   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	if why := testbed.Unavailable(); why != "" {
+		fmt.Printf("nstest: SKIPPING every site cluster namespace test: %s\n", why)
+		return m.Run() // each test skips loudly through testbed.New
+	}
+	dir, err := os.MkdirTemp("", "twinpbx-sitetest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nstest: making a folder for the binary:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "twinpbx")
+	out, err := exec.Command("go", "build", "-o", binary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
+	if err != nil {
+		buildErr = fmt.Errorf("building twinpbx: %w\n%s", err, out)
+	}
+	return m.Run()
+}
+
+var (
+	alice = config.Extension{Number: "100", Name: "Alice", Secret: "alice-secret-1"}
+	bob   = config.Extension{Number: "101", Name: "Bob", Secret: "bob-secret-22"}
+)
+
+const (
+	siteKey   = "nstest-site-key-0123456789"
+	phonePort = 5062
+)
+
+// sippScenarios are the e2e package's sipp scenarios.
+var sippScenarios = filepath.Join("..", "..", "..", "e2e", "testdata", "sipp")
+
+// site is three boxes in a test bed: boxes[i] runs in node nodes[i].
+type site struct {
+	t     *testing.T
+	bed   *testbed.Bed
+	nodes []testbed.Node
+	dirs  []string
+	procs []*testbed.Process
+	// phones: alice calls from phones[0], bob answers on phones[1].
+	phones []testbed.Node
+}
+
+func newSite(t *testing.T) *site {
+	t.Helper()
+	bed := testbed.New(t, testbed.Options{Phones: 3})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	if _, err := exec.LookPath("sipp"); err != nil {
+		t.Fatal("sipp is missing: run scripts/install-deps.sh")
+	}
+	s := &site{t: t, bed: bed,
+		nodes:  []testbed.Node{testbed.A, testbed.B, testbed.Phone(2)},
+		phones: []testbed.Node{testbed.Phone(0), testbed.Phone(1)},
+	}
+	for i := range s.nodes {
+		dir := t.TempDir()
+		s.dirs = append(s.dirs, dir)
+		text, err := config.Marshal(s.config(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.procs = make([]*testbed.Process, len(s.nodes))
+	for i := range s.nodes {
+		s.start(i)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range s.procs {
+				if p != nil {
+					t.Logf("box%d's log:\n%s", i+1, tail(p.Output(), 60))
+				}
+			}
+		}
+	})
+	return s
+}
+
+func (s *site) addr(i int) string { return s.bed.Addr(s.nodes[i]).String() }
+
+// config is box i's config: the same extensions and key on every box, the
+// other two boxes as seeds.
+func (s *site) config(i int) *config.Config {
+	var seeds []string
+	for j := range s.nodes {
+		if j != i {
+			seeds = append(seeds, s.addr(j))
+		}
+	}
+	c := &config.Config{
+		Node:       config.Node{Name: fmt.Sprintf("box%d", i+1)},
+		SIP:        config.SIP{Listen: []string{"udp:" + s.addr(i) + ":5060"}, RTPPorts: "20000-20099"},
+		Extensions: []config.Extension{alice, bob},
+		Site: &config.Site{
+			Bind: s.addr(i), Seeds: seeds, Key: siteKey, Expect: 3,
+			RemoveAfter: config.Duration(3 * time.Second),
+		},
+	}
+	if err := c.Validate(); err != nil {
+		s.t.Fatalf("box%d's config: %v", i+1, err)
+	}
+	return c
+}
+
+func (s *site) start(i int) {
+	s.t.Helper()
+	p, err := s.bed.Start(s.nodes[i], binary, "run", "--config", filepath.Join(s.dirs[i], "config.yaml"), "--data", s.dirs[i], "--log-level", "debug")
+	if err != nil {
+		s.t.Fatalf("starting box%d: %v", i+1, err)
+	}
+	s.procs[i] = p
+}
+
+// status is the part of `twinpbx status` the test reads.
+type status struct {
+	Role string `json:"role"`
+	Site struct {
+		Leader  string
+		Voters  []string
+		Members []struct {
+			Name  string
+			State string
+		}
+		Bindings int
+		Pending  int
+		Alarms   []string
+	} `json:"site"`
+}
+
+func (s *site) status(i int) (status, error) {
+	out, err := exec.Command(binary, "status", "--data", s.dirs[i]).Output()
+	if err != nil {
+		return status{}, fmt.Errorf("box%d: %w", i+1, err)
+	}
+	var st status
+	if err := json.Unmarshal(out, &st); err != nil {
+		return status{}, fmt.Errorf("reading the status of box%d: %w\n%s", i+1, err, out)
+	}
+	return st, nil
+}
+
+// memberState is how box i sees box j ("" when not listed).
+func (st status) memberState(name string) string {
+	for _, m := range st.Site.Members {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// sipp runs a sipp scenario on a phone against box i.
+func (s *site) sipp(phone testbed.Node, i int, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
+	s.t.Helper()
+	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
+		"-i", s.bed.Addr(phone).String(), "-mi", s.bed.Addr(phone).String(),
+		"-p", strconv.Itoa(phonePort), "-mp", "6000",
+		"-m", "1", "-nostdin", "-timeout", "20", "-timeout_error",
+		"-s", service,
+	}
+	if ext.Number != "" {
+		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
+	}
+	args = append(args, extra...)
+	args = append(args, s.addr(i)+":5060")
+	p, err := s.bed.Start(phone, args...)
+	if err != nil {
+		s.t.Fatalf("starting sipp %s: %v", scenario, err)
+	}
+	s.t.Cleanup(func() {
+		select {
+		case <-p.Done():
+		default:
+			p.Kill()
+		}
+	})
+	return p
+}
+
+func waitSipp(t *testing.T, p *testbed.Process, what string) {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(25 * time.Second):
+		p.Kill()
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tail(p.Output(), 40))
+	}
+}
+
+// call makes one answered call from alice, on phone 0 through box from,
+// to bob, whose phone 1 registered on another box.
+func (s *site) call(from int, what string) {
+	s.t.Helper()
+	uas := s.sipp(s.phones[1], from, "uas.xml", config.Extension{}, bob.Number)
+	uac := s.sipp(s.phones[0], from, "uac.xml", alice, bob.Number,
+		"-key", "caller", alice.Number, "-key", "caller_name", alice.Name,
+		"-auth_uri", bob.Number+"@"+s.addr(from)+":5060", "-d", "200")
+	waitSipp(s.t, uac, what+": caller")
+	waitSipp(s.t, uas, what+": callee")
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (last: %s)", what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// waitFormed waits until every box in which knows a leader and the voters
+// named.
+func (s *site) waitFormed(boxes []int, voters int, timeout time.Duration) {
+	s.t.Helper()
+	waitFor(s.t, timeout, fmt.Sprintf("boxes %v see a leader and %d voters", boxes, voters), func() (bool, string) {
+		for _, i := range boxes {
+			st, err := s.status(i)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.Site.Leader == "" || len(st.Site.Voters) != voters {
+				return false, fmt.Sprintf("box%d: leader %q voters %v alarms %v", i+1, st.Site.Leader, st.Site.Voters, st.Site.Alarms)
+			}
+		}
+		return true, ""
+	})
+}
+
+// TestSiteCallAcrossBoxes: three boxes join by their seeds; bob registers
+// on box 1, alice calls him through box 3 and the call connects. Box 2 is
+// killed: the others show it gone and still connect calls. Box 2 starts
+// again and rejoins.
+func TestSiteCallAcrossBoxes(t *testing.T) {
+	s := newSite(t)
+	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+
+	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
+	waitSipp(t, reg, "registering bob on box 1")
+	waitFor(t, 10*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
+		st, err := s.status(2)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Site.Bindings >= 1, fmt.Sprintf("bindings %d", st.Site.Bindings)
+	})
+	s.call(2, "call through box 3 to a phone on box 1")
+
+	if err := s.procs[1].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.procs[1].Done()
+	waitFor(t, 20*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
+		var why []string
+		for _, i := range []int{0, 2} {
+			st, err := s.status(i)
+			if err != nil {
+				return false, err.Error()
+			}
+			state := st.memberState("box2")
+			if state != "gone" {
+				why = append(why, fmt.Sprintf("box%d sees box2 %q", i+1, state))
+			}
+		}
+		return len(why) == 0, strings.Join(why, "; ")
+	})
+	s.waitFormed([]int{0, 2}, 2, 20*time.Second) // box 2 removed after remove_after
+	s.call(2, "call through box 3 with box 2 dead")
+
+	s.start(1)
+	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	waitFor(t, 10*time.Second, "box 2 alive again and holding the table", func() (bool, string) {
+		st1, err := s.status(0)
+		if err != nil {
+			return false, err.Error()
+		}
+		st2, err := s.status(1)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st1.memberState("box2") == "alive" && st2.Site.Bindings >= 1,
+			fmt.Sprintf("box1 sees box2 %q, box2 holds %d bindings", st1.memberState("box2"), st2.Site.Bindings)
+	})
+	s.call(1, "call through the returned box 2")
+	if st, err := s.status(1); err != nil || !slices.Contains(st.Site.Voters, "box2") || len(st.Site.Alarms) != 0 {
+		t.Errorf("box 2 after rejoining: %+v %v", st.Site, err)
+	}
+}
