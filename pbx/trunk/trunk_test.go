@@ -176,7 +176,7 @@ func TestIdentify(t *testing.T) {
 		trunk, called  string
 	}{
 		{"127.0.0.1:5062", "201", "201", "isdn", "201"},
-		{"127.0.0.1:40000", "201", "201", "", ""}, // a phone on the gateway's address
+		{"127.0.0.1:40000", "201", "201", "", ""},              // a phone on the gateway's address
 		{"198.51.100.77:40000", "100", "100", "office", "100"}, // any port of a trusted prefix
 		{"192.0.2.10:5060", "4930123", "4930123100", "prov", "4930123100"},
 		{"192.0.2.10:5060", "777", "555", "prov2", "555"},
