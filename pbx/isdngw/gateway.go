@@ -495,7 +495,15 @@ func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling stri
 	fromH := &sip.FromHeader{DisplayName: name, Address: from, Params: sip.NewParams()}
 	fromH.Params.Add("tag", sip.GenerateTagN(16))
 	hdrs = append(hdrs, fromH, sip.NewHeader("Content-Type", "application/sdp"))
-	sess, err := g.dcc.Invite(ctx, to, c.sdp(8, 0), hdrs...)
+	req := sip.NewRequest(sip.INVITE, to)
+	req.SetBody(c.sdp(8, 0))
+	for _, h := range hdrs {
+		req.AppendHeader(h)
+	}
+	// Leave from the listening socket: the PBX knows the trunk by its
+	// address and port (sipgo would otherwise use a fresh socket).
+	req.Laddr = sip.Addr{IP: net.IP(g.cfg.Listen.Addr().AsSlice()), Port: int(g.cfg.Listen.Port())}
+	sess, err := g.dcc.WriteInvite(ctx, req)
 	if err != nil {
 		g.log.Warn("ISDN gateway: INVITE to the PBX", "err", err)
 		g.hangup(c, 41)

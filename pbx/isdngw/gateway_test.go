@@ -251,3 +251,12 @@ func TestForeignInviteRefused(t *testing.T) {
 		t.Errorf("no 403:\n%s", m)
 	}
 }
+
+// bound reports whether something listens on the UDP address.
+func bound(a netip.AddrPort) bool {
+	c, err := net.ListenPacket("udp", a.String())
+	if err == nil {
+		c.Close()
+	}
+	return err != nil
+}
