@@ -99,9 +99,14 @@ type Site struct {
 	gone map[raft.ServerID]time.Time
 	// lastExpire is when this box, as leader, last expired bindings.
 	lastExpire time.Time
-	// seen are the boxes gossip has shown, by name, with their gossip
-	// address: a box that is gone is still listed in the status.
-	seen map[string]string
+
+	// viewMu guards view: the boxes gossip has shown, by name, copied in
+	// memberlist's event callbacks (the nodes memberlist hands out change
+	// under its own lock afterwards). A box that died or left stays, not
+	// alive, so the status still lists it. Never held while calling
+	// memberlist.
+	viewMu sync.Mutex
+	view   map[string]member
 }
 
 // meta is what each box tells the others through gossip.
@@ -143,7 +148,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 	s := &Site{
 		o: o, cfg: cfg, log: o.Logger, name: cfg.Name, table: NewTable(),
 		nudge: make(chan struct{}, 1), applyCh: make(chan []byte, 64),
-		mine: map[Key]location.Binding{}, gone: map[raft.ServerID]time.Time{}, seen: map[string]string{},
+		mine: map[Key]location.Binding{}, gone: map[raft.ServerID]time.Time{}, view: map[string]member{},
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the site folder %s: %w", o.Dir, err)
@@ -383,27 +388,39 @@ func (s *Site) inConfiguration() bool {
 	return slices.ContainsFunc(f.Configuration().Servers, func(v raft.Server) bool { return v.ID == raft.ServerID(s.name) })
 }
 
-// member is one box as gossip sees it.
+// member is one box as gossip last showed it.
 type member struct {
 	name  string
-	addr  string
-	state memberlist.NodeStateType
+	addr  string // gossip address, host:port
+	node  memberlist.Node
+	alive bool
 	meta  meta
 }
 
+// members returns the boxes gossip has shown, alive or not.
 func (s *Site) members() []member {
-	var out []member
-	for _, n := range s.ml.Members() {
-		m := member{name: n.Name, addr: n.Address(), state: n.State}
-		_ = json.Unmarshal(n.Meta, &m.meta)
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	out := make([]member, 0, len(s.view))
+	for _, m := range s.view {
 		out = append(out, m)
 	}
 	return out
 }
 
 func (s *Site) aliveMembers() []member {
-	ms := s.members()
-	return slices.DeleteFunc(ms, func(m member) bool { return m.state != memberlist.StateAlive })
+	return slices.DeleteFunc(s.members(), func(m member) bool { return !m.alive })
+}
+
+// see records what gossip tells of a box; memberlist calls it with its
+// node lock held, so n's fields are stable here.
+func (s *Site) see(n *memberlist.Node, alive bool) {
+	m := member{name: n.Name, addr: n.Address(), alive: alive,
+		node: memberlist.Node{Name: n.Name, Addr: slices.Clone(n.Addr), Port: n.Port}}
+	_ = json.Unmarshal(n.Meta, &m.meta)
+	s.viewMu.Lock()
+	s.view[n.Name] = m
+	s.viewMu.Unlock()
 }
 
 // keepVoters adds alive boxes to raft's voters and removes boxes gone for
@@ -432,8 +449,8 @@ func (s *Site) keepVoters(now time.Time) {
 		}
 		s.log.Info("box added to the site's voters", "box", m.name, "raft", addr)
 	}
+	var remove []raft.ServerID
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, v := range servers {
 		if v.ID == raft.ServerID(s.name) || alive[v.ID] {
 			delete(s.gone, v.ID)
@@ -444,15 +461,20 @@ func (s *Site) keepVoters(now time.Time) {
 			s.gone[v.ID] = now
 			continue
 		}
-		if now.Sub(since) < s.cfg.RemoveAfter.D() {
+		if now.Sub(since) >= s.cfg.RemoveAfter.D() {
+			remove = append(remove, v.ID)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range remove {
+		if err := s.raft.RemoveServer(id, 0, 5*time.Second).Error(); err != nil {
+			s.log.Warn("removing a gone box from the site's voters", "box", id, "err", err)
 			continue
 		}
-		if err := s.raft.RemoveServer(v.ID, 0, 5*time.Second).Error(); err != nil {
-			s.log.Warn("removing a gone box from the site's voters", "box", v.ID, "err", err)
-			continue
-		}
-		delete(s.gone, v.ID)
-		s.log.Info("box removed from the site's voters", "box", v.ID, "gone_for", now.Sub(since).Round(time.Second))
+		s.mu.Lock()
+		delete(s.gone, id)
+		s.mu.Unlock()
+		s.log.Info("box removed from the site's voters", "box", id, "after", s.cfg.RemoveAfter.D())
 	}
 }
 
@@ -534,9 +556,9 @@ func (s *Site) sync() {
 		return // the alarm says so; the next tick tries again
 	}
 	var to *memberlist.Node
-	for _, m := range s.ml.Members() {
-		if m.Name == string(id) {
-			to = m
+	for _, m := range s.aliveMembers() {
+		if m.name == string(id) {
+			to = &m.node
 		}
 	}
 	if to == nil {
@@ -637,16 +659,18 @@ func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 type events struct{ s *Site }
 
 func (e events) NotifyJoin(n *memberlist.Node) {
-	e.s.mu.Lock()
-	e.s.seen[n.Name] = n.Address()
-	e.s.mu.Unlock()
+	e.s.see(n, true)
 	e.s.log.Info("box joined the site", "box", n.Name, "addr", n.Address())
 	e.s.poke()
 }
 
 func (e events) NotifyLeave(n *memberlist.Node) {
+	e.s.see(n, false)
 	e.s.log.Warn("box left the site", "box", n.Name, "addr", n.Address())
 	e.s.poke()
 }
 
-func (e events) NotifyUpdate(n *memberlist.Node) { e.s.poke() }
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	e.s.see(n, true)
+	e.s.poke()
+}

@@ -190,8 +190,9 @@ func TestSiteWithoutQuorumSaysSo(t *testing.T) {
 // log and says why.
 func TestSiteNotFormedWhileAlone(t *testing.T) {
 	sites := startSites(t, 1)
-	sites[0].opts.Config.Expect = 3
 	sites[0].stop()
+	sites[0].opts.Config.Expect = 3
+	sites[0].opts.Dir = t.TempDir() // a new box: without a log of its own
 	sites[0].start(t)
 	waitFor(t, 5*time.Second, "the not-formed alarm", func() (bool, string) {
 		st := sites[0].Status()

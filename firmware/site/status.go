@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Status is what `twinpbx status` shows of the site.
@@ -14,9 +12,9 @@ type Status struct {
 	// State is this box's raft state: Leader, Follower, Candidate.
 	State  string `json:"state"`
 	Leader string `json:"leader"`
-	// Members are the boxes of the site with their state: alive or
-	// suspect as gossip sees them, gone for a box gossip saw before or
-	// that is a voter, but that died or left.
+	// Members are the boxes of the site with their state: alive, or
+	// gone for a box gossip saw before (or that is a voter) but that died
+	// or left.
 	Members []Member `json:"members"`
 	// Voters are the boxes in the replicated log's configuration.
 	Voters []string `json:"voters"`
@@ -46,7 +44,11 @@ func (s *Site) Status() Status {
 	st.Leader = string(id)
 	listed := map[string]bool{}
 	for _, m := range s.members() {
-		st.Members = append(st.Members, Member{Name: m.name, Addr: m.addr, State: stateName(m.state)})
+		state := "alive"
+		if !m.alive {
+			state = "gone"
+		}
+		st.Members = append(st.Members, Member{Name: m.name, Addr: m.addr, State: state})
 		listed[m.name] = true
 	}
 	if f := s.raft.GetConfiguration(); f.Error() == nil {
@@ -55,16 +57,6 @@ func (s *Site) Status() Status {
 		}
 		sort.Strings(st.Voters)
 	}
-	// Gossip forgets boxes that died or left; the status keeps them, as
-	// gone, so a person sees what is missing.
-	s.mu.Lock()
-	for name, addr := range s.seen {
-		if !listed[name] {
-			st.Members = append(st.Members, Member{Name: name, Addr: addr, State: "gone"})
-			listed[name] = true
-		}
-	}
-	s.mu.Unlock()
 	for _, v := range st.Voters {
 		if !listed[v] {
 			st.Members = append(st.Members, Member{Name: v, State: "gone"})
@@ -93,18 +85,4 @@ func (s *Site) Status() Status {
 		}
 	}
 	return st
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
 }
