@@ -212,7 +212,14 @@ func New(o Options) (*PBX, error) {
 		}
 		p.res, err = resolve.New(resolve.Config{Servers: servers, Logger: o.Logger.With("component", "resolve")})
 		if err != nil {
-			return nil, fmt.Errorf("pbx: DNS resolver: %w", err)
+			// A box without DNS (no resolv.conf, as in the image) still
+			// runs; trunks named by address need no DNS, the others fail
+			// their lookups with this in the log.
+			o.Logger.Warn("no DNS server known: trunks named by a domain will not resolve", "err", err)
+			p.res, err = resolve.New(resolve.Config{Servers: []string{"127.0.0.1:53"}, Logger: o.Logger.With("component", "resolve")})
+			if err != nil {
+				return nil, fmt.Errorf("pbx: DNS resolver: %w", err)
+			}
 		}
 	}
 	lines, _ := cfg.TrunksAndRoutes()
