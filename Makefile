@@ -75,4 +75,4 @@ qemu-disk:
 		-device i6300esb -action watchdog=reset \
 		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
 		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw \
-		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND)"
+		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND) twinpbx.modules=virtio_blk,ext4"

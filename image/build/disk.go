@@ -31,9 +31,10 @@ const (
 // DiskOptions say how to make the bundle and the disk image from a built
 // image folder.
 type DiskOptions struct {
-	// Image is the folder Build wrote (bzImage, initramfs.cpio.xz); the
-	// bundle and the disk image are written there too.
+	// Image is the folder Build wrote (bzImage, initramfs.cpio.xz).
 	Image string
+	// Out receives the bundle and the disk image; default Image.
+	Out string
 	// Version names the firmware in the bundle and the boot state.
 	Version string
 	// Key signs the bundle; the image must hold its public key
@@ -86,14 +87,17 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	if o.DataSize == 0 {
 		o.DataSize = DefaultDataSize
 	}
+	if o.Out == "" {
+		o.Out = o.Image
+	}
 	bundle, err := MakeBundle(o.Image, o.Version, o.Key)
 	if err != nil {
 		return res, err
 	}
-	if err := writeFile(filepath.Join(o.Image, Bundle), bundle); err != nil {
+	if err := writeFile(filepath.Join(o.Out, Bundle), bundle); err != nil {
 		return res, err
 	}
-	if res.Bundle, err = describe(filepath.Join(o.Image, Bundle)); err != nil {
+	if res.Bundle, err = describe(filepath.Join(o.Out, Bundle)); err != nil {
 		return res, err
 	}
 	if o.NoDisk {
@@ -104,7 +108,7 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 		return res, fmt.Errorf("the bundle (%d bytes) does not fit a slot of %d bytes", len(bundle), o.SlotSize)
 	}
 
-	final := filepath.Join(o.Image, Disk)
+	final := filepath.Join(o.Out, Disk)
 	tmp := final + ".tmp"
 	defer os.Remove(tmp)
 	if err := update.CreateImage(tmp, o.SlotSize, o.DataSize, "twinpbx"); err != nil {
@@ -137,7 +141,9 @@ func dataFS(ctx context.Context, d update.ImageDisk, size int64, scratch string)
 	fsFile := filepath.Join(scratch, ".data.ext4")
 	defer os.Remove(fsFile)
 	const uuid = "7e1bbb0c-2b5a-4c47-9a57-6d2a3d7b7c01"
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", update.PartData, "-U", uuid,
+	// No metadata checksums: they need the crc32c module, which the
+	// kernel asks a modprobe for that the image does not have.
+	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", update.PartData, "-U", uuid, "-O", "^metadata_csum",
 		"-E", "hash_seed="+uuid+",root_owner=0:0,lazy_itable_init=0,nodiscard", "-m", "1",
 		fsFile, fmt.Sprintf("%dk", size>>10))
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1")

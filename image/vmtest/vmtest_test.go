@@ -126,7 +126,7 @@ func image(t *testing.T) string {
 		cache = os.TempDir()
 	}
 	out := filepath.Join(cache, "twinpbx", "vmtest-image")
-	res, err := build.Build(ctx, build.Options{Root: root, Out: out, Nice: true})
+	res, err := build.Build(ctx, build.Options{Root: root, Out: out, Nice: true, UpdateKey: testUpdatePub(t)})
 	if err != nil {
 		t.Fatalf("building the image: %v", err)
 	}
