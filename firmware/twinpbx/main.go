@@ -56,6 +56,13 @@ Usage:
   twinpbx maintenance on|off [--data DIR]
       Keep this box from becoming active (an active box hands over first),
       or end that.
+  twinpbx update [--reboot] BUNDLE | update status
+      Check a signed update bundle and write it into the inactive boot slot;
+      the next boot tries it once and keeps it only when the box comes up
+      healthy, else the box falls back by itself (docs/IMAGE.md).
+  twinpbx flash IMAGE DEVICE
+      Write a disk image (make image) onto a box's disk, read it back and
+      compare; refuses a device that is mounted.
 
 DIR defaults to ./twinpbx-data.
 `
@@ -127,6 +134,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCDRExport(args[2:], stdout)
 	case "dns-records":
 		return cmdDNSRecords(args[1:], stdout)
+	case "update":
+		return cmdUpdate(args[1:], stdout, stderr)
+	case "flash":
+		return cmdFlash(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout)
 	case "switchover":
