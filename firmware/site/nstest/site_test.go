@@ -183,6 +183,13 @@ func (st status) memberState(name string) string {
 // sipp runs a sipp scenario on a phone against box i.
 func (s *site) sipp(phone testbed.Node, i int, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
 	s.t.Helper()
+	return s.sippTo(phone, s.addr(i), scenario, ext, service, extra...)
+}
+
+// sippTo runs a sipp scenario on a phone against the SIP server at addr
+// (port 5060).
+func (s *site) sippTo(phone testbed.Node, addr, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
+	s.t.Helper()
 	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
 		"-i", s.bed.Addr(phone).String(), "-mi", s.bed.Addr(phone).String(),
 		"-p", strconv.Itoa(phonePort), "-mp", "6000",
@@ -193,7 +200,7 @@ func (s *site) sipp(phone testbed.Node, i int, scenario string, ext config.Exten
 		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
 	}
 	args = append(args, extra...)
-	args = append(args, s.addr(i)+":5060")
+	args = append(args, addr+":5060")
 	p, err := s.bed.Start(phone, args...)
 	if err != nil {
 		s.t.Fatalf("starting sipp %s: %v", scenario, err)
