@@ -287,11 +287,14 @@ func (s *site) waitFormed(boxes []int, voters int, timeout time.Duration) {
 // killed: the others show it gone and still connect calls. Box 2 starts
 // again and rejoins.
 func TestSiteCallAcrossBoxes(t *testing.T) {
+	start := time.Now()
 	s := newSite(t)
 	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	t.Logf("site formed %v after the boxes started", time.Since(start).Round(10*time.Millisecond))
 
 	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob on box 1")
+	start = time.Now()
 	waitFor(t, 10*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
 		st, err := s.status(2)
 		if err != nil {
@@ -299,12 +302,14 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 		}
 		return st.Site.Bindings >= 1, fmt.Sprintf("bindings %d", st.Site.Bindings)
 	})
+	t.Logf("bob's registration reached box 3 %v after its 200 OK", time.Since(start).Round(10*time.Millisecond))
 	s.call(2, "call through box 3 to a phone on box 1")
 
 	if err := s.procs[1].Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-s.procs[1].Done()
+	start = time.Now()
 	waitFor(t, 20*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
 		var why []string
 		for _, i := range []int{0, 2} {
@@ -319,11 +324,15 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 		}
 		return len(why) == 0, strings.Join(why, "; ")
 	})
+	t.Logf("box 2 shown gone %v after SIGKILL", time.Since(start).Round(10*time.Millisecond))
 	s.waitFormed([]int{0, 2}, 2, 20*time.Second) // box 2 removed after remove_after
+	t.Logf("box 2 removed from the voters %v after SIGKILL (remove_after 3s)", time.Since(start).Round(10*time.Millisecond))
 	s.call(2, "call through box 3 with box 2 dead")
 
 	s.start(1)
+	start = time.Now()
 	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	t.Logf("box 2 back among the voters %v after it started", time.Since(start).Round(10*time.Millisecond))
 	waitFor(t, 10*time.Second, "box 2 alive again and holding the table", func() (bool, string) {
 		st1, err := s.status(0)
 		if err != nil {
