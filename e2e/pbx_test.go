@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/store"
 )
 
 // register registers ext's sipp phone on local port port with the PBX.
-func register(t *testing.T, p *pbx, ext config.Extension, port int) {
+func register(t *testing.T, p *pbx, ext config.Extension, port int) *sippProc {
 	t.Helper()
-	runSipp(t, sippOpts{
+	return runSipp(t, sippOpts{
 		scenario: "register.xml", remote: p.addr(), port: port,
 		service: ext.Number, user: ext.Number, pass: ext.Secret,
 		keys: map[string]string{"expires": "300"},
@@ -287,11 +288,39 @@ func TestRestart(t *testing.T) {
 	register(t, p, bob, bobPort)
 	before := answeredCall(t, p, bobPort)
 	checkCDR(t, p, before, "ANSWERED", 200, "caller", 0)
+	// A refresh (same contact, new Call-ID) is answered before it is on
+	// disk (sip.sync_refreshes is off); a clean stop writes it first.
+	refresh := register(t, p, bob, bobPort)
 
 	p.stop()
+	if got := storedCallIDs(t, p, bob.Number); !slices.Equal(got, []string{sippCallID(refresh)}) {
+		t.Errorf("after a clean stop the stored binding of %s has Call-ID %q, want the refresh's %q", bob.Number, got, sippCallID(refresh))
+	}
 	p.start()
 
 	after := answeredCall(t, p, bobPort)
 	checkCDR(t, p, after, "ANSWERED", 200, "caller", 0)
 	checkCDR(t, p, before, "ANSWERED", 200, "caller", 0)
+}
+
+// storedCallIDs opens the data folder of a stopped PBX and returns the
+// Call-IDs of the bindings stored for aor.
+func storedCallIDs(t *testing.T, p *pbx, aor string) []string {
+	t.Helper()
+	st, err := store.Open(p.dataDir, store.Options{})
+	if err != nil {
+		t.Fatalf("opening the stopped PBX's store: %v", err)
+	}
+	defer st.Close()
+	bs, err := st.LoadBindings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, b := range bs {
+		if b.AOR == aor {
+			ids = append(ids, b.CallID)
+		}
+	}
+	return ids
 }

@@ -145,6 +145,7 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.loc.SetWriteBack(writeBack(cfg))
 	p.relay, err = media.NewRelay(media.Config{
 		Addr: mediaAddr, PortLow: lo, PortHigh: hi,
 		Logger: o.Logger.With("component", "media"),
@@ -248,7 +249,7 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
 	}
-	r := guardedRouter{srv: p.srv, serving: o.Serving}
+	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: newWorkers(64)}
 	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	p.calls.Register(r)
@@ -314,6 +315,7 @@ func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	} else {
 		p.plan.Store(plan)
 	}
+	p.loc.SetWriteBack(writeBack(c))
 	old := p.cfg.Swap(c)
 	oldTrunks, _ := old.TrunksAndRoutes()
 	newTrunks, _ := c.TrunksAndRoutes()
@@ -415,10 +417,14 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 	defer p.stopTrunks()
 	trunkCheck := time.NewTicker(time.Second)
 	defer trunkCheck.Stop()
+	flush := time.NewTicker(refreshFlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-trunkCheck.C:
 			p.followServing()
+		case <-flush.C:
+			p.flushRefreshes()
 		case <-ctx.Done():
 			return p.shutdown()
 		case err := <-errc:
@@ -440,6 +446,35 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 	}
 }
 
+// How registration refreshes are written (location.WriteBack): within a
+// second, while the stored copy stays valid at least a minute longer.
+const (
+	refreshFlushInterval = time.Second
+	refreshHeadroom      = time.Minute
+)
+
+func writeBack(c *config.Config) location.WriteBack {
+	if c.SIP.SyncRefreshes {
+		return location.WriteBack{}
+	}
+	return location.WriteBack{Interval: refreshFlushInterval, Headroom: refreshHeadroom}
+}
+
+// flushRefreshes writes the registration refreshes that wait, while this
+// box serves; a box that does not serve (a twin's standby) drops them:
+// the serving twin's store holds the bindings.
+func (p *PBX) flushRefreshes() {
+	if p.serving != nil && !p.serving() {
+		if n := p.loc.Discard(); n > 0 {
+			p.log.Info("registration refreshes left to the twin", "count", n)
+		}
+		return
+	}
+	if err := p.loc.Flush(); err != nil {
+		p.log.Error("writing registration refreshes", "err", err)
+	}
+}
+
 func (p *PBX) shutdown() error {
 	p.mu.Lock()
 	if p.closed {
@@ -449,6 +484,9 @@ func (p *PBX) shutdown() error {
 	p.closed = true
 	p.mu.Unlock()
 	p.stopTrunks()
+	if p.serving == nil || p.serving() {
+		p.flushRefreshes()
+	}
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.calls.HangupAll(hctx)

@@ -68,6 +68,12 @@ type SIP struct {
 	// phones (and sipp 3.6, baresip 1.0) fail once SHA-256 is offered.
 	// Answers in either algorithm are always accepted.
 	DigestAlgorithms []string `yaml:"digest_algorithms,omitempty"`
+	// SyncRefreshes writes every registration refresh to disk before the
+	// 200 OK. Default (false): a refresh that only moves a binding's
+	// expiry is answered at once and written within a second, in one write
+	// with the other refreshes of that second (new bindings, changed
+	// ones and removals are always written before the answer).
+	SyncRefreshes bool `yaml:"sync_refreshes,omitempty"`
 }
 
 // Extension is one phone number with its SIP account.

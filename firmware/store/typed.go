@@ -20,7 +20,10 @@ const (
 	BucketDialogs  = "dialogs"  // key: dialog id; value: opaque state
 )
 
-var _ location.Persister = (*Store)(nil)
+var (
+	_ location.Persister      = (*Store)(nil)
+	_ location.BatchPersister = (*Store)(nil)
+)
 
 func configKey(version uint64) string { return fmt.Sprintf("%020d", version) }
 
@@ -107,15 +110,29 @@ func (s *Store) ConfigVersions() ([]uint64, error) {
 func bindingKey(aor, contact string) string { return aor + "\x00" + contact }
 
 // SaveBinding stores (or replaces) a location binding.
-func (s *Store) SaveBinding(b location.Binding) error {
-	if b.AOR == "" || b.Contact == "" || strings.Contains(b.AOR, "\x00") {
-		return fmt.Errorf("saving binding %q of %q: AOR and contact must be given", b.Contact, b.AOR)
+func (s *Store) SaveBinding(b location.Binding) error { return s.SaveBindings([]location.Binding{b}) }
+
+// SaveBindings stores (or replaces) several bindings in one durable write.
+func (s *Store) SaveBindings(bs []location.Binding) error {
+	vs := make([][]byte, len(bs))
+	for i, b := range bs {
+		if b.AOR == "" || b.Contact == "" || strings.Contains(b.AOR, "\x00") {
+			return fmt.Errorf("saving binding %q of %q: AOR and contact must be given", b.Contact, b.AOR)
+		}
+		v, err := json.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("encoding binding %s of %s: %w", b.Contact, b.AOR, err)
+		}
+		vs[i] = v
 	}
-	v, err := json.Marshal(b)
-	if err != nil {
-		return fmt.Errorf("encoding binding %s of %s: %w", b.Contact, b.AOR, err)
-	}
-	return s.groupUpdate(func(t *Tx) error { return t.Put(BucketBindings, bindingKey(b.AOR, b.Contact), v) })
+	return s.groupUpdate(func(t *Tx) error {
+		for i, b := range bs {
+			if err := t.Put(BucketBindings, bindingKey(b.AOR, b.Contact), vs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // DeleteBinding removes a binding; removing one that is not stored is fine.

@@ -193,3 +193,32 @@ func TestDialogs(t *testing.T) {
 		t.Errorf("log has %d changes, want 4 ending with the delete: %+v", len(cs), cs)
 	}
 }
+
+// TestSaveBindingsIsOneWrite: a batch is one transaction, so one bad
+// binding in it stores none of the others.
+func TestSaveBindingsIsOneWrite(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	a := testBinding("100", "sip:100@192.0.2.1", now)
+	b := testBinding("101", "sip:101@192.0.2.2", now)
+	if err := s.SaveBindings([]location.Binding{a, {AOR: "102"}, b}); err == nil {
+		t.Fatal("a batch with a binding without contact was accepted")
+	}
+	seq := s.Seq()
+	if got, err := s.LoadBindings(); err != nil || len(got) != 0 {
+		t.Fatalf("after a refused batch: %d bindings stored (%v), want none", len(got), err)
+	}
+	if err := s.SaveBindings([]location.Binding{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Seq() - seq; got != 2 {
+		t.Errorf("a batch of 2 added %d changes to the log, want 2", got)
+	}
+	got, err := s.LoadBindings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []location.Binding{a, b}; !reflect.DeepEqual(got, want) {
+		t.Errorf("LoadBindings =\n%+v\nwant\n%+v", got, want)
+	}
+}

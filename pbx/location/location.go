@@ -3,7 +3,13 @@
 // requests really came from (for phones behind NAT). The registrar writes it;
 // the B2BUA reads it to find the devices to ring. Every change goes through a
 // Persister first, so a binding that was acknowledged with 200 OK survives a
-// restart (and, later, a failover to the twin).
+// restart and a failover to the twin.
+//
+// One kind of change may be written behind (see WriteBack): a refresh that
+// moves a binding's expiry and changes nothing a call is routed by. Phones
+// send far more refreshes than anything else, and a refresh lost in a crash
+// leaves the stored binding in place with its earlier expiry, which is still
+// ahead: the phone stays reachable.
 package location
 
 import (
@@ -55,6 +61,26 @@ type Persister interface {
 	LoadBindings() ([]Binding, error)
 }
 
+// BatchPersister is a Persister that can store many bindings in one
+// durable write; the write-behind of refreshes uses it when it can.
+type BatchPersister interface {
+	SaveBindings(bs []Binding) error
+}
+
+// WriteBack says how refreshes are persisted. The zero value writes every
+// change before Put returns.
+type WriteBack struct {
+	// Interval: a refresh that changes only the expiry, Call-ID and CSeq
+	// of a binding is kept in memory and written by the next Flush, which
+	// the owner calls every Interval. Zero: refreshes are written at once.
+	Interval time.Duration
+	// Headroom: a refresh is written behind only while the stored copy of
+	// the binding stays valid at least this much longer, so that losing
+	// the refresh (a crash before the next Flush) cannot make the phone
+	// unreachable before it refreshes again.
+	Headroom time.Duration
+}
+
 // Shared is a location table beyond this box: the registrations held by
 // the other boxes of a site cluster (docs/SITE.md). A Persister that also
 // implements Shared is consulted by Lookup when this box holds no live
@@ -86,7 +112,22 @@ type Service struct {
 	aorMu [256]sync.Mutex
 	mu    sync.RWMutex
 	byAOR map[string]map[string]Binding
+	// durable is the expiry of the stored copy of each binding (by
+	// bindingID), which differs from the table's while a refresh waits to
+	// be written. Guarded by mu.
+	durable map[string]time.Time
+
+	wb WriteBack
+	// flushMu orders writes behind against writes through: Flush holds it
+	// exclusively, every write through the Persister shares it, so a
+	// refresh waiting in pending is written either wholly before a later
+	// write of the same binding or not at all.
+	flushMu sync.RWMutex
+	pendMu  sync.Mutex
+	pending map[string]Binding // by bindingID
 }
+
+func bindingID(aor, contact string) string { return aor + "\x00" + contact }
 
 // aorLock returns the lock serialising the writes of aor.
 func (s *Service) aorLock(aor string) *sync.Mutex {
@@ -103,7 +144,7 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}}
+	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}, durable: map[string]time.Time{}, pending: map[string]Binding{}}
 	s.shared, _ = p.(Shared)
 	bs, err := p.LoadBindings()
 	if err != nil {
@@ -127,14 +168,18 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 // replication underneath the table, calls it when it takes over. Expired
 // bindings are skipped but not deleted: Expire does that.
 func (s *Service) Reload() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	bs, err := s.p.LoadBindings()
 	if err != nil {
 		return fmt.Errorf("reloading location bindings: %w", err)
 	}
+	s.Discard()
 	t := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.byAOR = map[string]map[string]Binding{}
+	s.durable = map[string]time.Time{}
 	for _, b := range bs {
 		if b.Expires.After(t) {
 			s.put(b)
@@ -143,13 +188,113 @@ func (s *Service) Reload() error {
 	return nil
 }
 
+// put sets b in the table as stored (durable) with its own expiry.
 func (s *Service) put(b Binding) {
+	s.putMemory(b)
+	s.durable[bindingID(b.AOR, b.Contact)] = b.Expires
+}
+
+// putMemory sets b in the table only.
+func (s *Service) putMemory(b Binding) {
 	m := s.byAOR[b.AOR]
 	if m == nil {
 		m = map[string]Binding{}
 		s.byAOR[b.AOR] = m
 	}
 	m[b.Key()] = b
+}
+
+// SetWriteBack sets how refreshes are persisted from now on. With a
+// non-zero Interval the owner must call Flush every Interval while the
+// table is the one being served, and before it stops.
+func (s *Service) SetWriteBack(wb WriteBack) {
+	s.aorLockAll()
+	defer s.aorUnlockAll()
+	s.wb = wb
+}
+
+func (s *Service) aorLockAll() {
+	for i := range s.aorMu {
+		s.aorMu[i].Lock()
+	}
+}
+
+func (s *Service) aorUnlockAll() {
+	for i := range s.aorMu {
+		s.aorMu[i].Unlock()
+	}
+}
+
+// sameRoute reports whether a and b differ in nothing a request to the
+// phone is routed or ordered by, only in the expiry and the REGISTER that
+// set it.
+func sameRoute(a, b Binding) bool {
+	return a.AOR == b.AOR && a.Contact == b.Contact && a.Source == b.Source && a.Q == b.Q && a.UserAgent == b.UserAgent
+}
+
+// Pending returns how many refreshes wait to be written.
+func (s *Service) Pending() int {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	return len(s.pending)
+}
+
+// Flush writes the refreshes that wait, in one write when the Persister
+// can. On failure they stay pending (unless written through meanwhile)
+// and the error is returned.
+func (s *Service) Flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.pendMu.Lock()
+	batch := s.pending
+	s.pending = map[string]Binding{}
+	s.pendMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	bs := make([]Binding, 0, len(batch))
+	for _, b := range batch {
+		bs = append(bs, b)
+	}
+	var err error
+	if bp, ok := s.p.(BatchPersister); ok {
+		err = bp.SaveBindings(bs)
+	} else {
+		for _, b := range bs {
+			if err = s.p.SaveBinding(b); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		s.pendMu.Lock()
+		for id, b := range batch {
+			if _, newer := s.pending[id]; !newer {
+				s.pending[id] = b
+			}
+		}
+		s.pendMu.Unlock()
+		return fmt.Errorf("writing %d refreshed bindings: %w", len(bs), err)
+	}
+	s.mu.Lock()
+	for id, b := range batch {
+		if _, live := s.byAOR[b.AOR][b.Contact]; live {
+			s.durable[id] = b.Expires
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Discard forgets the refreshes that wait to be written: a box that stops
+// serving leaves the bindings to its twin, whose stored copies are still
+// valid (see WriteBack.Headroom).
+func (s *Service) Discard() int {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	n := len(s.pending)
+	s.pending = map[string]Binding{}
+	return n
 }
 
 // Lookup returns the live bindings of aor, highest q first, then newest.
@@ -200,8 +345,9 @@ func (s *Service) Get(aor, contact string) (Binding, bool) {
 	return b, true
 }
 
-// Put adds or refreshes a binding, persisting it first. max bounds the
-// number of live contacts of the AOR (0: no bound).
+// Put adds or refreshes a binding, persisting it first, or, for a refresh
+// that may be written behind (WriteBack), at the next Flush. max bounds
+// the number of live contacts of the AOR (0: no bound).
 func (s *Service) Put(b Binding, max int) error {
 	l := s.aorLock(b.AOR)
 	l.Lock()
@@ -223,6 +369,28 @@ func (s *Service) Put(b Binding, max int) error {
 	if b.Updated.IsZero() {
 		b.Updated = t
 	}
+	id := bindingID(b.AOR, b.Contact)
+	if s.wb.Interval > 0 {
+		s.mu.RLock()
+		prev, ok := s.byAOR[b.AOR][b.Key()]
+		stored := s.durable[id]
+		s.mu.RUnlock()
+		if ok && sameRoute(prev, b) && prev.Expires.After(t) &&
+			stored.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored) {
+			s.pendMu.Lock()
+			s.pending[id] = b
+			s.pendMu.Unlock()
+			s.mu.Lock()
+			s.putMemory(b)
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	s.flushMu.RLock()
+	defer s.flushMu.RUnlock()
+	s.pendMu.Lock()
+	delete(s.pending, id)
+	s.pendMu.Unlock()
 	if err := s.p.SaveBinding(b); err != nil {
 		return fmt.Errorf("saving binding %s of %s: %w", b.Contact, b.AOR, err)
 	}
@@ -243,10 +411,17 @@ func (s *Service) Remove(aor, contact string) error {
 	if !ok {
 		return nil
 	}
+	id := bindingID(aor, contact)
+	s.flushMu.RLock()
+	defer s.flushMu.RUnlock()
+	s.pendMu.Lock()
+	delete(s.pending, id)
+	s.pendMu.Unlock()
 	if err := s.p.DeleteBinding(aor, contact); err != nil {
 		return fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
 	}
 	s.mu.Lock()
+	delete(s.durable, id)
 	delete(s.byAOR[aor], contact)
 	if len(s.byAOR[aor]) == 0 {
 		delete(s.byAOR, aor)

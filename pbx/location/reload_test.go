@@ -5,26 +5,9 @@ import (
 	"time"
 )
 
-// memStore is a Persister in memory, written underneath a Service the way
-// replication writes a standby's store.
-type memStore struct{ bs map[string]Binding }
-
-func (m *memStore) SaveBinding(b Binding) error { m.bs[b.AOR+"|"+b.Contact] = b; return nil }
-func (m *memStore) DeleteBinding(aor, contact string) error {
-	delete(m.bs, aor+"|"+contact)
-	return nil
-}
-func (m *memStore) LoadBindings() ([]Binding, error) {
-	var out []Binding
-	for _, b := range m.bs {
-		out = append(out, b)
-	}
-	return out, nil
-}
-
 func TestReloadSeesBindingsWrittenUnderneath(t *testing.T) {
 	now := time.Unix(10000, 0)
-	st := &memStore{bs: map[string]Binding{}}
+	st := newMemStore() // written underneath the Service, as replication writes a standby's store
 	s, err := New(st, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
