@@ -22,7 +22,8 @@
 #   --quick  fewer, shorter steps (a smoke run of the harness, not a result)
 #   --out    where the Markdown report goes (default bench/results.md)
 # Environment: the variables below with ':=' may be overridden, e.g.
-# SERVERS=kamailio for the reference alone.
+# SERVERS=kamailio for the reference alone; KEEP_WORK=1 keeps the work
+# folder (logs, perf.data) after a successful run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -118,7 +119,7 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null || true
 	done
-	if ((rc != 0)); then
+	if ((rc != 0)) || [[ -n ${KEEP_WORK:-} ]]; then
 		log "kept the logs in $work"
 	else
 		rm -rf "$work"
@@ -501,7 +502,9 @@ bench_register() { # SERVER
 # profile_register: perf profile of twinpbx during a REGISTER step at the
 # common rate; the flat top of it goes into the report.
 profile_register() {
-	perf record -F 999 -g -o "$work/perf.data" -p "$server_pid" >/dev/null 2>&1 &
+	# The whole tree: `twinpbx run` supervises a worker process that does
+	# the work.
+	perf record -F 999 -g -o "$work/perf.data" -p "$(tree "$server_pid" | paste -sd,)" >/dev/null 2>&1 &
 	local perf_pid=$!
 	pids+=("$perf_pid")
 	step reg reg-twinpbx-profile "$REG_FIXED"

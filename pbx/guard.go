@@ -12,10 +12,18 @@ import (
 type guardedRouter struct {
 	srv     *sipgo.Server
 	serving func() bool
+	workers *workers
 }
 
 func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
-	g.srv.OnRequest(method, guard(h, g.serving))
+	inner := guard(h, g.serving)
+	if g.workers == nil {
+		g.srv.OnRequest(method, inner)
+		return
+	}
+	g.srv.OnRequest(method, func(req *sip.Request, tx sip.ServerTransaction) {
+		g.workers.do(func() { inner(req, tx) })
+	})
 }
 
 // guard wraps h; serving, when not nil, is checked first: while it is
