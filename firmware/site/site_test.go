@@ -199,3 +199,54 @@ func TestSiteNotFormedWhileAlone(t *testing.T) {
 		return len(st.Alarms) == 1 && strings.Contains(st.Alarms[0], "not formed") && st.Leader == "", fmt.Sprint(st.Alarms)
 	})
 }
+
+// lineHandler passes records to a function, for tests that wait for a
+// log line.
+type lineHandler struct {
+	slog.Handler
+	fn func(string)
+}
+
+func (h lineHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.fn(r.Message)
+	return nil
+}
+func (h lineHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h lineHandler) WithGroup(string) slog.Handler            { return h }
+
+// TestSiteRefusesAnotherKey: a box with another site key knocks on a
+// box's gossip port; the box cannot read it and never lists it.
+func TestSiteRefusesAnotherKey(t *testing.T) {
+	sites := startSites(t, 1)
+	refused := make(chan struct{}, 1)
+	sites[0].stop()
+	sites[0].opts.Logger = slog.New(lineHandler{Handler: slog.DiscardHandler, fn: func(msg string) {
+		if strings.Contains(msg, "decrypt") {
+			select {
+			case refused <- struct{}{}:
+			default:
+			}
+		}
+	}})
+	sites[0].start(t)
+	ports := freePorts(t, 2)
+	o := sites[0].opts
+	o.Config.Name, o.Config.Key = "intruder", "another-site-key-0123456789"
+	o.Config.GossipPort, o.Config.RaftPort = ports[0], ports[1]
+	o.Config.Seeds = []string{"127.0.0.1:" + strconv.Itoa(sites[0].opts.Config.GossipPort)}
+	o.Dir = t.TempDir()
+	o.Logger = slog.New(slog.DiscardHandler)
+	intruder := &testSite{opts: o}
+	intruder.start(t)
+	select {
+	case <-refused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the box never refused the intruder's gossip")
+	}
+	for _, m := range sites[0].Status().Members {
+		if m.Name == "intruder" {
+			t.Fatalf("a box with another key is listed: %+v", sites[0].Status().Members)
+		}
+	}
+}
