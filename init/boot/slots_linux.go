@@ -28,8 +28,13 @@ func bootSlot(log *slog.Logger, cmdline string, sp SlotParams) error {
 	}
 	disk := update.BoxDisk
 	var statePart string
-	// The disk's driver was just loaded: give its partitions a moment.
-	_ = waitFor(time.Second, func() bool {
+	// The disk's driver was just loaded: give its partitions a moment,
+	// unless there is no disk at all (a network or QEMU -kernel boot).
+	wait := time.Second
+	if ents, err := os.ReadDir(disk.SysBlock); err != nil || len(ents) == 0 {
+		wait = 0
+	}
+	_ = waitFor(wait, func() bool {
 		dev, err := disk.Device(update.PartState)
 		statePart = dev
 		return err == nil
