@@ -254,3 +254,48 @@ func mustTEI(t *testing.T, e *Endpoint) uint8 {
 	}
 	return tei
 }
+
+// On BRI point-to-multipoint the network side offers a call by broadcast
+// (UI on the group TEI); the terminal answers on its own data link, which
+// it establishes for the purpose, and gets the call. tshark decodes the
+// broadcast SETUP cleanly.
+func TestBroadcastCall(t *testing.T) {
+	var capture bytes.Buffer
+	w := newWire(t, BRIPointToMultipoint, &capture)
+	w.react = answer
+	w.user.Start(w.now)
+	w.until(5*time.Second, func() bool { _, ok := w.user.TEI(); return ok })
+	call, err := w.net.Calls().Setup(w.now, q931.GroupLink, q931.SetupParams{
+		Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
+		Channel:         q931.ChannelID{Exclusive: true, Channel: 2},
+		Called:          q931.PartyNumber{Plan: q931.PlanISDN, Digits: "4930555"},
+		SendingComplete: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.until(5*time.Second, func() bool { return call.State == q931.Active })
+	if tei := mustTEI(t, w.user); call.Link != int(tei) {
+		t.Errorf("call on link %d, the terminal has TEI %d", call.Link, tei)
+	}
+	if err := w.net.Calls().Hangup(w.now, call, q931.CauseNormalClearing); err != nil {
+		t.Fatal(err)
+	}
+	w.until(5*time.Second, func() bool { return len(w.user.Calls().Calls())+len(w.net.Calls().Calls()) == 0 })
+
+	isdntest.Tshark(t)
+	tmp := filepath.Join(t.TempDir(), "broadcast.pcap")
+	if err := os.WriteFile(tmp, capture.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	isdntest.CheckClean(t, tmp)
+	var setupTEI string
+	for _, p := range isdntest.Decode(t, tmp) {
+		if p.Has("q931") && p.Field("q931", "q931.message_type") == "0x05" {
+			setupTEI = p.Field("lapd", "lapd.tei")
+		}
+	}
+	if setupTEI != "127" {
+		t.Errorf("SETUP went on TEI %q, want the group TEI 127", setupTEI)
+	}
+}

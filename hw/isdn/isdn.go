@@ -193,9 +193,12 @@ func (e *Endpoint) Receive(now time.Time, frame []byte) error {
 	case lapd.SAPICallControl:
 		var l *lapd.Link
 		if e.cfg.Type == BRIPointToMultipoint && f.TEI == lapd.TEIGroup {
-			// Broadcast call offering (UI on the group TEI).
+			// Broadcast call offering (UI on the group TEI): the user side
+			// answers on its own data link.
 			if f.Kind == lapd.UI {
-				e.deliver(now, lapd.TEIGroup, f.Info)
+				if tei, ok := e.TEI(); ok && !e.cfg.Network {
+					e.deliver(now, tei, f.Info)
+				}
 			}
 			break
 		}
@@ -282,6 +285,12 @@ func (e *Endpoint) pump(now time.Time) {
 				e.log.Error("encoding Q.931 message", "msg", o.Msg.String(), "err", err)
 				continue
 			}
+			if o.Link == q931.GroupLink && e.cfg.Type == BRIPointToMultipoint && e.cfg.Network {
+				if f, ok := e.broadcast(b); ok {
+					e.out = append(e.out, f)
+				}
+				continue
+			}
 			l, ok := e.links[uint8(o.Link)]
 			if !ok {
 				e.log.Warn("Q.931 message for a TEI without data link dropped", "tei", o.Link, "msg", o.Msg.String())
@@ -327,6 +336,11 @@ func (e *Endpoint) pump(now time.Time) {
 				case lapd.Data:
 					e.deliver(now, tei, ind.Data)
 				case lapd.Up, lapd.Down:
+					if ind.Kind == lapd.Up {
+						e.calls.LinkUp(now, int(tei))
+					} else {
+						e.calls.LinkDown(now, int(tei))
+					}
 					e.events = append(e.events, Event{TEI: tei, Link: ind.Kind.String()})
 				case lapd.Error:
 					e.log.Debug("data link error", "tei", tei, "code", string(ind.Code), "reason", ind.Reason)
@@ -347,6 +361,18 @@ func (e *Endpoint) deliver(now time.Time, tei uint8, info []byte) {
 		return
 	}
 	e.calls.Receive(now, int(tei), m)
+}
+
+// broadcast encodes a Q.931 message as a UI command on the group TEI,
+// which every terminal of a point-to-multipoint line receives.
+func (e *Endpoint) broadcast(msg []byte) ([]byte, bool) {
+	f := lapd.Frame{SAPI: lapd.SAPICallControl, TEI: lapd.TEIGroup, CR: lapd.CRBit(true, true), Kind: lapd.UI, Info: msg}
+	b, err := f.Marshal()
+	if err != nil {
+		e.log.Error("encoding broadcast frame", "err", err)
+		return nil, false
+	}
+	return b, true
 }
 
 func (e *Endpoint) emit(frames []lapd.Frame) bool {

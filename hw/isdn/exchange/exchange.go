@@ -47,7 +47,10 @@ type Config struct {
 	Plan func(called string) Reply
 	// MaxHeard bounds the audio kept per call (samples); 0 is one minute.
 	MaxHeard int
-	Log      *slog.Logger
+	// DialTimeout is T302: how long the exchange waits for another digit
+	// of a number the box dials digit by digit; 0 is Q.931's 15 s.
+	DialTimeout time.Duration
+	Log         *slog.Logger
 }
 
 // Exchange is the network side of one span.
@@ -87,8 +90,9 @@ type Call struct {
 	x *Exchange
 	// FromBox is set on calls the box placed.
 	FromBox bool
-	// Calling and Called are the numbers as the SETUP carried them (Called
-	// grows with overlap digits).
+	// Calling and Called are the numbers of the call (for a call the box
+	// dials digit by digit, Called is complete once the call is in
+	// Placed).
 	Calling, Called string
 	// Restricted: the calling party asked for its number to be withheld.
 	Restricted bool
@@ -118,8 +122,12 @@ func New(c card.Card, cfg Config) (*Exchange, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	calls := q931.DefaultConfig(true, cfg.Type == isdn.PRI)
+	if cfg.DialTimeout > 0 {
+		calls.T302 = cfg.DialTimeout
+	}
 	l, err := line.New(line.Config{Card: c, Span: cfg.Span, Log: cfg.Log,
-		Endpoint: isdn.Config{Type: cfg.Type, Network: true}})
+		Endpoint: isdn.Config{Type: cfg.Type, Network: true, Calls: &calls}})
 	if err != nil {
 		return nil, fmt.Errorf("starting exchange: %w", err)
 	}
@@ -172,7 +180,8 @@ var ErrNoLink = errors.New("exchange: no data link to the box")
 // ErrNoChannel is returned by Dial when every B channel is busy.
 var ErrNoChannel = errors.New("exchange: every B channel is busy")
 
-// Dial places a call to the box on a free B channel.
+// Dial places a call to the box on a free B channel; on BRI
+// point-to-multipoint it is offered by broadcast to every terminal.
 func (x *Exchange) Dial(ctx context.Context, p DialParams) (*Call, error) {
 	var call *Call
 	err := x.line.Do(ctx, func(now time.Time, ep *isdn.Endpoint) error {
@@ -188,7 +197,11 @@ func (x *Exchange) Dial(ctx context.Context, p DialParams) (*Call, error) {
 		if p.Restricted {
 			pres = q931.PresentationRestricted
 		}
-		q, err := ep.Calls().Setup(now, int(tei), q931.SetupParams{
+		link := int(tei)
+		if x.cfg.Type == isdn.BRIPointToMultipoint {
+			link = q931.GroupLink // offered to every terminal of the bus
+		}
+		q, err := ep.Calls().Setup(now, link, q931.SetupParams{
 			Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
 			Channel:         q931.ChannelID{Exclusive: true, Channel: ch},
 			Calling:         q931.PartyNumber{Type: q931.TypeNational, Plan: q931.PlanISDN, Presentation: pres, Screening: q931.NetworkProvided, Digits: p.Calling},
@@ -332,6 +345,11 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 	case q931.EventInfo:
 		if cc.FromBox && q.State == q931.OverlapReceiving {
 			cc.Called += ev.Call.Digits
+		}
+	case q931.EventDialEnd:
+		// T302: no more digits; the number is what came.
+		if cc.FromBox && q.State == q931.OverlapReceiving {
+			cc.tone = nil
 			x.route(now, cc)
 		}
 	case q931.EventProceeding:
@@ -381,15 +399,6 @@ func (x *Exchange) incoming(now time.Time, q *q931.Call) {
 	c.channel = ch
 	c.mu.Unlock()
 	x.cfg.Log.Info("exchange: the box calls", "from", c.Calling, "to", c.Called, "channel", ch)
-	select {
-	case x.placed <- c:
-	default:
-		select {
-		case <-x.placed:
-		default:
-		}
-		x.placed <- c
-	}
 	if c.Called == "" {
 		// Overlap sending: dial tone until the digits come.
 		if err := ep.Calls().SetupAck(now, q); err != nil {
@@ -401,8 +410,18 @@ func (x *Exchange) incoming(now time.Time, q *q931.Call) {
 	x.route(now, c)
 }
 
-// route applies the plan to a call the box placed whose number is known.
+// route applies the plan to a call the box placed whose number is known,
+// and tells Placed about it.
 func (x *Exchange) route(now time.Time, c *Call) {
+	select {
+	case x.placed <- c:
+	default:
+		select {
+		case <-x.placed:
+		default:
+		}
+		x.placed <- c
+	}
 	calls := x.line.Endpoint().Calls()
 	r := Reply{Ring: time.Second}
 	if x.cfg.Plan != nil {

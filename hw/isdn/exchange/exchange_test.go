@@ -257,3 +257,77 @@ func TestShare(t *testing.T) {
 		t.Errorf("busy cadence wrong")
 	}
 }
+
+// The box dials digit by digit: SETUP without a number gets SETUP
+// ACKNOWLEDGE and dial tone; the digits come in INFORMATION, and after
+// the dial timeout (T302) the call is routed by the whole number.
+func TestOverlapDialling(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, z := card.Pipe()
+	defer a.Close()
+	x, err := New(a, Config{Type: isdn.PRI, DialTimeout: 300 * time.Millisecond, Plan: func(called string) Reply {
+		if called == "0301111" {
+			return Reply{Ring: 100 * time.Millisecond}
+		}
+		return Reply{Reject: 1}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := line.New(line.Config{Card: z, Endpoint: isdn.Config{Type: isdn.PRI}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &box{l: l, heard: map[uint8][]byte{}, active: map[*q931.Call]int{}, answer: true}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = x.Run(ctx) }()
+	go func() { defer wg.Done(); _ = l.Run(ctx, b) }()
+	defer func() { cancel(); wg.Wait() }()
+	if err := x.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var q *q931.Call
+	err = l.Do(ctx, func(now time.Time, ep *isdn.Endpoint) error {
+		q, err = ep.Calls().Setup(now, 0, q931.SetupParams{
+			Bearer: q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() q931.State {
+		var s q931.State
+		_ = l.Do(ctx, func(time.Time, *isdn.Endpoint) error { s = q.State; return nil })
+		return s
+	}
+	waitAudio(t, ctx, 1, func() []byte {
+		if state() == q931.OverlapSending {
+			return []byte{0}
+		}
+		return nil
+	})
+	// Dial tone while the box dials.
+	tone := waitAudio(t, ctx, 1600, func() []byte { return b.heardOn(1) })
+	if s := Share(tone[:1600], DialTone.Freq); s < 0.9 {
+		t.Errorf("dial tone share %.2f", s)
+	}
+	for _, d := range []string{"030", "1111"} {
+		if err := l.Do(ctx, func(now time.Time, ep *isdn.Endpoint) error { return ep.Calls().Info(now, q, d) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var c *Call
+	select {
+	case c = <-x.Placed():
+	case <-ctx.Done():
+		t.Fatal("the dialled call was never routed")
+	}
+	if c.Called != "0301111" {
+		t.Errorf("routed by %q", c.Called)
+	}
+	if err := c.Wait(ctx, Connected); err != nil {
+		t.Fatal(err)
+	}
+}

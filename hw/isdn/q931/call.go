@@ -19,13 +19,25 @@ type Config struct {
 	T308 time.Duration // RELEASE sent, no RELEASE COMPLETE: repeat once, then free
 	T310 time.Duration // CALL PROCEEDING received, nothing after: clear
 	T313 time.Duration // CONNECT sent (user side), no CONNECT ACK: clear
+	// Timers Q.931 makes optional; zero takes the value of DefaultConfig.
+	T301 time.Duration // ALERTING received, no CONNECT: clear
+	T302 time.Duration // SETUP ACK sent (network side), no more INFORMATION: dialling ends
+	T304 time.Duration // SETUP ACK received (user side), no progress: clear
+	T309 time.Duration // data link failed under an active call: clear unless it is back in time
 }
 
+// GroupLink is the link of a call offered by broadcast on a BRI
+// point-to-multipoint line (the group TEI): Setup on it sends SETUP to
+// every terminal, and the first terminal that answers gets the call.
+const GroupLink = 127
+
 // DefaultConfig returns libpri's timer values: T303 4 s, T305 30 s, T308
-// 4 s, T310 30 s (Q.931's lower bound), T313 4 s.
+// 4 s, T310 30 s (Q.931's lower bound), T313 4 s; and Q.931's for the
+// others: T301 3 min, T302 15 s, T304 30 s, T309 90 s.
 func DefaultConfig(network, pri bool) Config {
 	return Config{Network: network, PRI: pri, T303: 4 * time.Second, T305: 30 * time.Second,
-		T308: 4 * time.Second, T310: 30 * time.Second, T313: 4 * time.Second}
+		T308: 4 * time.Second, T310: 30 * time.Second, T313: 4 * time.Second,
+		T301: 3 * time.Minute, T302: 15 * time.Second, T304: 30 * time.Second, T309: 90 * time.Second}
 }
 
 func (c Config) crLen() int {
@@ -95,6 +107,7 @@ type Call struct {
 	timerCount int
 	setup      Message // kept for a repeat on T303
 	release    Message // kept for a repeat on T308
+	broadcast  bool    // offered on GroupLink, taken by Link
 }
 
 // SetupParams are what SETUP carries.
@@ -127,11 +140,19 @@ const (
 	// EventFailed: a message arrived that the call could not use; the peer was
 	// told with STATUS or RELEASE COMPLETE.
 	EventFailed
+	// EventDialEnd: overlap receiving (network side) got no more digits for
+	// T302; the number so far is in Call.Called. Answer with Proceeding,
+	// Alert or Answer, or clear (28 invalid number format).
+	EventDialEnd
 )
 
 func (k EventKind) String() string {
-	return [...]string{"", "incoming", "setup-acked", "proceeding", "alerting", "progress", "info",
-		"connected", "disconnected", "released", "failed"}[k]
+	names := [...]string{"", "incoming", "setup-acked", "proceeding", "alerting", "progress", "info",
+		"connected", "disconnected", "released", "failed", "dial-end"}
+	if k < 0 || int(k) >= len(names) {
+		return fmt.Sprintf("event(%d)", int(k))
+	}
+	return names[k]
 }
 
 // Event reports a change of a call to the layer above.
@@ -164,6 +185,15 @@ func NewController(cfg Config) (*Controller, error) {
 	if cfg.T303 <= 0 || cfg.T305 <= 0 || cfg.T308 <= 0 || cfg.T310 <= 0 || cfg.T313 <= 0 {
 		return nil, errors.New("configuring call control: every timer must be positive")
 	}
+	def := DefaultConfig(cfg.Network, cfg.PRI)
+	for _, t := range []struct{ v, d *time.Duration }{{&cfg.T301, &def.T301}, {&cfg.T302, &def.T302}, {&cfg.T304, &def.T304}, {&cfg.T309, &def.T309}} {
+		if *t.v < 0 {
+			return nil, errors.New("configuring call control: timers must not be negative")
+		}
+		if *t.v == 0 {
+			*t.v = *t.d
+		}
+	}
 	return &Controller{cfg: cfg}, nil
 }
 
@@ -191,6 +221,9 @@ var ErrState = errors.New("request not allowed in this call state")
 
 // Setup places a call on a data link.
 func (c *Controller) Setup(now time.Time, link int, p SetupParams) (*Call, error) {
+	if link == GroupLink && (!c.cfg.Network || c.cfg.PRI) {
+		return nil, errors.New("placing call: only the network side of a BRI offers calls by broadcast")
+	}
 	ref, err := c.allocate(link)
 	if err != nil {
 		return nil, err
@@ -249,6 +282,7 @@ func (c *Controller) SetupAck(now time.Time, call *Call) error {
 	}
 	c.send(call, SetupAck, c.chosenChannel(call))
 	c.enter(call, OverlapReceiving)
+	c.start(now, call, "T302", c.cfg.T302)
 	return nil
 }
 
@@ -258,6 +292,7 @@ func (c *Controller) Proceeding(now time.Time, call *Call) error {
 	case c.cfg.Network && (call.State == CallInitiated || call.State == OverlapReceiving):
 		c.send(call, CallProceeding, c.chosenChannel(call))
 		c.enter(call, OutgoingProceeding)
+		c.stop(call)
 	case !c.cfg.Network && call.State == CallPresent:
 		c.send(call, CallProceeding, c.chosenChannel(call))
 		c.enter(call, IncomingProceeding)
@@ -295,6 +330,7 @@ func (c *Controller) Alert(now time.Time, call *Call) error {
 	switch {
 	case c.cfg.Network && (call.State == CallInitiated || call.State == OverlapReceiving):
 		ies = append(ies, c.chosenChannel(call))
+		c.stop(call)
 		fallthrough
 	case c.cfg.Network && call.State == OutgoingProceeding:
 		c.enter(call, CallDelivered)
@@ -332,6 +368,7 @@ func (c *Controller) Answer(now time.Time, call *Call) error {
 	}
 	c.send(call, Connect, ies...)
 	if c.cfg.Network {
+		c.stop(call)
 		c.enter(call, Active)
 		return nil
 	}
@@ -346,6 +383,9 @@ func (c *Controller) Info(now time.Time, call *Call, digits string) error {
 		return fmt.Errorf("sending INFORMATION in state %v: %w", call.State, ErrState)
 	}
 	c.send(call, Information, PartyNumber{Digits: digits}.CalledIE())
+	if call.State == OverlapSending && !c.cfg.Network {
+		c.start(now, call, "T304", c.cfg.T304)
+	}
 	return nil
 }
 
@@ -401,7 +441,19 @@ func (c *Controller) expired(now time.Time, call *Call, name string) {
 		}
 		c.send(call, ReleaseComplete, timeout.IE())
 		c.free(call, timeout, "no answer to SETUP (T303)")
-	case "T310", "T313":
+	case "T302":
+		if call.Called.Digits == "" {
+			incomplete := Cause{Location: c.location(), Value: CauseInvalidNumberFormat}
+			call.Cause = incomplete
+			c.send(call, Disconnect, incomplete.IE())
+			c.enter(call, DisconnectIndication)
+			c.start(now, call, "T305", c.cfg.T305)
+			return
+		}
+		c.events = append(c.events, Event{Kind: EventDialEnd, Call: call, Digits: call.Called.Digits})
+	case "T309":
+		c.free(call, Cause{Location: c.location(), Value: CauseDestinationOutOfOrder}, "data link not back in time (T309)")
+	case "T301", "T304", "T310", "T313":
 		call.Cause = timeout
 		c.send(call, Disconnect, timeout.IE())
 		c.enter(call, c.pick(DisconnectRequest, DisconnectIndication))
@@ -437,6 +489,12 @@ func (c *Controller) Receive(now time.Time, link int, m Message) {
 	}
 	// Flag set: the message goes to the side that allocated the reference.
 	call := c.find(link, m.CallRef.Value, m.CallRef.Flag)
+	if call == nil && m.CallRef.Flag && link != GroupLink {
+		var handled bool
+		if call, handled = c.bindBroadcast(link, m); handled && call == nil {
+			return
+		}
+	}
 	if call == nil {
 		c.receiveUnknown(now, link, m)
 		return
@@ -572,8 +630,8 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 			unexpected()
 			return
 		}
-		c.stop(call)
 		c.enter(call, OverlapSending)
+		c.start(now, call, "T304", c.cfg.T304)
 		c.events = append(c.events, Event{Kind: EventSetupAcked, Call: call})
 	case CallProceeding:
 		switch {
@@ -597,7 +655,7 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 			unexpected()
 			return
 		}
-		c.stop(call)
+		c.start(now, call, "T301", c.cfg.T301)
 		c.events = append(c.events, Event{Kind: EventAlerting, Call: call})
 	case Connect:
 		switch {
@@ -631,9 +689,64 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 				call.Called.Digits += digits
 			}
 		}
+		if net && call.State == OverlapReceiving {
+			c.start(now, call, "T302", c.cfg.T302)
+		}
 		c.events = append(c.events, Event{Kind: EventInfo, Call: call, Digits: digits})
 	default:
 		unexpected()
+	}
+}
+
+// bindBroadcast handles an answer from a terminal to a call this side
+// offered by broadcast: the first terminal that answers gets the call
+// (returned); one answering a call that another terminal has taken is told
+// to clear with cause 26 (non-selected user clearing). handled is false
+// when the message concerns no broadcast call.
+func (c *Controller) bindBroadcast(link int, m Message) (call *Call, handled bool) {
+	if call := c.find(GroupLink, m.CallRef.Value, true); call != nil {
+		call.Link, call.broadcast = link, true
+		return call, true
+	}
+	for _, call := range c.calls {
+		if call.broadcast && call.Outgoing && call.Ref == m.CallRef.Value && call.Link != link {
+			if m.Type != Release && m.Type != ReleaseComplete {
+				cr := m.CallRef
+				cr.Flag = false
+				c.out = append(c.out, Outgoing{Link: link, Msg: Message{CallRef: cr, Type: Release,
+					IEs: []IE{Cause{Location: c.location(), Value: CauseNonSelectedUser}.IE()}}})
+			}
+			return nil, true
+		}
+	}
+	return nil, false
+}
+
+// LinkDown tells call control that a data link failed (Q.931 5.8.9): calls
+// on it that are not active are cleared at once; active calls keep their
+// B channel for T309, waiting for the link to come back.
+func (c *Controller) LinkDown(now time.Time, link int) {
+	for _, call := range c.Calls() {
+		if call.Link != link {
+			continue
+		}
+		if call.State == Active {
+			c.start(now, call, "T309", c.cfg.T309)
+			continue
+		}
+		c.free(call, Cause{Location: c.location(), Value: CauseTemporaryFailure}, "data link failed")
+	}
+}
+
+// LinkUp tells call control that a data link is (back) up: active calls
+// waiting under T309 carry on, and the peer is told their state with
+// STATUS (cause 31).
+func (c *Controller) LinkUp(now time.Time, link int) {
+	for _, call := range c.calls {
+		if call.Link == link && call.timerName == "T309" {
+			c.stop(call)
+			c.send(call, Status, Cause{Location: c.location(), Value: CauseNormalUnspecified}.IE(), CallStateIE(uint8(call.State)))
+		}
 	}
 }
 

@@ -279,6 +279,144 @@ func TestCalls(t *testing.T) {
 			trace:  "u>SETUP n>SETUP_ACKNOWLEDGE u>INFORMATION u>INFORMATION n>CALL_PROCEEDING",
 			events: "n:incoming u:setup-acked n:info n:info u:proceeding",
 		},
+		{
+			name: "T301: alerting but never answered",
+			scenario: func(p *pair) {
+				p.react = func(p *pair, side *Controller, e Event) {
+					if e.Kind == EventIncoming {
+						must(p.t, side.Proceeding(p.now, e.Call))
+						must(p.t, side.Alert(p.now, e.Call))
+					}
+				}
+				_, err := p.user.Setup(p.now, 0, speech)
+				must(p.t, err)
+				p.run(179 * time.Second)
+				p.events = append(p.events, "|")
+				p.run(2 * time.Second)
+			},
+			trace:  "u>SETUP n>CALL_PROCEEDING n>ALERTING u>DISCONNECT n>RELEASE u>RELEASE_COMPLETE",
+			events: "n:incoming u:proceeding u:alerting | u:released(102) n:disconnected(102) n:released(102)",
+		},
+		{
+			name: "T302: dialling ends after the last digit, the network proceeds",
+			scenario: func(p *pair) {
+				p.react = func(p *pair, side *Controller, e Event) {
+					switch e.Kind {
+					case EventIncoming:
+						must(p.t, side.SetupAck(p.now, e.Call))
+					case EventSetupAcked:
+						must(p.t, p.user.Info(p.now, e.Call, "12"))
+					case EventDialEnd:
+						if e.Digits != "12" {
+							p.t.Errorf("dial end with %q", e.Digits)
+						}
+						must(p.t, side.Proceeding(p.now, e.Call))
+					}
+				}
+				p2 := speech
+				p2.Called.Digits, p2.SendingComplete = "", false
+				_, err := p.user.Setup(p.now, 0, p2)
+				must(p.t, err)
+				p.run(14 * time.Second)
+				p.events = append(p.events, "|")
+				p.run(2 * time.Second)
+			},
+			trace:  "u>SETUP n>SETUP_ACKNOWLEDGE u>INFORMATION n>CALL_PROCEEDING",
+			events: "n:incoming u:setup-acked n:info | n:dial-end u:proceeding",
+		},
+		{
+			name: "T302 without any digit: cause 28",
+			scenario: func(p *pair) {
+				p.react = func(p *pair, side *Controller, e Event) {
+					if e.Kind == EventIncoming {
+						must(p.t, side.SetupAck(p.now, e.Call))
+					}
+				}
+				p2 := speech
+				p2.Called.Digits, p2.SendingComplete = "", false
+				_, err := p.user.Setup(p.now, 0, p2)
+				must(p.t, err)
+				p.run(16 * time.Second)
+			},
+			trace:  "u>SETUP n>SETUP_ACKNOWLEDGE n>DISCONNECT u>RELEASE n>RELEASE_COMPLETE",
+			events: "n:incoming u:setup-acked u:disconnected(28) u:released(28) n:released(28)",
+		},
+		{
+			name: "T304: overlap sending gets no answer",
+			scenario: func(p *pair) {
+				p.user.cfg.T304 = 5 * time.Second
+				p.react = func(p *pair, side *Controller, e Event) {
+					switch e.Kind {
+					case EventIncoming:
+						must(p.t, side.SetupAck(p.now, e.Call))
+					case EventSetupAcked:
+						must(p.t, p.user.Info(p.now, e.Call, "1"))
+					}
+				}
+				p2 := speech
+				p2.Called.Digits, p2.SendingComplete = "", false
+				_, err := p.user.Setup(p.now, 0, p2)
+				must(p.t, err)
+				p.run(4 * time.Second)
+				p.events = append(p.events, "|")
+				p.run(2 * time.Second)
+			},
+			trace:  "u>SETUP n>SETUP_ACKNOWLEDGE u>INFORMATION u>DISCONNECT n>RELEASE u>RELEASE_COMPLETE",
+			events: "n:incoming u:setup-acked n:info | u:released(102) n:disconnected(102) n:released(102)",
+		},
+		{
+			name: "T309: the data link fails under an active call and does not come back",
+			scenario: func(p *pair) {
+				p.react = answer
+				_, err := p.user.Setup(p.now, 0, speech)
+				must(p.t, err)
+				p.run(0)
+				p.trace, p.events = nil, nil
+				p.user.LinkDown(p.now, 0)
+				p.net.LinkDown(p.now, 0)
+				p.run(89 * time.Second)
+				p.events = append(p.events, "|")
+				p.run(2 * time.Second)
+			},
+			trace:  "",
+			events: "| u:released(27) n:released(27)",
+		},
+		{
+			name: "T309: the data link comes back in time, STATUS tells the state",
+			scenario: func(p *pair) {
+				p.react = answer
+				c, err := p.user.Setup(p.now, 0, speech)
+				must(p.t, err)
+				p.run(0)
+				p.trace, p.events = nil, nil
+				p.user.LinkDown(p.now, 0)
+				p.run(10 * time.Second)
+				p.user.LinkUp(p.now, 0)
+				p.run(100 * time.Second)
+				if c.State != Active {
+					p.t.Errorf("call %v after the link came back", c.State)
+				}
+			},
+			trace:  "u>STATUS",
+			events: "",
+		},
+		{
+			name: "data link failure clears a call that is not active yet",
+			scenario: func(p *pair) {
+				p.react = func(p *pair, side *Controller, e Event) {
+					if e.Kind == EventIncoming {
+						must(p.t, side.Proceeding(p.now, e.Call))
+					}
+				}
+				_, err := p.user.Setup(p.now, 0, speech)
+				must(p.t, err)
+				p.run(0)
+				p.user.LinkDown(p.now, 0)
+				p.run(0)
+			},
+			trace:  "u>SETUP n>CALL_PROCEEDING",
+			events: "n:incoming u:proceeding u:released(41)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,4 +549,61 @@ func FuzzController(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A call offered by broadcast on BRI point-to-multipoint goes to every
+// terminal; the first to answer gets it, a later one is told to clear
+// with cause 26.
+func TestBroadcastSetup(t *testing.T) {
+	n, err := NewController(DefaultConfig(true, false))
+	must(t, err)
+	var users [2]*Controller
+	for i := range users {
+		users[i], err = NewController(DefaultConfig(false, false))
+		must(t, err)
+	}
+	links := [2]int{64, 65}
+	if _, err := users[0].Setup(t0, GroupLink, speech); err == nil {
+		t.Error("the user side offered a call by broadcast")
+	}
+	c, err := n.Setup(t0, GroupLink, speech)
+	must(t, err)
+	out := n.Outgoing()
+	if len(out) != 1 || out[0].Link != GroupLink || out[0].Msg.Type != Setup {
+		t.Fatalf("broadcast SETUP went out as %+v", out)
+	}
+	// Both terminals take it; the one on TEI 65 answers first.
+	for i, u := range users {
+		u.Receive(t0, links[i], out[0].Msg)
+		evs := u.Events()
+		if len(evs) != 1 || evs[0].Kind != EventIncoming {
+			t.Fatalf("terminal %d: %+v", i, evs)
+		}
+		if i == 1 {
+			must(t, u.Answer(t0, evs[0].Call))
+		} else {
+			must(t, u.Alert(t0, evs[0].Call))
+		}
+	}
+	for _, o := range users[1].Outgoing() {
+		n.Receive(t0, links[1], o.Msg)
+	}
+	if c.Link != 65 || c.State != Active {
+		t.Errorf("call on link %d in %v, want 65 active", c.Link, c.State)
+	}
+	for _, o := range users[0].Outgoing() {
+		n.Receive(t0, links[0], o.Msg)
+	}
+	var got []string
+	for _, o := range n.Outgoing() {
+		cause := ""
+		if ie, ok := o.Msg.Find(IECause); ok {
+			cs, _ := ParseCause(ie.Data)
+			cause = fmt.Sprintf("(%d)", cs.Value)
+		}
+		got = append(got, fmt.Sprintf("%d:%v%s", o.Link, o.Msg.Type, cause))
+	}
+	if want := "65:CONNECT ACKNOWLEDGE 64:RELEASE(26)"; strings.Join(got, " ") != want {
+		t.Errorf("network sent %q, want %q", strings.Join(got, " "), want)
+	}
 }

@@ -85,6 +85,9 @@ const (
 	CauseNoUserResponding      = 18
 	CauseNoAnswer              = 19
 	CauseCallRejected          = 21
+	CauseNonSelectedUser       = 26
+	CauseDestinationOutOfOrder = 27
+	CauseInvalidNumberFormat   = 28
 	CauseNormalUnspecified     = 31
 	CauseNoChannel             = 34
 	CauseTemporaryFailure      = 41
