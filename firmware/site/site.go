@@ -241,9 +241,16 @@ func (s *Site) startGossip(key []byte) error {
 }
 
 // Close leaves the site (the others see this box go at once) and stops.
+// A leader hands its leadership to another voter first, so the site does
+// not wait for an election.
 func (s *Site) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	if s.raft.State() == raft.Leader {
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			s.log.Debug("handing the site's leadership over", "err", err)
+		}
+	}
 	if err := s.ml.Leave(time.Second); err != nil {
 		s.log.Warn("leaving the site", "err", err)
 	}

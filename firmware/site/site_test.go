@@ -250,3 +250,40 @@ func TestSiteRefusesAnotherKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSiteLeaderHandsOver stops the leader cleanly: it hands leadership
+// to another box, and a registration made on one of the two others
+// reaches the other.
+func TestSiteLeaderHandsOver(t *testing.T) {
+	sites := startSites(t, 3)
+	var leader string
+	waitFor(t, 20*time.Second, "a leader with three voters", func() (bool, string) {
+		st := sites[0].Status()
+		leader = st.Leader
+		return st.Leader != "" && len(st.Voters) == 3, fmt.Sprint(st)
+	})
+	var rest []*testSite
+	for _, s := range sites {
+		if s.opts.Config.Name == leader {
+			s.stop()
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	if len(rest) != 2 {
+		t.Fatalf("leader %q is none of the boxes", leader)
+	}
+	stopped := time.Now()
+	waitFor(t, 20*time.Second, "a new leader", func() (bool, string) {
+		st := rest[0].Status()
+		return st.Leader != "" && st.Leader != leader, fmt.Sprintf("leader %q", st.Leader)
+	})
+	t.Logf("new leader %v after the old one stopped", time.Since(stopped).Round(10*time.Millisecond))
+	b := location.Binding{AOR: "100", Contact: "sip:100@10.0.0.7:5062", Source: "udp:10.0.0.7:5062",
+		Expires: time.Now().Add(time.Hour), Updated: time.Now()}
+	rest[1].Published(b)
+	waitFor(t, 10*time.Second, "a registration reaching the other box", func() (bool, string) {
+		got := rest[0].SharedLookup("100")
+		return len(got) == 1, fmt.Sprint(got)
+	})
+}

@@ -350,3 +350,66 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 		t.Errorf("box 2 after rejoining: %+v %v", st.Site, err)
 	}
 }
+
+// TestSiteLeaderKilled SIGKILLs the raft leader: the two others elect a
+// new one, a registration made meanwhile reaches the table, and a call to
+// bob still connects, also when his own box was the one killed (the call
+// goes straight to his phone).
+func TestSiteLeaderKilled(t *testing.T) {
+	s := newSite(t)
+	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
+	waitSipp(t, reg, "registering bob on box 1")
+	st, err := s.status(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := -1
+	for i := range s.nodes {
+		if st.Site.Leader == fmt.Sprintf("box%d", i+1) {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatalf("the leader %q is none of the boxes", st.Site.Leader)
+	}
+	waitFor(t, 10*time.Second, "bob's registration in every table", func() (bool, string) {
+		for i := range s.nodes {
+			st, err := s.status(i)
+			if err != nil || st.Site.Bindings < 1 {
+				return false, fmt.Sprintf("box%d: %v", i+1, err)
+			}
+		}
+		return true, ""
+	})
+	var rest []int
+	for i := range s.nodes {
+		if i != leader {
+			rest = append(rest, i)
+		}
+	}
+	if err := s.procs[leader].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.procs[leader].Done()
+	killed := time.Now()
+	waitFor(t, 20*time.Second, "a new leader", func() (bool, string) {
+		st, err := s.status(rest[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Site.Leader != "" && st.Site.Leader != fmt.Sprintf("box%d", leader+1), fmt.Sprintf("leader %q", st.Site.Leader)
+	})
+	t.Logf("new leader %v after box%d, the leader, was SIGKILLed", time.Since(killed).Round(10*time.Millisecond), leader+1)
+
+	reg = s.sipp(s.phones[0], rest[0], "register.xml", alice, alice.Number, "-key", "expires", "600")
+	waitSipp(t, reg, "registering alice without the old leader")
+	waitFor(t, 10*time.Second, "alice's registration on the other box", func() (bool, string) {
+		st, err := s.status(rest[1])
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Site.Bindings >= 2, fmt.Sprintf("bindings %d", st.Site.Bindings)
+	})
+	s.call(rest[1], fmt.Sprintf("call through box%d after the leader was killed", rest[1]+1))
+}
