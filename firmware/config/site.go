@@ -95,6 +95,9 @@ func (c *Config) validateSite(ps *problems) {
 	if c.Cluster != nil {
 		ps.add("site", "a box is either one of a twin pair (cluster:) or of a site (site:), not both")
 	}
+	if c.Dispatcher != nil {
+		ps.add("site", "a dispatcher is not a member of the site: list the site's boxes as its backends instead")
+	}
 	if s.Name != "" {
 		for _, r := range s.Name {
 			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') || len(s.Name) > MaxNodeName {

@@ -37,6 +37,7 @@ func TestSiteValidate(t *testing.T) {
 		{"short remove_after", func(c *Config) { c.Site.RemoveAfter = Duration(1) }, "site.remove_after"},
 		{"bad name", func(c *Config) { c.Site.Name = "PBX 1" }, "site.name"},
 		{"with a twin", func(c *Config) { c.Cluster = &Cluster{} }, "site"},
+		{"on a dispatcher", func(c *Config) { c.Dispatcher = &Dispatcher{} }, "site"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
