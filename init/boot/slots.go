@@ -1,9 +1,11 @@
 package boot
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -138,4 +140,57 @@ func Healthy(status []byte) (bool, string) {
 		return false, "status without a role"
 	}
 	return false, "role " + st.Role
+}
+
+// trialWatch is the wait of a trial boot for health, with its effects
+// (asking the status, committing, rebooting) as functions.
+type trialWatch struct {
+	log      *slog.Logger
+	slot     update.Slot
+	deadline time.Duration
+	every    time.Duration
+	status   func() ([]byte, error)
+	commit   func() (update.State, error)
+	reboot   func()
+}
+
+// run asks the status every w.every until it is Healthy, then commits;
+// when w.deadline passes first it reboots so that the boot stage falls
+// back. It reports whether it
+// committed; it returns without either when ctx ends (twinpbx stopped:
+// init reboots anyway).
+func (w trialWatch) run(ctx context.Context) bool {
+	end := time.Now().Add(w.deadline)
+	why := "no status yet"
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		b, err := w.status()
+		if err != nil {
+			why = err.Error()
+			continue
+		}
+		ok, reason := Healthy(b)
+		why = reason
+		if !ok {
+			continue
+		}
+		st, err := w.commit()
+		if err != nil {
+			// The box serves: keep it so; the next boot falls back.
+			w.log.Error("UPDATE NOT COMMITTED: writing the boot state failed; the next boot falls back to the old slot", "slot", w.slot.String(), "err", err)
+			return false
+		}
+		w.log.Info("update committed: the trial slot is now the active slot", "slot", w.slot.String(), "version", st.Version(w.slot), "health", reason)
+		return true
+	}
+	w.log.Error("UPDATE FAILED: the trial boot did not become healthy in time; rebooting into the old slot",
+		"slot", w.slot.String(), "deadline", w.deadline, "last", why)
+	w.reboot()
+	return false
 }

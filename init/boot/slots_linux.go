@@ -139,41 +139,29 @@ func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams) {
 	if !sp.Trial {
 		return
 	}
-	deadline := time.Now().Add(sp.Deadline)
-	why := "no status yet"
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		c, err := control.Dial(DataDir)
-		if err != nil {
-			why = err.Error()
-			continue
-		}
-		var buf bytes.Buffer
-		if err := c.Status(&buf); err != nil {
-			why = err.Error()
-			continue
-		}
-		ok, reason := Healthy(buf.Bytes())
-		why = reason
-		if !ok {
-			continue
-		}
-		st, err := update.ChangeBootState(update.BoxDisk, func(s update.State) (update.State, error) { return s.Commit(sp.Slot) })
-		if err != nil {
-			log.Error("UPDATE NOT COMMITTED: writing the boot state failed; the next boot falls back", "slot", sp.Slot.String(), "err", err)
-			return
-		}
-		log.Info("update committed: the trial slot is now the active slot", "slot", sp.Slot.String(), "version", st.Version(sp.Slot), "health", reason)
-		return
+	w := trialWatch{
+		log:      log,
+		slot:     sp.Slot,
+		deadline: sp.Deadline,
+		every:    time.Second,
+		status: func() ([]byte, error) {
+			c, err := control.Dial(DataDir)
+			if err != nil {
+				return nil, err
+			}
+			var buf bytes.Buffer
+			err = c.Status(&buf)
+			return buf.Bytes(), err
+		},
+		commit: func() (update.State, error) {
+			return update.ChangeBootState(update.BoxDisk, func(s update.State) (update.State, error) { return s.Commit(sp.Slot) })
+		},
+		reboot: func() {
+			unix.Sync()
+			if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+				log.Error("reboot failed", "err", err)
+			}
+		},
 	}
-	log.Error("UPDATE FAILED: the trial boot did not become healthy in time; rebooting into the old slot",
-		"slot", sp.Slot.String(), "deadline", sp.Deadline, "last", why)
-	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		log.Error("reboot failed", "err", err)
-	}
+	w.run(ctx)
 }

@@ -1,6 +1,10 @@
 package boot
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +86,54 @@ func TestHealthy(t *testing.T) {
 		if got, why := Healthy([]byte(tt.status)); got != tt.want {
 			t.Errorf("Healthy(%s) = %v (%s), want %v", tt.status, got, why, tt.want)
 		}
+	}
+}
+
+func TestTrialWatch(t *testing.T) {
+	healthy := []byte(`{"role":"standalone","listeners":[{"transport":"udp"}]}`)
+	starting := []byte(`{"role":"standalone","listeners":[]}`)
+	tests := []struct {
+		name       string
+		deadline   time.Duration
+		answers    [][]byte // status answers in turn; nil: an error; the last repeats
+		commitErr  error
+		cancel     bool
+		wantCommit bool
+		wantReboot bool
+		wantOK     bool
+	}{
+		{"healthy after a while", time.Minute, [][]byte{nil, starting, starting, healthy}, nil, false, true, false, true},
+		{"never healthy", 50 * time.Millisecond, [][]byte{starting}, nil, false, false, true, false},
+		{"never answers", 50 * time.Millisecond, [][]byte{nil}, nil, false, false, true, false},
+		{"commit not written", time.Minute, [][]byte{healthy}, errors.New("disk gone"), false, true, false, false},
+		{"twinpbx stopped", time.Minute, [][]byte{starting}, nil, true, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var asked, commits, reboots int
+			w := trialWatch{
+				log: slog.New(slog.NewTextHandler(io.Discard, nil)), slot: update.SlotB,
+				deadline: tt.deadline, every: time.Millisecond,
+				status: func() ([]byte, error) {
+					a := tt.answers[min(asked, len(tt.answers)-1)]
+					asked++
+					if tt.cancel && asked == 3 {
+						cancel()
+					}
+					if a == nil {
+						return nil, errors.New("not running")
+					}
+					return a, nil
+				},
+				commit: func() (update.State, error) { commits++; return update.State{}, tt.commitErr },
+				reboot: func() { reboots++ },
+			}
+			ok := w.run(ctx)
+			if ok != tt.wantOK || (commits == 1) != tt.wantCommit || commits > 1 || (reboots == 1) != tt.wantReboot || reboots > 1 {
+				t.Fatalf("run = %v with %d commits, %d reboots after %d status calls", ok, commits, reboots, asked)
+			}
+		})
 	}
 }
