@@ -51,7 +51,11 @@ type Config struct {
 	// Type is the span type; Span the card's span number.
 	Type isdn.SpanType
 	Span uint8
-	Log  *slog.Logger
+	// OnLayer1, when set, is told every layer-1 state the card reports
+	// (the PSTN line monitor). It runs in the line's goroutine: it must
+	// not block.
+	OnLayer1 func(card.L1)
+	Log      *slog.Logger
 }
 
 // Gateway joins one ISDN span to the PBX.
@@ -377,6 +381,9 @@ func (h *handler) Layer1(now time.Time, l1 card.L1) {
 	g := (*Gateway)(h)
 	g.up.Store(l1.Up)
 	g.log.Info("ISDN gateway: layer 1", "up", l1.Up, "alarms", l1.Alarms.String())
+	if g.cfg.OnLayer1 != nil {
+		g.cfg.OnLayer1(l1)
+	}
 }
 
 func (h *handler) Media(time.Time) {}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -259,4 +260,73 @@ func bound(a netip.AddrPort) bool {
 		c.Close()
 	}
 	return err != nil
+}
+
+// Clearing before the answer, both ways: the line gives up on a call the
+// PBX lets ring (the PBX gets CANCEL), and the PBX cancels a call the line
+// lets ring (the exchange gets DISCONNECT with cause 16, the PBX 487).
+func TestCancel(t *testing.T) {
+	t.Run("line gives up", func(t *testing.T) {
+		b := startBed(t, isdn.PRI, nil)
+		s := startSipp(t, b.sipp, "-sf", filepath.Join(scenarios, "uas-cancel.xml"), "-s", "4930555")
+		waitFor(t, b.ctx, "sipp to listen", func() bool { return bound(b.sipp) })
+		c, err := b.x.Dial(b.ctx, exchange.DialParams{Calling: "030123456", Called: "4930555"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(b.ctx, exchange.Alerting); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hangup(b.ctx, 16); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(b.ctx, exchange.Released); err != nil {
+			t.Fatal(err)
+		}
+		s.wait(t, 0)
+		if !strings.Contains(s.messages(), "CANCEL sip:4930555@") {
+			t.Error("sipp saw no CANCEL")
+		}
+	})
+	t.Run("PBX gives up", func(t *testing.T) {
+		b := startBed(t, isdn.BRIPointToMultipoint, func(string) exchange.Reply { return exchange.Reply{NoAnswer: true} })
+		s := startSipp(t, b.sipp, "-sf", filepath.Join(scenarios, "uac-cancel.xml"), "-s", "110", "-d", "500",
+			"-key", "caller", "201", "-key", "caller_name", "Desk", b.gwAt.String())
+		var c *exchange.Call
+		select {
+		case c = <-b.x.Placed():
+		case <-b.ctx.Done():
+			t.Fatal("no call reached the exchange")
+		}
+		if err := c.Wait(b.ctx, exchange.Released); err != nil {
+			t.Fatal(err)
+		}
+		if c.Cause() != 16 {
+			t.Errorf("cleared with cause %d", c.Cause())
+		}
+		s.wait(t, 0)
+	})
+}
+
+// Layer-1 alarms reach the gateway's monitor hook and LineUp.
+func TestLayer1(t *testing.T) {
+	seen := make(chan card.L1, 8)
+	b := startBed(t, isdn.BRIPointToPoint, nil, func(c *Config) { c.OnLayer1 = func(l card.L1) { seen <- l } })
+	waitFor(t, b.ctx, "layer 1 up", b.gw.LineUp)
+	if err := b.x.SetLayer1(card.L1{Alarms: card.LOS}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b.ctx, "layer 1 down", func() bool { return !b.gw.LineUp() })
+	var got []card.L1
+	for len(got) < 2 {
+		select {
+		case l := <-seen:
+			got = append(got, l)
+		case <-b.ctx.Done():
+			t.Fatalf("monitor saw %v", got)
+		}
+	}
+	if !got[0].Up || got[1].Up || got[1].Alarms != card.LOS {
+		t.Errorf("monitor saw %v", got)
+	}
 }

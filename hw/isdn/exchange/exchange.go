@@ -137,10 +137,19 @@ func New(c card.Card, cfg Config) (*Exchange, error) {
 
 // Run drives the span until ctx ends or the card fails.
 func (x *Exchange) Run(ctx context.Context) error {
-	if err := x.line.Card().Send(card.Record{Kind: card.Layer1, Span: x.cfg.Span, L1: card.L1{Up: true}}); err != nil {
-		return fmt.Errorf("exchange: raising layer 1: %w", err)
+	if err := x.SetLayer1(card.L1{Up: true}); err != nil {
+		return err
 	}
 	return x.line.Run(ctx, (*handler)(x))
+}
+
+// SetLayer1 sends the box a layer-1 state, as a card reports the line:
+// LOS when the cable is pulled, AIS or RAI for faults, Up when it is back.
+func (x *Exchange) SetLayer1(l1 card.L1) error {
+	if err := x.line.Card().Send(card.Record{Kind: card.Layer1, Span: x.cfg.Span, L1: l1}); err != nil {
+		return fmt.Errorf("exchange: sending layer-1 state: %w", err)
+	}
+	return nil
 }
 
 // WaitReady waits until the box has a data link up.
