@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -228,14 +229,12 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	var wg sync.WaitGroup
 	errc := make(chan error, len(socks))
 	for _, s := range socks {
-		for range readers {
-			wg.Go(func() {
-				if err := d.serve(s); err != nil && ctx.Err() == nil {
-					errc <- err
-					cancel()
-				}
-			})
-		}
+		wg.Go(func() {
+			if err := d.serve(s); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		})
 	}
 	wg.Go(func() { d.probeLoop(ctx, socks[0]) })
 	wg.Go(func() { d.sweepLoop(ctx) })
@@ -260,22 +259,63 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	}
 }
 
-// readers per socket: two cores are the target box's usual size.
-const readers = 2
+// datagram is one read from a socket, for a worker.
+type datagram struct {
+	buf  *[]byte
+	n    int
+	from netip.AddrPort
+}
 
+const maxDatagram = 65535
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
+
+// serve reads s and hands each datagram to one of GOMAXPROCS workers,
+// chosen by the sender's address: the datagrams of one sender (an ACK and
+// the re-INVITE right behind it) are handled in the order they came, as
+// a UAS in front of which the dispatcher sits expects.
 func (d *Dispatcher) serve(s *sock) error {
-	buf := make([]byte, 65535)
-	parser := sip.NewParser()
+	n := runtime.GOMAXPROCS(0)
+	work := make([]chan datagram, n)
+	var wg sync.WaitGroup
+	for i := range work {
+		work[i] = make(chan datagram, 256)
+		wg.Go(func() {
+			parser := sip.NewParser()
+			for dg := range work[i] {
+				d.handle(s, parser, (*dg.buf)[:dg.n], dg.from)
+				bufPool.Put(dg.buf)
+			}
+		})
+	}
+	defer func() {
+		for _, w := range work {
+			close(w)
+		}
+		wg.Wait()
+	}()
 	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		buf := bufPool.Get().(*[]byte)
+		m, from, err := s.conn.ReadFromUDPAddrPort(*buf)
 		if err != nil {
+			bufPool.Put(buf)
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("dispatcher reading from %s: %w", s.conn.LocalAddr(), err)
 		}
-		d.handle(s, parser, buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		work[workerOf(from, n)] <- datagram{buf, m, from}
 	}
+}
+
+func workerOf(a netip.AddrPort, n int) int {
+	b := a.Addr().As16()
+	h := uint32(a.Port())
+	for _, x := range b[12:] {
+		h = h*31 + uint32(x)
+	}
+	return int(h % uint32(n))
 }
 
 // BackendStatus is what Status tells about one backend.

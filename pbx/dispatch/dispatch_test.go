@@ -305,3 +305,41 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestCallFromBackend: a backend calling a phone that registered through
+// the dispatcher sends the INVITE to the dispatcher (where the REGISTER
+// came from); it goes to the phone, Record-Routed with that backend, and
+// the phone's BYE goes back to that backend, not to one the algorithm
+// would pick. A request whose next hop is the dispatcher is refused.
+func TestCallFromBackend(t *testing.T) {
+	bs := threeBackends(t)
+	_, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour}, bs...)
+	p := newPhone(t)
+	be := bs[2]
+	inv := fmt.Sprintf("INVITE sip:300@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKfrombe;rport\r\n"+
+		"From: <sip:100@pbx>;tag=be1\r\nTo: <sip:300@pbx>\r\nCall-ID: from-backend\r\nCSeq: 1 INVITE\r\n"+
+		"Contact: <sip:100@%s>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", p.addr, be.addr, be.addr)
+	if err := be.sendTo(d, inv); err != nil {
+		t.Fatal(err)
+	}
+	req := p.nextRequest()
+	rr := req.RecordRoute()
+	if req.CallID().Value() != "from-backend" || rr == nil || rr.Address.UriParams.GetOr(routeParam, "") != backendTag(be.addr.String()) {
+		t.Fatalf("the phone got %s with Record-Route %v", req.StartLine(), rr)
+	}
+	// The phone ends the call: its BYE follows the route set.
+	c := &call{id: "from-backend", toTag: "be1", route: []string{rr.Value()}, remote: "sip:100@pbx.internal"}
+	p.send(d, p.request(d, c, sip.BYE, "byefrombe"))
+	waitFor(t, "the BYE at the calling backend", func() bool { return be.last(sip.BYE, "from-backend") != nil })
+	for _, b := range bs[:2] {
+		if got := b.requests(time.Time{}); len(got) != 0 {
+			t.Errorf("another backend got %v", got)
+		}
+	}
+
+	loop := strings.Replace(strings.Replace(inv, "sip:300@"+p.addr.String(), "sip:300@"+d.String(), 1), "from-backend", "loop", 1)
+	if err := be.sendTo(d, loop); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backend to get its 482", func() bool { return be.answered("loop") == 482 })
+}

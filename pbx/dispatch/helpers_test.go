@@ -28,9 +28,10 @@ type fakeBackend struct {
 	// address: a name only the dispatcher's Route can resolve.
 	contactHost string
 
-	mu  sync.Mutex
-	got []*sip.Request // every request but OPTIONS, in order
-	at  []time.Time
+	mu        sync.Mutex
+	got       []*sip.Request // every request but OPTIONS, in order
+	at        []time.Time
+	responses map[string]int // last status by Call-ID
 }
 
 func newFakeBackend(t *testing.T, contactHost ...string) *fakeBackend {
@@ -39,7 +40,7 @@ func newFakeBackend(t *testing.T, contactHost ...string) *fakeBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &fakeBackend{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
+	b := &fakeBackend{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), responses: map[string]int{}}
 	if len(contactHost) > 0 {
 		b.contactHost = contactHost[0]
 	}
@@ -57,8 +58,13 @@ func newFakeBackend(t *testing.T, contactHost ...string) *fakeBackend {
 			if err != nil {
 				continue
 			}
-			if req, ok := m.(*sip.Request); ok {
-				b.serve(req)
+			switch m := m.(type) {
+			case *sip.Request:
+				b.serve(m)
+			case *sip.Response:
+				b.mu.Lock()
+				b.responses[m.CallID().Value()] = m.StatusCode
+				b.mu.Unlock()
 			}
 		}
 	}()
@@ -99,6 +105,19 @@ func (b *fakeBackend) serve(req *sip.Request) {
 		}
 	}
 	answer(200, "OK")
+}
+
+// answered is the last status the backend got for callID (0: none).
+func (b *fakeBackend) answered(callID string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.responses[callID]
+}
+
+// sendTo sends raw from the backend's socket.
+func (b *fakeBackend) sendTo(to netip.AddrPort, raw string) error {
+	_, err := b.conn.WriteToUDPAddrPort([]byte(raw), to)
+	return err
 }
 
 // requests returns the Call-IDs and methods the backend got since t0.
@@ -168,6 +187,28 @@ func (p *phone) final(callID string, method sip.RequestMethod) *sip.Response {
 		res, ok := m.(*sip.Response)
 		if ok && res.StatusCode >= 200 && res.CallID().Value() == callID && res.CSeq().MethodName == method {
 			return res
+		}
+	}
+}
+
+// nextRequest waits for a request to the phone and returns it with the
+// address it came from.
+func (p *phone) nextRequest() *sip.Request {
+	p.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			p.t.Fatalf("waiting for a request: %v", err)
+		}
+		m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			p.t.Fatalf("unparseable message: %v\n%s", err, buf[:n])
+		}
+		if req, ok := m.(*sip.Request); ok {
+			return req
 		}
 	}
 }

@@ -107,17 +107,36 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		d.reply(s, req, sip.StatusOK, "OK")
 		return
 	default:
-		backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.health.isUp)
-		if backend < 0 {
-			d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
-			return
+		// A new request: from a backend it goes to the phone in its
+		// Request-URI (a PBX calls a phone that registered through the
+		// dispatcher: the PBX sends to where the REGISTER came from);
+		// from anyone else to the backend the algorithm picks. Either
+		// way the Record-Route names the backend, so the dialog's later
+		// requests from the phone reach it.
+		rrBackend, fromBE := d.byAddr[from]
+		if fromBE {
+			dest, err = nextHop(req)
+		} else {
+			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.health.isUp)
+			if backend < 0 {
+				d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
+				return
+			}
+			dest = d.cfg.Backends[backend].Addr
+			d.sent[backend].Add(1)
+			rrBackend = backend
 		}
-		dest = d.cfg.Backends[backend].Addr
-		d.sent[backend].Add(1)
-		if recordRoutes(req.Method) {
-			rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port, UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[backend])}}}}
+		if err == nil && recordRoutes(req.Method) {
+			rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port, UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[rrBackend])}}}}
 			req.PrependHeader(rr)
 		}
+	}
+	if err == nil && dest.Addr() == s.local && int(dest.Port()) == s.port {
+		d.netLog.Warn("dispatcher refused a request whose next hop is itself", "method", string(req.Method), "call_id", req.CallID().Value())
+		if !isAck {
+			d.reply(s, req, sip.StatusLoopDetected, "Loop Detected")
+		}
+		return
 	}
 	if err != nil {
 		d.netLog.Warn("dispatcher cannot route a request", "method", string(req.Method), "call_id", req.CallID().Value(), "err", err)
