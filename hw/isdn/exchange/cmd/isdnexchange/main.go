@@ -1,9 +1,11 @@
 // Command isdnexchange runs the emulated ISDN exchange on its own: the
-// network side of one span, on the serial line of an ISDN card port (a
-// real port, or a new pseudo-terminal whose path it prints, which the box
-// or a test opens as its card). It answers the box's calls after -ring,
-// refuses numbers listed in -busy, and with -call places one call to the
-// box and hangs it up after -talk.
+// network side of one span, on the serial line of an ISDN card port: a
+// real port (-device), a new pseudo-terminal whose path it prints (-pty),
+// which the box or a test opens as its card, or a unix socket (-listen)
+// that QEMU connects the VM's card port to (qemu ... -serial
+// unix:PATH). It answers the box's calls after -ring, refuses numbers
+// listed in -busy, and with -call places one call to the box and hangs it
+// up after -talk.
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -42,6 +45,7 @@ func run(ctx context.Context, stdout io.Writer, args []string) error {
 	device := fs.String("device", "", "serial port of the line (the card's port)")
 	baud := fs.Int("baud", 115200, "line speed of -device")
 	usePty := fs.Bool("pty", false, "serve the line on a new pseudo-terminal and print its path")
+	listen := fs.String("listen", "", "serve the line on this unix socket path, one connection at a time")
 	spanType := fs.String("type", "bri-ptmp", "span type: bri-ptp, bri-ptmp or pri-e1")
 	ring := fs.Duration("ring", 2*time.Second, "ring the box's calls this long before answering")
 	busy := fs.String("busy", "", "comma-separated numbers answered busy (cause 17)")
@@ -50,14 +54,50 @@ func run(ctx context.Context, stdout io.Writer, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if (*device == "") == !*usePty {
-		return errors.New("give exactly one of -device PATH and -pty")
+	given := 0
+	for _, b := range []bool{*device != "", *usePty, *listen != ""} {
+		if b {
+			given++
+		}
+	}
+	if given != 1 {
+		return errors.New("give exactly one of -device PATH, -pty and -listen PATH")
 	}
 	typ, err := isdn.ParseSpanType(*spanType)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	busyList := strings.Split(*busy, ",")
+	xcfg := exchange.Config{Type: typ, Log: log, Plan: func(called string) exchange.Reply {
+		if slices.Contains(busyList, called) {
+			return exchange.Reply{Reject: 17}
+		}
+		return exchange.Reply{Ring: *ring}
+	}}
+	var from, to string
+	if *call != "" {
+		var ok bool
+		if from, to, ok = strings.Cut(*call, ":"); !ok {
+			return fmt.Errorf("-call %q: want CALLING:CALLED", *call)
+		}
+	}
+	serve := func(c card.Card) error {
+		x, err := exchange.New(c, xcfg)
+		if err != nil {
+			return err
+		}
+		if *call != "" {
+			go placeCall(ctx, x, log, from, to, *talk)
+		}
+		if err := x.Run(ctx); err != nil && ctx.Err() == nil {
+			return err
+		}
+		return nil
+	}
+	if *listen != "" {
+		return serveSocket(ctx, stdout, *listen, log, serve)
+	}
 	var c card.Card
 	if *usePty {
 		ptmx, tty, err := pty.Open()
@@ -73,27 +113,38 @@ func run(ctx context.Context, stdout io.Writer, args []string) error {
 		}
 	}
 	defer c.Close()
-	busyList := strings.Split(*busy, ",")
-	x, err := exchange.New(c, exchange.Config{Type: typ, Log: log, Plan: func(called string) exchange.Reply {
-		if slices.Contains(busyList, called) {
-			return exchange.Reply{Reject: 17}
-		}
-		return exchange.Reply{Ring: *ring}
-	}})
+	return serve(c)
+}
+
+// serveSocket runs the exchange on each connection to a unix socket, one
+// after the other, until ctx ends.
+func serveSocket(ctx context.Context, stdout io.Writer, path string, log *slog.Logger, serve func(card.Card) error) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
 	if err != nil {
-		return err
+		return fmt.Errorf("listening: %w", err)
 	}
-	if *call != "" {
-		from, to, ok := strings.Cut(*call, ":")
-		if !ok {
-			return fmt.Errorf("-call %q: want CALLING:CALLED", *call)
+	defer ln.Close()
+	fmt.Fprintln(stdout, path)
+	go func() { <-ctx.Done(); _ = ln.Close() }()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accepting: %w", err)
 		}
-		go placeCall(ctx, x, log, from, to, *talk)
+		log.Info("card port connected")
+		c := card.NewSerial(conn, log)
+		if err := serve(c); err != nil {
+			log.Warn("line ended", "err", err)
+		}
+		_ = c.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
-	if err := x.Run(ctx); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
 }
 
 func placeCall(ctx context.Context, x *exchange.Exchange, log *slog.Logger, from, to string, talk time.Duration) {
