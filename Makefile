@@ -53,9 +53,13 @@ APPEND ?= console=ttyS0,115200 panic=-1 twinpbx.ip=10.0.2.15/24 twinpbx.gw=10.0.
 # accept only bundles signed with the key their image was built with).
 UPDATE_KEY ?= $(OUT)/keys/update.key
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-.PHONY: image bundle qemu qemu-disk
+# STAGE_CMDLINE is the boot stage's kernel command line, baked into the
+# unified kernel image on the disk's EFI system partition (a real board
+# sets its twinpbx.board and its disk driver's module here).
+STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,ext4
+.PHONY: image bundle qemu qemu-disk qemu-uefi
 image:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION)
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)"
 
 ## bundle: only the signed update bundle ($(IMAGE)/twinpbx.bundle), for `twinpbx update`
 bundle:
@@ -76,3 +80,11 @@ qemu-disk:
 		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
 		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw \
 		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND) twinpbx.modules=virtio_blk,ext4"
+
+## qemu-uefi: boot a copy of the disk image as a real box does: UEFI firmware (OVMF) → the stage on the EFI system partition → a slot
+qemu-uefi:
+	cp --sparse=always $(IMAGE)/disk.img $(OUT)/qemu-disk.img
+	nice -n 19 qemu-system-x86_64 -accel $(ACCEL) -machine q35 -m $(MEM) -nographic -serial mon:stdio \
+		-bios /usr/share/ovmf/OVMF.fd -device i6300esb -action watchdog=reset \
+		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
+		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw

@@ -35,7 +35,7 @@ func testDisk(t *testing.T) (disk, bundle string) {
 		return b.Bytes()
 	}
 	disk = filepath.Join(dir, "disk.img")
-	if err := fwupdate.CreateImage(disk, 1<<20, 1<<20, "t"); err != nil {
+	if err := fwupdate.CreateImage(disk, 0, 1<<20, 1<<20, "t"); err != nil {
 		t.Fatal(err)
 	}
 	if err := fwupdate.Install(fwupdate.ImageDisk{Path: disk}, fwupdate.SlotA, mk("v1"), priv.Public().(ed25519.PublicKey)); err != nil {

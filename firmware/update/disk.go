@@ -266,8 +266,8 @@ func OpenSlot(d Disk, s Slot, pub ed25519.PublicKey) (*Bundle, Region, error) {
 
 // CreateImage makes a sparse disk image file at path with the box's
 // layout (Layout) and an empty boot state; slots and data are zeros.
-func CreateImage(path string, slotSize, dataSize int64, seed string) error {
-	parts, size := Layout(slotSize, dataSize)
+func CreateImage(path string, espSize, slotSize, dataSize int64, seed string) error {
+	parts, size := Layout(espSize, slotSize, dataSize)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("creating the disk image: %w", err)

@@ -18,7 +18,7 @@ func testImage(t *testing.T) ImageDisk {
 	t.Helper()
 	priv, pub := testKeys(t)
 	path := filepath.Join(t.TempDir(), "disk.img")
-	if err := CreateImage(path, 64<<10, 64<<10, "test"); err != nil {
+	if err := CreateImage(path, 0, 64<<10, 64<<10, "test"); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer

@@ -12,8 +12,10 @@ import (
 	"unicode/utf16"
 )
 
-// The box's disk: a GPT with four partitions, found by their names.
+// The box's disk: a GPT with four partitions, found by their names,
+// and an EFI system partition for the boot stage on real boards.
 const (
+	PartESP   = "twinpbx-esp"   // EFI system partition: the boot stage (FAT)
 	PartState = "twinpbx-state" // the boot state record (raw)
 	PartA     = "twinpbx-a"     // slot A: a bundle, raw
 	PartB     = "twinpbx-b"     // slot B: a bundle, raw
@@ -61,6 +63,7 @@ func mustGUID(s string) GUID {
 var (
 	TypeLinuxData     = mustGUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4")
 	TypeLinuxReserved = mustGUID("8DA63339-0007-60C0-C436-083AC8230908")
+	TypeEFISystem     = mustGUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
 )
 
 // Partition is one GPT entry; Start and Size are in bytes.
@@ -88,19 +91,24 @@ const (
 	entriesLen = numEntries * entrySize // 32 sectors
 )
 
-// Layout is the box's partitions: the state record, two slots of
-// slotSize and the data partition of dataSize, aligned to 1 MiB. It
-// returns them and the disk's size (with room for the backup GPT).
-func Layout(slotSize, dataSize int64) ([]Partition, int64) {
+// Layout is the box's partitions: an EFI system partition of espSize
+// (none when 0), the state record, two slots of slotSize and the data
+// partition of dataSize, aligned to 1 MiB. It returns them and the
+// disk's size (with room for the backup GPT).
+func Layout(espSize, slotSize, dataSize int64) ([]Partition, int64) {
 	round := func(n int64) int64 { return (n + mib - 1) / mib * mib }
 	var parts []Partition
 	off := int64(mib)
-	for _, p := range []Partition{
+	all := []Partition{{Name: PartESP, Type: TypeEFISystem, Size: round(espSize)}}
+	if espSize == 0 {
+		all = nil
+	}
+	for _, p := range append(all, []Partition{
 		{Name: PartState, Type: TypeLinuxReserved, Size: mib},
 		{Name: PartA, Type: TypeLinuxReserved, Size: round(slotSize)},
 		{Name: PartB, Type: TypeLinuxReserved, Size: round(slotSize)},
 		{Name: PartData, Type: TypeLinuxData, Size: round(dataSize)},
-	} {
+	}...) {
 		p.Start = off
 		parts = append(parts, p)
 		off += p.Size

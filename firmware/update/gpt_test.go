@@ -33,7 +33,7 @@ func (m memDisk) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func TestGPTRoundTrip(t *testing.T) {
-	parts, size := Layout(3*mib+1, 4*mib)
+	parts, size := Layout(0, 3*mib+1, 4*mib)
 	if size != 15*mib {
 		t.Fatalf("disk size %d, want 15 MiB (1 + state 1 + 4 + 4 + data 4 + 1 for the backup GPT)", size)
 	}
@@ -83,7 +83,7 @@ func TestGPTSfdisk(t *testing.T) {
 	if _, err := exec.LookPath("sfdisk"); err != nil {
 		t.Fatal("sfdisk missing: run scripts/install-deps.sh vm")
 	}
-	parts, size := Layout(2*mib, 3*mib)
+	parts, size := Layout(2*mib, 2*mib, 3*mib)
 	path := filepath.Join(t.TempDir(), "disk.img")
 	f, err := os.Create(path)
 	if err != nil {
@@ -127,6 +127,9 @@ func TestGPTSfdisk(t *testing.T) {
 		if want.Type == TypeLinuxReserved {
 			wantType = "8DA63339-0007-60C0-C436-083AC8230908"
 		}
+		if want.Type == TypeEFISystem {
+			wantType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+		}
 		if p.Name != want.Name || p.Start*SectorSize != want.Start || p.Size*SectorSize != want.Size || p.Type != wantType {
 			t.Errorf("sfdisk partition %d: %+v, want %+v", i, p, want)
 		}
@@ -134,7 +137,7 @@ func TestGPTSfdisk(t *testing.T) {
 }
 
 func FuzzReadGPT(f *testing.F) {
-	parts, size := Layout(mib, mib)
+	parts, size := Layout(0, mib, mib)
 	d := make(memDisk, size)
 	_ = WriteGPT(d, size, parts, "f")
 	f.Add([]byte(d[:34*SectorSize]))

@@ -42,6 +42,13 @@ type DiskOptions struct {
 	Key ed25519.PrivateKey
 	// SlotSize and DataSize default to DefaultSlotSize and DefaultDataSize.
 	SlotSize, DataSize int64
+	// StageCmdline is the kernel command line of the boot stage in the
+	// EFI system partition (the board's firmware starts it); the slots'
+	// kernels get it too, with the slot added.
+	StageCmdline string
+	// NoESP leaves the EFI system partition out (the stage is started
+	// from outside: QEMU -kernel, a network boot).
+	NoESP bool
 	// NoDisk makes only the bundle.
 	NoDisk bool
 }
@@ -111,10 +118,33 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	final := filepath.Join(o.Out, Disk)
 	tmp := final + ".tmp"
 	defer os.Remove(tmp)
-	if err := update.CreateImage(tmp, o.SlotSize, o.DataSize, "twinpbx"); err != nil {
+	espSize := int64(DefaultESPSize)
+	if o.NoESP {
+		espSize = 0
+	}
+	if err := update.CreateImage(tmp, espSize, o.SlotSize, o.DataSize, "twinpbx"); err != nil {
 		return res, err
 	}
 	d := update.ImageDisk{Path: tmp}
+	if !o.NoESP {
+		uki := filepath.Join(o.Out, UKI)
+		if err := MakeUKI(ctx, o.Image, o.StageCmdline, uki); err != nil {
+			return res, err
+		}
+		fat, err := espFS(ctx, uki, espSize, filepath.Dir(tmp))
+		if err != nil {
+			return res, err
+		}
+		r, err := d.Open(update.PartESP)
+		if err != nil {
+			return res, err
+		}
+		err = writeSparse(r, fat)
+		r.Close()
+		if err != nil {
+			return res, fmt.Errorf("writing the EFI system partition: %w", err)
+		}
+	}
 	pub, _ := o.Key.Public().(ed25519.PublicKey)
 	if err := update.Install(d, update.SlotA, bundle, pub); err != nil {
 		return res, err
@@ -159,22 +189,10 @@ func dataFS(ctx context.Context, d update.ImageDisk, size int64, scratch string)
 		return err
 	}
 	defer r.Close()
-	if int64(len(fs)) > r.Size() {
-		return fmt.Errorf("data file system of %d bytes larger than its partition", len(fs))
+	if err := writeSparse(r, fs); err != nil {
+		return fmt.Errorf("writing the data file system: %w", err)
 	}
-	// Write only the blocks that are not zero: the image stays sparse.
-	const blk = 64 << 10
-	zero := make([]byte, blk)
-	for off := 0; off < len(fs); off += blk {
-		b := fs[off:min(off+blk, len(fs))]
-		if bytes.Equal(b, zero[:len(b)]) {
-			continue
-		}
-		if _, err := r.WriteAt(b, int64(off)); err != nil {
-			return fmt.Errorf("writing the data file system: %w", err)
-		}
-	}
-	return r.Sync()
+	return nil
 }
 
 // allocated is the space a file takes on disk (less than its size when

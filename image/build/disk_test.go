@@ -1,10 +1,13 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/twinpbx/twinpbx/firmware/update"
@@ -26,7 +29,8 @@ func TestBuildDisk(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := BuildDisk(context.Background(), DiskOptions{Image: dir, Version: "v1", Key: priv, SlotSize: 1 << 20, DataSize: 8 << 20})
+		res, err := BuildDisk(context.Background(), DiskOptions{Image: dir, Version: "v1", Key: priv, SlotSize: 1 << 20, DataSize: 8 << 20,
+			StageCmdline: "console=ttyS0 twinpbx.modules=virtio_blk,ext4"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,6 +75,42 @@ func TestBuildDisk(t *testing.T) {
 	}
 	if label := string(sb[120:132]); label != update.PartData {
 		t.Errorf("data partition label %q", label)
+	}
+
+	// The EFI system partition holds the unified kernel image, which
+	// holds the kernel, the initramfs and the stage's command line.
+	esp, err := d.Open(update.PartESP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fat := make([]byte, esp.Size())
+	if _, err := esp.ReadAt(fat, 0); err != nil {
+		t.Fatal(err)
+	}
+	esp.Close()
+	fatFile := filepath.Join(t.TempDir(), "esp")
+	if err := os.WriteFile(fatFile, fat, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := exec.Command("mcopy", "-n", "-i", fatFile, "::/EFI/BOOT/BOOTX64.EFI", "-").Output()
+	if err != nil {
+		t.Fatalf("reading BOOTX64.EFI from the EFI system partition: %v", err)
+	}
+	uki, _ := os.ReadFile(filepath.Join(dir, UKI))
+	if !bytes.Equal(got, uki) || len(uki) == 0 {
+		t.Fatalf("BOOTX64.EFI on the ESP (%d bytes) is not the unified kernel image (%d bytes)", len(got), len(uki))
+	}
+	sections, err := exec.Command("objdump", "-h", filepath.Join(dir, UKI)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{".linux", ".initrd", ".cmdline"} {
+		if !strings.Contains(string(sections), want) {
+			t.Errorf("unified kernel image has no %s section", want)
+		}
+	}
+	if !bytes.Contains(uki, []byte("console=ttyS0 twinpbx.modules=virtio_blk,ext4\x00")) {
+		t.Error("unified kernel image lacks the stage's command line")
 	}
 
 	bundle, _ := os.ReadFile(filepath.Join(dir, Bundle))

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("key", "out/keys/update.key", "ed25519 signing key (PEM, PKCS #8); made when missing")
 	version := fs.String("version", "dev", "firmware version named in the bundle")
 	bundleOnly := fs.Bool("bundle-only", false, "make the bundle, not the disk image")
+	stage := fs.String("stage-cmdline", "console=tty0 console=ttyS0,115200 panic=10", "kernel command line of the boot stage in the EFI system partition")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", f.Name, float64(f.Size)/1e6, f.SHA256)
 	}
-	dres, err := build.BuildDisk(ctx, build.DiskOptions{Image: *out, Version: *version, Key: key, NoDisk: *bundleOnly})
+	dres, err := build.BuildDisk(ctx, build.DiskOptions{Image: *out, Version: *version, Key: key, NoDisk: *bundleOnly, StageCmdline: *stage})
 	if err != nil {
 		return err
 	}
