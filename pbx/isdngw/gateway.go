@@ -346,6 +346,13 @@ func (c *gwCall) close() {
 	_ = c.rtp.Close()
 }
 
+// abandon drops a call that never reached the line: its RTP port and its
+// SIP worker.
+func (c *gwCall) abandon() {
+	c.close()
+	c.endOnce.Do(func() { close(c.sipDone) })
+}
+
 // hangup clears the line side of a call, from a SIP goroutine.
 func (g *Gateway) hangup(c *gwCall, cause uint8) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -597,7 +604,8 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if err := c.takeSDP(req.Body()); err != nil {
-		c.close()
+		c.abandon()
+		g.log.Info("ISDN gateway: INVITE refused", "err", err)
 		_ = dlg.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
 		return
 	}
@@ -638,10 +646,14 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return nil
 	})
 	if err != nil {
-		c.close()
-		st := sip.StatusServiceUnavailable
+		c.abandon()
+		cause := q931.CauseTemporaryFailure
+		if errors.Is(err, errNoChannel) {
+			cause = q931.CauseNoChannel
+		}
+		st := SIPStatus(uint8(cause))
 		g.log.Warn("ISDN gateway: call to the line", "called", called, "err", err)
-		_ = dlg.Respond(st, reason(st), nil, sip.NewHeader("Reason", "Q.850;cause=34"))
+		_ = dlg.Respond(st, reason(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
 		return
 	}
 	g.log.Info("ISDN gateway: call to the line", "calling", calling, "called", called, "channel", c.channel.Load())

@@ -330,3 +330,87 @@ func TestLayer1(t *testing.T) {
 		t.Errorf("monitor saw %v", got)
 	}
 }
+
+// invite sends one INVITE with body to the gateway from a socket of
+// 127.0.0.1 and returns the final response's first line and the text.
+func invite(t *testing.T, gw netip.AddrPort, body string) (string, string) {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := "INVITE sip:110@" + gw.String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-t1\r\n" +
+		"From: <sip:201@" + local + ">;tag=t1\r\nTo: <sip:110@" + gw.String() + ">\r\n" +
+		"Call-ID: t1@" + local + "\r\nCSeq: 1 INVITE\r\nContact: <sip:201@" + local + ">\r\nMax-Forwards: 70\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := conn.WriteTo([]byte(msg), net.UDPAddrFromAddrPort(gw)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no final response: %v", err)
+		}
+		first, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+		if !strings.HasPrefix(first, "SIP/2.0 1") {
+			return first, string(buf[:n])
+		}
+	}
+}
+
+// INVITEs the gateway cannot serve get a clear failure response.
+func TestInviteRefused(t *testing.T) {
+	sdpWith := func(pts string) string {
+		return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP " + pts + "\r\n"
+	}
+	tests := []struct {
+		name   string
+		body   string
+		want   string
+		reason string
+	}{
+		{"no G.711", sdpWith("18"), "SIP/2.0 488", ""},
+		{"no SDP", "", "SIP/2.0 488", ""},
+		{"broken SDP", "this is not SDP", "SIP/2.0 488", ""},
+	}
+	b := startBed(t, isdn.BRIPointToPoint, nil, func(c *Config) {
+		c.PBX = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 9)
+	})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, all := invite(t, b.gwAt, tt.body)
+			if !strings.HasPrefix(first, tt.want) || !strings.Contains(all, tt.reason) {
+				t.Errorf("got %q, want %s with %q:\n%s", first, tt.want, tt.reason, all)
+			}
+		})
+	}
+}
+
+// When every B channel is busy, a call from the PBX gets 503 with cause 34.
+func TestNoChannel(t *testing.T) {
+	b := startBed(t, isdn.BRIPointToPoint, func(string) exchange.Reply { return exchange.Reply{NoAnswer: true} }, func(c *Config) {
+		c.PBX = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 9)
+	})
+	// Two calls from the exchange hold both B channels, ringing at the
+	// "PBX" that never answers (nothing listens at port 9).
+	for range 2 {
+		if _, err := b.x.Dial(b.ctx, exchange.DialParams{Calling: "1", Called: "2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n"
+	waitFor(t, b.ctx, "both calls at the gateway", func() bool {
+		n := 0
+		_ = b.gw.Line().Do(b.ctx, func(_ time.Time, ep *isdn.Endpoint) error { n = len(ep.Calls().Calls()); return nil })
+		return n == 2
+	})
+	first, all := invite(t, b.gwAt, sdp)
+	if !strings.HasPrefix(first, "SIP/2.0 503") || !strings.Contains(all, "Reason: Q.850;cause=34") {
+		t.Errorf("want 503 with cause 34, got:\n%s", all)
+	}
+}
