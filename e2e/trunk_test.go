@@ -163,6 +163,15 @@ func (pr *provider) invites() int {
 	return len(ids)
 }
 
+// counted waits up to 2 s for cond, a count in sipp's trace files; the
+// assertion after it says what was wrong when it does not come.
+func counted(t *testing.T, cond func() bool) {
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // dialOut makes alice (sipp) dial number through the PBX; the call is
 // answered and hung up by alice.
 func dialOut(t *testing.T, ip *inProcessPBX, number string, want int) {
@@ -218,6 +227,8 @@ func TestTrunkDNS(t *testing.T) {
 	for range 3 {
 		dialOut(t, ip, "0301234", 0)
 	}
+	// sipp writes its message trace with a delay: wait for the count.
+	counted(t, func() bool { return a.invites()+b.invites() == 3 })
 	if na, nb := a.invites(), b.invites(); na != 3 || nb != 0 {
 		t.Fatalf("priority: calls at a/b %d/%d, want 3/0", na, nb)
 	}
@@ -234,6 +245,7 @@ func TestTrunkDNS(t *testing.T) {
 	for range 40 {
 		dialOut(t, ip, "9301234", 0)
 	}
+	counted(t, func() bool { return a.invites()-a0+b.invites()-b0 == 40 })
 	na, nb := a.invites()-a0, b.invites()-b0
 	t.Logf("weights 80/20: %d calls at a, %d at b", na, nb)
 	if na+nb != 40 || na <= nb || nb == 0 {
@@ -246,6 +258,7 @@ func TestTrunkDNS(t *testing.T) {
 	b0 = b.invites()
 	dialOut(t, ip, "0301234", 0)
 	dialOut(t, ip, "0301234", 0)
+	counted(t, func() bool { return b.invites()-b0 == 2 })
 	if got := b.invites() - b0; got != 2 {
 		t.Errorf("failover: b got %d calls, want 2", got)
 	}
@@ -257,6 +270,7 @@ func TestTrunkDNS(t *testing.T) {
 	a = startProvider(t, portA)
 	waitFor(t, 10*time.Second, "a to be probed alive", func() bool { return len(ip.trunkStatus("prio").Dead) == 0 })
 	dialOut(t, ip, "0301234", 0)
+	counted(t, func() bool { return a.invites() == 1 })
 	if a.invites() != 1 {
 		t.Errorf("recovery: a got %d calls, want 1", a.invites())
 	}
