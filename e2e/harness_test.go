@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -340,6 +341,18 @@ func (p *pbx) cdrs() ([]map[string]string, error) {
 	return recs, nil
 }
 
+// status decodes the JSON of `twinpbx status` into v.
+func (p *pbx) status(v any) error {
+	out, err := exec.Command(pbxBinary, "status", "--data", p.dataDir).Output()
+	if err != nil {
+		return fmt.Errorf("twinpbx status: %w", err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("reading twinpbx status: %w", err)
+	}
+	return nil
+}
+
 // waitCDR waits until the PBX has written a CDR for which match holds and
 // returns it.
 func (p *pbx) waitCDR(match func(map[string]string) bool) map[string]string {
@@ -394,9 +407,11 @@ type sippOpts struct {
 	pause    time.Duration
 	tcp      bool              // -t t1 instead of UDP
 	keys     map[string]string // -key NAME VALUE
+	calls    int               // -m: calls to make or take, one at a time (0: 1)
 }
 
-// startSipp starts sipp for one call (-m 1) with a 30 s overall limit and
+// startSipp starts sipp for o.calls calls, one at a time (one call when
+// o.calls is 0), with a 30 s limit per call and
 // message traces; the process is killed when the test ends and its traces
 // are printed if the test failed.
 func startSipp(t *testing.T, o sippOpts) *sippProc {
@@ -418,7 +433,7 @@ func startSipp(t *testing.T, o sippOpts) *sippProc {
 		"-sf", filepath.Join("testdata", "sipp", o.scenario),
 		"-i", "127.0.0.1", "-mi", "127.0.0.1",
 		"-p", strconv.Itoa(o.port), "-mp", strconv.Itoa(media),
-		"-m", "1", "-nostdin",
+		"-m", strconv.Itoa(max(1, o.calls)), "-l", "1", "-nostdin",
 		"-timeout", "30", "-timeout_error",
 		"-trace_msg", "-message_file", s.msgFile,
 		"-trace_err", "-error_file", s.errFile,

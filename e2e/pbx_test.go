@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
@@ -323,4 +324,42 @@ func storedCallIDs(t *testing.T, p *pbx, aor string) []string {
 		}
 	}
 	return ids
+}
+
+// TestNoLeakAfterCalls: 150 calls set up and cleared one after another
+// leave the PBX with no call, no media session and no more goroutines
+// than before them, give or take the idle request workers (at most 64)
+// and a few timers: a leak of one goroutine a call would show as 150.
+func TestNoLeakAfterCalls(t *testing.T) {
+	needTools(t, "sipp")
+	const calls = 150
+	p := startPBX(t, alice, bob)
+	bobPort := freePorts(t, 2)
+	register(t, p, bob, bobPort)
+	answeredCall(t, p, bobPort) // warm-up: workers and relay started
+
+	type state struct {
+		Calls         []json.RawMessage
+		MediaSessions int `json:"media_sessions"`
+		Process       struct{ Goroutines int }
+	}
+	var before state
+	if err := p.status(&before); err != nil {
+		t.Fatal(err)
+	}
+	uas := startSipp(t, sippOpts{scenario: "uas.xml", service: bob.Number, port: bobPort, calls: calls})
+	uas.waitBound()
+	runSipp(t, sippOpts{
+		scenario: "uac.xml", remote: p.addr(), service: bob.Number,
+		user: alice.Number, pass: alice.Secret, keys: caller(alice), calls: calls,
+	}, 0)
+	uas.wait(0)
+	var after state
+	waitFor(t, 20*time.Second, "the PBX to be back where it was before the calls", func() bool {
+		if err := p.status(&after); err != nil {
+			t.Fatal(err)
+		}
+		return len(after.Calls) == 0 && after.MediaSessions == 0 && after.Process.Goroutines <= before.Process.Goroutines+64+10
+	})
+	t.Logf("goroutines before %d calls: %d, after: %d", calls, before.Process.Goroutines, after.Process.Goroutines)
 }

@@ -551,6 +551,7 @@ type Status struct {
 	Calls         []b2bua.CallInfo   `json:"calls"`
 	MediaSessions int                `json:"media_sessions"`
 	Trunks        []trunk.Status     `json:"trunks,omitempty"`
+	Process       Process            `json:"process"`
 }
 
 // Status reports listeners, registrations and calls.
@@ -565,6 +566,7 @@ func (p *PBX) Status() Status {
 		Calls:         p.calls.Calls(),
 		MediaSessions: p.relay.Sessions(),
 		Trunks:        p.trunks.Status(),
+		Process:       readProcess(),
 	}
 }
 
