@@ -90,6 +90,10 @@ type Site struct {
 	// pending counts changes of mine that the table did not show at the
 	// last comparison.
 	pending int
+	// inflight are the changes sent to the leader and not yet seen in
+	// the table, so that a burst is sent once, in parts, not again with
+	// every pass.
+	inflight map[Key]sent
 	// hasState: this box is part of a raft configuration (bootstrapped,
 	// added by a leader, or restarted with a log).
 	hasState bool
@@ -148,7 +152,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 	s := &Site{
 		o: o, cfg: cfg, log: o.Logger, name: cfg.Name, table: NewTable(),
 		nudge: make(chan struct{}, 1), applyCh: make(chan []byte, 64),
-		mine: map[Key]location.Binding{}, gone: map[raft.ServerID]time.Time{}, view: map[string]member{},
+		mine: map[Key]location.Binding{}, inflight: map[Key]sent{}, gone: map[raft.ServerID]time.Time{}, view: map[string]member{},
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the site folder %s: %w", o.Dir, err)
@@ -312,7 +316,9 @@ func (s *Site) loop(ctx context.Context) {
 		case <-t.C:
 		case <-s.nudge:
 		}
-		s.step()
+		if s.step() {
+			s.poke()
+		}
 		// Let a burst of registrations share one command.
 		select {
 		case <-ctx.Done():
@@ -322,8 +328,9 @@ func (s *Site) loop(ctx context.Context) {
 	}
 }
 
-// step is one pass of loop.
-func (s *Site) step() {
+// step is one pass of loop; it says whether changes are left to send
+// at once.
+func (s *Site) step() bool {
 	s.bootstrap()
 	leader, _ := s.raft.LeaderWithID()
 	now := s.o.Now()
@@ -341,7 +348,7 @@ func (s *Site) step() {
 	} else if s.inConfiguration() {
 		s.markState()
 	}
-	s.sync()
+	return s.sync()
 }
 
 // bootstrap starts the site's log on a new site: on the box with the
@@ -505,35 +512,70 @@ func (s *Site) expire(now time.Time) {
 	}
 }
 
+// resendAfter is how long a change sent to the leader is given to show
+// in the table before it is sent again.
+const resendAfter = 2 * time.Second
+
+// sent is a change sent to the leader: the binding put (zero for a
+// delete) and when.
+type sent struct {
+	b  location.Binding
+	at time.Time
+}
+
 // diff is what the table must learn of this box's registrations, in at
-// most maxPerCommand changes of each kind, and how many changes remain in
-// all.
-func (s *Site) diff() (command, int) {
+// most maxPerCommand changes of each kind, leaving out changes sent less
+// than resendAfter ago; n counts every change the table does not show,
+// more whether changes are left for another command at once.
+func (s *Site) diff(now time.Time) (c command, n int, more bool) {
 	have := s.table.Owned(s.name)
-	c := command{Op: opSync, Owner: s.name}
-	n := 0
+	c = command{Op: opSync, Owner: s.name}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	recent := func(k Key, b location.Binding) bool {
+		f, ok := s.inflight[k]
+		return ok && now.Sub(f.at) < resendAfter && sameBinding(f.b, b)
+	}
 	for k, b := range s.mine {
 		if o, ok := have[k]; ok && sameBinding(o, b) {
+			delete(s.inflight, k)
 			continue
 		}
 		n++
-		if len(c.Put) < maxPerCommand {
-			c.Put = append(c.Put, b)
+		if recent(k, b) {
+			continue
 		}
+		if len(c.Put) == maxPerCommand {
+			more = true
+			continue
+		}
+		c.Put = append(c.Put, b)
+		s.inflight[k] = sent{b, now}
 	}
 	for k := range have {
 		if _, ok := s.mine[k]; ok {
 			continue
 		}
 		n++
-		if len(c.Delete) < maxPerCommand {
-			c.Delete = append(c.Delete, k)
+		if recent(k, location.Binding{}) {
+			continue
+		}
+		if len(c.Delete) == maxPerCommand {
+			more = true
+			continue
+		}
+		c.Delete = append(c.Delete, k)
+		s.inflight[k] = sent{at: now}
+	}
+	for k := range s.inflight {
+		_, mine := s.mine[k]
+		_, had := have[k]
+		if !mine && !had {
+			delete(s.inflight, k)
 		}
 	}
 	s.pending = n
-	s.mu.Unlock()
-	return c, n
+	return c, n, more
 }
 
 func sameBinding(a, b location.Binding) bool {
@@ -541,38 +583,54 @@ func sameBinding(a, b location.Binding) bool {
 		a.UserAgent == b.UserAgent && a.Expires.Equal(b.Expires) && a.Updated.Equal(b.Updated)
 }
 
-// sync sends this box's changes to the leader.
-func (s *Site) sync() {
-	c, n := s.diff()
-	if n == 0 {
-		return
+// sync sends this box's changes to the leader; more says that changes
+// are left for another command at once.
+func (s *Site) sync() (more bool) {
+	c, n, more := s.diff(s.o.Now())
+	if n == 0 || len(c.Put)+len(c.Delete) == 0 {
+		return more
 	}
+	if err := s.send(c); err != nil {
+		s.log.Debug("sending this box's registrations to the site table", "err", err)
+		s.unsent(c) // the next tick tries again
+		return false
+	}
+	return more
+}
+
+// send writes c through the leader: itself, or the leader over gossip.
+func (s *Site) send(c command) error {
 	data, err := json.Marshal(c)
 	if err != nil {
-		s.log.Error("encoding the site's changes", "err", err)
-		return
+		return fmt.Errorf("encoding the site's changes: %w", err)
 	}
 	if s.raft.State() == raft.Leader {
-		if err := s.raft.Apply(data, 5*time.Second).Error(); err != nil {
-			s.log.Debug("writing this box's registrations to the site table", "err", err)
-		}
-		return
+		return s.raft.Apply(data, 5*time.Second).Error()
 	}
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
-		return // the alarm says so; the next tick tries again
+		return errors.New("no leader") // the alarm says so
 	}
-	var to *memberlist.Node
 	for _, m := range s.aliveMembers() {
 		if m.name == string(id) {
-			to = &m.node
+			if err := s.ml.SendReliable(&m.node, append([]byte{msgCommand}, data...)); err != nil {
+				return fmt.Errorf("sending to the leader %s: %w", id, err)
+			}
+			return nil
 		}
 	}
-	if to == nil {
-		return
+	return fmt.Errorf("the leader %s is not a member gossip knows", id)
+}
+
+// unsent forgets that c's changes were sent, so the next pass sends them.
+func (s *Site) unsent(c command) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range c.Put {
+		delete(s.inflight, Key{b.AOR, b.Contact})
 	}
-	if err := s.ml.SendReliable(to, append([]byte{msgCommand}, data...)); err != nil {
-		s.log.Debug("sending this box's registrations to the site's leader", "leader", id, "err", err)
+	for _, k := range c.Delete {
+		delete(s.inflight, k)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 
 // freePorts returns n TCP ports that were free on 127.0.0.1 (and UDP on the
 // same numbers, for gossip).
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	for len(out) < n {
@@ -46,6 +46,28 @@ type testSite struct {
 
 func startSites(t *testing.T, n int) []*testSite {
 	t.Helper()
+	return startSitesTB(t, n)
+}
+
+// startBenchSites starts three boxes with a leader for a benchmark.
+func startBenchSites(b *testing.B) []*testSite {
+	b.Helper()
+	sites := startSitesTB(b, 3)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := sites[0].Status()
+		if st.Leader != "" && len(st.Voters) == 3 {
+			return sites
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no site formed: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func startSitesTB(t testing.TB, n int) []*testSite {
+	t.Helper()
 	ports := freePorts(t, 2*n)
 	var seeds []string
 	for i := range n {
@@ -71,7 +93,7 @@ func startSites(t *testing.T, n int) []*testSite {
 	return out
 }
 
-func (ts *testSite) start(t *testing.T) {
+func (ts *testSite) start(t testing.TB) {
 	t.Helper()
 	s, err := Start(context.Background(), ts.opts)
 	if err != nil {
