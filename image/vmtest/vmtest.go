@@ -53,6 +53,9 @@ type Config struct {
 	Input io.Reader
 	// Extra are more QEMU arguments (a data disk).
 	Extra []string
+	// Firmware, when set, is a UEFI firmware (OVMF) that boots the disk
+	// in Extra as a board does: no -kernel, -initrd or -append.
+	Firmware string
 }
 
 // GuestIP is the guest's address on QEMU's user network.
@@ -66,16 +69,20 @@ func Args(c Config) []string {
 	if c.Append != "" {
 		kernel += " " + c.Append
 	}
-	return append([]string{
+	args := []string{
 		"-accel", c.Accel, "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
 		"-device", "i6300esb", "-action", "watchdog=" + c.WatchdogAction,
 		"-netdev", fmt.Sprintf("user,id=lan,hostfwd=udp:127.0.0.1:%d-:5060", c.SIPPort),
 		"-device", "virtio-net-pci,netdev=lan",
-		"-kernel", filepath.Join(c.Image, build.Vmlinux),
-		"-initrd", filepath.Join(c.Image, build.Initramfs),
-		"-append", kernel,
-	}, c.Extra...)
+	}
+	if c.Firmware != "" {
+		args = append(args, "-bios", c.Firmware)
+	} else {
+		args = append(args, "-kernel", filepath.Join(c.Image, build.Vmlinux),
+			"-initrd", filepath.Join(c.Image, build.Initramfs), "-append", kernel)
+	}
+	return append(args, c.Extra...)
 }
 
 // Machine is a running QEMU.
