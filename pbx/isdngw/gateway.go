@@ -73,6 +73,9 @@ type Gateway struct {
 	// calls is owned by the line's goroutine.
 	calls map[*q931.Call]*gwCall
 	up    atomic.Bool // layer 1
+
+	mu       sync.Mutex
+	byCallID map[string]*gwCall // for requests inside a call's dialog
 }
 
 // gwCall is one call across the gateway.
@@ -82,7 +85,7 @@ type gwCall struct {
 	inbound bool          // from the line
 	channel atomic.Uint32 // B channel
 	rtp     *net.UDPConn
-	pt      uint8 // 8 PCMA or 0 PCMU
+	pt      atomic.Uint32 // payload type: 8 PCMA or 0 PCMU
 	remote  atomic.Pointer[netip.AddrPort]
 	seq     uint16
 	ts      uint32
@@ -120,7 +123,7 @@ func New(c card.Card, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Log, line: l, calls: map[*q931.Call]*gwCall{}}
+	g := &Gateway{cfg: cfg, log: cfg.Log, line: l, calls: map[*q931.Call]*gwCall{}, byCallID: map[string]*gwCall{}}
 	host := cfg.Listen.Addr().String()
 	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("twinpbx-isdn"), sipgo.WithUserAgentHostname(host)); err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
@@ -181,9 +184,10 @@ func (g *Gateway) newCall(q *q931.Call, inbound bool, channel uint8) (*gwCall, e
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	c := &gwCall{g: g, q: q, inbound: inbound, rtp: conn, pt: 8, ssrc: binary.BigEndian.Uint32(b[:]),
+	c := &gwCall{g: g, q: q, inbound: inbound, rtp: conn, ssrc: binary.BigEndian.Uint32(b[:]),
 		answered: make(chan struct{}), sipDone: make(chan struct{}), sipq: make(chan func(), 8)}
 	c.channel.Store(uint32(channel))
+	c.pt.Store(8)
 	go c.runSIP()
 	return c, nil
 }
@@ -239,7 +243,7 @@ func (c *gwCall) takeSDP(body []byte) error {
 		}
 		for _, pt := range s.PayloadTypes {
 			if pt == 8 || pt == 0 {
-				c.pt = pt
+				c.pt.Store(uint32(pt))
 				r := s.RTP()
 				c.remote.Store(&r)
 				return nil
@@ -301,11 +305,12 @@ func (c *gwCall) sendRTP(samples []byte) {
 		return
 	}
 	payload := samples
-	if c.pt == 0 {
+	pt := uint8(c.pt.Load())
+	if pt == 0 {
 		payload = g711.ALawToULaw(make([]byte, len(samples)), samples)
 	}
 	c.seq++
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.pt, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.ssrc}, Payload: payload}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.ssrc}, Payload: payload}
 	c.ts += uint32(len(samples))
 	b, err := p.Marshal()
 	if err != nil {
@@ -344,6 +349,42 @@ func (c *gwCall) endSIP(cause uint8) {
 
 func (c *gwCall) close() {
 	_ = c.rtp.Close()
+	c.g.mu.Lock()
+	for id, x := range c.g.byCallID {
+		if x == c {
+			delete(c.g.byCallID, id)
+		}
+	}
+	c.g.mu.Unlock()
+}
+
+// index makes the call findable by the Call-ID of its dialog.
+func (g *Gateway) index(callID string, c *gwCall) {
+	g.mu.Lock()
+	g.byCallID[callID] = c
+	g.mu.Unlock()
+}
+
+// reinvite answers an INVITE inside a call's dialog (hold, resume, a
+// new media address): the gateway takes the new description and answers
+// with its own, unchanged port. The ISDN side does not hear of it.
+func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
+	g.mu.Lock()
+	c := g.byCallID[req.CallID().Value()]
+	g.mu.Unlock()
+	if c == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	if len(req.Body()) > 0 {
+		if err := c.takeSDP(req.Body()); err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
+			return
+		}
+	}
+	res := sip.NewSDPResponseFromRequest(req, c.sdp(uint8(c.pt.Load())))
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Host: g.cfg.Listen.Addr().String(), Port: int(g.cfg.Listen.Port())}})
+	_ = tx.Respond(res)
 }
 
 // abandon drops a call that never reached the line: its RTP port and its
@@ -436,7 +477,7 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 		sv := c.server
 		c.mu.Unlock()
 		if sv != nil {
-			answer := c.sdp(c.pt)
+			answer := c.sdp(uint8(c.pt.Load()))
 			c.toSIP(func() {
 				if err := sv.RespondSDP(answer); err != nil {
 					g.log.Warn("ISDN gateway: answering the PBX", "err", err)
@@ -518,6 +559,9 @@ func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling stri
 	// address and port (sipgo would otherwise use a fresh socket).
 	req.Laddr = sip.Addr{IP: net.IP(g.cfg.Listen.Addr().AsSlice()), Port: int(g.cfg.Listen.Port())}
 	sess, err := g.dcc.WriteInvite(ctx, req)
+	if err == nil {
+		g.index(sess.InviteRequest.CallID().Value(), c)
+	}
 	if err != nil {
 		g.log.Warn("ISDN gateway: INVITE to the PBX", "err", err)
 		g.hangup(c, 41)
@@ -592,6 +636,12 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
 		return
 	}
+	if to := req.To(); to != nil {
+		if tag, ok := to.Params.Get("tag"); ok && tag != "" {
+			g.reinvite(req, tx)
+			return
+		}
+	}
 	dlg, err := g.dsc.ReadInvite(req, tx)
 	if err != nil {
 		g.log.Warn("ISDN gateway: reading INVITE", "err", err)
@@ -610,6 +660,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.server = dlg
+	g.index(req.CallID().Value(), c)
 	called := req.Recipient.User
 	calling := req.From().Address.User
 	restricted := calling == "anonymous" || req.GetHeader("Privacy") != nil && strings.Contains(req.GetHeader("Privacy").Value(), "id")

@@ -414,3 +414,26 @@ func TestNoChannel(t *testing.T) {
 		t.Errorf("want 503 with cause 34, got:\n%s", all)
 	}
 }
+
+// Hold and resume from the PBX (re-INVITEs inside the dialog) are answered
+// by the gateway itself; the ISDN call stays up until the BYE.
+func TestReinvite(t *testing.T) {
+	b := startBed(t, isdn.BRIPointToMultipoint, func(string) exchange.Reply { return exchange.Reply{Ring: 100 * time.Millisecond} })
+	s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", "uac-hold.xml"), "-s", "110", "-d", "300", b.gwAt.String())
+	var c *exchange.Call
+	select {
+	case c = <-b.x.Placed():
+	case <-b.ctx.Done():
+		t.Fatal("no call reached the exchange")
+	}
+	if err := c.Wait(b.ctx, exchange.Released); err != nil {
+		t.Fatal(err)
+	}
+	s.wait(t, 0)
+	if c.Cause() != 16 {
+		t.Errorf("cleared with cause %d", c.Cause())
+	}
+	if n := strings.Count(s.messages(), "SIP/2.0 200 OK"); n < 4 {
+		t.Errorf("%d 200 OK, want 4 (INVITE, two re-INVITEs, BYE)", n)
+	}
+}
