@@ -36,6 +36,13 @@ func updateKey(t *testing.T) ed25519.PrivateKey {
 	return k
 }
 
+// OVMF is the UEFI firmware (Debian's ovmf) the good update boots with.
+const OVMF = "/usr/share/ovmf/OVMF.fd"
+
+// stageAppend is what the tests add to the kernel command line: the
+// disk's modules, and a trial deadline TCG can meet.
+const stageAppend = "quiet twinpbx.modules=virtio_blk,ext4 twinpbx.trial.deadline=90s"
+
 // Console lines of the A/B boot (init's log).
 const (
 	markerCommitted = `msg="update committed: the trial slot is now the active slot"`
@@ -43,9 +50,11 @@ const (
 )
 
 // TestUpdate boots the disk image through the boot stage. A bundle put
-// on trial boots once and commits when the box is healthy; a broken
-// bundle (its kernel finds no initramfs and panics) is tried once and
-// the box falls back to the slot it ran before, by itself.
+// on trial boots once and commits when the box is healthy (booted as a
+// board does: UEFI firmware, the stage from the EFI system partition,
+// kexec into the slot); a broken bundle (its kernel finds no initramfs
+// and panics) is tried once and the box falls back to the slot it ran
+// before, by itself (the stage started with -kernel, which is quicker).
 //
 // The bundles are applied to the VM's disk with update.Apply (the code
 // of `twinpbx update`) while the VM is off: the console shows logs, not
@@ -53,10 +62,14 @@ const (
 func TestUpdate(t *testing.T) {
 	requireVM(t)
 	img := image(t)
+	if _, err := os.Stat(OVMF); err != nil {
+		t.Fatalf("no UEFI firmware %s: run scripts/install-deps.sh vm", OVMF)
+	}
 	key := updateKey(t)
 	pub := key.Public().(ed25519.PublicKey)
 	dir := t.TempDir()
-	res, err := build.BuildDisk(context.Background(), build.DiskOptions{Image: img, Out: dir, Version: "v1", Key: key, DataSize: 32 << 20})
+	res, err := build.BuildDisk(context.Background(), build.DiskOptions{Image: img, Out: dir, Version: "v1", Key: key, DataSize: 32 << 20,
+		StageCmdline: KernelCmdline(stageAppend)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +105,10 @@ func TestUpdate(t *testing.T) {
 		}
 		return s
 	}
-	bootDisk := func(t *testing.T) *Machine {
+	bootDisk := func(t *testing.T, firmware string) *Machine {
 		return boot(t, Config{
-			Image: img, SIPPort: freeUDPPort(t),
-			Append: "quiet twinpbx.modules=virtio_blk,ext4 twinpbx.trial.deadline=90s",
+			Image: img, SIPPort: freeUDPPort(t), Firmware: firmware,
+			Append: stageAppend,
 			// A reboot (a panic, a failed trial) restarts the machine
 			// into the boot stage, as on a box.
 			Extra: []string{"-drive", "file=" + disk.Path + ",if=virtio,format=raw", "-action", "reboot=reset"},
@@ -111,7 +124,7 @@ func TestUpdate(t *testing.T) {
 		if r.Slot != update.SlotB {
 			t.Fatalf("v2 went to slot %v, want B", r.Slot)
 		}
-		m := bootDisk(t)
+		m := bootDisk(t, OVMF)
 		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 		defer cancel()
 		at, err := m.WaitConsole(ctx, markerCommitted)
@@ -119,7 +132,11 @@ func TestUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Kill()
-		if out := m.Console(); !strings.Contains(out, "twinpbx.slot=B twinpbx.trial=1") {
+		out := m.Console()
+		if !strings.Contains(out, "EFI stub: Loaded initrd") {
+			t.Fatal("the stage was not started by the UEFI firmware from the EFI system partition")
+		}
+		if !strings.Contains(out, "twinpbx.slot=B twinpbx.trial=1") {
 			t.Fatalf("the trial boot's command line does not name slot B on trial")
 		}
 		s := state()
@@ -141,7 +158,7 @@ func TestUpdate(t *testing.T) {
 		if r.Slot != update.SlotA {
 			t.Fatalf("v3 went to slot %v, want A", r.Slot)
 		}
-		m := bootDisk(t)
+		m := bootDisk(t, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 		defer cancel()
 		fellBack, err := m.WaitConsole(ctx, markerFellBack)

@@ -65,10 +65,7 @@ const GuestIP = "10.0.2.15"
 // (init's answer to a fatal error, or a kernel panic) ends QEMU, so a
 // test sees it.
 func Args(c Config) []string {
-	kernel := "console=ttyS0,115200 panic=-1 twinpbx.ip=" + GuestIP + "/24 twinpbx.gw=10.0.2.2"
-	if c.Append != "" {
-		kernel += " " + c.Append
-	}
+	kernel := KernelCmdline(c.Append)
 	args := []string{
 		"-accel", c.Accel, "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
@@ -83,6 +80,15 @@ func Args(c Config) []string {
 			"-initrd", filepath.Join(c.Image, build.Initramfs), "-append", kernel)
 	}
 	return append(args, c.Extra...)
+}
+
+// KernelCmdline is the guest's kernel command line with extra appended.
+func KernelCmdline(extra string) string {
+	kernel := "console=ttyS0,115200 panic=-1 twinpbx.ip=" + GuestIP + "/24 twinpbx.gw=10.0.2.2"
+	if extra != "" {
+		kernel += " " + extra
+	}
+	return kernel
 }
 
 // Machine is a running QEMU.
