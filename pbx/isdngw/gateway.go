@@ -301,8 +301,8 @@ func (c *gwCall) sendRTP(samples []byte) {
 		return
 	}
 	r := c.remote.Load()
-	if r == nil {
-		return
+	if r == nil || r.Addr().IsUnspecified() {
+		return // not known yet, or on hold the old way (c=0.0.0.0)
 	}
 	payload := samples
 	pt := uint8(c.pt.Load())
