@@ -202,3 +202,43 @@ func TestDialplanAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestTrunkCallSurvivesFailover saves an answered trunk call, lets the box
+// die, restores the call on the twin and ends it from the provider's side:
+// the twin knows the trunk leg, and neither party stays busy.
+func TestTrunkCallSurvivesFailover(t *testing.T) {
+	store := &memCalls{}
+	tmp := newEnv(t)
+	prov := newPhone(t, tmp, "prov", "answer")
+	line := config.TrunkLine{Name: "prov", Type: config.LineISDN, Host: prov.addr}
+	box1 := newEnv(t, withCalls(store), withTrunks(t, line))
+	alice := newPhone(t, box1, "100", "answer")
+	oc := alice.dial("0301234", nil)
+	if res := oc.result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	store.waitSaved(t, oc.d.CallID)
+	box1.crash()
+
+	box2 := newEnvAt(t, box1.addr, withCalls(store), withTrunks(t, line))
+	if n := restore(t, box2); n != 1 {
+		t.Fatalf("Restore = %d calls, want 1", n)
+	}
+	if cs := box2.b.Calls(); len(cs) != 1 || cs[0].Trunk != "prov" {
+		t.Fatalf("twin's calls %+v", cs)
+	}
+	if res := prov.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("provider's BYE to the twin answered %d", res.StatusCode)
+	}
+	alice.wait(sip.BYE, 1)
+	r := box2.cdrs.wait(t, 1)[0]
+	if r.Trunk != "prov" || r.Disp != cdr.Answered || r.HangupBy != ByCallee {
+		t.Errorf("twin's CDR %+v", r)
+	}
+	box2.b.mu.Lock()
+	busy := len(box2.b.active)
+	box2.b.mu.Unlock()
+	if busy != 0 {
+		t.Errorf("%d parties still counted busy", busy)
+	}
+}
