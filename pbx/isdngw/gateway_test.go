@@ -149,13 +149,22 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 
 // A call from the line reaches the PBX (sipp answering and echoing the
 // RTP it gets): the exchange hears its own tone back, having crossed
-// A-law → RTP (PCMU, as sipp answers) → echo → A-law; the exchange hangs up
-// and the PBX gets a BYE.
+// A-law → RTP (PCMU converted, or PCMA passed through, as sipp answers) →
+// echo → A-law; the exchange hangs up and the PBX gets a BYE.
 func TestCallFromLine(t *testing.T) {
-	for _, typ := range []isdn.SpanType{isdn.BRIPointToMultipoint, isdn.PRI} {
-		t.Run(strconv.Itoa(int(typ)), func(t *testing.T) {
-			b := startBed(t, typ, nil)
-			s := startSipp(t, b.sipp, "-sn", "uas", "-rtp_echo")
+	tests := []struct {
+		name string
+		typ  isdn.SpanType
+		uas  []string
+	}{
+		{"BRI PTMP, PCMU", isdn.BRIPointToMultipoint, []string{"-sn", "uas"}},
+		{"PRI, PCMU", isdn.PRI, []string{"-sn", "uas"}},
+		{"PRI, PCMA", isdn.PRI, []string{"-sf", filepath.Join("testdata", "uas-pcma.xml"), "-s", "4930555"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBed(t, tt.typ, nil)
+			s := startSipp(t, b.sipp, append(tt.uas, "-rtp_echo")...)
 			waitFor(t, b.ctx, "sipp to listen", func() bool {
 				c, err := net.ListenPacket("udp", b.sipp.String())
 				if err == nil {

@@ -168,5 +168,5 @@ func placeCall(ctx context.Context, x *exchange.Exchange, log *slog.Logger, from
 	if err := c.Hangup(ctx, 16); err != nil {
 		log.Error("hanging up", "err", err)
 	}
-	log.Info("call done", "heard_samples", len(c.Heard()), "share_of_box_tone_1000Hz", exchange.Share(c.Heard(), 1000))
+	log.Info("call done", "heard_seconds", float64(len(c.Heard()))/exchange.SampleRate)
 }
