@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +103,73 @@ func TestSiteCallThroughDispatcher(t *testing.T) {
 			"-auth_uri", bob.Number+"@"+lb+":5060", "-d", "200")
 		waitSipp(t, uac, fmt.Sprintf("call %d through the dispatcher: caller", n+1))
 		waitSipp(t, uas, fmt.Sprintf("call %d through the dispatcher: callee", n+1))
+	}
+}
+
+// cdrCount is how many CDRs box i exports.
+func (s *site) cdrCount(i int) int {
+	s.t.Helper()
+	out, err := exec.Command(binary, "cdr", "export", "--data", s.dirs[i]).Output()
+	if err != nil {
+		s.t.Fatalf("exporting box%d's CDRs: %v", i+1, err)
+	}
+	return len(strings.Split(strings.TrimSpace(string(out)), "\n")) - 1 // less the header
+}
+
+// TestSiteRegisterAndCallThroughDispatcher puts the dispatcher in front of
+// all three boxes, as phones see a site: bob registers through it on
+// whichever box it picks, and alice calls him through it until a call is
+// taken by another box than bob's (the dispatcher picks by Call-ID). Every
+// call connects: the box that takes it finds bob in the site table and
+// calls him through the dispatcher, where his REGISTER came from.
+func TestSiteRegisterAndCallThroughDispatcher(t *testing.T) {
+	s := newSite(t)
+	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	lb := s.startDispatcher(0, 1, 2)
+
+	reg := s.sippTo(s.phones[1], lb, "register.xml", bob, bob.Number, "-key", "expires", "600")
+	waitSipp(t, reg, "registering bob through the dispatcher")
+	holder := -1
+	for i := range s.nodes {
+		st, err := s.status(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(st.Registrations, func(r registration) bool { return r.AOR == bob.Number }) {
+			holder = i
+		}
+	}
+	if holder < 0 {
+		t.Fatal("no box holds bob's registration")
+	}
+	waitFor(t, 10*time.Second, "bob's registration in every box's site table", func() (bool, string) {
+		for i := range s.nodes {
+			st, err := s.status(i)
+			if err != nil || st.Site.Bindings < 1 {
+				return false, fmt.Sprintf("box%d: %v", i+1, err)
+			}
+		}
+		return true, ""
+	})
+	for n := 1; ; n++ {
+		uas := s.sippTo(s.phones[1], lb, "uas.xml", config.Extension{}, bob.Number)
+		uac := s.sippTo(s.phones[0], lb, "uac.xml", alice, bob.Number,
+			"-key", "caller", alice.Number, "-key", "caller_name", alice.Name,
+			"-auth_uri", bob.Number+"@"+lb+":5060", "-d", "200")
+		waitSipp(t, uac, fmt.Sprintf("call %d through the dispatcher: caller", n))
+		waitSipp(t, uas, fmt.Sprintf("call %d through the dispatcher: callee", n))
+		other := 0
+		for i := range s.nodes {
+			if i != holder {
+				other += s.cdrCount(i)
+			}
+		}
+		if other > 0 {
+			t.Logf("call %d was the first taken by a box other than bob's box%d", n, holder+1)
+			return
+		}
+		if n == 8 {
+			t.Fatalf("8 calls, all taken by bob's own box%d: the dispatcher never picked another", holder+1)
+		}
 	}
 }

@@ -145,10 +145,16 @@ func (s *site) start(i int) {
 	s.procs[i] = p
 }
 
+// registration is one of a box's own registrations in its status.
+type registration struct {
+	AOR string `json:"aor"`
+}
+
 // status is the part of `twinpbx status` the test reads.
 type status struct {
-	Role string `json:"role"`
-	Site struct {
+	Role          string         `json:"role"`
+	Registrations []registration `json:"registrations"`
+	Site          struct {
 		Leader  string
 		Voters  []string
 		Members []struct {
