@@ -22,12 +22,13 @@ type entry struct {
 	final    time.Time // when the final response passed (zero: not yet)
 }
 
-// How long entries stay: after the final response, for the ACK of an
-// error and retransmissions (Timer D is 32 s; a caller gives up on its
-// ACK retransmissions well before); without one, a ringing INVITE for as
-// long as Timer C lets it ring.
+// How long INVITE entries stay: after the final response, for the ACK of
+// an error (sent at once, and again for each retransmitted error, which a
+// backend stops after its ACK arrives); without one, a ringing INVITE for
+// as long as Timer C lets it ring. Other requests leave with their final
+// response.
 const (
-	lingerAfterFinal  = 32 * time.Second
+	lingerAfterFinal  = 5 * time.Second
 	lingerProvisional = 3 * time.Minute
 )
 
@@ -62,7 +63,12 @@ func (p *pending) answered(branch, method string, status int, now time.Time) {
 		return
 	}
 	e.answered = true
-	if status >= 200 && e.final.IsZero() {
+	switch {
+	case status < 200:
+	case method != "INVITE":
+		// Nothing else of the transaction will pass: no ACK, no CANCEL.
+		delete(p.m, branch)
+	case e.final.IsZero():
 		e.final = now
 	}
 }
