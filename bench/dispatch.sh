@@ -25,8 +25,8 @@
 #   --out    where the Markdown report goes (default bench/results-dispatch.md)
 # Environment: the variables below with ':=' may be overridden, e.g.
 # SERVERS=twinpbx for ours alone, ALG=4 for round robin; TWINPBX_BIN=FILE
-# measures that binary instead of building the working tree; KEEP_WORK=1
-# keeps the work folder.
+# measures that binary instead of building the working tree (named in the
+# report as TWINPBX_BIN_DESC); KEEP_WORK=1 keeps the work folder.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -127,11 +127,14 @@ stop() {
 
 command -v sipp >/dev/null && command -v kamailio >/dev/null ||
 	"$root/scripts/install-deps.sh" test bench
+built="not run"
 if [[ " $SERVERS " == *" twinpbx "* ]]; then
 	if [[ -n ${TWINPBX_BIN:-} ]]; then
 		cp "$TWINPBX_BIN" "$work/twinpbx" || die "copying $TWINPBX_BIN"
+		built="binary ${TWINPBX_BIN_DESC:-$TWINPBX_BIN}"
 	else
 		(cd "$root" && go build -o "$work/twinpbx" ./firmware/twinpbx) || die "building twinpbx"
+		built="at $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- pbx firmware || echo '+changes')"
 	fi
 fi
 
@@ -357,7 +360,7 @@ v() { echo "${res[$1]:-n/a}"; }
 {
 	echo "## Dispatcher results of $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "Command: \`bench/dispatch.sh $args\` (STEP_SECS=$STEP_SECS, FIXED=$FIXED, BACKENDS=$BACKENDS, ALG=$ALG); twinpbx at $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- pbx/dispatch firmware || echo '+changes'); $((SECONDS - started)) s."
+	echo "Command: \`bench/dispatch.sh $args\` (STEP_SECS=$STEP_SECS, FIXED=$FIXED, BACKENDS=$BACKENDS, ALG=$ALG); twinpbx $built; $((SECONDS - started)) s."
 	echo
 	echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r); $(kamailio -v | head -1 | cut -d' ' -f2-3); $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1 | sed 's/\.$//'); $(go version | cut -d' ' -f3)."
 	echo
