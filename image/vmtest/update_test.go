@@ -133,7 +133,7 @@ func TestUpdate(t *testing.T) {
 		}
 		m.Kill()
 		out := m.Console()
-		if !strings.Contains(out, "EFI stub: Loaded initrd") {
+		if !strings.Contains(out, "BdsDxe: starting Boot") || strings.Contains(out[:strings.Index(out, "BdsDxe: starting Boot")], "Linux version") {
 			t.Fatal("the stage was not started by the UEFI firmware from the EFI system partition")
 		}
 		if !strings.Contains(out, "twinpbx.slot=B twinpbx.trial=1") {
