@@ -137,6 +137,10 @@ type B2BUA struct {
 	// wg counts request handlers and helper goroutines, so that
 	// HangupAll can wait for them.
 	wg inflight
+	// trunkLegs maps the Call-ID of every leg that runs over a trunk to
+	// the trunk's name, so that a challenge to one of our in-dialog
+	// requests is answered with the trunk's credentials.
+	trunkLegs sync.Map
 }
 
 // inflight counts running goroutines; unlike sync.WaitGroup it may be
@@ -359,14 +363,62 @@ func (b *B2BUA) prepare(req *sip.Request) {
 // noBuild tells sipgo's client to send our fully built request unchanged.
 func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 
-// do sends a non-INVITE request and returns its final response.
+// do sends a non-INVITE request and returns its final response. A
+// request on a trunk leg that the provider challenges is sent once more
+// with the trunk's credentials.
 func (b *B2BUA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	b.prepare(req)
 	res, err := b.o.Client.Do(ctx, req, noBuild)
 	if err != nil {
 		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
 	}
+	if (res.StatusCode == 401 || res.StatusCode == 407) && req.Method != sip.CANCEL {
+		if again := b.authorizeForTrunk(req, res); again {
+			res, err = b.o.Client.Do(ctx, req, noBuild)
+			if err != nil {
+				return nil, fmt.Errorf("sending %s with credentials: %w", req.Method, err)
+			}
+		}
+	}
 	return res, nil
+}
+
+// authorizeForTrunk readies req, challenged by res, to be sent again with
+// the credentials of the trunk its leg runs over. The leg's CSeq follows
+// the one used. It reports false when req's leg is not on a trunk or the
+// challenge cannot be answered.
+func (b *B2BUA) authorizeForTrunk(req *sip.Request, res *sip.Response) bool {
+	cid := req.CallID()
+	if cid == nil || b.o.Trunks == nil {
+		return false
+	}
+	name, ok := b.trunkLegs.Load(cid.Value())
+	if !ok {
+		return false
+	}
+	t, ok := b.o.Trunks.Trunk(name.(string))
+	if !ok {
+		return false
+	}
+	if err := t.Authorize(req, res); err != nil {
+		b.log.Info("answering a trunk's challenge", "trunk", t.Name(), "method", req.Method, "err", err)
+		return false
+	}
+	trunk.Resend(req)
+	b.prepare(req)
+	b.mu.Lock()
+	c := b.legs[cid.Value()]
+	b.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		for _, l := range c.legs {
+			if l != nil && l.Dialog.CallID == cid.Value() {
+				l.Dialog.LocalSeq = max(l.Dialog.LocalSeq, req.CSeq().SeqNo)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return true
 }
 
 func (b *B2BUA) write(req *sip.Request) error {

@@ -221,6 +221,11 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 
 	c.unpersist()
 	c.b.sendAll(byes)
+	for _, l := range legs {
+		if l != nil && l.Trunk != "" {
+			c.b.trunkLegs.Delete(l.Dialog.CallID)
+		}
+	}
 	if m != nil {
 		if err := m.Close(); err != nil {
 			c.b.log.Warn("closing media session", "call", c.st.ID, "err", err)

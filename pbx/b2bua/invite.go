@@ -150,6 +150,8 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	b.legs[c.st.ID] = c
 	if inTrunk == "" {
 		b.active[user]++
+	} else {
+		b.trunkLegs.Store(a.CallID, inTrunk)
 	}
 	if !out {
 		b.active[callee]++

@@ -88,6 +88,7 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 			c.st.Trunk = name
 			c.legs[LegB].Trunk = name
 			c.mu.Unlock()
+			b.trunkLegs.Store(res.winner.d.CallID, name)
 			log.Info("trunk answered", "target", res.winner.d.Peer, "emergency", emergency)
 			return res
 		}

@@ -265,6 +265,9 @@ func (b *B2BUA) restoreOne(id string, data []byte) *call {
 		if l.Number != "" && l.Trunk == "" {
 			b.active[l.Number]++
 		}
+		if l.Trunk != "" {
+			b.trunkLegs.Store(l.Dialog.CallID, l.Trunk)
+		}
 	}
 	c.registered = true
 	b.mu.Unlock()

@@ -21,7 +21,8 @@ import (
 // number 201 (DID) rings extension 200.
 func withTrunks(t *testing.T, lines ...config.TrunkLine) envOpt {
 	return func(o *Options) {
-		r, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond})
+		r, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,5 +241,32 @@ func TestTrunkCallSurvivesFailover(t *testing.T) {
 	box2.b.mu.Unlock()
 	if busy != 0 {
 		t.Errorf("%d parties still counted busy", busy)
+	}
+}
+
+// TestTrunkChallengesBYE: a provider that asks digest for the BYE that
+// ends a call gets it with the trunk's credentials.
+func TestTrunkChallengesBYE(t *testing.T) {
+	prov := trunktest.Start(t, trunktest.Options{User: "acct", Password: "prov-secret", ChallengeBYE: true})
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.Addr, User: "acct", Password: "prov-secret"}))
+	alice := newPhone(t, e, "100", "answer")
+	if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	before := prov.Challenges()
+	if r := alice.request(sip.BYE, nil); r.StatusCode != 200 {
+		t.Fatalf("BYE answered %d", r.StatusCode)
+	}
+	eventually(t, "the provider's BYE", func() bool { return len(prov.Byes()) == 1 })
+	if prov.Challenges() != before+1 {
+		t.Errorf("%d challenges to the BYE, want 1", prov.Challenges()-before)
+	}
+	if bye := prov.Byes()[0]; bye.CSeq().SeqNo != 4 {
+		t.Errorf("BYE with credentials has CSeq %d, want 4 (INVITE 1 and 2, the challenged BYE 3)", bye.CSeq().SeqNo)
+	}
+	n := 0
+	e.b.trunkLegs.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d trunk legs remembered after the call", n)
 	}
 }

@@ -28,6 +28,7 @@ type Provider struct {
 	mu        sync.Mutex
 	registers []*sip.Request // authenticated REGISTERs
 	invites   []*sip.Request // authenticated INVITEs
+	byes      []*sip.Request // BYEs answered 200
 	challenge int
 	code      int
 	expires   int
@@ -41,6 +42,8 @@ type Options struct {
 	Expires int
 	// Code answers INVITEs (default 200 with SDP).
 	Code int
+	// ChallengeBYE asks digest (407) for BYEs too.
+	ChallengeBYE bool
 }
 
 // SDP is the provider's answer body.
@@ -125,6 +128,12 @@ func Start(t testing.TB, o Options) *Provider {
 	})
 	p.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
 	p.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if o.ChallengeBYE && !check(req, tx, true) {
+			return
+		}
+		p.mu.Lock()
+		p.byes = append(p.byes, req)
+		p.mu.Unlock()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	p.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -162,6 +171,13 @@ func (p *Provider) Invites() []*sip.Request {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]*sip.Request(nil), p.invites...)
+}
+
+// Byes returns the BYEs answered 200 so far.
+func (p *Provider) Byes() []*sip.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*sip.Request(nil), p.byes...)
 }
 
 // Challenges counts the requests answered with a challenge.
