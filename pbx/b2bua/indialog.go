@@ -215,10 +215,20 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 	if err != nil {
 		return nil, fmt.Errorf("sending re-INVITE: %w", err)
 	}
+	challenged := false
 	for {
 		select {
 		case res := <-tx.Responses():
 			if res.IsProvisional() {
+				continue
+			}
+			if (res.StatusCode == 401 || res.StatusCode == 407) && !challenged && b.authorizeForTrunk(req, res) {
+				// A provider asks credentials: the same re-INVITE
+				// again with them, in a new transaction.
+				challenged = true
+				if tx, err = b.o.Client.TransactionRequest(ctx, req, noBuild); err != nil {
+					return nil, fmt.Errorf("sending re-INVITE with credentials: %w", err)
+				}
 				continue
 			}
 			if !res.IsSuccess() {

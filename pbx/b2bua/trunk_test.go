@@ -244,14 +244,21 @@ func TestTrunkCallSurvivesFailover(t *testing.T) {
 	}
 }
 
-// TestTrunkChallengesBYE: a provider that asks digest for the BYE that
-// ends a call gets it with the trunk's credentials.
+// TestTrunkChallengesBYE: a provider that asks digest for a re-INVITE and
+// for the BYE that ends a call gets them with the trunk's credentials.
 func TestTrunkChallengesBYE(t *testing.T) {
 	prov := trunktest.Start(t, trunktest.Options{User: "acct", Password: "prov-secret", ChallengeBYE: true})
 	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.Addr, User: "acct", Password: "prov-secret"}))
 	alice := newPhone(t, e, "100", "answer")
 	if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
 		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	// Hold: the re-INVITE is challenged too, and sent again.
+	if r := alice.request(sip.INVITE, []byte("v=0\r\no=100 1 2 IN IP4 127.0.0.1\r\ns=-\r\na=sendonly\r\n")); r.StatusCode != 200 {
+		t.Fatalf("re-INVITE answered %d", r.StatusCode)
+	}
+	if n := len(prov.Invites()); n != 2 {
+		t.Fatalf("provider took %d INVITEs, want 2", n)
 	}
 	before := prov.Challenges()
 	if r := alice.request(sip.BYE, nil); r.StatusCode != 200 {
@@ -261,8 +268,8 @@ func TestTrunkChallengesBYE(t *testing.T) {
 	if prov.Challenges() != before+1 {
 		t.Errorf("%d challenges to the BYE, want 1", prov.Challenges()-before)
 	}
-	if bye := prov.Byes()[0]; bye.CSeq().SeqNo != 4 {
-		t.Errorf("BYE with credentials has CSeq %d, want 4 (INVITE 1 and 2, the challenged BYE 3)", bye.CSeq().SeqNo)
+	if bye := prov.Byes()[0]; bye.CSeq().SeqNo != 6 {
+		t.Errorf("BYE with credentials has CSeq %d, want 6 (INVITE 1 and 2, re-INVITE 3 and 4, the challenged BYE 5)", bye.CSeq().SeqNo)
 	}
 	n := 0
 	e.b.trunkLegs.Range(func(any, any) bool { n++; return true })
