@@ -2,6 +2,10 @@
 // on sipgo that answers the caller's INVITE itself, rings every registered
 // device of the callee in parallel on new dialogs, and anchors the media in
 // the PBX's relay so that both legs only ever see the PBX's addresses.
+// With a dial plan and trunks (Options.Dialplan, Options.Trunks) it also
+// places calls out over the trunks of a route, one trunk and one server
+// after the other (outbound.go), and rings the extension of a DID when a
+// trunk calls in.
 //
 // Each call is one struct guarded by its own mutex; the INVITE handler
 // drives the set-up, and in-dialog requests (ACK, BYE, re-INVITE, UPDATE,
