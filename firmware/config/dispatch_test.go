@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/netip"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -84,5 +86,28 @@ func TestDispatcherBackendAddr(t *testing.T) {
 		case tc.want != "" && (err != nil || got != netip.MustParseAddrPort(tc.want)):
 			t.Errorf("%q: %s, %v; want %s", tc.uri, got, err, tc.want)
 		}
+	}
+}
+
+// TestDispatcherDocExample: the example of docs/DISPATCHER.md is a valid
+// config.
+func TestDispatcherDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/DISPATCHER.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/DISPATCHER.md has no YAML example")
+	}
+	c, err := Parse("DISPATCHER.md example", m[1])
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dispatcher == nil || len(c.Dispatcher.Backends) != 3 {
+		t.Fatalf("the example has no dispatcher with three backends: %+v", c.Dispatcher)
 	}
 }
