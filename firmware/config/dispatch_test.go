@@ -39,7 +39,9 @@ func TestDispatcherValidate(t *testing.T) {
 		{name: "probe too fast", extra: "  probe_interval: 1ms\n", want: "dispatcher.probe_interval: 1ms is outside"},
 		{name: "timeout too long", extra: "  tx_timeout: 5m\n", want: "dispatcher.tx_timeout"},
 		{name: "down_after", extra: "  down_after: 1000\n", want: "dispatcher.down_after: 1000"},
-		{name: "tcp listener", edit: func(s string) string { return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"udp:10.77.0.5:5060", "tcp:10.77.0.5:5060"`, 1) }, want: "sip.listen[1]: tcp:10.77.0.5:5060: the dispatcher speaks UDP only"},
+		{name: "tcp listener", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"udp:10.77.0.5:5060", "tcp:10.77.0.5:5060"`, 1)
+		}, want: "sip.listen[1]: tcp:10.77.0.5:5060: the dispatcher speaks UDP only"},
 		{name: "pbx still needs rtp ports", edit: func(s string) string { return s[:strings.Index(s, "dispatcher:")] }, want: "sip.rtp_ports: missing"},
 	}
 	for _, tc := range tests {
