@@ -70,6 +70,10 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 			continue
 		}
 		log := s.log.With("trunk", name, "number", s.dec.Number)
+		// The CDR names the trunk tried last, when none answers.
+		c.mu.Lock()
+		c.st.Trunk = name
+		c.mu.Unlock()
 		var res ringResult
 		_, err := t.Do(rctx, func(target resolve.Target) (bool, error) {
 			res = b.tryTarget(rctx, t, target, s, emergency, log)
@@ -85,7 +89,6 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 		})
 		if res.winner != nil {
 			c.mu.Lock()
-			c.st.Trunk = name
 			c.legs[LegB].Trunk = name
 			c.mu.Unlock()
 			b.trunkLegs.Store(res.winner.d.CallID, name)

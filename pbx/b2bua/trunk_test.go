@@ -106,8 +106,8 @@ func TestTrunkFailover(t *testing.T) {
 		{"503 goes to the next trunk", "503", 200, "second", 1},
 		{"500 goes to the next trunk", "500", 200, "second", 1},
 		{"silence goes to the next trunk", "", 200, "second", 1},
-		{"busy is the answer", "486", 486, "", 0},
-		{"not found is the answer", "404", 404, "", 0},
+		{"busy is the answer", "486", 486, "first", 0},
+		{"not found is the answer", "404", 404, "first", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Peers are made before the PBX so the trunks can name them.
@@ -276,4 +276,27 @@ func TestTrunkChallengesBYE(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d trunk legs remembered after the call", n)
 	}
+}
+
+// TestTrunkCancel: the caller hangs up while the trunk rings; the trunk
+// gets a CANCEL, the caller 487, and the CDR names the trunk.
+func TestTrunkCancel(t *testing.T) {
+	tmp := newEnv(t)
+	prov := newPhone(t, tmp, "prov", "ring")
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Type: config.LineISDN, Host: prov.addr}))
+	alice := newPhone(t, e, "100", "answer")
+	oc := alice.dial("0301234", nil)
+	oc.waitProvisional(180)
+	if res := oc.cancel(); res.StatusCode != 200 {
+		t.Fatalf("CANCEL answered %d", res.StatusCode)
+	}
+	if res := oc.result(); res.StatusCode != 487 {
+		t.Fatalf("INVITE ended with %d, want 487", res.StatusCode)
+	}
+	prov.wait(sip.CANCEL, 1)
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Disp != cdr.Cancelled || r.Trunk != "prov" {
+		t.Errorf("CDR %+v", r)
+	}
+	eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
 }
