@@ -343,3 +343,25 @@ func TestCallFromBackend(t *testing.T) {
 	}
 	waitFor(t, "the backend to get its 482", func() bool { return be.answered("loop") == 482 })
 }
+
+// TestCancelFromBackend: a backend cancelling its call to a phone reaches
+// the phone, as its INVITE did.
+func TestCancelFromBackend(t *testing.T) {
+	bs := threeBackends(t)
+	_, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour}, bs...)
+	p := newPhone(t)
+	be := bs[1]
+	msg := func(method sip.RequestMethod) string {
+		return fmt.Sprintf("%s sip:300@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbecancel;rport\r\n"+
+			"From: <sip:100@pbx>;tag=be2\r\nTo: <sip:300@pbx>\r\nCall-ID: be-cancel\r\nCSeq: 1 %s\r\n"+
+			"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", method, p.addr, be.addr, method)
+	}
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.CANCEL} {
+		if err := be.sendTo(d, msg(m)); err != nil {
+			t.Fatal(err)
+		}
+		if req := p.nextRequest(); req.Method != m || req.CallID().Value() != "be-cancel" {
+			t.Fatalf("the phone got %s %s, want %s", req.Method, req.CallID().Value(), m)
+		}
+	}
+}

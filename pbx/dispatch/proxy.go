@@ -70,6 +70,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	var err error
 
 	own := d.popOwnRoute(s, req)
+	pb := d.pend.backend(branch)
 	switch {
 	case own != nil:
 		// In a dialog we record-routed: towards its backend, unless it
@@ -79,21 +80,21 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		} else {
 			dest, err = nextHop(req)
 		}
-	case d.pend.backend(branch) >= 0:
+	case pb >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
 		// request already sent.
-		backend = d.pend.backend(branch)
-		dest = d.cfg.Backends[backend].Addr
+		backend, dest = pb, d.cfg.Backends[pb].Addr
 	case req.Method == sip.CANCEL || isAck:
-		// Nothing to cancel or acknowledge here any more: a CANCEL gets
-		// its 481 from the backend only if it knows the transaction.
-		if req.Method == sip.CANCEL {
-			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-			return
-		}
-		if !d.forUs(s, req.Recipient) {
+		// Not of a request sent to a backend from here. A backend's
+		// CANCEL or ACK follows its Request-URI, as the INVITE did (see
+		// below); so does an ACK meant for someone else. A phone's
+		// CANCEL of nothing gets 481.
+		if d.fromBackend(from) || isAck && !d.forUs(s, req.Recipient) {
 			dest, err = nextHop(req)
 			break
+		}
+		if !isAck {
+			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		}
 		return
 	case inDialog || req.Route() != nil:
