@@ -535,6 +535,9 @@ bench_calls() { # SERVER
 	quiet
 	load=$LOAD
 	before=$(pss_settled "$server_pid")
+	if [[ $s == twinpbx ]]; then
+		heap_before=$(pbx_process heap_live_bytes)
+	fi
 	uas_start "$HELD_CALLS"
 	local cur=0
 	callers "held-$s" "$HELD_CALLS" "$HELD_CALLS" "$HELD_CALLS" "$HOLD_MS" &
@@ -548,12 +551,29 @@ bench_calls() { # SERVER
 		sleep 0.5
 	done
 	after=$(pss_kb "$server_pid")
+	if [[ $s == twinpbx ]]; then
+		heap_after=$(pbx_process heap_live_bytes)
+	fi
 	wait "$held" || log "held calls on $s were not clean (see $work/held-$s-*.err)"
 	forget "$held"
 	uas_finish
 	res[$s.call.mem]=$(awk -v a="$after" -v b="$before" -v n="$HELD_CALLS" 'BEGIN {printf "%.2f", (a - b) / n}')
 	res[$s.call.pss]="$before → $after KiB with $cur calls up (load $load)"
 	log "$s: PSS $before -> $after KiB with $cur of $HELD_CALLS calls held"
+	if [[ $s == twinpbx ]]; then
+		# A leak or memory kept for reuse? The Go heap the last GC found
+		# alive, with the calls up and once every transaction of the
+		# series has ended (sipgo keeps them 32 s).
+		sleep 40
+		res[$s.call.live]="$((heap_before / 1024)) → $((heap_after / 1024)) KiB with $cur calls up; $(($(pbx_process heap_live_bytes) / 1024)) KiB and $(pbx_process goroutines) goroutines 40 s after the last call; PSS then $(pss_kb "$server_pid") KiB"
+		log "twinpbx: live heap ${res[$s.call.live]}"
+	fi
+}
+
+# pbx_process FIELD: a field of the running twinpbx's process status.
+pbx_process() {
+	"$work/twinpbx" status --data "$work/data" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["process"][sys.argv[1]])' "$1"
 }
 
 : >"$work/ramp-reg.md"
@@ -644,6 +664,7 @@ v() { echo "${res[$1]:-n/a}"; }
 		echo "| CPU µs per call at that rate | $(v kamailio.call.bestus) | $(v twinpbx.call.bestus) |"
 		echo "| memory per held call (KiB) | $(v kamailio.call.mem) | $(v twinpbx.call.mem) |"
 		echo "| PSS with $HELD_CALLS calls held | $(v kamailio.call.pss) | $(v twinpbx.call.pss) |"
+		echo "| Go heap alive (last GC) before and with $HELD_CALLS calls held, and after the series | n/a | $(v twinpbx.call.live) |"
 		echo
 		echo "| server | target /s | achieved /s | CPU µs/op | clean | failed | retrans | unexpected | load |"
 		echo "|---|---|---|---|---|---|---|---|---|"

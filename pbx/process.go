@@ -8,6 +8,9 @@ import "runtime/metrics"
 // yet returned to the system).
 type Process struct {
 	Goroutines uint64 `json:"goroutines"`
+	// HeapLive is the memory of the objects the last GC found alive: the
+	// figure a leak makes grow.
+	HeapLive uint64 `json:"heap_live_bytes"`
 	// HeapObjects is the memory of live and not yet swept objects.
 	HeapObjects uint64 `json:"heap_objects_bytes"`
 	// HeapFree is heap memory free for reuse but still held from the
@@ -19,6 +22,7 @@ type Process struct {
 
 var processMetrics = []string{
 	"/sched/goroutines:goroutines",
+	"/gc/heap/live:bytes",
 	"/memory/classes/heap/objects:bytes",
 	"/memory/classes/heap/free:bytes",
 	"/memory/classes/heap/released:bytes",
@@ -38,5 +42,5 @@ func readProcess() Process {
 		}
 		return s[i].Value.Uint64()
 	}
-	return Process{Goroutines: v(0), HeapObjects: v(1), HeapFree: v(2), HeapReleased: v(3), GCCycles: v(4)}
+	return Process{Goroutines: v(0), HeapLive: v(1), HeapObjects: v(2), HeapFree: v(3), HeapReleased: v(4), GCCycles: v(5)}
 }
