@@ -30,7 +30,8 @@ type flashEnv struct {
 var hostEnv = flashEnv{mountinfo: "/proc/self/mountinfo", sysDev: "/sys/dev/block"}
 
 // Flash writes the disk image to target (a whole disk device, or a file),
-// syncs it, reads it back from the medium and compares sha256 sums. It
+// syncs it, reads it back from the medium and compares sha256 sums, and
+// moves the backup GPT to the end of a device larger than the image. It
 // refuses an image without the box's partitions, a target smaller than
 // the image, and a device of which any partition is mounted.
 func Flash(image, target string, log *slog.Logger) (FlashResult, error) {
@@ -85,8 +86,9 @@ func (e flashEnv) flash(image, target string, log *slog.Logger) (FlashResult, er
 		return res, fmt.Errorf("opening %s: %w", target, err)
 	}
 	defer out.Close()
+	var devSize int64
 	if res.Device {
-		devSize, err := out.Seek(0, io.SeekEnd)
+		devSize, err = out.Seek(0, io.SeekEnd)
 		if err != nil {
 			return res, fmt.Errorf("sizing %s: %w", target, err)
 		}
@@ -116,6 +118,19 @@ func (e flashEnv) flash(image, target string, log *slog.Logger) (FlashResult, er
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return res, fmt.Errorf("reading %s back: sha256 %s, wrote %s: the medium does not keep what is written", target, got, want)
+	}
+	if devSize > size {
+		// The image's backup GPT sits where the image ends: move it to
+		// the disk's end.
+		if err := FitGPT(out, devSize); err != nil {
+			return res, fmt.Errorf("fitting the GPT to %s: %w", target, err)
+		}
+		if err := syncDrop(out); err != nil {
+			return res, fmt.Errorf("syncing %s: %w", target, err)
+		}
+		if _, err := ReadGPT(out); err != nil {
+			return res, fmt.Errorf("reading %s's GPT back: %w", target, err)
+		}
 	}
 	if res.Device {
 		if err := rereadPartitions(out); err != nil {

@@ -264,3 +264,67 @@ func ReadGPT(r io.ReaderAt) ([]Partition, error) {
 	}
 	return parts, nil
 }
+
+// FitGPT moves the backup GPT of a disk written from a smaller image to
+// the disk's end (size bytes) and lets the usable area reach it, so that
+// the kernel and partitioning tools find both copies where they belong.
+// The partitions are not changed.
+func FitGPT(d interface {
+	io.ReaderAt
+	io.WriterAt
+}, size int64) error {
+	if _, err := ReadGPT(d); err != nil {
+		return err
+	}
+	h := make([]byte, SectorSize)
+	if _, err := d.ReadAt(h, SectorSize); err != nil {
+		return fmt.Errorf("reading the GPT: %w", err)
+	}
+	hsize := binary.LittleEndian.Uint32(h[12:])
+	oldBackup := int64(binary.LittleEndian.Uint64(h[32:]))
+	n, esize := binary.LittleEndian.Uint32(h[80:]), binary.LittleEndian.Uint32(h[84:])
+	entries := make([]byte, int(n)*int(esize))
+	if _, err := d.ReadAt(entries, int64(binary.LittleEndian.Uint64(h[72:]))*SectorSize); err != nil {
+		return fmt.Errorf("reading the GPT: %w", err)
+	}
+	lastLBA := size/SectorSize - 1
+	if lastLBA == oldBackup {
+		return nil
+	}
+	entriesLBA := lastLBA - (int64(len(entries))+SectorSize-1)/SectorSize
+	if entriesLBA-1 < int64(binary.LittleEndian.Uint64(h[48:])) {
+		return fmt.Errorf("GPT: a disk of %d bytes is smaller than the image's partitions", size)
+	}
+	seal := func(h []byte) {
+		binary.LittleEndian.PutUint32(h[16:], 0)
+		binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:hsize]))
+	}
+	binary.LittleEndian.PutUint64(h[32:], uint64(lastLBA))
+	binary.LittleEndian.PutUint64(h[48:], uint64(entriesLBA-1))
+	seal(h)
+	b := append([]byte{}, h...)
+	binary.LittleEndian.PutUint64(b[24:], uint64(lastLBA))
+	binary.LittleEndian.PutUint64(b[32:], 1)
+	binary.LittleEndian.PutUint64(b[72:], uint64(entriesLBA))
+	seal(b)
+	mbr := make([]byte, SectorSize)
+	if _, err := d.ReadAt(mbr, 0); err != nil {
+		return fmt.Errorf("reading the protective MBR: %w", err)
+	}
+	binary.LittleEndian.PutUint32(mbr[446+12:], uint32(min(lastLBA, 0xFFFFFFFF)))
+	for _, wr := range []struct {
+		lba int64
+		b   []byte
+	}{
+		{entriesLBA, entries},
+		{lastLBA, b},
+		{oldBackup, make([]byte, SectorSize)}, // the old backup header, now inside the disk
+		{1, h},
+		{0, mbr},
+	} {
+		if _, err := d.WriteAt(wr.b, wr.lba*SectorSize); err != nil {
+			return fmt.Errorf("writing the GPT: %w", err)
+		}
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package update
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,7 @@ func rereadPartitions(f *os.File) error {
 
 // devNumber is the "major:minor" of a block device file.
 func devNumber(st os.FileInfo) (string, bool) {
-	s, ok := st.Sys().(*unix.Stat_t)
+	s, ok := st.Sys().(*syscall.Stat_t) // what os.Stat gives, not unix.Stat_t
 	if !ok || st.Mode()&os.ModeDevice == 0 {
 		return "", false
 	}
