@@ -184,7 +184,8 @@ type Result struct {
 }
 
 // Apply writes the bundle in file into the inactive slot of disk and
-// puts it on trial for the next boot. The bundle is verified (signature
+// puts it on trial for the next boot. file may also be a block device
+// the bundle was written onto (a USB stick). The bundle is verified (signature
 // with pub, every part's sha256) before anything is written, and again
 // from the slot after writing. running is the slot the box booted from
 // (NoSlot when not known); Apply never writes it.
@@ -198,12 +199,20 @@ func Apply(d Disk, file string, pub ed25519.PublicKey, running Slot, log *slog.L
 	if err != nil {
 		return Result{}, fmt.Errorf("opening the bundle: %w", err)
 	}
-	b, err := OpenVerified(f, st.Size(), pub)
+	size := st.Size()
+	device := st.Mode()&os.ModeDevice != 0
+	if device {
+		// A bundle written raw onto a USB stick: the device is longer.
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return Result{}, fmt.Errorf("sizing the bundle's device: %w", err)
+		}
+	}
+	b, err := OpenVerified(f, size, pub)
 	if err != nil {
 		return Result{}, fmt.Errorf("checking the bundle: %w", err)
 	}
-	if b.Size != st.Size() {
-		return Result{}, fmt.Errorf("checking the bundle: %d bytes after its end: not a bundle as signed", st.Size()-b.Size)
+	if b.Size != size && !device {
+		return Result{}, fmt.Errorf("checking the bundle: %d bytes after its end: not a bundle as signed", size-b.Size)
 	}
 	res := Result{Version: b.Manifest.Version, Size: b.Size}
 

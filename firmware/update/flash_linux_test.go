@@ -93,3 +93,28 @@ func TestFlashDevice(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyFromDevice reads a bundle written raw onto a block device
+// (a USB stick), which is longer than the bundle.
+func TestApplyFromDevice(t *testing.T) {
+	_, pub := testKeys(t)
+	d := testImage(t)
+	raw, err := os.ReadFile(writeBundleFile(t, "v2", testParts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stick := loopDevice(t, 1<<20, func(file string) {
+		f, err := os.OpenFile(file, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(raw, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	res, err := Apply(d, stick, pub, SlotA, quiet)
+	if err != nil || res.Version != "v2" || res.Slot != SlotB {
+		t.Fatalf("Apply from %s: %+v, %v", stick, res, err)
+	}
+}
