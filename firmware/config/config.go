@@ -84,6 +84,19 @@ type Extension struct {
 	Secret string `yaml:"secret"`
 	// MaxContacts bounds how many devices may register at once (0: 5).
 	MaxContacts int `yaml:"max_contacts,omitempty"`
+	// CallWaiting: a call to the extension while it is in a call rings its
+	// phones too (they show it beside the call in progress); a third call
+	// gets 486 Busy Here. Absent: on. Off: the second call gets 486.
+	CallWaiting *bool `yaml:"call_waiting,omitempty"`
+}
+
+// Calls is how many calls the extension may be in at once: two with call
+// waiting (one in progress, one waiting), else one.
+func (e Extension) Calls() int {
+	if e.CallWaiting == nil || *e.CallWaiting {
+		return 2
+	}
+	return 1
 }
 
 // Duration is a time.Duration written in YAML as "90s", "10m" or "1h".

@@ -17,8 +17,9 @@
 // the calls on with Restore; a box that hands over leaves them with
 // Abandon. Ringing calls are not saved.
 //
-// Limits, by design for now: one active call per extension (no call
-// waiting: a second call to a busy extension gets 486 Busy Here); an INVITE
+// An extension is in at most two calls at once with call waiting (the
+// second rings its phones while the first goes on; a third gets 486 Busy
+// Here), one without. Limits, by design for now: an INVITE
 // without SDP (late offer) is answered 488; re-INVITE and UPDATE without SDP
 // are answered 488 as well; no reliable provisional responses (PRACK);
 // redirects (3xx) from a device count as 480. A blind transfer keeps the

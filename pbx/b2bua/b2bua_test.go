@@ -184,6 +184,42 @@ func TestBusyInCall(t *testing.T) {
 	}
 }
 
+// TestCallWaiting: with call waiting (the default), a second call to an
+// extension in a call rings its phone, which may take it; a third gets
+// 486 without ringing; once a call ends, a new one rings again.
+func TestCallWaiting(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	carol := newPhone(t, e, "300", "answer")
+	dave := newPhone(t, e, "400", "answer")
+	erin := newPhone(t, e, "500", "answer")
+	e.loc.add("500", erin)
+	if res := alice.dial("500", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("first call: %d", res.StatusCode)
+	}
+	if res := carol.dial("500", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("second call to an extension with call waiting: %d, want 200 (answered by the phone)", res.StatusCode)
+	}
+	if n := erin.count(sip.INVITE); n != 2 {
+		t.Errorf("the phone with call waiting was rung %d times, want 2", n)
+	}
+	if res := dave.dial("500", nil).result(); res.StatusCode != 486 {
+		t.Fatalf("third call: %d, want 486", res.StatusCode)
+	}
+	if n := erin.count(sip.INVITE); n != 2 {
+		t.Errorf("the third call rang the phone (%d INVITEs)", n)
+	}
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Caller != "400" || r.Disp != cdr.Busy || r.SIPCode != 486 {
+		t.Errorf("CDR of the third call %+v", r)
+	}
+	alice.request(sip.BYE, nil)
+	e.cdrs.wait(t, 2)
+	if res := dave.dial("500", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("a call while one call is in progress again: %d, want 200", res.StatusCode)
+	}
+}
+
 func TestCancelBeforeAnswer(t *testing.T) {
 	e := newEnv(t)
 	alice := newPhone(t, e, "100", "answer")

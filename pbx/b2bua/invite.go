@@ -110,12 +110,15 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	var bindings []location.Binding
+	calleeCalls := 1 // calls the callee may be in at once (call waiting: 2)
 	if !out {
-		if _, ok := b.o.Directory.Extension(callee); !ok || callee == "" {
+		ext, ok := b.o.Directory.Extension(callee)
+		if !ok || callee == "" {
 			log.Info("call to an unknown number")
 			fail(404, "Not Found")
 			return
 		}
+		calleeCalls = ext.Calls()
 		bindings = b.o.Locator.Lookup(callee)
 		if len(bindings) == 0 {
 			log.Info("callee not registered")
@@ -136,9 +139,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log.Info("a second INVITE for a call in progress")
 		respond(tx, req, 482, "Loop Detected", b.log)
 		return
-	case !out && b.active[callee] > 0:
+	case !out && b.active[callee] >= calleeCalls:
 		b.mu.Unlock()
-		log.Info("callee is in a call")
+		log.Info("callee is in a call", "calls", b.active[callee])
 		fail(486, "Busy Here")
 		return
 	}
