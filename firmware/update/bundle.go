@@ -251,3 +251,8 @@ func OpenVerified(r io.ReaderAt, size int64, pub ed25519.PublicKey) (*Bundle, er
 	}
 	return b, nil
 }
+
+// IsBundle reports whether b starts with a bundle's magic.
+func IsBundle(b []byte) bool {
+	return len(b) >= len(bundleMagic) && string(b[:len(bundleMagic)]) == bundleMagic
+}

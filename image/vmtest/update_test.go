@@ -52,13 +52,12 @@ const (
 // TestUpdate boots the disk image through the boot stage. A bundle put
 // on trial boots once and commits when the box is healthy (booted as a
 // board does: UEFI firmware, the stage from the EFI system partition,
-// kexec into the slot); a broken bundle (its kernel finds no initramfs
-// and panics) is tried once and the box falls back to the slot it ran
-// before, by itself (the stage started with -kernel, which is quicker).
-//
-// The bundles are applied to the VM's disk with update.Apply (the code
-// of `twinpbx update`) while the VM is off: the console shows logs, not
-// a shell, so nothing can be typed to run it inside.
+// kexec into the slot; the bundle applied to the VM's disk by
+// update.Apply, the code of `twinpbx update`, while the VM is off). A
+// broken bundle (its kernel finds no initramfs and panics) on an update
+// stick is applied by the box itself, tried once, and the box falls back
+// to the slot it ran before and leaves the stick alone (the stage
+// started with -kernel, which is quicker).
 func TestUpdate(t *testing.T) {
 	requireVM(t)
 	img := image(t)
@@ -105,13 +104,13 @@ func TestUpdate(t *testing.T) {
 		}
 		return s
 	}
-	bootDisk := func(t *testing.T, firmware string) *Machine {
+	bootDisk := func(t *testing.T, firmware string, extra ...string) *Machine {
 		return boot(t, Config{
 			Image: img, SIPPort: freeUDPPort(t), Firmware: firmware,
 			Append: stageAppend,
 			// A reboot (a panic, a failed trial) restarts the machine
 			// into the boot stage, as on a box.
-			Extra: []string{"-drive", "file=" + disk.Path + ",if=virtio,format=raw", "-action", "reboot=reset"},
+			Extra: append([]string{"-drive", "file=" + disk.Path + ",if=virtio,format=raw", "-action", "reboot=reset"}, extra...),
 		})
 	}
 
@@ -149,16 +148,19 @@ func TestUpdate(t *testing.T) {
 		return
 	}
 
+	// The broken bundle comes on an update stick (a second disk with the
+	// bundle written raw), which the box applies itself.
 	t.Run("broken", func(t *testing.T) {
 		v3 := writeBundle("v3-broken", []update.Part{{Name: update.PartKernel, Data: kernel}, {Name: update.PartInitramfs, Data: []byte("not an initramfs")}})
-		r, err := update.Apply(disk, v3, pub, update.NoSlot, log)
+		raw, err := os.ReadFile(v3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Slot != update.SlotA {
-			t.Fatalf("v3 went to slot %v, want A", r.Slot)
+		stick := filepath.Join(dir, "stick.img")
+		if err := os.WriteFile(stick, append(raw, make([]byte, 4096-len(raw)%4096)...), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		m := bootDisk(t, "")
+		m := bootDisk(t, "", "-drive", "file="+stick+",if=virtio,format=raw,readonly=on")
 		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 		defer cancel()
 		fellBack, err := m.WaitConsole(ctx, markerFellBack)
@@ -166,6 +168,9 @@ func TestUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := m.Console()
+		if !strings.Contains(out, `msg="update stick: bundle written; rebooting to try it" component=init slot=A version=v3-broken`) {
+			t.Fatal("the box did not apply the update stick into slot A")
+		}
 		if !strings.Contains(out, "Kernel panic") {
 			t.Fatal("fell back without the broken kernel's panic on the console")
 		}
@@ -176,8 +181,12 @@ func TestUpdate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Index(m.Console(), markerSIP) < strings.Index(m.Console(), markerFellBack) {
-			t.Fatal("SIP served before the fallback")
+		out = m.Console()
+		if strings.LastIndex(out, markerSIP) < strings.Index(out, markerFellBack) {
+			t.Fatal("SIP not served after the fallback")
+		}
+		if !strings.Contains(out[strings.Index(out, markerFellBack):], "update stick: its version failed its trial before") {
+			t.Fatal("after the fallback the box did not leave the stick's failed version alone")
 		}
 		m.Kill()
 		s := state()

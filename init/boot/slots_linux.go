@@ -75,8 +75,8 @@ func bootSlot(log *slog.Logger, cmdline string, sp SlotParams) error {
 // abBoot is init's part of the A/B boot, after the kernel modules are
 // loaded: read the A/B settings, be the boot stage when this kernel was
 // not started from a slot (bootSlot; returns only when nothing was
-// started), and find the data partition by its name when the command
-// line names none.
+// started), apply an update stick (updateFromStick), and find the data
+// partition by its name when the command line names none.
 func abBoot(log *slog.Logger, cmdline string, p *Params) SlotParams {
 	sp, errs := ParseSlotParams(cmdline)
 	for _, e := range errs {
@@ -88,6 +88,7 @@ func abBoot(log *slog.Logger, cmdline string, p *Params) SlotParams {
 	if sp.Slot != update.NoSlot {
 		log.Info("booted from a slot", "slot", sp.Slot.String(), "trial", sp.Trial)
 	}
+	updateFromStick(log, sp)
 	if p.DataDevice == "" {
 		if dev, err := update.BoxDisk.Device(update.PartData); err == nil {
 			p.DataDevice = dev

@@ -1,0 +1,44 @@
+package boot
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
+)
+
+func TestFindStick(t *testing.T) {
+	sys, dev := t.TempDir(), t.TempDir()
+	bundle := []byte("TWPBXUB1 and the rest")
+	for _, d := range []struct {
+		name, uevent string
+		content      []byte
+	}{
+		{"vda", "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n", []byte("protective MBR")},
+		{"vda2", "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTNAME=twinpbx-a\n", bundle},
+		{"vda3", "MAJOR=254\nMINOR=3\nDEVNAME=vda3\nDEVTYPE=partition\nPARTNAME=twinpbx-b\n", bundle},
+		{"vdb", "MAJOR=254\nMINOR=16\nDEVNAME=vdb\nDEVTYPE=disk\n", bundle},
+		{"zram0", "MAJOR=252\nMINOR=0\nDEVNAME=zram0\nDEVTYPE=disk\n", nil},
+	} {
+		if err := os.MkdirAll(filepath.Join(sys, d.name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, d.name, "uevent"), []byte(d.uevent), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dev, d.name), d.content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := update.DeviceDisk{SysBlock: sys, Dev: dev}
+	if got := findStick(disk); got != filepath.Join(dev, "vdb") {
+		t.Fatalf("findStick = %q, want the second disk, not a slot", got)
+	}
+	if err := os.Remove(filepath.Join(dev, "vdb")); err != nil {
+		t.Fatal(err)
+	}
+	if got := findStick(disk); got != "" {
+		t.Fatalf("findStick without a stick = %q", got)
+	}
+}
