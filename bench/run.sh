@@ -572,7 +572,7 @@ bench_calls() { # SERVER
 
 # pbx_process FIELD: a field of the running twinpbx's process status.
 pbx_process() {
-	"$work/twinpbx" status --data "$work/data" |
+	"$work/twinpbx" status --gc --data "$work/data" |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["process"][sys.argv[1]])' "$1"
 }
 

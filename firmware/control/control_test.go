@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,20 @@ func TestClientServer(t *testing.T) {
 				t.Fatalf("got %q, want it to contain %q", b.String(), tc.want)
 			}
 		})
+	}
+	// The server runs in this process: the collection is seen here.
+	gcs := func() uint32 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.NumGC
+	}
+	before := gcs()
+	var b bytes.Buffer
+	if err := c.StatusAfterGC(&b); err != nil || !strings.Contains(b.String(), `"role": "standalone"`) {
+		t.Fatalf("StatusAfterGC = %q, %v", b.String(), err)
+	}
+	if gcs() == before {
+		t.Error("StatusAfterGC ran no garbage collection")
 	}
 	if want := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC); !fa.cdrFrom.Equal(want) {
 		t.Errorf("from reached the appliance as %v, want %v", fa.cdrFrom, want)

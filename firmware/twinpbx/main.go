@@ -48,7 +48,7 @@ Usage:
   twinpbx dns-records [--data DIR] [--domain DOMAIN] [--vip|--both] [--format zone|dnsmasq]
       Print the NAPTR, SRV and A records that make SRV-capable phones find
       the PBX: at the pair's VIP (default), or at both boxes (docs/DNS.md).
-  twinpbx status [--data DIR]
+  twinpbx status [--data DIR] [--gc]
       Show listeners, registered phones and calls in progress, and on a twin
       pair the box's role, its twin, paths, lease and alarms (JSON).
   twinpbx switchover [--data DIR]
@@ -348,6 +348,7 @@ func cmdCDRExport(args []string, stdout io.Writer) error {
 
 func cmdStatus(args []string, stdout io.Writer) error {
 	fs, data := newFlags("status")
+	gc := fs.Bool("gc", false, "collect garbage in the running process first, so that process.heap_live_bytes is current (for measuring memory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -357,6 +358,9 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *gc {
+		return c.StatusAfterGC(stdout)
 	}
 	return c.Status(stdout)
 }
