@@ -55,7 +55,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	if err != nil {
 		return fmt.Errorf("board profile %q: %w", p.Board, err)
 	}
-	log.Info("booting", "board", prof.Name, "kernel_cmdline", strings.TrimSpace(string(line)))
+	log.Info("booting", "board", prof.Name, "uptime", uptime(), "kernel_cmdline", strings.TrimSpace(string(line)))
 
 	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
 	sp := abBoot(log, string(line), &p)
@@ -88,7 +88,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 		log.Warn("debug hang ignored: init does not keep the watchdog of a twin", "hang", p.Hang)
 	}
 
-	log.Info("boot done: starting twinpbx", "after", time.Since(start).Round(time.Millisecond))
+	log.Info("boot done: starting twinpbx", "after", time.Since(start).Round(time.Millisecond), "uptime", uptime())
 	env := []string{"PATH=/bin:/bbin", "HOME=" + DataDir, "TERM=linux"}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -153,6 +153,16 @@ func mountData(log *slog.Logger, dev string) {
 		log.Error("mounting a tmpfs data folder failed; using the initramfs", "err", err)
 		_ = os.MkdirAll(DataDir, 0o700)
 	}
+}
+
+// uptime is how long the kernel has been running (CLOCK_BOOTTIME), the
+// box's own measure of its boot time; 0 if the clock cannot be read.
+func uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano()).Round(time.Millisecond)
 }
 
 // waitFor polls ok until it is true or d has passed.
