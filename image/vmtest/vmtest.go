@@ -56,6 +56,12 @@ type Config struct {
 	// Firmware, when set, is a UEFI firmware (OVMF) that boots the disk
 	// in Extra as a board does: no -kernel, -initrd or -append.
 	Firmware string
+	// Initrd, when set, replaces the image's initramfs.cpio.xz (an
+	// uncompressed copy boots faster under TCG: see Uncompressed).
+	Initrd string
+	// NoUserNet leaves out the NIC on QEMU's user network (and SIPPort):
+	// the machine's NICs are all in Extra.
+	NoUserNet bool
 }
 
 // GuestIP is the guest's address on QEMU's user network.
@@ -63,21 +69,30 @@ const GuestIP = "10.0.2.15"
 
 // Args are QEMU's arguments for c. The guest does not reboot: a reboot
 // (init's answer to a fatal error, or a kernel panic) ends QEMU, so a
-// test sees it.
+// test sees it. The CPU is TCG's "max" model: it has RDRAND, so the
+// kernel's random number generator is ready at once instead of about a
+// second after init first asks it (as on a board whose CPU has RDRAND).
 func Args(c Config) []string {
 	kernel := KernelCmdline(c.Append)
 	args := []string{
-		"-accel", c.Accel, "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
+		"-accel", c.Accel, "-cpu", "max", "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
 		"-device", "i6300esb", "-action", "watchdog=" + c.WatchdogAction,
-		"-netdev", fmt.Sprintf("user,id=lan,hostfwd=udp:127.0.0.1:%d-:5060", c.SIPPort),
-		"-device", "virtio-net-pci,netdev=lan",
+	}
+	if !c.NoUserNet {
+		args = append(args,
+			"-netdev", fmt.Sprintf("user,id=lan,hostfwd=udp:127.0.0.1:%d-:5060", c.SIPPort),
+			"-device", "virtio-net-pci,netdev=lan")
 	}
 	if c.Firmware != "" {
 		args = append(args, "-bios", c.Firmware)
 	} else {
+		initrd := c.Initrd
+		if initrd == "" {
+			initrd = filepath.Join(c.Image, build.Initramfs)
+		}
 		args = append(args, "-kernel", filepath.Join(c.Image, build.Vmlinux),
-			"-initrd", filepath.Join(c.Image, build.Initramfs), "-append", kernel)
+			"-initrd", initrd, "-append", kernel)
 	}
 	return append(args, c.Extra...)
 }
