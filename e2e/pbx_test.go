@@ -179,6 +179,7 @@ func TestCalls(t *testing.T) {
 		{"answered, callee hangs up", "uas-bye.xml", "uac-wait-bye.xml", 1500 * time.Millisecond, 0, "ANSWERED", 200, "callee", 1, false},
 		{"cancelled while ringing", "uas-cancel.xml", "uac-cancel.xml", 0, 300 * time.Millisecond, "CANCELLED", 487, "", 0, false},
 		{"callee busy", "uas-busy.xml", "uac-busy.xml", 0, 0, "BUSY", 486, "", 0, false},
+		{"late offer (no SDP in the INVITE)", "uas.xml", "uac-late.xml", 0, 500 * time.Millisecond, "ANSWERED", 200, "caller", 0, false},
 		{"caller over TCP, callee hangs up", "uas-bye.xml", "uac-wait-bye.xml", 500 * time.Millisecond, 0, "ANSWERED", 200, "callee", 0, true},
 	}
 	for _, tt := range tests {

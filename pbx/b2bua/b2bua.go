@@ -19,9 +19,11 @@
 //
 // An extension is in at most two calls at once with call waiting (the
 // second rings its phones while the first goes on; a third gets 486 Busy
-// Here), one without. Limits, by design for now: an INVITE
-// without SDP (late offer) is answered 488; re-INVITE and UPDATE without SDP
-// are answered 488 as well; no reliable provisional responses (PRACK);
+// Here), one without. An INVITE without SDP (late offer) gets an offer of
+// the PBX's own (G.711, RFC 4733 events) towards the callee and the
+// callee's terms as the offer in its 200 OK; the caller answers in its
+// ACK. Limits, by design for now: re-INVITE and UPDATE without SDP are
+// answered 488; no reliable provisional responses (PRACK);
 // redirects (3xx) from a device count as 480. A blind transfer keeps the
 // transferee's media session: the relay re-points its far side at the
 // target, so the transferee is not re-INVITEd. Attended transfer
@@ -81,6 +83,9 @@ type MediaSession interface {
 	// side, LegB = callee side) into the body to send to the other leg,
 	// pointing at the relay.
 	Rewrite(from Leg, body []byte) ([]byte, error)
+	// LateOffer returns the offer for the other leg on behalf of leg from,
+	// whose INVITE had no SDP; from's answer comes later through Rewrite.
+	LateOffer(from Leg) ([]byte, error)
 	// State exports the session, to be saved with the call.
 	State() media.SessionState
 	Close() error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +110,6 @@ func TestCallRefused(t *testing.T) {
 		{name: "busy everywhere", dial: "200", bobMode: "600", wantCode: 600, wantDisp: cdr.Busy, wantBobs: 1},
 		{name: "declined", dial: "200", bobMode: "603", wantCode: 603, wantDisp: cdr.Failed, wantBobs: 1},
 		{name: "caller SDP refused", dial: "200", bobMode: "answer", offer: []byte("v=0\r\ns=bad\r\n"), wantCode: 488, wantDisp: cdr.Failed},
-		{name: "late offer", dial: "200", bobMode: "answer", offer: []byte{}, wantCode: 488, wantDisp: cdr.Failed},
 		{name: "callee SDP refused", dial: "200", bobMode: "answer", bobSDP: "v=0\r\ns=bad\r\n", wantCode: 488, wantDisp: cdr.Failed, wantBobs: 1, wantByeTo: 1},
 	}
 	for _, tt := range tests {
@@ -217,6 +217,43 @@ func TestCallWaiting(t *testing.T) {
 	e.cdrs.wait(t, 2)
 	if res := dave.dial("500", nil).result(); res.StatusCode != 200 {
 		t.Fatalf("a call while one call is in progress again: %d, want 200", res.StatusCode)
+	}
+}
+
+// TestLateOffer: an INVITE without SDP. The callee gets the PBX's own
+// offer, the caller gets the callee's terms in the 200 and answers in its
+// ACK, which the relay learns from; the call then behaves as any other.
+func TestLateOffer(t *testing.T) {
+	e := newEnv(t)
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	res := alice.dial("200", []byte{}).result()
+	if res.StatusCode != 200 {
+		t.Fatalf("late-offer call: %d, want 200", res.StatusCode)
+	}
+	inv := bob.wait(sip.INVITE, 1)
+	if !strings.Contains(string(inv.Body()), "late offer of the PBX") {
+		t.Errorf("the callee's INVITE carries %q, want the PBX's late offer", inv.Body())
+	}
+	if body := string(res.Body()); !strings.Contains(body, "a=relayed-from:B") {
+		t.Errorf("the caller's 200 carries %q, want the callee's terms through the relay", body)
+	}
+	eventually(t, "the caller's answer from its ACK to reach the relay", func() bool {
+		e.media.mu.Lock()
+		defer e.media.mu.Unlock()
+		return slices.Contains(e.media.answers, alice.sdp)
+	})
+	e.media.mu.Lock()
+	if e.media.lateOffers != 1 {
+		t.Errorf("%d late offers made, want 1", e.media.lateOffers)
+	}
+	e.media.mu.Unlock()
+	if res := alice.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	if r := e.cdrs.wait(t, 1)[0]; r.Disp != cdr.Answered {
+		t.Errorf("CDR %+v", r)
 	}
 }
 

@@ -81,6 +81,9 @@ type call struct {
 	acks map[ackKey]chan struct{}
 	// busyOffer is true while a re-INVITE or UPDATE is in progress.
 	busyOffer bool
+	// lateOffer: the caller's INVITE had no SDP; its answer comes in the
+	// ACK of the 200.
+	lateOffer bool
 	// transfer is the blind transfer in progress, if any.
 	transfer *transfer
 

@@ -108,6 +108,10 @@ type fakeMedia struct {
 	open     map[string]bool
 	opened   int
 	restored int
+	// lateOffers counts LateOffer calls; answers records the bodies
+	// Rewrite got from leg A.
+	lateOffers int
+	answers    []string
 }
 
 type fakeSession struct {
@@ -156,11 +160,23 @@ func (s *fakeSession) Rewrite(from Leg, body []byte) ([]byte, error) {
 	if strings.Contains(string(body), "bad") {
 		return nil, errBadSDP
 	}
+	if from == LegA {
+		s.m.mu.Lock()
+		s.m.answers = append(s.m.answers, string(body))
+		s.m.mu.Unlock()
+	}
 	name := "A"
 	if from == LegB {
 		name = "B"
 	}
 	return append(append([]byte(nil), body...), fmt.Sprintf("a=relayed-from:%s\r\n", name)...), nil
+}
+
+func (s *fakeSession) LateOffer(from Leg) ([]byte, error) {
+	s.m.mu.Lock()
+	s.m.lateOffers++
+	s.m.mu.Unlock()
+	return s.Rewrite(from, []byte("v=0\r\ns=late offer of the PBX\r\n"))
 }
 
 func (s *fakeSession) State() media.SessionState {
@@ -594,6 +610,8 @@ type outCall struct {
 	d     Dialog
 	prov  chan *sip.Response
 	final chan *sip.Response
+	// ackBody is sent in the ACK of a 2xx: the answer of a late offer.
+	ackBody []byte
 }
 
 func (p *phone) via() sip.Uri { return p.contact }
@@ -606,12 +624,15 @@ func (p *phone) prepare(req *sip.Request) {
 }
 
 // dial sends an INVITE to number through the PBX; body nil means p.sdp.
+// An empty body is a late offer: p.sdp goes in the ACK as the answer.
 func (p *phone) dial(number string, body []byte) *outCall {
 	p.t.Helper()
+	oc := &outCall{p: p, prov: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1)}
 	if body == nil {
 		body = []byte(p.sdp)
+	} else if len(body) == 0 {
+		oc.ackBody = []byte(p.sdp)
 	}
-	oc := &outCall{p: p, prov: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1)}
 	oc.d = Dialog{
 		CallID:       uuid.NewString(),
 		LocalTag:     sip.GenerateTagN(8),
@@ -660,7 +681,7 @@ func (oc *outCall) send(body []byte, withAuth bool) {
 				}
 				if res.IsSuccess() {
 					oc.d.confirm(res)
-					ack, err := oc.d.ack(res.CSeq().SeqNo, p.via(), nil)
+					ack, err := oc.d.ack(res.CSeq().SeqNo, p.via(), oc.ackBody)
 					if err == nil {
 						p.prepare(ack)
 						_ = p.cl.WriteRequest(ack, noBuild)

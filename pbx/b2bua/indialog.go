@@ -47,10 +47,41 @@ func (b *B2BUA) serveAck(req *sip.Request, _ sip.ServerTransaction) {
 	}
 	c.mu.Lock()
 	cid := c.legs[side].Dialog.CallID
+	late := c.lateOffer && side == LegA && cs.SeqNo == c.legs[LegA].Dialog.RemoteSeq
+	m := c.media
 	c.mu.Unlock()
+	if late {
+		b.lateAnswer(c, m, req.Body())
+	}
 	if !c.gotAck(cid, cs.SeqNo) {
 		b.log.Debug("ACK not awaited (retransmission?)", "call", c.st.ID, "cseq", cs.SeqNo)
 	}
+}
+
+// lateAnswer takes the caller's answer from the ACK of a late-offer call:
+// the relay learns the caller's address from it. The callee already has
+// its answer (its own terms, which the caller's answer can only narrow),
+// so nothing goes on to it. An ACK without SDP breaks RFC 3264; the relay
+// then waits for the caller's first packets.
+func (b *B2BUA) lateAnswer(c *call, m MediaSession, body []byte) {
+	c.mu.Lock()
+	if !c.lateOffer || m == nil { // a retransmitted ACK
+		c.mu.Unlock()
+		return
+	}
+	c.lateOffer = false
+	c.mu.Unlock()
+	if len(body) == 0 {
+		b.log.Warn("late-offer call: the caller's ACK has no SDP answer; media waits for its first packets", "call", c.st.ID)
+		return
+	}
+	if _, err := m.Rewrite(LegA, body); err != nil {
+		b.log.Warn("late-offer call: the caller's answer in the ACK is unusable; media waits for its first packets", "call", c.st.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.legs[LegA].SDP = body
+	c.mu.Unlock()
 }
 
 // serveCancel sees only CANCELs that match no INVITE transaction: sipgo

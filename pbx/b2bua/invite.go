@@ -126,11 +126,6 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	if len(req.Body()) == 0 {
-		log.Info("INVITE without SDP (late offer) is not supported")
-		fail(488, "Not Acceptable Here")
-		return
-	}
 
 	b.mu.Lock()
 	switch {
@@ -178,7 +173,17 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.media = m
 	c.mu.Unlock()
-	offer, err := m.Rewrite(LegA, req.Body())
+	var offer []byte
+	if len(req.Body()) == 0 {
+		// Late offer: the callee gets ours; the caller gets the callee's
+		// terms in the 200 and answers in its ACK (serveAck).
+		c.mu.Lock()
+		c.lateOffer = true
+		c.mu.Unlock()
+		offer, err = m.LateOffer(LegA)
+	} else {
+		offer, err = m.Rewrite(LegA, req.Body())
+	}
 	if err != nil {
 		log.Info("caller's SDP refused", "err", err)
 		fail(488, "Not Acceptable Here")

@@ -157,6 +157,24 @@ func (s *Session) Rewrite(from Leg, body []byte) ([]byte, error) {
 	return out, nil
 }
 
+// LateOffer returns the offer to send to the other leg on behalf of leg
+// from, whose INVITE carried no SDP: G.711 and RFC 4733 events at the
+// relay (sdp.LateOffer). The relay then knows nothing of from's address
+// and sends it nothing until its answer arrives (Rewrite with the SDP of
+// its ACK) or its first packet is latched.
+func (s *Session) LateOffer(from Leg) ([]byte, error) {
+	out, err := s.Rewrite(from, sdp.LateOffer(s.r.cfg.Addr))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := &s.legs[from]
+	ls.known, ls.noMedia, ls.mux = false, false, false
+	ls.sdpRTP, ls.sdpRTCP = netip.AddrPort{}, netip.AddrPort{}
+	return out, nil
+}
+
 // learn records what leg l's SDP says about its audio stream.
 func (s *Session) learn(l Leg, st sdp.Stream) {
 	ls := &s.legs[l]
