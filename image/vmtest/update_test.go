@@ -199,7 +199,7 @@ func TestUpdate(t *testing.T) {
 }
 
 // testUpdatePub is the public key the test image carries.
-func testUpdatePub(t *testing.T) ed25519.PublicKey {
+func testUpdatePub(t testing.TB) ed25519.PublicKey {
 	t.Helper()
 	k, err := update.LoadPrivateKey(testKeyFile)
 	if err != nil {

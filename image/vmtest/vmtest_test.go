@@ -109,7 +109,7 @@ func requireVM(t *testing.T) {
 // image builds the firmware image for the tests in the user's cache
 // folder, where an unchanged initramfs is kept from the last run, or
 // takes the one in $TWINPBX_IMAGE (a folder made by make image).
-func image(t *testing.T) string {
+func image(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("TWINPBX_IMAGE"); dir != "" {
 		t.Logf("using the image in %s (TWINPBX_IMAGE)", dir)
@@ -138,7 +138,7 @@ func image(t *testing.T) string {
 }
 
 // freeUDPPort finds a UDP port on 127.0.0.1 that is free now.
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -148,7 +148,7 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-func boot(t *testing.T, c Config) *Machine {
+func boot(t testing.TB, c Config) *Machine {
 	t.Helper()
 	c.Nice = true
 	m, err := Start(c)
