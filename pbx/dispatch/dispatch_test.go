@@ -161,36 +161,54 @@ func TestDialogSurvivesRestart(t *testing.T) {
 }
 
 // TestRetransmissionAndCancel: with round robin, a retransmitted INVITE
-// and its CANCEL go where the INVITE went, not to the next backend.
+// and its CANCEL go where the INVITE went, not to the next backend; a
+// retransmission the backend has answered is absorbed, the caller getting
+// a 100 from the dispatcher.
 func TestRetransmissionAndCancel(t *testing.T) {
 	bs := threeBackends(t)
 	for _, b := range bs {
 		b.ringOnly.Store(true)
+		b.silent.Store(true)
 	}
-	_, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour}, bs...)
+	_, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, TxTimeout: time.Hour}, bs...)
 	p := newPhone(t)
 	c := &call{id: "cancel-1"}
 	inv := p.request(d, c, sip.INVITE, "cancel-1")
-	p.send(d, inv)
-	p.send(d, inv)
-	waitFor(t, "both INVITEs", func() bool {
-		n := 0
-		for _, b := range bs {
+	invites := func() []int {
+		n := make([]int, len(bs))
+		for i, b := range bs {
 			for _, r := range b.requests(time.Time{}) {
 				if r == "INVITE cancel-1" {
-					n++
+					n[i]++
 				}
 			}
 		}
-		return n == 2
-	})
+		return n
+	}
+	total := func() int { n := invites(); return n[0] + n[1] + n[2] }
+	p.send(d, inv)
+	p.send(d, inv)
+	waitFor(t, "both unanswered INVITEs passed on", func() bool { return total() == 2 })
 	who := owner(t, bs, "cancel-1")
+	if n := invites()[who]; n != 2 {
+		t.Fatalf("INVITEs per backend %v: the retransmission went elsewhere", invites())
+	}
+	bs[who].silent.Store(false)
+	p.send(d, inv)
+	p.response("cancel-1", 180)
+	p.send(d, inv) // answered by the backend: absorbed
+	p.response("cancel-1", 100)
 	p.send(d, p.request(d, c, sip.CANCEL, "cancel-1"))
 	if res := p.final("cancel-1", sip.CANCEL); res.StatusCode != 200 {
 		t.Fatalf("CANCEL: %d", res.StatusCode)
 	}
 	if bs[who].last(sip.CANCEL, "cancel-1") == nil {
 		t.Errorf("the CANCEL did not reach backend %d", who)
+	}
+	// The CANCEL came after the last INVITE, from the same sender, so
+	// that INVITE would have arrived first had it been passed on.
+	if n := invites(); n[who] != 3 || total() != 3 {
+		t.Errorf("INVITEs per backend %v, want 3 at backend %d: the answered retransmission was not absorbed", n, who)
 	}
 	// A CANCEL for nothing sent is answered here.
 	p.send(d, p.request(d, &call{id: "cancel-none"}, sip.CANCEL, "nothing"))

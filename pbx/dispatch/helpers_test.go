@@ -213,6 +213,27 @@ func (p *phone) nextRequest() *sip.Request {
 	}
 }
 
+// response waits for a response with this Call-ID and status.
+func (p *phone) response(callID string, status int) *sip.Response {
+	p.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			p.t.Fatalf("waiting for %d to %s: %v", status, callID, err)
+		}
+		m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			continue
+		}
+		if res, ok := m.(*sip.Response); ok && res.StatusCode == status && res.CallID().Value() == callID {
+			return res
+		}
+	}
+}
+
 // call is one dialog as the phone sees it.
 type call struct {
 	id     string

@@ -46,12 +46,19 @@ func (p *pending) add(branch string, backend int, method string, now time.Time) 
 
 // backend returns the backend of branch, or -1.
 func (p *pending) backend(branch string) int {
+	b, _ := p.lookup(branch)
+	return b
+}
+
+// lookup returns the backend of branch (-1: none) and whether it has
+// answered the request.
+func (p *pending) lookup(branch string) (backend int, answered bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e, ok := p.m[branch]; ok {
-		return e.backend
+		return e.backend, e.answered
 	}
-	return -1
+	return -1, false
 }
 
 // answered records a response to branch's request (method from CSeq).

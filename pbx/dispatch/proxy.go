@@ -70,7 +70,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	var err error
 
 	own := d.popOwnRoute(s, req)
-	pb := d.pend.backend(branch)
+	pb, pbAnswered := d.pend.lookup(branch)
 	switch {
 	case own != nil:
 		// In a dialog we record-routed: towards its backend, unless it
@@ -82,7 +82,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		}
 	case pb >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
-		// request already sent.
+		// request already sent. A retransmitted INVITE the backend has
+		// answered is absorbed: the backend's own retransmissions carry
+		// its answer; the caller gets a 100 again to stop repeating.
+		if req.IsInvite() && pbAnswered {
+			d.reply(s, req, sip.StatusTrying, "Trying")
+			return
+		}
 		backend, dest = pb, d.cfg.Backends[pb].Addr
 	case req.Method == sip.CANCEL || isAck:
 		// Not of a request sent to a backend from here. A backend's
@@ -151,14 +157,26 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			backend = i
 		}
 	}
+	var trying *sip.Response
 	if backend >= 0 && !isAck && req.Method != sip.CANCEL {
 		d.pend.add(branch, backend, string(req.Method), time.Now())
+		if req.IsInvite() {
+			// As a transaction-stateful proxy would (kamailio's tm):
+			// the caller stops retransmitting the INVITE at once
+			// instead of when the backend's answer arrives.
+			trying = sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
+		}
 	}
 
 	top := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: s.host, Port: s.port,
 		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport"}}}
 	req.PrependHeader(top)
 	d.send(s, req, dest)
+	if trying != nil {
+		if to, err := viaAddr(trying.Via()); err == nil {
+			d.send(s, trying, to)
+		}
+	}
 }
 
 // recordRoutes tells the methods that create a dialog.
