@@ -11,7 +11,10 @@
 // of a dialog reaches the same backend, also after the dispatcher
 // restarted: the dispatcher keeps no dialog state. The request table pins
 // retransmissions and CANCELs to the backend of their INVITE (round robin
-// would send them elsewhere) and finds requests a backend never answered.
+// would send them elsewhere), finds requests a backend never answered,
+// and lets the dispatcher do what a transaction-stateful proxy does for
+// an INVITE at little cost: answer 100 Trying at once and absorb the
+// caller's retransmissions once the backend has answered.
 //
 // Backends are probed with SIP OPTIONS every probe interval; a backend
 // that misses DownAfter probes in a row, or leaves a forwarded request
