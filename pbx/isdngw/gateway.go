@@ -73,6 +73,10 @@ type Gateway struct {
 	// calls is owned by the line's goroutine.
 	calls map[*q931.Call]*gwCall
 	up    atomic.Bool // layer 1
+	// For Status, updated by the line's goroutine.
+	alarms   atomic.Uint32
+	dataLink atomic.Bool
+	active   atomic.Int32
 
 	mu       sync.Mutex
 	byCallID map[string]*gwCall // for requests inside a call's dialog
@@ -159,6 +163,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- g.srv.ServeUDP(conn) }()
+	// Calls from the line leave from this socket (see inviteOut): take
+	// none before sipgo knows it.
+	if err := g.waitListening(ctx, conn.LocalAddr().String()); err != nil {
+		_ = conn.Close()
+		return err
+	}
 	go func() { errc <- g.line.Run(ctx, (*handler)(g)) }()
 	g.log.Info("ISDN gateway running", "sip", g.cfg.Listen, "pbx", g.cfg.PBX, "span", g.cfg.Span)
 	select {
@@ -171,8 +181,42 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
+// waitListening waits until sipgo's transport layer has the listening
+// socket in its pool.
+func (g *Gateway) waitListening(ctx context.Context, addr string) error {
+	for {
+		if pool := g.cli.TransportLayer().Pool("udp"); pool != nil {
+			if c := pool.Get(addr); c != nil {
+				_, _ = c.TryClose() // Get took a reference
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ISDN gateway: waiting for the SIP socket: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // LineUp reports whether the span's layer 1 is up, as the card last said.
 func (g *Gateway) LineUp() bool { return g.up.Load() }
+
+// Status is the gateway's state, for the status view.
+type Status struct {
+	// LineUp and Alarms are layer 1 as the card last reported it.
+	LineUp bool
+	Alarms card.Alarm
+	// DataLink is set while the D channel's data link is established.
+	DataLink bool
+	// Calls counts the calls on the span.
+	Calls int
+}
+
+// Status reports the gateway's state. Safe from any goroutine.
+func (g *Gateway) Status() Status {
+	return Status{LineUp: g.up.Load(), Alarms: card.Alarm(g.alarms.Load()), DataLink: g.dataLink.Load(), Calls: int(g.active.Load())}
+}
 
 // Line gives the span's line (for its Endpoint's state, in Do).
 func (g *Gateway) Line() *line.Line { return g.line }
@@ -428,6 +472,7 @@ type handler Gateway
 func (h *handler) Layer1(now time.Time, l1 card.L1) {
 	g := (*Gateway)(h)
 	g.up.Store(l1.Up)
+	g.alarms.Store(uint32(l1.Alarms))
 	g.log.Info("ISDN gateway: layer 1", "up", l1.Up, "alarms", l1.Alarms.String())
 	if g.cfg.OnLayer1 != nil {
 		g.cfg.OnLayer1(l1)
@@ -447,7 +492,14 @@ func (h *handler) Audio(now time.Time, ch uint8, samples []byte) {
 
 func (h *handler) Event(now time.Time, ev isdn.Event) {
 	g := (*Gateway)(h)
+	defer func() { g.active.Store(int32(len(g.calls))) }()
 	if ev.Call == nil {
+		switch ev.Link {
+		case "up":
+			g.dataLink.Store(true)
+		case "down":
+			g.dataLink.Store(false)
+		}
 		g.log.Debug("ISDN gateway: data link", "tei", ev.TEI, "change", ev.Link)
 		return
 	}

@@ -326,6 +326,9 @@ func TestLayer1(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, b.ctx, "layer 1 down", func() bool { return !b.gw.LineUp() })
+	if st := b.gw.Status(); st.LineUp || st.Alarms != card.LOS || !st.DataLink || st.Calls != 0 {
+		t.Errorf("status %+v", st)
+	}
 	var got []card.L1
 	for len(got) < 2 {
 		select {
@@ -402,22 +405,24 @@ func TestInviteRefused(t *testing.T) {
 
 // When every B channel is busy, a call from the PBX gets 503 with cause 34.
 func TestNoChannel(t *testing.T) {
+	// A "PBX" that takes INVITEs and never answers.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
 	b := startBed(t, isdn.BRIPointToPoint, func(string) exchange.Reply { return exchange.Reply{NoAnswer: true} }, func(c *Config) {
-		c.PBX = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 9)
+		c.PBX = netip.MustParseAddrPort(silent.LocalAddr().String())
 	})
-	// Two calls from the exchange hold both B channels, ringing at the
-	// "PBX" that never answers (nothing listens at port 9).
+	// Two calls from the exchange hold both B channels, trying the silent
+	// PBX.
 	for range 2 {
 		if _, err := b.x.Dial(b.ctx, exchange.DialParams{Calling: "1", Called: "2"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n"
-	waitFor(t, b.ctx, "both calls at the gateway", func() bool {
-		n := 0
-		_ = b.gw.Line().Do(b.ctx, func(_ time.Time, ep *isdn.Endpoint) error { n = len(ep.Calls().Calls()); return nil })
-		return n == 2
-	})
+	waitFor(t, b.ctx, "both calls at the gateway", func() bool { return b.gw.Status().Calls == 2 })
 	first, all := invite(t, b.gwAt, sdp)
 	if !strings.HasPrefix(first, "SIP/2.0 503") || !strings.Contains(all, "Reason: Q.850;cause=34") {
 		t.Errorf("want 503 with cause 34, got:\n%s", all)

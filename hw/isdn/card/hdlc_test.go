@@ -137,3 +137,24 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFraming frames and deframes 20 ms of audio of one B channel
+// (one record of 160 samples plus its header), the unit a BRI card sends
+// 100 times a second.
+func BenchmarkFraming(b *testing.B) {
+	rec, err := Record{Kind: Audio, Channel: 1, Data: bytes.Repeat([]byte{0xd5, 0x7e, 0x54, 0x7d}, 40)}.Append(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var d Decoder
+	var buf []byte
+	n := 0
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		buf = AppendFrame(buf[:0], rec)
+		d.Feed(buf, func([]byte) { n++ }, func(err error) { b.Fatal(err) })
+	}
+	if n == 0 {
+		b.Fatal("no frame decoded")
+	}
+}

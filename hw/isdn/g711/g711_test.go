@@ -78,3 +78,17 @@ func TestTranscode(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTranscode converts 20 ms of A-law to µ-law, as the gateway does
+// for every packet of a PCMU call.
+func BenchmarkTranscode(b *testing.B) {
+	src := make([]byte, 160)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	dst := make([]byte, 160)
+	b.SetBytes(160)
+	for b.Loop() {
+		ALawToULaw(dst, src)
+	}
+}
