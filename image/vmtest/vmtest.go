@@ -248,11 +248,16 @@ func (c *console) seenAt(off int) time.Time {
 // Options sends SIP OPTIONS over UDP to addr until an answer comes or ctx
 // ends, and returns the answer's Server header.
 func Options(ctx context.Context, addr string) (string, error) {
+	return OptionsFrom(ctx, net.IPv4(127, 0, 0, 1), addr)
+}
+
+// OptionsFrom is Options sent from the local address laddr.
+func OptionsFrom(ctx context.Context, laddr net.IP, addr string) (string, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return "", fmt.Errorf("SIP OPTIONS to %s: %w", addr, err)
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: laddr})
 	if err != nil {
 		return "", fmt.Errorf("SIP OPTIONS to %s: %w", addr, err)
 	}
