@@ -161,23 +161,39 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.conn = conn
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- g.srv.ServeUDP(conn) }()
+	sipErr := make(chan error, 1)
+	go func() { sipErr <- g.srv.ServeUDP(conn) }()
 	// Calls from the line leave from this socket (see inviteOut): take
 	// none before sipgo knows it.
 	if err := g.waitListening(ctx, conn.LocalAddr().String()); err != nil {
 		_ = conn.Close()
+		<-sipErr
 		return err
 	}
-	go func() { errc <- g.line.Run(ctx, (*handler)(g)) }()
+	lineErr := make(chan error, 1)
+	go func() { lineErr <- g.line.Run(ctx, (*handler)(g)) }()
 	g.log.Info("ISDN gateway running", "sip", g.cfg.Listen, "pbx", g.cfg.PBX, "span", g.cfg.Span)
+	var lineDone bool
 	select {
 	case <-ctx.Done():
-		err = nil
-	case err = <-errc:
+	case err = <-sipErr:
+		err = fmt.Errorf("ISDN gateway: serving SIP: %w", err)
+	case err = <-lineErr:
+		lineDone = true
 	}
 	cancel()
 	_ = conn.Close()
+	if !lineDone {
+		<-lineErr
+	}
+	// The line is stopped: its calls are ours now. Their SIP sides are
+	// dropped without a word (the PBX times them out); free their ports.
+	for _, c := range g.calls {
+		c.abandon()
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil
+	}
 	return err
 }
 
@@ -504,7 +520,6 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 		return
 	}
 	q := ev.Call.Call
-	calls := g.line.Endpoint().Calls()
 	if ev.Call.Kind == q931.EventIncoming {
 		g.incoming(now, q)
 		return
@@ -550,7 +565,6 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 			g.log.Info("ISDN gateway: call ended", "calling", q.Calling.Digits, "called", q.Called.Digits, "cause", cause)
 		}
 	}
-	_ = calls
 }
 
 // incoming takes a SETUP from the line and calls the PBX.
