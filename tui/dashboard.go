@@ -162,6 +162,12 @@ type StatusView struct {
 		State  string    `json:"state"`
 		Start  time.Time `json:"start"`
 	} `json:"calls"`
+	Trunks []struct {
+		Name      string `json:"name"`
+		Type      string `json:"type"`
+		State     string `json:"state"`
+		LastError string `json:"last_error"`
+	} `json:"trunks"`
 	Cluster *ClusterView `json:"cluster"`
 }
 
@@ -249,6 +255,17 @@ func Render(l Lang, v *StatusView, now time.Time) []string {
 			break
 		}
 		add(fmt.Sprintf("  %s -> %s  %s  %s", c.Caller, c.Callee, c.State, now.Sub(c.Start).Truncate(time.Second)))
+	}
+	for i, tr := range v.Trunks {
+		if i == 3 {
+			add(l.T("d.more", len(v.Trunks)-3))
+			break
+		}
+		t := l.T("d.trunk", tr.Name, tr.Type, tr.State)
+		if tr.LastError != "" {
+			t += " (" + tr.LastError + ")"
+		}
+		add(t)
 	}
 	c := v.Cluster
 	if c == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/b2bua"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
 type fakeBackend struct {
@@ -69,6 +70,7 @@ func statusJSON(t *testing.T, withCluster bool) []byte {
 		Listeners:     []pbx.Listener{{Transport: "udp", Addr: "10.0.0.10:5060"}},
 		Registrations: []location.Binding{{AOR: "100", Contact: "sip:100@10.0.0.50"}, {AOR: "101"}},
 		Calls:         []b2bua.CallInfo{{Caller: "100", Callee: "101", State: "answered", Start: t0.Add(-90 * time.Second)}},
+		Trunks:        []trunk.Status{{Name: "carrier", Type: "sip", State: "failing", LastError: "403 Forbidden"}},
 	}
 	if !withCluster {
 		b, err := json.Marshal(struct {
@@ -186,7 +188,7 @@ func TestDashboardViews(t *testing.T) {
 		not     []string
 	}{
 		{"standalone", false, []string{"Node a   role single box   config v3", "Listening: udp:10.0.0.10:5060",
-			"Registered phones: 2  100 101", "Calls in progress: 1", "100 -> 101  answered  1m30s", "No admin PIN is set"},
+			"Registered phones: 2  100 101", "Calls in progress: 1", "100 -> 101  answered  1m30s", "Trunk carrier (sip): failing (403 Forbidden)", "No admin PIN is set"},
 			[]string{"Twin", "Heartbeat"}},
 		{"twin", true, []string{"role active   config v4", "Twin b: standby", "Heartbeat: crossover down, lan 420µs",
 			"Replication: 7 changes behind", "Virtual address: held by this box", "PSTN relay: B", "Maintenance mode is on.",

@@ -242,6 +242,7 @@ var catalogue = map[string]entry{
 	"d.keys":        {"s switchover  m maintenance  e export config  p restart PBX  b reboot  d DNS SRV  f factory reset  q quit", "s Umschalten  m Wartung  e Konfig exportieren  p PBX neu starten  b Neustart  d DNS-SRV  f Werksreset  q Ende"},
 	"d.reset.warn":  {"Factory reset wipes the config, extensions, CDRs and logs of this box and reboots into the setup wizard.", "Der Werksreset löscht Konfiguration, Nebenstellen, Verbindungsdaten und Protokolle dieser Box und startet neu in die Einrichtung."},
 	"d.dns.domain":  {"Domain of the site (Enter alone: the SIP realm):", "Domain des Standorts (nur Enter: der SIP-Realm):"},
+	"d.trunk":       {"Trunk %s (%s): %s", "Amtsleitung %s (%s): %s"},
 	"d.reset.pin":   {"Admin PIN:", "Admin-PIN:"},
 	"d.reset.word":  {"Type %s to wipe this box:", "%s eingeben, um diese Box zu löschen:"},
 	"d.reset.esc":   {"Enter: next   Esc: cancel", "Enter: weiter   Esc: abbrechen"},
