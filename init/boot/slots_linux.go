@@ -82,13 +82,15 @@ func abBoot(log *slog.Logger, cmdline string, p *Params) SlotParams {
 	for _, e := range errs {
 		log.Warn("ignoring a kernel command line setting", "err", e)
 	}
+	stageFailed := false
 	if err := bootSlot(log, cmdline, sp); err != nil {
 		log.Error("BOOT STAGE FAILED: booting the stage's own kernel and initramfs", "err", err)
+		stageFailed = true
 	}
 	if sp.Slot != update.NoSlot {
 		log.Info("booted from a slot", "slot", sp.Slot.String(), "trial", sp.Trial)
 	}
-	updateFromStick(log, sp)
+	updateFromStick(log, sp, stageFailed)
 	if p.DataDevice == "" {
 		if dev, err := update.BoxDisk.Device(update.PartData); err == nil {
 			p.DataDevice = dev

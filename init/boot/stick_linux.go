@@ -19,10 +19,11 @@ import (
 // slot applies it (update.Apply: signature, hashes, inactive slot,
 // trial) and reboots into the trial. A bundle whose version is already
 // the active one, or is the one whose trial failed, is left alone, so a
-// stick left in the box does nothing more. It returns only when it did
-// not reboot.
-func updateFromStick(log *slog.Logger, sp SlotParams) {
-	if sp.Slot == update.NoSlot || sp.Trial {
+// stick left in the box does nothing more. A stage that could start no
+// slot (stageFailed) takes a stick too: it is the way to repair such a
+// box. It returns only when it did not reboot.
+func updateFromStick(log *slog.Logger, sp SlotParams, stageFailed bool) {
+	if sp.Trial || sp.Slot == update.NoSlot && !stageFailed {
 		return
 	}
 	dev := findStick(update.BoxDisk)
