@@ -51,6 +51,13 @@ type Config struct {
 	// Type is the span type; Span the card's span number.
 	Type isdn.SpanType
 	Span uint8
+	// Overlap waits for more digits of the called number unless the SETUP
+	// says the number is complete (DDI lines that send the number digit by
+	// digit). A SETUP without any number is always waited on.
+	Overlap bool
+	// DialTimeout is T302, how long to wait for another digit; 0 is
+	// Q.931's 15 s.
+	DialTimeout time.Duration
 	// OnLayer1, when set, is told every layer-1 state the card reports
 	// (the PSTN line monitor). It runs in the line's goroutine: it must
 	// not block.
@@ -95,6 +102,9 @@ type gwCall struct {
 	ts      uint32
 	ssrc    uint32
 
+	// dialling: the line is still sending the called number (overlap
+	// receiving); owned by the line's goroutine.
+	dialling bool
 	// answered is closed once media may flow.
 	answered chan struct{}
 	once     sync.Once
@@ -120,9 +130,14 @@ func New(c card.Card, cfg Config) (*Gateway, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	calls := q931.DefaultConfig(false, cfg.Type == isdn.PRI)
+	if cfg.DialTimeout > 0 {
+		calls.T302 = cfg.DialTimeout
+	}
 	l, err := line.New(line.Config{Card: c, Span: cfg.Span, Log: cfg.Log, Endpoint: isdn.Config{
-		Type: cfg.Type,
-		Rand: func() uint16 { var b [2]byte; _, _ = rand.Read(b[:]); return binary.BigEndian.Uint16(b[:]) },
+		Type:  cfg.Type,
+		Calls: &calls,
+		Rand:  func() uint16 { var b [2]byte; _, _ = rand.Read(b[:]); return binary.BigEndian.Uint16(b[:]) },
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
@@ -529,6 +544,14 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 		return
 	}
 	switch ev.Call.Kind {
+	case q931.EventInfo:
+		if c.dialling && q.SendingComplete {
+			g.callPBX(now, c)
+		}
+	case q931.EventDialEnd:
+		if c.dialling {
+			g.callPBX(now, c)
+		}
 	case q931.EventAlerting:
 		c.mu.Lock()
 		sv := c.server
@@ -588,12 +611,31 @@ func (g *Gateway) incoming(now time.Time, q *q931.Call) {
 		_ = calls.Hangup(now, q, 47)
 		return
 	}
-	if err := calls.Proceeding(now, q); err != nil {
+	g.calls[q] = c
+	if !q.SendingComplete && (g.cfg.Overlap || q.Called.Digits == "") {
+		// The number comes digit by digit: wait for it (EventInfo with
+		// sending complete, or EventDialEnd when T302 runs out).
+		if err := calls.SetupAck(now, q); err != nil {
+			g.log.Warn("ISDN gateway: SETUP ACKNOWLEDGE", "err", err)
+		}
+		c.dialling = true
+		return
+	}
+	g.callPBX(now, c)
+}
+
+// callPBX sends a call from the line, its number complete, to the PBX.
+func (g *Gateway) callPBX(now time.Time, c *gwCall) {
+	q := c.q
+	c.dialling = false
+	if err := g.line.Endpoint().Calls().Proceeding(now, q); err != nil {
 		g.log.Warn("ISDN gateway: CALL PROCEEDING", "err", err)
 	}
-	g.calls[q] = c
 	ctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
 	c.cancel = cancel
+	c.mu.Unlock()
+	ch := c.channel.Load()
 	called, calling := q.Called.Digits, q.Calling.Digits
 	restricted := q.Calling.Presentation == q931.PresentationRestricted
 	g.log.Info("ISDN gateway: call from the line", "calling", calling, "called", called, "channel", ch, "restricted", restricted)
@@ -601,7 +643,10 @@ func (g *Gateway) incoming(now time.Time, q *q931.Call) {
 }
 
 func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling string, restricted bool) {
-	defer c.cancel()
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	defer cancel()
 	to := sip.Uri{User: called, Host: g.cfg.PBX.Addr().String(), Port: int(g.cfg.PBX.Port())}
 	from := sip.Uri{User: calling, Host: g.cfg.Listen.Addr().String(), Port: int(g.cfg.Listen.Port())}
 	name := ""

@@ -451,3 +451,26 @@ func TestReinvite(t *testing.T) {
 		t.Errorf("%d 200 OK, want 4 (INVITE, two re-INVITEs, BYE)", n)
 	}
 }
+
+// A DDI line that sends the number digit by digit: the gateway
+// acknowledges the SETUP, collects the digits and calls the PBX with the
+// whole number when T302 runs out.
+func TestOverlapFromLine(t *testing.T) {
+	b := startBed(t, isdn.PRI, nil, func(c *Config) { c.Overlap, c.DialTimeout = true, 300*time.Millisecond })
+	s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", "uas-pcma.xml"), "-s", "4930555")
+	waitFor(t, b.ctx, "sipp to listen", func() bool { return bound(b.sipp) })
+	c, err := b.x.Dial(b.ctx, exchange.DialParams{Calling: "030123456", Called: "4930555", Overlap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(b.ctx, exchange.Connected); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hangup(b.ctx, 16); err != nil {
+		t.Fatal(err)
+	}
+	s.wait(t, 0)
+	if m := s.messages(); !strings.Contains(m, "INVITE sip:4930555@") {
+		t.Errorf("the PBX was not called at the whole number:\n%s", m)
+	}
+}

@@ -99,6 +99,7 @@ type Call struct {
 
 	// Owned by the line's goroutine.
 	q        *q931.Call
+	pending  string // digits to send once the box acknowledges the SETUP
 	tone     *Tone
 	toneAt   int
 	answerAt time.Time
@@ -181,6 +182,10 @@ type DialParams struct {
 	Called string
 	// Restricted withholds the calling number (presentation restricted).
 	Restricted bool
+	// Overlap sends the called number digit by digit: SETUP with its first
+	// two digits and no sending complete, the rest in one INFORMATION once
+	// the box acknowledges the SETUP.
+	Overlap bool
 }
 
 // ErrNoLink is returned by Dial when no data link to the box is up.
@@ -206,6 +211,10 @@ func (x *Exchange) Dial(ctx context.Context, p DialParams) (*Call, error) {
 		if p.Restricted {
 			pres = q931.PresentationRestricted
 		}
+		first, rest := p.Called, ""
+		if p.Overlap && len(first) > 2 {
+			first, rest = p.Called[:2], p.Called[2:]
+		}
 		link := int(tei)
 		if x.cfg.Type == isdn.BRIPointToMultipoint {
 			link = q931.GroupLink // offered to every terminal of the bus
@@ -214,13 +223,14 @@ func (x *Exchange) Dial(ctx context.Context, p DialParams) (*Call, error) {
 			Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
 			Channel:         q931.ChannelID{Exclusive: true, Channel: ch},
 			Calling:         q931.PartyNumber{Type: q931.TypeNational, Plan: q931.PlanISDN, Presentation: pres, Screening: q931.NetworkProvided, Digits: p.Calling},
-			Called:          q931.PartyNumber{Type: q931.TypeUnknown, Plan: q931.PlanISDN, Digits: p.Called},
-			SendingComplete: true,
+			Called:          q931.PartyNumber{Type: q931.TypeUnknown, Plan: q931.PlanISDN, Digits: first},
+			SendingComplete: !p.Overlap,
 		})
 		if err != nil {
 			return err
 		}
 		call = x.newCall(q, false)
+		call.pending = rest
 		call.Calling, call.Called, call.Restricted = p.Calling, p.Called, p.Restricted
 		call.channel = ch
 		return nil
@@ -352,14 +362,21 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 	case q931.EventIncoming:
 		x.incoming(now, q)
 	case q931.EventInfo:
-		if cc.FromBox && q.State == q931.OverlapReceiving {
+		if cc.FromBox && q.State == q931.OverlapSending {
 			cc.Called += ev.Call.Digits
 		}
 	case q931.EventDialEnd:
 		// T302: no more digits; the number is what came.
-		if cc.FromBox && q.State == q931.OverlapReceiving {
+		if cc.FromBox && q.State == q931.OverlapSending {
 			cc.tone = nil
 			x.route(now, cc)
+		}
+	case q931.EventSetupAcked:
+		if cc.pending != "" {
+			if err := x.line.Endpoint().Calls().Info(now, q, cc.pending); err != nil {
+				x.cfg.Log.Warn("exchange: INFORMATION", "err", err)
+			}
+			cc.pending = ""
 		}
 	case q931.EventProceeding:
 		cc.set(Proceeding, 0)

@@ -56,7 +56,7 @@ type State uint8
 const (
 	Null                 State = 0  // U0 / N0
 	CallInitiated        State = 1  // U1: SETUP sent / N1: SETUP received
-	OverlapSending       State = 2  // U2: SETUP ACK received / N2
+	OverlapSending       State = 2  // a call the user placed: U2 SETUP ACK received / N2 sent
 	OutgoingProceeding   State = 3  // U3: CALL PROCEEDING received / N3: sent
 	CallDelivered        State = 4  // U4: ALERTING received / N4: sent
 	CallPresent          State = 6  // U6: SETUP received / N6: SETUP sent
@@ -67,7 +67,7 @@ const (
 	DisconnectRequest    State = 11 // U11: DISCONNECT sent / N11: received
 	DisconnectIndication State = 12 // U12: DISCONNECT received / N12: sent
 	ReleaseRequest       State = 19 // U19 / N19: RELEASE sent
-	OverlapReceiving     State = 25 // U25 / N25: SETUP ACK sent
+	OverlapReceiving     State = 25 // a call the network placed: U25 SETUP ACK sent / N25 received
 )
 
 var stateNames = map[State]string{
@@ -99,6 +99,9 @@ type Call struct {
 	Channel  ChannelID
 	Calling  PartyNumber
 	Called   PartyNumber
+	// SendingComplete: the SETUP or an INFORMATION of an incoming call said
+	// the called number is complete.
+	SendingComplete bool
 	// Cause is the last cause sent or received while clearing.
 	Cause Cause
 
@@ -275,30 +278,48 @@ func (c *Controller) pick(user, network State) State {
 	return user
 }
 
-// SetupAck answers an incoming SETUP that lacks digits (overlap receiving).
+// overlap is the state of a call whose called number is still coming
+// digit by digit: 2 (overlap sending) for a call the user placed, 25
+// (overlap receiving) for one the network placed, on either side.
+func (c *Controller) overlap(call *Call) State {
+	if call.Outgoing != c.cfg.Network {
+		return OverlapSending
+	}
+	return OverlapReceiving
+}
+
+// offered is the state of an incoming call before any answer: U6 / N1.
+func (c *Controller) offered() State { return c.pick(CallPresent, CallInitiated) }
+
+// placed is the state of an outgoing call before any answer: U1 / N6.
+func (c *Controller) placed() State { return c.pick(CallInitiated, CallPresent) }
+
+// unanswered: an incoming call that this side has not answered at all.
+func (c *Controller) unanswered(call *Call) bool {
+	return !call.Outgoing && (call.State == c.offered() || call.State == c.overlap(call))
+}
+
+// SetupAck answers an incoming SETUP whose number is not complete: the
+// rest comes in INFORMATION (EventInfo), until T302 runs out
+// (EventDialEnd).
 func (c *Controller) SetupAck(now time.Time, call *Call) error {
-	if call.State != CallInitiated || !c.cfg.Network {
+	if call.Outgoing || call.State != c.offered() {
 		return fmt.Errorf("sending SETUP ACKNOWLEDGE in state %v: %w", call.State, ErrState)
 	}
 	c.send(call, SetupAck, c.chosenChannel(call))
-	c.enter(call, OverlapReceiving)
+	c.enter(call, c.overlap(call))
 	c.start(now, call, "T302", c.cfg.T302)
 	return nil
 }
 
 // Proceeding answers an incoming SETUP with CALL PROCEEDING.
 func (c *Controller) Proceeding(now time.Time, call *Call) error {
-	switch {
-	case c.cfg.Network && (call.State == CallInitiated || call.State == OverlapReceiving):
-		c.send(call, CallProceeding, c.chosenChannel(call))
-		c.enter(call, OutgoingProceeding)
-		c.stop(call)
-	case !c.cfg.Network && call.State == CallPresent:
-		c.send(call, CallProceeding, c.chosenChannel(call))
-		c.enter(call, IncomingProceeding)
-	default:
+	if !c.unanswered(call) {
 		return fmt.Errorf("sending CALL PROCEEDING in state %v: %w", call.State, ErrState)
 	}
+	c.send(call, CallProceeding, c.chosenChannel(call))
+	c.enter(call, c.pick(IncomingProceeding, OutgoingProceeding))
+	c.stop(call)
 	return nil
 }
 
@@ -328,20 +349,14 @@ func (c *Controller) SelectChannel(call *Call, ch uint8) error {
 func (c *Controller) Alert(now time.Time, call *Call) error {
 	var ies []IE
 	switch {
-	case c.cfg.Network && (call.State == CallInitiated || call.State == OverlapReceiving):
+	case c.unanswered(call):
 		ies = append(ies, c.chosenChannel(call))
 		c.stop(call)
-		fallthrough
-	case c.cfg.Network && call.State == OutgoingProceeding:
-		c.enter(call, CallDelivered)
-	case !c.cfg.Network && call.State == CallPresent:
-		ies = append(ies, c.chosenChannel(call))
-		fallthrough
-	case !c.cfg.Network && call.State == IncomingProceeding:
-		c.enter(call, CallReceived)
+	case !call.Outgoing && call.State == c.pick(IncomingProceeding, OutgoingProceeding):
 	default:
 		return fmt.Errorf("sending ALERTING in state %v: %w", call.State, ErrState)
 	}
+	c.enter(call, c.pick(CallReceived, CallDelivered))
 	c.send(call, Alerting, ies...)
 	return nil
 }
@@ -349,20 +364,10 @@ func (c *Controller) Alert(now time.Time, call *Call) error {
 // Answer sends CONNECT for an incoming call.
 func (c *Controller) Answer(now time.Time, call *Call) error {
 	var ies []IE
-	switch call.State {
-	case CallInitiated, OverlapReceiving, CallPresent:
-		if (call.State == CallPresent) == c.cfg.Network {
-			return fmt.Errorf("sending CONNECT in state %v: %w", call.State, ErrState)
-		}
+	switch {
+	case c.unanswered(call):
 		ies = append(ies, c.chosenChannel(call))
-	case OutgoingProceeding, CallDelivered:
-		if !c.cfg.Network {
-			return fmt.Errorf("sending CONNECT in state %v: %w", call.State, ErrState)
-		}
-	case IncomingProceeding, CallReceived:
-		if c.cfg.Network {
-			return fmt.Errorf("sending CONNECT in state %v: %w", call.State, ErrState)
-		}
+	case !call.Outgoing && (call.State == c.pick(IncomingProceeding, OutgoingProceeding) || call.State == c.pick(CallReceived, CallDelivered)):
 	default:
 		return fmt.Errorf("sending CONNECT in state %v: %w", call.State, ErrState)
 	}
@@ -383,7 +388,7 @@ func (c *Controller) Info(now time.Time, call *Call, digits string) error {
 		return fmt.Errorf("sending INFORMATION in state %v: %w", call.State, ErrState)
 	}
 	c.send(call, Information, PartyNumber{Digits: digits}.CalledIE())
-	if call.State == OverlapSending && !c.cfg.Network {
+	if call.Outgoing && call.State == c.overlap(call) {
 		c.start(now, call, "T304", c.cfg.T304)
 	}
 	return nil
@@ -446,7 +451,7 @@ func (c *Controller) expired(now time.Time, call *Call, name string) {
 			incomplete := Cause{Location: c.location(), Value: CauseInvalidNumberFormat}
 			call.Cause = incomplete
 			c.send(call, Disconnect, incomplete.IE())
-			c.enter(call, DisconnectIndication)
+			c.enter(call, c.pick(DisconnectRequest, DisconnectIndication))
 			c.start(now, call, "T305", c.cfg.T305)
 			return
 		}
@@ -577,6 +582,7 @@ func (c *Controller) incoming(now time.Time, link int, m Message) {
 			return
 		}
 	}
+	_, call.SendingComplete = m.Find(IESendingComplete)
 	c.calls = append(c.calls, call)
 	c.enter(call, c.pick(CallPresent, CallInitiated))
 	c.events = append(c.events, Event{Kind: EventIncoming, Call: call})
@@ -626,31 +632,25 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 	case Setup:
 		// A repeated SETUP for a call already known: ignore.
 	case SetupAck:
-		if net || call.State != CallInitiated {
+		if !call.Outgoing || call.State != c.placed() {
 			unexpected()
 			return
 		}
-		c.enter(call, OverlapSending)
+		c.enter(call, c.overlap(call))
 		c.start(now, call, "T304", c.cfg.T304)
 		c.events = append(c.events, Event{Kind: EventSetupAcked, Call: call})
 	case CallProceeding:
-		switch {
-		case !net && (call.State == CallInitiated || call.State == OverlapSending):
-			c.enter(call, OutgoingProceeding)
-		case net && call.State == CallPresent:
-			c.enter(call, IncomingProceeding)
-		default:
+		if !call.Outgoing || (call.State != c.placed() && call.State != c.overlap(call)) {
 			unexpected()
 			return
 		}
+		c.enter(call, c.pick(OutgoingProceeding, IncomingProceeding))
 		c.start(now, call, "T310", c.cfg.T310)
 		c.events = append(c.events, Event{Kind: EventProceeding, Call: call})
 	case Alerting:
 		switch {
-		case !net && (call.State == CallInitiated || call.State == OverlapSending || call.State == OutgoingProceeding):
-			c.enter(call, CallDelivered)
-		case net && (call.State == CallPresent || call.State == IncomingProceeding):
-			c.enter(call, CallReceived)
+		case call.Outgoing && (call.State == c.placed() || call.State == c.overlap(call) || call.State == c.pick(OutgoingProceeding, IncomingProceeding)):
+			c.enter(call, c.pick(CallDelivered, CallReceived))
 		default:
 			unexpected()
 			return
@@ -659,8 +659,8 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 		c.events = append(c.events, Event{Kind: EventAlerting, Call: call})
 	case Connect:
 		switch {
-		case !net && (call.State == CallInitiated || call.State == OverlapSending || call.State == OutgoingProceeding || call.State == CallDelivered):
-		case net && (call.State == CallPresent || call.State == IncomingProceeding || call.State == CallReceived):
+		case call.Outgoing && (call.State == c.placed() || call.State == c.overlap(call) ||
+			call.State == c.pick(OutgoingProceeding, IncomingProceeding) || call.State == c.pick(CallDelivered, CallReceived)):
 		default:
 			unexpected()
 			return
@@ -689,7 +689,10 @@ func (c *Controller) receiveCall(now time.Time, call *Call, m Message) {
 				call.Called.Digits += digits
 			}
 		}
-		if net && call.State == OverlapReceiving {
+		if _, ok := m.Find(IESendingComplete); ok && !call.Outgoing {
+			call.SendingComplete = true
+		}
+		if !call.Outgoing && call.State == c.overlap(call) {
 			c.start(now, call, "T302", c.cfg.T302)
 		}
 		c.events = append(c.events, Event{Kind: EventInfo, Call: call, Digits: digits})

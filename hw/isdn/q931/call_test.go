@@ -607,3 +607,69 @@ func TestBroadcastSetup(t *testing.T) {
 		t.Errorf("network sent %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+// Overlap dialling either way: the call state number is the same on both
+// sides, 2 for a call the user placed and 25 for one the network placed
+// (Q.931 U2/N2, U25/N25), and the SETUP's or an INFORMATION's sending
+// complete is kept.
+func TestOverlapStates(t *testing.T) {
+	for _, fromNet := range []bool{false, true} {
+		t.Run(fmt.Sprintf("network places: %v", fromNet), func(t *testing.T) {
+			p := newPair(t, true)
+			caller, callee := p.user, p.net
+			want := OverlapSending
+			if fromNet {
+				caller, callee, want = p.net, p.user, OverlapReceiving
+			}
+			var in *Call
+			p.react = func(p *pair, side *Controller, e Event) {
+				switch {
+				case side == callee && e.Kind == EventIncoming:
+					in = e.Call
+					must(p.t, side.SetupAck(p.now, e.Call))
+				case side == callee && e.Kind == EventDialEnd:
+					must(p.t, side.Proceeding(p.now, e.Call))
+				}
+			}
+			p2 := speech
+			p2.Called.Digits, p2.SendingComplete = "49", false
+			out, err := caller.Setup(p.now, 0, p2)
+			must(t, err)
+			p.run(0)
+			if out.State != want || in.State != want || in.SendingComplete {
+				t.Fatalf("states %v / %v (complete %v), want %v", out.State, in.State, in.SendingComplete, want)
+			}
+			must(t, caller.Info(p.now, out, "30"))
+			p.run(20 * time.Second)
+			if in.Called.Digits != "4930" || out.State != p2State(fromNet, OutgoingProceeding, IncomingProceeding) {
+				t.Errorf("called %q, caller in %v", in.Called.Digits, out.State)
+			}
+			if e := strings.Join(p.events, " "); !strings.Contains(e, "dial-end") {
+				t.Errorf("events %s", e)
+			}
+		})
+	}
+}
+
+func p2State(fromNet bool, user, network State) State {
+	if fromNet {
+		return network
+	}
+	return user
+}
+
+func TestSendingCompleteKept(t *testing.T) {
+	p := newPair(t, false)
+	var in *Call
+	p.react = func(p *pair, side *Controller, e Event) {
+		if e.Kind == EventIncoming {
+			in = e.Call
+		}
+	}
+	_, err := p.user.Setup(p.now, 0, speech)
+	must(t, err)
+	p.run(0)
+	if in == nil || !in.SendingComplete || in.Called.Digits != "22" {
+		t.Errorf("incoming call %+v", in)
+	}
+}
