@@ -144,13 +144,17 @@ func New(c card.Card, cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Log, line: l, calls: map[*q931.Call]*gwCall{}, byCallID: map[string]*gwCall{}}
 	host := cfg.Listen.Addr().String()
-	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("twinpbx-isdn"), sipgo.WithUserAgentHostname(host)); err != nil {
+	// sipgo logs through the gateway's logger, tagged as its own.
+	sipLog := cfg.Log.With("part", "isdn-gateway-sip")
+	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("twinpbx-isdn"), sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog))); err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
 	}
-	if g.srv, err = sipgo.NewServer(g.ua); err != nil {
+	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(sipLog)); err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
 	}
-	if g.cli, err = sipgo.NewClient(g.ua, sipgo.WithClientHostname(host), sipgo.WithClientPort(int(cfg.Listen.Port()))); err != nil {
+	if g.cli, err = sipgo.NewClient(g.ua, sipgo.WithClientHostname(host), sipgo.WithClientPort(int(cfg.Listen.Port())),
+		sipgo.WithClientLogger(sipLog)); err != nil {
 		return nil, fmt.Errorf("configuring ISDN gateway: %w", err)
 	}
 	contact := sip.ContactHeader{Address: sip.Uri{Host: host, Port: int(cfg.Listen.Port())}}
