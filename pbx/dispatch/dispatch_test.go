@@ -281,6 +281,24 @@ func TestTxTimeoutMarksDown(t *testing.T) {
 	}
 }
 
+// TestInDialogNotTracked: a request inside a dialog that the backend
+// leaves unanswered (a BYE repeated after the dialog ended) does not go
+// into the request table, so it cannot mark the backend down.
+func TestInDialogNotTracked(t *testing.T) {
+	bs := threeBackends(t)
+	disp, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour}, bs...)
+	p := newPhone(t)
+	c := p.establish(d, "dialog-bye")
+	who := owner(t, bs, "dialog-bye")
+	before := disp.pend.size()
+	bs[who].silent.Store(true)
+	p.send(d, p.request(d, c, sip.BYE, "late-bye"))
+	waitFor(t, "the BYE at the backend", func() bool { return bs[who].last(sip.BYE, "dialog-bye") != nil })
+	if after := disp.pend.size(); after != before {
+		t.Errorf("the request table grew from %d to %d entries with an in-dialog BYE", before, after)
+	}
+}
+
 // TestNoBackendUp: with every backend down a new call gets 503, and the
 // dispatcher answers OPTIONS addressed to itself.
 func TestNoBackendUp(t *testing.T) {

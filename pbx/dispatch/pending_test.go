@@ -49,3 +49,9 @@ func TestPending(t *testing.T) {
 		})
 	}
 }
+
+func (p *pending) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}

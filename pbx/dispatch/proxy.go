@@ -157,8 +157,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			backend = i
 		}
 	}
+	// Only requests outside a dialog go into the table: they are what the
+	// algorithm placed (their retransmissions, CANCEL and ACK must follow)
+	// and what shows a dead backend. A request inside a dialog follows its
+	// Route; a late retransmission of one (a BYE repeated after its 200)
+	// may rightly get no answer from a backend that ended the dialog.
 	var trying *sip.Response
-	if backend >= 0 && !isAck && req.Method != sip.CANCEL {
+	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog {
 		d.pend.add(branch, backend, string(req.Method), time.Now())
 		if req.IsInvite() {
 			// As a transaction-stateful proxy would (kamailio's tm):
