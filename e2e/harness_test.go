@@ -200,6 +200,13 @@ type pbx struct {
 // test failed.
 func startPBX(t *testing.T, exts ...config.Extension) *pbx {
 	t.Helper()
+	return startPBXWith(t, nil, exts...)
+}
+
+// startPBXWith is startPBX with the config changed by edit (when not nil)
+// before it is written.
+func startPBXWith(t *testing.T, edit func(*config.Config), exts ...config.Extension) *pbx {
+	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -221,6 +228,9 @@ func startPBX(t *testing.T, exts ...config.Extension) *pbx {
 			RTPPorts: fmt.Sprintf("%d-%d", p.rtpLow, p.rtpLow+rtpPorts-1),
 		},
 		Extensions: exts,
+	}
+	if edit != nil {
+		edit(&p.cfg)
 	}
 	y, err := yaml.Marshal(p.cfg)
 	if err != nil {

@@ -39,9 +39,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Out receives the few lines meant for the person who started it.
 	Out io.Writer
-	// Board is the board profile of a twin pair box: a built-in name
-	// ("sim", "qemu", "apu2") or a profile YAML file. Empty: "sim".
-	// Standalone boxes do not open the board.
+	// Board is the board profile: a built-in name ("sim", "qemu", "apu2")
+	// or a profile YAML file. Empty: "sim". A twin pair box opens all of
+	// it; a standalone box uses only its ISDN spans, and only when the
+	// config has isdn trunks.
 	Board string
 	// Watchdog, when set, is the watchdog a twin kicks instead of its
 	// board's: the one its supervisor hosts (supervisor.ChildWatchdog).
@@ -103,7 +104,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg, site: sitePart}
+	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg, site: sitePart, isdn: &isdnSpans{}}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -119,6 +120,7 @@ func Run(ctx context.Context, o Options) error {
 			fmt.Fprintf(o.Out, "SIP listening on %s:%s\n", l.Transport, l.Addr)
 		}
 		o.Logger.Info("ready", "node", cfg.Node.Name, "config_version", cfg.Version, "data", o.DataDir)
+		a.isdn.start(ctx, &wg, o.Logger, o.Board, cfg, ls)
 	})
 	cancel()
 	wg.Wait()
@@ -229,6 +231,8 @@ type running struct {
 	box  *config.Config
 	// site is the box's part in a site cluster; nil when it has none.
 	site *site.Site
+	// isdn runs the gateways of the board's ISDN spans (standalone).
+	isdn *isdnSpans
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -248,14 +252,16 @@ func (a *running) Status() any {
 			Role          string `json:"role"`
 			ConfigVersion uint64 `json:"config_version"`
 			pbx.Status
-			Site site.Status `json:"site"`
-		}{"standalone", ver, a.pbx.Status(), a.site.Status()}
+			Site site.Status  `json:"site"`
+			ISDN []SpanStatus `json:"isdn,omitempty"`
+		}{"standalone", ver, a.pbx.Status(), a.site.Status(), a.isdn.Status()}
 	}
 	return struct {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
 		pbx.Status
-	}{"standalone", ver, a.pbx.Status()}
+		ISDN []SpanStatus `json:"isdn,omitempty"`
+	}{"standalone", ver, a.pbx.Status(), a.isdn.Status()}
 }
 
 func (a *running) ExportCDRs(w io.Writer, from, to time.Time) error {

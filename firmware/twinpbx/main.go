@@ -31,7 +31,8 @@ Usage:
       Run the appliance. With no config stored yet and no --config, a starter
       config with extensions 100-104 and random secrets is created. A config
       with a cluster section runs the box as one of a twin pair; --board names
-      its board profile (default sim) for the watchdog and the PSTN relay.
+      its board profile (default sim) for the watchdog, the PSTN relay and
+      the ISDN spans (on sim, an exchange emulator answers an isdn trunk).
   twinpbx setup [--data DIR] [--lang en|de] [--accessible]
       The console setup wizard: which twin this is, addresses, pairing,
       admin PIN, extensions, PSTN trunk; writes the config as import does.
@@ -169,7 +170,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs, data := newFlags("run")
 	cfgPath := fs.String("config", "", "config file to import before starting")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	boardName := fs.String("board", "", "board profile of a twin pair box: sim, qemu, apu2 or a YAML file")
+	boardName := fs.String("board", "", "board profile: sim, qemu, apu2 or a YAML file (a twin pair box uses all of it, a standalone box its ISDN spans)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
