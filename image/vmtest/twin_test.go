@@ -1,0 +1,202 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+)
+
+// The twin test's extensions and pairing key.
+var (
+	twinAlice = config.Extension{Number: "100", Name: "Alice", Secret: "alice-secret-1"}
+	twinBob   = config.Extension{Number: "101", Name: "Bob", Secret: "bob-secret-22"}
+)
+
+const twinPairingKey = "vm-twin-pairing-key-0123456789"
+
+// Console lines of the twin test: the standby's replication receiver
+// once it has the active's store.
+const markerInSync = "in sync with the active"
+
+// sippScenarios are the e2e package's sipp scenarios.
+var sippScenarios = filepath.Join("..", "..", "e2e", "testdata", "sipp")
+
+// twinPhonePort is the SIP port of the sipp phones.
+const twinPhonePort = 5062
+
+// requireTwinNet skips the test, loudly, when this machine cannot build
+// the pair's network (root for the namespace and the taps, ip) and fails
+// it when a tool the test needs is missing.
+func requireTwinNet(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "vmtest: SKIPPING the twin VM test: a network namespace with taps needs root")
+		t.Skip("the twin VM test needs root (network namespace, taps)")
+	}
+	for _, tool := range []string{"ip", "sipp", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("missing %s: run scripts/install-deps.sh", tool)
+		}
+	}
+}
+
+// TestTwin boots a twin pair as two VMs: a crossover cable between them
+// (QEMU dgram link) and a LAN (a bridge in a network namespace, with the
+// gateway and two sipp phones). A phone registers to the VIP, the active
+// VM's QEMU is killed, and the other phone's next call to it goes through
+// the other VM, the phone not registering again.
+func TestTwin(t *testing.T) {
+	requireVM(t)
+	requireTwinNet(t)
+	img := image(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	initrd, err := Uncompressed(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := NewTwinNet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := tn.Close(); err != nil {
+			t.Errorf("removing the twin network: %v", err)
+		}
+	})
+	dir := t.TempDir()
+	vms := map[string]*Machine{}
+	for _, node := range TwinNodes {
+		cfg, err := TwinBoxConfig(node, twinPairingKey, twinAlice, twinBob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disk, err := TwinDisk(ctx, dir, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := TwinMachine(img, initrd, node, disk)
+		c.Nice = true
+		m, err := tn.Start(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			m.Kill()
+			if t.Failed() {
+				t.Logf("console of %s:\n%s", node, m.Console())
+			}
+		})
+		vms[node] = m
+	}
+	started := time.Now()
+
+	// One box answers on the VIP; the other follows it.
+	phone := TwinPhones[0]
+	vip := netip.AddrPortFrom(TwinVIP.Addr(), 5060).String()
+	active := answering(ctx, t, tn, phone, vip)
+	standby := "a"
+	if active == "a" {
+		standby = "b"
+	}
+	t.Logf("%s answers on the VIP %v after the machines started", active, time.Since(started).Round(10*time.Millisecond))
+	synced, err := vms[standby].WaitConsole(ctx, markerInSync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s in sync with %s %v after its QEMU started", standby, active, synced.Round(10*time.Millisecond))
+
+	// Bob registers on phone 2; replication acks before the 200, so the
+	// standby knows him once sipp ends.
+	runSipp(t, tn.sipp(ctx, 1, "register.xml", twinBob, twinBob.Number, "-key", "expires", "600"), "registering bob")
+
+	// The active's machine dies.
+	killed := time.Now()
+	vms[active].Kill()
+	if got := answering(ctx, t, tn, phone, vip); got != standby {
+		t.Fatalf("after %s died, %q answers on the VIP, want %s", active, got, standby)
+	}
+	t.Logf("%s answers on the VIP %v after %s's QEMU was killed", standby, time.Since(killed).Round(10*time.Millisecond), active)
+
+	// Alice calls Bob, who did not register again.
+	uas := tn.sipp(ctx, 1, "uas.xml", config.Extension{}, twinBob.Number)
+	if err := uas.Start(); err != nil {
+		t.Fatalf("starting bob's sipp: %v", err)
+	}
+	uac := tn.sipp(ctx, 0, "uac.xml", twinAlice, twinBob.Number,
+		"-key", "caller", twinAlice.Number, "-key", "caller_name", twinAlice.Name,
+		"-auth_uri", twinBob.Number+"@"+vip, "-d", "200")
+	runSipp(t, uac, "alice calls bob through "+standby)
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
+	}
+	t.Logf("alice called bob through %s; whole test %v", standby, time.Since(started).Round(100*time.Millisecond))
+}
+
+// answering polls the VIP with SIP OPTIONS from the phone address until
+// a box answers, and returns its node name (Server: twinpbx/NODE).
+func answering(ctx context.Context, t *testing.T, tn *TwinNet, phone netip.Addr, vip string) string {
+	t.Helper()
+	var server string
+	err := tn.Do(func() error {
+		var err error
+		server, err = OptionsFrom(ctx, net.IP(phone.AsSlice()), vip)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, ok := strings.CutPrefix(server, "twinpbx/")
+	if !ok {
+		t.Fatalf("the VIP is answered by %q, want twinpbx/…", server)
+	}
+	node, _, _ = strings.Cut(node, " ")
+	return node
+}
+
+// sipp is one sipp call (-m 1) from phone i (TwinPhones) to the VIP,
+// not yet started; its output is collected in Stdout.
+func (n *TwinNet) sipp(ctx context.Context, i int, scenario string, ext config.Extension, service string, extra ...string) *exec.Cmd {
+	addr := TwinPhones[i].String()
+	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
+		"-i", addr, "-mi", addr, "-p", strconv.Itoa(twinPhonePort), "-mp", "6000",
+		"-m", "1", "-nostdin", "-timeout", "30", "-timeout_error", "-s", service}
+	if ext.Number != "" {
+		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
+	}
+	args = append(args, extra...)
+	args = append(args, netip.AddrPortFrom(TwinVIP.Addr(), 5060).String())
+	cmd := n.Command(ctx, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd
+}
+
+// runSipp runs a sipp command and fails the test with its output when it
+// fails.
+func runSipp(t *testing.T, cmd *exec.Cmd, what string) {
+	t.Helper()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tailLines(cmd.Stdout.(*bytes.Buffer).String(), 40))
+	}
+}
+
+// tailLines is the last lines of s.
+func tailLines(s string, lines int) string {
+	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
