@@ -15,6 +15,7 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/term"
 
 	"github.com/twinpbx/twinpbx/firmware/appliance"
 	"github.com/twinpbx/twinpbx/firmware/config"
@@ -806,9 +807,18 @@ func RunDashboardLines(ctx context.Context, b Backend, lang Lang, in io.Reader, 
 		}
 		return strings.TrimSpace(s), nil
 	}
+	// A PIN is read without echo when in is a terminal.
+	readPIN := func() (string, error) {
+		if f, ok := in.(*os.File); ok && r.Buffered() == 0 && term.IsTerminal(f.Fd()) {
+			p, err := term.ReadPassword(f.Fd())
+			fmt.Fprintln(out)
+			return strings.TrimSpace(string(p)), err
+		}
+		return read()
+	}
 	for d.locked {
 		fmt.Fprint(out, d.lang.T("d.locked")+" ")
-		s, err := read()
+		s, err := readPIN()
 		if err != nil {
 			return nil
 		}
@@ -849,7 +859,11 @@ func RunDashboardLines(ctx context.Context, b Backend, lang Lang, in io.Reader, 
 				d.message = ""
 			}
 			fmt.Fprint(out, d.askPrompt()+" ")
-			s, err := read()
+			rd := read
+			if d.ask.kind == actReset && d.ask.step == 0 {
+				rd = readPIN
+			}
+			s, err := rd()
 			if err != nil {
 				return nil
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,17 +17,22 @@ import (
 // and then the box must run the wizard's config: a REGISTER of the new
 // extension with the password the wizard showed gets 200, and the console
 // comes back as the dashboard, locked by the new PIN, showing the phone.
+// Last, a factory reset from the dashboard wipes the data and reboots.
 func TestWizard(t *testing.T) {
 	requireVM(t)
 	img := image(t)
 
-	in, typing := io.Pipe()
+	// An *os.File, so QEMU reads it directly: exec's copier goroutine for
+	// another reader would keep Wait from returning after QEMU ended.
+	in, typing, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	port := freeUDPPort(t)
 	// The data folder is a tmpfs: the image's ext4 lacks its crc32c
 	// module, so a data disk is not mounted yet.
 	m := boot(t, Config{Image: img, SIPPort: port, Input: in, Append: "quiet"})
-	// Before boot's cleanup kills QEMU: its stdin copier must end too.
-	t.Cleanup(func() { typing.Close() })
+	t.Cleanup(func() { typing.Close(); in.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
@@ -110,9 +116,24 @@ func TestWizard(t *testing.T) {
 	// The console is now the dashboard, locked by the wizard's PIN.
 	typeLine("271828")
 	expect("Registered phones: 1  200")
+
+	// A factory reset from the dashboard: PIN, RESET, then init wipes the
+	// data folder and reboots, which ends QEMU (-no-reboot).
+	answer("> ", "f")
+	answer("Admin PIN:", "271828")
+	answer("Type RESET to wipe this box:", "RESET")
+	expect("factory reset: data folder wiped")
+	if err := m.Wait(ctx); err != nil {
+		t.Fatalf("QEMU did not end cleanly at the reboot: %v", err)
+	}
 	out := m.Console()
-	if strings.Contains(out, "Kernel panic") {
-		t.Fatal("kernel panic")
+	for _, bad := range []string{"Kernel panic", "rebooting in 5 s", "FACTORY RESET INCOMPLETE"} {
+		if strings.Contains(out, bad) {
+			t.Fatalf("the console says %q", bad)
+		}
+	}
+	if !strings.Contains(out, "rebooting as asked") {
+		t.Fatal("init did not reboot as asked")
 	}
 	t.Logf("wizard: config stored %v after QEMU start; REGISTER with its password answered 200 %v after QEMU start",
 		applied.Round(10*time.Millisecond), registered.Round(10*time.Millisecond))
