@@ -51,7 +51,9 @@ type box struct {
 
 	mu       sync.Mutex
 	settings Settings
-	clockCtx context.CancelFunc
+	// keepCancel ends the renewal of the DHCP lease and the clock's
+	// setting of the settings applied last.
+	keepCancel context.CancelFunc
 }
 
 func newBox(log *slog.Logger, prof board.Profile, dir string) *box {
@@ -87,25 +89,28 @@ func (b *box) applyStored(ctx context.Context) {
 }
 
 // apply applies cfg's network, time zone and clock settings: the network
-// now, the clock in the background (time servers may be slow to answer).
+// now, the clock in the background (time servers may be slow to answer);
+// a DHCP lease is renewed in the background too.
 func (b *box) apply(ctx context.Context, cfg *config.Config) {
 	s, err := SettingsOf(cfg, b.lanNIC())
 	if err != nil {
 		b.log.Error("settings not applied", "err", err)
 		return
 	}
-	if err := b.set.network(ctx, s); err != nil {
+	renew, err := b.set.network(ctx, s)
+	if err != nil {
 		b.log.Error("LAN setting not fully applied", "err", err)
 	}
 	b.mu.Lock()
 	b.settings = s
-	if b.clockCtx != nil {
-		b.clockCtx()
+	if b.keepCancel != nil {
+		b.keepCancel() // the lease and clock of the settings before
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	b.clockCtx = cancel
+	kctx, cancel := context.WithCancel(ctx)
+	b.keepCancel = cancel
 	b.mu.Unlock()
-	go b.set.keepClock(cctx, s, ntpInterval)
+	go b.set.keepLease(kctx, s, renew)
+	go b.set.keepClock(kctx, s, ntpInterval)
 }
 
 // consoleEnv is the environment the settings give the console programs.

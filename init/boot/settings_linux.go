@@ -81,8 +81,8 @@ type applier struct {
 	resolv    string // path of resolv.conf
 	writeFile func(name string, data []byte, perm os.FileMode) error
 	// dhcp configures nic from a DHCP server (address, routes,
-	// resolv.conf).
-	dhcp func(ctx context.Context, nic string) error
+	// resolv.conf) and returns the lease's time.
+	dhcp func(ctx context.Context, nic string) (time.Duration, error)
 	// query asks one time server for the clock's offset.
 	query func(server string) (time.Duration, error)
 	// setClock moves the system clock by offset.
@@ -102,16 +102,18 @@ func newApplier(log *slog.Logger) *applier {
 }
 
 // network applies s's LAN plan; a config without one changes nothing.
-func (a *applier) network(ctx context.Context, s Settings) error {
+// With DHCP it returns when the lease is to be renewed (half its time).
+func (a *applier) network(ctx context.Context, s Settings) (renew time.Duration, err error) {
 	switch p := s.Net; {
 	case !p.Set:
-		return nil
+		return 0, nil
 	case p.DHCP:
-		if err := a.dhcp(ctx, s.NIC); err != nil {
-			return fmt.Errorf("DHCP on %s: %w", s.NIC, err)
+		lease, err := a.dhcp(ctx, s.NIC)
+		if err != nil {
+			return dhcpRetry, fmt.Errorf("DHCP on %s: %w", s.NIC, err)
 		}
-		a.log.Info("LAN set by DHCP", "nic", s.NIC)
-		return nil
+		a.log.Info("LAN set by DHCP", "nic", s.NIC, "lease", lease)
+		return max(lease/2, dhcpRetry), nil
 	default:
 		err := applyStatic(a.net, s.NIC, p)
 		if len(p.DNS) > 0 {
@@ -122,7 +124,27 @@ func (a *applier) network(ctx context.Context, s Settings) error {
 		if err == nil {
 			a.log.Info("LAN set", "nic", s.NIC, "addr", p.Addr, "gateway", p.Gateway, "dns", p.DNS)
 		}
-		return err
+		return 0, err
+	}
+}
+
+// dhcpRetry is the wait before asking a DHCP server again after a
+// failure, and the shortest renewal interval.
+const dhcpRetry = time.Minute
+
+// keepLease asks for the DHCP lease again after renew, and then at half
+// of each new lease's time (a minute after a failure), until ctx ends.
+func (a *applier) keepLease(ctx context.Context, s Settings, renew time.Duration) {
+	for renew > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(renew):
+		}
+		var err error
+		if renew, err = a.network(ctx, s); err != nil {
+			a.log.Error("renewing the DHCP lease", "err", err)
+		}
 	}
 }
 
@@ -162,11 +184,12 @@ func (a *applier) keepClock(ctx context.Context, s Settings, interval time.Durat
 }
 
 // dhcpLease asks for an IPv4 lease on nic with u-root's DHCP client and
-// configures it (address, routes, resolv.conf). The lease is not renewed.
-func dhcpLease(ctx context.Context, nic string) error {
+// configures it (address, routes, resolv.conf), and returns the lease's
+// time (an hour when the server names none).
+func dhcpLease(ctx context.Context, nic string) (time.Duration, error) {
 	link, err := netlink.LinkByName(nic)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -176,12 +199,19 @@ func dhcpLease(ctx context.Context, nic string) error {
 			errs = append(errs, r.Err)
 			continue
 		}
-		return r.Lease.Configure()
+		if err := r.Lease.Configure(); err != nil {
+			return 0, err
+		}
+		lease := time.Hour
+		if m, _ := r.Lease.Message(); m != nil {
+			lease = m.IPAddressLeaseTime(lease)
+		}
+		return lease, nil
 	}
 	if len(errs) == 0 {
-		return errors.New("no answer")
+		return 0, errors.New("no answer")
 	}
-	return errors.Join(errs...)
+	return 0, errors.Join(errs...)
 }
 
 func queryNTP(server string) (time.Duration, error) {

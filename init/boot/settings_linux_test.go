@@ -120,14 +120,17 @@ func TestApplierNetwork(t *testing.T) {
 	tests := []struct {
 		name       string
 		s          Settings
+		lease      time.Duration
 		dhcpErr    error
 		wantDHCP   bool
 		wantResolv bool
+		wantRenew  time.Duration
 		wantErr    string
 	}{
 		{name: "no network setting changes nothing", s: Settings{NIC: "eth0"}},
-		{name: "dhcp", s: dhcpPlan, wantDHCP: true},
-		{name: "dhcp without answer", s: dhcpPlan, dhcpErr: errors.New("no answer"), wantDHCP: true, wantErr: "DHCP on eth0: no answer"},
+		{name: "dhcp renewed at half the lease", s: dhcpPlan, lease: 4 * time.Hour, wantDHCP: true, wantRenew: 2 * time.Hour},
+		{name: "short lease renewed after a minute", s: dhcpPlan, lease: 10 * time.Second, wantDHCP: true, wantRenew: time.Minute},
+		{name: "dhcp without answer: asked again", s: dhcpPlan, dhcpErr: errors.New("no answer"), wantDHCP: true, wantRenew: time.Minute, wantErr: "DHCP on eth0: no answer"},
 		{name: "static with DNS", s: staticPlan, wantResolv: true},
 	}
 	for _, tt := range tests {
@@ -137,13 +140,16 @@ func TestApplierNetwork(t *testing.T) {
 			a.net = f
 			a.resolv = t.TempDir() + "/resolv.conf"
 			dhcp := false
-			a.dhcp = func(context.Context, string) error { dhcp = true; return tt.dhcpErr }
-			err := a.network(context.Background(), tt.s)
+			a.dhcp = func(context.Context, string) (time.Duration, error) { dhcp = true; return tt.lease, tt.dhcpErr }
+			renew, err := a.network(context.Background(), tt.s)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("network = %v, want error %q", err, tt.wantErr)
 			}
 			if dhcp != tt.wantDHCP {
 				t.Errorf("DHCP asked: %v, want %v", dhcp, tt.wantDHCP)
+			}
+			if renew != tt.wantRenew {
+				t.Errorf("renew after %v, want %v", renew, tt.wantRenew)
 			}
 			b, rerr := os.ReadFile(a.resolv)
 			if tt.wantResolv != (rerr == nil) || tt.wantResolv && !strings.Contains(string(b), "nameserver 10.0.0.1") {
@@ -188,4 +194,31 @@ func TestApplierClock(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestKeepLease(t *testing.T) {
+	a := newApplier(slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	a.dhcp = func(context.Context, string) (time.Duration, error) {
+		calls++
+		cancel() // the box stops: the next renewal never comes
+		return time.Hour, nil
+	}
+	done := make(chan struct{})
+	go func() {
+		a.keepLease(ctx, Settings{NIC: "eth0", Net: NetPlan{Set: true, DHCP: true}}, time.Millisecond)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("keepLease did not end with its context")
+	}
+	if calls != 1 {
+		t.Errorf("DHCP asked %d times, want 1", calls)
+	}
+	// A static setting has nothing to renew: it returns at once.
+	a.keepLease(context.Background(), Settings{}, 0)
 }
