@@ -2,10 +2,13 @@ package boot
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/twinpbx/twinpbx/firmware/appliance"
 	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
@@ -65,5 +68,42 @@ func TestResolvConfAndEnv(t *testing.T) {
 	}
 	if env := (Settings{}).ConsoleEnv(); env != nil {
 		t.Errorf("env without a zone %q", env)
+	}
+}
+
+func TestStoredConfig(t *testing.T) {
+	dir := t.TempDir()
+	if c, err := StoredConfig(dir); c != nil || err != nil {
+		t.Fatalf("empty folder: %v, %v; want nothing", c, err)
+	}
+	text, err := FirstBootConfig(nil, netip.MustParseAddr("10.0.2.15"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := StoreFirstBootConfig(dir, text); err != nil {
+		t.Fatal(err)
+	}
+	c, err := StoredConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == nil || !slices.Contains(c.SIP.Listen, "udp:0.0.0.0:5060") || c.SIP.Advertise != "10.0.2.15" {
+		t.Fatalf("stored config %+v, want the first-boot config", c)
+	}
+	// A twin's box file comes first: it holds the node's own section.
+	box := "node:\n  name: b\n  network: {address: 10.0.0.22/24, gateway: 10.0.0.1}\n"
+	if err := os.WriteFile(filepath.Join(dir, appliance.BoxFile), []byte(box), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = StoredConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := SettingsOf(c, "eth0")
+	if err != nil || c.Node.Name != "b" || s.Net.Addr != netip.MustParsePrefix("10.0.0.22/24") {
+		t.Fatalf("box file: %+v %+v %v", c.Node, s.Net, err)
+	}
+	if err := StoreFirstBootConfig(filepath.Join(dir, appliance.BoxFile), text); err == nil {
+		t.Error("storing into a file instead of a folder: no error")
 	}
 }
