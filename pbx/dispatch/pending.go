@@ -51,12 +51,12 @@ func (p *pending) backend(branch string) int {
 }
 
 // lookup returns the backend of branch (-1: none) and whether it has
-// answered the request.
-func (p *pending) lookup(branch string) (backend int, answered bool) {
+// answered the request only provisionally so far.
+func (p *pending) lookup(branch string) (backend int, provisional bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e, ok := p.m[branch]; ok {
-		return e.backend, e.answered
+		return e.backend, e.answered && e.final.IsZero()
 	}
 	return -1, false
 }

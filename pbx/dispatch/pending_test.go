@@ -55,3 +55,31 @@ func (p *pending) size() int {
 	defer p.mu.Unlock()
 	return len(p.m)
 }
+
+// TestPendingLookup: an INVITE counts as ringing (its retransmissions
+// absorbed) only between its first provisional and its final answer.
+func TestPendingLookup(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	p := newPending()
+	p.add("b", 1, "INVITE", t0)
+	for _, step := range []struct {
+		status  int // answer before the lookup; 0: none
+		ringing bool
+	}{
+		{0, false},
+		{100, true},
+		{180, true},
+		{200, false},
+		{180, false}, // a late provisional does not reopen it
+	} {
+		if step.status > 0 {
+			p.answered("b", "INVITE", step.status, t0)
+		}
+		if be, ringing := p.lookup("b"); be != 1 || ringing != step.ringing {
+			t.Errorf("after %d: backend %d ringing %v, want 1 %v", step.status, be, ringing, step.ringing)
+		}
+	}
+	if be, _ := p.lookup("other"); be != -1 {
+		t.Errorf("unknown branch: backend %d", be)
+	}
+}

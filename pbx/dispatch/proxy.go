@@ -70,7 +70,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	var err error
 
 	own := d.popOwnRoute(s, req)
-	pb, pbAnswered := d.pend.lookup(branch)
+	pb, pbRinging := d.pend.lookup(branch)
 	switch {
 	case own != nil:
 		// In a dialog we record-routed: towards its backend, unless it
@@ -83,9 +83,10 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	case pb >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
 		// request already sent. A retransmitted INVITE the backend has
-		// answered is absorbed: the backend's own retransmissions carry
-		// its answer; the caller gets a 100 again to stop repeating.
-		if req.IsInvite() && pbAnswered {
+		// answered provisionally is absorbed, the caller getting a 100
+		// again; after the final answer it goes on, and the backend
+		// repeats its answer.
+		if req.IsInvite() && pbRinging {
 			d.reply(s, req, sip.StatusTrying, "Trying")
 			return
 		}
