@@ -41,8 +41,8 @@ type Options struct {
 	Out io.Writer
 	// Board is the board profile: a built-in name ("sim", "qemu", "apu2")
 	// or a profile YAML file. Empty: "sim". A twin pair box opens all of
-	// it; a standalone box uses only its ISDN spans, and only when the
-	// config has isdn trunks.
+	// it; a standalone box uses only its ISDN spans. Spans are used only
+	// when the config has isdn trunks.
 	Board string
 	// Watchdog, when set, is the watchdog a twin kicks instead of its
 	// board's: the one its supervisor hosts (supervisor.ChildWatchdog).
@@ -231,7 +231,7 @@ type running struct {
 	box  *config.Config
 	// site is the box's part in a site cluster; nil when it has none.
 	site *site.Site
-	// isdn runs the gateways of the board's ISDN spans (standalone).
+	// isdn runs the gateways of the board's ISDN spans.
 	isdn *isdnSpans
 
 	mu  sync.Mutex

@@ -173,7 +173,7 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	if err != nil {
 		return err
 	}
-	a := &running{st: st, pbx: p, log: log, cfg: cfg, twin: node, box: box}
+	a := &running{st: st, pbx: p, log: log, cfg: cfg, twin: node, box: box, isdn: &isdnSpans{}}
 	load := func() (*config.Config, error) {
 		cur, err := latestConfig(st)
 		if err != nil {
@@ -220,6 +220,10 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 			fmt.Fprintf(o.Out, "SIP listening on %s:%s (served while this box is active)\n", l.Transport, l.Addr)
 		}
 		log.Info("ready", "node", cfg.Node.Name, "peer", box.Cluster.Peer, "config_version", cfg.Version, "data", o.DataDir)
+		// Both twins run their span's gateway: the relay connects the
+		// line to one card at a time, and the other box's gateway sees
+		// its line down (and its PBX, not serving, answers nothing).
+		a.isdn.start(ctx, &wg, log, o.Board, cfg, ls)
 		close(pbxReady)
 	})
 	cancel()
@@ -241,8 +245,9 @@ func (a *running) twinStatus(ver uint64) any {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
 		pbx.Status
-		Cluster twin.Status `json:"cluster"`
-	}{role, ver, a.pbx.Status(), ts}
+		Cluster twin.Status  `json:"cluster"`
+		ISDN    []SpanStatus `json:"isdn,omitempty"`
+	}{role, ver, a.pbx.Status(), ts, a.isdn.Status()}
 }
 
 // pairRunning is a running twin box: the control API also takes the
