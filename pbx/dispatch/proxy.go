@@ -1,11 +1,13 @@
 package dispatch
 
 import (
+	"bytes"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -342,10 +344,16 @@ func viaAddr(via *sip.ViaHeader) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
 }
 
+var outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (d *Dispatcher) send(s *sock, msg sip.Message, dest netip.AddrPort) {
-	if _, err := s.conn.WriteToUDPAddrPort([]byte(msg.String()), dest); err != nil {
+	b := outPool.Get().(*bytes.Buffer)
+	b.Reset()
+	msg.StringWrite(b)
+	if _, err := s.conn.WriteToUDPAddrPort(b.Bytes(), dest); err != nil {
 		d.netLog.Warn("dispatcher could not send", "to", dest.String(), "err", err)
 	}
+	outPool.Put(b)
 }
 
 // response forwards a response to the next Via, after taking off the

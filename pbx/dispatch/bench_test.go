@@ -1,0 +1,70 @@
+package dispatch
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// BenchmarkCall passes the messages of one call through the proxy, as
+// the dispatcher benchmark's callers and backends send them: INVITE, 100,
+// 200, ACK, BYE, 200 (the sending itself recorded, not done).
+func BenchmarkCall(b *testing.B) {
+	d, err := New(Config{
+		Algorithm: HashCallID,
+		Backends: []Backend{
+			{Addr: netip.MustParseAddrPort("10.0.0.1:5060")},
+			{Addr: netip.MustParseAddrPort("10.0.0.2:5060")},
+			{Addr: netip.MustParseAddrPort("10.0.0.3:5060")},
+		},
+		Listen: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.100:5060")},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &recConn{local: netip.MustParseAddrPort("10.0.0.100:5060")}
+	s := &sock{conn: c, local: c.local.Addr(), host: "10.0.0.100", port: 5060, via: "SIP/2.0/UDP 10.0.0.100:5060"}
+	parser := sip.NewParser()
+	phone := netip.MustParseAddrPort("10.0.0.50:5062")
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("bench-%d@10.0.0.50", i)
+		c.out, c.to = c.out[:0], c.to[:0]
+		inv := fmt.Sprintf("INVITE sip:200@10.0.0.100:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bK-%d-1\r\n"+
+			"From: <sip:caller@10.0.0.50:5062>;tag=c%d\r\nTo: <sip:200@10.0.0.100:5060>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"+
+			"Contact: <sip:caller@10.0.0.50:5062>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: 0\r\n\r\n", i, i, id)
+		d.handle(s, parser, []byte(inv), phone)
+		fwd := string(c.out[0])
+		be := c.to[0]
+		// The backend's answers: the forwarded INVITE's Vias and Record-Route, copied.
+		m, err := sip.ParseMessage([]byte(fwd))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := m.(*sip.Request)
+		for _, code := range []int{100, 200} {
+			res := sip.NewResponseFromRequest(req, code, "x", nil)
+			if code == 200 {
+				res.To().Params.Add("tag", "be")
+				res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: be.Addr().String(), Port: int(be.Port())}})
+			}
+			d.handle(s, parser, []byte(res.String()), be)
+		}
+		route := req.RecordRoute().Value()
+		for j, method := range []string{"ACK", "BYE"} {
+			msg := fmt.Sprintf("%s sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bK-%d-%d\r\nRoute: %s\r\n"+
+				"From: <sip:caller@10.0.0.50:5062>;tag=c%d\r\nTo: <sip:200@10.0.0.100:5060>;tag=be\r\nCall-ID: %s\r\nCSeq: %d %s\r\n"+
+				"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", method, be, i, j+2, route, i, id, j+1, method)
+			d.handle(s, parser, []byte(msg), phone)
+		}
+		bye, err := sip.ParseMessage(c.out[len(c.out)-1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.handle(s, parser, []byte(sip.NewResponseFromRequest(bye.(*sip.Request), 200, "OK", nil).String()), be)
+	}
+}
