@@ -21,7 +21,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
-	"github.com/twinpbx/twinpbx/init/boot"
+	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
 // Backend is what the dashboard needs of a box.
@@ -138,7 +138,7 @@ func (d dataDir) DNSRecords(ctx context.Context, domain string) (string, error) 
 }
 
 func (dataDir) Reboot(_ context.Context, factoryReset bool) error {
-	return boot.RequestReboot(factoryReset)
+	return request.Reboot(factoryReset)
 }
 
 // StatusView is the part of the status JSON the dashboard shows. Every

@@ -15,6 +15,7 @@ import (
 	"github.com/twinpbx/twinpbx/board"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
 // ntpInterval is how often init sets the clock again from the time servers.
@@ -45,7 +46,7 @@ type box struct {
 	prof board.Profile
 	dir  string
 	set  *applier
-	// stop receives SIGTERM, a reboot request (RequestReboot), and the
+	// stop receives SIGTERM, a reboot request (package request), and the
 	// reboot init decides on itself after a twin's setup.
 	stop chan os.Signal
 
@@ -162,7 +163,7 @@ func (b *box) afterSetup(ctx context.Context) {
 // the data folder is wiped when a factory reset was asked for, the
 // watchdog init keeps is disarmed, and the data partition is written out.
 func (b *box) shutdown(wd *keeper) {
-	if takeResetRequest(ResetRequestFile) {
+	if takeResetRequest(request.ResetFile) {
 		if err := WipeData(b.dir); err != nil {
 			b.log.Error("FACTORY RESET INCOMPLETE", "err", err)
 		} else {

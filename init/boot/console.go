@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
 // The console on the box. Init runs the console program on each console
@@ -28,11 +30,6 @@ const SetupPendingFile = "setup-pending"
 // ConsoleTTYs are the terminals init runs the console on, where present:
 // the first serial port and the first virtual terminal (VGA).
 var ConsoleTTYs = []string{"ttyS0", "tty1"}
-
-// EnvConsole is set to "1" in the environment of the console programs
-// init starts: it tells them that init is there to reboot the box (see
-// RequestReboot).
-const EnvConsole = "TWINPBX_INIT_CONSOLE"
 
 // SerialTTY reports whether tty (a name under /dev) is a serial line. A
 // serial console may be a dumb terminal that cannot place the cursor and
@@ -61,7 +58,7 @@ func ConsoleProgram(tty string, setupPending bool) (args, env []string) {
 		term = "dumb"
 		args = append(args, "--accessible")
 	}
-	env = []string{"PATH=/bin:/bbin", "HOME=" + DataDir, "TERM=" + term, EnvConsole + "=1"}
+	env = []string{"PATH=/bin:/bbin", "HOME=" + DataDir, "TERM=" + term, request.EnvConsole + "=1"}
 	return args, env
 }
 

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
 func TestConsoleProgram(t *testing.T) {
@@ -28,8 +30,8 @@ func TestConsoleProgram(t *testing.T) {
 		if !slices.Equal(args, tt.wantArgs) {
 			t.Errorf("%s pending=%v: args %q, want %q", tt.tty, tt.pending, args, tt.wantArgs)
 		}
-		if !slices.Contains(env, tt.wantTerm) || !slices.Contains(env, EnvConsole+"=1") {
-			t.Errorf("%s: env %q lacks %s or %s=1", tt.tty, env, tt.wantTerm, EnvConsole)
+		if !slices.Contains(env, tt.wantTerm) || !slices.Contains(env, request.EnvConsole+"=1") {
+			t.Errorf("%s: env %q lacks %s or %s=1", tt.tty, env, tt.wantTerm, request.EnvConsole)
 		}
 		if got := SerialTTY(tt.tty); got != tt.wantSerial {
 			t.Errorf("SerialTTY(%q) = %v", tt.tty, got)
@@ -98,15 +100,5 @@ func TestTakeResetRequest(t *testing.T) {
 	}
 	if !takeResetRequest(p) || takeResetRequest(p) {
 		t.Fatal("a request must be taken exactly once")
-	}
-}
-
-func TestRequestRebootOutsideInit(t *testing.T) {
-	t.Setenv(EnvConsole, "1") // but the parent is the test runner, not PID 1
-	if err := RequestReboot(true); err != ErrNotUnderInit {
-		t.Fatalf("RequestReboot = %v, want ErrNotUnderInit", err)
-	}
-	if _, err := os.Stat(ResetRequestFile); err == nil {
-		t.Fatal("a refused request left a factory reset request behind")
 	}
 }
