@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/testbed"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
 
@@ -41,17 +42,11 @@ func testMain(m *testing.M) int {
 		fmt.Println("e2e: TWINPBX_E2E=off, end-to-end tests skipped")
 		return 0
 	}
-	dir, err := os.MkdirTemp("", "twinpbx-e2e-")
+	bin, remove, err := testbed.BuildTwinpbx("twinpbx-e2e-")
+	defer remove()
+	pbxBinary = bin
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: making a folder for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	pbxBinary = filepath.Join(dir, "twinpbx")
-	out, err := exec.Command("go", "build", "-o", pbxBinary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
-	if err != nil {
-		// The scenario self-tests need no binary; the others fail with this.
-		buildErr = fmt.Errorf("building twinpbx: %w\n%s", err, out)
+		buildErr = err // the tests that need the binary fail with this
 	}
 	return m.Run()
 }

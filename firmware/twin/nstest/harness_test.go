@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,16 +31,11 @@ func testMain(m *testing.M) int {
 		fmt.Printf("nstest: SKIPPING every twin pair namespace test: %s\n", why)
 		return m.Run() // each test skips loudly through testbed.New
 	}
-	dir, err := os.MkdirTemp("", "twinpbx-nstest-")
+	bin, remove, err := testbed.BuildTwinpbx("twinpbx-nstest-")
+	defer remove()
+	binary = bin
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "nstest: making a folder for the binary:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "twinpbx")
-	out, err := exec.Command("go", "build", "-o", binary, "github.com/twinpbx/twinpbx/firmware/twinpbx").CombinedOutput()
-	if err != nil {
-		buildErr = fmt.Errorf("building twinpbx: %w\n%s", err, out)
+		buildErr = err // the tests that need the binary fail with this
 	}
 	return m.Run()
 }
