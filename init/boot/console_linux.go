@@ -18,6 +18,7 @@ type consoles struct {
 	log     *slog.Logger
 	path    string // the twinpbx binary
 	dataDir string
+	dev     string // where the terminals are: "/dev/"
 	// afterSetup runs once the wizard has stored its config.
 	afterSetup func()
 	// env is added to each program's environment (the time zone).
@@ -29,7 +30,7 @@ type consoles struct {
 }
 
 func newConsoles(log *slog.Logger, path, dataDir string, afterSetup func(), env func() []string) *consoles {
-	return &consoles{log: log.With("component", "console"), path: path, dataDir: dataDir, afterSetup: afterSetup, env: env,
+	return &consoles{log: log.With("component", "console"), path: path, dataDir: dataDir, dev: "/dev/", afterSetup: afterSetup, env: env,
 		procs: map[int]chan unix.WaitStatus{}, setups: map[int]bool{}}
 }
 
@@ -83,7 +84,7 @@ func (c *consoles) loop(ctx context.Context, tty string) {
 		pending := SetupPending(c.dataDir)
 		args, env := ConsoleProgram(tty, pending)
 		env = append(env, c.env()...)
-		f, err := os.OpenFile("/dev/"+tty, os.O_RDWR|unix.O_NOCTTY, 0)
+		f, err := os.OpenFile(c.dev+tty, os.O_RDWR|unix.O_NOCTTY, 0)
 		if err != nil {
 			log.Info("no console on this terminal", "err", err)
 			return
@@ -103,11 +104,12 @@ func (c *consoles) loop(ctx context.Context, tty string) {
 			c.signal(pid, unix.SIGKILL)
 			return
 		}
-		if pending && ws.Exited() && ws.ExitStatus() == 0 && SetupPending(c.dataDir) {
+		completed := pending && ws.Exited() && ws.ExitStatus() == 0 && SetupPending(c.dataDir)
+		if completed {
 			c.finishSetup(pid)
 		}
 		// A program that ends at once (a broken terminal) is not spun.
-		if time.Since(started) < 2*time.Second {
+		if !completed && time.Since(started) < 2*time.Second {
 			select {
 			case <-ctx.Done():
 			case <-time.After(2 * time.Second):

@@ -1,11 +1,18 @@
 package boot
 
 import (
+	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,5 +66,85 @@ func TestConsolesReaped(t *testing.T) {
 	defer c.mu.Unlock()
 	if len(c.procs) != 0 || len(c.setups) != 0 {
 		t.Errorf("left in the table: %v %v", c.procs, c.setups)
+	}
+}
+
+// TestConsolesLoop runs init's console loop on a pseudo-terminal, with
+// runChild as the reaper: while the setup is pending the wizard runs;
+// once it ends with status 0 the marker is gone, afterSetup has run, and
+// the dashboard runs in its place on the terminal.
+func TestConsolesLoop(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("SKIPPING: no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	go func() { _, _ = io.Copy(io.Discard, ptmx) }() // keep the terminal's output flowing
+
+	dir := t.TempDir()
+	if err := MarkSetupPending(dir); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "runs")
+	prog := filepath.Join(dir, "twinpbx")
+	// The wizard ends at once with status 0; the dashboard stays until
+	// it is killed. Each run notes its command and whether the terminal
+	// is its controlling terminal.
+	script := "#!/bin/sh\n" +
+		"if [ -t 0 ] && (: </dev/tty) 2>/dev/null; then ctty=ctty; else ctty=none; fi\n" +
+		"echo \"$1 $TERM $ctty\" >> " + log + "\n" +
+		"[ \"$1\" = setup ] && exit 0\n" +
+		"exec sleep 60\n"
+	if err := os.WriteFile(prog, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	after := make(chan struct{}, 4)
+	c := newConsoles(slog.New(slog.DiscardHandler), prog, dir, func() { after <- struct{}{} }, func() []string { return []string{"TZ=Europe/Berlin"} })
+	c.dev = "/dev/"
+	name := strings.TrimPrefix(tty.Name(), "/dev/")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan os.Signal, 1)
+	reaped := make(chan error, 1)
+	go func() {
+		reaped <- runChild(slog.New(slog.DiscardHandler), "/bin/sleep", []string{"60"}, nil, childOpts{others: c.exited, stop: stop})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		stop <- unix.SIGTERM
+		if err := <-reaped; !errors.Is(err, ErrStopped) {
+			t.Errorf("runChild = %v", err)
+		}
+	})
+	c.start(ctx, []string{name, "ttyS99"}) // ttyS99: no such port, its loop ends
+
+	var runs []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(log)
+		runs = strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(runs) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs so far: %q", runs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if want := []string{"setup linux ctty", "console linux ctty"}; !slices.Equal(runs[:2], want) {
+		t.Errorf("runs %q, want %q", runs, want)
+	}
+	if SetupPending(dir) {
+		t.Error("the setup marker stays after the wizard completed")
+	}
+	select {
+	case <-after:
+	default:
+		t.Error("afterSetup did not run")
+	}
+	if len(after) != 0 {
+		t.Error("afterSetup ran more than once")
 	}
 }
