@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
-	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 )
 
 // TestExtensionFollowsTheConfig: the extension index is rebuilt with every
@@ -19,7 +19,7 @@ func TestExtensionFollowsTheConfig(t *testing.T) {
 		}
 	}
 	p, err := New(Options{Config: cfg(config.Extension{Number: "100", Secret: "a"}, config.Extension{Number: "101", Secret: "b"}),
-		Store: &memStore{bs: map[string]location.Binding{}}, AuthKey: make([]byte, 32), Logger: slog.New(slog.DiscardHandler)})
+		Store: pbxtest.NewStore(), AuthKey: make([]byte, 32), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

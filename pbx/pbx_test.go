@@ -7,40 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
-	"github.com/twinpbx/twinpbx/pbx/cdr"
-	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 )
-
-type memStore struct {
-	mu   sync.Mutex
-	bs   map[string]location.Binding
-	cdrs []cdr.Record
-}
-
-func (m *memStore) SaveBinding(b location.Binding) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.bs[b.AOR+" "+b.Contact] = b
-	return nil
-}
-func (m *memStore) DeleteBinding(aor, c string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.bs, aor+" "+c)
-	return nil
-}
-func (m *memStore) LoadBindings() ([]location.Binding, error) { return nil, nil }
-func (m *memStore) AppendCDR(r cdr.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cdrs = append(m.cdrs, r)
-	return nil
-}
 
 // startPBX runs a PBX on a free UDP port of 127.0.0.1 and returns its address.
 func startPBX(t *testing.T) string {
@@ -56,7 +28,7 @@ func startPBX(t *testing.T) string {
 		SIP:        config.SIP{Listen: []string{"udp:" + addr}, RTPPorts: "31000-31019"},
 		Extensions: []config.Extension{{Number: "100", Secret: "secret-100-x"}},
 	}
-	p, err := New(Options{Config: cfg, Store: &memStore{bs: map[string]location.Binding{}},
+	p, err := New(Options{Config: cfg, Store: pbxtest.NewStore(),
 		AuthKey: make([]byte, 32), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/pbx/b2bua"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 )
 
 func openStore(t *testing.T) *store.Store {
@@ -26,7 +27,7 @@ func openStore(t *testing.T) *store.Store {
 }
 
 func TestCallStoreUsesTheDialogBucket(t *testing.T) {
-	if cs := callStore(&memStore{}); cs != nil {
+	if cs := callStore(pbxtest.NewStore()); cs != nil {
 		t.Errorf("a store without dialogs got a call store: %T", cs)
 	}
 	st := openStore(t)

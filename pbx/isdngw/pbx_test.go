@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,49 +15,8 @@ import (
 	"github.com/twinpbx/twinpbx/hw/isdn/exchange"
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
-	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 )
-
-// memStore keeps the PBX's bindings and CDRs in memory.
-type memStore struct {
-	mu   sync.Mutex
-	bs   map[string]location.Binding
-	cdrs []cdr.Record
-}
-
-func (m *memStore) SaveBinding(b location.Binding) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.bs[b.AOR+" "+b.Contact] = b
-	return nil
-}
-
-func (m *memStore) DeleteBinding(aor, c string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.bs, aor+" "+c)
-	return nil
-}
-
-func (m *memStore) LoadBindings() ([]location.Binding, error) { return nil, nil }
-
-func (m *memStore) AppendCDR(r cdr.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cdrs = append(m.cdrs, r)
-	return nil
-}
-
-func (m *memStore) cdr(match func(cdr.Record) bool) (cdr.Record, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range m.cdrs {
-		if match(r) {
-			return r, true
-		}
-	}
-	return cdr.Record{}, false
-}
 
 // The scenarios of the end-to-end tests serve here too.
 var scenarios = filepath.Join("..", "..", "e2e", "testdata", "sipp")
@@ -68,7 +26,7 @@ var phone = config.Extension{Number: "201", Secret: "secret-201-isdn"}
 // startPBX runs the real PBX in this process with one extension, the
 // gateway as an isdn trunk whose DID 4930555 rings 201, and the route
 // "0." out over it.
-func startPBX(t *testing.T, gw netip.AddrPort) (netip.AddrPort, *memStore) {
+func startPBX(t *testing.T, gw netip.AddrPort) (netip.AddrPort, *pbxtest.Store) {
 	t.Helper()
 	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
 	low := int(freePort(t)) &^ 1
@@ -81,7 +39,7 @@ func startPBX(t *testing.T, gw netip.AddrPort) (netip.AddrPort, *memStore) {
 			DIDs: []config.DID{{Number: "4930555", Extension: phone.Number}}}},
 		Routes: []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"isdn"}}},
 	}
-	st := &memStore{bs: map[string]location.Binding{}}
+	st := pbxtest.NewStore()
 	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: make([]byte, 32),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -143,7 +101,7 @@ func TestExchangeToPhone(t *testing.T) {
 	var r cdr.Record
 	waitFor(t, b.ctx, "the CDR", func() bool {
 		var ok bool
-		r, ok = st.cdr(func(r cdr.Record) bool { return r.Callee == "4930555" || r.Callee == phone.Number })
+		r, ok = st.CDR(func(r cdr.Record) bool { return r.Callee == "4930555" || r.Callee == phone.Number })
 		return ok
 	})
 	if r.Disp != cdr.Answered || r.Trunk != "isdn" || r.Caller != "030123456" || r.HangupBy != "caller" {
@@ -186,7 +144,7 @@ func TestPhoneToExchange(t *testing.T) {
 	var r cdr.Record
 	waitFor(t, b.ctx, "the CDR", func() bool {
 		var ok bool
-		r, ok = st.cdr(func(r cdr.Record) bool { return r.Caller == phone.Number })
+		r, ok = st.CDR(func(r cdr.Record) bool { return r.Caller == phone.Number })
 		return ok
 	})
 	if r.Disp != cdr.Answered || r.Trunk != "isdn" || r.HangupBy != "caller" {
