@@ -107,3 +107,27 @@ func TestStoredConfig(t *testing.T) {
 		t.Error("storing into a file instead of a folder: no error")
 	}
 }
+
+func FuzzSettingsOf(f *testing.F) {
+	f.Add("192.168.1.21/24", "192.168.1.1", "9.9.9.9", "Europe/Berlin", false)
+	f.Add("", "", "", "", true)
+	f.Add("fd00::1/64", "fd00::", "::1", "Local", false)
+	f.Add("10.0.0.2/33", "10.0.0.256", "x", "../../etc/passwd", false)
+	f.Fuzz(func(t *testing.T, addr, gw, dns, tz string, dhcp bool) {
+		c := config.Config{
+			Node:    config.Node{Network: &config.Network{DHCP: dhcp, Address: addr, Gateway: gw, DNS: []string{dns}}},
+			Console: &config.Console{TimeZone: tz},
+		}
+		s, err := SettingsOf(&c, "eth0")
+		if err != nil {
+			return
+		}
+		if !s.Net.DHCP && (!s.Net.Addr.IsValid() || !s.Net.Addr.Addr().Is4()) {
+			t.Fatalf("accepted a static setting without an IPv4 address: %+v", s.Net)
+		}
+		if s.Net.Gateway.IsValid() && !s.Net.Addr.Masked().Contains(s.Net.Gateway) {
+			t.Fatalf("accepted a gateway outside the subnet: %+v", s.Net)
+		}
+		_ = ResolvConf(s.Net.DNS)
+	})
+}
