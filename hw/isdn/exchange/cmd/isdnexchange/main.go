@@ -15,15 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/twinpbx/twinpbx/hw/isdn"
 	"github.com/twinpbx/twinpbx/hw/isdn/card"
@@ -95,56 +92,23 @@ func run(ctx context.Context, stdout io.Writer, args []string) error {
 		}
 		return nil
 	}
-	if *listen != "" {
-		return serveSocket(ctx, stdout, *listen, log, serve)
+	port := func(rw io.ReadWriteCloser) error {
+		c := card.NewSerial(rw, log)
+		defer c.Close()
+		return serve(c)
 	}
-	var c card.Card
-	if *usePty {
-		ptmx, tty, err := pty.Open()
-		if err != nil {
-			return fmt.Errorf("opening a pseudo-terminal: %w", err)
-		}
-		defer tty.Close()
-		fmt.Fprintln(stdout, tty.Name())
-		c = card.NewSerial(ptmx, log)
-	} else {
-		if c, err = card.OpenSerial(serial.Config{Device: *device, Baud: *baud}, log); err != nil {
-			return err
-		}
+	switch {
+	case *listen != "":
+		return serial.ServeUnix(ctx, stdout, *listen, log, port)
+	case *usePty:
+		return serial.ServePTY(ctx, stdout, port)
+	}
+	c, err := card.OpenSerial(serial.Config{Device: *device, Baud: *baud}, log)
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	return serve(c)
-}
-
-// serveSocket runs the exchange on each connection to a unix socket, one
-// after the other, until ctx ends.
-func serveSocket(ctx context.Context, stdout io.Writer, path string, log *slog.Logger, serve func(card.Card) error) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "unix", path)
-	if err != nil {
-		return fmt.Errorf("listening: %w", err)
-	}
-	defer ln.Close()
-	fmt.Fprintln(stdout, path)
-	go func() { <-ctx.Done(); _ = ln.Close() }()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accepting: %w", err)
-		}
-		log.Info("card port connected")
-		c := card.NewSerial(conn, log)
-		if err := serve(c); err != nil {
-			log.Warn("line ended", "err", err)
-		}
-		_ = c.Close()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
 }
 
 func placeCall(ctx context.Context, x *exchange.Exchange, log *slog.Logger, from, to string, talk time.Duration) {

@@ -14,14 +14,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/creack/pty"
-
 	"github.com/twinpbx/twinpbx/hw/relay/numatosim"
+	"github.com/twinpbx/twinpbx/hw/serial"
 )
 
 func main() {
@@ -45,45 +43,11 @@ func run(ctx context.Context, stdout io.Writer, args []string) error {
 	}
 	board := &numatosim.Board{}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	serve := func(rw io.ReadWriteCloser) error { return board.Serve(ctx, &logged{rw, board, log}) }
 	if *usePty {
-		ptmx, tty, err := pty.Open()
-		if err != nil {
-			return fmt.Errorf("opening a pseudo-terminal: %w", err)
-		}
-		defer tty.Close()
-		defer ptmx.Close()
-		fmt.Fprintln(stdout, tty.Name())
-		go func() { <-ctx.Done(); _ = ptmx.Close() }()
-		if err := board.Serve(ctx, &logged{ptmx, board, log}); err != nil && ctx.Err() == nil {
-			return err
-		}
-		return nil
+		return serial.ServePTY(ctx, stdout, serve)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "unix", *listen)
-	if err != nil {
-		return fmt.Errorf("listening: %w", err)
-	}
-	defer ln.Close()
-	fmt.Fprintln(stdout, *listen)
-	go func() { <-ctx.Done(); _ = ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accepting: %w", err)
-		}
-		log.Info("serial line connected")
-		go func() {
-			defer c.Close()
-			if err := board.Serve(ctx, &logged{c, board, log}); err != nil {
-				log.Warn("serial line", "err", err)
-			}
-			log.Info("serial line disconnected")
-		}()
-	}
+	return serial.ServeUnix(ctx, stdout, *listen, log, serve)
 }
 
 // logged logs the board's relay states whenever it has answered.
