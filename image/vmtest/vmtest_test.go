@@ -181,7 +181,7 @@ func TestBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		port := freeUDPPort(t)
-		m := boot(t, Config{Image: img, Initrd: initrd, SIPPort: port, Append: "quiet"})
+		m := boot(t, Config{Image: img, Initrd: initrd, SIPPort: port, Append: bootAppend})
 		doneAt, err := m.WaitConsole(ctx, MarkerBootDone)
 		if err != nil {
 			t.Fatal(err)
