@@ -208,7 +208,7 @@ func TwinMachine(img, initrd, node, disk string) Config {
 		Image:     img,
 		Initrd:    initrd,
 		NoUserNet: true,
-		Append: fmt.Sprintf("quiet twinpbx.ip=%s twinpbx.gw=%s twinpbx.xip=%s twinpbx.data=/dev/vda twinpbx.modules=virtio_blk,crc32c_generic,ext4",
+		Append: fmt.Sprintf(bootAppend+" twinpbx.ip=%s twinpbx.gw=%s twinpbx.xip=%s twinpbx.data=/dev/vda twinpbx.modules=virtio_blk,crc32c_generic,ext4",
 			netip.PrefixFrom(twinLANAddr[node], TwinLAN.Bits()), TwinGateway, netip.PrefixFrom(twinXAddr[node], 30)),
 		Extra: []string{
 			"-netdev", fmt.Sprintf("tap,id=lan,ifname=%s,script=no,downscript=no", twinTap(node)),
