@@ -112,11 +112,15 @@ type fakeMedia struct {
 	// Rewrite got from leg A.
 	lateOffers int
 	answers    []string
+	// joined counts joins (attended transfers).
+	joined int
 }
 
 type fakeSession struct {
 	m  *fakeMedia
 	id string
+	// gone: closed, or joined into another session.
+	gone bool
 }
 
 func (m *fakeMedia) Open(id string) (MediaSession, error) {
@@ -130,7 +134,7 @@ func (m *fakeMedia) Open(id string) (MediaSession, error) {
 	}
 	m.open[id] = true
 	m.opened++
-	return &fakeSession{m, id}, nil
+	return &fakeSession{m: m, id: id}, nil
 }
 
 // Restore reopens a session by id, as the relay would on the twin.
@@ -145,7 +149,7 @@ func (m *fakeMedia) Restore(st media.SessionState) (MediaSession, error) {
 	}
 	m.open[st.ID] = true
 	m.restored++
-	return &fakeSession{m, st.ID}, nil
+	return &fakeSession{m: m, id: st.ID}, nil
 }
 
 func (m *fakeMedia) sessions() int {
@@ -172,6 +176,26 @@ func (s *fakeSession) Rewrite(from Leg, body []byte) ([]byte, error) {
 	return append(append([]byte(nil), body...), fmt.Sprintf("a=relayed-from:%s\r\n", name)...), nil
 }
 
+// JoinSession joins two fake sessions: both close, a new one opens as id.
+func (s *fakeSession) JoinSession(id string, _ Leg, with MediaSession, _ Leg) (MediaSession, error) {
+	w, ok := with.(*fakeSession)
+	if !ok || w == s {
+		return nil, errors.New("not two fake sessions")
+	}
+	s.m.mu.Lock()
+	if !s.m.open[s.id] || !s.m.open[w.id] {
+		s.m.mu.Unlock()
+		return nil, errors.New("joining a closed session")
+	}
+	delete(s.m.open, s.id)
+	delete(s.m.open, w.id)
+	s.gone, w.gone = true, true
+	s.m.open[id] = true
+	s.m.joined++
+	s.m.mu.Unlock()
+	return &fakeSession{m: s.m, id: id}, nil
+}
+
 func (s *fakeSession) LateOffer(from Leg) ([]byte, error) {
 	s.m.mu.Lock()
 	s.m.lateOffers++
@@ -186,6 +210,10 @@ func (s *fakeSession) State() media.SessionState {
 func (s *fakeSession) Close() error {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
+	if s.gone {
+		return nil
+	}
+	s.gone = true
 	delete(s.m.open, s.id)
 	return nil
 }
@@ -751,12 +779,34 @@ func (oc *outCall) cancel() *sip.Response {
 func (p *phone) request(method sip.RequestMethod, body []byte, hdrs ...sip.Header) *sip.Response {
 	p.t.Helper()
 	p.mu.Lock()
-	if p.d == nil {
-		p.mu.Unlock()
+	d := p.d
+	p.mu.Unlock()
+	if d == nil {
 		p.t.Fatalf("phone %s has no call", p.number)
 	}
-	req, err := p.d.newRequest(method, p.via())
+	return p.requestOn(d, method, body, hdrs...)
+}
+
+// call returns a copy of the phone's current dialog, for requestOn once
+// the phone has placed another call.
+func (p *phone) call() *Dialog {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.d == nil {
+		p.t.Fatalf("phone %s has no call", p.number)
+	}
 	d := *p.d
+	return &d
+}
+
+// requestOn is request on dialog d, which may be another than the
+// current call's.
+func (p *phone) requestOn(dlg *Dialog, method sip.RequestMethod, body []byte, hdrs ...sip.Header) *sip.Response {
+	p.t.Helper()
+	p.mu.Lock()
+	req, err := dlg.newRequest(method, p.via())
+	d := *dlg
 	p.mu.Unlock()
 	if err != nil {
 		p.t.Fatal(err)

@@ -13,7 +13,8 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
 
-// transfer is a blind transfer in progress (RFC 3515).
+// transfer is a transfer in progress (RFC 3515): blind, or attended
+// while the calls are joined.
 type transfer struct {
 	// from is the transferor's side; the transferee is on other(from).
 	from Leg
@@ -22,7 +23,8 @@ type transfer struct {
 }
 
 // referTarget returns the extension number named by a Refer-To header
-// value. Attended transfer (Replaces) is not supported.
+// value; a Replaces parameter (attended transfer) is read by
+// referReplaces.
 func referTarget(value string) (string, error) {
 	var u sip.Uri
 	params := sip.NewParams()
@@ -34,9 +36,6 @@ func referTarget(value string) (string, error) {
 	}
 	if u.Scheme != "sip" && u.Scheme != "sips" {
 		return "", fmt.Errorf("Refer-To %q: not a SIP URI", value)
-	}
-	if u.Headers != nil && u.Headers.Has("Replaces") {
-		return "", fmt.Errorf("Refer-To %q: attended transfer is not supported", value)
 	}
 	if u.User == "" {
 		return "", fmt.Errorf("Refer-To %q: no number", value)
@@ -66,6 +65,10 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	target, err := referTarget(h.Value())
+	rep, attended, rerr := referReplaces(h.Value())
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		b.log.Info("REFER refused", "call", c.st.ID, "err", err)
 		respond(tx, req, 400, "Bad Request", b.log)
@@ -81,12 +84,18 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.transfer = &transfer{from: side}
 	c.st.State = StateTransferring
-	c.ringCancel = cancel
 	transferee := *c.legs[other(side)]
+	if !attended {
+		c.ringCancel = cancel
+	}
 	c.mu.Unlock()
 	log := b.log.With("call", c.st.ID, "transferee", transferee.Number, "target", target)
 	respond(tx, req, 202, "Accepted", b.log)
 	b.notify(c, side, 100, "Trying", false)
+	if attended {
+		b.attendedTransfer(c, side, rep, log.With("replaces", rep.CallID))
+		return
+	}
 
 	start := b.o.Now()
 	code, reason := b.transfer(ctx, c, side, transferee, target, start, log)

@@ -62,7 +62,7 @@ func TestReferTarget(t *testing.T) {
 		{in: "<sip:300@pbx.example>", want: "300"},
 		{in: "sip:300@10.0.0.1;transport=udp", want: "300"},
 		{in: `"Carol" <sip:300@pbx>`, want: "300"},
-		{in: "<sip:300@pbx?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>", wantErr: true},
+		{in: "<sip:300@pbx?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>", want: "300"},
 		{in: "<tel:+4930123>", wantErr: true},
 		{in: "<sip:pbx.example>", wantErr: true},
 		{in: "", wantErr: true},
