@@ -17,8 +17,8 @@ import (
 // stop forwarding and are closed. id may be s1's or s2's id. On error the
 // sessions are left as they were.
 func (r *Relay) Join(id string, s1 *Session, l1 Leg, s2 *Session, l2 Leg) (*Session, error) {
-	if !l1.valid() || !l2.valid() || s1 == nil || s2 == nil || s1 == s2 {
-		return nil, fmt.Errorf("joining media sessions into %q: need two sessions and a leg of each", id)
+	if !l1.valid() || !l2.valid() || s1 == nil || s2 == nil || s1 == s2 || s1.r != r || s2.r != r {
+		return nil, fmt.Errorf("joining media sessions into %q: need two sessions of this relay and a leg of each", id)
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -108,4 +108,12 @@ func (s *Session) detach() detached {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return detached{legs: s.legs, origins: s.origins}
+}
+
+// Join is r.Join(id, s, l, with, wl) on the relay that opened s.
+func (s *Session) Join(id string, l Leg, with *Session, wl Leg) (*Session, error) {
+	if with == nil || with.r != s.r {
+		return nil, fmt.Errorf("joining media sessions into %q: the sessions belong to different relays", id)
+	}
+	return s.r.Join(id, s, l, with, wl)
 }
