@@ -55,8 +55,9 @@ UPDATE_KEY ?= $(OUT)/keys/update.key
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # STAGE_CMDLINE is the boot stage's kernel command line, baked into the
 # unified kernel image on the disk's EFI system partition (a real board
-# sets its twinpbx.board and its disk driver's module here).
-STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,ext4
+# sets its twinpbx.board and its disk driver's module here). ext4 asks
+# for crc32c through a modprobe the image does not have: load it first.
+STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,crc32c_generic,ext4
 .PHONY: image bundle qemu qemu-disk qemu-uefi
 image:
 	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)"
@@ -89,7 +90,7 @@ qemu-disk:
 		-device i6300esb -action watchdog=reset \
 		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
 		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw \
-		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND) twinpbx.modules=virtio_blk,ext4"
+		-kernel $(IMAGE)/vmlinux -initrd $(IMAGE)/initramfs.cpio.xz -append "$(APPEND) twinpbx.modules=virtio_blk,crc32c_generic,ext4"
 
 ## qemu-uefi: boot a copy of the disk image as a real box does: UEFI firmware (OVMF) → the stage on the EFI system partition → a slot
 qemu-uefi:
