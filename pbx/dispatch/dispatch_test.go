@@ -217,6 +217,42 @@ func TestRetransmissionAndCancel(t *testing.T) {
 	}
 }
 
+// TestRetransmissionAfterAnswer: an INVITE repeated after its 200 goes
+// on to the backend (which repeats its answer), and the dispatcher's own
+// 100 Trying goes with the first copy only.
+func TestRetransmissionAfterAnswer(t *testing.T) {
+	bs := threeBackends(t)
+	_, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour}, bs...)
+	p := newPhone(t)
+	c := &call{id: "again"}
+	inv := p.request(d, c, sip.INVITE, "again")
+	// ours counts the 100s the dispatcher made (the backend's carry a
+	// Server header) among the responses up to the 200, and those still
+	// on their way a moment later.
+	ours := func() int {
+		n := 0
+		got := append(p.until("again", 200), p.drain(50*time.Millisecond)...)
+		for _, res := range got {
+			if res.StatusCode == 100 && res.GetHeader("Server") == nil {
+				n++
+			}
+		}
+		return n
+	}
+	p.send(d, inv)
+	if n := ours(); n != 1 {
+		t.Errorf("first INVITE: the dispatcher sent %d 100 Trying, want 1", n)
+	}
+	p.send(d, inv)
+	if n := ours(); n != 0 {
+		t.Errorf("INVITE repeated after the 200: the dispatcher sent %d 100 Trying, want none", n)
+	}
+	who := owner(t, bs, "again")
+	if n := len(bs[who].requests(time.Time{})); n != 2 {
+		t.Errorf("the backend got %d INVITEs, want 2", n)
+	}
+}
+
 // TestHashAlgorithmsThroughProxy: calls with a common From, To or R-URI
 // land on one backend; with hash over Call-ID they spread.
 func TestHashAlgorithmsThroughProxy(t *testing.T) {

@@ -83,6 +83,7 @@ func (b *fakeBackend) serve(req *sip.Request) {
 	}
 	answer := func(code int, reason string) {
 		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		res.AppendHeader(sip.NewHeader("Server", "fake-backend"))
 		if code == 200 && req.IsInvite() {
 			res.To().Params.Add("tag", "be"+b.addr.String())
 			ct := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(b.addr.Port())}
@@ -213,7 +214,7 @@ func (p *phone) nextRequest() *sip.Request {
 	}
 }
 
-// response waits for a response with this Call-ID and status.
+// response waits for a response with this Call-ID and status (0: any).
 func (p *phone) response(callID string, status int) *sip.Response {
 	p.t.Helper()
 	buf := make([]byte, 65535)
@@ -228,8 +229,41 @@ func (p *phone) response(callID string, status int) *sip.Response {
 		if err != nil {
 			continue
 		}
-		if res, ok := m.(*sip.Response); ok && res.StatusCode == status && res.CallID().Value() == callID {
+		if res, ok := m.(*sip.Response); ok && (status == 0 || res.StatusCode == status) && res.CallID().Value() == callID {
 			return res
+		}
+	}
+}
+
+// until returns the responses with this Call-ID up to and including the
+// first with this status.
+func (p *phone) until(callID string, status int) []*sip.Response {
+	p.t.Helper()
+	var out []*sip.Response
+	for {
+		res := p.response(callID, 0)
+		out = append(out, res)
+		if res.StatusCode == status {
+			return out
+		}
+	}
+}
+
+// drain returns the responses that arrive until none has for wait.
+func (p *phone) drain(wait time.Duration) []*sip.Response {
+	p.t.Helper()
+	var out []*sip.Response
+	buf := make([]byte, 65535)
+	for {
+		_ = p.conn.SetReadDeadline(time.Now().Add(wait))
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return out
+		}
+		if m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...)); err == nil {
+			if res, ok := m.(*sip.Response); ok {
+				out = append(out, res)
+			}
 		}
 	}
 }

@@ -34,14 +34,16 @@ const (
 
 func newPending() *pending { return &pending{m: make(map[string]*entry)} }
 
-// add records a request sent to backend; an entry already there (a
-// retransmission) is kept.
-func (p *pending) add(branch string, backend int, method string, now time.Time) {
+// add records a request sent to backend and tells whether it is new; an
+// entry already there (a retransmission) is kept.
+func (p *pending) add(branch string, backend int, method string, now time.Time) bool {
 	p.mu.Lock()
-	if _, ok := p.m[branch]; !ok {
-		p.m[branch] = &entry{backend: backend, method: method, sent: now}
+	defer p.mu.Unlock()
+	if _, ok := p.m[branch]; ok {
+		return false
 	}
-	p.mu.Unlock()
+	p.m[branch] = &entry{backend: backend, method: method, sent: now}
+	return true
 }
 
 // backend returns the backend of branch, or -1.

@@ -166,9 +166,10 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	// Route; a late retransmission of one (a BYE repeated after its 200)
 	// may rightly get no answer from a backend that ended the dialog.
 	var trying *sip.Response
-	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog {
-		d.pend.add(branch, backend, string(req.Method), time.Now())
-		if req.IsInvite() {
+	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog && own == nil {
+		// The 100 goes with the first copy only: a late one, after the
+		// caller has its 200, would only confuse it.
+		if d.pend.add(branch, backend, string(req.Method), time.Now()) && req.IsInvite() {
 			// As a transaction-stateful proxy would (kamailio's tm):
 			// the caller stops retransmitting the INVITE at once
 			// instead of when the backend's answer arrives.
