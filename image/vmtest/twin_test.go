@@ -200,3 +200,67 @@ func tailLines(s string, lines int) string {
 	}
 	return strings.Join(all, "\n")
 }
+
+// TestTwinBoxConfig checks the pair's configs without booting anything:
+// each is valid, and each box's local addresses are the other's peer
+// addresses.
+func TestTwinBoxConfig(t *testing.T) {
+	cfgs := map[string]*config.Config{}
+	for _, node := range TwinNodes {
+		cfg, err := TwinBoxConfig(node, twinPairingKey, twinAlice, twinBob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("box %s: %v", node, err)
+		}
+		cfgs[node] = cfg
+	}
+	a, b := cfgs["a"].Cluster, cfgs["b"].Cluster
+	if a.Peer != "b" || b.Peer != "a" {
+		t.Errorf("peers %q and %q", a.Peer, b.Peer)
+	}
+	if a.Crossover.Local != b.Crossover.Peer || a.LAN.Local != b.LAN.Peer || a.Crossover.Peer != b.Crossover.Local || a.LAN.Peer != b.LAN.Local {
+		t.Errorf("paths do not mirror: a %+v %+v, b %+v %+v", a.Crossover, a.LAN, b.Crossover, b.LAN)
+	}
+	if _, err := TwinBoxConfig("c", twinPairingKey); err == nil {
+		t.Error("a third box was given a config")
+	}
+}
+
+// TestTwinMachine checks that the two machines differ where they must:
+// their tap, their MAC addresses and their ends of the crossover cable.
+func TestTwinMachine(t *testing.T) {
+	args := map[string]string{}
+	for _, node := range TwinNodes {
+		c := TwinMachine("/img", "/img/initramfs.cpio", node, "/d/"+node+".img")
+		joined := strings.Join(Args(c), " ")
+		for _, bad := range []string{"user,id=lan", "hostfwd"} {
+			if strings.Contains(joined, bad) {
+				t.Errorf("box %s is on QEMU's user network: %s", node, joined)
+			}
+		}
+		for _, want := range []string{"ifname=tap-" + node, "-initrd /img/initramfs.cpio", "file=/d/" + node + ".img", "twinpbx.data=/dev/vda", "crc32c_generic,ext4"} {
+			if !strings.Contains(joined, want) {
+				t.Errorf("box %s: QEMU args lack %q:\n%s", node, want, joined)
+			}
+		}
+		args[node] = joined
+	}
+	mac := func(s, nic string) string {
+		i := strings.Index(s, "netdev="+nic+",mac=")
+		if i < 0 {
+			t.Fatalf("no MAC for %s in %s", nic, s)
+		}
+		return s[i : i+len("netdev="+nic+",mac=")+17]
+	}
+	for _, nic := range []string{"lan", "xover"} {
+		if mac(args["a"], nic) == mac(args["b"], nic) {
+			t.Errorf("both boxes have the %s MAC %s", nic, mac(args["a"], nic))
+		}
+	}
+	if !strings.Contains(args["a"], "local.port=47701,remote.type=inet,remote.host=127.0.0.1,remote.port=47702") ||
+		!strings.Contains(args["b"], "local.port=47702,remote.type=inet,remote.host=127.0.0.1,remote.port=47701") {
+		t.Errorf("the crossover cable's ends do not meet:\na: %s\nb: %s", args["a"], args["b"])
+	}
+}
