@@ -250,7 +250,7 @@ type Router interface {
 }
 
 // Register installs the B2BUA's handlers for INVITE, ACK, CANCEL, BYE,
-// REFER, UPDATE, INFO, NOTIFY and MESSAGE.
+// REFER, UPDATE, INFO, NOTIFY, MESSAGE and PRACK.
 func (b *B2BUA) Register(r Router) {
 	r.OnRequest(sip.INVITE, b.tracked(b.serveInvite))
 	r.OnRequest(sip.ACK, b.serveAck)
@@ -261,6 +261,7 @@ func (b *B2BUA) Register(r Router) {
 	r.OnRequest(sip.INFO, b.tracked(b.servePassThrough))
 	r.OnRequest(sip.NOTIFY, b.tracked(b.servePassThrough))
 	r.OnRequest(sip.MESSAGE, b.tracked(b.servePassThrough))
+	r.OnRequest(sip.PRACK, b.tracked(b.servePrack))
 }
 
 // CallInfo is one call for the status page.

@@ -86,6 +86,11 @@ type call struct {
 	lateOffer bool
 	// transfer is the blind transfer in progress, if any.
 	transfer *transfer
+	// inviteSeq is the CSeq of the caller's INVITE (its ACK has it).
+	inviteSeq uint32
+	// rel sends the caller's provisional responses reliably; set only
+	// when its INVITE requires 100rel (RFC 3262).
+	rel *reliable
 
 	// saveMu orders the writes of the call's saved record; saved is set
 	// while a record exists in Options.Calls.

@@ -453,6 +453,7 @@ func startPhone(t *testing.T, e *env, number, mode string, tcp bool) *phone {
 	srv.OnInfo(p.okAndRecord)
 	srv.OnNotify(p.okAndRecord)
 	srv.OnUpdate(p.serveInvite)
+	srv.OnPrack(p.okAndRecord)
 	go func() { _ = serve() }()
 	if !tcp {
 		waitServing(t, ua, p.addr)
@@ -535,6 +536,19 @@ func (p *phone) count(method sip.RequestMethod) int {
 	return n
 }
 
+// await is wait for the phone's own handlers: it reports whether n
+// requests of method arrived in time instead of failing the test.
+func (p *phone) await(method sip.RequestMethod, n int) bool {
+	deadline := time.Now().Add(waitFor)
+	for p.count(method) < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // wait returns the n-th (1-based) request of method, waiting for it.
 func (p *phone) wait(method sip.RequestMethod, n int) *sip.Request {
 	p.t.Helper()
@@ -608,6 +622,30 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		body := []byte(p.sdp)
 		p.mu.Unlock()
 		_ = tx.Respond(mk(200, "OK", body))
+	case "reliable":
+		// Reliable 180, then 183 with early media (RFC 3262), each
+		// sent twice as over UDP, each waiting for its PRACK; then 200.
+		if !hasOption(req, "Supported", "100rel") {
+			_ = tx.Respond(mk(421, "Extension Required", nil))
+			return
+		}
+		p.mu.Lock()
+		body := []byte(p.sdp)
+		p.mu.Unlock()
+		for i, r := range []*sip.Response{mk(180, "Ringing", nil), mk(183, "Session Progress", body)} {
+			r.AppendHeader(sip.NewHeader("Require", "100rel"))
+			r.AppendHeader(sip.NewHeader("RSeq", fmt.Sprint(i+1)))
+			_ = tx.Respond(r)
+			_ = tx.Respond(r)
+			if !p.await(sip.PRACK, i+1) {
+				_ = tx.Respond(mk(500, "No PRACK", nil))
+				return
+			}
+		}
+		p.mu.Lock()
+		p.d = &d
+		p.mu.Unlock()
+		_ = tx.Respond(mk(200, "OK", body))
 	case "ring":
 		_ = tx.Respond(mk(180, "Ringing", nil))
 		<-tx.Done()
@@ -640,6 +678,8 @@ type outCall struct {
 	final chan *sip.Response
 	// ackBody is sent in the ACK of a 2xx: the answer of a late offer.
 	ackBody []byte
+	// hdrs are added to the INVITE.
+	hdrs []sip.Header
 }
 
 func (p *phone) via() sip.Uri { return p.contact }
@@ -653,9 +693,9 @@ func (p *phone) prepare(req *sip.Request) {
 
 // dial sends an INVITE to number through the PBX; body nil means p.sdp.
 // An empty body is a late offer: p.sdp goes in the ACK as the answer.
-func (p *phone) dial(number string, body []byte) *outCall {
+func (p *phone) dial(number string, body []byte, hdrs ...sip.Header) *outCall {
 	p.t.Helper()
-	oc := &outCall{p: p, prov: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1)}
+	oc := &outCall{p: p, prov: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1), hdrs: hdrs}
 	if body == nil {
 		body = []byte(p.sdp)
 	} else if len(body) == 0 {
@@ -684,6 +724,9 @@ func (oc *outCall) send(body []byte, withAuth bool) {
 	}
 	if withAuth {
 		inv.AppendHeader(sip.NewHeader("Proxy-Authorization", `Digest username="`+p.number+`"`))
+	}
+	for _, h := range oc.hdrs {
+		inv.AppendHeader(sip.HeaderClone(h))
 	}
 	if len(body) > 0 {
 		inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))

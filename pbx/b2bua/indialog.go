@@ -47,7 +47,7 @@ func (b *B2BUA) serveAck(req *sip.Request, _ sip.ServerTransaction) {
 	}
 	c.mu.Lock()
 	cid := c.legs[side].Dialog.CallID
-	late := c.lateOffer && side == LegA && cs.SeqNo == c.legs[LegA].Dialog.RemoteSeq
+	late := c.lateOffer && side == LegA && cs.SeqNo == c.inviteSeq
 	m := c.media
 	c.mu.Unlock()
 	if late {

@@ -24,7 +24,7 @@ var (
 	errCallerGone   = errors.New("the caller's transaction ended")
 )
 
-const allow = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, INFO, UPDATE, MESSAGE, OPTIONS"
+const allow = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, INFO, UPDATE, MESSAGE, OPTIONS, PRACK"
 
 // serveInvite handles a new call, or a re-INVITE when To has a tag.
 func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
@@ -90,6 +90,10 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.legs[LegA] = &LegState{Dialog: a, Role: ByCaller, Number: user, Name: name, SDP: req.Body(), Trunk: inTrunk}
+	c.inviteSeq = cs.SeqNo
+	if hasOption(req, "Require", "100rel") {
+		c.rel = newReliable(c, tx, req)
+	}
 	log := b.log.With("call", c.st.ID, "caller", user, "callee", callee)
 	if inTrunk != "" {
 		log = log.With("trunk", inTrunk)
@@ -203,15 +207,20 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	early := func(res *sip.Response) {
 		body := res.Body()
-		if len(body) > 0 {
+		c.mu.Lock()
+		late := c.lateOffer
+		c.mu.Unlock()
+		if len(body) > 0 && !(late && c.rel != nil) {
+			// With a late offer, SDP in a reliable 183 would be an offer
+			// answered in the PRACK; the caller gets plain ringing.
 			out, err := m.Rewrite(LegB, body)
 			if err == nil {
-				c.respondA(tx, req, res.StatusCode, res.Reason, out)
+				c.provisional(tx, req, res.StatusCode, res.Reason, out)
 				return
 			}
 			log.Info("early media SDP refused", "err", err)
 		}
-		c.respondA(tx, req, 180, "Ringing", nil)
+		c.provisional(tx, req, 180, "Ringing", nil)
 	}
 	var r ringResult
 	if out {
@@ -269,8 +278,14 @@ func (b *B2BUA) connect(ctx context.Context, c *call, tx sip.ServerTransaction, 
 	c.st.State = StateAnswered
 	c.st.Answer = b.o.Now()
 	c.ringCancel = nil
-	seq := c.legs[LegA].Dialog.RemoteSeq
+	seq := c.inviteSeq
+	rel := c.rel
 	c.mu.Unlock()
+	if rel != nil {
+		settle, cancel := context.WithTimeout(ctx, 64*sip.T1)
+		rel.settle(settle)
+		cancel()
+	}
 	ack := c.expectAck(c.st.ID, seq)
 	res := c.responseA(req, 200, "OK", answer)
 	reliable := sip.IsReliable(req.Transport())
@@ -307,6 +322,16 @@ func (c *call) responseA(req *sip.Request, code int, reason string, body []byte)
 	}
 	res.SetBody(body)
 	return res
+}
+
+// provisional sends a 180/183 to the caller: reliably when its INVITE
+// requires 100rel.
+func (c *call) provisional(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte) {
+	if c.rel == nil {
+		c.respondA(tx, req, code, reason, body)
+		return
+	}
+	c.rel.send(c.responseA(req, code, reason, body))
 }
 
 func (c *call) respondA(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte) {
@@ -347,6 +372,9 @@ type fork struct {
 	final       bool // a final response arrived: nothing left to CANCEL
 	cancelWant  bool
 	cancelSent  bool
+	// racked is the last RSeq acknowledged with PRACK, by the To tag of
+	// the early dialog; only run uses it.
+	racked map[string]uint32
 }
 
 type forkEvent struct {
@@ -471,6 +499,7 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 		return nil, err
 	}
 	inv.AppendHeader(sip.NewHeader("Allow", allow))
+	inv.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.SetBody(s.offer)
 	b.prepare(inv)
@@ -489,6 +518,9 @@ func (f *fork) run(events chan<- forkEvent) {
 	for {
 		select {
 		case res := <-f.tx.Responses():
+			if res.IsProvisional() && !f.prackFork(res) {
+				continue // a repeat of a reliable response acknowledged already
+			}
 			if res.IsProvisional() {
 				f.mu.Lock()
 				f.provisional = true

@@ -175,6 +175,7 @@ func (b *B2BUA) trunkFork(t *trunk.Trunk, target resolve.Target, s outSpec, emer
 		return nil, err
 	}
 	inv.AppendHeader(sip.NewHeader("Allow", allow))
+	inv.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	if emergency {
 		inv.AppendHeader(sip.NewHeader("Priority", "emergency"))
 	}
