@@ -46,7 +46,7 @@ func requireTwinNet(t *testing.T) {
 	}
 	for _, tool := range []string{"ip", "sipp", "mkfs.ext4"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("missing %s: run scripts/install-deps.sh", tool)
+			t.Fatalf("missing %s: run scripts/install-deps.sh test vm", tool)
 		}
 	}
 }
