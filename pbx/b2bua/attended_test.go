@@ -289,3 +289,68 @@ func TestAttendedTransferOnRelay(t *testing.T) {
 	store.waitSaved(t)
 	eventually(t, "relay sessions closed", func() bool { return relay2.Sessions() == 0 })
 }
+
+// TestInviteWithReplaces: a phone that calls with Replaces takes the place
+// of the party on the dialog it names.
+func TestInviteWithReplaces(t *testing.T) {
+	tests := []struct {
+		name     string
+		replaces func(alice, bob *Dialog) string
+		want     int
+	}{
+		{name: "takes the caller's place", want: 200, replaces: func(a, _ *Dialog) string {
+			return fmt.Sprintf("%s;to-tag=%s;from-tag=%s", a.CallID, a.RemoteTag, a.LocalTag)
+		}},
+		{name: "unknown dialog", want: 481, replaces: func(*Dialog, *Dialog) string { return "nope;to-tag=a;from-tag=b" }},
+		{name: "early-only for an answered call", want: 486, replaces: func(a, _ *Dialog) string {
+			return fmt.Sprintf("%s;to-tag=%s;from-tag=%s;early-only", a.CallID, a.RemoteTag, a.LocalTag)
+		}},
+		{name: "no tags", want: 400, replaces: func(a, _ *Dialog) string { return a.CallID }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice, bob := answered(t, e)
+			carol := newPhone(t, e, "300", "answer")
+			oc := carol.dial("200", nil, sip.NewHeader("Replaces", tt.replaces(alice.call(), bob.call())))
+			res := oc.result()
+			if res.StatusCode != tt.want {
+				t.Fatalf("INVITE with Replaces answered %d, want %d", res.StatusCode, tt.want)
+			}
+			if tt.want != 200 {
+				if calls := e.b.Calls(); len(calls) != 1 || calls[0].Caller != "100" {
+					t.Errorf("calls after a refused Replaces: %+v", calls)
+				}
+				return
+			}
+			// Bob is offered Carol's media; Carol gets Bob's answer.
+			if inv := bob.wait(sip.INVITE, 2); !hasLine(inv.Body(), "o=300 ") {
+				t.Errorf("re-INVITE to the party that stays offers %q", inv.Body())
+			}
+			if !hasLine(res.Body(), "o=200 ") || !hasLine(res.Body(), "a=reanswer") {
+				t.Errorf("200 to the replacing phone carries %q", res.Body())
+			}
+			alice.wait(sip.BYE, 1)
+			if r := e.cdrs.wait(t, 1)[0]; r.Caller != "100" || r.HangupBy != ByTransfer {
+				t.Errorf("CDR of the replaced call %+v", r)
+			}
+			if calls := e.b.Calls(); len(calls) != 1 || calls[0].Caller != "300" || calls[0].Callee != "200" {
+				t.Fatalf("calls after the replacement: %+v", calls)
+			}
+			if res := bob.request(sip.BYE, nil); res.StatusCode != 200 {
+				t.Fatalf("BYE: %d", res.StatusCode)
+			}
+			carol.wait(sip.BYE, 1)
+			recs := e.cdrs.wait(t, 2)
+			if r := recs[1]; r.Caller != "300" || r.Callee != "200" || r.HangupBy != ByCallee || r.ID == recs[0].ID {
+				t.Errorf("CDR of the call after the replacement %+v", r)
+			}
+			e.b.mu.Lock()
+			active := len(e.b.active)
+			e.b.mu.Unlock()
+			if active != 0 {
+				t.Errorf("%d extensions still busy", active)
+			}
+		})
+	}
+}

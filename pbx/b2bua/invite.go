@@ -32,6 +32,10 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		b.serveReoffer(req, tx)
 		return
 	}
+	if h := req.GetHeader("Replaces"); h != nil {
+		b.serveReplacingInvite(req, tx, h)
+		return
+	}
 	from, cid, cs := req.From(), req.CallID(), req.CSeq()
 	if from == nil || req.To() == nil || cid == nil || cs == nil || req.Contact() == nil {
 		respond(tx, req, 400, "Bad Request", b.log)
