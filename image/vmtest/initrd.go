@@ -45,11 +45,24 @@ func Uncompressed(ctx context.Context, img string) (string, error) {
 		}
 		return "", fmt.Errorf("uncompressing %s: %w", src, err)
 	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	// A file of its own, renamed into place: test binaries of parallel
+	// packages may share the image folder.
+	tmp, err := os.CreateTemp(img, UncompressedName+".*.tmp")
+	if err != nil {
 		return "", fmt.Errorf("uncompressing the initramfs: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	defer os.Remove(tmp.Name()) // gone already once renamed
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
 		return "", fmt.Errorf("uncompressing the initramfs: %w", err)
 	}
 	return dst, nil
