@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -136,6 +137,9 @@ func Start(c Config) (*Machine, error) {
 	m.cmd.Stdout = m.console
 	m.cmd.Stderr = m.console
 	m.cmd.Stdin = c.Input
+	// A test binary killed (go test's timeout) takes its machines with
+	// it instead of leaving them to eat the CPU.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.Started = time.Now()
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting QEMU: %w", err)
