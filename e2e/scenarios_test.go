@@ -58,6 +58,11 @@ func TestScenarios(t *testing.T) {
 			client: sippOpts{scenario: "uac-cancel.xml", service: "101", pause: 200 * time.Millisecond, keys: caller(alice)},
 		},
 		{
+			name:   "call requiring 100rel, reliable early media",
+			server: sippOpts{scenario: "uas-100rel.xml", service: "101"},
+			client: sippOpts{scenario: "uac-100rel.xml", service: "101", pause: 200 * time.Millisecond, keys: caller(alice)},
+		},
+		{
 			name:   "callee busy",
 			server: sippOpts{scenario: "uas-busy.xml", service: "101"},
 			client: sippOpts{scenario: "uac-busy.xml", service: "101", keys: caller(alice)},
