@@ -23,11 +23,22 @@
 // the PBX's own (G.711, RFC 4733 events) towards the callee and the
 // callee's terms as the offer in its 200 OK; the caller answers in its
 // ACK. Limits, by design for now: re-INVITE and UPDATE without SDP are
-// answered 488; no reliable provisional responses (PRACK);
-// redirects (3xx) from a device count as 480. A blind transfer keeps the
-// transferee's media session: the relay re-points its far side at the
-// target, so the transferee is not re-INVITEd. Attended transfer
-// (Refer-To with Replaces) is refused with 400.
+// answered 488; redirects (3xx) from a device count as 480.
+//
+// Reliable provisional responses (RFC 3262, prack.go) are ended on each
+// leg on its own: devices are rung with Supported: 100rel and each
+// reliable 180/183 they send is PRACKed by the fork; a caller gets
+// reliable provisionals of the PBX's own only when its INVITE requires
+// 100rel.
+//
+// A blind transfer keeps the transferee's media session: the relay
+// re-points its far side at the target, so the transferee is not
+// re-INVITEd. An attended transfer (Refer-To with Replaces naming the
+// transferor's other call, attended.go) joins the two parties left in one
+// relay session made of the ports they already use (media.Relay.Join);
+// only a party left on hold, or whose codec the other did not offer, gets
+// a re-INVITE. An INVITE with a Replaces header (invitereplaces.go) puts
+// the calling phone in the place of the party on the named dialog.
 package b2bua
 
 import (
