@@ -89,7 +89,22 @@ func FromConfig(node string, side relay.Side, c config.Cluster) Config {
 		MigrationThreshold: c.MigrationThreshold,
 		FailureTimeout:     c.FailureTimeout.D(),
 		WatchdogTimeout:    c.WatchdogTimeout.D(),
+		ProbeSpan:          ProbeSpanFor(c.Interval.D()),
 	}.WithDefaults()
+}
+
+// ProbeSpanFor is the VIP probe's span for a heartbeat interval: 100 ms,
+// or two intervals when that is longer, since a lease renewed by the
+// gateway alone must outlast a tick (Validate). The probe's three tries
+// are spread over the whole span (see the twin's probe), which keeps the
+// timing argument of docs/CLUSTER.md: a lease the old active renewed by
+// the gateway has run out by the time the standby's probe has gone
+// unanswered.
+func ProbeSpanFor(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	return max(DefaultProbeSpan, 2*interval)
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

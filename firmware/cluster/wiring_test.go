@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/hw/relay"
 	"github.com/twinpbx/twinpbx/hw/watchdog"
 )
@@ -25,5 +26,24 @@ func TestStatusJSON(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("status JSON lacks %s: %s", want, b)
 		}
+	}
+}
+
+// TestPresetsMakeValidConfigs: every timing preset, through the config's
+// defaults, gives the manager a config it accepts, with a VIP probe that
+// spans more than a tick and fits in the lease.
+func TestPresetsMakeValidConfigs(t *testing.T) {
+	for name := range config.TimingPresets {
+		t.Run(name, func(t *testing.T) {
+			c := config.Config{Node: config.Node{Name: "a"}, Cluster: &config.Cluster{Peer: "b", Timing: name}}
+			cl := *c.WithDefaults().Cluster
+			mc := FromConfig("a", relay.A, cl)
+			if err := mc.Validate(); err != nil {
+				t.Fatalf("preset %s: %v", name, err)
+			}
+			if mc.ProbeSpan <= mc.Interval || mc.ProbeSpan > mc.Lease {
+				t.Errorf("preset %s: probe span %v, interval %v, lease %v", name, mc.ProbeSpan, mc.Interval, mc.Lease)
+			}
+		})
 	}
 }

@@ -31,7 +31,9 @@ type probe struct {
 	gateway netip.Addr
 	// arpWait bounds the wait for the gateway's ARP reply.
 	arpWait time.Duration
-	log     *slog.Logger
+	// span is the VIP probe's span (cluster.Config.ProbeSpan).
+	span time.Duration
+	log  *slog.Logger
 
 	mu  sync.Mutex // the loop calls one at a time; status may look
 	arp *arp.Client
@@ -39,17 +41,15 @@ type probe struct {
 
 var _ cluster.Probe = (*probe)(nil)
 
-// vipProbeGap is the time between the VIP probe's three tries, as
-// docs/CLUSTER.md documents it: a lost datagram or a twin busy for a
-// moment gets two more chances over 100 ms, and the probe ends 50 ms after
-// its last try. The manager counts a lease renewed after the probe from
-// the probe's end, so its length does not eat into that lease.
-const vipProbeGap = 50 * time.Millisecond
-
 // VIPAnswers reports whether the twin answers OPTIONS on the VIP: three
-// tries vipProbeGap apart; only an answer naming the twin counts.
+// tries spread over the probe span (cluster.ProbeSpanFor: 100 ms, 50 ms
+// apart, with the default timing), as docs/CLUSTER.md documents it: a
+// lost datagram or a twin busy for a moment gets two more chances, and
+// the probe ends half a span after its last try. The manager counts a
+// lease renewed after the probe from the probe's end, so its length does
+// not eat into that lease. Only an answer naming the twin counts.
 func (p *probe) VIPAnswers(ctx context.Context) bool {
-	node, err := p.sip.ask(ctx, 3, vipProbeGap)
+	node, err := p.sip.ask(ctx, 3, p.span/2)
 	return err == nil && node == p.peer
 }
 

@@ -359,7 +359,8 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 	prb := &probe{
 		sip: sipProber{from: ll, target: target}, peer: cl.Peer,
 		iface: cl.LANInterface, gateway: gw, arpWait: 100 * time.Millisecond,
-		log: log.With("part", "probe"),
+		span: cluster.ProbeSpanFor(cl.Interval.D()),
+		log:  log.With("part", "probe"),
 	}
 	defer prb.close()
 	svc := &service{
