@@ -58,7 +58,9 @@ func QEMU() Profile {
 		ISDN: []ISDNSpan{
 			{Name: "bri0", Type: BRIPTMP, Serial: serial.Config{Device: "/dev/ttyS2", Baud: 115200}},
 		},
-		Modules: []string{"virtio_pci", "virtio_net", "i6300esb"},
+		// crc32c_generic before ext4: ext4 asks for crc32c through the
+		// crypto API, which would need a modprobe the image does not have.
+		Modules: []string{"virtio_pci", "virtio_net", "i6300esb", "virtio_blk", "crc32c_generic", "ext4"},
 		Console: "ttyS0,115200",
 	}
 }

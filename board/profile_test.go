@@ -48,7 +48,7 @@ func TestRequiredProfiles(t *testing.T) {
 	if q.Watchdog.Driver != "i6300esb" || q.Relay.Serial.Device != "/dev/ttyS1" || q.ISDN[0].Serial.Device != "/dev/ttyS2" {
 		t.Errorf("qemu profile does not match the VM: %+v", q)
 	}
-	for _, m := range []string{"i6300esb", "virtio_net", "virtio_pci"} {
+	for _, m := range []string{"i6300esb", "virtio_net", "virtio_pci", "virtio_blk", "crc32c_generic", "ext4"} {
 		if !strings.Contains(strings.Join(q.Modules, " "), m) {
 			t.Errorf("qemu profile does not load %s", m)
 		}

@@ -28,8 +28,11 @@ const KernelRelease = "6.1.0-56-amd64"
 
 // Modules are the kernel modules put into the image, each with its
 // dependencies: the qemu board's NICs and watchdog, e1000 for other
-// virtual machines, and virtio_blk and ext4 for a data partition.
-var Modules = []string{"virtio_pci", "virtio_net", "i6300esb", "e1000", "virtio_blk", "ext4"}
+// virtual machines, and virtio_blk and ext4 for a data partition, with
+// crc32c_generic named on its own because init loads it before ext4
+// (ext4 asks for crc32c through the crypto API, by a modprobe the image
+// does not have).
+var Modules = []string{"virtio_pci", "virtio_net", "i6300esb", "e1000", "virtio_blk", "crc32c_generic", "ext4"}
 
 // Commands are the u-root commands put into the image for rescue work on
 // the console, as one busybox binary in /bbin.
