@@ -98,7 +98,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	} else {
 		close(kept)
 	}
-	go watchTrial(ctx, log, sp)
+	go watchTrial(ctx, log, sp, b.reboot)
 	cons := b.startConsoles(ctx)
 	err = runChild(log, Twinpbx, RunArgs(prof.Name, ""), env, childOpts{others: cons.exited, stop: b.stop})
 	if errors.Is(err, ErrStopped) {

@@ -63,6 +63,16 @@ func newBox(log *slog.Logger, prof board.Profile, dir string) *box {
 	return b
 }
 
+// reboot asks for the clean reboot init makes on SIGTERM: twinpbx
+// stopped (its store closed), the watchdog disarmed, the data partition
+// unmounted. A request already pending is enough.
+func (b *box) reboot() {
+	select {
+	case b.stop <- unix.SIGTERM:
+	default:
+	}
+}
+
 // lanNIC is the board's LAN NIC, "" when it names none.
 func (b *box) lanNIC() string {
 	for _, n := range b.prof.NICs {
@@ -135,7 +145,7 @@ func (b *box) afterSetup(ctx context.Context) {
 	state, err := InspectData(b.dir)
 	if err == nil && state.Twin {
 		b.log.Info("twin set up: rebooting to start as one of the pair")
-		b.stop <- unix.SIGTERM
+		b.reboot()
 		return
 	}
 	c, err := control.Dial(b.dir)

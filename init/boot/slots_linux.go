@@ -136,9 +136,10 @@ func kexecSlot(disk update.Disk, d update.Decision, pub []byte, cmdline string) 
 
 // watchTrial runs on a trial boot while twinpbx runs: once the running
 // appliance reports healthy it commits the slot; when the deadline
-// passes first it reboots, and the boot stage falls back to the old
+// passes first it asks for init's clean reboot (reboot), and the boot
+// stage falls back to the old
 // slot.
-func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams) {
+func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams, reboot func()) {
 	if !sp.Trial {
 		return
 	}
@@ -159,12 +160,7 @@ func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams) {
 		commit: func() (update.State, error) {
 			return update.ChangeBootState(update.BoxDisk, func(s update.State) (update.State, error) { return s.Commit(sp.Slot) })
 		},
-		reboot: func() {
-			unix.Sync()
-			if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-				log.Error("reboot failed", "err", err)
-			}
-		},
+		reboot: reboot,
 	}
 	w.run(ctx)
 }
