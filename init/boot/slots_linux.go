@@ -137,8 +137,7 @@ func kexecSlot(disk update.Disk, d update.Decision, pub []byte, cmdline string) 
 // watchTrial runs on a trial boot while twinpbx runs: once the running
 // appliance reports healthy it commits the slot; when the deadline
 // passes first it asks for init's clean reboot (reboot), and the boot
-// stage falls back to the old
-// slot.
+// stage falls back to the old slot.
 func watchTrial(ctx context.Context, log *slog.Logger, sp SlotParams, reboot func()) {
 	if !sp.Trial {
 		return
