@@ -169,6 +169,14 @@ type StatusView struct {
 		State     string `json:"state"`
 		LastError string `json:"last_error"`
 	} `json:"trunks"`
+	// ISDN is each ISDN span's layer 1 (appliance.SpanStatus).
+	ISDN []struct {
+		Name   string `json:"name"`
+		Trunk  string `json:"trunk"`
+		LineUp bool   `json:"line_up"`
+		Alarms string `json:"alarms"`
+		Error  string `json:"error"`
+	} `json:"isdn"`
 	Cluster *ClusterView `json:"cluster"`
 }
 
@@ -267,6 +275,18 @@ func Render(l Lang, v *StatusView, now time.Time) []string {
 			t += " (" + tr.LastError + ")"
 		}
 		add(t)
+	}
+	for _, sp := range v.ISDN {
+		state := l.T("d.isdn.up")
+		switch {
+		case sp.Error != "":
+			state = l.T("d.isdn.err", sp.Error)
+		case !sp.LineUp && sp.Alarms != "":
+			state = l.T("d.isdn.down", " ("+sp.Alarms+")")
+		case !sp.LineUp:
+			state = l.T("d.isdn.down", "")
+		}
+		add(l.T("d.isdn", sp.Name, sp.Trunk, state))
 	}
 	c := v.Cluster
 	if c == nil {

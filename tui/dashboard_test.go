@@ -12,6 +12,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/twinpbx/twinpbx/firmware/appliance"
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/twin"
@@ -77,7 +78,8 @@ func statusJSON(t *testing.T, withCluster bool) []byte {
 			Role          string `json:"role"`
 			ConfigVersion uint64 `json:"config_version"`
 			pbx.Status
-		}{"standalone", 3, ps})
+			ISDN []appliance.SpanStatus `json:"isdn,omitempty"`
+		}{"standalone", 3, ps, []appliance.SpanStatus{{Name: "bri0", Trunk: "pstn", LineUp: false, Alarms: "LOS"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +190,7 @@ func TestDashboardViews(t *testing.T) {
 		not     []string
 	}{
 		{"standalone", false, []string{"Node a   role single box   config v3", "Listening: udp:10.0.0.10:5060",
-			"Registered phones: 2  100 101", "Calls in progress: 1", "100 -> 101  answered  1m30s", "Trunk carrier (sip): failing (403 Forbidden)", "No admin PIN is set"},
+			"Registered phones: 2  100 101", "Calls in progress: 1", "100 -> 101  answered  1m30s", "Trunk carrier (sip): failing (403 Forbidden)", "ISDN bri0 (trunk pstn): LINE DOWN (LOS)", "No admin PIN is set"},
 			[]string{"Twin", "Heartbeat"}},
 		{"twin", true, []string{"role active   config v4", "Twin b: standby", "Heartbeat: crossover down, lan 420µs",
 			"Replication: 7 changes behind", "Virtual address: held by this box", "PSTN relay: B", "Maintenance mode is on.",
