@@ -38,46 +38,60 @@ func answerTag(t *testing.T, s *sippProc) string {
 // Carol with a REFER whose Refer-To replaces her call with Carol (RFC
 // 5589). The PBX joins Bob and Carol in its relay without calling anyone
 // again, tells Alice by NOTIFY and hangs up both her calls; Carol later
-// hangs up on Bob. Three sipp phones for Alice's two calls and one each
-// for Bob and Carol.
+// hangs up on Bob. When Alice put Bob on hold first, Bob gets one
+// re-INVITE taking him off hold. Three sipp phones for Alice's two calls
+// and one each for Bob and Carol.
 func TestAttendedTransfer(t *testing.T) {
 	needTools(t, "sipp")
-	p := startPBX(t, alice, bob, carol)
-	bobPort, carolPort := freePorts(t, 2), freePorts(t, 2)
-	register(t, p, bob, bobPort)
-	register(t, p, carol, carolPort)
-	carolUA := startSipp(t, sippOpts{scenario: "uas-bye.xml", service: carol.Number, port: carolPort, pause: 4 * time.Second})
-	bobUA := startSipp(t, sippOpts{scenario: "uas.xml", service: bob.Number, port: bobPort})
-	carolUA.waitBound()
-	bobUA.waitBound()
-
-	// Call 2 first: Alice's call with Carol, which the REFER replaces.
-	call2 := startSipp(t, sippOpts{
-		scenario: "uac-wait-bye.xml", remote: p.addr(), service: carol.Number,
-		user: alice.Number, pass: alice.Secret, keys: caller(alice),
-	})
-	tag := answerTag(t, call2)
-	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%duac1", sippCallID(call2), tag, call2.cmd.Process.Pid)
-	keys := caller(alice)
-	keys["target"] = carol.Number
-	keys["replaces"] = url.QueryEscape(replaces)
-	call1 := startSipp(t, sippOpts{
-		scenario: "uac-refer.xml", remote: p.addr(), service: bob.Number,
-		user: alice.Number, pass: alice.Secret, pause: 500 * time.Millisecond, keys: keys,
-	})
-	call1.wait(0)
-	call2.wait(0)
-	carolUA.wait(0) // Carol hangs up on Bob...
-	bobUA.wait(0)   // ...who gets the BYE: they were joined.
-
-	for _, c := range []struct{ callID, callee string }{{sippCallID(call1), bob.Number}, {sippCallID(call2), carol.Number}} {
-		rec := p.waitCDR(func(r map[string]string) bool { return r["call_id"] == c.callID && r["callee"] == c.callee })
-		if rec["caller"] != alice.Number || rec["disposition"] != "ANSWERED" || rec["hangup_by"] != "transfer" {
-			t.Errorf("CDR of Alice's call with %s: %v", c.callee, rec)
-		}
+	tests := []struct {
+		name     string
+		transfer string // Alice's first call
+		bob      string
+	}{
+		{"Bob talking", "uac-refer.xml", "uas.xml"},
+		{"Bob on hold", "uac-hold-refer.xml", "uas-held.xml"},
 	}
-	rec := p.waitCDR(func(r map[string]string) bool { return r["caller"] == bob.Number })
-	if rec["callee"] != carol.Number || rec["disposition"] != "ANSWERED" || rec["hangup_by"] != "callee" {
-		t.Errorf("CDR of the joined call: %v", rec)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startPBX(t, alice, bob, carol)
+			bobPort, carolPort := freePorts(t, 2), freePorts(t, 2)
+			register(t, p, bob, bobPort)
+			register(t, p, carol, carolPort)
+			carolUA := startSipp(t, sippOpts{scenario: "uas-bye.xml", service: carol.Number, port: carolPort, pause: 4 * time.Second})
+			bobUA := startSipp(t, sippOpts{scenario: tt.bob, service: bob.Number, port: bobPort})
+			carolUA.waitBound()
+			bobUA.waitBound()
+
+			// Call 2 first: Alice's call with Carol, which the REFER
+			// replaces.
+			call2 := startSipp(t, sippOpts{
+				scenario: "uac-wait-bye.xml", remote: p.addr(), service: carol.Number,
+				user: alice.Number, pass: alice.Secret, keys: caller(alice),
+			})
+			tag := answerTag(t, call2)
+			replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%duac1", sippCallID(call2), tag, call2.cmd.Process.Pid)
+			keys := caller(alice)
+			keys["target"] = carol.Number
+			keys["replaces"] = url.QueryEscape(replaces)
+			call1 := startSipp(t, sippOpts{
+				scenario: tt.transfer, remote: p.addr(), service: bob.Number,
+				user: alice.Number, pass: alice.Secret, pause: 500 * time.Millisecond, keys: keys,
+			})
+			call1.wait(0)
+			call2.wait(0)
+			carolUA.wait(0) // Carol hangs up on Bob...
+			bobUA.wait(0)   // ...who gets the BYE: they were joined.
+
+			for _, c := range []struct{ callID, callee string }{{sippCallID(call1), bob.Number}, {sippCallID(call2), carol.Number}} {
+				rec := p.waitCDR(func(r map[string]string) bool { return r["call_id"] == c.callID && r["callee"] == c.callee })
+				if rec["caller"] != alice.Number || rec["disposition"] != "ANSWERED" || rec["hangup_by"] != "transfer" {
+					t.Errorf("CDR of Alice's call with %s: %v", c.callee, rec)
+				}
+			}
+			rec := p.waitCDR(func(r map[string]string) bool { return r["caller"] == bob.Number })
+			if rec["callee"] != carol.Number || rec["disposition"] != "ANSWERED" || rec["hangup_by"] != "callee" {
+				t.Errorf("CDR of the joined call: %v", rec)
+			}
+		})
 	}
 }
