@@ -70,18 +70,27 @@ func TestAttendedTransfer(t *testing.T) {
 		swapTags     bool
 		// caller and callee of the joined call.
 		caller, callee string
-		// reinvited is the phone that must be taken off hold.
-		reinvited string
+		// holdCall2: Alice holds Carol too before the REFER.
+		holdCall2 bool
+		// reinvited are the phones that must be taken off hold.
+		reinvited []string
 	}{
-		{name: "REFER to the held party", hold: true, caller: "200", callee: "300", reinvited: "200"},
-		{name: "REFER to the held party, tags the other way round", hold: true, swapTags: true, caller: "200", callee: "300", reinvited: "200"},
+		{name: "REFER to the held party", hold: true, caller: "200", callee: "300", reinvited: []string{"200"}},
+		{name: "REFER to the held party, tags the other way round", hold: true, swapTags: true, caller: "200", callee: "300", reinvited: []string{"200"}},
 		{name: "REFER to the target, nobody held", referInCall2: true, caller: "300", callee: "200"},
-		{name: "REFER to the target, Bob held", referInCall2: true, hold: true, caller: "300", callee: "200", reinvited: "200"},
+		{name: "REFER to the target, Bob held", referInCall2: true, hold: true, caller: "300", callee: "200", reinvited: []string{"200"}},
+		{name: "both held", hold: true, holdCall2: true, caller: "200", callee: "300", reinvited: []string{"200", "300"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			alice, bob, carol, call1, call2 := twoCalls(t, e, tt.hold)
+			if tt.holdCall2 {
+				if res := alice.requestOn(call2, sip.INVITE, []byte(audioSDP("100", 4000, "sendonly"))); res.StatusCode != 200 {
+					t.Fatalf("holding Carol: %d", res.StatusCode)
+				}
+				carol.wait(sip.INVITE, 2)
+			}
 			phones := map[string]*phone{"200": bob, "300": carol}
 			invites := map[string]int{"200": bob.count(sip.INVITE), "300": carol.count(sip.INVITE)}
 			in, named := call1, call2
@@ -113,12 +122,11 @@ func TestAttendedTransfer(t *testing.T) {
 			if !byes[call1.CallID] || !byes[call2.CallID] {
 				t.Errorf("Alice got BYE on %v, want both calls", byes)
 			}
-			if tt.reinvited != "" {
-				p := phones[tt.reinvited]
-				inv := p.wait(sip.INVITE, invites[tt.reinvited]+1)
-				want := map[string]string{"200": "o=300 ", "300": "o=200 "}[tt.reinvited]
+			for _, number := range tt.reinvited {
+				inv := phones[number].wait(sip.INVITE, invites[number]+1)
+				want := map[string]string{"200": "o=300 ", "300": "o=200 "}[number]
 				if !hasLine(inv.Body(), want) || hasLine(inv.Body(), "a=sendonly") || !hasLine(inv.Body(), "a=sendrecv") {
-					t.Errorf("re-INVITE taking %s off hold offers %q", tt.reinvited, inv.Body())
+					t.Errorf("re-INVITE taking %s off hold offers %q", number, inv.Body())
 				}
 			}
 			recs := e.cdrs.wait(t, 2)
@@ -140,7 +148,7 @@ func TestAttendedTransfer(t *testing.T) {
 			// No party gets a new call; only the held one a re-INVITE.
 			for number, p := range phones {
 				want := invites[number]
-				if number == tt.reinvited {
+				if slices.Contains(tt.reinvited, number) {
 					want++
 				}
 				if got := p.count(sip.INVITE); got != want {
