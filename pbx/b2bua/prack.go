@@ -253,18 +253,19 @@ func (f *fork) prackFork(res *sip.Response) bool {
 		return false
 	}
 	f.racked[tag] = rseq
+	cs := uint32(1)
+	if c := res.CSeq(); c != nil {
+		cs = c.SeqNo
+	}
 	d := f.d
 	d.RouteSet = append([]string(nil), f.d.RouteSet...)
 	d.confirm(res)
-	f.d.LocalSeq++
+	// Above the INVITE's CSeq, which a challenge may have raised.
+	f.d.LocalSeq = max(f.d.LocalSeq, cs) + 1
 	req, err := d.buildRequest(sip.PRACK, f.d.LocalSeq, f.owner.contact(d.Transport))
 	if err != nil {
 		f.owner.log.Info("building PRACK", "err", err)
 		return true
-	}
-	cs := uint32(1)
-	if c := res.CSeq(); c != nil {
-		cs = c.SeqNo
 	}
 	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%d %d INVITE", rseq, cs)))
 	b := f.owner
