@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
 // TestReliableProvisionalFromCallee: the device sends reliable 180 and
@@ -192,4 +194,31 @@ func FuzzParseRAck(f *testing.F) {
 			t.Errorf("parseRAck(%q) accepted %+v", s, r)
 		}
 	})
+}
+
+// TestReliableProvisionalFromTrunk: a provider that sends its early media
+// in a reliable 183, as many carriers do, gets the PBX's PRACK, and the
+// caller hears the early media.
+func TestReliableProvisionalFromTrunk(t *testing.T) {
+	tmp := newEnv(t)
+	prov := newPhone(t, tmp, "prov", "reliable")
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.addr}))
+	alice := newPhone(t, e, "100", "answer")
+	oc := alice.dial("0301234", nil)
+	early := oc.waitProvisional(183)
+	if !hasLine(early.Body(), "a=relayed-from:B") {
+		t.Errorf("caller's 183 without the provider's early media: %q", early.Body())
+	}
+	if res := oc.result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	for i, want := range []string{"1 1 INVITE", "2 1 INVITE"} {
+		if h := prov.wait(sip.PRACK, i+1).GetHeader("RAck"); h == nil || h.Value() != want {
+			t.Errorf("PRACK #%d RAck %v, want %q", i+1, h, want)
+		}
+	}
+	if r := alice.request(sip.BYE, nil); r.StatusCode != 200 {
+		t.Fatalf("BYE answered %d", r.StatusCode)
+	}
+	prov.wait(sip.BYE, 1)
 }
