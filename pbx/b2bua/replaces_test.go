@@ -90,3 +90,15 @@ func FuzzReferReplaces(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseReplaces(f *testing.F) {
+	for _, s := range []string{"abc@h;to-tag=1;from-tag=2", "a;from-tag=2;to-tag=1;early-only", "a", ";;", "a;to-tag=;from-tag=", "a;TO-TAG=x;From-Tag=y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseReplaces(s)
+		if err == nil && (r.CallID == "" || r.ToTag == "" || r.FromTag == "") {
+			t.Errorf("parseReplaces(%q) accepted %+v", s, r)
+		}
+	})
+}
