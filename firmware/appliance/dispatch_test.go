@@ -2,10 +2,12 @@ package appliance
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/pbx/dispatch"
 )
 
@@ -49,5 +51,45 @@ dispatcher:
 		len(got.Listen) != 1 || got.Listen[0] != want.Listen[0] || got.Advertise != want.Advertise ||
 		got.ProbeInterval != want.ProbeInterval || got.DownAfter != 1 || got.UpAfter != 3 || got.TxTimeout != want.TxTimeout {
 		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestDispatchingImportConfig: a dispatcher stores an imported config as
+// a new version that needs a restart, takes the same one again as no
+// change, and refuses a broken one.
+func TestDispatchingImportConfig(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const base = "node: {name: lb}\nsip: {listen: [\"udp:127.0.0.1:5090\"]}\ndispatcher:\n  backends: [{uri: \"127.0.0.1:5091\"}]\n"
+	first, err := config.Parse("lb.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err = saveIfChanged(st, first); err != nil {
+		t.Fatal(err)
+	}
+	a := &dispatching{st: st, cfg: first}
+	for _, tc := range []struct {
+		name        string
+		text        string
+		wantVersion uint64
+		wantRestart bool
+		wantErr     bool
+	}{
+		{"same", base, first.Version, false, false},
+		{"changed", base + "  algorithm: round-robin\n", first.Version + 1, true, false},
+		{"broken", base + "  algorithm: random\n", 0, false, true},
+	} {
+		ver, restart, err := a.ImportConfig([]byte(tc.text))
+		if (err != nil) != tc.wantErr || ver != tc.wantVersion || restart != tc.wantRestart {
+			t.Errorf("%s: version %d restart %v err %v; want %d %v error %v", tc.name, ver, restart, err, tc.wantVersion, tc.wantRestart, tc.wantErr)
+		}
+	}
+	out, err := a.ExportConfig()
+	if err != nil || !strings.Contains(string(out), "round-robin") {
+		t.Errorf("export after the import: %v\n%s", err, out)
 	}
 }
