@@ -19,7 +19,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/auth"
@@ -31,6 +30,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/registrar"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
+	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
@@ -388,7 +388,7 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			}
 			// sipgo never enlarges socket buffers; bursts of REGISTERs
 			// would be dropped by the kernel otherwise.
-			setSocketBuffers(conn, sipSocketBuffer)
+			sockbuf.Set(conn, sockbuf.SIP)
 			closers = append(closers, conn.Close)
 			bound = append(bound, Listener{"udp", conn.LocalAddr().String()})
 			rc := &recordingConn{PacketConn: conn}
@@ -583,24 +583,3 @@ func (a relayAdapter) Open(id string) (b2bua.MediaSession, error) {
 type cdrSink struct{ s Store }
 
 func (c cdrSink) WriteCDR(r cdr.Record) error { return c.s.AppendCDR(r) }
-
-// sipSocketBuffer is what a SIP UDP socket asks for each way: several
-// thousand REGISTERs, as when every phone re-registers after a failover.
-const sipSocketBuffer = 4 << 20
-
-// setSocketBuffers sizes conn's kernel buffers. SetReadBuffer is silently
-// capped at net.core.rmem_max (208 KiB on a stock kernel), so where the
-// process may (root or CAP_NET_ADMIN) the cap is overridden with
-// SO_RCVBUFFORCE/SO_SNDBUFFORCE; elsewhere the capped size is what it gets.
-func setSocketBuffers(conn *net.UDPConn, size int) {
-	_ = conn.SetReadBuffer(size)
-	_ = conn.SetWriteBuffer(size)
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
-	})
-}

@@ -39,7 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
@@ -208,7 +208,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 		if err != nil {
 			return fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
 		}
-		setSocketBuffers(conn, 4<<20)
+		sockbuf.Set(conn, sockbuf.SIP)
 		la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 		host := la.Addr().Unmap().String()
 		if la.Addr().IsUnspecified() {
@@ -345,17 +345,4 @@ func (d *Dispatcher) Status() Status {
 		})
 	}
 	return st
-}
-
-func setSocketBuffers(conn *net.UDPConn, size int) {
-	_ = conn.SetReadBuffer(size)
-	_ = conn.SetWriteBuffer(size)
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
-	})
 }

@@ -1,4 +1,4 @@
-package pbx
+package sockbuf
 
 import (
 	"net"
@@ -22,7 +22,7 @@ func TestSocketBuffersBeyondTheKernelCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	setSocketBuffers(conn, size)
+	Set(conn, size)
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
