@@ -17,9 +17,10 @@ import (
 
 // Console holds what the setup wizard asks beyond the PBX itself: the
 // console's language and admin PIN, the clock, the PSTN trunk and the
-// emergency numbers. It is shared by both twins. Only the admin PIN is used
-// by the firmware today; the other settings are kept so the box can be
-// set up once, on site, before the parts that apply them exist.
+// emergency numbers. It is shared by both twins. The PIN locks the
+// console, init applies the time zone and NTP servers on the box, and
+// the trunk and emergency numbers become a trunk and routes when the
+// config has no trunks section of its own (TrunksAndRoutes).
 type Console struct {
 	// Language of the console: "en" or "de".
 	Language string `yaml:"language,omitempty"`
