@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/hw/isdn/isdntest"
+	"github.com/twinpbx/twinpbx/hw/isdn/lapd"
 	"github.com/twinpbx/twinpbx/hw/isdn/pcap"
 	"github.com/twinpbx/twinpbx/hw/isdn/q931"
 )
@@ -58,7 +59,7 @@ type priPeer struct {
 	done  chan error
 }
 
-func startPRIPeer(t *testing.T, bin, mode string) *priPeer {
+func startPRIPeer(t *testing.T, bin, mode, span string) *priPeer {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -75,7 +76,7 @@ func startPRIPeer(t *testing.T, bin, mode string) *priPeer {
 	t.Cleanup(func() { _ = p.conn.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, mode)
+	cmd := exec.CommandContext(ctx, bin, mode, span)
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -179,16 +180,22 @@ func TestLibpriInterop(t *testing.T) {
 	bin := buildPRIPeer(t)
 	tests := []struct {
 		name string
+		span SpanType
 		mode string // the peer's: "answer" our call, or "call" us
 		want []string
 	}{
-		{"we call, libpri answers, we hang up", "answer", []string{"UP", "RING 30123456 7001 1", "HANGUP_REQ 16", "DONE"}},
-		{"libpri calls, we answer, libpri hangs up", "call", []string{"UP", "PROCEEDING", "RINGING", "ANSWER", "DONE"}},
+		{"PRI: we call, libpri answers, we hang up", PRI, "answer", []string{"UP", "RING 30123456 7001 1", "HANGUP_REQ 16", "DONE"}},
+		{"PRI: libpri calls, we answer, libpri hangs up", PRI, "call", []string{"UP", "PROCEEDING", "RINGING", "ANSWER", "DONE"}},
+		{"BRI PTP: we call, libpri answers, we hang up", BRIPointToPoint, "answer", []string{"UP", "RING 30123456 7001 1", "HANGUP_REQ 16", "DONE"}},
+		{"BRI PTP: libpri calls, we answer, libpri hangs up", BRIPointToPoint, "call", []string{"UP", "PROCEEDING", "RINGING", "ANSWER", "DONE"}},
+		{"BRI PTMP: we call, libpri answers, we hang up", BRIPointToMultipoint, "answer", []string{"RING 30123456 7001 1", "HANGUP_REQ 16", "DONE"}},
+		{"BRI PTMP: libpri calls, we answer, libpri hangs up", BRIPointToMultipoint, "call", []string{"PROCEEDING", "RINGING", "ANSWER", "DONE"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			peer := startPRIPeer(t, bin, tt.mode)
-			ep, err := New(Config{Type: PRI})
+			span := map[SpanType]string{PRI: "pri", BRIPointToPoint: "bri-ptp", BRIPointToMultipoint: "bri-ptmp"}[tt.span]
+			peer := startPRIPeer(t, bin, tt.mode, span)
+			ep, err := New(Config{Type: tt.span, Rand: func() uint16 { return 0x1234 }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,8 +206,10 @@ func TestLibpriInterop(t *testing.T) {
 			}
 			var released []q931.Cause
 			var incoming *q931.Call
+			linkUp := false
 			react := func(now time.Time, ev Event) {
 				if ev.Call == nil {
+					linkUp = linkUp || ev.Link == lapd.Up.String()
 					return
 				}
 				switch ev.Call.Kind {
@@ -217,9 +226,15 @@ func TestLibpriInterop(t *testing.T) {
 				}
 			}
 			ep.Start(time.Now())
-			drive(t, ep, peer, pw, react, peer.has("UP"))
+			// Our data link is up (on point-to-multipoint, once libpri has
+			// assigned us a TEI): the call goes out on it.
+			drive(t, ep, peer, pw, react, func() bool { return linkUp && peer.has("UP")() })
 			if tt.mode == "answer" {
-				call, err := ep.Calls().Setup(time.Now(), 0, q931.SetupParams{
+				tei, ok := ep.TEI()
+				if !ok {
+					t.Fatal("data link up without a TEI")
+				}
+				call, err := ep.Calls().Setup(time.Now(), int(tei), q931.SetupParams{
 					Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
 					Channel:         q931.ChannelID{Exclusive: true, Channel: 1},
 					Calling:         q931.PartyNumber{Type: q931.TypeNational, Plan: q931.PlanISDN, Digits: "30123456"},

@@ -1,10 +1,12 @@
 /*
- * pripeer: libpri as the network side of a PRI, for twinpbx's interop
- * test. A test program only: built by the Go test into a temporary folder,
- * never linked into the firmware.
+ * pripeer: libpri as the network side of a PRI or of a BRI (point to
+ * point or point to multipoint), for twinpbx's interop test. A test program
+ * only: built by the Go test into a temporary folder, never linked into
+ * the firmware.
  *
- * Usage: pripeer answer|call   (the D channel is a SOCK_SEQPACKET socket
- * on fd 3, one frame per packet; libpri adds and strips 2 FCS octets.)
+ * Usage: pripeer answer|call [pri|bri-ptp|bri-ptmp]   (the D channel is a
+ * SOCK_SEQPACKET socket on fd 3, one frame per packet; libpri adds and
+ * strips 2 FCS octets.)
  *
  * It prints one line per event on stdout:
  *   UP, RING <calling> <called> <channel>, PROCEEDING, RINGING, ANSWER,
@@ -35,14 +37,20 @@ static void quiet(struct pri *pri, char *s)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2 || (strcmp(argv[1], "answer") && strcmp(argv[1], "call"))) {
-		fprintf(stderr, "usage: pripeer answer|call\n");
+	const char *span = argc == 3 ? argv[2] : "pri";
+	if (argc < 2 || argc > 3 || (strcmp(argv[1], "answer") && strcmp(argv[1], "call")) ||
+	    (strcmp(span, "pri") && strcmp(span, "bri-ptp") && strcmp(span, "bri-ptmp"))) {
+		fprintf(stderr, "usage: pripeer answer|call [pri|bri-ptp|bri-ptmp]\n");
 		return 1;
 	}
 	int calling = !strcmp(argv[1], "call");
 	pri_set_error(quiet);
 	pri_set_message(quiet);
-	struct pri *pri = pri_new(3, PRI_NETWORK, PRI_SWITCH_EUROISDN_E1);
+	struct pri *pri;
+	if (!strcmp(span, "pri"))
+		pri = pri_new(3, PRI_NETWORK, PRI_SWITCH_EUROISDN_E1);
+	else /* pri_new_bri's second argument: 1 point to point, 0 multipoint */
+		pri = pri_new_bri(3, !strcmp(span, "bri-ptp"), PRI_NETWORK, PRI_SWITCH_EUROISDN_E1);
 	if (!pri) {
 		fprintf(stderr, "pri_new failed\n");
 		return 1;
