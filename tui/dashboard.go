@@ -225,7 +225,12 @@ type ClusterView struct {
 		InSync     bool   `json:"in_sync"`
 		LagChanges uint64 `json:"lag_changes"`
 	} `json:"replication"`
-	Serving bool `json:"serving"`
+	Serving  bool `json:"serving"`
+	Watchdog *struct {
+		Device  string `json:"device"`
+		Timeout int64  `json:"timeout"`
+		Fenced  bool   `json:"fenced"`
+	} `json:"watchdog"`
 }
 
 // ParseStatus decodes the status JSON tolerantly: unknown fields are
@@ -337,7 +342,18 @@ func Render(l Lang, v *StatusView, now time.Time) []string {
 			relay = "B"
 		}
 	}
-	add(l.T("d.relay", relay))
+	line := l.T("d.relay", relay)
+	if w := c.Watchdog; w != nil {
+		switch {
+		case w.Device == "none" || w.Device == "":
+			line += "   " + l.T("d.wd.none")
+		case w.Fenced:
+			line += "   " + l.T("d.wd.fenced", w.Device, time.Duration(w.Timeout))
+		default:
+			line += "   " + l.T("d.wd", w.Device, time.Duration(w.Timeout))
+		}
+	}
+	add(line)
 	if c.Maintenance {
 		add(l.T("d.maint"))
 	}

@@ -95,7 +95,8 @@ func statusJSON(t *testing.T, withCluster bool) []byte {
 	}
 	cs.Paths[cluster.Crossover] = cluster.PathStatus{Path: cluster.Crossover, Up: false}
 	cs.Paths[cluster.LAN] = cluster.PathStatus{Path: cluster.LAN, Up: true, Latency: 420 * time.Microsecond}
-	ts := twin.Status{Status: cs, Serving: true, Replication: twin.ReplicationStatus{Source: true, Connected: true, LagChanges: 7}}
+	ts := twin.Status{Status: cs, Serving: true, Replication: twin.ReplicationStatus{Source: true, Connected: true, LagChanges: 7},
+		Watchdog: twin.WatchdogStatus{Device: "i6300esb", Timeout: 10 * time.Second}}
 	b, err := json.Marshal(struct {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
@@ -193,7 +194,7 @@ func TestDashboardViews(t *testing.T) {
 			"Registered phones: 2  100 101", "Calls in progress: 1", "100 -> 101  answered  1m30s", "Trunk carrier (sip): failing (403 Forbidden)", "ISDN bri0 (trunk pstn): LINE DOWN (LOS)", "No admin PIN is set"},
 			[]string{"Twin", "Heartbeat"}},
 		{"twin", true, []string{"role active   config v4", "Twin b: standby", "Heartbeat: crossover down, lan 420µs",
-			"Replication: 7 changes behind", "Virtual address: held by this box", "PSTN relay: B", "Maintenance mode is on.",
+			"Replication: 7 changes behind", "Virtual address: held by this box", "PSTN relay: B   watchdog i6300esb ok (10s)", "Maintenance mode is on.",
 			"Monitors: pbx ok, store FAIL", "Last role changes:", "STANDBY->ACTIVE twin silent on both paths",
 			"Alarms:", "! crossover path down"}, nil},
 	} {

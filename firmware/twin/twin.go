@@ -72,6 +72,24 @@ type Node struct {
 
 	hb       atomic.Pointer[heartbeat.Heartbeat]
 	wrongKey keyAlarm
+	// wd is the watchdog in use and its fence, once Run has opened them.
+	wd atomic.Pointer[watchdogInUse]
+}
+
+type watchdogInUse struct {
+	wd    watchdog.Watchdog
+	fence *watchdog.Fence
+}
+
+// WatchdogStatus is the hardware watchdog as the box uses it.
+type WatchdogStatus struct {
+	// Device names it ("none": the board has none, so a hung box is not
+	// reset; its lease still stops it serving).
+	Device  string        `json:"device"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Fenced: the fence stopped kicking (unhealthy, or a deliberate
+	// fence); the watchdog resets the box when Timeout runs out.
+	Fenced bool `json:"fenced"`
 }
 
 // AlarmWrongKey is raised while beats sealed with another pairing key
@@ -161,7 +179,8 @@ type Status struct {
 	// Serving: the PBX answers on the VIP now.
 	Serving bool `json:"serving"`
 	// Fingerprint of the pairing key (equal on both boxes when paired).
-	Fingerprint string `json:"pairing_fingerprint"`
+	Fingerprint string         `json:"pairing_fingerprint"`
+	Watchdog    WatchdogStatus `json:"watchdog"`
 }
 
 // Status returns the pair's status, or false before Run started.
@@ -170,7 +189,10 @@ func (n *Node) Status() (Status, bool) {
 	if m == nil {
 		return Status{}, false
 	}
-	s := Status{Status: m.Status(), Serving: n.Serving(), Fingerprint: n.keys.Fingerprint()}
+	s := Status{Status: m.Status(), Serving: n.Serving(), Fingerprint: n.keys.Fingerprint(), Watchdog: WatchdogStatus{Device: "none"}}
+	if w := n.wd.Load(); w != nil && w.wd != nil {
+		s.Watchdog = WatchdogStatus{Device: w.wd.Identity(), Timeout: w.wd.Timeout(), Fenced: w.fence != nil && w.fence.Fenced()}
+	}
 	if r := n.rep.Load(); r != nil {
 		s.Replication = r.status()
 	}
@@ -401,6 +423,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 	} else {
 		log.Error("no watchdog: a hung box is not reset; its lease still stops it serving")
 	}
+	n.wd.Store(&watchdogInUse{wd: wd, fence: fence})
 	// Maintenance asked for before a restart holds: set before the first
 	// tick, so the box never becomes active on the way.
 	switch maint, err := loadMaintenance(n.cfg.DataDir); {
