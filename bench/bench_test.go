@@ -27,11 +27,14 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
-func TestRunShSyntax(t *testing.T) {
+// TestScriptsSyntax: the benchmark scripts and the helpers they share
+// parse.
+func TestScriptsSyntax(t *testing.T) {
 	need(t, "bash")
-	out, err := exec.Command("bash", "-n", "run.sh").CombinedOutput()
-	if err != nil {
-		t.Fatalf("bash -n run.sh: %v\n%s", err, out)
+	for _, f := range []string{"run.sh", "dispatch.sh", "lib.sh", filepath.Join("failover", "run.sh")} {
+		if out, err := exec.Command("bash", "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("bash -n %s: %v\n%s", f, err, out)
+		}
 	}
 }
 

@@ -73,57 +73,8 @@ uac_media=$((BASE_PORT + 1000))
 be_media=$((BASE_PORT + 1100))
 backend_scenario=$root/e2e/testdata/sipp/dispatch-backend.xml
 
-log() { printf '%s dispatch.sh: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-# tree PID: PID and all its descendants.
-tree() {
-	local p c
-	for p in "$@"; do
-		echo "$p"
-		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
-	done
-}
-
-work=$(mktemp -d /tmp/twinpbx-dispatch-bench.XXXXXX)
-pids=()
-cleanup() {
-	local rc=$? p all=()
-	for p in "${pids[@]}"; do
-		all+=($(tree "$p"))
-	done
-	for p in "${all[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${all[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	if ((rc != 0)) || [[ -n ${KEEP_WORK:-} ]]; then
-		log "kept the logs in $work"
-	else
-		rm -rf "$work"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {
-	local p keep=()
-	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-	pids=("${keep[@]}")
-}
-
-stop() {
-	local p
-	for p in "$@"; do
-		kill "$p" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-		forget "$p"
-	done
-}
+BENCH_NAME=dispatch.sh BENCH_WORK=twinpbx-dispatch-bench.XXXXXX
+source "$here/lib.sh"
 
 command -v sipp >/dev/null && command -v kamailio >/dev/null ||
 	"$root/scripts/install-deps.sh" test bench
@@ -138,45 +89,6 @@ if [[ " $SERVERS " == *" twinpbx "* ]]; then
 	fi
 fi
 
-# cpu_ticks PID: user+system clock ticks of the process tree.
-cpu_ticks() {
-	local sum=0 p f
-	for p in $(tree "$1"); do
-		f=$(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null) || continue
-		set -- $f
-		sum=$((sum + ${12} + ${13}))
-	done
-	echo "$sum"
-}
-hz=$(getconf CLK_TCK)
-
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-LOAD=""
-waited=0
-quiet() {
-	local t0=$SECONDS
-	while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN {exit !(l >= m)}'; do
-		if ((waited + SECONDS - t0 >= LOAD_WAIT)); then
-			((waited >= LOAD_WAIT)) ||
-				log "load $(load1) still above $LOAD_MAX after ${LOAD_WAIT}s of waiting; measuring from now on without waiting"
-			break
-		fi
-		sleep 2
-	done
-	waited=$((waited + SECONDS - t0))
-	LOAD=$(load1)
-}
-
-# sstat FILE COLUMN: the last (cumulative) value of a sipp -trace_stat column.
-sstat() {
-	awk -F';' -v col="$2" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-		{ last = $c }
-		END { if (c == "") { print "no column " col > "/dev/stderr"; exit 1 }; print last + 0 }' "$1"
-}
-
-port_free() { ! ss -Hlun "sport = :$1" | grep -q .; }
 
 # --------------------------------------------------------- the backends --
 

@@ -16,14 +16,6 @@ import (
 // The dispatcher series (dispatch.sh) has its own script, kamailio config
 // and caller scenario; these keep them working.
 
-func TestDispatchShSyntax(t *testing.T) {
-	need(t, "bash")
-	out, err := exec.Command("bash", "-n", "dispatch.sh").CombinedOutput()
-	if err != nil {
-		t.Fatalf("bash -n dispatch.sh: %v\n%s", err, out)
-	}
-}
-
 func TestKamailioDispatcherConfigParses(t *testing.T) {
 	need(t, "kamailio")
 	list := filepath.Join(t.TempDir(), "ds.list")

@@ -92,57 +92,8 @@ last_user=19999
 ((HELD_CALLS >= 1 && HELD_CALLS <= 200)) || { echo "run.sh: HELD_CALLS must be 1..200" >&2; exit 2; }
 ncallees=$((CALL_PROCS > HELD_CALLS ? CALL_PROCS : HELD_CALLS))
 
-log() { printf '%s run.sh: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-# tree PID: PID and all its descendants.
-tree() {
-	local p c
-	for p in "$@"; do
-		echo "$p"
-		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
-	done
-}
-
-work=$(mktemp -d /tmp/twinpbx-bench.XXXXXX)
-pids=()
-cleanup() {
-	local rc=$? p all=()
-	# Whole trees: a caller subshell may have sipp children of its own.
-	for p in "${pids[@]}"; do
-		all+=($(tree "$p"))
-	done
-	for p in "${all[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${all[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	if ((rc != 0)) || [[ -n ${KEEP_WORK:-} ]]; then
-		log "kept the logs in $work"
-	else
-		rm -rf "$work"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# forget PID: a process we stopped ourselves needs no cleanup any more.
-forget() {
-	local p keep=()
-	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-	pids=("${keep[@]}")
-}
-
-stop() {
-	local p=$1
-	kill "$p" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-	forget "$p"
-}
+BENCH_NAME=run.sh BENCH_WORK=twinpbx-bench.XXXXXX
+source "$here/lib.sh"
 
 # ---------------------------------------------------------------- tools --
 
@@ -155,19 +106,6 @@ fi
 
 # ----------------------------------------------------- /proc measurement --
 
-# cpu_ticks PID: user+system clock ticks of the process tree.
-cpu_ticks() {
-	local sum=0 p f
-	for p in $(tree "$1"); do
-		# Fields after the ")" that closes the command name: utime is the
-		# 12th, stime the 13th.
-		f=$(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null) || continue
-		set -- $f
-		sum=$((sum + ${12} + ${13}))
-	done
-	echo "$sum"
-}
-hz=$(getconf CLK_TCK)
 
 # pss_kb PID: proportional set size of the process tree, in KiB.
 pss_kb() {
@@ -194,35 +132,6 @@ pss_settled() {
 		a=$b
 	done
 	echo "$b"
-}
-
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# quiet: wait until the machine is quiet and set LOAD to the 1-minute load
-# average. All waits of a run together take at most LOAD_WAIT seconds;
-# after that every step is measured at once, its load recorded.
-LOAD=""
-waited=0
-quiet() {
-	local t0=$SECONDS
-	while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN {exit !(l >= m)}'; do
-		if ((waited + SECONDS - t0 >= LOAD_WAIT)); then
-			((waited >= LOAD_WAIT)) ||
-				log "load $(load1) still above $LOAD_MAX after ${LOAD_WAIT}s of waiting; measuring from now on without waiting"
-			break
-		fi
-		sleep 2
-	done
-	waited=$((waited + SECONDS - t0))
-	LOAD=$(load1)
-}
-
-# sstat FILE COLUMN: the last (cumulative) value of a sipp -trace_stat column.
-sstat() {
-	awk -F';' -v col="$2" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-		{ last = $c }
-		END { if (c == "") { print "no column " col > "/dev/stderr"; exit 1 }; print last + 0 }' "$1"
 }
 
 # ---------------------------------------------------------------- files --
@@ -295,11 +204,6 @@ start_twinpbx() {
 	wait_listening "$pbx_port" || die "twinpbx did not listen (see $work/twinpbx.log)"
 }
 
-# port_free PORT: nothing listens on UDP PORT (a stray server would be
-# measured instead of ours).
-port_free() {
-	! ss -Hlun "sport = :$1" | grep -q .
-}
 
 # wait_listening PORT: until the server (its pid) has a UDP socket bound to
 # PORT (20 s).
@@ -534,10 +438,13 @@ bench_calls() { # SERVER
 	# one callee each), held for HOLD_MS.
 	quiet
 	load=$LOAD
-	before=$(pss_settled "$server_pid")
 	if [[ $s == twinpbx ]]; then
+		# The series' transactions live 32 s in sipgo: let them end, so
+		# the live heap with the calls held counts the calls alone.
+		sleep 35
 		heap_before=$(pbx_process heap_live_bytes)
 	fi
+	before=$(pss_settled "$server_pid")
 	uas_start "$HELD_CALLS"
 	local cur=0
 	callers "held-$s" "$HELD_CALLS" "$HELD_CALLS" "$HELD_CALLS" "$HOLD_MS" &
@@ -565,6 +472,7 @@ bench_calls() { # SERVER
 		# alive, with the calls up and once every transaction of the
 		# series has ended (sipgo keeps them 32 s).
 		sleep 40
+		res[$s.call.heapper]=$(awk -v a="$heap_after" -v b="$heap_before" -v n="$cur" 'BEGIN {printf "%.2f", n ? (a - b) / n / 1024 : 0}')
 		res[$s.call.live]="$((heap_before / 1024)) → $((heap_after / 1024)) KiB with $cur calls up; $(($(pbx_process heap_live_bytes) / 1024)) KiB and $(pbx_process goroutines) goroutines 40 s after the last call; PSS then $(pss_kb "$server_pid") KiB"
 		log "twinpbx: live heap ${res[$s.call.live]}"
 	fi
@@ -664,7 +572,8 @@ v() { echo "${res[$1]:-n/a}"; }
 		echo "| CPU µs per call at that rate | $(v kamailio.call.bestus) | $(v twinpbx.call.bestus) |"
 		echo "| memory per held call (KiB) | $(v kamailio.call.mem) | $(v twinpbx.call.mem) |"
 		echo "| PSS with $HELD_CALLS calls held | $(v kamailio.call.pss) | $(v twinpbx.call.pss) |"
-		echo "| Go heap alive (last GC) before and with $HELD_CALLS calls held, and after the series | n/a | $(v twinpbx.call.live) |"
+		echo "| Go heap alive per held call (KiB; after a collection) | n/a | $(v twinpbx.call.heapper) |"
+		echo "| Go heap alive before and with the calls held, and after the series | n/a | $(v twinpbx.call.live) |"
 		echo
 		echo "| server | target /s | achieved /s | CPU µs/op | clean | failed | retrans | unexpected | load |"
 		echo "|---|---|---|---|---|---|---|---|---|"
