@@ -43,7 +43,7 @@ func (s *site) startDispatcher(backends ...int) string {
 	}
 	s.t.Cleanup(func() {
 		if s.t.Failed() {
-			s.t.Logf("the dispatcher's log:\n%s", tail(p.Output(), 40))
+			s.t.Logf("the dispatcher's log:\n%s", testbed.Tail(p.Output(), 40))
 		}
 	})
 	waitFor(s.t, 15*time.Second, "the dispatcher sees its backends up", func() (bool, string) {

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,20 +21,8 @@ var (
 	buildErr error
 )
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	if why := testbed.Unavailable(); why != "" {
-		fmt.Printf("nstest: SKIPPING every site cluster namespace test: %s\n", why)
-		return m.Run() // each test skips loudly through testbed.New
-	}
-	bin, remove, err := testbed.BuildTwinpbx("twinpbx-sitetest-")
-	defer remove()
-	binary = bin
-	if err != nil {
-		buildErr = err // the tests that need the binary fail with this
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(testbed.MainWithTwinpbx(m, "site cluster", &binary, &buildErr))
 }
 
 var (
@@ -43,13 +30,7 @@ var (
 	bob   = config.Extension{Number: "101", Name: "Bob", Secret: "bob-secret-22"}
 )
 
-const (
-	siteKey   = "nstest-site-key-0123456789"
-	phonePort = 5062
-)
-
-// sippScenarios are the e2e package's sipp scenarios.
-var sippScenarios = filepath.Join("..", "..", "..", "e2e", "testdata", "sipp")
+const siteKey = "nstest-site-key-0123456789"
 
 // site is three boxes in a test bed: boxes[i] runs in node nodes[i].
 type site struct {
@@ -97,7 +78,7 @@ func newSite(t *testing.T) *site {
 		if t.Failed() {
 			for i, p := range s.procs {
 				if p != nil {
-					t.Logf("box%d's log:\n%s", i+1, tail(p.Output(), 60))
+					t.Logf("box%d's log:\n%s", i+1, testbed.Tail(p.Output(), 60))
 				}
 			}
 		}
@@ -194,42 +175,10 @@ func (s *site) sipp(phone testbed.Node, i int, scenario string, ext config.Exten
 // (port 5060).
 func (s *site) sippTo(phone testbed.Node, addr, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
 	s.t.Helper()
-	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
-		"-i", s.bed.Addr(phone).String(), "-mi", s.bed.Addr(phone).String(),
-		"-p", strconv.Itoa(phonePort), "-mp", "6000",
-		"-m", "1", "-nostdin", "-timeout", "20", "-timeout_error",
-		"-s", service,
-	}
-	if ext.Number != "" {
-		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
-	}
-	args = append(args, extra...)
-	args = append(args, addr+":5060")
-	p, err := s.bed.Start(phone, args...)
-	if err != nil {
-		s.t.Fatalf("starting sipp %s: %v", scenario, err)
-	}
-	s.t.Cleanup(func() {
-		select {
-		case <-p.Done():
-		default:
-			p.Kill()
-		}
-	})
-	return p
+	return s.bed.StartSipp(s.t, phone, addr+":5060", scenario, ext, service, extra...)
 }
 
-func waitSipp(t *testing.T, p *testbed.Process, what string) {
-	t.Helper()
-	select {
-	case <-p.Done():
-	case <-time.After(25 * time.Second):
-		p.Kill()
-	}
-	if err := p.Wait(); err != nil {
-		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tail(p.Output(), 40))
-	}
-}
+func waitSipp(t *testing.T, p *testbed.Process, what string) { testbed.WaitSipp(t, p, what) }
 
 // call makes one answered call from alice, on phone 0 through box from,
 // to bob, whose phone 1 registered on another box.
@@ -258,14 +207,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(s, "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }
 
 // waitFormed waits until every box in which knows a leader and the voters

@@ -2,8 +2,6 @@ package nstest
 
 import (
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,46 +11,14 @@ import (
 	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
-// sippScenarios are the e2e package's sipp scenarios.
-var sippScenarios = filepath.Join("..", "..", "..", "e2e", "testdata", "sipp")
-
-// phonePort is the SIP port of the sipp phones.
-const phonePort = 5062
-
 // sipp runs one sipp call (-m 1) from a phone and waits for it; a
 // failure reports sipp's output.
 func (p *pair) sipp(phone testbed.Node, scenario string, ext config.Extension, service string, extra ...string) *testbed.Process {
 	p.t.Helper()
-	vip := p.bed.VIP().Addr().String()
-	args := []string{"sipp", "-sf", filepath.Join(sippScenarios, scenario),
-		"-i", p.bed.Addr(phone).String(), "-mi", p.bed.Addr(phone).String(),
-		"-p", strconv.Itoa(phonePort), "-mp", "6000",
-		"-m", "1", "-nostdin", "-timeout", "20", "-timeout_error",
-		"-s", service,
-	}
-	if ext.Number != "" {
-		args = append(args, "-au", ext.Number, "-ap", ext.Secret)
-	}
-	args = append(args, extra...)
-	args = append(args, vip+":5060")
-	proc, err := p.bed.Start(phone, args...)
-	if err != nil {
-		p.t.Fatalf("starting sipp %s: %v", scenario, err)
-	}
-	return proc
+	return p.bed.StartSipp(p.t, phone, p.bed.VIP().Addr().String()+":5060", scenario, ext, service, extra...)
 }
 
-func waitSipp(t *testing.T, proc *testbed.Process, what string) {
-	t.Helper()
-	select {
-	case <-proc.Done():
-	case <-time.After(25 * time.Second):
-		proc.Kill()
-	}
-	if err := proc.Wait(); err != nil {
-		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tail(proc.Output(), 40))
-	}
-}
+func waitSipp(t *testing.T, proc *testbed.Process, what string) { testbed.WaitSipp(t, proc, what) }
 
 // call makes one answered call from alice on phone 0 to bob on phone 1,
 // whose registration must already be known to the active box.

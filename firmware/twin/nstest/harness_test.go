@@ -23,21 +23,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	if why := testbed.Unavailable(); why != "" {
-		fmt.Printf("nstest: SKIPPING every twin pair namespace test: %s\n", why)
-		return m.Run() // each test skips loudly through testbed.New
-	}
-	bin, remove, err := testbed.BuildTwinpbx("twinpbx-nstest-")
-	defer remove()
-	binary = bin
-	if err != nil {
-		buildErr = err // the tests that need the binary fail with this
-	}
-	return m.Run()
+	os.Exit(testbed.MainWithTwinpbx(m, "twin pair", &binary, &buildErr))
 }
 
 // Extensions of the pair's config.
@@ -73,14 +59,6 @@ func newPair(t *testing.T, phones int) *pair {
 		p.start(n)
 	}
 	return p
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(s, "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }
 
 // config is box n's config: the same extensions and pairing key for both,

@@ -55,7 +55,7 @@ func idlePair(t *testing.T, phones int, tweak func(n testbed.Node, c *config.Con
 		if t.Failed() {
 			for _, n := range []testbed.Node{testbed.A, testbed.B} {
 				if b := p.boxes[n]; b.proc != nil {
-					t.Logf("log of box %s:\n%s", n, tail(b.proc.Output(), 120))
+					t.Logf("log of box %s:\n%s", n, testbed.Tail(b.proc.Output(), 120))
 				}
 			}
 		}
@@ -237,7 +237,7 @@ func TestWrongPairingKey(t *testing.T) {
 	}
 	log := p.boxes[testbed.B].proc.Output()
 	if !strings.Contains(log, "heartbeat rejected") || !strings.Contains(log, "twin with a wrong pairing key") {
-		t.Errorf("B's log does not say the twin's beats carry another key:\n%s", tail(log, 40))
+		t.Errorf("B's log does not say the twin's beats carry another key:\n%s", testbed.Tail(log, 40))
 	}
 
 	// Fix the key: B restarts and pairs as the standby, the phone still

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
 // TestSupervisedWorker breaks the active box's node process (the worker
@@ -60,7 +62,7 @@ func TestSupervisedWorker(t *testing.T) {
 					t.Errorf("hung worker replaced after %v, before the watchdog timeout %v", restartedAfter, watchdog)
 				}
 				if out := p.boxes[active].proc.Output(); !strings.Contains(out, "watchdog reset") {
-					t.Errorf("the supervisor logged no watchdog reset; log:\n%s", tail(out, 40))
+					t.Errorf("the supervisor logged no watchdog reset; log:\n%s", testbed.Tail(out, 40))
 				}
 			}
 			t.Logf("worker %d replaced by %d %v after %s", old, fresh, restartedAfter.Round(time.Millisecond), tc.name)
