@@ -104,7 +104,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a := &running{st: st, pbx: p, log: o.Logger, cfg: cfg, site: sitePart, isdn: &isdnSpans{}}
+	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: o.Logger, site: sitePart, isdn: &isdnSpans{}}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -222,7 +222,7 @@ func nonceKey(dir string) ([]byte, error) {
 
 // running implements control.Appliance for a running box.
 type running struct {
-	st  *store.Store
+	configured
 	pbx *pbx.PBX
 	log *slog.Logger
 	// twin is the box's part in a pair; nil when standalone. box is then
@@ -233,9 +233,36 @@ type running struct {
 	site *site.Site
 	// isdn runs the gateways of the board's ISDN spans.
 	isdn *isdnSpans
+}
 
+// configured is what every kind of running box has: its store and the
+// config it runs with (guarded by mu), with the control API's exports.
+type configured struct {
+	st  *store.Store
 	mu  sync.Mutex
 	cfg *config.Config
+}
+
+func (c *configured) ExportCDRs(w io.Writer, from, to time.Time) error {
+	return ExportCDRs(c.st, w, from, to)
+}
+
+func (c *configured) ExportConfig() ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return config.Marshal(c.cfg)
+}
+
+// parseImport reads and checks a config given to ImportConfig.
+func parseImport(text []byte) (*config.Config, error) {
+	cfg, err := config.Parse("imported config", text)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Status reports the PBX's state with the config version.
@@ -264,22 +291,9 @@ func (a *running) Status() any {
 	}{"standalone", ver, a.pbx.Status(), a.isdn.Status()}
 }
 
-func (a *running) ExportCDRs(w io.Writer, from, to time.Time) error {
-	return ExportCDRs(a.st, w, from, to)
-}
-
-func (a *running) ExportConfig() ([]byte, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return config.Marshal(a.cfg)
-}
-
 func (a *running) ImportConfig(text []byte) (uint64, bool, error) {
-	cfg, err := config.Parse("imported config", text)
+	cfg, err := parseImport(text)
 	if err != nil {
-		return 0, false, err
-	}
-	if err := cfg.Validate(); err != nil {
 		return 0, false, err
 	}
 	a.mu.Lock()

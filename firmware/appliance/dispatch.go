@@ -3,10 +3,8 @@ package appliance
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
@@ -66,7 +64,7 @@ func runDispatcher(ctx context.Context, o Options, st *store.Store, cfg *config.
 	if err != nil {
 		return err
 	}
-	a := &dispatching{st: st, d: d, cfg: cfg}
+	a := &dispatching{configured: configured{st: st, cfg: cfg}, d: d}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -89,11 +87,8 @@ func runDispatcher(ctx context.Context, o Options, st *store.Store, cfg *config.
 // dispatching implements control.Appliance for a dispatcher box. An
 // imported config is stored and applies at the next restart.
 type dispatching struct {
-	st *store.Store
-	d  *dispatch.Dispatcher
-
-	mu  sync.Mutex
-	cfg *config.Config
+	configured
+	d *dispatch.Dispatcher
 }
 
 var _ control.Appliance = (*dispatching)(nil)
@@ -109,23 +104,11 @@ func (a *dispatching) Status() any {
 	}{"dispatcher", ver, a.d.Status()}
 }
 
-// ExportCDRs writes what the store holds: a dispatcher makes no CDRs.
-func (a *dispatching) ExportCDRs(w io.Writer, from, to time.Time) error {
-	return ExportCDRs(a.st, w, from, to)
-}
-
-func (a *dispatching) ExportConfig() ([]byte, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return config.Marshal(a.cfg)
-}
-
+// ImportConfig stores a new version; any change needs a restart (a
+// dispatcher makes no CDRs: ExportCDRs gives what the store holds).
 func (a *dispatching) ImportConfig(text []byte) (uint64, bool, error) {
-	cfg, err := config.Parse("imported config", text)
+	cfg, err := parseImport(text)
 	if err != nil {
-		return 0, false, err
-	}
-	if err := cfg.Validate(); err != nil {
 		return 0, false, err
 	}
 	a.mu.Lock()

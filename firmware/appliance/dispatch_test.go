@@ -71,7 +71,7 @@ func TestDispatchingImportConfig(t *testing.T) {
 	if first, err = saveIfChanged(st, first); err != nil {
 		t.Fatal(err)
 	}
-	a := &dispatching{st: st, cfg: first}
+	a := &dispatching{configured: configured{st: st, cfg: first}}
 	for _, tc := range []struct {
 		name        string
 		text        string

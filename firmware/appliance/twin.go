@@ -173,7 +173,7 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	if err != nil {
 		return err
 	}
-	a := &running{st: st, pbx: p, log: log, cfg: cfg, twin: node, box: box, isdn: &isdnSpans{}}
+	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: log, twin: node, box: box, isdn: &isdnSpans{}}
 	load := func() (*config.Config, error) {
 		cur, err := latestConfig(st)
 		if err != nil {
