@@ -22,7 +22,7 @@ const (
 )
 
 func (d *Dispatcher) handle(s *sock, parser *sip.Parser, data []byte, from netip.AddrPort) {
-	if len(strings.TrimSpace(string(data))) == 0 {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return // keep-alive
 	}
 	msg, err := parser.ParseSIP(data)
@@ -292,15 +292,25 @@ func nextHop(req *sip.Request) (netip.AddrPort, error) {
 	if mh, ok := u.UriParams.Get("maddr"); ok && mh != "" {
 		host = mh
 	}
+	ap, err := ipPort(host, port)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("next hop: %w", err)
+	}
+	return ap, nil
+}
+
+// ipPort is host (an IP address, IPv6 possibly bracketed) and port, 5060
+// when zero.
+func ipPort(host string, port int) (netip.AddrPort, error) {
 	if port == 0 {
 		port = 5060
 	}
 	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("next hop %q is not an IP address", host)
+		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address", host)
 	}
 	if port < 0 || port > 65535 {
-		return netip.AddrPort{}, fmt.Errorf("next hop port %d is out of range", port)
+		return netip.AddrPort{}, fmt.Errorf("port %d is out of range", port)
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
 }
@@ -332,17 +342,11 @@ func viaAddr(via *sip.ViaHeader) (netip.AddrPort, error) {
 			port = p
 		}
 	}
-	if port == 0 {
-		port = 5060
-	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	ap, err := ipPort(host, port)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("the Via host %q is not an IP address", host)
+		return netip.AddrPort{}, fmt.Errorf("the Via: %w", err)
 	}
-	if port < 0 || port > 65535 {
-		return netip.AddrPort{}, fmt.Errorf("the Via port %d is out of range", port)
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+	return ap, nil
 }
 
 var outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
