@@ -402,14 +402,23 @@ func (s *Service) Put(b Binding, max int) error {
 
 // Remove deletes one binding, persisting the removal first.
 func (s *Service) Remove(aor, contact string) error {
+	_, err := s.remove(aor, contact, time.Time{})
+	return err
+}
+
+// remove deletes one binding, persisting the removal first. With a
+// non-zero deadAt it deletes the binding only if it has expired by then:
+// a refresh that overtook Expire's scan keeps it. It reports whether it
+// deleted one.
+func (s *Service) remove(aor, contact string, deadAt time.Time) (bool, error) {
 	l := s.aorLock(aor)
 	l.Lock()
 	defer l.Unlock()
 	s.mu.RLock()
-	_, ok := s.byAOR[aor][contact]
+	b, ok := s.byAOR[aor][contact]
 	s.mu.RUnlock()
-	if !ok {
-		return nil
+	if !ok || (!deadAt.IsZero() && b.Expires.After(deadAt)) {
+		return false, nil
 	}
 	id := bindingID(aor, contact)
 	s.flushMu.RLock()
@@ -418,7 +427,7 @@ func (s *Service) Remove(aor, contact string) error {
 	delete(s.pending, id)
 	s.pendMu.Unlock()
 	if err := s.p.DeleteBinding(aor, contact); err != nil {
-		return fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
+		return false, fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
 	}
 	s.mu.Lock()
 	delete(s.durable, id)
@@ -427,7 +436,7 @@ func (s *Service) Remove(aor, contact string) error {
 		delete(s.byAOR, aor)
 	}
 	s.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // RemoveAll deletes every binding of aor ("Contact: *" with Expires: 0).
@@ -446,7 +455,8 @@ func (s *Service) RemoveAll(aor string) error {
 	return nil
 }
 
-// Expire removes every binding whose time has passed and returns how many.
+// Expire removes every binding whose time has passed and returns how many
+// it removed (before an error, too).
 // The PBX calls it periodically.
 func (s *Service) Expire() (int, error) {
 	t := s.now()
@@ -460,12 +470,17 @@ func (s *Service) Expire() (int, error) {
 		}
 	}
 	s.mu.RUnlock()
+	n := 0
 	for _, b := range dead {
-		if err := s.Remove(b.AOR, b.Contact); err != nil {
-			return 0, err
+		removed, err := s.remove(b.AOR, b.Contact, t)
+		if err != nil {
+			return n, err
+		}
+		if removed {
+			n++
 		}
 	}
-	return len(dead), nil
+	return n, nil
 }
 
 // All returns every live binding, ordered by AOR then contact, for status.
