@@ -603,7 +603,7 @@ func (g *Gateway) incoming(now time.Time, q *q931.Call) {
 	ch := q.Channel.Channel
 	if ch == 0 {
 		if ch = line.FreeChannel(calls.Calls(), g.cfg.Type); ch == 0 {
-			_ = calls.Hangup(now, q, 34)
+			_ = calls.Hangup(now, q, q931.CauseNoChannel)
 			return
 		}
 		_ = calls.SelectChannel(q, ch)
@@ -682,7 +682,7 @@ func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling stri
 	}
 	if err != nil {
 		g.log.Warn("ISDN gateway: INVITE to the PBX", "err", err)
-		g.hangup(c, 41)
+		g.hangup(c, q931.CauseTemporaryFailure)
 		return
 	}
 	c.mu.Lock()

@@ -410,11 +410,11 @@ func (x *Exchange) incoming(now time.Time, q *q931.Call) {
 	}
 	if ch == 0 || taken {
 		if q.Channel.Exclusive && ch != 0 {
-			_ = ep.Calls().Hangup(now, q, 44) // requested channel not available
+			_ = ep.Calls().Hangup(now, q, q931.CauseChannelUnavailable)
 			return
 		}
 		if ch = line.FreeChannel(ep.Calls().Calls(), x.cfg.Type); ch == 0 {
-			_ = ep.Calls().Hangup(now, q, 34) // no circuit available
+			_ = ep.Calls().Hangup(now, q, q931.CauseNoChannel)
 			return
 		}
 		if err := ep.Calls().SelectChannel(q, ch); err != nil {
