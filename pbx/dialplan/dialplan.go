@@ -140,12 +140,7 @@ func New(trunks []config.TrunkLine, routes []config.Route, extensions, emergency
 		}
 	}
 	for _, n := range emergency {
-		covered := false
-		for _, r := range p.emergency {
-			if r.pattern.Match(n) == config.Full {
-				covered = true
-			}
-		}
+		covered := slices.ContainsFunc(p.emergency, func(r route) bool { return r.pattern.Match(n) == config.Full })
 		if !covered {
 			p.numbers = append(p.numbers, n)
 		}
