@@ -459,13 +459,7 @@ loop:
 			b.cancelFork(f)
 		}
 	}
-	if pending > 0 {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			b.drain(events, pending)
-		}()
-	}
+	b.drain(events, pending)
 	if res.winner == nil {
 		res.code = bestFinal(codes)
 		res.reason = reasons[res.code]
@@ -599,30 +593,37 @@ func (b *B2BUA) ackFork(f *fork, res *sip.Response) {
 	f.tx.OnRetransmission(func(*sip.Response) { send() })
 }
 
-// drain handles the forks still pending after a decision: a late 2xx is
-// acknowledged and hung up at once.
+// drain handles, in the background, the forks still pending after a
+// decision: a late 2xx is acknowledged and hung up at once.
 func (b *B2BUA) drain(events <-chan forkEvent, pending int) {
-	for pending > 0 {
-		ev := <-events
-		if ev.res == nil {
-			pending--
-			continue
-		}
-		if ev.res.IsProvisional() {
-			continue
-		}
-		pending--
-		if ev.res.IsSuccess() {
-			ev.f.d.confirm(ev.res)
-			b.ackFork(ev.f, ev.res)
-			bye, err := ev.f.d.newRequest(sip.BYE, b.contact(ev.f.d.Transport))
-			if err != nil {
-				b.log.Warn("building BYE", "err", err)
+	if pending == 0 {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for pending > 0 {
+			ev := <-events
+			if ev.res == nil {
+				pending--
 				continue
 			}
-			b.sendAll([]*sip.Request{bye})
+			if ev.res.IsProvisional() {
+				continue
+			}
+			pending--
+			if ev.res.IsSuccess() {
+				ev.f.d.confirm(ev.res)
+				b.ackFork(ev.f, ev.res)
+				bye, err := ev.f.d.newRequest(sip.BYE, b.contact(ev.f.d.Transport))
+				if err != nil {
+					b.log.Warn("building BYE", "err", err)
+					continue
+				}
+				b.sendAll([]*sip.Request{bye})
+			}
 		}
-	}
+	}()
 }
 
 // bestFinal picks the response to forward when no fork answered (RFC 3261

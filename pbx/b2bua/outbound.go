@@ -226,20 +226,12 @@ func (b *B2BUA) awaitTrunk(ctx context.Context, f *fork, s outSpec) (ringResult,
 		case <-silent.C:
 			if !heard {
 				f.tx.Terminate()
-				b.wg.Add(1)
-				go func() {
-					defer b.wg.Done()
-					b.drain(events, 1)
-				}()
+				b.drain(events, 1)
 				return ringResult{cause: fmt.Errorf("%w within %s", errNoAnswer, b.o.TrunkAnswer)}, nil
 			}
 		case <-ctx.Done():
 			b.cancelFork(f)
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				b.drain(events, 1)
-			}()
+			b.drain(events, 1)
 			return ringResult{cause: context.Cause(ctx)}, nil
 		}
 	}
