@@ -21,6 +21,7 @@ type Serial struct {
 	log *slog.Logger
 
 	wmu  sync.Mutex // serializes writes: one frame at a time on the wire
+	rbuf []byte     // the record being sent, before framing
 	wbuf []byte
 
 	recs    chan Record
@@ -107,10 +108,11 @@ func (s *Serial) Send(r Record) error {
 		return ErrClosed
 	default:
 	}
-	p, err := r.Append(nil)
+	p, err := r.Append(s.rbuf[:0])
 	if err != nil {
 		return err
 	}
+	s.rbuf = p
 	s.wbuf = AppendFrame(s.wbuf[:0], p)
 	if _, err := s.rw.Write(s.wbuf); err != nil {
 		return fmt.Errorf("writing to ISDN card: %w", err)
