@@ -101,7 +101,7 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 		if ctx.Err() != nil {
 			return ringResult{cause: context.Cause(ctx)}
 		}
-		if res.code != 0 && res.code != 503 && res.code != 408 && (res.code < 500 || res.code >= 600) {
+		if res.code != 0 && res.code != 408 && res.code/100 != 5 {
 			log.Info("trunk refused the call", "code", res.code)
 			return res
 		}
