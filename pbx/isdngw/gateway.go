@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,7 @@ type gwCall struct {
 	seq     uint16
 	ts      uint32
 	ssrc    uint32
+	out     []byte // sendRTP's packet buffer, owned by the line's goroutine
 
 	// dialling: the line is still sending the called number (overlap
 	// receiving); owned by the line's goroutine.
@@ -386,19 +388,21 @@ func (c *gwCall) sendRTP(samples []byte) {
 	if r == nil || r.Addr().IsUnspecified() {
 		return // not known yet, or on hold the old way (c=0.0.0.0)
 	}
-	payload := samples
 	pt := uint8(c.pt.Load())
-	if pt == 0 {
-		payload = g711.ALawToULaw(make([]byte, len(samples)), samples)
-	}
 	c.seq++
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.ssrc}, Payload: payload}
+	h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: c.seq, Timestamp: c.ts, SSRC: c.ssrc}
 	c.ts += uint32(len(samples))
-	b, err := p.Marshal()
-	if err != nil {
+	hl := h.MarshalSize()
+	c.out = slices.Grow(c.out[:0], hl+len(samples))[:hl+len(samples)]
+	if _, err := h.MarshalTo(c.out); err != nil {
 		return
 	}
-	_, _ = c.rtp.WriteToUDPAddrPort(b, *r)
+	if pt == 0 {
+		g711.ALawToULaw(c.out[hl:], samples)
+	} else {
+		copy(c.out[hl:], samples)
+	}
+	_, _ = c.rtp.WriteToUDPAddrPort(c.out, *r)
 }
 
 // endSIP ends the SIP side once: BYE after an answer, CANCEL or a failure
