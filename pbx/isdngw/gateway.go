@@ -681,14 +681,12 @@ func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling stri
 	// address and port (sipgo would otherwise use a fresh socket).
 	req.Laddr = sip.Addr{IP: net.IP(g.cfg.Listen.Addr().AsSlice()), Port: int(g.cfg.Listen.Port())}
 	sess, err := g.dcc.WriteInvite(ctx, req)
-	if err == nil {
-		g.index(sess.InviteRequest.CallID().Value(), c)
-	}
 	if err != nil {
 		g.log.Warn("ISDN gateway: INVITE to the PBX", "err", err)
 		g.hangup(c, q931.CauseTemporaryFailure)
 		return
 	}
+	g.index(sess.InviteRequest.CallID().Value(), c)
 	c.mu.Lock()
 	c.client = sess
 	cleared := c.cleared
