@@ -163,8 +163,6 @@ func (b *B2BUA) serveReplacingInvite(req *sip.Request, tx sip.ServerTransaction,
 	}
 	if old.Trunk == "" {
 		b.release(old.Number)
-	} else {
-		b.trunkLegs.Delete(old.Dialog.CallID)
 	}
 	b.active[user]++
 	b.mu.Unlock()
@@ -182,6 +180,9 @@ func (b *B2BUA) serveReplacingInvite(req *sip.Request, tx sip.ServerTransaction,
 	if bye != nil {
 		b.sendAll([]*sip.Request{bye})
 	}
+	// Only now: a provider that challenges the BYE is answered with the
+	// trunk's credentials (see authorizeForTrunk).
+	b.trunkLegs.Delete(old.Dialog.CallID)
 	idle()
 	if !acked {
 		log.Warn("the replacing phone never acknowledged the answer; hanging up")

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"testing"
@@ -299,4 +300,35 @@ func TestTrunkCancel(t *testing.T) {
 		t.Errorf("CDR %+v", r)
 	}
 	eventually(t, "media closed", func() bool { return e.media.sessions() == 0 })
+}
+
+// TestReplacedTrunkLegChallengesBYE: when an INVITE with Replaces takes
+// the place of the party on a trunk leg, the BYE that ends the trunk leg
+// is still answered with the trunk's credentials when challenged.
+func TestReplacedTrunkLegChallengesBYE(t *testing.T) {
+	prov := trunktest.Start(t, trunktest.Options{User: "acct", Password: "prov-secret", ChallengeBYE: true})
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.Addr, User: "acct", Password: "prov-secret"}))
+	alice := newPhone(t, e, "100", "answer")
+	if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	var d Dialog
+	e.b.mu.Lock()
+	for _, c := range e.b.calls {
+		c.mu.Lock()
+		d = c.legs[LegB].Dialog
+		c.mu.Unlock()
+	}
+	e.b.mu.Unlock()
+	carol := newPhone(t, e, "300", "answer")
+	rep := fmt.Sprintf("%s;to-tag=%s;from-tag=%s", d.CallID, d.RemoteTag, d.LocalTag)
+	if res := carol.dial("100", nil, sip.NewHeader("Replaces", rep)).result(); res.StatusCode != 200 {
+		t.Fatalf("INVITE with Replaces answered %d", res.StatusCode)
+	}
+	eventually(t, "the provider's BYE with credentials", func() bool { return len(prov.Byes()) == 1 })
+	eventually(t, "the replaced trunk leg forgotten", func() bool {
+		n := 0
+		e.b.trunkLegs.Range(func(any, any) bool { n++; return true })
+		return n == 0
+	})
 }
