@@ -2,7 +2,6 @@ package boot
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -116,6 +115,9 @@ func (s Settings) ConsoleEnv() []string {
 	return []string{"TZ=" + s.TimeZone}
 }
 
+// storeWait bounds StoredConfig's wait for a store another process holds.
+var storeWait = 5 * time.Second
+
 // StoredConfig is the config twinpbx will run, read before it starts: a
 // twin's box file, else the newest stored version. It returns nil and no
 // error when there is neither.
@@ -127,11 +129,9 @@ func StoredConfig(dir string) (*config.Config, error) {
 	if _, err := os.Stat(filepath.Join(dir, store.FileName)); err != nil {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := openStore(ctx, dir)
+	st, err := store.Open(dir, store.Options{LockTimeout: storeWait})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the stored config: %w", err)
 	}
 	defer st.Close()
 	text, err := appliance.ExportConfig(st)
@@ -139,33 +139,6 @@ func StoredConfig(dir string) (*config.Config, error) {
 		return nil, fmt.Errorf("reading the stored config: %w", err)
 	}
 	return config.Parse("stored config", text)
-}
-
-// openStore opens the store in dir, giving up at ctx's end.
-func openStore(ctx context.Context, dir string) (*store.Store, error) {
-	type res struct {
-		st  *store.Store
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		st, err := store.Open(dir, store.Options{})
-		ch <- res{st, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("opening the store: %w", r.err)
-		}
-		return r.st, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.st != nil {
-				r.st.Close()
-			}
-		}()
-		return nil, fmt.Errorf("opening the store: %w", ctx.Err())
-	}
 }
 
 // StoreFirstBootConfig stores text as the first config version in the

@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/appliance"
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/store"
 )
 
 func TestSettingsOf(t *testing.T) {
@@ -130,4 +132,29 @@ func FuzzSettingsOf(f *testing.F) {
 		}
 		_ = ResolvConf(s.Net.DNS)
 	})
+}
+
+// A store another process holds gives an error after a bounded wait, not
+// a hang and not a config.
+func TestStoredConfigLocked(t *testing.T) {
+	dir := t.TempDir()
+	text, err := FirstBootConfig(nil, netip.MustParseAddr("10.0.2.15"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := StoreFirstBootConfig(dir, text); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Close() })
+	old := storeWait
+	storeWait = 50 * time.Millisecond
+	t.Cleanup(func() { storeWait = old })
+	c, err := StoredConfig(dir)
+	if err == nil || c != nil || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("StoredConfig of a held store: %v, %v; want a lock error", c, err)
+	}
 }
