@@ -290,10 +290,8 @@ func audio(body []byte) (sdp.Stream, bool) {
 	if err != nil {
 		return sdp.Stream{}, false
 	}
-	for _, st := range sts {
-		if st.Media == "audio" && st.Port != 0 {
-			return st, true
-		}
+	if i := sdp.FirstAudio(sts); i >= 0 {
+		return sts[i], true
 	}
 	return sdp.Stream{}, false
 }

@@ -122,13 +122,7 @@ func (s *Session) Rewrite(from Leg, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media session %q: reading the SDP of leg %v: %w", s.id, from, err)
 	}
-	idx := -1
-	for i, st := range streams {
-		if st.Media == "audio" && st.Port != 0 {
-			idx = i
-			break
-		}
-	}
+	idx := sdp.FirstAudio(streams)
 	ports := make([]int, len(streams))
 	if idx >= 0 {
 		ports[idx] = s.socks[to].port

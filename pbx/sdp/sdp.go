@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -93,6 +94,12 @@ func (s Stream) RTCP() netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(s.Addr, uint16(s.RTCPPort))
+}
+
+// FirstAudio returns the index of the first active (non-zero port) audio
+// stream, the one a relay carries, or -1.
+func FirstAudio(streams []Stream) int {
+	return slices.IndexFunc(streams, func(st Stream) bool { return st.Media == "audio" && st.Port != 0 })
 }
 
 // Parse reads body and reports its streams without changing anything.

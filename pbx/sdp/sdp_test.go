@@ -297,3 +297,21 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestFirstAudio(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		streams []Stream
+		want    int
+	}{
+		{"none", nil, -1},
+		{"audio first", []Stream{{Media: "audio", Port: 4000}, {Media: "video", Port: 4002}}, 0},
+		{"after video", []Stream{{Media: "video", Port: 4002}, {Media: "audio", Port: 4000}}, 1},
+		{"rejected audio skipped", []Stream{{Media: "audio"}, {Media: "audio", Port: 4000}}, 1},
+		{"only rejected audio", []Stream{{Media: "audio"}, {Media: "video", Port: 4002}}, -1},
+	} {
+		if got := FirstAudio(tc.streams); got != tc.want {
+			t.Errorf("%s: FirstAudio = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
