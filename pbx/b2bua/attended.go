@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -272,16 +273,8 @@ func codecsMatch(x, y []byte) bool {
 	if !okx || !oky {
 		return okx == oky
 	}
-	has := func(pts []uint8, pt uint8) bool {
-		for _, p := range pts {
-			if p == pt {
-				return true
-			}
-		}
-		return false
-	}
 	return len(sx.PayloadTypes) > 0 && len(sy.PayloadTypes) > 0 &&
-		has(sy.PayloadTypes, sx.PayloadTypes[0]) && has(sx.PayloadTypes, sy.PayloadTypes[0])
+		slices.Contains(sy.PayloadTypes, sx.PayloadTypes[0]) && slices.Contains(sx.PayloadTypes, sy.PayloadTypes[0])
 }
 
 // audio returns the first active audio stream of body.
