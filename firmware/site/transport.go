@@ -110,16 +110,15 @@ func (w *logWriter) emit(line string) {
 	if line == "" {
 		return
 	}
-	level := slog.LevelInfo
+	// The first tag is the level; a later one is part of the message.
+	level, at, end := slog.LevelInfo, len(line), 0
 	for _, m := range []struct {
 		tag   string
 		level slog.Level
 	}{{"[TRACE]", slog.LevelDebug - 4}, {"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
-		if i := strings.Index(line, m.tag); i >= 0 {
-			level = m.level
-			line = strings.TrimSpace(line[i+len(m.tag):])
-			break
+		if i := strings.Index(line, m.tag); i >= 0 && i < at {
+			level, at, end = m.level, i, i+len(m.tag)
 		}
 	}
-	w.log.Log(context.Background(), level, line)
+	w.log.Log(context.Background(), level, strings.TrimSpace(line[end:]))
 }
