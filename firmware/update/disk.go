@@ -2,6 +2,7 @@ package update
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -295,7 +296,7 @@ func CreateImage(path string, espSize, slotSize, dataSize int64, seed string) er
 // Install writes a verified bundle into slot s of a disk that is not
 // running (a new image) and makes s the active slot.
 func Install(d Disk, s Slot, bundle []byte, pub ed25519.PublicKey) error {
-	b, err := OpenVerified(bytesReaderAt(bundle), int64(len(bundle)), pub)
+	b, err := OpenVerified(bytes.NewReader(bundle), int64(len(bundle)), pub)
 	if err != nil {
 		return fmt.Errorf("installing a bundle: %w", err)
 	}
@@ -319,17 +320,4 @@ func Install(d Disk, s Slot, bundle []byte, pub ed25519.PublicKey) error {
 		return st, nil
 	})
 	return err
-}
-
-type bytesReaderAt []byte
-
-func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }
