@@ -1,6 +1,7 @@
 package location
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -39,7 +40,7 @@ func TestLookupConsultsTheSharedTableOnlyWithoutLocalBindings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &sharedStore{memStore: memStore{bs: map[string]Binding{}}, remote: map[string][]Binding{"100": tt.remote}}
 			for _, b := range tt.local {
-				st.bs[b.AOR+"|"+b.Contact] = b
+				st.bs[bindingID(b.AOR, b.Contact)] = b
 			}
 			s, err := New(st, func() time.Time { return now })
 			if err != nil {
@@ -52,13 +53,8 @@ func TestLookupConsultsTheSharedTableOnlyWithoutLocalBindings(t *testing.T) {
 			for _, b := range s.Lookup("100") {
 				got = append(got, b.Contact)
 			}
-			if len(got) != len(tt.want) {
+			if !slices.Equal(got, tt.want) {
 				t.Fatalf("Lookup = %v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("Lookup = %v, want %v", got, tt.want)
-				}
 			}
 			if (len(st.asked) > 0) != tt.consults {
 				t.Errorf("shared table asked %v, want consulted=%v", st.asked, tt.consults)
