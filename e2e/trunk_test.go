@@ -286,13 +286,18 @@ func TestTrunkDNS(t *testing.T) {
 	runSipp(t, sippOpts{scenario: "uac.xml", remote: ip.addr, port: portA, service: "4930123101",
 		keys: map[string]string{"caller": "4930555", "caller_name": "Outside"}}, 0)
 	uas.wait(0)
+	// The record is written as the call ends, which may be just after
+	// sipp saw its BYE answered.
 	var in *cdr.Record
-	for _, r := range ip.cdrs(t) {
-		if r.Caller == "4930555" {
-			in = &r
+	waitFor(t, 10*time.Second, "the inbound call's CDR", func() bool {
+		for _, r := range ip.cdrs(t) {
+			if r.Caller == "4930555" {
+				in = &r
+			}
 		}
-	}
-	if in == nil || in.Trunk != "prio" || in.Callee != bob.Number || in.Disp != cdr.Answered {
+		return in != nil
+	})
+	if in.Trunk != "prio" || in.Callee != bob.Number || in.Disp != cdr.Answered {
 		t.Errorf("inbound CDR %+v", in)
 	}
 }
