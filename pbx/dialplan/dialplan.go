@@ -125,6 +125,9 @@ func New(trunks []config.TrunkLine, routes []config.Route, extensions, emergency
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
+		if r.Strip < 0 {
+			return nil, fmt.Errorf("routes[%d]: strip %d is negative", i, r.Strip)
+		}
 		for _, name := range r.Trunks {
 			if !slices.Contains(p.trunks, name) {
 				return nil, fmt.Errorf("routes[%d]: no trunk %q", i, name)

@@ -115,6 +115,7 @@ func TestNewErrors(t *testing.T) {
 		{"bad pattern", nil, []config.Route{{Pattern: "0.1"}}, "routes[0]"},
 		{"unknown trunk", []config.TrunkLine{{Name: "a"}}, []config.Route{{Pattern: "0.", Trunks: []string{"b"}}}, `no trunk "b"`},
 		{"bad ddi", []config.TrunkLine{{Name: "a", DDI: "9-10"}}, nil, "trunk a: ddi"},
+		{"negative strip", nil, []config.Route{{Pattern: "0.", Strip: -1}}, "strip -1"},
 	} {
 		_, err := New(tc.trunks, tc.routes, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
