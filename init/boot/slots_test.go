@@ -137,3 +137,32 @@ func TestTrialWatch(t *testing.T) {
 		})
 	}
 }
+
+func FuzzSlotParams(f *testing.F) {
+	for _, s := range []string{
+		"BOOT_IMAGE=/vmlinuz console=ttyS0 twinpbx.slot=B twinpbx.trial=1 twinpbx.trial.deadline=90s",
+		"twinpbx.slot= twinpbx.trial twinpbx.trial.deadline=-5m twinpbx.stage=off",
+		"twinpbx.slot=a\ttwinpbx.trial=0\u00a0twinpbx.trial.deadline=1e400h",
+		"\x00twinpbx.slot=\xff",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		p, _ := ParseSlotParams(line)
+		if p.Deadline <= 0 {
+			t.Fatalf("deadline %v", p.Deadline)
+		}
+		if p.Trial && p.Slot == update.NoSlot {
+			t.Fatal("trial without a slot")
+		}
+		// Whatever the stage's own line, the slot's kernel reads the
+		// boot stage's choice back, and nothing else of the A/B keys.
+		for _, d := range []update.Decision{{Slot: update.SlotA}, {Slot: update.SlotB, Trial: true}} {
+			out := SlotCmdline(line, d)
+			sp, errs := ParseSlotParams(out)
+			if len(errs) > 0 || sp != (SlotParams{Slot: d.Slot, Trial: d.Trial, Deadline: DefaultTrialDeadline}) {
+				t.Fatalf("SlotCmdline(%q, %+v) = %q, read back as %+v %v", line, d, out, sp, errs)
+			}
+		}
+	})
+}
