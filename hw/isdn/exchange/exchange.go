@@ -80,8 +80,13 @@ const (
 	Released
 )
 
+var statusNames = [...]string{"setup", "proceeding", "alerting", "connected", "released"}
+
 func (s Status) String() string {
-	return [...]string{"setup", "proceeding", "alerting", "connected", "released"}[s]
+	if s < 0 || int(s) >= len(statusNames) {
+		return fmt.Sprintf("status(%d)", int(s))
+	}
+	return statusNames[s]
 }
 
 // Call is one call on the exchange, either way. Its methods are safe from

@@ -331,3 +331,14 @@ func TestOverlapDialling(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestStatusString(t *testing.T) {
+	for _, tc := range []struct {
+		s    Status
+		want string
+	}{{Setup, "setup"}, {Connected, "connected"}, {Released, "released"}, {Released + 1, "status(5)"}, {-1, "status(-1)"}} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("Status(%d).String() = %q, want %q", int(tc.s), got, tc.want)
+		}
+	}
+}
