@@ -3,7 +3,6 @@ package boot
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -14,8 +13,7 @@ import (
 
 // takeResetRequest reports, and removes, a factory reset request.
 func takeResetRequest(path string) bool {
-	err := os.Remove(path)
-	return err == nil
+	return os.Remove(path) == nil
 }
 
 // WipeData removes everything in the data folder dir but the file
@@ -32,7 +30,8 @@ func WipeData(dir string) error {
 		if e.Name() == "lost+found" {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// RemoveAll of what is already gone is no error.
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
 	}
