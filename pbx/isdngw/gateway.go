@@ -307,9 +307,10 @@ func (c *gwCall) sdp(pts ...uint8) []byte {
 		fmt.Fprintf(&m, " %d", pt)
 		fmt.Fprintf(&a, "a=rtpmap:%d %s/8000\r\n", pt, name)
 	}
-	ip := "IP4 " + ap.Addr().String()
-	if !ap.Addr().Unmap().Is4() {
-		ip = "IP6 " + ap.Addr().String()
+	addr := ap.Addr().Unmap()
+	ip := "IP4 " + addr.String()
+	if !addr.Is4() {
+		ip = "IP6 " + addr.String()
 	}
 	return []byte("v=0\r\no=twinpbx-isdn " + strconv.FormatUint(uint64(c.ssrc), 10) + " 1 IN " + ip + "\r\ns=-\r\nc=IN " + ip +
 		"\r\nt=0 0\r\nm=audio " + strconv.Itoa(int(ap.Port())) + " RTP/AVP" + m.String() + "\r\n" + a.String() + "a=ptime:20\r\na=sendrecv\r\n")
