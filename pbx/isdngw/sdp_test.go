@@ -15,6 +15,7 @@ func TestOfferAddress(t *testing.T) {
 	for _, tc := range []struct{ listen, conn string }{
 		{"127.0.0.1", "c=IN IP4 127.0.0.1\r\n"},
 		{"::1", "c=IN IP6 ::1\r\n"},
+		{"::ffff:127.0.0.1", "c=IN IP4 127.0.0.1\r\n"},
 	} {
 		listen := tc.listen
 		t.Run(listen, func(t *testing.T) {
@@ -31,7 +32,8 @@ func TestOfferAddress(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parsing our offer: %v\n%s", err, c.sdp(8, 0))
 			}
-			want := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			want := netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
 			if len(streams) != 1 || streams[0].RTP() != want {
 				t.Fatalf("offer streams %+v, want one at %v\n%s", streams, want, c.sdp(8, 0))
 			}
