@@ -280,6 +280,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 // listens where the box that died did.
 func newEnvAt(t *testing.T, udpAddr string, opts ...envOpt) *env {
 	t.Helper()
+	logTo := newTestWriter(t)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("twinpbx-test"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +327,7 @@ func newEnvAt(t *testing.T, udpAddr string, opts ...envOpt) *env {
 			}
 			return sip.Uri{Scheme: "sip", User: "pbx", Host: "127.0.0.1", Port: port}
 		},
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, f := range opts {
 		f(&o)
@@ -349,10 +350,33 @@ func (e *env) hangupAll() {
 	e.b.HangupAll(ctx)
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter passes the B2BUA's log to t until the test's cleanups are
+// done; later lines (a handler sipgo started before the listeners closed)
+// are dropped, since logging to a finished test is a data race.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+// newTestWriter registers its cleanup before any other of the env's, so
+// that it runs last.
+func newTestWriter(t *testing.T) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
 }
 
