@@ -360,6 +360,7 @@ func (b *B2BUA) Abandon() int {
 	clear(b.legs)
 	clear(b.active)
 	b.mu.Unlock()
+	b.trunkLegs.Clear()
 	n := 0
 	for _, c := range cs {
 		c.mu.Lock()

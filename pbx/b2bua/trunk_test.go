@@ -221,6 +221,9 @@ func TestTrunkCallSurvivesFailover(t *testing.T) {
 	}
 	store.waitSaved(t, oc.d.CallID)
 	box1.crash()
+	if n := countTrunkLegs(box1.b); n != 0 {
+		t.Errorf("%d trunk legs remembered by the box that abandoned its calls", n)
+	}
 
 	box2 := newEnvAt(t, box1.addr, withCalls(store), withTrunks(t, line))
 	if n := restore(t, box2); n != 1 {
@@ -272,9 +275,7 @@ func TestTrunkChallengesBYE(t *testing.T) {
 	if bye := prov.Byes()[0]; bye.CSeq().SeqNo != 6 {
 		t.Errorf("BYE with credentials has CSeq %d, want 6 (INVITE 1 and 2, re-INVITE 3 and 4, the challenged BYE 5)", bye.CSeq().SeqNo)
 	}
-	n := 0
-	e.b.trunkLegs.Range(func(any, any) bool { n++; return true })
-	if n != 0 {
+	if n := countTrunkLegs(e.b); n != 0 {
 		t.Errorf("%d trunk legs remembered after the call", n)
 	}
 }
@@ -326,9 +327,12 @@ func TestReplacedTrunkLegChallengesBYE(t *testing.T) {
 		t.Fatalf("INVITE with Replaces answered %d", res.StatusCode)
 	}
 	eventually(t, "the provider's BYE with credentials", func() bool { return len(prov.Byes()) == 1 })
-	eventually(t, "the replaced trunk leg forgotten", func() bool {
-		n := 0
-		e.b.trunkLegs.Range(func(any, any) bool { n++; return true })
-		return n == 0
-	})
+	eventually(t, "the replaced trunk leg forgotten", func() bool { return countTrunkLegs(e.b) == 0 })
+}
+
+// countTrunkLegs returns how many legs b remembers as running over a trunk.
+func countTrunkLegs(b *B2BUA) int {
+	n := 0
+	b.trunkLegs.Range(func(any, any) bool { n++; return true })
+	return n
 }
