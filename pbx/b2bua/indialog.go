@@ -38,7 +38,7 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) (*call, Leg
 func (b *B2BUA) serveAck(req *sip.Request, _ sip.ServerTransaction) {
 	c, side, err := b.lookup(req)
 	if err != nil {
-		b.log.Debug("ACK for no dialog", "call_id", req.CallID())
+		b.log.Debug("ACK for no dialog", "call_id", req.CallID().Value())
 		return
 	}
 	cs := req.CSeq()
