@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -436,4 +437,40 @@ func TestCancelFromBackend(t *testing.T) {
 			t.Fatalf("the phone got %s %s, want %s", req.Method, req.CallID().Value(), m)
 		}
 	}
+}
+
+// TestProbeAnswerFromAStranger: answers to a silent backend's probes
+// that come from another host (here another loopback address, with the
+// right branch) do not bring it up; its own answers do.
+func TestProbeAnswerFromAStranger(t *testing.T) {
+	bs := threeBackends(t)
+	disp, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: 20 * time.Millisecond, DownAfter: 1, UpAfter: 1, TxTimeout: time.Hour}, bs...)
+	bs[1].silent.Store(true)
+	waitFor(t, "backend 1 down", backendDown(disp, 1))
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	answer := func() {
+		p := disp.probes
+		p.mu.Lock()
+		seq := p.seq[1]
+		p.mu.Unlock()
+		res := fmt.Sprintf("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP %s;branch=%s1-%d\r\nFrom: <sip:dispatcher@%s>;tag=x\r\nTo: <sip:%s>;tag=y\r\nCall-ID: spoof\r\nCSeq: %d OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			d, probePrefix, seq, d, bs[1].addr, seq)
+		if _, err := stranger.WriteToUDPAddrPort([]byte(res), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		answer()
+		if disp.Status().Backends[1].Up {
+			t.Fatal("a stranger's answers to the probes brought a silent backend up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	bs[1].silent.Store(false)
+	waitFor(t, "backend 1 up on its own answers", backendUp(disp, 1))
 }

@@ -85,7 +85,9 @@ func optionsRequest(s *sock, to netip.AddrPort, i int, seq uint64, callID string
 	return []byte(b.String())
 }
 
-// probeAnswered takes the answer to a probe.
+// probeAnswered takes the answer to a probe. Only an answer from the
+// backend's own host counts (from any port of it): the probe's branch is
+// easy to guess, and a stranger's answers must not keep a dead backend up.
 func (d *Dispatcher) probeAnswered(branch string, status int, from netip.AddrPort) {
 	if status < 200 {
 		return
@@ -94,6 +96,10 @@ func (d *Dispatcher) probeAnswered(branch string, status int, from netip.AddrPor
 	i, err1 := strconv.Atoi(is)
 	seq, err2 := strconv.ParseUint(seqs, 10, 64)
 	if !ok || err1 != nil || err2 != nil || i < 0 || i >= len(d.cfg.Backends) {
+		return
+	}
+	if from.Addr().Unmap() != d.cfg.Backends[i].Addr.Addr().Unmap() {
+		d.netLog.Warn("dispatcher dropped a probe answer from another host than the backend's", "from", from.String(), "backend", d.cfg.Backends[i].Addr.String())
 		return
 	}
 	p := d.probes
