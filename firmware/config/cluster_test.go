@@ -49,16 +49,7 @@ func TestClusterValidate(t *testing.T) {
 			if tc.edit != nil {
 				text = tc.edit(text)
 			}
-			c, err := Parse("twin.yaml", []byte(text))
-			if err == nil {
-				err = c.Validate()
-			}
-			switch {
-			case tc.want == "" && err != nil:
-				t.Fatalf("want valid, got %v", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Fatalf("want an error containing %q, got %v", tc.want, err)
-			}
+			checkText(t, "twin.yaml", text, tc.want)
 		})
 	}
 }
@@ -82,5 +73,21 @@ func TestClusterDefaults(t *testing.T) {
 	back, err := Parse("again", out)
 	if err != nil || !back.Equal(c) {
 		t.Fatalf("round trip lost the cluster section: %v\n%s", err, out)
+	}
+}
+
+// checkText parses and validates text as the config file name and wants
+// it valid (want empty) or refused with an error containing want.
+func checkText(t *testing.T, name, text, want string) {
+	t.Helper()
+	c, err := Parse(name, []byte(text))
+	if err == nil {
+		err = c.Validate()
+	}
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("want valid, got %v", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("want an error containing %q, got %v", want, err)
 	}
 }

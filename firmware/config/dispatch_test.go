@@ -50,16 +50,7 @@ func TestDispatcherValidate(t *testing.T) {
 			if tc.edit != nil {
 				text = tc.edit(text)
 			}
-			c, err := Parse("lb.yaml", []byte(text))
-			if err == nil {
-				err = c.Validate()
-			}
-			switch {
-			case tc.want == "" && err != nil:
-				t.Fatalf("want valid, got %v", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Fatalf("want an error containing %q, got %v", tc.want, err)
-			}
+			checkText(t, "lb.yaml", text, tc.want)
 		})
 	}
 }
