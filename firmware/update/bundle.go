@@ -123,7 +123,7 @@ func (m *Manifest) Check() error {
 	}
 	var names []string
 	for _, p := range m.Parts {
-		if p.Name == "" || len(p.Name) > 32 || strings.ContainsFunc(p.Name, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		if !token(p.Name, 32) {
 			return fmt.Errorf("manifest part name %q", p.Name)
 		}
 		if slices.Contains(names, p.Name) {
@@ -145,8 +145,14 @@ func (m *Manifest) Check() error {
 	return nil
 }
 
+// token reports whether s is 1 to max printable ASCII characters
+// without spaces, as versions and part names must be.
+func token(s string, max int) bool {
+	return s != "" && len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' })
+}
+
 func checkVersion(v string) error {
-	if v == "" || len(v) > 64 || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) {
+	if !token(v, 64) {
 		return fmt.Errorf("bundle version %q: want 1 to 64 printable characters without spaces", v)
 	}
 	return nil
