@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
 
 var (
@@ -658,30 +658,11 @@ func bestFinal(codes []int) int {
 	return lowest
 }
 
+// reasonPhrase is the reason phrase of code, "Status N" for a code
+// without one.
 func reasonPhrase(code int) string {
-	switch code {
-	case 404:
-		return "Not Found"
-	case 408:
-		return "Request Timeout"
-	case 480:
-		return "Temporarily Unavailable"
-	case 486:
-		return "Busy Here"
-	case 484:
-		return "Address Incomplete"
-	case 487:
-		return "Request Terminated"
-	case 502:
-		return "Bad Gateway"
-	case 488:
-		return "Not Acceptable Here"
-	case 500:
-		return "Server Internal Error"
-	case 600:
-		return "Busy Everywhere"
-	case 603:
-		return "Decline"
+	if p := sipreason.Phrase(code); p != "" {
+		return p
 	}
-	return strings.TrimSpace(fmt.Sprintf("Status %d", code))
+	return fmt.Sprintf("Status %d", code)
 }

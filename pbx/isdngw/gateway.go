@@ -39,6 +39,7 @@ import (
 	"github.com/twinpbx/twinpbx/hw/isdn/line"
 	"github.com/twinpbx/twinpbx/hw/isdn/q931"
 	"github.com/twinpbx/twinpbx/pbx/sdp"
+	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
 
 // Config sets up a gateway.
@@ -429,7 +430,7 @@ func (c *gwCall) endSIP(cause uint8) {
 			}
 		case sv != nil && sv.LoadState() < sip.DialogStateEstablished:
 			st := SIPStatus(cause)
-			_ = sv.Respond(st, reason(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
+			_ = sv.Respond(st, phrase(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
 		}
 	})
 }
@@ -825,7 +826,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		st := SIPStatus(uint8(cause))
 		g.log.Warn("ISDN gateway: call to the line", "called", called, "err", err)
-		_ = dlg.Respond(st, reason(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
+		_ = dlg.Respond(st, phrase(st), nil, sip.NewHeader("Reason", fmt.Sprintf("Q.850;cause=%d", cause)))
 		return
 	}
 	g.log.Info("ISDN gateway: call to the line", "calling", calling, "called", called, "channel", c.channel.Load())
@@ -833,37 +834,6 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 var errNoChannel = errors.New("every B channel is busy")
-
-// reason is the reason phrase of the statuses the gateway sends.
-func reason(status int) string {
-	switch status {
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 408:
-		return "Request Timeout"
-	case 410:
-		return "Gone"
-	case 480:
-		return "Temporarily Unavailable"
-	case 484:
-		return "Address Incomplete"
-	case 486:
-		return "Busy Here"
-	case 488:
-		return "Not Acceptable Here"
-	case 501:
-		return "Not Implemented"
-	case 502:
-		return "Bad Gateway"
-	case 503:
-		return "Service Unavailable"
-	case 504:
-		return "Server Time-out"
-	}
-	return "Server Internal Error"
-}
 
 // onBye ends a dialog either way; watch clears the line side.
 func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
@@ -873,4 +843,13 @@ func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	if err := g.dsc.ReadBye(req, tx); err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 	}
+}
+
+// phrase is the reason phrase of status; a code without one is answered
+// as a server error would be.
+func phrase(status int) string {
+	if p := sipreason.Phrase(status); p != "" {
+		return p
+	}
+	return "Server Internal Error"
 }
