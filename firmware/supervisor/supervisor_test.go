@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // harness runs a Supervisor over the test binary as its child.
@@ -90,13 +92,7 @@ func start(t *testing.T, cfg Config, rec *exitRecorder, modes ...string) *harnes
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Cond(t, within, what, cond)
 }
 
 // countLines counts log lines containing sub.

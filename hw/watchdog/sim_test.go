@@ -12,6 +12,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -19,13 +21,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Cond(t, 10*time.Second, what, cond)
 }
 
 func newFakeSim(t *testing.T, dir string) (*Sim, *clockwork.FakeClock, chan struct{}) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // responder answers OPTIONS like the PBX does, naming node in a Server
@@ -54,13 +56,7 @@ func responder(t *testing.T, b *Bed, node Node, addr netip.AddrPort) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Cond(t, 10*time.Second, what, cond)
 }
 
 func lastAnsweredBy(p *Probe, node string) func() bool {

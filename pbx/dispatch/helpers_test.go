@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // fakeBackend is a PBX stand-in on a loopback UDP socket: it answers
@@ -368,13 +370,7 @@ func startDispatcher(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispa
 // waitFor polls cond until it holds or 10 s have passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Cond(t, 10*time.Second, what, cond)
 }
 
 func backendUp(d *Dispatcher, i int) func() bool {

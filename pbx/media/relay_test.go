@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/sdp"
 )
 
@@ -105,13 +106,7 @@ func expectNothing(t testing.TB, c *net.UDPConn) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for d := time.Millisecond; !cond(); d = min(2*d, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(d)
-	}
+	waitfor.Cond(t, 5*time.Second, what, cond)
 }
 
 // call opens a session and runs the offer/answer through it. It returns

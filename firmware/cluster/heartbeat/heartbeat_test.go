@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // Timing of the loopback tests: fast enough to keep tests short, slow
@@ -27,13 +29,7 @@ var pathNames = []string{"crossover", "lan"}
 // waitFor polls cond until it holds or waitLimit passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Cond(t, waitLimit, what, cond)
 }
 
 // relay forwards datagrams from its socket to a target, standing in for a

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/internal/testbed"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 const lan = testbed.LANInterface
@@ -92,13 +93,7 @@ func txPackets(t testing.TB, b *testbed.Bed, n testbed.Node) uint64 {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Cond(t, 5*time.Second, what, cond)
 }
 
 func held(t testing.TB, b *testbed.Bed, n testbed.Node, v *VIP) bool {
