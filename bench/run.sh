@@ -84,10 +84,11 @@ uas_media=$((BASE_PORT + 1100))
 first_user=10000
 last_user=19999
 # Calls: caller k of CALL_PROCS calls callee 19999-k only, and waits for
-# each call to end before the next (-l 1). twinpbx answers a second call
-# to a busy extension with 486, and sipp computes the digest uri of every
-# call from one -auth_uri, so one callee per sipp process is the only way
-# to offer load without busy callees. The same shape is used for kamailio.
+# each call to end before the next (-l 1). sipp computes the digest uri
+# of every call from one -auth_uri, and twinpbx gives an extension at
+# most two calls at once (one waiting), so one callee per sipp process is
+# the only way to offer load without busy callees. The same shape is used
+# for kamailio.
 ((CALL_PROCS >= 1 && CALL_PROCS <= 200)) || { echo "run.sh: CALL_PROCS must be 1..200" >&2; exit 2; }
 ((HELD_CALLS >= 1 && HELD_CALLS <= 200)) || { echo "run.sh: HELD_CALLS must be 1..200" >&2; exit 2; }
 ncallees=$((CALL_PROCS > HELD_CALLS ? CALL_PROCS : HELD_CALLS))
