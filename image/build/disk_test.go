@@ -125,3 +125,30 @@ func TestBuildDisk(t *testing.T) {
 type bytesAt []byte
 
 func (b bytesAt) ReadAt(p []byte, off int64) (int, error) { return copy(p, b[off:]), nil }
+
+// TestPEChecksum: our PE checksum agrees with the one in Debian's EFI
+// stub, and two UKIs that differ only in objcopy's timestamp (and so in
+// its checksum) come out the same.
+func TestPEChecksum(t *testing.T) {
+	stub, err := os.ReadFile(EFIStub)
+	if err != nil {
+		t.Skipf("no EFI stub to compare with (scripts/install-deps.sh vm): %v", err)
+	}
+	pe := int(binary.LittleEndian.Uint32(stub[0x3c:]))
+	at := pe + 4 + 20 + 64
+	if got, want := peChecksum(stub, at), binary.LittleEndian.Uint32(stub[at:]); got != want {
+		t.Fatalf("checksum of %s: %#x, the file says %#x", EFIStub, got, want)
+	}
+	a, b := bytes.Clone(stub), bytes.Clone(stub)
+	binary.LittleEndian.PutUint32(a[pe+8:], 1111)
+	binary.LittleEndian.PutUint32(b[pe+8:], 2222)
+	binary.LittleEndian.PutUint32(b[at:], 12345)
+	for _, x := range [][]byte{a, b} {
+		if err := zeroPETimestamp(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("two builds that differ in their timestamp differ after zeroPETimestamp")
+	}
+}

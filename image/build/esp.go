@@ -67,17 +67,40 @@ func MakeUKI(ctx context.Context, dir, cmdline, out string) error {
 }
 
 // zeroPETimestamp clears the COFF header's TimeDateStamp, which objcopy
-// sets to the time of the build.
+// sets to the time of the build, and computes the optional header's
+// CheckSum again: objcopy's covers the timestamp, so it too would differ
+// between builds.
 func zeroPETimestamp(b []byte) error {
 	if len(b) < 0x40 || string(b[:2]) != "MZ" {
 		return errors.New("not a PE file")
 	}
 	pe := int(binary.LittleEndian.Uint32(b[0x3c:]))
-	if pe < 0 || pe+12 > len(b) || string(b[pe:pe+4]) != "PE\x00\x00" {
+	sum := pe + 4 + 20 + 64 // signature, COFF header, optional header's CheckSum
+	if pe < 0 || sum+4 > len(b) || string(b[pe:pe+4]) != "PE\x00\x00" {
 		return errors.New("not a PE file")
 	}
 	binary.LittleEndian.PutUint32(b[pe+8:], 0)
+	binary.LittleEndian.PutUint32(b[sum:], peChecksum(b, sum))
 	return nil
+}
+
+// peChecksum is the PE image checksum: the file's 16-bit words summed
+// with end-around carry, the CheckSum field at at counted as zero, plus
+// the file's length.
+func peChecksum(b []byte, at int) uint32 {
+	var s uint32
+	for i := 0; i < len(b); i += 2 {
+		if i >= at && i < at+4 {
+			continue
+		}
+		w := uint32(b[i])
+		if i+1 < len(b) {
+			w |= uint32(b[i+1]) << 8
+		}
+		s += w
+		s = (s & 0xffff) + (s >> 16)
+	}
+	return (s & 0xffff) + uint32(len(b))
 }
 
 // espFS makes a FAT file system of size holding uki as
