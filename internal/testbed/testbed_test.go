@@ -239,13 +239,55 @@ func TestSignalFreezesANode(t *testing.T) {
 	if err := b.Signal(A, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// A stopped process writes nothing more once the stop has landed.
-	waitFor(t, "the process to stop", func() bool { return procState(p.Pid()) == "T" })
+	// The group is frozen once none of its members runs or sleeps
+	// interruptibly: a shell stopped in the middle of starting sleep waits
+	// in D for its stopped vfork child, not in T.
+	waitFor(t, "the process group to stop", func() bool { return groupFrozen(p.Pid()) })
+	n := len(p.Output())
+	time.Sleep(100 * time.Millisecond) // ten turns of the loop, were it running
+	if m := len(p.Output()); m != n {
+		t.Fatalf("the stopped group wrote %d more bytes", m-n)
+	}
 	if err := b.Signal(A, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	n := len(p.Output())
+	n = len(p.Output())
 	waitFor(t, "more output after SIGCONT", func() bool { return len(p.Output()) > n })
+}
+
+// groupFrozen reports whether process group pgid has members and none
+// of them is running (R) or in an interruptible sleep (S).
+func groupFrozen(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	members := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// After the command: state, ppid, pgrp.
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		members++
+		if st := procState(pid); st == "R" || st == "S" {
+			return false
+		}
+	}
+	return members > 0
 }
 
 // procState is the state letter of a process in /proc.
