@@ -81,7 +81,20 @@ type Config struct {
 	// TxTimeout: a backend that answers a forwarded request with nothing,
 	// not even 100 Trying, within this time is marked down.
 	TxTimeout time.Duration
-	Logger    *slog.Logger
+	// Serving, when set, gates the listeners: while it returns false
+	// the dispatcher passes nothing on and answers nothing (a twin pair's
+	// standby, or an active whose lease lapsed), but it keeps probing the
+	// backends, so its view of them is current when it starts serving.
+	Serving func() bool
+	// ProbeFrom, when valid, is the address the probes go out from, on a
+	// socket of their own (any port), instead of the first listener: on
+	// a twin pair the listeners are on the VIP, and answers to the VIP
+	// reach only the box that holds it.
+	ProbeFrom netip.Addr
+	// Server, when set, is the Server header of the dispatcher's own
+	// answers ("twinpbx/<node>": the twin pair's VIP probe reads it).
+	Server string
+	Logger *slog.Logger
 }
 
 // Dispatcher is a running dispatcher. Create it with New, start it with Run.
@@ -109,6 +122,9 @@ type sock struct {
 	host  string     // advertised host
 	port  int
 	via   string // "SIP/2.0/UDP host:port" without parameters
+	// probeOnly: the probes' own socket (Config.ProbeFrom), which takes
+	// only the answers to them.
+	probeOnly bool
 }
 
 // packetConn is the part of *net.UDPConn the dispatcher uses; tests put
@@ -204,34 +220,34 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 		}
 	}()
 	for _, l := range d.cfg.Listen {
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l))
+		s, err := d.listen(l)
 		if err != nil {
-			return fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
+			return err
 		}
-		sockbuf.Set(conn, sockbuf.SIP)
-		la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-		host := la.Addr().Unmap().String()
-		if la.Addr().IsUnspecified() {
-			host = d.cfg.Advertise
-			if host == "" {
-				_ = conn.Close()
-				return fmt.Errorf("dispatcher listening on udp:%s: a wildcard address needs an advertised host", l)
-			}
-		}
-		if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
-			host = "[" + host + "]"
-		}
-		s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
-		s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
 		socks = append(socks, s)
+	}
+	probeSock := socks[0]
+	if d.cfg.ProbeFrom.IsValid() {
+		s, err := d.listen(netip.AddrPortFrom(d.cfg.ProbeFrom, 0))
+		if err != nil {
+			return fmt.Errorf("opening the probe socket: %w", err)
+		}
+		s.probeOnly = true
+		probeSock = s
+		// Closed with the listeners, not listed with them.
+		defer func() { _ = s.conn.Close() }()
 	}
 	d.mu.Lock()
 	d.socks = socks
 	d.mu.Unlock()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, len(socks))
-	for _, s := range socks {
+	all := socks
+	if probeSock.probeOnly {
+		all = append(all[:len(all):len(all)], probeSock)
+	}
+	errc := make(chan error, len(all))
+	for _, s := range all {
 		wg.Go(func() {
 			if err := d.serve(s); err != nil && ctx.Err() == nil {
 				errc <- err
@@ -239,7 +255,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 			}
 		})
 	}
-	wg.Go(func() { d.probeLoop(ctx, socks[0]) })
+	wg.Go(func() { d.probeLoop(ctx, probeSock) })
 	wg.Go(func() { d.sweepLoop(ctx) })
 	if ready != nil {
 		addrs := make([]string, len(socks))
@@ -250,7 +266,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	}
 	d.log.Info("dispatcher serving", "algorithm", d.cfg.Algorithm.String(), "backends", d.names)
 	<-ctx.Done()
-	for _, s := range socks {
+	for _, s := range all {
 		_ = s.conn.Close()
 	}
 	wg.Wait()
@@ -261,6 +277,34 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 		return nil
 	}
 }
+
+// listen binds one UDP socket at l and works out the address others
+// reach it on.
+func (d *Dispatcher) listen(l netip.AddrPort) (*sock, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l))
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
+	}
+	sockbuf.Set(conn, sockbuf.SIP)
+	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	host := la.Addr().Unmap().String()
+	if la.Addr().IsUnspecified() {
+		host = d.cfg.Advertise
+		if host == "" {
+			_ = conn.Close()
+			return nil, fmt.Errorf("dispatcher listening on udp:%s: a wildcard address needs an advertised host", l)
+		}
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		host = "[" + host + "]"
+	}
+	s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
+	s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
+	return s, nil
+}
+
+// serving tells whether the gate (Config.Serving) lets requests through.
+func (d *Dispatcher) serving() bool { return d.cfg.Serving == nil || d.cfg.Serving() }
 
 // datagram is one read from a socket, for a worker.
 type datagram struct {

@@ -32,8 +32,21 @@ func (d *Dispatcher) handle(s *sock, parser *sip.Parser, data []byte, from netip
 	}
 	switch m := msg.(type) {
 	case *sip.Request:
+		if s.probeOnly || !d.serving() {
+			return
+		}
 		d.request(s, m, from)
 	case *sip.Response:
+		if s.probeOnly || !d.serving() {
+			// Answers to the probes still count: they keep the view
+			// of the backends current while not serving.
+			if via := m.Via(); via != nil {
+				if b, _ := via.Params.Get("branch"); strings.HasPrefix(b, probePrefix) && m.SipVersion == "SIP/2.0" {
+					d.probeAnswered(b, m.StatusCode, from)
+				}
+			}
+			return
+		}
 		d.response(s, m, from)
 	}
 }
@@ -318,6 +331,9 @@ func ipPort(host string, port int) (netip.AddrPort, error) {
 // reply answers req from the dispatcher itself.
 func (d *Dispatcher) reply(s *sock, req *sip.Request, code int, reason string) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if d.cfg.Server != "" {
+		res.AppendHeader(sip.NewHeader("Server", d.cfg.Server))
+	}
 	dest, err := viaAddr(res.Via())
 	if err != nil {
 		d.netLog.Warn("dispatcher cannot answer a request", "err", err)
