@@ -93,7 +93,7 @@ func (c *Config) validateDispatcher(ps *problems) {
 		return
 	}
 	if c.Cluster != nil {
-		ps.add("dispatcher", "a dispatcher box does not pair as a twin yet: remove cluster or dispatcher")
+		c.validateDispatcherPair(ps)
 	}
 	if c.Site != nil {
 		ps.add("dispatcher", "a dispatcher is in front of a site's boxes, not one of them: remove site or dispatcher")

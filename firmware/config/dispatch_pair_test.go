@@ -1,0 +1,58 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const dispatchPairBase = `node: {name: lb-a}
+sip: {listen: ["udp:10.77.0.10:5060"]}
+dispatcher:
+  backends:
+    - {uri: "10.77.0.21"}
+    - {uri: "10.77.0.22"}
+cluster:
+  peer: lb-b
+  pairing_key: "hq7n4-kd93m-x2pwa-77fne"
+  crossover: {local: 10.78.0.1, peer: 10.78.0.2}
+  lan: {local: 10.77.0.11, peer: 10.77.0.12}
+  lan_interface: eth0
+  vip: 10.77.0.10/24
+  gateway: 10.77.0.1
+`
+
+// TestDispatcherPairValidate: a dispatcher may be one of a twin pair when
+// it listens on the VIP alone.
+func TestDispatcherPairValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string // substring of the error; empty: valid
+	}{
+		{name: "valid"},
+		{name: "second port on the VIP", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.10:5060"`, `"udp:10.77.0.10:5060", "udp:10.77.0.10:5080"`, 1)
+		}},
+		{name: "own address", edit: func(s string) string { return strings.Replace(s, "udp:10.77.0.10:5060", "udp:10.77.0.11:5060", 1) },
+			want: "sip.listen[0]: udp:10.77.0.11:5060: a dispatcher pair serves on the VIP only: listen on udp:10.77.0.10:5060"},
+		{name: "wildcard", edit: func(s string) string { return strings.Replace(s, "udp:10.77.0.10:5060", "udp:0.0.0.0:5070", 1) },
+			want: "listen on udp:10.77.0.10:5070"},
+		{name: "second listener elsewhere", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.10:5060"`, `"udp:10.77.0.10:5060", "udp:10.77.0.11:5060"`, 1)
+		}, want: "sip.listen[1]"},
+		{name: "no listener", edit: func(s string) string { return strings.Replace(s, `{listen: ["udp:10.77.0.10:5060"]}`, `{advertise: 10.77.0.10}`, 1) },
+			want: "sip.listen: a dispatcher pair needs a UDP listener on the VIP, e.g. udp:10.77.0.10:5060"},
+		{name: "cluster still checked", edit: func(s string) string { return strings.Replace(s, "peer: lb-b", "peer: lb-a", 1) },
+			want: "cluster.peer"},
+		{name: "not with a site", edit: func(s string) string { return s + "site: {}\n" }, want: "remove site or dispatcher"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			text := dispatchPairBase
+			if tc.edit != nil {
+				text = tc.edit(text)
+			}
+			checkText(t, "lb-a.yaml", text, tc.want)
+		})
+	}
+}
