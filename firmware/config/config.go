@@ -40,8 +40,9 @@ type Node struct {
 
 // SIP holds the listeners and the registrar and call settings.
 type SIP struct {
-	// Listen lists "transport:host:port" entries; transport is udp or tcp.
+	// Listen lists "transport:host:port" entries; transport is udp, tcp or tls.
 	Listen []string `yaml:"listen"`
+	TLS    *SIPTLS  `yaml:"tls,omitempty"` // the certificate of the tls listeners (tls.go)
 	// Advertise is the host put into Via, Contact, Record-Route and SDP when
 	// a listener is bound to a wildcard address. Empty: the listen host.
 	Advertise string `yaml:"advertise,omitempty"`

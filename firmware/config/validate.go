@@ -35,7 +35,7 @@ var KnownCodecs = []string{"PCMU", "PCMA", "G722", "G729", "opus", "telephone-ev
 
 // Listen is one parsed sip.listen entry.
 type Listen struct {
-	Transport string // "udp" or "tcp"
+	Transport string // "udp", "tcp" or "tls"
 	Host      string // IP address or host name, without brackets
 	Port      int
 }
@@ -55,8 +55,8 @@ func ParseListen(s string) (Listen, error) {
 		return Listen{}, fmt.Errorf("%q is not transport:host:port (e.g. udp:0.0.0.0:5060)", s)
 	}
 	tr = strings.ToLower(tr)
-	if tr != "udp" && tr != "tcp" {
-		return Listen{}, fmt.Errorf("transport %q in %q: want udp or tcp", tr, s)
+	if tr != "udp" && tr != "tcp" && tr != "tls" {
+		return Listen{}, fmt.Errorf("transport %q in %q: want udp, tcp or tls", tr, s)
 	}
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
@@ -138,6 +138,7 @@ func (c *Config) Validate() error {
 	c.validateDispatcher(ps)
 	c.validateSite(ps)
 	c.validateTrunks(ps)
+	c.validateTLS(ps)
 	return ps.err()
 }
 
