@@ -28,6 +28,13 @@ const (
 	// DefaultISDNGateway is where the ISDN gateway of this box listens for
 	// SIP (loopback); a trunk derived from an ISDN console.trunk goes there.
 	DefaultISDNGateway = "127.0.0.1:5062"
+	// BRIChannels and PRIChannels are the B channels of an ISDN basic
+	// rate line and of a primary rate line (E1): the most calls the line
+	// carries at once, and an isdn trunk's default channels.
+	BRIChannels = 2
+	PRIChannels = 30
+	// MaxTrunkChannels bounds trunks[].channels.
+	MaxTrunkChannels = 10000
 )
 
 // TrunkLine is one line to the telephone network: a SIP provider (type
@@ -41,11 +48,8 @@ type TrunkLine struct {
 	// Host is where requests go: a domain resolved per RFC 3263
 	// (NAPTR, SRV, A/AAAA), or host:port (A/AAAA only), or an address.
 	Host string `yaml:"host"`
-	// Transport forces udp, tcp or tls; empty: as RFC 3263 finds it.
+	// Transport forces udp or tcp; empty: as RFC 3263 finds it.
 	Transport string `yaml:"transport,omitempty"`
-	// TLSCA and TLSInsecure say how a tls trunk's certificate is checked (tls.go).
-	TLSCA       string `yaml:"tls_ca,omitempty"`
-	TLSInsecure bool   `yaml:"tls_insecure,omitempty"`
 	// Domain is the host part of From, To and Request-URIs and of the
 	// registration's address of record. Empty: Host without its port.
 	Domain string `yaml:"domain,omitempty"`
@@ -76,6 +80,34 @@ type TrunkLine struct {
 	// INVITEs are taken as this trunk's inbound calls. Empty: the
 	// addresses Host resolves to.
 	Trusted []string `yaml:"trusted,omitempty"`
+	// Channels is how many calls, inbound and outbound together, may run
+	// over the trunk at once; a route skips a trunk whose channels are
+	// all in use. 0: no limit for a sip trunk; for an isdn trunk the B
+	// channels of the line (TrunksAndRoutes fills them in).
+	Channels int `yaml:"channels,omitempty"`
+}
+
+// ISDNChannels is the number of B channels of a console.trunk type: 30
+// for a PRI, 2 for a BRI (and for anything else: every board's span is
+// a BRI unless the wizard was told otherwise).
+func ISDNChannels(consoleType string) int {
+	if consoleType == TrunkPRI {
+		return PRIChannels
+	}
+	return BRIChannels
+}
+
+// EmergencyChannels is how many calls the trunk may carry when the new
+// one is an emergency call: no limit (0) on a sip trunk, whatever its
+// channels (the provider's contract limit does not stop a call to the
+// fire brigade; a provider that refuses it sends the call on to the
+// next trunk); on an isdn trunk every B channel of the line, which the
+// hardware cannot exceed: its channels, but at least a BRI's two.
+func (t TrunkLine) EmergencyChannels() int {
+	if t.Type != LineISDN {
+		return 0
+	}
+	return max(t.Channels, BRIChannels)
 }
 
 // DID maps one called number of a trunk to an extension.
@@ -107,7 +139,9 @@ type Route struct {
 // TrunksAndRoutes returns the trunks and routes that the PBX uses. This is
 // the one place where they are derived from the wizard's settings:
 //
-//   - trunks: given: as written (Type defaulting to sip, Expires to 10m);
+//   - trunks: given: as written (Type defaulting to sip, Expires to 10m,
+//     an isdn trunk's Channels to the B channels of console.trunk's
+//     line type, a BRI's when it names none);
 //     absent: one trunk named "pstn" from console.trunk, when set (a sip
 //     trunk registers at its registrar with its user and password; an
 //     ISDN trunk goes to the ISDN gateway at DefaultISDNGateway); the
@@ -118,6 +152,10 @@ type Route struct {
 //     the 0 stripped.
 func (c *Config) TrunksAndRoutes() ([]TrunkLine, []Route) {
 	var trunks []TrunkLine
+	consoleType := ""
+	if c.Console != nil && c.Console.Trunk != nil {
+		consoleType = c.Console.Trunk.Type
+	}
 	for _, t := range c.Trunks {
 		t.DIDs = append([]DID(nil), t.DIDs...)
 		t.Trusted = append([]string(nil), t.Trusted...)
@@ -126,6 +164,9 @@ func (c *Config) TrunksAndRoutes() ([]TrunkLine, []Route) {
 		}
 		if t.Expires == 0 {
 			t.Expires = Duration(DefaultTrunkExpires)
+		}
+		if t.Type == LineISDN && t.Channels == 0 {
+			t.Channels = ISDNChannels(consoleType)
 		}
 		trunks = append(trunks, t)
 	}
@@ -171,6 +212,7 @@ func derivedTrunk(ct *Trunk, exts []Extension) TrunkLine {
 	default:
 		t.Type = LineISDN
 		t.Host = DefaultISDNGateway
+		t.Channels = ISDNChannels(ct.Type)
 	}
 	// MSNs of a point-to-multipoint line ring the first extension: the
 	// wizard does not ask which extension takes which MSN.
@@ -219,9 +261,9 @@ func (c *Config) validateTrunks(ps *problems) {
 			ps.add(f+".host", "an isdn trunk needs host:port of the ISDN gateway, e.g. %s", DefaultISDNGateway)
 		}
 		switch strings.ToLower(t.Transport) {
-		case "", "udp", "tcp", "tls":
+		case "", "udp", "tcp":
 		default:
-			ps.add(f+".transport", "%q: want udp, tcp or tls", t.Transport)
+			ps.add(f+".transport", "%q: want udp or tcp", t.Transport)
 		}
 		if t.Domain != "" {
 			if err := checkHost(t.Domain); err != nil {
@@ -281,6 +323,12 @@ func (c *Config) validateTrunks(ps *problems) {
 			if _, err := parseTrusted(tr); err != nil {
 				ps.add(fmt.Sprintf("%s.trusted[%d]", f, j), "%v", err)
 			}
+		}
+		switch {
+		case t.Channels < 0 || t.Channels > MaxTrunkChannels:
+			ps.add(f+".channels", "%d is outside 0..%d (0: no limit)", t.Channels, MaxTrunkChannels)
+		case typ == LineISDN && t.Channels > PRIChannels:
+			ps.add(f+".channels", "%d: an ISDN line has at most %d B channels (a PRI)", t.Channels, PRIChannels)
 		}
 	}
 	if len(c.Routes) > MaxRoutes {

@@ -104,7 +104,7 @@ func TestValidateTrunks(t *testing.T) {
 		{"bad host", func(c *Config) { c.Trunks[0].Host = "sip_example" }, "trunks[0].host", "neither"},
 		{"bad port", func(c *Config) { c.Trunks[0].Host = "sip.example.test:70000" }, "trunks[0].host", "port"},
 		{"isdn without port", func(c *Config) { c.Trunks[1].Host = "127.0.0.1" }, "trunks[1].host", "host:port"},
-		{"bad transport", func(c *Config) { c.Trunks[0].Transport = "sctp" }, "trunks[0].transport", "udp, tcp or tls"},
+		{"bad transport", func(c *Config) { c.Trunks[0].Transport = "sctp" }, "trunks[0].transport", "udp or tcp"},
 		{"user with @", func(c *Config) { c.Trunks[0].User = "a@b" }, "trunks[0].user", "must not contain"},
 		{"register without user", func(c *Config) { c.Trunks[0].User = "" }, "trunks[0].register", "needs user"},
 		{"isdn registers", func(c *Config) { c.Trunks[1].Register = true }, "trunks[1].register", "does not register"},
@@ -115,6 +115,9 @@ func TestValidateTrunks(t *testing.T) {
 		{"bad ddi", func(c *Config) { c.Trunks[0].DDI = "100-99" }, "trunks[0].ddi", "same number of digits"},
 		{"bad operator", func(c *Config) { c.Trunks[0].Extension = "999" }, "trunks[0].extension", "not an extension"},
 		{"bad trusted", func(c *Config) { c.Trunks[0].Trusted = []string{"example.test"} }, "trunks[0].trusted[0]", "not an address"},
+		{"negative channels", func(c *Config) { c.Trunks[0].Channels = -1 }, "trunks[0].channels", "outside 0..10000"},
+		{"too many channels", func(c *Config) { c.Trunks[0].Channels = MaxTrunkChannels + 1 }, "trunks[0].channels", "outside"},
+		{"isdn beyond a PRI", func(c *Config) { c.Trunks[1].Channels = 31 }, "trunks[1].channels", "at most 30 B channels"},
 		{"bad pattern", func(c *Config) { c.Routes[1].Pattern = "0.1" }, "routes[1].pattern", "may only end"},
 		{"strip too much", func(c *Config) { c.Routes[1].Strip = 3 }, "routes[1].strip", "strips 3"},
 		{"bad add", func(c *Config) { c.Routes[1].Add = "0-" }, "routes[1].add", "not a number"},
@@ -190,7 +193,7 @@ func TestTrunksAndRoutes(t *testing.T) {
 			name: "wizard bri-ptmp",
 			c:    Config{Extensions: exts, Console: &Console{Trunk: &Trunk{Type: TrunkBRIPTMP, MSNs: []string{"555", "556"}}}},
 			wantTrunks: []TrunkLine{{Name: "pstn", Type: LineISDN, Host: DefaultISDNGateway, Expires: Duration(DefaultTrunkExpires),
-				DIDs: []DID{{"555", "100"}, {"556", "100"}}}},
+				DIDs: []DID{{"555", "100"}, {"556", "100"}}, Channels: BRIChannels}},
 			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"pstn"}}},
 		},
 		{
@@ -198,8 +201,25 @@ func TestTrunksAndRoutes(t *testing.T) {
 			c: Config{Extensions: exts, Console: &Console{Trunk: &Trunk{Type: TrunkPRI, DDI: "100-199"}}, Trunks: []TrunkLine{
 				{Name: "a", Host: "a.test"}, {Name: "b", Type: LineISDN, Host: "127.0.0.1:5070"}}},
 			wantTrunks: []TrunkLine{{Name: "a", Type: LineSIP, Host: "a.test", Expires: Duration(DefaultTrunkExpires)},
-				{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070", Expires: Duration(DefaultTrunkExpires)}},
+				{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070", Expires: Duration(DefaultTrunkExpires), Channels: PRIChannels}},
 			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"a", "b"}}},
+		},
+		{
+			name: "wizard pri",
+			c:    Config{Extensions: exts, Console: &Console{Trunk: &Trunk{Type: TrunkPRI, DDI: "100-199"}}},
+			wantTrunks: []TrunkLine{{Name: "pstn", Type: LineISDN, Host: DefaultISDNGateway, Expires: Duration(DefaultTrunkExpires),
+				DDI: "100-199", Channels: PRIChannels}},
+			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"pstn"}}},
+		},
+		{
+			name: "channels as written; an isdn trunk without a wizard line is a BRI",
+			c: Config{Extensions: exts, Trunks: []TrunkLine{
+				{Name: "a", Host: "a.test", Channels: 4}, {Name: "b", Type: LineISDN, Host: "127.0.0.1:5070"},
+				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Channels: 1}}},
+			wantTrunks: []TrunkLine{{Name: "a", Type: LineSIP, Host: "a.test", Expires: Duration(DefaultTrunkExpires), Channels: 4},
+				{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070", Expires: Duration(DefaultTrunkExpires), Channels: BRIChannels},
+				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Expires: Duration(DefaultTrunkExpires), Channels: 1}},
+			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"a", "b", "c"}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,5 +239,22 @@ func TestTrunksAndRoutes(t *testing.T) {
 				t.Errorf("routes\n%+v\nwant\n%+v", routes, tc.wantRoutes)
 			}
 		})
+	}
+}
+
+func TestEmergencyChannels(t *testing.T) {
+	for _, tc := range []struct {
+		line TrunkLine
+		want int
+	}{
+		{TrunkLine{Type: LineSIP, Channels: 2}, 0},
+		{TrunkLine{Type: LineSIP}, 0},
+		{TrunkLine{Type: LineISDN, Channels: 1}, BRIChannels},
+		{TrunkLine{Type: LineISDN, Channels: 2}, 2},
+		{TrunkLine{Type: LineISDN, Channels: 30}, 30},
+	} {
+		if got := tc.line.EmergencyChannels(); got != tc.want {
+			t.Errorf("%s trunk with channels %d: EmergencyChannels = %d, want %d", tc.line.Type, tc.line.Channels, got, tc.want)
+		}
 	}
 }
