@@ -59,6 +59,8 @@ type hello struct {
 	LastSum string `json:"last_sum,omitempty"`
 	// ConfigVersion is the newest config version in the standby's store.
 	ConfigVersion uint64 `json:"config_version"`
+	// Firmware is the standby's running firmware version ("" unknown).
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // Start modes.
@@ -77,12 +79,16 @@ type start struct {
 	Node  string `json:"node"`
 	Mode  string `json:"mode"`
 	Seq   uint64 `json:"seq"` // the active's store sequence when it answered
+	// Firmware is the active's running firmware version ("" unknown).
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // heartbeat keeps the link alive and tells the standby how far the active is.
 type heartbeat struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
+	// Offer is the update bundle a rolling update offers the standby.
+	Offer *Offer `json:"offer,omitempty"`
 }
 
 var errFrameTooLarge = errors.New("frame too large")

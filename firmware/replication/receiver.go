@@ -47,6 +47,13 @@ type ReceiverConfig struct {
 	// OnEvent, if set, is called for every event from Run's goroutine; it
 	// must return quickly.
 	OnEvent func(Event)
+	// Firmware is this box's running firmware version, sent in the hello
+	// ("" unknown).
+	Firmware string
+	// OnOffer, if set, is called from Run's goroutine with the update
+	// bundle each heartbeat of the active offers (a rolling update, see
+	// Fetch); it must return quickly.
+	OnOffer func(Offer)
 	// Logger (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -62,6 +69,16 @@ type Receiver struct {
 	peerSeq     uint64    // the active's sequence, as last heard
 	behindSince time.Time // when the local store was last seen in sync; zero: in sync
 	inSync      bool
+	// peerFirmware is the active's firmware version, from its start frame.
+	peerFirmware string
+}
+
+// PeerFirmware is the firmware version the active named when the link
+// last started ("" unknown).
+func (r *Receiver) PeerFirmware() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peerFirmware
 }
 
 // Lag is how far the standby is behind the active, as last heard.
@@ -199,7 +216,7 @@ func (r *Receiver) runOnce(ctx context.Context) (synced bool, err error) {
 		conn = tc
 	}
 	st := r.cfg.Store
-	h := hello{Proto: ProtocolVersion, Node: r.cfg.Node, Seq: st.Seq()}
+	h := hello{Proto: ProtocolVersion, Node: r.cfg.Node, Seq: st.Seq(), Firmware: r.cfg.Firmware}
 	h.LastSum = lastSum(st, h.Seq)
 	if v, _, err := st.LatestConfig(); err == nil {
 		h.ConfigVersion = v
@@ -237,6 +254,9 @@ func (r *Receiver) runOnce(ctx context.Context) (synced bool, err error) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	peer := sf.Node
+	r.mu.Lock()
+	r.peerFirmware = sf.Firmware
+	r.mu.Unlock()
 	log := r.log.With("peer", peer)
 	log.Info("connected to the active", "mode", sf.Mode, "seq", st.Seq(), "active_seq", sf.Seq)
 	r.setLink(true, false)
@@ -296,6 +316,9 @@ func (r *Receiver) runOnce(ctx context.Context) (synced bool, err error) {
 			}
 			peerSeq = hb.Seq
 			r.progress(local, peerSeq, peer)
+			if hb.Offer != nil && r.cfg.OnOffer != nil {
+				r.cfg.OnOffer(*hb.Offer)
+			}
 		case msgSnapChunk:
 			if err := r.restore(conn, w, payload, peer); err != nil {
 				return synced, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -44,6 +45,9 @@ type SenderConfig struct {
 	// ours first, losing its own changes. Default: merge (docs/CLUSTER.md
 	// "Merge rules").
 	DiscardDiverged bool
+	// Firmware is this box's running firmware version, sent to the
+	// standby ("" unknown).
+	Firmware string
 	// OnEvent, if set, is called for every event, from the link's
 	// goroutines and from BeforeCommit (with the store's write lock held):
 	// it must return quickly and must not write to the store.
@@ -62,6 +66,10 @@ type Sender struct {
 
 	mu  sync.Mutex
 	cur *session // the standby's link, nil when none
+	// The bundle on offer to the standby (bundle.go).
+	offer     *Offer
+	openOffer func() (io.ReadCloser, error)
+	fetch     FetchStatus
 }
 
 // SenderStatus is a snapshot of the link as the active sees it.
@@ -75,6 +83,10 @@ type SenderStatus struct {
 	// AckTimeouts counts writes that stopped waiting for the standby's ack
 	// (since NewSender).
 	AckTimeouts uint64
+	// PeerFirmware is the firmware version the standby named in its
+	// hello; Since is when this link was accepted.
+	PeerFirmware string
+	Since        time.Time
 }
 
 // NewSender returns a Sender; it does nothing until Serve or ServeConn.
@@ -92,10 +104,12 @@ func NewSender(cfg SenderConfig) *Sender {
 
 // session is one standby's link. Fields under mu.
 type session struct {
-	conn net.Conn
-	peer string
-	done chan struct{} // closed by close
-	wake chan struct{} // cap 1: there may be new changes
+	conn     net.Conn
+	peer     string
+	firmware string        // the standby's, from its hello
+	since    time.Time     // when the link was accepted
+	done     chan struct{} // closed by close
+	wake     chan struct{} // cap 1: there may be new changes
 
 	mu           sync.Mutex
 	err          error
@@ -167,7 +181,8 @@ func (s *Sender) Status() SenderStatus {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return SenderStatus{Connected: ss.err == nil, Peer: ss.peer, InSync: ss.inSync && ss.err == nil, Sent: ss.sent, Acked: ss.acked, AckTimeouts: s.ackTimeouts.Load()}
+	return SenderStatus{Connected: ss.err == nil, Peer: ss.peer, InSync: ss.inSync && ss.err == nil, Sent: ss.sent, Acked: ss.acked, AckTimeouts: s.ackTimeouts.Load(),
+		PeerFirmware: ss.firmware, Since: ss.since}
 }
 
 // InSync reports whether a standby is connected and acknowledging writes.
@@ -346,6 +361,9 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 	if err != nil {
 		return fmt.Errorf("reading hello: %w", err)
 	}
+	if typ == msgFetch {
+		return s.serveFetch(conn, payload)
+	}
 	if typ != msgHello {
 		return fmt.Errorf("reading hello: got frame type %d", typ)
 	}
@@ -373,7 +391,7 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 	merged := mode == modeMerge
 	if merged {
 		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		if err := writeJSON(conn, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
+		if err := writeJSON(conn, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq(), Firmware: s.cfg.Firmware}); err != nil {
 			return err
 		}
 		stopBeats := s.beatWhile(st, conn)
@@ -390,13 +408,15 @@ func (s *Sender) ServeConn(ctx context.Context, st *store.Store, conn net.Conn) 
 		mode = modeSnapshot
 	}
 	ss := &session{
-		conn:  conn,
-		peer:  h.Node,
-		done:  make(chan struct{}),
-		wake:  make(chan struct{}, 1),
-		sent:  h.Seq,
-		acked: h.Seq,
-		ackCh: make(chan struct{}),
+		conn:     conn,
+		peer:     h.Node,
+		firmware: h.Firmware,
+		since:    time.Now(),
+		done:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		sent:     h.Seq,
+		acked:    h.Seq,
+		ackCh:    make(chan struct{}),
 	}
 	ss.snapshotting = mode == modeSnapshot
 	s.mu.Lock()
@@ -492,7 +512,7 @@ func (s *Sender) beatWhile(st *store.Store, conn net.Conn) (stop func()) {
 				return
 			case <-t.C:
 				_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-				if writeJSON(conn, msgHeartbeat, heartbeat{Seq: st.Seq(), Time: time.Now()}) != nil {
+				if writeJSON(conn, msgHeartbeat, s.beat(st)) != nil {
 					return
 				}
 			}
@@ -591,7 +611,7 @@ func (s *Sender) writeLoop(st *store.Store, ss *session, mode string, merged boo
 	deadline := func() { _ = w.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout)) }
 	deadline()
 	if !merged { // after a merge the standby had its start frame
-		if err := writeJSON(w, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq()}); err != nil {
+		if err := writeJSON(w, msgStart, start{Proto: ProtocolVersion, Node: s.cfg.Node, Mode: mode, Seq: st.Seq(), Firmware: s.cfg.Firmware}); err != nil {
 			return err
 		}
 	}
@@ -679,7 +699,7 @@ func (s *Sender) writeLoop(st *store.Store, ss *session, mode string, merged boo
 		case <-pollC:
 		case <-hb.C:
 			deadline()
-			if err := writeJSON(w, msgHeartbeat, heartbeat{Seq: st.Seq(), Time: time.Now()}); err != nil {
+			if err := writeJSON(w, msgHeartbeat, s.beat(st)); err != nil {
 				return err
 			}
 		case <-ss.done:
