@@ -40,7 +40,9 @@ func TestDispatcherPairValidate(t *testing.T) {
 		{name: "second listener elsewhere", edit: func(s string) string {
 			return strings.Replace(s, `"udp:10.77.0.10:5060"`, `"udp:10.77.0.10:5060", "udp:10.77.0.11:5060"`, 1)
 		}, want: "sip.listen[1]"},
-		{name: "no listener", edit: func(s string) string { return strings.Replace(s, `{listen: ["udp:10.77.0.10:5060"]}`, `{advertise: 10.77.0.10}`, 1) },
+		{name: "no listener", edit: func(s string) string {
+			return strings.Replace(s, `{listen: ["udp:10.77.0.10:5060"]}`, `{advertise: 10.77.0.10}`, 1)
+		},
 			want: "sip.listen: a dispatcher pair needs a UDP listener on the VIP, e.g. udp:10.77.0.10:5060"},
 		{name: "cluster still checked", edit: func(s string) string { return strings.Replace(s, "peer: lb-b", "peer: lb-a", 1) },
 			want: "cluster.peer"},
