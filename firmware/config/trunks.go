@@ -48,8 +48,11 @@ type TrunkLine struct {
 	// Host is where requests go: a domain resolved per RFC 3263
 	// (NAPTR, SRV, A/AAAA), or host:port (A/AAAA only), or an address.
 	Host string `yaml:"host"`
-	// Transport forces udp or tcp; empty: as RFC 3263 finds it.
+	// Transport forces udp, tcp or tls; empty: as RFC 3263 finds it.
 	Transport string `yaml:"transport,omitempty"`
+	// TLSCA and TLSInsecure say how a tls trunk's certificate is checked (tls.go).
+	TLSCA       string `yaml:"tls_ca,omitempty"`
+	TLSInsecure bool   `yaml:"tls_insecure,omitempty"`
 	// Domain is the host part of From, To and Request-URIs and of the
 	// registration's address of record. Empty: Host without its port.
 	Domain string `yaml:"domain,omitempty"`
@@ -261,9 +264,9 @@ func (c *Config) validateTrunks(ps *problems) {
 			ps.add(f+".host", "an isdn trunk needs host:port of the ISDN gateway, e.g. %s", DefaultISDNGateway)
 		}
 		switch strings.ToLower(t.Transport) {
-		case "", "udp", "tcp":
+		case "", "udp", "tcp", "tls":
 		default:
-			ps.add(f+".transport", "%q: want udp or tcp", t.Transport)
+			ps.add(f+".transport", "%q: want udp, tcp or tls", t.Transport)
 		}
 		if t.Domain != "" {
 			if err := checkHost(t.Domain); err != nil {

@@ -104,7 +104,7 @@ func TestValidateTrunks(t *testing.T) {
 		{"bad host", func(c *Config) { c.Trunks[0].Host = "sip_example" }, "trunks[0].host", "neither"},
 		{"bad port", func(c *Config) { c.Trunks[0].Host = "sip.example.test:70000" }, "trunks[0].host", "port"},
 		{"isdn without port", func(c *Config) { c.Trunks[1].Host = "127.0.0.1" }, "trunks[1].host", "host:port"},
-		{"bad transport", func(c *Config) { c.Trunks[0].Transport = "sctp" }, "trunks[0].transport", "udp or tcp"},
+		{"bad transport", func(c *Config) { c.Trunks[0].Transport = "sctp" }, "trunks[0].transport", "udp, tcp or tls"},
 		{"user with @", func(c *Config) { c.Trunks[0].User = "a@b" }, "trunks[0].user", "must not contain"},
 		{"register without user", func(c *Config) { c.Trunks[0].User = "" }, "trunks[0].register", "needs user"},
 		{"isdn registers", func(c *Config) { c.Trunks[1].Register = true }, "trunks[1].register", "does not register"},
