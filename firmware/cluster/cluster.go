@@ -85,6 +85,11 @@ type Beat struct {
 	Handover bool
 	// Maintenance: the sender will not become active.
 	Maintenance bool
+	// SharedFault: a monitor with a HoldDown (the PSTN line) failed on the
+	// sender: it handed service over for it within the hold-down, or it
+	// stays active with the monitor failing on both boxes. Its twin,
+	// failing that monitor too, does not hand service back to it.
+	SharedFault bool
 	// WatchdogTimeout is how long a hung sender takes to be reset.
 	WatchdogTimeout time.Duration
 	// Incarnation changes each time the sender's node process starts.
@@ -255,6 +260,18 @@ type Monitor struct {
 	ActiveOnly bool
 	// Every is the time between checks; zero checks on every tick.
 	Every time.Duration
+	// HoldDown, when set, marks a resource the two boxes share through a
+	// switch, such as the PSTN line behind the relay: when it fails on
+	// both, moving service cannot help. A box that hands over because
+	// this monitor failed tells its twin so (Beat.SharedFault) for
+	// HoldDown, or until the check passes on it again. An active box whose
+	// check fails past the threshold while its twin says so does not hand
+	// back: it stays, keeps restarting in place, and raises BothAlarm until
+	// the check passes (docs/CLUSTER.md, "No ping-pong").
+	HoldDown time.Duration
+	// BothAlarm is the alarm raised while a HoldDown monitor fails on both
+	// boxes; empty: "monitor NAME failing on both boxes".
+	BothAlarm string
 }
 
 // MarshalText writes the role's name (for JSON status).

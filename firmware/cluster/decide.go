@@ -39,6 +39,12 @@ type state struct {
 	// Failing each monitor's last result.
 	Fails   map[string][]time.Time
 	Failing map[string]string
+	// LeftFor holds, per monitor with a hold-down, when this box handed
+	// service over because it failed; Stuck the monitors with a hold-down
+	// that fail on both boxes while this one stays active. Either is told
+	// to the twin as Beat.SharedFault.
+	LeftFor map[string]time.Time
+	Stuck   map[string]bool
 	// Alarms are the conditions raised by the last decision.
 	Alarms []string
 }
@@ -49,6 +55,8 @@ func (s state) clone() state {
 		s.Fails[k] = slices.Clone(v)
 	}
 	s.Failing = maps.Clone(s.Failing)
+	s.LeftFor = maps.Clone(s.LeftFor)
+	s.Stuck = maps.Clone(s.Stuck)
 	s.Alarms = nil
 	return s
 }
@@ -60,6 +68,10 @@ func (s state) leaseValid(now time.Time) bool {
 
 // healthy reports whether no monitor fails.
 func (s state) healthy() bool { return len(s.Failing) == 0 }
+
+// sharedFault reports whether the twin must not be handed service for a
+// monitor with a hold-down (Beat.SharedFault).
+func (s state) sharedFault() bool { return len(s.LeftFor) > 0 || len(s.Stuck) > 0 }
 
 // probeResult is the outcome of the VIP probe, if it was run this tick.
 type probeResult int
@@ -157,6 +169,17 @@ type result struct {
 type monitorSpec struct {
 	Restartable bool
 	ActiveOnly  bool
+	// HoldDown and BothAlarm: see Monitor.
+	HoldDown  time.Duration
+	BothAlarm string
+}
+
+// bothAlarm is the alarm raised while monitor name fails on both boxes.
+func (m monitorSpec) bothAlarm(name string) string {
+	if m.BothAlarm != "" {
+		return m.BothAlarm
+	}
+	return "monitor " + name + " failing on both boxes"
 }
 
 // decider holds the settings the decisions depend on.
@@ -275,6 +298,10 @@ func (t *tick) observeMonitors() {
 		err := t.in.Monitors[name]
 		if err == nil {
 			delete(s.Failing, name)
+			// The shared resource works on this box again: the line is
+			// back, or it never was down on this side.
+			delete(s.LeftFor, name)
+			delete(s.Stuck, name)
 			continue
 		}
 		if s.Failing == nil {
@@ -297,6 +324,14 @@ func (t *tick) observeMonitors() {
 	}
 	for name := range s.Failing {
 		t.alarm(alarmMonitor(name))
+	}
+	for name, at := range s.LeftFor {
+		if now.Sub(at) >= t.d.monitors[name].HoldDown {
+			delete(s.LeftFor, name)
+		}
+	}
+	for name := range s.Stuck {
+		t.alarm(t.d.monitors[name].bothAlarm(name))
 	}
 }
 
@@ -613,8 +648,14 @@ func (t *tick) checkMonitors() []action {
 		}
 		spec := t.d.monitors[name]
 		n := len(s.Fails[name])
-		if !spec.Restartable || n > cfg.MigrationThreshold {
+		if (!spec.Restartable || n > cfg.MigrationThreshold) && !t.failsOnBoth(name, spec) {
 			if t.handover(Standby, fmt.Sprintf("monitor %s failed %d times: %v", name, n, err)) {
+				if spec.HoldDown > 0 {
+					if s.LeftFor == nil {
+						s.LeftFor = map[string]time.Time{}
+					}
+					s.LeftFor[name] = t.in.Now
+				}
 				return nil
 			}
 		}
@@ -625,12 +666,34 @@ func (t *tick) checkMonitors() []action {
 	return restarts
 }
 
+// failsOnBoth reports whether a monitor with a hold-down, failing past
+// its threshold here, also failed on the twin: the twin handed service
+// over for it within its hold-down or stays stuck with it (its beat says
+// SharedFault), or this box found so before. Moving service would only
+// move it back: the box stays, restarting in place, with the alarm, until
+// the check passes (docs/CLUSTER.md, "No ping-pong").
+func (t *tick) failsOnBoth(name string, spec monitorSpec) bool {
+	s := t.s
+	if spec.HoldDown <= 0 {
+		return false
+	}
+	if !s.Stuck[name] && !(t.heard() && t.beat().SharedFault) {
+		return false
+	}
+	if s.Stuck == nil {
+		s.Stuck = map[string]bool{}
+	}
+	s.Stuck[name] = true
+	t.alarm(spec.bothAlarm(name))
+	return true
+}
+
 // failback hands service back to the preferred twin once it has been a
 // healthy, caught-up standby for FailbackDelay.
 func (t *tick) failback() bool {
 	s, in, cfg := t.s, t.in, t.d.cfg
 	b := t.beat()
-	if !cfg.Failback || cfg.Preferred != cfg.Peer || !t.heard() || b.Role != Standby || !b.Healthy || !b.GatewayOK || b.Maintenance || !in.InSync {
+	if !cfg.Failback || cfg.Preferred != cfg.Peer || !t.heard() || b.Role != Standby || !b.Healthy || !b.GatewayOK || b.Maintenance || b.SharedFault || !in.InSync {
 		s.PeerHealthySince = time.Time{}
 		return false
 	}
@@ -658,6 +721,15 @@ func (t *tick) handover(to Role, reason string) bool {
 // stays where it is until the twin selects its own side.
 func (t *tick) stop(to Role, reason string) {
 	t.s.LeaseExpiry = time.Time{}
+	// A shared resource stuck down here stays the twin's to know about
+	// for its hold-down: this box found it down.
+	for name := range t.s.Stuck {
+		if t.s.LeftFor == nil {
+			t.s.LeftFor = map[string]time.Time{}
+		}
+		t.s.LeftFor[name] = t.in.Now
+	}
+	t.s.Stuck = nil
 	t.do(action{Kind: actStop}, action{Kind: actReleaseVIP})
 	t.become(to, reason)
 }

@@ -70,6 +70,8 @@ type step struct {
 	role   Role
 	acts   []string
 	alarm  string // must be raised
+	clear  string // must not be raised
+	shared int    // 1: the beat says SharedFault after the step, -1: it does not
 	lease  int    // 1: valid after the step, -1: not valid, 0: either
 	probed bool   // the VIP probe must have been asked for
 }
@@ -264,6 +266,7 @@ func TestDecide(t *testing.T) {
 			{at: 300 * time.Millisecond, w: world{vip: probeUnanswered}, role: Active, probed: true, acts: takeoverActs("2")},
 		}},
 	}
+	tests = append(tests, pstnRows()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig("a", "b")
@@ -272,6 +275,7 @@ func TestDecide(t *testing.T) {
 			}
 			d := &decider{cfg: cfg, monitors: map[string]monitorSpec{
 				"pbx": {Restartable: true, ActiveOnly: true}, "nic": {}, "store": {},
+				"pstn": {Restartable: true, ActiveOnly: true, HoldDown: pstnHoldDown, BothAlarm: alarmLineBoth},
 			}}
 			s := tc.start
 			if s.Since.IsZero() {
@@ -307,6 +311,12 @@ func TestDecide(t *testing.T) {
 				}
 				if st.alarm != "" && !slices.Contains(res.Next.Alarms, st.alarm) {
 					t.Errorf("step %d: alarms %q lack %q", i, res.Next.Alarms, st.alarm)
+				}
+				if st.clear != "" && slices.Contains(res.Next.Alarms, st.clear) {
+					t.Errorf("step %d: alarm %q still raised", i, st.clear)
+				}
+				if f := res.Next.sharedFault(); (st.shared == 1 && !f) || (st.shared == -1 && f) {
+					t.Errorf("step %d: shared fault = %v, want %d", i, f, st.shared)
 				}
 				if v := res.Next.leaseValid(now); (st.lease == 1 && !v) || (st.lease == -1 && v) {
 					t.Errorf("step %d: lease valid = %v (expiry %v), want %d", i, v, res.Next.LeaseExpiry.Sub(now), st.lease)

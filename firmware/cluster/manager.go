@@ -102,7 +102,10 @@ func New(cfg Config, r Resources) (*Manager, error) {
 		if _, dup := m.d.monitors[mon.Name]; dup {
 			return nil, fmt.Errorf("creating the cluster manager: monitor %q given twice", mon.Name)
 		}
-		m.d.monitors[mon.Name] = monitorSpec{Restartable: mon.Restart != nil, ActiveOnly: mon.ActiveOnly}
+		if mon.HoldDown < 0 {
+			return nil, fmt.Errorf("creating the cluster manager: monitor %q has a negative hold-down", mon.Name)
+		}
+		m.d.monitors[mon.Name] = monitorSpec{Restartable: mon.Restart != nil, ActiveOnly: mon.ActiveOnly, HoldDown: mon.HoldDown, BothAlarm: mon.BothAlarm}
 		m.monitors[mon.Name] = &MonitorStatus{Name: mon.Name, OK: true}
 	}
 	now := m.clock.Now()
@@ -314,6 +317,7 @@ func (m *Manager) beat(st state) Beat {
 		Healthy:         st.healthy(),
 		Handover:        st.Handover,
 		Maintenance:     st.Role == Maintenance,
+		SharedFault:     st.sharedFault(),
 		WatchdogTimeout: m.cfg.WatchdogTimeout,
 		Incarnation:     m.incarnation,
 	}

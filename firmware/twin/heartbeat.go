@@ -33,6 +33,7 @@ func toWire(c cluster.Beat) heartbeat.Beat {
 		{c.Maintenance, heartbeat.Maintenance},
 		{c.GatewayOK, heartbeat.GatewayOK},
 		{c.Healthy, heartbeat.Healthy},
+		{c.SharedFault, heartbeat.SharedFault},
 	} {
 		if x.on {
 			f |= x.f
@@ -76,6 +77,7 @@ func fromWire(v heartbeat.PeerView) cluster.PeerView {
 		Goodbye:         f&heartbeat.Goodbye != 0,
 		Handover:        f&heartbeat.HandoverRequest != 0,
 		Maintenance:     f&heartbeat.Maintenance != 0,
+		SharedFault:     f&heartbeat.SharedFault != 0,
 		WatchdogTimeout: r.Beat.WatchdogTimeout,
 		Incarnation:     r.Incarnation,
 		Sent:            r.Sent,

@@ -117,7 +117,10 @@ const (
 	GatewayOK
 	// Healthy: none of the sender's monitors fails.
 	Healthy
-	flagMask = Goodbye | HandoverRequest | Maintenance | GatewayOK | Healthy
+	// SharedFault: the PSTN line (a resource the twins share through a
+	// switch) failed on the sender: do not hand it back for that.
+	SharedFault
+	flagMask = Goodbye | HandoverRequest | Maintenance | GatewayOK | Healthy | SharedFault
 )
 
 func (f Flags) String() string {
@@ -128,7 +131,7 @@ func (f Flags) String() string {
 	for _, n := range []struct {
 		f    Flags
 		name string
-	}{{Goodbye, "goodbye"}, {HandoverRequest, "handover"}, {Maintenance, "maintenance"}, {GatewayOK, "gateway-ok"}, {Healthy, "healthy"}} {
+	}{{Goodbye, "goodbye"}, {HandoverRequest, "handover"}, {Maintenance, "maintenance"}, {GatewayOK, "gateway-ok"}, {Healthy, "healthy"}, {SharedFault, "shared-fault"}} {
 		if f&n.f != 0 {
 			if s != "" {
 				s += "|"

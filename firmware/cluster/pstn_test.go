@@ -1,0 +1,197 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/hw/relay"
+)
+
+// The PSTN monitor's settings in the decision tests.
+const (
+	pstnHoldDown  = 15 * time.Minute
+	alarmLineBoth = "PSTN line down on both boxes"
+)
+
+// pstnRows are the decision table's rows for the PSTN layer-1 monitor
+// (docs/CLUSTER.md, "No ping-pong"), played by TestDecide on box "a".
+func pstnRows() []struct {
+	name  string
+	cfg   func(*Config)
+	start state
+	steps []step
+} {
+	active1 := state{Role: Active, Term: 1, BootStart: t0.Add(-time.Minute), LeaseExpiry: t0.Add(200 * time.Millisecond)}
+	standby1 := state{Role: Standby, Term: 1, SeenTerm: 1, Following: true, BootStart: t0.Add(-time.Minute)}
+	down := errors.New("span bri0: layer 1 down (LOS) for 10s")
+	line := func(err error) map[string]error { return map[string]error{"pstn": err} }
+	standby := func() *Beat { return beat(Standby, 1, 1) }
+	faulty := func(role Role, term, echo uint64) *Beat {
+		return with(beat(role, term, echo), func(b *Beat) { b.SharedFault = true })
+	}
+	// After a's takeover in term 2, b is the standby that left for the line.
+	faultyStandby := func() *Beat { return faulty(Standby, 1, 2) }
+	stayActs := []string{"restart pstn"}
+	handover := []string{"stop", "release vip", "follow"}
+	return []struct {
+		name  string
+		cfg   func(*Config)
+		start state
+		steps []step
+	}{
+		{name: "PSTN line down on the active only: restarts in place, then hands over after the count", start: active1, steps: []step{
+			{w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs, alarm: "monitor pstn failing", shared: -1},
+			{at: 10 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 20 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 30 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Standby, acts: handover, shared: 1},
+			// The box that left tells its twin for the hold-down, then forgets.
+			{at: 31 * time.Second, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: 1},
+			{at: 30*time.Second + pstnHoldDown, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: -1},
+		}},
+		{name: "PSTN line down on the active, no healthy standby: stays and keeps restarting", start: active1, steps: []step{
+			{w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 10 * time.Second, w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 20 * time.Second, w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 30 * time.Second, w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs, alarm: AlarmNoHandover, clear: alarmLineBoth},
+		}},
+		{name: "PSTN line down on both: the new active does not hand back, raises the alarm and stays", start: standby1, steps: []step{
+			{w: world{peer: with(faulty(Standby, 1, 1), func(b *Beat) { b.Handover = true })}, role: Active, acts: takeoverActs("2"), lease: 1},
+			{at: 5 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, lease: 1},
+			{at: 15 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 25 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, clear: alarmLineBoth},
+			{at: 35 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, shared: 1},
+			// Between checks the alarm stays; it outlives the twin's hold-down.
+			{at: 36 * time.Second, w: world{peer: faultyStandby()}, role: Active, alarm: alarmLineBoth, lease: 1},
+			{at: time.Hour, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, shared: 1},
+			{at: time.Hour + 10*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth},
+			// The line comes back: alarm and memory cleared.
+			{at: time.Hour + 20*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(nil)}, role: Active, clear: alarmLineBoth, shared: -1},
+			{at: time.Hour + 21*time.Second, w: world{peer: beat(Standby, 1, 2)}, role: Active, clear: "monitor pstn failing"},
+		}},
+		{name: "PSTN stuck on both, then the active hands over for its LAN: it tells the twin", start: state{Role: Active, Term: 2, Stuck: map[string]bool{"pstn": true}}, steps: []step{
+			{w: world{peer: beat(Standby, 1, 2), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1},
+		}},
+		{name: "PSTN: a failback waits while the preferred twin's line failed",
+			cfg:   func(c *Config) { c.Preferred, c.Failback, c.FailbackDelay = "b", true, time.Minute },
+			start: state{Role: Active, Term: 2, LeaseExpiry: t0.Add(200 * time.Millisecond)}, steps: []step{
+				{w: world{peer: faulty(Standby, 1, 2)}, role: Active},
+				{at: 2 * time.Minute, w: world{peer: faulty(Standby, 1, 2)}, role: Active},
+				{at: 3 * time.Minute, w: world{peer: beat(Standby, 1, 2)}, role: Active},
+				{at: 4*time.Minute + time.Second, w: world{peer: beat(Standby, 1, 2)}, role: Standby, acts: handover},
+			}},
+	}
+}
+
+// pstnLine is the simulated PSTN line behind the relay: down as a whole
+// (the exchange side), or cut between the relay and one box's card.
+type pstnLine struct {
+	w      *simWorld
+	mu     sync.Mutex
+	down   bool
+	cut    map[relay.Side]bool
+	checks map[relay.Side]int
+}
+
+// monitor is box side's PSTN monitor: the line is up on it while the
+// relay connects it, its cable is whole and the line is up. The grace of
+// the real monitor is left out: the fail count alone paces the decisions.
+func (l *pstnLine) monitor(side relay.Side) Monitor {
+	return Monitor{
+		Name: "pstn", ActiveOnly: true, Every: time.Second, HoldDown: pstnHoldDown, BothAlarm: alarmLineBoth,
+		Check: func(context.Context) error {
+			l.w.mu.Lock()
+			pos := l.w.relay
+			l.w.mu.Unlock()
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.checks[side]++
+			switch {
+			case pos != side:
+				return fmt.Errorf("relay on %v", pos)
+			case l.down:
+				return errors.New("line down")
+			case l.cut[side]:
+				return errors.New("cable cut")
+			}
+			return nil
+		},
+		Restart: func(ctx context.Context) error { return nil },
+	}
+}
+
+func (l *pstnLine) set(f func(*pstnLine)) { l.mu.Lock(); f(l); l.mu.Unlock() }
+
+func (l *pstnLine) checked(side relay.Side) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.checks[side]
+}
+
+func hasAlarm(m *Manager, text string) bool {
+	return slices.ContainsFunc(m.Status().Alarms, func(a Alarm) bool { return a.Text == text })
+}
+
+// TestSimPSTN runs two managers with the PSTN monitor over a simulated
+// line: a cut cable moves service once; a dead line moves it at most once
+// and raises the alarm; the line's return clears it; the standby never
+// checks the line.
+func TestSimPSTN(t *testing.T) {
+	tests := []struct {
+		name string
+		// fault breaks the line while a is active.
+		fault func(*pstnLine)
+		// moves is how many takeovers follow the fault within an hour.
+		moves  int
+		server string // who serves at the end
+		alarm  bool   // the line is down on both boxes
+	}{
+		{name: "cable cut to the active's card: one move, no alarm", fault: func(l *pstnLine) { l.cut[relay.A] = true }, moves: 1, server: "b"},
+		{name: "line dead at the exchange: one move, then the alarm", fault: func(l *pstnLine) { l.down = true }, moves: 1, server: "b", alarm: true},
+		{name: "both cables cut: one move, then the alarm", fault: func(l *pstnLine) { l.cut[relay.A], l.cut[relay.B] = true, true }, moves: 1, server: "b", alarm: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, 7, nil)
+			line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
+			s.mons["a"] = []Monitor{line.monitor(relay.A)}
+			s.mons["b"] = []Monitor{line.monitor(relay.B)}
+			s.boot("a")
+			s.boot("b")
+			s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
+			s.run(10 * time.Second)
+			if n := line.checked(relay.B); n != 0 {
+				t.Fatalf("the standby checked the line %d times", n)
+			}
+			before := s.takeovers
+			line.set(tc.fault)
+			// Long enough for a hand-back if the twin would do one: the
+			// fail count passes in seconds.
+			s.run(3 * time.Minute)
+			if got := s.takeovers - before; got != tc.moves {
+				t.Fatalf("%d moves after the fault, want %d; history:\n%s", got, tc.moves, strings.Join(s.history, "\n"))
+			}
+			if got := s.serving(); !slices.Equal(got, []string{tc.server}) {
+				t.Fatalf("serving %v, want %s (%s)", got, tc.server, s.roles())
+			}
+			m := s.mgr(tc.server)
+			if got := hasAlarm(m, alarmLineBoth); got != tc.alarm {
+				t.Fatalf("alarm %q raised = %v, want %v (alarms %v)", alarmLineBoth, got, tc.alarm, m.Status().Alarms)
+			}
+			if !tc.alarm {
+				return
+			}
+			// The line comes back: the alarm clears, no move.
+			line.set(func(l *pstnLine) { l.down = false; l.cut = map[relay.Side]bool{} })
+			s.waitFor(5*time.Second, "the alarm to clear", func() bool { return !hasAlarm(m, alarmLineBoth) })
+			if s.takeovers-before != tc.moves {
+				t.Fatalf("the line's return moved service; history:\n%s", strings.Join(s.history, "\n"))
+			}
+		})
+	}
+}
