@@ -25,6 +25,7 @@ type Config struct {
 	// Trunks and Routes connect the PBX to the telephone network (trunks.go).
 	Trunks []TrunkLine `yaml:"trunks,omitempty"`
 	Routes []Route     `yaml:"routes,omitempty"`
+	PSTN   *PSTN       `yaml:"pstn,omitempty"` // the twin pair's PSTN layer-1 monitor (pstn.go)
 
 	// src remembers where each field came from when the config was parsed,
 	// so that Validate can name file and line. Nil for configs built in code.

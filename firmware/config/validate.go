@@ -139,6 +139,7 @@ func (c *Config) Validate() error {
 	c.validateSite(ps)
 	c.validateTrunks(ps)
 	c.validateTLS(ps)
+	c.validatePSTN(ps)
 	return ps.err()
 }
 
