@@ -22,6 +22,10 @@
 // has answered UpAfter probes in a row. With no backend up a new call is
 // refused with 503. Requests inside a dialog still go to their backend.
 //
+// A new call its backend leaves unanswered or refuses with 500 or 503 is
+// sent on to the next backend (failover.go): for these INVITEs alone the
+// dispatcher keeps transaction state.
+//
 // The dispatcher speaks SIP over UDP only.
 package dispatch
 
@@ -52,6 +56,7 @@ const (
 	DefaultUpAfter       = 2
 	DefaultTxTimeout     = 4 * time.Second
 	DefaultWeight        = 1
+	DefaultAttempts      = 3
 )
 
 // Backend is one PBX behind the dispatcher.
@@ -81,6 +86,11 @@ type Config struct {
 	// TxTimeout: a backend that answers a forwarded request with nothing,
 	// not even 100 Trying, within this time is marked down.
 	TxTimeout time.Duration
+	// Attempts is how many backends a new call (an INVITE from a phone)
+	// is tried on: when its backend leaves it unanswered for TxTimeout or
+	// refuses it with 500 or 503, it goes on to the next (0: 3; 1: no
+	// retry).
+	Attempts int
 	// Serving, when set, gates the listeners: while it returns false
 	// the dispatcher passes nothing on and answers nothing (a twin pair's
 	// standby, or an active whose lease lapsed), but it keeps probing the
@@ -162,6 +172,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.TxTimeout <= 0 {
 		cfg.TxTimeout = DefaultTxTimeout
 	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = DefaultAttempts
+	}
 	d := &Dispatcher{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -195,6 +208,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.sel = newSelector(cfg.Algorithm, d.names, weights)
 	d.health = newHealth(cfg.Logger, d.names, cfg.DownAfter, cfg.UpAfter)
 	d.pend = newPending()
+	d.pend.server = cfg.Server
 	d.probes = newProbes(len(cfg.Backends))
 	return d, nil
 }

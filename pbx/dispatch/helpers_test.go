@@ -26,6 +26,9 @@ type fakeBackend struct {
 	silent      atomic.Bool
 	dropInvites atomic.Bool
 	ringOnly    atomic.Bool
+	// finalStatus, when set, is its final answer to an INVITE instead of
+	// 200 (after 180 when ringOnly).
+	finalStatus atomic.Int32
 	// contactHost, when set, is the host of its Contact instead of its
 	// address: a name only the dispatcher's Route can resolve.
 	contactHost string
@@ -86,6 +89,9 @@ func (b *fakeBackend) serve(req *sip.Request) {
 	answer := func(code int, reason string) {
 		res := sip.NewResponseFromRequest(req, code, reason, nil)
 		res.AppendHeader(sip.NewHeader("Server", "fake-backend"))
+		if code >= 300 && req.IsInvite() {
+			res.To().Params.Add("tag", "be"+b.addr.String())
+		}
 		if code == 200 && req.IsInvite() {
 			res.To().Params.Add("tag", "be"+b.addr.String())
 			ct := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(b.addr.Port())}
@@ -102,8 +108,15 @@ func (b *fakeBackend) serve(req *sip.Request) {
 	}
 	if req.IsInvite() {
 		answer(100, "Trying")
+		fs := int(b.finalStatus.Load())
 		if b.ringOnly.Load() {
 			answer(180, "Ringing")
+			if fs == 0 {
+				return
+			}
+		}
+		if fs != 0 {
+			answer(fs, "Failed")
 			return
 		}
 	}

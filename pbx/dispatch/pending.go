@@ -2,24 +2,49 @@ package dispatch
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
-// pending remembers the requests forwarded to a backend, by the branch of
-// the dispatcher's Via: the backend a retransmission, CANCEL or ACK of the
-// same transaction must go to, and whether the backend answered.
+// pending remembers the requests forwarded to a backend, by the branch the
+// dispatcher derived from the caller's Via: the backend a retransmission,
+// CANCEL or ACK of the same transaction must go to, and whether the
+// backend answered. An initial INVITE from a phone also keeps what it
+// takes to send the call on to the next backend when this one fails.
 type pending struct {
-	mu sync.Mutex
-	m  map[string]*entry
+	server string // Server header of the dispatcher's own answers
+	mu     sync.Mutex
+	m      map[string]*entry
 }
 
 type entry struct {
 	backend  int
 	method   string
 	sent     time.Time
-	answered bool      // any response yet
+	answered bool      // any response yet from the backend tried now
+	ringing  bool      // a provisional answer other than 100: no failover any more
 	final    time.Time // when the final response passed (zero: not yet)
+	// attempt counts the backends tried before this one; the branch on
+	// the wire carries it (attemptBranch), so a late answer of a backend
+	// given up on is told from the current one's.
+	attempt  int
+	canceled bool
+	retry    *retry        // nil: this request is not sent on to another backend
+	ruri     *sip.Uri      // the Request-URI of an INVITE that may fail over
+	local    *sip.Response // the final answer the dispatcher gave itself
+}
+
+// retry is what sending an initial INVITE on to the next backend takes.
+type retry struct {
+	req   *sip.Request // as it arrived, Max-Forwards lowered, without the dispatcher's Via and Record-Route
+	sock  *sock
+	key   string
+	tried []int
+	max   int // backends to try at most
 }
 
 // How long INVITE entries stay: after the final response, for the ACK of
@@ -34,52 +59,207 @@ const (
 
 func newPending() *pending { return &pending{m: make(map[string]*entry)} }
 
+// attemptBranch is the branch of the n-th backend tried for a request
+// whose first backend got base.
+func attemptBranch(base string, n int) string {
+	if n == 0 {
+		return base
+	}
+	return base + "." + strconv.Itoa(n)
+}
+
+// splitBranch undoes attemptBranch.
+func splitBranch(b string) (base string, n int) {
+	i := strings.LastIndexByte(b, '.')
+	if i < 0 {
+		return b, 0
+	}
+	n, err := strconv.Atoi(b[i+1:])
+	if err != nil || n <= 0 {
+		return b, 0
+	}
+	return b[:i], n
+}
+
 // add records a request sent to backend and tells whether it is new; an
-// entry already there (a retransmission) is kept.
-func (p *pending) add(branch string, backend int, method string, now time.Time) bool {
+// entry already there (a retransmission) is kept. rt, if not nil, lets the
+// request go on to other backends.
+func (p *pending) add(branch string, backend int, method string, now time.Time, rt *retry) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.m[branch]; ok {
 		return false
 	}
-	p.m[branch] = &entry{backend: backend, method: method, sent: now}
+	e := &entry{backend: backend, method: method, sent: now, retry: rt}
+	if rt != nil {
+		e.ruri = &rt.req.Recipient
+	}
+	p.m[branch] = e
 	return true
 }
 
 // backend returns the backend of branch, or -1.
 func (p *pending) backend(branch string) int {
-	b, _ := p.lookup(branch)
-	return b
+	return p.find(branch, false).backend
+}
+
+// found is what the table knows of a transaction.
+type found struct {
+	backend     int    // -1: not in the table
+	branch      string // the branch of the backend's transaction now
+	provisional bool   // answered only provisionally so far
+	local       *sip.Response
+}
+
+// find looks branch up; cancel records that the caller cancelled it, so
+// it goes to no further backend.
+func (p *pending) find(branch string, cancel bool) found {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.m[branch]
+	if !ok {
+		return found{backend: -1}
+	}
+	if cancel {
+		e.canceled = true
+	}
+	return found{backend: e.backend, branch: attemptBranch(branch, e.attempt), provisional: e.answered && e.final.IsZero(), local: e.local}
 }
 
 // lookup returns the backend of branch (-1: none) and whether it has
 // answered the request only provisionally so far.
 func (p *pending) lookup(branch string) (backend int, provisional bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e, ok := p.m[branch]; ok {
-		return e.backend, e.answered && e.final.IsZero()
-	}
-	return -1, false
+	f := p.find(branch, false)
+	return f.backend, f.provisional
 }
 
-// answered records a response to branch's request (method from CSeq).
+// answered records a response to branch's request (method from CSeq) from
+// its current backend.
 func (p *pending) answered(branch, method string, status int, now time.Time) {
+	p.response(branch, 0, method, status, now, nil)
+}
+
+// What to do with a response of a backend.
+type verdict int
+
+const (
+	forward  verdict = iota // pass it on to the caller
+	drop                    // a late provisional answer of a backend given up on
+	ackDrop                 // a final error the caller must not see: ACK it here
+	failover                // ACK it here and send the request on (outcome.next)
+)
+
+// next is where a failed initial INVITE goes now.
+type next struct {
+	backend int
+	branch  string
+	req     *sip.Request
+	sock    *sock
+}
+
+// outcome is what the table says about a response.
+type outcome struct {
+	verdict verdict
+	next    next
+	// failed is the backend that refused an initial INVITE with a status
+	// that says the box cannot serve (retryStatus), -1 if none.
+	failed int
+	// ruri is the INVITE's Request-URI, for the ACK of an absorbed
+	// error (nil: not known any more).
+	ruri *sip.Uri
+}
+
+// pickFunc chooses the next backend for key among those ok allows (-1:
+// none).
+type pickFunc func(key string, ok func(int) bool) int
+
+// response records a response to attempt n of base's request (method from
+// CSeq) and says what to do with it. pick, when not nil, chooses the
+// backend a failed initial INVITE goes on to.
+func (p *pending) response(base string, n int, method string, status int, now time.Time, pick pickFunc) outcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.m[branch]
+	out := outcome{verdict: forward, failed: -1}
+	e, ok := p.m[base]
 	if !ok || e.method != method {
-		return
+		return out
+	}
+	out.ruri = e.ruri
+	if n != e.attempt {
+		// A backend given up on: its 2xx still goes to the caller
+		// (RFC 3261 §16.7: a proxy forwards every 2xx), the rest not.
+		switch {
+		case status < 200:
+			out.verdict = drop
+		case status >= 300:
+			out.verdict = ackDrop
+		}
+		return out
 	}
 	e.answered = true
 	switch {
 	case status < 200:
+		if status > 100 {
+			e.ringing = true
+			e.retry = nil // the callee is being reached: this backend has the call
+		}
+		return out
 	case method != "INVITE":
 		// Nothing else of the transaction will pass: no ACK, no CANCEL.
-		delete(p.m, branch)
-	case e.final.IsZero():
-		e.final = now
+		delete(p.m, base)
+		return out
+	case !e.final.IsZero() || e.local != nil:
+		return out // a retransmitted final answer
 	}
+	if retryStatus(status) && e.retry != nil {
+		out.failed = e.backend
+		if pick != nil {
+			if nx, ok := e.moveOn(base, pick, now); ok {
+				out.verdict, out.next = failover, nx
+				return out
+			}
+		}
+	}
+	e.final = now
+	e.retry = nil
+	return out
+}
+
+// retryStatus tells the final answers of a backend to an INVITE after
+// which the call is tried on the next backend: 503 (the box cannot take
+// calls: overloaded, shutting down, no channel) and 500 (it broke on this
+// request). Not 408 or 480 (the callee did not answer: trying another box
+// would ring the phone again), not 502/504 (a gateway further on failed,
+// which the next box would reach just the same), not any 4xx or 6xx (the
+// callee's answer).
+func retryStatus(status int) bool {
+	return status == 500 || status == 503
+}
+
+// moveOn sends e on to the next backend, if it may go on and one is left.
+// Caller holds the lock.
+func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
+	rt := e.retry
+	if rt == nil || e.canceled || e.ringing || len(rt.tried) >= rt.max {
+		return next{}, false
+	}
+	b := pick(rt.key, func(i int) bool {
+		for _, t := range rt.tried {
+			if t == i {
+				return false
+			}
+		}
+		return true
+	})
+	if b < 0 {
+		return next{}, false
+	}
+	rt.tried = append(rt.tried, b)
+	e.attempt++
+	e.backend = b
+	e.sent = now
+	e.answered = false
+	return next{backend: b, branch: attemptBranch(base, e.attempt), req: rt.req, sock: rt.sock}, true
 }
 
 // timedOut is a request a backend left unanswered.
@@ -88,17 +268,47 @@ type timedOut struct {
 	method  string
 }
 
+// gaveUp is an initial INVITE that no backend took, and the final answer
+// the dispatcher gives it itself.
+type gaveUp struct {
+	res  *sip.Response
+	sock *sock
+}
+
+// sweepResult is what a sweep found.
+type sweepResult struct {
+	timedOut []timedOut
+	moved    []next   // INVITEs sent on to another backend
+	gaveUp   []gaveUp // INVITEs no backend took
+}
+
 // sweep drops old entries and returns the requests unanswered for longer
-// than timeout.
-func (p *pending) sweep(now time.Time, timeout time.Duration) []timedOut {
-	var out []timedOut
+// than timeout; an initial INVITE among them goes on to the next backend
+// pick chooses (pick nil: none) or, with none left, is given up.
+func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) sweepResult {
+	var out sweepResult
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, e := range p.m {
 		switch {
-		case !e.answered && now.Sub(e.sent) > timeout:
-			out = append(out, timedOut{e.backend, e.method})
-			delete(p.m, k)
+		case !e.answered && e.local == nil && now.Sub(e.sent) > timeout:
+			out.timedOut = append(out.timedOut, timedOut{e.backend, e.method})
+			if e.retry == nil {
+				delete(p.m, k)
+				break
+			}
+			if pick != nil {
+				if nx, ok := e.moveOn(k, pick, now); ok {
+					out.moved = append(out.moved, nx)
+					break
+				}
+			}
+			// The entry stays for the caller's ACK of this answer and
+			// its retransmissions of the INVITE.
+			e.local = localFinal(e.retry.req, k, e.canceled, p.server)
+			out.gaveUp = append(out.gaveUp, gaveUp{res: e.local, sock: e.retry.sock})
+			e.retry = nil
+			e.final = now
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,
 			e.final.IsZero() && now.Sub(e.sent) > lingerProvisional:
 			delete(p.m, k)
@@ -107,7 +317,8 @@ func (p *pending) sweep(now time.Time, timeout time.Duration) []timedOut {
 	return out
 }
 
-// sweepLoop marks down backends that leave requests unanswered.
+// sweepLoop marks down backends that leave requests unanswered, and sends
+// the initial INVITEs they left on to the next backend.
 func (d *Dispatcher) sweepLoop(ctx context.Context) {
 	every := max(d.cfg.TxTimeout/4, 10*time.Millisecond)
 	tick := time.NewTicker(every)
@@ -117,9 +328,7 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			for _, t := range d.pend.sweep(now, d.cfg.TxTimeout) {
-				d.health.timedOut(t.backend, t.method)
-			}
+			d.sweep(now)
 		}
 	}
 }

@@ -30,13 +30,13 @@ func TestPending(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPending()
-			p.add("b1", 2, tc.method, t0)
-			p.add("b1", 0, tc.method, t0.Add(time.Millisecond)) // a retransmission keeps the first
+			p.add("b1", 2, tc.method, t0, nil)
+			p.add("b1", 0, tc.method, t0.Add(time.Millisecond), nil) // a retransmission keeps the first
 			if tc.status > 0 {
 				p.answered("b1", "CANCEL", 200, t0) // another method's answer on the same branch
 				p.answered("b1", tc.method, tc.status, t0)
 			}
-			out := p.sweep(t0.Add(tc.at), 4*time.Second)
+			out := p.sweep(t0.Add(tc.at), 4*time.Second, nil).timedOut
 			if got := p.backend("b1") >= 0; got != tc.kept {
 				t.Errorf("kept %v, want %v", got, tc.kept)
 			}
@@ -61,7 +61,7 @@ func (p *pending) size() int {
 func TestPendingLookup(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	p := newPending()
-	p.add("b", 1, "INVITE", t0)
+	p.add("b", 1, "INVITE", t0, nil)
 	for _, step := range []struct {
 		status  int // answer before the lookup; 0: none
 		ringing bool

@@ -85,7 +85,14 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	var err error
 
 	own := d.popOwnRoute(s, req)
-	pb, pbRinging := d.pend.lookup(branch)
+	var pb found
+	if own == nil {
+		pb = d.pend.find(branch, req.Method == sip.CANCEL)
+	} else {
+		pb.backend = -1
+	}
+	wire := branch // the branch towards the backend
+	var rt *retry
 	switch {
 	case own != nil:
 		// In a dialog we record-routed: towards its backend, unless it
@@ -95,17 +102,31 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		} else {
 			dest, err = nextHop(req)
 		}
-	case pb >= 0:
+	case pb.backend >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
-		// request already sent. A retransmitted INVITE the backend has
-		// answered provisionally is absorbed, the caller getting a 100
-		// again; after the final answer it goes on, and the backend
-		// repeats its answer.
-		if req.IsInvite() && pbRinging {
+		// request already sent, to the backend that has it now (after a
+		// failover not the first one). A retransmitted INVITE the
+		// backend has answered provisionally is absorbed, the caller
+		// getting a 100 again; after the final answer it goes on, and
+		// the backend repeats its answer. When the dispatcher gave the
+		// final answer itself, it repeats it, takes the ACK and answers
+		// a late CANCEL.
+		if pb.local != nil {
+			switch {
+			case req.IsInvite():
+				if to, err := viaAddr(pb.local.Via()); err == nil {
+					d.send(s, pb.local, to)
+				}
+			case req.Method == sip.CANCEL:
+				d.reply(s, req, sip.StatusOK, "OK")
+			}
+			return
+		}
+		if req.IsInvite() && pb.provisional {
 			d.reply(s, req, sip.StatusTrying, "Trying")
 			return
 		}
-		backend, dest = pb, d.cfg.Backends[pb].Addr
+		backend, dest, wire = pb.backend, d.cfg.Backends[pb.backend].Addr, pb.branch
 	case req.Method == sip.CANCEL || isAck:
 		// Not of a request sent to a backend from here. A backend's
 		// CANCEL or ACK follows its Request-URI, as the INVITE did (see
@@ -148,10 +169,15 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			dest = d.cfg.Backends[backend].Addr
 			d.sent[backend].Add(1)
 			rrBackend = backend
+			if req.IsInvite() && d.cfg.Attempts > 1 {
+				// Kept as it is now, without the dispatcher's Via and
+				// Record-Route, to go on to the next backend if this
+				// one fails.
+				rt = &retry{req: req.Clone(), sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
+			}
 		}
 		if err == nil && recordRoutes(req.Method) {
-			rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port, UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[rrBackend])}}}}
-			req.PrependHeader(rr)
+			req.PrependHeader(d.recordRoute(s, rrBackend))
 		}
 	}
 	if err == nil && dest.Addr() == s.local && int(dest.Port()) == s.port {
@@ -182,7 +208,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog && own == nil {
 		// The 100 goes with the first copy only: a late one, after the
 		// caller has its 200, would only confuse it.
-		if d.pend.add(branch, backend, string(req.Method), time.Now()) && req.IsInvite() {
+		if d.pend.add(branch, backend, string(req.Method), time.Now(), rt) && req.IsInvite() {
 			// As a transaction-stateful proxy would (kamailio's tm):
 			// the caller stops retransmitting the INVITE at once
 			// instead of when the backend's answer arrives.
@@ -190,9 +216,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		}
 	}
 
-	top := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: s.host, Port: s.port,
-		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport"}}}
-	req.PrependHeader(top)
+	req.PrependHeader(d.via(s, wire))
 	d.send(s, req, dest)
 	if trying != nil {
 		if to, err := viaAddr(trying.Via()); err == nil {
@@ -398,7 +422,27 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		return
 	}
 	if cs := res.CSeq(); cs != nil {
-		d.pend.answered(b, string(cs.MethodName), res.StatusCode, time.Now())
+		base, n := splitBranch(b)
+		o := d.pend.response(base, n, string(cs.MethodName), res.StatusCode, time.Now(), d.pickNext)
+		if o.failed >= 0 {
+			// Counted as a failed probe: a box that refuses calls
+			// this way down_after times in a row gets no new ones
+			// until its probes are answered again.
+			d.health.probed(o.failed, false)
+		}
+		switch o.verdict {
+		case drop:
+			return
+		case ackDrop:
+			d.ackError(s, res, o.ruri, from)
+			return
+		case failover:
+			d.ackError(s, res, o.ruri, from)
+			d.log.Info("dispatcher sends a call on to the next backend", "call_id", res.CallID().Value(),
+				"status", res.StatusCode, "from", from.String(), "backend", d.names[o.next.backend])
+			d.sendAttempt(o.next)
+			return
+		}
 	}
 	res.RemoveHeader("Via")
 	dest, err := viaAddr(res.Via())

@@ -1,0 +1,119 @@
+package dispatch
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Failover of a new call, as kamailio's failure_route with ds_next_dst
+// does it: an initial INVITE from a phone that its backend leaves without
+// any answer for TxTimeout, or refuses with 500 or 503 before anything but
+// 100 Trying, is sent on to the next backend in the algorithm's order (for
+// the hashes the next in the rendezvous ranking of its key, so the choice
+// stays the same for the same key), up to Config.Attempts backends. The
+// dispatcher is transaction-stateful for just these INVITEs: it ACKs the
+// errors it absorbs itself, keeps the request to send it on, and answers
+// the phone 503 itself when no backend took the call (487 when the phone
+// cancelled meanwhile). Everything else stays stateless.
+
+// pickNext chooses the next backend among those up that ok allows.
+func (d *Dispatcher) pickNext(key string, ok func(int) bool) int {
+	return d.sel.pick(key, func(i int) bool { return d.health.isUp(i) && ok(i) })
+}
+
+// sweep handles the requests left unanswered: their backends are marked
+// down, and initial INVITEs go on to the next backend or get the
+// dispatcher's own answer.
+func (d *Dispatcher) sweep(now time.Time) {
+	r := d.pend.sweep(now, d.cfg.TxTimeout, d.pickNext)
+	for _, t := range r.timedOut {
+		d.health.timedOut(t.backend, t.method)
+	}
+	for _, nx := range r.moved {
+		d.log.Info("dispatcher sends a call on to the next backend: the last one did not answer",
+			"call_id", callID(nx.req), "backend", d.names[nx.backend])
+		d.sendAttempt(nx)
+	}
+	for _, g := range r.gaveUp {
+		d.log.Warn("dispatcher gave up on a call: no backend answered", "call_id", g.res.CallID().Value(), "status", g.res.StatusCode)
+		if to, err := viaAddr(g.res.Via()); err == nil {
+			d.send(g.sock, g.res, to)
+		}
+	}
+}
+
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sendAttempt sends a stored initial INVITE to nx.backend with the
+// attempt's branch, Record-Routed with that backend.
+func (d *Dispatcher) sendAttempt(nx next) {
+	req := nx.req.Clone()
+	req.PrependHeader(d.recordRoute(nx.sock, nx.backend))
+	req.PrependHeader(d.via(nx.sock, nx.branch))
+	d.sent[nx.backend].Add(1)
+	d.send(nx.sock, req, d.cfg.Backends[nx.backend].Addr)
+}
+
+// recordRoute is the dispatcher's Record-Route naming backend.
+func (d *Dispatcher) recordRoute(s *sock, backend int) *sip.RecordRouteHeader {
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port,
+		UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[backend])}}}}
+}
+
+// via is the dispatcher's own Via with branch.
+func (d *Dispatcher) via(s *sock, branch string) *sip.ViaHeader {
+	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: s.host, Port: s.port,
+		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport"}}}
+}
+
+// ackError acknowledges a final error of a backend that the phone will not
+// see, hop by hop (RFC 3261 §17.1.1.3): the INVITE's Request-URI, the
+// response's From, To, Call-ID and CSeq number, and the dispatcher's Via
+// the response came back with.
+func (d *Dispatcher) ackError(s *sock, res *sip.Response, ruri *sip.Uri, to netip.AddrPort) {
+	via, cs := res.Via(), res.CSeq()
+	if via == nil || cs == nil || res.From() == nil || res.To() == nil || res.CallID() == nil {
+		return
+	}
+	u := sip.Uri{Scheme: "sip", Host: to.Addr().String(), Port: int(to.Port())}
+	if ruri != nil {
+		u = *ruri
+	}
+	ack := sip.NewRequest(sip.ACK, u)
+	ack.AppendHeader(via.Clone())
+	mf := sip.MaxForwardsHeader(defaultMaxFw)
+	ack.AppendHeader(&mf)
+	ack.AppendHeader(sip.HeaderClone(res.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(res.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.ACK})
+	cl := sip.ContentLengthHeader(0)
+	ack.AppendHeader(&cl)
+	d.send(s, ack, to)
+}
+
+// localFinal is the dispatcher's own final answer to an initial INVITE no
+// backend took: 503, or 487 when the phone cancelled it meanwhile.
+// server, if not empty, is its Server header.
+func localFinal(req *sip.Request, base string, canceled bool, server string) *sip.Response {
+	code, reason := sip.StatusServiceUnavailable, "No Backend Available"
+	if canceled {
+		code, reason = sip.StatusRequestTerminated, "Request Terminated"
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if to := res.To(); to != nil && !to.Params.Has("tag") {
+		to.Params.Add("tag", "d"+strings.TrimPrefix(base, branchPrefix))
+	}
+	if server != "" {
+		res.AppendHeader(sip.NewHeader("Server", server))
+	}
+	return res
+}
