@@ -140,59 +140,69 @@ func setNonlocalBind(log *slog.Logger) error {
 	return nil
 }
 
-// runTwin runs a box of a twin pair: the PBX bound to the VIP behind the
-// serving gate, and the twin runtime that opens the gate while the box is
-// active.
-func runTwin(ctx context.Context, o Options, box *config.Config) error {
-	log := o.Logger
-	if err := setNonlocalBind(log); err != nil {
-		return err
+// pairBox is what every box of a twin pair has, whatever it serves (the
+// PBX or the dispatcher): the twin runtime, the store whose commits wait
+// for the twin, this box's own config and the config it starts with.
+type pairBox struct {
+	node *twin.Node
+	st   *store.Store
+	box  *config.Config
+	cfg  *config.Config
+}
+
+// openPair sets up what a box of a pair needs before its service starts:
+// the VIP bindable on both twins, the twin runtime, the store and the
+// settled config.
+func openPair(o Options, box *config.Config) (*pairBox, error) {
+	if err := setNonlocalBind(o.Logger); err != nil {
+		return nil, err
 	}
 	prof, err := loadBoard(o.Board)
 	if err != nil {
-		return configErr(fmt.Errorf("board %q: %w", o.Board, err))
+		return nil, configErr(fmt.Errorf("board %q: %w", o.Board, err))
 	}
-	node, err := twin.New(twin.Config{Box: box, DataDir: o.DataDir, Board: prof, Watchdog: o.Watchdog, Logger: log})
+	node, err := twin.New(twin.Config{Box: box, DataDir: o.DataDir, Board: prof, Watchdog: o.Watchdog, Logger: o.Logger})
 	if err != nil {
-		return configErr(err)
+		return nil, configErr(err)
 	}
 	st, err := store.Open(o.DataDir, store.Options{BeforeCommit: node.BeforeCommit})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
 	cfg, err := settleTwinConfig(st, box)
 	if err != nil {
-		return err
+		st.Close()
+		return nil, err
 	}
-	key, err := twin.NonceKey(box.Cluster.PairingKey)
-	if err != nil {
-		return err
-	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: node.Serving})
-	if err != nil {
-		return err
-	}
-	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: log, twin: node, box: box, isdn: &isdnSpans{}}
-	load := func() (*config.Config, error) {
-		cur, err := latestConfig(st)
+	return &pairBox{node: node, st: st, box: box, cfg: cfg}, nil
+}
+
+// loader returns the twin's config loader: the newest stored config (it
+// may have come from the twin), made this box's, handed to set too.
+func (b *pairBox) loader(set func(*config.Config)) func() (*config.Config, error) {
+	return func() (*config.Config, error) {
+		cur, err := latestConfig(b.st)
 		if err != nil {
 			return nil, err
 		}
 		if cur == nil {
-			cur = box
+			cur = b.box
 		}
-		c := twin.Localize(cur, box)
-		a.mu.Lock()
-		a.cfg = c
-		a.mu.Unlock()
+		c := twin.Localize(cur, b.box)
+		set(c)
 		return c, nil
 	}
+}
 
+// run runs the box's control socket, its service (serve, which calls
+// ready once it listens) and, from then on, the twin runtime that opens
+// and closes the service's gate, until ctx ends or one of them fails.
+func (b *pairBox) run(ctx context.Context, o Options, ctl control.Appliance, svc twin.PBX, set func(*config.Config),
+	serve func(ctx context.Context, wg *sync.WaitGroup, ready func()) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 2)
 	start := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -205,27 +215,17 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 			errs <- err
 		}()
 	}
-	start("control socket", func() error { return control.Serve(ctx, o.DataDir, pairRunning{a}, log) })
-	pbxReady := make(chan struct{})
+	start("control socket", func() error { return control.Serve(ctx, o.DataDir, ctl, o.Logger) })
+	ready := make(chan struct{})
 	start("twin pair", func() error {
 		select {
-		case <-pbxReady:
+		case <-ready:
 		case <-ctx.Done():
 			return nil
 		}
-		return node.Run(ctx, twin.RunOptions{Store: st, PBX: p, LoadConfig: load})
+		return b.node.Run(ctx, twin.RunOptions{Store: b.st, PBX: svc, LoadConfig: b.loader(set)})
 	})
-	err = p.Run(ctx, func(ls []pbx.Listener) {
-		for _, l := range ls {
-			fmt.Fprintf(o.Out, "SIP listening on %s:%s (served while this box is active)\n", l.Transport, l.Addr)
-		}
-		log.Info("ready", "node", cfg.Node.Name, "peer", box.Cluster.Peer, "config_version", cfg.Version, "data", o.DataDir)
-		// Both twins run their span's gateway: the relay connects the
-		// line to one card at a time, and the other box's gateway sees
-		// its line down (and its PBX, not serving, answers nothing).
-		a.isdn.start(ctx, &wg, log, o.Board, cfg, ls)
-		close(pbxReady)
-	})
+	err := serve(ctx, &wg, func() { close(ready) })
 	cancel()
 	wg.Wait()
 	close(errs)
@@ -235,6 +235,49 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 		}
 	}
 	return err
+}
+
+// runTwin runs a box of a twin pair: its service (the PBX, or the
+// dispatcher when the config has a dispatcher section) bound to the VIP
+// behind the serving gate, and the twin runtime that opens the gate while
+// the box is active.
+func runTwin(ctx context.Context, o Options, box *config.Config) error {
+	pb, err := openPair(o, box)
+	if err != nil {
+		return err
+	}
+	defer pb.st.Close()
+	if pb.cfg.Dispatcher != nil {
+		return runDispatcherPair(ctx, o, pb)
+	}
+	log, st, cfg := o.Logger, pb.st, pb.cfg
+	key, err := twin.NonceKey(box.Cluster.PairingKey)
+	if err != nil {
+		return err
+	}
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: pb.node.Serving})
+	if err != nil {
+		return err
+	}
+	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: log, twin: pb.node, box: box, isdn: &isdnSpans{}}
+	set := func(c *config.Config) {
+		a.mu.Lock()
+		a.cfg = c
+		a.mu.Unlock()
+	}
+	return pb.run(ctx, o, pairRunning{a}, p, set, func(ctx context.Context, wg *sync.WaitGroup, ready func()) error {
+		return p.Run(ctx, func(ls []pbx.Listener) {
+			for _, l := range ls {
+				fmt.Fprintf(o.Out, "SIP listening on %s:%s (served while this box is active)\n", l.Transport, l.Addr)
+			}
+			log.Info("ready", "node", cfg.Node.Name, "peer", box.Cluster.Peer, "config_version", cfg.Version, "data", o.DataDir)
+			// Both twins run their span's gateway: the relay connects the
+			// line to one card at a time, and the other box's gateway sees
+			// its line down (and its PBX, not serving, answers nothing).
+			a.isdn.start(ctx, wg, log, o.Board, cfg, ls)
+			ready()
+		})
+	})
 }
 
 // twinStatus is the status of a twin pair box: the PBX's and the pair's.
