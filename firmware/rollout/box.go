@@ -1,0 +1,108 @@
+package rollout
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
+)
+
+// SlotBox is the box's own firmware: the A/B slots of its disk, the
+// update key of its image, and init's reboot.
+type SlotBox struct {
+	Disk update.Disk
+	// KeyPath is the public key bundles must be signed with.
+	KeyPath string
+	Logger  *slog.Logger
+	// Running is the slot this system started from (update.RunningSlot).
+	Running update.Slot
+	// RebootFunc reboots the box (nil: update.RebootBox).
+	RebootFunc func() error
+}
+
+// NewSlotBox is the running box: its disk, the image's key and slot.
+func NewSlotBox(log *slog.Logger) *SlotBox {
+	return &SlotBox{Disk: update.BoxDisk, KeyPath: update.KeyPath, Logger: log, Running: update.RunningSlot()}
+}
+
+// Firmware is the version in the slot this system started from.
+func (b *SlotBox) Firmware() string {
+	if b.Running == update.NoSlot {
+		return ""
+	}
+	s, err := update.ReadBootState(b.Disk)
+	if err != nil {
+		return ""
+	}
+	return s.Version(b.Running)
+}
+
+// LastFailed is the version of the last trial that did not commit.
+func (b *SlotBox) LastFailed() string {
+	s, err := update.ReadBootState(b.Disk)
+	if err != nil {
+		return ""
+	}
+	return s.Failed
+}
+
+func (b *SlotBox) key() (ed25519.PublicKey, error) { return update.LoadPublicKey(b.KeyPath) }
+
+// Check verifies the bundle's signature and parts and hashes the file.
+func (b *SlotBox) Check(path string) (Bundle, error) {
+	pub, err := b.key()
+	if err != nil {
+		return Bundle{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Bundle{}, fmt.Errorf("opening the bundle: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Bundle{}, fmt.Errorf("opening the bundle: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return Bundle{}, fmt.Errorf("%s is not a bundle file", path)
+	}
+	bu, err := update.OpenVerified(f, st.Size(), pub)
+	if err != nil {
+		return Bundle{}, err
+	}
+	if bu.Size != st.Size() {
+		return Bundle{}, fmt.Errorf("%d bytes after the bundle's end: not a bundle as signed", st.Size()-bu.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, bu.Size)); err != nil {
+		return Bundle{}, fmt.Errorf("reading the bundle: %w", err)
+	}
+	return Bundle{Version: bu.Manifest.Version, Size: bu.Size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// Apply writes the bundle into the inactive slot and puts it on trial.
+func (b *SlotBox) Apply(path string) error {
+	pub, err := b.key()
+	if err != nil {
+		return err
+	}
+	log := b.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	_, err = update.Apply(b.Disk, path, pub, b.Running, log)
+	return err
+}
+
+// Reboot reboots the box through init.
+func (b *SlotBox) Reboot() error {
+	if b.RebootFunc != nil {
+		return b.RebootFunc()
+	}
+	return update.RebootBox()
+}

@@ -1,0 +1,142 @@
+package rollout
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/twinpbx/twinpbx/firmware/replication"
+)
+
+// BundleFile is where the standby keeps a fetched bundle (in the data
+// folder) while it writes it into its slot.
+const BundleFile = "rollout.bundle"
+
+// FollowerConfig configures the standby's side of a roll.
+type FollowerConfig struct {
+	Box     Box
+	DataDir string
+	// Fetch gets the offered bundle from the active (replication.Fetch
+	// over the pair's link).
+	Fetch func(ctx context.Context, o replication.Offer, consume func(io.Reader) error) error
+	// Standby says whether this box is the standby now: only a standby
+	// takes an offer.
+	Standby func() bool
+	Logger  *slog.Logger
+}
+
+// Follower takes the bundle the active offers: it fetches it once per
+// offer, writes it into the inactive slot and reboots into the trial.
+type Follower struct {
+	cfg FollowerConfig
+	log *slog.Logger
+	ctx context.Context
+
+	mu   sync.Mutex
+	seen map[string]bool
+	busy bool
+	wg   sync.WaitGroup
+}
+
+// NewFollower returns a Follower whose fetches run until ctx ends.
+func NewFollower(ctx context.Context, c FollowerConfig) *Follower {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Follower{cfg: c, log: c.Logger.With("part", "rollout"), ctx: ctx, seen: map[string]bool{}}
+}
+
+// Offered is called with every offer the active's heartbeats carry; it
+// returns at once and handles a new offer in the background.
+func (f *Follower) Offered(o replication.Offer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.busy || f.seen[o.ID] || f.ctx.Err() != nil {
+		return
+	}
+	if f.cfg.Standby != nil && !f.cfg.Standby() {
+		return
+	}
+	f.seen[o.ID] = true
+	f.busy = true
+	f.wg.Go(func() {
+		defer func() {
+			f.mu.Lock()
+			f.busy = false
+			f.mu.Unlock()
+		}()
+		f.take(o)
+	})
+}
+
+// Wait waits for a fetch under way (tests).
+func (f *Follower) Wait() { f.wg.Wait() }
+
+func (f *Follower) take(o replication.Offer) {
+	log := f.log.With("version", o.Version, "offer", o.ID)
+	fw := f.cfg.Box.Firmware()
+	applied := false
+	err := f.cfg.Fetch(f.ctx, o, func(r io.Reader) error {
+		switch {
+		case fw != "" && o.Version == fw:
+			return fmt.Errorf("this box already runs %s", fw)
+		case o.Version == f.cfg.Box.LastFailed():
+			return fmt.Errorf("%s already failed its trial boot on this box", o.Version)
+		}
+		path := filepath.Join(f.cfg.DataDir, BundleFile)
+		defer os.Remove(path)
+		if err := receive(path, r, o); err != nil {
+			return err
+		}
+		log.Info("rolling update: writing the bundle the active offered")
+		if err := f.cfg.Box.Apply(path); err != nil {
+			return fmt.Errorf("writing the bundle: %w", err)
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		log.Error("rolling update: the offered bundle was not taken", "err", err)
+		return
+	}
+	if !applied {
+		return
+	}
+	log.Warn("rolling update: rebooting into the trial of the new version")
+	if err := f.cfg.Box.Reboot(); err != nil {
+		log.Error("rolling update: rebooting", "err", err)
+	}
+}
+
+// receive writes the bundle to path and checks its size and sha256
+// against the offer.
+func receive(path string, r io.Reader, o replication.Offer) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("receiving the bundle: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), r)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("receiving the bundle: %w", err)
+	}
+	if n != o.Size {
+		return fmt.Errorf("received %d bytes, offered %d", n, o.Size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != o.SHA256 {
+		return fmt.Errorf("received bundle has sha256 %s, offered %s", got, o.SHA256)
+	}
+	return nil
+}

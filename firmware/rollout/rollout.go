@@ -1,0 +1,463 @@
+// Package rollout updates both boxes of a twin pair one after the other,
+// so phones see no outage but a switchover's: the active box orchestrates
+// (Rollout). It offers the signed bundle to its standby over the pair's
+// replication link; the standby (Follower) fetches it, writes its
+// inactive slot and reboots into a trial boot; once the standby is back,
+// on the new version and in sync, the active switches over to it, waits
+// until it follows the new active in sync, then updates itself the same
+// way and reboots. Every step has a deadline; a failure stops the roll
+// with the pair serving and the reason in the status (docs/IMAGE.md,
+// "Rolling update of a twin pair").
+//
+// A roll interrupted by a restart of the orchestrating box is abandoned,
+// not resumed: the state file in the data folder says at which step, and
+// running the update again skips a box that already runs the bundle's
+// version.
+package rollout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/replication"
+)
+
+// States of a roll.
+const (
+	Running   = "running"
+	Done      = "done"
+	Failed    = "failed"
+	Abandoned = "abandoned"
+)
+
+// Steps of a roll, in order.
+const (
+	StepCheck      = "checking the bundle"
+	StepStandby    = "updating the standby"
+	StepSwitchover = "switching over to the standby"
+	StepSettle     = "waiting to follow the new active in sync"
+	StepSelf       = "updating this box"
+	StepReboot     = "rebooting this box into the new version"
+)
+
+// StateFile is the roll's record in the data folder.
+const StateFile = "rollout.json"
+
+// Status is a roll as `twinpbx status` shows it.
+type Status struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Step   string `json:"step,omitempty"`
+	Target string `json:"target"`
+	// From is this box's version when the roll started.
+	From    string    `json:"from,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	Error   string    `json:"error,omitempty"`
+	// Log is what happened, oldest first.
+	Log []Entry `json:"log,omitempty"`
+}
+
+// Entry is one line of a roll's log.
+type Entry struct {
+	At   time.Time `json:"at"`
+	Text string    `json:"text"`
+}
+
+// Bundle is what Box.Check found in a bundle file.
+type Bundle struct {
+	Version string
+	Size    int64
+	SHA256  string
+}
+
+// Box is this box's firmware: the running version, its boot slots and
+// its reboot. SlotBox is the real one.
+type Box interface {
+	// Firmware is the running version ("" unknown: not booted from a slot).
+	Firmware() string
+	// LastFailed is the version whose trial boot last failed here.
+	LastFailed() string
+	// Check verifies the bundle file (signature with this box's key).
+	Check(path string) (Bundle, error)
+	// Apply writes the bundle into the inactive slot and puts it on trial.
+	Apply(path string) error
+	// Reboot restarts the box (into the trial).
+	Reboot() error
+}
+
+// Local is this box in the pair.
+type Local struct {
+	Active, Standby bool
+	// InSync: as standby, this box holds everything the active committed.
+	InSync bool
+}
+
+// Twin is the other box as this one sees it.
+type Twin struct {
+	// Standby: heard, in the standby role and healthy; Active: heard and active.
+	Standby, Active bool
+	// InSync: as active, the twin acknowledges every write.
+	InSync bool
+	// Firmware is the version the twin named when its replication link
+	// started at Since.
+	Firmware string
+	Since    time.Time
+}
+
+// Pair is what the roll needs of the running pair (firmware/twin).
+type Pair interface {
+	Local() Local
+	Twin() Twin
+	// Offer offers the standby a bundle (nil: withdraw).
+	Offer(o *replication.Offer, open func() (io.ReadCloser, error))
+	// Fetched is the standby's verdict on the offer.
+	Fetched() replication.FetchStatus
+	Switchover(ctx context.Context) error
+}
+
+// Config configures a Rollout.
+type Config struct {
+	Pair    Pair
+	Box     Box
+	DataDir string
+	// StandbyDeadline bounds the standby's update: fetch, write, reboot,
+	// trial and catch-up (0: 10 min; a trial alone may take 5).
+	StandbyDeadline time.Duration
+	// SwitchoverDeadline bounds the switchover (0: 1 min).
+	SwitchoverDeadline time.Duration
+	// SettleDeadline bounds the wait, after the switchover, until this
+	// box follows the new active in sync (0: 2 min).
+	SettleDeadline time.Duration
+	// Poll is how often the pair is looked at (0: 200 ms).
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+// Rollout runs one roll at a time on the active box.
+type Rollout struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	st      Status
+	running bool
+}
+
+// New returns a Rollout; Resume reads the record of an earlier one.
+func New(c Config) *Rollout {
+	if c.StandbyDeadline <= 0 {
+		c.StandbyDeadline = 10 * time.Minute
+	}
+	if c.SwitchoverDeadline <= 0 {
+		c.SwitchoverDeadline = time.Minute
+	}
+	if c.SettleDeadline <= 0 {
+		c.SettleDeadline = 2 * time.Minute
+	}
+	if c.Poll <= 0 {
+		c.Poll = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Rollout{cfg: c, log: c.Logger.With("part", "rollout")}
+}
+
+// Status is the current or last roll; State is "" when there was none.
+func (r *Rollout) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.st
+	s.Log = append([]Entry(nil), s.Log...)
+	return s
+}
+
+func (r *Rollout) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running
+}
+
+// ErrBusy means a roll is under way.
+var ErrBusy = errors.New("a rolling update is already under way")
+
+// Resume reads the record of a roll this box ran before it restarted. A
+// roll that rebooted this box into the new version is done when it runs
+// that version, and failed when the trial fell back; one that stopped at
+// any other step is abandoned.
+func (r *Rollout) Resume() {
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var s Status
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		r.log.Warn("ignoring the record of an earlier rolling update", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.st = s
+	r.mu.Unlock()
+	if s.State != Running {
+		return
+	}
+	switch fw := r.cfg.Box.Firmware(); {
+	case s.Step == StepReboot && fw == s.Target:
+		r.finish(Done, fmt.Sprintf("this box came back on %s: both boxes run it", fw), nil)
+	case s.Step == StepReboot:
+		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s while the twin runs %s (run the update again, or update this box by hand)", s.Target, orUnknown(fw), s.Target))
+	default:
+		r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s; the roll was abandoned: run the update again (a box already on %s is skipped)", s.Step, s.Target))
+	}
+}
+
+// Start begins a roll to the bundle at path in the background; Status
+// follows it. It refuses while one runs.
+func (r *Rollout) Start(ctx context.Context, path string) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	go func() { _ = r.run(ctx, path) }()
+	return nil
+}
+
+// Run rolls the pair to the bundle at path and returns when the roll
+// ended (or this box is about to reboot into the new version).
+func (r *Rollout) Run(ctx context.Context, path string) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	return r.run(ctx, path)
+}
+
+func (r *Rollout) begin() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		return ErrBusy
+	}
+	r.running = true
+	now := time.Now()
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	r.st = Status{ID: hex.EncodeToString(id[:]), State: Running, Step: StepCheck, Started: now, Updated: now, From: r.cfg.Box.Firmware()}
+	return nil
+}
+
+func (r *Rollout) run(ctx context.Context, path string) (err error) {
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
+	b, err := r.cfg.Box.Check(path)
+	if err != nil {
+		return r.finish(Failed, "", fmt.Errorf("checking the bundle: %w", err))
+	}
+	r.mu.Lock()
+	r.st.Target = b.Version
+	r.mu.Unlock()
+	r.note(fmt.Sprintf("bundle %s checked (%d bytes)", b.Version, b.Size))
+
+	local, tw := r.cfg.Pair.Local(), r.cfg.Pair.Twin()
+	if r.cfg.Box.Firmware() == b.Version && tw.Firmware == b.Version {
+		return r.finish(Done, fmt.Sprintf("both boxes already run %s", b.Version), nil)
+	}
+	if !local.Active {
+		return r.finish(Failed, "", errors.New("this box is not the active one: run the update on the active box (it updates the standby first)"))
+	}
+	if !tw.Standby || !tw.InSync {
+		return r.finish(Failed, "", errors.New("the twin is not a healthy standby in sync: updating now would leave the phones without a box; try again once it is"))
+	}
+
+	if tw.Firmware != b.Version {
+		if err := r.updateStandby(ctx, path, b); err != nil {
+			return r.finish(Failed, "", err)
+		}
+	} else {
+		r.note(fmt.Sprintf("the standby already runs %s", b.Version))
+	}
+
+	r.step(StepSwitchover)
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.SwitchoverDeadline)
+	err = r.cfg.Pair.Switchover(sctx)
+	cancel()
+	if err != nil {
+		return r.finish(Failed, "", fmt.Errorf("switchover refused: %w; the pair serves on as it was: this box active on %s, the standby on %s", err, orUnknown(r.cfg.Box.Firmware()), b.Version))
+	}
+	r.note("switched over: the twin, on " + b.Version + ", is active")
+
+	r.step(StepSettle)
+	err = r.waitFor(ctx, r.cfg.SettleDeadline, func() (bool, error) {
+		l, t := r.cfg.Pair.Local(), r.cfg.Pair.Twin()
+		return l.Standby && l.InSync && t.Active, nil
+	})
+	if err != nil {
+		return r.finish(Failed, "", fmt.Errorf("after the switchover this box did not follow the new active in sync within %v: %w; the twin serves on %s, this box still runs %s", r.cfg.SettleDeadline, err, b.Version, orUnknown(r.cfg.Box.Firmware())))
+	}
+	if r.cfg.Box.Firmware() == b.Version {
+		return r.finish(Done, "this box already runs "+b.Version+": both boxes run it", nil)
+	}
+	r.step(StepSelf)
+	if err := r.cfg.Box.Apply(path); err != nil {
+		return r.finish(Failed, "", fmt.Errorf("writing the bundle on this box: %w; the twin serves on %s, this box stays on %s", err, b.Version, orUnknown(r.cfg.Box.Firmware())))
+	}
+	r.step(StepReboot)
+	if err := r.cfg.Box.Reboot(); err != nil {
+		return r.finish(Failed, "", fmt.Errorf("rebooting this box: %w; its next boot tries %s", err, b.Version))
+	}
+	return nil
+}
+
+// updateStandby offers the bundle to the standby and waits until it is
+// back, in sync, on the new version.
+func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) error {
+	r.step(StepStandby)
+	offer := &replication.Offer{ID: r.Status().ID, Version: b.Version, Size: b.Size, SHA256: b.SHA256}
+	r.cfg.Pair.Offer(offer, func() (io.ReadCloser, error) { return os.Open(path) })
+	defer r.cfg.Pair.Offer(nil, nil)
+	deadline := time.Now().Add(r.cfg.StandbyDeadline)
+	var took time.Time
+	err := r.waitFor(ctx, time.Until(deadline), func() (bool, error) {
+		f := r.cfg.Pair.Fetched()
+		if !f.Done || f.ID != offer.ID {
+			return false, nil
+		}
+		if f.Err != "" {
+			return false, fmt.Errorf("the standby refused the bundle: %s; the pair serves on, unchanged", f.Err)
+		}
+		took = f.At
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the standby did not take the bundle: %w", err)
+	}
+	r.note("the standby wrote " + b.Version + " into its inactive slot and reboots into its trial")
+	var back Twin
+	err = r.waitFor(ctx, time.Until(deadline), func() (bool, error) {
+		t := r.cfg.Pair.Twin()
+		if !t.Since.After(took) || !t.Standby || !t.InSync {
+			return false, nil
+		}
+		back = t
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the standby did not come back in sync within %v of the roll's start: %w; this box serves on, on %s", r.cfg.StandbyDeadline, err, orUnknown(r.cfg.Box.Firmware()))
+	}
+	if back.Firmware != b.Version {
+		return fmt.Errorf("the standby came back on %s, not %s: its trial boot did not commit and it fell back; the pair serves on the old version", orUnknown(back.Firmware), b.Version)
+	}
+	r.note("the standby is back on " + b.Version + ", in sync")
+	return nil
+}
+
+// waitFor polls cond until it holds, fails, or d or ctx runs out.
+func (r *Rollout) waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(r.cfg.Poll)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("timed out after %v", d.Round(time.Second))
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Rollout) step(s string) {
+	r.mu.Lock()
+	r.st.Step = s
+	r.mu.Unlock()
+	r.note(s)
+}
+
+// note logs text in the roll's log and saves the record.
+func (r *Rollout) note(text string) {
+	r.mu.Lock()
+	now := time.Now()
+	r.st.Updated = now
+	r.st.Log = append(r.st.Log, Entry{At: now, Text: text})
+	if len(r.st.Log) > 50 {
+		r.st.Log = r.st.Log[len(r.st.Log)-50:]
+	}
+	s := r.st
+	r.mu.Unlock()
+	r.log.Info("rolling update: "+text, "target", s.Target, "step", s.Step)
+	if err := r.save(s); err != nil {
+		r.log.Warn("saving the rolling update's record", "err", err)
+	}
+}
+
+// finish ends the roll in state with a note or an error, and returns err.
+func (r *Rollout) finish(state, text string, err error) error {
+	r.mu.Lock()
+	r.st.State = state
+	if err != nil {
+		r.st.Error = err.Error()
+		text = state + ": " + err.Error()
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Error("rolling update stopped", "state", state, "err", err)
+	}
+	r.note(text)
+	return err
+}
+
+func (r *Rollout) save(s Status) error {
+	if r.cfg.DataDir == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(r.cfg.DataDir, StateFile)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "an unknown version"
+	}
+	return v
+}

@@ -1,0 +1,291 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/replication"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakeBox is a box's firmware: its version, what was applied, reboots.
+type fakeBox struct {
+	mu       sync.Mutex
+	fw       string
+	failed   string
+	bundle   Bundle
+	checkErr error
+	applyErr error
+	applied  []string // contents of the files applied
+	reboots  int
+}
+
+func (b *fakeBox) Firmware() string   { b.mu.Lock(); defer b.mu.Unlock(); return b.fw }
+func (b *fakeBox) LastFailed() string { b.mu.Lock(); defer b.mu.Unlock(); return b.failed }
+func (b *fakeBox) Check(string) (Bundle, error) {
+	return b.bundle, b.checkErr
+}
+func (b *fakeBox) Apply(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.applyErr != nil {
+		return b.applyErr
+	}
+	b.applied = append(b.applied, string(data))
+	return nil
+}
+func (b *fakeBox) Reboot() error { b.mu.Lock(); defer b.mu.Unlock(); b.reboots++; return nil }
+
+func (b *fakeBox) counts() (int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.applied), b.reboots
+}
+
+// fakePair is the pair seen from the active; the standby's behaviour
+// when offered a bundle is the test's script.
+type fakePair struct {
+	mu          sync.Mutex
+	local       Local
+	twin        Twin
+	offered     int
+	offer       *replication.Offer
+	fetched     replication.FetchStatus
+	switchErr   error
+	switchovers int
+	// standby is run when an offer is made (not withdrawn), without the lock.
+	standby func(p *fakePair, o replication.Offer)
+}
+
+func (p *fakePair) Local() Local { p.mu.Lock(); defer p.mu.Unlock(); return p.local }
+func (p *fakePair) Twin() Twin   { p.mu.Lock(); defer p.mu.Unlock(); return p.twin }
+func (p *fakePair) Offer(o *replication.Offer, _ func() (io.ReadCloser, error)) {
+	p.mu.Lock()
+	p.offer = o
+	if o != nil {
+		p.offered++
+	}
+	script := p.standby
+	p.mu.Unlock()
+	if o != nil && script != nil {
+		script(p, *o)
+	}
+}
+func (p *fakePair) Fetched() replication.FetchStatus { p.mu.Lock(); defer p.mu.Unlock(); return p.fetched }
+func (p *fakePair) Switchover(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.switchovers++
+	if p.switchErr != nil {
+		return p.switchErr
+	}
+	p.local = Local{Standby: true, InSync: true}
+	p.twin.Active, p.twin.Standby = true, false
+	return nil
+}
+
+// Scripts of the standby.
+func takesAndComesBackOn(version string) func(*fakePair, replication.Offer) {
+	return func(p *fakePair, o replication.Offer) {
+		now := time.Now()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.fetched = replication.FetchStatus{ID: o.ID, Done: true, At: now}
+		p.twin = Twin{Standby: true, InSync: true, Firmware: version, Since: now.Add(time.Millisecond)}
+	}
+}
+
+func refuses(why string) func(*fakePair, replication.Offer) {
+	return func(p *fakePair, o replication.Offer) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.fetched = replication.FetchStatus{ID: o.ID, Done: true, Err: why, At: time.Now()}
+	}
+}
+
+func takesAndNeverComesBack(p *fakePair, o replication.Offer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fetched = replication.FetchStatus{ID: o.ID, Done: true, At: time.Now()}
+	p.twin = Twin{}
+}
+
+func TestRollout(t *testing.T) {
+	v2 := Bundle{Version: "2.0", Size: 5, SHA256: "x"}
+	healthy := Twin{Standby: true, InSync: true, Firmware: "1.0", Since: time.Now().Add(-time.Hour)}
+	tests := []struct {
+		name      string
+		fw        string // this box's version
+		twin      Twin
+		local     Local
+		checkErr  error
+		standby   func(*fakePair, replication.Offer)
+		switchErr error
+		applyErr  error
+
+		wantState   string
+		wantStep    string
+		wantErr     string
+		wantOffers  int
+		wantSwitch  int
+		wantApplied int
+		wantReboots int
+	}{
+		{name: "happy path", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
+			wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
+		{name: "standby trial fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("1.0"),
+			wantState: Failed, wantErr: "fell back", wantOffers: 1},
+		{name: "standby refuses the bundle", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: refuses("bad signature"),
+			wantState: Failed, wantErr: "bad signature", wantOffers: 1},
+		{name: "standby never comes back", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndNeverComesBack,
+			wantState: Failed, wantErr: "did not come back", wantOffers: 1},
+		{name: "standby never fetches", fw: "1.0", twin: healthy, local: Local{Active: true},
+			wantState: Failed, wantErr: "did not take the bundle", wantOffers: 1},
+		{name: "switchover refused", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
+			switchErr: errors.New("the twin cannot take over"),
+			wantState: Failed, wantErr: "switchover refused", wantOffers: 1, wantSwitch: 1},
+		{name: "version skew: the standby already runs the new version", fw: "1.0", local: Local{Active: true},
+			twin:      Twin{Standby: true, InSync: true, Firmware: "2.0"},
+			wantState: Running, wantStep: StepReboot, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
+		{name: "both already on the version", fw: "2.0", local: Local{Active: true},
+			twin:      Twin{Standby: true, InSync: true, Firmware: "2.0"},
+			wantState: Done},
+		{name: "this box already runs it (an earlier roll stopped after the switchover)", fw: "2.0", twin: healthy, local: Local{Active: true},
+			standby: takesAndComesBackOn("2.0"), wantState: Done, wantOffers: 1, wantSwitch: 1},
+		{name: "writing this box's slot fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
+			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone", wantOffers: 1, wantSwitch: 1},
+		{name: "run on the standby", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
+			wantState: Failed, wantErr: "not the active"},
+		{name: "twin not in sync", fw: "1.0", twin: Twin{Standby: true, Firmware: "1.0"}, local: Local{Active: true},
+			wantState: Failed, wantErr: "not a healthy standby"},
+		{name: "no twin", fw: "1.0", local: Local{Active: true}, wantState: Failed, wantErr: "not a healthy standby"},
+		{name: "bad bundle", fw: "1.0", twin: healthy, local: Local{Active: true}, checkErr: errors.New("signature does not verify"),
+			wantState: Failed, wantErr: "signature does not verify"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "new.bundle")
+			if err := os.WriteFile(path, []byte("BUNDL"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			box := &fakeBox{fw: tt.fw, bundle: v2, checkErr: tt.checkErr, applyErr: tt.applyErr}
+			pair := &fakePair{local: tt.local, twin: tt.twin, standby: tt.standby, switchErr: tt.switchErr}
+			r := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond,
+				StandbyDeadline: 300 * time.Millisecond, SettleDeadline: 10 * time.Second, Logger: quiet()})
+			err := r.Run(context.Background(), path)
+			st := r.Status()
+			if st.State != tt.wantState {
+				t.Errorf("state %q (%s), want %q", st.State, st.Error, tt.wantState)
+			}
+			if tt.wantStep != "" && st.Step != tt.wantStep {
+				t.Errorf("step %q, want %q", st.Step, tt.wantStep)
+			}
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || st.Error != err.Error()) {
+				t.Errorf("Run: %v (status error %q), want an error naming %q", err, st.Error, tt.wantErr)
+			}
+			applied, reboots := box.counts()
+			if pair.offered != tt.wantOffers || pair.switchovers != tt.wantSwitch || applied != tt.wantApplied || reboots != tt.wantReboots {
+				t.Errorf("offers %d, switchovers %d, applied %d, reboots %d; want %d, %d, %d, %d",
+					pair.offered, pair.switchovers, applied, reboots, tt.wantOffers, tt.wantSwitch, tt.wantApplied, tt.wantReboots)
+			}
+			if pair.offer != nil {
+				t.Error("the offer was not withdrawn")
+			}
+			// The record on disk says the same.
+			saved := New(Config{Box: &fakeBox{fw: tt.fw}, DataDir: dir, Logger: quiet()})
+			saved.Resume()
+			if got := saved.Status(); tt.wantState != Running && (got.State != st.State || got.Error != st.Error) {
+				t.Errorf("saved record %+v, want state %q error %q", got, st.State, st.Error)
+			}
+		})
+	}
+}
+
+// A roll that rebooted this box ends when the box comes back: done on
+// the new version, failed when the trial fell back; a roll stopped by a
+// restart at any other step is abandoned.
+func TestResume(t *testing.T) {
+	tests := []struct {
+		name      string
+		step      string
+		fw        string
+		wantState string
+		wantErr   string
+	}{
+		{"rebooted into the new version", StepReboot, "2.0", Done, ""},
+		{"trial fell back", StepReboot, "1.0", Failed, "did not commit"},
+		{"restarted while updating the standby", StepStandby, "1.0", Abandoned, "abandoned"},
+		{"restarted while switching over", StepSwitchover, "1.0", Abandoned, "abandoned"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			before := New(Config{Box: &fakeBox{fw: "1.0"}, DataDir: dir, Logger: quiet()})
+			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0"}
+			before.step(tt.step)
+			r := New(Config{Box: &fakeBox{fw: tt.fw}, DataDir: dir, Logger: quiet()})
+			r.Resume()
+			st := r.Status()
+			if st.State != tt.wantState || !strings.Contains(st.Error, tt.wantErr) {
+				t.Errorf("after the restart: state %q error %q, want %q naming %q", st.State, st.Error, tt.wantState, tt.wantErr)
+			}
+			again := New(Config{Box: &fakeBox{fw: tt.fw}, DataDir: dir, Logger: quiet()})
+			again.Resume()
+			if got := again.Status(); got.State != tt.wantState {
+				t.Errorf("a second restart reads state %q, want %q kept", got.State, tt.wantState)
+			}
+		})
+	}
+}
+
+func TestResumeNothingOrGarbage(t *testing.T) {
+	dir := t.TempDir()
+	r := New(Config{Box: &fakeBox{}, DataDir: dir, Logger: quiet()})
+	r.Resume()
+	if st := r.Status(); st.State != "" {
+		t.Errorf("no record: state %q", st.State)
+	}
+	if err := os.WriteFile(filepath.Join(dir, StateFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.Resume()
+	if st := r.Status(); st.State != "" {
+		t.Errorf("a broken record: state %q, want it ignored", st.State)
+	}
+}
+
+// One roll at a time.
+func TestBusy(t *testing.T) {
+	release := make(chan struct{})
+	box := &fakeBox{fw: "1.0", bundle: Bundle{Version: "2.0", Size: 1}}
+	pair := &fakePair{local: Local{Active: true}, twin: Twin{Standby: true, InSync: true, Firmware: "1.0"},
+		standby: func(*fakePair, replication.Offer) { <-release }}
+	r := New(Config{Pair: pair, Box: box, DataDir: t.TempDir(), Poll: time.Millisecond, StandbyDeadline: 50 * time.Millisecond, Logger: quiet()})
+	if err := r.Start(context.Background(), "/nonexistent"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background(), "/nonexistent"); !errors.Is(err, ErrBusy) {
+		t.Errorf("second Start: %v, want ErrBusy", err)
+	}
+	close(release)
+	waitfor.Cond(t, 20*time.Second, "the roll to end", func() bool { return !r.busy() })
+	if err := r.Start(context.Background(), "/nonexistent"); err != nil {
+		t.Errorf("Start after the roll ended: %v", err)
+	}
+	waitfor.Cond(t, 20*time.Second, "the second roll to end", func() bool { return !r.busy() })
+}
