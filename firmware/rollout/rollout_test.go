@@ -85,7 +85,11 @@ func (p *fakePair) Offer(o *replication.Offer, _ func() (io.ReadCloser, error)) 
 		script(p, *o)
 	}
 }
-func (p *fakePair) Fetched() replication.FetchStatus { p.mu.Lock(); defer p.mu.Unlock(); return p.fetched }
+func (p *fakePair) Fetched() replication.FetchStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fetched
+}
 func (p *fakePair) Switchover(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
