@@ -66,6 +66,10 @@ const MaxBundle = 256 << 20
 // verdict once the bundle is sent (the standby writes and checks a slot).
 const FetchResultTimeout = 3 * time.Minute
 
+// SetFirmware sets the firmware version the active names in its start
+// frames (SenderConfig.Firmware); call it before Serve.
+func (s *Sender) SetFirmware(v string) { s.cfg.Firmware = v }
+
 // SetOffer makes the active offer o to its standby in every heartbeat;
 // open gives the bundle's bytes (o.Size of them) for each fetch. nil
 // withdraws the offer.

@@ -33,6 +33,10 @@ type replica struct {
 	clientTLS *tls.Config
 	log       *slog.Logger
 	onEvent   func(replication.Event)
+	// firmware is this box's version, named in the hello; onOffer takes
+	// the bundle a rolling update offers (set before the first role).
+	firmware string
+	onOffer  func(replication.Offer)
 
 	mu       sync.Mutex
 	source   bool
@@ -135,13 +139,15 @@ func (r *replica) BecomeFollower(peer string) {
 	r.stopLocked()
 	r.source = false
 	rc, err := replication.NewReceiver(replication.ReceiverConfig{
-		Node:    r.node,
-		Peer:    peer,
-		Store:   r.st,
-		Dial:    r.dialTwin,
-		TLS:     r.clientTLS,
-		OnEvent: r.onEvent,
-		Logger:  r.log,
+		Node:     r.node,
+		Peer:     peer,
+		Store:    r.st,
+		Dial:     r.dialTwin,
+		TLS:      r.clientTLS,
+		OnEvent:  r.onEvent,
+		Firmware: r.firmware,
+		OnOffer:  r.onOffer,
+		Logger:   r.log,
 	})
 	if err != nil {
 		r.log.Error("replication: creating the receiver", "err", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/cluster/vip"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/replication"
+	"github.com/twinpbx/twinpbx/firmware/rollout"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/hw/relay"
 	"github.com/twinpbx/twinpbx/hw/watchdog"
@@ -51,6 +52,9 @@ type Config struct {
 	// nil: log and exit with watchdog.ExitCodeReset.
 	OnWatchdogReset func()
 	Logger          *slog.Logger
+	// Updates is this box's firmware for rolling updates (nil: the
+	// box's own disk and the image's update key, firmware/rollout).
+	Updates rollout.Box
 }
 
 // Node is one box of the pair. Serving and BeforeCommit may be called at
@@ -72,6 +76,7 @@ type Node struct {
 
 	hb       atomic.Pointer[heartbeat.Heartbeat]
 	wrongKey keyAlarm
+	roll     rollParts
 	// wd is the watchdog in use and its fence, once Run has opened them.
 	wd atomic.Pointer[watchdogInUse]
 }
@@ -155,6 +160,7 @@ func New(c Config) (*Node, error) {
 		OnEvent: n.replicationEvent,
 		Logger:  log.With("part", "replication"),
 	})
+	n.initRollout(c)
 	return n, nil
 }
 
@@ -181,6 +187,10 @@ type Status struct {
 	// Fingerprint of the pairing key (equal on both boxes when paired).
 	Fingerprint string         `json:"pairing_fingerprint"`
 	Watchdog    WatchdogStatus `json:"watchdog"`
+	// Firmware is the running firmware version; Rollout the current or
+	// last rolling update (firmware/rollout).
+	Firmware string          `json:"firmware,omitempty"`
+	Rollout  *rollout.Status `json:"rollout,omitempty"`
 }
 
 // Status returns the pair's status, or false before Run started.
@@ -201,6 +211,7 @@ func (n *Node) Status() (Status, bool) {
 			s.Alarms = append(s.Alarms, cluster.Alarm{Text: AlarmWrongKey, Since: since})
 		}
 	}
+	n.rolloutStatus(&s)
 	return s, true
 }
 
@@ -375,6 +386,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		onEvent:   n.replicationEvent,
 	}
 	n.rep.Store(rep)
+	n.startRollout(runCtx, rep)
 	defer rep.close()
 
 	target := sipTarget(n.box, n.vip.Addr())
