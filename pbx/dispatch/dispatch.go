@@ -46,6 +46,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
 )
 
@@ -59,11 +60,21 @@ const (
 	DefaultAttempts      = 3
 )
 
-// Backend is one PBX behind the dispatcher.
+// Backend is one PBX behind the dispatcher, or a DNS name for some.
 type Backend struct {
 	// Addr is where its SIP requests go (UDP).
 	Addr netip.AddrPort
-	// Weight is its share of new calls relative to the others (0: 1).
+	// Name, instead of Addr, is a DNS name resolved with Config.Resolver
+	// (RFC 3263, UDP): "host:port" or "sip:host:port" is one backend at
+	// the host's address; "host", "sip:host" or "_sip._udp.host" are as
+	// many backends as its SRV records name targets (each target host and
+	// port one backend). The names are looked up again every
+	// ResolveEvery (the resolver's cache keeps answers for their TTL): a
+	// new address is taken with the backend's state kept, a failed lookup
+	// keeps the last addresses.
+	Name string
+	// Weight is its share of new calls relative to the others (0: the
+	// SRV record's weight for a name's targets, else 1).
 	Weight int
 }
 
@@ -91,6 +102,13 @@ type Config struct {
 	// refuses it with 500 or 503, it goes on to the next (0: 3; 1: no
 	// retry).
 	Attempts int
+	// Resolver resolves the backends' Names (nil: one asking the servers
+	// of /etc/resolv.conf, made when a backend has a Name).
+	Resolver *resolve.Resolver
+	// ResolveEvery is how often the names are looked up again (0:
+	// DefaultResolveEvery); answers come from the resolver's cache until
+	// their TTL runs out.
+	ResolveEvery time.Duration
 	// Serving, when set, gates the listeners: while it returns false
 	// the dispatcher passes nothing on and answers nothing (a twin pair's
 	// standby, or an active whose lease lapsed), but it keeps probing the
@@ -112,10 +130,16 @@ type Dispatcher struct {
 	cfg    Config
 	log    *slog.Logger
 	netLog *slog.Logger // rate-limited, for what arrives from the network
-	names  []string     // backend i's address as text: its identity for hashing
-	byAddr map[netip.AddrPort]int
-	byTag  map[string]int // backend i's tag in Record-Route
-	sel    *selector
+	// roster is the backends now (roster.go); rosterMu serializes its
+	// writers.
+	roster   atomic.Pointer[roster]
+	rosterMu sync.Mutex
+	targets  []sip.Uri // Config.Backends[k].Name as the resolver takes it
+	// resolveErr[k] is the last lookup error of entry k ("": none),
+	// perEntry[k] the backends entry k brought; used by resolveLoop only.
+	resolveErr []string
+	perEntry   []int
+	sel        *selector
 	health *health
 	pend   *pending
 	probes *probes
@@ -175,42 +199,88 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = DefaultAttempts
 	}
-	d := &Dispatcher{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		netLog: slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
-		byAddr: make(map[netip.AddrPort]int),
-		byTag:  make(map[string]int),
-		sent:   make([]atomic.Uint64, len(cfg.Backends)),
+	if cfg.ResolveEvery <= 0 {
+		cfg.ResolveEvery = DefaultResolveEvery
 	}
-	weights := make([]int, len(cfg.Backends))
+	d := &Dispatcher{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		netLog:     slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
+		targets:    make([]sip.Uri, len(cfg.Backends)),
+		resolveErr: make([]string, len(cfg.Backends)),
+		perEntry:   make([]int, len(cfg.Backends)),
+	}
+	r := &roster{byAddr: map[netip.AddrPort]int{}, byTag: map[string]int{}, byName: map[string]int{}}
+	capacity, names := 0, false
 	for i, b := range cfg.Backends {
+		if b.Weight < 0 {
+			return nil, fmt.Errorf("dispatcher: backend %d has a negative weight", i)
+		}
+		if b.Name != "" {
+			if b.Addr.IsValid() {
+				return nil, fmt.Errorf("dispatcher: backend %d has both an address and a name", i)
+			}
+			u, err := nameTarget(b.Name)
+			if err != nil {
+				return nil, fmt.Errorf("dispatcher: %w", err)
+			}
+			d.targets[i] = u
+			names = true
+			if u.Port != 0 {
+				capacity++
+			} else {
+				capacity += maxPerName
+			}
+			continue
+		}
 		if !b.Addr.IsValid() || b.Addr.Port() == 0 {
 			return nil, fmt.Errorf("dispatcher: backend %d has no address and port", i)
 		}
 		b.Addr = netip.AddrPortFrom(b.Addr.Addr().Unmap(), b.Addr.Port())
-		if _, dup := d.byAddr[b.Addr]; dup {
+		if _, dup := r.byAddr[b.Addr]; dup {
 			return nil, fmt.Errorf("dispatcher: backend %s is listed twice", b.Addr)
-		}
-		if b.Weight < 0 {
-			return nil, fmt.Errorf("dispatcher: backend %s has a negative weight", b.Addr)
 		}
 		if b.Weight == 0 {
 			b.Weight = DefaultWeight
 		}
 		cfg.Backends[i] = b
-		weights[i] = b.Weight
-		name := b.Addr.String()
-		d.names = append(d.names, name)
-		d.byAddr[b.Addr] = i
-		d.byTag[backendTag(name)] = i
+		d.perEntry[i] = 1
+		capacity++
+		r.add(b.Addr.String(), b.Weight, b.Addr, i)
 	}
-	d.sel = newSelector(cfg.Algorithm, d.names, weights)
-	d.health = newHealth(cfg.Logger, d.names, cfg.DownAfter, cfg.UpAfter)
+	d.cfg = cfg
+	if names && cfg.Resolver == nil {
+		res, err := resolve.New(resolve.Config{Transports: []string{resolve.UDP}, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("dispatcher: backends by name need DNS: %w", err)
+		}
+		d.cfg.Resolver = res
+	}
+	d.roster.Store(r)
+	d.sent = make([]atomic.Uint64, capacity)
+	d.sel = newSelector(cfg.Algorithm, r.names, r.weights, capacity)
+	d.health = newHealth(cfg.Logger, capacity, d.name, cfg.DownAfter, cfg.UpAfter)
 	d.pend = newPending()
 	d.pend.server = cfg.Server
-	d.probes = newProbes(len(cfg.Backends))
+	d.probes = newProbes(capacity)
 	return d, nil
+}
+
+// name is backend i's identity (its address, or host:port of a name).
+func (d *Dispatcher) name(i int) string {
+	r := d.roster.Load()
+	if i < 0 || i >= len(r.names) {
+		return ""
+	}
+	return r.names[i]
+}
+
+// addr is where backend i's requests go now.
+func (d *Dispatcher) addr(i int) netip.AddrPort { return d.roster.Load().addrs[i] }
+
+// usable tells whether backend i may get a new request: up and listed.
+func (d *Dispatcher) usable(i int) bool {
+	return d.health.isUp(i) && d.roster.Load().listed[i]
 }
 
 // backendTag names a backend in Record-Route: a short hash of its address,
@@ -271,6 +341,9 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	}
 	wg.Go(func() { d.probeLoop(ctx, probeSock) })
 	wg.Go(func() { d.sweepLoop(ctx) })
+	if d.cfg.Resolver != nil {
+		wg.Go(func() { d.resolveLoop(ctx) })
+	}
 	if ready != nil {
 		addrs := make([]string, len(socks))
 		for i, s := range socks {
@@ -278,7 +351,7 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 		}
 		ready(addrs)
 	}
-	d.log.Info("dispatcher serving", "algorithm", d.cfg.Algorithm.String(), "backends", d.names)
+	d.log.Info("dispatcher serving", "algorithm", d.cfg.Algorithm.String(), "backends", d.roster.Load().names)
 	<-ctx.Done()
 	for _, s := range all {
 		_ = s.conn.Close()
@@ -381,7 +454,9 @@ func workerOf(a netip.AddrPort, n int) int {
 
 // BackendStatus is what Status tells about one backend.
 type BackendStatus struct {
-	Addr   string `json:"addr"`
+	Addr string `json:"addr"`
+	// Name is host:port of a backend found by DNS.
+	Name   string `json:"name,omitempty"`
 	Weight int    `json:"weight"`
 	Up     bool   `json:"up"`
 	// Sent counts the requests outside a dialog sent to it.
@@ -397,10 +472,16 @@ type Status struct {
 // Status returns the backends' state.
 func (d *Dispatcher) Status() Status {
 	st := Status{Algorithm: d.cfg.Algorithm.String()}
-	for i, n := range d.names {
-		st.Backends = append(st.Backends, BackendStatus{
-			Addr: n, Weight: d.cfg.Backends[i].Weight, Up: d.health.isUp(i), Sent: d.sent[i].Load(),
-		})
+	r := d.roster.Load()
+	for i, n := range r.names {
+		if !r.listed[i] {
+			continue
+		}
+		bs := BackendStatus{Addr: r.addrs[i].String(), Weight: r.weights[i], Up: d.health.isUp(i), Sent: d.sent[i].Load()}
+		if d.cfg.Backends[r.entry[i]].Name != "" {
+			bs.Name = n
+		}
+		st.Backends = append(st.Backends, bs)
 	}
 	return st
 }

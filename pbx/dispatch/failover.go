@@ -21,7 +21,7 @@ import (
 
 // pickNext chooses the next backend among those up that ok allows.
 func (d *Dispatcher) pickNext(key string, ok func(int) bool) int {
-	return d.sel.pick(key, func(i int) bool { return d.health.isUp(i) && ok(i) })
+	return d.sel.pick(key, func(i int) bool { return d.usable(i) && ok(i) })
 }
 
 // sweep handles the requests left unanswered: their backends are marked
@@ -34,7 +34,7 @@ func (d *Dispatcher) sweep(now time.Time) {
 	}
 	for _, nx := range r.moved {
 		d.log.Info("dispatcher sends a call on to the next backend: the last one did not answer",
-			"call_id", callID(nx.req), "backend", d.names[nx.backend])
+			"call_id", callID(nx.req), "backend", d.name(nx.backend))
 		d.sendAttempt(nx)
 	}
 	for _, g := range r.gaveUp {
@@ -59,13 +59,13 @@ func (d *Dispatcher) sendAttempt(nx next) {
 	req.PrependHeader(d.recordRoute(nx.sock, nx.backend))
 	req.PrependHeader(d.via(nx.sock, nx.branch))
 	d.sent[nx.backend].Add(1)
-	d.send(nx.sock, req, d.cfg.Backends[nx.backend].Addr)
+	d.send(nx.sock, req, d.addr(nx.backend))
 }
 
 // recordRoute is the dispatcher's Record-Route naming backend.
 func (d *Dispatcher) recordRoute(s *sock, backend int) *sip.RecordRouteHeader {
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: s.host, Port: s.port,
-		UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.names[backend])}}}}
+		UriParams: sip.HeaderParams{{K: "lr"}, {K: routeParam, V: backendTag(d.name(backend))}}}}
 }
 
 // via is the dispatcher's own Via with branch.

@@ -11,12 +11,13 @@ import (
 
 // ranking is the order the hash algorithms try the backends in for key.
 func ranking(d *Dispatcher, key string) []int {
-	idx := make([]int, len(d.names))
+	r := d.roster.Load()
+	idx := make([]int, len(r.names))
 	for i := range idx {
 		idx[i] = i
 	}
 	slices.SortFunc(idx, func(a, b int) int {
-		return cmp.Compare(score(key, d.names[b], d.cfg.Backends[b].Weight), score(key, d.names[a], d.cfg.Backends[a].Weight))
+		return cmp.Compare(score(key, r.names[b], r.weights[b]), score(key, r.names[a], r.weights[a]))
 	})
 	return idx
 }

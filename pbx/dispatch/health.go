@@ -12,7 +12,7 @@ import (
 // timeout) marks it down at once, since calls are being lost.
 type health struct {
 	log       *slog.Logger
-	names     []string
+	name      func(int) string
 	downAfter int
 	upAfter   int
 
@@ -23,12 +23,14 @@ type health struct {
 	oks   []int // consecutive answered probes
 }
 
-func newHealth(log *slog.Logger, names []string, downAfter, upAfter int) *health {
+// newHealth keeps the state of n backends; name(i) names backend i in
+// the log.
+func newHealth(log *slog.Logger, n int, name func(int) string, downAfter, upAfter int) *health {
 	h := &health{
-		log: log, names: names, downAfter: downAfter, upAfter: upAfter,
-		up:    make([]atomic.Bool, len(names)),
-		fails: make([]int, len(names)),
-		oks:   make([]int, len(names)),
+		log: log, name: name, downAfter: downAfter, upAfter: upAfter,
+		up:    make([]atomic.Bool, n),
+		fails: make([]int, n),
+		oks:   make([]int, n),
 	}
 	for i := range h.up {
 		h.up[i].Store(true)
@@ -47,7 +49,7 @@ func (h *health) probed(i int, answered bool) {
 		h.oks[i]++
 		if !h.up[i].Load() && h.oks[i] >= h.upAfter {
 			h.up[i].Store(true)
-			h.log.Info("dispatcher backend up: it answers OPTIONS again", "backend", h.names[i], "answered", h.oks[i])
+			h.log.Info("dispatcher backend up: it answers OPTIONS again", "backend", h.name(i), "answered", h.oks[i])
 		}
 		return
 	}
@@ -55,7 +57,7 @@ func (h *health) probed(i int, answered bool) {
 	h.fails[i]++
 	if h.up[i].Load() && h.fails[i] >= h.downAfter {
 		h.up[i].Store(false)
-		h.log.Warn("dispatcher backend down: it does not answer OPTIONS", "backend", h.names[i], "unanswered", h.fails[i])
+		h.log.Warn("dispatcher backend down: it does not answer OPTIONS", "backend", h.name(i), "unanswered", h.fails[i])
 	}
 }
 
@@ -66,6 +68,6 @@ func (h *health) timedOut(i int, method string) {
 	h.oks[i] = 0
 	if h.up[i].Load() {
 		h.up[i].Store(false)
-		h.log.Warn("dispatcher backend down: a request got no answer", "backend", h.names[i], "method", method)
+		h.log.Warn("dispatcher backend down: a request got no answer", "backend", h.name(i), "method", method)
 	}
 }

@@ -50,7 +50,11 @@ func (d *Dispatcher) probeLoop(ctx context.Context, s *sock) {
 
 func (d *Dispatcher) probeRound(s *sock) {
 	p := d.probes
-	for i, b := range d.cfg.Backends {
+	r := d.roster.Load()
+	for i, addr := range r.addrs {
+		if !r.listed[i] {
+			continue
+		}
 		p.mu.Lock()
 		missed := p.outstanding[i]
 		p.seq[i]++
@@ -60,9 +64,9 @@ func (d *Dispatcher) probeRound(s *sock) {
 		if missed {
 			d.health.probed(i, false)
 		}
-		msg := optionsRequest(s, b.Addr, i, seq, p.callID)
-		if _, err := s.conn.WriteToUDPAddrPort(msg, b.Addr); err != nil {
-			d.netLog.Warn("dispatcher could not send a probe", "backend", d.names[i], "err", err)
+		msg := optionsRequest(s, addr, i, seq, p.callID)
+		if _, err := s.conn.WriteToUDPAddrPort(msg, addr); err != nil {
+			d.netLog.Warn("dispatcher could not send a probe", "backend", r.names[i], "err", err)
 		}
 	}
 }
@@ -95,11 +99,14 @@ func (d *Dispatcher) probeAnswered(branch string, status int, from netip.AddrPor
 	is, seqs, ok := strings.Cut(strings.TrimPrefix(branch, probePrefix), "-")
 	i, err1 := strconv.Atoi(is)
 	seq, err2 := strconv.ParseUint(seqs, 10, 64)
-	if !ok || err1 != nil || err2 != nil || i < 0 || i >= len(d.cfg.Backends) {
+	r := d.roster.Load()
+	if !ok || err1 != nil || err2 != nil || i < 0 || i >= len(r.addrs) {
 		return
 	}
-	if from.Addr().Unmap() != d.cfg.Backends[i].Addr.Addr().Unmap() {
-		d.netLog.Warn("dispatcher dropped a probe answer from another host than the backend's", "from", from.String(), "backend", d.cfg.Backends[i].Addr.String())
+	// The address it has now: after a DNS change the old one's answers
+	// no longer count.
+	if from.Addr().Unmap() != r.addrs[i].Addr().Unmap() {
+		d.netLog.Warn("dispatcher dropped a probe answer from another host than the backend's", "from", from.String(), "backend", r.addrs[i].String())
 		return
 	}
 	p := d.probes

@@ -98,7 +98,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		// In a dialog we record-routed: towards its backend, unless it
 		// comes from there.
 		if i, ok := d.routeBackend(own); ok && !d.fromBackend(from) && req.Route() == nil {
-			dest, backend = d.cfg.Backends[i].Addr, i
+			dest, backend = d.addr(i), i
 		} else {
 			dest, err = nextHop(req)
 		}
@@ -126,7 +126,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			d.reply(s, req, sip.StatusTrying, "Trying")
 			return
 		}
-		backend, dest, wire = pb.backend, d.cfg.Backends[pb.backend].Addr, pb.branch
+		backend, dest, wire = pb.backend, d.addr(pb.backend), pb.branch
 	case req.Method == sip.CANCEL || isAck:
 		// Not of a request sent to a backend from here. A backend's
 		// CANCEL or ACK follows its Request-URI, as the INVITE did (see
@@ -157,16 +157,16 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		// from anyone else to the backend the algorithm picks. Either
 		// way the Record-Route names the backend, so the dialog's later
 		// requests from the phone reach it.
-		rrBackend, fromBE := d.byAddr[from]
+		rrBackend, fromBE := d.roster.Load().byAddr[from]
 		if fromBE {
 			dest, err = nextHop(req)
 		} else {
-			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.health.isUp)
+			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.usable)
 			if backend < 0 {
 				d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
 				return
 			}
-			dest = d.cfg.Backends[backend].Addr
+			dest = d.addr(backend)
 			d.sent[backend].Add(1)
 			rrBackend = backend
 			if req.IsInvite() && d.cfg.Attempts > 1 {
@@ -195,7 +195,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		return
 	}
 	if backend < 0 {
-		if i, ok := d.byAddr[dest]; ok {
+		if i, ok := d.roster.Load().byAddr[dest]; ok {
 			backend = i
 		}
 	}
@@ -285,12 +285,12 @@ func (d *Dispatcher) routeBackend(r *sip.RouteHeader) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	i, ok := d.byTag[tag]
+	i, ok := d.roster.Load().byTag[tag]
 	return i, ok
 }
 
 func (d *Dispatcher) fromBackend(from netip.AddrPort) bool {
-	_, ok := d.byAddr[from]
+	_, ok := d.roster.Load().byAddr[from]
 	return ok
 }
 
@@ -439,7 +439,7 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		case failover:
 			d.ackError(s, res, o.ruri, from)
 			d.log.Info("dispatcher sends a call on to the next backend", "call_id", res.CallID().Value(),
-				"status", res.StatusCode, "from", from.String(), "backend", d.names[o.next.backend])
+				"status", res.StatusCode, "from", from.String(), "backend", d.name(o.next.backend))
 			d.sendAttempt(o.next)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -93,16 +94,35 @@ func uriKey(u sip.Uri) string {
 // keys. Round robin is smooth weighted round robin: each backend gets its
 // weight's share, spread out rather than in runs.
 type selector struct {
-	alg     Algorithm
-	names   []string
-	weights []int
+	alg Algorithm
+	set atomic.Pointer[selSet] // replaced whole when the backends change
 
 	mu      sync.Mutex
 	current []int // smooth round robin state
 }
 
-func newSelector(alg Algorithm, names []string, weights []int) *selector {
-	return &selector{alg: alg, names: names, weights: weights, current: make([]int, len(names))}
+// selSet is the backends' names and weights at one moment.
+type selSet struct {
+	names   []string
+	weights []int
+}
+
+// newSelector returns a selector over names and weights, with room for
+// capacity backends (at least len(names)).
+func newSelector(alg Algorithm, names []string, weights []int, capacity ...int) *selector {
+	n := len(names)
+	if len(capacity) > 0 {
+		n = max(n, capacity[0])
+	}
+	s := &selector{alg: alg, current: make([]int, n)}
+	s.setNames(names, weights)
+	return s
+}
+
+// setNames replaces the backends (only ever more of them, up to the
+// capacity given to newSelector).
+func (s *selector) setNames(names []string, weights []int) {
+	s.set.Store(&selSet{names: names, weights: weights})
 }
 
 // pick returns the index of the backend for key among those up reports
@@ -111,13 +131,14 @@ func (s *selector) pick(key string, up func(int) bool) int {
 	if s.alg == RoundRobin {
 		return s.roundRobin(up)
 	}
+	set := s.set.Load()
 	best, bestScore := -1, math.Inf(-1)
-	for i, name := range s.names {
+	for i, name := range set.names {
 		if !up(i) {
 			continue
 		}
-		sc := score(key, name, s.weights[i])
-		if sc > bestScore || sc == bestScore && best >= 0 && name < s.names[best] {
+		sc := score(key, name, set.weights[i])
+		if sc > bestScore || sc == bestScore && best >= 0 && name < set.names[best] {
 			best, bestScore = i, sc
 		}
 	}
@@ -147,7 +168,7 @@ func (s *selector) roundRobin(up func(int) bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	best, total := -1, 0
-	for i, w := range s.weights {
+	for i, w := range s.set.Load().weights {
 		if !up(i) {
 			continue
 		}

@@ -1,0 +1,258 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+)
+
+// roster is the set of backends at one moment: the configured addresses
+// and what the configured DNS names resolve to now. Backends are only
+// ever added (index i names the same backend for the life of the
+// dispatcher, so the request table and the health counters stay valid);
+// one that its name no longer lists is kept but not listed. A new roster
+// replaces the old one whole (copy on write), so the forwarding path reads
+// it without a lock.
+type roster struct {
+	names   []string // identity: hashed, and named in Record-Route by its tag
+	weights []int
+	addrs   []netip.AddrPort // where its requests go now
+	listed  []bool           // the backend is among its name's targets now
+	entry   []int            // the Config.Backends entry it comes from
+	byAddr  map[netip.AddrPort]int
+	byTag   map[string]int
+	byName  map[string]int
+}
+
+func (r *roster) clone() *roster {
+	n := &roster{
+		names: slices.Clone(r.names), weights: slices.Clone(r.weights), addrs: slices.Clone(r.addrs),
+		listed: slices.Clone(r.listed), entry: slices.Clone(r.entry),
+		byAddr: make(map[netip.AddrPort]int, len(r.byAddr)), byTag: make(map[string]int, len(r.byTag)),
+		byName: make(map[string]int, len(r.byName)),
+	}
+	for k, v := range r.byAddr {
+		n.byAddr[k] = v
+	}
+	for k, v := range r.byTag {
+		n.byTag[k] = v
+	}
+	for k, v := range r.byName {
+		n.byName[k] = v
+	}
+	return n
+}
+
+// add appends a backend and returns its index.
+func (r *roster) add(name string, weight int, addr netip.AddrPort, entry int) int {
+	i := len(r.names)
+	r.names = append(r.names, name)
+	r.weights = append(r.weights, weight)
+	r.addrs = append(r.addrs, addr)
+	r.listed = append(r.listed, true)
+	r.entry = append(r.entry, entry)
+	r.byTag[backendTag(name)] = i
+	r.byName[name] = i
+	if _, dup := r.byAddr[addr]; !dup {
+		r.byAddr[addr] = i
+	}
+	return i
+}
+
+// reindex rebuilds byAddr after addresses changed: the first listed
+// backend with an address owns it.
+func (r *roster) reindex() {
+	clear(r.byAddr)
+	for i, a := range r.addrs {
+		if _, dup := r.byAddr[a]; !dup && r.listed[i] {
+			r.byAddr[a] = i
+		}
+	}
+	for i, a := range r.addrs {
+		if _, dup := r.byAddr[a]; !dup {
+			r.byAddr[a] = i
+		}
+	}
+}
+
+// maxPerName bounds the backends one DNS name may bring over the
+// dispatcher's life (resolve returns at most 32 targets at a time).
+const maxPerName = 32
+
+// DefaultResolveEvery is how often the DNS names of backends are looked
+// up again; the resolver answers from its cache until the records' TTL
+// runs out, so a change is seen within TTL plus this.
+const DefaultResolveEvery = time.Second
+
+// nameTarget is a configured DNS name as the resolver takes it: "host:port"
+// and "sip:host[:port]" as they are, "_sip._udp.domain" as the SRV name of
+// sip:domain over UDP.
+func nameTarget(name string) (sip.Uri, error) {
+	s := strings.TrimSpace(name)
+	if rest, ok := strings.CutPrefix(strings.ToLower(s), "_sip._udp."); ok {
+		s = "sip:" + s[len(s)-len(rest):] + ";transport=udp"
+	}
+	u, err := resolve.ParseTarget(s)
+	if err != nil {
+		return sip.Uri{}, err
+	}
+	if u.User != "" || strings.EqualFold(u.Scheme, "sips") {
+		return sip.Uri{}, fmt.Errorf("backend %q: give host:port, host, sip:host or _sip._udp.domain", name)
+	}
+	if tr, ok := u.UriParams.Get("transport"); ok && !strings.EqualFold(tr, "udp") {
+		return sip.Uri{}, fmt.Errorf("backend %q: the dispatcher speaks UDP only", name)
+	}
+	return u, nil
+}
+
+// group is one target host and port of a name: one backend.
+type group struct {
+	name   string // host:port
+	weight int    // from SRV (0 when none or not from SRV)
+	addrs  []netip.AddrPort
+}
+
+// groups turns the resolver's targets into backends: one per host and
+// port, in the order the targets came, UDP only.
+func groups(ts []resolve.Target) []group {
+	var out []group
+	at := map[string]int{}
+	for _, t := range ts {
+		if t.Transport != resolve.UDP {
+			continue
+		}
+		name := strings.ToLower(t.Host) + ":" + strconv.Itoa(int(t.Port))
+		if t.Source == resolve.SourceIP {
+			name = t.AddrPort().String()
+		}
+		k, ok := at[name]
+		if !ok {
+			k = len(out)
+			at[name] = k
+			out = append(out, group{name: name, weight: int(t.Weight)})
+		}
+		g := &out[k]
+		g.weight = max(g.weight, int(t.Weight))
+		if a := t.AddrPort(); !slices.Contains(g.addrs, a) {
+			g.addrs = append(g.addrs, a)
+		}
+	}
+	return out
+}
+
+// resolveLoop looks the backends' DNS names up at once and then every
+// ResolveEvery until ctx ends.
+func (d *Dispatcher) resolveLoop(ctx context.Context) {
+	tick := time.NewTicker(d.cfg.ResolveEvery)
+	defer tick.Stop()
+	for {
+		d.resolveAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// resolveAll resolves every configured name once and takes the result.
+func (d *Dispatcher) resolveAll(ctx context.Context) {
+	for k, b := range d.cfg.Backends {
+		if b.Name == "" {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ts, err := d.cfg.Resolver.Resolve(rctx, d.targets[k])
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		gs := groups(ts)
+		if err == nil && len(gs) == 0 {
+			err = fmt.Errorf("no UDP targets")
+		}
+		if err != nil {
+			// The last good addresses stay.
+			if d.resolveErr[k] == "" {
+				d.log.Warn("dispatcher cannot resolve a backend's name: keeping its last addresses", "backend", b.Name, "err", err)
+			}
+			d.resolveErr[k] = err.Error()
+			continue
+		}
+		if d.resolveErr[k] != "" {
+			d.log.Info("dispatcher resolves a backend's name again", "backend", b.Name)
+			d.resolveErr[k] = ""
+		}
+		d.take(k, gs)
+	}
+}
+
+// take makes the backends of entry k those of gs, keeping each one's
+// state: a backend whose address changed keeps its index, health and
+// counts; one no longer listed stops getting new calls.
+func (d *Dispatcher) take(k int, gs []group) {
+	d.rosterMu.Lock()
+	defer d.rosterMu.Unlock()
+	old := d.roster.Load()
+	r := old.clone()
+	changed := false
+	seen := map[int]bool{}
+	for _, g := range gs {
+		w := d.cfg.Backends[k].Weight
+		if w == 0 {
+			w = max(g.weight, DefaultWeight)
+		}
+		i, ok := r.byName[g.name]
+		if ok && r.entry[i] != k {
+			continue // another entry names the same backend: it is that one's
+		}
+		if !ok {
+			if d.perEntry[k] >= maxPerName || len(r.names) >= len(d.sent) {
+				d.log.Warn("dispatcher ignores a backend: its name lists too many", "backend", d.cfg.Backends[k].Name, "target", g.name)
+				continue
+			}
+			d.perEntry[k]++
+			i = r.add(g.name, w, g.addrs[0], k)
+			seen[i] = true
+			changed = true
+			d.log.Info("dispatcher backend added from DNS", "backend", g.name, "addr", g.addrs[0].String(), "weight", w)
+			continue
+		}
+		seen[i] = true
+		if !r.listed[i] {
+			r.listed[i] = true
+			changed = true
+			d.log.Info("dispatcher backend listed by DNS again", "backend", g.name)
+		}
+		if !slices.Contains(g.addrs, r.addrs[i]) {
+			d.log.Info("dispatcher backend has a new address", "backend", g.name, "was", r.addrs[i].String(), "now", g.addrs[0].String())
+			r.addrs[i] = g.addrs[0]
+			changed = true
+		}
+		if r.weights[i] != w {
+			r.weights[i] = w
+			changed = true
+		}
+	}
+	for i := range r.names {
+		if r.entry[i] == k && r.listed[i] && !seen[i] {
+			r.listed[i] = false
+			changed = true
+			d.log.Warn("dispatcher backend no longer listed by DNS: no new calls", "backend", r.names[i])
+		}
+	}
+	if !changed {
+		return
+	}
+	r.reindex()
+	d.roster.Store(r)
+	d.sel.setNames(r.names, r.weights)
+}
