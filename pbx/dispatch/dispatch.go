@@ -140,10 +140,10 @@ type Dispatcher struct {
 	resolveErr []string
 	perEntry   []int
 	sel        *selector
-	health *health
-	pend   *pending
-	probes *probes
-	sent   []atomic.Uint64 // new requests sent to backend i
+	health     *health
+	pend       *pending
+	probes     *probes
+	sent       []atomic.Uint64 // new requests sent to backend i
 
 	mu    sync.Mutex
 	socks []*sock
