@@ -259,7 +259,7 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	if err != nil {
 		return err
 	}
-	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: log, twin: pb.node, box: box, isdn: &isdnSpans{}}
+	a := &running{configured: configured{st: st, cfg: cfg}, pbx: p, log: log, twin: pb.node, box: box, isdn: &isdnSpans{dataDir: o.DataDir, side: twin.Side(box.Node.Name, box.Cluster.Peer)}}
 	set := func(c *config.Config) {
 		a.mu.Lock()
 		a.cfg = c
@@ -275,6 +275,7 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 			// line to one card at a time, and the other box's gateway sees
 			// its line down (and its PBX, not serving, answers nothing).
 			a.isdn.start(ctx, wg, log, o.Board, cfg, ls)
+			a.isdn.watchPSTN(log, cfg.PSTN, pb.node)
 			ready()
 		})
 	})
@@ -299,5 +300,9 @@ type pairRunning struct{ *running }
 
 func (p pairRunning) Switchover(ctx context.Context) error { return p.twin.Switchover(ctx) }
 func (p pairRunning) SetMaintenance(on bool) error         { return p.twin.SetMaintenance(on) }
+func (p pairRunning) StartRollout(path string) error       { return p.twin.StartRollout(path) }
 
-var _ control.Pair = pairRunning{}
+var (
+	_ control.Pair   = pairRunning{}
+	_ control.Roller = pairRunning{}
+)

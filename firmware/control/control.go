@@ -47,6 +47,20 @@ type Pair interface {
 	SetMaintenance(on bool) error
 }
 
+// Roller is implemented by a twin box that can run a rolling update of
+// the pair (firmware/rollout): POST /rollout.
+type Roller interface {
+	// StartRollout begins rolling the pair to the bundle file at path on
+	// this box; the status follows it.
+	StartRollout(path string) error
+}
+
+// RolloutRequest is the body of POST /rollout.
+type RolloutRequest struct {
+	// Bundle is the bundle file's absolute path on the box.
+	Bundle string `json:"bundle"`
+}
+
 // ErrNotPair is the answer of a standalone box to a pair request.
 var ErrNotPair = errors.New("this box is not one of a twin pair")
 
@@ -90,9 +104,30 @@ func Serve(ctx context.Context, dataDir string, a Appliance, log *slog.Logger) e
 
 // Handler is the HTTP API: GET /status, GET /cdr?from=&to= (RFC 3339),
 // GET /config, PUT /config, POST /restart (restart.go), and for a twin
-// pair POST /switchover and POST /maintenance/on|off.
+// pair POST /switchover, POST /maintenance/on|off and POST /rollout.
 func Handler(a Appliance) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /rollout", func(w http.ResponseWriter, r *http.Request) {
+		roller, ok := a.(Roller)
+		if !ok {
+			http.Error(w, ErrNotPair.Error(), http.StatusConflict)
+			return
+		}
+		var req RolloutRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, "want a JSON body with the bundle's path: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !filepath.IsAbs(req.Bundle) {
+			http.Error(w, fmt.Sprintf("bundle path %q: want an absolute path on the box", req.Bundle), http.StatusBadRequest)
+			return
+		}
+		if err := roller.StartRollout(req.Bundle); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		_, _ = io.WriteString(w, "rolling update started\n")
+	})
 	mux.HandleFunc("POST /restart", restartHandler(a))
 	pair, isPair := a.(Pair)
 	mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
@@ -257,6 +292,23 @@ func (c *Client) CDRs(w io.Writer, from, to time.Time) error {
 // "maintenance/off") and returns the box's answer.
 func (c *Client) Pair(what string) (string, error) {
 	res, err := c.do("POST", "/"+what, nil)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	return strings.TrimSpace(string(b)), err
+}
+
+// StartRollout asks the box to roll the pair to the bundle file at path
+// (made absolute here) and returns its answer.
+func (c *Client) StartRollout(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("bundle path: %w", err)
+	}
+	body, _ := json.Marshal(RolloutRequest{Bundle: abs})
+	res, err := c.do("POST", "/rollout", strings.NewReader(string(body)))
 	if err != nil {
 		return "", err
 	}
