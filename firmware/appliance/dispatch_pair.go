@@ -9,11 +9,13 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
+	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/pbx/dispatch"
 )
@@ -39,7 +41,9 @@ func runDispatcherPair(ctx context.Context, o Options, pb *pairBox) error {
 		a.cfg = c
 		a.mu.Unlock()
 	}
-	return pb.run(ctx, o, a, r, set, func(ctx context.Context, _ *sync.WaitGroup, ready func()) error {
+	load := pb.loader(set)
+	return pb.run(ctx, o, a, r, set, func(ctx context.Context, wg *sync.WaitGroup, ready func()) error {
+		wg.Go(func() { r.follow(ctx, pb.st, load, time.Second) })
 		var once sync.Once
 		return r.run(ctx, func(addrs []string) {
 			once.Do(func() {
@@ -65,6 +69,11 @@ type dispatchRunner struct {
 	gate      func() bool
 	probeFrom string
 	server    string
+
+	// reload makes one Reload at a time (the takeover's and follow's).
+	reload sync.Mutex
+	// version is the config version last applied.
+	version atomic.Uint64
 
 	mu   sync.Mutex
 	cur  *dispatch.Dispatcher
@@ -125,6 +134,7 @@ func (r *dispatchRunner) prepare(cfg *config.Config) error {
 		return err
 	}
 	r.cur, r.set = d, settingsOf(cfg)
+	r.version.Store(cfg.Version)
 	return nil
 }
 
@@ -186,6 +196,8 @@ func (r *dispatchRunner) Reload(cfg *config.Config) error {
 	if cfg.Dispatcher == nil {
 		return errors.New("applying the config: it has no dispatcher section, and this box runs as a dispatcher")
 	}
+	r.reload.Lock()
+	defer r.reload.Unlock()
 	dc, err := r.build(cfg)
 	if err != nil {
 		return fmt.Errorf("applying the dispatcher settings: %w", err)
@@ -194,6 +206,7 @@ func (r *dispatchRunner) Reload(cfg *config.Config) error {
 	set := settingsOf(cfg)
 	if reflect.DeepEqual(set, r.set) {
 		r.mu.Unlock()
+		r.version.Store(cfg.Version)
 		return nil
 	}
 	d, err := r.newDispatcher(dc)
@@ -216,8 +229,39 @@ func (r *dispatchRunner) Reload(cfg *config.Config) error {
 	case <-time.After(10 * time.Second):
 		return errors.New("the dispatcher with the new settings did not start within 10s")
 	}
+	r.version.Store(cfg.Version)
 	r.log.Info("dispatcher settings applied", "config_version", cfg.Version)
 	return nil
+}
+
+// follow applies each new config version that reaches the store, every
+// period until ctx ends: on the standby these come by replication from
+// the active, so the standby probes the backends the active serves with
+// long before it takes over. (The active applies an import at once; the
+// version is then the applied one already.)
+func (r *dispatchRunner) follow(ctx context.Context, st *store.Store, load func() (*config.Config, error), period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ver, _, err := st.LatestConfig()
+		if err != nil || ver == r.version.Load() {
+			continue
+		}
+		cfg, err := load()
+		if err == nil {
+			err = r.Reload(cfg)
+		}
+		if err != nil {
+			r.log.Warn("applying the newest stored config", "version", ver, "err", err)
+			// Not again until another version arrives.
+			r.version.Store(ver)
+		}
+	}
 }
 
 // Status is the running dispatcher's.

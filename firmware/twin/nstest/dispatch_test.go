@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/testbed"
+	"github.com/twinpbx/twinpbx/tui"
 )
 
 // The phones of a dispatcher pair's bed: the caller, and three PBX
@@ -278,6 +280,9 @@ func TestDispatcherPair(t *testing.T) {
 	cases := []struct {
 		name    string
 		breakIt func(t *testing.T, p *pair, active testbed.Node)
+		// importConfig: a config without the dead backend is imported
+		// on the active before the break; the standby must apply it.
+		importConfig bool
 	}{
 		{"active SIGKILL", func(t *testing.T, p *pair, a testbed.Node) {
 			pid, err := p.worker(a)
@@ -287,12 +292,12 @@ func TestDispatcherPair(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, false},
 		{"active SIGSTOP", func(t *testing.T, p *pair, a testbed.Node) {
 			if err := p.signalBox(a, syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -315,6 +320,11 @@ func TestDispatcherPair(t *testing.T) {
 					up, err := p.upBackends(n)
 					return err == nil && slices.Equal(up, want), fmt.Sprint(up, err)
 				})
+			}
+
+			p.checkDashboard(standby)
+			if c.importConfig {
+				p.importWithout(active, standby, backends[2])
 			}
 
 			vip := netip.AddrPortFrom(p.bed.VIP().Addr(), 5060)
@@ -349,6 +359,9 @@ func TestDispatcherPair(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if c.importConfig && len(s.Dispatcher.Backends) != 2 {
+				t.Errorf("the new active dispatches to %d backends, want the imported config's 2", len(s.Dispatcher.Backends))
+			}
 			for _, b := range s.Dispatcher.Backends {
 				if b.Addr == p.backendAddr(backends[2]).String() && b.Sent != 0 {
 					t.Errorf("the new active sent %d new requests to the dead backend %s", b.Sent, b.Addr)
@@ -371,5 +384,60 @@ func TestDispatcherPair(t *testing.T) {
 				t.Errorf("both boxes answered on the VIP: %s", r)
 			}
 		})
+	}
+}
+
+// importWithout imports on the active a config that leaves backend gone
+// out, and waits until the standby, by replication, dispatches with it
+// too.
+func (p *pair) importWithout(active, standby, gone testbed.Node) {
+	p.t.Helper()
+	c := p.config(active)
+	text, err := os.ReadFile(p.boxes[active].cfgPath)
+	if err == nil {
+		c, err = config.Parse("active's config", text)
+	}
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c.Dispatcher.Backends = slices.DeleteFunc(c.Dispatcher.Backends, func(b config.DispatcherBackend) bool {
+		return b.URI == p.backendAddr(gone).String()
+	})
+	if text, err = config.Marshal(c); err != nil {
+		p.t.Fatal(err)
+	}
+	path := filepath.Join(p.t.TempDir(), "import.yaml")
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	if out, err := p.exec("config", "import", "--data", p.boxes[standby].dir, path); err == nil {
+		p.t.Errorf("the standby took a config import: %s", out)
+	}
+	if out, err := p.exec("config", "import", "--data", p.boxes[active].dir, path); err != nil {
+		p.t.Fatalf("importing a config on the active: %v: %s", err, out)
+	}
+	for _, n := range []testbed.Node{active, standby} {
+		waitFor(p.t, 10*time.Second, fmt.Sprintf("%s dispatches to the two backends left", n), func() (bool, string) {
+			s, err := p.dispatchStatus(n)
+			return err == nil && len(s.Dispatcher.Backends) == 2, fmt.Sprint(s.Dispatcher.Backends, err)
+		})
+	}
+}
+
+// checkDashboard checks that the console's dashboard reads box n's status
+// and shows the pair.
+func (p *pair) checkDashboard(n testbed.Node) {
+	p.t.Helper()
+	out, err := exec.Command(binary, "status", "--data", p.boxes[n].dir).Output()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	v, err := tui.ParseStatus(out)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	lines := strings.Join(tui.Render(tui.English, v, time.Now()), "\n")
+	if v.Cluster == nil || !strings.Contains(lines, "Twin "+string(n.Twin())+": active") {
+		p.t.Errorf("the dashboard of %s shows no active twin:\n%s", n, lines)
 	}
 }
