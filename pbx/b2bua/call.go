@@ -222,6 +222,8 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 			}
 			if l.Trunk == "" {
 				c.b.release(l.Number)
+			} else {
+				c.b.releaseChannel(l.Trunk)
 			}
 		}
 	}
@@ -280,6 +282,35 @@ func (b *B2BUA) release(ext string) {
 		return
 	}
 	b.active[ext]--
+}
+
+// seize takes a channel of trunk name for a call that comes in over it;
+// false when every channel is in use. A trunk the manager does not know
+// has no limit.
+func (b *B2BUA) seize(name string) bool {
+	t, ok := b.o.Trunks.Trunk(name)
+	return !ok || t.Seize(false)
+}
+
+// holdChannel counts a leg over trunk name that already runs (a restored
+// call), whatever the trunk's limit.
+func (b *B2BUA) holdChannel(name string) {
+	if b.o.Trunks == nil {
+		return
+	}
+	if t, ok := b.o.Trunks.Trunk(name); ok {
+		t.Hold()
+	}
+}
+
+// releaseChannel gives back the channel a leg over trunk name held.
+func (b *B2BUA) releaseChannel(name string) {
+	if name == "" || b.o.Trunks == nil {
+		return
+	}
+	if t, ok := b.o.Trunks.Trunk(name); ok {
+		t.Release()
+	}
 }
 
 // sendAll sends in-dialog requests (BYEs) in parallel and waits for them.

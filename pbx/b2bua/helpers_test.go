@@ -674,6 +674,12 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		p.mu.Unlock()
 		_ = tx.Respond(mk(183, "Session Progress", body))
 		<-tx.Done()
+	case "noline":
+		// An ISDN gateway whose line has no free B channel: 503 with
+		// Q.850 cause 34, as pbx/isdngw answers.
+		res := mk(503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Reason", "Q.850;cause=34"))
+		_ = tx.Respond(res)
 	default:
 		// Ring first, as real phones do before they refuse: a fork with
 		// a provisional answer is one the B2BUA could wrongly CANCEL.

@@ -103,8 +103,8 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log = log.With("trunk", inTrunk)
 	}
 
-	fail := func(code int, reason string) {
-		c.respondA(tx, req, code, reason, nil)
+	fail := func(code int, reason string, hdrs ...sip.Header) {
+		c.respondA(tx, req, code, reason, nil, hdrs...)
 		c.end(disposition(code), code, "")
 	}
 	if dec.Kind == dialplan.Incomplete {
@@ -141,6 +141,11 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		b.mu.Unlock()
 		log.Info("a second INVITE for a call in progress")
 		respond(tx, req, 482, "Loop Detected", b.log)
+		return
+	case inTrunk != "" && !b.seize(inTrunk):
+		b.mu.Unlock()
+		log.Info("every channel of the trunk is in use: inbound call refused")
+		fail(503, "Service Unavailable", reasonHeader(causeNoChannel))
 		return
 	case !out && b.active[callee] >= calleeCalls:
 		b.mu.Unlock()
@@ -228,7 +233,17 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var r ringResult
 	if out {
-		r = b.dialOut(ctx, c, outSpec{dec: dec, fromNumber: user, fromName: name, offer: offer, early: early, log: log})
+		r = b.dialOut(ctx, outSpec{dec: dec, fromNumber: user, fromName: name, offer: offer, early: early, log: log,
+			tried: func(trunk string) {
+				c.mu.Lock()
+				c.st.Trunk = trunk
+				c.mu.Unlock()
+			}})
+		if r.winner != nil {
+			c.mu.Lock()
+			c.legs[LegB].Trunk = r.trunk
+			c.mu.Unlock()
+		}
 	} else {
 		r = b.ring(ctx, ringSpec{
 			callee: callee, fromNumber: user, fromName: name,
@@ -247,7 +262,11 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			fail(480, "Temporarily Unavailable")
 		default:
 			log.Info("callee refused", "code", r.code)
-			fail(r.code, r.reason)
+			if h := reasonHeader(r.q850); h != nil {
+				fail(r.code, r.reason, h)
+			} else {
+				fail(r.code, r.reason)
+			}
 		}
 		return
 	}
@@ -338,8 +357,12 @@ func (c *call) provisional(tx sip.ServerTransaction, req *sip.Request, code int,
 	c.rel.send(c.responseA(req, code, reason, body))
 }
 
-func (c *call) respondA(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte) {
-	if err := tx.Respond(c.responseA(req, code, reason, body)); err != nil {
+func (c *call) respondA(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, hdrs ...sip.Header) {
+	res := c.responseA(req, code, reason, body)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
 		c.b.log.Debug("responding to the caller", "call", c.st.ID, "code", code, "err", err)
 	}
 }
@@ -362,6 +385,12 @@ type ringResult struct {
 	code   int
 	reason string
 	cause  error
+	// trunk is the trunk of an outbound call's winner (which holds one
+	// of its channels), or the trunk tried last when none answered.
+	trunk string
+	// q850 is the Q.850 cause of a failure, when known: sent in a Reason
+	// header with the code (causeNoChannel: every channel was busy).
+	q850 int
 }
 
 // fork is one INVITE to one device of the callee.

@@ -163,6 +163,8 @@ func (b *B2BUA) serveReplacingInvite(req *sip.Request, tx sip.ServerTransaction,
 	}
 	if old.Trunk == "" {
 		b.release(old.Number)
+	} else {
+		b.releaseChannel(old.Trunk)
 	}
 	b.active[user]++
 	b.mu.Unlock()

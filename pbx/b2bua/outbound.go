@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,17 +40,41 @@ type outSpec struct {
 	fromName   string
 	offer      []byte
 	early      func(*sip.Response)
-	log        *slog.Logger
+	// tried, if set, is told each trunk as it is tried (or found busy).
+	tried func(trunk string)
+	log   *slog.Logger
 }
 
-// dialOut places the call over the decision's trunks in order. Within a
-// trunk the resolver walks the targets: no answer within TrunkAnswer, a
-// transaction timeout, a transport error, 503 or 408 moves to the next
-// target and marks the failed one dead. When every target of a trunk
+// causeNoChannel is the Q.850 cause "no circuit/channel available": every
+// channel of the trunks that could take a call is in use.
+const causeNoChannel = 34
+
+// reasonHeader is the Reason header (RFC 3326) that carries a Q.850
+// cause to the caller; nil for none.
+func reasonHeader(cause int) sip.Header {
+	switch cause {
+	case 0:
+		return nil
+	case causeNoChannel:
+		return sip.NewHeader("Reason", `Q.850;cause=34;text="no circuit/channel available"`)
+	}
+	return sip.NewHeader("Reason", "Q.850;cause="+strconv.Itoa(cause))
+}
+
+// dialOut places the call over the decision's trunks in order. A trunk
+// whose channels are all in use is skipped; otherwise it takes a channel
+// for the attempt. Within a trunk the resolver walks the targets: no
+// answer within TrunkAnswer, a transaction timeout, a transport error,
+// 503 or 408 moves to the next target and marks the failed one dead (a
+// 503 with Q.850 cause 34 is a full line, not a dead server: the next
+// trunk is tried and the target stays). When every target of a trunk
 // failed, or the trunk answered with a 5xx, the next trunk is tried; any
-// other final answer (404, 486, 6xx) is the call's. The winning trunk is
-// recorded in the call and its leg B.
-func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
+// other final answer (404, 486, 6xx) is the call's. The winner keeps its
+// trunk's channel (ringResult.trunk names it); the caller releases it
+// when the leg ends. When no trunk took the call the result is the last
+// 5xx other than 503 a trunk answered, else 503 with cause 34 when a
+// trunk was skipped for being full, else 502.
+func (b *B2BUA) dialOut(ctx context.Context, s outSpec) ringResult {
 	timer := time.NewTimer(b.o.RingTimeout)
 	defer timer.Stop()
 	rctx, cancel := context.WithCancelCause(ctx)
@@ -63,6 +88,8 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 	}()
 	emergency := s.dec.Kind == dialplan.Emergency
 	last := ringResult{code: 502, reason: "Bad Gateway"}
+	serverError, busy := false, false
+	tried := ""
 	for _, name := range s.dec.Trunks {
 		t, ok := b.o.Trunks.Trunk(name)
 		if !ok {
@@ -71,9 +98,15 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 		}
 		log := s.log.With("trunk", name, "number", s.dec.Number)
 		// The CDR names the trunk tried last, when none answers.
-		c.mu.Lock()
-		c.st.Trunk = name
-		c.mu.Unlock()
+		tried = name
+		if s.tried != nil {
+			s.tried(name)
+		}
+		if !t.Seize(emergency) {
+			log.Info("every channel of the trunk is in use; trying the next", "channels", t.Line().Channels, "emergency", emergency)
+			busy = true
+			continue
+		}
 		var res ringResult
 		_, err := t.Do(rctx, func(target resolve.Target) (bool, error) {
 			res = b.tryTarget(rctx, t, target, s, emergency, log)
@@ -85,32 +118,65 @@ func (b *B2BUA) dialOut(ctx context.Context, c *call, s outSpec) ringResult {
 				return retry && context.Cause(rctx) == nil, res.cause
 			}
 			err := fmt.Errorf("answered %d %s", res.code, res.reason)
+			if res.q850 == causeNoChannel {
+				return false, err
+			}
 			return res.code == 503 || res.code == 408, err
 		})
 		if res.winner != nil {
-			c.mu.Lock()
-			c.legs[LegB].Trunk = name
-			c.mu.Unlock()
+			res.trunk = name
 			b.trunkLegs.Store(res.winner.d.CallID, name)
 			log.Info("trunk answered", "target", res.winner.d.Peer, "emergency", emergency)
 			return res
 		}
+		t.Release()
 		if cause := context.Cause(rctx); cause != nil {
-			return ringResult{cause: cause}
+			return ringResult{cause: cause, trunk: name}
 		}
 		if ctx.Err() != nil {
-			return ringResult{cause: context.Cause(ctx)}
+			return ringResult{cause: context.Cause(ctx), trunk: name}
 		}
 		if res.code != 0 && res.code != 408 && res.code/100 != 5 {
 			log.Info("trunk refused the call", "code", res.code)
+			res.trunk = name
 			return res
+		}
+		if res.q850 == causeNoChannel {
+			log.Info("the trunk's line has no free channel; trying the next", "code", res.code)
+			busy = true
+			continue
 		}
 		log.Warn("trunk failed; trying the next", "err", err, "emergency", emergency)
 		if res.code >= 500 && res.code < 600 && res.code != 503 {
 			last = ringResult{code: res.code, reason: res.reason}
+			serverError = true
 		}
 	}
+	if busy && !serverError {
+		last = ringResult{code: 503, reason: "Service Unavailable", q850: causeNoChannel}
+	}
+	last.trunk = tried
 	return last
+}
+
+// q850Cause reads the Q.850 cause of a Reason header (RFC 3326), 0 when
+// there is none.
+func q850Cause(res *sip.Response) int {
+	for _, h := range res.GetHeaders("Reason") {
+		proto, params, _ := strings.Cut(h.Value(), ";")
+		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
+			continue
+		}
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "cause") {
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 && n < 128 {
+					return n
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // tryTarget sends the INVITE to one target of a trunk and waits for its
@@ -221,7 +287,7 @@ func (b *B2BUA) awaitTrunk(ctx context.Context, f *fork, s outSpec) (ringResult,
 			case code == 401 || code == 407:
 				return ringResult{}, ev.res
 			default:
-				return ringResult{code: code, reason: ev.res.Reason}, nil
+				return ringResult{code: code, reason: ev.res.Reason, q850: q850Cause(ev.res)}, nil
 			}
 		case <-silent.C:
 			if !heard {

@@ -102,7 +102,7 @@ func (d *Dialog) check() error {
 	switch {
 	case d.CallID == "" || d.LocalTag == "" || d.RemoteTag == "":
 		return errors.New("dialog without Call-ID or tags")
-	case d.Transport != "UDP" && d.Transport != "TCP":
+	case d.Transport != "UDP" && d.Transport != "TCP" && d.Transport != "TLS":
 		return fmt.Errorf("transport %q", d.Transport)
 	}
 	if _, _, err := net.SplitHostPort(d.Peer); err != nil {
@@ -267,6 +267,8 @@ func (b *B2BUA) restoreOne(id string, data []byte) *call {
 		}
 		if l.Trunk != "" {
 			b.trunkLegs.Store(l.Dialog.CallID, l.Trunk)
+			// The call runs over the trunk: it counts, whatever the limit.
+			b.holdChannel(l.Trunk)
 		}
 	}
 	c.registered = true
@@ -361,6 +363,9 @@ func (b *B2BUA) Abandon() int {
 	clear(b.active)
 	b.mu.Unlock()
 	b.trunkLegs.Clear()
+	if b.o.Trunks != nil {
+		b.o.Trunks.ReleaseAll()
+	}
 	n := 0
 	for _, c := range cs {
 		c.mu.Lock()

@@ -69,6 +69,8 @@ type Trunk struct {
 	st     Status
 	regSeq uint32
 	callID string
+	// inUse counts the calls over the trunk (Seize, Hold, Release).
+	inUse int
 }
 
 // Registration states of Status.State.
@@ -92,6 +94,11 @@ type Status struct {
 	Failures  int       `json:"failures,omitempty"`
 	// Dead lists the targets of the host that failed lately.
 	Dead []string `json:"dead,omitempty"`
+	// Channels is the most calls the trunk carries at once (0: no
+	// limit); InUse how many it carries now, inbound and outbound,
+	// ringing or answered.
+	Channels int `json:"channels,omitempty"`
+	InUse    int `json:"in_use"`
 }
 
 // New checks the options and prepares the trunks of lines (as
@@ -180,6 +187,7 @@ func (m *Manager) Status() []Status {
 	for _, t := range m.trunks {
 		t.mu.Lock()
 		s := t.st
+		s.Channels, s.InUse = t.line.Channels, t.inUse
 		t.mu.Unlock()
 		for _, d := range dead {
 			if t.ownsAddr(d.IP) {
@@ -310,6 +318,59 @@ func (m *Manager) Identify(req *sip.Request) (t *Trunk, called string, ok bool) 
 
 // Name of the trunk.
 func (t *Trunk) Name() string { return t.line.Name }
+
+// Seize takes one of the trunk's channels for a new call, inbound or
+// outbound, and reports false when every channel is in use: the call
+// must go elsewhere or be refused. An emergency call is held to the
+// line's physical limit only (config.TrunkLine.EmergencyChannels): none
+// on a sip trunk. Every successful Seize needs one Release.
+func (t *Trunk) Seize(emergency bool) bool {
+	limit := t.line.Channels
+	if emergency {
+		limit = t.line.EmergencyChannels()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if limit > 0 && t.inUse >= limit {
+		return false
+	}
+	t.inUse++
+	return true
+}
+
+// Hold takes a channel whatever the limit: for a call that already
+// runs over the trunk, restored after a failover of the twin.
+func (t *Trunk) Hold() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.inUse++
+}
+
+// Release gives back a channel taken by Seize or Hold.
+func (t *Trunk) Release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.inUse > 0 {
+		t.inUse--
+	}
+}
+
+// InUse is how many calls run over the trunk now.
+func (t *Trunk) InUse() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inUse
+}
+
+// ReleaseAll forgets every call over every trunk: for a box that hands
+// its calls to the twin without a word (b2bua.B2BUA.Abandon).
+func (m *Manager) ReleaseAll() {
+	for _, t := range m.trunks {
+		t.mu.Lock()
+		t.inUse = 0
+		t.mu.Unlock()
+	}
+}
 
 // Line returns the trunk's settings.
 func (t *Trunk) Line() config.TrunkLine { return t.line }

@@ -242,3 +242,66 @@ func TestAuthorizeErrors(t *testing.T) {
 		t.Errorf("Proxy-Authorization %v", h)
 	}
 }
+
+// TestChannels: Seize counts calls up to the trunk's channels; an
+// emergency call passes a sip trunk's limit but not an isdn line's B
+// channels; Hold counts a restored call whatever the limit; Release and
+// ReleaseAll give channels back, and the status shows limit and use.
+func TestChannels(t *testing.T) {
+	p := startPBXSide(t)
+	type step struct {
+		op   string // seize, emergency, hold, release, releaseAll
+		want bool   // what Seize reports
+	}
+	for _, tc := range []struct {
+		name  string
+		line  config.TrunkLine
+		steps []step
+		inUse int
+	}{
+		{"no limit", config.TrunkLine{Host: "192.0.2.1:5060"},
+			[]step{{"seize", true}, {"seize", true}, {"seize", true}}, 3},
+		{"sip limit", config.TrunkLine{Host: "192.0.2.1:5060", Channels: 2},
+			[]step{{"seize", true}, {"seize", true}, {"seize", false}, {"release", false}, {"seize", true}}, 2},
+		{"sip emergency passes the limit", config.TrunkLine{Host: "192.0.2.1:5060", Channels: 1},
+			[]step{{"seize", true}, {"seize", false}, {"emergency", true}, {"emergency", true}}, 3},
+		{"isdn emergency takes the line's second B channel", config.TrunkLine{Type: config.LineISDN, Host: "127.0.0.1:5062", Channels: 1},
+			[]step{{"seize", true}, {"seize", false}, {"emergency", true}, {"emergency", false}}, 2},
+		{"hold ignores the limit", config.TrunkLine{Host: "192.0.2.1:5060", Channels: 1},
+			[]step{{"hold", false}, {"hold", false}, {"seize", false}}, 2},
+		{"release below zero stays at zero", config.TrunkLine{Host: "192.0.2.1:5060", Channels: 1},
+			[]step{{"release", false}, {"seize", true}, {"seize", false}}, 1},
+		{"release all", config.TrunkLine{Host: "192.0.2.1:5060", Channels: 1},
+			[]step{{"seize", true}, {"releaseAll", false}, {"seize", true}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.line.Name = "t"
+			m, err := New(p.options(t), []config.TrunkLine{tc.line})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, _ := m.Trunk("t")
+			for i, s := range tc.steps {
+				switch s.op {
+				case "seize", "emergency":
+					if got := tr.Seize(s.op == "emergency"); got != s.want {
+						t.Errorf("step %d: %s = %v, want %v", i, s.op, got, s.want)
+					}
+				case "hold":
+					tr.Hold()
+				case "release":
+					tr.Release()
+				case "releaseAll":
+					m.ReleaseAll()
+				}
+			}
+			if got := tr.InUse(); got != tc.inUse {
+				t.Errorf("InUse = %d, want %d", got, tc.inUse)
+			}
+			st := m.Status()[0]
+			if st.InUse != tc.inUse || st.Channels != tc.line.Channels {
+				t.Errorf("status shows %d of %d channels, want %d of %d", st.InUse, st.Channels, tc.inUse, tc.line.Channels)
+			}
+		})
+	}
+}

@@ -1,0 +1,251 @@
+package b2bua
+
+import (
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+)
+
+// inUse returns the channels in use of trunk name.
+func inUse(t *testing.T, e *env, name string) int {
+	t.Helper()
+	tr, ok := e.b.o.Trunks.Trunk(name)
+	if !ok {
+		t.Fatalf("no trunk %s", name)
+	}
+	return tr.InUse()
+}
+
+// waitInUse waits until trunk name has n channels in use.
+func waitInUse(t *testing.T, e *env, name string, n int) {
+	t.Helper()
+	tr, _ := e.b.o.Trunks.Trunk(name)
+	eventually(t, "channels in use of "+name, func() bool { return tr.InUse() == n })
+}
+
+// TestTrunkChannelsOutbound: a call that finds every channel of the first
+// trunk in use goes out over the next trunk without the first one seeing
+// an INVITE; with no trunk left the caller gets 503 with Q.850 cause 34.
+// An emergency call is not stopped by a sip trunk's limit.
+func TestTrunkChannelsOutbound(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		second     bool   // a second trunk in the route
+		number     string // the second call's number
+		code       int    // its answer
+		trunk      string // the trunk its CDR names
+		firstInvs  int    // INVITEs the first trunk's peer gets in all
+		secondInvs int
+	}{
+		{"busy trunk skipped", true, "0301234", 200, "second", 1, 1},
+		{"every trunk busy", false, "0301234", 503, "first", 1, 0},
+		{"emergency passes a sip trunk's limit", false, "112", 200, "first", 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := newEnv(t)
+			first := newPhone(t, tmp, "first", "answer")
+			lines := []config.TrunkLine{{Name: "first", Host: first.addr, Channels: 1}}
+			var second *phone
+			if tc.second {
+				second = newPhone(t, tmp, "second", "answer")
+				lines = append(lines, config.TrunkLine{Name: "second", Host: second.addr})
+			}
+			e := newEnv(t, withTrunks(t, lines...))
+			alice := newPhone(t, e, "100", "answer")
+			bob := newPhone(t, e, "200", "answer")
+			if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
+				t.Fatalf("first call answered %d", res.StatusCode)
+			}
+			if n := inUse(t, e, "first"); n != 1 {
+				t.Fatalf("first trunk has %d channels in use, want 1", n)
+			}
+			res := bob.dial(tc.number, nil).result()
+			if res.StatusCode != tc.code {
+				t.Fatalf("second call answered %d, want %d", res.StatusCode, tc.code)
+			}
+			if tc.code == 503 {
+				if h := res.GetHeader("Reason"); h == nil || h.Value() != `Q.850;cause=34;text="no circuit/channel available"` {
+					t.Errorf("503 without the Reason of cause 34: %v", res.GetHeader("Reason"))
+				}
+				r := e.cdrs.wait(t, 1)[0]
+				if r.Disp != cdr.Failed || r.SIPCode != 503 || r.Trunk != tc.trunk || r.Caller != "200" {
+					t.Errorf("refused call's CDR %+v", r)
+				}
+			} else {
+				cs := e.b.Calls()
+				if len(cs) != 2 || cs[1].Trunk != tc.trunk {
+					t.Errorf("calls %+v, want the second over %s", cs, tc.trunk)
+				}
+			}
+			if n := first.count(sip.INVITE); n != tc.firstInvs {
+				t.Errorf("first trunk got %d INVITEs, want %d", n, tc.firstInvs)
+			}
+			if second != nil && second.count(sip.INVITE) != tc.secondInvs {
+				t.Errorf("second trunk got %d INVITEs, want %d", second.count(sip.INVITE), tc.secondInvs)
+			}
+			// Every call ends; every channel comes back.
+			alice.request(sip.BYE, nil)
+			if tc.code == 200 {
+				bob.request(sip.BYE, nil)
+			}
+			for _, l := range lines {
+				waitInUse(t, e, l.Name, 0)
+			}
+		})
+	}
+}
+
+// TestTrunkChannelsCounted: a channel is taken while a call rings or
+// talks and given back however the call ends: BYE from either side,
+// CANCEL, a refusal, a trunk that fails.
+func TestTrunkChannelsCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode string // the trunk peer's answer
+		end  func(t *testing.T, alice, prov *phone, oc *outCall)
+	}{
+		{"caller hangs up", "answer", func(t *testing.T, alice, _ *phone, oc *outCall) {
+			oc.result()
+			alice.request(sip.BYE, nil)
+		}},
+		{"trunk hangs up", "answer", func(t *testing.T, alice, prov *phone, oc *outCall) {
+			oc.result()
+			prov.request(sip.BYE, nil)
+			alice.wait(sip.BYE, 1)
+		}},
+		{"caller cancels", "ring", func(t *testing.T, _, _ *phone, oc *outCall) {
+			oc.waitProvisional(180)
+			oc.cancel()
+			oc.result()
+		}},
+		{"trunk refuses", "486", func(t *testing.T, _, _ *phone, oc *outCall) {
+			if res := oc.result(); res.StatusCode != 486 {
+				t.Errorf("answered %d, want 486", res.StatusCode)
+			}
+		}},
+		{"trunk fails", "500", func(t *testing.T, _, _ *phone, oc *outCall) {
+			if res := oc.result(); res.StatusCode != 500 {
+				t.Errorf("answered %d, want 500", res.StatusCode)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := newEnv(t)
+			prov := newPhone(t, tmp, "prov", tc.mode)
+			e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "prov", Host: prov.addr, Channels: 1}))
+			alice := newPhone(t, e, "100", "answer")
+			oc := alice.dial("0301234", nil)
+			if tc.mode == "ring" || tc.mode == "answer" {
+				waitInUse(t, e, "prov", 1)
+			}
+			tc.end(t, alice, prov, oc)
+			e.cdrs.wait(t, 1)
+			waitInUse(t, e, "prov", 0)
+		})
+	}
+}
+
+// TestTrunkChannelsInbound: an inbound call beyond the trunk's channels
+// gets 503; the first one's channel comes back when it ends.
+func TestTrunkChannelsInbound(t *testing.T) {
+	tmp := newEnv(t)
+	gw := newPhone(t, tmp, "4930555", "answer")
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 1,
+		DIDs: []config.DID{{Number: "202", Extension: "300"}}}))
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	carol := newPhone(t, e, "300", "answer")
+	e.loc.add("300", carol)
+	gw.pbx = e.addr
+	if res := gw.dial("201", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("inbound call answered %d", res.StatusCode)
+	}
+	res := gw.dial("202", nil).result()
+	if res.StatusCode != 503 || res.GetHeader("Reason") == nil {
+		t.Fatalf("inbound call beyond the channels answered %d (Reason %v), want 503 with a Reason", res.StatusCode, res.GetHeader("Reason"))
+	}
+	if n := carol.count(sip.INVITE); n != 0 {
+		t.Errorf("the second extension was rung %d times, want 0", n)
+	}
+	if r := e.cdrs.wait(t, 1)[0]; r.SIPCode != 503 || r.Trunk != "isdn" {
+		t.Errorf("refused call's CDR %+v", r)
+	}
+	bob.request(sip.BYE, nil)
+	waitInUse(t, e, "isdn", 0)
+}
+
+// TestTrunkLineFull: a trunk that answers 503 with Q.850 cause 34 (an
+// ISDN line with no free B channel) sends the call on to the next trunk
+// without marking its server dead.
+func TestTrunkLineFull(t *testing.T) {
+	tmp := newEnv(t)
+	gw := newPhone(t, tmp, "gw", "noline")
+	second := newPhone(t, tmp, "second", "answer")
+	e := newEnv(t, withTrunks(t,
+		config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr},
+		config.TrunkLine{Name: "second", Host: second.addr}))
+	alice := newPhone(t, e, "100", "answer")
+	if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	if second.count(sip.INVITE) != 1 {
+		t.Error("the second trunk did not get the call")
+	}
+	isdn, _ := e.b.o.Trunks.Trunk("isdn")
+	for _, s := range e.b.o.Trunks.Status() {
+		if len(s.Dead) > 0 {
+			t.Errorf("trunk %s has dead targets %v after a full line", s.Name, s.Dead)
+		}
+	}
+	if isdn.InUse() != 0 {
+		t.Errorf("the full trunk keeps %d channels", isdn.InUse())
+	}
+	// With no other trunk the caller hears "all circuits busy".
+	e2 := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr}))
+	carol := newPhone(t, e2, "300", "answer")
+	res := carol.dial("0301234", nil).result()
+	if res.StatusCode != 503 || res.GetHeader("Reason") == nil {
+		t.Errorf("answered %d (Reason %v), want 503 with cause 34", res.StatusCode, res.GetHeader("Reason"))
+	}
+}
+
+// TestTrunkChannelsRestored: calls restored on the twin count against
+// their trunk's channels, even beyond the limit, and give them back when
+// they end; a box that abandons its calls forgets its channels.
+func TestTrunkChannelsRestored(t *testing.T) {
+	store := &memCalls{}
+	tmp := newEnv(t)
+	prov := newPhone(t, tmp, "prov", "answer")
+	line := config.TrunkLine{Name: "prov", Type: config.LineISDN, Host: prov.addr, Channels: 1}
+	box1 := newEnv(t, withCalls(store), withTrunks(t, line))
+	alice := newPhone(t, box1, "100", "answer")
+	oc := alice.dial("0301234", nil)
+	if res := oc.result(); res.StatusCode != 200 {
+		t.Fatalf("call answered %d", res.StatusCode)
+	}
+	store.waitSaved(t, oc.d.CallID)
+	box1.crash()
+	if n := inUse(t, box1, "prov"); n != 0 {
+		t.Errorf("the box that abandoned its calls keeps %d channels", n)
+	}
+
+	box2 := newEnvAt(t, box1.addr, withCalls(store), withTrunks(t, line))
+	if n := restore(t, box2); n != 1 {
+		t.Fatalf("Restore = %d calls, want 1", n)
+	}
+	if n := inUse(t, box2, "prov"); n != 1 {
+		t.Fatalf("the twin counts %d channels for the restored call, want 1", n)
+	}
+	// The trunk is full on the twin too: a new call is refused.
+	bob := newPhone(t, box2, "200", "answer")
+	if res := bob.dial("0301235", nil).result(); res.StatusCode != 503 {
+		t.Errorf("a call beyond the channels answered %d on the twin, want 503", res.StatusCode)
+	}
+	if res := prov.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("provider's BYE answered %d", res.StatusCode)
+	}
+	waitInUse(t, box2, "prov", 0)
+}
