@@ -61,6 +61,9 @@ Usage:
       Check a signed update bundle and write it into the inactive boot slot;
       the next boot tries it once and keeps it only when the box comes up
       healthy, else the box falls back by itself (docs/IMAGE.md).
+  twinpbx update --pair [--data DIR] BUNDLE
+      On the active box of a pair: rolling update of both boxes: the
+      standby first, a switchover, then this box; follows the roll.
   twinpbx flash IMAGE DEVICE
       Write a disk image (make image) onto a box's disk, read it back and
       compare; refuses a device that is mounted.
@@ -136,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "dns-records":
 		return cmdDNSRecords(args[1:], stdout)
 	case "update":
-		return cmdUpdate(args[1:], stdout, stderr)
+		return cmdUpdate(ctx, args[1:], stdout, stderr)
 	case "flash":
 		return cmdFlash(args[1:], stdout, stderr)
 	case "status":

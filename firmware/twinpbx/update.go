@@ -1,26 +1,26 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
-	"syscall"
 
 	fwupdate "github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // cmdUpdate is `twinpbx update [--disk IMAGE] [--key FILE] [--reboot]
-// BUNDLE` and `twinpbx update status [--disk IMAGE]`: write a signed
-// bundle into the inactive slot and put it on trial for the next boot
-// (firmware/update), or show the boot state.
-func cmdUpdate(args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("update")
+// BUNDLE`, `twinpbx update --pair [--data DIR] BUNDLE` and `twinpbx
+// update status [--disk IMAGE]`: write a signed bundle into the inactive
+// slot and put it on trial for the next boot (firmware/update), roll it
+// over both boxes of a twin pair (firmware/rollout), or show the boot
+// state.
+func cmdUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("update")
 	diskPath := fs.String("disk", "", "a disk image file instead of the box's own disk")
 	keyPath := fs.String("key", fwupdate.KeyPath, "public key bundles must be signed with")
 	reboot := fs.Bool("reboot", false, "reboot into the new slot at once (on the box)")
+	pair := fs.Bool("pair", false, "rolling update of the twin pair: the standby, a switchover, then this box")
 	if len(args) > 0 && args[0] == "status" {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -32,6 +32,12 @@ func cmdUpdate(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() != 1 {
 		return usageError{"update needs one BUNDLE file (or status)"}
+	}
+	if *pair {
+		if *diskPath != "" || *reboot {
+			return usageError{"update --pair: the running pair writes and reboots both boxes itself; --disk and --reboot do not apply"}
+		}
+		return rollPair(ctx, *data, fs.Arg(0), stdout)
 	}
 	pub, err := fwupdate.LoadPublicKey(*keyPath)
 	if err != nil {
@@ -91,29 +97,12 @@ func orNone(v string) string {
 
 // runningSlot is the slot the boot stage started this system from
 // (twinpbx.slot on the kernel command line), or NoSlot.
-func runningSlot() fwupdate.Slot {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return fwupdate.NoSlot
-	}
-	for _, f := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(f, "twinpbx.slot="); ok {
-			if s, err := fwupdate.ParseSlot(v); err == nil {
-				return s
-			}
-		}
-	}
-	return fwupdate.NoSlot
-}
+func runningSlot() fwupdate.Slot { return fwupdate.RunningSlot() }
 
-// rebootBox asks the box's init for a clean reboot (SIGTERM to PID 1, as
-// the console does). It refuses where PID 1 is not the image's init.
+// rebootBox asks the box's init for a clean reboot.
 func rebootBox() error {
-	if exe, err := os.Readlink("/proc/1/exe"); err != nil || exe != "/init" {
-		return errors.New("update: --reboot works only on the box (PID 1 is not its init): reboot by hand")
-	}
-	if err := syscall.Kill(1, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("update: asking init to reboot: %w", err)
+	if err := fwupdate.RebootBox(); err != nil {
+		return fmt.Errorf("update: --reboot: %w", err)
 	}
 	return nil
 }
