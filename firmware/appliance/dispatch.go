@@ -10,6 +10,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/pbx/dispatch"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
 )
 
 // dispatchConfig turns a validated config's dispatcher section into the
@@ -27,13 +28,25 @@ func dispatchConfig(cfg *config.Config) (dispatch.Config, error) {
 		DownAfter:     d.DownAfter,
 		UpAfter:       d.UpAfter,
 		TxTimeout:     d.TxTimeout.D(),
+		Attempts:      d.Attempts,
 	}
+	names := false
 	for _, b := range d.Backends {
-		ap, err := b.AddrPort()
+		ap, name, err := b.Target()
 		if err != nil {
 			return dispatch.Config{}, err
 		}
-		out.Backends = append(out.Backends, dispatch.Backend{Addr: ap, Weight: b.Weight})
+		names = names || name != ""
+		out.Backends = append(out.Backends, dispatch.Backend{Addr: ap, Name: name, Weight: b.Weight})
+	}
+	// Backends by name ask the servers of node.network.dns; without
+	// them the dispatcher asks those of /etc/resolv.conf.
+	if n := cfg.Node.Network; names && n != nil && len(n.DNS) > 0 {
+		res, err := resolve.New(resolve.Config{Servers: n.DNS, Transports: []string{resolve.UDP}})
+		if err != nil {
+			return dispatch.Config{}, fmt.Errorf("the dispatcher's DNS resolver: %w", err)
+		}
+		out.Resolver = res
 	}
 	for _, e := range cfg.SIP.Listen {
 		l, err := config.ParseListen(e)

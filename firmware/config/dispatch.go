@@ -27,13 +27,21 @@ type Dispatcher struct {
 	// TxTimeout marks a backend down when it leaves a forwarded request
 	// without any answer for this long (default 4s).
 	TxTimeout Duration `yaml:"tx_timeout,omitempty"`
+	// Attempts is how many backends a new call is tried on: one that
+	// leaves it unanswered for tx_timeout or refuses it with 500 or 503
+	// passes it to the next (default 3; 1: no retry).
+	Attempts int `yaml:"attempts,omitempty"`
 }
 
-// DispatcherBackend is one PBX behind the dispatcher.
+// DispatcherBackend is one PBX behind the dispatcher, or a DNS name for
+// several.
 type DispatcherBackend struct {
-	// URI is "sip:IP:port", "IP:port" or "IP" (port 5060).
+	// URI is "sip:IP:port", "IP:port" or "IP" (port 5060); or a DNS
+	// name: "host:port" (its address), "host" or "_sip._udp.host" (each
+	// target of its SRV records a backend), each also with "sip:".
 	URI string `yaml:"uri"`
-	// Weight is its share of new calls relative to the others (default 1).
+	// Weight is its share of new calls relative to the others (default
+	// 1; for SRV targets the record's weight).
 	Weight int `yaml:"weight,omitempty"`
 }
 
@@ -47,16 +55,55 @@ const (
 	MaxProbeInterval   = 10 * time.Minute
 	MinDispatchTimeout = 100 * time.Millisecond
 	MaxDispatchTimeout = time.Minute
-	MaxDispatchCount   = 100  // down_after, up_after
-	MaxDispatchWeight  = 1000 // weight
+	MaxDispatchCount    = 100  // down_after, up_after
+	MaxDispatchWeight   = 1000 // weight
+	MaxDispatchAttempts = 10   // attempts
 )
 
-// AddrPort parses the backend's URI.
+// Target parses the backend's URI: an address, or else a DNS name
+// ("host:port", "host" or "_sip._udp.host", without "sip:").
+func (b DispatcherBackend) Target() (netip.AddrPort, string, error) {
+	ap, err := b.AddrPort()
+	if err == nil {
+		return ap, "", nil
+	}
+	s := strings.TrimSpace(b.URI)
+	s = cutPrefixFold(s, "sip:")
+	if strings.ContainsAny(s, "@;?[]") || s == "" {
+		return netip.AddrPort{}, "", err
+	}
+	host, port, hasPort := strings.Cut(s, ":")
+	if hasPort {
+		n, perr := strconv.Atoi(port)
+		if perr != nil || n < 1 || n > 65535 {
+			return netip.AddrPort{}, "", fmt.Errorf("%q: port %q is not 1-65535", b.URI, port)
+		}
+	}
+	check := host
+	if rest := cutPrefixFold(host, "_sip._udp."); rest != host {
+		if hasPort {
+			return netip.AddrPort{}, "", fmt.Errorf("%q: an SRV name takes no port (its records give them)", b.URI)
+		}
+		check = rest
+	}
+	if _, perr := netip.ParseAddr(check); perr == nil || checkHost(check) != nil || !strings.Contains(check, ".") && !hasPort {
+		return netip.AddrPort{}, "", fmt.Errorf("%q is neither sip:IP:port, IP:port, IP nor a DNS name (host:port, host, _sip._udp.host)", b.URI)
+	}
+	return netip.AddrPort{}, strings.ToLower(s), nil
+}
+
+// cutPrefixFold removes prefix from s, ignoring case.
+func cutPrefixFold(s, prefix string) string {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+// AddrPort parses the backend's URI as an address.
 func (b DispatcherBackend) AddrPort() (netip.AddrPort, error) {
 	s := strings.TrimSpace(b.URI)
-	if rest, ok := strings.CutPrefix(strings.ToLower(s), "sip:"); ok {
-		s = s[len(s)-len(rest):]
-	}
+	s = cutPrefixFold(s, "sip:")
 	if strings.ContainsAny(s, "@;?") {
 		return netip.AddrPort{}, fmt.Errorf("%q: give sip:IP:port, IP:port or IP, without user or parameters", b.URI)
 	}
@@ -65,7 +112,7 @@ func (b DispatcherBackend) AddrPort() (netip.AddrPort, error) {
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address with an optional port (host names are not resolved)", b.URI)
+		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address with an optional port", b.URI)
 	}
 	if ap.Port() == 0 {
 		return netip.AddrPort{}, fmt.Errorf("%q: port 0", b.URI)
@@ -109,16 +156,20 @@ func (c *Config) validateDispatcher(ps *problems) {
 	if len(d.Backends) == 0 {
 		ps.add("dispatcher.backends", "missing: list the PBXs behind the dispatcher, e.g. - uri: sip:10.0.0.11:5060")
 	}
-	seen := map[netip.AddrPort]int{}
+	seen := map[string]int{}
 	for i, b := range d.Backends {
 		f := fmt.Sprintf("dispatcher.backends[%d]", i)
-		ap, err := b.AddrPort()
+		ap, name, err := b.Target()
+		key := name
+		if name == "" {
+			key = ap.String()
+		}
 		if err != nil {
 			ps.add(f+".uri", "%s", err.Error())
-		} else if j, dup := seen[ap]; dup {
-			ps.add(f+".uri", "%s is listed twice (also dispatcher.backends[%d])", ap, j)
+		} else if j, dup := seen[key]; dup {
+			ps.add(f+".uri", "%s is listed twice (also dispatcher.backends[%d])", key, j)
 		} else {
-			seen[ap] = i
+			seen[key] = i
 		}
 		if b.Weight < 0 || b.Weight > MaxDispatchWeight {
 			ps.add(f+".weight", "%d: want 1 to %d (0 or absent: 1)", b.Weight, MaxDispatchWeight)
@@ -136,6 +187,9 @@ func (c *Config) validateDispatcher(ps *problems) {
 		if x.set < 0 || x.set != 0 && (x.set.D() < x.min || x.set.D() > x.max) {
 			ps.add(x.field, "%s is outside %s..%s", x.set, Duration(x.min), Duration(x.max))
 		}
+	}
+	if d.Attempts < 0 || d.Attempts > MaxDispatchAttempts {
+		ps.add("dispatcher.attempts", "%d: want 1 to %d (0 or absent: 3)", d.Attempts, MaxDispatchAttempts)
 	}
 	for _, x := range []struct {
 		field string

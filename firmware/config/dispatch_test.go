@@ -31,7 +31,16 @@ func TestDispatcherValidate(t *testing.T) {
 		{name: "default algorithm", edit: func(s string) string { return strings.Replace(s, "  algorithm: round-robin\n", "", 1) }},
 		{name: "unknown algorithm", edit: func(s string) string { return strings.Replace(s, "round-robin", "random", 1) }, want: `dispatcher.algorithm: unknown algorithm "random"`},
 		{name: "no backends", edit: func(s string) string { return s[:strings.Index(s, "  backends:")] + "  backends: []\n" }, want: "dispatcher.backends: missing"},
-		{name: "host name", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "pbx3.example", 1) }, want: "dispatcher.backends[2].uri: \"pbx3.example\" is not an IP address"},
+		{name: "host name", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "pbx3.example", 1) }},
+		{name: "host name and port", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "sip:pbx3.example:5070", 1) }},
+		{name: "srv name", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "_sip._udp.pbxes.example", 1) }},
+		{name: "bad name", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "pbx_3.example", 1) }, want: "dispatcher.backends[2].uri: \"pbx_3.example\" is neither"},
+		{name: "name twice", edit: func(s string) string {
+			return strings.Replace(strings.Replace(s, "10.77.0.13", "PBX3.example:5060", 1), "10.77.0.12:5070", "pbx3.example:5060", 1)
+		}, want: "dispatcher.backends[2].uri: pbx3.example:5060 is listed twice"},
+		{name: "attempts", extra: "  attempts: 1\n"},
+		{name: "attempts too many", extra: "  attempts: 11\n", want: "dispatcher.attempts: 11"},
+		{name: "attempts negative", extra: "  attempts: -1\n", want: "dispatcher.attempts: -1"},
 		{name: "user part", edit: func(s string) string { return strings.Replace(s, "sip:10.77.0.11:5060", "sip:x@10.77.0.11", 1) }, want: "dispatcher.backends[0].uri"},
 		{name: "twice", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "10.77.0.12:5070", 1) }, want: "dispatcher.backends[2].uri: 10.77.0.12:5070 is listed twice"},
 		{name: "same as default port", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "sip:10.77.0.11", 1) }, want: "listed twice"},
@@ -53,6 +62,64 @@ func TestDispatcherValidate(t *testing.T) {
 			checkText(t, "lb.yaml", text, tc.want)
 		})
 	}
+}
+
+func TestDispatcherBackendTarget(t *testing.T) {
+	for _, tc := range []struct {
+		uri, addr, name string // both empty: refused
+	}{
+		{"sip:10.0.0.1:5070", "10.0.0.1:5070", ""},
+		{"10.0.0.1", "10.0.0.1:5060", ""},
+		{"pbx1.branch.example:5060", "", "pbx1.branch.example:5060"},
+		{"sip:PBX1.branch.example:5062", "", "pbx1.branch.example:5062"},
+		{"pbx1.branch.example", "", "pbx1.branch.example"},
+		{"_sip._udp.pbxes.branch.example", "", "_sip._udp.pbxes.branch.example"},
+		{"sip:_SIP._UDP.pbxes.example", "", "_sip._udp.pbxes.example"},
+		{"pbx1:5060", "", "pbx1:5060"},
+		{"pbx1", "", ""},
+		{"_sip._udp.pbxes.example:5060", "", ""},
+		{"_sip._tcp.pbxes.example", "", ""},
+		{"pbx1.example:0", "", ""},
+		{"pbx1.example:70000", "", ""},
+		{"pbx1.example;transport=tcp", "", ""},
+		{"alice@pbx1.example", "", ""},
+		{"-pbx.example", "", ""},
+		{"10.0.0.1:99999", "", ""},
+		{"", "", ""},
+	} {
+		ap, name, err := DispatcherBackend{URI: tc.uri}.Target()
+		switch {
+		case tc.addr == "" && tc.name == "":
+			if err == nil {
+				t.Errorf("%q: accepted as %s %q", tc.uri, ap, name)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.uri, err)
+		case tc.addr != "" && ap != netip.MustParseAddrPort(tc.addr), name != tc.name:
+			t.Errorf("%q: %s %q, want %s %q", tc.uri, ap, name, tc.addr, tc.name)
+		}
+	}
+}
+
+func FuzzDispatcherBackendTarget(f *testing.F) {
+	for _, s := range []string{"sip:10.0.0.1:5070", "pbx1.example:5060", "_sip._udp.pbxes.example", "sip:[::1]:5060", "a..b", "x:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		ap, name, err := DispatcherBackend{URI: uri}.Target()
+		if err != nil {
+			return
+		}
+		if ap.IsValid() == (name != "") {
+			t.Fatalf("%q: address %s and name %q", uri, ap, name)
+		}
+		if name != "" {
+			// The name is itself a backend URI that means the same.
+			if ap2, name2, err := (DispatcherBackend{URI: name}).Target(); err != nil || ap2.IsValid() || name2 != name {
+				t.Fatalf("%q: name %q reads back as %s %q %v", uri, name, ap2, name2, err)
+			}
+		}
+	})
 }
 
 func TestDispatcherBackendAddr(t *testing.T) {
