@@ -51,10 +51,10 @@ var DispatcherAlgorithms = []string{"hash-callid", "hash-from", "hash-to", "hash
 
 // Bounds of the dispatcher settings.
 const (
-	MinProbeInterval   = 50 * time.Millisecond
-	MaxProbeInterval   = 10 * time.Minute
-	MinDispatchTimeout = 100 * time.Millisecond
-	MaxDispatchTimeout = time.Minute
+	MinProbeInterval    = 50 * time.Millisecond
+	MaxProbeInterval    = 10 * time.Minute
+	MinDispatchTimeout  = 100 * time.Millisecond
+	MaxDispatchTimeout  = time.Minute
 	MaxDispatchCount    = 100  // down_after, up_after
 	MaxDispatchWeight   = 1000 // weight
 	MaxDispatchAttempts = 10   // attempts
