@@ -87,10 +87,15 @@ type PBX struct {
 	trMu   sync.Mutex
 	tr     *trunkRun
 
-	serving   func() bool
-	host      string // advertised host
-	bad       *badRequests
-	listeners []listenSpec
+	serving func() bool
+	// workers run request handlers; fastRegister is the guarded
+	// registrar for REGISTERs taken off UDP sockets before sipgo
+	// (registerConn).
+	workers      *workers
+	fastRegister func(*sip.Request, sip.ServerTransaction)
+	host         string // advertised host
+	bad          *badRequests
+	listeners    []listenSpec
 
 	mu     sync.Mutex
 	bound  []Listener
@@ -249,8 +254,10 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
 	}
-	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: newWorkers(64)}
+	p.workers = newWorkers(64)
+	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: p.workers}
 	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
+	p.fastRegister = guard(p.reg.ServeRegister, o.Serving)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	p.calls.Register(r)
 	return p, nil
@@ -393,7 +400,8 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			bound = append(bound, Listener{"udp", conn.LocalAddr().String()})
 			rc := &recordingConn{PacketConn: conn}
 			p.bad.add(rc)
-			go func() { errc <- p.srv.ServeUDP(rc) }()
+			fc := newRegisterConn(rc, p.fastRegister, p.workers)
+			go func() { errc <- p.srv.ServeUDP(fc) }()
 		case "tcp":
 			ln, err := net.Listen("tcp", l.addr.String())
 			if err != nil {

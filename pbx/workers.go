@@ -19,8 +19,17 @@ type workers struct {
 }
 
 type worker struct {
-	in   chan func()
+	pool *workers
+	in   chan job
 	done chan struct{}
+}
+
+// job is one handler call. With wait the caller is told on done when it
+// returns and puts the worker back; otherwise the worker goes back to the
+// pool by itself.
+type job struct {
+	fn   func()
+	wait bool
 }
 
 func newWorkers(maxIdle int) *workers { return &workers{maxIdle: maxIdle} }
@@ -28,9 +37,14 @@ func newWorkers(maxIdle int) *workers { return &workers{maxIdle: maxIdle} }
 // do runs fn on a worker and returns when it has returned.
 func (p *workers) do(fn func()) {
 	w := p.get()
-	w.in <- fn
+	w.in <- job{fn: fn, wait: true}
 	<-w.done
 	p.put(w)
+}
+
+// submit runs fn on a worker and returns at once.
+func (p *workers) submit(fn func()) {
+	p.get().in <- job{fn: fn}
 }
 
 func (p *workers) get() *worker {
@@ -42,7 +56,7 @@ func (p *workers) get() *worker {
 		return w
 	}
 	p.mu.Unlock()
-	w := &worker{in: make(chan func()), done: make(chan struct{})}
+	w := &worker{pool: p, in: make(chan job), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -59,8 +73,12 @@ func (p *workers) put(w *worker) {
 }
 
 func (w *worker) run() {
-	for fn := range w.in {
-		fn()
-		w.done <- struct{}{}
+	for j := range w.in {
+		j.fn()
+		if j.wait {
+			w.done <- struct{}{}
+		} else {
+			w.pool.put(w)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func TestWorkers(t *testing.T) {
 	for range 3 {
 		w := p.get()
 		ids = append(ids, w)
-		w.in <- func() {}
+		w.in <- job{fn: func() {}, wait: true}
 		<-w.done
 		p.put(w)
 	}
