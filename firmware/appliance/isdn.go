@@ -1,17 +1,25 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/hw/isdn"
 	"github.com/twinpbx/twinpbx/hw/isdn/card"
+	"github.com/twinpbx/twinpbx/hw/isdn/exchange"
+	"github.com/twinpbx/twinpbx/hw/relay"
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/isdngw"
 )
@@ -37,9 +45,30 @@ type SpanStatus struct {
 // line's calls to the PBX's UDP listener. On the simulated board a span's
 // device is "sim" and the exchange emulator stands in for the line, so a
 // box on a laptop has a telephone network to call and be called from.
+//
+// On a twin pair the spans also feed the PSTN layer-1 monitor (monitor).
 type isdnSpans struct {
+	// dataDir and side are set on a twin: on the simulated board the
+	// span's line then follows the shared relay (exchange.SimLine).
+	dataDir string
+	side    relay.Side
+
 	mu    sync.Mutex
 	spans []SpanStatus
+	lines []spanLine // beside spans
+}
+
+// spanLine is what the PSTN monitor tracks of one span.
+type spanLine struct {
+	// watched: the span's gateway was started (a span with a config
+	// problem is shown, not watched).
+	watched bool
+	// downSince is when layer 1 went down; zero while it is up.
+	downSince time.Time
+	// restarted is the last restart in place; restart asks the span's
+	// gateway to start again at once.
+	restarted time.Time
+	restart   chan struct{}
 }
 
 // start launches the gateways; they end with ctx. Problems are logged and
@@ -94,29 +123,65 @@ func (s *isdnSpans) start(ctx context.Context, wg *sync.WaitGroup, log *slog.Log
 			OnLayer1: func(l1 card.L1) { s.setLayer1(idx, l1) },
 			Log:      log.With("component", "isdn", "span", span.Name),
 		}
+		sim := s.simLine(prof, span, gcfg.Log)
+		restart := s.watch(idx)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(ctx, idx, span, gcfg)
+			s.run(ctx, idx, span, gcfg, sim, restart)
 		}()
 	}
 }
 
 // run keeps one span's gateway running until ctx ends, starting it
-// again 5 s after it fails.
-func (s *isdnSpans) run(ctx context.Context, idx int, span board.ISDNSpan, cfg isdngw.Config) {
+// again 5 s after it fails, or at once when the PSTN monitor restarts it.
+func (s *isdnSpans) run(ctx context.Context, idx int, span board.ISDNSpan, cfg isdngw.Config, sim func(*exchange.Exchange), restart <-chan struct{}) {
 	for {
-		err := isdngw.RunSpan(ctx, span.Serial, cfg, nil)
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- isdngw.RunSpan(runCtx, span.Serial, cfg, sim) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-restart:
+			cancel()
+			<-done
+			cfg.Log.Warn("ISDN gateway restarted to re-activate layer 1")
+		}
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			continue // restarted on purpose
 		}
 		s.setError(idx, err)
 		cfg.Log.Error("ISDN gateway stopped; starting it again in 5 s", "err", err)
 		select {
 		case <-ctx.Done():
 			return
+		case <-restart:
 		case <-time.After(5 * time.Second):
 		}
+	}
+}
+
+// simLine is the simulated line's driver for a twin's span on the
+// simulated board: the span's layer 1 follows the shared relay and the
+// faults of exchange.SimLine. Nil elsewhere: a standalone box's emulator
+// keeps its line up.
+func (s *isdnSpans) simLine(prof board.Profile, span board.ISDNSpan, log *slog.Logger) func(*exchange.Exchange) {
+	if s.dataDir == "" || span.Serial.Device != isdngw.SimDevice || prof.Relay.Driver != board.RelaySim {
+		return nil
+	}
+	state := prof.Relay.StateFile
+	if !filepath.IsAbs(state) {
+		state = filepath.Join(s.dataDir, state)
+	}
+	line := exchange.SimLine{State: state, Side: s.side, Log: log}
+	return func(x *exchange.Exchange) {
+		// The driver ends with the emulator, when RunSpan returns.
+		go line.Drive(context.Background(), x, 100*time.Millisecond)
 	}
 }
 
@@ -124,22 +189,163 @@ func (s *isdnSpans) add(st SpanStatus) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.spans = append(s.spans, st)
+	s.lines = append(s.lines, spanLine{})
 	return len(s.spans) - 1
 }
 
-func (s *isdnSpans) setError(i int, err error) {
+// watch marks span i watched by the PSTN monitor, its line down until
+// layer 1 reports up, and returns the channel that restarts its gateway.
+func (s *isdnSpans) watch(i int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := &s.lines[i]
+	l.watched, l.downSince, l.restart = true, time.Now(), make(chan struct{}, 1)
+	return l.restart
+}
+
+func (s *isdnSpans) setError(i int, err error) { s.setErrorAt(i, err, time.Now()) }
+
+func (s *isdnSpans) setErrorAt(i int, err error, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.spans[i].Error = err.Error()
 	}
-	s.spans[i].LineUp = false
+	s.setUp(i, false, now)
 }
 
-func (s *isdnSpans) setLayer1(i int, l1 card.L1) {
+func (s *isdnSpans) setLayer1(i int, l1 card.L1) { s.setLayer1At(i, l1, time.Now()) }
+
+func (s *isdnSpans) setLayer1At(i int, l1 card.L1, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.spans[i].LineUp, s.spans[i].Alarms, s.spans[i].Error = l1.Up, alarmText(l1.Alarms), ""
+	s.spans[i].Alarms, s.spans[i].Error = alarmText(l1.Alarms), ""
+	s.setUp(i, l1.Up, now)
+}
+
+// setUp records layer 1 of span i (s.mu held).
+func (s *isdnSpans) setUp(i int, up bool, now time.Time) {
+	s.spans[i].LineUp = up
+	l := &s.lines[i]
+	switch {
+	case up:
+		l.downSince = time.Time{}
+	case l.downSince.IsZero():
+		l.downSince = now
+	}
+}
+
+// PSTNBothAlarm is the alarm of a twin whose PSTN line is down on both
+// boxes (docs/CLUSTER.md, "No ping-pong").
+const PSTNBothAlarm = "PSTN line down on both boxes"
+
+// pstnBox is what the PSTN monitor needs of the twin runtime
+// (*twin.Node).
+type pstnBox interface {
+	ActiveSince() time.Time
+	SelectRelay(ctx context.Context) error
+}
+
+// monitor is the twin pair's PSTN layer-1 monitor over the watched spans
+// (docs/ISDN.md, "The layer-1 monitor"); false when no span is watched.
+// It runs on the active box only: the standby's relay side is off, so its
+// spans see LOS by design. A span counts as failed once its layer 1 has
+// been down for the grace, counted from the latest of: the line going
+// down, this box becoming active (the relay has just switched), the last
+// restart. The restart selects the relay to this box again and restarts
+// the down spans' gateways, which re-activates their layer 1.
+func (s *isdnSpans) monitor(p *config.PSTN, box pstnBox) (cluster.Monitor, bool) {
+	s.mu.Lock()
+	watched := slices.ContainsFunc(s.lines, func(l spanLine) bool { return l.watched })
+	s.mu.Unlock()
+	if !watched {
+		return cluster.Monitor{}, false
+	}
+	grace := p.Grace()
+	return cluster.Monitor{
+		Name: "pstn", ActiveOnly: true, Every: time.Second,
+		HoldDown: p.HoldDownTime(), BothAlarm: PSTNBothAlarm,
+		Check: func(context.Context) error {
+			return s.layer1Fault(time.Now(), box.ActiveSince(), grace)
+		},
+		Restart: func(ctx context.Context) error {
+			err := box.SelectRelay(ctx)
+			s.reactivate(time.Now())
+			return err
+		},
+	}, true
+}
+
+// pstnPair is the twin runtime as the PSTN monitor is wired to it
+// (*twin.Node).
+type pstnPair interface {
+	pstnBox
+	AddMonitor(cluster.Monitor) error
+}
+
+// watchPSTN gives the twin runtime the PSTN layer-1 monitor, when a span
+// is watched. Call it before the runtime starts.
+func (s *isdnSpans) watchPSTN(log *slog.Logger, p *config.PSTN, pair pstnPair) {
+	m, ok := s.monitor(p, pair)
+	if !ok {
+		return
+	}
+	if err := pair.AddMonitor(m); err != nil {
+		log.Error("the PSTN layer-1 monitor is not running", "err", err)
+		return
+	}
+	log.Info("PSTN layer-1 monitor on", "grace", p.Grace(), "hold_down", p.HoldDownTime())
+}
+
+// layer1Fault reports the watched spans whose layer 1 has been down for
+// grace at now, on a box active since active (zero: not active, nothing
+// counts).
+func (s *isdnSpans) layer1Fault(now, active time.Time, grace time.Duration) error {
+	if active.IsZero() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var down []string
+	for i, l := range s.lines {
+		if !l.watched || l.downSince.IsZero() {
+			continue
+		}
+		if now.Sub(latest(l.downSince, active, l.restarted)) >= grace {
+			st := s.spans[i]
+			why := cmp.Or(st.Alarms, "not activated")
+			if st.Error != "" {
+				why = st.Error
+			}
+			down = append(down, fmt.Sprintf("span %s: layer 1 down (%s) for %v", st.Name, why, now.Sub(l.downSince).Round(time.Second)))
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(down, "; "))
+}
+
+func latest(ts ...time.Time) time.Time {
+	return slices.MaxFunc(ts, time.Time.Compare)
+}
+
+// reactivate restarts the gateways of the watched spans whose layer 1 is
+// down; each gets the grace again.
+func (s *isdnSpans) reactivate(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.lines {
+		l := &s.lines[i]
+		if !l.watched || l.downSince.IsZero() {
+			continue
+		}
+		l.restarted = now
+		select {
+		case l.restart <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func alarmText(a card.Alarm) string {

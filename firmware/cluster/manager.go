@@ -140,6 +140,18 @@ func (m *Manager) Role() Role {
 	return m.st.Role
 }
 
+// ActiveSince is when this box last became ACTIVE, zero while it is not
+// active. A monitor that needs time after a takeover (the PSTN line, whose
+// relay has just switched) counts its grace from it.
+func (m *Manager) ActiveSince() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Role != Active {
+		return time.Time{}
+	}
+	return m.st.Since
+}
+
 // SetMaintenance asks for (or ends) maintenance: the box never becomes
 // active; an active box first hands over to its twin (and stays active,
 // with an alarm, while the twin cannot take over).

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,18 @@ type Node struct {
 	roll     rollParts
 	// wd is the watchdog in use and its fence, once Run has opened them.
 	wd atomic.Pointer[watchdogInUse]
+	// relay is the board's PSTN relay and this box's side, once Run has
+	// opened the board.
+	relay atomic.Pointer[relayInUse]
+	// extra are the caller's monitors (AddMonitor).
+	monMu    sync.Mutex
+	extra    []cluster.Monitor
+	monTaken bool
+}
+
+type relayInUse struct {
+	r    cluster.Relay
+	side relay.Side
 }
 
 type watchdogInUse struct {
@@ -247,6 +260,29 @@ func (n *Node) SetMaintenance(on bool) error {
 	return nil
 }
 
+// ActiveSince is when this box last became active; zero while it is not
+// active or before Run.
+func (n *Node) ActiveSince() time.Time {
+	if m := n.mgr.Load(); m != nil {
+		return m.ActiveSince()
+	}
+	return time.Time{}
+}
+
+// SelectRelay connects the PSTN line to this box again (a restart in place
+// of the PSTN monitor); the manager already does so at each takeover. Only
+// the active box may call it: the relay is the active's.
+func (n *Node) SelectRelay(ctx context.Context) error {
+	r := n.relay.Load()
+	if r == nil || n.Role() != cluster.Active {
+		return errors.New("twin: selecting the relay: this box is not active")
+	}
+	if err := r.r.Select(ctx, r.side); err != nil {
+		return fmt.Errorf("twin: selecting relay side %v: %w", r.side, err)
+	}
+	return nil
+}
+
 // Ready is closed once the role manager runs.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
@@ -272,6 +308,28 @@ type RunOptions struct {
 	// LoadConfig returns the config to serve with at takeover: the newest
 	// stored one (replicated from the twin), made this box's (Localize).
 	LoadConfig func() (*config.Config, error)
+}
+
+// AddMonitor adds a resource check that the role manager runs beside the
+// twin's own (lan-carrier, store, vip, pbx): the PSTN layer-1 monitor of
+// the ISDN spans, which start once the PBX listens. Call it before Run.
+func (n *Node) AddMonitor(m cluster.Monitor) error {
+	n.monMu.Lock()
+	defer n.monMu.Unlock()
+	if n.monTaken {
+		return fmt.Errorf("twin: monitor %s added after the pair started", m.Name)
+	}
+	n.extra = append(n.extra, m)
+	return nil
+}
+
+// monitors are the monitors added with AddMonitor; none can be added
+// once Run has taken them.
+func (n *Node) monitors() []cluster.Monitor {
+	n.monMu.Lock()
+	defer n.monMu.Unlock()
+	n.monTaken = true
+	return slices.Clone(n.extra)
 }
 
 // Run runs the box in the pair until ctx ends: heartbeats, replication,
@@ -339,6 +397,8 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		log.Warn("no PSTN relay on this board: the line is not switched")
 	}
 	side := relaySide(node, cl.Peer)
+	n.relay.Store(&relayInUse{r: rel, side: side})
+	defer n.relay.Store(nil)
 
 	hbLog := log.With("part", "heartbeat")
 	hb, err := heartbeat.New(heartbeat.Config{
@@ -414,7 +474,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		Probe:     prb,
 		Terms:     terms{o.Store},
 		Fence:     fref,
-		Monitors: []cluster.Monitor{
+		Monitors: append([]cluster.Monitor{
 			{Name: "lan-carrier", Check: carrierCheck(cl.LANInterface)},
 			{Name: "store", Check: storeCheck(o.Store), Every: time.Second},
 			{Name: "vip", Check: vipCheck(v), ActiveOnly: true, Every: time.Second,
@@ -423,7 +483,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 				// Nothing to restart in place but the gate; repeated
 				// failures move service to the twin.
 				Restart: func(context.Context) error { return nil }},
-		},
+		}, n.monitors()...),
 	})
 	if err != nil {
 		return fmt.Errorf("twin: %w", err)

@@ -66,7 +66,12 @@ type Exchange struct {
 	mu    sync.Mutex
 	ready chan struct{} // closed while a data link is up
 	up    bool
+
+	done chan struct{} // closed when Run returns
 }
+
+// Done is closed once Run has returned.
+func (x *Exchange) Done() <-chan struct{} { return x.done }
 
 // Status is how far a call got.
 type Status int
@@ -138,11 +143,13 @@ func New(c card.Card, cfg Config) (*Exchange, error) {
 		return nil, fmt.Errorf("starting exchange: %w", err)
 	}
 	return &Exchange{cfg: cfg, line: l, placed: make(chan *Call, 16), calls: map[*q931.Call]*Call{},
-		links: map[uint8]bool{}, ready: make(chan struct{})}, nil
+		links: map[uint8]bool{}, ready: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
-// Run drives the span until ctx ends or the card fails.
+// Run drives the span until ctx ends or the card fails. It may be called
+// once.
 func (x *Exchange) Run(ctx context.Context) error {
+	defer close(x.done)
 	if err := x.SetLayer1(card.L1{Up: true}); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ type box struct {
 	events []q931.EventKind
 	active map[*q931.Call]int
 	answer bool
+	l1     card.L1 // the last layer-1 state the exchange reported
 }
 
 func (b *box) Event(now time.Time, ev isdn.Event) {
@@ -54,7 +55,17 @@ func (b *box) Audio(now time.Time, ch uint8, s []byte) {
 	b.heard[ch] = append(b.heard[ch], s...)
 	b.mu.Unlock()
 }
-func (b *box) Layer1(time.Time, card.L1) {}
+func (b *box) Layer1(_ time.Time, l1 card.L1) {
+	b.mu.Lock()
+	b.l1 = l1
+	b.mu.Unlock()
+}
+
+func (b *box) layer1() card.L1 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.l1
+}
 func (b *box) Media(now time.Time) {
 	for c, n := range b.active {
 		if c.State != q931.Active && c.State != q931.ConnectRequest {

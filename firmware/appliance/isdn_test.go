@@ -1,0 +1,145 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/hw/isdn/card"
+)
+
+// fakePair stands in for the twin runtime.
+type fakePair struct {
+	active   time.Time
+	selected int
+	selErr   error
+}
+
+func (f *fakePair) ActiveSince() time.Time { return f.active }
+func (f *fakePair) SelectRelay(context.Context) error {
+	f.selected++
+	return f.selErr
+}
+
+// spansAt builds spans as start leaves them: each watched span's line
+// went down at start.
+func spansAt(start time.Time, names ...string) *isdnSpans {
+	s := &isdnSpans{}
+	for _, n := range names {
+		i := s.add(SpanStatus{Name: n})
+		s.watch(i)
+		s.lines[i].downSince = start
+	}
+	return s
+}
+
+func TestLayer1Fault(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	const grace = 10 * time.Second
+	los := card.L1{Alarms: card.LOS}
+	tests := []struct {
+		name   string
+		active time.Duration // since t0; <0: not active
+		events func(s *isdnSpans)
+		at     time.Duration // when checked, since t0
+		want   string        // substring of the failure; empty: none
+	}{
+		{name: "not active: never counts", active: -1, at: time.Hour},
+		{name: "line up", active: 0, events: func(s *isdnSpans) { s.setUpAt(0, true, t0.Add(time.Second)) }, at: time.Hour},
+		{name: "never activated, within the grace of the takeover", active: 0, at: 9 * time.Second},
+		{name: "never activated, past the grace", active: 0, at: 10 * time.Second, want: "span bri0: layer 1 down (not activated) for 10s"},
+		{name: "down long before the takeover: grace from the takeover", active: 30 * time.Minute, at: 30*time.Minute + 5*time.Second},
+		{name: "down long before the takeover, past the grace", active: 30 * time.Minute, at: 30*time.Minute + 11*time.Second, want: "layer 1 down"},
+		{name: "LOS while active: grace from the loss", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(time.Second))
+			s.setLayer1At(0, los, t0.Add(time.Hour))
+		}, at: time.Hour + 9*time.Second},
+		{name: "LOS while active, past the grace", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(time.Second))
+			s.setLayer1At(0, los, t0.Add(time.Hour))
+		}, at: time.Hour + 10*time.Second, want: "layer 1 down (LOS) for 10s"},
+		{name: "restart in place gives the grace again", active: 0, events: func(s *isdnSpans) {
+			s.reactivate(t0.Add(time.Minute))
+		}, at: time.Minute + 5*time.Second},
+		{name: "restart in place, still down past the grace", active: 0, events: func(s *isdnSpans) {
+			s.reactivate(t0.Add(time.Minute))
+		}, at: time.Minute + 10*time.Second, want: "for 1m10s"},
+		{name: "line back before the grace ran out", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(5*time.Second))
+		}, at: time.Minute},
+		{name: "a gateway that stopped counts as down", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(time.Second))
+			s.setErrorAt(0, errors.New("card gone"), t0.Add(time.Minute))
+		}, at: 2 * time.Minute, want: "down (card gone)"},
+		{name: "a span not watched is not counted", active: 0, events: func(s *isdnSpans) {
+			s.add(SpanStatus{Name: "bri1", Error: "the board sim has no ISDN span for trunk x"})
+			s.setUpAt(0, true, t0)
+		}, at: time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spansAt(t0, "bri0")
+			if tc.events != nil {
+				tc.events(s)
+			}
+			var active time.Time
+			if tc.active >= 0 {
+				active = t0.Add(tc.active)
+			}
+			err := s.layer1Fault(t0.Add(tc.at), active, grace)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("failure %v, want none", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("failure %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPSTNMonitor(t *testing.T) {
+	if _, ok := (&isdnSpans{}).monitor(nil, &fakePair{}); ok {
+		t.Fatal("a monitor without a watched span")
+	}
+	s := spansAt(time.Now().Add(-time.Hour), "bri0", "bri1")
+	s.setUp(1, true, time.Now())
+	pair := &fakePair{active: time.Now().Add(-time.Minute)}
+	m, ok := s.monitor(&config.PSTN{Layer1Grace: config.Duration(time.Second)}, pair)
+	if !ok {
+		t.Fatal("no monitor for watched spans")
+	}
+	if m.Name != "pstn" || !m.ActiveOnly || m.HoldDown != config.DefaultPSTNHoldDown || m.BothAlarm != PSTNBothAlarm || m.Restart == nil {
+		t.Fatalf("monitor %+v", m)
+	}
+	err := m.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "bri0") || strings.Contains(err.Error(), "bri1") {
+		t.Fatalf("check: %v, want bri0 down only", err)
+	}
+	pair.selErr = errors.New("relay stuck")
+	if err := m.Restart(context.Background()); err == nil || pair.selected != 1 {
+		t.Fatalf("restart: %v after %d relay selections, want the relay's error after one", err, pair.selected)
+	}
+	select {
+	case <-s.lines[0].restart:
+	default:
+		t.Fatal("the down span's gateway was not restarted")
+	}
+	select {
+	case <-s.lines[1].restart:
+		t.Fatal("the span that is up was restarted")
+	default:
+	}
+	if err := m.Check(context.Background()); err != nil {
+		t.Fatalf("check right after the restart: %v, want the grace again", err)
+	}
+}
+
+// setUpAt sets span i's layer 1 at a given time.
+func (s *isdnSpans) setUpAt(i int, up bool, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setUp(i, up, at)
+}
