@@ -97,8 +97,8 @@ const DefaultResolveEvery = time.Second
 // sip:domain over UDP.
 func nameTarget(name string) (sip.Uri, error) {
 	s := strings.TrimSpace(name)
-	if rest, ok := strings.CutPrefix(strings.ToLower(s), "_sip._udp."); ok {
-		s = "sip:" + s[len(s)-len(rest):] + ";transport=udp"
+	if p := "_sip._udp."; len(s) > len(p) && strings.EqualFold(s[:len(p)], p) {
+		s = "sip:" + s[len(p):] + ";transport=udp"
 	}
 	u, err := resolve.ParseTarget(s)
 	if err != nil {

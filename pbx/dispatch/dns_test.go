@@ -1,0 +1,174 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
+)
+
+func newResolver(t *testing.T, server string) *resolve.Resolver {
+	t.Helper()
+	r, err := resolve.New(resolve.Config{Servers: []string{server}, Transports: []string{resolve.UDP}, Timeout: 500 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// statusByName is the Status of each backend found by DNS, by its name.
+func statusByName(d *Dispatcher) map[string]BackendStatus {
+	out := map[string]BackendStatus{}
+	for _, b := range d.Status().Backends {
+		out[b.Name] = b
+	}
+	return out
+}
+
+// TestBackendsByName: an SRV name brings each of its targets as a
+// backend, with the records' weights; a host:port name one backend with
+// its configured weight; calls reach them and are Record-Routed with the
+// name's tag.
+func TestBackendsByName(t *testing.T) {
+	bs := threeBackends(t)
+	dns := resolvetest.StartDNSMasq(t, 1,
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,a.pbxes.test,%d,10,10", bs[0].addr.Port()),
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,b.pbxes.test,%d,10,30", bs[1].addr.Port()),
+		"--host-record=a.pbxes.test,127.0.0.1",
+		"--host-record=b.pbxes.test,127.0.0.1",
+		"--host-record=c.pbxes.test,127.0.0.1",
+	)
+	cName := fmt.Sprintf("c.pbxes.test:%d", bs[2].addr.Port())
+	disp, d := startDispatcher(t, Config{
+		Algorithm: RoundRobin, ProbeInterval: time.Hour, ResolveEvery: 50 * time.Millisecond,
+		Backends: []Backend{{Name: "_sip._udp.pbxes.test"}, {Name: "sip:" + cName, Weight: 2}},
+		Resolver: newResolver(t, dns),
+	})
+	want := map[string]BackendStatus{
+		fmt.Sprintf("a.pbxes.test:%d", bs[0].addr.Port()): {Addr: bs[0].addr.String(), Weight: 10},
+		fmt.Sprintf("b.pbxes.test:%d", bs[1].addr.Port()): {Addr: bs[1].addr.String(), Weight: 30},
+		cName: {Addr: bs[2].addr.String(), Weight: 2},
+	}
+	waitFor(t, "three backends from DNS", func() bool { return len(statusByName(disp)) == 3 })
+	for name, w := range want {
+		got := statusByName(disp)[name]
+		if got.Addr != w.Addr || got.Weight != w.Weight || !got.Up {
+			t.Errorf("backend %s: %+v, want address %s weight %d, up", name, got, w.Addr, w.Weight)
+		}
+	}
+	p := newPhone(t)
+	tags := map[string]string{}
+	for name := range want {
+		tags[backendTag(name)] = name
+	}
+	for k := range 6 {
+		id := fmt.Sprintf("dns-%d", k)
+		c := &call{id: id}
+		p.send(d, p.request(d, c, sip.INVITE, id))
+		res := p.final(id, sip.INVITE)
+		if res.StatusCode != 200 {
+			t.Fatalf("call %s: %d", id, res.StatusCode)
+		}
+		who := owner(t, bs, id)
+		rr := res.RecordRoute()
+		if rr == nil {
+			t.Fatalf("call %s: no Record-Route", id)
+		}
+		if name := tags[rr.Address.UriParams.GetOr(routeParam, "")]; name == "" || statusByName(disp)[name].Addr != bs[who].addr.String() {
+			t.Errorf("call %s at %s Record-Routed as %q", id, bs[who].addr, name)
+		}
+	}
+}
+
+// TestNameChanges: a backend whose name points to another address keeps
+// its index, health and counts, and only answers to probes from the new
+// address count; a failed lookup keeps the last addresses; a target that
+// leaves the SRV set gets no new calls.
+func TestNameChanges(t *testing.T) {
+	port := 5999
+	dns1 := resolvetest.StartDNSMasq(t, 1,
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,a.pbxes.test,%d,10,10", port),
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,b.pbxes.test,%d,10,10", port),
+		"--host-record=a.pbxes.test,127.0.0.1",
+		"--host-record=b.pbxes.test,127.0.0.3",
+	)
+	dns2 := resolvetest.StartDNSMasq(t, 1,
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,a.pbxes.test,%d,10,10", port),
+		"--host-record=a.pbxes.test,127.0.0.2",
+	)
+	d, err := New(Config{
+		Algorithm: HashCallID, Backends: []Backend{{Name: "_sip._udp.pbxes.test"}},
+		Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Logger: slog.New(slog.DiscardHandler),
+		Resolver: newResolver(t, dns1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d.resolveAll(ctx)
+	r := d.roster.Load()
+	a := r.byName[fmt.Sprintf("a.pbxes.test:%d", port)]
+	if len(r.names) != 2 || r.addrs[a] != netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)) {
+		t.Fatalf("after the first lookup: %v %v", r.names, r.addrs)
+	}
+	d.sent[a].Store(7)
+	d.health.timedOut(a, "INVITE")
+
+	// The lookup fails: everything stays.
+	d.cfg.Resolver = newResolver(t, "127.0.0.1:1")
+	d.resolveAll(ctx)
+	if d.roster.Load() != r || d.resolveErr[0] == "" {
+		t.Fatalf("a failed lookup changed the backends (or was not noted)")
+	}
+
+	// a moves to 127.0.0.2, b leaves.
+	d.cfg.Resolver = newResolver(t, dns2)
+	d.resolveAll(ctx)
+	r2 := d.roster.Load()
+	if r2.byName[fmt.Sprintf("a.pbxes.test:%d", port)] != a || r2.addrs[a].Addr() != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("after the move: %v %v", r2.names, r2.addrs)
+	}
+	if d.sent[a].Load() != 7 || d.health.isUp(a) {
+		t.Errorf("the moved backend lost its state: sent %d, up %v", d.sent[a].Load(), d.health.isUp(a))
+	}
+	if i := r2.byName[fmt.Sprintf("b.pbxes.test:%d", port)]; r2.listed[i] || d.usable(i) {
+		t.Errorf("a target no longer listed still takes calls")
+	}
+	if got := d.sel.pick("x", d.usable); got != -1 {
+		t.Errorf("picked backend %d with a down and an unlisted one", got)
+	}
+	if st := d.Status().Backends; len(st) != 1 || st[0].Addr != r2.addrs[a].String() {
+		t.Errorf("status %+v", st)
+	}
+
+	// Only answers from the new address bring it up.
+	probe := func(from string) {
+		p := d.probes
+		p.mu.Lock()
+		p.seq[a]++
+		p.outstanding[a] = true
+		seq := p.seq[a]
+		p.mu.Unlock()
+		d.probeAnswered(fmt.Sprintf("%s%d-%d", probePrefix, a, seq), 200, netip.MustParseAddrPort(from))
+	}
+	for range DefaultUpAfter + 1 {
+		probe(fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	if d.health.isUp(a) {
+		t.Errorf("answers from the old address brought the backend up")
+	}
+	for range DefaultUpAfter {
+		probe(fmt.Sprintf("127.0.0.2:%d", port))
+	}
+	if !d.health.isUp(a) {
+		t.Errorf("answers from the new address did not bring the backend up")
+	}
+}
