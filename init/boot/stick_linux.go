@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -66,37 +64,8 @@ func updateFromStick(log *slog.Logger, sp SlotParams, stageFailed bool) {
 	}
 }
 
-// findStick returns the first block device that starts with a bundle's
-// magic and is not one of the box's own partitions (the slots hold
-// bundles too), or "".
-func findStick(d update.DeviceDisk) string {
-	ents, err := os.ReadDir(d.SysBlock)
-	if err != nil {
-		return ""
-	}
-	for _, e := range ents {
-		ue, err := os.ReadFile(filepath.Join(d.SysBlock, e.Name(), "uevent"))
-		if err != nil || strings.Contains(string(ue), "\nPARTNAME=twinpbx-") {
-			continue
-		}
-		dev := filepath.Join(d.Dev, e.Name())
-		if hasBundleMagic(dev) {
-			return dev
-		}
-	}
-	return ""
-}
-
-func hasBundleMagic(dev string) bool {
-	f, err := os.Open(dev)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, 8)
-	_, err = f.ReadAt(b, 0)
-	return err == nil && update.IsBundle(b)
-}
+// findStick returns the update stick's device, or "" (update.DeviceDisk.Stick).
+func findStick(d update.DeviceDisk) string { return d.Stick() }
 
 func stickVersion(dev string, pub []byte) (string, error) {
 	f, err := os.Open(dev)
