@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -56,5 +58,33 @@ func TestDispatcherPairValidate(t *testing.T) {
 			}
 			checkText(t, "lb-a.yaml", text, tc.want)
 		})
+	}
+}
+
+// TestDispatcherPairDocExample: the pair example of docs/DISPATCHER.md is
+// a valid config of a dispatcher pair box.
+func TestDispatcherPairDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/DISPATCHER.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example []byte
+	for _, m := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1) {
+		if strings.Contains(string(m[1]), "cluster:") {
+			example = m[1]
+		}
+	}
+	if example == nil {
+		t.Fatal("docs/DISPATCHER.md has no YAML example with a cluster section")
+	}
+	c, err := Parse("DISPATCHER.md pair example", example)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dispatcher == nil || c.Cluster == nil {
+		t.Fatalf("the pair example lacks the dispatcher or the cluster section")
 	}
 }
