@@ -251,6 +251,8 @@ func TestDashboardActions(t *testing.T) {
 		{name: "dns asks the domain", keys: []string{"d"}, want: "Domain of the site (Enter alone: the SIP realm): _"},
 		{name: "dns", keys: []string{"d", "enter"}, want: "_sip._udp.branch.example.com. 300 IN SRV", not: "Registered phones"},
 		{name: "dns page ends with a key", keys: []string{"d", "enter", "x"}, want: "Registered phones", not: "_sip._udp"},
+		// A terminal read can hold several keys: "x" ends the page, "b" asks.
+		{name: "keys read together", keys: []string{"d", "enter", "xb"}, want: "Reboot? Press y to confirm", not: "_sip._udp"},
 		{name: "factory reset asks the PIN", pin: true, keys: []string{"f"}, want: "Admin PIN: _"},
 		{name: "factory reset PIN hidden", pin: true, keys: []string{"f", "4806"}, want: "Admin PIN: ****_"},
 		{name: "factory reset wrong PIN", pin: true, keys: []string{"f", "111111", "enter"}, want: "Wrong PIN. Factory reset cancelled."},
