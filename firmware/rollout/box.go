@@ -53,7 +53,9 @@ func (b *SlotBox) LastFailed() string {
 
 func (b *SlotBox) key() (ed25519.PublicKey, error) { return update.LoadPublicKey(b.KeyPath) }
 
-// Check verifies the bundle's signature and parts and hashes the file.
+// Check verifies the bundle's signature and parts and hashes it. path is
+// a bundle file, or a block device a bundle was written onto raw (an
+// update stick: the device may be longer than the bundle).
 func (b *SlotBox) Check(path string) (Bundle, error) {
 	pub, err := b.key()
 	if err != nil {
@@ -68,15 +70,21 @@ func (b *SlotBox) Check(path string) (Bundle, error) {
 	if err != nil {
 		return Bundle{}, fmt.Errorf("opening the bundle: %w", err)
 	}
-	if !st.Mode().IsRegular() {
-		return Bundle{}, fmt.Errorf("%s is not a bundle file", path)
+	size, device := st.Size(), st.Mode()&os.ModeDevice != 0
+	switch {
+	case device:
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return Bundle{}, fmt.Errorf("sizing the bundle's device: %w", err)
+		}
+	case !st.Mode().IsRegular():
+		return Bundle{}, fmt.Errorf("%s is neither a bundle file nor a device", path)
 	}
-	bu, err := update.OpenVerified(f, st.Size(), pub)
+	bu, err := update.OpenVerified(f, size, pub)
 	if err != nil {
 		return Bundle{}, err
 	}
-	if bu.Size != st.Size() {
-		return Bundle{}, fmt.Errorf("%d bytes after the bundle's end: not a bundle as signed", st.Size()-bu.Size)
+	if bu.Size != size && !device {
+		return Bundle{}, fmt.Errorf("%d bytes after the bundle's end: not a bundle as signed", size-bu.Size)
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, bu.Size)); err != nil {

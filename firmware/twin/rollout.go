@@ -9,6 +9,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/replication"
 	"github.com/twinpbx/twinpbx/firmware/rollout"
+	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // AlarmRollout is raised while the last rolling update failed or was
@@ -52,9 +53,16 @@ func (n *Node) startRollout(ctx context.Context, rep *replica) {
 	r.Resume()
 	n.roll.ctx.Store(&ctx)
 	n.roll.roll.Store(r)
-	if n.roll.firmware != "" {
-		log.Info("running firmware", "version", n.roll.firmware)
+	if n.roll.firmware == "" {
+		// Not booted from a slot (a development host, a namespace test):
+		// no update stick to look for.
+		return
 	}
+	log.Info("running firmware", "version", n.roll.firmware)
+	go rollout.WatchStick(ctx, rollout.StickConfig{
+		Find: update.BoxDisk.Stick, Active: func() bool { return n.Role() == cluster.Active },
+		Box: n.roll.box, Roll: r, Logger: log,
+	})
 }
 
 // StartRollout begins a rolling update of the pair to the bundle at path

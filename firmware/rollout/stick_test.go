@@ -1,0 +1,90 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
+)
+
+// countingBox counts the bundle checks.
+type countingBox struct {
+	fakeBox
+	checks atomic.Int32
+}
+
+func (b *countingBox) Check(p string) (Bundle, error) { b.checks.Add(1); return b.fakeBox.Check(p) }
+
+func TestWatchStick(t *testing.T) {
+	v2 := Bundle{Version: "2.0", Size: 1}
+	tests := []struct {
+		name     string
+		fw       string
+		failed   string
+		checkErr error
+		active   bool
+		wantRoll bool
+	}{
+		{name: "a new version in the active", fw: "1.0", active: true, wantRoll: true},
+		{name: "the running version", fw: "2.0", active: true},
+		{name: "a version that failed here", fw: "1.0", failed: "2.0", active: true},
+		{name: "not a bundle for this box", fw: "1.0", checkErr: errors.New("signature"), active: true},
+		{name: "in the standby", fw: "1.0", active: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			box := &countingBox{fakeBox: fakeBox{fw: tt.fw, failed: tt.failed, bundle: v2, checkErr: tt.checkErr}}
+			// The pair refuses the roll at once (no healthy standby):
+			// what counts here is whether one started.
+			r := New(Config{Pair: &fakePair{local: Local{Active: true}}, Box: box, DataDir: t.TempDir(), Logger: quiet()})
+			var mu sync.Mutex
+			stick, ticks := "/dev/vdc", 0
+			find := func() string {
+				mu.Lock()
+				defer mu.Unlock()
+				ticks++
+				return stick
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				WatchStick(ctx, StickConfig{Find: find, Active: func() bool { return tt.active }, Box: box, Roll: r, Every: time.Millisecond, Logger: quiet()})
+			}()
+			t.Cleanup(func() { cancel(); <-done })
+			waitfor.Cond(t, 20*time.Second, "a few looks for the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > 5 })
+			if tt.wantRoll {
+				waitfor.Cond(t, 20*time.Second, "the roll to end", func() bool { return r.Status().State != "" && !r.busy() })
+			}
+			mu.Lock()
+			n := ticks
+			mu.Unlock()
+			waitfor.Cond(t, 20*time.Second, "more looks", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > n+5 })
+			st := r.Status()
+			if got := st.State != ""; got != tt.wantRoll {
+				t.Errorf("roll started: %v (%+v), want %v", got, st, tt.wantRoll)
+			}
+			if tt.wantRoll && st.Target != "2.0" {
+				t.Errorf("roll to %q, want 2.0", st.Target)
+			}
+			// The stick stays in: it is checked once, and acted on once.
+			if c := box.checks.Load(); tt.wantRoll && c != 2 || !tt.wantRoll && c != 1 {
+				t.Errorf("%d checks of the stick", c)
+			}
+			// Unplugged and plugged again: looked at again.
+			mu.Lock()
+			stick = ""
+			mu.Unlock()
+			waitfor.Cond(t, 20*time.Second, "a look without the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > n+10 })
+			mu.Lock()
+			stick = "/dev/vdc"
+			mu.Unlock()
+			before := box.checks.Load()
+			waitfor.Cond(t, 20*time.Second, "the stick checked again", func() bool { return box.checks.Load() > before })
+		})
+	}
+}
