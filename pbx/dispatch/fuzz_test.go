@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -72,6 +73,42 @@ func FuzzHandle(f *testing.F) {
 			if _, err := sip.ParseMessage(out); err != nil {
 				t.Fatalf("sent to %s a message that does not parse (%v):\n%s", c.to[i], err, out)
 			}
+		}
+	})
+}
+
+// FuzzBranch: splitBranch reads back the attempt number attemptBranch
+// wrote, and from any other branch 0 with the branch whole.
+func FuzzBranch(f *testing.F) {
+	for _, s := range []string{branchPrefix + "abc", branchPrefix + "abc.1", branchPrefix + "abc.99999999999999999999", "x.-1", "x.01", "."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b string) {
+		base, n := splitBranch(b)
+		switch {
+		case n < 0, n == 0 && base != b:
+			t.Fatalf("splitBranch(%q) = %q, %d", b, base, n)
+		case n > 0 && b != base+"."+b[len(base)+1:]:
+			t.Fatalf("splitBranch(%q) = %q, %d: not a prefix", b, base, n)
+		case n > 0 && strconv.Itoa(n) == b[len(base)+1:] && attemptBranch(base, n) != b:
+			t.Fatalf("attemptBranch(%q, %d) does not give %q back", base, n, b)
+		}
+	})
+}
+
+// FuzzNameTarget: any configured name either is refused or gives a URI
+// the resolver takes.
+func FuzzNameTarget(f *testing.F) {
+	for _, s := range []string{"pbx1.example:5060", "_sip._udp.pbxes.example", "sip:pbx.example", "sips:x", "a@b", "sip:x;transport=tcp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		u, err := nameTarget(name)
+		if err != nil {
+			return
+		}
+		if u.Host == "" {
+			t.Fatalf("%q: no host in %v", name, u)
 		}
 	})
 }
