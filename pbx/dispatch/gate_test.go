@@ -95,3 +95,45 @@ func TestProbeFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestGateShutAfterForwarding: a call forwarded while serving, whose
+// answers the closed gate then drops, neither marks its backend down nor
+// goes on to another backend: the twin that serves now has the call.
+func TestGateShutAfterForwarding(t *testing.T) {
+	bs := threeBackends(t)
+	for _, b := range bs {
+		b.dropInvites.Store(true)
+	}
+	var open atomic.Bool
+	open.Store(true)
+	disp, d := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, TxTimeout: 100 * time.Millisecond,
+		Attempts: 3, Serving: open.Load}, bs...)
+	p := newPhone(t)
+	p.send(d, p.request(d, &call{id: "left"}, sip.INVITE, "left"))
+	waitFor(t, "the INVITE at a backend", func() bool {
+		for _, b := range bs {
+			if b.last(sip.INVITE, "left") != nil {
+				return true
+			}
+		}
+		return false
+	})
+	p.response("left", 100) // the dispatcher's own, sent with the INVITE
+	open.Store(false)
+	// Ten sweeps' time: nothing may happen.
+	if got := p.drain(time.Second); len(got) != 0 {
+		t.Errorf("the phone got %s from a dispatcher that no longer serves", got[len(got)-1].StartLine())
+	}
+	n := 0
+	for i, b := range bs {
+		if b.last(sip.INVITE, "left") != nil {
+			n++
+		}
+		if !disp.Status().Backends[i].Up {
+			t.Errorf("backend %d was marked down for answers the closed gate dropped", i)
+		}
+	}
+	if n != 1 {
+		t.Errorf("the call reached %d backends, want the first one only", n)
+	}
+}

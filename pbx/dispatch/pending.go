@@ -328,6 +328,13 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			if !d.serving() {
+				// Answers to what was sent while serving are dropped
+				// now: forget the requests without marking backends
+				// down or sending a call on (the twin serves it).
+				d.pend.sweep(now, d.cfg.TxTimeout, nil)
+				continue
+			}
 			d.sweep(now)
 		}
 	}
