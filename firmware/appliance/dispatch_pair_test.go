@@ -104,8 +104,8 @@ func TestDispatchRunnerReload(t *testing.T) {
 	if err := r.Reload(nd); err == nil {
 		t.Error("a config without a dispatcher section was applied")
 	}
-	if err := r.Reload(lbConfig(5, "not-an-address")); err == nil {
-		t.Error("a backend that is no address was applied")
+	if err := r.Reload(lbConfig(5, "sip:x@127.0.0.1")); err == nil {
+		t.Error("a backend with a user part was applied")
 	}
 	if st := r.Status(); len(st.Backends) != 2 {
 		t.Errorf("a refused config changed the dispatcher: %d backends", len(st.Backends))
