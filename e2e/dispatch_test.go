@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/dispatch"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
 )
 
 // sippServer is a sipp UAS that runs until the test ends (or kill), with
@@ -169,10 +175,16 @@ func downLogged(t *testing.T, p *pbx, addr string) time.Time {
 // re-INVITE, ACK, BYE) and fails the test unless every one succeeds.
 func placeCalls(t *testing.T, p *pbx, n int) {
 	t.Helper()
+	placeCallsTo(t, p.addr(), n)
+}
+
+// placeCallsTo is placeCalls to a dispatcher at addr.
+func placeCallsTo(t *testing.T, addr string, n int) {
+	t.Helper()
 	cmd := exec.Command("sipp", "-sf", filepath.Join("testdata", "sipp", "dispatch-uac.xml"),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(freePorts(t, 2)), "-mp", strconv.Itoa(freePorts(t, 4)),
 		"-s", "200", "-m", strconv.Itoa(n), "-r", "50", "-l", "50",
-		"-nostdin", "-timeout", "30", "-timeout_error", p.addr())
+		"-nostdin", "-timeout", "30", "-timeout_error", addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%d calls through the dispatcher: %v\n%s", n, err, lastLines(string(out), 30))
@@ -323,5 +335,120 @@ func TestDispatcherPBXBackends(t *testing.T) {
 	}
 	if answered != 1 {
 		t.Errorf("%d CDRs over the three PBXs, want the one of the call", answered)
+	}
+}
+
+// TestDispatcherFailoverSipp runs the real binary (hash over the Call-ID)
+// in front of three backends: a sipp that takes calls, a sipp that answers
+// every INVITE 100 and then 503, and a port where nothing runs. Every call
+// connects: those the hash sends to the refusing backend go on to the next
+// after its 503, which the dispatcher ACKs itself; the first sent to the
+// dead one goes on after tx_timeout and marks it down. Every request of
+// each call reaches the backend that took it.
+func TestDispatcherFailoverSipp(t *testing.T) {
+	needTools(t, "sipp")
+	ports := []int{freePorts(t, 2), freePorts(t, 2), freePorts(t, 2)}
+	good := startSippServer(t, "dispatch-backend.xml", ports[0])
+	refusing := startSippServer(t, "dispatch-backend-503.xml", ports[1])
+	d := config.Dispatcher{
+		Algorithm: "hash-callid",
+		// Probes would find the dead backend before a call does: let
+		// the calls find it.
+		ProbeInterval: config.Duration(10 * time.Minute),
+		TxTimeout:     config.Duration(500 * time.Millisecond),
+	}
+	for _, port := range ports {
+		d.Backends = append(d.Backends, config.DispatcherBackend{URI: fmt.Sprintf("127.0.0.1:%d", port)})
+	}
+	lb := startDispatcherBox(t, d)
+
+	placeCalls(t, lb, 30) // fails unless every call connects
+	waitFor(t, 10*time.Second, "30 calls in the good backend's trace", func() bool {
+		counts, _ := newCalls(t, []*sippServer{good}, nil)
+		return counts[0] == 30
+	})
+	refused := refusing.calls()
+	if len(refused) == 0 {
+		t.Errorf("no call reached the refusing backend: the test proves nothing")
+	}
+	for id, methods := range refused {
+		if !slices.Equal(methods, []string{"INVITE", "ACK"}) && !slices.Equal(methods, []string{"INVITE", "INVITE", "ACK"}) {
+			t.Errorf("call %s at the refusing backend: %v, want INVITE and the dispatcher's ACK", id, methods)
+		}
+	}
+	dead := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	if backendsUp(t, lb)[dead] {
+		t.Errorf("the dead backend is still up")
+	}
+	if !strings.Contains(lb.log.String(), "the last one did not answer") {
+		t.Errorf("no call went on after the dead backend's timeout")
+	}
+	t.Logf("%d calls refused with 503 and sent on", len(refused))
+}
+
+// TestDispatcherDNSSipp runs the dispatcher in front of sipp backends it
+// knows by DNS names only, served by a real dnsmasq: two targets of an
+// SRV name and one host:port name. Calls spread over all three and every
+// request of each call reaches one of them.
+func TestDispatcherDNSSipp(t *testing.T) {
+	needTools(t, "sipp", "dnsmasq")
+	ports := []int{freePorts(t, 2), freePorts(t, 2), freePorts(t, 2)}
+	dnsAddr := resolvetest.StartDNSMasq(t, 1,
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,a.pbxes.test,%d,10,10", ports[0]),
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,b.pbxes.test,%d,10,10", ports[1]),
+		"--host-record=a.pbxes.test,127.0.0.1",
+		"--host-record=b.pbxes.test,127.0.0.1",
+		"--host-record=c.pbxes.test,127.0.0.1",
+	)
+	var bs []*sippServer
+	for _, port := range ports {
+		bs = append(bs, startSippServer(t, "dispatch-backend.xml", port))
+	}
+	res, err := resolve.New(resolve.Config{Servers: []string{dnsAddr}, Transports: []string{resolve.UDP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePorts(t, 2)
+	d, err := dispatch.New(dispatch.Config{
+		Algorithm: dispatch.RoundRobin,
+		Backends: []dispatch.Backend{
+			{Name: "_sip._udp.pbxes.test"},
+			// The SRV records give their targets weight 10: the same.
+			{Name: fmt.Sprintf("c.pbxes.test:%d", ports[2]), Weight: 10},
+		},
+		Listen:        []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))},
+		ProbeInterval: 200 * time.Millisecond,
+		Resolver:      res,
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatcher: %v", err)
+		}
+	})
+	waitFor(t, 10*time.Second, "three backends resolved and up", func() bool {
+		n := 0
+		for _, b := range d.Status().Backends {
+			if b.Up && b.Name != "" {
+				n++
+			}
+		}
+		return n == 3
+	})
+	placeCallsTo(t, fmt.Sprintf("127.0.0.1:%d", port), 30)
+	var counts []int
+	waitFor(t, 10*time.Second, "30 calls in the backends' traces", func() bool {
+		counts, _ = newCalls(t, bs, nil)
+		return counts[0]+counts[1]+counts[2] == 30
+	})
+	if !slices.Equal(counts, []int{10, 10, 10}) {
+		t.Errorf("round robin over the names' backends gave %v calls, want 10 each", counts)
 	}
 }
