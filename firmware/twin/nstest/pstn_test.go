@@ -1,0 +1,199 @@
+package nstest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/firmware/twin"
+	"github.com/twinpbx/twinpbx/hw/isdn/exchange"
+	"github.com/twinpbx/twinpbx/internal/testbed"
+)
+
+// pstnGrace is the layer-1 grace of the PSTN test: the line moves after
+// (migration_threshold + 1) graces, 8 s.
+const pstnGrace = 2 * time.Second
+
+// spanStatus is what the PSTN test reads of `twinpbx status`.
+type spanStatus struct {
+	Role    string `json:"role"`
+	Cluster struct {
+		Serving     bool
+		Transitions []struct{ From, To, Reason string }
+		Alarms      []struct{ Text string }
+		Monitors    []struct {
+			Name     string
+			Restarts int
+		}
+	} `json:"cluster"`
+	ISDN []struct {
+		Name   string `json:"name"`
+		LineUp bool   `json:"line_up"`
+		Alarms string `json:"alarms"`
+	} `json:"isdn"`
+}
+
+func (p *pair) spanStatus(n testbed.Node) (spanStatus, error) {
+	out, err := p.exec("status", "--data", p.boxes[n].dir)
+	if err != nil {
+		return spanStatus{}, fmt.Errorf("status of %s: %w: %s", n, err, out)
+	}
+	var s spanStatus
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		return spanStatus{}, fmt.Errorf("reading the status of %s: %w\n%s", n, err, out)
+	}
+	return s, nil
+}
+
+func (s spanStatus) lineUp() bool { return len(s.ISDN) == 1 && s.ISDN[0].LineUp }
+
+func (s spanStatus) takeovers() int {
+	n := 0
+	for _, tr := range s.Cluster.Transitions {
+		if tr.To == "ACTIVE" {
+			n++
+		}
+	}
+	return n
+}
+
+func (s spanStatus) pstnRestarts() int {
+	for _, m := range s.Cluster.Monitors {
+		if m.Name == "pstn" {
+			return m.Restarts
+		}
+	}
+	return -1
+}
+
+// moves is how many times the boxes took over in all.
+func (p *pair) moves() int {
+	p.t.Helper()
+	n := 0
+	for _, b := range []testbed.Node{testbed.A, testbed.B} {
+		s, err := p.spanStatus(b)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		n += s.takeovers()
+	}
+	return n
+}
+
+func (s spanStatus) hasAlarm(text string) bool {
+	return slices.ContainsFunc(s.Cluster.Alarms, func(a struct{ Text string }) bool { return a.Text == text })
+}
+
+// TestPSTNLineMonitor runs a pair with an ISDN trunk on the simulated
+// board, whose line reaches one box at a time through the shared relay.
+// Cutting the cable from the relay to the active's card moves service to
+// the twin, whose span comes up and takes a call from the exchange to a
+// registered phone. Taking the whole line down then moves nothing: the
+// new active raises "PSTN line down on both boxes" and stays; the line's
+// return clears the alarm.
+func TestPSTNLineMonitor(t *testing.T) {
+	p := idlePair(t, 2, func(n testbed.Node, c *config.Config) {
+		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: config.DefaultISDNGateway, Extension: bob.Number}}
+		c.PSTN = &config.PSTN{Layer1Grace: config.Duration(pstnGrace)}
+	})
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		p.start(n)
+	}
+	active, standby := p.waitSettled(20 * time.Second)
+	waitFor(t, 20*time.Second, "the line up on the active only", func() (bool, string) {
+		sa, err1 := p.spanStatus(active)
+		ss, err2 := p.spanStatus(standby)
+		if err1 != nil || err2 != nil {
+			return false, fmt.Sprint(err1, err2)
+		}
+		return sa.lineUp() && !ss.lineUp() && len(ss.ISDN) == 1, fmt.Sprintf("active %+v, standby %+v", sa.ISDN, ss.ISDN)
+	})
+	waitSipp(t, p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600"), "registering bob")
+
+	// The cable from the relay to the active's card is cut.
+	if err := exchange.CutSimCable(p.relay, twin.Side(string(active), string(standby)), true); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	waitFor(t, 60*time.Second, "the twin active with its line up", func() (bool, string) {
+		s, err := p.spanStatus(standby)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Role == "active" && s.Cluster.Serving && s.lineUp(), fmt.Sprintf("%s serving=%v isdn %+v", s.Role, s.Cluster.Serving, s.ISDN)
+	})
+	t.Logf("service moved %.1f s after the cut (grace %v)", time.Since(cut).Seconds(), pstnGrace)
+	old, err := p.pairStatus(active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := old.Cluster.Transitions[len(old.Cluster.Transitions)-1]; tr.From != "ACTIVE" || !strings.Contains(tr.Reason, "monitor pstn") {
+		t.Fatalf("the old active's last transition %+v, want it leaving for the pstn monitor", tr)
+	}
+
+	// A call from the exchange reaches the phone through the new active.
+	uas := p.sipp(testbed.Phone(1), "uas.xml", config.Extension{}, bob.Number)
+	if err := exchange.AskSimCall(p.relay, "030123456", "7001"); err != nil {
+		t.Fatal(err)
+	}
+	waitSipp(t, uas, "bob answers the call from the exchange")
+	waitFor(t, 30*time.Second, "the exchange's call to end", func() (bool, string) {
+		b, err := os.ReadFile(p.relay + exchange.SimDialDone)
+		return err == nil && strings.HasSuffix(string(b), "\n"), fmt.Sprintf("%q %v", b, err)
+	})
+	want := twin.Side(string(standby), string(active)).String() + " connected"
+	if b, _ := os.ReadFile(p.relay + exchange.SimDialDone); strings.TrimSpace(string(b)) != want {
+		t.Fatalf("the exchange's call: %q, want %q", b, want)
+	}
+
+	// The whole line goes down: the new active stays, with the alarm.
+	moves := p.moves()
+	if err := exchange.SetSimLineDown(p.relay, true); err != nil {
+		t.Fatal(err)
+	}
+	restarts := 0
+	waitFor(t, 60*time.Second, "the alarm on the active", func() (bool, string) {
+		s, err := p.spanStatus(standby)
+		if err != nil {
+			return false, err.Error()
+		}
+		restarts = s.pstnRestarts()
+		return s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%s alarms %+v", s.Role, s.Cluster.Alarms)
+	})
+	// A hand-back would have come with the alarm's decision; one more
+	// restart in place later, nothing has moved either.
+	waitFor(t, 30*time.Second, "another restart in place on the active", func() (bool, string) {
+		s, err := p.spanStatus(standby)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.pstnRestarts() > restarts, fmt.Sprintf("%s, %d restarts", s.Role, s.pstnRestarts())
+	})
+	if got := p.moves(); got != moves {
+		t.Fatalf("%d moves since the whole line went down, want none", got-moves)
+	}
+	if s, err := p.spanStatus(standby); err != nil || s.Role != "active" || !s.hasAlarm(appliance.PSTNBothAlarm) {
+		t.Fatalf("the box serving when the line went down: %+v (%v)", s, err)
+	}
+
+	// The line comes back: the alarm clears, still nothing moves.
+	if err := exchange.SetSimLineDown(p.relay, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the alarm to clear", func() (bool, string) {
+		s, err := p.spanStatus(standby)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Role == "active" && s.lineUp() && !s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%s line %+v alarms %+v", s.Role, s.ISDN, s.Cluster.Alarms)
+	})
+	if got := p.moves(); got != moves {
+		t.Fatalf("%d moves after the line came back, want none", got-moves)
+	}
+}
