@@ -198,22 +198,23 @@ func (r *dispatchRunner) Reload(cfg *config.Config) error {
 	}
 	r.reload.Lock()
 	defer r.reload.Unlock()
+	set := settingsOf(cfg)
+	r.mu.Lock()
+	same := reflect.DeepEqual(set, r.set)
+	r.mu.Unlock()
+	if same {
+		r.version.Store(cfg.Version)
+		return nil
+	}
 	dc, err := r.build(cfg)
 	if err != nil {
 		return fmt.Errorf("applying the dispatcher settings: %w", err)
 	}
-	r.mu.Lock()
-	set := settingsOf(cfg)
-	if reflect.DeepEqual(set, r.set) {
-		r.mu.Unlock()
-		r.version.Store(cfg.Version)
-		return nil
-	}
 	d, err := r.newDispatcher(dc)
 	if err != nil {
-		r.mu.Unlock()
 		return fmt.Errorf("applying the dispatcher settings: %w", err)
 	}
+	r.mu.Lock()
 	started := make(chan error, 1)
 	r.next, r.set, r.started = d, set, started
 	stop := r.stop
