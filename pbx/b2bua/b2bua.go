@@ -31,9 +31,15 @@
 // reliable provisionals of the PBX's own only when its INVITE requires
 // 100rel.
 //
-// A blind transfer keeps the transferee's media session: the relay
-// re-points its far side at the target, so the transferee is not
-// re-INVITEd. An attended transfer (Refer-To with Replaces naming the
+// Every leg over a trunk holds one of the trunk's channels
+// (trunk.Trunk.Seize) from its attempt to its end, whatever ends it; a
+// full trunk is skipped for the next one of the route, and an inbound
+// call to a full trunk gets 503. A blind transfer keeps the transferee's
+// media session: the relay re-points its far side at the target, so the
+// transferee is not re-INVITEd. Its target goes through the dial plan as
+// the transferor's own call would, so an outside number goes out over
+// the trunks of its route (a party on a trunk may transfer to extensions
+// only). An attended transfer (Refer-To with Replaces naming the
 // transferor's other call, attended.go) joins the two parties left in one
 // relay session made of the ports they already use (media.Relay.Join);
 // only a party left on hold, or whose codec the other did not offer, gets

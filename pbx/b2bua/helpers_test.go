@@ -915,3 +915,39 @@ func (p *phone) requestOn(dlg *Dialog, method sip.RequestMethod, body []byte, hd
 		}
 	}
 }
+
+// notifies waits for the NOTIFY that ends a transfer's subscription and
+// returns every NOTIFY of the transfer in order: the first must be
+// "100 Trying" and those between it and the last "180 Ringing".
+func (p *phone) notifies(t *testing.T) []*sip.Request {
+	t.Helper()
+	var out []*sip.Request
+	eventually(t, "the final NOTIFY at "+p.number, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		out = out[:0]
+		for _, r := range p.got {
+			if r.Method != sip.NOTIFY {
+				continue
+			}
+			out = append(out, r)
+			if h := r.GetHeader("Subscription-State"); h != nil && strings.HasPrefix(h.Value(), "terminated") {
+				return true
+			}
+		}
+		return false
+	})
+	for i, n := range out {
+		want := "SIP/2.0 180 Ringing"
+		switch {
+		case i == len(out)-1:
+			continue
+		case i == 0:
+			want = "SIP/2.0 100 Trying"
+		}
+		if !strings.Contains(string(n.Body()), want) {
+			t.Errorf("NOTIFY %d of %d: %q, want %q", i+1, len(out), n.Body(), want)
+		}
+	}
+	return out
+}
