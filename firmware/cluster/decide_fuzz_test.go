@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +17,12 @@ func FuzzDecide(f *testing.F) {
 	f.Add([]byte{2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{3, 5, 0xff, 3, 9, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18})
-	d := &decider{cfg: testConfig("a", "b"), monitors: map[string]monitorSpec{"pbx": {Restartable: true}, "nic": {}}}
+	// The active's line fails past its threshold; its healthy standby twin
+	// left for the line (shared fault): no hand-back.
+	f.Add([]byte{0, 100, 3, 2, 2, 0, 0, 1, 0, 0, 0, 0, 2, 1, 0, 0, 1, 1, 0, 0, 0, 0xff, 0xf6, 2,
+		1, 1, 0, 0, 0, 0, 0, 10, 1, 1, 1, 0, 1, 0, 0, 1, 1, 5})
+	d := &decider{cfg: testConfig("a", "b"), monitors: map[string]monitorSpec{"pbx": {Restartable: true}, "nic": {},
+		"pstn": {Restartable: true, ActiveOnly: true, HoldDown: pstnHoldDown}}}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := reader(data)
 		now := t0.Add(time.Duration(r.u16()) * time.Millisecond)
@@ -45,6 +51,30 @@ func FuzzDecide(f *testing.F) {
 			}
 			if r.bit() {
 				in.Monitors["nic"] = errors.New("down")
+			}
+		}
+		// The PSTN line: the twin's shared fault, this box's memory of it.
+		in.Peer.Last.SharedFault = r.bit()
+		if r.bit() && s.Role == Active { // only an active box gets stuck
+			s.Stuck = map[string]bool{"pstn": true}
+		}
+		if r.bit() {
+			s.LeftFor = map[string]time.Time{"pstn": now.Add(-time.Duration(r.u16()) * time.Second)}
+		}
+		if r.bit() {
+			if in.Monitors == nil {
+				in.Monitors = map[string]error{}
+			}
+			in.Monitors["pstn"] = nil
+			if r.bit() {
+				in.Monitors["pstn"] = errors.New("down")
+			}
+			fails := int(r.u8() % 8)
+			for i := range fails {
+				if s.Fails == nil {
+					s.Fails = map[string][]time.Time{}
+				}
+				s.Fails["pstn"] = append(s.Fails["pstn"], now.Add(-time.Duration(i)*time.Second))
 			}
 		}
 		res := d.decide(s, in)
@@ -103,6 +133,16 @@ func FuzzDecide(f *testing.F) {
 			if len(acts) < 2 || acts[0] != "stop" || acts[1] != "release vip" {
 				t.Fatalf("left ACTIVE with %q, not in stop order", acts)
 			}
+			twinFault := !in.Peer.Silent() && !in.Peer.Heard.IsZero() && in.Peer.Last.SharedFault
+			if strings.Contains(next.Reason, "monitor pstn") && (twinFault || s.Stuck["pstn"]) {
+				t.Fatalf("handed the line back (%s) to a twin whose line failed (twin %v, stuck %v)", next.Reason, twinFault, s.Stuck["pstn"])
+			}
+			if len(next.Stuck) > 0 {
+				t.Fatalf("left ACTIVE still stuck: %v", next.Stuck)
+			}
+		}
+		if next.Role != Active && len(next.Stuck) > 0 {
+			t.Fatalf("%v stuck with %v", next.Role, next.Stuck)
 		}
 	})
 }
