@@ -38,6 +38,9 @@ type Follower struct {
 	log *slog.Logger
 	ctx context.Context
 
+	// fw is the running version, read once: it changes only by a reboot.
+	fw string
+
 	mu   sync.Mutex
 	seen map[string]bool
 	busy bool
@@ -49,7 +52,7 @@ func NewFollower(ctx context.Context, c FollowerConfig) *Follower {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Follower{cfg: c, log: c.Logger.With("part", "rollout"), ctx: ctx, seen: map[string]bool{}}
+	return &Follower{cfg: c, log: c.Logger.With("part", "rollout"), ctx: ctx, seen: map[string]bool{}, fw: c.Box.Firmware()}
 }
 
 // Offered is called with every offer the active's heartbeats carry; it
@@ -58,6 +61,11 @@ func (f *Follower) Offered(o replication.Offer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.busy || f.seen[o.ID] || f.ctx.Err() != nil {
+		return
+	}
+	if f.fw != "" && o.Version == f.fw {
+		// Already runs it (back from the trial while the offer stands).
+		f.seen[o.ID] = true
 		return
 	}
 	if f.cfg.Standby != nil && !f.cfg.Standby() {
@@ -80,7 +88,7 @@ func (f *Follower) Wait() { f.wg.Wait() }
 
 func (f *Follower) take(o replication.Offer) {
 	log := f.log.With("version", o.Version, "offer", o.ID)
-	fw := f.cfg.Box.Firmware()
+	fw := f.fw
 	applied := false
 	err := f.cfg.Fetch(f.ctx, o, func(r io.Reader) error {
 		switch {

@@ -37,7 +37,7 @@ func TestFollower(t *testing.T) {
 		wantApplied bool
 	}{
 		{name: "taken", fw: "1.0", standby: true, offer: good, send: data, wantFetch: true, wantApplied: true},
-		{name: "already runs it", fw: "2.0", standby: true, offer: good, send: data, wantFetch: true, wantVerdict: "already runs"},
+		{name: "already runs it: not even fetched", fw: "2.0", standby: true, offer: good, send: data},
 		{name: "failed its trial here before", fw: "1.0", failed: "2.0", standby: true, offer: good, send: data, wantFetch: true, wantVerdict: "already failed"},
 		{name: "altered on the way", fw: "1.0", standby: true, offer: good, send: []byte("a signed bundle, in a tesT"), wantFetch: true, wantVerdict: "sha256"},
 		{name: "short", fw: "1.0", standby: true, offer: good, send: data[:4], wantFetch: true, wantVerdict: "received 4 bytes"},

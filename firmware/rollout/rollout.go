@@ -347,10 +347,18 @@ func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) erro
 		return fmt.Errorf("the standby did not take the bundle: %w", err)
 	}
 	r.note("the standby wrote " + b.Version + " into its inactive slot and reboots into its trial")
+	// Back: a replication link started after the standby took the
+	// bundle, in sync. On the old version only counts once the standby
+	// was seen gone (rebooting), not a link that merely restarted.
 	var back Twin
+	gone := false
 	err = r.waitFor(ctx, time.Until(deadline), func() (bool, error) {
 		t := r.cfg.Pair.Twin()
-		if !t.Since.After(took) || !t.Standby || !t.InSync {
+		if !t.Standby || !t.InSync || !t.Since.After(took) {
+			gone = gone || !t.Standby || t.Since.IsZero()
+			return false, nil
+		}
+		if t.Firmware != b.Version && !gone {
 			return false, nil
 		}
 		back = t

@@ -67,12 +67,22 @@ type fakePair struct {
 	fetched     replication.FetchStatus
 	switchErr   error
 	switchovers int
+	next        []Twin // states of the twin to come, one per look
 	// standby is run when an offer is made (not withdrawn), without the lock.
 	standby func(p *fakePair, o replication.Offer)
 }
 
 func (p *fakePair) Local() Local { p.mu.Lock(); defer p.mu.Unlock(); return p.local }
-func (p *fakePair) Twin() Twin   { p.mu.Lock(); defer p.mu.Unlock(); return p.twin }
+// Twin is the twin now; queued states come first, one per look, the
+// last one staying.
+func (p *fakePair) Twin() Twin {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.next) > 0 {
+		p.twin, p.next = p.next[0], p.next[1:]
+	}
+	return p.twin
+}
 func (p *fakePair) Offer(o *replication.Offer, _ func() (io.ReadCloser, error)) {
 	p.mu.Lock()
 	p.offer = o
@@ -103,13 +113,30 @@ func (p *fakePair) Switchover(context.Context) error {
 }
 
 // Scripts of the standby.
+// takesAndComesBackOn: the standby takes the bundle, its link goes down
+// while it reboots, and it comes back on version.
 func takesAndComesBackOn(version string) func(*fakePair, replication.Offer) {
 	return func(p *fakePair, o replication.Offer) {
 		now := time.Now()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.fetched = replication.FetchStatus{ID: o.ID, Done: true, At: now}
-		p.twin = Twin{Standby: true, InSync: true, Firmware: version, Since: now.Add(time.Millisecond)}
+		p.next = []Twin{{}, {}, {Standby: true, InSync: true, Firmware: version, Since: now.Add(time.Millisecond)}}
+	}
+}
+
+// relinksThenComesBack: the standby's link restarts on the old version
+// before it reboots (that is not a failed trial), then it comes back on
+// version.
+func relinksThenComesBack(version string) func(*fakePair, replication.Offer) {
+	return func(p *fakePair, o replication.Offer) {
+		now := time.Now()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.fetched = replication.FetchStatus{ID: o.ID, Done: true, At: now}
+		old := p.twin
+		old.Since = now.Add(time.Millisecond)
+		p.next = []Twin{old, old, {}, {Standby: true, InSync: true, Firmware: version, Since: now.Add(2 * time.Millisecond)}}
 	}
 }
 
@@ -150,6 +177,8 @@ func TestRollout(t *testing.T) {
 		wantReboots int
 	}{
 		{name: "happy path", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
+			wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
+		{name: "the standby's link restarts before its reboot", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: relinksThenComesBack("2.0"),
 			wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
 		{name: "standby trial fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("1.0"),
 			wantState: Failed, wantErr: "fell back", wantOffers: 1},

@@ -80,10 +80,10 @@ func TestWatchStick(t *testing.T) {
 			stick = ""
 			mu.Unlock()
 			waitfor.Cond(t, 20*time.Second, "a look without the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > n+10 })
+			before := box.checks.Load()
 			mu.Lock()
 			stick = "/dev/vdc"
 			mu.Unlock()
-			before := box.checks.Load()
 			waitfor.Cond(t, 20*time.Second, "the stick checked again", func() bool { return box.checks.Load() > before })
 		})
 	}
