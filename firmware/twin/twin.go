@@ -269,14 +269,21 @@ func (n *Node) ActiveSince() time.Time {
 	return time.Time{}
 }
 
-// SelectRelay connects the PSTN line to this box again (a restart in place
-// of the PSTN monitor); the manager already does so at each takeover. Only
+// SelectRelay connects the PSTN line to this box again if the relay has
+// left its side (a restart in place of the PSTN monitor; the manager
+// selects it at each takeover). It reads the position first and switches
+// only when it differs: the call comes from the decision loop, and a
+// switch may wait for the disk (the simulated relay syncs its file). Only
 // the active box may call it: the relay is the active's.
 func (n *Node) SelectRelay(ctx context.Context) error {
 	r := n.relay.Load()
 	if r == nil || n.Role() != cluster.Active {
 		return errors.New("twin: selecting the relay: this box is not active")
 	}
+	if side, _, err := r.r.Position(ctx); err == nil && side == r.side {
+		return nil
+	}
+	n.log.Warn("the PSTN relay is not on this box's side: selecting it again", "side", r.side.String())
 	if err := r.r.Select(ctx, r.side); err != nil {
 		return fmt.Errorf("twin: selecting relay side %v: %w", r.side, err)
 	}
