@@ -55,7 +55,10 @@ func TestWatchStick(t *testing.T) {
 				defer close(done)
 				WatchStick(ctx, StickConfig{Find: find, Active: func() bool { return tt.active }, Box: box, Roll: r, Every: time.Millisecond, Logger: quiet()})
 			}()
-			t.Cleanup(func() { cancel(); <-done })
+			t.Cleanup(func() {
+				cancel()
+				<-done
+			})
 			waitfor.Cond(t, 20*time.Second, "a few looks for the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > 5 })
 			if tt.wantRoll {
 				waitfor.Cond(t, 20*time.Second, "the roll to end", func() bool { return r.Status().State != "" && !r.busy() })
@@ -77,14 +80,17 @@ func TestWatchStick(t *testing.T) {
 			}
 			// Unplugged and plugged again: looked at again.
 			mu.Lock()
-			stick = ""
+			stick, n = "", ticks
 			mu.Unlock()
-			waitfor.Cond(t, 20*time.Second, "a look without the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > n+10 })
+			waitfor.Cond(t, 20*time.Second, "a look without the stick", func() bool { mu.Lock(); defer mu.Unlock(); return ticks > n+2 })
 			before := box.checks.Load()
 			mu.Lock()
 			stick = "/dev/vdc"
 			mu.Unlock()
 			waitfor.Cond(t, 20*time.Second, "the stick checked again", func() bool { return box.checks.Load() > before })
+			cancel()
+			<-done
+			waitfor.Cond(t, 20*time.Second, "any roll it started to end", func() bool { return !r.busy() })
 		})
 	}
 }
