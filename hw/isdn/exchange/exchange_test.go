@@ -277,7 +277,10 @@ func TestOverlapDialling(t *testing.T) {
 	defer cancel()
 	a, z := card.Pipe()
 	defer a.Close()
-	x, err := New(a, Config{Type: isdn.PRI, DialTimeout: 300 * time.Millisecond, Plan: func(called string) Reply {
+	// T302 must outlast the 200 ms of dial tone the test listens to
+	// before dialling, with room for a busy machine: should it run out
+	// first, the exchange routes the empty number and the tone stops.
+	x, err := New(a, Config{Type: isdn.PRI, DialTimeout: 1500 * time.Millisecond, Plan: func(called string) Reply {
 		if called == "0301111" {
 			return Reply{Ring: 100 * time.Millisecond}
 		}
