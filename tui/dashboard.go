@@ -168,6 +168,7 @@ type StatusView struct {
 		Type      string `json:"type"`
 		State     string `json:"state"`
 		LastError string `json:"last_error"`
+		InUse     int    `json:"in_use"`
 	} `json:"trunks"`
 	// ISDN is each ISDN span's layer 1 (appliance.SpanStatus).
 	ISDN []struct {
@@ -276,6 +277,9 @@ func Render(l Lang, v *StatusView, now time.Time) []string {
 			break
 		}
 		t := l.T("d.trunk", tr.Name, tr.Type, tr.State)
+		if tr.InUse > 0 {
+			t += l.T("d.trunk.calls", tr.InUse)
+		}
 		if tr.LastError != "" {
 			t += " (" + tr.LastError + ")"
 		}

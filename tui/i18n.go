@@ -246,6 +246,7 @@ var catalogue = map[string]entry{
 	"d.reset.warn":  {"Factory reset wipes the config, extensions, CDRs and logs of this box and reboots into the setup wizard.", "Der Werksreset löscht Konfiguration, Nebenstellen, Verbindungsdaten und Protokolle dieser Box und startet neu in die Einrichtung."},
 	"d.dns.domain":  {"Domain of the site (Enter alone: the SIP realm):", "Domain des Standorts (nur Enter: der SIP-Realm):"},
 	"d.trunk":       {"Trunk %s (%s): %s", "Amtsleitung %s (%s): %s"},
+	"d.trunk.calls": {", calls: %d", ", Gespräche: %d"},
 	"d.isdn":        {"ISDN %s (trunk %s): %s", "ISDN %s (Amtsleitung %s): %s"},
 	"d.isdn.up":     {"line up", "Leitung aktiv"},
 	"d.isdn.down":   {"LINE DOWN%s", "LEITUNG AUSGEFALLEN%s"},
