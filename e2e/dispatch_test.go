@@ -355,7 +355,9 @@ func TestDispatcherFailoverSipp(t *testing.T) {
 		// Probes would find the dead backend before a call does: let
 		// the calls find it.
 		ProbeInterval: config.Duration(10 * time.Minute),
-		TxTimeout:     config.Duration(500 * time.Millisecond),
+		// Long enough that a live sipp on a loaded machine is not
+		// given up on (and marked down).
+		TxTimeout: config.Duration(2 * time.Second),
 	}
 	for _, port := range ports {
 		d.Backends = append(d.Backends, config.DispatcherBackend{URI: fmt.Sprintf("127.0.0.1:%d", port)})

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -33,9 +34,7 @@ func (d *Dispatcher) sweep(now time.Time) {
 		d.health.timedOut(t.backend, t.method)
 	}
 	for _, nx := range r.moved {
-		d.log.Info("dispatcher sends a call on to the next backend: the last one did not answer",
-			"call_id", callID(nx.req), "backend", d.name(nx.backend))
-		d.sendAttempt(nx)
+		d.sendAttempt(nx, "dispatcher sends a call on to the next backend: the last one did not answer")
 	}
 	for _, g := range r.gaveUp {
 		d.log.Warn("dispatcher gave up on a call: no backend answered", "call_id", g.res.CallID().Value(), "status", g.res.StatusCode)
@@ -45,17 +44,28 @@ func (d *Dispatcher) sweep(now time.Time) {
 	}
 }
 
-func callID(req *sip.Request) string {
-	if h := req.CallID(); h != nil {
-		return h.Value()
+// parseRequest reads back a request the dispatcher stored.
+func parseRequest(raw []byte) (*sip.Request, error) {
+	m, err := sip.ParseMessage(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading a stored request: %w", err)
 	}
-	return ""
+	req, ok := m.(*sip.Request)
+	if !ok || req.CallID() == nil {
+		return nil, fmt.Errorf("reading a stored request: not a request with a Call-ID")
+	}
+	return req, nil
 }
 
 // sendAttempt sends a stored initial INVITE to nx.backend with the
-// attempt's branch, Record-Routed with that backend.
-func (d *Dispatcher) sendAttempt(nx next) {
-	req := nx.req.Clone()
+// attempt's branch, Record-Routed with that backend, and logs why.
+func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
+	req, err := parseRequest(nx.raw)
+	if err != nil {
+		d.log.Error("dispatcher cannot send a call on", "err", err)
+		return
+	}
+	d.log.Info(why, append(args, "call_id", req.CallID().Value(), "backend", d.name(nx.backend))...)
 	req.PrependHeader(d.recordRoute(nx.sock, nx.backend))
 	req.PrependHeader(d.via(nx.sock, nx.branch))
 	d.sent[nx.backend].Add(1)
@@ -78,14 +88,18 @@ func (d *Dispatcher) via(s *sock, branch string) *sip.ViaHeader {
 // see, hop by hop (RFC 3261 §17.1.1.3): the INVITE's Request-URI, the
 // response's From, To, Call-ID and CSeq number, and the dispatcher's Via
 // the response came back with.
-func (d *Dispatcher) ackError(s *sock, res *sip.Response, ruri *sip.Uri, to netip.AddrPort) {
+func (d *Dispatcher) ackError(s *sock, res *sip.Response, raw []byte, to netip.AddrPort) {
 	via, cs := res.Via(), res.CSeq()
 	if via == nil || cs == nil || res.From() == nil || res.To() == nil || res.CallID() == nil {
 		return
 	}
+	// Without the INVITE (no longer kept) the backend's address: the
+	// ACK of an error matches its transaction by the branch.
 	u := sip.Uri{Scheme: "sip", Host: to.Addr().String(), Port: int(to.Port())}
-	if ruri != nil {
-		u = *ruri
+	if raw != nil {
+		if req, err := parseRequest(raw); err == nil {
+			u = req.Recipient
+		}
 	}
 	ack := sip.NewRequest(sip.ACK, u)
 	ack.AppendHeader(via.Clone())

@@ -57,6 +57,10 @@ func topBranch(r sip.Message) string {
 	return ""
 }
 
+// silentTimeout is the tx_timeout of the tests where a backend does not
+// answer: the live ones must answer within it, also on a loaded machine.
+const silentTimeout = 2 * time.Second
+
 // TestFailover: a new call refused with 500 or 503, or left unanswered,
 // goes on to the next backend in the hash's ranking, up to Attempts; the
 // phone sees one final answer; errors the phone does not see are ACKed by
@@ -91,8 +95,15 @@ func TestFailover(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			bs := threeBackends(t)
-			disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: 300 * time.Millisecond, Attempts: tc.attempts}, bs...)
+			// Long enough that a live backend on a loaded machine is
+			// not given up on; short enough for the test.
+			timeout := 20 * time.Second
+			if tc.byRank[0].silent {
+				timeout = silentTimeout
+			}
+			disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: timeout, Attempts: tc.attempts}, bs...)
 			id := "fo-" + tc.name
 			rank := ranking(disp, id)
 			for k, b := range tc.byRank {
@@ -172,8 +183,9 @@ func TestFailover(t *testing.T) {
 // gets 487 when that backend never answers.
 func TestCancelDuringFailover(t *testing.T) {
 	t.Run("after the move", func(t *testing.T) {
+		t.Parallel()
 		bs := threeBackends(t)
-		disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: 300 * time.Millisecond}, bs...)
+		disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: silentTimeout}, bs...)
 		id := "cancel-moved"
 		rank := ranking(disp, id)
 		bs[rank[0]].dropInvites.Store(true)
@@ -199,8 +211,9 @@ func TestCancelDuringFailover(t *testing.T) {
 		}
 	})
 	t.Run("before the move", func(t *testing.T) {
+		t.Parallel()
 		bs := threeBackends(t)
-		disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: 300 * time.Millisecond}, bs...)
+		disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: silentTimeout}, bs...)
 		id := "cancel-early"
 		rank := ranking(disp, id)
 		bs[rank[0]].silent.Store(true)
@@ -227,8 +240,9 @@ func TestCancelDuringFailover(t *testing.T) {
 // moved on has its error ACKed by the dispatcher and its provisional
 // answers dropped; the phone sees neither.
 func TestLateAnswerOfBackendGivenUp(t *testing.T) {
+	t.Parallel()
 	bs := threeBackends(t)
-	disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: 300 * time.Millisecond}, bs...)
+	disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: silentTimeout}, bs...)
 	id := "late"
 	rank := ranking(disp, id)
 	old := bs[rank[0]]

@@ -161,6 +161,10 @@ func (b *fakeBackend) last(method sip.RequestMethod, callID string) *sip.Request
 	return nil
 }
 
+// phoneWait is how long the phone waits for a message: generous, for a
+// loaded machine and for calls that wait out a backend's tx_timeout.
+const phoneWait = 20 * time.Second
+
 // phone is the caller's side: raw requests out, responses in.
 type phone struct {
 	t    *testing.T
@@ -189,7 +193,7 @@ func (p *phone) send(to netip.AddrPort, raw string) {
 func (p *phone) final(callID string, method sip.RequestMethod) *sip.Response {
 	p.t.Helper()
 	buf := make([]byte, 65535)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(phoneWait)
 	for {
 		_ = p.conn.SetReadDeadline(deadline)
 		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
@@ -212,7 +216,7 @@ func (p *phone) final(callID string, method sip.RequestMethod) *sip.Response {
 func (p *phone) nextRequest() *sip.Request {
 	p.t.Helper()
 	buf := make([]byte, 65535)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(phoneWait)
 	for {
 		_ = p.conn.SetReadDeadline(deadline)
 		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
@@ -233,7 +237,7 @@ func (p *phone) nextRequest() *sip.Request {
 func (p *phone) response(callID string, status int) *sip.Response {
 	p.t.Helper()
 	buf := make([]byte, 65535)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(phoneWait)
 	for {
 		_ = p.conn.SetReadDeadline(deadline)
 		n, _, err := p.conn.ReadFromUDPAddrPort(buf)

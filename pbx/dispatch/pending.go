@@ -34,13 +34,16 @@ type entry struct {
 	attempt  int
 	canceled bool
 	retry    *retry        // nil: this request is not sent on to another backend
-	ruri     *sip.Uri      // the Request-URI of an INVITE that may fail over
+	raw      []byte        // retry.raw, kept for the ACKs of late errors
 	local    *sip.Response // the final answer the dispatcher gave itself
 }
 
 // retry is what sending an initial INVITE on to the next backend takes.
 type retry struct {
-	req   *sip.Request // as it arrived, Max-Forwards lowered, without the dispatcher's Via and Record-Route
+	// raw is the request as it arrived, Max-Forwards lowered, without the
+	// dispatcher's Via and Record-Route: bytes rather than a parsed copy,
+	// which costs every call; it is parsed again only on a failover.
+	raw   []byte
 	sock  *sock
 	key   string
 	tried []int
@@ -92,7 +95,7 @@ func (p *pending) add(branch string, backend int, method string, now time.Time, 
 	}
 	e := &entry{backend: backend, method: method, sent: now, retry: rt}
 	if rt != nil {
-		e.ruri = &rt.req.Recipient
+		e.raw = rt.raw
 	}
 	p.m[branch] = e
 	return true
@@ -153,7 +156,7 @@ const (
 type next struct {
 	backend int
 	branch  string
-	req     *sip.Request
+	raw     []byte // retry.raw
 	sock    *sock
 }
 
@@ -164,9 +167,8 @@ type outcome struct {
 	// failed is the backend that refused an initial INVITE with a status
 	// that says the box cannot serve (retryStatus), -1 if none.
 	failed int
-	// ruri is the INVITE's Request-URI, for the ACK of an absorbed
-	// error (nil: not known any more).
-	ruri *sip.Uri
+	// raw is the INVITE, for the ACK of an absorbed error (nil: not kept).
+	raw []byte
 }
 
 // pickFunc chooses the next backend for key among those ok allows (-1:
@@ -184,7 +186,7 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 	if !ok || e.method != method {
 		return out
 	}
-	out.ruri = e.ruri
+	out.raw = e.raw
 	if n != e.attempt {
 		// A backend given up on: its 2xx still goes to the caller
 		// (RFC 3261 §16.7: a proxy forwards every 2xx), the rest not.
@@ -201,7 +203,7 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 	case status < 200:
 		if status > 100 {
 			e.ringing = true
-			e.retry = nil // the callee is being reached: this backend has the call
+			e.retry, e.raw = nil, nil // the callee is being reached: this backend has the call
 		}
 		return out
 	case method != "INVITE":
@@ -221,7 +223,7 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 		}
 	}
 	e.final = now
-	e.retry = nil
+	e.retry, e.raw = nil, nil // no more failover: free the copy early
 	return out
 }
 
@@ -259,7 +261,7 @@ func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	e.backend = b
 	e.sent = now
 	e.answered = false
-	return next{backend: b, branch: attemptBranch(base, e.attempt), req: rt.req, sock: rt.sock}, true
+	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock}, true
 }
 
 // timedOut is a request a backend left unanswered.
@@ -305,8 +307,10 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			}
 			// The entry stays for the caller's ACK of this answer and
 			// its retransmissions of the INVITE.
-			e.local = localFinal(e.retry.req, k, e.canceled, p.server)
-			out.gaveUp = append(out.gaveUp, gaveUp{res: e.local, sock: e.retry.sock})
+			if req, err := parseRequest(e.retry.raw); err == nil {
+				e.local = localFinal(req, k, e.canceled, p.server)
+				out.gaveUp = append(out.gaveUp, gaveUp{res: e.local, sock: e.retry.sock})
+			}
 			e.retry = nil
 			e.final = now
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,

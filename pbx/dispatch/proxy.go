@@ -173,7 +173,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 				// Kept as it is now, without the dispatcher's Via and
 				// Record-Route, to go on to the next backend if this
 				// one fails.
-				rt = &retry{req: req.Clone(), sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
+				rt = &retry{raw: marshal(req), sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
@@ -391,6 +391,16 @@ func viaAddr(via *sip.ViaHeader) (netip.AddrPort, error) {
 
 var outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// marshal returns msg as it goes on the wire.
+func marshal(msg sip.Message) []byte {
+	b := outPool.Get().(*bytes.Buffer)
+	b.Reset()
+	msg.StringWrite(b)
+	out := bytes.Clone(b.Bytes())
+	outPool.Put(b)
+	return out
+}
+
 func (d *Dispatcher) send(s *sock, msg sip.Message, dest netip.AddrPort) {
 	b := outPool.Get().(*bytes.Buffer)
 	b.Reset()
@@ -434,13 +444,11 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		case drop:
 			return
 		case ackDrop:
-			d.ackError(s, res, o.ruri, from)
+			d.ackError(s, res, o.raw, from)
 			return
 		case failover:
-			d.ackError(s, res, o.ruri, from)
-			d.log.Info("dispatcher sends a call on to the next backend", "call_id", res.CallID().Value(),
-				"status", res.StatusCode, "from", from.String(), "backend", d.name(o.next.backend))
-			d.sendAttempt(o.next)
+			d.ackError(s, res, o.raw, from)
+			d.sendAttempt(o.next, "dispatcher sends a call on to the next backend", "status", res.StatusCode, "from", from.String())
 			return
 		}
 	}
