@@ -180,6 +180,9 @@ func TestSimPSTN(t *testing.T) {
 				t.Fatalf("serving %v, want %s (%s)", got, tc.server, s.roles())
 			}
 			m := s.mgr(tc.server)
+			if !m.Status().Twin.SharedFault {
+				t.Fatal("the new active does not see that its twin left for the line")
+			}
 			if got := hasAlarm(m, alarmLineBoth); got != tc.alarm {
 				t.Fatalf("alarm %q raised = %v, want %v (alarms %v)", alarmLineBoth, got, tc.alarm, m.Status().Alarms)
 			}

@@ -49,6 +49,9 @@ type TwinStatus struct {
 	StoreSeq  uint64
 	GatewayOK bool
 	Healthy   bool
+	// SharedFault: the twin's PSTN line failed (it left for it within its
+	// hold-down, or it is stuck with it): it is not handed the line back.
+	SharedFault bool
 }
 
 // PathStatus is one heartbeat path.
@@ -113,7 +116,7 @@ func (m *Manager) Status() Status {
 	p := m.peer
 	if !p.Heard.IsZero() {
 		s.Twin = TwinStatus{Heard: !p.Silent(), LastHeard: p.Heard, Role: p.Last.Role, Term: p.Last.Term,
-			StoreSeq: p.Last.StoreSeq, GatewayOK: p.Last.GatewayOK, Healthy: p.Last.Healthy}
+			StoreSeq: p.Last.StoreSeq, GatewayOK: p.Last.GatewayOK, Healthy: p.Last.Healthy, SharedFault: p.Last.SharedFault}
 	}
 	for i, pv := range p.Paths {
 		s.Paths[i] = PathStatus{Path: Path(i), Up: pv.Up, LastHeard: pv.LastHeard, Latency: pv.Latency}
