@@ -156,18 +156,30 @@ func TestDispatcherDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(doc)
-	if m == nil {
-		t.Fatal("docs/DISPATCHER.md has no YAML example")
+	ms := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(ms) < 2 {
+		t.Fatal("docs/DISPATCHER.md has not its two YAML examples (addresses, names)")
 	}
-	c, err := Parse("DISPATCHER.md example", m[1])
-	if err == nil {
-		err = c.Validate()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Dispatcher == nil || len(c.Dispatcher.Backends) != 3 {
-		t.Fatalf("the example has no dispatcher with three backends: %+v", c.Dispatcher)
+	// The first two: backends by address, backends by name.
+	for i, m := range ms[:2] {
+		c, err := Parse("DISPATCHER.md example", m[1])
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Fatalf("example %d: %v", i, err)
+		}
+		if c.Dispatcher == nil || len(c.Dispatcher.Backends) != 3 {
+			t.Fatalf("example %d has no dispatcher with three backends: %+v", i, c.Dispatcher)
+		}
+		names := 0
+		for _, b := range c.Dispatcher.Backends {
+			if _, name, _ := b.Target(); name != "" {
+				names++
+			}
+		}
+		if want := []int{0, 3}[i]; names != want {
+			t.Errorf("example %d has %d backends by name, want %d", i, names, want)
+		}
 	}
 }
