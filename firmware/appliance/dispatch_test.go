@@ -93,3 +93,43 @@ func TestDispatchingImportConfig(t *testing.T) {
 		t.Errorf("export after the import: %v\n%s", err, out)
 	}
 }
+
+// TestDispatchConfigNames: backends by DNS name pass as names, with the
+// box's DNS servers for their resolver, and attempts passes on.
+func TestDispatchConfigNames(t *testing.T) {
+	cfg, err := config.Parse("lb.yaml", []byte(`node: {name: lb, network: {address: 192.0.2.5/24, gateway: 192.0.2.1, dns: [192.0.2.53]}}
+sip: {listen: ["udp:127.0.0.1:5090"]}
+dispatcher:
+  backends:
+    - {uri: "127.0.0.1:5091"}
+    - {uri: "sip:PBX1.example:5070", weight: 2}
+    - {uri: "_sip._udp.pbxes.example"}
+  attempts: 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dispatchConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []dispatch.Backend{
+		{Addr: netip.MustParseAddrPort("127.0.0.1:5091")},
+		{Name: "pbx1.example:5070", Weight: 2},
+		{Name: "_sip._udp.pbxes.example"},
+	}
+	if len(got.Backends) != len(want) {
+		t.Fatalf("backends %+v, want %+v", got.Backends, want)
+	}
+	for i := range want {
+		if got.Backends[i] != want[i] {
+			t.Errorf("backend %d: %+v, want %+v", i, got.Backends[i], want[i])
+		}
+	}
+	if got.Attempts != 2 || got.Resolver == nil {
+		t.Errorf("attempts %d, resolver %v: want 2 and a resolver for node.network.dns", got.Attempts, got.Resolver)
+	}
+}
