@@ -1,6 +1,7 @@
 package nstest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -298,6 +299,16 @@ func TestDispatcherPair(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, true},
+		{"active power off", func(t *testing.T, p *pair, a testbed.Node) {
+			if err := p.bed.PowerOff(context.Background(), a); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"LAN carrier cut on the active", func(t *testing.T, p *pair, a testbed.Node) {
+			if err := p.bed.CutLink(context.Background(), a, testbed.LAN, testbed.Carrier); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
