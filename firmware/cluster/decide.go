@@ -730,6 +730,14 @@ func (t *tick) stop(to Role, reason string) {
 		t.s.LeftFor[name] = t.in.Now
 	}
 	t.s.Stuck = nil
+	// Active-only checks do not run off ACTIVE: their last failure would
+	// mark this box unhealthy for good, and its twin could then never hand
+	// over to it. A line that failed here is told by the shared fault.
+	for name := range t.s.Failing {
+		if t.d.monitors[name].ActiveOnly {
+			delete(t.s.Failing, name)
+		}
+	}
 	t.do(action{Kind: actStop}, action{Kind: actReleaseVIP})
 	t.become(to, reason)
 }

@@ -65,15 +65,16 @@ func beat(role Role, term, echo uint64) *Beat {
 func with(b *Beat, f func(*Beat)) *Beat { f(b); return b }
 
 type step struct {
-	at     time.Duration // since t0
-	w      world
-	role   Role
-	acts   []string
-	alarm  string // must be raised
-	clear  string // must not be raised
-	shared int    // 1: the beat says SharedFault after the step, -1: it does not
-	lease  int    // 1: valid after the step, -1: not valid, 0: either
-	probed bool   // the VIP probe must have been asked for
+	at      time.Duration // since t0
+	w       world
+	role    Role
+	acts    []string
+	alarm   string // must be raised
+	clear   string // must not be raised
+	shared  int    // 1: the beat says SharedFault after the step, -1: it does not
+	healthy int    // 1: healthy after the step (no monitor failing), -1: not
+	lease   int    // 1: valid after the step, -1: not valid, 0: either
+	probed  bool   // the VIP probe must have been asked for
 }
 
 var takeoverActs = func(term string) []string {
@@ -317,6 +318,9 @@ func TestDecide(t *testing.T) {
 				}
 				if f := res.Next.sharedFault(); (st.shared == 1 && !f) || (st.shared == -1 && f) {
 					t.Errorf("step %d: shared fault = %v, want %d", i, f, st.shared)
+				}
+				if h := res.Next.healthy(); (st.healthy == 1 && !h) || (st.healthy == -1 && h) {
+					t.Errorf("step %d: healthy = %v (failing %v), want %d", i, h, res.Next.Failing, st.healthy)
 				}
 				if v := res.Next.leaseValid(now); (st.lease == 1 && !v) || (st.lease == -1 && v) {
 					t.Errorf("step %d: lease valid = %v (expiry %v), want %d", i, v, res.Next.LeaseExpiry.Sub(now), st.lease)

@@ -54,6 +54,16 @@ func pstnRows() []struct {
 			{at: 31 * time.Second, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: 1},
 			{at: 30*time.Second + pstnHoldDown, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: -1},
 		}},
+		{name: "PSTN: the box that left for the line is a healthy standby (no active-only failure kept)", start: active1, steps: []step{
+			{w: world{peer: standby(), mon: map[string]error{"pstn": down, "store": nil}}, role: Active, acts: stayActs, clear: "monitor store failing"},
+			{at: 10 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 20 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 30 * time.Second, w: world{peer: standby(), mon: line(down)}, role: Standby, acts: handover, shared: 1, healthy: 1},
+			{at: 31 * time.Second, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: 1, healthy: 1, clear: "monitor pstn failing"},
+		}},
+		{name: "failing store on the active that hands over stays unhealthy (it is checked everywhere)", start: active1, steps: []step{
+			{w: world{peer: standby(), mon: map[string]error{"store": down, "nic": down}}, role: Standby, acts: handover, healthy: -1, alarm: "monitor store failing"},
+		}},
 		{name: "PSTN line down on the active, no healthy standby: stays and keeps restarting", start: active1, steps: []step{
 			{w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs},
 			{at: 10 * time.Second, w: world{peer: beat(Sync, 1, 1), mon: line(down)}, role: Active, acts: stayActs},
@@ -180,8 +190,8 @@ func TestSimPSTN(t *testing.T) {
 				t.Fatalf("serving %v, want %s (%s)", got, tc.server, s.roles())
 			}
 			m := s.mgr(tc.server)
-			if !m.Status().Twin.SharedFault {
-				t.Fatal("the new active does not see that its twin left for the line")
+			if tw := m.Status().Twin; !tw.SharedFault || !tw.Healthy {
+				t.Fatalf("the new active sees its twin %+v, want a healthy standby that left for the line", tw)
 			}
 			if got := hasAlarm(m, alarmLineBoth); got != tc.alarm {
 				t.Fatalf("alarm %q raised = %v, want %v (alarms %v)", alarmLineBoth, got, tc.alarm, m.Status().Alarms)
