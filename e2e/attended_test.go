@@ -5,10 +5,13 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
 )
 
 var carol = config.Extension{Number: "102", Name: "Carol", Secret: "carol-secret-333"}
@@ -94,4 +97,76 @@ func TestAttendedTransfer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttendedTransferToOutside: Alice talks to Bob, calls an outside
+// number over a trunk (a sipp provider server), and transfers Bob to it
+// with a REFER whose Replaces names her trunk call. Bob and the provider
+// are joined in the relay; Bob hangs up later and the provider gets the
+// BYE: the trunk leg survived the join. The trunk's one channel stays
+// taken by the joined call and is free after it.
+func TestAttendedTransferToOutside(t *testing.T) {
+	needTools(t, "sipp")
+	portA := freePorts(t, 2)
+	prov := startProvider(t, portA)
+	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
+	cfg := &config.Config{
+		Node: config.Node{Name: "a"},
+		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
+			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
+		Extensions: []config.Extension{alice, bob},
+		Trunks:     []config.TrunkLine{{Name: "one", Host: fmt.Sprintf("127.0.0.1:%d", portA), Channels: 1}},
+		Routes:     []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"one"}}},
+	}
+	ip := startInProcessPBX(t, cfg, res)
+	bobPort := freePorts(t, 2)
+	runSipp(t, sippOpts{scenario: "register.xml", remote: ip.addr, port: bobPort,
+		service: bob.Number, user: bob.Number, pass: bob.Secret, keys: map[string]string{"expires": "300"}}, 0)
+	bobUA := startSipp(t, sippOpts{scenario: "uas-bye.xml", service: bob.Number, port: bobPort, pause: 4 * time.Second})
+	bobUA.waitBound()
+
+	// Call 2 first: Alice's call out over the trunk, which the REFER
+	// replaces.
+	call2 := startSipp(t, sippOpts{
+		scenario: "uac-wait-bye.xml", remote: ip.addr, service: "0301234",
+		user: alice.Number, pass: alice.Secret, keys: caller(alice),
+	})
+	tag := answerTag(t, call2)
+	waitFor(t, 10*time.Second, "Alice's call on the trunk", func() bool { return ip.trunkStatus("one").InUse == 1 })
+	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%duac1", sippCallID(call2), tag, call2.cmd.Process.Pid)
+	keys := caller(alice)
+	keys["target"] = "0301234"
+	keys["replaces"] = url.QueryEscape(replaces)
+	call1 := startSipp(t, sippOpts{
+		scenario: "uac-refer.xml", remote: ip.addr, service: bob.Number,
+		user: alice.Number, pass: alice.Secret, pause: 500 * time.Millisecond, keys: keys,
+	})
+	call1.wait(0)
+	call2.wait(0)
+	if n := ip.trunkStatus("one").InUse; n != 1 {
+		t.Errorf("the joined call holds %d channels of the trunk, want 1", n)
+	}
+	bobUA.wait(0) // Bob hangs up on the provider...
+	var joined *cdr.Record
+	waitFor(t, 10*time.Second, "the joined call's CDR", func() bool {
+		for _, r := range ip.cdrs(t) {
+			if r.Caller == bob.Number {
+				joined = &r
+			}
+		}
+		return joined != nil
+	})
+	if joined.Callee != "301234" || joined.Trunk != "one" || joined.Disp != cdr.Answered || joined.HangupBy != "caller" {
+		t.Errorf("CDR of the joined call %+v", joined)
+	}
+	// ...who got the BYE: sipp's provider scenario ends its call with it.
+	waitFor(t, 10*time.Second, "the provider's BYE", func() bool {
+		b, err := os.ReadFile(prov.msgFile)
+		return err == nil && strings.Contains(string(b), "\nBYE sip:")
+	})
+	waitFor(t, 10*time.Second, "the trunk's channel free", func() bool { return ip.trunkStatus("one").InUse == 0 })
 }

@@ -343,3 +343,111 @@ func TestTrunkDigest(t *testing.T) {
 		t.Errorf("%d challenges: the provider's digest was not exercised for REGISTER and INVITE", prov.Challenges())
 	}
 }
+
+// TestTrunkChannelsAndTransfer: a trunk with one channel (sipp provider
+// servers behind plain addresses). While Alice talks over it, Bob's call
+// goes out over the next trunk of the route, and a route with only the
+// full trunk answers 503 with Q.850 cause 34; once Alice hangs up the
+// channel is free again. Then Alice blind-transfers Bob to an outside
+// number: the REFER goes out over the trunk, Bob talks to the provider
+// and hangs up, and the CDRs say so.
+func TestTrunkChannelsAndTransfer(t *testing.T) {
+	needTools(t, "sipp")
+	portA, portB := freePorts(t, 2), freePorts(t, 2)
+	a, b := startProvider(t, portA), startProvider(t, portB)
+	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
+	cfg := &config.Config{
+		Node: config.Node{Name: "a"},
+		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
+			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
+		Extensions: []config.Extension{alice, bob},
+		Trunks: []config.TrunkLine{
+			{Name: "one", Host: fmt.Sprintf("127.0.0.1:%d", portA), Channels: 1},
+			{Name: "two", Host: fmt.Sprintf("127.0.0.1:%d", portB)},
+		},
+		Routes: []config.Route{
+			{Pattern: "0.", Strip: 1, Trunks: []string{"one", "two"}},
+			{Pattern: "9.", Strip: 1, Trunks: []string{"one"}},
+		},
+	}
+	ip := startInProcessPBX(t, cfg, res)
+
+	// Alice's call holds the only channel of "one" for 4 s.
+	long := startSipp(t, sippOpts{scenario: "uac.xml", remote: ip.addr, service: "0301234",
+		user: alice.Number, pass: alice.Secret, keys: caller(alice), pause: 4 * time.Second})
+	waitFor(t, 10*time.Second, "Alice's call on trunk one", func() bool { return ip.trunkStatus("one").InUse == 1 })
+	if st := ip.trunkStatus("one"); st.Channels != 1 {
+		t.Errorf("status of trunk one: %d channels, want 1", st.Channels)
+	}
+	// Bob's call finds "one" full and goes out over "two".
+	runSipp(t, sippOpts{scenario: "uac.xml", remote: ip.addr, service: "0301235",
+		user: bob.Number, pass: bob.Secret, keys: caller(bob)}, 0)
+	counted(t, func() bool { return b.invites() == 1 })
+	if na, nb := a.invites(), b.invites(); na != 1 || nb != 1 {
+		t.Errorf("calls at one/two %d/%d, want 1/1", na, nb)
+	}
+	// A route over the full trunk alone: 503, cause 34 (checked by sipp).
+	runSipp(t, sippOpts{scenario: "uac-no-channel.xml", remote: ip.addr, service: "9301236",
+		user: bob.Number, pass: bob.Secret, keys: caller(bob)}, 0)
+	long.wait(0)
+	waitFor(t, 10*time.Second, "trunk one's channel free", func() bool { return ip.trunkStatus("one").InUse == 0 })
+	byCallee := func(callee string) *cdr.Record {
+		var out *cdr.Record
+		waitFor(t, 10*time.Second, "the CDR of the call to "+callee, func() bool {
+			for _, r := range ip.cdrs(t) {
+				if r.Callee == callee {
+					out = &r
+				}
+			}
+			return out != nil
+		})
+		return out
+	}
+	if r := byCallee("0301235"); r.Trunk != "two" || r.Disp != cdr.Answered {
+		t.Errorf("CDR of Bob's call past the full trunk %+v", r)
+	}
+	if r := byCallee("9301236"); r.Trunk != "one" || r.Disp != cdr.Failed || r.SIPCode != 503 {
+		t.Errorf("CDR of the refused call %+v", r)
+	}
+
+	// Blind transfer to an outside number: Alice calls Bob and transfers
+	// him to 0301237; Bob talks to the provider and hangs up.
+	bobPort := freePorts(t, 2)
+	runSipp(t, sippOpts{scenario: "register.xml", remote: ip.addr, port: bobPort,
+		service: bob.Number, user: bob.Number, pass: bob.Secret, keys: map[string]string{"expires": "300"}}, 0)
+	bobUA := startSipp(t, sippOpts{scenario: "uas-bye.xml", service: bob.Number, port: bobPort, pause: 3 * time.Second})
+	bobUA.waitBound()
+	keys := caller(alice)
+	keys["target"] = "0301237"
+	xfer := runSipp(t, sippOpts{scenario: "uac-blind-refer.xml", remote: ip.addr, service: bob.Number,
+		user: alice.Number, pass: alice.Secret, pause: 500 * time.Millisecond, keys: keys}, 0)
+	bobUA.wait(0)
+	counted(t, func() bool { return a.invites() == 2 })
+	if na := a.invites(); na != 2 {
+		t.Errorf("trunk one got %d calls, want 2 (the transfer's)", na)
+	}
+	var first, transferred *cdr.Record
+	waitFor(t, 10*time.Second, "the transfer's CDRs", func() bool {
+		first, transferred = nil, nil
+		for _, r := range ip.cdrs(t) {
+			switch {
+			case r.CallID == sippCallID(xfer) && r.Callee == bob.Number:
+				first = &r
+			case r.CallID == sippCallID(xfer) && r.Callee == "0301237":
+				transferred = &r
+			}
+		}
+		return first != nil && transferred != nil
+	})
+	if first.Caller != alice.Number || first.HangupBy != "transfer" || first.Disp != cdr.Answered {
+		t.Errorf("CDR of Alice's call %+v", first)
+	}
+	if transferred.Caller != bob.Number || transferred.Trunk != "one" || transferred.Disp != cdr.Answered || transferred.HangupBy != "caller" {
+		t.Errorf("CDR of the transferred call %+v", transferred)
+	}
+	waitFor(t, 10*time.Second, "trunk one's channel free after the transfer", func() bool { return ip.trunkStatus("one").InUse == 0 })
+}
