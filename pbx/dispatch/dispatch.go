@@ -135,10 +135,12 @@ type Dispatcher struct {
 	roster   atomic.Pointer[roster]
 	rosterMu sync.Mutex
 	targets  []sip.Uri // Config.Backends[k].Name as the resolver takes it
-	// resolveErr[k] is the last lookup error of entry k ("": none),
-	// perEntry[k] the backends entry k brought; used by resolveLoop only.
-	resolveErr []string
-	perEntry   []int
+	// perEntry[k] is the backends entry k brought; used by the resolving
+	// goroutine only.
+	perEntry []int
+	// dnsFail[k] is the failing lookup of entry k (zero: it works).
+	dnsMu   sync.Mutex
+	dnsFail []dnsFailure
 	sel        *selector
 	health     *health
 	pend       *pending
@@ -207,7 +209,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		log:        cfg.Logger,
 		netLog:     slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
 		targets:    make([]sip.Uri, len(cfg.Backends)),
-		resolveErr: make([]string, len(cfg.Backends)),
+		dnsFail:    make([]dnsFailure, len(cfg.Backends)),
 		perEntry:   make([]int, len(cfg.Backends)),
 	}
 	r := &roster{byAddr: map[netip.AddrPort]int{}, byTag: map[string]int{}, byName: map[string]int{}}
@@ -467,6 +469,9 @@ type BackendStatus struct {
 type Status struct {
 	Algorithm string          `json:"algorithm"`
 	Backends  []BackendStatus `json:"backends"`
+	// Alarms say what needs a person's attention: backend names that do
+	// not resolve. Empty when healthy.
+	Alarms []string `json:"alarms,omitempty"`
 }
 
 // Status returns the backends' state.
@@ -482,6 +487,14 @@ func (d *Dispatcher) Status() Status {
 			bs.Name = n
 		}
 		st.Backends = append(st.Backends, bs)
+	}
+	d.dnsMu.Lock()
+	defer d.dnsMu.Unlock()
+	for k, f := range d.dnsFail {
+		if f.err != "" {
+			st.Alarms = append(st.Alarms, fmt.Sprintf("backend name %s does not resolve since %s (%s): its last addresses are kept",
+				d.cfg.Backends[k].Name, f.since.UTC().Format(time.RFC3339), f.err))
+		}
 	}
 	return st
 }

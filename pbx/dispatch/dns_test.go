@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,14 +126,20 @@ func TestNameChanges(t *testing.T) {
 	// The lookup fails: everything stays.
 	d.cfg.Resolver = newResolver(t, "127.0.0.1:1")
 	d.resolveAll(ctx)
-	if d.roster.Load() != r || d.resolveErr[0] == "" {
-		t.Fatalf("a failed lookup changed the backends (or was not noted)")
+	if d.roster.Load() != r {
+		t.Fatalf("a failed lookup changed the backends")
+	}
+	if al := d.Status().Alarms; len(al) != 1 || !strings.Contains(al[0], "_sip._udp.pbxes.test does not resolve") {
+		t.Errorf("alarms %q, want one for the name", al)
 	}
 
 	// a moves to 127.0.0.2, b leaves.
 	d.cfg.Resolver = newResolver(t, dns2)
 	d.resolveAll(ctx)
 	r2 := d.roster.Load()
+	if al := d.Status().Alarms; len(al) != 0 {
+		t.Errorf("alarms %q after the name resolved again", al)
+	}
 	if r2.byName[fmt.Sprintf("a.pbxes.test:%d", port)] != a || r2.addrs[a].Addr() != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("after the move: %v %v", r2.names, r2.addrs)
 	}

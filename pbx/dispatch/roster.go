@@ -179,20 +179,39 @@ func (d *Dispatcher) resolveAll(ctx context.Context) {
 		if err == nil && len(gs) == 0 {
 			err = fmt.Errorf("no UDP targets")
 		}
-		if err != nil {
-			// The last good addresses stay.
-			if d.resolveErr[k] == "" {
-				d.log.Warn("dispatcher cannot resolve a backend's name: keeping its last addresses", "backend", b.Name, "err", err)
-			}
-			d.resolveErr[k] = err.Error()
-			continue
-		}
-		if d.resolveErr[k] != "" {
-			d.log.Info("dispatcher resolves a backend's name again", "backend", b.Name)
-			d.resolveErr[k] = ""
+		if !d.noteLookup(k, err) {
+			continue // the last good addresses stay
 		}
 		d.take(k, gs)
 	}
+}
+
+// dnsFailure is a name's lookup failing since a time.
+type dnsFailure struct {
+	err   string // "": the lookup works
+	since time.Time
+}
+
+// noteLookup records the outcome of entry k's lookup, logs when it starts
+// or stops failing, and tells whether it worked.
+func (d *Dispatcher) noteLookup(k int, err error) bool {
+	d.dnsMu.Lock()
+	defer d.dnsMu.Unlock()
+	f := &d.dnsFail[k]
+	name := d.cfg.Backends[k].Name
+	if err != nil {
+		if f.err == "" {
+			d.log.Warn("dispatcher cannot resolve a backend's name: keeping its last addresses", "backend", name, "err", err)
+			f.since = time.Now()
+		}
+		f.err = err.Error()
+		return false
+	}
+	if f.err != "" {
+		d.log.Info("dispatcher resolves a backend's name again", "backend", name, "failed_for", time.Since(f.since).Round(time.Second).String())
+		*f = dnsFailure{}
+	}
+	return true
 }
 
 // take makes the backends of entry k those of gs, keeping each one's
