@@ -141,11 +141,11 @@ type Dispatcher struct {
 	// dnsFail[k] is the failing lookup of entry k (zero: it works).
 	dnsMu   sync.Mutex
 	dnsFail []dnsFailure
-	sel        *selector
-	health     *health
-	pend       *pending
-	probes     *probes
-	sent       []atomic.Uint64 // new requests sent to backend i
+	sel     *selector
+	health  *health
+	pend    *pending
+	probes  *probes
+	sent    []atomic.Uint64 // new requests sent to backend i
 
 	mu    sync.Mutex
 	socks []*sock
@@ -205,12 +205,12 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg.ResolveEvery = DefaultResolveEvery
 	}
 	d := &Dispatcher{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		netLog:     slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
-		targets:    make([]sip.Uri, len(cfg.Backends)),
-		dnsFail:    make([]dnsFailure, len(cfg.Backends)),
-		perEntry:   make([]int, len(cfg.Backends)),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		netLog:   slog.New(siplog.New(cfg.Logger.Handler(), siplog.Options{})),
+		targets:  make([]sip.Uri, len(cfg.Backends)),
+		dnsFail:  make([]dnsFailure, len(cfg.Backends)),
+		perEntry: make([]int, len(cfg.Backends)),
 	}
 	r := &roster{byAddr: map[netip.AddrPort]int{}, byTag: map[string]int{}, byName: map[string]int{}}
 	capacity, names := 0, false
