@@ -249,3 +249,53 @@ func TestTrunkChannelsRestored(t *testing.T) {
 	}
 	waitInUse(t, box2, "prov", 0)
 }
+
+func TestQ850Cause(t *testing.T) {
+	for _, tc := range []struct {
+		reasons []string
+		want    int
+	}{
+		{nil, 0},
+		{[]string{"Q.850;cause=34"}, 34},
+		{[]string{`Q.850 ; cause = 34 ;text="no circuit"`}, 34},
+		{[]string{"q.850;CAUSE=17"}, 17},
+		{[]string{`SIP;cause=200;text="Call completed elsewhere"`, "Q.850;cause=16"}, 16},
+		{[]string{"SIP;cause=503"}, 0},
+		{[]string{"Q.850;cause=abc"}, 0},
+		{[]string{"Q.850;cause=0"}, 0},
+		{[]string{"Q.850;cause=128"}, 0},
+		{[]string{"Q.850"}, 0},
+	} {
+		res := sip.NewResponse(503, "Service Unavailable")
+		for _, r := range tc.reasons {
+			res.AppendHeader(sip.NewHeader("Reason", r))
+		}
+		if got := q850Cause(res); got != tc.want {
+			t.Errorf("q850Cause(%q) = %d, want %d", tc.reasons, got, tc.want)
+		}
+	}
+}
+
+// FuzzQ850Cause: any Reason header gives a cause of 0 or 1..127, and
+// the Reason header made of it reads back the same.
+func FuzzQ850Cause(f *testing.F) {
+	for _, s := range []string{"Q.850;cause=34", `Q.850;cause=16;text="x"`, "SIP;cause=486", ";;;", "Q.850;cause=-1", "Q.850;cause=99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		res := sip.NewResponse(503, "Service Unavailable")
+		res.AppendHeader(sip.NewHeader("Reason", v))
+		n := q850Cause(res)
+		if n < 0 || n > 127 {
+			t.Fatalf("cause %d from %q", n, v)
+		}
+		if n == 0 {
+			return
+		}
+		back := sip.NewResponse(503, "Service Unavailable")
+		back.AppendHeader(reasonHeader(n))
+		if got := q850Cause(back); got != n {
+			t.Fatalf("cause %d written as %q reads back as %d", n, reasonHeader(n).Value(), got)
+		}
+	})
+}

@@ -169,7 +169,7 @@ func q850Cause(res *sip.Response) int {
 		}
 		for p := range strings.SplitSeq(params, ";") {
 			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-			if strings.EqualFold(k, "cause") {
+			if strings.EqualFold(strings.TrimSpace(k), "cause") {
 				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 && n < 128 {
 					return n
 				}
