@@ -17,7 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/u-root/u-root/pkg/ldd"
+
 	"github.com/twinpbx/twinpbx/firmware/update"
+	"github.com/twinpbx/twinpbx/init/boot"
 )
 
 // KernelRelease is the Debian kernel ABI the image is pinned to (the
@@ -40,6 +43,29 @@ var Commands = []string{
 	"cat", "dmesg", "free", "gosh", "ip", "ls", "mount", "ping", "ps", "shutdown", "umount", "uname",
 }
 
+// HostFiles are files of the build machine put into the image as they
+// are: e2fsprogs' mke2fs (at boot.Mke2fs, with the shared libraries it
+// needs at their paths, found by u-root's ldd) and its configuration,
+// which init runs on a blank data partition. A Go ext4 writer would
+// spare the C libraries, but none is both well kept and complete enough
+// to trust with the box's data (docs/IMAGE.md).
+var HostFiles = []HostFile{
+	{Src: "/usr/sbin/mke2fs", Dst: boot.Mke2fs, Libraries: true},
+	{Src: "/etc/mke2fs.conf", Dst: "/etc/mke2fs.conf"},
+}
+
+// HostPackages are the Debian packages HostFiles come from, whose
+// versions MANIFEST records.
+var HostPackages = []string{"e2fsprogs", "libext2fs2", "libcom-err2", "libblkid1", "libuuid1", "libc6"}
+
+// HostFile is one file of the build machine to put into the image.
+type HostFile struct {
+	Src, Dst string
+	// Libraries: Src is a dynamically linked program; its shared
+	// libraries and loader go into the image at their own paths.
+	Libraries bool
+}
+
 // Options say what to build and where.
 type Options struct {
 	// Root is the twinpbx module's folder (go.mod).
@@ -52,6 +78,8 @@ type Options struct {
 	Vmlinuz, ModulesDir string
 	// Modules and Commands default to the package's lists.
 	Modules, Commands []string
+	// HostFiles defaults to the package's list.
+	HostFiles []HostFile
 	// UpdateKey is the public key update bundles must be signed with; it
 	// goes into the initramfs (update.KeyPath). Without one the box
 	// refuses every update.
@@ -106,6 +134,9 @@ func (o *Options) defaults() {
 	if o.Commands == nil {
 		o.Commands = Commands
 	}
+	if o.HostFiles == nil {
+		o.HostFiles = HostFiles
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -121,7 +152,11 @@ func MissingTools(o Options) []string {
 			miss = append(miss, t)
 		}
 	}
-	for _, f := range []string{o.Vmlinuz, filepath.Join(o.ModulesDir, "modules.dep")} {
+	files := []string{o.Vmlinuz, filepath.Join(o.ModulesDir, "modules.dep")}
+	for _, h := range o.HostFiles {
+		files = append(files, h.Src)
+	}
+	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			miss = append(miss, f)
 		}
@@ -194,8 +229,14 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
+	// The build machine's files (mke2fs and its libraries).
+	hostRoot := filepath.Join(stage, "host")
+	if err := o.stageHostFiles(hostRoot); err != nil {
+		return res, err
+	}
+
 	// The initramfs is made again only when what goes into it changed.
-	inputs, err := inputDigest(o, o.Root, bin, modRoot, etc)
+	inputs, err := inputDigest(o, o.Root, bin, modRoot, etc, hostRoot)
 	if err != nil {
 		return res, err
 	}
@@ -203,7 +244,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if reusable(o.Out, inputs) {
 		o.Log.Info("initramfs up to date: its inputs have not changed", "inputs", inputs[:12])
 		res.Reused = true
-	} else if err := o.initramfs(ctx, stage, bin, modRoot, etc); err != nil {
+	} else if err := o.initramfs(ctx, stage, bin, modRoot, etc, hostRoot); err != nil {
 		return res, err
 	}
 
@@ -223,7 +264,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 
 // initramfs builds the initramfs with u-root's builder and compresses it
 // into o.Out.
-func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot, etc string) error {
+func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot, etc, hostRoot string) error {
 	cpio := filepath.Join(stage, "initramfs.cpio")
 	args := []string{"tool", "u-root", "-o", cpio, "-initcmd=", "-uinitcmd=", "-defaultsh=gosh", "-skip-ldd",
 		"-files", filepath.Join(bin, "init") + ":init",
@@ -233,6 +274,11 @@ func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot, etc string
 	if o.UpdateKey != nil {
 		args = append(args, "-files", filepath.Join(etc, filepath.Base(update.KeyPath))+":"+update.KeyPath[1:])
 	}
+	hostArgs, err := filesArgs(hostRoot)
+	if err != nil {
+		return err
+	}
+	args = append(args, hostArgs...)
 	for _, c := range o.Commands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
 	}
@@ -250,6 +296,72 @@ func (o *Options) initramfs(ctx context.Context, stage, bin, modRoot, etc string
 		return fmt.Errorf("moving the initramfs: %w", err)
 	}
 	return nil
+}
+
+// stageHostFiles copies o.HostFiles, and the shared libraries of those
+// that are programs, into root at their paths in the image.
+func (o *Options) stageHostFiles(root string) error {
+	var n int
+	for _, h := range o.HostFiles {
+		if err := copyHostFile(h.Src, filepath.Join(root, h.Dst)); err != nil {
+			return fmt.Errorf("staging %s: %w", h.Src, err)
+		}
+		n++
+		if !h.Libraries {
+			continue
+		}
+		libs, err := ldd.List(h.Src)
+		if err != nil {
+			return fmt.Errorf("finding the shared libraries of %s: %w", h.Src, err)
+		}
+		for _, l := range libs {
+			if !filepath.IsAbs(l) {
+				return fmt.Errorf("shared library %q of %s: not an absolute path", l, h.Src)
+			}
+			// copyFile follows links: the library's file under the
+			// name the program asks for.
+			if err := copyHostFile(l, filepath.Join(root, l)); err != nil {
+				return fmt.Errorf("staging %s's library: %w", h.Src, err)
+			}
+			n++
+		}
+	}
+	o.Log.Info("build machine's files staged", "files", n)
+	return nil
+}
+
+// copyHostFile copies src, following links, with its permissions (the
+// loader and programs must stay executable).
+func copyHostFile(src, dst string) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if err := copyFile(src, dst); err != nil {
+		return err
+	}
+	return os.Chmod(dst, st.Mode().Perm())
+}
+
+// filesArgs are u-root's -files arguments for every file under root, at
+// its path below root in the image, in a fixed order.
+func filesArgs(root string) ([]string, error) {
+	var args []string
+	err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-files", p+":"+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the staged files: %w", err)
+	}
+	return args, nil
 }
 
 // inputDigest is a sha256 over everything that goes into the initramfs:
@@ -404,6 +516,11 @@ func manifest(o Options, r Result) []byte {
 	fmt.Fprintf(&b, "kernel_release %s\n", o.KernelRelease)
 	if v, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "linux-image-"+o.KernelRelease).Output(); err == nil {
 		fmt.Fprintf(&b, "kernel_package linux-image-%s %s\n", o.KernelRelease, v)
+	}
+	for _, pkg := range HostPackages {
+		if v, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); err == nil {
+			fmt.Fprintf(&b, "host_package %s %s\n", pkg, v)
+		}
 	}
 	fmt.Fprintf(&b, "modules %s\n", strings.Join(o.Modules, " "))
 	fmt.Fprintf(&b, "commands %s\n", strings.Join(o.Commands, " "))

@@ -2,7 +2,12 @@ package build
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -67,5 +72,46 @@ func TestInputDigestAndReuse(t *testing.T) {
 	write(out, Initramfs, "tampered")
 	if reusable(out, d1) {
 		t.Error("an initramfs whose sha256 differs from the manifest is reused")
+	}
+}
+
+// TestStageHostFiles stages the image's mke2fs with its libraries and
+// runs it in a chroot of the staged files alone: nothing it needs may be
+// missing from the image.
+func TestStageHostFiles(t *testing.T) {
+	if _, err := os.Stat(HostFiles[0].Src); err != nil {
+		t.Skipf("%v (scripts/install-deps.sh vm installs e2fsprogs)", err)
+	}
+	root := t.TempDir()
+	o := Options{}
+	o.defaults()
+	if err := o.stageHostFiles(root); err != nil {
+		t.Fatal(err)
+	}
+	args, err := filesArgs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dsts []string
+	for i := 1; i < len(args); i += 2 {
+		_, dst, _ := strings.Cut(args[i], ":")
+		dsts = append(dsts, dst)
+	}
+	for _, want := range []string{"sbin/mke2fs", "etc/mke2fs.conf", "lib/x86_64-linux-gnu/libext2fs.so.2", "lib/x86_64-linux-gnu/libc.so.6"} {
+		if !slices.Contains(dsts, want) {
+			t.Errorf("the image lacks %s: %v", want, dsts)
+		}
+	}
+	if !sort.StringsAreSorted(dsts) {
+		t.Errorf("files not in a fixed order: %v", dsts)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot chroot to run the staged mke2fs")
+	}
+	cmd := exec.Command("/sbin/mke2fs", "-V")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "mke2fs") {
+		t.Fatalf("the staged mke2fs does not run on the staged files alone: %v\n%s", err, out)
 	}
 }

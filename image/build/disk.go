@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/update"
+	"github.com/twinpbx/twinpbx/init/boot"
 )
 
 // Output file names of the disk build, next to the kernel and initramfs.
@@ -171,14 +172,15 @@ func dataFS(ctx context.Context, d update.ImageDisk, size int64, scratch string)
 	fsFile := filepath.Join(scratch, ".data.ext4")
 	defer os.Remove(fsFile)
 	const uuid = "7e1bbb0c-2b5a-4c47-9a57-6d2a3d7b7c01"
-	// No metadata checksums: they need the crc32c module, which the
-	// kernel asks a modprobe for that the image does not have.
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", update.PartData, "-U", uuid, "-O", "^metadata_csum",
-		"-E", "hash_seed="+uuid+",root_owner=0:0,lazy_itable_init=0,nodiscard", "-m", "1",
+	// The options init uses on a blank partition, and fixed values for
+	// what mke2fs would draw at random.
+	args := append(append([]string{"-q", "-F"}, boot.DataFSOptions...), "-U", uuid,
+		"-E", "hash_seed="+uuid+",root_owner=0:0,lazy_itable_init=0,nodiscard",
 		fsFile, fmt.Sprintf("%dk", size>>10))
+	cmd := exec.CommandContext(ctx, "mke2fs", args...)
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("making the data file system (mkfs.ext4, scripts/install-deps.sh vm): %w\n%s", err, out)
+		return fmt.Errorf("making the data file system (mke2fs, scripts/install-deps.sh vm): %w\n%s", err, out)
 	}
 	fs, err := os.ReadFile(fsFile)
 	if err != nil {

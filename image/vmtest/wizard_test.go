@@ -5,19 +5,24 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestWizard boots the image with an empty data folder: init stores the
-// first-boot config and runs the setup wizard on the serial console (line
-// by line, as ttyS0 may be a dumb terminal). The test types through it,
-// and then the box must run the wizard's config: a REGISTER of the new
-// extension with the password the wizard showed gets 200, and the console
-// comes back as the dashboard, locked by the new PIN, showing the phone.
-// Last, a factory reset from the dashboard wipes the data and reboots.
+// TestWizard boots the image on a blank data disk, as a new box: init
+// must make its file system, store the first-boot config and run the
+// setup wizard on the serial console (line by line, as ttyS0 may be a
+// dumb terminal). The test types through it, and then the box must run
+// the wizard's config: a REGISTER of the new extension with the password
+// the wizard showed gets 200, and the console comes back as the
+// dashboard, locked by the new PIN, showing the phone. The dashboard
+// then reboots the machine (the same QEMU, reset): the box must mount its
+// data partition without formatting it again and run the wizard's config
+// (the same REGISTER gets 200). Last, a factory reset from the dashboard
+// wipes the data and reboots into the wizard.
 func TestWizard(t *testing.T) {
 	requireVM(t)
 	img := image(t)
@@ -29,11 +34,24 @@ func TestWizard(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := freeUDPPort(t)
-	// The data folder is a tmpfs: the image's ext4 lacks its crc32c
-	// module, so a data disk is not mounted yet.
-	m := boot(t, Config{Image: img, SIPPort: port, Input: in, Append: "quiet"})
+	// A blank data disk, as on a new box; a reboot resets the machine
+	// (the same QEMU) instead of ending it.
+	disk := filepath.Join(t.TempDir(), "data.img")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Uncompressed(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := boot(t, Config{Image: img, SIPPort: port, Input: in, Initrd: raw,
+		Append: "quiet twinpbx.data=/dev/vda twinpbx.modules=virtio_blk,crc32c_generic,ext4",
+		Extra:  []string{"-drive", "file=" + disk + ",if=virtio,format=raw", "-action", "reboot=reset"}})
 	t.Cleanup(func() { typing.Close(); in.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 
 	off := 0
@@ -56,6 +74,8 @@ func TestWizard(t *testing.T) {
 		typeLine(s)
 	}
 
+	expect("data partition formatted and mounted")
+	formatted := time.Since(m.Started)
 	answer("Console language:", "")
 	// The PBX answers on the first-boot config while the wizard asks.
 	if _, err := Options(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
@@ -117,24 +137,53 @@ func TestWizard(t *testing.T) {
 	typeLine("271828")
 	expect("Registered phones: 1  200")
 
+	// A reboot from the dashboard: the machine resets, and the box comes
+	// back on its data partition, as it was, with the wizard's config.
+	answer("> ", "b")
+	answer("Press y to confirm", "y")
+	expect("rebooting as asked")
+	rebooted := off
+	expect("data partition mounted")
+	rebootStart := time.Now()
+	for _, s := range []string{"SIP listening on udp:" + GuestIP + ":5060", "Locked. Admin PIN:"} {
+		end, err := m.WaitConsoleFrom(ctx, rebooted, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off = max(off, end)
+	}
+	if code, err := Register(ctx, fmt.Sprintf("127.0.0.1:%d", port), GuestIP, "200", sm[1]); err != nil || code != 200 {
+		t.Fatalf("after the reboot, REGISTER 200 with the wizard's password: %d, %v; want 200", code, err)
+	}
+	back := time.Since(rebootStart)
+	if strings.Contains(m.Console()[rebooted:], "formatted") || strings.Contains(m.Console()[rebooted:], "Console language:") {
+		t.Fatal("after the reboot the data partition was formatted again or the wizard ran again")
+	}
+
 	// A factory reset from the dashboard: PIN, RESET, then init wipes the
-	// data folder and reboots, which ends QEMU (-no-reboot).
+	// data folder and reboots into the wizard, on the same file system.
+	typeLine("271828")
 	answer("> ", "f")
 	answer("Admin PIN:", "271828")
 	answer("Type RESET to wipe this box:", "RESET")
 	expect("factory reset: data folder wiped")
-	if err := m.Wait(ctx); err != nil {
-		t.Fatalf("QEMU did not end cleanly at the reboot: %v", err)
-	}
+	expect("rebooting as asked")
+	reset := off
+	expect("data partition mounted")
+	expect("Console language:")
 	out := m.Console()
-	for _, bad := range []string{"Kernel panic", "rebooting in 5 s", "FACTORY RESET INCOMPLETE"} {
+	for _, bad := range []string{"Kernel panic", "rebooting in 5 s", "FACTORY RESET INCOMPLETE", "using a tmpfs"} {
 		if strings.Contains(out, bad) {
 			t.Fatalf("the console says %q", bad)
 		}
 	}
-	if !strings.Contains(out, "rebooting as asked") {
-		t.Fatal("init did not reboot as asked")
+	if strings.Contains(out[reset:], "formatted") {
+		t.Fatal("the factory reset's reboot formatted the data partition again")
 	}
-	t.Logf("wizard: config stored %v after QEMU start; REGISTER with its password answered 200 %v after QEMU start",
-		applied.Round(10*time.Millisecond), registered.Round(10*time.Millisecond))
+	mkfs := "?"
+	if sm := regexp.MustCompile(`formatted and mounted.* took=(\S+)`).FindStringSubmatch(out); sm != nil {
+		mkfs = sm[1]
+	}
+	t.Logf("wizard: data partition formatted (in %s) %v after QEMU start; config stored %v; REGISTER with its password answered 200 %v after QEMU start; again %v after the reboot's data mount",
+		mkfs, formatted.Round(10*time.Millisecond), applied.Round(10*time.Millisecond), registered.Round(10*time.Millisecond), back.Round(10*time.Millisecond))
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // Twinpbx is the firmware binary in the image.
@@ -59,7 +60,7 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 
 	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
 	sp := abBoot(log, string(line), &p)
-	mountData(log, p.DataDevice)
+	mountData(ctx, log, sysDataOps, p.DataDevice, p.DataDevice == "" && onABDisk())
 	if err := setupNetwork(log, prof, p); err != nil {
 		// The PBX is still reachable on the console; keep going.
 		log.Error("network setup incomplete", "err", err)
@@ -134,25 +135,11 @@ func loadModules(log *slog.Logger, mods []string) {
 	log.Info("kernel modules loaded", "modules", mods)
 }
 
-// mountData mounts the data partition, or a tmpfs when there is none or
-// it cannot be mounted. The disk is never formatted or written here.
-func mountData(log *slog.Logger, dev string) {
-	if dev != "" {
-		if err := waitFor(5*time.Second, func() bool { _, err := os.Stat(dev); return err == nil }); err != nil {
-			log.Error("DATA PARTITION MISSING: using a tmpfs, nothing will survive a reboot", "device", dev)
-		} else if err := mountAll(sysMounter{}, []Mount{DataMount(dev)}); err != nil {
-			log.Error("DATA PARTITION NOT MOUNTED: using a tmpfs, nothing will survive a reboot", "device", dev, "err", err)
-		} else {
-			log.Info("data partition mounted", "device", dev, "on", DataDir)
-			return
-		}
-	} else {
-		log.Warn("NO DATA PARTITION: data lives in a tmpfs, config and CDRs are lost at reboot (kernel command line " + KeyData + "=/dev/...)")
-	}
-	if err := mountAll(sysMounter{}, []Mount{DataMount("")}); err != nil {
-		log.Error("mounting a tmpfs data folder failed; using the initramfs", "err", err)
-		_ = os.MkdirAll(DataDir, 0o700)
-	}
+// onABDisk reports whether the box's disk has a boot state partition:
+// an A/B disk, which ought to have a data partition too.
+func onABDisk() bool {
+	_, err := update.BoxDisk.Device(update.PartState)
+	return err == nil
 }
 
 // uptime is how long the kernel has been running (CLOCK_BOOTTIME), the
