@@ -36,6 +36,13 @@ type Site struct {
 	// replicated log's voters (default 30s), so a flapping box is not
 	// removed and added back each time.
 	RemoveAfter Duration `yaml:"remove_after,omitempty"`
+	// Forward says how a call reaches a phone registered on another box:
+	// "always" (default) through that box, "never" straight to the phone
+	// (site_forward.go).
+	Forward string `yaml:"forward,omitempty"`
+	// Timing is the gossip's failure detection preset: "lan" (default) or
+	// "fast" (site_forward.go).
+	Timing string `yaml:"timing,omitempty"`
 }
 
 // Site defaults and limits.
@@ -66,6 +73,7 @@ func (s Site) Effective(node string) Site {
 	if s.RemoveAfter == 0 {
 		s.RemoveAfter = Duration(DefaultSiteRemoveAfter)
 	}
+	s.fillForward()
 	return s
 }
 
@@ -149,4 +157,5 @@ func (c *Config) validateSite(ps *problems) {
 	if s.RemoveAfter != 0 && s.RemoveAfter.D() < MinSiteRemoveAfter {
 		ps.add("site.remove_after", "%s is shorter than %s", s.RemoveAfter.D(), MinSiteRemoveAfter)
 	}
+	s.validateForward(ps)
 }

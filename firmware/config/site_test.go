@@ -36,6 +36,10 @@ func TestSiteValidate(t *testing.T) {
 		{"negative expect", func(c *Config) { c.Site.Expect = -1 }, "site.expect"},
 		{"short remove_after", func(c *Config) { c.Site.RemoveAfter = Duration(1) }, "site.remove_after"},
 		{"bad name", func(c *Config) { c.Site.Name = "PBX 1" }, "site.name"},
+		{"forward never", func(c *Config) { c.Site.Forward = SiteForwardNever }, ""},
+		{"fast timing", func(c *Config) { c.Site.Timing = SiteTimingFast }, ""},
+		{"bad forward", func(c *Config) { c.Site.Forward = "sometimes" }, "site.forward"},
+		{"bad timing", func(c *Config) { c.Site.Timing = "wan" }, "site.timing"},
 		{"with a twin", func(c *Config) { c.Cluster = &Cluster{} }, "site"},
 		{"on a dispatcher", func(c *Config) { c.Dispatcher = &Dispatcher{} }, "site"},
 	}
@@ -64,7 +68,8 @@ func TestSiteValidate(t *testing.T) {
 func TestSiteEffectiveAndSeeds(t *testing.T) {
 	s := Site{Seeds: []string{"10.0.0.2", "10.0.0.3:8000", "pbx-4", "::1", "[fe80::1]:7000"}, GossipPort: 7000}
 	e := s.Effective("pbx-1")
-	if e.Name != "pbx-1" || e.RaftPort != DefaultSiteRaftPort || e.Expect != DefaultSiteExpect || e.RemoveAfter.D() != DefaultSiteRemoveAfter || e.GossipPort != 7000 {
+	if e.Name != "pbx-1" || e.RaftPort != DefaultSiteRaftPort || e.Expect != DefaultSiteExpect || e.RemoveAfter.D() != DefaultSiteRemoveAfter || e.GossipPort != 7000 ||
+		e.Forward != SiteForwardAlways || e.Timing != SiteTimingLAN {
 		t.Errorf("Effective = %+v", e)
 	}
 	got := strings.Join(s.SeedAddrs(), " ")
