@@ -149,31 +149,52 @@ func TestTrunkChannelsCounted(t *testing.T) {
 }
 
 // TestTrunkChannelsInbound: an inbound call beyond the trunk's channels
-// gets 503; the first one's channel comes back when it ends.
+// gets 503; one refused for a busy extension takes no channel; the
+// channels come back when the calls end.
 func TestTrunkChannelsInbound(t *testing.T) {
 	tmp := newEnv(t)
 	gw := newPhone(t, tmp, "4930555", "answer")
-	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 1,
-		DIDs: []config.DID{{Number: "202", Extension: "300"}}}))
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 2,
+		DIDs: []config.DID{{Number: "202", Extension: "300"}, {Number: "203", Extension: "400"}}}))
 	bob := newPhone(t, e, "200", "answer")
 	e.loc.add("200", bob)
 	carol := newPhone(t, e, "300", "answer")
 	e.loc.add("300", carol)
+	dave := newPhone(t, e, "400", "answer")
+	e.loc.add("400", dave)
 	gw.pbx = e.addr
-	if res := gw.dial("201", nil).result(); res.StatusCode != 200 {
-		t.Fatalf("inbound call answered %d", res.StatusCode)
+	for i, step := range []struct {
+		number string
+		code   int
+		inUse  int
+	}{
+		{"201", 200, 1}, // Bob answers
+		{"201", 486, 1}, // Bob is busy: no channel taken
+		{"202", 200, 2}, // Carol answers
+		{"203", 503, 2}, // the line is full: Dave does not ring
+	} {
+		res := gw.dial(step.number, nil).result()
+		if res.StatusCode != step.code {
+			t.Fatalf("call %d to %s answered %d, want %d", i+1, step.number, res.StatusCode, step.code)
+		}
+		if step.code == 503 {
+			if h := res.GetHeader("Reason"); h == nil || h.Value() != `Q.850;cause=34;text="no circuit/channel available"` {
+				t.Errorf("503 with Reason %v, want cause 34", h)
+			}
+		}
+		if n := inUse(t, e, "isdn"); n != step.inUse {
+			t.Errorf("after call %d: %d channels in use, want %d", i+1, n, step.inUse)
+		}
 	}
-	res := gw.dial("202", nil).result()
-	if res.StatusCode != 503 || res.GetHeader("Reason") == nil {
-		t.Fatalf("inbound call beyond the channels answered %d (Reason %v), want 503 with a Reason", res.StatusCode, res.GetHeader("Reason"))
+	if n := dave.count(sip.INVITE); n != 0 {
+		t.Errorf("Dave was rung %d times, want 0", n)
 	}
-	if n := carol.count(sip.INVITE); n != 0 {
-		t.Errorf("the second extension was rung %d times, want 0", n)
-	}
-	if r := e.cdrs.wait(t, 1)[0]; r.SIPCode != 503 || r.Trunk != "isdn" {
+	recs := e.cdrs.wait(t, 2)
+	if r := recs[len(recs)-1]; r.SIPCode != 503 || r.Trunk != "isdn" || r.Disp != cdr.Failed {
 		t.Errorf("refused call's CDR %+v", r)
 	}
 	bob.request(sip.BYE, nil)
+	carol.request(sip.BYE, nil)
 	waitInUse(t, e, "isdn", 0)
 }
 

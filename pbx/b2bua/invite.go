@@ -142,15 +142,16 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		log.Info("a second INVITE for a call in progress")
 		respond(tx, req, 482, "Loop Detected", b.log)
 		return
-	case inTrunk != "" && !b.seize(inTrunk):
-		b.mu.Unlock()
-		log.Info("every channel of the trunk is in use: inbound call refused")
-		fail(503, "Service Unavailable", reasonHeader(causeNoChannel))
-		return
 	case !out && b.active[callee] >= calleeCalls:
 		b.mu.Unlock()
 		log.Info("callee is in a call", "calls", b.active[callee])
 		fail(486, "Busy Here")
+		return
+	case inTrunk != "" && !b.seize(inTrunk):
+		// Last: a channel taken here belongs to the call from now on.
+		b.mu.Unlock()
+		log.Info("every channel of the trunk is in use: inbound call refused")
+		fail(503, "Service Unavailable", reasonHeader(causeNoChannel))
 		return
 	}
 	// The ring context exists before the call is listed, so that a

@@ -328,6 +328,7 @@ func TestReplacedTrunkLegChallengesBYE(t *testing.T) {
 	}
 	eventually(t, "the provider's BYE with credentials", func() bool { return len(prov.Byes()) == 1 })
 	eventually(t, "the replaced trunk leg forgotten", func() bool { return countTrunkLegs(e.b) == 0 })
+	waitInUse(t, e, "prov", 0)
 }
 
 // countTrunkLegs returns how many legs b remembers as running over a trunk.
