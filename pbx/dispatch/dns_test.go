@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +179,49 @@ func TestNameChanges(t *testing.T) {
 	}
 	if !d.health.isUp(a) {
 		t.Errorf("answers from the new address did not bring the backend up")
+	}
+}
+
+// TestNameMovesWhileRunning: a running dispatcher sees a host name's new
+// address once the old record's TTL has run out (dnsmasq reads its hosts
+// directory again on its own), sends the next calls there, and the
+// backend keeps its count of calls.
+func TestNameMovesWhileRunning(t *testing.T) {
+	first := newFakeBackend(t)
+	second := newFakeBackendAt(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), first.addr.Port()))
+	hosts := t.TempDir()
+	write := func(ip string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(hosts, "pbx"), []byte(ip+" pbx.moving.test\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("127.0.0.1")
+	dns := resolvetest.StartDNSMasq(t, 1, "--hostsdir="+hosts)
+	disp, d := startDispatcher(t, Config{
+		Algorithm: HashCallID, ProbeInterval: time.Hour, ResolveEvery: 100 * time.Millisecond,
+		Backends: []Backend{{Name: fmt.Sprintf("pbx.moving.test:%d", first.addr.Port())}},
+		Resolver: newResolver(t, dns),
+	})
+	at := func(want netip.AddrPort) func() bool {
+		return func() bool {
+			st := disp.Status().Backends
+			return len(st) == 1 && st[0].Addr == want.String()
+		}
+	}
+	waitFor(t, "the name resolved", at(first.addr))
+	p := newPhone(t)
+	p.establish(d, "before-move")
+	if first.last(sip.INVITE, "before-move") == nil {
+		t.Fatal("the call did not reach the name's first address")
+	}
+	write("127.0.0.2")
+	waitFor(t, "the new address taken", at(second.addr))
+	p.establish(d, "after-move")
+	if second.last(sip.INVITE, "after-move") == nil {
+		t.Fatal("the call after the move did not reach the new address")
+	}
+	if st := disp.Status().Backends[0]; st.Sent != 2 || !st.Up {
+		t.Errorf("after the move: %+v, want 2 calls counted and up", st)
 	}
 }

@@ -41,7 +41,13 @@ type fakeBackend struct {
 
 func newFakeBackend(t *testing.T, contactHost ...string) *fakeBackend {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newFakeBackendAt(t, netip.MustParseAddrPort("127.0.0.1:0"), contactHost...)
+}
+
+// newFakeBackendAt is newFakeBackend on the address at.
+func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *fakeBackend {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(at))
 	if err != nil {
 		t.Fatal(err)
 	}
