@@ -64,6 +64,10 @@ type Options struct {
 	// ExpireEvery is how often the leader drops ended registrations from
 	// the table (default 30 s). Lookups skip them before that.
 	ExpireEvery time.Duration
+	// SIP is where the other boxes send the calls they forward to this
+	// box, "transport:ip:port" (SIPAddress); empty: this box takes no
+	// forwarded calls and the others ring its phones directly.
+	SIP string
 }
 
 // Site is this box's part in the site cluster. Create it with Start.
@@ -73,6 +77,7 @@ type Site struct {
 	log   *slog.Logger
 	name  string
 	table *Table
+	trust *trust
 
 	ml     *memberlist.Memberlist
 	raft   *raft.Raft
@@ -119,6 +124,8 @@ type meta struct {
 	Raft string `json:"raft"`
 	// State: the box is part of a raft configuration.
 	State bool `json:"state,omitempty"`
+	// SIP is where the box takes forwarded calls (Options.SIP).
+	SIP string `json:"sip,omitempty"`
 }
 
 // Message kinds on memberlist's reliable channel.
@@ -154,6 +161,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 		nudge: make(chan struct{}, 1), applyCh: make(chan []byte, 64),
 		mine: map[Key]location.Binding{}, inflight: map[Key]sent{}, gone: map[raft.ServerID]time.Time{}, view: map[string]member{},
 	}
+	s.trust = newTrust(keys.trust, o.Now, s.memberIPs)
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the site folder %s: %w", o.Dir, err)
 	}
@@ -227,6 +235,7 @@ func (s *Site) closeRaft() {
 
 func (s *Site) startGossip(key []byte) error {
 	mc := memberlist.DefaultLANConfig()
+	tuneGossip(mc, s.cfg.Timing)
 	mc.Name = s.name
 	mc.BindAddr = s.cfg.Bind
 	mc.BindPort = s.cfg.GossipPort
@@ -697,7 +706,7 @@ type delegate struct{ s *Site }
 
 func (d delegate) NodeMeta(limit int) []byte {
 	d.s.mu.Lock()
-	m := meta{Raft: net.JoinHostPort(d.s.cfg.Bind, strconv.Itoa(d.s.cfg.RaftPort)), State: d.s.hasState}
+	m := meta{Raft: net.JoinHostPort(d.s.cfg.Bind, strconv.Itoa(d.s.cfg.RaftPort)), State: d.s.hasState, SIP: d.s.o.SIP}
 	d.s.mu.Unlock()
 	b, _ := json.Marshal(m)
 	if len(b) > limit {

@@ -174,12 +174,14 @@ func (t *Table) Lookup(aor, except string, now time.Time) []location.Binding {
 		if k.owner == except || !e.Expires.After(now) {
 			continue
 		}
+		b := e.Binding
+		b.Holder = e.Owner
 		i := slices.IndexFunc(out, func(b location.Binding) bool { return b.Contact == e.Contact })
 		switch {
 		case i < 0:
-			out = append(out, e.Binding)
-		case e.Updated.After(out[i].Updated):
-			out[i] = e.Binding
+			out = append(out, b)
+		case b.Updated.After(out[i].Updated):
+			out[i] = b
 		}
 	}
 	location.SortBindings(out)

@@ -106,8 +106,8 @@ func TestTableLookupPrefersLatestOwner(t *testing.T) {
 	tb.apply(command{Op: opSync, Owner: "x", Put: []location.Binding{a}})
 	tb.apply(command{Op: opSync, Owner: "y", Put: []location.Binding{moved}})
 	got := tb.Lookup("100", "", t0)
-	if len(got) != 1 || got[0].Source != moved.Source {
-		t.Errorf("Lookup = %+v, want only the newer binding", got)
+	if len(got) != 1 || got[0].Source != moved.Source || got[0].Holder != "y" {
+		t.Errorf("Lookup = %+v, want only the newer binding, held by y", got)
 	}
 	if o := tb.Owned("x"); len(o) != 1 || o[Key{"100", a.Contact}].Source != a.Source {
 		t.Errorf("Owned(x) = %+v", o)

@@ -24,6 +24,7 @@ import (
 const (
 	gossipLabel = "twinpbx site gossip v1"
 	raftLabel   = "twinpbx site raft v1"
+	trustLabel  = "twinpbx site forwarded requests v1"
 )
 
 // siteKeys are the secrets derived from the site key: memberlist's
@@ -31,6 +32,8 @@ const (
 type siteKeys struct {
 	gossip []byte
 	raft   *pairing.Keys
+	// trust signs the requests one box forwards to another (trust.go).
+	trust []byte
 }
 
 func deriveKeys(key string) (siteKeys, error) {
@@ -49,7 +52,11 @@ func deriveKeys(key string) (siteKeys, error) {
 	if err != nil {
 		return siteKeys{}, fmt.Errorf("deriving the raft link's identity: %w", err)
 	}
-	return siteKeys{gossip: g, raft: rk}, nil
+	tk, err := hkdf.Key(sha256.New, []byte(key), nil, trustLabel, 32)
+	if err != nil {
+		return siteKeys{}, fmt.Errorf("deriving the key of forwarded requests: %w", err)
+	}
+	return siteKeys{gossip: g, raft: rk, trust: tk}, nil
 }
 
 // tlsStream is raft's stream layer over TLS 1.3 with the certificate

@@ -46,6 +46,9 @@ type Binding struct {
 	UserAgent string `json:"user_agent,omitempty"`
 	// Updated is when the binding was last written (newest wins on merge).
 	Updated time.Time `json:"updated"`
+	// Holder is the site member that holds the binding, for a binding of
+	// another box of a site cluster (Shared); empty for this box's own.
+	Holder string `json:"holder,omitempty"`
 }
 
 // Key identifies a binding within its AOR: the contact URI.
