@@ -84,6 +84,7 @@ type PBX struct {
 	trunks *trunk.Manager
 	plan   atomic.Pointer[dialplan.Plan]
 	res    *resolve.Resolver
+	tls    *tlsSetup
 	trMu   sync.Mutex
 	tr     *trunkRun
 
@@ -165,9 +166,13 @@ func New(o Options) (*PBX, error) {
 	p.bad = newBadRequests(siplog.New(o.Logger.Handler(), siplog.Options{}), o.Serving)
 	sipLog := slog.New(p.bad).With("component", "sip")
 	sip.SetDefaultLogger(sipLog)
+	if p.tls, err = newTLS(cfg, o.AuthKey, o.Logger); err != nil {
+		return nil, err
+	}
 	p.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("twinpbx"),
 		sipgo.WithUserAgentHostname(p.host),
+		sipgo.WithUserAgenTLSConfig(p.tls.clientConfig()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 	)
 	if err != nil {
@@ -216,13 +221,13 @@ func New(o Options) (*PBX, error) {
 		if n := cfg.Node.Network; n != nil {
 			servers = n.DNS
 		}
-		p.res, err = resolve.New(resolve.Config{Servers: servers, Logger: o.Logger.With("component", "resolve")})
+		p.res, err = resolve.New(resolve.Config{Servers: servers, Transports: p.tls.resolverTransports(), Logger: o.Logger.With("component", "resolve")})
 		if err != nil {
 			// A box without DNS (no resolv.conf, as in the image) still
 			// runs; trunks named by address need no DNS, the others fail
 			// their lookups with this in the log.
 			o.Logger.Warn("no DNS server known: trunks named by a domain will not resolve", "err", err)
-			p.res, err = resolve.New(resolve.Config{Servers: []string{"127.0.0.1:53"}, Logger: o.Logger.With("component", "resolve")})
+			p.res, err = resolve.New(resolve.Config{Servers: []string{"127.0.0.1:53"}, Transports: p.tls.resolverTransports(), Logger: o.Logger.With("component", "resolve")})
 			if err != nil {
 				return nil, fmt.Errorf("pbx: DNS resolver: %w", err)
 			}
@@ -230,7 +235,7 @@ func New(o Options) (*PBX, error) {
 	}
 	lines, _ := cfg.TrunksAndRoutes()
 	p.trunks, err = trunk.New(trunk.Options{
-		Client: client, Resolver: p.res, Contact: p.contact,
+		Client: client, Resolver: p.res, Contact: p.contact, TLS: p.tls.peers,
 		Prepare: func(req *sip.Request) { p.calls.Prepare(req) },
 		Logger:  o.Logger.With("component", "trunk"),
 	}, lines)
@@ -350,7 +355,9 @@ func (p *PBX) contact(transport string) sip.Uri {
 	for _, l := range p.listeners {
 		if l.transport == tr {
 			u := sip.Uri{Scheme: "sip", User: "twinpbx", Host: p.host, Port: int(l.addr.Port())}
-			if tr != "udp" {
+			if tr == "tls" {
+				u.Scheme = "sips" // RFC 5630: TLS is said by sips:, not transport=tls
+			} else if tr != "udp" {
 				u.UriParams = sip.NewParams()
 				u.UriParams.Add("transport", tr)
 			}
@@ -410,6 +417,14 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			closers = append(closers, ln.Close)
 			bound = append(bound, Listener{"tcp", ln.Addr().String()})
 			go func() { errc <- p.srv.ServeTCP(ln) }()
+		case "tls":
+			ln, err := p.tls.listenTLS(l.addr)
+			if err != nil {
+				return err
+			}
+			closers = append(closers, ln.Close)
+			bound = append(bound, Listener{"tls", ln.Addr().String()})
+			go func() { errc <- p.srv.ServeTLS(ln) }()
 		}
 	}
 	p.mu.Lock()
@@ -559,6 +574,7 @@ type Status struct {
 	Calls         []b2bua.CallInfo   `json:"calls"`
 	MediaSessions int                `json:"media_sessions"`
 	Trunks        []trunk.Status     `json:"trunks,omitempty"`
+	TLS           *TLSStatus         `json:"tls,omitempty"`
 	Process       Process            `json:"process"`
 }
 
@@ -574,6 +590,7 @@ func (p *PBX) Status() Status {
 		Calls:         p.calls.Calls(),
 		MediaSessions: p.relay.Sessions(),
 		Trunks:        p.trunks.Status(),
+		TLS:           p.tls.status(),
 		Process:       readProcess(),
 	}
 }

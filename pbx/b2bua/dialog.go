@@ -32,7 +32,7 @@ type Dialog struct {
 	RemoteTarget string `json:"remote_target"`
 	// RouteSet is the route set, in the order Route headers are written.
 	RouteSet []string `json:"route_set,omitempty"`
-	// Transport is "UDP" or "TCP".
+	// Transport is "UDP", "TCP" or "TLS".
 	Transport string `json:"transport"`
 	// Peer is the "ip:port" the peer's messages come from; our requests go
 	// there, whatever its Contact says, so that phones behind NAT are
@@ -240,7 +240,7 @@ func parseSource(src string) (transport, hostport string, err error) {
 		return "", "", fmt.Errorf("binding source %q: want transport:ip:port", src)
 	}
 	tp = strings.ToUpper(tp)
-	if tp != "UDP" && tp != "TCP" {
+	if tp != "UDP" && tp != "TCP" && tp != "TLS" {
 		return "", "", fmt.Errorf("binding source %q: unsupported transport", src)
 	}
 	host, port, err := net.SplitHostPort(hp)

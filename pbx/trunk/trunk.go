@@ -25,6 +25,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
 // Options configure a Manager. Client, Resolver and Contact are required.
@@ -37,8 +38,11 @@ type Options struct {
 	// Prepare, if set, is applied to every request before it is sent (the
 	// B2BUA's: it makes UDP requests leave from the listener).
 	Prepare func(*sip.Request)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// TLS, if set, learns how to check the certificates of the trunks'
+	// servers (see tlscert.Peers).
+	TLS    *tlscert.Peers
+	Logger *slog.Logger
+	Now    func() time.Time
 	// RetryMin and RetryMax bound the backoff between failed
 	// registrations (defaults 5 s and 5 min).
 	RetryMin, RetryMax time.Duration
@@ -63,6 +67,7 @@ type Trunk struct {
 	// trusted are the configured prefixes; learnt are the addresses and
 	// ports the host resolved to (used when trusted is empty).
 	trusted []netip.Prefix
+	tls     *tlscert.Peer // a tls trunk's certificate check
 
 	mu     sync.Mutex
 	learnt map[netip.AddrPort]bool
@@ -144,8 +149,14 @@ func (m *Manager) newTrunk(l config.TrunkLine) (*Trunk, error) {
 		l.Expires = config.Duration(config.DefaultTrunkExpires)
 	}
 	dest := l.Host
-	if l.Transport != "" {
-		dest += ";transport=" + strings.ToLower(l.Transport)
+	switch tr := strings.ToLower(l.Transport); tr {
+	case "":
+	case resolve.TLS:
+		// RFC 5630: TLS to a domain is asked for with a sips URI, which
+		// RFC 3263 resolves by SIPS+D2T NAPTR and _sips._tcp SRV.
+		dest = "sips:" + dest
+	default:
+		dest += ";transport=" + tr
 	}
 	u, err := resolve.ParseTarget(dest)
 	if err != nil {
@@ -154,6 +165,12 @@ func (m *Manager) newTrunk(l config.TrunkLine) (*Trunk, error) {
 	t := &Trunk{m: m, line: l, uri: u, domain: l.Domain, learnt: map[netip.AddrPort]bool{}}
 	if t.domain == "" {
 		t.domain = u.Host
+	}
+	if t.tls, err = tlsPeer(l, t.domain); err != nil {
+		return nil, fmt.Errorf("trunk %s: %w", l.Name, err)
+	}
+	if m.o.TLS != nil && l.Type == config.LineSIP {
+		m.o.TLS.Set(*t.tls)
 	}
 	for _, s := range l.Trusted {
 		p, err := config.ParseTrusted(s)
@@ -241,6 +258,9 @@ func (t *Trunk) remember(ts ...resolve.Target) {
 	defer t.mu.Unlock()
 	for _, x := range ts {
 		t.learnt[netip.AddrPortFrom(x.IP.Unmap(), x.Port)] = true
+		if x.Transport == resolve.TLS && t.m.o.TLS != nil {
+			t.m.o.TLS.AddHost(t.tls.Name, x.Host)
+		}
 	}
 }
 

@@ -1,0 +1,166 @@
+package tlscert
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Peer says how the certificate of one server the PBX connects to is
+// checked.
+type Peer struct {
+	// Name is what the server is, for logs ("trunk provider").
+	Name string
+	// Hosts are the names the certificate may be issued for: the SIP
+	// domain (RFC 5922 §7.3) and the host DNS named for the address.
+	Hosts []string
+	// Roots are the authorities that may sign it; nil: the system's.
+	Roots *x509.CertPool
+	// Insecure accepts any certificate, with a warning per connection.
+	Insecure bool
+}
+
+// Peers holds the Peer of every server the PBX may connect to over TLS
+// (the TLS trunks), and checks the certificate of every connection the
+// SIP stack opens. The stack names a connection it dials by the IP
+// address only, which a certificate check cannot see (Go's TLS client
+// keeps no server name for an address); so a certificate is accepted
+// when it passes the check of at least one Peer: it chains to that
+// Peer's roots and names one of its hosts. A server therefore has to
+// prove it holds the key of one of the configured providers; a
+// provider's genuine certificate would also be accepted at another TLS
+// provider's address. With no Peer at all, nothing is accepted; a Peer
+// with Insecure set makes every certificate acceptable, with a warning
+// for each connection.
+//
+// Peers is safe for concurrent use.
+type Peers struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	by  map[string]Peer
+}
+
+// NewPeers returns an empty table.
+func NewPeers(log *slog.Logger) *Peers {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Peers{log: log, by: map[string]Peer{}}
+}
+
+// Set records the Peer called peer.Name, replacing one of that name.
+func (p *Peers) Set(peer Peer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	peer.Hosts = slices.Clone(peer.Hosts)
+	p.by[peer.Name] = peer
+}
+
+// AddHost adds host to the names the certificate of the Peer called
+// name may carry (the server names DNS gives for a provider's domain).
+func (p *Peers) AddHost(name, host string) {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	peer, ok := p.by[name]
+	if !ok || host == "" || slices.Contains(peer.Hosts, host) {
+		return
+	}
+	peer.Hosts = append(slices.Clone(peer.Hosts), host)
+	p.by[name] = peer
+}
+
+func (p *Peers) all() []Peer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Peer, 0, len(p.by))
+	for _, peer := range p.by {
+		out = append(out, peer)
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// ClientConfig is the tls.Config for the PBX's outgoing TLS connections:
+// at least TLS 1.2, the server's certificate checked by Verify, and id
+// (when not nil) presented to servers that ask for a client certificate.
+func (p *Peers) ClientConfig(id *Identity) *tls.Config {
+	c := &tls.Config{
+		MinVersion: MinVersion,
+		// The stack's own check would compare the certificate with the
+		// IP address it dials; Verify does the check instead.
+		InsecureSkipVerify: true,
+		VerifyConnection:   p.Verify,
+	}
+	if id != nil {
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &id.Cert, nil }
+	}
+	return c
+}
+
+// Verify checks the certificate of a connection the PBX made (see Peers).
+func (p *Peers) Verify(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the TLS server sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	peers := p.all()
+	var errs []error
+	var insecure []string
+	for _, peer := range peers {
+		if peer.Insecure {
+			insecure = append(insecure, peer.Name)
+			continue
+		}
+		err := peer.check(leaf, inter)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(insecure) > 0 {
+		p.log.Warn("TLS certificate NOT checked (tls_insecure): anyone on the path can read and change these calls",
+			"insecure", strings.Join(insecure, ","), "subject", leaf.Subject.String(), "fingerprint", Fingerprint(leaf.Raw))
+		return nil
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("TLS certificate %q: no TLS server is configured", leaf.Subject.String())
+	}
+	return fmt.Errorf("TLS certificate %q is no configured server's: %w", leaf.Subject.String(), errors.Join(errs...))
+}
+
+// check verifies leaf against the peer's roots and names.
+func (peer Peer) check(leaf *x509.Certificate, inter *x509.CertPool) error {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: peer.Roots, Intermediates: inter}); err != nil {
+		return fmt.Errorf("%s: %w", peer.Name, err)
+	}
+	for _, h := range peer.Hosts {
+		if leaf.VerifyHostname(h) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: the certificate names none of %s", peer.Name, strings.Join(peer.Hosts, ", "))
+}
+
+// LoadCA reads a PEM file of certificate authorities.
+func LoadCA(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("the CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
