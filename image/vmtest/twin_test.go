@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -11,10 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	pstn "github.com/twinpbx/twinpbx/hw/isdn/exchange"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // The twin test's extensions and pairing key.
@@ -52,10 +56,14 @@ func requireTwinNet(t *testing.T) {
 }
 
 // TestTwin boots a twin pair as two VMs: a crossover cable between them
-// (QEMU dgram link) and a LAN (a bridge in a network namespace, with the
-// gateway and two sipp phones). A phone registers to the VIP, the active
-// VM's QEMU is killed, and the other phone's next call to it goes through
-// the other VM, the phone not registering again.
+// (QEMU dgram link), a LAN (a bridge in a network namespace, with the
+// gateway and two sipp phones), and their serial ports on a TwinLine (one
+// simulated Numato relay board, the PSTN line through it). A phone
+// registers to the VIP; the relay must select the active, and a call
+// from the line must reach the phone through it. The active VM's QEMU is
+// killed: the relay must move to the other VM, the other phone's next
+// call goes through it, the phone not registering again, and so does a
+// call from the line.
 func TestTwin(t *testing.T) {
 	requireVM(t)
 	requireTwinNet(t)
@@ -76,17 +84,32 @@ func TestTwin(t *testing.T) {
 		}
 	})
 	dir := t.TempDir()
+	var lineLog lockedBuffer
+	line, err := NewTwinLine(dir, slog.New(slog.NewTextHandler(&lineLog, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := line.Close(); err != nil {
+			t.Errorf("closing the twin line: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("relay board and PSTN line:\n%s", lineLog.String())
+		}
+	})
 	vms := map[string]*Machine{}
 	for _, node := range TwinNodes {
 		cfg, err := TwinBoxConfig(node, twinPairingKey, twinAlice, twinBob)
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg.Trunks = append(cfg.Trunks, TwinISDNTrunk(twinBob.Number))
 		disk, err := TwinDisk(ctx, dir, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := TwinMachine(img, initrd, node, disk)
+		c.Extra = append(c.Extra, line.Serial(node)...)
 		c.Nice = true
 		m, err := tn.Start(c)
 		if err != nil {
@@ -121,6 +144,11 @@ func TestTwin(t *testing.T) {
 	// standby knows him once sipp ends.
 	runSipp(t, tn.sipp(ctx, 1, "register.xml", twinBob, twinBob.Number, "-key", "expires", "600"), "registering bob")
 
+	// The relay gives the PSTN line to the active, and a call from the
+	// line rings Bob through it.
+	waitfor.Cond(t, 30*time.Second, "the relay to select "+active, func() bool { return line.Side() == NodeSide(active) })
+	lineCall(ctx, t, tn, line, active)
+
 	// The active's machine dies.
 	killed := time.Now()
 	vms[active].Kill()
@@ -128,6 +156,8 @@ func TestTwin(t *testing.T) {
 		t.Fatalf("after %s died, %q answers on the VIP, want %s", active, got, standby)
 	}
 	t.Logf("%s answers on the VIP %v after %s's QEMU was killed", standby, time.Since(killed).Round(10*time.Millisecond), active)
+	waitfor.Cond(t, 30*time.Second, "the relay to select "+standby, func() bool { return line.Side() == NodeSide(standby) })
+	t.Logf("the relay selects %s %v after %s's QEMU was killed", standby, time.Since(killed).Round(10*time.Millisecond), active)
 
 	// Alice calls Bob, who did not register again.
 	uas := tn.sipp(ctx, 1, "uas.xml", config.Extension{}, twinBob.Number)
@@ -141,7 +171,62 @@ func TestTwin(t *testing.T) {
 	if err := uas.Wait(); err != nil {
 		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
 	}
+	lineCall(ctx, t, tn, line, standby)
 	t.Logf("alice called bob through %s; whole test %v", standby, time.Since(started).Round(100*time.Millisecond))
+}
+
+// lineCall places a call from the PSTN line, which the relay gives to
+// node, to the pair; Bob's phone (sipp) must answer it, and the line
+// hangs up.
+func lineCall(ctx context.Context, t *testing.T, tn *TwinNet, line *TwinLine, node string) {
+	t.Helper()
+	start := time.Now()
+	uas := tn.sipp(ctx, 1, "uas.xml", config.Extension{}, twinBob.Number)
+	if err := uas.Start(); err != nil {
+		t.Fatalf("starting bob's sipp: %v", err)
+	}
+	t.Cleanup(func() { _ = uas.Process.Kill() })
+	x, err := line.Exchange(ctx, NodeSide(node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.WaitReady(ctx); err != nil {
+		t.Fatalf("the ISDN data link of %s: %v", node, err)
+	}
+	ready := time.Since(start)
+	call, err := x.Dial(ctx, pstn.DialParams{Calling: "030123456", Called: "4930555"})
+	if err != nil {
+		t.Fatalf("calling %s from the line: %v", node, err)
+	}
+	if err := call.Wait(ctx, pstn.Connected); err != nil {
+		t.Fatalf("the call from the line through %s: %v (status %v, cause %d)\n%s", node, err, call.Status(), call.Cause(), tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
+	}
+	if err := call.Hangup(ctx, 16); err != nil {
+		t.Fatalf("hanging up the call from the line: %v", err)
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("bob's phone, called from the line: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
+	}
+	t.Logf("a call from the line reached bob through %s (data link up after %v, answered and hung up %v after it)",
+		node, ready.Round(10*time.Millisecond), (time.Since(start) - ready).Round(10*time.Millisecond))
+}
+
+// lockedBuffer is a buffer that goroutines write logs into.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // answering polls the VIP with SIP OPTIONS from the phone address until
