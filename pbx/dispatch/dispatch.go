@@ -248,7 +248,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg.Backends[i] = b
 		d.perEntry[i] = 1
 		capacity++
-		r.add(b.Addr.String(), b.Weight, b.Addr, i)
+		r.add(b.Addr.String(), b.Weight, 0, b.Addr, i)
 	}
 	d.cfg = cfg
 	if names && cfg.Resolver == nil {
@@ -457,10 +457,12 @@ func workerOf(a netip.AddrPort, n int) int {
 // BackendStatus is what Status tells about one backend.
 type BackendStatus struct {
 	Addr string `json:"addr"`
-	// Name is host:port of a backend found by DNS.
-	Name   string `json:"name,omitempty"`
-	Weight int    `json:"weight"`
-	Up     bool   `json:"up"`
+	// Name is host:port of a backend found by DNS, Priority its SRV
+	// priority.
+	Name     string `json:"name,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	Weight   int    `json:"weight"`
+	Up       bool   `json:"up"`
 	// Sent counts the requests outside a dialog sent to it.
 	Sent uint64 `json:"sent"`
 }
@@ -482,7 +484,7 @@ func (d *Dispatcher) Status() Status {
 		if !r.listed[i] {
 			continue
 		}
-		bs := BackendStatus{Addr: r.addrs[i].String(), Weight: r.weights[i], Up: d.health.isUp(i), Sent: d.sent[i].Load()}
+		bs := BackendStatus{Addr: r.addrs[i].String(), Weight: r.weights[i], Priority: r.prios[i], Up: d.health.isUp(i), Sent: d.sent[i].Load()}
 		if d.cfg.Backends[r.entry[i]].Name != "" {
 			bs.Name = n
 		}

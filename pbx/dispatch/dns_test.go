@@ -42,12 +42,15 @@ func statusByName(d *Dispatcher) map[string]BackendStatus {
 // name's tag.
 func TestBackendsByName(t *testing.T) {
 	bs := threeBackends(t)
+	backup := newFakeBackend(t)
 	dns := resolvetest.StartDNSMasq(t, 1,
 		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,a.pbxes.test,%d,10,10", bs[0].addr.Port()),
 		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,b.pbxes.test,%d,10,30", bs[1].addr.Port()),
+		fmt.Sprintf("--srv-host=_sip._udp.pbxes.test,backup.pbxes.test,%d,20,10", backup.addr.Port()),
 		"--host-record=a.pbxes.test,127.0.0.1",
 		"--host-record=b.pbxes.test,127.0.0.1",
 		"--host-record=c.pbxes.test,127.0.0.1",
+		"--host-record=backup.pbxes.test,127.0.0.1",
 	)
 	cName := fmt.Sprintf("c.pbxes.test:%d", bs[2].addr.Port())
 	disp, d := startDispatcher(t, Config{
@@ -60,12 +63,16 @@ func TestBackendsByName(t *testing.T) {
 		fmt.Sprintf("b.pbxes.test:%d", bs[1].addr.Port()): {Addr: bs[1].addr.String(), Weight: 30},
 		cName: {Addr: bs[2].addr.String(), Weight: 2},
 	}
-	waitFor(t, "three backends from DNS", func() bool { return len(statusByName(disp)) == 3 })
+	backupName := fmt.Sprintf("backup.pbxes.test:%d", backup.addr.Port())
+	waitFor(t, "four backends from DNS", func() bool { return len(statusByName(disp)) == 4 })
 	for name, w := range want {
 		got := statusByName(disp)[name]
 		if got.Addr != w.Addr || got.Weight != w.Weight || !got.Up {
 			t.Errorf("backend %s: %+v, want address %s weight %d, up", name, got, w.Addr, w.Weight)
 		}
+	}
+	if got := statusByName(disp)[backupName]; got.Priority != 20 {
+		t.Errorf("backup: %+v, want priority 20", got)
 	}
 	p := newPhone(t)
 	tags := map[string]string{}
@@ -88,6 +95,12 @@ func TestBackendsByName(t *testing.T) {
 		if name := tags[rr.Address.UriParams.GetOr(routeParam, "")]; name == "" || statusByName(disp)[name].Addr != bs[who].addr.String() {
 			t.Errorf("call %s at %s Record-Routed as %q", id, bs[who].addr, name)
 		}
+	}
+	// The SRV target of priority 20 is the backup of the two of 10, not
+	// a peer of the host:port name (priority 0 as any address): it
+	// got nothing.
+	if got := backup.requests(time.Time{}); len(got) != 0 {
+		t.Errorf("the backup target got %v", got)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 type roster struct {
 	names   []string // identity: hashed, and named in Record-Route by its tag
 	weights []int
+	prios   []int            // SRV priority (0 for addresses and host:port names)
 	addrs   []netip.AddrPort // where its requests go now
 	listed  []bool           // the backend is among its name's targets now
 	entry   []int            // the Config.Backends entry it comes from
@@ -34,7 +35,7 @@ type roster struct {
 
 func (r *roster) clone() *roster {
 	n := &roster{
-		names: slices.Clone(r.names), weights: slices.Clone(r.weights), addrs: slices.Clone(r.addrs),
+		names: slices.Clone(r.names), weights: slices.Clone(r.weights), prios: slices.Clone(r.prios), addrs: slices.Clone(r.addrs),
 		listed: slices.Clone(r.listed), entry: slices.Clone(r.entry),
 		byAddr: make(map[netip.AddrPort]int, len(r.byAddr)), byTag: make(map[string]int, len(r.byTag)),
 		byName: make(map[string]int, len(r.byName)),
@@ -52,10 +53,11 @@ func (r *roster) clone() *roster {
 }
 
 // add appends a backend and returns its index.
-func (r *roster) add(name string, weight int, addr netip.AddrPort, entry int) int {
+func (r *roster) add(name string, weight, prio int, addr netip.AddrPort, entry int) int {
 	i := len(r.names)
 	r.names = append(r.names, name)
 	r.weights = append(r.weights, weight)
+	r.prios = append(r.prios, prio)
 	r.addrs = append(r.addrs, addr)
 	r.listed = append(r.listed, true)
 	r.entry = append(r.entry, entry)
@@ -117,6 +119,7 @@ func nameTarget(name string) (sip.Uri, error) {
 type group struct {
 	name   string // host:port
 	weight int    // from SRV (0 when none or not from SRV)
+	prio   int    // from SRV (0 when not from SRV)
 	addrs  []netip.AddrPort
 }
 
@@ -137,10 +140,11 @@ func groups(ts []resolve.Target) []group {
 		if !ok {
 			k = len(out)
 			at[name] = k
-			out = append(out, group{name: name, weight: int(t.Weight)})
+			out = append(out, group{name: name, weight: int(t.Weight), prio: int(t.Priority)})
 		}
 		g := &out[k]
 		g.weight = max(g.weight, int(t.Weight))
+		g.prio = min(g.prio, int(t.Priority))
 		if a := t.AddrPort(); !slices.Contains(g.addrs, a) {
 			g.addrs = append(g.addrs, a)
 		}
@@ -239,7 +243,7 @@ func (d *Dispatcher) take(k int, gs []group) {
 				continue
 			}
 			d.perEntry[k]++
-			i = r.add(g.name, w, g.addrs[0], k)
+			i = r.add(g.name, w, g.prio, g.addrs[0], k)
 			seen[i] = true
 			changed = true
 			d.log.Info("dispatcher backend added from DNS", "backend", g.name, "addr", g.addrs[0].String(), "weight", w)
@@ -256,8 +260,8 @@ func (d *Dispatcher) take(k int, gs []group) {
 			r.addrs[i] = g.addrs[0]
 			changed = true
 		}
-		if r.weights[i] != w {
-			r.weights[i] = w
+		if r.weights[i] != w || r.prios[i] != g.prio {
+			r.weights[i], r.prios[i] = w, g.prio
 			changed = true
 		}
 	}
@@ -273,5 +277,5 @@ func (d *Dispatcher) take(k int, gs []group) {
 	}
 	r.reindex()
 	d.roster.Store(r)
-	d.sel.setNames(r.names, r.weights)
+	d.sel.setNames(r.names, r.weights, r.prios, r.entry)
 }

@@ -101,10 +101,14 @@ type selector struct {
 	current []int // smooth round robin state
 }
 
-// selSet is the backends' names and weights at one moment.
+// selSet is the backends' names, weights and priorities at one moment.
 type selSet struct {
 	names   []string
 	weights []int
+	// prios are SRV priorities, entries the SRV name each backend came
+	// from: a backend is picked only when none of the same name with a
+	// lower number may be (RFC 2782). nil: no name has two priorities.
+	prios, entries []int
 }
 
 // newSelector returns a selector over names and weights, with room for
@@ -115,14 +119,41 @@ func newSelector(alg Algorithm, names []string, weights []int, capacity ...int) 
 		n = max(n, capacity[0])
 	}
 	s := &selector{alg: alg, current: make([]int, n)}
-	s.setNames(names, weights)
+	s.setNames(names, weights, nil, nil)
 	return s
 }
 
 // setNames replaces the backends (only ever more of them, up to the
-// capacity given to newSelector).
-func (s *selector) setNames(names []string, weights []int) {
+// capacity given to newSelector), with the priority of each and the entry
+// (configured name) it came from; prios nil: all equal.
+func (s *selector) setNames(names []string, weights, prios, entries []int) {
+	for i, p := range prios {
+		for j := range i {
+			if entries[j] == entries[i] && prios[j] != p {
+				s.set.Store(&selSet{names: names, weights: weights, prios: prios, entries: entries})
+				return
+			}
+		}
+	}
 	s.set.Store(&selSet{names: names, weights: weights})
+}
+
+// firstPriority narrows up, within each entry, to the backends of the
+// lowest priority number among those up allows.
+func (set *selSet) firstPriority(up func(int) bool) func(int) bool {
+	if set.prios == nil {
+		return up
+	}
+	best := map[int]int{} // entry: lowest priority up
+	for i := range set.names {
+		if !up(i) {
+			continue
+		}
+		if b, ok := best[set.entries[i]]; !ok || set.prios[i] < b {
+			best[set.entries[i]] = set.prios[i]
+		}
+	}
+	return func(i int) bool { return up(i) && set.prios[i] == best[set.entries[i]] }
 }
 
 // pick returns the index of the backend for key among those up reports
@@ -132,6 +163,7 @@ func (s *selector) pick(key string, up func(int) bool) int {
 		return s.roundRobin(up)
 	}
 	set := s.set.Load()
+	up = set.firstPriority(up)
 	best, bestScore := -1, math.Inf(-1)
 	for i, name := range set.names {
 		if !up(i) {
@@ -167,8 +199,10 @@ func score(key, name string, weight int) float64 {
 func (s *selector) roundRobin(up func(int) bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	set := s.set.Load()
+	up = set.firstPriority(up)
 	best, total := -1, 0
-	for i, w := range s.set.Load().weights {
+	for i, w := range set.weights {
 		if !up(i) {
 			continue
 		}

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -215,5 +216,55 @@ func TestConfigNames(t *testing.T) {
 		if err != nil || int(a) != i || a.String() != n {
 			t.Errorf("config name %d %q: %v, %v", i, n, a, err)
 		}
+	}
+}
+
+// TestPriorities: with SRV priorities only the backends of the lowest
+// number that may be picked are, for every algorithm; the next number's
+// when all of those are down or excluded (a failover).
+func TestPriorities(t *testing.T) {
+	names := []string{"a:5060", "b:5060", "c:5060", "d:5060"}
+	prios := []int{10, 10, 20, 30}
+	for _, alg := range []Algorithm{HashCallID, RoundRobin} {
+		s := newSelector(alg, names, []int{1, 1, 1, 1})
+		s.setNames(names, []int{1, 1, 1, 1}, prios, []int{0, 0, 0, 0})
+		for _, tc := range []struct {
+			down []int
+			want []int // the backends picks may land on
+		}{
+			{nil, []int{0, 1}},
+			{[]int{0}, []int{1}},
+			{[]int{0, 1}, []int{2}},
+			{[]int{0, 1, 2}, []int{3}},
+			{[]int{0, 1, 2, 3}, []int{-1}},
+		} {
+			up := func(i int) bool { return !slices.Contains(tc.down, i) }
+			seen := map[int]bool{}
+			for k := range 200 {
+				got := s.pick(fmt.Sprint("key-", k), up)
+				if !slices.Contains(tc.want, got) {
+					t.Fatalf("%v, down %v: picked %d, want one of %v", alg, tc.down, got, tc.want)
+				}
+				seen[got] = true
+			}
+			if len(seen) != len(tc.want) {
+				t.Errorf("%v, down %v: picked %v, want each of %v", alg, tc.down, seen, tc.want)
+			}
+		}
+	}
+	// Priorities count within one name: two names' are not compared.
+	s := newSelector(RoundRobin, names, []int{1, 1, 1, 1})
+	s.setNames(names, []int{1, 1, 1, 1}, []int{10, 20, 0, 0}, []int{0, 0, 1, 2})
+	seen := map[int]int{}
+	for range 300 {
+		seen[s.pick("", func(int) bool { return true })]++
+	}
+	if seen[0] != 100 || seen[1] != 0 || seen[2] != 100 || seen[3] != 100 {
+		t.Errorf("two names' priorities: picks %v, want 100 each for 0, 2, 3", seen)
+	}
+	// Equal priorities within each name are no priorities.
+	s.setNames(names, []int{1, 1, 1, 1}, []int{5, 5, 7, 0}, []int{0, 0, 1, 2})
+	if s.set.Load().prios != nil {
+		t.Error("equal priorities kept")
 	}
 }
