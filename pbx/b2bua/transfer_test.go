@@ -288,3 +288,44 @@ func TestAttendedTransferOverTrunk(t *testing.T) {
 		})
 	}
 }
+
+// TestTrunkPartyTransfersInside: the outside party of an inbound trunk
+// call transfers the extension to another extension: the trunk leg
+// leaves the call and gives its channel back.
+func TestTrunkPartyTransfersInside(t *testing.T) {
+	tmp := newEnv(t)
+	gw := newPhone(t, tmp, "4930555", "answer")
+	e := newEnv(t, withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr}))
+	bob := newPhone(t, e, "200", "answer")
+	e.loc.add("200", bob)
+	carol := newPhone(t, e, "300", "answer")
+	e.loc.add("300", carol)
+	gw.pbx = e.addr
+	if res := gw.dial("201", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("inbound call answered %d", res.StatusCode)
+	}
+	bob.wait(sip.ACK, 1)
+	if n := inUse(t, e, "isdn"); n != 1 {
+		t.Fatalf("%d channels in use, want 1", n)
+	}
+	if res := gw.request(sip.REFER, nil, sip.NewHeader("Refer-To", "<sip:300@127.0.0.1>")); res.StatusCode != 202 {
+		t.Fatalf("REFER answered %d", res.StatusCode)
+	}
+	if ns := gw.notifies(t); !hasLine(ns[len(ns)-1].Body(), "SIP/2.0 200 OK") {
+		t.Fatalf("final NOTIFY %q", ns[len(ns)-1].Body())
+	}
+	gw.wait(sip.BYE, 1)
+	waitInUse(t, e, "isdn", 0)
+	if n := countTrunkLegs(e.b); n != 0 {
+		t.Errorf("%d trunk legs remembered after the trunk party left", n)
+	}
+	cs := e.b.Calls()
+	if len(cs) != 1 || cs[0].Trunk != "" || cs[0].Caller != "200" || cs[0].Callee != "300" {
+		// Between two extensions now: no trunk.
+		t.Errorf("calls after the transfer %+v", cs)
+	}
+	if res := carol.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("Carol's BYE answered %d", res.StatusCode)
+	}
+	bob.wait(sip.BYE, 1)
+}
