@@ -147,6 +147,9 @@ type Options struct {
 	// during the outage (default 30 s; negative: never). It needs a
 	// media session that counts packets (*media.Session does).
 	RestoredIdle time.Duration
+	// Site forwards calls to phones held by other boxes of a site cluster
+	// and trusts the calls they forward (site.go); nil: no site.
+	Site Site
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.

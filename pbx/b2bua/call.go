@@ -59,6 +59,8 @@ type CallState struct {
 	Legs       [2]*LegState `json:"legs"`
 	// Trunk is the trunk the call goes out or came in over, for the CDR.
 	Trunk string `json:"trunk,omitempty"`
+	// Site is the site member the call was forwarded to or from (site.go).
+	Site string `json:"site,omitempty"`
 }
 
 // call is one call in progress; mu guards everything below it.
@@ -259,6 +261,7 @@ func (c *call) record(disp cdr.Disposition, code int, by string) cdr.Record {
 		Disp:       disp,
 		SIPCode:    code,
 		Trunk:      c.st.Trunk,
+		Site:       c.st.Site,
 	}
 	if disp == cdr.Answered {
 		r.HangupBy = by

@@ -43,7 +43,7 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	// A call from a trunk needs no password: its source address says
 	// which trunk it is, and its called number which extension rings.
-	var user, callee, inTrunk string
+	var user, callee, inTrunk, fromSite string
 	var dec dialplan.Decision
 	if t, called, ok := b.fromTrunk(req); ok {
 		inTrunk, user, callee = t, from.Address.User, called
@@ -51,6 +51,14 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			callee = ext
 			dec = dialplan.Decision{Kind: dialplan.Extension, Extension: ext}
 		}
+	} else if member, forwarded, ok := b.fromSite(req, tx); forwarded {
+		// Forwarded by the box that took the call (site.go): the caller
+		// authenticated there.
+		if !ok {
+			return
+		}
+		user, callee, fromSite = from.Address.User, req.Recipient.User, member
+		dec = dialplan.Decision{Kind: dialplan.Extension, Extension: callee}
 	} else {
 		var ok bool
 		user, ok = b.o.Auth.Authenticate(req, tx, true)
@@ -84,7 +92,7 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		acks: map[ackKey]chan struct{}{},
 		st: CallState{
 			ID: cid.Value(), Attempt: 1, Attempts: 1, Caller: user, CallerName: name, Callee: callee,
-			State: StateRinging, Start: b.o.Now(), Trunk: inTrunk,
+			State: StateRinging, Start: b.o.Now(), Trunk: inTrunk, Site: fromSite,
 		},
 	}
 	a, err := uasDialog(req, sip.GenerateTagN(16))
@@ -101,6 +109,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	log := b.log.With("call", c.st.ID, "caller", user, "callee", callee)
 	if inTrunk != "" {
 		log = log.With("trunk", inTrunk)
+	}
+	if fromSite != "" {
+		log = log.With("forwarded_by", fromSite)
 	}
 
 	fail := func(code int, reason string, hdrs ...sip.Header) {
@@ -128,6 +139,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		calleeCalls = ext.Calls()
 		bindings = b.o.Locator.Lookup(callee)
+		if fromSite != "" {
+			bindings = ownBindings(bindings)
+		}
 		if len(bindings) == 0 {
 			log.Info("callee not registered")
 			fail(480, "Temporarily Unavailable")
@@ -250,6 +264,11 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			callee: callee, fromNumber: user, fromName: name,
 			bindings: bindings, offer: offer, early: early, log: log,
 		})
+	}
+	if r.site != "" {
+		c.mu.Lock()
+		c.st.Site = r.site
+		c.mu.Unlock()
 	}
 	if r.winner == nil {
 		switch cause := context.Cause(ctx); {
@@ -392,6 +411,9 @@ type ringResult struct {
 	// q850 is the Q.850 cause of a failure, when known: sent in a Reason
 	// header with the code (causeNoChannel: every channel was busy).
 	q850 int
+	// site is the site member the call was forwarded to: the winner's,
+	// or when none answered, the first one tried.
+	site string
 }
 
 // fork is one INVITE to one device of the callee.
@@ -409,6 +431,8 @@ type fork struct {
 	// racked is the last RSeq acknowledged with PRACK, by the To tag of
 	// the early dialog; only run uses it.
 	racked map[string]uint32
+	// site is the site member the INVITE was forwarded to (site.go).
+	site string
 }
 
 type forkEvent struct {
@@ -424,7 +448,8 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 	events := make(chan forkEvent, 8)
 	var forks []*fork
 	var codes []int
-	for _, bd := range s.bindings {
+	var res ringResult
+	for _, bd := range b.siteRoutes(s.bindings, s.callee) {
 		f, err := b.startFork(s, bd)
 		if err != nil {
 			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
@@ -432,6 +457,9 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 			continue
 		}
 		forks = append(forks, f)
+		if res.site == "" {
+			res.site = f.site
+		}
 		go f.run(events)
 	}
 	if len(forks) == 0 {
@@ -440,7 +468,6 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 	timer := time.NewTimer(b.o.RingTimeout)
 	defer timer.Stop()
 	pending := len(forks)
-	var res ringResult
 	var reasons = map[int]string{}
 loop:
 	for pending > 0 {
@@ -461,6 +488,9 @@ loop:
 				pending--
 				ev.f.d.confirm(ev.res)
 				res.winner, res.answer = ev.f, ev.res
+				if ev.f.site != "" {
+					res.site = ev.f.site
+				}
 				b.ackFork(ev.f, ev.res)
 				break loop
 			default:
@@ -531,6 +561,11 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.SetBody(s.offer)
 	b.prepare(inv)
+	if bd.Holder != "" {
+		// siteRoutes made bd the box that holds the callee's binding.
+		f.site = bd.Holder
+		b.o.Site.Sign(inv)
+	}
 	f.inv = inv
 	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
 	if err != nil {

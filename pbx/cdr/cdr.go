@@ -42,6 +42,11 @@ type Record struct {
 	// Trunk names the trunk the call went out or came in over; empty for
 	// calls between extensions.
 	Trunk string `json:"trunk,omitempty"`
+	// Site names the other box of a site cluster the call was forwarded
+	// through (docs/SITE.md): on the box that took the call, the box
+	// holding the callee's registration; on that box, the box it came
+	// from. Empty for calls that stayed on one box.
+	Site string `json:"site,omitempty"`
 }
 
 // Billsec is the answered duration, rounded down to whole seconds.
@@ -61,7 +66,7 @@ func (r Record) Duration() int {
 }
 
 // CSVHeader is the first line of an export.
-var CSVHeader = []string{"id", "call_id", "caller", "caller_name", "callee", "start", "answer", "end", "duration", "billsec", "disposition", "sip_code", "hangup_by", "trunk"}
+var CSVHeader = []string{"id", "call_id", "caller", "caller_name", "callee", "start", "answer", "end", "duration", "billsec", "disposition", "sip_code", "hangup_by", "trunk", "site"}
 
 // WriteCSV writes the records, with a header line, times in RFC 3339 UTC.
 func WriteCSV(w io.Writer, recs []Record) error {
@@ -77,7 +82,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 	}
 	for _, r := range recs {
 		row := []string{r.ID, r.CallID, r.Caller, r.CallerName, r.Callee, ts(r.Start), ts(r.Answer), ts(r.End),
-			strconv.Itoa(r.Duration()), strconv.Itoa(r.Billsec()), string(r.Disp), strconv.Itoa(r.SIPCode), r.HangupBy, r.Trunk}
+			strconv.Itoa(r.Duration()), strconv.Itoa(r.Billsec()), string(r.Disp), strconv.Itoa(r.SIPCode), r.HangupBy, r.Trunk, r.Site}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("writing CDR %s: %w", r.ID, err)
 		}
