@@ -36,6 +36,9 @@ func (d *Dispatcher) sweep(now time.Time) {
 	for _, nx := range r.moved {
 		d.sendAttempt(nx, "dispatcher sends a call on to the next backend: the last one did not answer")
 	}
+	for _, nx := range r.repeat {
+		d.sendAttempt(nx, "")
+	}
 	for _, g := range r.gaveUp {
 		d.log.Warn("dispatcher gave up on a call: no backend answered", "call_id", g.res.CallID().Value(), "status", g.res.StatusCode)
 		if to, err := viaAddr(g.res.Via()); err == nil {
@@ -58,17 +61,20 @@ func parseRequest(raw []byte) (*sip.Request, error) {
 }
 
 // sendAttempt sends a stored initial INVITE to nx.backend with the
-// attempt's branch, Record-Routed with that backend, and logs why.
+// attempt's branch, Record-Routed with that backend, and logs why; why ""
+// is a repetition to the same backend, neither logged nor counted.
 func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
 	req, err := parseRequest(nx.raw)
 	if err != nil {
 		d.log.Error("dispatcher cannot send a call on", "err", err)
 		return
 	}
-	d.log.Info(why, append(args, "call_id", req.CallID().Value(), "backend", d.name(nx.backend))...)
+	if why != "" {
+		d.log.Info(why, append(args, "call_id", req.CallID().Value(), "backend", d.name(nx.backend))...)
+		d.sent[nx.backend].Add(1)
+	}
 	req.PrependHeader(d.recordRoute(nx.sock, nx.backend))
 	req.PrependHeader(d.via(nx.sock, nx.branch))
-	d.sent[nx.backend].Add(1)
 	d.send(nx.sock, req, d.addr(nx.backend))
 }
 

@@ -290,3 +290,27 @@ func TestSplitBranch(t *testing.T) {
 		}
 	}
 }
+
+// TestInviteRepeated: the dispatcher, having answered 100 itself, repeats
+// an INVITE its backend has not answered (RFC 3261 Timer A), so a lost
+// INVITE costs a moment, not a failover and a backend marked down.
+func TestInviteRepeated(t *testing.T) {
+	t.Parallel()
+	bs := threeBackends(t)
+	disp, d := startDispatcher(t, Config{Algorithm: HashCallID, ProbeInterval: time.Hour, TxTimeout: 20 * time.Second}, bs...)
+	id := "lost-once"
+	rank := ranking(disp, id)
+	bs[rank[0]].loseInvites.Store(2)
+	p := newPhone(t)
+	c := &call{id: id}
+	p.send(d, p.request(d, c, sip.INVITE, "inv"))
+	if res := p.final(id, sip.INVITE); res.StatusCode != 200 {
+		t.Fatalf("INVITE: %d", res.StatusCode)
+	}
+	if got := inviteOrder(bs, id); !slices.Equal(got, rank[:1]) {
+		t.Errorf("INVITE reached backends %v, want only %d", got, rank[0])
+	}
+	if st := disp.Status().Backends[rank[0]]; !st.Up || st.Sent != 1 {
+		t.Errorf("backend after two lost INVITEs: %+v, want up, one call counted", st)
+	}
+}

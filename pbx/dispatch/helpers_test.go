@@ -26,6 +26,9 @@ type fakeBackend struct {
 	silent      atomic.Bool
 	dropInvites atomic.Bool
 	ringOnly    atomic.Bool
+	// loseInvites is how many of the next INVITEs it gets are lost on
+	// the way (not recorded, not answered).
+	loseInvites atomic.Int32
 	// finalStatus, when set, is its final answer to an INVITE instead of
 	// 200 (after 180 when ringOnly).
 	finalStatus atomic.Int32
@@ -83,6 +86,9 @@ func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *f
 }
 
 func (b *fakeBackend) serve(req *sip.Request) {
+	if req.IsInvite() && b.loseInvites.Add(-1) >= 0 {
+		return
+	}
 	if req.Method != sip.OPTIONS {
 		b.mu.Lock()
 		b.got = append(b.got, req)

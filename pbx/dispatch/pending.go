@@ -38,7 +38,9 @@ type entry struct {
 	local    *sip.Response // the final answer the dispatcher gave itself
 }
 
-// retry is what sending an initial INVITE on to the next backend takes.
+// retry is what sending an initial INVITE on to the next backend takes,
+// and repeating it to the backend tried now: the phone, answered 100 by
+// the dispatcher, no longer repeats it itself.
 type retry struct {
 	// raw is the request as it arrived, Max-Forwards lowered, without the
 	// dispatcher's Via and Record-Route: bytes rather than a parsed copy,
@@ -48,7 +50,18 @@ type retry struct {
 	key   string
 	tried []int
 	max   int // backends to try at most
+	// lastTx is when it last went to the backend tried now, rto how long
+	// to wait for an answer before sending it again (RFC 3261 Timer A).
+	lastTx time.Time
+	rto    time.Duration
 }
+
+// Timer A of RFC 3261 §17.1.1.2: the first repetition after T1, doubling,
+// here at most T2 apart.
+const (
+	timerT1 = 500 * time.Millisecond
+	timerT2 = 4 * time.Second
+)
 
 // How long INVITE entries stay: after the final response, for the ACK of
 // an error (sent at once, and again for each retransmitted error, which a
@@ -96,6 +109,7 @@ func (p *pending) add(branch string, backend int, method string, now time.Time, 
 	e := &entry{backend: backend, method: method, sent: now, retry: rt}
 	if rt != nil {
 		e.raw = rt.raw
+		rt.lastTx, rt.rto = now, timerT1
 	}
 	p.m[branch] = e
 	return true
@@ -261,6 +275,7 @@ func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	e.backend = b
 	e.sent = now
 	e.answered = false
+	rt.lastTx, rt.rto = now, timerT1
 	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock}, true
 }
 
@@ -281,6 +296,7 @@ type gaveUp struct {
 type sweepResult struct {
 	timedOut []timedOut
 	moved    []next   // INVITEs sent on to another backend
+	repeat   []next   // INVITEs to send again to the same backend
 	gaveUp   []gaveUp // INVITEs no backend took
 }
 
@@ -313,6 +329,11 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			}
 			e.retry = nil
 			e.final = now
+			e.answered = true // it is over: not timed out again
+		case !e.answered && e.retry != nil && now.Sub(e.retry.lastTx) >= e.retry.rto:
+			rt := e.retry
+			rt.lastTx, rt.rto = now, min(2*rt.rto, timerT2)
+			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock})
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,
 			e.final.IsZero() && now.Sub(e.sent) > lingerProvisional:
 			delete(p.m, k)
@@ -324,7 +345,7 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 // sweepLoop marks down backends that leave requests unanswered, and sends
 // the initial INVITEs they left on to the next backend.
 func (d *Dispatcher) sweepLoop(ctx context.Context) {
-	every := max(d.cfg.TxTimeout/4, 10*time.Millisecond)
+	every := max(min(d.cfg.TxTimeout/4, timerT1/2), 10*time.Millisecond)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
