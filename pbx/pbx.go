@@ -57,6 +57,9 @@ type Options struct {
 	// Resolver finds the trunks' SIP servers (RFC 3263). Nil: one asking
 	// the DNS servers of node.network.dns, else of /etc/resolv.conf.
 	Resolver *resolve.Resolver
+	// Site forwards calls to and from the other boxes of a site cluster
+	// (b2bua.Site); nil: no site.
+	Site b2bua.Site
 }
 
 // Listener is one SIP socket the PBX serves.
@@ -255,6 +258,7 @@ func New(o Options) (*PBX, error) {
 		Calls:       callStore(o.Store),
 		Dialplan:    p.plan.Load,
 		Trunks:      p.trunks,
+		Site:        o.Site,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/hw/watchdog"
 	"github.com/twinpbx/twinpbx/pbx"
+	"github.com/twinpbx/twinpbx/pbx/b2bua"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
 
@@ -96,11 +97,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	var pst pbx.Store = st
+	var siteCalls b2bua.Site
 	if sitePart != nil {
 		defer sitePart.Close()
 		pst = siteStore{st, sitePart}
+		siteCalls = sitePart
 	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: pst, AuthKey: key, Logger: o.Logger})
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: pst, AuthKey: key, Logger: o.Logger, Site: siteCalls})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func startSite(ctx context.Context, o Options, cfg *config.Config) (*site.Site, 
 		Config: cfg.Site.Effective(cfg.Node.Name),
 		Dir:    filepath.Join(o.DataDir, siteDir),
 		Logger: o.Logger.With("component", "site"),
+		SIP:    site.SIPAddress(cfg.SIP.Listen, cfg.Site.Bind),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("joining the site: %w", err)
