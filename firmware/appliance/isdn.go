@@ -299,31 +299,39 @@ func (s *isdnSpans) watchPSTN(log *slog.Logger, p *config.PSTN, pair pstnPair) {
 
 // layer1Fault reports the watched spans whose layer 1 has been down for
 // grace at now, on a box active since active (zero: not active, nothing
-// counts).
+// counts). A span down for less than its grace is no verdict yet
+// (cluster.ErrNoVerdict), not a pass: a box that has just taken over must
+// not forget that its line failed before.
 func (s *isdnSpans) layer1Fault(now, active time.Time, grace time.Duration) error {
 	if active.IsZero() {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var down []string
+	var down, pending []string
 	for i, l := range s.lines {
 		if !l.watched || l.downSince.IsZero() {
 			continue
 		}
+		st := s.spans[i]
+		why := cmp.Or(st.Alarms, "not activated")
+		if st.Error != "" {
+			why = st.Error
+		}
+		text := fmt.Sprintf("span %s: layer 1 down (%s) for %v", st.Name, why, now.Sub(l.downSince).Round(time.Second))
 		if now.Sub(latest(l.downSince, active, l.restarted)) >= grace {
-			st := s.spans[i]
-			why := cmp.Or(st.Alarms, "not activated")
-			if st.Error != "" {
-				why = st.Error
-			}
-			down = append(down, fmt.Sprintf("span %s: layer 1 down (%s) for %v", st.Name, why, now.Sub(l.downSince).Round(time.Second)))
+			down = append(down, text)
+		} else {
+			pending = append(pending, text)
 		}
 	}
-	if len(down) == 0 {
-		return nil
+	switch {
+	case len(down) > 0:
+		return errors.New(strings.Join(down, "; "))
+	case len(pending) > 0:
+		return fmt.Errorf("%w: %s, within the %v grace", cluster.ErrNoVerdict, strings.Join(pending, "; "), grace)
 	}
-	return errors.New(strings.Join(down, "; "))
+	return nil
 }
 
 func latest(ts ...time.Time) time.Time {

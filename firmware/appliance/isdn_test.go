@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/hw/isdn/card"
 )
@@ -46,24 +47,25 @@ func TestLayer1Fault(t *testing.T) {
 		events func(s *isdnSpans)
 		at     time.Duration // when checked, since t0
 		want   string        // substring of the failure; empty: none
+		wait   bool          // no verdict yet (cluster.ErrNoVerdict)
 	}{
 		{name: "not active: never counts", active: -1, at: time.Hour},
 		{name: "line up", active: 0, events: func(s *isdnSpans) { s.setUpAt(0, true, t0.Add(time.Second)) }, at: time.Hour},
-		{name: "never activated, within the grace of the takeover", active: 0, at: 9 * time.Second},
+		{name: "never activated, within the grace of the takeover", active: 0, at: 9 * time.Second, wait: true},
 		{name: "never activated, past the grace", active: 0, at: 10 * time.Second, want: "span bri0: layer 1 down (not activated) for 10s"},
-		{name: "down long before the takeover: grace from the takeover", active: 30 * time.Minute, at: 30*time.Minute + 5*time.Second},
+		{name: "down long before the takeover: grace from the takeover", active: 30 * time.Minute, at: 30*time.Minute + 5*time.Second, wait: true},
 		{name: "down long before the takeover, past the grace", active: 30 * time.Minute, at: 30*time.Minute + 11*time.Second, want: "layer 1 down"},
 		{name: "LOS while active: grace from the loss", active: 0, events: func(s *isdnSpans) {
 			s.setUpAt(0, true, t0.Add(time.Second))
 			s.setLayer1At(0, los, t0.Add(time.Hour))
-		}, at: time.Hour + 9*time.Second},
+		}, at: time.Hour + 9*time.Second, wait: true},
 		{name: "LOS while active, past the grace", active: 0, events: func(s *isdnSpans) {
 			s.setUpAt(0, true, t0.Add(time.Second))
 			s.setLayer1At(0, los, t0.Add(time.Hour))
 		}, at: time.Hour + 10*time.Second, want: "layer 1 down (LOS) for 10s"},
 		{name: "restart in place gives the grace again", active: 0, events: func(s *isdnSpans) {
 			s.reactivate(t0.Add(time.Minute))
-		}, at: time.Minute + 5*time.Second},
+		}, at: time.Minute + 5*time.Second, wait: true},
 		{name: "restart in place, still down past the grace", active: 0, events: func(s *isdnSpans) {
 			s.reactivate(t0.Add(time.Minute))
 		}, at: time.Minute + 10*time.Second, want: "for 1m10s"},
@@ -90,6 +92,12 @@ func TestLayer1Fault(t *testing.T) {
 				active = t0.Add(tc.active)
 			}
 			err := s.layer1Fault(t0.Add(tc.at), active, grace)
+			if got := errors.Is(err, cluster.ErrNoVerdict); got != tc.wait {
+				t.Fatalf("no verdict = %v (%v), want %v", got, err, tc.wait)
+			}
+			if tc.wait {
+				return
+			}
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("failure %v, want none", err)
@@ -132,8 +140,8 @@ func TestPSTNMonitor(t *testing.T) {
 		t.Fatal("the span that is up was restarted")
 	default:
 	}
-	if err := m.Check(context.Background()); err != nil {
-		t.Fatalf("check right after the restart: %v, want the grace again", err)
+	if err := m.Check(context.Background()); !errors.Is(err, cluster.ErrNoVerdict) {
+		t.Fatalf("check right after the restart: %v, want no verdict within the grace", err)
 	}
 }
 

@@ -13,6 +13,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -241,6 +242,12 @@ type TermStore interface {
 	Term() uint64
 	SetTerm(uint64) error
 }
+
+// ErrNoVerdict, wrapped in a check's error, says the check cannot tell
+// yet: the PSTN line just after the relay switched to this box, still
+// within its grace. It is neither a failure (nothing is counted or
+// restarted) nor a pass (nothing is cleared).
+var ErrNoVerdict = errors.New("no verdict yet")
 
 // Monitor is one resource check: NIC carrier of the LAN interface, store
 // writable, VIP present, PBX answers, PSTN layer 1.

