@@ -340,6 +340,29 @@ func TestTLSCallSRTP(t *testing.T) {
 		t.Fatalf("BYE: %v", err)
 	}
 	waitfor.Cond(t, 20*time.Second, "the call to end", func() bool { return len(box.p.Status().Calls) == 0 })
+
+	// A callee that answers the SRTP offer with plain RTP: the relay
+	// cannot translate, the caller gets 488.
+	callee.answer = func(offer []byte) []byte {
+		return bytes.Replace(srtpOffer(calleeMedia.LocalAddr().(*net.UDPAddr).Port, calleeKey), []byte("RTP/SAVP"), []byte("RTP/AVP"), 1)
+	}
+	inv = sip.NewRequest(sip.INVITE, caller.uri("101"))
+	inv.SetTransport("TLS")
+	from = &sip.FromHeader{Address: caller.uri("100"), Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	inv.AppendHeader(from)
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	inv.SetBody(srtpOffer(callerMedia.LocalAddr().(*net.UDPAddr).Port, callerKey))
+	sess, err = caller.dua.WriteInvite(ctx, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: "100", Password: "secret-100-x"})
+	var rerr *sipgo.ErrDialogResponse
+	if !errors.As(err, &rerr) || rerr.Res.StatusCode != 488 {
+		t.Fatalf("SRTP offer answered with RTP: %v, want 488", err)
+	}
+	waitfor.Cond(t, 20*time.Second, "the refused call to end", func() bool { return len(box.p.Status().Calls) == 0 })
 }
 
 type tlsBinding struct{ source string }

@@ -88,6 +88,12 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 491, "Request Pending", b.log)
 		return
 	}
+	if c.srtpLocked() {
+		c.mu.Unlock()
+		b.log.Info("REFER refused: the call uses SRTP", "call", c.st.ID)
+		respond(tx, req, 488, "Not Acceptable Here", b.log)
+		return
+	}
 	c.transfer = &transfer{from: side}
 	c.st.State = StateTransferring
 	transferee := *c.legs[other(side)]

@@ -96,7 +96,8 @@ func TestParseSource(t *testing.T) {
 	}{
 		{in: "udp:203.0.113.7:40211", tp: "UDP", hp: "203.0.113.7:40211"},
 		{in: "TCP:[2001:db8::1]:5060", tp: "TCP", hp: "[2001:db8::1]:5060"},
-		{in: "tls:1.2.3.4:5061", wantErr: true},
+		{in: "tls:1.2.3.4:5061", tp: "TLS", hp: "1.2.3.4:5061"},
+		{in: "sctp:1.2.3.4:5061", wantErr: true},
 		{in: "udp:1.2.3.4", wantErr: true},
 		{in: "udp:1.2.3.4:0", wantErr: true},
 		{in: "udp::5060", wantErr: true},

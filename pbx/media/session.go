@@ -60,6 +60,8 @@ type legState struct {
 	sdpRTCP netip.AddrPort
 	mux     bool // RTCP travels on the RTP port
 	noMedia bool // c=0.0.0.0: send nothing to it
+	// profile: 0 unknown, profileRTP or profileSRTP, from its last SDP.
+	profile int8
 
 	rtp, rtcp latch
 
@@ -126,6 +128,14 @@ func (s *Session) Rewrite(from Leg, body []byte) ([]byte, error) {
 	ports := make([]int, len(streams))
 	if idx >= 0 {
 		ports[idx] = s.socks[to].port
+		// The relay forwards SRTP untouched and cannot translate: both
+		// legs must use the same kind of profile.
+		s.mu.Lock()
+		other := s.legs[to].profile
+		s.mu.Unlock()
+		if other != 0 && other != profileOf(streams[idx]) {
+			return nil, fmt.Errorf("media session %q: the SDP of leg %v: %w", s.id, from, sdp.ErrProfileMismatch)
+		}
 	}
 	out, remote, err := sdp.Rewrite(body, s.r.cfg.Addr, ports, s.r.cfg.Filter)
 	if err != nil {
@@ -172,6 +182,7 @@ func (s *Session) LateOffer(from Leg) ([]byte, error) {
 // learn records what leg l's SDP says about its audio stream.
 func (s *Session) learn(l Leg, st sdp.Stream) {
 	ls := &s.legs[l]
+	ls.profile = profileOf(st)
 	if st.Addr.IsValid() && st.Addr.IsUnspecified() {
 		ls.noMedia = true
 		ls.known = true
@@ -425,4 +436,17 @@ func (s *Session) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// Profiles of legState.profile.
+const (
+	profileRTP  int8 = 1
+	profileSRTP int8 = 2
+)
+
+func profileOf(st sdp.Stream) int8 {
+	if st.SRTP() {
+		return profileSRTP
+	}
+	return profileRTP
 }
