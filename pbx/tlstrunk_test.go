@@ -1,0 +1,137 @@
+package pbx
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
+	"github.com/twinpbx/twinpbx/pbx/pbxtest"
+	"github.com/twinpbx/twinpbx/pbx/trunk"
+)
+
+// providerCA makes a CA (written as PEM to a file) and a certificate it
+// signed for 127.0.0.1.
+func providerCA(t *testing.T) (caFile string, cert tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "provider CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ = x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "sip provider"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// tlsProvider is a SIP provider over TLS that accepts every REGISTER.
+func tlsProvider(t *testing.T, cert tls.Certificate) (addr string, registers *atomic.Int32) {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("provider"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registers = new(atomic.Int32)
+	srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+		registers.Add(1)
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		if c := req.Contact(); c != nil {
+			res.AppendHeader(sip.NewHeader("Contact", c.Value()+";expires=600"))
+		}
+		_ = tx.Respond(res)
+	})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.ServeTLS(ln) }()
+	t.Cleanup(func() { ln.Close(); ua.Close() })
+	return ln.Addr().String(), registers
+}
+
+// TestTLSTrunk: a provider over TLS is registered at when its certificate
+// chains to the trunk's tls_ca, refused when it does not, and taken
+// unchecked only with tls_insecure.
+func TestTLSTrunk(t *testing.T) {
+	caFile, cert := providerCA(t)
+	otherCA, _ := providerCA(t)
+	provider, registers := tlsProvider(t, cert)
+	for _, tc := range []struct {
+		name     string
+		ca       string
+		insecure bool
+		want     string
+	}{
+		{"trusted CA", caFile, false, trunk.StateRegistered},
+		{"other CA", otherCA, false, trunk.StateFailing},
+		{"insecure", "", true, trunk.StateRegistered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := registers.Load()
+			cfg := tlsConfig(freeTCPPort(t))
+			cfg.Trunks = []config.TrunkLine{{Name: "provider", Host: provider, Transport: "tls",
+				TLSCA: tc.ca, TLSInsecure: tc.insecure, User: "4930123", Password: "secret-pw", Register: true}}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			box := startTLSBox(t, cfg, pbxtest.NewStore(), bytes.Repeat([]byte{3}, 32))
+			var st trunk.Status
+			waitfor.Cond(t, 30*time.Second, "the trunk to settle as "+tc.want, func() bool {
+				st = box.p.Status().Trunks[0]
+				return st.State == tc.want
+			})
+			if tc.want == trunk.StateFailing {
+				if !strings.Contains(st.LastError, "certificate") {
+					t.Errorf("last error %q, want it to name the certificate", st.LastError)
+				}
+				if n := registers.Load(); n != before {
+					t.Errorf("the provider got %d REGISTERs over an unchecked connection", n-before)
+				}
+			}
+			if tc.want == trunk.StateRegistered && !strings.HasPrefix(st.Target, "tls:") {
+				t.Errorf("target %q, want tls", st.Target)
+			}
+		})
+	}
+}
