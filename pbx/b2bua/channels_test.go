@@ -105,28 +105,40 @@ func TestTrunkChannelsCounted(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode string // the trunk peer's answer
-		end  func(t *testing.T, alice, prov *phone, oc *outCall)
+		end  func(t *testing.T, e *env, alice, prov *phone, oc *outCall)
 	}{
-		{"caller hangs up", "answer", func(t *testing.T, alice, _ *phone, oc *outCall) {
+		{"caller hangs up", "answer", func(t *testing.T, e *env, alice, _ *phone, oc *outCall) {
 			oc.result()
 			alice.request(sip.BYE, nil)
 		}},
-		{"trunk hangs up", "answer", func(t *testing.T, alice, prov *phone, oc *outCall) {
+		{"trunk hangs up", "answer", func(t *testing.T, e *env, alice, prov *phone, oc *outCall) {
 			oc.result()
 			prov.request(sip.BYE, nil)
 			alice.wait(sip.BYE, 1)
 		}},
-		{"caller cancels", "ring", func(t *testing.T, _, _ *phone, oc *outCall) {
+		{"caller cancels", "ring", func(t *testing.T, e *env, _, _ *phone, oc *outCall) {
 			oc.waitProvisional(180)
 			oc.cancel()
 			oc.result()
 		}},
-		{"trunk refuses", "486", func(t *testing.T, _, _ *phone, oc *outCall) {
+		{"the PBX stops while it rings", "ring", func(t *testing.T, e *env, _, _ *phone, oc *outCall) {
+			oc.waitProvisional(180)
+			e.hangupAll()
+			if res := oc.result(); res.StatusCode != 503 {
+				t.Errorf("answered %d, want 503", res.StatusCode)
+			}
+		}},
+		{"the PBX stops during the call", "answer", func(t *testing.T, e *env, alice, _ *phone, oc *outCall) {
+			oc.result()
+			e.hangupAll()
+			alice.wait(sip.BYE, 1)
+		}},
+		{"trunk refuses", "486", func(t *testing.T, e *env, _, _ *phone, oc *outCall) {
 			if res := oc.result(); res.StatusCode != 486 {
 				t.Errorf("answered %d, want 486", res.StatusCode)
 			}
 		}},
-		{"trunk fails", "500", func(t *testing.T, _, _ *phone, oc *outCall) {
+		{"trunk fails", "500", func(t *testing.T, e *env, _, _ *phone, oc *outCall) {
 			if res := oc.result(); res.StatusCode != 500 {
 				t.Errorf("answered %d, want 500", res.StatusCode)
 			}
@@ -141,7 +153,7 @@ func TestTrunkChannelsCounted(t *testing.T) {
 			if tc.mode == "ring" || tc.mode == "answer" {
 				waitInUse(t, e, "prov", 1)
 			}
-			tc.end(t, alice, prov, oc)
+			tc.end(t, e, alice, prov, oc)
 			e.cdrs.wait(t, 1)
 			waitInUse(t, e, "prov", 0)
 		})
