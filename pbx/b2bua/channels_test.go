@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -331,4 +332,40 @@ func FuzzQ850Cause(f *testing.F) {
 			t.Fatalf("cause %d written as %q reads back as %d", n, reasonHeader(n).Value(), got)
 		}
 	})
+}
+
+// TestTrunkChannelsConcurrent: calls placed at once never take more
+// channels than the trunk has; the rest go to the next trunk, and every
+// channel comes back.
+func TestTrunkChannelsConcurrent(t *testing.T) {
+	const calls, limit = 8, 3
+	tmp := newEnv(t)
+	first := newPhone(t, tmp, "first", "answer")
+	second := newPhone(t, tmp, "second", "answer")
+	e := newEnv(t, withTrunks(t,
+		config.TrunkLine{Name: "first", Host: first.addr, Channels: limit},
+		config.TrunkLine{Name: "second", Host: second.addr}))
+	alice := newPhone(t, e, "100", "answer")
+	var ocs []*outCall
+	for i := range calls {
+		ocs = append(ocs, alice.dial("030123"+strconv.Itoa(i), nil))
+	}
+	for i, oc := range ocs {
+		if res := oc.result(); res.StatusCode != 200 {
+			t.Fatalf("call %d answered %d", i, res.StatusCode)
+		}
+	}
+	if n1, n2 := inUse(t, e, "first"), inUse(t, e, "second"); n1 != limit || n2 != calls-limit {
+		t.Errorf("channels in use %d/%d, want %d/%d", n1, n2, limit, calls-limit)
+	}
+	if n1, n2 := first.count(sip.INVITE), second.count(sip.INVITE); n1 != limit || n2 != calls-limit {
+		t.Errorf("INVITEs at the trunks %d/%d, want %d/%d", n1, n2, limit, calls-limit)
+	}
+	for _, oc := range ocs {
+		if res := alice.requestOn(&oc.d, sip.BYE, nil); res.StatusCode != 200 {
+			t.Errorf("BYE answered %d", res.StatusCode)
+		}
+	}
+	waitInUse(t, e, "first", 0)
+	waitInUse(t, e, "second", 0)
 }
