@@ -58,7 +58,7 @@ type bsResponse struct {
 // startPhone starts baresip for ext. With registrar ("host:port") it
 // registers there (digest auth with ext's secret); without, it takes calls
 // directly on its own port. Its microphone plays a tone of toneHz.
-func startPhone(t *testing.T, ext config.Extension, registrar string, toneHz float64) *phone {
+func startPhone(t *testing.T, ext config.Extension, registrar string, toneHz float64, opts ...phoneOpt) *phone {
 	t.Helper()
 	dir := t.TempDir()
 	ph := &phone{
@@ -96,6 +96,9 @@ snd_path %s
 	account := fmt.Sprintf("%q <sip:%s@127.0.0.1:%d>;regint=0;answermode=auto\n", ext.Name, ext.Number, ph.sipPort)
 	if registrar != "" {
 		account = fmt.Sprintf("%q <sip:%s@%s;transport=udp>;auth_pass=%s;regint=300;answermode=auto\n", ext.Name, ext.Number, registrar, ext.Secret)
+	}
+	for _, o := range opts {
+		o(&cfg, &account)
 	}
 	for name, body := range map[string]string{"config": cfg, "accounts": account, "contacts": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
@@ -135,6 +138,10 @@ snd_path %s
 	go ph.read()
 	return ph
 }
+
+// phoneOpt changes a phone's baresip config and account line before
+// they are written.
+type phoneOpt func(cfg, account *string)
 
 // read parses ctrl_tcp's messages into events and responses.
 func (ph *phone) read() {

@@ -359,9 +359,10 @@ func (p *PBX) contact(transport string) sip.Uri {
 	for _, l := range p.listeners {
 		if l.transport == tr {
 			u := sip.Uri{Scheme: "sip", User: "twinpbx", Host: p.host, Port: int(l.addr.Port())}
-			if tr == "tls" {
-				u.Scheme = "sips" // RFC 5630: TLS is said by sips:, not transport=tls
-			} else if tr != "udp" {
+			// TLS is said with transport=tls, which RFC 5630 deprecates
+			// in favour of sips:, because phones in the field (baresip 1.0
+			// among them) cannot route in-dialog requests to a sips: Contact.
+			if tr != "udp" {
 				u.UriParams = sip.NewParams()
 				u.UriParams.Add("transport", tr)
 			}
