@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,10 +34,12 @@ var twinSide = map[string]relay.Side{"a": relay.A, "b": relay.B}
 // machines' ttyS1 talk to (box a de-energises relay 0 for side A, box b
 // energises it for side B), and one PSTN line, the ISDN exchange
 // emulator, which the relay's position connects to one machine's ttyS2
-// (its ISDN card) at a time. The other machine's card gets LOS when the
-// relay leaves it and hears nothing until the relay comes back; what it
-// sends meanwhile is lost, as on a cut line. Each switch starts a new
-// exchange on the newly connected side, as a line that comes up anew.
+// (its ISDN card) at a time. A card gets layer 1 up when the relay
+// connects it and LOS when the relay leaves it; while it is left, what
+// either end sends is lost, as on a cut line. The exchange keeps what it
+// knows of each box (its TEI, its data link) across the switches, as an
+// exchange does of the terminals on its line: one emulator per side,
+// only the connected one hearing and heard.
 type TwinLine struct {
 	// Board is the relay board both machines drive.
 	Board *numatosim.Board
@@ -46,20 +50,21 @@ type TwinLine struct {
 	wg     sync.WaitGroup
 	lns    []net.Listener
 
-	mu      sync.Mutex
-	ends    map[relay.Side]*lineEnd
-	side    relay.Side
-	x       *pstn.Exchange
-	xStop   context.CancelFunc
-	changed chan struct{}
+	mu       sync.Mutex
+	selected map[string]relay.Side // the side each node last switched relay 0 to
+	ends     map[relay.Side]*lineEnd
+	side     relay.Side // where the line is connected
+	changed  chan struct{}
 }
 
 // lineEnd is one machine's ISDN card port as the host sees it: the card
-// protocol on its socket, and the inbox of the exchange that the relay
-// connects to it now (nil while the relay gives the line to the twin).
+// protocol on its socket and that side's exchange, which hears and is
+// heard only while attached (TwinLine.mu).
 type lineEnd struct {
-	ser   *card.Serial
-	inbox chan card.Record
+	ser      *card.Serial
+	x        *pstn.Exchange
+	inbox    chan card.Record
+	attached bool
 }
 
 // NewTwinLine listens on the machines' serial sockets in dir (see
@@ -71,7 +76,7 @@ func NewTwinLine(dir string, log *slog.Logger) (*TwinLine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &TwinLine{Board: &numatosim.Board{}, dir: dir, log: log, cancel: cancel,
-		ends: map[relay.Side]*lineEnd{}, side: relay.A, changed: make(chan struct{})}
+		ends: map[relay.Side]*lineEnd{}, selected: map[string]relay.Side{}, side: relay.A, changed: make(chan struct{})}
 	for _, node := range TwinNodes {
 		rl, err := l.listen(twinSocket(dir, node, "relay"))
 		if err != nil {
@@ -121,7 +126,7 @@ func (l *TwinLine) serveRelay(ctx context.Context, ln net.Listener, node string)
 			return
 		}
 		stop := context.AfterFunc(ctx, func() { c.Close() })
-		if err := l.Board.Serve(ctx, c); err != nil && ctx.Err() == nil {
+		if err := l.Board.Serve(ctx, &commandTap{Conn: c, line: l, node: node}); err != nil && ctx.Err() == nil {
 			l.log.Warn("relay board: serial line of "+node, "err", err)
 		}
 		stop()
@@ -129,54 +134,104 @@ func (l *TwinLine) serveRelay(ctx context.Context, ln net.Listener, node string)
 	}
 }
 
-// serveCard takes the machine's ISDN card port and passes what it sends
-// to the exchange while the relay connects this side, and drops it
-// otherwise.
+// commandTap notes the relay commands a machine sends to the board, so
+// that a test can tell which box switched the relay (side A is also
+// where it rests untouched).
+type commandTap struct {
+	net.Conn
+	line    *TwinLine
+	node    string
+	pending []byte
+}
+
+func (c *commandTap) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.pending = append(c.pending, p[:n]...)
+	for {
+		i := bytes.IndexByte(c.pending, '\r')
+		if i < 0 {
+			break
+		}
+		cmd := strings.TrimSpace(string(c.pending[:i]))
+		c.pending = c.pending[i+1:]
+		var side relay.Side
+		switch cmd {
+		case fmt.Sprintf("relay off %d", TwinRelay):
+			side = relay.A
+		case fmt.Sprintf("relay on %d", TwinRelay):
+			side = relay.B
+		default:
+			continue
+		}
+		c.line.mu.Lock()
+		c.line.selected[c.node] = side
+		c.line.mu.Unlock()
+		c.line.log.Info("relay board: "+cmd, "from", c.node)
+	}
+	if len(c.pending) > 256 {
+		c.pending = c.pending[len(c.pending)-256:]
+	}
+	return n, err
+}
+
+// Selected is the side node last switched the relay to, and whether it
+// has switched it at all.
+func (l *TwinLine) Selected(node string) (relay.Side, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.selected[node]
+	return s, ok
+}
+
+// serveCard takes the machine's ISDN card port and runs that side's
+// exchange on it, which hears the machine only while the relay connects
+// this side.
 func (l *TwinLine) serveCard(ctx context.Context, ln net.Listener, side relay.Side) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		end := &lineEnd{ser: card.NewSerial(c, l.log)}
-		stop := context.AfterFunc(ctx, func() { end.ser.Close() })
+		end := &lineEnd{ser: card.NewSerial(c, l.log), inbox: make(chan card.Record, card.PipeDepth)}
+		x, err := pstn.New(sideCard{l: l, end: end}, pstn.Config{Type: isdn.BRIPointToMultipoint, Log: l.log})
+		if err != nil {
+			l.log.Error("twin line: starting the exchange", "side", side.String(), "err", err)
+			c.Close()
+			continue
+		}
+		end.x = x
+		cctx, stopX := context.WithCancel(ctx)
+		go func() {
+			if err := x.Run(cctx); err != nil && cctx.Err() == nil {
+				l.log.Warn("twin line: exchange stopped", "side", side.String(), "err", err)
+			}
+		}()
 		l.mu.Lock()
 		l.ends[side] = end
 		l.mu.Unlock()
-		l.kick()
 		for {
-			r, err := end.ser.Receive(ctx)
+			r, err := end.ser.Receive(cctx)
 			if err != nil {
 				break
 			}
 			l.mu.Lock()
-			inbox := end.inbox
+			attached := end.attached
 			l.mu.Unlock()
-			if inbox != nil {
+			if attached {
 				select {
-				case inbox <- r:
+				case end.inbox <- r:
 				default: // the exchange is behind: lost, as on a noisy line
 				}
 			}
 		}
-		stop()
+		stopX()
 		end.ser.Close()
 		l.mu.Lock()
 		if l.ends[side] == end {
 			delete(l.ends, side)
-			if l.side == side {
-				l.stopExchange()
-			}
 		}
 		l.mu.Unlock()
 	}
-}
-
-func (l *TwinLine) kick() {
-	l.mu.Lock()
-	close(l.changed)
-	l.changed = make(chan struct{})
-	l.mu.Unlock()
 }
 
 // follow moves the line to the side the relay selects, polling the board
@@ -185,88 +240,59 @@ func (l *TwinLine) follow(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		side := relay.A
-		if l.Board.Relay(TwinRelay) {
-			side = relay.B
-		}
+		side := l.Side()
 		l.mu.Lock()
-		if side != l.side || (l.x == nil && l.ends[side] != nil) {
-			l.switchTo(ctx, side)
+		if side != l.side {
+			l.log.Info("relay switched: the PSTN line goes to side "+side.String(), "side", side.String())
+			if old := l.ends[l.side]; old != nil && old.attached {
+				_ = old.ser.Send(card.Record{Kind: card.Layer1, L1: card.L1{Alarms: card.LOS}})
+				old.attached = false
+			}
+			l.side = side
+		}
+		if end := l.ends[side]; end != nil && !end.attached {
+			end.attached = true
+			_ = end.ser.Send(card.Record{Kind: card.Layer1, L1: card.L1{Up: true}})
+			close(l.changed)
+			l.changed = make(chan struct{})
 		}
 		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			l.mu.Lock()
-			l.stopExchange()
-			l.mu.Unlock()
 			return
 		case <-t.C:
 		}
 	}
 }
 
-// switchTo gives the line to side; l.mu is held.
-func (l *TwinLine) switchTo(ctx context.Context, side relay.Side) {
-	if old := l.ends[l.side]; old != nil && l.side != side {
-		_ = old.ser.Send(card.Record{Kind: card.Layer1, L1: card.L1{Alarms: card.LOS}})
-	}
-	l.stopExchange()
-	if l.side != side {
-		l.log.Info("relay switched: the PSTN line goes to side "+side.String(), "side", side.String())
-	}
-	l.side = side
-	end := l.ends[side]
-	if end == nil {
-		return // that machine has not connected its card (yet)
-	}
-	end.inbox = make(chan card.Record, card.PipeDepth)
-	x, err := pstn.New(sideCard{end: end, inbox: end.inbox}, pstn.Config{Type: isdn.BRIPointToMultipoint, Log: l.log})
-	if err != nil {
-		l.log.Error("twin line: starting the exchange", "err", err)
-		return
-	}
-	xctx, stop := context.WithCancel(ctx)
-	l.x, l.xStop = x, stop
-	go func() {
-		if err := x.Run(xctx); err != nil && xctx.Err() == nil {
-			l.log.Warn("twin line: exchange stopped", "side", side.String(), "err", err)
-		}
-	}()
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
-// stopExchange ends the running exchange; l.mu is held.
-func (l *TwinLine) stopExchange() {
-	if l.x == nil {
-		return
-	}
-	l.xStop()
-	if end := l.ends[l.side]; end != nil {
-		end.inbox = nil
-	}
-	l.x, l.xStop = nil, nil
-}
-
-// sideCard is the card an exchange sees while the relay connects one
-// side: records from that machine's inbox, records sent to its port.
-// Closing it leaves the port open for the next switch.
+// sideCard is the card a side's exchange sees: records from its
+// machine while attached, records to it while attached (lost
+// otherwise). Closing it leaves the port open.
 type sideCard struct {
-	end   *lineEnd
-	inbox chan card.Record
+	l   *TwinLine
+	end *lineEnd
 }
 
 func (c sideCard) Receive(ctx context.Context) (card.Record, error) {
 	select {
-	case r := <-c.inbox:
+	case r := <-c.end.inbox:
 		return r, nil
 	case <-ctx.Done():
 		return card.Record{}, ctx.Err()
 	}
 }
 
-func (c sideCard) Send(r card.Record) error { return c.end.ser.Send(r) }
-func (c sideCard) Close() error             { return nil }
+func (c sideCard) Send(r card.Record) error {
+	c.l.mu.Lock()
+	attached := c.end.attached
+	c.l.mu.Unlock()
+	if !attached {
+		return nil
+	}
+	return c.end.ser.Send(r)
+}
+
+func (c sideCard) Close() error { return nil }
 
 // Side is where the relay board has the line now, as the host reads
 // the board.
@@ -280,15 +306,17 @@ func (l *TwinLine) Side() relay.Side {
 // NodeSide is node's side of the relay.
 func NodeSide(node string) relay.Side { return twinSide[node] }
 
-// Exchange waits until the line runs an exchange on side (the relay
-// selects it and its machine's card is connected) and returns it.
+// Exchange waits until the relay connects the line to side and that
+// side's machine has its card connected, and returns that side's
+// exchange.
 func (l *TwinLine) Exchange(ctx context.Context, side relay.Side) (*pstn.Exchange, error) {
 	for {
 		l.mu.Lock()
-		x, at, ch := l.x, l.side, l.changed
+		end, ch := l.ends[side], l.changed
+		ok := end != nil && end.attached && l.side == side
 		l.mu.Unlock()
-		if x != nil && at == side {
-			return x, nil
+		if ok {
+			return end.x, nil
 		}
 		select {
 		case <-ctx.Done():

@@ -2,12 +2,18 @@
 // machines (make qemu-twin), as root: the crossover cable between them is
 // a QEMU dgram link, the office LAN a bridge in a network namespace of
 // its own that also holds the gateway's address and two phone addresses.
-// Both consoles are shown here, each line marked with its box; Ctrl-C
-// stops the machines and removes the namespace. Kill one machine (its
-// pid is printed) to see the other take over.
+// Both machines' serial ports are on a vmtest.TwinLine: one simulated
+// Numato relay board (ttyS1) and the PSTN line, the ISDN exchange
+// emulator, which the relay connects to one machine's card (ttyS2);
+// calls from the line ring extension 101, one each time a line "c" is
+// typed here. Both consoles are shown here, each line marked with its
+// box, the relay board's and the line's lines with "line"; Ctrl-C stops
+// the machines and removes the namespace. Kill one machine (its pid is
+// printed) to see the other take over, and the relay follow.
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,6 +29,7 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/hw/isdn/exchange"
 	"github.com/twinpbx/twinpbx/image/vmtest"
 )
 
@@ -78,6 +86,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
+	line, err := vmtest.NewTwinLine(dir, slog.New(slog.NewTextHandler(prefixed{stdout, "line│ "}, nil)))
+	if err != nil {
+		return err
+	}
+	defer line.Close()
 	var vms []*vmtest.Machine
 	defer func() {
 		for _, m := range vms {
@@ -89,11 +102,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		cfg.Trunks = append(cfg.Trunks, vmtest.TwinISDNTrunk(exts[len(exts)-1].Number))
 		disk, err := vmtest.TwinDisk(ctx, dir, cfg)
 		if err != nil {
 			return err
 		}
 		c := vmtest.TwinMachine(*img, initrd, node, disk)
+		c.Extra = append(c.Extra, line.Serial(node)...)
 		c.Accel, c.MemoryMB = *accel, *mem
 		m, err := tn.Start(c)
 		if err != nil {
@@ -109,8 +124,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "phones run in the namespace (ip netns exec %s baresip, sipp, …) from %s or %s and register to sip:100@%s with a password above\nCtrl-C ends both machines.\n\n",
 		tn.NS, vmtest.TwinPhones[0], vmtest.TwinPhones[1], vmtest.TwinVIP.Addr())
+	fmt.Fprintf(stdout, "the PSTN line's calls ring extension %s: type c and Enter to place one (through the box the relay selects)\n\n", exts[len(exts)-1].Number)
+	go calls(ctx, os.Stdin, stdout, line)
 
 	return show(ctx, stdout, vms)
+}
+
+// calls places a call from the PSTN line for each line "c" read from in:
+// through the box the relay selects, answered or not, hung up after 10 s
+// of talk.
+func calls(ctx context.Context, in io.Reader, out io.Writer, line *vmtest.TwinLine) {
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "c" {
+			continue
+		}
+		go func() {
+			if err := lineCall(ctx, out, line); err != nil {
+				fmt.Fprintln(out, "line│ call failed:", err)
+			}
+		}()
+	}
+}
+
+func lineCall(ctx context.Context, out io.Writer, line *vmtest.TwinLine) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	side := line.Side()
+	x, err := line.Exchange(ctx, side)
+	if err != nil {
+		return err
+	}
+	if err := x.WaitReady(ctx); err != nil {
+		return fmt.Errorf("no ISDN data link on side %v: %w", side, err)
+	}
+	fmt.Fprintf(out, "line│ calling the box on side %v from 030123456\n", side)
+	call, err := x.Dial(ctx, exchange.DialParams{Calling: "030123456", Called: "4930555"})
+	if err != nil {
+		return err
+	}
+	if err := call.Wait(ctx, exchange.Connected); err != nil {
+		return fmt.Errorf("%w (status %v, cause %d)", err, call.Status(), call.Cause())
+	}
+	fmt.Fprintln(out, "line│ answered; hanging up in 10 s")
+	select {
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	return call.Hangup(context.Background(), 16)
+}
+
+// prefixed writes each write (one log line) to w with a prefix.
+type prefixed struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixed) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // show copies the machines' consoles to w, each line marked with its
