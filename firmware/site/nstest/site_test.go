@@ -43,7 +43,8 @@ type site struct {
 	phones []testbed.Node
 }
 
-func newSite(t *testing.T) *site {
+// newSite starts the three boxes, each config changed by edit when given.
+func newSite(t *testing.T, edit ...func(*config.Config)) *site {
 	t.Helper()
 	if os.Getenv("TWINPBX_E2E") == "off" {
 		t.Skip("SKIPPING the site cluster's end-to-end test: TWINPBX_E2E=off")
@@ -62,7 +63,11 @@ func newSite(t *testing.T) *site {
 	for i := range s.nodes {
 		dir := t.TempDir()
 		s.dirs = append(s.dirs, dir)
-		text, err := config.Marshal(s.config(i))
+		c := s.config(i)
+		for _, e := range edit {
+			e(c)
+		}
+		text, err := config.Marshal(c)
 		if err != nil {
 			t.Fatal(err)
 		}
