@@ -456,3 +456,46 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestTLSTwinSameCertificate: both boxes of a twin pair derive the same
+// certificate from the shared secret, though each names itself first.
+func TestTLSTwinSameCertificate(t *testing.T) {
+	box := func(name, peer, local, remote string) *config.Config {
+		return &config.Config{
+			Node: config.Node{Name: name},
+			SIP:  config.SIP{Listen: []string{"tls:0.0.0.0:5061", "udp:0.0.0.0:5060"}, Advertise: "192.168.1.10", RTPPorts: "20000-20999"},
+			Cluster: &config.Cluster{Peer: peer, VIP: "192.168.1.10/24",
+				LAN:       config.Path{Local: local, Peer: remote},
+				Crossover: config.Path{Local: "10.0.0.1", Peer: "10.0.0.2"}},
+		}
+	}
+	seed := bytes.Repeat([]byte{1}, 32)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := newTLS(box("pbx-a", "pbx-b", "192.168.1.11", "192.168.1.12"), seed, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newTLS(box("pbx-b", "pbx-a", "192.168.1.12", "192.168.1.11"), seed, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.id.Fingerprint != b.id.Fingerprint {
+		t.Fatalf("the twins present different certificates: %s and %s", a.id.Fingerprint, b.id.Fingerprint)
+	}
+	leaf := a.id.Cert.Leaf
+	for _, h := range []string{"192.168.1.10", "192.168.1.11", "192.168.1.12", "pbx-a", "pbx-b"} {
+		if err := leaf.VerifyHostname(h); err != nil {
+			t.Errorf("SAN: %v", err)
+		}
+	}
+	if err := leaf.VerifyHostname("0.0.0.0"); err == nil {
+		t.Error("the wildcard listen address is in the certificate")
+	}
+	other, err := newTLS(box("pbx-a", "pbx-b", "192.168.1.11", "192.168.1.12"), bytes.Repeat([]byte{2}, 32), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.id.Fingerprint == a.id.Fingerprint {
+		t.Error("another pairing secret gave the same certificate")
+	}
+}

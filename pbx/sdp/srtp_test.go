@@ -43,3 +43,33 @@ func TestRewriteKeepsCrypto(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRewriteKeepsSRTP: whatever Rewrite accepts keeps the first audio
+// stream's profile and every a=crypto line.
+func FuzzRewriteKeepsSRTP(f *testing.F) {
+	f.Add(fixture(f, "srtp.sdp"))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 1 RTP/AVP 0\r\na=crypto:1 x inline:y\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, _, err := Rewrite(body, netip.MustParseAddr("203.0.113.5"), []int{30000, 30002, 30004}, nil)
+		if err != nil {
+			return
+		}
+		if HasSRTP(out) != HasSRTP(body) {
+			t.Fatalf("profile changed:\n%q\n%q", body, out)
+		}
+		if a, b := strings.Count(string(body), "a=crypto:"), strings.Count(string(out), "a=crypto:"); b < a && HasSRTP(body) {
+			t.Fatalf("%d crypto lines became %d", a, b)
+		}
+	})
+}
+
+func TestSRTPFixture(t *testing.T) {
+	body := fixture(t, "srtp.sdp")
+	out, _, err := Rewrite(body, netip.MustParseAddr("203.0.113.5"), []int{30000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !HasSRTP(out) || strings.Count(string(out), "a=crypto:") != 2 {
+		t.Fatalf("rewritten:\n%s", out)
+	}
+}
