@@ -725,9 +725,16 @@ func (t *tick) handover(to Role, reason string) bool {
 // stays where it is until the twin selects its own side.
 func (t *tick) stop(to Role, reason string) {
 	t.s.LeaseExpiry = time.Time{}
-	// A shared resource stuck down here stays the twin's to know about
-	// for its hold-down: this box found it down.
-	for name := range t.s.Stuck {
+	// A shared resource stuck or failing here when this box leaves, for
+	// whatever reason, stays the twin's to know about for its hold-down:
+	// this box found it down.
+	found := slices.Collect(maps.Keys(t.s.Stuck))
+	for name := range t.s.Failing {
+		if t.d.monitors[name].HoldDown > 0 {
+			found = append(found, name)
+		}
+	}
+	for _, name := range found {
 		if t.s.LeftFor == nil {
 			t.s.LeftFor = map[string]time.Time{}
 		}

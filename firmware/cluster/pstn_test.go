@@ -98,6 +98,11 @@ func pstnRows() []struct {
 			Fails: map[string][]time.Time{"pstn": {t0.Add(-3 * time.Second), t0.Add(-2 * time.Second), t0.Add(-time.Second), t0}}}, steps: []step{
 			{w: world{peer: standby(), mon: line(pending)}, role: Active},
 		}},
+		{name: "PSTN failing, not yet past the count, when the active leaves for another reason: it tells the twin", start: active1, steps: []step{
+			{w: world{peer: standby(), mon: line(down)}, role: Active, acts: stayActs, shared: -1},
+			{at: 10 * time.Second, w: world{peer: standby(), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1, healthy: -1},
+			{at: 11 * time.Second, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: 1},
+		}},
 		{name: "PSTN stuck on both, then the active hands over for its LAN: it tells the twin", start: state{Role: Active, Term: 2, Stuck: map[string]bool{"pstn": true}}, steps: []step{
 			{w: world{peer: beat(Standby, 1, 2), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1},
 		}},
