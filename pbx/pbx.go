@@ -337,7 +337,7 @@ func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	newTrunks, _ := c.TrunksAndRoutes()
 	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
 		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise ||
-		!reflect.DeepEqual(oldTrunks, newTrunks)
+		!reflect.DeepEqual(oldTrunks, newTrunks) || tlsChanged(old, c)
 }
 
 // Reload makes the PBX current with its store before it starts serving on

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +104,15 @@ func certNames(cfg *config.Config) []string {
 		}
 	}
 	return names
+}
+
+// tlsChanged reports whether the listeners' certificate of new differs
+// from old's: other files, or other names in a derived one.
+func tlsChanged(old, new *config.Config) bool {
+	if !new.HasTLS() && !tlsTrunks(new) {
+		return false
+	}
+	return !reflect.DeepEqual(old.SIP.TLS, new.SIP.TLS) || !slices.Equal(certNames(old), certNames(new))
 }
 
 // hostOnly strips a port or a prefix length from an address as the

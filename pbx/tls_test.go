@@ -499,3 +499,24 @@ func TestTLSTwinSameCertificate(t *testing.T) {
 		t.Error("another pairing secret gave the same certificate")
 	}
 }
+
+func TestTLSChangeNeedsRestart(t *testing.T) {
+	cfg := tlsConfig(freeTCPPort(t))
+	box := startTLSBox(t, cfg, pbxtest.NewStore(), bytes.Repeat([]byte{4}, 32))
+	same := *cfg
+	same.Extensions = append([]config.Extension(nil), cfg.Extensions[:1]...)
+	if box.p.SetConfig(&same) {
+		t.Error("removing an extension asked for a restart")
+	}
+	files := same
+	files.SIP.TLS = &config.SIPTLS{Cert: "/c.pem", Key: "/k.pem"}
+	if !box.p.SetConfig(&files) {
+		t.Error("new certificate files did not ask for a restart")
+	}
+	box.p.SetConfig(&same)
+	renamed := same
+	renamed.Node.Name = "u"
+	if !box.p.SetConfig(&renamed) {
+		t.Error("a new name in the derived certificate did not ask for a restart")
+	}
+}
