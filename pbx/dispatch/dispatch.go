@@ -142,10 +142,14 @@ type Dispatcher struct {
 	dnsMu   sync.Mutex
 	dnsFail []dnsFailure
 	sel     *selector
-	health  *health
-	pend    *pending
-	probes  *probes
-	sent    []atomic.Uint64 // new requests sent to backend i
+	// usableFn and pickFn are d.usable and d.pickNext, made once: a
+	// method value passed on allocates each time.
+	usableFn func(int) bool
+	pickFn   pickFunc
+	health   *health
+	pend     *pending
+	probes   *probes
+	sent     []atomic.Uint64 // new requests sent to backend i
 
 	mu    sync.Mutex
 	socks []*sock
@@ -259,6 +263,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		d.cfg.Resolver = res
 	}
 	d.roster.Store(r)
+	d.usableFn, d.pickFn = d.usable, d.pickNext
 	d.sent = make([]atomic.Uint64, capacity)
 	d.sel = newSelector(cfg.Algorithm, r.names, r.weights, capacity)
 	d.health = newHealth(cfg.Logger, capacity, d.name, cfg.DownAfter, cfg.UpAfter)

@@ -29,7 +29,7 @@ func (d *Dispatcher) pickNext(key string, ok func(int) bool) int {
 // down, and initial INVITEs go on to the next backend or get the
 // dispatcher's own answer.
 func (d *Dispatcher) sweep(now time.Time) {
-	r := d.pend.sweep(now, d.cfg.TxTimeout, d.pickNext)
+	r := d.pend.sweep(now, d.cfg.TxTimeout, d.pickFn)
 	for _, t := range r.timedOut {
 		d.health.timedOut(t.backend, t.method)
 	}
@@ -47,16 +47,19 @@ func (d *Dispatcher) sweep(now time.Time) {
 	}
 }
 
-// parseRequest reads back a request the dispatcher stored.
+// parseRequest reads back an INVITE the dispatcher stored as it went out,
+// without the dispatcher's Via and Record-Route (the first of each).
 func parseRequest(raw []byte) (*sip.Request, error) {
 	m, err := sip.ParseMessage(raw)
 	if err != nil {
 		return nil, fmt.Errorf("reading a stored request: %w", err)
 	}
 	req, ok := m.(*sip.Request)
-	if !ok || req.CallID() == nil {
-		return nil, fmt.Errorf("reading a stored request: not a request with a Call-ID")
+	if !ok || req.CallID() == nil || req.Via() == nil {
+		return nil, fmt.Errorf("reading a stored request: not a request with a Call-ID and a Via")
 	}
+	req.RemoveHeader("Via")
+	req.RemoveHeader("Record-Route")
 	return req, nil
 }
 

@@ -42,9 +42,9 @@ type entry struct {
 // and repeating it to the backend tried now: the phone, answered 100 by
 // the dispatcher, no longer repeats it itself.
 type retry struct {
-	// raw is the request as it arrived, Max-Forwards lowered, without the
-	// dispatcher's Via and Record-Route: bytes rather than a parsed copy,
-	// which costs every call; it is parsed again only on a failover.
+	// raw is the request as it went to the first backend: bytes rather
+	// than a parsed copy, which would cost every call; it is parsed
+	// again (parseRequest) only to be sent again or answered.
 	raw   []byte
 	sock  *sock
 	key   string

@@ -161,7 +161,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		if fromBE {
 			dest, err = nextHop(req)
 		} else {
-			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.usable)
+			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.usableFn)
 			if backend < 0 {
 				d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
 				return
@@ -170,10 +170,9 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			d.sent[backend].Add(1)
 			rrBackend = backend
 			if req.IsInvite() && d.cfg.Attempts > 1 {
-				// Kept as it is now, without the dispatcher's Via and
-				// Record-Route, to go on to the next backend if this
+				// Kept (below) to go on to the next backend if this
 				// one fails.
-				rt = &retry{raw: marshal(req), sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
+				rt = &retry{sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
@@ -204,6 +203,15 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	// and what shows a dead backend. A request inside a dialog follows its
 	// Route; a late retransmission of one (a BYE repeated after its 200)
 	// may rightly get no answer from a backend that ended the dialog.
+	req.PrependHeader(d.via(s, wire))
+	// An INVITE that may go on to another backend is kept as it goes out
+	// (the dispatcher's Via and Record-Route are taken off again when it
+	// is sent on): serialized once for both.
+	var raw []byte
+	if rt != nil {
+		raw = marshal(req)
+		rt.raw = raw
+	}
 	var trying *sip.Response
 	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog && own == nil {
 		// The 100 goes with the first copy only: a late one, after the
@@ -213,11 +221,14 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			// the caller stops retransmitting the INVITE at once
 			// instead of when the backend's answer arrives.
 			trying = sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
+			trying.RemoveHeader("Via") // the dispatcher's own
 		}
 	}
-
-	req.PrependHeader(d.via(s, wire))
-	d.send(s, req, dest)
+	if raw != nil {
+		d.sendRaw(s, raw, dest)
+	} else {
+		d.send(s, req, dest)
+	}
 	if trying != nil {
 		if to, err := viaAddr(trying.Via()); err == nil {
 			d.send(s, trying, to)
@@ -401,6 +412,13 @@ func marshal(msg sip.Message) []byte {
 	return out
 }
 
+// sendRaw sends what marshal made.
+func (d *Dispatcher) sendRaw(s *sock, b []byte, dest netip.AddrPort) {
+	if _, err := s.conn.WriteToUDPAddrPort(b, dest); err != nil {
+		d.netLog.Warn("dispatcher could not send", "to", dest.String(), "err", err)
+	}
+}
+
 func (d *Dispatcher) send(s *sock, msg sip.Message, dest netip.AddrPort) {
 	b := outPool.Get().(*bytes.Buffer)
 	b.Reset()
@@ -433,7 +451,7 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 	}
 	if cs := res.CSeq(); cs != nil {
 		base, n := splitBranch(b)
-		o := d.pend.response(base, n, string(cs.MethodName), res.StatusCode, time.Now(), d.pickNext)
+		o := d.pend.response(base, n, string(cs.MethodName), res.StatusCode, time.Now(), d.pickFn)
 		if o.failed >= 0 {
 			// Counted as a failed probe: a box that refuses calls
 			// this way down_after times in a row gets no new ones
