@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -81,5 +82,107 @@ func TestPendingLookup(t *testing.T) {
 	}
 	if be, _ := p.lookup("other"); be != -1 {
 		t.Errorf("unknown branch: backend %d", be)
+	}
+}
+
+// TestPendingResponse: what the table makes of a backend's answers to an
+// initial INVITE that may fail over.
+func TestPendingResponse(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	pickOne := func(string, func(int) bool) int { return 1 }
+	pickNone := func(string, func(int) bool) int { return -1 }
+	tests := []struct {
+		name     string
+		before   []int // statuses of attempt 0 first
+		cancel   bool
+		max      int
+		n        int // attempt the answer is for
+		status   int
+		pick     pickFunc
+		verdict  verdict
+		failed   int
+		attempts int // e.attempt after
+	}{
+		{"503 fails over", nil, false, 3, 0, 503, pickOne, failover, 0, 1},
+		{"500 fails over", []int{100}, false, 3, 0, 500, pickOne, failover, 0, 1},
+		{"503 with none left", nil, false, 3, 0, 503, pickNone, forward, 0, 0},
+		{"503 at the limit", nil, false, 1, 0, 503, pickOne, forward, 0, 0},
+		{"503 after cancel", nil, true, 3, 0, 503, pickOne, forward, 0, 0},
+		{"503 after 180", []int{180}, false, 3, 0, 503, pickOne, forward, -1, 0},
+		{"486", nil, false, 3, 0, 486, pickOne, forward, -1, 0},
+		{"408", nil, false, 3, 0, 408, pickOne, forward, -1, 0},
+		{"200", nil, false, 3, 0, 200, pickOne, forward, -1, 0},
+		{"stale 180", nil, false, 3, 5, 180, pickOne, drop, -1, 0},
+		{"stale 503", nil, false, 3, 5, 503, pickOne, ackDrop, -1, 0},
+		{"stale 200", nil, false, 3, 5, 200, pickOne, forward, -1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPending()
+			p.add("b", 0, "INVITE", t0, &retry{raw: []byte("x"), key: "k", tried: []int{0}, max: tc.max})
+			for _, st := range tc.before {
+				p.response("b", 0, "INVITE", st, t0, tc.pick)
+			}
+			if tc.cancel {
+				p.find("b", true)
+			}
+			o := p.response("b", tc.n, "INVITE", tc.status, t0, tc.pick)
+			if o.verdict != tc.verdict || o.failed != tc.failed {
+				t.Errorf("verdict %d failed %d, want %d %d", o.verdict, o.failed, tc.verdict, tc.failed)
+			}
+			f := p.find("b", false)
+			if f.branch != attemptBranch("b", tc.attempts) {
+				t.Errorf("branch now %q, want attempt %d", f.branch, tc.attempts)
+			}
+			if o.verdict == failover && (o.next.backend != 1 || o.next.branch != "b.1" || string(o.next.raw) != "x" || f.backend != 1) {
+				t.Errorf("failover to %+v, table says backend %d", o.next, f.backend)
+			}
+		})
+	}
+}
+
+// TestPendingSweepRetry: an unanswered initial INVITE is repeated on
+// Timer A's schedule, moves on at the timeout, and is given up (the
+// dispatcher's own 503) when no backend is left.
+func TestPendingSweepRetry(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	raw := []byte("INVITE sip:200@10.0.0.100 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.100:5060;branch=z9hG4bK-d-x\r\n" +
+		"Via: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bKc;rport=5062\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:200@y>\r\n" +
+		"Call-ID: sweep\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	p := newPending()
+	p.add("b", 0, "INVITE", t0, &retry{raw: raw, key: "k", tried: []int{0}, max: 2})
+	left := []int{1}
+	pick := func(_ string, ok func(int) bool) int {
+		for _, i := range left {
+			if ok(i) {
+				return i
+			}
+		}
+		return -1
+	}
+	var repeats []time.Duration
+	for ms := 100; ms <= 4000; ms += 100 {
+		at := time.Duration(ms) * time.Millisecond
+		if r := p.sweep(t0.Add(at), 4*time.Second, pick); len(r.repeat) > 0 {
+			repeats = append(repeats, at)
+		}
+	}
+	want := []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 3500 * time.Millisecond}
+	if !slices.Equal(repeats, want) {
+		t.Errorf("repeated at %v, want %v", repeats, want)
+	}
+	r := p.sweep(t0.Add(4100*time.Millisecond), 4*time.Second, pick)
+	if len(r.timedOut) != 1 || len(r.moved) != 1 || r.moved[0].backend != 1 || r.moved[0].branch != "b.1" {
+		t.Fatalf("at the timeout: %+v", r)
+	}
+	r = p.sweep(t0.Add(8200*time.Millisecond), 4*time.Second, pick)
+	if len(r.gaveUp) != 1 || r.gaveUp[0].res.StatusCode != 503 || r.gaveUp[0].res.Via().Host != "10.0.0.50" {
+		t.Fatalf("with no backend left: %+v", r)
+	}
+	if f := p.find("b", false); f.local == nil {
+		t.Error("the dispatcher's own answer is not kept for the ACK and retransmissions")
+	}
+	if r := p.sweep(t0.Add(9*time.Second), 4*time.Second, pick); len(r.timedOut) != 0 {
+		t.Errorf("a given-up INVITE timed out again: %+v", r)
 	}
 }
