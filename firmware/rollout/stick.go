@@ -16,7 +16,11 @@ type StickConfig struct {
 	Box    Box
 	Roll   *Rollout
 	// Every is how often the box looks for a stick (0: 2 s).
-	Every  time.Duration
+	Every time.Duration
+	// Retry is how long after a roll that could not start (the twin was
+	// not a standby in sync: nothing was changed) the stick is tried
+	// again (0: 30 s).
+	Retry  time.Duration
 	Logger *slog.Logger
 }
 
@@ -28,6 +32,9 @@ type StickConfig struct {
 func WatchStick(ctx context.Context, c StickConfig) {
 	if c.Every <= 0 {
 		c.Every = 2 * time.Second
+	}
+	if c.Retry <= 0 {
+		c.Retry = 30 * time.Second
 	}
 	log := c.Logger
 	if log == nil {
@@ -61,6 +68,10 @@ func WatchStick(ctx context.Context, c StickConfig) {
 		case dev == "":
 			seen, said = "", ""
 		case dev == seen:
+			if st := c.Roll.Status(); st.State == Failed && st.Step == StepCheck && time.Since(st.Updated) > c.Retry && !c.Roll.busy() {
+				// The roll did not get past its checks: try again.
+				seen = ""
+			}
 		case err != nil:
 			say("update stick: not a bundle for this box", "device", dev, "err", err)
 			seen = dev

@@ -3,6 +3,8 @@ package rollout
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,5 +94,38 @@ func TestWatchStick(t *testing.T) {
 			<-done
 			waitfor.Cond(t, 20*time.Second, "any roll it started to end", func() bool { return !r.busy() })
 		})
+	}
+}
+
+// A roll from a stick that could not start (the twin was not a standby
+// in sync) is tried again while the stick stays in.
+func TestWatchStickRetries(t *testing.T) {
+	box := &countingBox{fakeBox: fakeBox{fw: "1.0", bundle: Bundle{Version: "2.0", Size: 1}}}
+	pair := &fakePair{local: Local{Active: true}} // no standby yet
+	dir := t.TempDir()
+	stick := filepath.Join(dir, "stick")
+	if err := os.WriteFile(stick, []byte("B"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WatchStick(ctx, StickConfig{Find: func() string { return stick }, Active: func() bool { return true },
+			Box: box, Roll: r, Every: time.Millisecond, Retry: 10 * time.Millisecond, Logger: quiet()})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitfor.Cond(t, 20*time.Second, "a first roll refused", func() bool { return r.Status().State == Failed && !r.busy() })
+	// The twin is back as a standby in sync, already on the version.
+	pair.mu.Lock()
+	pair.twin = Twin{Standby: true, InSync: true, Firmware: "2.0"}
+	pair.mu.Unlock()
+	waitfor.Cond(t, 20*time.Second, "the roll tried again, to this box's reboot", func() bool {
+		st := r.Status()
+		return st.State == Running && st.Step == StepReboot && !r.busy()
+	})
+	if _, reboots := box.counts(); reboots != 1 {
+		t.Errorf("%d reboots, want 1", reboots)
 	}
 }
