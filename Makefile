@@ -78,7 +78,7 @@ qemu: $(IMAGE)/initramfs.cpio
 $(IMAGE)/initramfs.cpio: $(IMAGE)/initramfs.cpio.xz
 	xz -dc $< > $@.tmp && mv $@.tmp $@
 
-## qemu-twin: (root) a twin pair in two VMs: the crossover a QEMU dgram link, the LAN a bridge in a network namespace with the gateway and room for phones; both consoles here, Ctrl-C ends it
+## qemu-twin: (root) a twin pair in two VMs: the crossover a QEMU dgram link, the LAN a bridge in a network namespace with the gateway and room for phones, the relay board and the PSTN line (ISDN exchange) on their serial ports; both consoles here, c + Enter places a call from the line, Ctrl-C ends it
 .PHONY: qemu-twin
 qemu-twin:
 	$(GO) run ./image/cmd/qemutwin -image $(IMAGE) -accel $(ACCEL) -mem $(MEM)

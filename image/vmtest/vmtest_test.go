@@ -119,7 +119,9 @@ func image(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// A build from scratch takes about a minute on a quiet machine, and
+	// was seen past 4 minutes on this 2-core one while other builds ran.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cache, err := os.UserCacheDir()
 	if err != nil {
