@@ -411,8 +411,9 @@ type ringResult struct {
 	// q850 is the Q.850 cause of a failure, when known: sent in a Reason
 	// header with the code (causeNoChannel: every channel was busy).
 	q850 int
-	// site is the site member the call was forwarded to: the winner's,
-	// or when none answered, the first one tried.
+	// site is the site member the call was forwarded to: the winner's
+	// (empty when it was rung directly), or when none answered, the
+	// first one tried.
 	site string
 }
 
@@ -449,7 +450,10 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 	var forks []*fork
 	var codes []int
 	var res ringResult
-	for _, bd := range b.siteRoutes(s.bindings, s.callee) {
+	routes, behind := b.siteRoutes(s.bindings, s.callee)
+	fb := newSiteFallback(behind)
+	defer fb.stop()
+	for _, bd := range routes {
 		f, err := b.startFork(s, bd)
 		if err != nil {
 			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
@@ -476,6 +480,8 @@ loop:
 			if ev.res == nil {
 				pending--
 				codes = append(codes, 408)
+				more := b.direct(s, fb, ev.f, events)
+				forks, pending = append(forks, more...), pending+len(more)
 				continue
 			}
 			code := ev.res.StatusCode
@@ -488,9 +494,7 @@ loop:
 				pending--
 				ev.f.d.confirm(ev.res)
 				res.winner, res.answer = ev.f, ev.res
-				if ev.f.site != "" {
-					res.site = ev.f.site
-				}
+				res.site = ev.f.site // empty: answered directly
 				b.ackFork(ev.f, ev.res)
 				break loop
 			default:
@@ -504,6 +508,17 @@ loop:
 				reasons[code] = ev.res.Reason
 				if code >= 600 {
 					break loop
+				}
+				if siteFailed(ev.res) {
+					more := b.direct(s, fb, ev.f, events)
+					forks, pending = append(forks, more...), pending+len(more)
+				}
+			}
+		case <-fb.expired():
+			for _, f := range forks {
+				if f.site != "" && !f.answered() {
+					more := b.direct(s, fb, f, events)
+					forks, pending = append(forks, more...), pending+len(more)
 				}
 			}
 		case <-ctx.Done():

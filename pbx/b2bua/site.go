@@ -3,6 +3,7 @@ package b2bua
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -60,9 +61,11 @@ func ownBindings(bs []location.Binding) []location.Binding {
 // siteRoutes replaces the bindings held by other boxes with one binding
 // per box that forwards to it (Holder kept, Source that box's SIP address,
 // Contact the callee at that box); the others, rung directly, lose their
-// Holder. Without a site every binding is rung directly.
-func (b *B2BUA) siteRoutes(bs []location.Binding, callee string) []location.Binding {
-	out := make([]location.Binding, 0, len(bs))
+// Holder. behind holds the bindings each forwarding stands for, Holder
+// cleared, to ring directly if the box does not answer (siteFallback).
+// Without a site every binding is rung directly.
+func (b *B2BUA) siteRoutes(bs []location.Binding, callee string) (out []location.Binding, behind map[string][]location.Binding) {
+	out = make([]location.Binding, 0, len(bs))
 	routed := map[string]bool{}
 	for _, bd := range bs {
 		if bd.Holder == "" {
@@ -80,6 +83,9 @@ func (b *B2BUA) siteRoutes(bs []location.Binding, callee string) []location.Bind
 			continue
 		}
 		if routed[bd.Holder] {
+			holder := bd.Holder
+			bd.Holder = ""
+			behind[holder] = append(behind[holder], bd)
 			continue
 		}
 		_, hp, err := parseSource(src)
@@ -96,6 +102,82 @@ func (b *B2BUA) siteRoutes(bs []location.Binding, callee string) []location.Bind
 			Source:  src,
 			Holder:  bd.Holder,
 		})
+		if behind == nil {
+			behind = map[string][]location.Binding{}
+		}
+		holder := bd.Holder
+		bd.Holder = ""
+		behind[holder] = append(behind[holder], bd)
+	}
+	return out, behind
+}
+
+// siteAnswerWait is how long a box that a call was forwarded to may take
+// to answer at all (its 100 Trying comes at once) before the call rings
+// the phones it holds directly: gossip takes seconds to show a dead box
+// gone.
+const siteAnswerWait = 2 * time.Second
+
+// siteFallback rings directly the phones of a box that does not answer a
+// forwarded call, or answers it 408, 500 or 503, once per box.
+type siteFallback struct {
+	behind map[string][]location.Binding
+	done   map[string]bool
+	timer  *time.Timer
+}
+
+func newSiteFallback(behind map[string][]location.Binding) *siteFallback {
+	fb := &siteFallback{behind: behind, done: map[string]bool{}}
+	if len(behind) > 0 {
+		fb.timer = time.NewTimer(siteAnswerWait)
+	}
+	return fb
+}
+
+// expired fires when siteAnswerWait has passed (never without forwarding).
+func (fb *siteFallback) expired() <-chan time.Time {
+	if fb.timer == nil {
+		return nil
+	}
+	return fb.timer.C
+}
+
+func (fb *siteFallback) stop() {
+	if fb.timer != nil {
+		fb.timer.Stop()
+	}
+}
+
+// failed says whether a forwarded fork's end calls for ringing directly:
+// no final response at all, or one that says the box could not take it.
+func siteFailed(res *sip.Response) bool {
+	return res == nil || res.StatusCode == 408 || res.StatusCode == 500 || res.StatusCode == 503
+}
+
+// direct starts forks straight to the phones behind f, a forwarded fork
+// that failed or stays silent.
+func (b *B2BUA) direct(s ringSpec, fb *siteFallback, f *fork, events chan<- forkEvent) []*fork {
+	if f.site == "" || fb.done[f.site] {
+		return nil
+	}
+	fb.done[f.site] = true
+	s.log.Warn("the box holding the callee's registration does not take the call: ringing the phone directly", "box", f.site)
+	var out []*fork
+	for _, bd := range fb.behind[f.site] {
+		nf, err := b.startFork(s, bd)
+		if err != nil {
+			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
+			continue
+		}
+		out = append(out, nf)
+		go nf.run(events)
 	}
 	return out
+}
+
+// answered says whether a fork has had any response.
+func (f *fork) answered() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.provisional || f.final
 }

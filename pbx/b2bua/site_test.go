@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,50 @@ func TestSiteForwardRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSiteForwardFallsBack: the box holding bob's registration takes
+// the forwarded INVITE in silence (it died, and gossip does not know yet):
+// after siteAnswerWait the call rings bob's phone directly and connects,
+// and the CDR names no other box.
+func TestSiteForwardFallsBack(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dead.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, _, err := dead.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	site3 := &fakeSite{name: "box3", routes: map[string]string{"box1": "udp:" + dead.LocalAddr().String()}}
+	// A ring time well beyond the wait, so a slow machine cannot end the
+	// call before the direct INVITE is answered.
+	box3 := newEnv(t, withSite(site3), func(o *Options) { o.RingTimeout = 30 * time.Second })
+	alice := newPhone(t, box3, "100", "answer")
+	bob := newPhone(t, box3, "200", "answer")
+	box3.loc.addBinding(location.Binding{AOR: "200", Contact: bob.contact.String(), Source: "udp:" + bob.addr,
+		Holder: "box1", Expires: time.Now().Add(time.Hour)})
+
+	oc := alice.dial("200", nil)
+	select {
+	case res := <-oc.final:
+		if res == nil || res.StatusCode != 200 {
+			t.Fatalf("call answered with %v", res)
+		}
+	case <-time.After(siteAnswerWait + waitFor):
+		t.Fatal("no answer after the holding box stayed silent")
+	}
+	if inv := bob.wait(sip.INVITE, 1); inv.GetHeader(fakeSiteHeader) != nil {
+		t.Error("the direct INVITE carries the site mark")
+	}
+	box3.hangupAll()
+	if r := box3.cdrs.wait(t, 1)[0]; r.Site != "" || r.Disp != "ANSWERED" {
+		t.Errorf("CDR = %+v, want an answered call with no site box", r)
 	}
 }
