@@ -26,6 +26,11 @@
 // sent on to the next backend (failover.go): for these INVITEs alone the
 // dispatcher keeps transaction state.
 //
+// Backends are addresses or DNS names (roster.go): a name with a port is
+// one backend, a name without one as many as its SRV targets; names are
+// looked up again as their TTL runs out, and a backend keeps its state
+// when its address changes.
+//
 // The dispatcher speaks SIP over UDP only.
 package dispatch
 
