@@ -303,8 +303,8 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 
 // TestSiteLeaderKilled SIGKILLs the raft leader: the two others elect a
 // new one, a registration made meanwhile reaches the table, and a call to
-// bob still connects, also when his own box was the one killed (once
-// gossip shows it gone, the call goes straight to his phone).
+// bob still connects, also when his own box was the one killed (the call
+// goes straight to his phone).
 func TestSiteLeaderKilled(t *testing.T) {
 	s := newSite(t)
 	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
@@ -361,16 +361,11 @@ func TestSiteLeaderKilled(t *testing.T) {
 		}
 		return st.Site.Bindings >= 2, fmt.Sprintf("bindings %d", st.Site.Bindings)
 	})
-	// Until gossip shows the killed box gone, calls to its phones are
-	// still forwarded to it (docs/SITE.md); then they go straight to the
-	// phone.
-	waitFor(t, 20*time.Second, "the killed leader shown gone", func() (bool, string) {
-		st, err := s.status(rest[1])
-		if err != nil {
-			return false, err.Error()
-		}
-		state := st.memberState(fmt.Sprintf("box%d", leader+1))
-		return state == "gone", fmt.Sprintf("state %q", state)
-	})
+	// Gossip may not show the killed box gone yet: then the call is
+	// forwarded to it, goes unanswered, and rings bob's phone directly
+	// after 2 s (docs/SITE.md).
 	s.call(rest[1], fmt.Sprintf("call through box%d after the leader was killed", rest[1]+1))
+	if strings.Contains(s.procs[rest[1]].Output(), "ringing the phone directly") {
+		t.Logf("the call was forwarded to the killed box%d first, then rang bob directly", leader+1)
+	}
 }
