@@ -110,9 +110,7 @@ func TestTransferOutside(t *testing.T) {
 			}
 			waitInUse(t, e, tc.trunk, 0)
 			// Dave's call keeps the first trunk's channel when it is full.
-			if n, want := countTrunkLegs(e.b), len(e.b.Calls()); n != want {
-				t.Errorf("%d trunk legs remembered after the call, want %d", n, want)
-			}
+			eventually(t, "the trunk legs of ended calls forgotten", func() bool { return countTrunkLegs(e.b) == len(e.b.Calls()) })
 		})
 	}
 }
@@ -274,17 +272,17 @@ func TestAttendedTransferOverTrunk(t *testing.T) {
 				t.Fatalf("Bob's BYE answered %d", res.StatusCode)
 			}
 			eventually(t, "the provider's BYE with credentials", func() bool { return len(prov.Byes()) == 1 })
-			if prov.Challenges() != before+1 {
-				t.Errorf("%d challenges to the BYE, want 1", prov.Challenges()-before)
+			// One challenge, or two when a retransmission of the first
+			// BYE crossed the provider's 407 on a slow machine.
+			if n := prov.Challenges() - before; n < 1 || n > 2 {
+				t.Errorf("%d challenges to the BYE, want 1", n)
 			}
 			recs := e.cdrs.wait(t, 3)
 			if r := recs[2]; r.Trunk != "prov" || r.Disp != cdr.Answered {
 				t.Errorf("joined call's CDR %+v", r)
 			}
 			waitInUse(t, e, "prov", 0)
-			if n := countTrunkLegs(e.b); n != 0 {
-				t.Errorf("%d trunk legs remembered after the call", n)
-			}
+			eventually(t, "the trunk leg forgotten", func() bool { return countTrunkLegs(e.b) == 0 })
 		})
 	}
 }
@@ -316,9 +314,8 @@ func TestTrunkPartyTransfersInside(t *testing.T) {
 	}
 	gw.wait(sip.BYE, 1)
 	waitInUse(t, e, "isdn", 0)
-	if n := countTrunkLegs(e.b); n != 0 {
-		t.Errorf("%d trunk legs remembered after the trunk party left", n)
-	}
+	// Forgotten once the BYE's transaction has ended.
+	eventually(t, "the trunk party's leg forgotten", func() bool { return countTrunkLegs(e.b) == 0 })
 	cs := e.b.Calls()
 	if len(cs) != 1 || cs[0].Trunk != "" || cs[0].Caller != "200" || cs[0].Callee != "300" {
 		// Between two extensions now: no trunk.

@@ -269,15 +269,16 @@ func TestTrunkChallengesBYE(t *testing.T) {
 		t.Fatalf("BYE answered %d", r.StatusCode)
 	}
 	eventually(t, "the provider's BYE", func() bool { return len(prov.Byes()) == 1 })
-	if prov.Challenges() != before+1 {
-		t.Errorf("%d challenges to the BYE, want 1", prov.Challenges()-before)
+	// One challenge, or two when a retransmission of the first BYE
+	// crossed the provider's 407 on a slow machine.
+	if n := prov.Challenges() - before; n < 1 || n > 2 {
+		t.Errorf("%d challenges to the BYE, want 1", n)
 	}
 	if bye := prov.Byes()[0]; bye.CSeq().SeqNo != 6 {
 		t.Errorf("BYE with credentials has CSeq %d, want 6 (INVITE 1 and 2, re-INVITE 3 and 4, the challenged BYE 5)", bye.CSeq().SeqNo)
 	}
-	if n := countTrunkLegs(e.b); n != 0 {
-		t.Errorf("%d trunk legs remembered after the call", n)
-	}
+	// The leg is forgotten once the BYE's transaction has ended.
+	eventually(t, "the trunk leg forgotten", func() bool { return countTrunkLegs(e.b) == 0 })
 }
 
 // TestTrunkCancel: the caller hangs up while the trunk rings; the trunk

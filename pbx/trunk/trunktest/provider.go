@@ -73,10 +73,7 @@ func Start(t testing.TB, o Options) *Provider {
 		if dg == nil {
 			return true
 		}
-		if _, ok := dg.Authenticate(req, tx, proxy); !ok {
-			p.mu.Lock()
-			p.challenge++
-			p.mu.Unlock()
+		if _, ok := dg.Authenticate(req, challengeCounter{tx, p}, proxy); !ok {
 			return false
 		}
 		return true
@@ -196,3 +193,20 @@ func (p *Provider) Port() int {
 
 // String names the provider for logs.
 func (p *Provider) String() string { return fmt.Sprintf("provider at %s", p.Addr) }
+
+// challengeCounter counts the challenges (401, 407) a transaction sends
+// before they leave, so that a test that sees the request sent again
+// with credentials also sees the challenge counted.
+type challengeCounter struct {
+	sip.ServerTransaction
+	p *Provider
+}
+
+func (c challengeCounter) Respond(res *sip.Response) error {
+	if res.StatusCode == 401 || res.StatusCode == 407 {
+		c.p.mu.Lock()
+		c.p.challenge++
+		c.p.mu.Unlock()
+	}
+	return c.ServerTransaction.Respond(res)
+}
