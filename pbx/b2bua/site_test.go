@@ -66,8 +66,8 @@ func (l *fakeLocator) addBinding(b location.Binding) {
 // rings bob's own binding only; both CDRs name the other box.
 func TestSiteForwarding(t *testing.T) {
 	site1 := &fakeSite{name: "box1", trusted: map[string]bool{"box3": true}}
-	box1 := newEnv(t, withSite(site1))
-	box1.auth.challenge = true // a forwarded call must not be challenged
+	auth1 := &fakeAuth{challenge: true} // a forwarded call must not be challenged
+	box1 := newEnv(t, withSite(site1), func(o *Options) { o.Auth = auth1 })
 	site3 := &fakeSite{name: "box3", routes: map[string]string{"box1": "udp:" + box1.addr}}
 	box3 := newEnv(t, withSite(site3))
 
@@ -99,9 +99,9 @@ func TestSiteForwarding(t *testing.T) {
 	if n := bob.count(sip.INVITE); n != 1 {
 		t.Errorf("bob got %d INVITEs, want 1 (one per holding box)", n)
 	}
-	box1.auth.mu.Lock()
-	asked := box1.auth.asked
-	box1.auth.mu.Unlock()
+	auth1.mu.Lock()
+	asked := auth1.asked
+	auth1.mu.Unlock()
 	if asked != 0 {
 		t.Errorf("box 1 challenged the forwarded call %d times", asked)
 	}
@@ -132,8 +132,8 @@ func TestSiteForwardRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			site1 := &fakeSite{name: "box1", trusted: map[string]bool{"box3": true}}
-			box1 := newEnv(t, withSite(site1))
-			box1.auth.challenge = true
+			auth1 := &fakeAuth{challenge: true}
+			box1 := newEnv(t, withSite(site1), func(o *Options) { o.Auth = auth1 })
 			bob := newPhone(t, box1, "200", "answer")
 			box1.loc.add("200", bob)
 			caller := newPhone(t, box1, "100", "answer")
@@ -141,9 +141,9 @@ func TestSiteForwardRefused(t *testing.T) {
 			if res.StatusCode != tt.want {
 				t.Fatalf("answered %d, want %d", res.StatusCode, tt.want)
 			}
-			box1.auth.mu.Lock()
-			asked := box1.auth.asked
-			box1.auth.mu.Unlock()
+			auth1.mu.Lock()
+			asked := auth1.asked
+			auth1.mu.Unlock()
 			if (asked > 0) != tt.asked {
 				t.Errorf("digest challenges %d, want any: %v", asked, tt.asked)
 			}
