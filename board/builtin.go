@@ -39,12 +39,14 @@ func Sim() Profile {
 
 // QEMU is the virtual machine of the VM tests: an i6300esb watchdog, two
 // virtio NICs, the Numato relay board simulator (cmd/numatosim) on ttyS1
-// and the ISDN card's port on ttyS2.
+// and the ISDN card's port on ttyS2. Tried in the twin VM test
+// (image/vmtest TestTwin): the watchdog, both NICs, the relay board
+// and the ISDN card, all on the host's simulators.
 func QEMU() Profile {
 	return Profile{
 		Name:        "qemu",
 		Description: "QEMU x86-64 machine: -device i6300esb, virtio-net x2, relay board and ISDN card on serial ports",
-		Tried:       false,
+		Tried:       true,
 		NICs: []NIC{
 			{Name: "eth0", Role: RoleLAN, Driver: "virtio_net"},
 			{Name: "eth1", Role: RoleCrossover, Driver: "virtio_net"},
