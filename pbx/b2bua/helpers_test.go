@@ -83,8 +83,20 @@ type fakeAuth struct {
 	asked     int
 }
 
+// setChallenge turns challenges on or off while the PBX runs; a test
+// that assigns challenge directly after newEnv races with the handlers
+// (a UDP packet is no happens-before edge for the race detector).
+func (a *fakeAuth) setChallenge(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.challenge = on
+}
+
 func (a *fakeAuth) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (string, bool) {
-	if a.challenge && req.GetHeader("Proxy-Authorization") == nil {
+	a.mu.Lock()
+	challenge := a.challenge
+	a.mu.Unlock()
+	if challenge && req.GetHeader("Proxy-Authorization") == nil {
 		a.mu.Lock()
 		a.asked++
 		a.mu.Unlock()

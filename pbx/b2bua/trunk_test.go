@@ -156,7 +156,7 @@ func TestTrunkInbound(t *testing.T) {
 	bob := newPhone(t, e, "200", "answer")
 	e.loc.add("200", bob)
 	gw.pbx = e.addr
-	e.auth.challenge = true
+	e.auth.setChallenge(true)
 
 	// No password is asked of a trunk: its address is its credential.
 	oc := gw.dial("201", nil)
