@@ -85,7 +85,8 @@ func startSitesTB(t testing.TB, n int) []*testSite {
 			Seeds: slices.Delete(slices.Clone(seeds), i, i+1),
 			Key:   "test-site-key-0123456789", Expect: n, RemoveAfter: config.Duration(2 * time.Second),
 		}
-		o := Options{Config: cfg.Effective(""), Dir: t.TempDir(), Logger: logger.With("box", cfg.Name), Tick: 100 * time.Millisecond, ExpireEvery: time.Second}
+		o := Options{Config: cfg.Effective(""), Dir: t.TempDir(), Logger: logger.With("box", cfg.Name), Tick: 100 * time.Millisecond, ExpireEvery: time.Second,
+			SIP: fmt.Sprintf("udp:127.0.0.1:%d", 15060+i)}
 		ts := &testSite{opts: o}
 		ts.start(t)
 		out = append(out, ts)
@@ -151,6 +152,13 @@ func TestSiteSharesRegistrations(t *testing.T) {
 		got := sites[2].SharedLookup("100")
 		return len(got) == 1 && got[0].Source == b.Source, fmt.Sprint(got)
 	})
+	// Box 3 forwards calls to bob to box 1, at the SIP address box 1
+	// told the site.
+	if got := sites[2].SharedLookup("100"); got[0].Holder != "box1" {
+		t.Errorf("box 3 sees the registration held by %q, want box1", got[0].Holder)
+	} else if to, ok := sites[2].Route(got[0]); !ok || to != "udp:127.0.0.1:15060" {
+		t.Errorf("box 3 routes calls to bob to %q, %v; want box 1's udp:127.0.0.1:15060", to, ok)
+	}
 	if got := sites[0].SharedLookup("100"); len(got) != 0 {
 		t.Errorf("box 1 finds its own registration in the shared table: %v", got)
 	}

@@ -22,6 +22,9 @@ type Status struct {
 	// box's registration changes the table does not show yet.
 	Bindings int `json:"bindings"`
 	Pending  int `json:"pending"`
+	// Forward and Timing are the box's site.forward and site.timing.
+	Forward string `json:"forward"`
+	Timing  string `json:"timing"`
 	// Alarms say what needs a person's attention; empty when healthy.
 	Alarms []string `json:"alarms,omitempty"`
 }
@@ -31,6 +34,8 @@ type Member struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
 	State string `json:"state"`
+	// SIP is where the box takes forwarded calls; empty: it takes none.
+	SIP string `json:"sip,omitempty"`
 }
 
 // leaderlessAlarm is how long the site may be without a leader (an
@@ -39,7 +44,8 @@ const leaderlessAlarm = 3 * time.Second
 
 // Status reports the box's view of the site.
 func (s *Site) Status() Status {
-	st := Status{Name: s.name, State: s.raft.State().String(), Bindings: s.table.Len(), Members: []Member{}, Voters: []string{}}
+	st := Status{Name: s.name, State: s.raft.State().String(), Bindings: s.table.Len(), Members: []Member{}, Voters: []string{},
+		Forward: s.cfg.Forward, Timing: s.cfg.Timing}
 	_, id := s.raft.LeaderWithID()
 	st.Leader = string(id)
 	listed := map[string]bool{}
@@ -48,7 +54,7 @@ func (s *Site) Status() Status {
 		if !m.alive {
 			state = "gone"
 		}
-		st.Members = append(st.Members, Member{Name: m.name, Addr: m.addr, State: state})
+		st.Members = append(st.Members, Member{Name: m.name, Addr: m.addr, State: state, SIP: m.meta.SIP})
 		listed[m.name] = true
 	}
 	if f := s.raft.GetConfiguration(); f.Error() == nil {
@@ -78,6 +84,9 @@ func (s *Site) Status() Status {
 		st.Alarms = append(st.Alarms, fmt.Sprintf("site not formed yet: %d of %d boxes have met (site.expect); phones registered here are served, calls to other boxes' phones are not found", alive, s.cfg.Expect))
 	case !since.IsZero() && s.o.Now().Sub(since) >= leaderlessAlarm:
 		st.Alarms = append(st.Alarms, fmt.Sprintf("site without quorum for %s: this box serves its own registrations only, and other boxes do not learn of them until a majority of the voters is back", s.o.Now().Sub(since).Round(time.Second)))
+	}
+	if s.o.SIP == "" {
+		st.Alarms = append(st.Alarms, "this box takes no forwarded calls (it has no UDP sip.listen entry): the other boxes ring its phones directly")
 	}
 	for _, m := range st.Members {
 		if m.State != "alive" && m.Name != s.name {
