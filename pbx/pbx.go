@@ -168,7 +168,7 @@ func New(o Options) (*PBX, error) {
 	// scanner must not fill the disk, so its log is rate-limited.
 	p.bad = newBadRequests(siplog.New(o.Logger.Handler(), siplog.Options{}), o.Serving)
 	sipLog := slog.New(p.bad).With("component", "sip")
-	sip.SetDefaultLogger(sipLog)
+	setSIPLogger(sipLog)
 	if p.tls, err = newTLS(cfg, o.AuthKey, o.Logger); err != nil {
 		return nil, err
 	}
