@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -204,5 +205,38 @@ func TestSiteForwardFallsBack(t *testing.T) {
 	box3.hangupAll()
 	if r := box3.cdrs.wait(t, 1)[0]; r.Site != "" || r.Disp != "ANSWERED" {
 		t.Errorf("CDR = %+v, want an answered call with no site box", r)
+	}
+}
+
+// TestSiteForwardNoHopsLeft: a trusted forwarded INVITE with Max-Forwards
+// 0 is refused with 483 and rings nobody.
+func TestSiteForwardNoHopsLeft(t *testing.T) {
+	site1 := &fakeSite{name: "box1", trusted: map[string]bool{"box3": true}}
+	box1 := newEnv(t, withSite(site1))
+	bob := newPhone(t, box1, "200", "answer")
+	box1.loc.add("200", bob)
+	caller := newPhone(t, box1, "100", "answer")
+
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "200", Host: "127.0.0.1", Port: box1.conn.LocalAddr().(*net.UDPAddr).Port})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "100", Host: "127.0.0.1"}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: req.Recipient, Params: sip.NewParams()})
+	req.AppendHeader(&sip.ContactHeader{Address: caller.contact})
+	mf := sip.MaxForwardsHeader(0)
+	req.AppendHeader(&mf)
+	req.AppendHeader(sip.NewHeader(fakeSiteHeader, "box3"))
+	caller.prepare(req)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	res, err := caller.cl.Do(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 483 {
+		t.Errorf("answered %d, want 483", res.StatusCode)
+	}
+	if n := bob.count(sip.INVITE); n != 0 {
+		t.Errorf("bob rung %d times", n)
 	}
 }
