@@ -1,6 +1,7 @@
 package site
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -54,9 +55,14 @@ func (s *Site) Sign(req *sip.Request) { s.trust.sign(req, s.name) }
 
 // Verify checks that req was forwarded by an alive member of the site,
 // from that member's address, signed with the site key, recently and not
-// before; it returns the member. ErrNotForwarded: req carries no header.
-func (s *Site) Verify(req *sip.Request) (member string, err error) {
-	return s.trust.verify(req)
+// before; it returns the member. forwarded is false when req carries no
+// TrustHeader.
+func (s *Site) Verify(req *sip.Request) (member string, forwarded bool, err error) {
+	member, err = s.trust.verify(req)
+	if errors.Is(err, ErrNotForwarded) {
+		return "", false, nil
+	}
+	return member, true, err
 }
 
 // memberIPs returns the addresses an alive member sends from: its gossip
