@@ -292,10 +292,19 @@ func TestRefresh(t *testing.T) {
 	waitFor(t, "the burst (2 requests, 2 replies)", func() bool { return frames.Load() >= 4 })
 	waitFor(t, "two refreshes", func() bool { return frames.Load() >= 8 })
 	in(t, b, testbed.B, v.Release)
-	n := frames.Load()
-	time.Sleep(100 * time.Millisecond) // five refresh intervals: none may come
-	if got := frames.Load(); got != n {
-		t.Errorf("%d announcements after Release", got-n)
+	// Frames sent just before Release may still be on their way to the
+	// phone's reader; after them, five refresh intervals must pass
+	// without one. A refresher still running never lets the count rest.
+	last, since := frames.Load(), time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Since(since) < 100*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("announcements went on after Release (%d seen)", frames.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+		if got := frames.Load(); got != last {
+			last, since = got, time.Now()
+		}
 	}
 }
 
@@ -471,5 +480,33 @@ func BenchmarkAcquire(b *testing.B) {
 	})
 	if err != nil {
 		b.Fatal(err)
+	}
+}
+
+// countingAnnouncer counts announcements, for the refresh's own life.
+type countingAnnouncer struct{ n atomic.Int64 }
+
+func (a *countingAnnouncer) announce() error { a.n.Add(1); return nil }
+func (a *countingAnnouncer) close() error    { return nil }
+
+// TestReleaseEndsRefresh: once Release returns, the refresh has ended and
+// announces nothing more (TestRefresh sees the same on the wire, where
+// frames already sent may still arrive after Release).
+func TestReleaseEndsRefresh(t *testing.T) {
+	v, err := New(Config{Interface: "lo", Addr: netip.MustParsePrefix("192.0.2.77/32"),
+		GARPInterval: time.Millisecond, GARPRefresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	an := &countingAnnouncer{}
+	v.startRefresh(t.Context(), an)
+	waitFor(t, "refreshes", func() bool { return an.n.Load() >= 3 })
+	if err := v.Release(); err != nil {
+		t.Fatal(err)
+	}
+	n := an.n.Load()
+	time.Sleep(50 * time.Millisecond) // fifty refresh intervals
+	if got := an.n.Load(); got != n {
+		t.Errorf("%d announcements after Release returned", got-n)
 	}
 }
