@@ -18,7 +18,7 @@ const (
 	// about 6 s, with room for a slow or loaded box.
 	SiteTimingLAN = "lan"
 	// SiteTimingFast probes more often with shorter timeouts: a dead box
-	// is noticed in about 2 s.
+	// is noticed in 2–3 s.
 	SiteTimingFast = "fast"
 )
 

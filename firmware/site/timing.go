@@ -23,7 +23,7 @@ import (
 //
 // "lan" keeps memberlist's LAN settings (probe every 1 s, 500 ms timeout,
 // suspicion 4 s with three boxes): about 6 s. "fast" probes every 400 ms
-// with a 200 ms timeout and keeps the suspicion at 1.6–3.2 s: about 2 s,
+// with a 200 ms timeout and keeps the suspicion at 1.6–3.2 s: 2–3 s,
 // for a LAN whose delays stay well under 100 ms.
 func tuneGossip(mc *memberlist.Config, timing string) {
 	if timing != config.SiteTimingFast {
