@@ -54,6 +54,7 @@ type TwinLine struct {
 	selected map[string]relay.Side // the side each node last switched relay 0 to
 	ends     map[relay.Side]*lineEnd
 	side     relay.Side // where the line is connected
+	switches int        // how often the relay moved
 	changed  chan struct{}
 }
 
@@ -249,6 +250,7 @@ func (l *TwinLine) follow(ctx context.Context) {
 				old.attached = false
 			}
 			l.side = side
+			l.switches++
 		}
 		if end := l.ends[side]; end != nil && !end.attached {
 			end.attached = true
@@ -282,11 +284,12 @@ func (c sideCard) Receive(ctx context.Context) (card.Record, error) {
 	}
 }
 
+// Send holds the line's lock while it writes, so that nothing an
+// exchange sends slips out after the relay has left its side.
 func (c sideCard) Send(r card.Record) error {
 	c.l.mu.Lock()
-	attached := c.end.attached
-	c.l.mu.Unlock()
-	if !attached {
+	defer c.l.mu.Unlock()
+	if !c.end.attached {
 		return nil
 	}
 	return c.end.ser.Send(r)
@@ -301,6 +304,13 @@ func (l *TwinLine) Side() relay.Side {
 		return relay.B
 	}
 	return relay.A
+}
+
+// Switches is how often the relay has moved the line so far.
+func (l *TwinLine) Switches() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.switches
 }
 
 // NodeSide is node's side of the relay.

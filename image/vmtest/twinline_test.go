@@ -43,7 +43,9 @@ func TestTwinLine(t *testing.T) {
 		cards[node] = card.NewSerial(dial(node, "isdn"), nil)
 		relays[node] = dial(node, "relay")
 	}
-	// expectL1 waits for a layer-1 record on node's card and checks it.
+	// expectL1 waits until node's card hears layer 1 in the given state
+	// (a state said again before it, as the exchange's own start says
+	// up, is fine).
 	expectL1 := func(node string, up bool) {
 		t.Helper()
 		for {
@@ -51,9 +53,9 @@ func TestTwinLine(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s's card waiting for layer 1 up=%v: %v", node, up, err)
 			}
-			if r.Kind == card.Layer1 {
-				if r.L1.Up != up {
-					t.Fatalf("%s's card: layer 1 %+v, want up=%v", node, r.L1, up)
+			if r.Kind == card.Layer1 && r.L1.Up == up {
+				if !up && r.L1.Alarms != card.LOS {
+					t.Fatalf("%s's card: layer 1 down with %v, want LOS", node, r.L1.Alarms)
 				}
 				return
 			}
@@ -89,6 +91,9 @@ func TestTwinLine(t *testing.T) {
 	expectL1("b", true)
 	if _, err := line.Exchange(ctx, relay.B); err != nil {
 		t.Fatal(err)
+	}
+	if n := line.Switches(); n != 1 {
+		t.Errorf("Switches = %d after one switch", n)
 	}
 	command("a", "relay off 0")
 	expectL1("b", false)
