@@ -63,9 +63,16 @@ func (l *fakeLocator) addBinding(b location.Binding) {
 }
 
 // TestSiteForwarding: alice calls bob through box 3; bob is registered
-// on box 1. The call goes to box 1, which takes it without digest and
-// rings bob's own binding only; both CDRs name the other box.
+// on box 1, over UDP or TCP. The call goes to box 1, which takes it
+// without digest and rings bob's own binding only, over bob's transport;
+// both CDRs name the other box.
 func TestSiteForwarding(t *testing.T) {
+	for _, tcp := range []bool{false, true} {
+		t.Run(map[bool]string{false: "UDP phone", true: "TCP phone"}[tcp], func(t *testing.T) { testSiteForwarding(t, tcp) })
+	}
+}
+
+func testSiteForwarding(t *testing.T, tcp bool) {
 	site1 := &fakeSite{name: "box1", trusted: map[string]bool{"box3": true}}
 	auth1 := &fakeAuth{challenge: true} // a forwarded call must not be challenged
 	box1 := newEnv(t, withSite(site1), func(o *Options) { o.Auth = auth1 })
@@ -73,7 +80,7 @@ func TestSiteForwarding(t *testing.T) {
 	box3 := newEnv(t, withSite(site3))
 
 	alice := newPhone(t, box3, "100", "answer")
-	bob := newPhone(t, box1, "200", "answer")
+	bob := startPhone(t, box1, "200", "answer", tcp)
 	box1.loc.add("200", bob)
 	// Box 1 also sees a binding of bob's on box 3 in the site table: a
 	// forwarded call must not go there (nor back).
@@ -91,6 +98,9 @@ func TestSiteForwarding(t *testing.T) {
 		t.Fatalf("call answered with %d", res.StatusCode)
 	}
 	inv := bob.wait(sip.INVITE, 1)
+	if want := map[bool]string{false: "UDP", true: "TCP"}[tcp]; inv.Transport() != want {
+		t.Errorf("bob rung over %s, want %s", inv.Transport(), want)
+	}
 	if got := inv.From().Address.User; got != "100" {
 		t.Errorf("bob sees caller %q", got)
 	}
