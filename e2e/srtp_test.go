@@ -16,9 +16,9 @@ import (
 // trace that sipp received and whose first line starts with first.
 func receivedSDP(trace, first string) string {
 	var found string
-	for _, part := range strings.Split(trace, "message received")[1:] {
-		_, msg, ok := strings.Cut(part, ":\n")
-		if !ok {
+	for _, part := range strings.Split("\n"+trace, "\n-----------------------------------------------")[1:] {
+		head, msg, ok := strings.Cut(part, ":\n")
+		if !ok || !strings.Contains(head, "message received") {
 			continue
 		}
 		msg = strings.TrimLeft(msg, "\r\n")
