@@ -31,11 +31,14 @@
 // looked up again as their TTL runs out, and a backend keeps its state
 // when its address changes.
 //
-// The dispatcher speaks SIP over UDP only.
+// Phones may also use TCP or TLS (stream.go, flow.go): each connection is
+// a flow in a bounded table, responses and requests for the phone go back
+// over it, and the backends are spoken to over UDP.
 package dispatch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -44,6 +47,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +94,16 @@ type Config struct {
 	// Listen are the UDP addresses to serve on; the first one also sends
 	// the probes.
 	Listen []netip.AddrPort
+	// StreamListen are the TCP and TLS listeners for phones; the
+	// requests that come on them go on to the backends over UDP.
+	StreamListen []StreamListener
+	// MaxConns bounds the open TCP and TLS connections, MaxConnsPerSource
+	// those from one IP address (0: DefaultMaxConns,
+	// DefaultMaxConnsPerSource). IdleTimeout closes a connection on which
+	// no message came for that long, unless it carries a registration
+	// (0: DefaultIdleTimeout).
+	MaxConns, MaxConnsPerSource int
+	IdleTimeout                 time.Duration
 	// Advertise is the host written into Via and Record-Route when a
 	// listener is bound to a wildcard address.
 	Advertise string
@@ -154,6 +168,7 @@ type Dispatcher struct {
 	health   *health
 	pend     *pending
 	probes   *probes
+	streams  *streamTable    // nil without stream listeners
 	sent     []atomic.Uint64 // new requests sent to backend i
 
 	mu    sync.Mutex
@@ -167,6 +182,11 @@ type sock struct {
 	host  string     // advertised host
 	port  int
 	via   string // "SIP/2.0/UDP host:port" without parameters
+	// transport is "TCP" or "TLS" for a stream listener ("": UDP), whose
+	// connections are in streams; tlsConf is a TLS listener's.
+	transport string
+	streams   *streamTable
+	tlsConf   *tls.Config
 	// probeOnly: the probes' own socket (Config.ProbeFrom), which takes
 	// only the answers to them.
 	probeOnly bool
@@ -212,6 +232,15 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.ResolveEvery <= 0 {
 		cfg.ResolveEvery = DefaultResolveEvery
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerSource <= 0 {
+		cfg.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	d := &Dispatcher{
 		cfg:      cfg,
@@ -275,6 +304,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.pend = newPending()
 	d.pend.server = cfg.Server
 	d.probes = newProbes(capacity)
+	if len(cfg.StreamListen) > 0 {
+		d.streams = newStreamTable(cfg.MaxConns, cfg.MaxConnsPerSource, cfg.IdleTimeout)
+	}
 	return d, nil
 }
 
@@ -305,7 +337,8 @@ func backendTag(name string) string {
 }
 
 // Run binds the listeners and serves until ctx ends. ready, if not nil,
-// gets the bound addresses once the dispatcher serves.
+// gets the bound addresses once the dispatcher serves: the UDP ones as
+// "ip:port", then the stream ones as "tcp:ip:port" or "tls:ip:port".
 func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -317,6 +350,13 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	}()
 	for _, l := range d.cfg.Listen {
 		s, err := d.listen(l)
+		if err != nil {
+			return err
+		}
+		socks = append(socks, s)
+	}
+	for _, l := range d.cfg.StreamListen {
+		s, err := d.listenStream(l)
 		if err != nil {
 			return err
 		}
@@ -345,7 +385,11 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	errc := make(chan error, len(all))
 	for _, s := range all {
 		wg.Go(func() {
-			if err := d.serve(s); err != nil && ctx.Err() == nil {
+			serve := d.serve
+			if s.streams != nil {
+				serve = func(s *sock) error { return d.serveStream(ctx, s) }
+			}
+			if err := serve(s); err != nil && ctx.Err() == nil {
 				errc <- err
 				cancel()
 			}
@@ -360,6 +404,9 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 		addrs := make([]string, len(socks))
 		for i, s := range socks {
 			addrs[i] = s.conn.LocalAddr().String()
+			if s.streams != nil {
+				addrs[i] = strings.ToLower(s.transport) + ":" + addrs[i]
+			}
 		}
 		ready(addrs)
 	}
@@ -386,20 +433,29 @@ func (d *Dispatcher) listen(l netip.AddrPort) (*sock, error) {
 	}
 	sockbuf.Set(conn, sockbuf.SIP)
 	la := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	host, err := d.advertised(la)
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
+	}
+	s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
+	s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
+	return s, nil
+}
+
+// advertised is the host others reach a listener bound at la on.
+func (d *Dispatcher) advertised(la netip.AddrPort) (string, error) {
 	host := la.Addr().Unmap().String()
 	if la.Addr().IsUnspecified() {
 		host = d.cfg.Advertise
 		if host == "" {
-			_ = conn.Close()
-			return nil, fmt.Errorf("dispatcher listening on udp:%s: a wildcard address needs an advertised host", l)
+			return "", errors.New("a wildcard address needs an advertised host")
 		}
 	}
 	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
 		host = "[" + host + "]"
 	}
-	s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
-	s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
-	return s, nil
+	return host, nil
 }
 
 // serving tells whether the gate (Config.Serving) lets requests through.

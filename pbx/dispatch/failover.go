@@ -76,7 +76,15 @@ func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
 		d.log.Info(why, append(args, "call_id", req.CallID().Value(), "backend", d.name(nx.backend))...)
 		d.sent[nx.backend].Add(1)
 	}
-	req.PrependHeader(d.recordRoute(nx.sock, nx.backend))
+	in := nx.in
+	if in == nil {
+		in = nx.sock
+	}
+	if in != nx.sock {
+		// The second entry of a double Record-Route (RFC 5658).
+		req.RemoveHeader("Record-Route")
+	}
+	d.addRecordRoute(req, in, nx.sock, nx.inConn, nil, nx.backend)
 	req.PrependHeader(d.via(nx.sock, nx.branch))
 	d.send(nx.sock, req, d.addr(nx.backend))
 }
@@ -89,7 +97,11 @@ func (d *Dispatcher) recordRoute(s *sock, backend int) *sip.RecordRouteHeader {
 
 // via is the dispatcher's own Via with branch.
 func (d *Dispatcher) via(s *sock, branch string) *sip.ViaHeader {
-	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: s.host, Port: s.port,
+	tr := s.transport
+	if tr == "" {
+		tr = "UDP"
+	}
+	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: s.host, Port: s.port,
 		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport"}}}
 }
 

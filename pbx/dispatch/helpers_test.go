@@ -112,6 +112,20 @@ func (b *fakeBackend) serve(req *sip.Request) {
 			}
 			res.AppendHeader(&sip.ContactHeader{Address: ct})
 		}
+		if code == 200 && req.Method == sip.REGISTER {
+			// A registrar lists the bindings with their expiry; an
+			// Expires of 0 removes them.
+			for _, h := range req.GetHeaders("Contact") {
+				if e := req.GetHeader("Expires"); e != nil && e.Value() == "0" {
+					break
+				}
+				if ct, ok := h.(*sip.ContactHeader); ok {
+					ct = ct.Clone()
+					ct.Params.Add("expires", "300")
+					res.AppendHeader(ct)
+				}
+			}
+		}
 		to, err := viaAddr(res.Via())
 		if err != nil {
 			return
@@ -362,6 +376,14 @@ func (p *phone) establish(d netip.AddrPort, id string) *call {
 // startDispatcher runs a dispatcher on loopback until the test ends.
 func startDispatcher(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispatcher, netip.AddrPort) {
 	t.Helper()
+	d, addrs := startDispatcherAll(t, cfg, backends...)
+	return d, netip.MustParseAddrPort(addrs[0])
+}
+
+// startDispatcherAll is startDispatcher that returns every listener's
+// address as Run's ready gets them.
+func startDispatcherAll(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispatcher, []string) {
+	t.Helper()
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, Backend{Addr: b.addr, Weight: 1})
 	}
@@ -376,10 +398,10 @@ func startDispatcher(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispa
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan netip.AddrPort, 1)
+	ready := make(chan []string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- d.Run(ctx, func(addrs []string) { ready <- netip.MustParseAddrPort(addrs[0]) })
+		done <- d.Run(ctx, func(addrs []string) { ready <- addrs })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -393,7 +415,7 @@ func startDispatcher(t *testing.T, cfg Config, backends ...*fakeBackend) (*Dispa
 	case err := <-done:
 		t.Fatalf("dispatcher did not start: %v", err)
 	}
-	return nil, netip.AddrPort{}
+	return nil, nil
 }
 
 // waitFor polls cond until it holds or 10 s have passed.

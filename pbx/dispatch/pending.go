@@ -45,11 +45,16 @@ type retry struct {
 	// raw is the request as it went to the first backend: bytes rather
 	// than a parsed copy, which would cost every call; it is parsed
 	// again (parseRequest) only to be sent again or answered.
-	raw   []byte
-	sock  *sock
-	key   string
-	tried []int
-	max   int // backends to try at most
+	raw  []byte
+	sock *sock // towards the backends
+	// in is the socket the INVITE came on, inConn the phone's
+	// connection (nil: UDP): the dispatcher's own answer goes there, and
+	// the Record-Route names them.
+	in     *sock
+	inConn *streamConn
+	key    string
+	tried  []int
+	max    int // backends to try at most
 	// lastTx is when it last went to the backend tried now, rto how long
 	// to wait for an answer before sending it again (RFC 3261 Timer A).
 	lastTx time.Time
@@ -172,6 +177,8 @@ type next struct {
 	branch  string
 	raw     []byte // retry.raw
 	sock    *sock
+	in      *sock // retry.in
+	inConn  *streamConn
 }
 
 // outcome is what the table says about a response.
@@ -276,7 +283,7 @@ func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	e.sent = now
 	e.answered = false
 	rt.lastTx, rt.rto = now, timerT1
-	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock}, true
+	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn}, true
 }
 
 // timedOut is a request a backend left unanswered.
@@ -325,7 +332,11 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			// its retransmissions of the INVITE.
 			if req, err := parseRequest(e.retry.raw); err == nil {
 				e.local = localFinal(req, k, e.canceled, p.server)
-				out.gaveUp = append(out.gaveUp, gaveUp{res: e.local, sock: e.retry.sock})
+				in := e.retry.in
+				if in == nil {
+					in = e.retry.sock
+				}
+				out.gaveUp = append(out.gaveUp, gaveUp{res: e.local, sock: in})
 			}
 			e.retry = nil
 			e.final = now
@@ -333,7 +344,7 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 		case !e.answered && e.retry != nil && now.Sub(e.retry.lastTx) >= e.retry.rto:
 			rt := e.retry
 			rt.lastTx, rt.rto = now, min(2*rt.rto, timerT2)
-			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock})
+			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn})
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,
 			e.final.IsZero() && now.Sub(e.sent) > lingerProvisional:
 			delete(p.m, k)

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -30,12 +31,18 @@ func (d *Dispatcher) handle(s *sock, parser *sip.Parser, data []byte, from netip
 		d.netLog.Warn("dispatcher dropped an unparseable datagram", "from", from.String(), "err", err)
 		return
 	}
+	d.handleMsg(s, msg, from, nil)
+}
+
+// handleMsg handles one message that came on s from from; c is its
+// connection when s is a stream listener.
+func (d *Dispatcher) handleMsg(s *sock, msg sip.Message, from netip.AddrPort, c *streamConn) {
 	switch m := msg.(type) {
 	case *sip.Request:
 		if s.probeOnly || !d.serving() {
 			return
 		}
-		d.request(s, m, from)
+		d.request(s, m, from, c)
 	case *sip.Response:
 		if s.probeOnly || !d.serving() {
 			// Answers to the probes still count: they keep the view
@@ -51,8 +58,9 @@ func (d *Dispatcher) handle(s *sock, parser *sip.Parser, data []byte, from netip
 	}
 }
 
-// request forwards one request (or answers it when it cannot go on).
-func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
+// request forwards one request (or answers it when it cannot go on). c is
+// the phone's connection it came on (nil: a datagram).
+func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *streamConn) {
 	via := req.Via()
 	if via == nil || req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil {
 		d.netLog.Warn("dispatcher dropped a request without Via, Call-ID, CSeq, From or To", "from", from.String())
@@ -62,7 +70,17 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		d.netLog.Warn("dispatcher dropped a malformed request", "from", from.String(), "err", err)
 		return
 	}
-	stampVia(via, from)
+	if c != nil {
+		// Its answers must go back over this connection, whatever
+		// port the phone listens on (RFC 3261 §18.2.2).
+		via.Params.Add("rport", strconv.Itoa(int(from.Port())))
+		via.Params.Add("received", from.Addr().String())
+		if req.Method == sip.REGISTER {
+			c.offerContacts(req)
+		}
+	} else {
+		stampVia(via, from)
+	}
 	isAck := req.IsAck()
 
 	mf := req.MaxForwards()
@@ -83,8 +101,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	inDialog := req.To().Params.Has("tag")
 	dest, backend := netip.AddrPort{}, -1
 	var err error
+	// out is the socket the request leaves on, outConn the phone's
+	// connection it goes to (nil: UDP).
+	out := d.udpSock(s)
+	var outConn *streamConn
+	viaBackend := c == nil && d.fromBackend(from)
 
-	own := d.popOwnRoute(s, req)
+	own, token := d.popOwnRoutes(s, req)
 	var pb found
 	if own == nil {
 		pb = d.pend.find(branch, req.Method == sip.CANCEL)
@@ -97,10 +120,10 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	case own != nil:
 		// In a dialog we record-routed: towards its backend, unless it
 		// comes from there.
-		if i, ok := d.routeBackend(own); ok && !d.fromBackend(from) && req.Route() == nil {
+		if i, ok := d.routeBackend(own); ok && !viaBackend && req.Route() == nil {
 			dest, backend = d.addr(i), i
 		} else {
-			dest, err = nextHop(req)
+			out, outConn, dest, err = d.toPhone(s, req, token)
 		}
 	case pb.backend >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
@@ -132,8 +155,8 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		// CANCEL or ACK follows its Request-URI, as the INVITE did (see
 		// below); so does an ACK meant for someone else. A phone's
 		// CANCEL of nothing gets 481.
-		if d.fromBackend(from) || isAck && !d.forUs(s, req.Recipient) {
-			dest, err = nextHop(req)
+		if viaBackend || isAck && !d.forUs(s, req.Recipient) {
+			out, outConn, dest, err = d.toPhone(s, req, "")
 			break
 		}
 		if !isAck {
@@ -146,7 +169,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 			return
 		}
-		dest, err = nextHop(req)
+		out, outConn, dest, err = d.toPhone(s, req, "")
 	case req.Method == sip.OPTIONS && req.Recipient.User == "" && d.forUs(s, req.Recipient):
 		d.reply(s, req, sip.StatusOK, "OK")
 		return
@@ -158,8 +181,8 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		// way the Record-Route names the backend, so the dialog's later
 		// requests from the phone reach it.
 		rrBackend, fromBE := d.roster.Load().byAddr[from]
-		if fromBE {
-			dest, err = nextHop(req)
+		if fromBE && c == nil {
+			out, outConn, dest, err = d.toPhone(s, req, "")
 		} else {
 			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.usableFn)
 			if backend < 0 {
@@ -172,17 +195,24 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 			if req.IsInvite() && d.cfg.Attempts > 1 {
 				// Kept (below) to go on to the next backend if this
 				// one fails.
-				rt = &retry{sock: s, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
+				rt = &retry{sock: out, in: s, inConn: c, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
-			req.PrependHeader(d.recordRoute(s, rrBackend))
+			d.addRecordRoute(req, s, out, c, outConn, rrBackend)
 		}
 	}
-	if err == nil && dest.Addr() == s.local && int(dest.Port()) == s.port {
+	if err == nil && outConn == nil && dest.Addr() == out.local && int(dest.Port()) == out.port {
 		d.netLog.Warn("dispatcher refused a request whose next hop is itself", "method", string(req.Method), "call_id", req.CallID().Value())
 		if !isAck {
 			d.reply(s, req, sip.StatusLoopDetected, "Loop Detected")
+		}
+		return
+	}
+	if errors.Is(err, errNoFlow) {
+		d.netLog.Warn("dispatcher cannot reach a phone over TCP or TLS: its connection is closed", "method", string(req.Method), "call_id", req.CallID().Value(), "to", req.Recipient.String())
+		if !isAck {
+			d.reply(s, req, sip.StatusTemporarilyUnavailable, "No Connection To The Phone")
 		}
 		return
 	}
@@ -203,7 +233,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 	// and what shows a dead backend. A request inside a dialog follows its
 	// Route; a late retransmission of one (a BYE repeated after its 200)
 	// may rightly get no answer from a backend that ended the dialog.
-	req.PrependHeader(d.via(s, wire))
+	req.PrependHeader(d.via(out, wire))
 	// An INVITE that may go on to another backend is kept as it goes out
 	// (the dispatcher's Via and Record-Route are taken off again when it
 	// is sent on): serialized once for both.
@@ -225,9 +255,9 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort) {
 		}
 	}
 	if raw != nil {
-		d.sendRaw(s, raw, dest)
+		d.sendRaw(out, raw, dest)
 	} else {
-		d.send(s, req, dest)
+		d.send(out, req, dest)
 	}
 	if trying != nil {
 		if to, err := viaAddr(trying.Via()); err == nil {
@@ -279,15 +309,37 @@ func (d *Dispatcher) branch(req *sip.Request, via *sip.ViaHeader) string {
 	return branchPrefix + strconv.FormatUint(h.Sum64(), 36)
 }
 
-// popOwnRoute removes the top Route and returns it when it names this
-// dispatcher.
-func (d *Dispatcher) popOwnRoute(s *sock, req *sip.Request) *sip.RouteHeader {
-	r := req.Route()
-	if r == nil || !d.isSelf(s, r.Address) {
-		return nil
+// popOwnRoutes removes the top Routes that name this dispatcher (two
+// where it Record-Routed twice, RFC 5658) and returns the first one with a
+// backend tag (nil: none of its own) and the flow token among them.
+func (d *Dispatcher) popOwnRoutes(s *sock, req *sip.Request) (own *sip.RouteHeader, token string) {
+	for range 2 {
+		r := req.Route()
+		if r == nil || !d.isSelf(s, r.Address) && !d.isOwn(r.Address) {
+			break
+		}
+		req.RemoveHeader("Route")
+		if own == nil || !own.Address.UriParams.Has(routeParam) {
+			own = r
+		}
+		if t, ok := r.Address.UriParams.Get(flowParam); ok && token == "" {
+			token = t
+		}
 	}
-	req.RemoveHeader("Route")
-	return r
+	return own, token
+}
+
+// isOwn tells whether u names any listener of the dispatcher.
+func (d *Dispatcher) isOwn(u sip.Uri) bool {
+	d.mu.Lock()
+	socks := d.socks
+	d.mu.Unlock()
+	for _, x := range socks {
+		if d.isSelf(x, u) {
+			return true
+		}
+	}
+	return false
 }
 
 // routeBackend returns the backend named in the dispatcher's Route entry.
@@ -476,7 +528,28 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		d.netLog.Warn("dispatcher cannot forward a response", "from", from.String(), "err", err)
 		return
 	}
-	d.send(s, res, dest)
+	out := d.udpSock(s)
+	if t := res.Via().Transport; d.streams != nil && (strings.EqualFold(t, "TCP") || strings.EqualFold(t, "TLS")) {
+		// Back over the connection the request came on.
+		c := d.streams.byRemote(dest)
+		if c == nil {
+			d.netLog.Warn("dispatcher dropped a response: the phone's connection is closed", "to", dest.String(), "call_id", callID(res))
+			return
+		}
+		if cs := res.CSeq(); cs != nil && cs.MethodName == sip.REGISTER && res.IsSuccess() {
+			d.streams.registered(c, res, time.Now())
+		}
+		out = c.sock
+	}
+	d.send(out, res, dest)
+}
+
+// callID is msg's Call-ID, or "".
+func callID(msg sip.Message) string {
+	if h := msg.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
 }
 
 // sane checks what the parser lets through but a next hop would refuse:
