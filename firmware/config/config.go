@@ -23,9 +23,10 @@ type Config struct {
 	// Dispatcher, when present, makes the box a load balancer in front of PBXs instead of a PBX (dispatch.go).
 	Dispatcher *Dispatcher `yaml:"dispatcher,omitempty"`
 	// Trunks and Routes connect the PBX to the telephone network (trunks.go).
-	Trunks []TrunkLine `yaml:"trunks,omitempty"`
-	Routes []Route     `yaml:"routes,omitempty"`
-	PSTN   *PSTN       `yaml:"pstn,omitempty"` // the twin pair's PSTN layer-1 monitor (pstn.go)
+	Trunks    []TrunkLine `yaml:"trunks,omitempty"`
+	Routes    []Route     `yaml:"routes,omitempty"`
+	PSTN      *PSTN       `yaml:"pstn,omitempty"`      // the twin pair's PSTN layer-1 monitor (pstn.go)
+	Voicemail *Voicemail  `yaml:"voicemail,omitempty"` // mailboxes of the extensions (voicemail.go)
 
 	// src remembers where each field came from when the config was parsed,
 	// so that Validate can name file and line. Nil for configs built in code.
@@ -90,6 +91,7 @@ type Extension struct {
 	// phones too (they show it beside the call in progress); a third call
 	// gets 486 Busy Here. Absent: on. Off: the second call gets 486.
 	CallWaiting *bool `yaml:"call_waiting,omitempty"`
+	Voicemail   *bool `yaml:"voicemail,omitempty"` // a mailbox (voicemail.go); absent: voicemail.all
 }
 
 // Calls is how many calls the extension may be in at once: two with call

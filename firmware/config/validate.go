@@ -140,6 +140,7 @@ func (c *Config) Validate() error {
 	c.validateTrunks(ps)
 	c.validateTLS(ps)
 	c.validatePSTN(ps)
+	c.validateVoicemail(ps)
 	return ps.err()
 }
 
