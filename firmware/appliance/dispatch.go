@@ -2,20 +2,27 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/pbx/dispatch"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
 // dispatchConfig turns a validated config's dispatcher section into the
-// dispatcher's settings.
-func dispatchConfig(cfg *config.Config) (dispatch.Config, error) {
+// dispatcher's settings. seed derives the self-signed certificate of tls
+// listeners when sip.tls names none: the box's nonce key (nil on a
+// dispatcher pair, whose boxes derive it from the pairing key, so both
+// present the same certificate).
+func dispatchConfig(cfg *config.Config, seed []byte) (dispatch.Config, error) {
 	d := cfg.Dispatcher
 	alg, err := config.DispatcherAlgorithm(d.Algorithm)
 	if err != nil {
@@ -29,6 +36,10 @@ func dispatchConfig(cfg *config.Config) (dispatch.Config, error) {
 		UpAfter:       d.UpAfter,
 		TxTimeout:     d.TxTimeout.D(),
 		Attempts:      d.Attempts,
+		// Zero: the dispatcher's defaults.
+		MaxConns:          d.TCPMaxConnections,
+		MaxConnsPerSource: d.TCPMaxPerSource,
+		IdleTimeout:       d.TCPIdleTimeout.D(),
 	}
 	names := false
 	for _, b := range d.Backends {
@@ -48,27 +59,99 @@ func dispatchConfig(cfg *config.Config) (dispatch.Config, error) {
 		}
 		out.Resolver = res
 	}
+	var tlsConf *tls.Config
 	for _, e := range cfg.SIP.Listen {
 		l, err := config.ParseListen(e)
 		if err != nil {
 			return dispatch.Config{}, err
 		}
-		if l.Transport != "udp" {
-			continue
-		}
 		ap, err := netip.ParseAddrPort(l.Addr())
 		if err != nil {
 			return dispatch.Config{}, fmt.Errorf("dispatcher listener %s: %w", e, err)
 		}
-		out.Listen = append(out.Listen, ap)
+		switch l.Transport {
+		case "udp":
+			out.Listen = append(out.Listen, ap)
+		case "tcp":
+			out.StreamListen = append(out.StreamListen, dispatch.StreamListener{Addr: ap})
+		case "tls":
+			if tlsConf == nil {
+				if tlsConf, err = dispatchTLS(cfg, seed); err != nil {
+					return dispatch.Config{}, err
+				}
+			}
+			out.StreamListen = append(out.StreamListen, dispatch.StreamListener{Addr: ap, TLS: tlsConf})
+		}
 	}
 	return out, nil
+}
+
+// dispatchTLS is the server side of the dispatcher's tls listeners: the
+// certificate of sip.tls, else one derived from seed (or, on a pair, from
+// the pairing key) for the box's names and addresses.
+func dispatchTLS(cfg *config.Config, seed []byte) (*tls.Config, error) {
+	var id *tlscert.Identity
+	var err error
+	if t := cfg.SIP.TLS; t != nil && t.Cert != "" {
+		id, err = tlscert.Load(t.Cert, t.Key)
+	} else {
+		if c := cfg.Cluster; c != nil {
+			if seed, err = twin.NonceKey(c.PairingKey); err != nil {
+				return nil, fmt.Errorf("the dispatcher's TLS certificate: %w", err)
+			}
+		}
+		id, err = tlscert.Derive(seed, dispatchCertNames(cfg))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the dispatcher's TLS certificate (sip.tls): %w", err)
+	}
+	return tlscert.ServerConfig(id), nil
+}
+
+// dispatchCertNames are the names a derived certificate of the dispatcher
+// carries: the advertised host, the listeners' hosts, the node's name,
+// and on a pair the VIP and the peer's name.
+func dispatchCertNames(cfg *config.Config) []string {
+	var names []string
+	add := func(h string) {
+		if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() || h == "" {
+			return
+		}
+		names = append(names, h)
+	}
+	add(cfg.SIP.Advertise)
+	for _, e := range cfg.SIP.Listen {
+		if l, err := config.ParseListen(e); err == nil {
+			add(l.Host)
+		}
+	}
+	add(cfg.Node.Name)
+	if c := cfg.Cluster; c != nil {
+		add(c.Peer)
+		if p, err := netip.ParsePrefix(c.VIP); err == nil {
+			add(p.Addr().String())
+		}
+	}
+	return names
+}
+
+// listenerName is a listener address as the dispatcher's Run reports it,
+// with its transport: "udp:…", "tcp:…" or "tls:…".
+func listenerName(addr string) string {
+	if strings.HasPrefix(addr, "tcp:") || strings.HasPrefix(addr, "tls:") {
+		return addr
+	}
+	return "udp:" + addr
 }
 
 // runDispatcher runs the box as a dispatcher (docs/DISPATCHER.md) with the
 // control socket, until ctx ends.
 func runDispatcher(ctx context.Context, o Options, st *store.Store, cfg *config.Config) error {
-	dc, err := dispatchConfig(cfg)
+	key, err := nonceKey(o.DataDir)
+	if err != nil {
+		return err
+	}
+	dc, err := dispatchConfig(cfg, key)
 	if err != nil {
 		return fmt.Errorf("starting the dispatcher: %w", err)
 	}
@@ -85,7 +168,7 @@ func runDispatcher(ctx context.Context, o Options, st *store.Store, cfg *config.
 	wg.Go(func() { ctlErr <- control.Serve(ctx, o.DataDir, a, o.Logger) })
 	err = d.Run(ctx, func(addrs []string) {
 		for _, ad := range addrs {
-			fmt.Fprintf(o.Out, "SIP dispatcher listening on udp:%s\n", ad)
+			fmt.Fprintf(o.Out, "SIP dispatcher listening on %s\n", listenerName(ad))
 		}
 		o.Logger.Info("ready", "node", cfg.Node.Name, "role", "dispatcher", "config_version", cfg.Version, "data", o.DataDir)
 	})

@@ -48,7 +48,7 @@ func runDispatcherPair(ctx context.Context, o Options, pb *pairBox) error {
 		return r.run(ctx, func(addrs []string) {
 			once.Do(func() {
 				for _, ad := range addrs {
-					fmt.Fprintf(o.Out, "SIP dispatcher listening on udp:%s (served while this box is active)\n", ad)
+					fmt.Fprintf(o.Out, "SIP dispatcher listening on %s (served while this box is active)\n", listenerName(ad))
 				}
 				o.Logger.Info("ready", "node", pb.box.Node.Name, "role", "dispatcher", "peer", pb.box.Cluster.Peer,
 					"config_version", pb.cfg.Version, "data", o.DataDir)
@@ -100,7 +100,7 @@ func settingsOf(cfg *config.Config) dispatchSettings {
 
 // build returns the dispatcher settings of cfg for this box.
 func (r *dispatchRunner) build(cfg *config.Config) (dispatch.Config, error) {
-	dc, err := dispatchConfig(cfg)
+	dc, err := dispatchConfig(cfg, nil)
 	if err != nil {
 		return dispatch.Config{}, err
 	}

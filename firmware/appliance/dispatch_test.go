@@ -30,7 +30,7 @@ dispatcher:
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := dispatchConfig(cfg)
+	got, err := dispatchConfig(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +51,39 @@ dispatcher:
 		len(got.Listen) != 1 || got.Listen[0] != want.Listen[0] || got.Advertise != want.Advertise ||
 		got.ProbeInterval != want.ProbeInterval || got.DownAfter != 1 || got.UpAfter != 3 || got.TxTimeout != want.TxTimeout {
 		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestDispatchConfigStreams: tcp and tls entries of sip.listen become the
+// dispatcher's stream listeners, the tls ones with the box's derived
+// certificate, and the connection limits pass through.
+func TestDispatchConfigStreams(t *testing.T) {
+	cfg, err := config.Parse("lb.yaml", []byte(`node: {name: lb}
+sip: {listen: ["udp:127.0.0.1:5090", "tcp:127.0.0.1:5090", "tls:127.0.0.1:5091"]}
+dispatcher:
+  backends: [{uri: "127.0.0.1:5092"}]
+  tcp_max_connections: 50
+  tcp_max_per_source: 5
+  tcp_idle_timeout: 30s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dispatchConfig(cfg, []byte("a seed of the box, thirty-two bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Listen) != 1 || len(got.StreamListen) != 2 ||
+		got.StreamListen[0].Addr != netip.MustParseAddrPort("127.0.0.1:5090") || got.StreamListen[0].TLS != nil ||
+		got.StreamListen[1].Addr != netip.MustParseAddrPort("127.0.0.1:5091") || got.StreamListen[1].TLS == nil ||
+		len(got.StreamListen[1].TLS.Certificates) != 1 {
+		t.Fatalf("listeners %v, stream listeners %+v", got.Listen, got.StreamListen)
+	}
+	if got.MaxConns != 50 || got.MaxConnsPerSource != 5 || got.IdleTimeout != 30*time.Second {
+		t.Errorf("limits %d, %d, %s", got.MaxConns, got.MaxConnsPerSource, got.IdleTimeout)
 	}
 }
 
@@ -112,7 +145,7 @@ dispatcher:
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := dispatchConfig(cfg)
+	got, err := dispatchConfig(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // Dispatcher makes the box a SIP load balancer in front of PBX boxes
-// instead of a PBX (docs/DISPATCHER.md). It listens on the UDP entries of
-// sip.listen; extensions and rtp_ports are not used.
+// instead of a PBX (docs/DISPATCHER.md). It listens on the entries of
+// sip.listen: phones may use UDP, TCP or TLS, the backends are spoken to
+// over UDP; extensions and rtp_ports are not used.
 type Dispatcher struct {
 	// Algorithm picks the backend of a new call: hash-callid (0),
 	// hash-from (1), hash-to (2), hash-ruri (3) or round-robin (4), by
@@ -31,6 +32,14 @@ type Dispatcher struct {
 	// leaves it unanswered for tx_timeout or refuses it with 500 or 503
 	// passes it to the next (default 3; 1: no retry).
 	Attempts int `yaml:"attempts,omitempty"`
+	// TCPMaxConnections bounds the phones' open TCP and TLS connections
+	// (default 4096), TCPMaxPerSource those from one IP address (default
+	// 128).
+	TCPMaxConnections int `yaml:"tcp_max_connections,omitempty"`
+	TCPMaxPerSource   int `yaml:"tcp_max_per_source,omitempty"`
+	// TCPIdleTimeout closes a connection on which no message came for
+	// this long, unless it carries a registration (default 2m).
+	TCPIdleTimeout Duration `yaml:"tcp_idle_timeout,omitempty"`
 }
 
 // DispatcherBackend is one PBX behind the dispatcher, or a DNS name for
@@ -58,6 +67,9 @@ const (
 	MaxDispatchCount    = 100  // down_after, up_after
 	MaxDispatchWeight   = 1000 // weight
 	MaxDispatchAttempts = 10   // attempts
+	MaxDispatchConns    = 100000
+	MinTCPIdleTimeout   = time.Second
+	MaxTCPIdleTimeout   = 24 * time.Hour
 )
 
 // Target parses the backend's URI: an address, or else a DNS name
@@ -145,10 +157,22 @@ func (c *Config) validateDispatcher(ps *problems) {
 	if c.Site != nil {
 		ps.add("dispatcher", "a dispatcher is in front of a site's boxes, not one of them: remove site or dispatcher")
 	}
-	for i, e := range c.SIP.Listen {
-		if l, err := ParseListen(e); err == nil && l.Transport != "udp" {
-			ps.add(fmt.Sprintf("sip.listen[%d]", i), "%s: the dispatcher speaks UDP only", e)
+	udp := false
+	for _, e := range c.SIP.Listen {
+		if l, err := ParseListen(e); err == nil && l.Transport == "udp" {
+			udp = true
 		}
+	}
+	if !udp && len(c.SIP.Listen) > 0 {
+		ps.add("sip.listen", "the dispatcher needs a udp listener too: it speaks to the backends and probes them over UDP (e.g. udp:0.0.0.0:5060 next to tcp:0.0.0.0:5060)")
+	}
+	if d.TCPMaxConnections < 0 || d.TCPMaxConnections > MaxDispatchConns {
+		ps.add("dispatcher.tcp_max_connections", "%d: want 1 to %d (0 or absent: 4096)", d.TCPMaxConnections, MaxDispatchConns)
+	}
+	if d.TCPMaxPerSource < 0 || d.TCPMaxPerSource > MaxDispatchConns {
+		ps.add("dispatcher.tcp_max_per_source", "%d: want 1 to %d (0 or absent: 128)", d.TCPMaxPerSource, MaxDispatchConns)
+	} else if d.TCPMaxConnections > 0 && d.TCPMaxPerSource > d.TCPMaxConnections {
+		ps.add("dispatcher.tcp_max_per_source", "%d is more than tcp_max_connections (%d)", d.TCPMaxPerSource, d.TCPMaxConnections)
 	}
 	if _, err := DispatcherAlgorithm(d.Algorithm); err != nil {
 		ps.add("dispatcher.algorithm", "%s", err.Error())
@@ -182,6 +206,7 @@ func (c *Config) validateDispatcher(ps *problems) {
 	}{
 		{"dispatcher.probe_interval", d.ProbeInterval, MinProbeInterval, MaxProbeInterval},
 		{"dispatcher.tx_timeout", d.TxTimeout, MinDispatchTimeout, MaxDispatchTimeout},
+		{"dispatcher.tcp_idle_timeout", d.TCPIdleTimeout, MinTCPIdleTimeout, MaxTCPIdleTimeout},
 	}
 	for _, x := range durs {
 		if x.set < 0 || x.set != 0 && (x.set.D() < x.min || x.set.D() > x.max) {

@@ -48,9 +48,16 @@ func TestDispatcherValidate(t *testing.T) {
 		{name: "probe too fast", extra: "  probe_interval: 1ms\n", want: "dispatcher.probe_interval: 1ms is outside"},
 		{name: "timeout too long", extra: "  tx_timeout: 5m\n", want: "dispatcher.tx_timeout"},
 		{name: "down_after", extra: "  down_after: 1000\n", want: "dispatcher.down_after: 1000"},
-		{name: "tcp listener", edit: func(s string) string {
-			return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"udp:10.77.0.5:5060", "tcp:10.77.0.5:5060"`, 1)
-		}, want: "sip.listen[1]: tcp:10.77.0.5:5060: the dispatcher speaks UDP only"},
+		{name: "tcp and tls listeners", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"udp:10.77.0.5:5060", "tcp:10.77.0.5:5060", "tls:10.77.0.5:5061"`, 1)
+		}},
+		{name: "tcp listener alone", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.5:5060"`, `"tcp:10.77.0.5:5060"`, 1)
+		}, want: "sip.listen: the dispatcher needs a udp listener too"},
+		{name: "tcp limits", extra: "  tcp_max_connections: 500\n  tcp_max_per_source: 50\n  tcp_idle_timeout: 30s\n"},
+		{name: "tcp max negative", extra: "  tcp_max_connections: -1\n", want: "dispatcher.tcp_max_connections: -1"},
+		{name: "tcp per source above max", extra: "  tcp_max_connections: 10\n  tcp_max_per_source: 20\n", want: "dispatcher.tcp_max_per_source: 20 is more than"},
+		{name: "tcp idle too short", extra: "  tcp_idle_timeout: 10ms\n", want: "dispatcher.tcp_idle_timeout: 10ms is outside"},
 		{name: "pbx still needs rtp ports", edit: func(s string) string { return s[:strings.Index(s, "dispatcher:")] }, want: "sip.rtp_ports: missing"},
 	}
 	for _, tc := range tests {
