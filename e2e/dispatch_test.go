@@ -93,8 +93,9 @@ func (s *sippServer) calls() map[string][]string {
 }
 
 // startDispatcherBox runs `twinpbx run` with a dispatcher section in front
-// of the given backend ports.
-func startDispatcherBox(t *testing.T, d config.Dispatcher) *pbx {
+// of the given backend ports; edit, if given, changes the config before it
+// is written.
+func startDispatcherBox(t *testing.T, d config.Dispatcher, edit ...func(*config.Config)) *pbx {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -105,6 +106,9 @@ func startDispatcherBox(t *testing.T, d config.Dispatcher) *pbx {
 		Node:       config.Node{Name: "lb"},
 		SIP:        config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", p.port)}},
 		Dispatcher: &d,
+	}
+	for _, e := range edit {
+		e(&p.cfg)
 	}
 	y, err := yaml.Marshal(p.cfg)
 	if err != nil {

@@ -308,6 +308,11 @@ func (d *Dispatcher) serveConn(ctx context.Context, s *sock, raw net.Conn) {
 		return
 	}
 	remote := netip.AddrPortFrom(ra.AddrPort().Addr().Unmap(), ra.AddrPort().Port())
+	var tc *tls.Conn
+	if s.tlsConf != nil {
+		tc = tls.Server(raw, s.tlsConf)
+		raw = tc
+	}
 	c := &streamConn{c: raw, remote: remote, id: newFlowID(), sock: s, out: make(chan []byte, streamQueue), done: make(chan struct{})}
 	c.lastMsg.Store(time.Now().UnixNano())
 	if err := d.streams.add(c); err != nil {
@@ -321,9 +326,7 @@ func (d *Dispatcher) serveConn(ctx context.Context, s *sock, raw net.Conn) {
 	}()
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
-	if s.tlsConf != nil {
-		tc := tls.Server(raw, s.tlsConf)
-		c.c = tc
+	if tc != nil {
 		hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTime)
 		err := tc.HandshakeContext(hctx)
 		cancel()

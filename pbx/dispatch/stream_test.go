@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
 const framedInvite = "INVITE sip:200@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.2:5060;branch=z9hG4bKa\r\n" +
@@ -128,6 +132,11 @@ func dialPhone(t *testing.T, from string, to string) *tcpPhone {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newStreamPhone(t, c)
+}
+
+// newStreamPhone is a phone on connection c.
+func newStreamPhone(t *testing.T, c net.Conn) *tcpPhone {
 	p := &tcpPhone{t: t, conn: c, addr: c.LocalAddr().(*net.TCPAddr).AddrPort(), msgs: make(chan sip.Message, 64), eof: make(chan struct{})}
 	t.Cleanup(func() { _ = c.Close(); <-p.eof })
 	go func() {
@@ -188,7 +197,11 @@ func (p *tcpPhone) closed() bool {
 // tcpRequest is a request of phone p for the dispatcher at d.
 func (p *tcpPhone) request(method, ruri, callID string, seq int, toTag string, routes []string, extra ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\n", method, ruri, p.addr, callID, seq)
+	tr := "TCP"
+	if _, ok := p.conn.(*tls.Conn); ok {
+		tr = "TLS"
+	}
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\n", method, ruri, tr, p.addr, callID, seq)
 	for _, r := range routes {
 		fmt.Fprintf(&b, "Route: %s\r\n", r)
 	}
@@ -485,4 +498,44 @@ func TestStreamOversized(t *testing.T) {
 	if res, ok := q.next().(*sip.Response); !ok || res.StatusCode != 200 {
 		t.Fatalf("OPTIONS: %v", res)
 	}
+}
+
+// TestTLSCallThrough: a phone over TLS (the box's derived certificate)
+// gets answers over its connection, and its call reaches the backend over
+// UDP with a Record-Route entry for each side, the phone's with
+// transport=tls; a connection that speaks plain text is closed.
+func TestTLSCallThrough(t *testing.T) {
+	id, err := tlscert.Derive([]byte("the dispatcher test's seed, long enough"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := newFakeBackend(t)
+	cfg := streamConfig()
+	cfg.StreamListen[0].TLS = tlscert.ServerConfig(id)
+	_, addrs := startDispatcherAll(t, cfg, be)
+	if !strings.HasPrefix(addrs[1], "tls:") {
+		t.Fatalf("listeners %v", addrs)
+	}
+	at := strings.TrimPrefix(addrs[1], "tls:")
+	roots := x509.NewCertPool()
+	roots.AddCert(id.Cert.Leaf)
+	dl := tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}}
+	c, err := dl.DialContext(t.Context(), "tcp", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newStreamPhone(t, c)
+	p.send(p.request("INVITE", "sip:200@"+at, "tlscall", 1, "", nil))
+	res, ok := p.next().(*sip.Response)
+	if !ok || res.StatusCode != 200 {
+		t.Fatalf("the phone got %v, want 200", res)
+	}
+	rr := routes(be.last(sip.INVITE, "tlscall"))
+	if len(rr) != 2 || !strings.Contains(rr[1], "transport=tls") || !strings.Contains(rr[1], flowParam+"=") {
+		t.Fatalf("Record-Route at the backend %q", rr)
+	}
+
+	plain := dialPhone(t, "", at)
+	plain.send(framedBye)
+	waitFor(t, "the plain-text connection closed", plain.closed)
 }
