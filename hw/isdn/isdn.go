@@ -175,6 +175,24 @@ func (e *Endpoint) Start(now time.Time) {
 	e.pump(now)
 }
 
+// LineUp is told when layer 1 has come up (again): the user side, if it
+// holds no TEI on a point-to-multipoint span, asks for one (the requests
+// at Start may have gone unanswered while the line was elsewhere, e.g.
+// with the twin on the other side of the PSTN relay), and on a
+// point-to-point span it establishes a released TEI 0 link. A link that
+// is up is left alone.
+func (e *Endpoint) LineUp(now time.Time) {
+	if e.cfg.Network {
+		return
+	}
+	if e.teiU != nil {
+		e.teiU.Request(now)
+	} else if l := e.links[0]; l != nil && l.State() == lapd.Released {
+		l.Establish(now)
+	}
+	e.pump(now)
+}
+
 // Receive processes one received frame (address, control, information; no
 // flags or FCS). Malformed frames are dropped with an error.
 func (e *Endpoint) Receive(now time.Time, frame []byte) error {
@@ -195,9 +213,14 @@ func (e *Endpoint) Receive(now time.Time, frame []byte) error {
 		if e.cfg.Type == BRIPointToMultipoint && f.TEI == lapd.TEIGroup {
 			// Broadcast call offering (UI on the group TEI): the user side
 			// answers on its own data link.
-			if f.Kind == lapd.UI {
-				if tei, ok := e.TEI(); ok && !e.cfg.Network {
+			if f.Kind == lapd.UI && !e.cfg.Network {
+				if tei, ok := e.TEI(); ok {
 					e.deliver(now, tei, f.Info)
+				} else if e.teiU != nil {
+					// A call is offered and we cannot answer it: ask
+					// for a TEI, in time for the network's repeat
+					// of the SETUP (T303).
+					e.teiU.Request(now)
 				}
 			}
 			break

@@ -138,6 +138,10 @@ func (l *Line) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("configuring ISDN span %d: %w", l.span, err)
 	}
 	l.ep.Start(time.Now())
+	// l1Up is the last layer-1 state the card reported; the first report
+	// of "up" counts as coming up (Start's TEI requests may have gone
+	// unanswered on a line that was down or switched to the twin).
+	l1Up := false
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	media := time.NewTicker(FrameInterval)
@@ -163,6 +167,10 @@ func (l *Line) Run(ctx context.Context, h Handler) error {
 			case card.Audio:
 				h.Audio(now, r.Channel, r.Data)
 			case card.Layer1:
+				if r.L1.Up && !l1Up {
+					l.ep.LineUp(now)
+				}
+				l1Up = r.L1.Up
 				h.Layer1(now, r.L1)
 			case card.Config:
 				l.log.Debug("card confirmed span configuration", "span", l.span, "config", r.String())

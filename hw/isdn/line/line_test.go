@@ -3,6 +3,7 @@ package line
 import (
 	"context"
 	"errors"
+	"github.com/twinpbx/twinpbx/hw/isdn/lapd"
 	"testing"
 	"time"
 
@@ -87,4 +88,53 @@ func TestRunEnds(t *testing.T) {
 	if err := l.Do(ctx, func(time.Time, *isdn.Endpoint) error { return nil }); !errors.Is(err, ErrStopped) {
 		t.Errorf("Do after Run: %v", err)
 	}
+}
+
+// A point-to-multipoint line without a TEI asks for one when layer 1
+// comes up (after a failover the relay brings the line to a box whose
+// requests at start went unanswered).
+func TestLayer1UpAsksForTEI(t *testing.T) {
+	a, z := card.Pipe()
+	l, err := New(Config{Card: a, Endpoint: isdn.Config{Type: isdn.BRIPointToMultipoint, Rand: func() uint16 { return 5 }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, nop{}) }()
+	defer func() { cancel(); <-done }()
+	// identityRequest waits for the line's next identity request.
+	identityRequest := func() lapd.TEIMessage {
+		t.Helper()
+		for {
+			r, err := z.Receive(ctx)
+			if err != nil {
+				t.Fatalf("no identity request: %v", err)
+			}
+			if r.Kind != card.DFrame {
+				continue
+			}
+			f, err := lapd.Parse(r.Data)
+			if err != nil || f.SAPI != lapd.SAPITEIMgmt {
+				continue
+			}
+			if m, err := lapd.ParseTEI(f.Info); err == nil && m.Type == lapd.IdentityRequest {
+				return m
+			}
+		}
+	}
+	m := identityRequest()
+	// The network denies it: the line has no TEI and stops asking.
+	denied, err := lapd.TEIMessage{Type: lapd.IdentityDenied, Ri: m.Ri, Ai: lapd.TEIGroup}.Frame(true).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Send(card.Record{Kind: card.DFrame, Data: denied}); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Send(card.Record{Kind: card.Layer1, L1: card.L1{Up: true}}); err != nil {
+		t.Fatal(err)
+	}
+	identityRequest()
 }
