@@ -24,7 +24,9 @@ func TestValidateTLS(t *testing.T) {
 		{"tls trunk insecure", func(c *Config) { c.Trunks[0].Transport, c.Trunks[0].TLSInsecure = "tls", true }, "", ""},
 		{"CA on udp trunk", func(c *Config) { c.Trunks[0].TLSCA = "/etc/ca.pem" }, "trunks[0].tls_ca", "only for transport: tls"},
 		{"insecure on udp trunk", func(c *Config) { c.Trunks[0].TLSInsecure = true }, "trunks[0].tls_insecure", "only for transport: tls"},
-		{"both", func(c *Config) { c.Trunks[0].Transport, c.Trunks[0].TLSCA, c.Trunks[0].TLSInsecure = "tls", "/ca.pem", true }, "trunks[0].tls_insecure", "not both"},
+		{"both", func(c *Config) {
+			c.Trunks[0].Transport, c.Trunks[0].TLSCA, c.Trunks[0].TLSInsecure = "tls", "/ca.pem", true
+		}, "trunks[0].tls_insecure", "not both"},
 		{"relative CA", func(c *Config) { c.Trunks[0].Transport, c.Trunks[0].TLSCA = "tls", "ca.pem" }, "trunks[0].tls_ca", "absolute"},
 		{"isdn over tls", func(c *Config) { c.Trunks[1].Transport = "tls" }, "trunks[1].transport", "not tls"},
 	} {
