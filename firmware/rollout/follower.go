@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/replication"
 )
@@ -28,7 +29,10 @@ type FollowerConfig struct {
 	// Standby says whether this box is the standby now: only a standby
 	// takes an offer.
 	Standby func() bool
-	Logger  *slog.Logger
+	// RetryFetch is how long the standby waits before it fetches an
+	// offer again whose fetch failed (0: 10 s).
+	RetryFetch time.Duration
+	Logger     *slog.Logger
 }
 
 // Follower takes the bundle the active offers: it fetches it once per
@@ -43,8 +47,10 @@ type Follower struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
-	busy bool
-	wg   sync.WaitGroup
+	// retry is when an offer whose fetch failed may be fetched again.
+	retry map[string]time.Time
+	busy  bool
+	wg    sync.WaitGroup
 }
 
 // NewFollower returns a Follower whose fetches run until ctx ends.
@@ -52,7 +58,10 @@ func NewFollower(ctx context.Context, c FollowerConfig) *Follower {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Follower{cfg: c, log: c.Logger.With("part", "rollout"), ctx: ctx, seen: map[string]bool{}, fw: c.Box.Firmware()}
+	if c.RetryFetch <= 0 {
+		c.RetryFetch = 10 * time.Second
+	}
+	return &Follower{cfg: c, log: c.Logger.With("part", "rollout"), ctx: ctx, seen: map[string]bool{}, retry: map[string]time.Time{}, fw: c.Box.Firmware()}
 }
 
 // Offered is called with every offer the active's heartbeats carry; it
@@ -60,7 +69,7 @@ func NewFollower(ctx context.Context, c FollowerConfig) *Follower {
 func (f *Follower) Offered(o replication.Offer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.busy || f.seen[o.ID] || f.ctx.Err() != nil {
+	if f.busy || f.seen[o.ID] || f.ctx.Err() != nil || time.Now().Before(f.retry[o.ID]) {
 		return
 	}
 	if f.fw != "" && o.Version == f.fw {
@@ -71,7 +80,6 @@ func (f *Follower) Offered(o replication.Offer) {
 	if f.cfg.Standby != nil && !f.cfg.Standby() {
 		return
 	}
-	f.seen[o.ID] = true
 	f.busy = true
 	f.wg.Go(func() {
 		defer func() {
@@ -109,8 +117,17 @@ func (f *Follower) take(o replication.Offer) {
 		applied = true
 		return nil
 	})
+	f.mu.Lock()
 	if err != nil {
-		log.Error("rolling update: the offered bundle was not taken", "err", err)
+		// The link may have broken (the active handed over): the same
+		// offer is fetched again once it is made again.
+		f.retry[o.ID] = time.Now().Add(f.cfg.RetryFetch)
+	} else {
+		f.seen[o.ID] = true
+	}
+	f.mu.Unlock()
+	if err != nil {
+		log.Error("rolling update: the offered bundle was not taken", "err", err, "retry_in", f.cfg.RetryFetch)
 		return
 	}
 	if !applied {

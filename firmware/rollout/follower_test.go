@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/replication"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 func offerOf(id, version string, data []byte) replication.Offer {
@@ -86,5 +88,34 @@ func TestFollower(t *testing.T) {
 				t.Errorf("the fetched bundle was left in the data folder (%v)", err)
 			}
 		})
+	}
+}
+
+// A fetch that broke off (the active handed over mid-transfer) is tried
+// again when the offer comes again, after a pause; a taken one is not.
+func TestFollowerRetriesABrokenFetch(t *testing.T) {
+	data := []byte("bundle")
+	o := offerOf("r", "2.0", data)
+	box := &fakeBox{fw: "1.0"}
+	fetches := 0
+	f := NewFollower(context.Background(), FollowerConfig{Box: box, DataDir: t.TempDir(), Logger: quiet(), RetryFetch: time.Millisecond,
+		Fetch: func(_ context.Context, _ replication.Offer, consume func(io.Reader) error) error {
+			fetches++
+			if fetches == 1 {
+				return errors.New("reading snapshot: unexpected EOF")
+			}
+			return consume(strings.NewReader(string(data)))
+		}})
+	f.Offered(o)
+	f.Wait()
+	waitfor.Cond(t, 20*time.Second, "the offer fetched again", func() bool {
+		f.Offered(o)
+		f.Wait()
+		return fetches == 2
+	})
+	f.Offered(o)
+	f.Wait()
+	if applied, reboots := box.counts(); fetches != 2 || applied != 1 || reboots != 1 {
+		t.Errorf("%d fetches, %d applied, %d reboots; want 2, 1, 1", fetches, applied, reboots)
 	}
 }

@@ -333,6 +333,9 @@ func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) erro
 	deadline := time.Now().Add(r.cfg.StandbyDeadline)
 	var took time.Time
 	err := r.waitFor(ctx, time.Until(deadline), func() (bool, error) {
+		if err := r.stillActive(); err != nil {
+			return false, err
+		}
 		f := r.cfg.Pair.Fetched()
 		if !f.Done || f.ID != offer.ID {
 			return false, nil
@@ -353,6 +356,9 @@ func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) erro
 	var back Twin
 	gone := false
 	err = r.waitFor(ctx, time.Until(deadline), func() (bool, error) {
+		if err := r.stillActive(); err != nil {
+			return false, err
+		}
 		t := r.cfg.Pair.Twin()
 		if !t.Standby || !t.InSync || !t.Since.After(took) {
 			gone = gone || !t.Standby || t.Since.IsZero()
@@ -371,6 +377,16 @@ func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) erro
 		return fmt.Errorf("the standby came back on %s, not %s: its trial boot did not commit and it fell back; the pair serves on the old version", orUnknown(back.Firmware), b.Version)
 	}
 	r.note("the standby is back on " + b.Version + ", in sync")
+	return nil
+}
+
+// stillActive fails the standby's step when this box is no longer the
+// active one (it handed over or was fenced): the roll cannot go on from
+// here.
+func (r *Rollout) stillActive() error {
+	if !r.cfg.Pair.Local().Active {
+		return errors.New("this box is no longer the active one (it handed over or lost its lease); the roll stops with the pair serving")
+	}
 	return nil
 }
 

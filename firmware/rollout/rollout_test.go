@@ -73,6 +73,7 @@ type fakePair struct {
 }
 
 func (p *fakePair) Local() Local { p.mu.Lock(); defer p.mu.Unlock(); return p.local }
+
 // Twin is the twin now; queued states come first, one per look, the
 // last one staying.
 func (p *fakePair) Twin() Twin {
@@ -148,6 +149,15 @@ func refuses(why string) func(*fakePair, replication.Offer) {
 	}
 }
 
+// handsOver: while the standby fetches, this box hands service over (a
+// failed gateway probe).
+func handsOver(p *fakePair, _ replication.Offer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.local = Local{Standby: true}
+	p.twin = Twin{Active: true, Firmware: "1.0"}
+}
+
 func takesAndNeverComesBack(p *fakePair, o replication.Offer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -186,6 +196,8 @@ func TestRollout(t *testing.T) {
 			wantState: Failed, wantErr: "bad signature", wantOffers: 1},
 		{name: "standby never comes back", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndNeverComesBack,
 			wantState: Failed, wantErr: "did not come back", wantOffers: 1},
+		{name: "this box hands over while the standby updates", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: handsOver,
+			wantState: Failed, wantErr: "no longer the active", wantOffers: 1},
 		{name: "standby never fetches", fw: "1.0", twin: healthy, local: Local{Active: true},
 			wantState: Failed, wantErr: "did not take the bundle", wantOffers: 1},
 		{name: "switchover refused", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
