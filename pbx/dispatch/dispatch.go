@@ -540,11 +540,25 @@ type Status struct {
 	// Alarms say what needs a person's attention: backend names that do
 	// not resolve. Empty when healthy.
 	Alarms []string `json:"alarms,omitempty"`
+	// Connections are the phones' TCP and TLS connections open now,
+	// Registered the Contacts registered over them, ConnectionsRefused
+	// those closed at once since the start because a limit was reached.
+	// Absent without a tcp or tls listener.
+	Connections        *int   `json:"connections,omitempty"`
+	Registered         int    `json:"registered_over_connections,omitempty"`
+	ConnectionsRefused uint64 `json:"connections_refused,omitempty"`
 }
 
 // Status returns the backends' state.
 func (d *Dispatcher) Status() Status {
 	st := Status{Algorithm: d.cfg.Algorithm.String()}
+	if t := d.streams; t != nil {
+		t.mu.Lock()
+		n := len(t.byAddr)
+		st.Connections, st.Registered = &n, len(t.aliases)
+		t.mu.Unlock()
+		st.ConnectionsRefused = t.refusals.Load()
+	}
 	r := d.roster.Load()
 	for i, n := range r.names {
 		if !r.listed[i] {
