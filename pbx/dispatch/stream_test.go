@@ -603,3 +603,39 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// TestTCPFailover: a call from a phone over TCP that its first backend
+// refuses with 503 connects on the next, whose INVITE carries the
+// dispatcher's two Record-Route entries for that backend (not those of the
+// first as well); a call no backend answers gets the dispatcher's own 503
+// over the phone's connection.
+func TestTCPFailover(t *testing.T) {
+	bs := []*fakeBackend{newFakeBackend(t), newFakeBackend(t)}
+	cfg := streamConfig()
+	cfg.Algorithm, cfg.TxTimeout = HashCallID, silentTimeout
+	disp, addrs := startDispatcherAll(t, cfg, bs...)
+	tcp := strings.TrimPrefix(addrs[1], "tcp:")
+	p := dialPhone(t, "", tcp)
+
+	rank := ranking(disp, "tcp-fo")
+	first, second := bs[rank[0]], bs[rank[1]]
+	first.finalStatus.Store(503)
+	p.send(p.request("INVITE", "sip:200@"+tcp, "tcp-fo", 1, "", nil))
+	if res, ok := p.next().(*sip.Response); !ok || res.StatusCode != 200 {
+		t.Fatalf("the phone got %v, want 200 from the second backend", res)
+	}
+	rr := routes(second.last(sip.INVITE, "tcp-fo"))
+	tag := backendTag(second.addr.String())
+	if len(rr) != 2 || !strings.Contains(rr[0], routeParam+"="+tag) || !strings.Contains(rr[1], routeParam+"="+tag) || !strings.Contains(rr[1], "transport=tcp") {
+		t.Errorf("Record-Route at the second backend %q, want two entries naming it", rr)
+	}
+
+	for _, b := range bs {
+		b.finalStatus.Store(0)
+		b.dropInvites.Store(true)
+	}
+	p.send(p.request("INVITE", "sip:200@"+tcp, "tcp-none", 1, "", nil))
+	if res, ok := p.next().(*sip.Response); !ok || res.StatusCode != 503 {
+		t.Fatalf("the phone got %v, want the dispatcher's 503", res)
+	}
+}
