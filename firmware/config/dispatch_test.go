@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"regexp"
@@ -189,4 +190,19 @@ func TestDispatcherDocExample(t *testing.T) {
 			t.Errorf("example %d has %d backends by name, want %d", i, names, want)
 		}
 	}
+	// The one with TCP and TLS listeners.
+	for _, m := range ms {
+		if !bytes.Contains(m[1], []byte(`"tcp:`)) {
+			continue
+		}
+		c, err := Parse("DISPATCHER.md example", m[1])
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Fatalf("the TCP example: %v", err)
+		}
+		return
+	}
+	t.Error("docs/DISPATCHER.md has no example with a tcp listener")
 }
