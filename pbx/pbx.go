@@ -32,6 +32,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/siplog"
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
+	"github.com/twinpbx/twinpbx/pbx/voicemail"
 )
 
 // Store is what the PBX keeps durably: location bindings and CDRs.
@@ -82,6 +83,7 @@ type PBX struct {
 	auth  *auth.Digest
 	reg   *registrar.Registrar
 	calls *b2bua.B2BUA
+	vm    *voicemail.Service
 	// trunks are the SIP trunks of the config the PBX started with;
 	// plan is the dial plan in force; tr their work while serving.
 	trunks *trunk.Manager
@@ -245,6 +247,9 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: trunks: %w", err)
 	}
+	if p.vm, err = p.newVoicemail(o, client, mediaAddr); err != nil {
+		return nil, err
+	}
 	p.calls, err = b2bua.New(b2bua.Options{
 		Client:      client,
 		Locator:     p.loc,
@@ -259,6 +264,7 @@ func New(o Options) (*PBX, error) {
 		Dialplan:    p.plan.Load,
 		Trunks:      p.trunks,
 		Site:        o.Site,
+		Voicemail:   p.vm,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
@@ -268,7 +274,8 @@ func New(o Options) (*PBX, error) {
 	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
 	p.fastRegister = guard(p.reg.ServeRegister, o.Serving)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
-	p.calls.Register(r)
+	r.OnRequest(sip.SUBSCRIBE, p.vm.ServeSubscribe)
+	p.calls.Register(p.vm.Wrap(r))
 	return p, nil
 }
 
@@ -518,6 +525,7 @@ func (p *PBX) shutdown() error {
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.calls.HangupAll(hctx)
+	p.vm.Close(hctx)
 	var errs []error
 	if err := p.relay.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the media relay: %w", err))

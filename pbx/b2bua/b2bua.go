@@ -150,6 +150,10 @@ type Options struct {
 	// Site forwards calls to phones held by other boxes of a site cluster
 	// and trusts the calls they forward (site.go); nil: no site.
 	Site Site
+	// Voicemail, if set, takes the calls to extensions with a mailbox
+	// that are not answered in its time, busy or not registered
+	// (voicemail.go).
+	Voicemail Voicemail
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.

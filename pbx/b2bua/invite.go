@@ -144,6 +144,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		if len(bindings) == 0 {
 			log.Info("callee not registered")
+			if b.divert(req, tx, c, divertUnavailable, fromSite) {
+				return
+			}
 			fail(480, "Temporarily Unavailable")
 			return
 		}
@@ -159,6 +162,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case !out && b.active[callee] >= calleeCalls:
 		b.mu.Unlock()
 		log.Info("callee is in a call", "calls", b.active[callee])
+		if b.divert(req, tx, c, divertBusy, fromSite) {
+			return
+		}
 		fail(486, "Busy Here")
 		return
 	case inTrunk != "" && !b.seize(inTrunk):
@@ -260,9 +266,11 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			c.mu.Unlock()
 		}
 	} else {
+		ringFor, _ := b.divertible(callee, fromSite)
 		r = b.ring(ctx, ringSpec{
 			callee: callee, fromNumber: user, fromName: name,
 			bindings: bindings, offer: offer, early: early, log: log,
+			timeout: ringFor,
 		})
 	}
 	if r.site != "" {
@@ -279,9 +287,15 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			fail(503, "Service Unavailable")
 		case errors.Is(r.cause, errRingTimeout):
 			log.Info("no answer")
+			if !out && b.divertAfter(req, tx, c, divertNoAnswer, fromSite) {
+				return
+			}
 			fail(480, "Temporarily Unavailable")
 		default:
 			log.Info("callee refused", "code", r.code)
+			if why, ok := divertCode(r.code); ok && !out && b.divertAfter(req, tx, c, why, fromSite) {
+				return
+			}
 			if h := reasonHeader(r.q850); h != nil {
 				fail(r.code, r.reason, h)
 			} else {
@@ -397,6 +411,8 @@ type ringSpec struct {
 	// early relays a 180/183 to the party waiting; nil to drop them.
 	early func(*sip.Response)
 	log   *slog.Logger
+	// timeout, if set, replaces Options.RingTimeout (the mailbox's time).
+	timeout time.Duration
 }
 
 type ringResult struct {
@@ -469,7 +485,11 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 	if len(forks) == 0 {
 		return ringResult{code: 480, reason: "Temporarily Unavailable"}
 	}
-	timer := time.NewTimer(b.o.RingTimeout)
+	ringFor := b.o.RingTimeout
+	if s.timeout > 0 {
+		ringFor = min(ringFor, s.timeout)
+	}
+	timer := time.NewTimer(ringFor)
 	defer timer.Stop()
 	pending := len(forks)
 	var reasons = map[int]string{}

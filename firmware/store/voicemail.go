@@ -1,0 +1,105 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Buckets of the voicemail (pbx/voicemail): index records and audio apart,
+// so that listing a mailbox reads no audio. Both replicate to the twin as
+// every bucket does.
+const (
+	BucketVoicemail      = "voicemail"       // key: mailbox NUL message id; value: index record (JSON)
+	BucketVoicemailAudio = "voicemail_audio" // key: mailbox NUL message id; value: G.711 audio
+)
+
+func voicemailKey(box, id string) (string, error) {
+	if box == "" || id == "" || strings.ContainsRune(box, 0) || strings.ContainsRune(id, 0) {
+		return "", fmt.Errorf("voicemail key %q/%q: empty or with NUL", box, id)
+	}
+	return box + "\x00" + id, nil
+}
+
+// PutVoicemail stores a message's index record and, when audio is not
+// nil, its audio, in one transaction.
+func (s *Store) PutVoicemail(box, id string, meta, audio []byte) error {
+	k, err := voicemailKey(box, id)
+	if err != nil {
+		return fmt.Errorf("saving a message: %w", err)
+	}
+	return s.Update(func(t *Tx) error {
+		if audio != nil {
+			if err := t.Put(BucketVoicemailAudio, k, audio); err != nil {
+				return fmt.Errorf("saving the audio of message %s: %w", id, err)
+			}
+		}
+		if err := t.Put(BucketVoicemail, k, meta); err != nil {
+			return fmt.Errorf("saving message %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// DeleteVoicemail removes a message and its audio.
+func (s *Store) DeleteVoicemail(box, id string) error {
+	k, err := voicemailKey(box, id)
+	if err != nil {
+		return fmt.Errorf("deleting a message: %w", err)
+	}
+	return s.Update(func(t *Tx) error {
+		if err := t.Delete(BucketVoicemail, k); err != nil {
+			return fmt.Errorf("deleting message %s: %w", id, err)
+		}
+		if err := t.Delete(BucketVoicemailAudio, k); err != nil {
+			return fmt.Errorf("deleting the audio of message %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// Voicemails returns the index records of a mailbox, in id order.
+func (s *Store) Voicemails(box string) ([][]byte, error) {
+	var out [][]byte
+	err := s.View(func(t *Tx) error {
+		return t.ForEach(BucketVoicemail, box+"\x00", box+"\x01", func(_ string, v []byte) error {
+			out = append(out, append([]byte{}, v...))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing mailbox %s: %w", box, err)
+	}
+	return out, nil
+}
+
+// VoicemailAudio returns a message's audio, nil when there is none.
+func (s *Store) VoicemailAudio(box, id string) ([]byte, error) {
+	k, err := voicemailKey(box, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading a message: %w", err)
+	}
+	var out []byte
+	err = s.View(func(t *Tx) error {
+		out = t.Get(BucketVoicemailAudio, k)
+		return nil
+	})
+	return out, err
+}
+
+// VoicemailBoxes lists the mailboxes that hold messages.
+func (s *Store) VoicemailBoxes() ([]string, error) {
+	var out []string
+	err := s.View(func(t *Tx) error {
+		return t.ForEach(BucketVoicemail, "", "", func(k string, _ []byte) error {
+			box, _, _ := strings.Cut(k, "\x00")
+			if len(out) == 0 || out[len(out)-1] != box {
+				out = append(out, box)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing mailboxes: %w", err)
+	}
+	return out, nil
+}

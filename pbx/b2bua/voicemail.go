@@ -1,0 +1,82 @@
+package b2bua
+
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/voicemail"
+)
+
+// Voicemail takes the calls an extension does not take itself
+// (pbx/voicemail). *voicemail.Service implements it.
+type Voicemail interface {
+	// After reports how long a call to ext rings before its mailbox
+	// answers; false: ext has no mailbox that can take a message.
+	After(ext string) (time.Duration, bool)
+	// Deposit answers the caller's INVITE for the mailbox and returns.
+	Deposit(req *sip.Request, tx sip.ServerTransaction, d voicemail.Diversion)
+}
+
+// Reasons a call is diverted to a mailbox.
+const (
+	divertNoAnswer    = "no-answer"
+	divertBusy        = "busy"
+	divertUnavailable = "unavailable"
+)
+
+// divertible reports whether a call to callee may go to its mailbox, and
+// the ring time before it does. Calls forwarded by another box of a site
+// go to the mailbox on the box that took them.
+func (b *B2BUA) divertible(callee, fromSite string) (time.Duration, bool) {
+	if b.o.Voicemail == nil || fromSite != "" {
+		return 0, false
+	}
+	return b.o.Voicemail.After(callee)
+}
+
+// divert hands the call to callee's mailbox; false when it has none (the
+// caller is then failed as before). tag is the To tag the caller has seen.
+func (b *B2BUA) divert(req *sip.Request, tx sip.ServerTransaction, c *call, reason, fromSite string) bool {
+	if _, ok := b.divertible(c.st.Callee, fromSite); !ok {
+		return false
+	}
+	c.mu.Lock()
+	d := voicemail.Diversion{
+		Mailbox: c.st.Callee, Caller: c.st.Caller, CallerName: c.st.CallerName,
+		Reason: reason, Start: c.st.Start, Tag: c.legs[LegA].Dialog.LocalTag,
+	}
+	c.mu.Unlock()
+	b.o.Voicemail.Deposit(req, tx, d)
+	return true
+}
+
+// divertCode reports whether a final response of the callee's devices
+// sends the call to the mailbox: busy, unavailable, no answer, declined.
+func divertCode(code int) (string, bool) {
+	switch code {
+	case 486, 600:
+		return divertBusy, true
+	case 480, 408:
+		return divertNoAnswer, true
+	case 603:
+		return divertNoAnswer, true
+	}
+	return "", false
+}
+
+// divertAfter diverts a call that rang the callee's devices: the ringing
+// attempt ends first (its CDR says it was not answered; the mailbox
+// writes one of its own), then the mailbox answers.
+func (b *B2BUA) divertAfter(req *sip.Request, tx sip.ServerTransaction, c *call, reason, fromSite string) bool {
+	if _, ok := b.divertible(c.st.Callee, fromSite); !ok {
+		return false
+	}
+	disp, code := cdr.NoAnswer, 480
+	if reason == divertBusy {
+		disp, code = cdr.Busy, 486
+	}
+	c.end(disp, code, "")
+	return b.divert(req, tx, c, reason, fromSite)
+}

@@ -1,0 +1,115 @@
+package voicemail
+
+import (
+	"errors"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+)
+
+// Deposit answers a call diverted to a mailbox (the B2BUA calls it
+// instead of failing the call) and records a message in the background.
+// It returns once the caller has its answer.
+func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversion) {
+	log := s.log.With("call", callID(req), "mailbox", dv.Mailbox, "caller", dv.Caller, "reason", dv.Reason)
+	if dv.Start.IsZero() {
+		dv.Start = s.o.Now()
+	}
+	ss, ok := s.answer(req, tx, dv.Tag, log)
+	if !ok {
+		return
+	}
+	log.Info("call diverted to the mailbox")
+	answered := s.o.Now()
+	go func() {
+		defer ss.finish()
+		msg, audio, by := ss.record(s.o.Config().MaxLengthTime())
+		end := s.o.Now()
+		s.writeCDR(req, dv, answered, end, by, log)
+		if msg.Duration < MinMessage {
+			log.Info("message too short: dropped", "duration", msg.Duration)
+			return
+		}
+		msg.Mailbox, msg.Caller, msg.CallerName, msg.CallID, msg.Time = dv.Mailbox, dv.Caller, dv.CallerName, callID(req), answered.UTC()
+		saved, err := s.boxes.Save(msg, audio)
+		if err != nil {
+			if errors.Is(err, ErrFull) {
+				log.Error("alarm: mailbox full of new messages; message lost", "duration", msg.Duration, "alarm", "voicemail_full", "err", err)
+			} else {
+				log.Error("saving a message", "duration", msg.Duration, "err", err)
+			}
+			return
+		}
+		log.Info("message saved", "id", saved.ID, "duration", saved.Duration, "codec", saved.Codec)
+	}()
+}
+
+// record plays the greeting, then records until the caller hangs up, the
+// message reaches maxLen, no RTP comes for the idle time, or shutdown. It
+// returns the message (codec and duration set), its audio, and who hung
+// up.
+func (ss *session) record(maxLen time.Duration) (Message, []byte, string) {
+	ep := ss.ep
+	if _, err := ep.play(ss.ctx, Greeting(ep.codec), false); err != nil {
+		return Message{}, nil, ss.by()
+	}
+	rec := NewRecorder(maxLen)
+	full := ep.record(rec)
+	start := time.Now()
+	limit := time.NewTimer(maxLen + 2*time.Second) // a caller that sends no timestamps forward
+	defer limit.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+loop:
+	for {
+		select {
+		case <-ss.ctx.Done():
+			break loop
+		case <-full:
+			ss.log.Info("message reached the maximum length", "max", maxLen)
+			break loop
+		case <-limit.C:
+			break loop
+		case <-check.C:
+			if ep.idle(start) > ss.s.o.Idle {
+				ss.log.Info("no audio from the caller: hanging up", "idle", ss.s.o.Idle)
+				break loop
+			}
+		}
+	}
+	ep.stopRecording()
+	if ss.ctx.Err() == nil {
+		ss.hangup()
+	}
+	return Message{Codec: rec.Codec(), Duration: rec.Duration()}, rec.Audio(), ss.by()
+}
+
+// by is who ended the call, for the CDR.
+func (ss *session) by() string {
+	if ss.hungUp() {
+		return "caller"
+	}
+	return "system"
+}
+
+func (s *Service) writeCDR(req *sip.Request, dv Diversion, answered, end time.Time, by string, log interface {
+	Warn(string, ...any)
+}) {
+	id := callID(req)
+	rec := cdr.Record{
+		ID: id + "-vm", CallID: id, Caller: dv.Caller, CallerName: dv.CallerName, Callee: dv.Mailbox,
+		Start: dv.Start, Answer: answered, End: end, Disp: CDRVoicemail, SIPCode: 200, HangupBy: by,
+	}
+	if err := s.o.CDR(rec); err != nil {
+		log.Warn("writing the mailbox call's CDR", "err", err)
+	}
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}

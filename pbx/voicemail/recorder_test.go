@@ -1,0 +1,74 @@
+package voicemail
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// pkt is a 20 ms PCMU packet whose samples all hold fill.
+func pkt(seq uint16, ts uint32, fill byte) *rtp.Packet {
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: ts, SSRC: 7}, Payload: bytes.Repeat([]byte{fill}, 160)}
+}
+
+func TestRecorder(t *testing.T) {
+	tests := []struct {
+		name    string
+		max     time.Duration
+		packets []*rtp.Packet
+		want    []byte // per 160-sample frame, the fill byte
+		full    bool
+	}{
+		{name: "in order", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(2, 1160, 2), pkt(3, 1320, 3)}, want: []byte{1, 2, 3}},
+		{name: "reordered", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(3, 1320, 3), pkt(2, 1160, 2)}, want: []byte{1, 2, 3}},
+		{name: "first arrives late", max: time.Second, packets: []*rtp.Packet{pkt(2, 1160, 2), pkt(1, 1000, 1), pkt(3, 1320, 3)}, want: []byte{1, 2, 3}},
+		{name: "gap becomes silence", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(4, 1480, 4)}, want: []byte{1, 0xFF, 0xFF, 4}},
+		{name: "duplicate", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(2, 1160, 2), pkt(2, 1160, 2)}, want: []byte{1, 2}},
+		{name: "timestamp wraps", max: time.Second, packets: []*rtp.Packet{pkt(1, 0xFFFFFF60, 1), pkt(2, 0, 2), pkt(3, 160, 3)}, want: []byte{1, 2, 3}},
+		{name: "other ssrc ignored", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), func() *rtp.Packet { p := pkt(2, 1160, 9); p.SSRC = 8; return p }()}, want: []byte{1}},
+		{name: "non-audio ignored", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), func() *rtp.Packet { p := pkt(2, 1160, 9); p.PayloadType = 101; return p }()}, want: []byte{1}},
+		{name: "far jump ignored", max: time.Second, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(2, 1000+900000, 2)}, want: []byte{1}},
+		{name: "max length", max: 60 * time.Millisecond, packets: []*rtp.Packet{pkt(1, 1000, 1), pkt(2, 1160, 2), pkt(3, 1320, 3), pkt(4, 1480, 4)}, want: []byte{1, 2, 3}, full: true},
+		{name: "nothing", max: time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRecorder(tc.max)
+			full := false
+			for _, p := range tc.packets {
+				full = r.Add(p)
+			}
+			if full != tc.full {
+				t.Errorf("full %v, want %v", full, tc.full)
+			}
+			var want []byte
+			for _, b := range tc.want {
+				want = append(want, bytes.Repeat([]byte{b}, 160)...)
+			}
+			if got := r.Audio(); !bytes.Equal(got, want) {
+				t.Errorf("audio of %d samples, want %d (frames %v)", len(got), len(want), tc.want)
+			}
+			if got, w := r.Duration(), time.Duration(len(tc.want))*20*time.Millisecond; got != w {
+				t.Errorf("duration %v, want %v", got, w)
+			}
+		})
+	}
+}
+
+func TestRecorderPCMASilence(t *testing.T) {
+	r := NewRecorder(time.Second)
+	a := pkt(1, 0, 1)
+	a.PayloadType = 8
+	b := pkt(3, 320, 3)
+	b.PayloadType = 8
+	r.Add(a)
+	r.Add(b)
+	if r.Codec() != PCMA {
+		t.Fatalf("codec %s", r.Codec())
+	}
+	if got := r.Audio()[200]; got != 0xD5 {
+		t.Errorf("gap sample %#x, want A-law silence 0xd5", got)
+	}
+}

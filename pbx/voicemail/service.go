@@ -1,0 +1,408 @@
+// Package voicemail is the PBX's mailboxes: a call an extension does not
+// answer (or that finds it busy or not registered) is diverted here by
+// the B2BUA; the PBX answers the caller itself, plays a tone greeting and
+// a beep, records the caller's RTP (G.711) and stores the message with
+// its caller, time, length and checksum in the replicated store. The
+// owner dials the voicemail number to listen (DTMF by RFC 4733 steers),
+// and phones that SUBSCRIBE to message-summary (RFC 3842) are told when
+// messages wait.
+//
+// There are no recorded prompts: the greeting and the menu speak in
+// tones (greeting.go names them). The mailbox holds the dialogs it
+// answers itself; Wrap routes their in-dialog requests to it.
+package voicemail
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+)
+
+// CDRVoicemail is the disposition of the CDR of a call the mailbox
+// answered (to leave a message or to listen).
+const CDRVoicemail cdr.Disposition = "VOICEMAIL"
+
+// MinMessage is the shortest message kept; shorter ones are dropped
+// (a caller who hung up at the beep).
+const MinMessage = time.Second
+
+// Authenticator checks digest credentials; *auth.Digest implements it.
+type Authenticator interface {
+	Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool)
+}
+
+// Directory knows the configured extensions.
+type Directory interface {
+	Extension(number string) (config.Extension, bool)
+}
+
+// Options configure a Service. Client, Auth, Directory, Store, Contact and
+// Config are required.
+type Options struct {
+	Client    *sipgo.Client
+	Auth      Authenticator
+	Directory Directory
+	Store     Store
+	// CDR receives the record of every call the mailbox answered.
+	CDR func(cdr.Record) error
+	// Contact is our Contact URI for a transport (see b2bua.Options).
+	Contact func(transport string) sip.Uri
+	// Prepare readies a request to leave from our listener.
+	Prepare func(*sip.Request)
+	// Config returns the voicemail section in force (nil: voicemail off).
+	Config func() *config.Voicemail
+	// MediaAddr is the address RTP sockets bind to and SDP names.
+	MediaAddr netip.Addr
+	// Idle ends a call from which no RTP came for this long (default 30 s).
+	Idle   time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Service answers the mailbox calls and subscriptions.
+type Service struct {
+	o     Options
+	log   *slog.Logger
+	boxes *Mailboxes
+
+	mu       sync.Mutex
+	sessions map[string]*session // by Call-ID
+	subs     map[string]*subscription
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// New checks the options and returns the service.
+func New(o Options) (*Service, error) {
+	switch {
+	case o.Client == nil || o.Auth == nil || o.Directory == nil || o.Store == nil:
+		return nil, errors.New("voicemail: client, authenticator, directory and store are required")
+	case o.Contact == nil || o.Config == nil:
+		return nil, errors.New("voicemail: the Contact and Config functions are required")
+	case !o.MediaAddr.IsValid():
+		return nil, errors.New("voicemail: a media address is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Idle <= 0 {
+		o.Idle = 30 * time.Second
+	}
+	if o.Prepare == nil {
+		o.Prepare = func(*sip.Request) {}
+	}
+	if o.CDR == nil {
+		o.CDR = func(cdr.Record) error { return nil }
+	}
+	s := &Service{o: o, log: o.Logger, sessions: map[string]*session{}, subs: map[string]*subscription{}}
+	s.boxes = NewMailboxes(o.Store, func() int { return o.Config().Messages() }, s.changed)
+	return s, nil
+}
+
+// Mailboxes gives access to the stored messages (export, status).
+func (s *Service) Mailboxes() *Mailboxes { return s.boxes }
+
+// After reports how long a call to ext rings before its mailbox answers;
+// ok is false when ext has no mailbox or its mailbox cannot take a
+// message (full of new ones: logged as an alarm).
+func (s *Service) After(ext string) (time.Duration, bool) {
+	v := s.o.Config()
+	e, known := s.o.Directory.Extension(ext)
+	if !known || !v.Mailbox(e) {
+		return 0, false
+	}
+	sum, err := s.boxes.Summary(ext)
+	if err != nil {
+		s.log.Error("reading a mailbox", "mailbox", ext, "err", err)
+		return 0, false
+	}
+	if sum.New >= v.Messages() {
+		s.log.Error("alarm: mailbox full of new messages; callers are not offered it", "mailbox", ext, "new", sum.New, "alarm", "voicemail_full")
+		return 0, false
+	}
+	return v.AfterTime(), true
+}
+
+// Diversion says why and for whom a call reaches a mailbox.
+type Diversion struct {
+	Mailbox    string
+	Caller     string
+	CallerName string
+	// Reason is "no-answer", "busy" or "unavailable" (not registered).
+	Reason string
+	// Tag is the To tag the caller has seen in our provisional
+	// responses; empty: a new one.
+	Tag string
+	// Start is when the call arrived (for the CDR).
+	Start time.Time
+}
+
+// Router is where handlers are registered (see b2bua.Router).
+type Router interface {
+	OnRequest(method sip.RequestMethod, handler sipgo.RequestHandler)
+}
+
+type wrapped struct {
+	s *Service
+	r Router
+}
+
+// Wrap returns a Router that gives the mailbox the requests that are its
+// own (an INVITE to the voicemail number, in-dialog requests of calls it
+// answered) and everything else to the handlers registered through it.
+func (s *Service) Wrap(r Router) Router { return wrapped{s, r} }
+
+func (w wrapped) OnRequest(m sip.RequestMethod, h sipgo.RequestHandler) {
+	w.r.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+		if !w.s.serve(req, tx) {
+			h(req, tx)
+		}
+	})
+}
+
+// serve handles req when it is the mailbox's; it reports whether it was.
+func (s *Service) serve(req *sip.Request, tx sip.ServerTransaction) bool {
+	cid := req.CallID()
+	if cid == nil {
+		return false
+	}
+	s.mu.Lock()
+	ss := s.sessions[cid.Value()]
+	s.mu.Unlock()
+	if ss != nil {
+		ss.inDialog(req, tx)
+		return true
+	}
+	if req.Method == sip.INVITE && !hasToTag(req) && s.o.Config() != nil && req.Recipient.User == s.o.Config().DialNumber() && req.GetHeader("Replaces") == nil {
+		s.serveListen(req, tx)
+		return true
+	}
+	return false
+}
+
+func hasToTag(req *sip.Request) bool {
+	to := req.To()
+	return to != nil && to.Params.Has("tag")
+}
+
+// Close hangs up every mailbox call and waits for them, or for ctx.
+func (s *Service) Close(ctx context.Context) {
+	s.mu.Lock()
+	s.closed = true
+	ss := make([]*session, 0, len(s.sessions))
+	for _, x := range s.sessions {
+		ss = append(ss, x)
+	}
+	s.mu.Unlock()
+	for _, x := range ss {
+		x.cancel(errShutdown)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+var (
+	errShutdown = errors.New("the PBX is shutting down")
+	errHangup   = errors.New("the caller hung up")
+)
+
+// session is one call the mailbox answered.
+type session struct {
+	s      *Service
+	d      *dialog
+	ep     *endpoint
+	us     sip.Uri
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	acked  chan struct{}
+	once   sync.Once
+	log    *slog.Logger
+	// byUs is set when we hang up (BYE sent).
+	mu   sync.Mutex
+	byUs bool
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// answer opens the RTP socket, answers req with 200 and our SDP and
+// lists the session. On failure it has answered with an error.
+func (s *Service) answer(req *sip.Request, tx sip.ServerTransaction, tag string, log *slog.Logger) (*session, bool) {
+	o, err := parseOffer(req.Body())
+	if err != nil {
+		log.Info("mailbox call refused", "err", err)
+		respondPlain(tx, req, 488, "Not Acceptable Here", log)
+		return nil, false
+	}
+	if tag == "" {
+		tag = sip.GenerateTagN(16)
+	}
+	d, err := newDialog(req, tag)
+	if err != nil {
+		log.Info("mailbox call refused", "err", err)
+		respondPlain(tx, req, 400, "Bad Request", log)
+		return nil, false
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.o.MediaAddr, 0)))
+	if err != nil {
+		log.Error("opening an RTP socket for the mailbox", "err", err)
+		respondPlain(tx, req, 503, "Service Unavailable", log)
+		return nil, false
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ss := &session{s: s, d: d, us: s.o.Contact(strings.ToLower(req.Transport())), ctx: ctx, cancel: cancel, acked: make(chan struct{}), log: log}
+	ss.ep = newEndpoint(conn, o, uint32(randUint64()))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		cancel(nil)
+		respondPlain(tx, req, 503, "Service Unavailable", log)
+		return nil, false
+	}
+	s.sessions[d.callID] = ss
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go ss.ep.receive()
+
+	res := d.response(req, 200, "OK", ss.us)
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
+	res.SetBody(answerSDP(ss.ep.local(), o, randUint64()>>2))
+	if err := tx.Respond(res); err != nil {
+		log.Info("answering a mailbox call", "err", err)
+	}
+	if !sip.IsReliable(req.Transport()) {
+		go ss.retransmit(tx, res)
+	}
+	return ss, true
+}
+
+// retransmit repeats our 2xx until the ACK (RFC 3261 §13.3.1.4).
+func (ss *session) retransmit(tx sip.ServerTransaction, res *sip.Response) {
+	interval := sip.T1
+	deadline := time.After(64 * sip.T1)
+	for {
+		t := time.NewTimer(interval)
+		select {
+		case <-ss.acked:
+			t.Stop()
+			return
+		case <-ss.ctx.Done():
+			t.Stop()
+			return
+		case <-deadline:
+			t.Stop()
+			ss.log.Info("the caller never acknowledged the mailbox's answer")
+			ss.hangup()
+			return
+		case <-t.C:
+			_ = tx.Respond(res)
+			interval = min(2*interval, sip.T2)
+		}
+	}
+}
+
+// inDialog handles a request of the session's dialog.
+func (ss *session) inDialog(req *sip.Request, tx sip.ServerTransaction) {
+	switch req.Method {
+	case sip.ACK:
+		ss.once.Do(func() { close(ss.acked) })
+	case sip.BYE:
+		respondPlain(tx, req, 200, "OK", ss.log)
+		ss.cancel(errHangup)
+	case sip.CANCEL:
+		respondPlain(tx, req, 200, "OK", ss.log)
+	case sip.INFO:
+		// DTMF by SIP INFO (application/dtmf-relay), as some phones send.
+		if k := infoDigit(req.Body()); k != 0 {
+			select {
+			case ss.ep.keys <- k:
+			default:
+			}
+		}
+		respondPlain(tx, req, 200, "OK", ss.log)
+	case sip.INVITE:
+		// A re-INVITE (hold, session refresh): not supported.
+		respondPlain(tx, req, 488, "Not Acceptable Here", ss.log)
+	default:
+		respondPlain(tx, req, 200, "OK", ss.log)
+	}
+}
+
+// infoDigit reads the key of an application/dtmf-relay body
+// ("Signal=5"), 0 when there is none.
+func infoDigit(body []byte) byte {
+	for line := range strings.SplitSeq(string(body), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "signal") {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) == 1 && strings.Contains("0123456789*#ABCD", v) {
+			return v[0]
+		}
+	}
+	return 0
+}
+
+// hangup ends the call from our side: BYE, once.
+func (ss *session) hangup() {
+	ss.mu.Lock()
+	if ss.byUs || ss.ctx.Err() != nil {
+		ss.mu.Unlock()
+		return
+	}
+	ss.byUs = true
+	ss.mu.Unlock()
+	ss.cancel(nil)
+	bye := ss.d.request(sip.BYE, ss.us)
+	ss.s.o.Prepare(bye)
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	if _, err := ss.s.o.Client.Do(ctx, bye, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil {
+		ss.log.Debug("BYE of a mailbox call", "err", err)
+	}
+}
+
+// finish forgets the session and closes its socket.
+func (ss *session) finish() {
+	ss.cancel(nil)
+	ss.ep.conn.Close()
+	ss.s.mu.Lock()
+	delete(ss.s.sessions, ss.d.callID)
+	ss.s.mu.Unlock()
+	ss.s.wg.Done()
+}
+
+// hungUp reports whether the caller ended the call.
+func (ss *session) hungUp() bool { return errors.Is(context.Cause(ss.ctx), errHangup) }
+
+func respondPlain(tx sip.ServerTransaction, req *sip.Request, code int, reason string, log *slog.Logger) {
+	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
+		log.Debug("responding", "code", code, "err", err)
+	}
+}

@@ -1,0 +1,38 @@
+package pbx
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/voicemail"
+)
+
+// newVoicemail sets up the mailboxes over the store (a store without the
+// voicemail methods, as in some tests, gets one in memory).
+func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr) (*voicemail.Service, error) {
+	st, ok := o.Store.(voicemail.Store)
+	if !ok {
+		o.Logger.Warn("the store keeps no voicemail: messages are kept in memory only")
+		st = voicemail.NewMemStore()
+	}
+	vm, err := voicemail.New(voicemail.Options{
+		Client:    client,
+		Auth:      p.auth,
+		Directory: p,
+		Store:     st,
+		CDR:       o.Store.AppendCDR,
+		Contact:   p.contact,
+		Prepare:   func(req *sip.Request) { p.calls.Prepare(req) },
+		Config:    func() *config.Voicemail { return p.cfg.Load().Voicemail },
+		MediaAddr: mediaAddr,
+		Logger:    o.Logger.With("component", "voicemail"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pbx: voicemail: %w", err)
+	}
+	return vm, nil
+}
