@@ -45,6 +45,10 @@ const (
 	streamQueue        = 64
 	streamWriteTimeout = 10 * time.Second
 	tlsHandshakeTime   = 10 * time.Second
+	// messageTime bounds how long one message may take to arrive once
+	// its first byte has: a peer trickling bytes holds its buffer (up to
+	// maxStreamMessage) no longer than that.
+	messageTime = 10 * time.Second
 	// registeredGrace keeps a connection open a little past the expiry
 	// of the registration it carries, for the refresh that is late.
 	registeredGrace = 32 * time.Second
@@ -61,6 +65,7 @@ type StreamListener struct {
 type streamTable struct {
 	max, perSource int
 	idle           time.Duration
+	msgTime        atomic.Int64 // messageTime; tests shorten it
 
 	mu       sync.Mutex
 	byAddr   map[netip.AddrPort]*streamConn
@@ -71,9 +76,11 @@ type streamTable struct {
 }
 
 func newStreamTable(max, perSource int, idle time.Duration) *streamTable {
-	return &streamTable{max: max, perSource: perSource, idle: idle,
+	t := &streamTable{max: max, perSource: perSource, idle: idle,
 		byAddr: map[netip.AddrPort]*streamConn{}, byID: map[string]*streamConn{},
 		perIP: map[netip.Addr]int{}, aliases: map[string]*alias{}}
+	t.msgTime.Store(int64(messageTime))
+	return t
 }
 
 // streamConn is one accepted connection.
@@ -343,12 +350,26 @@ func (d *Dispatcher) serveConn(ctx context.Context, s *sock, raw net.Conn) {
 func (d *Dispatcher) readStream(s *sock, c *streamConn) {
 	fr := newFramer()
 	defer fr.close()
-	buf := make([]byte, 8192)
+	buf := make([]byte, 4096)
+	var partSince time.Time // when the message now arriving began (zero: none)
+	deadline := func() time.Time {
+		dl := c.deadline(d.streams.idle)
+		if mt := time.Duration(d.streams.msgTime.Load()); !partSince.IsZero() && partSince.Add(mt).Before(dl) {
+			dl = partSince.Add(mt)
+		}
+		return dl
+	}
 	for {
-		_ = c.c.SetReadDeadline(c.deadline(d.streams.idle))
+		_ = c.c.SetReadDeadline(deadline())
 		n, err := c.c.Read(buf)
 		if n > 0 {
 			msgs, pings, ferr := fr.feed(buf[:n])
+			switch {
+			case !fr.partial():
+				partSince = time.Time{}
+			case len(msgs) > 0 || partSince.IsZero():
+				partSince = time.Now()
+			}
 			for range pings {
 				// RFC 5626 §4.4.1: a double CRLF ping gets a CRLF pong.
 				_ = c.send([]byte("\r\n"))
@@ -364,7 +385,7 @@ func (d *Dispatcher) readStream(s *sock, c *streamConn) {
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(c.deadline(d.streams.idle)) {
+			if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(deadline()) {
 				continue // a registration moved the deadline meanwhile
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !(errors.As(err, &ne) && ne.Timeout()) {
@@ -394,6 +415,10 @@ func newFramer() *framer {
 }
 
 func (f *framer) close() { f.p.Close() }
+
+// partial tells whether part of a message has arrived and waits for the
+// rest.
+func (f *framer) partial() bool { return !f.atEdge || f.p.Buffer().Len() > 0 }
 
 // feed takes the next bytes and returns the messages they completed and
 // the keep-alive pings (double CRLF) among them.

@@ -390,7 +390,8 @@ func TestStreamLimits(t *testing.T) {
 
 // TestStreamIdle: a connection on which nothing complete arrives (nothing
 // at all, or a message trickling in) is closed after the idle time; a
-// registration keeps it open until it expires.
+// registration keeps it open until it expires, but not a message that
+// takes longer than messageTime to arrive.
 func TestStreamIdle(t *testing.T) {
 	be := newFakeBackend(t)
 	cfg := streamConfig()
@@ -417,6 +418,9 @@ func TestStreamIdle(t *testing.T) {
 	if dl := time.Until(c.deadline(cfg.IdleTimeout)); dl < 250*time.Second {
 		t.Errorf("the registered connection closes in %s, want about 300 s", dl)
 	}
+	d.streams.msgTime.Store(int64(300 * time.Millisecond))
+	reg.send(framedInvite[:30])
+	waitFor(t, "the registered connection closed: its message did not come whole", reg.closed)
 }
 
 // TestRegisteredBinding: the Contacts bound to a connection are those the
