@@ -116,13 +116,13 @@ func buildSiteRecords(cfg *config.Config, domain, mode string, ttl uint32) (*sit
 	for i, tr := range transports {
 		sr.rrs = append(sr.rrs, &dns.NAPTR{
 			Hdr: hdr(dns.Fqdn(domain), dns.TypeNAPTR), Order: 10, Preference: uint16(10 * (i + 1)),
-			Flags: "s", Service: naptrService[tr], Replacement: dns.Fqdn("_sip._" + tr + "." + domain),
+			Flags: "s", Service: naptrService[tr], Replacement: dns.Fqdn(srvService[tr] + "." + domain),
 		})
 	}
 	for _, tr := range transports {
 		for _, h := range hosts {
 			sr.rrs = append(sr.rrs, &dns.SRV{
-				Hdr: hdr(dns.Fqdn("_sip._"+tr+"."+domain), dns.TypeSRV), Priority: 10, Weight: weight,
+				Hdr: hdr(dns.Fqdn(srvService[tr]+"."+domain), dns.TypeSRV), Priority: 10, Weight: weight,
 				Port: ports[tr], Target: fqdn(h.label),
 			})
 		}
@@ -137,7 +137,12 @@ func buildSiteRecords(cfg *config.Config, domain, mode string, ttl uint32) (*sit
 	return sr, nil
 }
 
-var naptrService = map[string]string{"udp": "SIP+D2U", "tcp": "SIP+D2T"}
+// naptrService and srvService name each listener transport's records
+// (RFC 3263 §4.1, RFC 5630: SIP over TLS is the sips service over TCP).
+var (
+	naptrService = map[string]string{"udp": "SIP+D2U", "tcp": "SIP+D2T", "tls": "SIPS+D2T"}
+	srvService   = map[string]string{"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
+)
 
 // standaloneAddr is the address phones reach a standalone box at: the
 // advertised address, the box's static LAN address, or a listener bound

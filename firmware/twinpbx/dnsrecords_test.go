@@ -50,6 +50,7 @@ func runDNSRecords(t *testing.T, dir string, args ...string) (string, error) {
 func TestDNSRecords(t *testing.T) {
 	twin := dataWith(t, "testdata/dnsrecords/twin.yaml")
 	standalone := dataWith(t, "testdata/dnsrecords/standalone.yaml")
+	withTLS := dataWith(t, "testdata/dnsrecords/standalone-tls.yaml")
 	tests := []struct {
 		name    string
 		dir     string
@@ -64,6 +65,7 @@ func TestDNSRecords(t *testing.T) {
 		{name: "twin pair: both boxes, dnsmasq", dir: twin, args: []string{"--both", "--format", "dnsmasq"}, golden: "twin-both.dnsmasq"},
 		{name: "twin pair: another domain", dir: twin, args: []string{"--domain", "Other.Example.Test."}, golden: "twin-other.zone"},
 		{name: "standalone", dir: standalone, args: []string{"--domain", "office.example.test"}, golden: "standalone.zone"},
+		{name: "standalone on udp, tcp and tls", dir: withTLS, args: []string{"--domain", "office.example.test"}, golden: "standalone-tls.zone"},
 		{name: "standalone without a domain", dir: standalone, wantErr: "give the site's domain with --domain"},
 		{name: "standalone --both", dir: standalone, args: []string{"--domain", "office.example.test", "--both"}, wantErr: "needs a twin pair"},
 		{name: "--vip and --both", dir: twin, args: []string{"--vip", "--both"}, wantErr: "exclude each other"},
