@@ -3,8 +3,12 @@ package dispatch
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -67,4 +71,52 @@ func BenchmarkCall(b *testing.B) {
 		}
 		d.handle(s, parser, []byte(sip.NewResponseFromRequest(bye.(*sip.Request), 200, "OK", nil).String()), be)
 	}
+}
+
+// BenchmarkStreamConnections opens b.N idle TCP connections to the
+// dispatcher and reports what each costs it in memory (heap and
+// goroutine stacks, after a GC): the figure behind tcp_max_connections.
+func BenchmarkStreamConnections(b *testing.B) {
+	n := min(b.N, 3000)
+	cfg := Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, MaxConns: n + 1, MaxConnsPerSource: n + 1,
+		Backends:     []Backend{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}},
+		Listen:       []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		StreamListen: []StreamListener{{Addr: netip.MustParseAddrPort("127.0.0.1:0")}},
+		Logger:       slog.New(slog.DiscardHandler)}
+	d, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ready := make(chan []string, 1)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(b.Context(), func(a []string) { ready <- a }) }()
+	addrs := <-ready
+	at := strings.TrimPrefix(addrs[1], "tcp:")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, 0, n)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial("tcp", at)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for d.streams.count() < n && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if got := d.streams.count(); got != n {
+		b.Fatalf("%d connections in the table, want %d", got, n)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
+	b.ReportMetric(float64(used)/float64(n), "B/conn")
 }
