@@ -28,8 +28,9 @@ import (
 //
 // The table is bounded: at most MaxConns connections, MaxConnsPerSource
 // from one IP address, each closed after IdleTimeout without a complete
-// message (a connection that carries a registration stays open until the
-// registration expires), each message at most maxStreamMessage bytes.
+// message or keep-alive ping (a connection that carries a registration
+// stays open until the registration expires), each message at most
+// maxStreamMessage bytes.
 
 // Defaults of the stream limits.
 const (
@@ -371,7 +372,9 @@ func (d *Dispatcher) readStream(s *sock, c *streamConn) {
 				partSince = time.Now()
 			}
 			for range pings {
-				// RFC 5626 §4.4.1: a double CRLF ping gets a CRLF pong.
+				// RFC 5626 §4.4.1: a double CRLF ping gets a CRLF pong,
+				// and keeps the flow open as a message does.
+				c.lastMsg.Store(time.Now().UnixNano())
 				_ = c.send([]byte("\r\n"))
 			}
 			for _, m := range msgs {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -641,5 +642,37 @@ func TestTCPFailover(t *testing.T) {
 	p.send(p.request("INVITE", "sip:200@"+tcp, "tcp-none", 1, "", nil))
 	if res, ok := p.next().(*sip.Response); !ok || res.StatusCode != 503 {
 		t.Fatalf("the phone got %v, want the dispatcher's 503", res)
+	}
+}
+
+// TestStreamPing: a double CRLF is answered with a CRLF (RFC 5626 pong)
+// and keeps the connection open past the idle time.
+func TestStreamPing(t *testing.T) {
+	be := newFakeBackend(t)
+	cfg := streamConfig()
+	cfg.IdleTimeout = time.Second
+	d, addrs := startDispatcherAll(t, cfg, be)
+	tcp := strings.TrimPrefix(addrs[1], "tcp:")
+	c, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	var sc *streamConn
+	waitFor(t, "the connection in the table", func() bool {
+		sc = d.streams.byRemote(c.LocalAddr().(*net.TCPAddr).AddrPort())
+		return sc != nil
+	})
+	before := sc.lastMsg.Load()
+	if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(phoneWait))
+	pong := make([]byte, 2)
+	if _, err := io.ReadFull(c, pong); err != nil || string(pong) != "\r\n" {
+		t.Fatalf("pong %q, %v", pong, err)
+	}
+	if sc.lastMsg.Load() <= before {
+		t.Error("the ping did not count as activity")
 	}
 }
