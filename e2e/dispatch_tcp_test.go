@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/dispatch"
 )
 
 // withStreams adds to a dispatcher's config a tcp listener on its udp
@@ -113,6 +114,18 @@ func TestDispatcherTCPPhones(t *testing.T) {
 			}
 			if r := st.Registrations; len(r) != 1 || r[0].Source != "udp:"+lb.addr() || !strings.Contains(r[0].Contact, "transport="+tr) {
 				t.Fatalf("the PBX's registrations: %+v; want Bob's %s Contact from the dispatcher", r, tr)
+			}
+
+			// The dispatcher's status counts Bob's connection and
+			// registration.
+			var lbst struct {
+				Dispatcher dispatch.Status
+			}
+			if err := lb.status(&lbst); err != nil {
+				t.Fatal(err)
+			}
+			if c := lbst.Dispatcher.Connections; c == nil || *c < 1 || lbst.Dispatcher.Registered != 1 {
+				t.Errorf("the dispatcher's status: %v connections, %d registered; want Bob's", c, lbst.Dispatcher.Registered)
 			}
 
 			// Alice hangs up.
