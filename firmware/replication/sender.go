@@ -573,9 +573,9 @@ func (s *Sender) readAcks(st *store.Store, ss *session) error {
 				ss.acked = seq
 				restored = true
 			} else if seq > ss.acked && !ss.snapshotting {
-				if seq > ss.sent {
+				if sent := ss.sent; seq > sent {
 					ss.mu.Unlock()
-					return fmt.Errorf("standby acks change %d, only %d were sent", seq, ss.sent)
+					return fmt.Errorf("standby acks change %d, only %d were sent", seq, sent)
 				}
 				ss.acked = seq
 				ss.stalled = false
