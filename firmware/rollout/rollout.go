@@ -64,6 +64,10 @@ type Status struct {
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
 	Error   string    `json:"error,omitempty"`
+	// Retryable: the roll stopped on the pair's roles (no standby in
+	// sync, this box no longer active) with nothing written on this box;
+	// starting it again later is safe.
+	Retryable bool `json:"retryable,omitempty"`
 	// Log is what happened, oldest first.
 	Log []Entry `json:"log,omitempty"`
 }
@@ -278,10 +282,10 @@ func (r *Rollout) run(ctx context.Context, path string) (err error) {
 		return r.finish(Done, fmt.Sprintf("both boxes already run %s", b.Version), nil)
 	}
 	if !local.Active {
-		return r.finish(Failed, "", errors.New("this box is not the active one: run the update on the active box (it updates the standby first)"))
+		return r.finish(Failed, "", retryable(errors.New("this box is not the active one: run the update on the active box (it updates the standby first)")))
 	}
 	if !tw.Standby || !tw.InSync {
-		return r.finish(Failed, "", errors.New("the twin is not a healthy standby in sync: updating now would leave the phones without a box; try again once it is"))
+		return r.finish(Failed, "", retryable(errors.New("the twin is not a healthy standby in sync: updating now would leave the phones without a box; try again once it is")))
 	}
 
 	if tw.Firmware != b.Version {
@@ -385,7 +389,7 @@ func (r *Rollout) updateStandby(ctx context.Context, path string, b Bundle) erro
 // here.
 func (r *Rollout) stillActive() error {
 	if !r.cfg.Pair.Local().Active {
-		return errors.New("this box is no longer the active one (it handed over or lost its lease); the roll stops with the pair serving")
+		return retryable(errors.New("this box is no longer the active one (it handed over or lost its lease); the roll stops with the pair serving"))
 	}
 	return nil
 }
@@ -440,6 +444,8 @@ func (r *Rollout) note(text string) {
 func (r *Rollout) finish(state, text string, err error) error {
 	r.mu.Lock()
 	r.st.State = state
+	var re retryErr
+	r.st.Retryable = errors.As(err, &re)
 	if err != nil {
 		r.st.Error = err.Error()
 		text = state + ": " + err.Error()
@@ -478,6 +484,13 @@ func (r *Rollout) save(s Status) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// retryErr marks a failure on the pair's roles that changed nothing.
+type retryErr struct{ error }
+
+func (e retryErr) Unwrap() error { return e.error }
+
+func retryable(err error) error { return retryErr{err} }
 
 func orUnknown(v string) string {
 	if v == "" {

@@ -185,6 +185,7 @@ func TestRollout(t *testing.T) {
 		wantSwitch  int
 		wantApplied int
 		wantReboots int
+		wantRetry   bool // the failure changed nothing: a stick tries again
 	}{
 		{name: "happy path", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
@@ -197,7 +198,7 @@ func TestRollout(t *testing.T) {
 		{name: "standby never comes back", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndNeverComesBack,
 			wantState: Failed, wantErr: "did not come back", wantOffers: 1},
 		{name: "this box hands over while the standby updates", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: handsOver,
-			wantState: Failed, wantErr: "no longer the active", wantOffers: 1},
+			wantState: Failed, wantErr: "no longer the active", wantOffers: 1, wantRetry: true},
 		{name: "standby never fetches", fw: "1.0", twin: healthy, local: Local{Active: true},
 			wantState: Failed, wantErr: "did not take the bundle", wantOffers: 1},
 		{name: "switchover refused", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
@@ -214,10 +215,10 @@ func TestRollout(t *testing.T) {
 		{name: "writing this box's slot fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone", wantOffers: 1, wantSwitch: 1},
 		{name: "run on the standby", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
-			wantState: Failed, wantErr: "not the active"},
+			wantState: Failed, wantErr: "not the active", wantRetry: true},
 		{name: "twin not in sync", fw: "1.0", twin: Twin{Standby: true, Firmware: "1.0"}, local: Local{Active: true},
-			wantState: Failed, wantErr: "not a healthy standby"},
-		{name: "no twin", fw: "1.0", local: Local{Active: true}, wantState: Failed, wantErr: "not a healthy standby"},
+			wantState: Failed, wantErr: "not a healthy standby", wantRetry: true},
+		{name: "no twin", fw: "1.0", local: Local{Active: true}, wantState: Failed, wantErr: "not a healthy standby", wantRetry: true},
 		{name: "bad bundle", fw: "1.0", twin: healthy, local: Local{Active: true}, checkErr: errors.New("signature does not verify"),
 			wantState: Failed, wantErr: "signature does not verify"},
 	}
@@ -242,6 +243,9 @@ func TestRollout(t *testing.T) {
 			}
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || st.Error != err.Error()) {
 				t.Errorf("Run: %v (status error %q), want an error naming %q", err, st.Error, tt.wantErr)
+			}
+			if st.Retryable != tt.wantRetry {
+				t.Errorf("retryable %v, want %v", st.Retryable, tt.wantRetry)
 			}
 			applied, reboots := box.counts()
 			if pair.offered != tt.wantOffers || pair.switchovers != tt.wantSwitch || applied != tt.wantApplied || reboots != tt.wantReboots {

@@ -17,9 +17,9 @@ type StickConfig struct {
 	Roll   *Rollout
 	// Every is how often the box looks for a stick (0: 2 s).
 	Every time.Duration
-	// Retry is how long after a roll that could not start (the twin was
-	// not a standby in sync: nothing was changed) the stick is tried
-	// again (0: 30 s).
+	// Retry is how long after a roll that stopped on the pair's roles
+	// (Status.Retryable: no standby in sync, this box no longer active)
+	// the stick is tried again (0: 30 s).
 	Retry  time.Duration
 	Logger *slog.Logger
 }
@@ -68,8 +68,10 @@ func WatchStick(ctx context.Context, c StickConfig) {
 		case dev == "":
 			seen, said = "", ""
 		case dev == seen:
-			if st := c.Roll.Status(); st.State == Failed && st.Step == StepCheck && time.Since(st.Updated) > c.Retry && !c.Roll.busy() {
-				// The roll did not get past its checks: try again.
+			if st := c.Roll.Status(); st.State == Failed && st.Retryable && time.Since(st.Updated) > c.Retry && !c.Roll.busy() {
+				// The roll stopped on the pair's roles, nothing written
+				// here: try again (a box already on the version is
+				// skipped).
 				seen = ""
 			}
 		case err != nil:
