@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,12 @@ var errNoFlow = errors.New("the phone's connection is closed")
 type alias struct {
 	conn    *streamConn
 	expires time.Time
+	aor     string // aorKey of the registration
+}
+
+// aorKey names the address-of-record of a REGISTER (its To URI).
+func aorKey(u sip.Uri) string {
+	return u.User + "@" + strings.ToLower(u.Host)
 }
 
 // contactKey is the part of a Contact that identifies it: user, host and
@@ -68,7 +75,13 @@ func (c *streamConn) offerContacts(req *sip.Request) {
 	defer c.mu.Unlock()
 	for _, h := range req.GetHeaders("Contact") {
 		ch, ok := h.(*sip.ContactHeader)
-		if !ok || ch.Address.Wildcard {
+		if !ok {
+			continue
+		}
+		if ch.Address.Wildcard {
+			if aor := aorKey(req.To().Address); len(c.wildcard) < maxBoundPerConn && !contains(c.wildcard, aor) {
+				c.wildcard = append(c.wildcard, aor)
+			}
 			continue
 		}
 		k := contactKey(ch.Address)
@@ -89,7 +102,8 @@ func contains(l []string, s string) bool {
 
 // registered takes a 2xx to a REGISTER going back to c: the Contacts it
 // offered that the answer lists with an expiry are bound to c; the others
-// it offered are unbound.
+// it offered are unbound, and after a "Contact: *" every Contact of the
+// answer's AOR bound to c that the answer does not list.
 func (t *streamTable) registered(c *streamConn, res *sip.Response, now time.Time) {
 	def := 3600
 	if h := res.GetHeader("Expires"); h != nil {
@@ -119,13 +133,28 @@ func (t *streamTable) registered(c *streamConn, res *sip.Response, now time.Time
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var until time.Time
+	aor := ""
+	if to := res.To(); to != nil {
+		aor = aorKey(to.Address)
+	}
+	if i := slices.Index(c.wildcard, aor); i >= 0 {
+		c.wildcard = slices.Delete(c.wildcard, i, i+1)
+		for _, k := range c.bound {
+			if a := t.aliases[k]; a != nil && a.conn == c && a.aor == aor && listed[k] <= 0 {
+				delete(t.aliases, k)
+			}
+		}
+	}
 	for _, k := range c.offered {
 		exp, ok := listed[k]
 		if ok && exp > 0 {
-			t.aliases[k] = &alias{conn: c, expires: now.Add(time.Duration(exp) * time.Second)}
-			if !contains(c.bound, k) && len(c.bound) < maxBoundPerConn {
+			if !contains(c.bound, k) {
+				if len(c.bound) >= maxBoundPerConn {
+					continue // it could not be unbound when c closes
+				}
 				c.bound = append(c.bound, k)
 			}
+			t.aliases[k] = &alias{conn: c, expires: now.Add(time.Duration(exp) * time.Second), aor: aor}
 			continue
 		}
 		if a := t.aliases[k]; a != nil && a.conn == c {
@@ -133,6 +162,10 @@ func (t *streamTable) registered(c *streamConn, res *sip.Response, now time.Time
 		}
 	}
 	c.offered = c.offered[:0]
+	c.bound = slices.DeleteFunc(c.bound, func(k string) bool {
+		a := t.aliases[k]
+		return a == nil || a.conn != c
+	})
 	for _, k := range c.bound {
 		if a := t.aliases[k]; a != nil && a.conn == c && a.expires.After(until) {
 			until = a.expires

@@ -98,9 +98,11 @@ type streamConn struct {
 	lastMsg, registered atomic.Int64
 	// offered are the Contacts of REGISTERs that came on it and were not
 	// answered yet (flow.go); bound the aliases it has.
-	mu      sync.Mutex
-	offered []string
-	bound   []string
+	// wildcard are the AORs of those with "Contact: *".
+	mu       sync.Mutex
+	offered  []string
+	wildcard []string
+	bound    []string
 }
 
 // add registers c unless a limit refuses it.

@@ -484,8 +484,29 @@ func TestRegisteredBinding(t *testing.T) {
 	c = c2
 	reg("Contact: <sip:1@10.0.0.5:5062;transport=tcp>\r\n", "Contact: <sip:1@10.0.0.5:5062;transport=tcp>;expires=60\r\n")
 	reg("Contact: <sip:1@10.0.0.5:5062;transport=tcp>;expires=0\r\n", "")
-	if tab.byContact(u("sip:1@10.0.0.5:5062"), time.Now()) != nil || c2.registered.Load() != 0 {
+	if tab.byContact(u("sip:1@10.0.0.5:5062"), time.Now()) != nil || c2.registered.Load() != 0 || len(c2.bound) != 0 {
 		t.Error("an unregistered Contact is still bound")
+	}
+	// "Contact: *" unbinds the AOR's Contacts on the connection, those
+	// the answer still lists (another phone's) excepted.
+	reg("Contact: <sip:1@10.0.0.5:5062;transport=tcp>\r\nContact: <sip:1@10.0.0.7>\r\n",
+		"Contact: <sip:1@10.0.0.5:5062;transport=tcp>;expires=60\r\nContact: <sip:1@10.0.0.7>;expires=60\r\n")
+	reg("Contact: *\r\n", "Contact: <sip:1@10.0.0.7>;expires=50\r\n")
+	if tab.byContact(u("sip:1@10.0.0.5:5062"), time.Now()) != nil || tab.byContact(u("sip:1@10.0.0.7"), time.Now()) != c2 {
+		t.Error("after Contact: * the bindings are wrong")
+	}
+	// At most maxBoundPerConn Contacts are bound to one connection.
+	var many strings.Builder
+	for i := range maxBoundPerConn + 5 {
+		fmt.Fprintf(&many, "Contact: <sip:1@10.0.1.%d>;expires=60\r\n", i)
+	}
+	reg(many.String(), many.String())
+	if len(c2.bound) > maxBoundPerConn || len(tab.aliases) > maxBoundPerConn {
+		t.Errorf("%d Contacts bound to one connection, %d in the table", len(c2.bound), len(tab.aliases))
+	}
+	tab.remove(c2)
+	if len(tab.aliases) != 0 {
+		t.Errorf("%d bindings left after the connection closed", len(tab.aliases))
 	}
 }
 
