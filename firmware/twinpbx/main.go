@@ -46,6 +46,9 @@ Usage:
       Print the current config (with the extensions' secrets) as YAML.
   twinpbx cdr export [--data DIR] [--from TIME] [--to TIME]
       Print call detail records as CSV (TIME in RFC 3339).
+  twinpbx voicemail list [--data DIR] | voicemail export [--data DIR] EXT DIR
+      On a stopped box: list the messages of every mailbox, or write those
+      of extension EXT into DIR as WAV files (G.711, as recorded).
   twinpbx dns-records [--data DIR] [--domain DOMAIN] [--vip|--both] [--format zone|dnsmasq]
       Print the NAPTR, SRV and A records that make SRV-capable phones find
       the PBX: at the pair's VIP (default), or at both boxes (docs/DNS.md).
@@ -136,6 +139,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{"cdr needs export"}
 		}
 		return cmdCDRExport(args[2:], stdout)
+	case "voicemail":
+		return cmdVoicemail(args[1:], stdout)
 	case "dns-records":
 		return cmdDNSRecords(args[1:], stdout)
 	case "update":

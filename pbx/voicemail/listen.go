@@ -59,11 +59,18 @@ func (ss *session) listen(box string) {
 			n++
 		}
 	}
-	if _, err := ep.play(ss.ctx, CountTones(ep.codec, n), true); err != nil {
+	first, err := ep.play(ss.ctx, CountTones(ep.codec, n), true)
+	if err != nil {
 		return
 	}
 	menu := NewMenu(msgs)
 	act := menu.Start()
+	if first != 0 && act == Play {
+		// A key pressed during the count applies to the first message.
+		var msg Message
+		act, msg = menu.Key(first)
+		act = ss.apply(act, msg, menu)
+	}
 	for {
 		switch act {
 		case Done:

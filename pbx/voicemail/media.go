@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -102,6 +103,7 @@ type endpoint struct {
 	codec Codec
 	ev    int
 	keys  chan byte
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	remote   netip.AddrPort
@@ -145,6 +147,9 @@ func (e *endpoint) receive() {
 		if e.ev >= 0 && int(p.PayloadType) == e.ev {
 			k := e.dig.press(p.Timestamp, p.Payload)
 			e.mu.Unlock()
+			if k != 0 && e.log != nil {
+				e.log.Debug("key pressed", "key", string(k))
+			}
 			if k != 0 {
 				select {
 				case e.keys <- k:
@@ -152,6 +157,9 @@ func (e *endpoint) receive() {
 				}
 			}
 			continue
+		}
+		if _, ok := codecOf(p.PayloadType); !ok && e.log != nil {
+			e.log.Debug("RTP of another payload type ignored", "pt", p.PayloadType, "from", src)
 		}
 		if e.rec != nil && e.rec.Add(&p) && e.recFull != nil {
 			close(e.recFull)

@@ -35,6 +35,10 @@ import (
 // answered (to leave a message or to listen).
 const CDRVoicemail cdr.Disposition = "VOICEMAIL"
 
+// MaxStored bounds what a mailbox can hold whatever the config says
+// (config.MaxVoicemailMessages).
+const MaxStored = config.MaxVoicemailMessages
+
 // MinMessage is the shortest message kept; shorter ones are dropped
 // (a caller who hung up at the beep).
 const MinMessage = time.Second
@@ -275,6 +279,7 @@ func (s *Service) answer(req *sip.Request, tx sip.ServerTransaction, tag string,
 	ctx, cancel := context.WithCancelCause(context.Background())
 	ss := &session{s: s, d: d, us: s.o.Contact(strings.ToLower(req.Transport())), ctx: ctx, cancel: cancel, acked: make(chan struct{}), log: log}
 	ss.ep = newEndpoint(conn, o, uint32(randUint64()))
+	ss.ep.log = log
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

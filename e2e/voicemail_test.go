@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+)
+
+// TestVoicemail leaves a message for an extension that is not registered,
+// checks it is stored (caller, length) and survives a restart of the box,
+// then has the owner, subscribed to message-summary, dial the voicemail
+// number and delete it with DTMF 7.
+func TestVoicemail(t *testing.T) {
+	needTools(t, "sipp")
+	p := startPBXWith(t, func(c *config.Config) {
+		c.Voicemail = &config.Voicemail{}
+	}, alice, bob)
+
+	// Bob calls Alice, who is not registered: the mailbox answers; 3 s of
+	// tone after the greeting (about 2 s), then Bob hangs up.
+	dep := runSipp(t, sippOpts{
+		scenario: "uac-voicemail.xml", remote: p.addr(), service: alice.Number,
+		user: bob.Number, pass: bob.Secret, pause: 3300 * time.Millisecond, keys: caller(bob),
+	}, 0)
+	rec := p.waitCDR(func(r map[string]string) bool {
+		return r["call_id"] == sippCallID(dep) && r["disposition"] == "VOICEMAIL"
+	})
+	if rec["caller"] != bob.Number || rec["callee"] != alice.Number || rec["hangup_by"] != "caller" {
+		t.Errorf("the deposit's CDR: %v", rec)
+	}
+	saved := regexp.MustCompile(`msg="message saved".*duration=([0-9.]+)s`)
+	var m []string
+	waitFor(t, 10*time.Second, "the message to be saved", func() bool {
+		m = saved.FindStringSubmatch(p.log.String())
+		return m != nil
+	})
+	if d, _ := strconv.ParseFloat(m[1], 64); d < 2.5 || d > 3.6 {
+		t.Errorf("message of %ss, want about 3 s (the tone)", m[1])
+	}
+
+	// Stopped, the box's store holds it: the export writes one WAV file.
+	p.stop()
+	dir := t.TempDir()
+	out, err := exec.Command(pbxBinary, "voicemail", "export", "--data", p.dataDir, alice.Number, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinpbx voicemail export: %v: %s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*-"+bob.Number+"-*.wav"))
+	if len(files) != 1 {
+		t.Fatalf("exported %v (%s), want one file for caller %s", files, out, bob.Number)
+	}
+	if fi, err := os.Stat(files[0]); err != nil || fi.Size() < 20000 || fi.Size() > 30000 {
+		t.Errorf("exported WAV %v: %v, want about 24000 bytes of audio", fi, err)
+	}
+	p.start()
+
+	// Alice's phone subscribes: a message waits. Then she listens and
+	// deletes it; the phone hears that none waits.
+	sub := startSipp(t, sippOpts{
+		scenario: "subscribe-mwi.xml", remote: p.addr(), service: alice.Number,
+		user: alice.Number, pass: alice.Secret, keys: caller(alice),
+	})
+	waitFor(t, 20*time.Second, "the first NOTIFY", func() bool {
+		return strings.Contains(p.log.String(), `msg="message-summary subscription"`)
+	})
+	lis := runSipp(t, sippOpts{
+		scenario: "uac-voicemail-listen.xml", remote: p.addr(), service: config.DefaultVoicemailNumber,
+		user: alice.Number, pass: alice.Secret, pause: 2500 * time.Millisecond, keys: caller(alice),
+	}, 0)
+	sub.wait(0)
+	if !strings.Contains(p.log.String(), `msg="message deleted"`) {
+		t.Error("the PBX did not log the deletion")
+	}
+	p.waitCDR(func(r map[string]string) bool {
+		return r["call_id"] == sippCallID(lis) && r["disposition"] == "VOICEMAIL"
+	})
+}
