@@ -266,7 +266,10 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			c.mu.Unlock()
 		}
 	} else {
-		ringFor, _ := b.divertible(callee, fromSite)
+		ringFor, ok := b.divertible(callee, fromSite)
+		if !ok {
+			ringFor = 0 // no mailbox: the ring timeout
+		}
 		r = b.ring(ctx, ringSpec{
 			callee: callee, fromNumber: user, fromName: name,
 			bindings: bindings, offer: offer, early: early, log: log,
