@@ -1,0 +1,68 @@
+package store
+
+import (
+	"bytes"
+	"testing"
+)
+
+// TestVoicemail stores, lists, updates and deletes messages, and checks
+// that every change is in the log the twin is fed from and applies there.
+func TestVoicemail(t *testing.T) {
+	s := openT(t, "", Options{})
+	audio := bytes.Repeat([]byte{0xd5}, 16000)
+	steps := []struct {
+		name  string
+		do    func() error
+		box   string
+		count int
+	}{
+		{"first message", func() error { return s.PutVoicemail("201", "a", []byte(`{"id":"a"}`), audio) }, "201", 1},
+		{"second message", func() error { return s.PutVoicemail("201", "b", []byte(`{"id":"b"}`), audio[:8]) }, "201", 2},
+		{"another mailbox", func() error { return s.PutVoicemail("20", "c", []byte(`{"id":"c"}`), audio[:8]) }, "20", 1},
+		{"marked listened, audio kept", func() error { return s.PutVoicemail("201", "a", []byte(`{"id":"a","new":false}`), nil) }, "201", 2},
+		{"deleted", func() error { return s.DeleteVoicemail("201", "b") }, "201", 1},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got, err := s.Voicemails(st.box)
+		if err != nil || len(got) != st.count {
+			t.Fatalf("%s: mailbox %s holds %d (%v), want %d", st.name, st.box, len(got), err, st.count)
+		}
+	}
+	if a, err := s.VoicemailAudio("201", "a"); err != nil || !bytes.Equal(a, audio) {
+		t.Errorf("audio of a: %d bytes, %v", len(a), err)
+	}
+	if a, _ := s.VoicemailAudio("201", "b"); a != nil {
+		t.Errorf("audio of the deleted message: %d bytes", len(a))
+	}
+	if boxes, err := s.VoicemailBoxes(); err != nil || len(boxes) != 2 || boxes[0] != "20" || boxes[1] != "201" {
+		t.Errorf("mailboxes %v %v", boxes, err)
+	}
+	for _, bad := range [][2]string{{"", "x"}, {"201", ""}, {"2\x000", "x"}} {
+		if err := s.PutVoicemail(bad[0], bad[1], []byte("{}"), nil); err == nil {
+			t.Errorf("key %q accepted", bad)
+		}
+	}
+
+	// The twin applies the log and holds the same.
+	changes, err := s.ChangesSince(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := openT(t, "", Options{})
+	if err := twin.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	for _, box := range []string{"201", "20"} {
+		a, _ := s.Voicemails(box)
+		b, _ := twin.Voicemails(box)
+		if len(a) != len(b) || !bytes.Equal(bytes.Join(a, nil), bytes.Join(b, nil)) {
+			t.Errorf("mailbox %s on the twin: %q, want %q", box, b, a)
+		}
+	}
+	if a, _ := twin.VoicemailAudio("201", "a"); !bytes.Equal(a, audio) {
+		t.Errorf("the twin holds %d bytes of audio, want %d", len(a), len(audio))
+	}
+}
