@@ -45,7 +45,7 @@ func newTLS(cfg *config.Config, seed []byte, log *slog.Logger) (*tlsSetup, error
 	if t := cfg.SIP.TLS; t != nil && t.Cert != "" {
 		s.id, err = tlscert.Load(t.Cert, t.Key)
 	} else {
-		s.id, err = tlscert.Derive(seed, certNames(cfg))
+		s.id, err = tlscert.Derive(seed, cfg.CertNames())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pbx: sip.tls: %w", err)
@@ -73,58 +73,13 @@ func tlsTrunks(cfg *config.Config) bool {
 	return false
 }
 
-// certNames are the names and addresses a derived certificate carries:
-// those phones may reach the box by. On a twin pair they are the same on
-// both boxes (the pair's VIP, both LAN addresses and both names), so that
-// both derive the same certificate.
-func certNames(cfg *config.Config) []string {
-	var names []string
-	add := func(h string) {
-		if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() {
-			return
-		}
-		if h != "" {
-			names = append(names, h)
-		}
-	}
-	add(cfg.SIP.Advertise)
-	for _, e := range cfg.SIP.Listen {
-		if l, err := config.ParseListen(e); err == nil {
-			add(l.Host)
-		}
-	}
-	add(cfg.Node.Name)
-	if c := cfg.Cluster; c != nil {
-		add(c.Peer)
-		if p, err := netip.ParsePrefix(c.VIP); err == nil {
-			add(p.Addr().String())
-		}
-		for _, a := range []string{c.LAN.Local, c.LAN.Peer} {
-			add(hostOnly(a))
-		}
-	}
-	return names
-}
-
 // tlsChanged reports whether the listeners' certificate of new differs
 // from old's: other files, or other names in a derived one.
 func tlsChanged(old, new *config.Config) bool {
 	if !new.HasTLS() && !tlsTrunks(new) {
 		return false
 	}
-	return !reflect.DeepEqual(old.SIP.TLS, new.SIP.TLS) || !slices.Equal(certNames(old), certNames(new))
-}
-
-// hostOnly strips a port or a prefix length from an address as the
-// cluster paths write it.
-func hostOnly(s string) string {
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
-	}
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Addr().String()
-	}
-	return s
+	return !reflect.DeepEqual(old.SIP.TLS, new.SIP.TLS) || !slices.Equal(old.CertNames(), new.CertNames())
 }
 
 // clientConfig is the TLS configuration of the SIP stack's outgoing

@@ -100,39 +100,12 @@ func dispatchTLS(cfg *config.Config, seed []byte) (*tls.Config, error) {
 				return nil, fmt.Errorf("the dispatcher's TLS certificate: %w", err)
 			}
 		}
-		id, err = tlscert.Derive(seed, dispatchCertNames(cfg))
+		id, err = tlscert.Derive(seed, cfg.CertNames())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("the dispatcher's TLS certificate (sip.tls): %w", err)
 	}
 	return tlscert.ServerConfig(id), nil
-}
-
-// dispatchCertNames are the names a derived certificate of the dispatcher
-// carries: the advertised host, the listeners' hosts, the node's name,
-// and on a pair the VIP and the peer's name.
-func dispatchCertNames(cfg *config.Config) []string {
-	var names []string
-	add := func(h string) {
-		if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() || h == "" {
-			return
-		}
-		names = append(names, h)
-	}
-	add(cfg.SIP.Advertise)
-	for _, e := range cfg.SIP.Listen {
-		if l, err := config.ParseListen(e); err == nil {
-			add(l.Host)
-		}
-	}
-	add(cfg.Node.Name)
-	if c := cfg.Cluster; c != nil {
-		add(c.Peer)
-		if p, err := netip.ParsePrefix(c.VIP); err == nil {
-			add(p.Addr().String())
-		}
-	}
-	return names
 }
 
 // listenerName is a listener address as the dispatcher's Run reports it,

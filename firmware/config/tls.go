@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 )
@@ -25,6 +27,49 @@ func (c *Config) HasTLS() bool {
 		}
 	}
 	return false
+}
+
+// CertNames are the names a derived certificate of the box carries: the
+// advertised host, the listeners' addresses, the node's name and, on a
+// twin pair, the twin's name, the VIP and both LAN addresses, so that both
+// twins derive the same certificate and a phone that pinned it follows a
+// failover. Unspecified addresses (0.0.0.0, ::) are left out.
+func (c *Config) CertNames() []string {
+	var names []string
+	add := func(h string) {
+		if a, err := netip.ParseAddr(h); (err == nil && a.IsUnspecified()) || h == "" {
+			return
+		}
+		names = append(names, h)
+	}
+	add(c.SIP.Advertise)
+	for _, e := range c.SIP.Listen {
+		if l, err := ParseListen(e); err == nil {
+			add(l.Host)
+		}
+	}
+	add(c.Node.Name)
+	if cl := c.Cluster; cl != nil {
+		add(cl.Peer)
+		if p, err := netip.ParsePrefix(cl.VIP); err == nil {
+			add(p.Addr().String())
+		}
+		for _, a := range []string{cl.LAN.Local, cl.LAN.Peer} {
+			add(hostOnly(a))
+		}
+	}
+	return names
+}
+
+// hostOnly is the host of "host:port", the address of "addr/prefix", or s.
+func hostOnly(s string) string {
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr().String()
+	}
+	return s
 }
 
 // validateTLS checks sip.tls and the tls settings of the trunks. Only the

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,5 +63,27 @@ func TestHasTLS(t *testing.T) {
 	c.SIP.Listen = append(c.SIP.Listen, "TLS:127.0.0.1:5061")
 	if !c.HasTLS() {
 		t.Error("HasTLS false with a tls listener")
+	}
+}
+
+func TestCertNames(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"standalone on every address", Config{Node: Node{Name: "office"},
+			SIP: SIP{Listen: []string{"udp:0.0.0.0:5060", "tls:[::]:5061"}, Advertise: "pbx.example.com"}},
+			[]string{"pbx.example.com", "office"}},
+		{"twin pair: the same names on both boxes", Config{Node: Node{Name: "a"},
+			SIP: SIP{Listen: []string{"tls:10.0.0.10:5061"}},
+			Cluster: &Cluster{Peer: "b", VIP: "10.0.0.10/24",
+				LAN: Path{Local: "10.0.0.11", Peer: "10.0.0.12:7400"}}},
+			[]string{"10.0.0.10", "a", "b", "10.0.0.10", "10.0.0.11", "10.0.0.12"}},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.CertNames(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
