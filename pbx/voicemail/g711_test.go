@@ -57,6 +57,7 @@ func TestParseOffer(t *testing.T) {
 		{name: "pcma only, media c=", sdp: "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nt=0 0\r\nm=audio 4002 RTP/AVP 8\r\nc=IN IP4 10.0.0.3\r\n", codec: PCMA, ev: -1, remote: "10.0.0.3:4002"},
 		{name: "no g711", sdp: "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9\r\n", err: true},
 		{name: "garbage", sdp: "hello", err: true},
+		{name: "srtp", sdp: "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", err: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,8 +24,8 @@ type offer struct {
 	eventPT int
 }
 
-// errNoCodec: the offer has neither PCMU nor PCMA.
-var errNoCodec = errors.New("the offer has no audio stream with PCMU or PCMA")
+// errNoCodec: the offer has no plain RTP audio stream with PCMU or PCMA.
+var errNoCodec = errors.New("the offer has no RTP/AVP audio stream with PCMU or PCMA")
 
 // parseOffer picks the first of PCMU and PCMA the caller offers in its
 // first audio stream, and its telephone-event payload type.
@@ -37,6 +37,9 @@ func parseOffer(body []byte) (offer, error) {
 	for _, m := range sd.MediaDescriptions {
 		if m.MediaName.Media != "audio" || m.MediaName.Port.Value == 0 {
 			continue
+		}
+		if strings.Join(m.MediaName.Protos, "/") != "RTP/AVP" {
+			return offer{}, fmt.Errorf("%w (transport %s: the mailbox speaks plain RTP only)", errNoCodec, strings.Join(m.MediaName.Protos, "/"))
 		}
 		o := offer{eventPT: -1}
 		c := sd.ConnectionInformation
