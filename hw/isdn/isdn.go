@@ -176,9 +176,10 @@ func (e *Endpoint) Start(now time.Time) {
 }
 
 // LineUp is told when layer 1 has come up (again): the user side, if it
-// holds no TEI on a point-to-multipoint span, asks for one (the requests
-// at Start may have gone unanswered while the line was elsewhere, e.g.
-// with the twin on the other side of the PSTN relay), and on a
+// holds no TEI on a point-to-multipoint span, asks for one afresh (the
+// requests at Start may have gone unanswered while the line was
+// elsewhere, e.g. with the twin on the other side of the PSTN relay, and
+// the last of them may still be waiting for T202), and on a
 // point-to-point span it establishes a released TEI 0 link. A link that
 // is up is left alone.
 func (e *Endpoint) LineUp(now time.Time) {
@@ -186,7 +187,7 @@ func (e *Endpoint) LineUp(now time.Time) {
 		return
 	}
 	if e.teiU != nil {
-		e.teiU.Request(now)
+		e.teiU.Renew(now)
 	} else if l := e.links[0]; l != nil && l.State() == lapd.Released {
 		l.Establish(now)
 	}

@@ -73,12 +73,36 @@ func TestTEIAskedAgain(t *testing.T) {
 			if n, _ := sent(t, e, now); n != 1 {
 				t.Errorf("%d identity requests after %s, want 1", n, tt.name)
 			}
-			// While asking, layer 1 reported up once more asks nothing new.
-			e.LineUp(now)
-			if n, _ := sent(t, e, now); n != 0 {
-				t.Errorf("%d identity requests while one is pending", n)
-			}
 		})
+	}
+}
+
+// Layer 1 coming up while the last identity request (sent into a dead
+// line) waits for T202 starts the requests over: the line gets all N202
+// tries, not the one left.
+func TestLineUpRenewsTEIRequest(t *testing.T) {
+	e, err := New(Config{Type: BRIPointToMultipoint, Rand: func() uint16 { return 9 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	e.Start(now)
+	for range lapd.N202 - 1 {
+		now = now.Add(lapd.T202)
+		e.Tick(now)
+	}
+	sent(t, e, now) // N202 requests, the last one pending
+	now = now.Add(lapd.T202 / 2)
+	e.LineUp(now)
+	asked, _ := sent(t, e, now)
+	for range 10 {
+		now = now.Add(lapd.T202)
+		e.Tick(now)
+		n, _ := sent(t, e, now)
+		asked += n
+	}
+	if asked != lapd.N202 {
+		t.Errorf("%d identity requests after layer 1 came up, want %d", asked, lapd.N202)
 	}
 }
 

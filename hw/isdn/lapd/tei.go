@@ -113,6 +113,18 @@ func (u *TEIUser) Request(now time.Time) {
 	u.ask(now)
 }
 
+// Renew asks for a TEI afresh unless one is assigned: a request under way
+// starts over with all N202 tries. For layer 1 coming up: requests sent
+// while the line was down went nowhere, and the last of them must not use
+// up the tries the line now needs.
+func (u *TEIUser) Renew(now time.Time) {
+	if u.tei != TEIGroup {
+		return
+	}
+	u.asking, u.tries = true, 0
+	u.ask(now)
+}
+
 func (u *TEIUser) ask(now time.Time) {
 	u.tries++
 	u.ri = u.rand()
