@@ -90,8 +90,9 @@ type Extension struct {
 	// CallWaiting: a call to the extension while it is in a call rings its
 	// phones too (they show it beside the call in progress); a third call
 	// gets 486 Busy Here. Absent: on. Off: the second call gets 486.
-	CallWaiting *bool `yaml:"call_waiting,omitempty"`
-	Voicemail   *bool `yaml:"voicemail,omitempty"` // a mailbox (voicemail.go); absent: voicemail.all
+	CallWaiting  *bool  `yaml:"call_waiting,omitempty"`
+	Voicemail    *bool  `yaml:"voicemail,omitempty"`     // a mailbox (voicemail.go); absent: voicemail.all
+	VoicemailPIN string `yaml:"voicemail_pin,omitempty"` // opens the mailbox from other phones (voicemail.go)
 }
 
 // Calls is how many calls the extension may be in at once: two with call

@@ -100,6 +100,19 @@ func (c *Config) validateVoicemail(ps *problems) {
 			}
 		}
 	}
+	for i, e := range c.Extensions {
+		if p := e.VoicemailPIN; p != "" {
+			f := fmt.Sprintf("extensions[%d].voicemail_pin", i)
+			switch {
+			case len(p) < 4 || len(p) > 8 || strings.Trim(p, "0123456789") != "":
+				ps.add(f, "4 to 8 digits")
+			case p == e.Number:
+				ps.add(f, "must not be the extension number")
+			case !v.Mailbox(e):
+				ps.add(f, "the extension has no mailbox")
+			}
+		}
+	}
 	ring := c.SIP.RingTimeout.D()
 	if ring == 0 {
 		ring = 60 * time.Second

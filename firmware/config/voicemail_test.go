@@ -16,6 +16,7 @@ func TestVoicemailValidate(t *testing.T) {
 		boxes   [2]bool
 		number  string
 		after   time.Duration
+		pin     string // of extension 201
 	}{
 		{name: "absent: none", number: "*98", after: DefaultVoicemailAfter},
 		{name: "empty: defaults", section: "voicemail: {}\n", boxes: [2]bool{true, false}, number: "*98", after: DefaultVoicemailAfter},
@@ -27,11 +28,17 @@ func TestVoicemailValidate(t *testing.T) {
 		{name: "length", section: "voicemail: {max_length: 1h}\n", want: "voicemail.max_length"},
 		{name: "messages", section: "voicemail: {max_messages: 1000}\n", want: "voicemail.max_messages"},
 		{name: "negative messages", section: "voicemail: {max_messages: -1}\n", want: "voicemail.max_messages"},
+		{name: "pin", section: "voicemail: {}\n", pin: "4711", boxes: [2]bool{true, false}, number: "*98", after: DefaultVoicemailAfter},
+		{name: "pin too short", section: "voicemail: {}\n", pin: "471", want: "extensions[0].voicemail_pin: 4 to 8 digits"},
+		{name: "pin letters", section: "voicemail: {}\n", pin: "47a1", want: "voicemail_pin"},
+		{name: "pin is the number", section: "voicemail: {}\n", pin: "201", want: "voicemail_pin"},
+		{name: "pin without mailbox", section: "voicemail: {all: false}\n", pin: "4711", want: "no mailbox"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse("test", []byte(base+tc.section))
 			if err == nil {
+				c.Extensions[0].VoicemailPIN = tc.pin
 				err = c.Validate()
 			}
 			if tc.want != "" {
