@@ -177,10 +177,9 @@ func TestTwin(t *testing.T) {
 	if err := uas.Wait(); err != nil {
 		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
 	}
-	// No call from the line through the survivor yet: its ISDN gateway
-	// asked for a TEI at its start, while the relay gave the line to the
-	// twin, and does not ask again when layer 1 comes up, so its data
-	// link stays down (docs/IMAGE.md, "Not done yet").
+	// And a call from the line reaches Bob through the survivor, whose
+	// ISDN gateway asks for its TEI once layer 1 comes up on its side.
+	lineCall(ctx, t, tn, line, standby)
 	t.Logf("alice called bob through %s; whole test %v", standby, time.Since(started).Round(100*time.Millisecond))
 }
 
