@@ -28,10 +28,10 @@ const (
 )
 
 // rollTestEnv turns TestTwinRollingUpdate on. It is off by default: it
-// boots each machine three times through the stage (kexec of the
-// compressed kernel), 5-10 min on this 2-core machine, and on a busy host
-// the TCG pair hands service back and forth (the active hands over after
-// one gateway probe, an ARP request answered within 100 ms, goes
+// boots each machine twice through the stage (kexec of the compressed
+// kernel), about 80 s on a quiet 2-core machine, and on a busy host the
+// TCG pair hands service back and forth (the active hands over after one
+// gateway probe, an ARP request answered within 100 ms, goes
 // unanswered), which breaks the roll off with the pair serving.
 const rollTestEnv = "TWINPBX_VM_ROLL"
 
@@ -47,8 +47,8 @@ const rollTestEnv = "TWINPBX_VM_ROLL"
 // calls Bob through the new active without Bob registering again.
 func TestTwinRollingUpdate(t *testing.T) {
 	if os.Getenv(rollTestEnv) != "1" {
-		fmt.Fprintf(os.Stderr, "vmtest: SKIPPING TestTwinRollingUpdate: set %s=1 to run it (5-10 min of both cores under TCG; see the test's comment)\n", rollTestEnv)
-		t.Skipf("set %s=1: the rolling update on two TCG machines takes 5-10 min of both cores, and the pair hands service back and forth on a busy host", rollTestEnv)
+		fmt.Fprintf(os.Stderr, "vmtest: SKIPPING TestTwinRollingUpdate: set %s=1 to run it (about 80 s on a quiet machine; flaps on a busy one: see the test's comment)\n", rollTestEnv)
+		t.Skipf("set %s=1: the rolling update on two TCG machines needs a quiet host; on a busy one the pair hands service back and forth", rollTestEnv)
 	}
 	requireVM(t)
 	requireTwinNet(t)
