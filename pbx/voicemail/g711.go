@@ -200,3 +200,11 @@ func transcode(audio []byte, from, to Codec) []byte {
 	}
 	return out
 }
+
+// Prompt asks for keys (a mailbox number, a PIN): two low pips.
+func Prompt(c Codec) []byte {
+	b := tone(nil, c, 150, 520)
+	b = tone(b, c, 100)
+	b = tone(b, c, 150, 520)
+	return tone(b, c, 200)
+}

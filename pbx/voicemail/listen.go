@@ -1,6 +1,7 @@
 package voicemail
 
 import (
+	"crypto/subtle"
 	"errors"
 	"time"
 
@@ -24,44 +25,63 @@ func (s *Service) serveListen(req *sip.Request, tx sip.ServerTransaction) {
 		respondPlain(tx, req, 403, "Forbidden", log)
 		return
 	}
-	e, known := s.o.Directory.Extension(user)
-	if !known || !s.o.Config().Mailbox(e) {
-		log.Info("mailbox call refused: the extension has no mailbox")
-		respondPlain(tx, req, 404, "Not Found", log)
-		return
+	// A caller without a mailbox of its own may still open another's
+	// with its PIN (login).
+	own := user
+	if e, known := s.o.Directory.Extension(user); !known || !s.o.Config().Mailbox(e) {
+		own = ""
 	}
 	start := s.o.Now()
 	ss, ok := s.answer(req, tx, "", log)
 	if !ok {
 		return
 	}
-	log.Info("owner listening to the mailbox")
+	log.Info("mailbox call answered", "own", own != "")
 	go func() {
 		defer ss.finish()
-		ss.listen(user)
-		s.writeCDR(req, Diversion{Mailbox: user, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
+		box := ss.listen(own)
+		s.writeCDR(req, Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
 	}()
 }
 
-// listen runs the menu until the end of the messages or a hang-up.
-func (ss *session) listen(box string) {
+// pinTries is how many logins a mailbox call may fail before the PBX
+// hangs up.
+const pinTries = 3
+
+// listen runs the menu until the end of the messages or a hang-up, for
+// box or (empty box, or * pressed during the count) the mailbox the
+// caller logs in to. It returns the mailbox opened.
+func (ss *session) listen(box string) string {
 	ep := ss.ep
 	boxes := ss.s.boxes
+	var first byte
+	if box != "" {
+		n, err := boxes.Summary(box)
+		if err != nil {
+			ss.log.Error("reading the mailbox", "err", err)
+			ss.hangup()
+			return box
+		}
+		if first, err = ep.play(ss.ctx, CountTones(ep.codec, n.New), true); err != nil {
+			return box
+		}
+	}
+	if box == "" || first == '*' {
+		if box = ss.login(); box == "" {
+			return ""
+		}
+		n, _ := boxes.Summary(box)
+		var err error
+		if first, err = ep.play(ss.ctx, CountTones(ep.codec, n.New), true); err != nil {
+			return box
+		}
+	}
+	ss.log.Info("owner listening to the mailbox", "mailbox", box)
 	msgs, err := boxes.List(box)
 	if err != nil {
 		ss.log.Error("listing the mailbox", "err", err)
 		ss.hangup()
-		return
-	}
-	n := 0
-	for _, m := range msgs {
-		if m.New {
-			n++
-		}
-	}
-	first, err := ep.play(ss.ctx, CountTones(ep.codec, n), true)
-	if err != nil {
-		return
+		return box
 	}
 	menu := NewMenu(msgs)
 	act := menu.Start()
@@ -77,12 +97,12 @@ func (ss *session) listen(box string) {
 			if _, err := ep.play(ss.ctx, Goodbye(ep.codec), false); err == nil {
 				ss.hangup()
 			}
-			return
+			return box
 		case Play:
 			msg, _ := menu.Current()
 			key, err := ss.playMessage(msg)
 			if err != nil {
-				return
+				return box
 			}
 			if key == 0 {
 				act, msg = menu.Next()
@@ -139,4 +159,64 @@ func (ss *session) apply(act Action, msg Message, menu *Menu) Action {
 		return Play
 	}
 	return Done
+}
+
+// login asks for a mailbox number and its PIN, each ended by #, up to
+// pinTries times; it returns the mailbox, or "" after hanging up.
+func (ss *session) login() string {
+	ep := ss.ep
+	for range pinTries {
+		if _, err := ep.play(ss.ctx, Prompt(ep.codec), false); err != nil {
+			return ""
+		}
+		box, err := ss.readDigits()
+		if err != nil {
+			return ""
+		}
+		if _, err := ep.play(ss.ctx, Prompt(ep.codec), false); err != nil {
+			return ""
+		}
+		pin, err := ss.readDigits()
+		if err != nil {
+			return ""
+		}
+		if ss.s.checkPIN(box, pin) {
+			return box
+		}
+		ss.log.Warn("mailbox login failed", "mailbox", box)
+		if _, err := ep.play(ss.ctx, Busy(ep.codec)[:8000], false); err != nil {
+			return ""
+		}
+	}
+	ss.log.Warn("mailbox login failed too often: hanging up", "tries", pinTries)
+	ss.hangup()
+	return ""
+}
+
+// digitWait is how long the login waits for each key.
+const digitWait = 10 * time.Second
+
+// readDigits collects keys up to # (at most 16).
+func (ss *session) readDigits() (string, error) {
+	var b []byte
+	for len(b) < 16 {
+		k, err := ss.ep.waitKey(ss.ctx, digitWait)
+		switch {
+		case err != nil:
+			return "", err
+		case k == 0 || k == '#':
+			return string(b), nil
+		}
+		b = append(b, k)
+	}
+	return string(b), nil
+}
+
+// checkPIN reports whether pin opens the mailbox of box.
+func (s *Service) checkPIN(box, pin string) bool {
+	e, known := s.o.Directory.Extension(box)
+	if !known || !s.o.Config().Mailbox(e) || e.VoicemailPIN == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(e.VoicemailPIN), []byte(pin)) == 1
 }
