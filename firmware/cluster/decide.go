@@ -46,9 +46,19 @@ type state struct {
 	// to the twin as Beat.SharedFault.
 	LeftFor map[string]time.Time
 	Stuck   map[string]bool
+	// GatewayMisses counts the gateway probes in a row that went
+	// unanswered (zero once one is answered).
+	GatewayMisses int
 	// Alarms are the conditions raised by the last decision.
 	Alarms []string
 }
+
+// GatewayLostAfter is how many gateway probes in a row must go unanswered
+// before the active acts on the loss (hands over to a twin that reaches
+// the gateway, or fences itself when the twin is silent too). One lost
+// ARP reply (a busy router, a stalled tick) is not a lost LAN; a lease is
+// never renewed by an unanswered probe, so waiting serves nothing stale.
+const GatewayLostAfter = 3
 
 func (s state) clone() state {
 	s.Fails = maps.Clone(s.Fails)
@@ -274,7 +284,10 @@ func (t *tick) observe() {
 		s.Handover = false
 	}
 	if !in.GatewayOK {
+		s.GatewayMisses++
 		t.alarm(AlarmIsolated)
+	} else {
+		s.GatewayMisses = 0
 	}
 	if t.heard() {
 		for p, pv := range in.Peer.Paths {
@@ -589,7 +602,7 @@ func (t *tick) active() {
 	if t.heard() && b.Term <= s.Term && t.echoOK() && (b.Echo.Term == s.Term || t.peerLeaving()) {
 		t.renew(b.Echo.Sent.Add(cfg.Lease), false)
 	}
-	if in.Peer.Silent() && !in.GatewayOK {
+	if in.Peer.Silent() && s.GatewayMisses >= GatewayLostAfter {
 		t.stop(Fenced, "lost the twin and the gateway")
 		t.do(action{Kind: actFence, Reason: "lost the twin and the gateway"})
 		return
@@ -618,7 +631,7 @@ func (t *tick) active() {
 	if s.Role != Active {
 		return
 	}
-	if !in.GatewayOK && t.heard() && b.GatewayOK && t.handover(Standby, "gateway lost while the twin reaches it") {
+	if s.GatewayMisses >= GatewayLostAfter && t.heard() && b.GatewayOK && t.handover(Standby, "gateway lost while the twin reaches it") {
 		return
 	}
 	if t.failback() {

@@ -129,8 +129,23 @@ func TestDecide(t *testing.T) {
 				role: Active, acts: takeoverActs("2"), lease: 1},
 		}},
 		{name: "LAN cut on the active (silent): gateway lost while the twin reaches it, hands over", start: active1, steps: []step{
-			{w: world{peer: beat(Standby, 1, 1), pathsDown: []Path{LAN}, gwDown: true},
+			{w: world{peer: beat(Standby, 1, 1), pathsDown: []Path{LAN}, gwDown: true}, role: Active, alarm: AlarmIsolated},
+			{at: 50 * time.Millisecond, w: world{peer: beat(Standby, 1, 1), pathsDown: []Path{LAN}, gwDown: true}, role: Active, alarm: AlarmIsolated},
+			{at: 100 * time.Millisecond, w: world{peer: beat(Standby, 1, 1), pathsDown: []Path{LAN}, gwDown: true},
 				role: Standby, acts: []string{"stop", "release vip", "follow"}, alarm: AlarmIsolated},
+		}},
+		{name: "one gateway reply lost: the active stays", start: active1, steps: []step{
+			{w: world{peer: beat(Standby, 1, 1), gwDown: true}, role: Active, lease: 1, alarm: AlarmIsolated},
+			{at: 50 * time.Millisecond, w: world{peer: beat(Standby, 1, 1), gwDown: true}, role: Active, lease: 1},
+			{at: 100 * time.Millisecond, w: world{peer: beat(Standby, 1, 1)}, role: Active, lease: 1, clear: AlarmIsolated},
+			{at: 150 * time.Millisecond, w: world{peer: beat(Standby, 1, 1), gwDown: true}, role: Active, lease: 1},
+			{at: 200 * time.Millisecond, w: world{peer: beat(Standby, 1, 1), gwDown: true}, role: Active, lease: 1},
+		}},
+		{name: "twin silent, one gateway reply lost: the lone active stays", start: active1, steps: []step{
+			{w: world{gwDown: true}, role: Active, alarm: AlarmIsolated},
+			{at: 50 * time.Millisecond, w: world{}, role: Active, lease: 1, alarm: AlarmTwinSilent},
+			{at: 100 * time.Millisecond, w: world{gwDown: true}, role: Active},
+			{at: 150 * time.Millisecond, w: world{}, role: Active, lease: 1},
 		}},
 		{name: "LAN cut on the standby: alarm on the standby", start: standby1, steps: []step{
 			{w: world{peer: beat(Active, 1, 1), pathsDown: []Path{LAN}, gwDown: true}, role: Standby, alarm: AlarmIsolated},
@@ -140,7 +155,9 @@ func TestDecide(t *testing.T) {
 				role: Active, lease: 1, alarm: AlarmTwinGatewayNo},
 		}},
 		{name: "LAN and crossover cut on the active: fenced", start: active1, steps: []step{
-			{w: world{gwDown: true}, role: Fenced, acts: []string{"stop", "release vip", "fence"}, lease: -1},
+			{w: world{gwDown: true}, role: Active, alarm: AlarmIsolated},
+			{at: 50 * time.Millisecond, w: world{gwDown: true}, role: Active},
+			{at: 100 * time.Millisecond, w: world{gwDown: true}, role: Fenced, acts: []string{"stop", "release vip", "fence"}, lease: -1},
 			{at: time.Second, w: world{}, role: Fenced},
 		}},
 		{name: "both heartbeat paths broken, active fine: standby sees the VIP answer, no takeover", start: standby1, steps: []step{
