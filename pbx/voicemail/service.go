@@ -39,6 +39,14 @@ const CDRVoicemail cdr.Disposition = "VOICEMAIL"
 // (config.MaxVoicemailMessages).
 const MaxStored = config.MaxVoicemailMessages
 
+// MaxCalls bounds the calls the mailboxes answer at once (recording or
+// listening); more get 503. MaxSubscriptions bounds the message-summary
+// subscriptions; more get 503.
+const (
+	MaxCalls         = 64
+	MaxSubscriptions = 4096
+)
+
 // MinMessage is the shortest message kept; shorter ones are dropped
 // (a caller who hung up at the beep).
 const MinMessage = time.Second
@@ -281,8 +289,12 @@ func (s *Service) answer(req *sip.Request, tx sip.ServerTransaction, tag string,
 	ss.ep = newEndpoint(conn, o, uint32(randUint64()))
 	ss.ep.log = log
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || len(s.sessions) >= MaxCalls {
+		full := !s.closed
 		s.mu.Unlock()
+		if full {
+			log.Warn("mailbox call refused: too many mailbox calls at once", "max", MaxCalls)
+		}
 		conn.Close()
 		cancel(nil)
 		respondPlain(tx, req, 503, "Service Unavailable", log)

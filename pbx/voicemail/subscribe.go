@@ -98,6 +98,13 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub = &subscription{d: d, box: box, us: s.o.Contact(strings.ToLower(req.Transport()))}
 	}
 	s.mu.Lock()
+	s.pruneLocked()
+	if expires > 0 && s.subs[cid.Value()] == nil && len(s.subs) >= MaxSubscriptions {
+		s.mu.Unlock()
+		s.log.Warn("message-summary subscription refused: too many", "max", MaxSubscriptions)
+		respondPlain(tx, req, 503, "Service Unavailable", s.log)
+		return
+	}
 	if expires == 0 {
 		delete(s.subs, cid.Value())
 	} else {
@@ -120,14 +127,10 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 
 // changed tells the subscribers of box its new state.
 func (s *Service) changed(box string) {
-	now := s.o.Now()
 	s.mu.Lock()
+	s.pruneLocked()
 	var subs []*subscription
-	for id, sub := range s.subs {
-		if now.After(sub.expires) {
-			delete(s.subs, id)
-			continue
-		}
+	for _, sub := range s.subs {
 		if sub.box == box {
 			subs = append(subs, sub)
 		}
@@ -175,5 +178,15 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 		s.mu.Lock()
 		delete(s.subs, sub.d.callID)
 		s.mu.Unlock()
+	}
+}
+
+// pruneLocked forgets expired subscriptions; s.mu is held.
+func (s *Service) pruneLocked() {
+	now := s.o.Now()
+	for id, sub := range s.subs {
+		if now.After(sub.expires) {
+			delete(s.subs, id)
+		}
 	}
 }
