@@ -3,7 +3,6 @@ package vmtest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"maps"
 	"net"
 	"net/netip"
@@ -27,13 +26,6 @@ const (
 	markerRollFailed = "rolling update stopped"
 )
 
-// rollTestEnv turns TestTwinRollingUpdate on. It is off by default: it
-// boots each machine twice through the stage (kexec of the compressed
-// kernel), about 80 s on a quiet 2-core machine, and on a busy host the
-// TCG pair hands service back and forth (the active hands over after one
-// gateway probe, an ARP request answered within 100 ms, goes
-// unanswered), which breaks the roll off with the pair serving.
-const rollTestEnv = "TWINPBX_VM_ROLL"
 
 // TestTwinRollingUpdate boots the twin pair of TestTwin, each machine
 // from its own A/B disk with v1 in slot A (the stage started with
@@ -46,10 +38,6 @@ const rollTestEnv = "TWINPBX_VM_ROLL"
 // a generous bound. At the end both disks run v2 from slot B, and Alice
 // calls Bob through the new active without Bob registering again.
 func TestTwinRollingUpdate(t *testing.T) {
-	if os.Getenv(rollTestEnv) != "1" {
-		fmt.Fprintf(os.Stderr, "vmtest: SKIPPING TestTwinRollingUpdate: set %s=1 to run it (about 80 s on a quiet machine; flaps on a busy one: see the test's comment)\n", rollTestEnv)
-		t.Skipf("set %s=1: the rolling update on two TCG machines needs a quiet host; on a busy one the pair hands service back and forth", rollTestEnv)
-	}
 	requireVM(t)
 	requireTwinNet(t)
 	img := image(t)
