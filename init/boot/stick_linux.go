@@ -24,7 +24,7 @@ func updateFromStick(log *slog.Logger, sp SlotParams, stageFailed bool) {
 	if sp.Trial || sp.Slot == update.NoSlot && !stageFailed {
 		return
 	}
-	dev := findStick(update.BoxDisk)
+	dev := update.BoxDisk.Stick()
 	if dev == "" {
 		return
 	}
@@ -64,8 +64,6 @@ func updateFromStick(log *slog.Logger, sp SlotParams, stageFailed bool) {
 	}
 }
 
-// findStick returns the update stick's device, or "" (update.DeviceDisk.Stick).
-func findStick(d update.DeviceDisk) string { return d.Stick() }
 
 func stickVersion(dev string, pub []byte) (string, error) {
 	f, err := os.Open(dev)
