@@ -64,7 +64,6 @@ func updateFromStick(log *slog.Logger, sp SlotParams, stageFailed bool) {
 	}
 }
 
-
 func stickVersion(dev string, pub []byte) (string, error) {
 	f, err := os.Open(dev)
 	if err != nil {
