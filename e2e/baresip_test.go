@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // phone is one baresip process driven over its ctrl_tcp socket. It plays a
@@ -28,7 +30,7 @@ type phone struct {
 	sipPort int
 	recDir  string
 	cmd     *exec.Cmd
-	out     *lockedBuffer
+	out     *syncbuf.Buffer
 	exited  chan struct{}
 	conn    net.Conn
 
@@ -65,7 +67,7 @@ func startPhone(t *testing.T, ext config.Extension, registrar string, toneHz flo
 		t: t, name: ext.Name,
 		sipPort:   freePorts(t, 3), // TLS takes the next port
 		recDir:    filepath.Join(dir, "rec"),
-		out:       &lockedBuffer{},
+		out:       &syncbuf.Buffer{},
 		exited:    make(chan struct{}),
 		responses: map[string]bsResponse{},
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/twinpbx/twinpbx/internal/testbed"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // pbxBinary is the twinpbx binary TestMain built, or buildErr why it could not.
@@ -148,24 +150,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	waitfor.Cond(t, timeout, what, cond)
 }
 
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // rtpPorts is the size of each test PBX's relay port range: 20 calls.
 const rtpPorts = 40
 
@@ -179,7 +163,7 @@ type pbx struct {
 	dataDir string
 
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *syncbuf.Buffer
 	exited chan struct{}
 	runs   int
 }
@@ -250,7 +234,7 @@ func (p *pbx) start() {
 	t.Helper()
 	p.runs++
 	if p.log == nil {
-		p.log = &lockedBuffer{}
+		p.log = &syncbuf.Buffer{}
 	}
 	fmt.Fprintf(p.log, "---- run %d\n", p.runs)
 	p.cmd = exec.Command(pbxBinary, "run", "--config", p.cfgPath, "--data", p.dataDir, "--log-level", "debug")
@@ -389,7 +373,7 @@ type sippProc struct {
 	port     int
 	tcp      bool
 	cmd      *exec.Cmd
-	out      *lockedBuffer
+	out      *syncbuf.Buffer
 	msgFile  string
 	errFile  string
 	done     chan struct{}
@@ -423,7 +407,7 @@ func startSipp(t *testing.T, o sippOpts) *sippProc {
 	name := strings.TrimSuffix(filepath.Base(o.scenario), ".xml")
 	s := &sippProc{
 		t: t, name: name, port: o.port, tcp: o.tcp,
-		out:     &lockedBuffer{},
+		out:     &syncbuf.Buffer{},
 		msgFile: filepath.Join(dir, name+".msg"),
 		errFile: filepath.Join(dir, name+".err"),
 		done:    make(chan struct{}),

@@ -22,6 +22,8 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 	"github.com/twinpbx/twinpbx/pbx/trunk/trunktest"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // The trunk tests run the PBX in this process, so that its resolver can
@@ -33,7 +35,7 @@ type inProcessPBX struct {
 	p    *pbxpkg.PBX
 	st   *store.Store
 	addr string
-	log  *lockedBuffer
+	log  *syncbuf.Buffer
 }
 
 func startInProcessPBX(t *testing.T, cfg *config.Config, res *resolve.Resolver) *inProcessPBX {
@@ -47,7 +49,7 @@ func startInProcessPBX(t *testing.T, cfg *config.Config, res *resolve.Resolver) 
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	ip := &inProcessPBX{st: st, log: &lockedBuffer{}}
+	ip := &inProcessPBX{st: st, log: &syncbuf.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(ip.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ip.p, err = pbxpkg.New(pbxpkg.Options{Config: cfg, Store: st, AuthKey: key, Logger: logger, Resolver: res})
 	if err != nil {
@@ -104,13 +106,13 @@ type provider struct {
 	msgFile string
 	cmd     *exec.Cmd
 	done    chan struct{}
-	out     *lockedBuffer
+	out     *syncbuf.Buffer
 }
 
 func startProvider(t *testing.T, port int) *provider {
 	t.Helper()
 	dir := t.TempDir()
-	pr := &provider{t: t, port: port, msgFile: filepath.Join(dir, "provider.msg"), done: make(chan struct{}), out: &lockedBuffer{}}
+	pr := &provider{t: t, port: port, msgFile: filepath.Join(dir, "provider.msg"), done: make(chan struct{}), out: &syncbuf.Buffer{}}
 	pr.cmd = exec.Command("sipp", "-sf", filepath.Join("testdata", "sipp", "provider.xml"),
 		"-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", strconv.Itoa(freePorts(t, 4)),
 		"-nostdin", "-trace_msg", "-message_file", pr.msgFile)

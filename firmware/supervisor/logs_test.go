@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -154,31 +155,13 @@ func TestRotatingFileAppendsAcrossOpens(t *testing.T) {
 	}
 }
 
-// syncBuffer is a strings.Builder safe for the console goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestSinkKeepsConsoleWhenFileFails(t *testing.T) {
 	dir := t.TempDir()
 	f, err := openRotating(filepath.Join(dir, "log"), 10, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	c := newConsole(&out)
 	s := &sink{ring: newRing(4), file: f, console: c}
 	// Rotation fails once the folder is gone.
@@ -201,12 +184,12 @@ func TestSinkKeepsConsoleWhenFileFails(t *testing.T) {
 // blockingWriter blocks every Write until release is closed.
 type blockingWriter struct {
 	release chan struct{}
-	syncBuffer
+	syncbuf.Buffer
 }
 
 func (b *blockingWriter) Write(p []byte) (int, error) {
 	<-b.release
-	return b.syncBuffer.Write(p)
+	return b.Buffer.Write(p)
 }
 
 func TestSinkDoesNotWaitForABlockedConsole(t *testing.T) {

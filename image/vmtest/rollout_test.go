@@ -26,7 +26,6 @@ const (
 	markerRollFailed = "rolling update stopped"
 )
 
-
 // TestTwinRollingUpdate boots the twin pair of TestTwin, each machine
 // from its own A/B disk with v1 in slot A (the stage started with
 // -kernel; its data on a second disk), registers Bob, and plugs an update

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,8 @@ import (
 	pstn "github.com/twinpbx/twinpbx/hw/isdn/exchange"
 	"github.com/twinpbx/twinpbx/hw/relay"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // The twin test's extensions and pairing key.
@@ -84,7 +85,7 @@ func TestTwin(t *testing.T) {
 		}
 	})
 	dir := t.TempDir()
-	var lineLog lockedBuffer
+	var lineLog syncbuf.Buffer
 	line, err := NewTwinLine(dir, slog.New(slog.NewTextHandler(&lineLog, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -255,24 +256,6 @@ func tryLineCall(ctx context.Context, t *testing.T, tn *TwinNet, line *TwinLine,
 	t.Logf("a call from the line reached bob through side %v (data link up after %v, answered and hung up %v after it)",
 		side, ready.Round(10*time.Millisecond), (time.Since(start) - ready).Round(10*time.Millisecond))
 	return nil
-}
-
-// lockedBuffer is a buffer that goroutines write logs into.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // answering polls the VIP with SIP OPTIONS from the phone address until

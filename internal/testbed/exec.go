@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // Exec runs a command in a namespace (with ip netns exec) and returns its
@@ -34,7 +35,7 @@ type Process struct {
 	// NS is the namespace it runs in.
 	NS string
 
-	out  lockedBuffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	err  error // set before done closes
 }
@@ -161,25 +162,6 @@ func InNS(ns string, fn func() error) error {
 }
 
 func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
-
-// lockedBuffer is a bytes.Buffer safe for a process's two output streams
-// and a reader.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 func commandIn(ctx context.Context, ns string, cmd ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, cmd...)...)

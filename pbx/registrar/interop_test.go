@@ -8,9 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
 )
 
 // These tests register real SIP peers (sipp, baresip) with the default
@@ -73,7 +74,7 @@ func TestInteropBaresip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	cmd := exec.Command("baresip", "-f", dir)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, &out, &out
 	if err := cmd.Start(); err != nil {
@@ -103,23 +104,6 @@ func TestInteropBaresip(t *testing.T) {
 	if b.Source != fmt.Sprintf("udp:127.0.0.1:%d", port) || !strings.Contains(b.UserAgent, "baresip") {
 		t.Fatalf("binding %+v", b)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func lastLines(s string, n int) string {
