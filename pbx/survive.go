@@ -62,9 +62,11 @@ func (p *PBX) RestoreCalls(ctx context.Context) (int, error) {
 }
 
 // AbandonCalls forgets every call without a BYE or a CDR and leaves the
-// saved records for the twin: for a box that stops serving because it
+// saved records for the twin (mailbox calls end unsaved, as in a
+// failover): for a box that stops serving because it
 // hands over, so that the twin's RestoreCalls carries the answered calls
 // on. Stop serving first. It returns how many answered calls were left.
 func (p *PBX) AbandonCalls() int {
+	p.vm.Abandon()
 	return p.calls.Abandon()
 }

@@ -25,7 +25,12 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 	answered := s.o.Now()
 	go func() {
 		defer ss.finish()
+		defer ss.hangup()
 		msg, audio, by := ss.record(s.o.Config().MaxLengthTime())
+		if ss.abandoned() {
+			log.Info("message lost: the box handed over while it was recorded", "duration", msg.Duration)
+			return
+		}
 		end := s.o.Now()
 		s.writeCDR(req, dv, answered, end, by, log)
 		if msg.Duration < MinMessage {
@@ -49,7 +54,8 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 // record plays the greeting, then records until the caller hangs up, the
 // message reaches maxLen, no RTP comes for the idle time, or shutdown. It
 // returns the message (codec and duration set), its audio, and who hung
-// up.
+// up. The call is still up unless the caller ended it: the message is
+// saved before the BYE, which may take long to an unreachable phone.
 func (ss *session) record(maxLen time.Duration) (Message, []byte, string) {
 	ep := ss.ep
 	if _, err := ep.play(ss.ctx, Greeting(ep.codec), false); err != nil {
@@ -80,9 +86,6 @@ loop:
 		}
 	}
 	ep.stopRecording()
-	if ss.ctx.Err() == nil {
-		ss.hangup()
-	}
 	return Message{Codec: rec.Codec(), Duration: rec.Duration()}, rec.Audio(), ss.by()
 }
 

@@ -39,7 +39,11 @@ func (s *Service) serveListen(req *sip.Request, tx sip.ServerTransaction) {
 	log.Info("mailbox call answered", "own", own != "")
 	go func() {
 		defer ss.finish()
+		defer ss.hangup() // when listen returned at shutdown
 		box := ss.listen(own)
+		if ss.abandoned() {
+			return
+		}
 		s.writeCDR(req, Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
 	}()
 }

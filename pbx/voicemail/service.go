@@ -234,9 +234,30 @@ func (s *Service) Close(ctx context.Context) {
 }
 
 var (
-	errShutdown = errors.New("the PBX is shutting down")
-	errHangup   = errors.New("the caller hung up")
+	errShutdown  = errors.New("the PBX is shutting down")
+	errHangup    = errors.New("the caller hung up")
+	errAbandoned = errors.New("the box handed over to its twin")
 )
+
+// Abandon ends every mailbox call at once, without BYE, CDR or saving,
+// and forgets the subscriptions: for a box that hands over to its twin
+// and must not write to its store any more. A message being recorded is
+// lost, as in a failover.
+func (s *Service) Abandon() {
+	s.mu.Lock()
+	ss := make([]*session, 0, len(s.sessions))
+	for _, x := range s.sessions {
+		ss = append(ss, x)
+	}
+	clear(s.subs)
+	s.mu.Unlock()
+	for _, x := range ss {
+		x.cancel(errAbandoned)
+	}
+}
+
+// abandoned reports whether the box handed the session over.
+func (ss *session) abandoned() bool { return errors.Is(context.Cause(ss.ctx), errAbandoned) }
 
 // session is one call the mailbox answered.
 type session struct {
@@ -386,10 +407,11 @@ func infoDigit(body []byte) byte {
 	return 0
 }
 
-// hangup ends the call from our side: BYE, once.
+// hangup ends the call from our side: BYE, once, unless the caller hung
+// up. It also serves at shutdown, when the session's context has ended.
 func (ss *session) hangup() {
 	ss.mu.Lock()
-	if ss.byUs || ss.ctx.Err() != nil {
+	if ss.byUs || ss.hungUp() || ss.abandoned() {
 		ss.mu.Unlock()
 		return
 	}

@@ -35,7 +35,7 @@ func (d fakeDirectory) Extension(n string) (config.Extension, bool) {
 var no = false
 
 // testService runs a Service on a loopback UDP socket.
-func testService(t *testing.T) (*Service, string) {
+func testService(t *testing.T, routes ...func(*sipgo.Server, *Service)) (*Service, string) {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("twinpbx-test"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -62,6 +62,15 @@ func testService(t *testing.T) (*Service, string) {
 		t.Fatal(err)
 	}
 	srv.OnRequest(sip.SUBSCRIBE, s.ServeSubscribe)
+	for _, r := range routes {
+		r(srv, s)
+	}
+	w := s.Wrap(srv)
+	for _, m := range []sip.RequestMethod{sip.ACK, sip.BYE, sip.CANCEL, sip.INFO} {
+		w.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		})
+	}
 	go func() { _ = srv.ServeUDP(conn) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
