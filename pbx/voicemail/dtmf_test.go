@@ -1,6 +1,9 @@
 package voicemail
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestDigits(t *testing.T) {
 	ev := func(code byte, end bool, dur uint16) []byte {
@@ -65,4 +68,15 @@ func TestInfoDigit(t *testing.T) {
 			t.Errorf("%q: %q, want %q", body, got, want)
 		}
 	}
+}
+
+func FuzzInfoDigit(f *testing.F) {
+	f.Add([]byte("Signal=7\r\nDuration=160\r\n"))
+	f.Add([]byte("Signal= *\n"))
+	f.Add([]byte("=\n=="))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if k := infoDigit(body); k != 0 && !strings.ContainsRune("0123456789*#ABCD", rune(k)) {
+			t.Fatalf("key %q from %q", k, body)
+		}
+	})
 }
