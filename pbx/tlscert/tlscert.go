@@ -102,7 +102,8 @@ const MinSeed = 16
 // pair). The same seed and names give the same certificate, byte for
 // byte: the ECDSA P-256 key comes from the seed through HKDF, and the
 // signature is RFC 6979's deterministic one. names are DNS names or IP
-// addresses for the SAN; their order and duplicates do not matter.
+// addresses for the SAN; their order, duplicates, case and brackets
+// around an address do not matter (canonicalNames).
 func Derive(seed []byte, names []string) (*Identity, error) {
 	if len(seed) < MinSeed {
 		return nil, fmt.Errorf("deriving the TLS key: the secret has %d bytes, want at least %d", len(seed), MinSeed)
@@ -119,17 +120,12 @@ func Derive(seed []byte, names []string) (*Identity, error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}
-	names = slices.Clone(names)
-	slices.Sort(names)
-	names = slices.Compact(names)
+	names = canonicalNames(names)
 	for _, n := range names {
-		n = strings.Trim(n, "[]")
-		switch {
-		case n == "":
-		case net.ParseIP(n) != nil:
-			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(n))
-		default:
-			tmpl.DNSNames = append(tmpl.DNSNames, strings.ToLower(n))
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
 	if len(tmpl.DNSNames) > 0 {
@@ -155,6 +151,27 @@ func Derive(seed []byte, names []string) (*Identity, error) {
 		return nil, fmt.Errorf("creating the self-signed TLS certificate: %w", err)
 	}
 	return newIdentity(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, true)
+}
+
+// canonicalNames returns names as Derive writes them, sorted and without
+// duplicates: IP addresses in their usual form (no brackets, IPv6 in
+// lower case), DNS names in lower case, empty ones dropped. Both boxes of
+// a pair thus derive one certificate however each config spells a name.
+func canonicalNames(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		n = strings.Trim(n, "[]")
+		if ip := net.ParseIP(n); ip != nil {
+			n = ip.String()
+		} else {
+			n = strings.ToLower(n)
+		}
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // deriveKey turns seed into a P-256 private key. A derived scalar outside

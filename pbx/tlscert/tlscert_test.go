@@ -70,6 +70,26 @@ func TestDerive(t *testing.T) {
 	}
 }
 
+// TestDeriveSpelling: twins whose configs spell the same names
+// differently (case, brackets, IPv6 notation) derive one certificate,
+// which lists each name once.
+func TestDeriveSpelling(t *testing.T) {
+	a, err := Derive(seed, []string{"pbx-a", "PBX-B", "[2001:DB8::1]", "192.168.1.10", "[]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Derive(seed, []string{"Pbx-A", "pbx-b", "2001:db8:0::1", "192.168.1.10", "pbx-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Cert.Certificate[0], b.Cert.Certificate[0]) {
+		t.Errorf("the same names spelled differently gave two certificates: %v and %v", a.Names, b.Names)
+	}
+	if want := []string{"pbx-a", "pbx-b", "192.168.1.10", "2001:db8::1"}; !slices.Equal(a.Names, want) {
+		t.Errorf("names %v, want %v", a.Names, want)
+	}
+}
+
 // testCA makes a CA and a server certificate it signed for names.
 func testCA(t *testing.T, names ...string) (caPEM []byte, server tls.Certificate) {
 	t.Helper()
