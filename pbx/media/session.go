@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -369,6 +370,10 @@ type LegState struct {
 	HasSSRC bool   `json:"has_ssrc,omitempty"`
 	// Origin is the o= line the relay presents to the leg.
 	Origin sdp.Origin `json:"origin"`
+	// Profile is the kind of profile of the leg's last SDP, "rtp" or
+	// "srtp", so that the twin too refuses a switch between them; empty
+	// before any SDP.
+	Profile string `json:"profile,omitempty"`
 }
 
 // SessionState is the exportable state of a session: what the twin needs
@@ -391,7 +396,7 @@ func (s *Session) State() SessionState {
 			KnownSDP: ls.known, SDPRTP: ls.sdpRTP, SDPRTCP: ls.sdpRTCP, RTCPMux: ls.mux, Hold: ls.noMedia,
 			LatchedRTP: ls.rtp.addr, LatchedRTCP: ls.rtcp.addr,
 			SSRC: ls.rtp.ssrc, HasSSRC: ls.rtp.hasSSRC,
-			Origin: s.origins[l],
+			Origin: s.origins[l], Profile: profileNames[ls.profile],
 		}
 	}
 	return st
@@ -406,8 +411,9 @@ func (s *Session) restore(st SessionState) {
 	for l, ls := range st.Legs {
 		s.legs[l] = legState{
 			known: ls.KnownSDP, sdpRTP: ls.SDPRTP, sdpRTCP: ls.SDPRTCP, mux: ls.RTCPMux, noMedia: ls.Hold,
-			rtp:  latch{addr: ls.LatchedRTP, ssrc: ls.SSRC, hasSSRC: ls.HasSSRC},
-			rtcp: latch{addr: ls.LatchedRTCP},
+			rtp:     latch{addr: ls.LatchedRTP, ssrc: ls.SSRC, hasSSRC: ls.HasSSRC},
+			rtcp:    latch{addr: ls.LatchedRTCP},
+			profile: profileByName(ls.Profile),
 		}
 		if ls.Origin.SessionID != 0 {
 			s.origins[l] = ls.Origin
@@ -443,6 +449,18 @@ const (
 	profileRTP  int8 = 1
 	profileSRTP int8 = 2
 )
+
+// profileNames are the profiles' names in LegState.
+var profileNames = [...]string{profileRTP: "rtp", profileSRTP: "srtp"}
+
+// profileByName is the profile called name in LegState; 0 (unknown, no
+// check) for an empty or unknown name.
+func profileByName(name string) int8 {
+	if i := slices.Index(profileNames[:], name); i > 0 {
+		return int8(i)
+	}
+	return 0
+}
 
 func profileOf(st sdp.Stream) int8 {
 	if st.SRTP() {

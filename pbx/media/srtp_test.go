@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -40,5 +41,51 @@ func TestProfileMismatch(t *testing.T) {
 				t.Fatalf("answer: %v, want refused=%v", err, tc.refuse)
 			}
 		})
+	}
+}
+
+// TestProfileSurvivesRestore: the twin that restores an SRTP call still
+// refuses a re-offer that switches it to plain RTP, and takes one that
+// keeps SRTP.
+func TestProfileSurvivesRestore(t *testing.T) {
+	savp := func(p *phone) []byte {
+		return bytes.Replace(p.sdp("127.0.0.1"), []byte("RTP/AVP"), []byte("RTP/SAVP"), 1)
+	}
+	r := newTestRelay(t, 41020, 41039)
+	s, err := r.Open("call")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newPhone(t), newPhone(t)
+	for _, leg := range []struct {
+		l Leg
+		p *phone
+	}{{A, a}, {B, b}} {
+		if _, err := s.Rewrite(leg.l, savp(leg.p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blob, err := json.Marshal(s.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var st SessionState
+	if err := json.Unmarshal(blob, &st); err != nil {
+		t.Fatal(err)
+	}
+	twin := newTestRelay(t, 41020, 41039)
+	s2, err := twin.Restore(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Rewrite(A, a.sdp("127.0.0.1")); !errors.Is(err, sdp.ErrProfileMismatch) {
+		t.Fatalf("re-offer switching the restored call to RTP: %v, want %v", err, sdp.ErrProfileMismatch)
+	}
+	if _, err := s2.Rewrite(A, savp(a)); err != nil {
+		t.Fatalf("re-offer keeping SRTP: %v", err)
 	}
 }
