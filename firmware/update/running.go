@@ -31,21 +31,6 @@ func RunningSlot() Slot {
 	return SlotFromCmdline(string(b))
 }
 
-// RunningVersion is the version of the bundle in the slot the running
-// system was started from, read from d's boot state; "" when it was not
-// started from a slot or the state cannot be read.
-func RunningVersion(d Disk) string {
-	slot := RunningSlot()
-	if slot == NoSlot {
-		return ""
-	}
-	s, err := ReadBootState(d)
-	if err != nil {
-		return ""
-	}
-	return s.Version(slot)
-}
-
 // RebootBox asks the box's init for a clean reboot (SIGTERM to PID 1, as
 // the console does). It refuses where PID 1 is not the image's init.
 func RebootBox() error {
