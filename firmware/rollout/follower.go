@@ -96,13 +96,11 @@ func (f *Follower) Wait() { f.wg.Wait() }
 
 func (f *Follower) take(o replication.Offer) {
 	log := f.log.With("version", o.Version, "offer", o.ID)
-	fw := f.fw
 	applied := false
 	err := f.cfg.Fetch(f.ctx, o, func(r io.Reader) error {
-		switch {
-		case fw != "" && o.Version == fw:
-			return fmt.Errorf("this box already runs %s", fw)
-		case o.Version == f.cfg.Box.LastFailed():
+		// Offered skips the version this box runs; a version that failed
+		// here is refused on the link, so the active hears why.
+		if o.Version == f.cfg.Box.LastFailed() {
 			return fmt.Errorf("%s already failed its trial boot on this box", o.Version)
 		}
 		path := filepath.Join(f.cfg.DataDir, BundleFile)

@@ -177,6 +177,9 @@ func TestRollout(t *testing.T) {
 		standby   func(*fakePair, replication.Offer)
 		switchErr error
 		applyErr  error
+		// timesOut: the standby's step runs into its deadline, kept short;
+		// every other row gets a deadline it never nears.
+		timesOut bool
 
 		wantState   string
 		wantStep    string
@@ -195,11 +198,11 @@ func TestRollout(t *testing.T) {
 			wantState: Failed, wantErr: "fell back", wantOffers: 1},
 		{name: "standby refuses the bundle", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: refuses("bad signature"),
 			wantState: Failed, wantErr: "bad signature", wantOffers: 1},
-		{name: "standby never comes back", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndNeverComesBack,
+		{name: "standby never comes back", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndNeverComesBack, timesOut: true,
 			wantState: Failed, wantErr: "did not come back", wantOffers: 1},
 		{name: "this box hands over while the standby updates", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: handsOver,
 			wantState: Failed, wantErr: "no longer the active", wantOffers: 1, wantRetry: true},
-		{name: "standby never fetches", fw: "1.0", twin: healthy, local: Local{Active: true},
+		{name: "standby never fetches", fw: "1.0", twin: healthy, local: Local{Active: true}, timesOut: true,
 			wantState: Failed, wantErr: "did not take the bundle", wantOffers: 1},
 		{name: "switchover refused", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			switchErr: errors.New("the twin cannot take over"),
@@ -231,8 +234,12 @@ func TestRollout(t *testing.T) {
 			}
 			box := &fakeBox{fw: tt.fw, bundle: v2, checkErr: tt.checkErr, applyErr: tt.applyErr}
 			pair := &fakePair{local: tt.local, twin: tt.twin, standby: tt.standby, switchErr: tt.switchErr}
+			standbyDeadline := 20 * time.Second
+			if tt.timesOut {
+				standbyDeadline = 300 * time.Millisecond
+			}
 			r := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond,
-				StandbyDeadline: 300 * time.Millisecond, SettleDeadline: 10 * time.Second, Logger: quiet()})
+				StandbyDeadline: standbyDeadline, SettleDeadline: 20 * time.Second, Logger: quiet()})
 			err := r.Run(context.Background(), path)
 			st := r.Status()
 			if st.State != tt.wantState {
