@@ -1,6 +1,10 @@
 package voicemail
 
-import "math"
+import (
+	"math"
+
+	"github.com/twinpbx/twinpbx/hw/isdn/g711"
+)
 
 // Codec is a G.711 law, named as in SDP.
 type Codec string
@@ -33,56 +37,36 @@ func codecOf(pt uint8) (Codec, bool) {
 // Silence is the byte that encodes a zero sample in c.
 func (c Codec) Silence() byte {
 	if c == PCMA {
-		return 0xD5
+		return g711.ALawSilence
 	}
-	return 0xFF
+	return g711.ULawSilence
 }
 
 // Encode turns one 16-bit linear sample into c.
 func (c Codec) Encode(s int16) byte {
 	if c == PCMA {
-		return alaw(s)
+		return g711.EncodeALaw(s)
 	}
-	return ulaw(s)
+	return g711.EncodeULaw(s)
 }
 
-// ulaw encodes a sample in μ-law (ITU-T G.711): bias, find the segment,
-// keep four mantissa bits, invert.
-func ulaw(s int16) byte {
-	const bias, clip = 0x84, 32635
-	x := int(s)
-	sign := 0
-	if x < 0 {
-		x, sign = -x, 0x80
+// Decode turns one sample of c into 16-bit linear.
+func (c Codec) Decode(b byte) int16 {
+	if c == PCMA {
+		return g711.DecodeALaw(b)
 	}
-	x = min(x, clip) + bias
-	exp := 7
-	for mask := 0x4000; x&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := (x >> (exp + 3)) & 0x0F
-	return ^byte(sign | exp<<4 | mant)
+	return g711.DecodeULaw(b)
 }
 
-// alaw encodes a sample in A-law (ITU-T G.711), even bits inverted.
-func alaw(s int16) byte {
-	x := int(s) >> 3 // A-law works on 13 bits
-	sign := 0x80
-	if x < 0 {
-		x, sign = -x-1, 0
+// transcode converts audio from one law to the other.
+func transcode(audio []byte, from, to Codec) []byte {
+	switch {
+	case (from == PCMA) == (to == PCMA):
+		return audio
+	case to == PCMA:
+		return g711.ULawToALaw(make([]byte, len(audio)), audio)
 	}
-	x = min(x, 0xFFF)
-	var b int
-	if x < 32 {
-		b = x >> 1
-	} else {
-		exp := 1
-		for v := x >> 5; v > 1; v >>= 1 {
-			exp++
-		}
-		b = exp<<4 | (x>>exp)&0x0F
-	}
-	return byte(sign|b) ^ 0x55
+	return g711.ALawToULaw(make([]byte, len(audio)), audio)
 }
 
 // tone appends ms milliseconds of the sum of freqs (Hz) at 8 kHz in c.
@@ -160,45 +144,6 @@ func Busy(c Codec) []byte {
 		b = tone(b, c, 480)
 	}
 	return b
-}
-
-// Decode turns one sample of c into 16-bit linear.
-func (c Codec) Decode(b byte) int16 {
-	if c == PCMA {
-		b ^= 0x55
-		mant := int(b & 0x0F)
-		exp := int(b>>4) & 0x07
-		var v int
-		if exp == 0 {
-			v = mant<<4 + 8
-		} else {
-			v = (mant<<4 + 0x108) << (exp - 1)
-		}
-		if b&0x80 == 0 {
-			v = -v
-		}
-		return int16(v)
-	}
-	b = ^b
-	exp := int(b>>4) & 0x07
-	mant := int(b & 0x0F)
-	v := ((mant<<3 + 0x84) << exp) - 0x84
-	if b&0x80 != 0 {
-		v = -v
-	}
-	return int16(v)
-}
-
-// transcode converts audio from one law to the other.
-func transcode(audio []byte, from, to Codec) []byte {
-	if from == to {
-		return audio
-	}
-	out := make([]byte, len(audio))
-	for i, b := range audio {
-		out[i] = to.Encode(from.Decode(b))
-	}
-	return out
 }
 
 // Prompt asks for keys (a mailbox number, a PIN): two low pips.

@@ -23,8 +23,8 @@ func TestG711RoundTrip(t *testing.T) {
 		}
 	}
 	// Known values of ITU-T G.711.
-	if ulaw(0) != 0xFF || alaw(0) != 0xD5 {
-		t.Errorf("zero: μ-law %#x, A-law %#x", ulaw(0), alaw(0))
+	if PCMU.Encode(0) != 0xFF || PCMA.Encode(0) != 0xD5 {
+		t.Errorf("zero: μ-law %#x, A-law %#x", PCMU.Encode(0), PCMA.Encode(0))
 	}
 }
 
@@ -86,4 +86,29 @@ func FuzzParseOffer(f *testing.F) {
 			t.Fatalf("codec %q", o.codec)
 		}
 	})
+}
+
+func TestTranscode(t *testing.T) {
+	samples := []int16{0, 100, -100, 1000, -1000, 12000, -12000, 32767, -32768}
+	for _, pair := range [][2]Codec{{PCMU, PCMA}, {PCMA, PCMU}, {PCMU, PCMU}, {PCMA, PCMA}} {
+		from, to := pair[0], pair[1]
+		in := make([]byte, len(samples))
+		for i, s := range samples {
+			in[i] = from.Encode(s)
+		}
+		out := transcode(in, from, to)
+		if len(out) != len(in) {
+			t.Fatalf("%s to %s: %d bytes from %d", from, to, len(out), len(in))
+		}
+		for i, s := range samples {
+			got := to.Decode(out[i])
+			tol := int(s)/8 + 32
+			if tol < 0 {
+				tol = -tol + 64
+			}
+			if d := int(got) - int(s); d > tol || d < -tol {
+				t.Errorf("%s to %s: %d comes out as %d", from, to, s, got)
+			}
+		}
+	}
 }
