@@ -247,3 +247,22 @@ func TestSubscribeNotifies(t *testing.T) {
 		t.Errorf("%d subscriptions left after the unsubscribe", n)
 	}
 }
+
+// TestSubscribeExpiresByServiceClock: the expires of Subscription-State
+// counts on the clock the subscription's expiry was set by (Options.Now),
+// not the wall clock.
+func TestSubscribeExpiresByServiceClock(t *testing.T) {
+	_, pbx := testService(t, func(_ *sipgo.Server, s *Service) {
+		s.o.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+	})
+	sub := newSubscriber(t, pbx)
+	if res := sub.subscribe("201", "201", "message-summary", "600", "", 1); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE answered %d", res.StatusCode)
+	}
+	_, states := sub.notified(1)
+	v, ok := strings.CutPrefix(states[0], "active;expires=")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil || n <= 0 || n > 600 {
+		t.Fatalf("Subscription-State %q, want active with 1 to 600 s left", states[0])
+	}
+}

@@ -160,7 +160,7 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 	state := "terminated;reason=timeout"
 	if !terminated {
 		s.mu.Lock()
-		left := int(time.Until(sub.expires) / time.Second)
+		left := int(sub.expires.Sub(s.o.Now()) / time.Second)
 		s.mu.Unlock()
 		state = fmt.Sprintf("active;expires=%d", max(left, 0))
 	}
