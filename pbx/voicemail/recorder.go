@@ -27,6 +27,9 @@ type Recorder struct {
 	// frames holds the payloads by their offset from base: memory grows
 	// with the audio received, not with the longest message allowed.
 	frames map[int][]byte
+	// stored is the bytes held in frames, at most max: packets that
+	// overlap (timestamps closer than their length) cannot pile up.
+	stored int
 }
 
 // NewRecorder returns a recorder that keeps at most maxLen of audio.
@@ -60,6 +63,13 @@ func (r *Recorder) Add(p *rtp.Packet) (full bool) {
 	if hi-lo > r.max {
 		return r.full()
 	}
+	// A stream whose packets do not overlap holds at most hi-lo bytes;
+	// more means overlapping packets, which must not fill the memory.
+	grow := len(p.Payload) - len(r.frames[off])
+	if r.stored+grow > r.max {
+		return r.full()
+	}
+	r.stored += grow
 	r.lo, r.hi = lo, hi
 	r.frames[off] = append([]byte(nil), p.Payload...)
 	return r.full()

@@ -73,6 +73,26 @@ func TestRecorderPCMASilence(t *testing.T) {
 	}
 }
 
+// TestRecorderOverlapBounded: packets whose timestamps lie closer than
+// their length (a broken or hostile sender) keep no more bytes than the
+// longest message has samples.
+func TestRecorderOverlapBounded(t *testing.T) {
+	r := NewRecorder(time.Second) // 8000 samples
+	for i := range 1000 {
+		r.Add(pkt(uint16(i), 1000+uint32(i), 1))
+	}
+	held := 0
+	for _, f := range r.frames {
+		held += len(f)
+	}
+	if held > 8000 {
+		t.Fatalf("%d bytes held for a message of at most 8000 samples", held)
+	}
+	if a := r.Audio(); len(a) == 0 || len(a) > 8000 {
+		t.Errorf("audio of %d samples", len(a))
+	}
+}
+
 // FuzzRecorder feeds packets made of the input (timestamp, payload type
 // and length per packet) and checks that the message never exceeds its
 // limit and that the audio is as long as the reported duration.
@@ -88,8 +108,8 @@ func FuzzRecorder(f *testing.F) {
 			in = in[6:]
 		}
 		a := r.Audio()
-		if len(a) > 800 {
-			t.Fatalf("%d samples kept, limit 800", len(a))
+		if len(a) > 800 || r.stored > 800 {
+			t.Fatalf("%d samples kept, %d bytes held, limit 800", len(a), r.stored)
 		}
 		if time.Duration(len(a))*time.Second/8000 != r.Duration() {
 			t.Fatalf("%d samples but a duration of %v", len(a), r.Duration())
