@@ -2,6 +2,7 @@ package voicemail
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -97,9 +98,7 @@ func (ss *session) by() string {
 	return "system"
 }
 
-func (s *Service) writeCDR(req *sip.Request, dv Diversion, answered, end time.Time, by string, log interface {
-	Warn(string, ...any)
-}) {
+func (s *Service) writeCDR(req *sip.Request, dv Diversion, answered, end time.Time, by string, log *slog.Logger) {
 	id := callID(req)
 	rec := cdr.Record{
 		ID: id + "-vm", CallID: id, Caller: dv.Caller, CallerName: dv.CallerName, Callee: dv.Mailbox,
