@@ -79,25 +79,16 @@ func (c *streamConn) offerContacts(req *sip.Request) {
 			continue
 		}
 		if ch.Address.Wildcard {
-			if aor := aorKey(req.To().Address); len(c.wildcard) < maxBoundPerConn && !contains(c.wildcard, aor) {
+			if aor := aorKey(req.To().Address); len(c.wildcard) < maxBoundPerConn && !slices.Contains(c.wildcard, aor) {
 				c.wildcard = append(c.wildcard, aor)
 			}
 			continue
 		}
 		k := contactKey(ch.Address)
-		if len(c.offered) < maxBoundPerConn && !contains(c.offered, k) {
+		if len(c.offered) < maxBoundPerConn && !slices.Contains(c.offered, k) {
 			c.offered = append(c.offered, k)
 		}
 	}
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // registered takes a 2xx to a REGISTER going back to c: the Contacts it
@@ -148,7 +139,7 @@ func (t *streamTable) registered(c *streamConn, res *sip.Response, now time.Time
 	for _, k := range c.offered {
 		exp, ok := listed[k]
 		if ok && exp > 0 {
-			if !contains(c.bound, k) {
+			if !slices.Contains(c.bound, k) {
 				if len(c.bound) >= maxBoundPerConn {
 					continue // it could not be unbound when c closes
 				}
