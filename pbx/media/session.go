@@ -129,14 +129,6 @@ func (s *Session) Rewrite(from Leg, body []byte) ([]byte, error) {
 	ports := make([]int, len(streams))
 	if idx >= 0 {
 		ports[idx] = s.socks[to].port
-		// The relay forwards SRTP untouched and cannot translate: both
-		// legs must use the same kind of profile.
-		s.mu.Lock()
-		other := s.legs[to].profile
-		s.mu.Unlock()
-		if other != 0 && other != profileOf(streams[idx]) {
-			return nil, fmt.Errorf("media session %q: the SDP of leg %v: %w", s.id, from, sdp.ErrProfileMismatch)
-		}
 	}
 	out, remote, err := sdp.Rewrite(body, s.r.cfg.Addr, ports, s.r.cfg.Filter)
 	if err != nil {
@@ -155,10 +147,16 @@ func (s *Session) Rewrite(from Leg, body []byte) ([]byte, error) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.origins[to] = origin
 	if idx >= 0 {
+		// The relay forwards SRTP untouched and cannot translate: both
+		// legs must use the same kind of profile. Checked here, under
+		// sdpMu, so that two legs' SDPs at once cannot both pass.
+		if other := s.legs[to].profile; other != 0 && other != profileOf(remote[idx]) {
+			return nil, fmt.Errorf("media session %q: the SDP of leg %v: %w", s.id, from, sdp.ErrProfileMismatch)
+		}
 		s.learn(from, remote[idx])
 	}
+	s.origins[to] = origin
 	return out, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/twinpbx/twinpbx/pbx/sdp"
@@ -87,5 +89,42 @@ func TestProfileSurvivesRestore(t *testing.T) {
 	}
 	if _, err := s2.Rewrite(A, savp(a)); err != nil {
 		t.Fatalf("re-offer keeping SRTP: %v", err)
+	}
+}
+
+// TestProfileMismatchConcurrent: when both legs' SDPs arrive at once, one
+// SRTP and one RTP, exactly one is refused.
+func TestProfileMismatchConcurrent(t *testing.T) {
+	r := newTestRelay(t, 41040, 41059)
+	a, b := newPhone(t), newPhone(t)
+	bodies := [2][]byte{
+		A: bytes.Replace(a.sdp("127.0.0.1"), []byte("RTP/AVP"), []byte("RTP/SAVP"), 1),
+		B: b.sdp("127.0.0.1"),
+	}
+	for i := range 50 {
+		s, err := r.Open(fmt.Sprintf("call-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errs [2]error
+		var wg sync.WaitGroup
+		for _, l := range []Leg{A, B} {
+			wg.Go(func() { _, errs[l] = s.Rewrite(l, bodies[l]) })
+		}
+		wg.Wait()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		refused := 0
+		for _, err := range errs {
+			if errors.Is(err, sdp.ErrProfileMismatch) {
+				refused++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if refused != 1 {
+			t.Fatalf("round %d: %d of the two SDPs refused, want 1", i, refused)
+		}
 	}
 }
