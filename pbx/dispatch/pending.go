@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,6 @@ type entry struct {
 	method   string
 	sent     time.Time
 	answered bool      // any response yet from the backend tried now
-	ringing  bool      // a provisional answer other than 100: no failover any more
 	final    time.Time // when the final response passed (zero: not yet)
 	// attempt counts the backends tried before this one; the branch on
 	// the wire carries it (attemptBranch), so a late answer of a backend
@@ -120,11 +120,6 @@ func (p *pending) add(branch string, backend int, method string, now time.Time, 
 	return true
 }
 
-// backend returns the backend of branch, or -1.
-func (p *pending) backend(branch string) int {
-	return p.find(branch, false).backend
-}
-
 // found is what the table knows of a transaction.
 type found struct {
 	backend     int    // -1: not in the table
@@ -146,19 +141,6 @@ func (p *pending) find(branch string, cancel bool) found {
 		e.canceled = true
 	}
 	return found{backend: e.backend, branch: attemptBranch(branch, e.attempt), provisional: e.answered && e.final.IsZero(), local: e.local}
-}
-
-// lookup returns the backend of branch (-1: none) and whether it has
-// answered the request only provisionally so far.
-func (p *pending) lookup(branch string) (backend int, provisional bool) {
-	f := p.find(branch, false)
-	return f.backend, f.provisional
-}
-
-// answered records a response to branch's request (method from CSeq) from
-// its current backend.
-func (p *pending) answered(branch, method string, status int, now time.Time) {
-	p.response(branch, 0, method, status, now, nil)
 }
 
 // What to do with a response of a backend.
@@ -223,8 +205,9 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 	switch {
 	case status < 200:
 		if status > 100 {
-			e.ringing = true
-			e.retry, e.raw = nil, nil // the callee is being reached: this backend has the call
+			// The callee is being reached: this backend has the
+			// call, no failover any more.
+			e.retry, e.raw = nil, nil
 		}
 		return out
 	case method != "INVITE":
@@ -263,17 +246,10 @@ func retryStatus(status int) bool {
 // Caller holds the lock.
 func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	rt := e.retry
-	if rt == nil || e.canceled || e.ringing || len(rt.tried) >= rt.max {
+	if rt == nil || e.canceled || len(rt.tried) >= rt.max {
 		return next{}, false
 	}
-	b := pick(rt.key, func(i int) bool {
-		for _, t := range rt.tried {
-			if t == i {
-				return false
-			}
-		}
-		return true
-	})
+	b := pick(rt.key, func(i int) bool { return !slices.Contains(rt.tried, i) })
 	if b < 0 {
 		return next{}, false
 	}

@@ -186,3 +186,21 @@ func TestPendingSweepRetry(t *testing.T) {
 		t.Errorf("a given-up INVITE timed out again: %+v", r)
 	}
 }
+
+// backend returns the backend of branch, or -1.
+func (p *pending) backend(branch string) int {
+	return p.find(branch, false).backend
+}
+
+// lookup returns the backend of branch (-1: none) and whether it has
+// answered the request only provisionally so far.
+func (p *pending) lookup(branch string) (backend int, provisional bool) {
+	f := p.find(branch, false)
+	return f.backend, f.provisional
+}
+
+// answered records a response to branch's request (method from CSeq) from
+// its current backend.
+func (p *pending) answered(branch, method string, status int, now time.Time) {
+	p.response(branch, 0, method, status, now, nil)
+}
