@@ -184,7 +184,8 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		if fromBE && c == nil {
 			out, outConn, dest, err = d.toPhone(s, req, "")
 		} else {
-			backend = d.sel.pick(d.cfg.Algorithm.Key(req), d.usableFn)
+			key := d.cfg.Algorithm.Key(req)
+			backend = d.sel.pick(key, d.usableFn)
 			if backend < 0 {
 				d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
 				return
@@ -195,7 +196,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			if req.IsInvite() && d.cfg.Attempts > 1 {
 				// Kept (below) to go on to the next backend if this
 				// one fails.
-				rt = &retry{sock: out, in: s, inConn: c, key: d.cfg.Algorithm.Key(req), tried: []int{backend}, max: d.cfg.Attempts}
+				rt = &retry{sock: out, in: s, inConn: c, key: key, tried: []int{backend}, max: d.cfg.Attempts}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
