@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -34,22 +35,11 @@ type roster struct {
 }
 
 func (r *roster) clone() *roster {
-	n := &roster{
+	return &roster{
 		names: slices.Clone(r.names), weights: slices.Clone(r.weights), prios: slices.Clone(r.prios), addrs: slices.Clone(r.addrs),
 		listed: slices.Clone(r.listed), entry: slices.Clone(r.entry),
-		byAddr: make(map[netip.AddrPort]int, len(r.byAddr)), byTag: make(map[string]int, len(r.byTag)),
-		byName: make(map[string]int, len(r.byName)),
+		byAddr: maps.Clone(r.byAddr), byTag: maps.Clone(r.byTag), byName: maps.Clone(r.byName),
 	}
-	for k, v := range r.byAddr {
-		n.byAddr[k] = v
-	}
-	for k, v := range r.byTag {
-		n.byTag[k] = v
-	}
-	for k, v := range r.byName {
-		n.byName[k] = v
-	}
-	return n
 }
 
 // add appends a backend and returns its index.
