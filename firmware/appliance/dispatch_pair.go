@@ -116,10 +116,9 @@ func (r *dispatchRunner) build(cfg *config.Config) (dispatch.Config, error) {
 }
 
 // newDispatcher creates the dispatcher of dc with the runner's gate and
-// logger (which dc, kept for comparing, leaves out).
+// logger.
 func (r *dispatchRunner) newDispatcher(dc dispatch.Config) (*dispatch.Dispatcher, error) {
 	dc.Serving, dc.Logger = r.gate, r.log
-	dc.Backends = append([]dispatch.Backend(nil), dc.Backends...)
 	return dispatch.New(dc)
 }
 

@@ -46,6 +46,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,8 +202,10 @@ type packetConn interface {
 	Close() error
 }
 
-// New checks cfg and returns a Dispatcher.
+// New checks cfg and returns a Dispatcher. It keeps a copy of
+// cfg.Backends: the caller's slice is not changed.
 func New(cfg Config) (*Dispatcher, error) {
+	cfg.Backends = slices.Clone(cfg.Backends)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

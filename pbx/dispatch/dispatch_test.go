@@ -379,6 +379,20 @@ func TestNewRefuses(t *testing.T) {
 	}
 }
 
+// TestNewKeepsBackends: New fills in defaults on its own copy of the
+// backends, not in the caller's slice (a caller may build several
+// dispatchers from one config).
+func TestNewKeepsBackends(t *testing.T) {
+	bs := []Backend{{Addr: netip.MustParseAddrPort("[::ffff:10.0.0.1]:5060")}, {Addr: netip.MustParseAddrPort("10.0.0.2:5060"), Weight: 3}}
+	want := slices.Clone(bs)
+	if _, err := New(Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Backends: bs}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bs, want) {
+		t.Errorf("New changed the caller's backends: %+v, was %+v", bs, want)
+	}
+}
+
 // TestCallFromBackend: a backend calling a phone that registered through
 // the dispatcher sends the INVITE to the dispatcher (where the REGISTER
 // came from); it goes to the phone, Record-Routed with that backend, and
