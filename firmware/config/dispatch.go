@@ -163,7 +163,8 @@ func (c *Config) validateDispatcher(ps *problems) {
 			udp = true
 		}
 	}
-	if !udp && len(c.SIP.Listen) > 0 {
+	// A pair's own check says this with the VIP's address.
+	if !udp && len(c.SIP.Listen) > 0 && c.Cluster == nil {
 		ps.add("sip.listen", "the dispatcher needs a udp listener too: it speaks to the backends and probes them over UDP (e.g. udp:0.0.0.0:5060 next to tcp:0.0.0.0:5060)")
 	}
 	if d.TCPMaxConnections < 0 || d.TCPMaxConnections > MaxDispatchConns {

@@ -27,8 +27,8 @@ func (c *Config) validateDispatcherPair(ps *problems) {
 		}
 		a, err := netip.ParseAddr(l.Host)
 		if err != nil || a.Unmap() != vip.Addr() {
-			ps.add(fmt.Sprintf("sip.listen[%d]", i), "%s: a dispatcher pair serves on the VIP only: listen on udp:%s",
-				e, netip.AddrPortFrom(vip.Addr(), uint16(l.Port)))
+			ps.add(fmt.Sprintf("sip.listen[%d]", i), "%s: a dispatcher pair serves on the VIP only: listen on %s:%s",
+				e, l.Transport, netip.AddrPortFrom(vip.Addr(), uint16(l.Port)))
 		}
 	}
 	if udp == 0 {

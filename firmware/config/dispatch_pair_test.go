@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"regexp"
 	"strings"
@@ -42,6 +43,9 @@ func TestDispatcherPairValidate(t *testing.T) {
 		{name: "second listener elsewhere", edit: func(s string) string {
 			return strings.Replace(s, `"udp:10.77.0.10:5060"`, `"udp:10.77.0.10:5060", "udp:10.77.0.11:5060"`, 1)
 		}, want: "sip.listen[1]"},
+		{name: "tcp on the own address", edit: func(s string) string {
+			return strings.Replace(s, `"udp:10.77.0.10:5060"`, `"udp:10.77.0.10:5060", "tcp:10.77.0.11:5060"`, 1)
+		}, want: "sip.listen[1]: tcp:10.77.0.11:5060: a dispatcher pair serves on the VIP only: listen on tcp:10.77.0.10:5060"},
 		{name: "no listener", edit: func(s string) string {
 			return strings.Replace(s, `{listen: ["udp:10.77.0.10:5060"]}`, `{advertise: 10.77.0.10}`, 1)
 		},
@@ -86,5 +90,29 @@ func TestDispatcherPairDocExample(t *testing.T) {
 	}
 	if c.Dispatcher == nil || c.Cluster == nil {
 		t.Fatalf("the pair example lacks the dispatcher or the cluster section")
+	}
+}
+
+// TestDispatcherPairNoUDPOnce: a pair listening on the VIP over TCP alone
+// is told once that it needs UDP, with the VIP's address, not also with
+// the single dispatcher's wildcard example (which a pair refuses).
+func TestDispatcherPairNoUDPOnce(t *testing.T) {
+	text := strings.Replace(dispatchPairBase, `"udp:10.77.0.10:5060"`, `"tcp:10.77.0.10:5060"`, 1)
+	c, err := Parse("lb-a.yaml", []byte(text))
+	if err == nil {
+		err = c.Validate()
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config error, got %v", err)
+	}
+	var listen []string
+	for _, p := range ce.Problems {
+		if p.Field == "sip.listen" {
+			listen = append(listen, p.Msg)
+		}
+	}
+	if len(listen) != 1 || !strings.Contains(listen[0], "udp:10.77.0.10:5060") {
+		t.Errorf("sip.listen problems %q, want one naming udp:10.77.0.10:5060", listen)
 	}
 }
