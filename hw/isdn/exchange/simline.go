@@ -127,7 +127,14 @@ func (l SimLine) dial(ctx context.Context, x *Exchange, log *slog.Logger) {
 			outcome = err.Error()
 		}
 		log.Info("simulated line: the call asked for", "outcome", outcome)
-		if err := os.WriteFile(l.State+SimDialDone, []byte(l.Side.String()+" "+outcome+"\n"), 0o644); err != nil {
+		// Written aside and renamed: a reader polling for the outcome
+		// never sees the file empty or half written.
+		tmp := l.State + SimDialDone + ".tmp"
+		err := os.WriteFile(tmp, []byte(l.Side.String()+" "+outcome+"\n"), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, l.State+SimDialDone)
+		}
+		if err != nil {
 			log.Warn("simulated line: writing the call's outcome", "err", err)
 		}
 	}()

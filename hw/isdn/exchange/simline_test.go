@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/twinpbx/twinpbx/hw/isdn"
 	"github.com/twinpbx/twinpbx/hw/isdn/card"
 	"github.com/twinpbx/twinpbx/hw/relay"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 )
 
 // TestSimLineLayer1: what each box's card sees of the shared line, by
@@ -93,13 +95,7 @@ func TestSimLineDrive(t *testing.T) {
 	t.Cleanup(func() { stop(); <-driving })
 	waitL1 := func(want card.L1) {
 		t.Helper()
-		for b.layer1() != want {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the box sees %+v, want %+v", b.layer1(), want)
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
+		waitfor.Cond(t, 20*time.Second, fmt.Sprintf("the box to see %+v", want), func() bool { return b.layer1() == want })
 	}
 	waitL1(card.L1{Alarms: card.LOS})
 	if err := AskSimCall(state, "030123456", "7001"); err != nil {
@@ -110,16 +106,10 @@ func TestSimLineDrive(t *testing.T) {
 	}
 	waitL1(card.L1{Up: true})
 	var done []byte
-	for {
-		if done, err = os.ReadFile(state + SimDialDone); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the call asked for was not placed")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitfor.Cond(t, 20*time.Second, "the call asked for to be placed", func() bool {
+		done, err = os.ReadFile(state + SimDialDone)
+		return err == nil
+	})
 	if got := strings.TrimSpace(string(done)); got != "A connected" {
 		t.Fatalf("the call's outcome is %q, want %q", got, "A connected")
 	}
