@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/replication"
@@ -22,8 +21,14 @@ const AlarmRollout = "rolling update stopped"
 type rollParts struct {
 	box      rollout.Box
 	firmware string
-	roll     atomic.Pointer[rollout.Rollout]
-	ctx      atomic.Pointer[context.Context]
+	// run is the orchestrator of the current run and the context its
+	// rolls run in; nil before Run.
+	run atomic.Pointer[rollRun]
+}
+
+type rollRun struct {
+	r   *rollout.Rollout
+	ctx context.Context
 }
 
 // initRollout picks the box's firmware (Config.Updates, or the box's own
@@ -51,8 +56,7 @@ func (n *Node) startRollout(ctx context.Context, rep *replica) {
 	rep.firmware, rep.onOffer = n.roll.firmware, f.Offered
 	r := rollout.New(rollout.Config{Pair: nodePair{n: n, rep: rep}, Box: n.roll.box, DataDir: n.cfg.DataDir, Logger: log})
 	r.Resume()
-	n.roll.ctx.Store(&ctx)
-	n.roll.roll.Store(r)
+	n.roll.run.Store(&rollRun{r: r, ctx: ctx})
 	if n.roll.firmware == "" {
 		// Not booted from a slot (a development host, a namespace test):
 		// no update stick to look for.
@@ -69,21 +73,21 @@ func (n *Node) startRollout(ctx context.Context, rep *replica) {
 // (on this box's file system); this box must be the active one. Status
 // follows it.
 func (n *Node) StartRollout(path string) error {
-	r, ctx := n.roll.roll.Load(), n.roll.ctx.Load()
-	if r == nil || ctx == nil {
+	run := n.roll.run.Load()
+	if run == nil {
 		return ErrNotRunning
 	}
-	return r.Start(*ctx, path)
+	return run.r.Start(run.ctx, path)
 }
 
 // rolloutStatus adds the firmware and the last roll to s.
 func (n *Node) rolloutStatus(s *Status) {
 	s.Firmware = n.roll.firmware
-	r := n.roll.roll.Load()
-	if r == nil {
+	run := n.roll.run.Load()
+	if run == nil {
 		return
 	}
-	st := r.Status()
+	st := run.r.Status()
 	if st.State == "" {
 		return
 	}
@@ -118,7 +122,7 @@ func (p nodePair) Twin() rollout.Twin {
 		ss := p.n.sender.Status()
 		t.InSync, t.Firmware, t.Since = ss.InSync, ss.PeerFirmware, ss.Since
 	} else if rc := p.rep.receiver.Load(); rc != nil {
-		t.Firmware, t.Since = rc.PeerFirmware(), time.Time{}
+		t.Firmware = rc.PeerFirmware()
 	}
 	return t
 }
