@@ -138,6 +138,12 @@ func (b *B2BUA) join(x *call, sx Leg, rep replaces, log *slog.Logger) (int, stri
 	case y.st.State != StateAnswered || y.busyOffer || y.transfer != nil:
 		unlock()
 		return 491, "Request Pending", joined{}
+	case y.srtpLocked():
+		// The REFER's own call was checked before the 202 (srtp.go);
+		// the call it replaces must not be SRTP either.
+		unlock()
+		log.Info("attended transfer refused: the replaced call uses SRTP", "replaced", y.st.ID)
+		return 488, "Not Acceptable Here", joined{}
 	}
 	ax, ay := x.legs[sx], y.legs[sy]
 	px, py := x.legs[other(sx)], y.legs[other(sy)]
