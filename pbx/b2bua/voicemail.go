@@ -37,11 +37,18 @@ func (b *B2BUA) divertible(callee, fromSite string) (time.Duration, bool) {
 }
 
 // divert hands the call to callee's mailbox; false when it has none (the
-// caller is then failed as before). tag is the To tag the caller has seen.
+// caller is then failed as before).
 func (b *B2BUA) divert(req *sip.Request, tx sip.ServerTransaction, c *call, reason, fromSite string) bool {
 	if _, ok := b.divertible(c.st.Callee, fromSite); !ok {
 		return false
 	}
+	b.deposit(req, tx, c, reason)
+	return true
+}
+
+// deposit gives the call to the mailbox, with the To tag the caller has
+// seen.
+func (b *B2BUA) deposit(req *sip.Request, tx sip.ServerTransaction, c *call, reason string) {
 	c.mu.Lock()
 	d := voicemail.Diversion{
 		Mailbox: c.st.Callee, Caller: c.st.Caller, CallerName: c.st.CallerName,
@@ -49,7 +56,6 @@ func (b *B2BUA) divert(req *sip.Request, tx sip.ServerTransaction, c *call, reas
 	}
 	c.mu.Unlock()
 	b.o.Voicemail.Deposit(req, tx, d)
-	return true
 }
 
 // divertCode reports whether a final response of the callee's devices
@@ -78,5 +84,7 @@ func (b *B2BUA) divertAfter(req *sip.Request, tx sip.ServerTransaction, c *call,
 		disp, code = cdr.Busy, 486
 	}
 	c.end(disp, code, "")
-	return b.divert(req, tx, c, reason, fromSite)
+	// Asked once: the ringing attempt has ended, the mailbox must answer.
+	b.deposit(req, tx, c, reason)
+	return true
 }
