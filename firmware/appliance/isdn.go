@@ -141,19 +141,21 @@ func (s *isdnSpans) run(ctx context.Context, idx int, span board.ISDNSpan, cfg i
 		done := make(chan error, 1)
 		go func() { done <- isdngw.RunSpan(runCtx, span.Serial, cfg, sim) }()
 		var err error
+		restarted := false
 		select {
 		case err = <-done:
 		case <-restart:
 			cancel()
 			<-done
-			cfg.Log.Warn("ISDN gateway restarted to re-activate layer 1")
+			restarted = true
 		}
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			continue // restarted on purpose
+		if restarted {
+			cfg.Log.Warn("ISDN gateway restarted to re-activate layer 1")
+			continue
 		}
 		s.setError(idx, err)
 		cfg.Log.Error("ISDN gateway stopped; starting it again in 5 s", "err", err)

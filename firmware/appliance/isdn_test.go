@@ -3,13 +3,22 @@ package appliance
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twinpbx/twinpbx/board"
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/hw/isdn"
 	"github.com/twinpbx/twinpbx/hw/isdn/card"
+	"github.com/twinpbx/twinpbx/hw/serial"
+	"github.com/twinpbx/twinpbx/internal/syncbuf"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
+	"github.com/twinpbx/twinpbx/pbx/isdngw"
 )
 
 // fakePair stands in for the twin runtime.
@@ -150,4 +159,43 @@ func (s *isdnSpans) setUpAt(i int, up bool, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.setUp(i, up, at)
+}
+
+// TestSpanRestart: a restart from the PSTN monitor starts the span's
+// gateway again at once, as a restart, not as a gateway that failed; the
+// span's run ends with ctx.
+func TestSpanRestart(t *testing.T) {
+	var logs syncbuf.Buffer
+	s := &isdnSpans{}
+	idx := s.add(SpanStatus{Name: "bri0"})
+	restart := s.watch(idx)
+	var ups atomic.Int32
+	cfg := isdngw.Config{
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), PBX: netip.MustParseAddrPort("127.0.0.1:9"), Type: isdn.BRIPointToMultipoint,
+		OnLayer1: func(l1 card.L1) {
+			if l1.Up {
+				ups.Add(1)
+			}
+			s.setLayer1(idx, l1)
+		},
+		Log: slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	span := board.ISDNSpan{Name: "bri0", Serial: serial.Config{Device: isdngw.SimDevice}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.run(ctx, idx, span, cfg, nil, restart) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitfor.Cond(t, 20*time.Second, "the span's layer 1 up", func() bool { return ups.Load() >= 1 })
+	s.lines[idx].restart <- struct{}{}
+	waitfor.Cond(t, 20*time.Second, "layer 1 up again from the restarted gateway", func() bool { return ups.Load() >= 2 })
+	if out := logs.String(); !strings.Contains(out, "restarted to re-activate layer 1") || strings.Contains(out, "ISDN gateway stopped") {
+		t.Errorf("the restart was not logged as a restart:\n%s", out)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the span's run did not end with its context")
+	}
 }
