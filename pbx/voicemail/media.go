@@ -100,7 +100,9 @@ func answerSDP(addr netip.AddrPort, o offer, sessID uint64) []byte {
 
 // endpoint is the mailbox's RTP socket of one call: it plays audio paced
 // at 20 ms, passes received audio to a recorder when one is set and key
-// presses to keys. It latches to the source of the first packet.
+// presses to keys. It latches to the source of the first packet and then
+// takes packets from elsewhere only with that packet's SSRC (the caller
+// moved), following them.
 type endpoint struct {
 	conn  *net.UDPConn
 	codec Codec
@@ -111,6 +113,7 @@ type endpoint struct {
 	mu       sync.Mutex
 	remote   netip.AddrPort
 	latched  bool
+	inSSRC   uint32 // of the caller's first packet
 	rec      *Recorder
 	recFull  chan struct{}
 	lastRecv time.Time
@@ -143,8 +146,16 @@ func (e *endpoint) receive() {
 			continue
 		}
 		e.mu.Lock()
-		if !e.latched {
-			e.remote, e.latched = src, true
+		switch {
+		case !e.latched:
+			e.remote, e.inSSRC, e.latched = src, p.SSRC, true
+		case src != e.remote && p.SSRC != e.inSSRC:
+			// Not the caller: neither its audio nor its keys (a key
+			// may delete a message).
+			e.mu.Unlock()
+			continue
+		case src != e.remote:
+			e.remote = src // the caller's stream, moved by its NAT
 		}
 		e.lastRecv = time.Now()
 		if e.ev >= 0 && int(p.PayloadType) == e.ev {

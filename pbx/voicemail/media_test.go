@@ -68,6 +68,47 @@ func TestEndpointRecords(t *testing.T) {
 	}
 }
 
+// TestEndpointIgnoresOtherSenders: once the caller's first packet came,
+// a key from another address and SSRC is not taken; the caller's own
+// stream from a new address (its NAT moved it) is, and followed.
+func TestEndpointIgnoresOtherSenders(t *testing.T) {
+	ep, phone := loopback(t)
+	to := net.UDPAddrFromAddrPort(ep.local())
+	send := func(c *net.UDPConn, ssrc uint32, seq uint16, pt uint8, payload []byte) {
+		t.Helper()
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: ssrc}, Payload: payload}
+		b, _ := p.Marshal()
+		if _, err := c.WriteToUDP(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	stranger, moved := other(), other()
+	send(phone, 9, 1, 8, bytes.Repeat([]byte{0xd5}, 160))
+	send(stranger, 77, 2, 101, []byte{7, 0x8a, 0, 160})
+	send(phone, 9, 3, 101, []byte{5, 0x8a, 0, 160})
+	send(moved, 9, 4, 101, []byte{3, 0x8a, 0, 160})
+	for _, want := range []byte{'5', '3'} {
+		k, err := ep.waitKey(context.Background(), 10*time.Second)
+		if err != nil || k != want {
+			t.Fatalf("key %q (%v), want %q", k, err, want)
+		}
+	}
+	ep.mu.Lock()
+	remote := ep.remote
+	ep.mu.Unlock()
+	if remote != moved.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Errorf("sending to %s, not to the caller's new address", remote)
+	}
+}
+
 func TestEndpointPlays(t *testing.T) {
 	ep, phone := loopback(t)
 	audio := tone(nil, PCMA, 100, 1000) // five packets
