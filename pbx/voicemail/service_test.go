@@ -266,3 +266,20 @@ func TestSubscribeExpiresByServiceClock(t *testing.T) {
 		t.Fatalf("Subscription-State %q, want active with 1 to 600 s left", states[0])
 	}
 }
+
+// TestSubscribeAfterClose: a stopping service takes no new subscription
+// (Close waits for the NOTIFYs under way and must not see more start).
+func TestSubscribeAfterClose(t *testing.T) {
+	s, pbx := testService(t)
+	s.Close(context.Background())
+	sub := newSubscriber(t, pbx)
+	if res := sub.subscribe("201", "201", "message-summary", "600", "", 1); res.StatusCode != 503 {
+		t.Fatalf("SUBSCRIBE to a closed service answered %d, want 503", res.StatusCode)
+	}
+	s.mu.Lock()
+	n := len(s.subs)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d subscriptions held after Close", n)
+	}
+}

@@ -98,6 +98,12 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub = &subscription{d: d, box: box, us: s.o.Contact(strings.ToLower(req.Transport()))}
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Close is waiting for the NOTIFYs under way: start no more.
+		s.mu.Unlock()
+		respondPlain(tx, req, 503, "Service Unavailable", s.log)
+		return
+	}
 	s.pruneLocked()
 	if expires > 0 && s.subs[cid.Value()] == nil && len(s.subs) >= MaxSubscriptions {
 		s.mu.Unlock()
@@ -111,6 +117,7 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub.expires = s.o.Now().Add(time.Duration(expires) * time.Second)
 		s.subs[cid.Value()] = sub
 	}
+	s.wg.Add(1)
 	s.mu.Unlock()
 	res := sub.d.response(req, 200, "OK", sub.us)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
@@ -118,7 +125,6 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("answering SUBSCRIBE", "err", err)
 	}
 	s.log.Info("message-summary subscription", "mailbox", sub.box, "expires", expires)
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.notify(sub, expires == 0)
@@ -135,9 +141,11 @@ func (s *Service) changed(box string) {
 			subs = append(subs, sub)
 		}
 	}
+	// A message saved as the box stops is still told: the mailbox call
+	// that saved it holds the WaitGroup, so Close waits for these too.
+	s.wg.Add(len(subs))
 	s.mu.Unlock()
 	for _, sub := range subs {
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.notify(sub, false)
