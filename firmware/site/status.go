@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
 // Status is what `twinpbx status` shows of the site.
@@ -85,7 +87,7 @@ func (s *Site) Status() Status {
 	case !since.IsZero() && s.o.Now().Sub(since) >= leaderlessAlarm:
 		st.Alarms = append(st.Alarms, fmt.Sprintf("site without quorum for %s: this box serves its own registrations only, and other boxes do not learn of them until a majority of the voters is back", s.o.Now().Sub(since).Round(time.Second)))
 	}
-	if s.o.SIP == "" {
+	if s.o.SIP == "" && s.cfg.Forward != config.SiteForwardNever {
 		st.Alarms = append(st.Alarms, "this box takes no forwarded calls (it has no UDP sip.listen entry): the other boxes ring its phones directly")
 	}
 	for _, m := range st.Members {
