@@ -32,7 +32,9 @@ import (
 // The manifest names each part with its size and sha256, so a verified
 // signature covers every byte that follows.
 const (
-	bundleMagic = "TWPBXUB1"
+	// BundleMagic opens every bundle (init tells a bundle written raw
+	// onto a partition from a blank one by it).
+	BundleMagic = "TWPBXUB1"
 	headerSize  = 8 + 4 + ed25519.SignatureSize
 	signContext = "twinpbx update bundle v1\n"
 	// MaxManifest bounds the manifest a reader accepts.
@@ -93,7 +95,7 @@ func WriteBundle(w io.Writer, key ed25519.PrivateKey, version string, parts []Pa
 		return fmt.Errorf("writing a bundle: %w", err)
 	}
 	hdr := make([]byte, 0, headerSize)
-	hdr = append(hdr, bundleMagic...)
+	hdr = append(hdr, BundleMagic...)
 	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(mb)))
 	hdr = append(hdr, ed25519.Sign(key, signed(mb))...)
 	if _, err := w.Write(append(hdr, mb...)); err != nil {
@@ -183,7 +185,7 @@ func Open(r io.ReaderAt, size int64, pub ed25519.PublicKey) (*Bundle, error) {
 	if _, err := r.ReadAt(hdr, 0); err != nil {
 		return nil, fmt.Errorf("reading the bundle header: %w", err)
 	}
-	if string(hdr[:8]) != bundleMagic {
+	if string(hdr[:8]) != BundleMagic {
 		return nil, ErrNotBundle
 	}
 	n := int64(binary.BigEndian.Uint32(hdr[8:12]))
@@ -260,5 +262,5 @@ func OpenVerified(r io.ReaderAt, size int64, pub ed25519.PublicKey) (*Bundle, er
 
 // IsBundle reports whether b starts with a bundle's magic.
 func IsBundle(b []byte) bool {
-	return len(b) >= len(bundleMagic) && string(b[:len(bundleMagic)]) == bundleMagic
+	return len(b) >= len(BundleMagic) && string(b[:len(BundleMagic)]) == BundleMagic
 }

@@ -38,7 +38,7 @@ func testBundle(t testing.TB) []byte {
 // rawBundle signs any manifest text, to reach the checks behind the
 // signature.
 func rawBundle(priv ed25519.PrivateKey, manifest string, tail []byte) []byte {
-	b := []byte(bundleMagic)
+	b := []byte(BundleMagic)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(manifest)))
 	b = append(b, ed25519.Sign(priv, signed([]byte(manifest)))...)
 	return append(append(b, manifest...), tail...)
@@ -215,7 +215,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(testBundle(f))
 	f.Add(rawBundle(priv, `{"format":1,"version":"v","parts":[]}`, nil))
 	f.Add(rawBundle(priv, `{"format":1,"version":"v","parts":[{"name":"kernel","size":3,"sha256":"`+strings.Repeat("a", 64)+`"},{"name":"initramfs","size":0,"sha256":"`+strings.Repeat("0", 64)+`"}]}`, []byte("abc")))
-	f.Add([]byte(bundleMagic))
+	f.Add([]byte(BundleMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bd, err := Open(bytes.NewReader(b), int64(len(b)), pub)
 		if err != nil {

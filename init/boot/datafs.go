@@ -41,7 +41,7 @@ type signature struct {
 // separately (extBackups).
 var signatures = []signature{
 	{"ext2/3/4", 0x438, "\x53\xef"},
-	{"twinpbx update bundle", 0, "TWPBXUB1"},
+	{"twinpbx update bundle", 0, update.BundleMagic},
 	{"xfs", 0, "XFSB"},
 	{"LUKS", 0, "LUKS\xba\xbe"},
 	{"LUKS2 (second header)", 0x4000, "SKUL\xba\xbe"},
