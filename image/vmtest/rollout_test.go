@@ -5,7 +5,6 @@ import (
 	"context"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,27 +106,11 @@ func TestTwinRollingUpdate(t *testing.T) {
 		// machine into the stage, as on a box.
 		c.Extra = append(c.Extra, "-drive", "file="+disks[node].Path+",if=virtio,format=raw", "-action", "reboot=reset")
 		c.Extra = append(c.Extra, HotplugArgs(qmp[node])...)
-		m, err := tn.Start(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			m.Kill()
-			if t.Failed() {
-				t.Logf("console of %s:\n%s", node, m.Console())
-			}
-		})
-		vms[node] = m
+		vms[node] = startTwinVM(t, tn, node, c)
 	}
 	started := time.Now()
 
-	phone := TwinPhones[0]
-	vip := netip.AddrPortFrom(TwinVIP.Addr(), 5060).String()
-	active := answering(ctx, t, tn, phone, vip)
-	standby := "a"
-	if active == "a" {
-		standby = "b"
-	}
+	phone, vip, active, standby := settledPair(ctx, t, tn)
 	if _, err := vms[standby].WaitConsole(ctx, markerInSync); err != nil {
 		t.Fatal(err)
 	}

@@ -112,28 +112,12 @@ func TestTwin(t *testing.T) {
 		c := TwinMachine(img, initrd, node, disk)
 		c.Extra = append(c.Extra, line.Serial(node)...)
 		c.Nice = true
-		m, err := tn.Start(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			m.Kill()
-			if t.Failed() {
-				t.Logf("console of %s:\n%s", node, m.Console())
-			}
-		})
-		vms[node] = m
+		vms[node] = startTwinVM(t, tn, node, c)
 	}
 	started := time.Now()
 
 	// One box answers on the VIP; the other follows it.
-	phone := TwinPhones[0]
-	vip := netip.AddrPortFrom(TwinVIP.Addr(), 5060).String()
-	active := answering(ctx, t, tn, phone, vip)
-	standby := "a"
-	if active == "a" {
-		standby = "b"
-	}
+	phone, vip, active, standby := settledPair(ctx, t, tn)
 	t.Logf("%s answers on the VIP %v after the machines started", active, time.Since(started).Round(10*time.Millisecond))
 	synced, err := vms[standby].WaitConsole(ctx, markerInSync)
 	if err != nil {
@@ -182,6 +166,38 @@ func TestTwin(t *testing.T) {
 	// ISDN gateway asks for its TEI once layer 1 comes up on its side.
 	lineCall(ctx, t, tn, line, standby)
 	t.Logf("alice called bob through %s; whole test %v", standby, time.Since(started).Round(100*time.Millisecond))
+}
+
+// startTwinVM starts one machine of the twin pair; its console is logged
+// when the test fails, and it is killed at the end.
+func startTwinVM(t *testing.T, tn *TwinNet, node string, c Config) *Machine {
+	t.Helper()
+	m, err := tn.Start(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Kill()
+		if t.Failed() {
+			t.Logf("console of %s:\n%s", node, m.Console())
+		}
+	})
+	return m
+}
+
+// settledPair waits until a box answers on the VIP from the first phone's
+// address and returns that phone, the VIP's SIP address, and the active
+// and standby node names.
+func settledPair(ctx context.Context, t *testing.T, tn *TwinNet) (phone netip.Addr, vip, active, standby string) {
+	t.Helper()
+	phone = TwinPhones[0]
+	vip = netip.AddrPortFrom(TwinVIP.Addr(), 5060).String()
+	active = answering(ctx, t, tn, phone, vip)
+	standby = "a"
+	if active == "a" {
+		standby = "b"
+	}
+	return phone, vip, active, standby
 }
 
 // lineCall places a call from the PSTN line, which the relay gives to
