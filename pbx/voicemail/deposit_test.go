@@ -29,30 +29,45 @@ type caller struct {
 
 func newCaller(t *testing.T) *caller {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ua.Close() })
-	srv, _ := sipgo.NewServer(ua)
-	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
 	r, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
-	c := &caller{t: t, cl: cl, sip: conn.LocalAddr().String(), rtp: r}
-	srv.OnRequest(sip.BYE, func(req *sip.Request, tx sip.ServerTransaction) {
+	c := &caller{t: t, rtp: r}
+	c.cl, c.sip = sipPeer(t, sip.BYE, func(req *sip.Request, tx sip.ServerTransaction) {
 		c.byes.Add(1)
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
-	go func() { _ = srv.ServeUDP(conn) }()
 	return c
+}
+
+// sipPeer is a SIP user agent of the tests on a loopback UDP socket that
+// answers requests of one method with handle; it returns its client and
+// its address.
+func sipPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler) (*sipgo.Client, string) {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ua.Close() })
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	srv.OnRequest(method, handle)
+	go func() { _ = srv.ServeUDP(conn) }()
+	return cl, conn.LocalAddr().String()
 }
 
 // call sends the INVITE to the mailbox at pbx, ACKs the 200, and returns

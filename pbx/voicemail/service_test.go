@@ -94,20 +94,8 @@ type subscriber struct {
 
 func newSubscriber(t *testing.T, pbx string) *subscriber {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ua.Close() })
-	srv, _ := sipgo.NewServer(ua)
-	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	sub := &subscriber{t: t, cl: cl, addr: conn.LocalAddr().String(), pbx: pbx, callID: sip.GenerateTagN(12)}
-	srv.OnRequest(sip.NOTIFY, func(req *sip.Request, tx sip.ServerTransaction) {
+	sub := &subscriber{t: t, pbx: pbx, callID: sip.GenerateTagN(12)}
+	sub.cl, sub.addr = sipPeer(t, sip.NOTIFY, func(req *sip.Request, tx sip.ServerTransaction) {
 		sub.mu.Lock()
 		sub.bodies = append(sub.bodies, string(req.Body()))
 		if h := req.GetHeader("Subscription-State"); h != nil {
@@ -116,7 +104,6 @@ func newSubscriber(t *testing.T, pbx string) *subscriber {
 		sub.mu.Unlock()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
-	go func() { _ = srv.ServeUDP(conn) }()
 	return sub
 }
 
