@@ -11,7 +11,6 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
-	"github.com/twinpbx/twinpbx/pbx/resolve"
 )
 
 var carol = config.Extension{Number: "102", Name: "Carol", Secret: "carol-secret-333"}
@@ -109,19 +108,11 @@ func TestAttendedTransferToOutside(t *testing.T) {
 	needTools(t, "sipp")
 	portA := freePorts(t, 2)
 	prov := startProvider(t, portA)
-	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
-	cfg := &config.Config{
-		Node: config.Node{Name: "a"},
-		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
-			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
-		Extensions: []config.Extension{alice, bob},
-		Trunks:     []config.TrunkLine{{Name: "one", Host: fmt.Sprintf("127.0.0.1:%d", portA), Channels: 1}},
-		Routes:     []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"one"}}},
-	}
+	res := noDNS(t)
+	cfg := trunkConfig(t, config.Config{
+		Trunks: []config.TrunkLine{{Name: "one", Host: fmt.Sprintf("127.0.0.1:%d", portA), Channels: 1}},
+		Routes: []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"one"}}},
+	})
 	ip := startInProcessPBX(t, cfg, res)
 	bobPort := freePorts(t, 2)
 	runSipp(t, sippOpts{scenario: "register.xml", remote: ip.addr, port: bobPort,

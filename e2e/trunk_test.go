@@ -38,6 +38,29 @@ type inProcessPBX struct {
 	log  *syncbuf.Buffer
 }
 
+// trunkConfig is the config of an in-process test PBX: alice and bob,
+// SIP and RTP on free ports, and the trunks, routes and console settings
+// of with.
+func trunkConfig(t *testing.T, with config.Config) *config.Config {
+	t.Helper()
+	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
+	with.Node = config.Node{Name: "a"}
+	with.SIP = config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
+		RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)}
+	with.Extensions = []config.Extension{alice, bob}
+	return &with
+}
+
+// noDNS is a resolver for trunks given by address: no DNS server answers it.
+func noDNS(t *testing.T) *resolve.Resolver {
+	t.Helper()
+	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func startInProcessPBX(t *testing.T, cfg *config.Config, res *resolve.Resolver) *inProcessPBX {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
@@ -210,12 +233,7 @@ func TestTrunkDNS(t *testing.T) {
 	}
 	a, b := startProvider(t, portA), startProvider(t, portB)
 
-	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
-	cfg := &config.Config{
-		Node: config.Node{Name: "a"},
-		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
-			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
-		Extensions: []config.Extension{alice, bob},
+	cfg := trunkConfig(t, config.Config{
 		Trunks: []config.TrunkLine{
 			{Name: "prio", Host: "prio.test", DIDs: []config.DID{{Number: "4930123101", Extension: bob.Number}}},
 			{Name: "weight", Host: "weight.test"},
@@ -224,7 +242,7 @@ func TestTrunkDNS(t *testing.T) {
 			{Pattern: "0.", Strip: 1, Trunks: []string{"prio"}},
 			{Pattern: "9.", Strip: 1, Trunks: []string{"weight"}},
 		},
-	}
+	})
 	ip := startInProcessPBX(t, cfg, res)
 
 	// Priority: every call goes to the priority-10 server.
@@ -311,20 +329,12 @@ func TestTrunkDNS(t *testing.T) {
 func TestTrunkDigest(t *testing.T) {
 	needTools(t, "sipp")
 	prov := trunktest.Start(t, trunktest.Options{User: "4930123", Password: "provider-secret-1"})
-	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
-	cfg := &config.Config{
-		Node: config.Node{Name: "a"},
-		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
-			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
-		Extensions: []config.Extension{alice, bob},
+	res := noDNS(t)
+	cfg := trunkConfig(t, config.Config{
 		Trunks: []config.TrunkLine{{Name: "provider", Host: prov.Addr, Domain: "provider.test",
 			User: "4930123", Password: "provider-secret-1", Register: true}},
 		Console: &config.Console{Emergency: []string{"112"}},
-	}
+	})
 	ip := startInProcessPBX(t, cfg, res)
 	waitFor(t, 10*time.Second, "the registration at the provider", func() bool {
 		return ip.trunkStatus("provider").State == trunk.StateRegistered
@@ -359,16 +369,8 @@ func TestTrunkChannelsAndTransfer(t *testing.T) {
 	needTools(t, "sipp")
 	portA, portB := freePorts(t, 2), freePorts(t, 2)
 	a, b := startProvider(t, portA), startProvider(t, portB)
-	res, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, rtp := freePorts(t, 2), freePorts(t, rtpPorts)
-	cfg := &config.Config{
-		Node: config.Node{Name: "a"},
-		SIP: config.SIP{Listen: []string{fmt.Sprintf("udp:127.0.0.1:%d", port)},
-			RTPPorts: fmt.Sprintf("%d-%d", rtp, rtp+rtpPorts-1)},
-		Extensions: []config.Extension{alice, bob},
+	res := noDNS(t)
+	cfg := trunkConfig(t, config.Config{
 		Trunks: []config.TrunkLine{
 			{Name: "one", Host: fmt.Sprintf("127.0.0.1:%d", portA), Channels: 1},
 			{Name: "two", Host: fmt.Sprintf("127.0.0.1:%d", portB)},
@@ -377,7 +379,7 @@ func TestTrunkChannelsAndTransfer(t *testing.T) {
 			{Pattern: "0.", Strip: 1, Trunks: []string{"one", "two"}},
 			{Pattern: "9.", Strip: 1, Trunks: []string{"one"}},
 		},
-	}
+	})
 	ip := startInProcessPBX(t, cfg, res)
 
 	// Alice's call holds the only channel of "one" for 4 s.
