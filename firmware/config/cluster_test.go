@@ -77,10 +77,18 @@ func TestClusterDefaults(t *testing.T) {
 }
 
 // checkText parses and validates text as the config file name and wants
-// it valid (want empty) or refused with an error containing want.
-func checkText(t *testing.T, name, text, want string) {
+// it valid (want empty) or refused with an error containing want; it
+// returns the valid config, or nil when it was refused as wanted.
+func checkText(t *testing.T, name, text, want string) *Config {
 	t.Helper()
 	c, err := Parse(name, []byte(text))
+	return checkParsed(t, c, err, want)
+}
+
+// checkParsed validates what Parse returned (c and err) as checkText does,
+// for a test that edits the parsed config before it is validated.
+func checkParsed(t *testing.T, c *Config, err error, want string) *Config {
+	t.Helper()
 	if err == nil {
 		err = c.Validate()
 	}
@@ -89,5 +97,8 @@ func checkText(t *testing.T, name, text, want string) {
 		t.Fatalf("want valid, got %v", err)
 	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 		t.Fatalf("want an error containing %q, got %v", want, err)
+	case want != "":
+		return nil
 	}
+	return c
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -29,18 +28,9 @@ func TestPSTNValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse("test", []byte(base+tc.section))
-			if err == nil {
-				err = c.Validate()
-			}
-			if tc.want != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("error %v, want one with %q", err, tc.want)
-				}
+			c := checkText(t, "test", base+tc.section, tc.want)
+			if c == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if g, h := c.PSTN.Grace(), c.PSTN.HoldDownTime(); g != tc.grace || h != tc.holdDown {
 				t.Fatalf("grace %v hold-down %v, want %v and %v", g, h, tc.grace, tc.holdDown)

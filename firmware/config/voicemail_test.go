@@ -39,16 +39,9 @@ func TestVoicemailValidate(t *testing.T) {
 			c, err := Parse("test", []byte(base+tc.section))
 			if err == nil {
 				c.Extensions[0].VoicemailPIN = tc.pin
-				err = c.Validate()
 			}
-			if tc.want != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("error %v, want one with %q", err, tc.want)
-				}
+			if c = checkParsed(t, c, err, tc.want); c == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			for i, want := range tc.boxes {
 				if got := c.Voicemail.Mailbox(c.Extensions[i]); got != want {
