@@ -12,7 +12,7 @@ import (
 )
 
 func TestDispatchConfig(t *testing.T) {
-	cfg, err := config.Parse("lb.yaml", []byte(`node: {name: lb}
+	got := dispatchFrom(t, `node: {name: lb}
 sip: {listen: ["udp:127.0.0.1:5090"], advertise: lb.example}
 dispatcher:
   algorithm: "4"
@@ -23,17 +23,7 @@ dispatcher:
   down_after: 1
   up_after: 3
   tx_timeout: 2s
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := dispatchConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, nil)
 	want := dispatch.Config{
 		Algorithm: dispatch.RoundRobin,
 		Backends: []dispatch.Backend{
@@ -58,24 +48,14 @@ dispatcher:
 // dispatcher's stream listeners, the tls ones with the box's derived
 // certificate, and the connection limits pass through.
 func TestDispatchConfigStreams(t *testing.T) {
-	cfg, err := config.Parse("lb.yaml", []byte(`node: {name: lb}
+	got := dispatchFrom(t, `node: {name: lb}
 sip: {listen: ["udp:127.0.0.1:5090", "tcp:127.0.0.1:5090", "tls:127.0.0.1:5091"]}
 dispatcher:
   backends: [{uri: "127.0.0.1:5092"}]
   tcp_max_connections: 50
   tcp_max_per_source: 5
   tcp_idle_timeout: 30s
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := dispatchConfig(cfg, []byte("a seed of the box, thirty-two bytes or more"))
-	if err != nil {
-		t.Fatal(err)
-	}
+`, []byte("a seed of the box, thirty-two bytes or more"))
 	if len(got.Listen) != 1 || len(got.StreamListen) != 2 ||
 		got.StreamListen[0].Addr != netip.MustParseAddrPort("127.0.0.1:5090") || got.StreamListen[0].TLS != nil ||
 		got.StreamListen[1].Addr != netip.MustParseAddrPort("127.0.0.1:5091") || got.StreamListen[1].TLS == nil ||
@@ -130,7 +110,7 @@ func TestDispatchingImportConfig(t *testing.T) {
 // TestDispatchConfigNames: backends by DNS name pass as names, with the
 // box's DNS servers for their resolver, and attempts passes on.
 func TestDispatchConfigNames(t *testing.T) {
-	cfg, err := config.Parse("lb.yaml", []byte(`node: {name: lb, network: {address: 192.0.2.5/24, gateway: 192.0.2.1, dns: [192.0.2.53]}}
+	got := dispatchFrom(t, `node: {name: lb, network: {address: 192.0.2.5/24, gateway: 192.0.2.1, dns: [192.0.2.53]}}
 sip: {listen: ["udp:127.0.0.1:5090"]}
 dispatcher:
   backends:
@@ -138,17 +118,7 @@ dispatcher:
     - {uri: "sip:PBX1.example:5070", weight: 2}
     - {uri: "_sip._udp.pbxes.example"}
   attempts: 2
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := dispatchConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, nil)
 	want := []dispatch.Backend{
 		{Addr: netip.MustParseAddrPort("127.0.0.1:5091")},
 		{Name: "pbx1.example:5070", Weight: 2},
@@ -165,4 +135,22 @@ dispatcher:
 	if got.Attempts != 2 || got.Resolver == nil {
 		t.Errorf("attempts %d, resolver %v: want 2 and a resolver for node.network.dns", got.Attempts, got.Resolver)
 	}
+}
+
+// dispatchFrom parses and validates the config text and converts it, with
+// the box's seed, as the appliance does.
+func dispatchFrom(t *testing.T, text string, seed []byte) dispatch.Config {
+	t.Helper()
+	cfg, err := config.Parse("lb.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dispatchConfig(cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
