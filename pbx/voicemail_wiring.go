@@ -29,7 +29,15 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 		Prepare:   func(req *sip.Request) { p.calls.Prepare(req) },
 		Config:    func() *config.Voicemail { return p.cfg.Load().Voicemail },
 		MediaAddr: mediaAddr,
-		Logger:    o.Logger.With("component", "voicemail"),
+		// The mailbox's RTP port comes from sip.rtp_ports, as the relay's.
+		RTPPort: func() (voicemail.PortLease, error) {
+			l, err := p.relay.Lease()
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		},
+		Logger: o.Logger.With("component", "voicemail"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: voicemail: %w", err)

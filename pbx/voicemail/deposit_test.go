@@ -74,6 +74,30 @@ func sipPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler
 // where the mailbox wants RTP.
 func (c *caller) call(pbx string) netip.AddrPort {
 	c.t.Helper()
+	req, res := c.invite(pbx)
+	if res.StatusCode != 200 {
+		c.t.Fatalf("INVITE answered %d", res.StatusCode)
+	}
+	ack := sip.NewRequest(sip.ACK, res.Contact().Address)
+	ack.AppendHeader(req.From())
+	ack.AppendHeader(res.To())
+	ack.AppendHeader(req.CallID())
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
+	ack.SetDestination(pbx)
+	if err := c.cl.WriteRequest(ack); err != nil {
+		c.t.Fatal(err)
+	}
+	o, err := parseOffer(res.Body())
+	if err != nil || o.codec != PCMA || o.eventPT != 101 {
+		c.t.Fatalf("the mailbox's answer %+v (%v), want PCMA and events on 101", o, err)
+	}
+	return o.remote
+}
+
+// invite sends the INVITE to the mailbox at pbx and returns it with its
+// final response.
+func (c *caller) invite(pbx string) (*sip.Request, *sip.Response) {
+	c.t.Helper()
 	host, port, _ := net.SplitHostPort(pbx)
 	p, _ := strconv.Atoi(port)
 	uri := sip.Uri{Scheme: "sip", User: "201", Host: host, Port: p}
@@ -98,26 +122,9 @@ func (c *caller) call(pbx string) netip.AddrPort {
 	for {
 		select {
 		case res := <-tx.Responses():
-			if res.StatusCode < 200 {
-				continue
+			if res.StatusCode >= 200 {
+				return req, res
 			}
-			if res.StatusCode != 200 {
-				c.t.Fatalf("INVITE answered %d", res.StatusCode)
-			}
-			ack := sip.NewRequest(sip.ACK, res.Contact().Address)
-			ack.AppendHeader(req.From())
-			ack.AppendHeader(res.To())
-			ack.AppendHeader(req.CallID())
-			ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
-			ack.SetDestination(pbx)
-			if err := c.cl.WriteRequest(ack); err != nil {
-				c.t.Fatal(err)
-			}
-			o, err := parseOffer(res.Body())
-			if err != nil || o.codec != PCMA || o.eventPT != 101 {
-				c.t.Fatalf("the mailbox's answer %+v (%v), want PCMA and events on 101", o, err)
-			}
-			return o.remote
 		case <-ctx.Done():
 			c.t.Fatal("no answer to the INVITE")
 		}

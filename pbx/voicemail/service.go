@@ -78,10 +78,33 @@ type Options struct {
 	Config func() *config.Voicemail
 	// MediaAddr is the address RTP sockets bind to and SDP names.
 	MediaAddr netip.Addr
+	// RTPPort lends the RTP port of a mailbox call from sip.rtp_ports
+	// (the media relay's Lease); it is released when the call ends. Nil:
+	// an ephemeral port on MediaAddr (tests).
+	RTPPort func() (PortLease, error)
 	// Idle ends a call from which no RTP came for this long (default 30 s).
 	Idle   time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time
+}
+
+// PortLease is an RTP port lent to a mailbox call; *media.Lease
+// implements it. Release closes the socket and gives the port back; it
+// may be called more than once.
+type PortLease interface {
+	RTP() *net.UDPConn
+	Release() error
+}
+
+// ephemeral is the PortLease of a port the kernel chose.
+type ephemeral struct{ c *net.UDPConn }
+
+func (e ephemeral) RTP() *net.UDPConn { return e.c }
+func (e ephemeral) Release() error {
+	if err := e.c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Service answers the mailbox calls and subscriptions.
@@ -118,6 +141,15 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Prepare == nil {
 		o.Prepare = func(*sip.Request) {}
+	}
+	if o.RTPPort == nil {
+		o.RTPPort = func() (PortLease, error) {
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(o.MediaAddr, 0)))
+			if err != nil {
+				return nil, err
+			}
+			return ephemeral{c}, nil
+		}
 	}
 	if o.CDR == nil {
 		o.CDR = func(cdr.Record) error { return nil }
@@ -270,6 +302,8 @@ type session struct {
 	acked  chan struct{}
 	once   sync.Once
 	log    *slog.Logger
+	// port is the RTP port the call holds until finish.
+	port PortLease
 	// byUs is set when we hang up (BYE sent).
 	mu   sync.Mutex
 	byUs bool
@@ -299,15 +333,15 @@ func (s *Service) answer(req *sip.Request, tx sip.ServerTransaction, tag string,
 		respondPlain(tx, req, 400, "Bad Request", log)
 		return nil, false
 	}
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.o.MediaAddr, 0)))
+	port, err := s.o.RTPPort()
 	if err != nil {
 		log.Error("opening an RTP socket for the mailbox", "err", err)
 		respondPlain(tx, req, 503, "Service Unavailable", log)
 		return nil, false
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	ss := &session{s: s, d: d, us: s.o.Contact(strings.ToLower(req.Transport())), ctx: ctx, cancel: cancel, acked: make(chan struct{}), log: log}
-	ss.ep = newEndpoint(conn, o, uint32(randUint64()))
+	ss := &session{s: s, d: d, us: s.o.Contact(strings.ToLower(req.Transport())), ctx: ctx, cancel: cancel, acked: make(chan struct{}), log: log, port: port}
+	ss.ep = newEndpoint(port.RTP(), o, uint32(randUint64()))
 	ss.ep.log = log
 	s.mu.Lock()
 	if s.closed || len(s.sessions) >= MaxCalls {
@@ -316,7 +350,7 @@ func (s *Service) answer(req *sip.Request, tx sip.ServerTransaction, tag string,
 		if full {
 			log.Warn("mailbox call refused: too many mailbox calls at once", "max", MaxCalls)
 		}
-		conn.Close()
+		ss.release()
 		cancel(nil)
 		respondPlain(tx, req, 503, "Service Unavailable", log)
 		return nil, false
@@ -430,11 +464,18 @@ func (ss *session) hangup() {
 // finish forgets the session and closes its socket.
 func (ss *session) finish() {
 	ss.cancel(nil)
-	ss.ep.conn.Close()
+	ss.release()
 	ss.s.mu.Lock()
 	delete(ss.s.sessions, ss.d.callID)
 	ss.s.mu.Unlock()
 	ss.s.wg.Done()
+}
+
+// release closes the RTP socket and gives its port back.
+func (ss *session) release() {
+	if err := ss.port.Release(); err != nil {
+		ss.log.Debug("releasing the mailbox's RTP port", "err", err)
+	}
 }
 
 // hungUp reports whether the caller ended the call.
