@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -37,9 +38,15 @@ func (b *B2BUA) divertible(callee, fromSite string) (time.Duration, bool) {
 }
 
 // divert hands the call to callee's mailbox; false when it has none (the
-// caller is then failed as before).
+// caller is then failed as before). A call from a trunk has taken no
+// channel yet: the mailbox call takes one, and without a free one the
+// caller is failed as without a mailbox.
 func (b *B2BUA) divert(req *sip.Request, tx sip.ServerTransaction, c *call, reason, fromSite string) bool {
 	if _, ok := b.divertible(c.st.Callee, fromSite); !ok {
+		return false
+	}
+	if t := c.inTrunk(); t != "" && !b.seize(t) {
+		b.log.Info("every channel of the trunk is in use: the call is not offered the mailbox", "call", c.st.ID, "trunk", t)
 		return false
 	}
 	b.deposit(req, tx, c, reason)
@@ -47,7 +54,8 @@ func (b *B2BUA) divert(req *sip.Request, tx sip.ServerTransaction, c *call, reas
 }
 
 // deposit gives the call to the mailbox, with the To tag the caller has
-// seen.
+// seen. A call from a trunk holds one of its channels (taken by the
+// caller of deposit) until the mailbox call ends.
 func (b *B2BUA) deposit(req *sip.Request, tx sip.ServerTransaction, c *call, reason string) {
 	c.mu.Lock()
 	d := voicemail.Diversion{
@@ -55,7 +63,17 @@ func (b *B2BUA) deposit(req *sip.Request, tx sip.ServerTransaction, c *call, rea
 		Reason: reason, Start: c.st.Start, Tag: c.legs[LegA].Dialog.LocalTag,
 	}
 	c.mu.Unlock()
+	if trunk := c.inTrunk(); trunk != "" {
+		d.Release = sync.OnceFunc(func() { b.releaseChannel(trunk) })
+	}
 	b.o.Voicemail.Deposit(req, tx, d)
+}
+
+// inTrunk is the trunk the call came in over ("": from an extension).
+func (c *call) inTrunk() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.legs[LegA].Trunk
 }
 
 // divertCode reports whether a final response of the callee's devices
@@ -82,6 +100,12 @@ func (b *B2BUA) divertAfter(req *sip.Request, tx sip.ServerTransaction, c *call,
 	disp, code := cdr.NoAnswer, 480
 	if reason == divertBusy {
 		disp, code = cdr.Busy, 486
+	}
+	// The channel the ringing call holds passes to the mailbox call:
+	// counted again before the ringing attempt gives its own back, so
+	// that no other call can take it in between.
+	if t := c.inTrunk(); t != "" {
+		b.holdChannel(t)
 	}
 	c.end(disp, code, "")
 	// Asked once: the ringing attempt has ended, the mailbox must answer.

@@ -20,8 +20,12 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 	}
 	ss, ok := s.answer(req, tx, dv.Tag, log)
 	if !ok {
+		if dv.Release != nil {
+			dv.Release()
+		}
 		return
 	}
+	ss.done = dv.Release
 	log.Info("call diverted to the mailbox")
 	answered := s.o.Now()
 	go func() {

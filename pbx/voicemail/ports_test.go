@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 
 // TestRTPPortFromRange: a mailbox call's RTP port is one of the relay's
 // range (sip.rtp_ports), and every way the call ends, or fails to start,
-// gives it back.
+// gives it back, and calls the diversion's Release once (the trunk
+// channel of the caller).
 func TestRTPPortFromRange(t *testing.T) {
 	const low, high = 48200, 48209 // five pairs
 	tests := []struct {
@@ -54,10 +56,11 @@ func TestRTPPortFromRange(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = relay.Close() })
+			var released atomic.Int32
 			s, pbx := testService(t, func(srv *sipgo.Server, s *Service) {
 				s.o.RTPPort = func() (PortLease, error) { return relay.Lease() }
 				srv.OnRequest(sip.INVITE, func(req *sip.Request, tx sip.ServerTransaction) {
-					s.Deposit(req, tx, Diversion{Mailbox: "201", Caller: "202"})
+					s.Deposit(req, tx, Diversion{Mailbox: "201", Caller: "202", Release: func() { released.Add(1) }})
 				})
 			})
 			free := relay.Free()
@@ -81,16 +84,21 @@ func TestRTPPortFromRange(t *testing.T) {
 				tc.end(s)
 			}
 			waitfor.Cond(t, 20*time.Second, "the port given back", func() bool { return relay.Free() == free })
+			waitfor.Cond(t, 20*time.Second, "the diversion released", func() bool { return released.Load() > 0 })
+			if n := released.Load(); n != 1 {
+				t.Errorf("the diversion was released %d times, want once", n)
+			}
 			s.mu.Lock()
 			clear(s.sessions) // the fake sessions: Close must not touch them
 			s.mu.Unlock()
 		})
 	}
 	t.Run("range full", func(t *testing.T) {
+		var released atomic.Int32
 		s, pbx := testService(t, func(srv *sipgo.Server, s *Service) {
 			s.o.RTPPort = func() (PortLease, error) { return nil, media.ErrNoPorts }
 			srv.OnRequest(sip.INVITE, func(req *sip.Request, tx sip.ServerTransaction) {
-				s.Deposit(req, tx, Diversion{Mailbox: "201", Caller: "202"})
+				s.Deposit(req, tx, Diversion{Mailbox: "201", Caller: "202", Release: func() { released.Add(1) }})
 			})
 		})
 		_, res := newCaller(t).invite(pbx)
@@ -102,6 +110,9 @@ func TestRTPPortFromRange(t *testing.T) {
 		s.mu.Unlock()
 		if n != 0 {
 			t.Errorf("%d sessions after a refused call", n)
+		}
+		if n := released.Load(); n != 1 {
+			t.Errorf("the refused diversion was released %d times, want once", n)
 		}
 	})
 }

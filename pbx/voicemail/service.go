@@ -195,6 +195,10 @@ type Diversion struct {
 	Tag string
 	// Start is when the call arrived (for the CDR).
 	Start time.Time
+	// Release, if set, is called once when the mailbox call has ended or
+	// was refused: a caller that came in over a trunk gives back the
+	// channel it held while it left its message.
+	Release func()
 }
 
 // Router is where handlers are registered (see b2bua.Router).
@@ -304,6 +308,8 @@ type session struct {
 	log    *slog.Logger
 	// port is the RTP port the call holds until finish.
 	port PortLease
+	// done, if set, runs once the call is over (Diversion.Release).
+	done func()
 	// byUs is set when we hang up (BYE sent).
 	mu   sync.Mutex
 	byUs bool
@@ -468,6 +474,9 @@ func (ss *session) finish() {
 	ss.s.mu.Lock()
 	delete(ss.s.sessions, ss.d.callID)
 	ss.s.mu.Unlock()
+	if ss.done != nil {
+		ss.done()
+	}
 	ss.s.wg.Done()
 }
 
