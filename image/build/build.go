@@ -46,12 +46,15 @@ var Commands = []string{
 // HostFiles are files of the build machine put into the image as they
 // are: e2fsprogs' mke2fs (at boot.Mke2fs, with the shared libraries it
 // needs at their paths, found by u-root's ldd) and its configuration,
-// which init runs on a blank data partition. A Go ext4 writer would
+// which init runs on a blank data partition, and e2fsck (boot.E2fsck,
+// the same libraries), which init runs on the data partition before it
+// mounts it. A Go ext4 writer would
 // spare the C libraries, but none is both well kept and complete enough
 // to trust with the box's data (docs/IMAGE.md).
 var HostFiles = []HostFile{
 	{Src: "/usr/sbin/mke2fs", Dst: boot.Mke2fs, Libraries: true},
 	{Src: "/etc/mke2fs.conf", Dst: "/etc/mke2fs.conf"},
+	{Src: "/usr/sbin/e2fsck", Dst: boot.E2fsck, Libraries: true},
 }
 
 // HostPackages are the Debian packages HostFiles come from, whose

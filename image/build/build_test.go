@@ -75,9 +75,9 @@ func TestInputDigestAndReuse(t *testing.T) {
 	}
 }
 
-// TestStageHostFiles stages the image's mke2fs with its libraries and
-// runs it in a chroot of the staged files alone: nothing it needs may be
-// missing from the image.
+// TestStageHostFiles stages the image's mke2fs and e2fsck with their
+// libraries and runs them in a chroot of the staged files alone: nothing
+// they need may be missing from the image.
 func TestStageHostFiles(t *testing.T) {
 	if _, err := os.Stat(HostFiles[0].Src); err != nil {
 		t.Skipf("%v (scripts/install-deps.sh vm installs e2fsprogs)", err)
@@ -97,7 +97,7 @@ func TestStageHostFiles(t *testing.T) {
 		_, dst, _ := strings.Cut(args[i], ":")
 		dsts = append(dsts, dst)
 	}
-	for _, want := range []string{"sbin/mke2fs", "etc/mke2fs.conf", "lib/x86_64-linux-gnu/libext2fs.so.2", "lib/x86_64-linux-gnu/libc.so.6"} {
+	for _, want := range []string{"sbin/mke2fs", "sbin/e2fsck", "etc/mke2fs.conf", "lib/x86_64-linux-gnu/libext2fs.so.2", "lib/x86_64-linux-gnu/libc.so.6"} {
 		if !slices.Contains(dsts, want) {
 			t.Errorf("the image lacks %s: %v", want, dsts)
 		}
@@ -108,10 +108,12 @@ func TestStageHostFiles(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: cannot chroot to run the staged mke2fs")
 	}
-	cmd := exec.Command("/sbin/mke2fs", "-V")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "mke2fs") {
-		t.Fatalf("the staged mke2fs does not run on the staged files alone: %v\n%s", err, out)
+	for _, prog := range []string{"/sbin/mke2fs", "/sbin/e2fsck"} {
+		cmd := exec.Command(prog, "-V")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), filepath.Base(prog)) {
+			t.Fatalf("the staged %s does not run on the staged files alone: %v\n%s", prog, err, out)
+		}
 	}
 }

@@ -60,7 +60,9 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 
 	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
 	sp := abBoot(log, string(line), &p)
-	mountData(ctx, log, sysDataOps, p.DataDevice, p.DataDevice == "" && onABDisk())
+	if mountData(ctx, log, sysDataOps, p.DataDevice, p.DataDevice == "" && onABDisk()) == dataReboot {
+		return fmt.Errorf("e2fsck asked for a reboot after repairing the data partition: %w", ErrStopped)
+	}
 	if err := setupNetwork(log, prof, p); err != nil {
 		// The PBX is still reachable on the console; keep going.
 		log.Error("network setup incomplete", "err", err)

@@ -3,13 +3,20 @@ package boot
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
 // dataOps are what mountData does to the system, replaced in tests.
@@ -19,9 +26,22 @@ type dataOps struct {
 	appeared func(dev string) bool
 	size     func(dev string) (int64, error)
 	mount    func(dev string) error
+	unmount  func() error
 	probe    func(dev string) (string, error)
 	mkfs     func(ctx context.Context, dev string) error
-	tmpfs    func() error
+	// fsck runs e2fsck; code is its exit code when err is nil, and out
+	// what it printed.
+	fsck  func(ctx context.Context, dev string) (code int, out string, err error)
+	tmpfs func() error
+	// takeMark removes RebootMark from the mounted data folder and
+	// reports whether it was there; setMark writes it.
+	takeMark func() bool
+	setMark  func(why string) error
+	// alarm tells the firmware and the console why the data folder is
+	// not what it should be; "" clears it.
+	alarm func(text string) error
+	// persist appends init's log lines to the mounted data folder's log.
+	persist func(lines []byte) error
 }
 
 // Where the data folder ended up.
@@ -31,6 +51,7 @@ const (
 	dataTmpfs     dataOutcome = iota // a tmpfs: nothing survives a reboot
 	dataMounted                      // the data partition, as it was
 	dataFormatted                    // the data partition, blank until init made its file system
+	dataReboot                       // e2fsck repaired the data partition and asks for a reboot first
 )
 
 var sysDataOps = dataOps{
@@ -70,20 +91,101 @@ var sysDataOps = dataOps{
 		}
 		return nil
 	},
-	tmpfs: func() error { return mountAll(sysMounter{}, []Mount{DataMount("")}) },
+	fsck: func(ctx context.Context, dev string) (int, string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, E2fsck, append(append([]string{}, FsckArgs...), dev)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, out.String(), nil
+		case errors.As(err, &exit) && exit.Exited():
+			return exit.ExitCode(), out.String(), nil
+		}
+		return -1, out.String(), fmt.Errorf("running %s: %w", E2fsck, err)
+	},
+	tmpfs:   func() error { return mountAll(sysMounter{}, []Mount{DataMount("")}) },
+	unmount: func() error { return unix.Unmount(DataDir, 0) },
+	takeMark: func() bool {
+		return os.Remove(filepath.Join(DataDir, RebootMark)) == nil
+	},
+	setMark: func(why string) error {
+		return writeSynced(filepath.Join(DataDir, RebootMark), []byte(why+"\n"), false)
+	},
+	alarm: func(text string) error {
+		if text == "" {
+			err := os.Remove(request.DataAlarmFile)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(request.DataAlarmFile), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(request.DataAlarmFile, []byte(text+"\n"), 0o644)
+	},
+	persist: func(lines []byte) error {
+		return writeSynced(filepath.Join(DataDir, PersistentLog), lines, true)
+	},
 }
 
-// mountData mounts the data partition dev on DataDir. A partition that
-// does not mount is formatted only when Probe finds it blank (a new
-// disk, or one flashed with the boot parts only); one that holds
-// anything, a damaged ext4 above all, is left alone for rescue. Whenever
-// the partition cannot be used (none, missing, too small, foreign,
-// damaged, or making its file system failed) DataDir is a tmpfs and the
-// console says so loudly. noDataOnAB tells that dev is empty although
-// the box's disk is an A/B disk: its GPT has no data partition.
+// PersistentLog is the log file in the data folder that init appends its
+// data partition lines to, the one twinpbx's supervisor writes (and
+// rotates) once it runs.
+const PersistentLog = "twinpbx.log"
+
+// writeSynced writes (or appends) b to the file name and syncs it.
+func writeSynced(name string, b []byte, appendTo bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendTo {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	f, err := os.OpenFile(name, flags, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// mountData mounts the data partition dev on DataDir. It looks first at
+// what the partition holds (Probe): a blank one gets its file system;
+// an ext4 is checked with e2fsck -p and mounted when e2fsck found it
+// clean or repaired it, rebooted once when e2fsck asks for it, and left
+// untouched when e2fsck could not repair it; anything else is left
+// alone for rescue. Whenever the partition cannot be used (none,
+// missing, too small, foreign, damaged, or making its file system
+// failed) DataDir is a tmpfs, the console says so loudly and the data
+// alarm (request.DataAlarmFile) says why. noDataOnAB tells that dev is
+// empty although the box's disk is an A/B disk: its GPT has no data
+// partition. Once the partition is mounted, init's lines about it are
+// appended to the persistent log too. dataReboot asks the caller to
+// reboot; the partition is then unmounted.
 func mountData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, noDataOnAB bool) dataOutcome {
-	out := useData(ctx, log, ops, dev, noDataOnAB)
-	if out != dataTmpfs {
+	var rec bytes.Buffer
+	tee := slog.New(slog.NewMultiHandler(log.Handler(), slog.NewTextHandler(&rec, nil)))
+	out, alarm := useData(ctx, tee, ops, dev, noDataOnAB)
+	if err := ops.alarm(alarm); err != nil {
+		log.Error("writing the data alarm for the status", "err", err)
+	}
+	switch out {
+	case dataMounted, dataFormatted:
+		if err := ops.persist(rec.Bytes()); err != nil {
+			log.Warn("writing init's data partition lines to the persistent log", "err", err)
+		}
+		return out
+	case dataReboot:
 		return out
 	}
 	if err := ops.tmpfs(); err != nil {
@@ -95,52 +197,117 @@ func mountData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, n
 
 const lost = "using a tmpfs, nothing will survive a reboot"
 
-func useData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, noDataOnAB bool) dataOutcome {
+// useData decides and does what mountData says, and returns the outcome
+// with the alarm to raise ("" for none).
+func useData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, noDataOnAB bool) (dataOutcome, string) {
+	fail := func(alarm, msg string, args ...any) (dataOutcome, string) {
+		log.Error(msg, args...)
+		return dataTmpfs, alarm + "; " + lost
+	}
 	switch {
 	case dev == "" && noDataOnAB:
-		log.Error("NO DATA PARTITION: the disk's GPT has no partition named twinpbx-data (flash the whole image); " + lost)
-		return dataTmpfs
+		return fail("NO DATA PARTITION: the disk's GPT has no partition named twinpbx-data",
+			"NO DATA PARTITION: the disk's GPT has no partition named twinpbx-data (flash the whole image); "+lost)
 	case dev == "":
+		// A developer's VM without a disk: said, but no alarm.
 		log.Warn("NO DATA PARTITION: data lives in a tmpfs, config and CDRs are lost at reboot (kernel command line " + KeyData + "=/dev/...)")
-		return dataTmpfs
+		return dataTmpfs, ""
 	case !ops.appeared(dev):
-		log.Error("DATA PARTITION MISSING: "+lost, "device", dev)
-		return dataTmpfs
+		return fail("DATA PARTITION MISSING: "+dev, "DATA PARTITION MISSING: "+lost, "device", dev)
 	}
 	size, err := ops.size(dev)
 	if err != nil {
-		log.Error("DATA PARTITION UNREADABLE: "+lost, "device", dev, "err", err)
-		return dataTmpfs
+		return fail("DATA PARTITION UNREADABLE: "+err.Error(), "DATA PARTITION UNREADABLE: "+lost, "device", dev, "err", err)
 	}
 	if size < MinDataSize {
-		log.Error(fmt.Sprintf("DATA PARTITION TOO SMALL: %d MiB, at least %d MiB needed; %s", size>>20, MinDataSize>>20, lost), "device", dev)
-		return dataTmpfs
-	}
-	merr := ops.mount(dev)
-	if merr == nil {
-		log.Info("data partition mounted", "device", dev, "on", DataDir)
-		return dataMounted
+		msg := fmt.Sprintf("DATA PARTITION TOO SMALL: %d MiB, at least %d MiB needed", size>>20, MinDataSize>>20)
+		return fail(msg, msg+"; "+lost, "device", dev)
 	}
 	sig, err := ops.probe(dev)
 	if err != nil {
-		log.Error("DATA PARTITION NOT MOUNTED and UNREADABLE: "+lost, "device", dev, "mount_err", merr, "err", err)
-		return dataTmpfs
+		return fail("DATA PARTITION UNREADABLE: "+err.Error(), "DATA PARTITION UNREADABLE: "+lost, "device", dev, "err", err)
 	}
-	if sig != "" {
-		log.Error("DATA PARTITION NOT MOUNTED: it holds "+sig+" but does not mount as ext4; NOT formatting it, its data may be rescued (e2fsck on another machine); "+lost,
-			"device", dev, "err", merr)
-		return dataTmpfs
+	switch {
+	case sig == "":
+		return formatData(ctx, log, ops, dev, size)
+	case strings.HasPrefix(sig, "ext2/3/4"):
+		return checkData(ctx, log, ops, dev)
 	}
+	return fail("DATA PARTITION NOT MOUNTED: it holds "+sig,
+		"DATA PARTITION NOT MOUNTED: it holds "+sig+", not ext4; NOT formatting it, its data may be rescued on another machine; "+lost,
+		"device", dev)
+}
+
+// formatData makes the file system of a blank data partition and mounts
+// it.
+func formatData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, size int64) (dataOutcome, string) {
 	log.Warn("blank data partition: making its ext4 file system (first boot on this disk)", "device", dev, "size_mib", size>>20)
 	start := time.Now()
 	if err := ops.mkfs(ctx, dev); err != nil {
 		log.Error("DATA PARTITION NOT FORMATTED: "+lost, "device", dev, "err", err)
-		return dataTmpfs
+		return dataTmpfs, "DATA PARTITION NOT FORMATTED: " + err.Error() + "; " + lost
 	}
 	if err := ops.mount(dev); err != nil {
 		log.Error("DATA PARTITION NOT MOUNTED after making its file system: "+lost, "device", dev, "err", err)
-		return dataTmpfs
+		return dataTmpfs, "DATA PARTITION NOT MOUNTED after making its file system: " + err.Error() + "; " + lost
 	}
 	log.Info("data partition formatted and mounted", "device", dev, "on", DataDir, "took", time.Since(start).Round(time.Millisecond))
-	return dataFormatted
+	return dataFormatted, ""
+}
+
+// checkData runs e2fsck -p on an ext2/3/4 data partition and acts on its
+// verdict (judgeFsck).
+func checkData(ctx context.Context, log *slog.Logger, ops dataOps, dev string) (dataOutcome, string) {
+	start := time.Now()
+	code, out, runErr := ops.fsck(ctx, dev)
+	verdict, why := judgeFsck(code, runErr)
+	took := time.Since(start).Round(time.Millisecond)
+	attrs := []any{"device", dev, "code", code, "took", took}
+	if out = strings.TrimSpace(out); out != "" {
+		attrs = append(attrs, "e2fsck", out)
+	}
+	var alarm string
+	switch verdict {
+	case fsckKeep:
+		log.Error("DATA PARTITION DAMAGED: "+why+"; NOT mounting it, NOT formatting it: run e2fsck on it from another machine; "+lost, attrs...)
+		return dataTmpfs, "DATA PARTITION DAMAGED, left untouched: " + why + "; " + lost
+	case fsckUnchecked:
+		log.Warn("DATA PARTITION NOT CHECKED: "+why, attrs...)
+		alarm = "DATA PARTITION NOT CHECKED: " + why
+	case fsckReboot:
+		log.Warn(why, attrs...)
+	case fsckMount:
+		if code != 0 {
+			log.Warn(why, attrs...)
+		} else {
+			log.Info(why, attrs...)
+		}
+	}
+	if err := ops.mount(dev); err != nil {
+		log.Error("DATA PARTITION NOT MOUNTED: "+lost, "device", dev, "err", err)
+		return dataTmpfs, "DATA PARTITION NOT MOUNTED: " + err.Error() + "; " + lost
+	}
+	rebooted := ops.takeMark()
+	if rebooted {
+		log.Info("back after the reboot e2fsck asked for", "device", dev)
+	}
+	if verdict == fsckReboot {
+		if rebooted {
+			log.Error("e2fsck asks for a reboot again after the one init made: not rebooting twice, using the partition", "device", dev)
+			alarm = "DATA PARTITION: e2fsck asked for a reboot on two boots in a row; check the disk"
+		} else if err := ops.setMark(why); err != nil {
+			log.Error("cannot note the reboot e2fsck asks for: not rebooting, using the partition", "device", dev, "err", err)
+			alarm = "DATA PARTITION: e2fsck asked for a reboot that init could not note (" + err.Error() + ")"
+		} else if err := ops.unmount(); err != nil {
+			// Rebooting with it mounted is what the reboot is to
+			// avoid; use it instead.
+			log.Error("cannot unmount the data partition for the reboot e2fsck asks for: using it", "device", dev, "err", err)
+			alarm = "DATA PARTITION: e2fsck asked for a reboot, init could not unmount it (" + err.Error() + ")"
+		} else {
+			log.Warn("rebooting once, as e2fsck asks", "device", dev)
+			return dataReboot, ""
+		}
+	}
+	log.Info("data partition mounted", "device", dev, "on", DataDir)
+	return dataMounted, alarm
 }

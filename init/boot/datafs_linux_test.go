@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,15 +17,24 @@ import (
 // fakeData is a data partition for useData: what it holds and what
 // fails, with the operations done on it recorded.
 type fakeData struct {
-	missing   bool
-	size      int64
-	sizeErr   error
-	fs        bool // holds a file system that mounts
-	sig       string
-	probeErr  error
-	mkfsErr   error
-	mountErr2 error // the mount after mkfs fails
+	missing      bool
+	size         int64
+	sizeErr      error
+	fs           bool // holds a file system that mounts
+	sig          string
+	probeErr     error
+	mkfsErr      error
+	mountErr2    error // the mount after mkfs fails
+	fsckCode     int   // e2fsck's exit code
+	fsckErr      error // e2fsck did not run to an exit code
+	mark         bool  // RebootMark is in the file system
+	markErr      error
+	umountErr    error
+	persistFails bool
+
 	calls     []string
+	alarm     string
+	persisted string
 }
 
 func (f *fakeData) ops() dataOps {
@@ -38,7 +48,8 @@ func (f *fakeData) ops() dataOps {
 			}
 			return f.mountErr2
 		},
-		probe: func(string) (string, error) { f.calls = append(f.calls, "probe"); return f.sig, f.probeErr },
+		unmount: func() error { f.calls = append(f.calls, "umount"); return f.umountErr },
+		probe:   func(string) (string, error) { f.calls = append(f.calls, "probe"); return f.sig, f.probeErr },
 		mkfs: func(context.Context, string) error {
 			f.calls = append(f.calls, "mkfs")
 			if f.mkfsErr == nil {
@@ -46,12 +57,40 @@ func (f *fakeData) ops() dataOps {
 			}
 			return f.mkfsErr
 		},
+		fsck: func(context.Context, string) (int, string, error) {
+			f.calls = append(f.calls, "fsck")
+			return f.fsckCode, "twinpbx-data: 11/16384 files", f.fsckErr
+		},
 		tmpfs: func() error { f.calls = append(f.calls, "tmpfs"); return nil },
+		takeMark: func() bool {
+			f.calls = append(f.calls, "take")
+			was := f.mark
+			f.mark = false
+			return was
+		},
+		setMark: func(string) error {
+			f.calls = append(f.calls, "mark")
+			if f.markErr == nil {
+				f.mark = true
+			}
+			return f.markErr
+		},
+		alarm: func(text string) error { f.alarm = text; return nil },
+		persist: func(b []byte) error {
+			f.calls = append(f.calls, "persist")
+			if f.persistFails {
+				return errors.New("read-only file system")
+			}
+			f.persisted += string(b)
+			return nil
+		},
 	}
 }
 
 func TestMountData(t *testing.T) {
 	const big = 128 << 20
+	ext := func(code int) fakeData { return fakeData{size: big, fs: true, sig: "ext2/3/4", fsckCode: code} }
+	checked := []string{"wait", "size", "probe", "fsck", "mount", "take", "persist"}
 	tests := []struct {
 		name    string
 		dev     string
@@ -60,31 +99,56 @@ func TestMountData(t *testing.T) {
 		want    dataOutcome
 		calls   []string
 		logPart string
+		alarm   string // a part of the alarm; "" for none
 	}{
-		{"ext4 mounts", "/dev/vda", false, fakeData{size: big, fs: true}, dataMounted,
-			[]string{"wait", "size", "mount"}, "data partition mounted"},
+		{"ext4 clean", "/dev/vda", false, ext(0), dataMounted, checked, "found the data partition clean", ""},
+		{"ext4 repaired", "/dev/vda", false, ext(fsckCorrected), dataMounted, checked, "e2fsck repaired the data partition", ""},
+		{"ext4 repaired, reboot asked: reboots once", "/dev/vda", false, ext(fsckRebootAsked | fsckCorrected), dataReboot,
+			[]string{"wait", "size", "probe", "fsck", "mount", "take", "mark", "umount"}, "rebooting once", ""},
+		{"back after that reboot, clean", "/dev/vda", false, func() fakeData { d := ext(0); d.mark = true; return d }(), dataMounted,
+			checked, "back after the reboot", ""},
+		{"reboot asked again after the reboot: not twice", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.mark = true; return d }(), dataMounted,
+			checked, "not rebooting twice", "two boots in a row"},
+		{"reboot asked, mark not written: no reboot loop", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.markErr = errDisk; return d }(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "mount", "take", "mark", "persist"}, "not rebooting", "could not note"},
+		{"reboot asked, unmount fails: used as it is", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.umountErr = errDisk; return d }(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "mount", "take", "mark", "umount", "persist"}, "cannot unmount", "could not unmount"},
+		{"errors left: untouched", "/dev/vda", false, ext(fsckUncorrected | fsckCorrected), dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "DATA PARTITION DAMAGED", "errors left uncorrected"},
+		{"operational error: untouched", "/dev/vda", false, ext(fsckOperational), dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "NOT mounting it", "operational error"},
+		{"e2fsck killed: untouched", "/dev/vda", false, func() fakeData { d := ext(-1); d.fsckErr = errors.New("signal: killed"); return d }(), dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "did not finish", "half repaired"},
+		{"no e2fsck in the image: mounted unchecked", "/dev/vda", false, func() fakeData { d := ext(-1); d.fsckErr = fs.ErrNotExist; return d }(), dataMounted,
+			checked, "NOT CHECKED", "NOT CHECKED"},
+		{"backup superblock only: e2fsck decides", "/dev/vda", false, fakeData{size: big, sig: "ext2/3/4 (backup superblock at byte 134217728)", fsckCode: fsckUncorrected}, dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "DATA PARTITION DAMAGED", "DAMAGED"},
+		{"clean but does not mount", "/dev/vda", false, fakeData{size: big, sig: "ext2/3/4"}, dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "mount", "tmpfs"}, "NOT MOUNTED", "NOT MOUNTED"},
+		{"persistent log fails: still mounted", "/dev/vda", false, func() fakeData { d := ext(0); d.persistFails = true; return d }(), dataMounted,
+			checked, "persistent log", ""},
 		{"blank: formatted", "/dev/vda", false, fakeData{size: big}, dataFormatted,
-			[]string{"wait", "size", "mount", "probe", "mkfs", "mount"}, "formatted and mounted"},
-		{"damaged ext4: never formatted", "/dev/vda", false, fakeData{size: big, sig: "ext2/3/4"}, dataTmpfs,
-			[]string{"wait", "size", "mount", "probe", "tmpfs"}, "NOT formatting it"},
+			[]string{"wait", "size", "probe", "mkfs", "mount", "persist"}, "formatted and mounted", ""},
+		{"foreign file system: never formatted", "/dev/vda", false, fakeData{size: big, sig: "xfs"}, dataTmpfs,
+			[]string{"wait", "size", "probe", "tmpfs"}, "NOT formatting it", "holds xfs"},
 		{"unreadable: never formatted", "/dev/vda", false, fakeData{size: big, probeErr: errDisk}, dataTmpfs,
-			[]string{"wait", "size", "mount", "probe", "tmpfs"}, "UNREADABLE"},
+			[]string{"wait", "size", "probe", "tmpfs"}, "UNREADABLE", "UNREADABLE"},
 		{"size unreadable", "/dev/vda", false, fakeData{sizeErr: errDisk}, dataTmpfs,
-			[]string{"wait", "size", "tmpfs"}, "UNREADABLE"},
-		{"too small", "/dev/vda", false, fakeData{size: MinDataSize - 512, fs: true}, dataTmpfs,
-			[]string{"wait", "size", "tmpfs"}, "TOO SMALL"},
-		{"just big enough", "/dev/vda", false, fakeData{size: MinDataSize, fs: true}, dataMounted,
-			[]string{"wait", "size", "mount"}, "data partition mounted"},
+			[]string{"wait", "size", "tmpfs"}, "UNREADABLE", "UNREADABLE"},
+		{"too small", "/dev/vda", false, fakeData{size: MinDataSize - 512, fs: true, sig: "ext2/3/4"}, dataTmpfs,
+			[]string{"wait", "size", "tmpfs"}, "TOO SMALL", "TOO SMALL"},
+		{"just big enough", "/dev/vda", false, fakeData{size: MinDataSize, fs: true, sig: "ext2/3/4"}, dataMounted,
+			checked, "data partition mounted", ""},
 		{"mkfs fails", "/dev/vda", false, fakeData{size: big, mkfsErr: errors.New("exit status 1")}, dataTmpfs,
-			[]string{"wait", "size", "mount", "probe", "mkfs", "tmpfs"}, "NOT FORMATTED"},
+			[]string{"wait", "size", "probe", "mkfs", "tmpfs"}, "NOT FORMATTED", "NOT FORMATTED"},
 		{"made but does not mount", "/dev/vda", false, fakeData{size: big, mountErr2: errors.New("no ext4 module")}, dataTmpfs,
-			[]string{"wait", "size", "mount", "probe", "mkfs", "mount", "tmpfs"}, "after making its file system"},
+			[]string{"wait", "size", "probe", "mkfs", "mount", "tmpfs"}, "after making its file system", "after making"},
 		{"device never appears", "/dev/vda", false, fakeData{missing: true}, dataTmpfs,
-			[]string{"wait", "tmpfs"}, "MISSING"},
+			[]string{"wait", "tmpfs"}, "MISSING", "MISSING"},
 		{"no device", "", false, fakeData{}, dataTmpfs,
-			[]string{"tmpfs"}, KeyData + "=/dev/"},
+			[]string{"tmpfs"}, KeyData + "=/dev/", ""},
 		{"A/B disk without a data partition", "", true, fakeData{}, dataTmpfs,
-			[]string{"tmpfs"}, "GPT has no partition named twinpbx-data"},
+			[]string{"tmpfs"}, "GPT has no partition named twinpbx-data", "NO DATA PARTITION"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +167,24 @@ func TestMountData(t *testing.T) {
 			}
 			if tt.want == dataTmpfs && !strings.Contains(logs.String(), "level=ERROR") && !strings.Contains(logs.String(), "level=WARN") {
 				t.Errorf("fell back to a tmpfs without a warning:\n%s", logs.String())
+			}
+			switch {
+			case tt.alarm == "" && d.alarm != "":
+				t.Errorf("alarm %q, want none", d.alarm)
+			case !strings.Contains(d.alarm, tt.alarm):
+				t.Errorf("alarm %q, want it to say %q", d.alarm, tt.alarm)
+			}
+			if tt.want == dataTmpfs && tt.dev != "" && !strings.Contains(d.alarm, "tmpfs") {
+				t.Errorf("alarm %q does not say the data is on a tmpfs", d.alarm)
+			}
+			if slices.Contains(d.calls, "persist") && !d.persistFails && !strings.Contains(d.persisted, tt.logPart) {
+				t.Errorf("persistent log lacks %q:\n%s", tt.logPart, d.persisted)
+			}
+			if slices.Contains(d.calls, "mkfs") && slices.Contains(d.calls, "fsck") {
+				t.Error("formatted and checked the same partition")
+			}
+			if tt.want == dataReboot && !d.mark {
+				t.Error("rebooting without the mark that stops a second reboot")
 			}
 		})
 	}

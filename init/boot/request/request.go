@@ -55,3 +55,10 @@ func Reboot(factoryReset bool) error {
 	}
 	return nil
 }
+
+// DataAlarmFile holds, one line, the alarm init raised at boot about the
+// data partition (damaged and left untouched, missing, too small, not
+// checked...): why the data folder is a tmpfs or needs a look. It is
+// absent when the data partition is fine. The firmware's status and the
+// console show it.
+const DataAlarmFile = "/run/twinpbx/data-alarm"
