@@ -117,10 +117,7 @@ func TestTrustReplay(t *testing.T) {
 	if _, err := tr.verify(again); !errors.Is(err, errStale) {
 		t.Fatalf("after the window = %v, want %v", err, errStale)
 	}
-	tr.mu.Lock()
-	n := len(tr.seen)
-	tr.mu.Unlock()
-	if n != 0 {
+	if n := tr.m.Seen(); n != 0 {
 		t.Errorf("the replay memory holds %d headers after the window", n)
 	}
 }
