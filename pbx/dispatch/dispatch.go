@@ -139,6 +139,16 @@ type Config struct {
 	// a twin pair the listeners are on the VIP, and answers to the VIP
 	// reach only the box that holds it.
 	ProbeFrom netip.Addr
+	// Mark, when set, is called on every request from a phone (not from
+	// a backend) just before it goes to a backend, with the address and
+	// transport ("udp", "tcp", "tls") it came from: a twin's forwarder
+	// marks it with the phone's address (firmware/twin, forward.go).
+	Mark func(req *sip.Request, from netip.AddrPort, transport string)
+	// Refuse, when set, is asked for every request from a phone before it
+	// is passed on: a positive wait refuses it with 503 and a Retry-After
+	// of that many seconds (a twin's forwarder with no active twin to
+	// forward to). Requests from backends are not refused.
+	Refuse func() time.Duration
 	// Server, when set, is the Server header of the dispatcher's own
 	// answers ("twinpbx/<node>": the twin pair's VIP probe reads it).
 	Server string

@@ -82,6 +82,15 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		stampVia(via, from)
 	}
 	isAck := req.IsAck()
+	fromPhone := c != nil || !d.fromBackend(from)
+	if fromPhone && d.cfg.Refuse != nil {
+		if wait := d.cfg.Refuse(); wait > 0 {
+			if !isAck {
+				d.replyRetry(s, req, wait)
+			}
+			return
+		}
+	}
 
 	mf := req.MaxForwards()
 	if mf == nil {
@@ -234,6 +243,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 	// and what shows a dead backend. A request inside a dialog follows its
 	// Route; a late retransmission of one (a BYE repeated after its 200)
 	// may rightly get no answer from a backend that ended the dialog.
+	if fromPhone && backend >= 0 && d.cfg.Mark != nil {
+		tp := "udp"
+		if c != nil {
+			tp = strings.ToLower(s.transport)
+		}
+		d.cfg.Mark(req, from, tp)
+	}
 	req.PrependHeader(d.via(out, wire))
 	// An INVITE that may go on to another backend is kept as it goes out
 	// (the dispatcher's Via and Record-Route are taken off again when it
@@ -419,6 +435,21 @@ func ipPort(host string, port int) (netip.AddrPort, error) {
 // reply answers req from the dispatcher itself.
 func (d *Dispatcher) reply(s *sock, req *sip.Request, code int, reason string) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if d.cfg.Server != "" {
+		res.AppendHeader(sip.NewHeader("Server", d.cfg.Server))
+	}
+	dest, err := viaAddr(res.Via())
+	if err != nil {
+		d.netLog.Warn("dispatcher cannot answer a request", "err", err)
+		return
+	}
+	d.send(s, res, dest)
+}
+
+// replyRetry refuses req with 503 and a Retry-After of wait (Config.Refuse).
+func (d *Dispatcher) replyRetry(s *sock, req *sip.Request, wait time.Duration) {
+	res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(max(1, int(wait.Round(time.Second)/time.Second)))))
 	if d.cfg.Server != "" {
 		res.AppendHeader(sip.NewHeader("Server", d.cfg.Server))
 	}
