@@ -51,6 +51,7 @@ func (a relayAdapter) Restore(st media.SessionState) (b2bua.MediaSession, error)
 // many it restored. Call it when this box takes over, after Reload and
 // before serving: calls restored earlier would be stale by then.
 func (p *PBX) RestoreCalls(ctx context.Context) (int, error) {
+	p.vm.TakeOver()
 	n, err := p.calls.Restore(ctx)
 	if n > 0 {
 		p.log.Info("calls restored after a failover", "count", n)

@@ -58,18 +58,57 @@ var (
 
 // Mailboxes are the mailboxes over a Store. Changes are serialised, so a
 // mailbox's size limit holds. Safe for concurrent use.
+//
+// Each mailbox's counts are kept in memory once read (Summary), and the
+// mailbox's own writes keep them right, so that a diverted call or a
+// NOTIFY reads no records. Writes that do not pass through Mailboxes (the
+// twin's, replicated into the store while this box stood by) are picked
+// up by Forget, called when the box takes over, and by reading the
+// records again once a summary is older than summaryMaxAge.
 type Mailboxes struct {
 	st  Store
 	max func() int
 	// changed is called after a mailbox's counts may have changed.
 	changed func(box string)
+	now     func() time.Time
 	mu      sync.Mutex
+	sums    map[string]cachedSummary // by mailbox; under mu
 }
+
+// cachedSummary is a mailbox's summary and when it was read from the
+// store.
+type cachedSummary struct {
+	Summary
+	read time.Time
+}
+
+// summaryMaxAge bounds how long a mailbox's counts are trusted without
+// reading its records: a safety net for writes that bypass Mailboxes
+// (a split-brain merge), not the way counts normally stay right.
+const summaryMaxAge = 10 * time.Minute
 
 // NewMailboxes returns the mailboxes kept in st, each holding at most
 // max() messages. changed, if set, hears of every change.
 func NewMailboxes(st Store, max func() int, changed func(box string)) *Mailboxes {
-	return &Mailboxes{st: st, max: max, changed: changed}
+	return &Mailboxes{st: st, max: max, changed: changed, now: time.Now, sums: map[string]cachedSummary{}}
+}
+
+// Forget drops the counts kept in memory: the next Summary of each
+// mailbox reads its records. For a box that takes over from its twin,
+// whose writes reached the store by replication.
+func (m *Mailboxes) Forget() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.sums)
+}
+
+// adjust applies a change to a mailbox's kept counts, if it has them;
+// m.mu is held.
+func (m *Mailboxes) adjust(box string, f func(*Summary)) {
+	if c, ok := m.sums[box]; ok {
+		f(&c.Summary)
+		m.sums[box] = c
+	}
 }
 
 func (m *Mailboxes) notify(box string) {
@@ -110,6 +149,7 @@ func (m *Mailboxes) Save(msg Message, audio []byte) (Message, error) {
 		if err := m.st.DeleteVoicemail(msg.Mailbox, oldest.ID); err != nil {
 			return Message{}, fmt.Errorf("making room in mailbox %s: %w", msg.Mailbox, err)
 		}
+		m.adjust(msg.Mailbox, func(s *Summary) { s.Old--; s.Bytes -= oldest.Size })
 		id := oldest.ID
 		msgs = slices.DeleteFunc(msgs, func(x Message) bool { return x.ID == id })
 	}
@@ -125,6 +165,7 @@ func (m *Mailboxes) Save(msg Message, audio []byte) (Message, error) {
 	if err := m.st.PutVoicemail(msg.Mailbox, msg.ID, meta, audio); err != nil {
 		return Message{}, fmt.Errorf("saving a message for %s: %w", msg.Mailbox, err)
 	}
+	m.adjust(msg.Mailbox, func(s *Summary) { s.New++; s.Bytes += msg.Size })
 	m.notify(msg.Mailbox)
 	return msg, nil
 }
@@ -162,12 +203,27 @@ func (m *Mailboxes) list(box string) ([]Message, error) {
 	return out, nil
 }
 
-// Summary counts a mailbox's new and old messages.
+// Summary counts a mailbox's new and old messages and their audio bytes.
+// It reads the mailbox's records only the first time (and after Forget or
+// summaryMaxAge).
 func (m *Mailboxes) Summary(box string) (Summary, error) {
-	msgs, err := m.List(box)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if c, ok := m.sums[box]; ok && now.Sub(c.read) < summaryMaxAge && !now.Before(c.read) {
+		return c.Summary, nil
+	}
+	msgs, err := m.list(box)
 	if err != nil {
 		return Summary{}, err
 	}
+	s := summarize(msgs)
+	m.sums[box] = cachedSummary{Summary: s, read: now}
+	return s, nil
+}
+
+// summarize counts msgs.
+func summarize(msgs []Message) Summary {
 	var s Summary
 	for _, x := range msgs {
 		if x.New {
@@ -175,8 +231,9 @@ func (m *Mailboxes) Summary(box string) (Summary, error) {
 		} else {
 			s.Old++
 		}
+		s.Bytes += x.Size
 	}
-	return s, nil
+	return s
 }
 
 // Audio returns a message's audio after checking its checksum.
@@ -218,6 +275,7 @@ func (m *Mailboxes) MarkOld(msg Message) error {
 	if err := m.st.PutVoicemail(msg.Mailbox, msg.ID, meta, nil); err != nil {
 		return fmt.Errorf("marking message %s listened: %w", msg.ID, err)
 	}
+	m.adjust(msg.Mailbox, func(s *Summary) { s.New--; s.Old++ })
 	m.notify(msg.Mailbox)
 	return nil
 }
@@ -226,8 +284,26 @@ func (m *Mailboxes) MarkOld(msg Message) error {
 func (m *Mailboxes) Delete(msg Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The stored record, not msg, says whether it counted as new: the
+	// caller's copy may predate a MarkOld.
+	msgs, err := m.list(msg.Mailbox)
+	if err != nil {
+		return fmt.Errorf("deleting message %s: %w", msg.ID, err)
+	}
+	i := slices.IndexFunc(msgs, func(x Message) bool { return x.ID == msg.ID })
 	if err := m.st.DeleteVoicemail(msg.Mailbox, msg.ID); err != nil {
 		return fmt.Errorf("deleting message %s: %w", msg.ID, err)
+	}
+	if i >= 0 {
+		gone := msgs[i]
+		m.adjust(msg.Mailbox, func(s *Summary) {
+			if gone.New {
+				s.New--
+			} else {
+				s.Old--
+			}
+			s.Bytes -= gone.Size
+		})
 	}
 	m.notify(msg.Mailbox)
 	return nil

@@ -9,6 +9,8 @@ import (
 // carries it.
 type Summary struct {
 	New, Old int
+	// Bytes is the audio the messages hold (not in the body).
+	Bytes int
 	// Account is the mailbox's URI (Message-Account), optional.
 	Account string
 }

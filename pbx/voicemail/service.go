@@ -290,6 +290,16 @@ func (s *Service) Abandon() {
 	for _, x := range ss {
 		x.cancel(errAbandoned)
 	}
+	// From now on the twin writes the mailboxes; this box sees its
+	// writes by replication only.
+	s.boxes.Forget()
+}
+
+// TakeOver readies the mailboxes of a box that takes over from its twin:
+// counts kept in memory are read again from the store, which holds the
+// twin's writes.
+func (s *Service) TakeOver() {
+	s.boxes.Forget()
 }
 
 // abandoned reports whether the box handed the session over.
