@@ -48,9 +48,12 @@ func joinMedia(id string, m1 MediaSession, l1 Leg, m2 MediaSession, l2 Leg) (Med
 // transferor, and the two parties left are joined in one call without a
 // new INVITE: the relay connects the ports they already send to. A party
 // that was put on hold (or whose codec the other does not take) gets one
-// re-INVITE, offering the other's media, so that it talks again. The
-// REFER has been answered 202; the outcome goes to the transferor by
-// NOTIFY.
+// re-INVITE, offering the other's media, so that it talks again. In an
+// SRTP call each party holds the transferor's keys, so both get a
+// re-INVITE carrying the other's (rekey); parties whose protection
+// differs (plain, SDES, DTLS) cannot be joined and the transfer fails
+// with 488. The REFER has been answered 202; the outcome goes to the
+// transferor by NOTIFY.
 func (b *B2BUA) attendedTransfer(c *call, side Leg, rep replaces, log *slog.Logger) {
 	code, reason, j := b.join(c, side, rep, log)
 	if code != 200 {
@@ -87,7 +90,13 @@ func (b *B2BUA) attendedTransfer(c *call, side Leg, rep replaces, log *slog.Logg
 		}
 	}
 	b.sendAll(byes)
-	b.resume(c, j, log)
+	if sdp.SecurityOf(j.heldBy[LegA]) != sdp.Plain {
+		// Each party holds the transferor's keys: both are given the
+		// other's, which also takes them off hold.
+		b.rekey(c, [2][]string{sdp.Keys(j.heldBy[LegA]), sdp.Keys(j.heldBy[LegB])}, log)
+	} else {
+		b.resume(c, j, log)
+	}
 	c.mu.Lock()
 	c.busyOffer = false
 	c.mu.Unlock()
@@ -138,15 +147,18 @@ func (b *B2BUA) join(x *call, sx Leg, rep replaces, log *slog.Logger) (int, stri
 	case y.st.State != StateAnswered || y.busyOffer || y.transfer != nil:
 		unlock()
 		return 491, "Request Pending", joined{}
-	case y.srtpLocked():
-		// The REFER's own call was checked before the 202 (srtp.go);
-		// the call it replaces must not be SRTP either.
-		unlock()
-		log.Info("attended transfer refused: the replaced call uses SRTP", "replaced", y.st.ID)
-		return 488, "Not Acceptable Here", joined{}
 	}
 	ax, ay := x.legs[sx], y.legs[sy]
 	px, py := x.legs[other(sx)], y.legs[other(sy)]
+	if px != nil && py != nil {
+		if err := joinable(px.SDP, py.SDP); err != nil {
+			// The relay passes media untouched: it cannot turn one
+			// party's SRTP into the other's plain RTP.
+			unlock()
+			log.Info("attended transfer refused", "replaced", y.st.ID, "err", err)
+			return 488, "Not Acceptable Here", joined{}
+		}
+	}
 	if ax.Number != ay.Number || ax.Trunk != "" || ay.Trunk != "" {
 		unlock()
 		log.Info("Replaces names a call of another party", "replaced", ay.Number)
@@ -231,16 +243,17 @@ func (b *B2BUA) resume(c *call, j joined, log *slog.Logger) {
 	}
 }
 
-// reinvite offers leg to the media of the other leg, sending both ways.
-func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) {
+// reinvite offers leg to the media of the other leg, sending both ways,
+// and reports whether the leg's answer was taken.
+func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) bool {
 	c.mu.Lock()
 	m := c.media
 	from := append([]byte(nil), c.legs[other(to)].SDP...)
 	c.mu.Unlock()
 	offer, err := m.Rewrite(other(to), sendRecv(from))
 	if err != nil {
-		log.Info("joined call: no offer to take a party off hold", "err", err)
-		return
+		log.Info("joined call: no offer of the other party's media", "leg", to, "err", err)
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
@@ -250,16 +263,17 @@ func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) {
 		if res != nil {
 			code = res.StatusCode
 		}
-		log.Info("joined call: re-INVITE to take a party off hold failed", "leg", to, "code", code, "err", err)
-		return
+		log.Info("joined call: re-INVITE offering the other party's media failed", "leg", to, "code", code, "err", err)
+		return false
 	}
 	if _, err := m.Rewrite(to, res.Body()); err != nil {
 		log.Info("joined call: the answer to the re-INVITE is unusable", "leg", to, "err", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	c.legs[to].SDP = res.Body()
 	c.mu.Unlock()
+	return true
 }
 
 // onHold reports whether the first audio stream of body does not send

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
+	"github.com/twinpbx/twinpbx/pbx/sdp"
 )
 
 // transfer is a transfer in progress (RFC 3515): blind, or attended
@@ -55,7 +56,11 @@ func sipfrag(code int, reason string) []byte {
 // outside number that goes out over the trunks of its route as the
 // transferor's own call would, and the transferor is released. Progress
 // is reported by NOTIFY in the REFER's dialog: 100 Trying, 180 Ringing
-// when the target rings, then the outcome.
+// when the target rings, then the outcome. An SRTP call is transferred
+// too: the target is offered the transferee's keys and, once it answers,
+// the transferee gets a re-INVITE with the target's (rekey); a target
+// that answers with another protection (plain RTP for SRTP, SDES for
+// DTLS) is hung up and the transferor hears 488.
 func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to == nil || !to.Params.Has("tag") {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist", b.log)
@@ -86,12 +91,6 @@ func (b *B2BUA) serveRefer(req *sip.Request, tx sip.ServerTransaction) {
 	if c.ended || c.st.State != StateAnswered || c.busyOffer || c.transfer != nil {
 		c.mu.Unlock()
 		respond(tx, req, 491, "Request Pending", b.log)
-		return
-	}
-	if c.srtpLocked() {
-		c.mu.Unlock()
-		b.log.Info("REFER refused: the call uses SRTP", "call", c.st.ID)
-		respond(tx, req, 488, "Not Acceptable Here", b.log)
 		return
 	}
 	c.transfer = &transfer{from: side}
@@ -314,10 +313,15 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 		release()
 		return transferOutcome{code: code, reason: reason, trunk: r.trunk}
 	}
+	if err := joinable(transferee.SDP, r.answer.Body()); err != nil {
+		log.Info("transfer target's SDP refused", "err", err)
+		return fail(488, "Not Acceptable Here")
+	}
 	if _, err := m.Rewrite(side, r.answer.Body()); err != nil {
 		log.Info("transfer target's SDP refused", "err", err)
 		return fail(488, "Not Acceptable Here")
 	}
+	secure := sdp.SecurityOf(transferee.SDP) != sdp.Plain
 	c.mu.Lock()
 	gone := c.transfer == nil || c.transfer.gone
 	ended := c.ended
@@ -356,6 +360,8 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 	c.st.State = StateAnswered
 	c.transfer = nil
 	c.ringCancel = nil
+	// An SRTP call's keys are exchanged below: no offer may cross it.
+	c.busyOffer = secure
 	c.mu.Unlock()
 
 	b.mu.Lock()
@@ -377,6 +383,16 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 		// Only after its BYE: a provider that challenges it is answered
 		// with the trunk's credentials.
 		b.trunkLegs.Delete(old.Dialog.CallID)
+	}
+	if secure {
+		// The target was offered the transferee's keys; the transferee
+		// still holds the transferor's and gets the target's now.
+		var given [2][]string
+		given[side], given[other(side)] = sdp.Keys(transferee.SDP), sdp.Keys(old.SDP)
+		b.rekey(c, given, log)
+		c.mu.Lock()
+		c.busyOffer = false
+		c.mu.Unlock()
 	}
 	log.Info("call transferred", "trunk", newLeg.Trunk)
 	return transferOutcome{code: 200, reason: "OK", trunk: newLeg.Trunk}

@@ -1,18 +1,63 @@
 package b2bua
 
-import "github.com/twinpbx/twinpbx/pbx/sdp"
+import (
+	"fmt"
+	"log/slog"
+	"slices"
 
-// srtpLocked reports whether either leg of the call negotiated SRTP
-// (RTP/SAVP with SDES keys, passed end to end). The caller holds c.mu.
-//
-// Transfers of such calls are refused: the parties' keys were exchanged
-// with the transferor, and joining them to a third party would need a new
-// offer and answer on both sides, which the transfers do not make.
-func (c *call) srtpLocked() bool {
-	for _, l := range c.legs {
-		if l != nil && sdp.HasSRTP(l.SDP) {
+	"github.com/twinpbx/twinpbx/pbx/sdp"
+)
+
+// joinable checks that two parties can be put in one call through the
+// relay, which forwards media untouched: both must protect it the same
+// way (plain RTP, SDES-SRTP or DTLS-SRTP, by their last SDPs). The error
+// says which kinds met; the request that asked for the join gets 488.
+func joinable(x, y []byte) error {
+	if sx, sy := sdp.SecurityOf(x), sdp.SecurityOf(y); sx != sy {
+		return fmt.Errorf("%v cannot be joined with %v", sx, sy)
+	}
+	return nil
+}
+
+// maxRekeys bounds the re-INVITEs rekey sends: two in the usual case
+// (each party given the other's keys once), one more for a party that
+// changed its keys when it answered.
+const maxRekeys = 4
+
+// rekey gives each party of an SRTP call, freshly joined by a transfer,
+// the keys of its new peer. The keys travel in the SDP (SDES, RFC 4568:
+// each party's a=crypto is the key it sends with; for DTLS-SRTP the
+// fingerprint and setup role the handshake needs), so a party that was
+// keyed with the transferor's SDP gets a re-INVITE offering the other
+// party's last SDP through the relay. Its answer may carry new keys of
+// its own; then the other party is offered those, and so on, at most
+// maxRekeys times. given[l] are the keys party l was last given (see
+// sdp.Keys). Plain calls are left alone. It reports whether both parties
+// ended up with each other's keys.
+func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
+	for range maxRekeys {
+		c.mu.Lock()
+		to, keys := Leg(-1), []string(nil)
+		for _, l := range []Leg{LegA, LegB} {
+			peer := c.legs[other(l)]
+			if peer == nil || c.legs[l] == nil {
+				c.mu.Unlock()
+				return false
+			}
+			if k := sdp.Keys(peer.SDP); !slices.Equal(k, given[l]) {
+				to, keys = l, k
+				break
+			}
+		}
+		c.mu.Unlock()
+		if to < 0 {
 			return true
 		}
+		if !b.reinvite(c, to, log) {
+			return false
+		}
+		given[to] = keys
 	}
+	log.Warn("transferred SRTP call: the parties kept changing keys; media may not decrypt")
 	return false
 }
