@@ -24,6 +24,10 @@ type Voicemail struct {
 	MaxLength Duration `yaml:"max_length,omitempty"`
 	// MaxMessages bounds a mailbox. Default 30.
 	MaxMessages int `yaml:"max_messages,omitempty"`
+	// UnsolicitedMWI sends a message-summary NOTIFY to the registered
+	// phones of a mailbox that did not subscribe, when its count changes
+	// and when they register while messages wait. Absent: true.
+	UnsolicitedMWI *bool `yaml:"unsolicited_mwi,omitempty"`
 }
 
 // Defaults and bounds of the voicemail section.
@@ -69,6 +73,12 @@ func (v *Voicemail) MaxLengthTime() time.Duration {
 		return DefaultVoicemailMaxLength
 	}
 	return v.MaxLength.D()
+}
+
+// Unsolicited reports whether phones that did not subscribe are told of
+// waiting messages.
+func (v *Voicemail) Unsolicited() bool {
+	return v != nil && (v.UnsolicitedMWI == nil || *v.UnsolicitedMWI)
 }
 
 // Messages is the mailbox size in effect.

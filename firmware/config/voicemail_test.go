@@ -17,10 +17,12 @@ func TestVoicemailValidate(t *testing.T) {
 		number  string
 		after   time.Duration
 		pin     string // of extension 201
+		quiet   bool   // unsolicited MWI off
 	}{
 		{name: "absent: none", number: "*98", after: DefaultVoicemailAfter},
 		{name: "empty: defaults", section: "voicemail: {}\n", boxes: [2]bool{true, false}, number: "*98", after: DefaultVoicemailAfter},
 		{name: "opt in only", section: "voicemail: {all: false, number: \"*97\", after: 10s}\n", number: "*97", after: 10 * time.Second},
+		{name: "no unsolicited MWI", section: "voicemail: {unsolicited_mwi: false}\n", boxes: [2]bool{true, false}, number: "*98", after: DefaultVoicemailAfter, quiet: true},
 		{name: "after not below ring", section: "voicemail: {after: 30s}\n", want: "voicemail.after"},
 		{name: "after too short", section: "voicemail: {after: 100ms}\n", want: "voicemail.after"},
 		{name: "number letters", section: "voicemail: {number: \"vm\"}\n", want: "voicemail.number"},
@@ -53,6 +55,9 @@ func TestVoicemailValidate(t *testing.T) {
 			}
 			if got := c.Voicemail.AfterTime(); got != tc.after {
 				t.Errorf("after %v, want %v", got, tc.after)
+			}
+			if got, want := c.Voicemail.Unsolicited(), c.Voicemail != nil && !tc.quiet; got != want {
+				t.Errorf("unsolicited MWI %v, want %v", got, want)
 			}
 		})
 	}
