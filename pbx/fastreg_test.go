@@ -93,7 +93,7 @@ func TestRegisterConnAnswersRegisterItself(t *testing.T) {
 		got = append(got, req)
 		mu.Unlock()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
-	}, nil))
+	}, nil, nil))
 	fp.send(t, register("one"))
 	res := fp.answer(t, 10*time.Second)
 	if !strings.HasPrefix(res, "SIP/2.0 200 OK\r\n") {
@@ -187,7 +187,7 @@ func TestRegisterConnGuarded(t *testing.T) {
 	var serving atomic.Bool
 	fp := newFastPair(t, guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
-	}, serving.Load))
+	}, serving.Load, nil))
 	fp.send(t, register("g1"))
 	if a := fp.answer(t, 300*time.Millisecond); a != "" {
 		t.Fatalf("a box that does not serve answered %q", a)

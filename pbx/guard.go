@@ -13,10 +13,11 @@ type guardedRouter struct {
 	srv     *sipgo.Server
 	serving func() bool
 	workers *workers
+	fwd     *forwarded
 }
 
 func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandler) {
-	inner := guard(h, g.serving)
+	inner := guard(h, g.serving, g.fwd)
 	if g.workers == nil {
 		g.srv.OnRequest(method, inner)
 		return
@@ -27,8 +28,9 @@ func (g guardedRouter) OnRequest(method sip.RequestMethod, h sipgo.RequestHandle
 }
 
 // guard wraps h; serving, when not nil, is checked first: while it is
-// false the request is dropped without an answer.
-func guard(h sipgo.RequestHandler, serving func() bool) sipgo.RequestHandler {
+// false the request is dropped without an answer. With fwd, a request
+// whose forwarding mark does not verify is refused with 403.
+func guard(h sipgo.RequestHandler, serving func() bool, fwd *forwarded) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if serving != nil && !serving() {
 			end(tx) // nothing answers: keep no transaction for Timer J
@@ -38,6 +40,10 @@ func guard(h sipgo.RequestHandler, serving func() bool) sipgo.RequestHandler {
 			if req.Method != sip.ACK { // an ACK is never answered
 				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, reason, nil))
 			}
+			end(tx)
+			return
+		}
+		if fwd.refuse(req, tx) {
 			end(tx)
 			return
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/registrar"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
+	"github.com/twinpbx/twinpbx/pbx/sipmark"
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 	"github.com/twinpbx/twinpbx/pbx/voicemail"
@@ -61,6 +62,12 @@ type Options struct {
 	// Site forwards calls to and from the other boxes of a site cluster
 	// (b2bua.Site); nil: no site.
 	Site b2bua.Site
+	// Forwarded, when set, checks the mark of requests a twin's forwarder
+	// passed on from a box's own address (firmware/twin): a valid mark's
+	// claim is the phone's own address, which the registrar records; a
+	// request whose mark does not verify is refused with 403. Nil: marks
+	// are not looked at.
+	Forwarded *sipmark.Marker
 }
 
 // Listener is one SIP socket the PBX serves.
@@ -192,7 +199,13 @@ func New(o Options) (*PBX, error) {
 		return nil, fmt.Errorf("pbx: creating the SIP client: %w", err)
 	}
 
+	fwd := newForwarded(o.Forwarded, o.Logger.With("component", "forwarded"))
+	var origin func(*sip.Request) string
+	if fwd != nil {
+		origin = fwd.origin
+	}
 	p.auth, err = auth.New(auth.Options{
+		Origin:        origin,
 		Realm:         cfg.SIP.Realm,
 		Key:           o.AuthKey,
 		NonceLifetime: cfg.SIP.NonceLifetime.D(),
@@ -210,6 +223,7 @@ func New(o Options) (*PBX, error) {
 		MinExpires:     cfg.SIP.MinExpires.D(),
 		MaxExpires:     cfg.SIP.MaxExpires.D(),
 		DefaultExpires: cfg.SIP.DefaultExpires.D(),
+		Origin:         origin,
 		Logger:         o.Logger.With("component", "registrar"),
 	})
 	if err != nil {
@@ -270,9 +284,9 @@ func New(o Options) (*PBX, error) {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
 	}
 	p.workers = newWorkers(64)
-	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: p.workers}
+	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: p.workers, fwd: fwd}
 	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
-	p.fastRegister = guard(p.reg.ServeRegister, o.Serving)
+	p.fastRegister = guard(p.reg.ServeRegister, o.Serving, fwd)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	r.OnRequest(sip.SUBSCRIBE, p.vm.ServeSubscribe)
 	p.calls.Register(p.vm.Wrap(r))

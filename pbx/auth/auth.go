@@ -50,6 +50,11 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Origin, when set, returns where a request really came from
+	// ("transport:host:port"): a phone's own address when the twin's
+	// forwarder passed its request on (pbx.Options.Forwarded). Nil: the
+	// request's source. The failure brake counts per origin host.
+	Origin func(*sip.Request) string
 
 	// MaxFailures failed answers (wrong password or unknown user) from one
 	// source IP address within FailureWindow get that address refused with
@@ -78,6 +83,7 @@ type Digest struct {
 	log      *slog.Logger
 	warn     *slog.Logger // rate-limited, for failures a scanner can provoke
 	now      func() time.Time
+	origin   func(*sip.Request) string
 	nonces   nonces
 	nc       *ncTable
 	brake    *brake
@@ -157,6 +163,7 @@ func New(o Options) (*Digest, error) {
 		realm:    o.Realm,
 		lifetime: o.NonceLifetime,
 		secrets:  o.Secrets,
+		origin:   o.Origin,
 		log:      o.Logger,
 		warn: slog.New(siplog.New(o.Logger.Handler(), siplog.Options{
 			Burst: 10, Interval: time.Minute, Now: o.Now,
@@ -200,7 +207,7 @@ const (
 // The caller ends the transaction (Authenticate only responds).
 func (d *Digest) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool) {
 	now := d.now()
-	src := sourceHost(req)
+	src := d.sourceHost(req)
 	if d.brake.blocked(src, now) {
 		d.respond(req, tx, sip.StatusForbidden, "Forbidden (too many failed authentications)", proxy, "", false)
 		return "", false
@@ -343,10 +350,19 @@ func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 	}
 }
 
-func sourceHost(req *sip.Request) string {
-	host, _, err := net.SplitHostPort(req.Source())
+// sourceHost is the host a request came from: its origin's when an
+// Origin is set.
+func (d *Digest) sourceHost(req *sip.Request) string {
+	src := req.Source()
+	if d.origin != nil {
+		src = d.origin(req)
+		if _, hp, ok := strings.Cut(src, ":"); ok {
+			src = hp
+		}
+	}
+	host, _, err := net.SplitHostPort(src)
 	if err != nil {
-		return req.Source()
+		return src
 	}
 	return host
 }

@@ -50,6 +50,11 @@ type Options struct {
 	Logger                                 *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Origin, when set, returns where a REGISTER really came from, as a
+	// binding's Source ("udp:host:port"): the phone's own address when
+	// the twin's forwarder passed it on (pbx.Options.Forwarded). Nil:
+	// the request's transport and source.
+	Origin func(*sip.Request) string
 }
 
 // DefaultMaxContacts bounds the devices of an extension whose config says 0.
@@ -63,6 +68,7 @@ type Registrar struct {
 	min, max, defaultExp time.Duration
 	log                  *slog.Logger
 	now                  func() time.Time
+	origin               func(*sip.Request) string
 	stripes              [64]sync.Mutex // per-AOR serialisation of check-then-write
 }
 
@@ -92,7 +98,7 @@ func New(o Options) (*Registrar, error) {
 	return &Registrar{
 		loc: o.Location, auth: o.Auth, dir: o.Directory,
 		min: o.MinExpires, max: o.MaxExpires, defaultExp: o.DefaultExpires,
-		log: o.Logger, now: o.Now,
+		log: o.Logger, now: o.Now, origin: o.Origin,
 	}, nil
 }
 
@@ -329,6 +335,9 @@ func (r *Registrar) apply(j *journal, req *sip.Request, aor, callID string, cseq
 		return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 	}
 	source := strings.ToLower(req.Transport()) + ":" + req.Source()
+	if r.origin != nil {
+		source = r.origin(req)
+	}
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {
 		ua = h.Value()
