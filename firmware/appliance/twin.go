@@ -255,7 +255,11 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	if err != nil {
 		return err
 	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: pb.node.Serving})
+	marks, err := twin.NewMarker(box)
+	if err != nil {
+		return configErr(err)
+	}
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: pb.node.Serving, Forwarded: marks})
 	if err != nil {
 		return err
 	}
@@ -276,6 +280,19 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 			// its line down (and its PBX, not serving, answers nothing).
 			a.isdn.start(ctx, wg, log, o.Board, cfg, ls)
 			a.isdn.watchPSTN(log, cfg.PSTN, pb.node)
+			// This box's own address takes requests too and passes them
+			// to whichever box is active (docs/CLUSTER.md, "Both boxes
+			// take requests"). The PBX on the VIP works without it, so a
+			// forwarder that cannot listen is an error in the log only.
+			wg.Go(func() {
+				if err := pb.node.RunForwarder(ctx, cfg.SIP.Listen, marks, func(addrs []string) {
+					for _, a := range addrs {
+						fmt.Fprintf(o.Out, "SIP listening on %s (this box's own address, passed on to the active box)\n", a)
+					}
+				}); err != nil {
+					log.Error("this box's own address takes no SIP", "err", err)
+				}
+			})
 			ready()
 		})
 	})
