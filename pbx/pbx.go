@@ -31,6 +31,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
 	"github.com/twinpbx/twinpbx/pbx/sipmark"
+	"github.com/twinpbx/twinpbx/pbx/rawudp"
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 	"github.com/twinpbx/twinpbx/pbx/voicemail"
@@ -285,8 +286,8 @@ func New(o Options) (*PBX, error) {
 	}
 	p.workers = newWorkers(64)
 	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: p.workers, fwd: fwd}
-	r.OnRequest(sip.REGISTER, p.reg.ServeRegister)
-	p.fastRegister = guard(p.reg.ServeRegister, o.Serving, fwd)
+	r.OnRequest(sip.REGISTER, p.serveRegister)
+	p.fastRegister = guard(p.serveRegister, o.Serving, fwd)
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	r.OnRequest(sip.SUBSCRIBE, p.vm.ServeSubscribe)
 	p.calls.Register(p.vm.Wrap(r))
@@ -431,7 +432,13 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			sockbuf.Set(conn, sockbuf.SIP)
 			closers = append(closers, conn.Close)
 			bound = append(bound, Listener{"udp", conn.LocalAddr().String()})
-			rc := &recordingConn{PacketConn: conn}
+			var pc net.PacketConn = conn
+			if raw, err := rawudp.New(conn); err == nil {
+				pc = raw
+			} else {
+				p.log.Warn("UDP socket without raw access: plain reads and writes", "addr", l.addr, "err", err)
+			}
+			rc := &recordingConn{PacketConn: pc}
 			p.bad.add(rc)
 			fc := newRegisterConn(rc, p.fastRegister, p.workers)
 			go func() { errc <- p.srv.ServeUDP(fc) }()

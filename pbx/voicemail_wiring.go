@@ -29,6 +29,7 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 		Prepare:   func(req *sip.Request) { p.calls.Prepare(req) },
 		Config:    func() *config.Voicemail { return p.cfg.Load().Voicemail },
 		MediaAddr: mediaAddr,
+		Contacts:  p.loc.Lookup,
 		// The mailbox's RTP port comes from sip.rtp_ports, as the relay's.
 		RTPPort: func() (voicemail.PortLease, error) {
 			l, err := p.relay.Lease()
@@ -43,4 +44,12 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 		return nil, fmt.Errorf("pbx: voicemail: %w", err)
 	}
 	return vm, nil
+}
+
+// serveRegister is the registrar's handler followed by the mailbox's
+// unsolicited message-summary NOTIFY to a phone that registered while
+// messages wait.
+func (p *PBX) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
+	p.reg.ServeRegister(req, tx)
+	p.vm.Registered(req)
 }

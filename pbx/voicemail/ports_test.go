@@ -111,6 +111,8 @@ func TestRTPPortFromRange(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%d sessions after a refused call", n)
 		}
+		waitfor.Cond(t, 20*time.Second, "the refused diversion released", func() bool { return released.Load() > 0 })
+		s.Close(t.Context())
 		if n := released.Load(); n != 1 {
 			t.Errorf("the refused diversion was released %d times, want once", n)
 		}

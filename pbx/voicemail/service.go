@@ -29,6 +29,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
 )
 
 // CDRVoicemail is the disposition of the CDR of a call the mailbox
@@ -82,6 +83,9 @@ type Options struct {
 	// (the media relay's Lease); it is released when the call ends. Nil:
 	// an ephemeral port on MediaAddr (tests).
 	RTPPort func() (PortLease, error)
+	// Contacts returns the registered contacts of an extension (the
+	// location service's Lookup), for unsolicited MWI; nil: none is sent.
+	Contacts func(ext string) []location.Binding
 	// Idle ends a call from which no RTP came for this long (default 30 s).
 	Idle   time.Duration
 	Logger *slog.Logger
@@ -116,8 +120,11 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by Call-ID
 	subs     map[string]*subscription
+	told     map[string]told // unsolicited MWI, by mailbox NUL contact
 	closed   bool
 	wg       sync.WaitGroup
+	// sending orders the unsolicited NOTIFYs of a contact.
+	sending [64]sync.Mutex
 }
 
 // New checks the options and returns the service.
@@ -154,7 +161,7 @@ func New(o Options) (*Service, error) {
 	if o.CDR == nil {
 		o.CDR = func(cdr.Record) error { return nil }
 	}
-	s := &Service{o: o, log: o.Logger, sessions: map[string]*session{}, subs: map[string]*subscription{}}
+	s := &Service{o: o, log: o.Logger, sessions: map[string]*session{}, subs: map[string]*subscription{}, told: map[string]told{}}
 	s.boxes = NewMailboxes(o.Store, func() int { return o.Config().Messages() }, s.changed)
 	return s, nil
 }
@@ -286,6 +293,7 @@ func (s *Service) Abandon() {
 		ss = append(ss, x)
 	}
 	clear(s.subs)
+	clear(s.told)
 	s.mu.Unlock()
 	for _, x := range ss {
 		x.cancel(errAbandoned)

@@ -151,6 +151,7 @@ func (s *Service) changed(box string) {
 			s.notify(sub, false)
 		}()
 	}
+	s.unsolicitedChanged(box)
 }
 
 // notify sends one NOTIFY with the mailbox's state.

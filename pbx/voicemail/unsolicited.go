@@ -1,0 +1,254 @@
+package voicemail
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+// Unsolicited MWI: many desk phones light their message lamp from a
+// message-summary NOTIFY without ever subscribing. Each registered
+// contact of a mailbox's extension that holds no subscription is sent
+// one, out of any dialog, when the mailbox's counts change and when it
+// registers while messages wait (voicemail.unsolicited_mwi).
+
+// told is what a contact was last told, so that a registration refresh
+// does not repeat it.
+type told struct {
+	callID   string // of the REGISTER that made the binding
+	new, old int
+}
+
+func toldKey(box, contact string) string { return box + "\x00" + contact }
+
+// Registered is called after a REGISTER was handled: each binding the
+// request made or refreshed for an extension with a mailbox gets a NOTIFY
+// when messages wait and the contact was not told so since it
+// registered (a new registration, a restart of the phone with a new
+// Call-ID, or counts it has not heard), unless it subscribed.
+func (s *Service) Registered(req *sip.Request) {
+	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
+		return
+	}
+	to, cid, cseq := req.To(), req.CallID(), req.CSeq()
+	if to == nil || cid == nil || cseq == nil {
+		return
+	}
+	box := to.Address.User
+	e, known := s.o.Directory.Extension(box)
+	if !known || !s.o.Config().Mailbox(e) {
+		return
+	}
+	var made []location.Binding
+	bs := s.o.Contacts(box)
+	s.pruneTold(box, bs)
+	for _, b := range bs {
+		if b.CallID == cid.Value() && b.CSeq == cseq.SeqNo && b.Holder == "" {
+			made = append(made, b)
+		}
+	}
+	if len(made) == 0 {
+		return // an unregistration, or refused
+	}
+	sum, err := s.boxes.Summary(box)
+	if err != nil {
+		s.log.Error("reading a mailbox for an unsolicited NOTIFY", "mailbox", box, "err", err)
+		return
+	}
+	for _, b := range made {
+		s.mu.Lock()
+		last, ok := s.told[toldKey(box, b.Contact)]
+		s.mu.Unlock()
+		lit := ok && last.new > 0
+		if sum.New == 0 && !lit {
+			continue // nothing waits and the lamp is off
+		}
+		if ok && last.callID == b.CallID && last.new == sum.New && last.old == sum.Old {
+			continue // a refresh: already told
+		}
+		s.sendUnsolicited(box, b)
+	}
+}
+
+// unsolicitedChanged tells the contacts of box that hold no subscription
+// its new counts.
+func (s *Service) unsolicitedChanged(box string) {
+	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
+		return
+	}
+	for _, b := range s.o.Contacts(box) {
+		if b.Holder == "" {
+			s.sendUnsolicited(box, b)
+		}
+	}
+}
+
+// subscribedLocked reports whether the contact of binding b holds a
+// message-summary subscription to box: its SUBSCRIBE came from the
+// binding's source or named the binding's contact. s.mu is held.
+func (s *Service) subscribedLocked(box string, b location.Binding) bool {
+	tp, peer, err := parseSource(b.Source)
+	for _, sub := range s.subs {
+		if sub.box != box {
+			continue
+		}
+		if err == nil && sub.d.peer == peer && strings.EqualFold(sub.d.transport, tp) {
+			return true
+		}
+		if sub.d.remoteTarget.String() == b.Contact {
+			return true
+		}
+	}
+	return false
+}
+
+// sendUnsolicited sends the NOTIFY to b in the background, unless it
+// subscribed or the service is stopping.
+func (s *Service) sendUnsolicited(box string, b location.Binding) {
+	s.mu.Lock()
+	if s.closed || s.subscribedLocked(box, b) {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		if err := s.notifyUnsolicited(box, b); err != nil {
+			s.log.Info("unsolicited NOTIFY of message-summary", "mailbox", box, "contact", b.Contact, "err", err)
+		}
+	}()
+}
+
+// notifyUnsolicited sends one out-of-dialog NOTIFY with the mailbox's
+// counts to b and records what b was told.
+func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
+	tp, peer, err := parseSource(b.Source)
+	if err != nil {
+		return err
+	}
+	var target sip.Uri
+	if err := sip.ParseUri(b.Contact, &target); err != nil {
+		return fmt.Errorf("reading the contact %q: %w", b.Contact, err)
+	}
+	// One NOTIFY per contact at a time, each reading the counts after
+	// the one before was answered: the last one sent is the newest.
+	lock := s.sendLock(toldKey(box, b.Contact))
+	lock.Lock()
+	defer lock.Unlock()
+	sum, err := s.boxes.Summary(box)
+	if err != nil {
+		return fmt.Errorf("reading the mailbox: %w", err)
+	}
+	// Recorded before it is sent, so that a registration refresh
+	// meanwhile does not send it again; forgotten if no answer comes.
+	key, now := toldKey(box, b.Contact), told{callID: b.CallID, new: sum.New, old: sum.Old}
+	s.mu.Lock()
+	s.told[key] = now
+	s.mu.Unlock()
+	sent := false
+	defer func() {
+		if !sent {
+			s.mu.Lock()
+			if s.told[key] == now {
+				delete(s.told, key)
+			}
+			s.mu.Unlock()
+		}
+	}()
+	us := s.o.Contact(strings.ToLower(tp))
+	sum.Account = (&sip.Uri{Scheme: "sip", User: s.o.Config().DialNumber(), Host: us.Host}).String()
+	req := sip.NewRequest(sip.NOTIFY, target)
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp, Host: us.Host, Port: us.Port, Params: sip.NewParams()}
+	via.Params.Add("branch", sip.GenerateBranch())
+	via.Params.Add("rport", "")
+	req.AppendHeader(via)
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.o.Config().DialNumber(), Host: us.Host}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: box, Host: us.Host}, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(sip.GenerateTagN(24))
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.NOTIFY})
+	req.AppendHeader(&sip.ContactHeader{Address: us})
+	req.AppendHeader(sip.NewHeader("Event", "message-summary"))
+	req.AppendHeader(sip.NewHeader("Subscription-State", "active"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/simple-message-summary"))
+	req.SetBody(sum.Body())
+	req.SetTransport(tp)
+	req.SetDestination(peer)
+	s.o.Prepare(req)
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	res, err := s.o.Client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+	if err != nil {
+		return err
+	}
+	// An answer, even a refusal (a phone that takes no unsolicited
+	// NOTIFY answers 481 or 489), counts as told: it is asked again
+	// only when the counts change or it registers anew.
+	sent = true
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("answered %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// sendLock is the lock that orders the unsolicited NOTIFYs of one
+// contact (striped: contacts may share one).
+func (s *Service) sendLock(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &s.sending[h.Sum32()%uint32(len(s.sending))]
+}
+
+// pruneTold forgets what contacts of box that are no longer registered
+// were told.
+func (s *Service) pruneTold(box string, bs []location.Binding) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.told {
+		b, contact, _ := strings.Cut(k, "\x00")
+		if b == box && !slices.ContainsFunc(bs, func(x location.Binding) bool { return x.Contact == contact }) {
+			delete(s.told, k)
+		}
+	}
+}
+
+// parseSource splits a binding's source "transport:ip:port" into the
+// transport (upper case) and "ip:port".
+func parseSource(src string) (transport, hostport string, err error) {
+	tp, hp, ok := strings.Cut(src, ":")
+	if !ok {
+		return "", "", fmt.Errorf("binding source %q: want transport:ip:port", src)
+	}
+	tp = strings.ToUpper(tp)
+	switch tp {
+	case "UDP", "TCP", "TLS":
+	default:
+		return "", "", fmt.Errorf("binding source %q: unsupported transport", src)
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", "", fmt.Errorf("binding source %q: %w", src, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return "", "", fmt.Errorf("binding source %q: bad port", src)
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("binding source %q: no host", src)
+	}
+	return tp, hp, nil
+}
