@@ -42,6 +42,12 @@ type dataOps struct {
 	alarm func(text string) error
 	// persist appends init's log lines to the mounted data folder's log.
 	persist func(lines []byte) error
+	// growPart grows the data partition to the end of its disk
+	// (growPart in grow_linux.go); super reads its ext4 superblock;
+	// resize grows the mounted file system to a block count.
+	growPart func(dev string) (before, after int64, err error)
+	super    func(dev string) (extSuper, error)
+	resize   func(ctx context.Context, blocks int64) error
 }
 
 // Where the data folder ended up.
@@ -131,6 +137,9 @@ var sysDataOps = dataOps{
 	persist: func(lines []byte) error {
 		return writeSynced(filepath.Join(DataDir, PersistentLog), lines, true)
 	},
+	growPart: func(dev string) (int64, int64, error) { return growPart("/sys/class/block", dev) },
+	super:    superOf,
+	resize:   func(ctx context.Context, blocks int64) error { return resizeFS(ctx, DataDir, blocks) },
 }
 
 // PersistentLog is the log file in the data folder that init appends its
@@ -242,6 +251,7 @@ func useData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, noD
 // it.
 func formatData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, size int64) (dataOutcome, string) {
 	log.Warn("blank data partition: making its ext4 file system (first boot on this disk)", "device", dev, "size_mib", size>>20)
+	growData(log, ops, dev)
 	start := time.Now()
 	if err := ops.mkfs(ctx, dev); err != nil {
 		log.Error("DATA PARTITION NOT FORMATTED: "+lost, "device", dev, "err", err)
@@ -283,9 +293,25 @@ func checkData(ctx context.Context, log *slog.Logger, ops dataOps, dev string) (
 			log.Info(why, attrs...)
 		}
 	}
+	var sb extSuper
+	if verdict != fsckReboot {
+		growData(log, ops, dev)
+		var err error
+		if sb, err = ops.super(dev); err != nil {
+			sb = extSuper{}
+			log.Warn("data file system not grown", "device", dev, "err", err)
+		}
+	}
 	if err := ops.mount(dev); err != nil {
 		log.Error("DATA PARTITION NOT MOUNTED: "+lost, "device", dev, "err", err)
 		return dataTmpfs, "DATA PARTITION NOT MOUNTED: " + err.Error() + "; " + lost
+	}
+	if sb.Blocks > 0 {
+		if size, err := ops.size(dev); err != nil {
+			log.Warn("data file system not grown", "device", dev, "err", err)
+		} else {
+			growFS(ctx, log, ops, dev, sb, size)
+		}
 	}
 	rebooted := ops.takeMark()
 	if rebooted {

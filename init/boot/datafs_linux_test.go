@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -31,6 +32,12 @@ type fakeData struct {
 	markErr      error
 	umountErr    error
 	persistFails bool
+	growTo       int64 // growPart grows the partition to this size
+	growErr      error
+	fsBlocks     int64 // the file system's 4 KiB blocks; 0: it fills the partition
+	superErr     error
+	resizeErr    error
+	resizedTo    int64
 
 	calls     []string
 	alarm     string
@@ -76,6 +83,31 @@ func (f *fakeData) ops() dataOps {
 			return f.markErr
 		},
 		alarm: func(text string) error { f.alarm = text; return nil },
+		growPart: func(string) (int64, int64, error) {
+			f.calls = append(f.calls, "grow")
+			before := f.size
+			if f.growErr != nil {
+				return before, before, f.growErr
+			}
+			if f.growTo > f.size {
+				f.size = f.growTo
+			}
+			return before, f.size, nil
+		},
+		super: func(string) (extSuper, error) {
+			f.calls = append(f.calls, "super")
+			if f.fsBlocks == 0 {
+				return extSuper{BlockSize: 4096, Blocks: f.size / 4096}, f.superErr
+			}
+			return extSuper{BlockSize: 4096, Blocks: f.fsBlocks}, f.superErr
+		},
+		resize: func(_ context.Context, blocks int64) error {
+			f.calls = append(f.calls, "resize")
+			if f.resizeErr == nil {
+				f.resizedTo = blocks
+			}
+			return f.resizeErr
+		},
 		persist: func(b []byte) error {
 			f.calls = append(f.calls, "persist")
 			if f.persistFails {
@@ -90,7 +122,7 @@ func (f *fakeData) ops() dataOps {
 func TestMountData(t *testing.T) {
 	const big = 128 << 20
 	ext := func(code int) fakeData { return fakeData{size: big, fs: true, sig: "ext2/3/4", fsckCode: code} }
-	checked := []string{"wait", "size", "probe", "fsck", "mount", "take", "persist"}
+	checked := []string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "size", "take", "persist"}
 	tests := []struct {
 		name    string
 		dev     string
@@ -108,7 +140,7 @@ func TestMountData(t *testing.T) {
 		{"back after that reboot, clean", "/dev/vda", false, func() fakeData { d := ext(0); d.mark = true; return d }(), dataMounted,
 			checked, "back after the reboot", ""},
 		{"reboot asked again after the reboot: not twice", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.mark = true; return d }(), dataMounted,
-			checked, "not rebooting twice", "two boots in a row"},
+			[]string{"wait", "size", "probe", "fsck", "mount", "take", "persist"}, "not rebooting twice", "two boots in a row"},
 		{"reboot asked, mark not written: no reboot loop", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.markErr = errDisk; return d }(), dataMounted,
 			[]string{"wait", "size", "probe", "fsck", "mount", "take", "mark", "persist"}, "not rebooting", "could not note"},
 		{"reboot asked, unmount fails: used as it is", "/dev/vda", false, func() fakeData { d := ext(fsckRebootAsked); d.umountErr = errDisk; return d }(), dataMounted,
@@ -124,11 +156,33 @@ func TestMountData(t *testing.T) {
 		{"backup superblock only: e2fsck decides", "/dev/vda", false, fakeData{size: big, sig: "ext2/3/4 (backup superblock at byte 134217728)", fsckCode: fsckUncorrected}, dataTmpfs,
 			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "DATA PARTITION DAMAGED", "DAMAGED"},
 		{"clean but does not mount", "/dev/vda", false, fakeData{size: big, sig: "ext2/3/4"}, dataTmpfs,
-			[]string{"wait", "size", "probe", "fsck", "mount", "tmpfs"}, "NOT MOUNTED", "NOT MOUNTED"},
+			[]string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "tmpfs"}, "NOT MOUNTED", "NOT MOUNTED"},
+		{"larger disk: partition and file system grown", "/dev/vda5", false, func() fakeData { d := ext(0); d.growTo = 4 * big; d.fsBlocks = big / 4096; return d }(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "size", "resize", "take", "persist"}, "data file system grown to fill its partition", ""},
+		{"partition grown before, file system not yet: file system grown", "/dev/vda5", false, func() fakeData { d := ext(0); d.fsBlocks = big / 8192; return d }(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "size", "resize", "take", "persist"}, "from_mib=64 to_mib=128", ""},
+		{"not our disk: nothing grown, mounted", "/dev/vda", false, func() fakeData { d := ext(0); d.growErr = fmt.Errorf("%w: whole disk", ErrNotOurs); return d }(), dataMounted,
+			checked, "not a partition of a box's disk", ""},
+		{"growing fails: mounted as it is", "/dev/vda5", false, func() fakeData { d := ext(0); d.growErr = errDisk; return d }(), dataMounted,
+			checked, "data partition not grown", ""},
+		{"file system resize fails: mounted as it is", "/dev/vda5", false, func() fakeData {
+			d := ext(0)
+			d.growTo = 2 * big
+			d.fsBlocks = big / 4096
+			d.resizeErr = errDisk
+			return d
+		}(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "size", "resize", "take", "persist"}, "keeps its size", ""},
+		{"superblock unreadable: not grown, mounted", "/dev/vda5", false, func() fakeData { d := ext(0); d.superErr = errDisk; return d }(), dataMounted,
+			[]string{"wait", "size", "probe", "fsck", "grow", "super", "mount", "take", "persist"}, "data file system not grown", ""},
+		{"damaged: nothing grown", "/dev/vda5", false, func() fakeData { d := ext(fsckUncorrected); d.growTo = 4 * big; return d }(), dataTmpfs,
+			[]string{"wait", "size", "probe", "fsck", "tmpfs"}, "DAMAGED", "DAMAGED"},
+		{"blank on a larger disk: grown, then formatted", "/dev/vda5", false, fakeData{size: big, growTo: 4 * big}, dataFormatted,
+			[]string{"wait", "size", "probe", "grow", "mkfs", "mount", "persist"}, "to_mib=512", ""},
 		{"persistent log fails: still mounted", "/dev/vda", false, func() fakeData { d := ext(0); d.persistFails = true; return d }(), dataMounted,
 			checked, "persistent log", ""},
 		{"blank: formatted", "/dev/vda", false, fakeData{size: big}, dataFormatted,
-			[]string{"wait", "size", "probe", "mkfs", "mount", "persist"}, "formatted and mounted", ""},
+			[]string{"wait", "size", "probe", "grow", "mkfs", "mount", "persist"}, "formatted and mounted", ""},
 		{"foreign file system: never formatted", "/dev/vda", false, fakeData{size: big, sig: "xfs"}, dataTmpfs,
 			[]string{"wait", "size", "probe", "tmpfs"}, "NOT formatting it", "holds xfs"},
 		{"unreadable: never formatted", "/dev/vda", false, fakeData{size: big, probeErr: errDisk}, dataTmpfs,
@@ -140,9 +194,9 @@ func TestMountData(t *testing.T) {
 		{"just big enough", "/dev/vda", false, fakeData{size: MinDataSize, fs: true, sig: "ext2/3/4"}, dataMounted,
 			checked, "data partition mounted", ""},
 		{"mkfs fails", "/dev/vda", false, fakeData{size: big, mkfsErr: errors.New("exit status 1")}, dataTmpfs,
-			[]string{"wait", "size", "probe", "mkfs", "tmpfs"}, "NOT FORMATTED", "NOT FORMATTED"},
+			[]string{"wait", "size", "probe", "grow", "mkfs", "tmpfs"}, "NOT FORMATTED", "NOT FORMATTED"},
 		{"made but does not mount", "/dev/vda", false, fakeData{size: big, mountErr2: errors.New("no ext4 module")}, dataTmpfs,
-			[]string{"wait", "size", "probe", "mkfs", "mount", "tmpfs"}, "after making its file system", "after making"},
+			[]string{"wait", "size", "probe", "grow", "mkfs", "mount", "tmpfs"}, "after making its file system", "after making"},
 		{"device never appears", "/dev/vda", false, fakeData{missing: true}, dataTmpfs,
 			[]string{"wait", "tmpfs"}, "MISSING", "MISSING"},
 		{"no device", "", false, fakeData{}, dataTmpfs,
@@ -182,6 +236,9 @@ func TestMountData(t *testing.T) {
 			}
 			if slices.Contains(d.calls, "mkfs") && slices.Contains(d.calls, "fsck") {
 				t.Error("formatted and checked the same partition")
+			}
+			if d.resizedTo != 0 && d.resizedTo != d.size/4096 {
+				t.Errorf("file system resized to %d blocks, want %d (the partition)", d.resizedTo, d.size/4096)
 			}
 			if tt.want == dataReboot && !d.mark {
 				t.Error("rebooting without the mark that stops a second reboot")
