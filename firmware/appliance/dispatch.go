@@ -40,6 +40,12 @@ func dispatchConfig(cfg *config.Config, seed []byte) (dispatch.Config, error) {
 		MaxConns:          d.TCPMaxConnections,
 		MaxConnsPerSource: d.TCPMaxPerSource,
 		IdleTimeout:       d.TCPIdleTimeout.D(),
+		BackendConns:      d.BackendConnections,
+	}
+	if d.TLSCA != "" {
+		if out.BackendCA, err = tlscert.LoadCA(d.TLSCA); err != nil {
+			return dispatch.Config{}, fmt.Errorf("dispatcher.tls_ca: %w", err)
+		}
 	}
 	names := false
 	for _, b := range d.Backends {
@@ -48,12 +54,16 @@ func dispatchConfig(cfg *config.Config, seed []byte) (dispatch.Config, error) {
 			return dispatch.Config{}, err
 		}
 		names = names || name != ""
-		out.Backends = append(out.Backends, dispatch.Backend{Addr: ap, Name: name, Weight: b.Weight})
+		be := dispatch.Backend{Addr: ap, Name: name, Weight: b.Weight}
+		if tr := b.Transport(); tr != "udp" {
+			be.Transport = tr // tcp or tls; empty is udp
+		}
+		out.Backends = append(out.Backends, be)
 	}
 	// Backends by name ask the servers of node.network.dns; without
 	// them the dispatcher asks those of /etc/resolv.conf.
 	if n := cfg.Node.Network; names && n != nil && len(n.DNS) > 0 {
-		res, err := resolve.New(resolve.Config{Servers: n.DNS, Transports: []string{resolve.UDP}})
+		res, err := resolve.New(resolve.Config{Servers: n.DNS, Transports: []string{resolve.UDP, resolve.TCP, resolve.TLS}})
 		if err != nil {
 			return dispatch.Config{}, fmt.Errorf("the dispatcher's DNS resolver: %w", err)
 		}

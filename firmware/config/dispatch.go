@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,8 +11,8 @@ import (
 
 // Dispatcher makes the box a SIP load balancer in front of PBX boxes
 // instead of a PBX (docs/DISPATCHER.md). It listens on the entries of
-// sip.listen: phones may use UDP, TCP or TLS, the backends are spoken to
-// over UDP; extensions and rtp_ports are not used.
+// sip.listen: phones may use UDP, TCP or TLS, the backends UDP (the
+// default), TCP or TLS; extensions and rtp_ports are not used.
 type Dispatcher struct {
 	// Algorithm picks the backend of a new call: hash-callid (0),
 	// hash-from (1), hash-to (2), hash-ruri (3) or round-robin (4), by
@@ -40,6 +41,12 @@ type Dispatcher struct {
 	// TCPIdleTimeout closes a connection on which no message came for
 	// this long, unless it carries a registration (default 2m).
 	TCPIdleTimeout Duration `yaml:"tcp_idle_timeout,omitempty"`
+	// BackendConnections is how many connections the dispatcher keeps
+	// open to each backend over tcp or tls (default 2).
+	BackendConnections int `yaml:"backend_connections,omitempty"`
+	// TLSCA is a PEM file of the authorities that sign the certificates
+	// of tls backends (absent: the system's).
+	TLSCA string `yaml:"tls_ca,omitempty"`
 }
 
 // DispatcherBackend is one PBX behind the dispatcher, or a DNS name for
@@ -47,7 +54,10 @@ type Dispatcher struct {
 type DispatcherBackend struct {
 	// URI is "sip:IP:port", "IP:port" or "IP" (port 5060); or a DNS
 	// name: "host:port" (its address), "host" or "_sip._udp.host" (each
-	// target of its SRV records a backend), each also with "sip:".
+	// target of its SRV records a backend), each also with "sip:". A
+	// "tcp:" or "tls:" in front ("tls:10.0.0.1", "tcp:host:port") speaks
+	// to it over that transport (tls: port 5061 by default), as do the
+	// SRV names "_sip._tcp.host" and "_sips._tcp.host".
 	URI string `yaml:"uri"`
 	// Weight is its share of new calls relative to the others (default
 	// 1; for SRV targets the record's weight).
@@ -70,16 +80,58 @@ const (
 	MaxDispatchConns    = 100000
 	MinTCPIdleTimeout   = time.Second
 	MaxTCPIdleTimeout   = 24 * time.Hour
+	MaxBackendConns     = 16 // backend_connections
 )
 
+// srvPrefixes are the SRV owner-name prefixes a backend name may start
+// with, and the transport each means.
+var srvPrefixes = []struct{ prefix, transport string }{
+	{"_sip._udp.", "udp"}, {"_sip._tcp.", "tcp"}, {"_sips._tcp.", "tls"},
+}
+
+// splitTransport cuts a "tcp:", "tls:" or "udp:" prefix off a backend
+// URI; the transport is "" without one.
+func splitTransport(s string) (transport, rest string) {
+	for _, t := range []string{"udp", "tcp", "tls"} {
+		if r := cutPrefixFold(s, t+":"); r != s {
+			return t, r
+		}
+	}
+	return "", s
+}
+
+// Transport is how the dispatcher speaks to the backend: "udp", "tcp" or
+// "tls", from the URI's prefix or its SRV name ("udp" when neither says;
+// "" when the URI does not parse).
+func (b DispatcherBackend) Transport() string {
+	if _, _, err := b.Target(); err != nil {
+		return ""
+	}
+	tr, rest := splitTransport(strings.TrimSpace(b.URI))
+	if tr != "" {
+		return tr
+	}
+	rest = cutPrefixFold(rest, "sip:")
+	for _, p := range srvPrefixes {
+		if cutPrefixFold(rest, p.prefix) != rest {
+			return p.transport
+		}
+	}
+	return "udp"
+}
+
 // Target parses the backend's URI: an address, or else a DNS name
-// ("host:port", "host" or "_sip._udp.host", without "sip:").
+// ("host:port", "host", "_sip._udp.host", "_sip._tcp.host" or
+// "_sips._tcp.host", without "sip:" or the transport prefix).
 func (b DispatcherBackend) Target() (netip.AddrPort, string, error) {
-	ap, err := b.AddrPort()
+	tr, s := splitTransport(strings.TrimSpace(b.URI))
+	ap, err := DispatcherBackend{URI: s}.AddrPort()
 	if err == nil {
+		if tr == "tls" && !hasPort(s) {
+			ap = netip.AddrPortFrom(ap.Addr(), 5061)
+		}
 		return ap, "", nil
 	}
-	s := strings.TrimSpace(b.URI)
 	s = cutPrefixFold(s, "sip:")
 	if strings.ContainsAny(s, "@;?[]") || s == "" {
 		return netip.AddrPort{}, "", err
@@ -92,16 +144,32 @@ func (b DispatcherBackend) Target() (netip.AddrPort, string, error) {
 		}
 	}
 	check := host
-	if rest := cutPrefixFold(host, "_sip._udp."); rest != host {
-		if hasPort {
+	for _, p := range srvPrefixes {
+		rest := cutPrefixFold(host, p.prefix)
+		if rest == host {
+			continue
+		}
+		switch {
+		case hasPort:
 			return netip.AddrPort{}, "", fmt.Errorf("%q: an SRV name takes no port (its records give them)", b.URI)
+		case tr != "" && tr != p.transport:
+			return netip.AddrPort{}, "", fmt.Errorf("%q: %s: names another transport than its SRV name", b.URI, tr)
 		}
 		check = rest
+		tr = ""
+		break
 	}
 	if _, perr := netip.ParseAddr(check); perr == nil || checkHost(check) != nil || !strings.Contains(check, ".") && !hasPort {
-		return netip.AddrPort{}, "", fmt.Errorf("%q is neither sip:IP:port, IP:port, IP nor a DNS name (host:port, host, _sip._udp.host)", b.URI)
+		return netip.AddrPort{}, "", fmt.Errorf("%q is neither sip:IP:port, IP:port, IP nor a DNS name (host:port, host, _sip._udp.host), each with tcp: or tls: before it or not", b.URI)
 	}
 	return netip.AddrPort{}, strings.ToLower(s), nil
+}
+
+// hasPort tells whether an address as AddrPort takes it names a port.
+func hasPort(s string) bool {
+	s = cutPrefixFold(strings.TrimSpace(s), "sip:")
+	_, err := netip.ParseAddrPort(s)
+	return err == nil
 }
 
 // cutPrefixFold removes prefix from s, ignoring case.
@@ -175,6 +243,16 @@ func (c *Config) validateDispatcher(ps *problems) {
 	} else if d.TCPMaxConnections > 0 && d.TCPMaxPerSource > d.TCPMaxConnections {
 		ps.add("dispatcher.tcp_max_per_source", "%d is more than tcp_max_connections (%d)", d.TCPMaxPerSource, d.TCPMaxConnections)
 	}
+	if d.BackendConnections < 0 || d.BackendConnections > MaxBackendConns {
+		ps.add("dispatcher.backend_connections", "%d: want 1 to %d (0 or absent: 2)", d.BackendConnections, MaxBackendConns)
+	}
+	if d.TLSCA != "" {
+		if !slices.ContainsFunc(d.Backends, func(b DispatcherBackend) bool { return b.Transport() == "tls" }) {
+			ps.add("dispatcher.tls_ca", "only for backends over tls (tls:host:port or _sips._tcp.host)")
+		} else if err := checkPath(d.TLSCA); err != nil {
+			ps.add("dispatcher.tls_ca", "%v", err)
+		}
+	}
 	if _, err := DispatcherAlgorithm(d.Algorithm); err != nil {
 		ps.add("dispatcher.algorithm", "%s", err.Error())
 	}
@@ -189,6 +267,7 @@ func (c *Config) validateDispatcher(ps *problems) {
 		if name == "" {
 			key = ap.String()
 		}
+
 		if err != nil {
 			ps.add(f+".uri", "%s", err.Error())
 		} else if j, dup := seen[key]; dup {

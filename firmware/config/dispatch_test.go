@@ -58,6 +58,13 @@ func TestDispatcherValidate(t *testing.T) {
 		{name: "tcp limits", extra: "  tcp_max_connections: 500\n  tcp_max_per_source: 50\n  tcp_idle_timeout: 30s\n"},
 		{name: "tcp max negative", extra: "  tcp_max_connections: -1\n", want: "dispatcher.tcp_max_connections: -1"},
 		{name: "tcp per source above max", extra: "  tcp_max_connections: 10\n  tcp_max_per_source: 20\n", want: "dispatcher.tcp_max_per_source: 20 is more than"},
+		{name: "tcp and tls backends", extra: "  tls_ca: /data/ca.pem\n  backend_connections: 4\n", edit: func(s string) string {
+			return strings.Replace(strings.Replace(s, "10.77.0.13", "tls:10.77.0.13", 1), "10.77.0.12:5070", "_sip._tcp.pbxes.example", 1)
+		}},
+		{name: "tls_ca relative", extra: "  tls_ca: ca.pem\n", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "tls:10.77.0.13", 1) }, want: "dispatcher.tls_ca: \"ca.pem\": want an absolute path"},
+		{name: "same address over two transports", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "tcp:10.77.0.12:5070", 1) }, want: "dispatcher.backends[2].uri: 10.77.0.12:5070 is listed twice"},
+		{name: "tls_ca without a tls backend", extra: "  tls_ca: /data/ca.pem\n", want: "dispatcher.tls_ca: only for backends over tls"},
+		{name: "backend connections too many", extra: "  backend_connections: 17\n", want: "dispatcher.backend_connections: 17: want 1 to 16"},
 		{name: "tcp idle too short", extra: "  tcp_idle_timeout: 10ms\n", want: "dispatcher.tcp_idle_timeout: 10ms is outside"},
 		{name: "pbx still needs rtp ports", edit: func(s string) string { return s[:strings.Index(s, "dispatcher:")] }, want: "sip.rtp_ports: missing"},
 	}
@@ -75,56 +82,94 @@ func TestDispatcherValidate(t *testing.T) {
 func TestDispatcherBackendTarget(t *testing.T) {
 	for _, tc := range []struct {
 		uri, addr, name string // both empty: refused
+		tr              string // "": udp
 	}{
-		{"sip:10.0.0.1:5070", "10.0.0.1:5070", ""},
-		{"10.0.0.1", "10.0.0.1:5060", ""},
-		{"pbx1.branch.example:5060", "", "pbx1.branch.example:5060"},
-		{"sip:PBX1.branch.example:5062", "", "pbx1.branch.example:5062"},
-		{"pbx1.branch.example", "", "pbx1.branch.example"},
-		{"_sip._udp.pbxes.branch.example", "", "_sip._udp.pbxes.branch.example"},
-		{"sip:_SIP._UDP.pbxes.example", "", "_sip._udp.pbxes.example"},
-		{"pbx1:5060", "", "pbx1:5060"},
-		{"pbx1", "", ""},
-		{"_sip._udp.pbxes.example:5060", "", ""},
-		{"_sip._tcp.pbxes.example", "", ""},
-		{"pbx1.example:0", "", ""},
-		{"pbx1.example:70000", "", ""},
-		{"pbx1.example;transport=tcp", "", ""},
-		{"alice@pbx1.example", "", ""},
-		{"-pbx.example", "", ""},
-		{"10.0.0.1:99999", "", ""},
-		{"", "", ""},
+		{uri: "sip:10.0.0.1:5070", addr: "10.0.0.1:5070"},
+		{uri: "10.0.0.1", addr: "10.0.0.1:5060"},
+		{uri: "pbx1.branch.example:5060", name: "pbx1.branch.example:5060"},
+		{uri: "sip:PBX1.branch.example:5062", name: "pbx1.branch.example:5062"},
+		{uri: "pbx1.branch.example", name: "pbx1.branch.example"},
+		{uri: "_sip._udp.pbxes.branch.example", name: "_sip._udp.pbxes.branch.example"},
+		{uri: "sip:_SIP._UDP.pbxes.example", name: "_sip._udp.pbxes.example"},
+		{uri: "pbx1:5060", name: "pbx1:5060"},
+		{uri: "tcp:10.0.0.1:5070", addr: "10.0.0.1:5070", tr: "tcp"},
+		{uri: "TCP:10.0.0.1", addr: "10.0.0.1:5060", tr: "tcp"},
+		{uri: "tls:10.0.0.1", addr: "10.0.0.1:5061", tr: "tls"},
+		{uri: "tls:[2001:db8::1]", addr: "[2001:db8::1]:5061", tr: "tls"},
+		{uri: "tls:sip:10.0.0.1:5062", addr: "10.0.0.1:5062", tr: "tls"},
+		{uri: "udp:10.0.0.1", addr: "10.0.0.1:5060"},
+		{uri: "tcp:pbx1.example:5060", name: "pbx1.example:5060", tr: "tcp"},
+		{uri: "tls:pbx1.example", name: "pbx1.example", tr: "tls"},
+		{uri: "_sip._tcp.pbxes.example", name: "_sip._tcp.pbxes.example", tr: "tcp"},
+		{uri: "_SIPS._TCP.pbxes.example", name: "_sips._tcp.pbxes.example", tr: "tls"},
+		{uri: "tls:_sips._tcp.pbxes.example", name: "_sips._tcp.pbxes.example", tr: "tls"},
+		{uri: "tcp:_sips._tcp.pbxes.example"},
+		{uri: "udp:_sip._tcp.pbxes.example"},
+		{uri: "_sips._udp.pbxes.example"},
+		{uri: "tcp:"},
+		{uri: "sctp:10.0.0.1"},
+		{uri: "pbx1"},
+		{uri: "_sip._udp.pbxes.example:5060"},
+		{uri: "_sip._tcp.pbxes.example:5060"},
+		{uri: "pbx1.example:0"},
+		{uri: "pbx1.example:70000"},
+		{uri: "pbx1.example;transport=tcp"},
+		{uri: "alice@pbx1.example"},
+		{uri: "-pbx.example"},
+		{uri: "10.0.0.1:99999"},
+		{uri: ""},
 	} {
-		ap, name, err := DispatcherBackend{URI: tc.uri}.Target()
+		b := DispatcherBackend{URI: tc.uri}
+		ap, name, err := b.Target()
+		want := tc.tr
+		if want == "" {
+			want = "udp"
+		}
 		switch {
 		case tc.addr == "" && tc.name == "":
 			if err == nil {
 				t.Errorf("%q: accepted as %s %q", tc.uri, ap, name)
 			}
+			if tr := b.Transport(); tr != "" {
+				t.Errorf("%q: refused, but its transport is %q", tc.uri, tr)
+			}
 		case err != nil:
 			t.Errorf("%q: %v", tc.uri, err)
 		case tc.addr != "" && ap != netip.MustParseAddrPort(tc.addr), name != tc.name:
 			t.Errorf("%q: %s %q, want %s %q", tc.uri, ap, name, tc.addr, tc.name)
+		case b.Transport() != want:
+			t.Errorf("%q: transport %q, want %q", tc.uri, b.Transport(), want)
 		}
 	}
 }
 
 func FuzzDispatcherBackendTarget(f *testing.F) {
-	for _, s := range []string{"sip:10.0.0.1:5070", "pbx1.example:5060", "_sip._udp.pbxes.example", "sip:[::1]:5060", "a..b", "x:"} {
+	for _, s := range []string{"sip:10.0.0.1:5070", "pbx1.example:5060", "_sip._udp.pbxes.example", "sip:[::1]:5060", "a..b", "x:",
+		"tls:10.0.0.1", "tcp:pbx.example:5060", "_sips._tcp.pbxes.example", "tls:_sips._tcp.x.example", "tcp:tls:1.2.3.4"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
-		ap, name, err := DispatcherBackend{URI: uri}.Target()
+		b := DispatcherBackend{URI: uri}
+		ap, name, err := b.Target()
 		if err != nil {
+			if tr := b.Transport(); tr != "" {
+				t.Fatalf("%q: refused (%v) but transport %q", uri, err, tr)
+			}
 			return
+		}
+		tr := b.Transport()
+		if tr != "udp" && tr != "tcp" && tr != "tls" {
+			t.Fatalf("%q: transport %q", uri, tr)
 		}
 		if ap.IsValid() == (name != "") {
 			t.Fatalf("%q: address %s and name %q", uri, ap, name)
 		}
 		if name != "" {
-			// The name is itself a backend URI that means the same.
-			if ap2, name2, err := (DispatcherBackend{URI: name}).Target(); err != nil || ap2.IsValid() || name2 != name {
-				t.Fatalf("%q: name %q reads back as %s %q %v", uri, name, ap2, name2, err)
+			// The name, with the transport before it, is itself a
+			// backend URI that means the same.
+			back := DispatcherBackend{URI: tr + ":" + name}
+			if ap2, name2, err := back.Target(); err != nil || ap2.IsValid() || name2 != name || back.Transport() != tr {
+				t.Fatalf("%q: name %q reads back as %s %q %q %v", uri, name, ap2, name2, back.Transport(), err)
 			}
 		}
 	})

@@ -32,13 +32,16 @@
 // when its address changes.
 //
 // Phones may also use TCP or TLS (stream.go, flow.go): each connection is
-// a flow in a bounded table, responses and requests for the phone go back
-// over it, and the backends are spoken to over UDP.
+// a flow in a bounded table, and responses and requests for the phone go
+// back over it. Backends are spoken to over UDP, or over TCP or TLS
+// through a small pool of connections to each (pool.go); a request may
+// change transport on the way, the dispatcher then Record-Routes twice.
 package dispatch
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -86,6 +89,10 @@ type Backend struct {
 	// Weight is its share of new calls relative to the others (0: the
 	// SRV record's weight for a name's targets, else 1).
 	Weight int
+	// Transport is how it is spoken to: "udp" (or ""), "tcp" or "tls".
+	// A Name with a transport is looked up as "sip:name;transport=…"
+	// (SRV _sip._tcp or _sips._tcp, else its address on 5060 or 5061).
+	Transport string
 }
 
 // Config of a Dispatcher.
@@ -105,6 +112,12 @@ type Config struct {
 	// (0: DefaultIdleTimeout).
 	MaxConns, MaxConnsPerSource int
 	IdleTimeout                 time.Duration
+	// BackendConns is how many connections are kept open to each
+	// backend over TCP or TLS (0: DefaultBackendConns).
+	BackendConns int
+	// BackendCA are the authorities that may sign the certificates of
+	// backends over TLS (nil: the system's).
+	BackendCA *x509.CertPool
 	// Advertise is the host written into Via and Record-Route when a
 	// listener is bound to a wildcard address.
 	Advertise string
@@ -181,6 +194,14 @@ type Dispatcher struct {
 	probes   *probes
 	streams  *streamTable    // nil without stream listeners
 	sent     []atomic.Uint64 // new requests sent to backend i
+	// pools[i] holds backend i's connections when it is spoken to over
+	// TCP or TLS (pool.go); ownHosts are the hosts the dispatcher wrote
+	// into Via and Record-Route for them (its local addresses).
+	pools    []atomic.Pointer[backendPool]
+	ownHosts sync.Map
+	// run is the context and group of Run, for the pools of backends DNS
+	// brings while it runs.
+	run atomic.Pointer[runState]
 
 	mu    sync.Mutex
 	socks []*sock
@@ -201,6 +222,14 @@ type sock struct {
 	// probeOnly: the probes' own socket (Config.ProbeFrom), which takes
 	// only the answers to them.
 	probeOnly bool
+	// pool: one connection to a backend over TCP or TLS (pool.go).
+	pool bool
+}
+
+// runState is what the pools started while Run runs need.
+type runState struct {
+	ctx context.Context
+	wg  *sync.WaitGroup
 }
 
 // packetConn is the part of *net.UDPConn the dispatcher uses; tests put
@@ -255,6 +284,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.BackendConns <= 0 {
+		cfg.BackendConns = DefaultBackendConns
+	}
 	d := &Dispatcher{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -269,11 +301,20 @@ func New(cfg Config) (*Dispatcher, error) {
 		if b.Weight < 0 {
 			return nil, fmt.Errorf("dispatcher: backend %d has a negative weight", i)
 		}
+		b.Transport = strings.ToLower(b.Transport)
+		switch b.Transport {
+		case "":
+			b.Transport = "udp"
+		case "udp", "tcp", "tls":
+		default:
+			return nil, fmt.Errorf("dispatcher: backend %d: transport %q (want udp, tcp or tls)", i, b.Transport)
+		}
+		cfg.Backends[i] = b
 		if b.Name != "" {
 			if b.Addr.IsValid() {
 				return nil, fmt.Errorf("dispatcher: backend %d has both an address and a name", i)
 			}
-			u, err := nameTarget(b.Name)
+			u, err := nameTarget(b.Name, b.Transport)
 			if err != nil {
 				return nil, fmt.Errorf("dispatcher: %w", err)
 			}
@@ -300,10 +341,11 @@ func New(cfg Config) (*Dispatcher, error) {
 		d.perEntry[i] = 1
 		capacity++
 		r.add(b.Addr.String(), b.Weight, 0, b.Addr, i)
+		r.trans[len(r.trans)-1] = b.Transport
 	}
 	d.cfg = cfg
 	if names && cfg.Resolver == nil {
-		res, err := resolve.New(resolve.Config{Transports: []string{resolve.UDP}, Logger: cfg.Logger})
+		res, err := resolve.New(resolve.Config{Transports: []string{resolve.UDP, resolve.TCP, resolve.TLS}, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("dispatcher: backends by name need DNS: %w", err)
 		}
@@ -312,6 +354,12 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.roster.Store(r)
 	d.usableFn, d.pickFn = d.usable, d.pickNext
 	d.sent = make([]atomic.Uint64, capacity)
+	d.pools = make([]atomic.Pointer[backendPool], capacity)
+	for i, tr := range r.trans {
+		if streamTransport(tr) {
+			d.pools[i].Store(d.newPool(i, tr))
+		}
+	}
 	d.sel = newSelector(cfg.Algorithm, r.names, r.weights, capacity)
 	d.health = newHealth(cfg.Logger, capacity, d.name, cfg.DownAfter, cfg.UpAfter)
 	d.pend = newPending()
@@ -335,9 +383,14 @@ func (d *Dispatcher) name(i int) string {
 // addr is where backend i's requests go now.
 func (d *Dispatcher) addr(i int) netip.AddrPort { return d.roster.Load().addrs[i] }
 
-// usable tells whether backend i may get a new request: up and listed.
+// usable tells whether backend i may get a new request: up, listed, and
+// over TCP or TLS with a connection open.
 func (d *Dispatcher) usable(i int) bool {
-	return d.health.isUp(i) && d.roster.Load().listed[i]
+	if !d.health.isUp(i) || !d.roster.Load().listed[i] {
+		return false
+	}
+	p := d.pool(i)
+	return p == nil || p.sock("") != nil
 }
 
 // backendTag names a backend in Record-Route: a short hash of its address,
@@ -391,6 +444,12 @@ func (d *Dispatcher) Run(ctx context.Context, ready func(addrs []string)) error 
 	d.mu.Unlock()
 
 	var wg sync.WaitGroup
+	d.run.Store(&runState{ctx: ctx, wg: &wg})
+	for i := range d.pools {
+		if p := d.pools[i].Load(); p != nil {
+			p.start(ctx, &wg)
+		}
+	}
 	all := socks
 	if probeSock.probeOnly {
 		all = append(all[:len(all):len(all)], probeSock)
@@ -542,6 +601,10 @@ type BackendStatus struct {
 	Priority int    `json:"priority,omitempty"`
 	Weight   int    `json:"weight"`
 	Up       bool   `json:"up"`
+	// Transport is "tcp" or "tls" for a backend spoken to over one
+	// (absent: udp), Connections how many of its connections are open.
+	Transport   string `json:"transport,omitempty"`
+	Connections *int   `json:"connections,omitempty"`
 	// Sent counts the requests outside a dialog sent to it.
 	Sent uint64 `json:"sent"`
 }
@@ -580,6 +643,10 @@ func (d *Dispatcher) Status() Status {
 		bs := BackendStatus{Addr: r.addrs[i].String(), Weight: r.weights[i], Priority: r.prios[i], Up: d.health.isUp(i), Sent: d.sent[i].Load()}
 		if d.cfg.Backends[r.entry[i]].Name != "" {
 			bs.Name = n
+		}
+		if p := d.pool(i); p != nil {
+			open := p.open()
+			bs.Transport, bs.Connections = r.trans[i], &open
 		}
 		st.Backends = append(st.Backends, bs)
 	}

@@ -80,13 +80,20 @@ func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
 	if in == nil {
 		in = nx.sock
 	}
-	if in != nx.sock {
+	if nx.doubleRR {
 		// The second entry of a double Record-Route (RFC 5658).
 		req.RemoveHeader("Record-Route")
 	}
-	d.addRecordRoute(req, in, nx.sock, nx.inConn, nil, nx.backend)
-	req.PrependHeader(d.via(nx.sock, nx.branch))
-	d.send(nx.sock, req, d.addr(nx.backend))
+	out, err := d.toBackend(nx.backend, req, nx.sock)
+	if err != nil {
+		// Lost, as a datagram would be: repeated, or the next backend
+		// tried, when the sweep finds it unanswered.
+		d.netLog.Warn("dispatcher cannot send a call on: no connection to the backend is open", "call_id", req.CallID().Value(), "backend", d.name(nx.backend))
+		return
+	}
+	d.addRecordRoute(req, in, out, nx.inConn, nil, nx.backend)
+	req.PrependHeader(d.via(out, nx.branch))
+	d.send(out, req, d.addr(nx.backend))
 }
 
 // recordRoute is the dispatcher's Record-Route naming backend.

@@ -224,10 +224,10 @@ func (d *Dispatcher) toPhone(s *sock, req *sip.Request, token string) (*sock, *s
 	return d.udpSock(s), nil, dest, err
 }
 
-// udpSock is the socket towards the backends for a request that came on
-// s: s itself when it is UDP, else the first UDP listener.
+// udpSock is the UDP socket for a message that came on s: s itself when
+// it is a UDP listener, else the first UDP listener.
 func (d *Dispatcher) udpSock(s *sock) *sock {
-	if s.streams == nil {
+	if s.streams == nil && !s.pool {
 		return s
 	}
 	d.mu.Lock()
@@ -255,7 +255,7 @@ func (d *Dispatcher) addRecordRoute(req *sip.Request, in, out *sock, inConn, out
 // backend, with c's flow token when c is not nil.
 func (d *Dispatcher) recordRouteFlow(s *sock, backend int, c *streamConn) *sip.RecordRouteHeader {
 	rr := d.recordRoute(s, backend)
-	if s.streams != nil {
+	if s.transport != "" {
 		rr.Address.UriParams = append(sip.HeaderParams{{K: "transport", V: strings.ToLower(s.transport)}}, rr.Address.UriParams...)
 	}
 	if c != nil {

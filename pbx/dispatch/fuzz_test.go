@@ -101,16 +101,22 @@ func FuzzBranch(f *testing.F) {
 // FuzzNameTarget: any configured name either is refused or gives a URI
 // the resolver takes.
 func FuzzNameTarget(f *testing.F) {
-	for _, s := range []string{"pbx1.example:5060", "_sip._udp.pbxes.example", "sip:pbx.example", "sips:x", "a@b", "sip:x;transport=tcp"} {
-		f.Add(s)
+	for _, s := range []string{"pbx1.example:5060", "_sip._udp.pbxes.example", "sip:pbx.example", "sips:x", "a@b", "sip:x;transport=tcp",
+		"_sip._tcp.pbxes.example", "_sips._tcp.pbxes.example", "pbx.example:5061"} {
+		for _, tr := range []string{"udp", "tcp", "tls", "sctp"} {
+			f.Add(s, tr)
+		}
 	}
-	f.Fuzz(func(t *testing.T, name string) {
-		u, err := nameTarget(name)
+	f.Fuzz(func(t *testing.T, name, tr string) {
+		u, err := nameTarget(name, tr)
 		if err != nil {
 			return
 		}
 		if u.Host == "" {
 			t.Fatalf("%q: no host in %v", name, u)
+		}
+		if got, _ := u.UriParams.Get("transport"); got != tr && (tr != "" || got != "udp") {
+			t.Fatalf("%q over %q: the URI %v asks for %q", name, tr, u, got)
 		}
 	})
 }

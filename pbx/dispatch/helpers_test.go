@@ -36,6 +36,12 @@ type fakeBackend struct {
 	// address: a name only the dispatcher's Route can resolve.
 	contactHost string
 
+	// options counts the OPTIONS it got.
+	options atomic.Int32
+	// streams are the connections of a backend over TCP or TLS
+	// (stream_backend_test.go); conn is nil then.
+	streams *fakeStreams
+
 	mu        sync.Mutex
 	got       []*sip.Request // every request but OPTIONS, in order
 	at        []time.Time
@@ -86,6 +92,15 @@ func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *f
 }
 
 func (b *fakeBackend) serve(req *sip.Request) {
+	b.serveOn(req, func(raw []byte, to netip.AddrPort) { _, _ = b.conn.WriteToUDPAddrPort(raw, to) })
+}
+
+// serveOn answers req, writing each answer with write (to the address
+// its Via names).
+func (b *fakeBackend) serveOn(req *sip.Request, write func(raw []byte, to netip.AddrPort)) {
+	if req.Method == sip.OPTIONS {
+		b.options.Add(1)
+	}
 	if req.IsInvite() && b.loseInvites.Add(-1) >= 0 {
 		return
 	}
@@ -130,7 +145,7 @@ func (b *fakeBackend) serve(req *sip.Request) {
 		if err != nil {
 			return
 		}
-		_, _ = b.conn.WriteToUDPAddrPort([]byte(res.String()), to)
+		write([]byte(res.String()), to)
 	}
 	if req.IsInvite() {
 		answer(100, "Trying")
@@ -156,8 +171,12 @@ func (b *fakeBackend) answered(callID string) int {
 	return b.responses[callID]
 }
 
-// sendTo sends raw from the backend's socket.
+// sendTo sends raw from the backend's socket (over TCP or TLS: over the
+// connection that came last, whatever to says).
 func (b *fakeBackend) sendTo(to netip.AddrPort, raw string) error {
+	if b.streams != nil {
+		return b.streams.write([]byte(raw))
+	}
 	_, err := b.conn.WriteToUDPAddrPort([]byte(raw), to)
 	return err
 }

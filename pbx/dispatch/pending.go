@@ -55,6 +55,9 @@ type retry struct {
 	key    string
 	tried  []int
 	max    int // backends to try at most
+	// doubleRR: raw carries two Record-Route entries of the dispatcher
+	// (it changed transport towards the first backend), else one.
+	doubleRR bool
 	// lastTx is when it last went to the backend tried now, rto how long
 	// to wait for an answer before sending it again (RFC 3261 Timer A).
 	lastTx time.Time
@@ -161,6 +164,8 @@ type next struct {
 	sock    *sock
 	in      *sock // retry.in
 	inConn  *streamConn
+	// doubleRR is retry.doubleRR.
+	doubleRR bool
 }
 
 // outcome is what the table says about a response.
@@ -259,7 +264,7 @@ func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	e.sent = now
 	e.answered = false
 	rt.lastTx, rt.rto = now, timerT1
-	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn}, true
+	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, doubleRR: rt.doubleRR}, true
 }
 
 // timedOut is a request a backend left unanswered.
@@ -320,7 +325,7 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 		case !e.answered && e.retry != nil && now.Sub(e.retry.lastTx) >= e.retry.rto:
 			rt := e.retry
 			rt.lastTx, rt.rto = now, min(2*rt.rto, timerT2)
-			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn})
+			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, doubleRR: rt.doubleRR})
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,
 			e.final.IsZero() && now.Sub(e.sent) > lingerProvisional:
 			delete(p.m, k)

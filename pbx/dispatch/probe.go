@@ -33,8 +33,9 @@ func probeOK(status int) bool {
 	return status >= 200 && status < 500 && status != 408
 }
 
-// probeLoop sends an OPTIONS to every backend every ProbeInterval. A probe
-// still unanswered when the next one is due counts as failed.
+// probeLoop sends an OPTIONS to every backend every ProbeInterval, over
+// UDP from s or over a connection of its pool. A probe still unanswered
+// when the next one is due counts as failed.
 func (d *Dispatcher) probeLoop(ctx context.Context, s *sock) {
 	tick := time.NewTicker(d.cfg.ProbeInterval)
 	defer tick.Stop()
@@ -64,8 +65,16 @@ func (d *Dispatcher) probeRound(s *sock) {
 		if missed {
 			d.health.probed(i, false)
 		}
-		msg := optionsRequest(s, addr, i, seq, p.callID)
-		if _, err := s.conn.WriteToUDPAddrPort(msg, addr); err != nil {
+		ps := s
+		if pl := d.pool(i); pl != nil {
+			// Over the backend's own transport; with no connection
+			// open the probe is lost, and counted so.
+			if ps = pl.sock(""); ps == nil {
+				continue
+			}
+		}
+		msg := optionsRequest(ps, addr, i, seq, p.callID)
+		if _, err := ps.conn.WriteToUDPAddrPort(msg, addr); err != nil {
 			d.netLog.Warn("dispatcher could not send a probe", "backend", r.names[i], "err", err)
 		}
 	}

@@ -131,6 +131,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		// comes from there.
 		if i, ok := d.routeBackend(own); ok && !viaBackend && req.Route() == nil {
 			dest, backend = d.addr(i), i
+			out, err = d.toBackend(i, req, out)
 		} else {
 			out, outConn, dest, err = d.toPhone(s, req, token)
 		}
@@ -159,6 +160,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			return
 		}
 		backend, dest, wire = pb.backend, d.addr(pb.backend), pb.branch
+		out, err = d.toBackend(backend, req, out)
 	case req.Method == sip.CANCEL || isAck:
 		// Not of a request sent to a backend from here. A backend's
 		// CANCEL or ACK follows its Request-URI, as the INVITE did (see
@@ -200,12 +202,17 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 				return
 			}
 			dest = d.addr(backend)
+			udp := out
+			if out, err = d.toBackend(backend, req, out); err != nil {
+				d.reply(s, req, sip.StatusServiceUnavailable, "No Backend Available")
+				return
+			}
 			d.sent[backend].Add(1)
 			rrBackend = backend
 			if req.IsInvite() && d.cfg.Attempts > 1 {
 				// Kept (below) to go on to the next backend if this
 				// one fails.
-				rt = &retry{sock: out, in: s, inConn: c, key: key, tried: []int{backend}, max: d.cfg.Attempts}
+				rt = &retry{sock: udp, in: s, inConn: c, key: key, tried: []int{backend}, max: d.cfg.Attempts, doubleRR: out != s}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
@@ -216,6 +223,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		d.netLog.Warn("dispatcher refused a request whose next hop is itself", "method", string(req.Method), "call_id", req.CallID().Value())
 		if !isAck {
 			d.reply(s, req, sip.StatusLoopDetected, "Loop Detected")
+		}
+		return
+	}
+	if errors.Is(err, errNoBackendConn) {
+		d.netLog.Warn("dispatcher cannot reach a backend: no connection to it is open", "method", string(req.Method), "call_id", req.CallID().Value(), "backend", d.name(backend))
+		if !isAck {
+			d.reply(s, req, sip.StatusServiceUnavailable, "No Connection To The Backend")
 		}
 		return
 	}
@@ -283,6 +297,21 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 	}
 }
 
+// toBackend is the socket a request for backend i leaves on: udp (a UDP
+// listener, or the UDP listener of a stream one) for a backend over UDP,
+// else the pool connection the request's Call-ID hashes to
+// (errNoBackendConn: none is open).
+func (d *Dispatcher) toBackend(i int, req *sip.Request, udp *sock) (*sock, error) {
+	p := d.pool(i)
+	if p == nil {
+		return d.udpSock(udp), nil
+	}
+	if s := p.sock(callID(req)); s != nil {
+		return s, nil
+	}
+	return d.udpSock(udp), errNoBackendConn
+}
+
 // recordRoutes tells the methods that create a dialog.
 func recordRoutes(m sip.RequestMethod) bool {
 	return m == sip.INVITE || m == sip.SUBSCRIBE || m == sip.REFER || m == sip.NOTIFY
@@ -346,8 +375,15 @@ func (d *Dispatcher) popOwnRoutes(s *sock, req *sip.Request) (own *sip.RouteHead
 	return own, token
 }
 
-// isOwn tells whether u names any listener of the dispatcher.
+// isOwn tells whether u names any listener of the dispatcher, or is an
+// entry the dispatcher wrote for a connection to a backend (its backend
+// tag, one of the local addresses of those connections).
 func (d *Dispatcher) isOwn(u sip.Uri) bool {
+	if u.UriParams.Has(routeParam) {
+		if _, ok := d.ownHosts.Load(strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
 	d.mu.Lock()
 	socks := d.socks
 	d.mu.Unlock()
@@ -561,7 +597,13 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		return
 	}
 	out := d.udpSock(s)
-	if t := res.Via().Transport; d.streams != nil && (strings.EqualFold(t, "TCP") || strings.EqualFold(t, "TLS")) {
+	if i, ok := d.roster.Load().byAddr[dest]; ok && d.pool(i) != nil {
+		// A request of a backend over TCP or TLS: over its pool.
+		if out = d.pool(i).sock(callID(res)); out == nil {
+			d.netLog.Warn("dispatcher dropped a response: no connection to its backend is open", "backend", d.name(i), "call_id", callID(res))
+			return
+		}
+	} else if t := res.Via().Transport; d.streams != nil && (strings.EqualFold(t, "TCP") || strings.EqualFold(t, "TLS")) {
 		// Back over the connection the request came on.
 		c := d.streams.byRemote(dest)
 		if c == nil {

@@ -29,15 +29,21 @@ type roster struct {
 	addrs   []netip.AddrPort // where its requests go now
 	listed  []bool           // the backend is among its name's targets now
 	entry   []int            // the Config.Backends entry it comes from
-	byAddr  map[netip.AddrPort]int
-	byTag   map[string]int
-	byName  map[string]int
+	trans   []string         // "udp", "tcp" or "tls"
+	// hosts is the DNS name a backend's address was found for ("": a
+	// configured address), domains the configured name it came from:
+	// what a TLS backend's certificate must name.
+	hosts, domains []string
+	byAddr         map[netip.AddrPort]int
+	byTag          map[string]int
+	byName         map[string]int
 }
 
 func (r *roster) clone() *roster {
 	return &roster{
 		names: slices.Clone(r.names), weights: slices.Clone(r.weights), prios: slices.Clone(r.prios), addrs: slices.Clone(r.addrs),
 		listed: slices.Clone(r.listed), entry: slices.Clone(r.entry),
+		trans: slices.Clone(r.trans), hosts: slices.Clone(r.hosts), domains: slices.Clone(r.domains),
 		byAddr: maps.Clone(r.byAddr), byTag: maps.Clone(r.byTag), byName: maps.Clone(r.byName),
 	}
 }
@@ -51,6 +57,9 @@ func (r *roster) add(name string, weight, prio int, addr netip.AddrPort, entry i
 	r.addrs = append(r.addrs, addr)
 	r.listed = append(r.listed, true)
 	r.entry = append(r.entry, entry)
+	r.trans = append(r.trans, "udp")
+	r.hosts = append(r.hosts, "")
+	r.domains = append(r.domains, "")
 	r.byTag[backendTag(name)] = i
 	r.byName[name] = i
 	if _, dup := r.byAddr[addr]; !dup {
@@ -84,29 +93,47 @@ const maxPerName = 32
 // runs out, so a change is seen within TTL plus this.
 const DefaultResolveEvery = time.Second
 
-// nameTarget is a configured DNS name as the resolver takes it: "host:port"
-// and "sip:host[:port]" as they are, "_sip._udp.domain" as the SRV name of
-// sip:domain over UDP.
-func nameTarget(name string) (sip.Uri, error) {
+// nameTarget is a configured DNS name as the resolver takes it over
+// transport tr ("udp", "tcp" or "tls"): "host:port" and "sip:host[:port]"
+// with ";transport=tr"; "_sip._udp.domain", "_sip._tcp.domain" and
+// "_sips._tcp.domain" as the SRV name of sip:domain over their transport,
+// which must be tr.
+func nameTarget(name, tr string) (sip.Uri, error) {
 	s := strings.TrimSpace(name)
-	if p := "_sip._udp."; len(s) > len(p) && strings.EqualFold(s[:len(p)], p) {
-		s = "sip:" + s[len(p):] + ";transport=udp"
+	if tr == "" {
+		tr = "udp"
+	}
+	for _, p := range []struct{ prefix, tr string }{{"_sip._udp.", "udp"}, {"_sip._tcp.", "tcp"}, {"_sips._tcp.", "tls"}} {
+		if len(s) > len(p.prefix) && strings.EqualFold(s[:len(p.prefix)], p.prefix) {
+			if p.tr != tr {
+				return sip.Uri{}, fmt.Errorf("backend %q: an SRV name for %s, to be spoken to over %s", name, p.tr, tr)
+			}
+			s = s[len(p.prefix):]
+			break
+		}
+	}
+	if strings.ContainsAny(s, ";?") {
+		return sip.Uri{}, fmt.Errorf("backend %q: give host:port, host, sip:host or an SRV name, without parameters", name)
 	}
 	u, err := resolve.ParseTarget(s)
 	if err != nil {
 		return sip.Uri{}, err
 	}
-	if u.User != "" || strings.EqualFold(u.Scheme, "sips") {
-		return sip.Uri{}, fmt.Errorf("backend %q: give host:port, host, sip:host or _sip._udp.domain", name)
+	if u.User != "" || strings.EqualFold(u.Scheme, "sips") || len(u.UriParams) > 0 || len(u.Headers) > 0 {
+		return sip.Uri{}, fmt.Errorf("backend %q: give host:port, host, sip:host or an SRV name", name)
 	}
-	if tr, ok := u.UriParams.Get("transport"); ok && !strings.EqualFold(tr, "udp") {
-		return sip.Uri{}, fmt.Errorf("backend %q: the dispatcher speaks UDP only", name)
+	switch tr {
+	case "udp", "tcp", "tls":
+	default:
+		return sip.Uri{}, fmt.Errorf("backend %q: transport %q (want udp, tcp or tls)", name, tr)
 	}
+	u.UriParams = sip.HeaderParams{{K: "transport", V: tr}}
 	return u, nil
 }
 
 // group is one target host and port of a name: one backend.
 type group struct {
+	host   string // the target host
 	name   string // host:port
 	weight int    // from SRV (0 when none or not from SRV)
 	prio   int    // from SRV (0 when not from SRV)
@@ -114,12 +141,12 @@ type group struct {
 }
 
 // groups turns the resolver's targets into backends: one per host and
-// port, in the order the targets came, UDP only.
-func groups(ts []resolve.Target) []group {
+// port, in the order the targets came, of transport tr only.
+func groups(ts []resolve.Target, tr string) []group {
 	var out []group
 	at := map[string]int{}
 	for _, t := range ts {
-		if t.Transport != resolve.UDP {
+		if t.Transport != tr {
 			continue
 		}
 		name := strings.ToLower(t.Host) + ":" + strconv.Itoa(int(t.Port))
@@ -130,7 +157,7 @@ func groups(ts []resolve.Target) []group {
 		if !ok {
 			k = len(out)
 			at[name] = k
-			out = append(out, group{name: name, weight: int(t.Weight), prio: int(t.Priority)})
+			out = append(out, group{host: strings.ToLower(t.Host), name: name, weight: int(t.Weight), prio: int(t.Priority)})
 		}
 		g := &out[k]
 		g.weight = max(g.weight, int(t.Weight))
@@ -169,9 +196,9 @@ func (d *Dispatcher) resolveAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		gs := groups(ts)
+		gs := groups(ts, b.Transport)
 		if err == nil && len(gs) == 0 {
-			err = fmt.Errorf("no UDP targets")
+			err = fmt.Errorf("no %s targets", strings.ToUpper(b.Transport))
 		}
 		if !d.noteLookup(k, err) {
 			continue // the last good addresses stay
@@ -234,6 +261,11 @@ func (d *Dispatcher) take(k int, gs []group) {
 			}
 			d.perEntry[k]++
 			i = r.add(g.name, w, g.prio, g.addrs[0], k)
+			r.trans[i], r.hosts[i], r.domains[i] = d.cfg.Backends[k].Transport, g.host, d.targets[k].Host
+			if streamTransport(r.trans[i]) {
+				d.pools[i].Store(d.newPool(i, r.trans[i]))
+				defer d.startPool(i)
+			}
 			seen[i] = true
 			changed = true
 			d.log.Info("dispatcher backend added from DNS", "backend", g.name, "addr", g.addrs[0].String(), "weight", w)
@@ -249,6 +281,11 @@ func (d *Dispatcher) take(k int, gs []group) {
 			d.log.Info("dispatcher backend has a new address", "backend", g.name, "was", r.addrs[i].String(), "now", g.addrs[0].String())
 			r.addrs[i] = g.addrs[0]
 			changed = true
+			if p := d.pool(i); p != nil {
+				// Its connections go to the old address: open them
+				// again once the new roster is in place.
+				defer p.reset()
+			}
 		}
 		if r.weights[i] != w || r.prios[i] != g.prio {
 			r.weights[i], r.prios[i] = w, g.prio
@@ -268,4 +305,14 @@ func (d *Dispatcher) take(k int, gs []group) {
 	r.reindex()
 	d.roster.Store(r)
 	d.sel.setNames(r.names, r.weights, r.prios, r.entry)
+}
+
+// startPool starts backend i's pool if Run is running (else Run starts
+// it).
+func (d *Dispatcher) startPool(i int) {
+	if rs := d.run.Load(); rs != nil {
+		if p := d.pool(i); p != nil {
+			p.start(rs.ctx, rs.wg)
+		}
+	}
 }

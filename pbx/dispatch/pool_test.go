@@ -1,0 +1,271 @@
+package dispatch
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
+)
+
+// fakeStreams is the listener and the connections of a fake backend over
+// TCP or TLS.
+type fakeStreams struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// newFakeStreamBackend is a fakeBackend that listens on TCP, or on TLS
+// with conf: it answers each request over the connection it came on.
+func newFakeStreamBackend(t *testing.T, conf *tls.Config) *fakeBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf != nil {
+		ln = tls.NewListener(ln, conf)
+	}
+	fs := &fakeStreams{ln: ln}
+	b := &fakeBackend{addr: ln.Addr().(*net.TCPAddr).AddrPort(), responses: map[string]int{}, streams: fs}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		fs.closeAll()
+		fs.wg.Wait()
+	})
+	fs.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fs.mu.Lock()
+			fs.conns = append(fs.conns, c)
+			fs.mu.Unlock()
+			fs.wg.Go(func() { b.readStream(c) })
+		}
+	})
+	return b
+}
+
+// readStream serves one connection of a fake stream backend.
+func (b *fakeBackend) readStream(c net.Conn) {
+	defer c.Close()
+	write := func(raw []byte, _ netip.AddrPort) { _, _ = c.Write(raw) }
+	fr := newFramer()
+	defer fr.close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		msgs, _, ferr := fr.feed(buf[:n])
+		for _, m := range msgs {
+			switch m := m.(type) {
+			case *sip.Request:
+				b.serveOn(m, write)
+			case *sip.Response:
+				b.mu.Lock()
+				b.responses[m.CallID().Value()] = m.StatusCode
+				b.mu.Unlock()
+			}
+		}
+		if err != nil || ferr != nil {
+			return
+		}
+	}
+}
+
+// write sends raw over the connection that came last.
+func (fs *fakeStreams) write(raw []byte) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.conns) == 0 {
+		return errors.New("no connection")
+	}
+	_, err := fs.conns[len(fs.conns)-1].Write(raw)
+	return err
+}
+
+// closeAll closes every connection, as a restarting backend would.
+func (fs *fakeStreams) closeAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, c := range fs.conns {
+		_ = c.Close()
+	}
+	fs.conns = nil
+}
+
+// connections is how many connections to backend i the dispatcher has
+// open (-1: it is not a backend over TCP or TLS).
+func connections(d *Dispatcher, i int) int {
+	b := d.Status().Backends[i]
+	if b.Connections == nil {
+		return -1
+	}
+	return *b.Connections
+}
+
+// testIdentity is a self-signed certificate for 127.0.0.1 and the pool of
+// roots that trusts it.
+func testIdentity(t *testing.T, seed string) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	id, err := tlscert.Derive([]byte("the dispatcher pool test: "+seed), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(id.Cert.Leaf)
+	return tlscert.ServerConfig(id), roots
+}
+
+// TestBackendOverStream: a backend over TCP, and one over TLS whose
+// certificate the configured CA signs, get the pool's connections and
+// probes over them; a phone's call over UDP reaches the backend over its
+// transport with two Record-Route entries (the one towards the backend on
+// top, with transport= and the connection's address), the phone's BYE
+// reaches it, and the backend's BYE over its connection reaches the
+// phone, whose 200 goes back to the backend. When the backend closes the
+// connections, the pool opens them again and calls go on.
+func TestBackendOverStream(t *testing.T) {
+	for _, tr := range []string{"tcp", "tls"} {
+		t.Run(tr, func(t *testing.T) {
+			var conf *tls.Config
+			var roots *x509.CertPool
+			if tr == "tls" {
+				conf, roots = testIdentity(t, "backend")
+			}
+			be := newFakeStreamBackend(t, conf)
+			d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: 100 * time.Millisecond, BackendCA: roots,
+				Backends: []Backend{{Addr: be.addr, Transport: tr}}})
+			waitFor(t, "the pool's two connections", func() bool { return connections(d, 0) == DefaultBackendConns })
+			waitFor(t, "probes over "+tr, func() bool { return be.options.Load() >= 2 })
+			if st := d.Status().Backends[0]; st.Transport != tr || !st.Up {
+				t.Fatalf("status %+v", st)
+			}
+
+			ph := newPhone(t)
+			c := ph.establish(at, "pool1-"+tr)
+			inv := be.last(sip.INVITE, c.id)
+			wantTr := strings.ToUpper(tr)
+			if v := inv.Via(); v == nil || v.Transport != wantTr {
+				t.Fatalf("the INVITE reached the backend with Via %v, want %s", v, wantTr)
+			}
+			rr := routes(inv)
+			if len(rr) != 2 || !strings.Contains(rr[0], "transport="+tr) || !strings.Contains(rr[0], routeParam+"=") || strings.Contains(rr[1], "transport=") {
+				t.Fatalf("Record-Route at the backend %q: want the %s entry on top, then the UDP one", rr, tr)
+			}
+			ph.send(at, ph.request(at, c, sip.BYE, "bye"+c.id))
+			if res := ph.final(c.id, sip.BYE); res.StatusCode != 200 {
+				t.Fatalf("BYE: %d", res.StatusCode)
+			}
+			if be.last(sip.BYE, c.id) == nil {
+				t.Fatal("the phone's BYE did not reach the backend")
+			}
+
+			// The backend hangs up the next call over its connection.
+			c2 := ph.establish(at, "pool2-"+tr)
+			rr = routes(be.last(sip.INVITE, c2.id))
+			var b strings.Builder
+			fmt.Fprintf(&b, "BYE sip:100@%s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bKbebye%s;rport\r\n", ph.addr, wantTr, be.addr, c2.id)
+			for _, r := range rr {
+				fmt.Fprintf(&b, "Route: %s\r\n", r)
+			}
+			fmt.Fprintf(&b, "From: <sip:200@example.com>;tag=%s\r\nTo: <sip:100@example.com>;tag=ph%s\r\nCall-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+				c2.toTag, c2.id, c2.id)
+			if err := be.sendTo(at, b.String()); err != nil {
+				t.Fatal(err)
+			}
+			bye := ph.nextRequest()
+			if bye.Method != sip.BYE || bye.CallID().Value() != c2.id {
+				t.Fatalf("the phone got %s %s, want the backend's BYE", bye.Method, bye.CallID().Value())
+			}
+			ok := sip.NewResponseFromRequest(bye, 200, "OK", nil)
+			to, err := viaAddr(ok.Via())
+			if err != nil || to != at {
+				t.Fatalf("the phone would answer the BYE to %v (%v), want the dispatcher %v", to, err, at)
+			}
+			ph.send(to, ok.String())
+			waitFor(t, "the phone's 200 to the BYE at the backend", func() bool { return be.answered(c2.id) == 200 })
+
+			// The backend restarts: its connections close, the pool opens
+			// them again, and calls go on.
+			be.streams.closeAll()
+			waitFor(t, "the pool's connections opened again", func() bool {
+				return connections(d, 0) == DefaultBackendConns && be.streams.open() == DefaultBackendConns
+			})
+			c3 := ph.establish(at, "pool3-"+tr)
+			if be.last(sip.INVITE, c3.id) == nil {
+				t.Fatal("the call after the reconnection did not reach the backend")
+			}
+		})
+	}
+}
+
+// open counts the backend's open connections.
+func (fs *fakeStreams) open() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return len(fs.conns)
+}
+
+// TestBackendTLSUntrusted: a TLS backend whose certificate the configured
+// CA did not sign gets no connection, is marked down by its probes, and
+// gets no call: the UDP backend next to it takes them all.
+func TestBackendTLSUntrusted(t *testing.T) {
+	conf, _ := testIdentity(t, "untrusted")
+	_, otherRoots := testIdentity(t, "another CA")
+	bad := newFakeStreamBackend(t, conf)
+	good := newFakeBackend(t)
+	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: 50 * time.Millisecond, DownAfter: 1, BackendCA: otherRoots,
+		Backends: []Backend{{Addr: bad.addr, Transport: "tls"}, {Addr: good.addr}}})
+	waitFor(t, "the untrusted backend marked down", backendDown(d, 0))
+	if n := connections(d, 0); n != 0 {
+		t.Fatalf("%d connections to the untrusted backend", n)
+	}
+	ph := newPhone(t)
+	for k := range 4 {
+		c := ph.establish(at, fmt.Sprintf("untrusted%d", k))
+		if good.last(sip.INVITE, c.id) == nil {
+			t.Fatalf("call %d did not reach the UDP backend", k)
+		}
+	}
+	if bad.options.Load() != 0 || len(bad.requests(time.Time{})) != 0 {
+		t.Fatal("the untrusted backend got requests")
+	}
+}
+
+// TestBackendStreamFailover: a TCP backend refuses a new call with 503;
+// the dispatcher ACKs it over the connection and the call goes on to a
+// UDP backend, with a single Record-Route entry there (UDP in, UDP out).
+func TestBackendStreamFailover(t *testing.T) {
+	tcpBE := newFakeStreamBackend(t, nil)
+	tcpBE.finalStatus.Store(503)
+	udpBE := newFakeBackend(t)
+	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour,
+		Backends: []Backend{{Addr: tcpBE.addr, Transport: "tcp"}, {Addr: udpBE.addr}}})
+	waitFor(t, "the pool's connections", func() bool { return connections(d, 0) == DefaultBackendConns })
+	ph := newPhone(t)
+	c := ph.establish(at, "streamfail")
+	if tcpBE.last(sip.INVITE, c.id) == nil {
+		t.Fatal("round robin did not try the TCP backend first")
+	}
+	inv := udpBE.last(sip.INVITE, c.id)
+	if inv == nil {
+		t.Fatal("the call did not go on to the UDP backend")
+	}
+	if rr := routes(inv); len(rr) != 1 || strings.Contains(rr[0], "transport=") {
+		t.Fatalf("Record-Route at the UDP backend %q, want one UDP entry", rr)
+	}
+	waitFor(t, "the 503 ACKed over TCP", func() bool { return tcpBE.last(sip.ACK, c.id) != nil })
+}
