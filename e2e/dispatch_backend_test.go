@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/dispatch"
+)
+
+// TestDispatcherStreamBackends puts the real binary in front of a twinpbx
+// PBX that it speaks to over TCP, and then over TLS (the PBX presenting a
+// certificate that dispatcher.tls_ca names), while the phones use UDP:
+// bob registers through the dispatcher (the PBX records him as come over
+// the dispatcher's connection), alice calls him (407, the INVITE with
+// credentials, ACK, BYE), the PBX's INVITE to bob comes back over the
+// connection and reaches bob over UDP, and the PBX writes the call's CDR.
+// The dispatcher's status shows the backend's transport and its open
+// connections.
+func TestDispatcherStreamBackends(t *testing.T) {
+	needTools(t, "sipp")
+	for _, tr := range []string{"tcp", "tls"} {
+		t.Run(tr, func(t *testing.T) {
+			dir := t.TempDir()
+			certFile, keyFile := writeCert(t, dir)
+			tlsPort := freePorts(t, 1)
+			p := startPBXWith(t, func(c *config.Config) {
+				c.SIP.Listen = append(c.SIP.Listen, fmt.Sprintf("tls:127.0.0.1:%d", tlsPort))
+				c.SIP.TLS = &config.SIPTLS{Cert: certFile, Key: keyFile}
+			}, alice, bob)
+			uri := "tcp:" + p.addr()
+			d := config.Dispatcher{ProbeInterval: config.Duration(time.Second), Algorithm: "hash-to"}
+			if tr == "tls" {
+				uri = fmt.Sprintf("tls:127.0.0.1:%d", tlsPort)
+				d.TLSCA = certFile
+			}
+			d.Backends = []config.DispatcherBackend{{URI: uri}}
+			lb := startDispatcherBox(t, d)
+			var st struct{ Dispatcher dispatch.Status }
+			waitFor(t, 20*time.Second, "the dispatcher's connections to the PBX", func() bool {
+				if err := lb.status(&st); err != nil || len(st.Dispatcher.Backends) != 1 {
+					return false
+				}
+				b := st.Dispatcher.Backends[0]
+				return b.Transport == tr && b.Connections != nil && *b.Connections == dispatch.DefaultBackendConns && b.Up
+			})
+
+			bobPort := freePorts(t, 2)
+			runSipp(t, sippOpts{
+				scenario: "register.xml", remote: lb.addr(), port: bobPort,
+				service: bob.Number, user: bob.Number, pass: bob.Secret,
+				keys: map[string]string{"expires": "300"},
+			}, 0)
+			var reg struct {
+				Registrations []struct{ AOR, Contact, Source string } `json:"registrations"`
+			}
+			if err := p.status(&reg); err != nil {
+				t.Fatal(err)
+			}
+			if r := reg.Registrations; len(r) != 1 || !strings.HasPrefix(r[0].Source, tr+":127.0.0.1:") {
+				t.Fatalf("the PBX's registrations %+v: want bob's, come over %s from the dispatcher", r, tr)
+			}
+
+			callee := startSipp(t, sippOpts{scenario: "uas.xml", port: bobPort, service: bob.Number})
+			callee.waitBound()
+			runSipp(t, sippOpts{
+				scenario: "uac.xml", remote: lb.addr(), service: bob.Number,
+				user: alice.Number, pass: alice.Secret, keys: caller(alice),
+			}, 0)
+			callee.wait(0)
+			waitFor(t, 10*time.Second, "the call's CDR", func() bool {
+				recs, err := p.cdrs()
+				return err == nil && len(recs) == 1
+			})
+		})
+	}
+}
