@@ -153,8 +153,8 @@ func forwarderConfig(box *config.Config, listen []string) (cfg dispatch.Config, 
 	// unanswered during a takeover must not stop the next ones (the
 	// gate, not the probes, says whether a box serves).
 	cfg.Attempts = 1
-	cfg.ProbeInterval = time.Second
-	cfg.DownAfter, cfg.UpAfter = 3, 1
+	cfg.KeepUp = true
+	cfg.ProbeInterval = time.Minute
 	cfg.Server = "twinpbx/" + box.Node.Name
 	return cfg, true, nil
 }

@@ -94,7 +94,7 @@ func TestForwarderConfig(t *testing.T) {
 			if len(cfg.Backends) != 1 || cfg.Backends[0].Addr.String() != tt.backend {
 				t.Errorf("backends %+v, want only %s", cfg.Backends, tt.backend)
 			}
-			if cfg.Attempts != 1 || cfg.Server != "twinpbx/a" {
+			if cfg.Attempts != 1 || !cfg.KeepUp || cfg.Server != "twinpbx/a" {
 				t.Errorf("attempts %d server %q", cfg.Attempts, cfg.Server)
 			}
 			if _, err := dispatch.New(cfg); err != nil {

@@ -162,6 +162,11 @@ type Config struct {
 	// of that many seconds (a twin's forwarder with no active twin to
 	// forward to). Requests from backends are not refused.
 	Refuse func() time.Duration
+	// KeepUp: no backend is ever marked down, by probes or by requests
+	// left unanswered. For a twin's forwarder, whose one backend is the
+	// VIP: its Refuse gate knows better whether a box serves there, and
+	// a request lost during a takeover must not stop the next ones.
+	KeepUp bool
 	// Server, when set, is the Server header of the dispatcher's own
 	// answers ("twinpbx/<node>": the twin pair's VIP probe reads it).
 	Server string
@@ -362,6 +367,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	d.sel = newSelector(cfg.Algorithm, r.names, r.weights, capacity)
 	d.health = newHealth(cfg.Logger, capacity, d.name, cfg.DownAfter, cfg.UpAfter)
+	d.health.keepUp = cfg.KeepUp
 	d.pend = newPending()
 	d.pend.server = cfg.Server
 	d.probes = newProbes(capacity)

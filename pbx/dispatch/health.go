@@ -15,6 +15,8 @@ type health struct {
 	name      func(int) string
 	downAfter int
 	upAfter   int
+	// keepUp: no backend is ever marked down (Config.KeepUp).
+	keepUp bool
 
 	up []atomic.Bool // read on every new call without the lock
 
@@ -42,6 +44,9 @@ func (h *health) isUp(i int) bool { return h.up[i].Load() }
 
 // probed records the outcome of one probe of backend i.
 func (h *health) probed(i int, answered bool) {
+	if h.keepUp {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if answered {
@@ -63,6 +68,9 @@ func (h *health) probed(i int, answered bool) {
 
 // timedOut records a request that backend i never answered.
 func (h *health) timedOut(i int, method string) {
+	if h.keepUp {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.oks[i] = 0

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -89,5 +90,26 @@ func TestMarkAndRefuse(t *testing.T) {
 	}
 	if marked.Load() != before || req.GetHeader("X-Mark") != nil {
 		t.Error("a backend's request was marked")
+	}
+}
+
+// TestKeepUp: with keepUp neither failed probes nor a request left
+// unanswered mark a backend down; without it both do.
+func TestKeepUp(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		for _, fail := range []string{"probes", "timeout"} {
+			h := newHealth(slog.New(slog.DiscardHandler), 1, func(int) string { return "be" }, 2, 1)
+			h.keepUp = keep
+			switch fail {
+			case "probes":
+				h.probed(0, false)
+				h.probed(0, false)
+			case "timeout":
+				h.timedOut(0, "REGISTER")
+			}
+			if got := h.isUp(0); got != keep {
+				t.Errorf("keepUp %v, failed %s: up = %v, want %v", keep, fail, got, keep)
+			}
+		}
 	}
 }
