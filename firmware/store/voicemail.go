@@ -103,3 +103,46 @@ func (s *Store) VoicemailBoxes() ([]string, error) {
 	}
 	return out, nil
 }
+
+// BucketMWISubscriptions holds the message-summary subscriptions of the
+// mailboxes (pbx/voicemail): their dialog, expiry and CSeq, so that the
+// twin that takes over goes on notifying within the same dialogs. It
+// replicates as every bucket does. Key: the subscription's Call-ID;
+// value: opaque state (JSON).
+const BucketMWISubscriptions = "mwi_subscriptions"
+
+// PutMWISubscription stores (or replaces) a subscription's state.
+func (s *Store) PutMWISubscription(id string, state []byte) error {
+	return s.Update(func(t *Tx) error {
+		if err := t.Put(BucketMWISubscriptions, id, state); err != nil {
+			return fmt.Errorf("saving subscription %q: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// DeleteMWISubscription removes a subscription; one not there is no
+// error.
+func (s *Store) DeleteMWISubscription(id string) error {
+	return s.Update(func(t *Tx) error {
+		if err := t.Delete(BucketMWISubscriptions, id); err != nil {
+			return fmt.Errorf("deleting subscription %q: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// MWISubscriptions returns every stored subscription by id.
+func (s *Store) MWISubscriptions() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.View(func(t *Tx) error {
+		return t.ForEach(BucketMWISubscriptions, "", "", func(k string, v []byte) error {
+			out[k] = append([]byte{}, v...)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing subscriptions: %w", err)
+	}
+	return out, nil
+}

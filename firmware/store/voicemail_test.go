@@ -66,3 +66,55 @@ func TestVoicemail(t *testing.T) {
 		t.Errorf("the twin holds %d bytes of audio, want %d", len(a), len(audio))
 	}
 }
+
+// TestMWISubscriptions stores, replaces and deletes subscriptions and
+// checks that the twin, fed from the change log, holds the same at each
+// step (it carries them on after a failover).
+func TestMWISubscriptions(t *testing.T) {
+	s := openT(t, "", Options{})
+	twin := openT(t, "", Options{})
+	var seq uint64
+	steps := []struct {
+		name string
+		do   func() error
+		want map[string]string
+	}{
+		{"first", func() error { return s.PutMWISubscription("a@h", []byte(`{"seq":2}`)) }, map[string]string{"a@h": `{"seq":2}`}},
+		{"second", func() error { return s.PutMWISubscription("b@h", []byte(`{"seq":1}`)) }, map[string]string{"a@h": `{"seq":2}`, "b@h": `{"seq":1}`}},
+		{"raised CSeq", func() error { return s.PutMWISubscription("a@h", []byte(`{"seq":102}`)) }, map[string]string{"a@h": `{"seq":102}`, "b@h": `{"seq":1}`}},
+		{"ended", func() error { return s.DeleteMWISubscription("b@h") }, map[string]string{"a@h": `{"seq":102}`}},
+		{"ended twice", func() error { return s.DeleteMWISubscription("b@h") }, map[string]string{"a@h": `{"seq":102}`}},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		changes, err := s.ChangesSince(seq, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) > 0 {
+			seq = changes[len(changes)-1].Seq
+		}
+		if err := twin.Apply(changes); err != nil {
+			t.Fatalf("%s: applying on the twin: %v", st.name, err)
+		}
+		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
+			got, err := st2.MWISubscriptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(st.want) {
+				t.Fatalf("%s: the %s holds %d subscriptions, want %d", st.name, name, len(got), len(st.want))
+			}
+			for k, v := range st.want {
+				if string(got[k]) != v {
+					t.Errorf("%s: the %s holds %q for %s, want %q", st.name, name, got[k], k, v)
+				}
+			}
+		}
+	}
+	if err := s.PutMWISubscription("", []byte("{}")); err == nil {
+		t.Error("an empty id was accepted")
+	}
+}

@@ -309,16 +309,44 @@ func (m *Mailboxes) Delete(msg Message) error {
 	return nil
 }
 
-// MemStore is a Store in memory, for tests.
+// MemStore is a Store and a SubscriptionStore in memory, for tests.
 type MemStore struct {
 	mu    sync.Mutex
 	meta  map[string][]byte
 	audio map[string][]byte
+	subs  map[string][]byte
 }
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}}
+	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}}
+}
+
+// PutMWISubscription implements SubscriptionStore.
+func (s *MemStore) PutMWISubscription(id string, state []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subs[id] = slices.Clone(state)
+	return nil
+}
+
+// DeleteMWISubscription implements SubscriptionStore.
+func (s *MemStore) DeleteMWISubscription(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.subs, id)
+	return nil
+}
+
+// MWISubscriptions implements SubscriptionStore.
+func (s *MemStore) MWISubscriptions() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(s.subs))
+	for k, v := range s.subs {
+		out[k] = slices.Clone(v)
+	}
+	return out, nil
 }
 
 func memKey(box, id string) string { return box + "\x00" + id }

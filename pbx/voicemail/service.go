@@ -125,6 +125,9 @@ type Service struct {
 	wg       sync.WaitGroup
 	// sending orders the unsolicited NOTIFYs of a contact.
 	sending [64]sync.Mutex
+	// restored: the stored subscriptions have been read (subpersist.go).
+	restoreMu sync.Mutex
+	restored  bool
 }
 
 // New checks the options and returns the service.
@@ -298,16 +301,24 @@ func (s *Service) Abandon() {
 	for _, x := range ss {
 		x.cancel(errAbandoned)
 	}
-	// From now on the twin writes the mailboxes; this box sees its
-	// writes by replication only.
+	// From now on the twin writes the mailboxes and the subscriptions;
+	// this box sees its writes by replication only.
 	s.boxes.Forget()
+	s.restoreMu.Lock()
+	s.restored = false
+	s.restoreMu.Unlock()
 }
 
 // TakeOver readies the mailboxes of a box that takes over from its twin:
 // counts kept in memory are read again from the store, which holds the
-// twin's writes.
+// twin's writes, and the twin's message-summary subscriptions are carried
+// on (CSeqs raised by SeqMargin).
 func (s *Service) TakeOver() {
 	s.boxes.Forget()
+	s.restoreMu.Lock()
+	defer s.restoreMu.Unlock()
+	s.restored = true
+	s.restoreSubs()
 }
 
 // abandoned reports whether the box handed the session over.

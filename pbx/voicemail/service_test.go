@@ -37,6 +37,12 @@ var no = false
 // testService runs a Service on a loopback UDP socket.
 func testService(t *testing.T, routes ...func(*sipgo.Server, *Service)) (*Service, string) {
 	t.Helper()
+	return testServiceOn(t, NewMemStore(), routes...)
+}
+
+// testServiceOn is testService over st.
+func testServiceOn(t *testing.T, st Store, routes ...func(*sipgo.Server, *Service)) (*Service, string) {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("twinpbx-test"), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func testService(t *testing.T, routes ...func(*sipgo.Server, *Service)) (*Servic
 	t.Cleanup(func() { _ = conn.Close() })
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	s, err := New(Options{
-		Client: cl, Auth: fakeAuth{}, Store: NewMemStore(),
+		Client: cl, Auth: fakeAuth{}, Store: st,
 		Directory: fakeDirectory{"201": {Number: "201"}, "202": {Number: "202", Voicemail: &no}},
 		Contact:   func(string) sip.Uri { return sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port} },
 		Config:    func() *config.Voicemail { return &config.Voicemail{} },
@@ -90,6 +96,13 @@ type subscriber struct {
 	mu     sync.Mutex
 	bodies []string
 	states []string
+	// dialogs are the Call-ID, From tag and CSeq of each NOTIFY.
+	dialogs []notifyDialog
+}
+
+type notifyDialog struct {
+	callID, fromTag string
+	cseq            uint32
 }
 
 func newSubscriber(t *testing.T, pbx string) *subscriber {
@@ -101,6 +114,8 @@ func newSubscriber(t *testing.T, pbx string) *subscriber {
 		if h := req.GetHeader("Subscription-State"); h != nil {
 			sub.states = append(sub.states, h.Value())
 		}
+		tag, _ := req.From().Params.Get("tag")
+		sub.dialogs = append(sub.dialogs, notifyDialog{req.CallID().Value(), tag, req.CSeq().SeqNo})
 		sub.mu.Unlock()
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})

@@ -25,6 +25,9 @@ type subscription struct {
 	box     string
 	us      sip.Uri
 	expires time.Time
+	// savedSeq is the CSeq of the last save (subpersist.go); under
+	// Service.mu.
+	savedSeq uint32
 	// sending keeps NOTIFYs of one subscription in order: each reads
 	// the mailbox after the one before it was answered.
 	sending sync.Mutex
@@ -61,6 +64,7 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	expires = min(expires, maxSubscription)
+	s.ensureRestored()
 
 	s.mu.Lock()
 	sub := s.subs[cid.Value()]
@@ -104,21 +108,29 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		respondPlain(tx, req, 503, "Service Unavailable", s.log)
 		return
 	}
-	s.pruneLocked()
+	expired := s.pruneLocked()
 	if expires > 0 && s.subs[cid.Value()] == nil && len(s.subs) >= MaxSubscriptions {
 		s.mu.Unlock()
+		s.deleteSubs(expired)
 		s.log.Warn("message-summary subscription refused: too many", "max", MaxSubscriptions)
 		respondPlain(tx, req, 503, "Service Unavailable", s.log)
 		return
 	}
 	if expires == 0 {
 		delete(s.subs, cid.Value())
+		expired = append(expired, cid.Value())
 	} else {
 		sub.expires = s.o.Now().Add(time.Duration(expires) * time.Second)
 		s.subs[cid.Value()] = sub
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	// Stored before the answer, so that the twin that takes over right
+	// after it holds the subscription.
+	s.deleteSubs(expired)
+	if expires > 0 {
+		s.saveSub(sub)
+	}
 	res := sub.d.response(req, 200, "OK", sub.us)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
 	if err := tx.Respond(res); err != nil {
@@ -133,8 +145,9 @@ func (s *Service) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 
 // changed tells the subscribers of box its new state.
 func (s *Service) changed(box string) {
+	s.ensureRestored()
 	s.mu.Lock()
-	s.pruneLocked()
+	expired := s.pruneLocked()
 	var subs []*subscription
 	for _, sub := range s.subs {
 		if sub.box == box {
@@ -145,6 +158,7 @@ func (s *Service) changed(box string) {
 	// that saved it holds the WaitGroup, so Close waits for these too.
 	s.wg.Add(len(subs))
 	s.mu.Unlock()
+	s.deleteSubs(expired)
 	for _, sub := range subs {
 		go func() {
 			defer s.wg.Done()
@@ -165,6 +179,13 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 	}
 	sum.Account = (&sip.Uri{Scheme: "sip", User: s.o.Config().DialNumber(), Host: sub.us.Host}).String()
 	req := sub.d.request(sip.NOTIFY, sub.us)
+	s.mu.Lock()
+	resave := !terminated && req.CSeq().SeqNo >= sub.savedSeq+SeqMargin/2
+	s.mu.Unlock()
+	if resave {
+		// Before the twin's margin is used up.
+		s.saveSub(sub)
+	}
 	req.AppendHeader(sip.NewHeader("Event", "message-summary"))
 	state := "terminated;reason=timeout"
 	if !terminated {
@@ -185,17 +206,27 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 		s.log.Info("NOTIFY of message-summary", "mailbox", sub.box, "err", err)
 	case res.StatusCode == 481:
 		s.mu.Lock()
-		delete(s.subs, sub.d.callID)
+		gone := s.subs[sub.d.callID] == sub
+		if gone {
+			delete(s.subs, sub.d.callID)
+		}
 		s.mu.Unlock()
+		if gone {
+			s.deleteSubs([]string{sub.d.callID})
+		}
 	}
 }
 
-// pruneLocked forgets expired subscriptions; s.mu is held.
-func (s *Service) pruneLocked() {
+// pruneLocked forgets expired subscriptions and returns their ids, for
+// deleteSubs once s.mu is released; s.mu is held.
+func (s *Service) pruneLocked() []string {
 	now := s.o.Now()
+	var ids []string
 	for id, sub := range s.subs {
 		if now.After(sub.expires) {
 			delete(s.subs, id)
+			ids = append(ids, id)
 		}
 	}
+	return ids
 }
