@@ -50,6 +50,7 @@ func newTLS(cfg *config.Config, seed []byte, log *slog.Logger) (*tlsSetup, error
 	if err != nil {
 		return nil, fmt.Errorf("pbx: sip.tls: %w", err)
 	}
+	s.peers.SetIdentity(s.id)
 	lines, _ := cfg.TrunksAndRoutes()
 	for _, l := range lines {
 		if l.TLSInsecure {
@@ -84,7 +85,7 @@ func tlsChanged(old, new *config.Config) bool {
 
 // clientConfig is the TLS configuration of the SIP stack's outgoing
 // connections.
-func (s *tlsSetup) clientConfig() *tls.Config { return s.peers.ClientConfig(s.id) }
+func (s *tlsSetup) clientConfig() *tls.Config { return s.peers.ClientConfig(nil) }
 
 // serverConfig is the TLS configuration of a tls listener.
 func (s *tlsSetup) serverConfig() *tls.Config { return tlscert.ServerConfig(s.id) }

@@ -17,8 +17,13 @@ import (
 type Peer struct {
 	// Name is what the server is, for logs ("trunk provider").
 	Name string
+	// ServerName is sent in the TLS handshake (SNI, RFC 6066) when the
+	// PBX dials the server itself (Dial); empty, or an IP address,
+	// sends none.
+	ServerName string
 	// Hosts are the names the certificate may be issued for: the SIP
-	// domain (RFC 5922 §7.3) and the host DNS named for the address.
+	// domain (RFC 5922 §4: the name the PBX was configured with, never
+	// one DNS handed out on the way to the address).
 	Hosts []string
 	// Roots are the authorities that may sign it; nil: the system's.
 	Roots *x509.CertPool
@@ -27,23 +32,25 @@ type Peer struct {
 }
 
 // Peers holds the Peer of every server the PBX may connect to over TLS
-// (the TLS trunks), and checks the certificate of every connection the
-// SIP stack opens. The stack names a connection it dials by the IP
-// address only, which a certificate check cannot see (Go's TLS client
-// keeps no server name for an address); so a certificate is accepted
-// when it passes the check of at least one Peer: it chains to that
-// Peer's roots and names one of its hosts. A server therefore has to
-// prove it holds the key of one of the configured providers; a
-// provider's genuine certificate would also be accepted at another TLS
-// provider's address. With no Peer at all, nothing is accepted; a Peer
-// with Insecure set makes every certificate acceptable, with a warning
-// for each connection.
+// (the TLS trunks) and checks the certificate of every connection.
+//
+// A connection the PBX dials itself for one Peer (Dial) carries that
+// Peer's ServerName and is checked by that Peer alone. A connection the
+// SIP stack opens on its own (a request in a dialog whose connection
+// was closed) is named by the IP address it dials only, which a
+// certificate check cannot see (Go's TLS client keeps no server name
+// for an address); such a certificate is accepted when it passes the
+// check of at least one Peer: it chains to that Peer's roots and names
+// one of its hosts. With no Peer at all, nothing is accepted; a Peer
+// with Insecure set makes every such certificate acceptable, with a
+// warning for each connection.
 //
 // Peers is safe for concurrent use.
 type Peers struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	by  map[string]Peer
+	id  *Identity
 }
 
 // NewPeers returns an empty table.
@@ -62,18 +69,12 @@ func (p *Peers) Set(peer Peer) {
 	p.by[peer.Name] = peer
 }
 
-// AddHost adds host to the names the certificate of the Peer called
-// name may carry (the server names DNS gives for a provider's domain).
-func (p *Peers) AddHost(name, host string) {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+// SetIdentity sets the certificate presented to servers that ask for a
+// client certificate (nil: none).
+func (p *Peers) SetIdentity(id *Identity) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	peer, ok := p.by[name]
-	if !ok || host == "" || slices.Contains(peer.Hosts, host) {
-		return
-	}
-	peer.Hosts = append(slices.Clone(peer.Hosts), host)
-	p.by[name] = peer
+	p.id = id
+	p.mu.Unlock()
 }
 
 func (p *Peers) all() []Peer {
@@ -87,6 +88,14 @@ func (p *Peers) all() []Peer {
 	return out
 }
 
+// Peer returns the Peer called name.
+func (p *Peers) Peer(name string) (Peer, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	peer, ok := p.by[name]
+	return peer, ok
+}
+
 // ClientConfig is the tls.Config for the PBX's outgoing TLS connections:
 // at least TLS 1.2, the server's certificate checked by Verify, and id
 // (when not nil) presented to servers that ask for a client certificate.
@@ -98,13 +107,19 @@ func (p *Peers) ClientConfig(id *Identity) *tls.Config {
 		InsecureSkipVerify: true,
 		VerifyConnection:   p.Verify,
 	}
+	if id == nil {
+		p.mu.Lock()
+		id = p.id
+		p.mu.Unlock()
+	}
 	if id != nil {
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &id.Cert, nil }
 	}
 	return c
 }
 
-// Verify checks the certificate of a connection the PBX made (see Peers).
+// Verify checks the certificate of a connection the SIP stack opened on
+// its own (see Peers).
 func (p *Peers) Verify(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("the TLS server sent no certificate")

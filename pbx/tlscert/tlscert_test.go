@@ -2,6 +2,7 @@ package tlscert
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +179,9 @@ func handshake(t *testing.T, cfg *tls.Config, dialled string, srv tls.Certificat
 	return tls.Client(raw, c).Handshake()
 }
 
+// TestPeersVerify: a connection the SIP stack dials on its own is
+// accepted when one Peer's check passes: its roots and its configured
+// names (not names DNS gave on the way, RFC 5922).
 func TestPeersVerify(t *testing.T) {
 	caPEM, srv := testCA(t, "sip.provider.test", "edge1.provider.test")
 	roots, err := LoadCA(writeFile(t, "ca.pem", caPEM))
@@ -187,26 +192,22 @@ func TestPeersVerify(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		peers []Peer
-		host  string // AddHost to the first peer
 		srv   tls.Certificate
 		ok    bool
 	}{
-		{"right CA and domain", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, "", srv, true},
-		{"SRV target name", []Peer{{Name: "p", Hosts: []string{"provider.test"}, Roots: roots}}, "edge1.provider.test.", srv, true},
-		{"wrong domain", []Peer{{Name: "p", Hosts: []string{"sip.elsewhere.test"}, Roots: roots}}, "", srv, false},
-		{"other CA", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, "", stranger, false},
-		{"system roots", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}}}, "", srv, false},
-		{"one of two", []Peer{{Name: "a", Hosts: []string{"a.test"}}, {Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, "", srv, true},
-		{"insecure", []Peer{{Name: "p", Hosts: []string{"sip.elsewhere.test"}, Insecure: true}}, "", stranger, true},
-		{"no peer", nil, "", srv, false},
+		{"right CA and domain", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, srv, true},
+		{"only an SRV target's name", []Peer{{Name: "p", Hosts: []string{"provider.test"}, Roots: roots}}, srv, false},
+		{"wrong domain", []Peer{{Name: "p", Hosts: []string{"sip.elsewhere.test"}, Roots: roots}}, srv, false},
+		{"other CA", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, stranger, false},
+		{"system roots", []Peer{{Name: "p", Hosts: []string{"sip.provider.test"}}}, srv, false},
+		{"one of two", []Peer{{Name: "a", Hosts: []string{"a.test"}}, {Name: "p", Hosts: []string{"sip.provider.test"}, Roots: roots}}, srv, true},
+		{"insecure", []Peer{{Name: "p", Hosts: []string{"sip.elsewhere.test"}, Insecure: true}}, stranger, true},
+		{"no peer", nil, srv, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewPeers(nil)
 			for _, peer := range tc.peers {
 				p.Set(peer)
-			}
-			if tc.host != "" {
-				p.AddHost(tc.peers[0].Name, tc.host)
 			}
 			err := handshake(t, p.ClientConfig(nil), "192.0.2.7", tc.srv)
 			if (err == nil) != tc.ok {
@@ -216,6 +217,97 @@ func TestPeersVerify(t *testing.T) {
 	}
 	if _, err := LoadCA(writeFile(t, "x.pem", []byte("nothing"))); err == nil {
 		t.Error("LoadCA took a file without certificates")
+	}
+}
+
+// provider is a TLS server on loopback presenting cert; sni receives the
+// server name of each ClientHello ("" without SNI).
+func provider(t *testing.T, cert tls.Certificate) (addr netip.AddrPort, sni chan string) {
+	t.Helper()
+	sni = make(chan string, 8)
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: MinVersion,
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni <- h.ServerName
+			return nil, nil
+		}}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String()), sni
+}
+
+// TestDial: two providers whose certificates come from different CAs.
+// The PBX reaches each with its own trunk's check and names the trunk's
+// host in SNI; each trunk's check refuses the other's server.
+func TestDial(t *testing.T) {
+	caA, certA := testCA(t, "sip.a.test")
+	caB, certB := testCA(t, "sip.b.test")
+	rootsA, err := LoadCA(writeFile(t, "a.pem", caA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootsB, err := LoadCA(writeFile(t, "b.pem", caB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrA, sniA := provider(t, certA)
+	addrB, sniB := provider(t, certB)
+	p := NewPeers(nil)
+	p.Set(Peer{Name: "trunk a", ServerName: "sip.a.test", Hosts: []string{"sip.a.test"}, Roots: rootsA})
+	p.Set(Peer{Name: "trunk b", ServerName: "sip.b.test", Hosts: []string{"sip.b.test"}, Roots: rootsB})
+	p.Set(Peer{Name: "trunk b by address", ServerName: "127.0.0.1", Hosts: []string{"sip.b.test"}, Roots: rootsB})
+	p.Set(Peer{Name: "trunk b insecure", ServerName: "sip.b.test", Insecure: true})
+	for _, tc := range []struct {
+		name    string
+		peer    string
+		addr    netip.AddrPort
+		sni     chan string
+		wantSNI string
+		ok      bool
+	}{
+		{"trunk a at its server", "trunk a", addrA, sniA, "sip.a.test", true},
+		{"trunk b at its server", "trunk b", addrB, sniB, "sip.b.test", true},
+		{"trunk a at b's server", "trunk a", addrB, sniB, "sip.a.test", false},
+		{"trunk b at a's server", "trunk b", addrA, sniA, "sip.b.test", false},
+		{"an address as host: no SNI", "trunk b by address", addrB, sniB, "", true},
+		{"insecure", "trunk b insecure", addrA, sniA, "sip.b.test", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := p.Dial(ctx, tc.peer, tc.addr)
+			if c != nil {
+				c.Close()
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("Dial: %v, want ok=%v", err, tc.ok)
+			}
+			select {
+			case got := <-tc.sni:
+				if got != tc.wantSNI {
+					t.Errorf("SNI %q, want %q", got, tc.wantSNI)
+				}
+			case <-ctx.Done():
+				t.Fatal("the server saw no ClientHello")
+			}
+		})
+	}
+	if _, err := p.Dial(context.Background(), "nobody", addrA); err == nil {
+		t.Error("Dial for an unknown peer worked")
 	}
 }
 

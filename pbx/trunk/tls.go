@@ -1,17 +1,42 @@
 package trunk
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
-// tlsPeer is how the certificate of a trunk's servers is checked: issued
-// for the SIP domain (RFC 5922) or a server name DNS gave for it, by an
-// authority of the system or of tls_ca; or not at all with
-// tls_insecure. Every sip trunk has one, since a trunk without a forced
-// transport is sent over TLS when its NAPTR records say so.
-func tlsPeer(l config.TrunkLine, domain string) (*tlscert.Peer, error) {
-	p := &tlscert.Peer{Name: "trunk " + l.Name, Hosts: []string{domain}, Insecure: l.TLSInsecure}
+// tlsPeer is how the certificate of a trunk's servers is checked: by an
+// authority of the system or of tls_ca, or not at all with
+// tls_insecure; and for which names. RFC 5922 §4 makes the SIP domain
+// the identity a server must prove, not a host DNS gave on the way
+// (SRV targets and addresses come from unsecured DNS): the names are
+// the trunk's configured host and its domain, and the host (or else
+// the domain) is sent in SNI. A host that is an IP address sends no SNI
+// and must be named in the certificate as an address. Every sip trunk
+// has a peer, since a trunk without a forced transport is sent over TLS
+// when its NAPTR records say so.
+func tlsPeer(l config.TrunkLine, host string) (*tlscert.Peer, error) {
+	p := &tlscert.Peer{Name: "trunk " + l.Name, ServerName: host, Insecure: l.TLSInsecure}
+	for _, h := range []string{host, l.Domain} {
+		if h != "" && (len(p.Hosts) == 0 || p.Hosts[0] != h) {
+			p.Hosts = append(p.Hosts, h)
+		}
+	}
+	if _, err := netip.ParseAddr(host); err == nil && l.Domain != "" {
+		p.ServerName = l.Domain
+	}
 	if l.TLSCA != "" {
 		roots, err := tlscert.LoadCA(l.TLSCA)
 		if err != nil {
@@ -21,3 +46,185 @@ func tlsPeer(l config.TrunkLine, domain string) (*tlscert.Peer, error) {
 	}
 	return p, nil
 }
+
+// tlsConnectTimeout bounds a TLS connection and handshake to a trunk's
+// server.
+const tlsConnectTimeout = 10 * time.Second
+
+// connector opens the TLS connections to the trunks' servers itself, so
+// that each carries its trunk's SNI and is checked by its trunk's peer
+// alone, and hands them to the SIP stack, which then sends over them
+// (the stack reuses a connection to the same address and port). The
+// stack takes them through a listener (handoff) it serves as if they
+// were accepted.
+type connector struct {
+	h  *handoff
+	tl *sip.TransportLayer
+
+	mu    sync.Mutex
+	locks map[netip.AddrPort]*sync.Mutex
+}
+
+// lock serialises connecting to one address.
+func (c *connector) lock(a netip.AddrPort) func() {
+	c.mu.Lock()
+	l, ok := c.locks[a]
+	if !ok {
+		l = &sync.Mutex{}
+		c.locks[a] = l
+	}
+	c.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// serveTLS starts handing the connections connect opens to the SIP
+// stack, until ctx ends. port is our TLS contact's (the stack records
+// a listener's port).
+func (m *Manager) serveTLS(ctx context.Context, port int) func() {
+	if m.o.TLS == nil {
+		return func() {}
+	}
+	c := &connector{
+		h:     newHandoff(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}),
+		tl:    m.o.Client.TransportLayer(),
+		locks: map[netip.AddrPort]*sync.Mutex{},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.tl.ServeTLS(c.h); !errors.Is(err, net.ErrClosed) {
+			m.log.Warn("handing TLS connections to the SIP stack", "err", err)
+		}
+	}()
+	m.mu.Lock()
+	m.conn = c
+	m.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { _ = c.h.Close() })
+	return func() {
+		stop()
+		_ = c.h.Close()
+		<-done
+		m.mu.Lock()
+		if m.conn == c {
+			m.conn = nil
+		}
+		m.mu.Unlock()
+	}
+}
+
+// connect makes sure the SIP stack has a TLS connection to target for
+// trunk t, dialling it with the trunk's SNI and check when there is
+// none. Other transports, and a manager that is not running, are left
+// to the stack.
+func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) error {
+	if target.Transport != resolve.TLS || m.o.TLS == nil || t.line.Type != config.LineSIP {
+		return nil
+	}
+	m.mu.Lock()
+	c := m.conn
+	m.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	addr := target.AddrPort()
+	defer c.lock(addr)()
+	pool := c.tl.Pool("tls")
+	if pool == nil {
+		return errors.New("the SIP stack has no TLS transport")
+	}
+	if have := pool.Get(addr.String()); have != nil {
+		defer func() { _, _ = have.TryClose() }() // Get counted a reference
+		// Opened for another trunk at the same address, or by the
+		// stack on its own: used only if it passes this trunk's check.
+		if tc, ok := tlsConn(have); ok {
+			if err := m.o.TLS.Check(t.tls.Name, tc.ConnectionState()); err != nil {
+				return fmt.Errorf("trunk %s: the TLS connection to %s: %w", t.line.Name, addr, err)
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, tlsConnectTimeout)
+	defer cancel()
+	conn, err := m.o.TLS.Dial(ctx, t.tls.Name, addr)
+	if err != nil {
+		return fmt.Errorf("trunk %s: %w", t.line.Name, err)
+	}
+	if err := c.h.give(ctx, conn); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("trunk %s: handing the TLS connection to %s over: %w", t.line.Name, addr, err)
+	}
+	return nil
+}
+
+// tlsConn finds the TLS connection under one of the SIP stack's.
+func tlsConn(c sip.Connection) (*tls.Conn, bool) {
+	if tc, ok := c.(*sip.TCPConnection); ok {
+		t, ok := tc.Conn.(*tls.Conn)
+		return t, ok
+	}
+	return nil, false
+}
+
+// handoff is a net.Listener whose Accept returns the connections given
+// to it.
+type handoff struct {
+	addr    net.Addr
+	conns   chan given
+	done    chan struct{}
+	once    sync.Once
+	pending chan struct{} // closed when the server took the last conn
+}
+
+type given struct {
+	c     net.Conn
+	taken chan struct{}
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{addr: addr, conns: make(chan given), done: make(chan struct{})}
+}
+
+// give hands c to the server and returns once the server has taken it
+// in (it asks for the next connection only after that).
+func (h *handoff) give(ctx context.Context, c net.Conn) error {
+	g := given{c: c, taken: make(chan struct{})}
+	select {
+	case h.conns <- g:
+	case <-h.done:
+		return net.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-g.taken:
+		return nil
+	case <-h.done:
+		// Closed after the server got it: the server owns it now.
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Accept is called by one goroutine, the server's.
+func (h *handoff) Accept() (net.Conn, error) {
+	if h.pending != nil {
+		close(h.pending)
+		h.pending = nil
+	}
+	select {
+	case g := <-h.conns:
+		h.pending = g.taken
+		return g.c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return h.addr }

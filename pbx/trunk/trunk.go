@@ -56,6 +56,9 @@ type Manager struct {
 	o      Options
 	log    *slog.Logger
 	trunks []*Trunk
+
+	mu   sync.Mutex
+	conn *connector // while Run runs: opens the TLS connections
 }
 
 // Trunk is one configured trunk.
@@ -166,7 +169,7 @@ func (m *Manager) newTrunk(l config.TrunkLine) (*Trunk, error) {
 	if t.domain == "" {
 		t.domain = u.Host
 	}
-	if t.tls, err = tlsPeer(l, t.domain); err != nil {
+	if t.tls, err = tlsPeer(l, u.Host); err != nil {
 		return nil, fmt.Errorf("trunk %s: %w", l.Name, err)
 	}
 	if m.o.TLS != nil && l.Type == config.LineSIP {
@@ -221,6 +224,7 @@ func (m *Manager) Status() []Status {
 // probes dead targets with OPTIONS, until ctx ends; then it removes the
 // registrations (Expires: 0) and returns.
 func (m *Manager) Run(ctx context.Context) {
+	defer m.serveTLS(ctx, m.o.Contact(resolve.TLS).Port)()
 	var wg sync.WaitGroup
 	for _, t := range m.trunks {
 		wg.Go(func() { t.learn(ctx) })
@@ -258,10 +262,14 @@ func (t *Trunk) remember(ts ...resolve.Target) {
 	defer t.mu.Unlock()
 	for _, x := range ts {
 		t.learnt[netip.AddrPortFrom(x.IP.Unmap(), x.Port)] = true
-		if x.Transport == resolve.TLS && t.m.o.TLS != nil {
-			t.m.o.TLS.AddHost(t.tls.Name, x.Host)
-		}
 	}
+}
+
+// ownsTarget reports whether the trunk's host resolved to target.
+func (t *Trunk) ownsTarget(target resolve.Target) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.learnt[netip.AddrPortFrom(target.IP.Unmap(), target.Port)]
 }
 
 // owns reports whether a is one of the trunk's peers: any port of an
@@ -431,6 +439,9 @@ func (t *Trunk) authUser() string {
 func (t *Trunk) Do(ctx context.Context, attempt resolve.Attempt) (resolve.Target, error) {
 	tg, err := t.m.o.Resolver.Do(ctx, t.uri, func(x resolve.Target) (bool, error) {
 		t.remember(x)
+		if err := t.m.connect(ctx, t, x); err != nil {
+			return true, err
+		}
 		return attempt(x)
 	})
 	if err != nil {
@@ -556,6 +567,14 @@ func (m *Manager) Probe(ctx context.Context, target resolve.Target) error {
 	req.AppendHeader(&mf)
 	req.SetBody(nil)
 	m.Address(req, target)
+	for _, t := range m.trunks {
+		if t.ownsTarget(target) {
+			if err := m.connect(ctx, t, target); err != nil {
+				return fmt.Errorf("probing %s: %w", target, err)
+			}
+			break
+		}
+	}
 	res, err := m.o.Client.Do(ctx, req, noBuild)
 	if err != nil {
 		return fmt.Errorf("probing %s: %w", target, err)
