@@ -116,8 +116,10 @@ func (n *Node) ForwardWait() time.Duration {
 // forwarderConfig is the dispatcher config of box's forwarder: a UDP
 // listener on the LAN address for each UDP listener of the PBX (listen,
 // the running config's sip.listen), a TCP one for each TCP listener, and
-// the VIP at the first UDP listener's port as the only backend. ok is
-// false when the PBX has no UDP listener (nothing to forward to).
+// the VIP at the first UDP listener's port as the only backend. A PBX
+// listener on a wildcard address already holds the LAN address's port:
+// it is skipped. ok is false when no UDP listener is left (nothing to
+// forward to).
 func forwarderConfig(box *config.Config, listen []string) (cfg dispatch.Config, ok bool, err error) {
 	cl := box.Cluster
 	lan, err := netip.ParseAddr(cl.LAN.Local)
@@ -132,6 +134,9 @@ func forwarderConfig(box *config.Config, listen []string) (cfg dispatch.Config, 
 		l, err := config.ParseListen(s)
 		if err != nil {
 			return cfg, false, fmt.Errorf("twin: sip.listen %q: %w", s, err)
+		}
+		if a, err := netip.ParseAddr(l.Host); err != nil || a.IsUnspecified() {
+			continue
 		}
 		at := netip.AddrPortFrom(lan, uint16(l.Port))
 		switch l.Transport {
@@ -170,7 +175,7 @@ func (n *Node) RunForwarder(ctx context.Context, listen []string, m *sipmark.Mar
 	}
 	log := n.log.With("part", "forwarder")
 	if !ok {
-		log.Warn("the PBX has no UDP listener: this box's own address takes no SIP")
+		log.Warn("this box's own address takes no SIP: the PBX has no UDP listener on the VIP (sip.listen on a wildcard address holds the box's own address itself)")
 		return nil
 	}
 	node := n.box.Node.Name

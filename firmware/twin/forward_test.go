@@ -71,6 +71,9 @@ func TestForwarderConfig(t *testing.T) {
 			[]string{"192.0.2.11:5080", "192.0.2.11:5060"}, nil, "192.0.2.10:5080"},
 		{"tls only: not forwarded", []string{"tls:192.0.2.10:5061"}, false, nil, nil, ""},
 		{"tcp only: nothing to forward to", []string{"tcp:192.0.2.10:5060"}, false, nil, nil, ""},
+		{"wildcard udp: the PBX holds the port", []string{"udp:0.0.0.0:5060", "tcp:192.0.2.10:5070"}, false, nil, nil, ""},
+		{"wildcard tcp skipped", []string{"udp:192.0.2.10:5060", "tcp:0.0.0.0:5070"}, true,
+			[]string{"192.0.2.11:5060"}, nil, "192.0.2.10:5060"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

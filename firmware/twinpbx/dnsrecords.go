@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -102,9 +103,17 @@ func buildSiteRecords(cfg *config.Config, domain, mode string, ttl uint32) (*sit
 		weight = 50
 		sr.notes = append(sr.notes,
 			"Both boxes have the same priority and weight: an SRV-capable phone picks one and moves to the other when it does not answer.",
-			"Registrations are shared, so a phone may register at either box. Today only the active box answers SIP (the standby is",
-			"silent until it takes over): a phone that picks the standby first waits for its own timeout. Prefer the VIP records",
-			"(the default) unless your phones fail over quickly.")
+			"Both boxes take requests on these addresses: the standby passes them to the active box, whose registrar records the",
+			"phone's own address, so registrations are shared. While no box serves (a takeover) a box answers 503 with Retry-After.")
+		// The boxes' own addresses take UDP and TCP (the forwarder); TLS
+		// only on the VIP.
+		if i := slices.Index(transports, "tls"); i >= 0 {
+			transports = slices.Delete(transports, i, i+1)
+			sr.notes = append(sr.notes, "TLS (SIPS) is left out: only the VIP takes it; use the VIP records for TLS phones.")
+			if len(transports) == 0 {
+				return nil, errors.New("--both: the PBX listens on TLS only, which only the VIP takes; use --vip")
+			}
+		}
 	default:
 		return nil, fmt.Errorf("unknown mode %q", mode)
 	}
