@@ -7,24 +7,28 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/twinpbx/twinpbx/pbx/rawudp"
 )
 
 // ErrNoPorts is returned (wrapped) when every port pair of the range is
 // taken or cannot be bound.
 var ErrNoPorts = errors.New("media: no free RTP port pair")
 
-// pair is one RTP socket on an even port and its RTCP socket on the next.
+// pair is one RTP socket on an even port and its RTCP socket on the next,
+// each also wrapped for the relay's raw reads and writes.
 type pair struct {
-	port int
-	rtp  *net.UDPConn
-	rtcp *net.UDPConn
+	port            int
+	rtp, rtcp       *net.UDPConn
+	rawRTP, rawRTCP *rawudp.Conn
 }
 
-func (p *pair) conn(rtcp bool) *net.UDPConn {
+// conn is the socket the relay forwards through.
+func (p *pair) conn(rtcp bool) *rawudp.Conn {
 	if rtcp {
-		return p.rtcp
+		return p.rawRTCP
 	}
-	return p.rtp
+	return p.rawRTP
 }
 
 func (p *pair) close() error {
@@ -62,7 +66,16 @@ func bindPair(addr netip.Addr, port int) (*pair, error) {
 		rtp.Close()
 		return nil, fmt.Errorf("binding RTCP port %d: %w", port+1, err)
 	}
-	return &pair{port: port, rtp: rtp, rtcp: rtcp}, nil
+	rawRTP, err := rawudp.New(rtp)
+	if err == nil {
+		var rawRTCP *rawudp.Conn
+		if rawRTCP, err = rawudp.New(rtcp); err == nil {
+			return &pair{port: port, rtp: rtp, rtcp: rtcp, rawRTP: rawRTP, rawRTCP: rawRTCP}, nil
+		}
+	}
+	rtp.Close()
+	rtcp.Close()
+	return nil, fmt.Errorf("RTP port pair %d: %w", port, err)
 }
 
 // allocator hands out the even ports of [low, high] (each with the odd

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twinpbx/twinpbx/pbx/sdp"
@@ -205,7 +204,7 @@ func (s *Session) pump(from Leg, rtcp bool) {
 	out := s.socks[from.other()].conn(rtcp)
 	buf := make([]byte, packetBuffer)
 	for {
-		n, _, flags, src, err := in.ReadMsgUDPAddrPort(buf, nil)
+		n, src, truncated, err := in.ReadFromAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -219,15 +218,15 @@ func (s *Session) pump(from Leg, rtcp bool) {
 			}
 			continue
 		}
-		if flags&syscall.MSG_TRUNC != 0 {
+		if truncated {
 			s.drop(from)
 			continue
 		}
-		dst, ok := s.route(from, rtcp, netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), buf[:n])
+		dst, ok := s.route(from, rtcp, src, buf[:n])
 		if !ok {
 			continue
 		}
-		if _, err := out.WriteToUDPAddrPort(buf[:n], dst); err != nil {
+		if _, err := out.WriteToAddrPort(buf[:n], dst); err != nil {
 			s.drop(from)
 		}
 	}

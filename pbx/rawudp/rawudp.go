@@ -15,6 +15,6 @@
 // RawConn, which still parks the goroutine in the network poller when no
 // datagram is waiting and honours deadlines and Close as net.UDPConn does.
 //
-// Only Linux is supported (the firmware's only target); New fails
-// elsewhere and callers keep the plain socket.
+// The raw calls are written for Linux, the firmware's only target;
+// elsewhere Conn is the plain socket with the same methods.
 package rawudp

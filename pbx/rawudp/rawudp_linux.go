@@ -4,23 +4,25 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Conn is a net.PacketConn over a *net.UDPConn whose ReadFrom and WriteTo
-// use raw system calls (see the package comment). Everything else
-// (Close, deadlines, LocalAddr, SyscallConn for socket options) is the
-// UDPConn's own.
+// Conn is a net.PacketConn over a *net.UDPConn whose reads and writes use
+// raw system calls (see the package comment). Everything else (Close,
+// deadlines, LocalAddr, SyscallConn for socket options) is the UDPConn's
+// own. Reads and writes may run from any number of goroutines at once.
 type Conn struct {
 	*net.UDPConn
 	rc syscall.RawConn
-	v6 bool // an AF_INET6 socket (IPv4 peers then appear as mapped addresses)
+	v6 bool // an AF_INET6 socket: IPv4 peers are sent to as mapped addresses
 }
 
-// New wraps c. It fails only when the socket gives no RawConn.
+// New wraps c. It fails when the socket gives no raw access or is of
+// neither IP family.
 func New(c *net.UDPConn) (*Conn, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -42,94 +44,146 @@ func New(c *net.UDPConn) (*Conn, error) {
 	return &Conn{UDPConn: c, rc: rc, v6: domain == unix.AF_INET6}, nil
 }
 
-// ReadFrom reads one datagram, waiting in the network poller when none
-// is queued. As with net.UDPConn, a datagram longer than b is truncated.
-func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	var (
-		n     int
-		sa    unix.RawSockaddrAny
-		errno syscall.Errno
-	)
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			salen := uint32(unsafe.Sizeof(sa))
-			r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(b)), 0,
-				uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
-			switch e {
-			case 0:
-				n, errno = int(r), 0
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait in the poller
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
-	if err != nil {
-		return 0, nil, c.opError("read", err)
-	}
-	if errno != 0 {
-		return 0, nil, c.opError("read", errno)
-	}
-	ap, ok := addrPort(&sa)
-	if !ok {
-		return 0, nil, c.opError("read", fmt.Errorf("datagram from an address of family %d", sa.Addr.Family))
-	}
-	return n, net.UDPAddrFromAddrPort(ap), nil
+// op is the state of one read or write. RawConn takes a function value;
+// a closure made per call would be allocated per packet, so ops and their
+// two bound methods are made once and pooled.
+type op struct {
+	buf   []byte
+	sa    unix.RawSockaddrAny
+	salen uint32
+	n     int // bytes moved; for a read, the datagram's full length
+	errno syscall.Errno
+	read  func(uintptr) bool
+	write func(uintptr) bool
 }
 
-// WriteTo sends one datagram to addr, which must be a *net.UDPAddr (as
-// for net.UDPConn). A full socket buffer waits in the network poller.
+var ops = sync.Pool{New: func() any {
+	o := new(op)
+	o.read, o.write = o.doRead, o.doWrite
+	return o
+}}
+
+func getOp(b []byte) *op {
+	o := ops.Get().(*op)
+	o.buf, o.n, o.errno = b, 0, 0
+	return o
+}
+
+func putOp(o *op) {
+	o.buf = nil // keep no caller's buffer alive
+	ops.Put(o)
+}
+
+// doRead makes one recvfrom; false means nothing is queued, wait in the
+// poller. MSG_TRUNC makes the kernel return the datagram's full length.
+func (o *op) doRead(fd uintptr) bool {
+	var p unsafe.Pointer
+	if len(o.buf) > 0 {
+		p = unsafe.Pointer(&o.buf[0])
+	}
+	for {
+		o.salen = uint32(unsafe.Sizeof(o.sa))
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(o.buf)), unix.MSG_TRUNC,
+			uintptr(unsafe.Pointer(&o.sa)), uintptr(unsafe.Pointer(&o.salen)))
+		switch e {
+		case 0:
+			o.n = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
+		}
+	}
+}
+
+// doWrite makes one sendto to o.sa; false means the socket buffer is
+// full, wait in the poller.
+func (o *op) doWrite(fd uintptr) bool {
+	var p unsafe.Pointer
+	if len(o.buf) > 0 {
+		p = unsafe.Pointer(&o.buf[0])
+	}
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(o.buf)), 0,
+			uintptr(unsafe.Pointer(&o.sa)), uintptr(o.salen))
+		switch e {
+		case 0:
+			o.n = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			o.errno = e
+			return true
+		}
+	}
+}
+
+// ReadFromAddrPort reads one datagram into b, waiting in the network
+// poller when none is queued. A datagram longer than b is cut to len(b)
+// and reported as truncated. IPv4 sources on a dual-stack socket come as
+// plain IPv4 addresses. It allocates nothing.
+func (c *Conn) ReadFromAddrPort(b []byte) (n int, src netip.AddrPort, truncated bool, err error) {
+	o := getOp(b)
+	defer putOp(o)
+	if err := c.rc.Read(o.read); err != nil {
+		return 0, netip.AddrPort{}, false, c.opError("read", err)
+	}
+	if o.errno != 0 {
+		return 0, netip.AddrPort{}, false, c.opError("read", o.errno)
+	}
+	src, ok := addrPort(&o.sa)
+	if !ok {
+		return 0, netip.AddrPort{}, false, c.opError("read", fmt.Errorf("datagram from an address of family %d", o.sa.Addr.Family))
+	}
+	n = o.n
+	if n > len(b) {
+		n, truncated = len(b), true
+	}
+	return n, src, truncated, nil
+}
+
+// ReadFrom is ReadFromAddrPort for net.PacketConn; like net.UDPConn's,
+// it truncates silently.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, src, _, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(src), nil
+}
+
+// WriteToAddrPort sends one datagram to dst. A full socket buffer waits
+// in the network poller. It allocates nothing.
+func (c *Conn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	o := getOp(b)
+	defer putOp(o)
+	if err := c.sockaddr(o, dst); err != nil {
+		return 0, c.opError("write", err)
+	}
+	if err := c.rc.Write(o.write); err != nil {
+		return 0, c.opError("write", err)
+	}
+	if o.errno != 0 {
+		return 0, c.opError("write", o.errno)
+	}
+	return o.n, nil
+}
+
+// WriteTo is WriteToAddrPort for net.PacketConn: addr must be a
+// *net.UDPAddr, as for net.UDPConn.
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok || ua == nil {
 		return 0, c.opError("write", syscall.EINVAL)
 	}
-	sa, salen, err := c.sockaddr(ua.AddrPort())
-	if err != nil {
-		return 0, c.opError("write", err)
-	}
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err = c.rc.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(b)), 0,
-				uintptr(sa), uintptr(salen))
-			switch e {
-			case 0:
-				n, errno = int(r), 0
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
-	if err != nil {
-		return 0, c.opError("write", err)
-	}
-	if errno != 0 {
-		return 0, c.opError("write", errno)
-	}
-	return n, nil
+	return c.WriteToAddrPort(b, ua.AddrPort())
 }
 
 func (c *Conn) opError(op string, err error) error {
@@ -156,31 +210,35 @@ func addrPort(sa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// sockaddr encodes a destination for the socket's family: an IPv4
-// address towards an IPv6 socket is sent as an IPv4-mapped one, as the
-// net package does.
-func (c *Conn) sockaddr(ap netip.AddrPort) (unsafe.Pointer, uint32, error) {
-	if !ap.IsValid() {
-		return nil, 0, syscall.EINVAL
+// sockaddr encodes dst into o for the socket's family: an IPv4 address
+// towards an IPv6 socket is sent as an IPv4-mapped one, as the net
+// package does.
+func (c *Conn) sockaddr(o *op, dst netip.AddrPort) error {
+	if !dst.IsValid() {
+		return syscall.EINVAL
 	}
-	a := ap.Addr()
+	a := dst.Addr()
 	if !c.v6 {
 		a = a.Unmap()
 		if !a.Is4() {
-			return nil, 0, syscall.EAFNOSUPPORT
+			return syscall.EAFNOSUPPORT
 		}
-		sa := &unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		setPort(&sa.Port, ap.Port())
-		return unsafe.Pointer(sa), uint32(unsafe.Sizeof(*sa)), nil
+		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(&o.sa))
+		*in = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		setPort(&in.Port, dst.Port())
+		o.salen = uint32(unsafe.Sizeof(*in))
+		return nil
 	}
-	sa := &unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-	setPort(&sa.Port, ap.Port())
+	in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&o.sa))
+	*in = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	setPort(&in.Port, dst.Port())
 	if z := a.Zone(); z != "" {
 		if ifi, err := net.InterfaceByName(z); err == nil {
-			sa.Scope_id = uint32(ifi.Index)
+			in.Scope_id = uint32(ifi.Index)
 		}
 	}
-	return unsafe.Pointer(sa), uint32(unsafe.Sizeof(*sa)), nil
+	o.salen = uint32(unsafe.Sizeof(*in))
+	return nil
 }
 
 func zoneName(index uint32) string {

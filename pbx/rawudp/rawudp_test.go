@@ -3,10 +3,14 @@ package rawudp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 )
 
 func listen(t *testing.T, network, addr string) *net.UDPConn {
@@ -144,5 +148,117 @@ func TestWriteToBadAddresses(t *testing.T) {
 		if _, err := c.WriteTo([]byte("x"), to); err == nil {
 			t.Errorf("write to %v: no error", to)
 		}
+	}
+}
+
+func TestTruncatedReported(t *testing.T) {
+	sock := listen(t, "udp4", "127.0.0.1")
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := listen(t, "udp4", "127.0.0.1")
+	for _, tc := range []struct {
+		size      int
+		truncated bool
+	}{{4, false}, {5, true}, {3, false}} {
+		if _, err := peer.WriteTo(bytes.Repeat([]byte("x"), tc.size), sock.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, src, truncated, err := c.ReadFromAddrPort(make([]byte, 4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(tc.size, 4); n != want || truncated != tc.truncated {
+			t.Errorf("%d bytes into 4: n=%d truncated=%v, want n=%d truncated=%v", tc.size, n, truncated, want, tc.truncated)
+		}
+		if src != peer.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Errorf("source %v, want %v", src, peer.LocalAddr())
+		}
+	}
+}
+
+// TestNoAllocations: the media relay forwards every RTP packet through
+// these two calls and allocates nothing per packet.
+func TestNoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items on purpose; allocations are counted without it")
+	}
+	a, err := New(listen(t, "udp4", "127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(listen(t, "udp4", "127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := b.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt, buf := make([]byte, 172), make([]byte, 1500)
+	b.SetReadDeadline(time.Now().Add(time.Minute))
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := a.WriteToAddrPort(pkt, to); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := b.ReadFromAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per packet, want 0", allocs)
+	}
+}
+
+// TestConcurrentWriters: many goroutines write through one Conn at once
+// (the SIP stack answers from many), each datagram arrives whole.
+func TestConcurrentWriters(t *testing.T) {
+	c, err := New(listen(t, "udp4", "127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := listen(t, "udp4", "127.0.0.1")
+	sockbuf.Set(sink, sockbuf.SIP)
+	const writers, each = 8, 50
+	// The sink reads while the writers write: a full receive buffer
+	// would drop datagrams, which is UDP, not a fault of the writers.
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2000)
+		for i := range writers * each {
+			sink.SetReadDeadline(time.Now().Add(30 * time.Second))
+			n, _, err := sink.ReadFrom(buf)
+			if err != nil {
+				got <- fmt.Errorf("datagram %d: %w", i, err)
+				return
+			}
+			w := int(buf[0] - 'A')
+			if w < 0 || w >= writers || n != 100+w || !bytes.Equal(buf[:n], bytes.Repeat(buf[:1], n)) {
+				got <- fmt.Errorf("datagram %d mixed or cut: %d bytes starting %q", i, n, buf[0])
+				return
+			}
+		}
+		got <- nil
+	}()
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			msg := bytes.Repeat([]byte{byte('A' + w)}, 100+w)
+			for range each {
+				if _, err := c.WriteTo(msg, sink.LocalAddr()); err != nil {
+					errs <- err
+					return
+				}
+				runtime.Gosched()
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
 	}
 }
