@@ -1,18 +1,29 @@
 // Package rollout updates both boxes of a twin pair one after the other,
-// so phones see no outage but a switchover's: the active box orchestrates
-// (Rollout). It offers the signed bundle to its standby over the pair's
-// replication link; the standby (Follower) fetches it, writes its
-// inactive slot and reboots into a trial boot; once the standby is back,
-// on the new version and in sync, the active switches over to it, waits
-// until it follows the new active in sync, then updates itself the same
-// way and reboots. Every step has a deadline; a failure stops the roll
-// with the pair serving and the reason in the status (docs/IMAGE.md,
-// "Rolling update of a twin pair").
+// so phones see no outage but a switchover's. A roll brings both boxes to
+// the version of one signed bundle; whichever box it is started on, and
+// whenever it is picked up again, it looks at the pair and does the next
+// step from where the pair is (plan):
 //
-// A roll interrupted by a restart of the orchestrating box is abandoned,
-// not resumed: the state file in the data folder says at which step, and
-// running the update again skips a box that already runs the bundle's
-// version.
+//   - on the active (Rollout): it offers the bundle to its standby over
+//     the pair's replication link; the standby (Follower) fetches it,
+//     writes its inactive slot and reboots into a trial boot; once the
+//     standby is back, on the new version and in sync, the active
+//     switches over to it, waits until it follows the new active in sync,
+//     then updates itself the same way and reboots;
+//   - on the standby: it updates itself first (its own half: write its
+//     inactive slot, reboot into the trial) while the active serves. When
+//     it is back on the new version and the active runs it too, the roll
+//     is done; otherwise it waits, with an alarm, for the roll to be
+//     finished on the active (which skips a standby already on the
+//     version): a standby cannot make the active switch over.
+//
+// Every step has a deadline; a failure stops the roll with the pair
+// serving and the reason in the status (docs/IMAGE.md, "Rolling update of
+// a twin pair"). The roll's record (StateFile in the data folder) says
+// where it is; after a restart of the box mid-roll, ResumeIn waits for
+// the pair's roles to settle and carries the roll on from where the pair
+// is, or abandons it with an alarm that says which versions the boxes
+// run. The pair is never left on two versions without an alarm.
 package rollout
 
 import (
@@ -38,6 +49,9 @@ const (
 	Done      = "done"
 	Failed    = "failed"
 	Abandoned = "abandoned"
+	// Waiting: this box (the standby) runs the new version, the active
+	// not yet; the roll must be finished on the active.
+	Waiting = "waiting"
 )
 
 // Steps of a roll, in order.
@@ -48,6 +62,9 @@ const (
 	StepSettle     = "waiting to follow the new active in sync"
 	StepSelf       = "updating this box"
 	StepReboot     = "rebooting this box into the new version"
+	// The steps of a roll started on the standby: its own half first.
+	StepFirst       = "updating this box first (the standby)"
+	StepFirstReboot = "rebooting this box (the standby) into the new version"
 )
 
 // StateFile is the roll's record in the data folder.
@@ -60,7 +77,10 @@ type Status struct {
 	Step   string `json:"step,omitempty"`
 	Target string `json:"target"`
 	// From is this box's version when the roll started.
-	From    string    `json:"from,omitempty"`
+	From string `json:"from,omitempty"`
+	// Bundle is the bundle file the roll was started with (a file or an
+	// update stick's device), read again to resume the roll.
+	Bundle  string    `json:"bundle,omitempty"`
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
 	Error   string    `json:"error,omitempty"`
@@ -70,6 +90,17 @@ type Status struct {
 	Retryable bool `json:"retryable,omitempty"`
 	// Log is what happened, oldest first.
 	Log []Entry `json:"log,omitempty"`
+}
+
+// Alarm is the alarm a roll in this state raises, "" for none: one that
+// failed, was abandoned, or waits for the active (the pair then runs two
+// versions).
+func (s Status) Alarm() string {
+	switch s.State {
+	case Failed, Abandoned, Waiting:
+		return "rolling update stopped: " + s.Error
+	}
+	return ""
 }
 
 // Entry is one line of a roll's log.
@@ -143,6 +174,11 @@ type Config struct {
 	// SettleDeadline bounds the wait, after the switchover, until this
 	// box follows the new active in sync (0: 2 min).
 	SettleDeadline time.Duration
+	// ResumeDeadline bounds the wait, after a restart mid-roll, until the
+	// pair's roles settle (this box active with a standby in sync, or a
+	// standby in sync with an active twin) so that the roll can go on
+	// (0: 3 min).
+	ResumeDeadline time.Duration
 	// Poll is how often the pair is looked at (0: 200 ms).
 	Poll   time.Duration
 	Logger *slog.Logger
@@ -168,6 +204,9 @@ func New(c Config) *Rollout {
 	}
 	if c.SettleDeadline <= 0 {
 		c.SettleDeadline = 2 * time.Minute
+	}
+	if c.ResumeDeadline <= 0 {
+		c.ResumeDeadline = 3 * time.Minute
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
@@ -196,11 +235,32 @@ func (r *Rollout) busy() bool {
 // ErrBusy means a roll is under way.
 var ErrBusy = errors.New("a rolling update is already under way")
 
-// Resume reads the record of a roll this box ran before it restarted. A
-// roll that rebooted this box into the new version is done when it runs
-// that version, and failed when the trial fell back; one that stopped at
-// any other step is abandoned.
-func (r *Rollout) Resume() {
+// Resume reads the record of a roll this box ran before it restarted,
+// without carrying it on: a roll that rebooted this box into the new
+// version ends (see ResumeIn); one stopped at any other step is
+// abandoned, with an alarm. ResumeIn carries such a roll on.
+func (r *Rollout) Resume() { r.resume(context.Background(), false) }
+
+// ResumeIn reads the record of a roll this box ran before it restarted
+// and ends or carries it on in the background, in ctx:
+//
+//   - this box rebooted into the new version as the roll's last step (it
+//     was the active): done when it runs that version, failed when its
+//     trial fell back;
+//   - this box, the standby, rebooted into the new version first: failed
+//     when its trial fell back (both boxes still run the old version);
+//     otherwise, once the pair's roles settle, done when the active runs
+//     the version too, else waiting for the roll to be finished on the
+//     active;
+//   - any other step: once the pair's roles settle (Config.ResumeDeadline)
+//     and the bundle still reads as the roll's version, the roll goes on
+//     from where the pair is, as a roll started now would; otherwise it
+//     is abandoned, with an alarm naming the versions both boxes run.
+func (r *Rollout) ResumeIn(ctx context.Context) { r.resume(ctx, true) }
+
+// resume reads the record; carry says whether the roll may be carried
+// on (in ctx).
+func (r *Rollout) resume(ctx context.Context, carry bool) {
 	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, StateFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -216,17 +276,83 @@ func (r *Rollout) Resume() {
 	r.mu.Lock()
 	r.st = s
 	r.mu.Unlock()
+	if s.State == Waiting && carry {
+		go r.watchWaiting(ctx, s.ID, s.Target)
+	}
 	if s.State != Running {
 		return
 	}
-	switch fw := r.cfg.Box.Firmware(); {
+	fw := r.cfg.Box.Firmware()
+	switch {
 	case s.Step == StepReboot && fw == s.Target:
 		r.finish(Done, fmt.Sprintf("this box came back on %s: both boxes run it", fw), nil)
+		return
 	case s.Step == StepReboot:
 		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s while the twin runs %s (run the update again, or update this box by hand)", s.Target, orUnknown(fw), s.Target))
-	default:
-		r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s; the roll was abandoned: run the update again (a box already on %s is skipped)", s.Step, s.Target))
+		return
+	case s.Step == StepFirstReboot && fw != s.Target:
+		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s; the active was not touched (both boxes run the old version)", s.Target, orUnknown(fw)))
+		return
+	case !carry:
+		r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s; the roll was abandoned: this box runs %s, the twin may run %s already: run the update again (a box already on %s is skipped)", s.Step, orUnknown(fw), s.Target, s.Target))
+		return
 	}
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return
+	}
+	r.running = true
+	r.mu.Unlock()
+	go func() {
+		defer r.idle()
+		_ = r.carryOn(ctx, s)
+	}()
+}
+
+// carryOn goes on with the roll s after a restart of this box, once the
+// pair's roles have settled.
+func (r *Rollout) carryOn(ctx context.Context, s Status) error {
+	r.note(fmt.Sprintf("this box restarted while %s: carrying the roll on once the pair's roles settle", s.Step))
+	err := r.waitFor(ctx, r.cfg.ResumeDeadline, func() (bool, error) {
+		l, t := r.cfg.Pair.Local(), r.cfg.Pair.Twin()
+		return l.Active && t.Standby && t.InSync || l.Standby && l.InSync && t.Active, nil
+	})
+	if err != nil {
+		return r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s, and the pair's roles did not settle (%v) to carry the roll on: %s; run the update again", s.Step, err, r.versions(s.Target)))
+	}
+	if s.Step == StepFirstReboot {
+		// This box, the standby, came back on the version.
+		return r.standbyBack(ctx, s.Target)
+	}
+	b, err := r.cfg.Box.Check(s.Bundle)
+	if err == nil && b.Version != s.Target {
+		err = fmt.Errorf("it now holds %s", b.Version)
+	}
+	if err != nil {
+		return r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s, and the bundle %s no longer reads as %s (%v): %s; run the update again", s.Step, s.Bundle, s.Target, err, r.versions(s.Target)))
+	}
+	return r.plan(ctx, s.Bundle, b)
+}
+
+// versions says which version each box runs, for a roll to target.
+func (r *Rollout) versions(target string) string {
+	fw, tw := r.cfg.Box.Firmware(), r.cfg.Pair.Twin().Firmware
+	switch {
+	case fw == target && tw == target:
+		return "both boxes run " + target
+	case tw == "":
+		return fmt.Sprintf("this box runs %s, the twin's version is not known (its link is down)", orUnknown(fw))
+	case fw == tw:
+		return "both boxes run " + fw
+	}
+	return fmt.Sprintf("THE PAIR RUNS TWO VERSIONS: this box %s, the twin %s", orUnknown(fw), tw)
+}
+
+func (r *Rollout) idle() {
+	r.mu.Lock()
+	r.running = false
+	r.mu.Unlock()
 }
 
 // Start begins a roll to the bundle at path in the background; Status
@@ -263,27 +389,101 @@ func (r *Rollout) begin() error {
 }
 
 func (r *Rollout) run(ctx context.Context, path string) (err error) {
-	defer func() {
-		r.mu.Lock()
-		r.running = false
-		r.mu.Unlock()
-	}()
+	defer r.idle()
 	b, err := r.cfg.Box.Check(path)
 	if err != nil {
 		return r.finish(Failed, "", fmt.Errorf("checking the bundle: %w", err))
 	}
 	r.mu.Lock()
-	r.st.Target = b.Version
+	r.st.Target, r.st.Bundle = b.Version, path
 	r.mu.Unlock()
 	r.note(fmt.Sprintf("bundle %s checked (%d bytes)", b.Version, b.Size))
+	return r.plan(ctx, path, b)
+}
 
+// plan does the roll's next steps from where the pair is: as the active
+// (asActive) or as the standby (asStandby).
+func (r *Rollout) plan(ctx context.Context, path string, b Bundle) error {
 	local, tw := r.cfg.Pair.Local(), r.cfg.Pair.Twin()
-	if r.cfg.Box.Firmware() == b.Version && tw.Firmware == b.Version {
+	switch {
+	case r.cfg.Box.Firmware() == b.Version && tw.Firmware == b.Version:
 		return r.finish(Done, fmt.Sprintf("both boxes already run %s", b.Version), nil)
+	case local.Active:
+		return r.asActive(ctx, path, b, tw)
+	case local.Standby:
+		return r.asStandby(ctx, path, b, local, tw)
 	}
-	if !local.Active {
-		return r.finish(Failed, "", retryable(errors.New("this box is not the active one: run the update on the active box (it updates the standby first)")))
+	return r.finish(Failed, "", retryable(errors.New("this box is neither the active one nor a standby (it is starting, fenced or in maintenance): try again once the pair is settled")))
+}
+
+// asStandby updates this box, the standby, first: its own half of the
+// roll, while the active serves.
+func (r *Rollout) asStandby(ctx context.Context, path string, b Bundle, local Local, tw Twin) error {
+	fw := r.cfg.Box.Firmware()
+	switch {
+	case !local.InSync || !tw.Active:
+		return r.finish(Failed, "", retryable(errors.New("this box is a standby not in sync with an active twin: updating it now could leave the phones without a box; try again once it is in sync")))
+	case fw == b.Version:
+		return r.standbyBack(ctx, b.Version)
+	case r.cfg.Box.LastFailed() == b.Version:
+		return r.finish(Failed, "", fmt.Errorf("%s failed its trial boot on this box before; not trying it again", b.Version))
 	}
+	r.step(StepFirst)
+	if err := r.cfg.Box.Apply(path); err != nil {
+		return r.finish(Failed, "", fmt.Errorf("writing the bundle on this box: %w; nothing changed, the active serves on %s", err, orUnknown(tw.Firmware)))
+	}
+	r.step(StepFirstReboot)
+	if err := r.cfg.Box.Reboot(); err != nil {
+		return r.finish(Failed, "", fmt.Errorf("rebooting this box: %w; its next boot tries %s", err, b.Version))
+	}
+	return nil
+}
+
+// standbyBack ends the standby's half: done when the active runs the
+// version too, else waiting (with an alarm) for the roll to be finished
+// on the active, watched in ctx until it is.
+func (r *Rollout) standbyBack(ctx context.Context, version string) error {
+	if tw := r.cfg.Pair.Twin(); tw.Firmware == version {
+		return r.finish(Done, "this box runs "+version+" and so does the active: both boxes run it", nil)
+	}
+	err := r.finish(Waiting, "", fmt.Errorf("this box (the standby) runs %s, the active %s: finish the roll on the active box (plug the update stick into it, or run twinpbx update --pair there): it switches over to this box and updates itself", version, orUnknown(r.cfg.Pair.Twin().Firmware)))
+	go r.watchWaiting(ctx, r.Status().ID, version)
+	return err
+}
+
+// watchWaiting ends a waiting roll as done once both boxes run version,
+// unless another roll took its place; it returns when ctx ends.
+func (r *Rollout) watchWaiting(ctx context.Context, id, version string) {
+	t := time.NewTicker(max(r.cfg.Poll, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if st := r.Status(); st.ID != id || st.State != Waiting {
+			return
+		}
+		if r.cfg.Box.Firmware() != version || r.cfg.Pair.Twin().Firmware != version {
+			continue
+		}
+		r.mu.Lock()
+		same := r.st.ID == id && r.st.State == Waiting
+		if same {
+			r.st.State, r.st.Error, r.st.Retryable = Done, "", false
+		}
+		r.mu.Unlock()
+		if same {
+			r.note("the active was updated too: both boxes run " + version)
+		}
+		return
+	}
+}
+
+// asActive rolls the pair from the active: the standby first, a
+// switchover, then this box.
+func (r *Rollout) asActive(ctx context.Context, path string, b Bundle, tw Twin) (err error) {
 	if !tw.Standby || !tw.InSync {
 		return r.finish(Failed, "", retryable(errors.New("the twin is not a healthy standby in sync: updating now would leave the phones without a box; try again once it is")))
 	}

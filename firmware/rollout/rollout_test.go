@@ -169,14 +169,15 @@ func TestRollout(t *testing.T) {
 	v2 := Bundle{Version: "2.0", Size: 5, SHA256: "x"}
 	healthy := Twin{Standby: true, InSync: true, Firmware: "1.0", Since: time.Now().Add(-time.Hour)}
 	tests := []struct {
-		name      string
-		fw        string // this box's version
-		twin      Twin
-		local     Local
-		checkErr  error
-		standby   func(*fakePair, replication.Offer)
-		switchErr error
-		applyErr  error
+		name       string
+		fw         string // this box's version
+		lastFailed string
+		twin       Twin
+		local      Local
+		checkErr   error
+		standby    func(*fakePair, replication.Offer)
+		switchErr  error
+		applyErr   error
 		// timesOut: the standby's step runs into its deadline, kept short;
 		// every other row gets a deadline it never nears.
 		timesOut bool
@@ -217,8 +218,22 @@ func TestRollout(t *testing.T) {
 			standby: takesAndComesBackOn("2.0"), wantState: Done, wantOffers: 1, wantSwitch: 1},
 		{name: "writing this box's slot fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone", wantOffers: 1, wantSwitch: 1},
-		{name: "run on the standby", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
-			wantState: Failed, wantErr: "not the active", wantRetry: true},
+		{name: "started on the standby: it updates itself first", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "started on the standby, the active already on the version", fw: "1.0", twin: Twin{Active: true, Firmware: "2.0"}, local: Local{Standby: true, InSync: true},
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "started on a standby already on the version: waits for the active", fw: "2.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
+			wantState: Waiting, wantErr: "finish the roll on the active"},
+		{name: "started on a standby not in sync", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true},
+			wantState: Failed, wantErr: "not in sync", wantRetry: true},
+		{name: "started on a standby whose active is not heard", fw: "1.0", local: Local{Standby: true, InSync: true},
+			wantState: Failed, wantErr: "not in sync with an active twin", wantRetry: true},
+		{name: "started on the standby, the version failed its trial there", fw: "1.0", lastFailed: "2.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
+			wantState: Failed, wantErr: "failed its trial boot on this box before"},
+		{name: "started on the standby, writing its slot fails", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
+			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone"},
+		{name: "started on a box neither active nor standby", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"},
+			wantState: Failed, wantErr: "neither the active one nor a standby", wantRetry: true},
 		{name: "twin not in sync", fw: "1.0", twin: Twin{Standby: true, Firmware: "1.0"}, local: Local{Active: true},
 			wantState: Failed, wantErr: "not a healthy standby", wantRetry: true},
 		{name: "no twin", fw: "1.0", local: Local{Active: true}, wantState: Failed, wantErr: "not a healthy standby", wantRetry: true},
@@ -232,7 +247,7 @@ func TestRollout(t *testing.T) {
 			if err := os.WriteFile(path, []byte("BUNDL"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			box := &fakeBox{fw: tt.fw, bundle: v2, checkErr: tt.checkErr, applyErr: tt.applyErr}
+			box := &fakeBox{fw: tt.fw, failed: tt.lastFailed, bundle: v2, checkErr: tt.checkErr, applyErr: tt.applyErr}
 			pair := &fakePair{local: tt.local, twin: tt.twin, standby: tt.standby, switchErr: tt.switchErr}
 			standbyDeadline := 20 * time.Second
 			if tt.timesOut {
@@ -250,6 +265,9 @@ func TestRollout(t *testing.T) {
 			}
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || st.Error != err.Error()) {
 				t.Errorf("Run: %v (status error %q), want an error naming %q", err, st.Error, tt.wantErr)
+			}
+			if (st.Alarm() != "") != (tt.wantErr != "") {
+				t.Errorf("alarm %q with error %q", st.Alarm(), st.Error)
 			}
 			if st.Retryable != tt.wantRetry {
 				t.Errorf("retryable %v, want %v", st.Retryable, tt.wantRetry)
@@ -306,6 +324,143 @@ func TestResume(t *testing.T) {
 				t.Errorf("a second restart reads state %q, want %q kept", got.State, tt.wantState)
 			}
 		})
+	}
+}
+
+// After a restart mid-roll, ResumeIn carries the roll on from where the
+// pair is once its roles settle, or abandons it with an alarm naming the
+// versions; it never leaves it running unattended.
+func TestResumeIn(t *testing.T) {
+	v2 := Bundle{Version: "2.0", Size: 5, SHA256: "x"}
+	active := Local{Active: true}
+	standby := Local{Standby: true, InSync: true}
+	twinStandby := func(fw string) Twin {
+		return Twin{Standby: true, InSync: true, Firmware: fw, Since: time.Now().Add(-time.Hour)}
+	}
+	twinActive := func(fw string) Twin { return Twin{Active: true, Firmware: fw} }
+	tests := []struct {
+		name     string
+		step     string
+		fw       string
+		local    Local
+		twin     Twin
+		next     []Twin // the twin's states to come after the first look
+		standby  func(*fakePair, replication.Offer)
+		checkErr error
+		bundle   Bundle
+
+		wantState   string
+		wantStep    string
+		wantErr     string
+		wantOffers  int
+		wantSwitch  int
+		wantApplied int
+		wantReboots int
+	}{
+		{name: "restarted while checking, still active: the roll goes on", step: StepCheck, fw: "1.0", local: active, twin: twinStandby("1.0"),
+			standby: takesAndComesBackOn("2.0"), wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
+		{name: "restarted while the standby updated, active again, the standby back on the version", step: StepStandby, fw: "1.0", local: active, twin: twinStandby("2.0"),
+			wantState: Running, wantStep: StepReboot, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
+		{name: "restarted while the standby updated, the twin took over on the version", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("2.0"),
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "restarted while switching over: the new active runs the version", step: StepSwitchover, fw: "1.0", local: standby, twin: twinActive("2.0"),
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "restarted while writing its own slot", step: StepSelf, fw: "1.0", local: standby, twin: twinActive("2.0"),
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "restarted while the standby updated, the twin took over on the old version", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("1.0"),
+			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "roles settle late: the roll goes on", step: StepSwitchover, fw: "1.0", twin: Twin{}, next: []Twin{{}, {}, twinActive("2.0")},
+			local: standby, wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+		{name: "the standby came back on the version, the active runs it", step: StepFirstReboot, fw: "2.0", local: standby, twin: twinActive("2.0"),
+			wantState: Done},
+		{name: "the standby came back on the version, the active does not run it yet", step: StepFirstReboot, fw: "2.0", local: standby, twin: twinActive("1.0"),
+			wantState: Waiting, wantErr: "finish the roll on the active"},
+		{name: "the standby's trial fell back", step: StepFirstReboot, fw: "1.0", local: standby, twin: twinActive("1.0"),
+			wantState: Failed, wantErr: "did not commit"},
+		{name: "the active's own trial committed", step: StepReboot, fw: "2.0", local: standby, twin: twinActive("2.0"), wantState: Done},
+		{name: "the pair's roles never settle", step: StepStandby, fw: "1.0", local: active,
+			wantState: Abandoned, wantErr: "twin's version is not known"},
+		{name: "the bundle is gone", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("2.0"), checkErr: errors.New("no such device"),
+			wantState: Abandoned, wantErr: "THE PAIR RUNS TWO VERSIONS: this box 1.0, the twin 2.0"},
+		{name: "the bundle now holds another version", step: StepStandby, fw: "1.0", local: active, twin: twinStandby("1.0"), bundle: Bundle{Version: "3.0"},
+			wantState: Abandoned, wantErr: "now holds 3.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "new.bundle")
+			if err := os.WriteFile(path, []byte("BUNDL"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := New(Config{Box: &fakeBox{fw: "1.0"}, DataDir: dir, Logger: quiet()})
+			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0", Bundle: path}
+			before.step(tt.step)
+
+			b := v2
+			if tt.bundle.Version != "" {
+				b = tt.bundle
+			}
+			box := &fakeBox{fw: tt.fw, bundle: b, checkErr: tt.checkErr}
+			pair := &fakePair{local: tt.local, twin: tt.twin, next: tt.next, standby: tt.standby}
+			r := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond, Logger: quiet(),
+				ResumeDeadline: 300 * time.Millisecond, StandbyDeadline: 20 * time.Second, SettleDeadline: 20 * time.Second})
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			r.ResumeIn(ctx)
+			waitfor.Cond(t, 20*time.Second, "the resumed roll to stop", func() bool { return !r.busy() })
+			st := r.Status()
+			if st.State != tt.wantState {
+				t.Errorf("state %q (%s), want %q", st.State, st.Error, tt.wantState)
+			}
+			if tt.wantStep != "" && st.Step != tt.wantStep {
+				t.Errorf("step %q, want %q", st.Step, tt.wantStep)
+			}
+			if !strings.Contains(st.Error, tt.wantErr) || (tt.wantErr == "") != (st.Error == "") {
+				t.Errorf("error %q, want it to name %q", st.Error, tt.wantErr)
+			}
+			if st.State != Running && st.State != Done && st.Alarm() == "" {
+				t.Errorf("state %q without an alarm", st.State)
+			}
+			applied, reboots := box.counts()
+			if pair.offered != tt.wantOffers || pair.switchovers != tt.wantSwitch || applied != tt.wantApplied || reboots != tt.wantReboots {
+				t.Errorf("offers %d, switchovers %d, applied %d, reboots %d; want %d, %d, %d, %d",
+					pair.offered, pair.switchovers, applied, reboots, tt.wantOffers, tt.wantSwitch, tt.wantApplied, tt.wantReboots)
+			}
+			if st.ID != "r" {
+				t.Errorf("the resumed roll has ID %q, want the record's", st.ID)
+			}
+		})
+	}
+}
+
+// A roll waiting for the active ends as done once both boxes run the
+// version, also after a restart of the waiting box.
+func TestWaitingEnds(t *testing.T) {
+	dir := t.TempDir()
+	box := &fakeBox{fw: "2.0", bundle: Bundle{Version: "2.0", Size: 5}}
+	pair := &fakePair{local: Local{Standby: true, InSync: true}, twin: Twin{Active: true, Firmware: "1.0"}}
+	r := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.Run(ctx, "/stick"); err == nil || r.Status().State != Waiting {
+		t.Fatalf("Run: %v, state %q; want waiting", err, r.Status().State)
+	}
+	// The box restarts while waiting: still waiting, the alarm stays.
+	again := New(Config{Pair: pair, Box: box, DataDir: dir, Poll: time.Millisecond, Logger: quiet()})
+	again.ResumeIn(ctx)
+	if st := again.Status(); st.State != Waiting || st.Alarm() == "" {
+		t.Fatalf("after a restart: state %q alarm %q", st.State, st.Alarm())
+	}
+	// The roll is finished on the active: the twin (now the standby
+	// after the switchover) runs the version.
+	pair.mu.Lock()
+	pair.local, pair.twin = Local{Active: true}, Twin{Standby: true, InSync: true, Firmware: "2.0"}
+	pair.mu.Unlock()
+	for _, x := range []*Rollout{r, again} {
+		waitfor.Cond(t, 20*time.Second, "the waiting roll to end", func() bool { return x.Status().State == Done })
+		if st := x.Status(); st.Error != "" || st.Alarm() != "" {
+			t.Errorf("done with error %q alarm %q", st.Error, st.Alarm())
+		}
 	}
 }
 

@@ -84,7 +84,7 @@ func WatchStick(ctx context.Context, c StickConfig) {
 			say("update stick: its version failed its trial on this box before; not trying it again", "device", dev, "version", b.Version)
 			seen = dev
 		case !c.Active():
-			say("update stick in the standby: plug it into the active box to update the pair, or reboot this box to update it alone", "device", dev, "version", b.Version)
+			say("update stick in the standby: plug it into the active box to roll the pair, or start the roll here (the dashboard's key u): this box updates itself first", "device", dev, "version", b.Version)
 		default:
 			if err := c.Roll.Start(ctx, dev); err != nil {
 				say("update stick: the rolling update did not start", "device", dev, "version", b.Version, "err", err)
