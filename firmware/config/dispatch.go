@@ -29,9 +29,10 @@ type Dispatcher struct {
 	// TxTimeout marks a backend down when it leaves a forwarded request
 	// without any answer for this long (default 4s).
 	TxTimeout Duration `yaml:"tx_timeout,omitempty"`
-	// Attempts is how many backends a new call is tried on: one that
-	// leaves it unanswered for tx_timeout or refuses it with 500 or 503
-	// passes it to the next (default 3; 1: no retry).
+	// Attempts is how many backends a new call, or another request of a
+	// phone outside a dialog, is tried on: one that leaves it unanswered
+	// for tx_timeout or refuses it with 500 or 503 passes it to the next
+	// (default 3; 1: no retry).
 	Attempts int `yaml:"attempts,omitempty"`
 	// TCPMaxConnections bounds the phones' open TCP and TLS connections
 	// (default 4096), TCPMaxPerSource those from one IP address (default

@@ -23,7 +23,8 @@
 // refused with 503. Requests inside a dialog still go to their backend.
 //
 // A new call its backend leaves unanswered or refuses with 500 or 503 is
-// sent on to the next backend (failover.go): for these INVITEs alone the
+// sent on to the next backend (failover.go), and so is any other request
+// of a phone outside a dialog (pending.go): for these requests alone the
 // dispatcher keeps transaction state.
 //
 // Backends are addresses or DNS names (roster.go): a name with a port is
@@ -130,10 +131,10 @@ type Config struct {
 	// TxTimeout: a backend that answers a forwarded request with nothing,
 	// not even 100 Trying, within this time is marked down.
 	TxTimeout time.Duration
-	// Attempts is how many backends a new call (an INVITE from a phone)
-	// is tried on: when its backend leaves it unanswered for TxTimeout or
-	// refuses it with 500 or 503, it goes on to the next (0: 3; 1: no
-	// retry).
+	// Attempts is how many backends a new call (an INVITE from a phone),
+	// or another request of a phone outside a dialog, is tried on: when
+	// its backend leaves it unanswered for TxTimeout or refuses it with
+	// 500 or 503, it goes on to the next (0: 3; 1: no retry).
 	Attempts int
 	// Resolver resolves the backends' Names (nil: one asking the servers
 	// of /etc/resolv.conf, made when a backend has a Name).

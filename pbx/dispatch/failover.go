@@ -18,7 +18,13 @@ import (
 // dispatcher is transaction-stateful for just these INVITEs: it ACKs the
 // errors it absorbs itself, keeps the request to send it on, and answers
 // the phone 503 itself when no backend took the call (487 when the phone
-// cancelled meanwhile). Everything else stays stateless.
+// cancelled meanwhile).
+//
+// A phone's other requests outside a dialog (REGISTER, OPTIONS, MESSAGE,
+// SUBSCRIBE, …) go on the same way on TxTimeout or 500/503, without ACKs
+// and without repetitions by the dispatcher (the phone repeats them until
+// their final answer); pending.nonInvite says which answers pass.
+// Everything else stays stateless.
 
 // pickNext chooses the next backend among those up that ok allows.
 func (d *Dispatcher) pickNext(key string, ok func(int) bool) int {
@@ -34,22 +40,22 @@ func (d *Dispatcher) sweep(now time.Time) {
 		d.health.timedOut(t.backend, t.method)
 	}
 	for _, nx := range r.moved {
-		d.sendAttempt(nx, "dispatcher sends a call on to the next backend: the last one did not answer")
+		d.sendAttempt(nx, "dispatcher sends a request on to the next backend: the last one did not answer")
 	}
 	for _, nx := range r.repeat {
 		d.sendAttempt(nx, "")
 	}
 	for _, g := range r.gaveUp {
-		d.log.Warn("dispatcher gave up on a call: no backend answered", "call_id", g.res.CallID().Value(), "status", g.res.StatusCode)
+		d.log.Warn("dispatcher gave up on a request: no backend answered", "method", string(g.res.CSeq().MethodName), "call_id", g.res.CallID().Value(), "status", g.res.StatusCode)
 		if to, err := viaAddr(g.res.Via()); err == nil {
 			d.send(g.sock, g.res, to)
 		}
 	}
 }
 
-// parseRequest reads back an INVITE the dispatcher stored as it went out,
-// without the dispatcher's Via and Record-Route (the first of each).
-func parseRequest(raw []byte) (*sip.Request, error) {
+// parseRequest reads back a request the dispatcher stored as it went out,
+// without the dispatcher's Via and its rrs Record-Route entries.
+func parseRequest(raw []byte, rrs int) (*sip.Request, error) {
 	m, err := sip.ParseMessage(raw)
 	if err != nil {
 		return nil, fmt.Errorf("reading a stored request: %w", err)
@@ -59,7 +65,9 @@ func parseRequest(raw []byte) (*sip.Request, error) {
 		return nil, fmt.Errorf("reading a stored request: not a request with a Call-ID and a Via")
 	}
 	req.RemoveHeader("Via")
-	req.RemoveHeader("Record-Route")
+	for range rrs {
+		req.RemoveHeader("Record-Route")
+	}
 	return req, nil
 }
 
@@ -67,7 +75,7 @@ func parseRequest(raw []byte) (*sip.Request, error) {
 // attempt's branch, Record-Routed with that backend, and logs why; why ""
 // is a repetition to the same backend, neither logged nor counted.
 func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
-	req, err := parseRequest(nx.raw)
+	req, err := parseRequest(nx.raw, nx.rrs)
 	if err != nil {
 		d.log.Error("dispatcher cannot send a call on", "err", err)
 		return
@@ -80,10 +88,6 @@ func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
 	if in == nil {
 		in = nx.sock
 	}
-	if nx.doubleRR {
-		// The second entry of a double Record-Route (RFC 5658).
-		req.RemoveHeader("Record-Route")
-	}
 	out, err := d.toBackend(nx.backend, req, nx.sock)
 	if err != nil {
 		// Lost, as a datagram would be: repeated, or the next backend
@@ -91,7 +95,9 @@ func (d *Dispatcher) sendAttempt(nx next, why string, args ...any) {
 		d.netLog.Warn("dispatcher cannot send a call on: no connection to the backend is open", "call_id", req.CallID().Value(), "backend", d.name(nx.backend))
 		return
 	}
-	d.addRecordRoute(req, in, out, nx.inConn, nil, nx.backend)
+	if nx.rrs > 0 {
+		d.addRecordRoute(req, in, out, nx.inConn, nil, nx.backend)
+	}
 	req.PrependHeader(d.via(out, nx.branch))
 	d.send(out, req, d.addr(nx.backend))
 }
@@ -125,7 +131,7 @@ func (d *Dispatcher) ackError(s *sock, res *sip.Response, raw []byte, to netip.A
 	// ACK of an error matches its transaction by the branch.
 	u := sip.Uri{Scheme: "sip", Host: to.Addr().String(), Port: int(to.Port())}
 	if raw != nil {
-		if req, err := parseRequest(raw); err == nil {
+		if req, err := parseRequest(raw, 0); err == nil {
 			u = req.Recipient
 		}
 	}

@@ -36,6 +36,10 @@ type fakeBackend struct {
 	// address: a name only the dispatcher's Route can resolve.
 	contactHost string
 
+	// dropOthers leaves a phone's requests other than INVITE unanswered;
+	// otherStatus, when set, is its final answer to them.
+	dropOthers  atomic.Bool
+	otherStatus atomic.Int32
 	// options counts the OPTIONS it got.
 	options atomic.Int32
 	// streams are the connections of a backend over TCP or TLS
@@ -43,7 +47,7 @@ type fakeBackend struct {
 	streams *fakeStreams
 
 	mu        sync.Mutex
-	got       []*sip.Request // every request but OPTIONS, in order
+	got       []*sip.Request // every request but the probes, in order
 	at        []time.Time
 	responses map[string]int // last status by Call-ID
 }
@@ -104,7 +108,7 @@ func (b *fakeBackend) serveOn(req *sip.Request, write func(raw []byte, to netip.
 	if req.IsInvite() && b.loseInvites.Add(-1) >= 0 {
 		return
 	}
-	if req.Method != sip.OPTIONS {
+	if req.Method != sip.OPTIONS || !strings.HasPrefix(req.CallID().Value(), "dp-") {
 		b.mu.Lock()
 		b.got = append(b.got, req)
 		b.at = append(b.at, time.Now())
@@ -146,6 +150,16 @@ func (b *fakeBackend) serveOn(req *sip.Request, write func(raw []byte, to netip.
 			return
 		}
 		write([]byte(res.String()), to)
+	}
+	if !req.IsInvite() && !strings.HasPrefix(req.CallID().Value(), "dp-") {
+		// A phone's request other than INVITE (not a probe).
+		if b.dropOthers.Load() {
+			return
+		}
+		if st := b.otherStatus.Load(); st != 0 {
+			answer(int(st), "Refused")
+			return
+		}
 	}
 	if req.IsInvite() {
 		answer(100, "Trying")

@@ -28,6 +28,8 @@ type entry struct {
 	sent     time.Time
 	answered bool      // any response yet from the backend tried now
 	final    time.Time // when the final response passed (zero: not yet)
+	// finalFrom is the attempt whose final answer passed (a non-INVITE).
+	finalFrom int
 	// attempt counts the backends tried before this one; the branch on
 	// the wire carries it (attemptBranch), so a late answer of a backend
 	// given up on is told from the current one's.
@@ -55,9 +57,10 @@ type retry struct {
 	key    string
 	tried  []int
 	max    int // backends to try at most
-	// doubleRR: raw carries two Record-Route entries of the dispatcher
-	// (it changed transport towards the first backend), else one.
-	doubleRR bool
+	// rrs is how many Record-Route entries of the dispatcher raw carries
+	// on top: 0 (a method not Record-Routed), 1, or 2 when it changed
+	// transport towards the first backend.
+	rrs int
 	// lastTx is when it last went to the backend tried now, rto how long
 	// to wait for an answer before sending it again (RFC 3261 Timer A).
 	lastTx time.Time
@@ -154,6 +157,7 @@ const (
 	drop                    // a late provisional answer of a backend given up on
 	ackDrop                 // a final error the caller must not see: ACK it here
 	failover                // ACK it here and send the request on (outcome.next)
+	resend                  // a non-INVITE: send it on (outcome.next), nothing to ACK
 )
 
 // next is where a failed initial INVITE goes now.
@@ -164,8 +168,8 @@ type next struct {
 	sock    *sock
 	in      *sock // retry.in
 	inConn  *streamConn
-	// doubleRR is retry.doubleRR.
-	doubleRR bool
+	// rrs is retry.rrs.
+	rrs int
 }
 
 // outcome is what the table says about a response.
@@ -195,6 +199,9 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 		return out
 	}
 	out.raw = e.raw
+	if method != "INVITE" {
+		return p.nonInvite(e, base, n, status, now, pick)
+	}
 	if n != e.attempt {
 		// A backend given up on: its 2xx still goes to the caller
 		// (RFC 3261 §16.7: a proxy forwards every 2xx), the rest not.
@@ -215,10 +222,6 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 			e.retry, e.raw = nil, nil
 		}
 		return out
-	case method != "INVITE":
-		// Nothing else of the transaction will pass: no ACK, no CANCEL.
-		delete(p.m, base)
-		return out
 	case !e.final.IsZero() || e.local != nil:
 		return out // a retransmitted final answer
 	}
@@ -233,6 +236,58 @@ func (p *pending) response(base string, n int, method string, status int, now ti
 	}
 	e.final = now
 	e.retry, e.raw = nil, nil // no more failover: free the copy early
+	return out
+}
+
+// nonInvite is response for a request other than INVITE (REGISTER,
+// OPTIONS, MESSAGE, SUBSCRIBE, …). Without failover (no retry) its entry
+// leaves at the final answer: no ACK or CANCEL follows. With failover, a
+// 500 or 503 of the backend tried now sends it on to the next backend
+// (resend: no ACK for a non-INVITE), as long as the phone has had no final
+// answer; after the first final answer the phone gets, the entry stays a
+// few seconds so that its retransmissions still reach that backend and a
+// late final of a backend given up on is dropped (its 2xx passes when the
+// phone has none yet).
+func (p *pending) nonInvite(e *entry, base string, n, status int, now time.Time, pick pickFunc) outcome {
+	out := outcome{verdict: forward, failed: -1}
+	done := !e.final.IsZero() || e.local != nil
+	if done {
+		// Only the backend whose final answer the phone got may repeat
+		// it (its transaction answering a retransmission).
+		if e.local != nil || n != e.finalFrom {
+			out.verdict = drop
+		}
+		return out
+	}
+	if n != e.attempt {
+		if status >= 200 && status < 300 {
+			e.final, e.finalFrom, e.answered = now, n, true
+			e.retry, e.raw = nil, nil
+			return out
+		}
+		out.verdict = drop
+		return out
+	}
+	e.answered = true
+	if status < 200 {
+		return out
+	}
+	if e.retry == nil && e.attempt == 0 {
+		// Never could go on: forget it now, as before failover.
+		delete(p.m, base)
+		return out
+	}
+	if retryStatus(status) && e.retry != nil {
+		out.failed = e.backend
+		if pick != nil {
+			if nx, ok := e.moveOn(base, pick, now); ok {
+				out.verdict, out.next = resend, nx
+				return out
+			}
+		}
+	}
+	e.final, e.finalFrom = now, n
+	e.retry, e.raw = nil, nil
 	return out
 }
 
@@ -264,7 +319,7 @@ func (e *entry) moveOn(base string, pick pickFunc, now time.Time) (next, bool) {
 	e.sent = now
 	e.answered = false
 	rt.lastTx, rt.rto = now, timerT1
-	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, doubleRR: rt.doubleRR}, true
+	return next{backend: b, branch: attemptBranch(base, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, rrs: rt.rrs}, true
 }
 
 // timedOut is a request a backend left unanswered.
@@ -311,7 +366,7 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			}
 			// The entry stays for the caller's ACK of this answer and
 			// its retransmissions of the INVITE.
-			if req, err := parseRequest(e.retry.raw); err == nil {
+			if req, err := parseRequest(e.retry.raw, e.retry.rrs); err == nil {
 				e.local = localFinal(req, k, e.canceled, p.server)
 				in := e.retry.in
 				if in == nil {
@@ -322,10 +377,13 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			e.retry = nil
 			e.final = now
 			e.answered = true // it is over: not timed out again
-		case !e.answered && e.retry != nil && now.Sub(e.retry.lastTx) >= e.retry.rto:
+		case !e.answered && e.retry != nil && e.method == "INVITE" && now.Sub(e.retry.lastTx) >= e.retry.rto:
+			// Only INVITEs: the phone stops repeating them at the
+			// dispatcher's 100 Trying, but repeats other requests
+			// itself until their final answer.
 			rt := e.retry
 			rt.lastTx, rt.rto = now, min(2*rt.rto, timerT2)
-			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, doubleRR: rt.doubleRR})
+			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, rrs: rt.rrs})
 		case !e.final.IsZero() && now.Sub(e.final) > lingerAfterFinal,
 			e.final.IsZero() && now.Sub(e.sent) > lingerProvisional:
 			delete(p.m, k)

@@ -146,7 +146,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		// a late CANCEL.
 		if pb.local != nil {
 			switch {
-			case req.IsInvite():
+			case !isAck && req.Method != sip.CANCEL:
 				if to, err := viaAddr(pb.local.Via()); err == nil {
 					d.send(s, pb.local, to)
 				}
@@ -209,10 +209,17 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			}
 			d.sent[backend].Add(1)
 			rrBackend = backend
-			if req.IsInvite() && d.cfg.Attempts > 1 {
+			if d.cfg.Attempts > 1 {
 				// Kept (below) to go on to the next backend if this
-				// one fails.
-				rt = &retry{sock: udp, in: s, inConn: c, key: key, tried: []int{backend}, max: d.cfg.Attempts, doubleRR: out != s}
+				// one fails: an INVITE, or any other request outside a
+				// dialog (REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, …).
+				rt = &retry{sock: udp, in: s, inConn: c, key: key, tried: []int{backend}, max: d.cfg.Attempts}
+				if recordRoutes(req.Method) {
+					rt.rrs = 1
+					if out != s {
+						rt.rrs = 2
+					}
+				}
 			}
 		}
 		if err == nil && recordRoutes(req.Method) {
@@ -587,6 +594,9 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 		case failover:
 			d.ackError(s, res, o.raw, from)
 			d.sendAttempt(o.next, "dispatcher sends a call on to the next backend", "status", res.StatusCode, "from", from.String())
+			return
+		case resend:
+			d.sendAttempt(o.next, "dispatcher sends a request on to the next backend", "method", string(cs.MethodName), "status", res.StatusCode, "from", from.String())
 			return
 		}
 	}
