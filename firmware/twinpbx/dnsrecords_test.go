@@ -51,6 +51,7 @@ func TestDNSRecords(t *testing.T) {
 	twin := dataWith(t, "testdata/dnsrecords/twin.yaml")
 	standalone := dataWith(t, "testdata/dnsrecords/standalone.yaml")
 	withTLS := dataWith(t, "testdata/dnsrecords/standalone-tls.yaml")
+	twinTLS := dataWith(t, "testdata/dnsrecords/twin-tls.yaml")
 	tests := []struct {
 		name    string
 		dir     string
@@ -66,6 +67,8 @@ func TestDNSRecords(t *testing.T) {
 		{name: "twin pair: another domain", dir: twin, args: []string{"--domain", "Other.Example.Test."}, golden: "twin-other.zone"},
 		{name: "standalone", dir: standalone, args: []string{"--domain", "office.example.test"}, golden: "standalone.zone"},
 		{name: "standalone on udp, tcp and tls", dir: withTLS, args: []string{"--domain", "office.example.test"}, golden: "standalone-tls.zone"},
+		{name: "twin pair on udp, tcp and tls: both boxes take udp and tcp", dir: twinTLS, args: []string{"--both"}, golden: "twin-tls-both.zone"},
+		{name: "twin pair on udp, tcp and tls: the VIP takes tls", dir: twinTLS, golden: "twin-tls-vip.zone"},
 		{name: "standalone without a domain", dir: standalone, wantErr: "give the site's domain with --domain"},
 		{name: "standalone --both", dir: standalone, args: []string{"--domain", "office.example.test", "--both"}, wantErr: "needs a twin pair"},
 		{name: "--vip and --both", dir: twin, args: []string{"--vip", "--both"}, wantErr: "exclude each other"},
