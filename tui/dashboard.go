@@ -21,6 +21,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
+	"github.com/twinpbx/twinpbx/firmware/update"
 	"github.com/twinpbx/twinpbx/init/boot/request"
 )
 
@@ -44,6 +45,11 @@ type Backend interface {
 	// factoryReset is set. It fails where the console cannot reboot the
 	// machine (anywhere but on the box's own console).
 	Reboot(ctx context.Context, factoryReset bool) error
+	// Rollout starts a rolling update of the pair to the bundle on the
+	// update stick in this box (firmware/rollout: from the active, the
+	// standby first; from the standby, this box first) and returns the
+	// box's answer.
+	Rollout(ctx context.Context) (string, error)
 }
 
 // DataDirBackend is the Backend of the box running on data folder dir.
@@ -104,6 +110,18 @@ func (d dataDir) Pair(_ context.Context, what string) (string, error) {
 		return "", err
 	}
 	return c.Pair(what)
+}
+
+func (d dataDir) Rollout(context.Context) (string, error) {
+	dev := update.BoxDisk.Stick()
+	if dev == "" {
+		return "", errors.New("no update stick in this box: write the bundle onto a stick (dd) and plug it in")
+	}
+	c, err := control.Dial(string(d))
+	if err != nil {
+		return "", err
+	}
+	return c.StartRollout(dev)
 }
 
 func (d dataDir) Restart(context.Context) (string, error) {
@@ -435,6 +453,7 @@ const (
 	actReboot                 // reboot, confirmed
 	actDNS                    // show the DNS records, at once
 	actReset                  // factory reset: PIN and a typed word
+	actRollout                // rolling update of the pair from the update stick, confirmed
 )
 
 // resetWord is what the operator types to confirm a factory reset.
@@ -456,13 +475,14 @@ func (d Dashboard) actions() []action {
 	if d.st != nil && d.st.Cluster != nil && d.st.Cluster.Maintenance {
 		maint, label = "maintenance/off", "a.maint.off"
 	}
-	pairKind := actNA
+	pairKind, rollKind := actNA, actNA
 	if d.st != nil && d.st.Cluster != nil {
-		pairKind = actPair
+		pairKind, rollKind = actPair, actRollout
 	}
 	return []action{
 		{key: "s", label: "a.switchover", kind: pairKind, pair: "switchover"},
 		{key: "m", label: label, kind: pairKind, pair: maint},
+		{key: "u", label: "a.rollout", kind: rollKind},
 		{key: "e", label: "a.export", kind: actExport},
 		{key: "p", label: "a.restart", kind: actRestart},
 		{key: "b", label: "a.reboot", kind: actReboot},
@@ -673,7 +693,7 @@ func (d Dashboard) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			return d, d.run(a)
 		case actDNS:
 			d.ask, d.message = &ask{kind: actDNS}, ""
-		case actPair, actRestart, actReboot:
+		case actPair, actRestart, actReboot, actRollout:
 			d.confirm = &a
 			d.message = d.lang.T("d.confirm", d.lang.T(a.label))
 		case actReset:
@@ -768,6 +788,12 @@ func (d Dashboard) run(a action) tea.Cmd {
 				return actionMsg{l.T("d.resetting")}
 			}
 			return actionMsg{l.T("d.rebooting")}
+		case actRollout:
+			text, err := b.Rollout(ctx)
+			if err != nil {
+				return failed(err)
+			}
+			return actionMsg{text}
 		case actDNS:
 			text, err := b.DNSRecords(ctx, a.domain)
 			if err != nil {

@@ -34,6 +34,16 @@ type fakeBackend struct {
 	dns      string
 	dnsErr   error
 	domains  []string
+	rolls    int
+	rollErr  error
+}
+
+func (f *fakeBackend) Rollout(context.Context) (string, error) {
+	f.rolls++
+	if f.rollErr != nil {
+		return "", f.rollErr
+	}
+	return "rolling update started", nil
 }
 
 func (f *fakeBackend) Restart(context.Context) (string, error) {
@@ -240,6 +250,8 @@ func TestDashboardActions(t *testing.T) {
 		pairs    string
 		restarts int
 		reboots  string // "r" reboot, "R" factory reset
+		rolls    int
+		rollErr  error
 	}{
 		{name: "export", keys: []string{"e"}, want: "Config exported to /data/config-export.yaml."},
 		{name: "switchover standalone", keys: []string{"s"}, want: "Switchover: only on a twin pair."},
@@ -265,9 +277,15 @@ func TestDashboardActions(t *testing.T) {
 		{name: "switchover cancelled", cluster: true, keys: []string{"s", "n"}, want: "s switchover"},
 		{name: "switchover", cluster: true, keys: []string{"s", "y"}, want: "done: switchover", pairs: "switchover"},
 		{name: "maintenance off", cluster: true, keys: []string{"m", "y"}, want: "done: maintenance/off", pairs: "maintenance/off"},
+		{name: "rolling update standalone", keys: []string{"u"}, want: "only on a twin pair"},
+		{name: "rolling update asks", cluster: true, keys: []string{"u"}, want: "Rolling update of the pair to the update stick's version? Press y"},
+		{name: "rolling update cancelled", cluster: true, keys: []string{"u", "n"}, want: "u update pair"},
+		{name: "rolling update", cluster: true, keys: []string{"u", "y"}, want: "rolling update started", rolls: 1},
+		{name: "rolling update without a stick", cluster: true, keys: []string{"u", "y"}, rollErr: errors.New("no update stick in this box"),
+			want: "version failed: no update", rolls: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &fakeBackend{status: statusJSON(t, tc.cluster), cfg: cfg, dns: records}
+			b := &fakeBackend{status: statusJSON(t, tc.cluster), cfg: cfg, dns: records, rollErr: tc.rollErr}
 			keys := tc.keys
 			if tc.pin {
 				b.cfg = pinConfig(t)
@@ -283,6 +301,9 @@ func TestDashboardActions(t *testing.T) {
 			}
 			if got := strings.Join(b.pairs, ","); got != tc.pairs {
 				t.Errorf("pair requests %q, want %q", got, tc.pairs)
+			}
+			if b.rolls != tc.rolls {
+				t.Errorf("rolling updates %d, want %d", b.rolls, tc.rolls)
 			}
 			if b.restarts != tc.restarts {
 				t.Errorf("restarts %d, want %d", b.restarts, tc.restarts)
