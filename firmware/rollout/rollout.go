@@ -62,9 +62,9 @@ const (
 	StepSettle     = "waiting to follow the new active in sync"
 	StepSelf       = "updating this box"
 	StepReboot     = "rebooting this box into the new version"
-	// The steps of a roll started on the standby: its own half first.
-	StepFirst       = "updating this box first (the standby)"
-	StepFirstReboot = "rebooting this box (the standby) into the new version"
+	// StepFirst is the first step of a roll on the standby: its own half
+	// (StepReboot follows, with Status.StandbyFirst).
+	StepFirst = "updating this box first (the standby)"
 )
 
 // StateFile is the roll's record in the data folder.
@@ -78,6 +78,10 @@ type Status struct {
 	Target string `json:"target"`
 	// From is this box's version when the roll started.
 	From string `json:"from,omitempty"`
+	// StandbyFirst: the roll updated this box as the standby, first
+	// (a roll started on the standby, or carried on there after a
+	// restart); its StepReboot is not the roll's last step.
+	StandbyFirst bool `json:"standby_first,omitempty"`
 	// Bundle is the bundle file the roll was started with (a file or an
 	// update stick's device), read again to resume the roll.
 	Bundle  string    `json:"bundle,omitempty"`
@@ -284,14 +288,21 @@ func (r *Rollout) resume(ctx context.Context, carry bool) {
 	}
 	fw := r.cfg.Box.Firmware()
 	switch {
+	case s.Step == StepReboot && s.StandbyFirst && fw != s.Target:
+		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s; the active was not touched by the roll", s.Target, orUnknown(fw)))
+		return
+	case s.Step == StepReboot && s.StandbyFirst && !carry:
+		// Whether the active runs the version is not known yet: say
+		// what is left, as an alarm, rather than nothing.
+		r.finish(Abandoned, "", fmt.Errorf("this box (the standby) came back on %s; unless the active runs it too, finish the roll on the active box (plug the update stick into it, or run twinpbx update --pair there)", fw))
+		return
+	case s.Step == StepReboot && s.StandbyFirst:
+		// Carried on below, once the twin is known.
 	case s.Step == StepReboot && fw == s.Target:
 		r.finish(Done, fmt.Sprintf("this box came back on %s: both boxes run it", fw), nil)
 		return
 	case s.Step == StepReboot:
 		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s while the twin runs %s (run the update again, or update this box by hand)", s.Target, orUnknown(fw), s.Target))
-		return
-	case s.Step == StepFirstReboot && fw != s.Target:
-		r.finish(Failed, "", fmt.Errorf("this box's trial of %s did not commit; it fell back to %s; the active was not touched (both boxes run the old version)", s.Target, orUnknown(fw)))
 		return
 	case !carry:
 		r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s; the roll was abandoned: this box runs %s, the twin may run %s already: run the update again (a box already on %s is skipped)", s.Step, orUnknown(fw), s.Target, s.Target))
@@ -321,7 +332,7 @@ func (r *Rollout) carryOn(ctx context.Context, s Status) error {
 	if err != nil {
 		return r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s, and the pair's roles did not settle (%v) to carry the roll on: %s; run the update again", s.Step, err, r.versions(s.Target)))
 	}
-	if s.Step == StepFirstReboot {
+	if s.Step == StepReboot {
 		// This box, the standby, came back on the version.
 		return r.standbyBack(ctx, s.Target)
 	}
@@ -428,11 +439,14 @@ func (r *Rollout) asStandby(ctx context.Context, path string, b Bundle, local Lo
 	case r.cfg.Box.LastFailed() == b.Version:
 		return r.finish(Failed, "", fmt.Errorf("%s failed its trial boot on this box before; not trying it again", b.Version))
 	}
+	r.mu.Lock()
+	r.st.StandbyFirst = true
+	r.mu.Unlock()
 	r.step(StepFirst)
 	if err := r.cfg.Box.Apply(path); err != nil {
 		return r.finish(Failed, "", fmt.Errorf("writing the bundle on this box: %w; nothing changed, the active serves on %s", err, orUnknown(tw.Firmware)))
 	}
-	r.step(StepFirstReboot)
+	r.step(StepReboot)
 	if err := r.cfg.Box.Reboot(); err != nil {
 		return r.finish(Failed, "", fmt.Errorf("rebooting this box: %w; its next boot tries %s", err, b.Version))
 	}

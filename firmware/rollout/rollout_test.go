@@ -190,6 +190,7 @@ func TestRollout(t *testing.T) {
 		wantApplied int
 		wantReboots int
 		wantRetry   bool // the failure changed nothing: a stick tries again
+		wantFirst   bool // the roll updated this box, the standby, first
 	}{
 		{name: "happy path", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
@@ -219,9 +220,9 @@ func TestRollout(t *testing.T) {
 		{name: "writing this box's slot fails", fw: "1.0", twin: healthy, local: Local{Active: true}, standby: takesAndComesBackOn("2.0"),
 			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone", wantOffers: 1, wantSwitch: 1},
 		{name: "started on the standby: it updates itself first", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "started on the standby, the active already on the version", fw: "1.0", twin: Twin{Active: true, Firmware: "2.0"}, local: Local{Standby: true, InSync: true},
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "started on a standby already on the version: waits for the active", fw: "2.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
 			wantState: Waiting, wantErr: "finish the roll on the active"},
 		{name: "started on a standby not in sync", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true},
@@ -231,7 +232,7 @@ func TestRollout(t *testing.T) {
 		{name: "started on the standby, the version failed its trial there", fw: "1.0", lastFailed: "2.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
 			wantState: Failed, wantErr: "failed its trial boot on this box before"},
 		{name: "started on the standby, writing its slot fails", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"}, local: Local{Standby: true, InSync: true},
-			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone"},
+			applyErr: errors.New("disk gone"), wantState: Failed, wantErr: "disk gone", wantFirst: true},
 		{name: "started on a box neither active nor standby", fw: "1.0", twin: Twin{Active: true, Firmware: "1.0"},
 			wantState: Failed, wantErr: "neither the active one nor a standby", wantRetry: true},
 		{name: "twin not in sync", fw: "1.0", twin: Twin{Standby: true, Firmware: "1.0"}, local: Local{Active: true},
@@ -269,6 +270,9 @@ func TestRollout(t *testing.T) {
 			if (st.Alarm() != "") != (tt.wantErr != "") {
 				t.Errorf("alarm %q with error %q", st.Alarm(), st.Error)
 			}
+			if st.StandbyFirst != tt.wantFirst {
+				t.Errorf("standby first %v, want %v", st.StandbyFirst, tt.wantFirst)
+			}
 			if st.Retryable != tt.wantRetry {
 				t.Errorf("retryable %v, want %v", st.Retryable, tt.wantRetry)
 			}
@@ -290,6 +294,9 @@ func TestRollout(t *testing.T) {
 	}
 }
 
+// stepFirst stands for StepReboot of a roll the standby went first in.
+const stepFirst = "standby first: " + StepReboot
+
 // A roll that rebooted this box ends when the box comes back: done on
 // the new version, failed when the trial fell back; a roll stopped by a
 // restart at any other step is abandoned.
@@ -305,13 +312,19 @@ func TestResume(t *testing.T) {
 		{"trial fell back", StepReboot, "1.0", Failed, "did not commit"},
 		{"restarted while updating the standby", StepStandby, "1.0", Abandoned, "abandoned"},
 		{"restarted while switching over", StepSwitchover, "1.0", Abandoned, "abandoned"},
+		{"the standby went first and came back on the version", stepFirst, "2.0", Abandoned, "finish the roll on the active"},
+		{"the standby went first and its trial fell back", stepFirst, "1.0", Failed, "did not commit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			before := New(Config{Box: &fakeBox{fw: "1.0"}, DataDir: dir, Logger: quiet()})
 			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0"}
-			before.step(tt.step)
+			step := tt.step
+			if step == stepFirst {
+				before.st.StandbyFirst, step = true, StepReboot
+			}
+			before.step(step)
 			r := New(Config{Box: &fakeBox{fw: tt.fw}, DataDir: dir, Logger: quiet()})
 			r.Resume()
 			st := r.Status()
@@ -341,6 +354,7 @@ func TestResumeIn(t *testing.T) {
 	tests := []struct {
 		name     string
 		step     string
+		first    bool // the record says the standby went first
 		fw       string
 		local    Local
 		twin     Twin
@@ -356,26 +370,27 @@ func TestResumeIn(t *testing.T) {
 		wantSwitch  int
 		wantApplied int
 		wantReboots int
+		wantFirst   bool
 	}{
 		{name: "restarted while checking, still active: the roll goes on", step: StepCheck, fw: "1.0", local: active, twin: twinStandby("1.0"),
 			standby: takesAndComesBackOn("2.0"), wantState: Running, wantStep: StepReboot, wantOffers: 1, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
 		{name: "restarted while the standby updated, active again, the standby back on the version", step: StepStandby, fw: "1.0", local: active, twin: twinStandby("2.0"),
 			wantState: Running, wantStep: StepReboot, wantSwitch: 1, wantApplied: 1, wantReboots: 1},
 		{name: "restarted while the standby updated, the twin took over on the version", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("2.0"),
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "restarted while switching over: the new active runs the version", step: StepSwitchover, fw: "1.0", local: standby, twin: twinActive("2.0"),
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "restarted while writing its own slot", step: StepSelf, fw: "1.0", local: standby, twin: twinActive("2.0"),
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "restarted while the standby updated, the twin took over on the old version", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("1.0"),
-			wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
+			wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
 		{name: "roles settle late: the roll goes on", step: StepSwitchover, fw: "1.0", twin: Twin{}, next: []Twin{{}, {}, twinActive("2.0")},
-			local: standby, wantState: Running, wantStep: StepFirstReboot, wantApplied: 1, wantReboots: 1},
-		{name: "the standby came back on the version, the active runs it", step: StepFirstReboot, fw: "2.0", local: standby, twin: twinActive("2.0"),
+			local: standby, wantState: Running, wantStep: StepReboot, wantFirst: true, wantApplied: 1, wantReboots: 1},
+		{name: "the standby came back on the version, the active runs it", step: StepReboot, first: true, fw: "2.0", local: standby, twin: twinActive("2.0"),
 			wantState: Done},
-		{name: "the standby came back on the version, the active does not run it yet", step: StepFirstReboot, fw: "2.0", local: standby, twin: twinActive("1.0"),
+		{name: "the standby came back on the version, the active does not run it yet", step: StepReboot, first: true, fw: "2.0", local: standby, twin: twinActive("1.0"),
 			wantState: Waiting, wantErr: "finish the roll on the active"},
-		{name: "the standby's trial fell back", step: StepFirstReboot, fw: "1.0", local: standby, twin: twinActive("1.0"),
+		{name: "the standby's trial fell back", step: StepReboot, first: true, fw: "1.0", local: standby, twin: twinActive("1.0"),
 			wantState: Failed, wantErr: "did not commit"},
 		{name: "the active's own trial committed", step: StepReboot, fw: "2.0", local: standby, twin: twinActive("2.0"), wantState: Done},
 		{name: "the pair's roles never settle", step: StepStandby, fw: "1.0", local: active,
@@ -393,7 +408,7 @@ func TestResumeIn(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := New(Config{Box: &fakeBox{fw: "1.0"}, DataDir: dir, Logger: quiet()})
-			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0", Bundle: path}
+			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0", Bundle: path, StandbyFirst: tt.first}
 			before.step(tt.step)
 
 			b := v2
@@ -425,6 +440,9 @@ func TestResumeIn(t *testing.T) {
 			if pair.offered != tt.wantOffers || pair.switchovers != tt.wantSwitch || applied != tt.wantApplied || reboots != tt.wantReboots {
 				t.Errorf("offers %d, switchovers %d, applied %d, reboots %d; want %d, %d, %d, %d",
 					pair.offered, pair.switchovers, applied, reboots, tt.wantOffers, tt.wantSwitch, tt.wantApplied, tt.wantReboots)
+			}
+			if tt.wantFirst && !st.StandbyFirst {
+				t.Error("the roll does not say the standby went first")
 			}
 			if st.ID != "r" {
 				t.Errorf("the resumed roll has ID %q, want the record's", st.ID)
