@@ -58,9 +58,12 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 	}
 	log.Info("booting", "board", prof.Name, "uptime", uptime(), "kernel_cmdline", strings.TrimSpace(string(line)))
 
-	loadModules(log, append(append([]string{}, prof.Modules...), p.Modules...))
+	mods, fsMods := SplitDataModules(append(append([]string{}, prof.Modules...), p.Modules...))
+	loadModules(log, mods)
 	sp := abBoot(log, string(line), &p)
-	if mountData(ctx, log, sysDataOps, p.DataDevice, p.DataDevice == "" && onABDisk()) == dataReboot {
+	abDisk := p.DataDevice == "" && onABDisk()
+	loadDataModules(log, fsMods, p.DataDevice != "" || abDisk)
+	if mountData(ctx, log, sysDataOps, p.DataDevice, abDisk) == dataReboot {
 		return fmt.Errorf("e2fsck asked for a reboot after repairing the data partition: %w", ErrStopped)
 	}
 	if err := setupNetwork(log, prof, p); err != nil {

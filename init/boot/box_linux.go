@@ -133,7 +133,13 @@ func (b *box) consoleEnv() []string {
 
 func (b *box) startConsoles(ctx context.Context) *consoles {
 	c := newConsoles(b.log, Twinpbx, b.dir, func() { b.afterSetup(ctx) }, b.consoleEnv)
-	c.start(ctx, ConsoleTTYs)
+	go func() {
+		// The PBX first (ready.go): the consoles would share its CPU.
+		start := time.Now()
+		heard := waitListening(ctx, "/proc/net", ConsoleWait, 50*time.Millisecond)
+		b.log.Info("starting the consoles", "pbx_listening", heard, "after", time.Since(start).Round(time.Millisecond))
+		c.start(ctx, ConsoleTTYs)
+	}()
 	return c
 }
 
