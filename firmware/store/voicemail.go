@@ -146,3 +146,47 @@ func (s *Store) MWISubscriptions() (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// BucketVoicemailGreetings holds the greetings the owners recorded
+// (pbx/voicemail). Key: mailbox; value: the greeting as pbx/voicemail
+// encodes it (codec and G.711 audio). It replicates as every bucket does.
+const BucketVoicemailGreetings = "voicemail_greetings"
+
+// PutGreeting stores (or replaces) a mailbox's greeting.
+func (s *Store) PutGreeting(box string, greeting []byte) error {
+	if box == "" {
+		return fmt.Errorf("saving a greeting: no mailbox")
+	}
+	return s.Update(func(t *Tx) error {
+		if err := t.Put(BucketVoicemailGreetings, box, greeting); err != nil {
+			return fmt.Errorf("saving the greeting of %s: %w", box, err)
+		}
+		return nil
+	})
+}
+
+// DeleteGreeting removes a mailbox's greeting; none there is no error.
+func (s *Store) DeleteGreeting(box string) error {
+	if box == "" {
+		return fmt.Errorf("deleting a greeting: no mailbox")
+	}
+	return s.Update(func(t *Tx) error {
+		if err := t.Delete(BucketVoicemailGreetings, box); err != nil {
+			return fmt.Errorf("deleting the greeting of %s: %w", box, err)
+		}
+		return nil
+	})
+}
+
+// Greeting returns a mailbox's greeting, nil when there is none.
+func (s *Store) Greeting(box string) ([]byte, error) {
+	if box == "" {
+		return nil, nil
+	}
+	var out []byte
+	err := s.View(func(t *Tx) error {
+		out = t.Get(BucketVoicemailGreetings, box)
+		return nil
+	})
+	return out, err
+}

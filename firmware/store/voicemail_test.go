@@ -118,3 +118,43 @@ func TestMWISubscriptions(t *testing.T) {
 		t.Error("an empty id was accepted")
 	}
 }
+
+// TestGreetings stores, replaces and deletes a recorded greeting; the
+// twin fed from the change log holds the same.
+func TestGreetings(t *testing.T) {
+	s := openT(t, "", Options{})
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"recorded", func() error { return s.PutGreeting("201", []byte("one")) }, "one"},
+		{"recorded again", func() error { return s.PutGreeting("201", []byte("two")) }, "two"},
+		{"back to the tones", func() error { return s.DeleteGreeting("201") }, ""},
+		{"again", func() error { return s.PutGreeting("201", []byte("three")) }, "three"},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if g, err := s.Greeting("201"); err != nil || string(g) != step.want {
+			t.Fatalf("%s: greeting %q (%v), want %q", step.name, g, err, step.want)
+		}
+	}
+	if g, _ := s.Greeting("202"); g != nil {
+		t.Errorf("202 has greeting %q", g)
+	}
+	if err := s.PutGreeting("", []byte("x")); err == nil {
+		t.Error("a greeting without a mailbox was accepted")
+	}
+	changes, err := s.ChangesSince(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := openT(t, "", Options{})
+	if err := twin.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := twin.Greeting("201"); string(g) != "three" {
+		t.Errorf("the twin's greeting %q, want three", g)
+	}
+}

@@ -3,6 +3,7 @@ package voicemail
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -31,7 +32,7 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 	go func() {
 		defer ss.finish()
 		defer ss.hangup()
-		msg, audio, by := ss.record(s.o.Config().MaxLengthTime())
+		msg, audio, by := ss.record(s.greeting(dv.Mailbox, ss.ep.codec, log), s.o.Config().MaxLengthTime())
 		if ss.abandoned() {
 			log.Info("message lost: the box handed over while it was recorded", "duration", msg.Duration)
 			return
@@ -56,14 +57,30 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 	}()
 }
 
+// greeting is what a caller of box hears before the recording: the
+// owner's recorded greeting and the beep, or the tone greeting.
+func (s *Service) greeting(box string, c Codec, log *slog.Logger) []byte {
+	gc, audio, ok, err := s.boxes.Greeting(box)
+	if err != nil {
+		log.Error("the recorded greeting cannot be played: the tone greeting instead", "err", err)
+	}
+	if !ok {
+		return Greeting(c)
+	}
+	if gc != c {
+		audio = transcode(audio, gc, c)
+	}
+	return Beep(c, slices.Clip(audio))
+}
+
 // record plays the greeting, then records until the caller hangs up, the
 // message reaches maxLen, no RTP comes for the idle time, or shutdown. It
 // returns the message (codec and duration set), its audio, and who hung
 // up. The call is still up unless the caller ended it: the message is
 // saved before the BYE, which may take long to an unreachable phone.
-func (ss *session) record(maxLen time.Duration) (Message, []byte, string) {
+func (ss *session) record(greeting []byte, maxLen time.Duration) (Message, []byte, string) {
 	ep := ss.ep
-	if _, err := ep.play(ss.ctx, Greeting(ep.codec), false); err != nil {
+	if _, err := ep.play(ss.ctx, greeting, false); err != nil {
 		return Message{}, nil, ss.by()
 	}
 	rec := NewRecorder(maxLen)

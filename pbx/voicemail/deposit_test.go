@@ -74,7 +74,13 @@ func sipPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler
 // where the mailbox wants RTP.
 func (c *caller) call(pbx string) netip.AddrPort {
 	c.t.Helper()
-	req, res := c.invite(pbx)
+	return c.callAs(pbx, "202", "201")
+}
+
+// callAs is call from user to target.
+func (c *caller) callAs(pbx, user, target string) netip.AddrPort {
+	c.t.Helper()
+	req, res := c.inviteAs(pbx, user, target)
 	if res.StatusCode != 200 {
 		c.t.Fatalf("INVITE answered %d", res.StatusCode)
 	}
@@ -98,17 +104,23 @@ func (c *caller) call(pbx string) netip.AddrPort {
 // final response.
 func (c *caller) invite(pbx string) (*sip.Request, *sip.Response) {
 	c.t.Helper()
+	return c.inviteAs(pbx, "202", "201")
+}
+
+// inviteAs is invite from user to target.
+func (c *caller) inviteAs(pbx, user, target string) (*sip.Request, *sip.Response) {
+	c.t.Helper()
 	host, port, _ := net.SplitHostPort(pbx)
 	p, _ := strconv.Atoi(port)
-	uri := sip.Uri{Scheme: "sip", User: "201", Host: host, Port: p}
+	uri := sip.Uri{Scheme: "sip", User: target, Host: host, Port: p}
 	req := sip.NewRequest(sip.INVITE, uri)
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "202", Host: host}, Params: sip.NewParams()}
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host}, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(8))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: uri, Params: sip.NewParams()})
 	ch, cp, _ := net.SplitHostPort(c.sip)
 	cport, _ := strconv.Atoi(cp)
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "202", Host: ch, Port: cport}})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: ch, Port: cport}})
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	rp := c.rtp.LocalAddr().(*net.UDPAddr).Port
 	req.SetBody(fmt.Appendf(nil, "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n", rp))

@@ -87,8 +87,33 @@ func (ss *session) listen(box string) string {
 		ss.hangup()
 		return box
 	}
+	greeted := false
+	if first == '0' {
+		// 0 during the count: the greeting menu, then the messages.
+		if err := ss.greetingMenu(box); err != nil {
+			return box
+		}
+		first, greeted = 0, true
+		if msgs, err = boxes.List(box); err != nil {
+			ss.log.Error("listing the mailbox", "err", err)
+			ss.hangup()
+			return box
+		}
+	}
 	menu := NewMenu(msgs)
 	act := menu.Start()
+	if act == Done && !greeted {
+		// No message: a moment for the key of the greeting menu.
+		k, err := ep.waitKey(ss.ctx, keyWait)
+		if err != nil {
+			return box
+		}
+		if k == '0' {
+			if err := ss.greetingMenu(box); err != nil {
+				return box
+			}
+		}
+	}
 	if first != 0 && act == Play {
 		// A key pressed during the count applies to the first message.
 		var msg Message
@@ -107,6 +132,13 @@ func (ss *session) listen(box string) string {
 			key, err := ss.playMessage(msg)
 			if err != nil {
 				return box
+			}
+			if key == '0' {
+				// The greeting menu, then the message again.
+				if err := ss.greetingMenu(box); err != nil {
+					return box
+				}
+				continue
 			}
 			if key == 0 {
 				act, msg = menu.Next()

@@ -309,17 +309,42 @@ func (m *Mailboxes) Delete(msg Message) error {
 	return nil
 }
 
-// MemStore is a Store and a SubscriptionStore in memory, for tests.
+// MemStore is a Store, a SubscriptionStore and a GreetingStore in
+// memory, for tests.
 type MemStore struct {
-	mu    sync.Mutex
-	meta  map[string][]byte
-	audio map[string][]byte
-	subs  map[string][]byte
+	mu        sync.Mutex
+	meta      map[string][]byte
+	audio     map[string][]byte
+	subs      map[string][]byte
+	greetings map[string][]byte
 }
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}}
+	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}, greetings: map[string][]byte{}}
+}
+
+// PutGreeting implements GreetingStore.
+func (s *MemStore) PutGreeting(box string, greeting []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.greetings[box] = slices.Clone(greeting)
+	return nil
+}
+
+// DeleteGreeting implements GreetingStore.
+func (s *MemStore) DeleteGreeting(box string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.greetings, box)
+	return nil
+}
+
+// Greeting implements GreetingStore.
+func (s *MemStore) Greeting(box string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.greetings[box]), nil
 }
 
 // PutMWISubscription implements SubscriptionStore.

@@ -1,15 +1,18 @@
 // Package voicemail is the PBX's mailboxes: a call an extension does not
 // answer (or that finds it busy or not registered) is diverted here by
-// the B2BUA; the PBX answers the caller itself, plays a tone greeting and
-// a beep, records the caller's RTP (G.711) and stores the message with
-// its caller, time, length and checksum in the replicated store. The
-// owner dials the voicemail number to listen (DTMF by RFC 4733 steers),
-// and phones that SUBSCRIBE to message-summary (RFC 3842) are told when
-// messages wait.
+// the B2BUA; the PBX answers the caller itself, plays the owner's
+// recorded greeting (greeting.go) or a tone greeting, and a beep, records
+// the caller's RTP (G.711) and stores the message with its caller, time,
+// length and checksum in the replicated store. The owner dials the
+// voicemail number to listen (DTMF by RFC 4733 steers) or to record the
+// greeting; phones that SUBSCRIBE to message-summary (RFC 3842) are told
+// when messages wait (their subscriptions are stored, so the twin carries
+// them on), and registered phones that do not subscribe are told
+// unsolicited (unsolicited.go).
 //
-// There are no recorded prompts: the greeting and the menu speak in
-// tones (greeting.go names them). The mailbox holds the dialogs it
-// answers itself; Wrap routes their in-dialog requests to it.
+// There are no recorded prompts: the menus speak in tones (g711.go names
+// them). The mailbox holds the dialogs it answers itself; Wrap routes
+// their in-dialog requests to it.
 package voicemail
 
 import (
