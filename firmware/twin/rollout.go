@@ -11,8 +11,8 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
-// AlarmRollout is raised while the last rolling update failed or was
-// abandoned (the status says why).
+// AlarmRollout is raised while the last rolling update failed, was
+// abandoned, or waits for the active's half (the status says why).
 const AlarmRollout = "rolling update stopped"
 
 // rollParts are the rolling-update parts of a node (firmware/rollout):
@@ -43,7 +43,8 @@ func (n *Node) initRollout(c Config) {
 }
 
 // startRollout makes the orchestrator and the follower for this run and
-// reads the record of a roll from before a restart.
+// reads the record of a roll from before a restart, which it carries on
+// in ctx (rollout.ResumeIn).
 func (n *Node) startRollout(ctx context.Context, rep *replica) {
 	log := n.log.With("part", "rollout")
 	f := rollout.NewFollower(ctx, rollout.FollowerConfig{
@@ -55,7 +56,7 @@ func (n *Node) startRollout(ctx context.Context, rep *replica) {
 	})
 	rep.firmware, rep.onOffer = n.roll.firmware, f.Offered
 	r := rollout.New(rollout.Config{Pair: nodePair{n: n, rep: rep}, Box: n.roll.box, DataDir: n.cfg.DataDir, Logger: log})
-	r.Resume()
+	r.ResumeIn(ctx)
 	n.roll.run.Store(&rollRun{r: r, ctx: ctx})
 	if n.roll.firmware == "" {
 		// Not booted from a slot (a development host, a namespace test):
@@ -70,8 +71,8 @@ func (n *Node) startRollout(ctx context.Context, rep *replica) {
 }
 
 // StartRollout begins a rolling update of the pair to the bundle at path
-// (on this box's file system); this box must be the active one. Status
-// follows it.
+// (on this box's file system): from the active, the standby first; from
+// the standby, this box first (firmware/rollout). Status follows it.
 func (n *Node) StartRollout(path string) error {
 	run := n.roll.run.Load()
 	if run == nil {
@@ -92,7 +93,7 @@ func (n *Node) rolloutStatus(s *Status) {
 		return
 	}
 	s.Rollout = &st
-	if st.State == rollout.Failed || st.State == rollout.Abandoned {
+	if st.Alarm() != "" {
 		s.Alarms = append(s.Alarms, cluster.Alarm{Text: AlarmRollout + ": " + st.Error, Since: st.Updated})
 	}
 }

@@ -67,7 +67,7 @@ func followRoll(ctx context.Context, status func(io.Writer) error, every time.Du
 			switch st.State {
 			case rollout.Done:
 				return nil
-			case rollout.Failed, rollout.Abandoned:
+			case rollout.Failed, rollout.Abandoned, rollout.Waiting:
 				return fmt.Errorf("rolling update %s: %s", st.State, st.Error)
 			}
 		}
