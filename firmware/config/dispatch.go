@@ -54,7 +54,7 @@ type Dispatcher struct {
 // several.
 type DispatcherBackend struct {
 	// URI is "sip:IP:port", "IP:port" or "IP" (port 5060); or a DNS
-	// name: "host:port" (its address), "host" or "_sip._udp.host" (each
+	// name: "host:port" (each of its addresses), "host" or "_sip._udp.host" (each
 	// target of its SRV records a backend), each also with "sip:". A
 	// "tcp:" or "tls:" in front ("tls:10.0.0.1", "tcp:host:port") speaks
 	// to it over that transport (tls: port 5061 by default), as do the

@@ -28,7 +28,8 @@
 // dispatcher keeps transaction state.
 //
 // Backends are addresses or DNS names (roster.go): a name with a port is
-// one backend, a name without one as many as its SRV targets; names are
+// one backend per address, a name without one as many as its SRV targets'
+// addresses; names are
 // looked up again as their TTL runs out, and a backend keeps its state
 // when its address changes.
 //
@@ -79,10 +80,10 @@ type Backend struct {
 	// Addr is where its SIP requests go (UDP).
 	Addr netip.AddrPort
 	// Name, instead of Addr, is a DNS name resolved with Config.Resolver
-	// (RFC 3263, UDP): "host:port" or "sip:host:port" is one backend at
-	// the host's address; "host", "sip:host" or "_sip._udp.host" are as
-	// many backends as its SRV records name targets (each target host and
-	// port one backend). The names are looked up again every
+	// (RFC 3263): "host:port" or "sip:host:port" is a backend at each of
+	// the host's addresses; "host", "sip:host" or "_sip._udp.host" are as
+	// many backends as its SRV records name targets (each address of a
+	// target host, with the target's port, one backend). The names are looked up again every
 	// ResolveEvery (the resolver's cache keeps answers for their TTL): a
 	// new address is taken with the backend's state kept, a failed lookup
 	// keeps the last addresses.
@@ -326,11 +327,8 @@ func New(cfg Config) (*Dispatcher, error) {
 			}
 			d.targets[i] = u
 			names = true
-			if u.Port != 0 {
-				capacity++
-			} else {
-				capacity += maxPerName
-			}
+			// Each of its targets' addresses is a backend.
+			capacity += maxPerName
 			continue
 		}
 		if !b.Addr.IsValid() || b.Addr.Port() == 0 {

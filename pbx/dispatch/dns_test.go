@@ -238,3 +238,105 @@ func TestNameMovesWhileRunning(t *testing.T) {
 		t.Errorf("after the move: %+v, want 2 calls counted and up", st)
 	}
 }
+
+// TestNameSeveralAddresses: a host name with two A records is two
+// backends, named by the name and by the name with the second address
+// (sorted, so a restart names them alike), each probed and marked down on
+// its own, calls hashed over both and Record-Routed with the one that took
+// them; when one address leaves the name and another comes, the backend of
+// the address that left takes the new one.
+func TestNameSeveralAddresses(t *testing.T) {
+	first := newFakeBackend(t)
+	port := first.addr.Port()
+	second := newFakeBackendAt(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port))
+	third := newFakeBackendAt(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.3"), port))
+	hosts := t.TempDir()
+	write := func(ips ...string) {
+		t.Helper()
+		var b strings.Builder
+		for _, ip := range ips {
+			b.WriteString(ip + " pbx.multi.test\n")
+		}
+		if err := os.WriteFile(filepath.Join(hosts, "pbx"), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("127.0.0.2", "127.0.0.1")
+	dns := resolvetest.StartDNSMasq(t, 1, "--hostsdir="+hosts)
+	name := fmt.Sprintf("pbx.multi.test:%d", port)
+	disp, d := startDispatcher(t, Config{
+		Algorithm: HashCallID, ProbeInterval: 100 * time.Millisecond, DownAfter: 1, UpAfter: 1, ResolveEvery: 100 * time.Millisecond,
+		Backends: []Backend{{Name: name}},
+		Resolver: newResolver(t, dns),
+	})
+	names := map[string]netip.AddrPort{name: first.addr, name + "/127.0.0.2": second.addr}
+	waitFor(t, "both addresses as backends", func() bool {
+		st := statusByName(disp)
+		if len(st) != 2 {
+			return false
+		}
+		for n, a := range names {
+			if st[n].Addr != a.String() || !st[n].Up {
+				return false
+			}
+		}
+		return true
+	})
+	bs := []*fakeBackend{first, second}
+	p := newPhone(t)
+	call := func(id string) int {
+		t.Helper()
+		c := &call{id: id}
+		p.send(d, p.request(d, c, sip.INVITE, id))
+		res := p.final(id, sip.INVITE)
+		if res.StatusCode != 200 {
+			t.Fatalf("call %s: %d", id, res.StatusCode)
+		}
+		who := owner(t, bs, id)
+		tag := res.RecordRoute().Address.UriParams.GetOr(routeParam, "")
+		for n, a := range names {
+			if backendTag(n) == tag && a != bs[who].addr {
+				t.Errorf("call %s at %s Record-Routed as %s", id, bs[who].addr, n)
+			}
+		}
+		return who
+	}
+	got := make([]int, 2)
+	for k := range 20 {
+		got[call(fmt.Sprintf("multi-%d", k))]++
+	}
+	if got[0] == 0 || got[1] == 0 {
+		t.Fatalf("20 calls spread %v over the two addresses", got)
+	}
+
+	// The second address dies: only its backend goes down, and the
+	// calls all go to the first.
+	second.silent.Store(true)
+	waitFor(t, "the second address marked down", func() bool {
+		st := statusByName(disp)
+		return !st[name+"/127.0.0.2"].Up && st[name].Up
+	})
+	for k := range 10 {
+		if who := call(fmt.Sprintf("multi-down-%d", k)); who != 0 {
+			t.Fatalf("a call reached the dead address")
+		}
+	}
+
+	// The name's second address becomes 127.0.0.3: that backend takes it
+	// (keeping its name), answers its probes there and takes calls again.
+	write("127.0.0.1", "127.0.0.3")
+	names[name+"/127.0.0.2"] = third.addr
+	bs = append(bs, third)
+	waitFor(t, "the new address taken and up", func() bool {
+		st := statusByName(disp)
+		b := st[name+"/127.0.0.2"]
+		return len(st) == 2 && b.Addr == third.addr.String() && b.Up
+	})
+	got = make([]int, 3)
+	for k := range 20 {
+		got[call(fmt.Sprintf("multi-after-%d", k))]++
+	}
+	if got[0] == 0 || got[2] == 0 || got[1] != 0 {
+		t.Fatalf("20 calls after the change spread %v, want some at the first and the new address, none at the old", got)
+	}
+}

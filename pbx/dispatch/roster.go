@@ -34,16 +34,19 @@ type roster struct {
 	// configured address), domains the configured name it came from:
 	// what a TLS backend's certificate must name.
 	hosts, domains []string
-	byAddr         map[netip.AddrPort]int
-	byTag          map[string]int
-	byName         map[string]int
+	// group is the target (host:port) a backend found by DNS is one
+	// address of ("" for a configured address).
+	group  []string
+	byAddr map[netip.AddrPort]int
+	byTag  map[string]int
+	byName map[string]int
 }
 
 func (r *roster) clone() *roster {
 	return &roster{
 		names: slices.Clone(r.names), weights: slices.Clone(r.weights), prios: slices.Clone(r.prios), addrs: slices.Clone(r.addrs),
 		listed: slices.Clone(r.listed), entry: slices.Clone(r.entry),
-		trans: slices.Clone(r.trans), hosts: slices.Clone(r.hosts), domains: slices.Clone(r.domains),
+		trans: slices.Clone(r.trans), hosts: slices.Clone(r.hosts), domains: slices.Clone(r.domains), group: slices.Clone(r.group),
 		byAddr: maps.Clone(r.byAddr), byTag: maps.Clone(r.byTag), byName: maps.Clone(r.byName),
 	}
 }
@@ -60,6 +63,7 @@ func (r *roster) add(name string, weight, prio int, addr netip.AddrPort, entry i
 	r.trans = append(r.trans, "udp")
 	r.hosts = append(r.hosts, "")
 	r.domains = append(r.domains, "")
+	r.group = append(r.group, "")
 	r.byTag[backendTag(name)] = i
 	r.byName[name] = i
 	if _, dup := r.byAddr[addr]; !dup {
@@ -250,36 +254,38 @@ func (d *Dispatcher) take(k int, gs []group) {
 		if w == 0 {
 			w = max(g.weight, DefaultWeight)
 		}
-		i, ok := r.byName[g.name]
-		if ok && r.entry[i] != k {
+		if i, ok := r.byName[g.name]; ok && r.entry[i] != k {
 			continue // another entry names the same backend: it is that one's
 		}
-		if !ok {
-			if d.perEntry[k] >= maxPerName || len(r.names) >= len(d.sent) {
-				d.log.Warn("dispatcher ignores a backend: its name lists too many", "backend", d.cfg.Backends[k].Name, "target", g.name)
+		// Each address of the target is a backend. Those the target
+		// had keep their addresses; an address that left goes to a
+		// new one (so a host that moves keeps its state); addresses
+		// still left are new backends, the first the target's own
+		// name, the others the name with their address.
+		addrs := slices.Clone(g.addrs)
+		slices.SortFunc(addrs, func(a, b netip.AddrPort) int { return a.Compare(b) })
+		var free []int
+		for i := range r.names {
+			if r.entry[i] != k || r.group[i] != g.name {
 				continue
 			}
-			d.perEntry[k]++
-			i = r.add(g.name, w, g.prio, g.addrs[0], k)
-			r.trans[i], r.hosts[i], r.domains[i] = d.cfg.Backends[k].Transport, g.host, d.targets[k].Host
-			if streamTransport(r.trans[i]) {
-				d.pools[i].Store(d.newPool(i, r.trans[i]))
-				defer d.startPool(i)
+			if j := slices.Index(addrs, r.addrs[i]); j >= 0 {
+				addrs = slices.Delete(addrs, j, j+1)
+				seen[i] = true
+			} else {
+				free = append(free, i)
 			}
+		}
+		// The target's own name first: it is what one address was.
+		slices.SortStableFunc(free, func(a, b int) int {
+			return cmpBool(r.names[a] != g.name, r.names[b] != g.name)
+		})
+		for len(free) > 0 && len(addrs) > 0 {
+			i, a := free[0], addrs[0]
+			free, addrs = free[1:], addrs[1:]
+			d.log.Info("dispatcher backend has a new address", "backend", r.names[i], "was", r.addrs[i].String(), "now", a.String())
+			r.addrs[i] = a
 			seen[i] = true
-			changed = true
-			d.log.Info("dispatcher backend added from DNS", "backend", g.name, "addr", g.addrs[0].String(), "weight", w)
-			continue
-		}
-		seen[i] = true
-		if !r.listed[i] {
-			r.listed[i] = true
-			changed = true
-			d.log.Info("dispatcher backend listed by DNS again", "backend", g.name)
-		}
-		if !slices.Contains(g.addrs, r.addrs[i]) {
-			d.log.Info("dispatcher backend has a new address", "backend", g.name, "was", r.addrs[i].String(), "now", g.addrs[0].String())
-			r.addrs[i] = g.addrs[0]
 			changed = true
 			if p := d.pool(i); p != nil {
 				// Its connections go to the old address: open them
@@ -287,9 +293,43 @@ func (d *Dispatcher) take(k int, gs []group) {
 				defer p.reset()
 			}
 		}
-		if r.weights[i] != w || r.prios[i] != g.prio {
-			r.weights[i], r.prios[i] = w, g.prio
+		for _, a := range addrs {
+			name := g.name
+			if _, taken := r.byName[name]; taken {
+				name = g.name + "/" + a.Addr().String()
+			}
+			if _, taken := r.byName[name]; taken {
+				d.log.Warn("dispatcher ignores an address of a backend: its name is taken", "backend", name, "addr", a.String())
+				continue
+			}
+			if d.perEntry[k] >= maxPerName || len(r.names) >= len(d.sent) {
+				d.log.Warn("dispatcher ignores a backend: its name lists too many", "backend", d.cfg.Backends[k].Name, "target", name)
+				continue
+			}
+			d.perEntry[k]++
+			i := r.add(name, w, g.prio, a, k)
+			r.trans[i], r.hosts[i], r.domains[i], r.group[i] = d.cfg.Backends[k].Transport, g.host, d.targets[k].Host, g.name
+			if streamTransport(r.trans[i]) {
+				d.pools[i].Store(d.newPool(i, r.trans[i]))
+				defer d.startPool(i)
+			}
+			seen[i] = true
 			changed = true
+			d.log.Info("dispatcher backend added from DNS", "backend", name, "addr", a.String(), "weight", w)
+		}
+		for i := range r.names {
+			if r.entry[i] != k || r.group[i] != g.name || !seen[i] {
+				continue
+			}
+			if !r.listed[i] {
+				r.listed[i] = true
+				changed = true
+				d.log.Info("dispatcher backend listed by DNS again", "backend", r.names[i])
+			}
+			if r.weights[i] != w || r.prios[i] != g.prio {
+				r.weights[i], r.prios[i] = w, g.prio
+				changed = true
+			}
 		}
 	}
 	for i := range r.names {
@@ -315,4 +355,15 @@ func (d *Dispatcher) startPool(i int) {
 			p.start(rs.ctx, rs.wg)
 		}
 	}
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
