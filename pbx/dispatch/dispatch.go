@@ -206,6 +206,8 @@ type Dispatcher struct {
 	// into Via and Record-Route for them (its local addresses).
 	pools    []atomic.Pointer[backendPool]
 	ownHosts sync.Map
+	// poolConns are the open pool connections' socks by their id.
+	poolConns sync.Map
 	// run is the context and group of Run, for the pools of backends DNS
 	// brings while it runs.
 	run atomic.Pointer[runState]
@@ -229,8 +231,10 @@ type sock struct {
 	// probeOnly: the probes' own socket (Config.ProbeFrom), which takes
 	// only the answers to them.
 	probeOnly bool
-	// pool: one connection to a backend over TCP or TLS (pool.go).
+	// pool: one connection to a backend over TCP or TLS (pool.go),
+	// named id.
 	pool bool
+	id   string
 }
 
 // runState is what the pools started while Run runs need.

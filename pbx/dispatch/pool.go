@@ -36,10 +36,13 @@ import (
 // Defaults and bounds of the pools.
 const (
 	DefaultBackendConns = 2
-	poolDialTimeout     = 5 * time.Second
-	poolBackoffMin      = 50 * time.Millisecond
-	poolBackoffMax      = 5 * time.Second
-	poolQueue           = 256
+	// poolParam names, in the dispatcher's Via of a request from a
+	// backend, the pool connection it came on.
+	poolParam       = "dpc"
+	poolDialTimeout = 5 * time.Second
+	poolBackoffMin  = 50 * time.Millisecond
+	poolBackoffMax  = 5 * time.Second
+	poolQueue       = 256
 )
 
 // errNoBackendConn: a backend over TCP or TLS has no open connection.
@@ -130,11 +133,13 @@ func (p *backendPool) keep(ctx context.Context, slot *poolSlot) {
 		slot.mu.Lock()
 		slot.cur = c
 		slot.mu.Unlock()
+		p.d.poolConns.Store(c.id, c.sock)
 		stop := context.AfterFunc(ctx, c.close)
 		go c.writer()
 		p.read(c)
 		stop()
 		c.close()
+		p.d.poolConns.Delete(c.id)
 		slot.mu.Lock()
 		slot.cur = nil
 		slot.mu.Unlock()
@@ -179,7 +184,7 @@ func (p *backendPool) dial(ctx context.Context) (*poolConn, error) {
 	}
 	local := netip.AddrPortFrom(la.AddrPort().Addr().Unmap(), la.AddrPort().Port())
 	sc := &streamConn{c: raw, remote: addr, id: newFlowID(), out: make(chan []byte, poolQueue), done: make(chan struct{})}
-	s := &sock{conn: poolWriter{sc}, local: local.Addr(), port: int(local.Port()), transport: p.tr, pool: true}
+	s := &sock{conn: poolWriter{sc}, local: local.Addr(), port: int(local.Port()), transport: p.tr, pool: true, id: sc.id}
 	s.host = local.Addr().String()
 	if local.Addr().Is6() {
 		s.host = "[" + s.host + "]"

@@ -23,7 +23,9 @@ type fakeStreams struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
-	wg    sync.WaitGroup
+	// respOn is the connection each Call-ID's last response came on.
+	respOn map[string]net.Conn
+	wg     sync.WaitGroup
 }
 
 // newFakeStreamBackend is a fakeBackend that listens on TCP, or on TLS
@@ -37,7 +39,7 @@ func newFakeStreamBackend(t *testing.T, conf *tls.Config) *fakeBackend {
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
-	fs := &fakeStreams{ln: ln}
+	fs := &fakeStreams{ln: ln, respOn: map[string]net.Conn{}}
 	b := &fakeBackend{addr: ln.Addr().(*net.TCPAddr).AddrPort(), responses: map[string]int{}, streams: fs}
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -74,6 +76,9 @@ func (b *fakeBackend) readStream(c net.Conn) {
 			case *sip.Request:
 				b.serveOn(m, write)
 			case *sip.Response:
+				b.streams.mu.Lock()
+				b.streams.respOn[m.CallID().Value()] = c
+				b.streams.mu.Unlock()
 				b.mu.Lock()
 				b.responses[m.CallID().Value()] = m.StatusCode
 				b.mu.Unlock()
@@ -197,6 +202,12 @@ func TestBackendOverStream(t *testing.T) {
 			}
 			ph.send(to, ok.String())
 			waitFor(t, "the phone's 200 to the BYE at the backend", func() bool { return be.answered(c2.id) == 200 })
+			be.streams.mu.Lock()
+			sameConn := be.streams.respOn[c2.id] == be.streams.conns[len(be.streams.conns)-1]
+			be.streams.mu.Unlock()
+			if !sameConn {
+				t.Error("the 200 to the backend's BYE came back over another connection than the BYE's")
+			}
 
 			// The backend restarts: its connections close, the pool opens
 			// them again, and calls go on.

@@ -271,7 +271,13 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		}
 		d.cfg.Mark(req, from, tp)
 	}
-	req.PrependHeader(d.via(out, wire))
+	v := d.via(out, wire)
+	if s.pool {
+		// From a backend over one of the pool's connections: its
+		// answers go back over that one (RFC 3261 §18.2.2).
+		v.Params.Add(poolParam, s.id)
+	}
+	req.PrependHeader(v)
 	// An INVITE that may go on to another backend is kept as it goes out
 	// (the dispatcher's Via and Record-Route are taken off again when it
 	// is sent on): serialized once for both.
@@ -600,6 +606,7 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 			return
 		}
 	}
+	conn, _ := via.Params.Get(poolParam)
 	res.RemoveHeader("Via")
 	dest, err := viaAddr(res.Via())
 	if err != nil {
@@ -608,8 +615,11 @@ func (d *Dispatcher) response(s *sock, res *sip.Response, from netip.AddrPort) {
 	}
 	out := d.udpSock(s)
 	if i, ok := d.roster.Load().byAddr[dest]; ok && d.pool(i) != nil {
-		// A request of a backend over TCP or TLS: over its pool.
-		if out = d.pool(i).sock(callID(res)); out == nil {
+		// A request of a backend over TCP or TLS: over the connection
+		// it came on, else another of its pool.
+		if ps, ok := d.poolConns.Load(conn); ok && conn != "" {
+			out = ps.(*sock)
+		} else if out = d.pool(i).sock(callID(res)); out == nil {
 			d.netLog.Warn("dispatcher dropped a response: no connection to its backend is open", "backend", d.name(i), "call_id", callID(res))
 			return
 		}
