@@ -381,6 +381,7 @@ func (b *B2BUA) contact(transport string) sip.Uri {
 func (b *B2BUA) Prepare(req *sip.Request) { b.prepare(req) }
 
 func (b *B2BUA) prepare(req *sip.Request) {
+	b.connectTrunk(req)
 	la := laddr(req.Transport(), b.contact(req.Transport()))
 	if la.IP == nil {
 		return
@@ -392,6 +393,29 @@ func (b *B2BUA) prepare(req *sip.Request) {
 	if c := pool.Get(la.String()); c != nil {
 		_, _ = c.TryClose()
 		req.Laddr = la
+	}
+}
+
+// connectTrunk has the trunks open the TLS connection of a request in a
+// call over a trunk when the provider closed it (trunk.Manager.Connect):
+// then it carries the trunk's SNI and is checked by the trunk's own CA
+// and names, not by the SIP stack's fallback check.
+func (b *B2BUA) connectTrunk(req *sip.Request) {
+	if b.o.Trunks == nil || !strings.EqualFold(req.Transport(), "tls") {
+		return
+	}
+	cid := req.CallID()
+	if cid == nil {
+		return
+	}
+	name, ok := b.trunkLegs.Load(cid.Value())
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	if err := b.o.Trunks.Connect(ctx, name.(string), req.Transport(), req.Destination()); err != nil {
+		b.log.Warn("TLS to a trunk's server", "trunk", name, "method", req.Method, "err", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,14 +79,40 @@ func (c *connector) lock(a netip.AddrPort) func() {
 	return l.Unlock
 }
 
-// serveTLS starts handing the connections connect opens to the SIP
-// stack, until ctx ends. port is our TLS contact's (the stack records
-// a listener's port).
-func (m *Manager) serveTLS(ctx context.Context, port int) func() {
-	if m.o.TLS == nil {
-		return func() {}
+// running marks the manager as running until the returned function is
+// called: connect may then start handing connections to the SIP stack
+// (the first time a trunk needs TLS), which stops with it.
+func (m *Manager) running(ctx context.Context) func() {
+	m.mu.Lock()
+	m.runCtx = ctx
+	m.mu.Unlock()
+	return func() {
+		m.mu.Lock()
+		m.runCtx = nil
+		stop := m.stopConn
+		m.stopConn = nil
+		m.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
 	}
-	c := &connector{
+}
+
+// connector returns the running connector, starting it if need be; nil
+// when the manager is not running. The caller holds m.mu.
+func (m *Manager) connectorLocked() *connector {
+	if m.conn != nil || m.runCtx == nil || m.runCtx.Err() != nil {
+		return m.conn
+	}
+	m.conn, m.stopConn = m.serveTLS(m.runCtx, m.o.Contact(resolve.TLS).Port)
+	return m.conn
+}
+
+// serveTLS starts handing the connections connect opens to the SIP
+// stack, until ctx ends or stop is called. port is our TLS contact's
+// (the stack records a listener's port).
+func (m *Manager) serveTLS(ctx context.Context, port int) (c *connector, stop func()) {
+	c = &connector{
 		h:     newHandoff(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}),
 		tl:    m.o.Client.TransportLayer(),
 		locks: map[netip.AddrPort]*sync.Mutex{},
@@ -97,12 +124,9 @@ func (m *Manager) serveTLS(ctx context.Context, port int) func() {
 			m.log.Warn("handing TLS connections to the SIP stack", "err", err)
 		}
 	}()
-	m.mu.Lock()
-	m.conn = c
-	m.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { _ = c.h.Close() })
-	return func() {
-		stop()
+	unhook := context.AfterFunc(ctx, func() { _ = c.h.Close() })
+	return c, func() {
+		unhook()
 		_ = c.h.Close()
 		<-done
 		m.mu.Lock()
@@ -111,6 +135,26 @@ func (m *Manager) serveTLS(ctx context.Context, port int) func() {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// Connect is connect for a request the B2BUA sends in a call over the
+// trunk called name, to dest ("ip:port") over transport: a TLS
+// connection the provider closed is opened again with the trunk's SNI
+// and check before the stack would open one by itself. Other transports
+// and names that are no trunk are left alone.
+func (m *Manager) Connect(ctx context.Context, name, transport, dest string) error {
+	if !strings.EqualFold(transport, resolve.TLS) {
+		return nil
+	}
+	t, ok := m.Trunk(name)
+	if !ok {
+		return nil
+	}
+	a, err := netip.ParseAddrPort(dest)
+	if err != nil {
+		return fmt.Errorf("trunk %s: TLS to %q: %w", name, dest, err)
+	}
+	return m.connect(ctx, t, resolve.Target{Transport: resolve.TLS, IP: a.Addr(), Port: a.Port()})
 }
 
 // connect makes sure the SIP stack has a TLS connection to target for
@@ -122,7 +166,7 @@ func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) 
 		return nil
 	}
 	m.mu.Lock()
-	c := m.conn
+	c := m.connectorLocked()
 	m.mu.Unlock()
 	if c == nil {
 		return nil

@@ -2,12 +2,24 @@ package trunk
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
 // TestTLSPeer: the names a trunk's server must prove and the one sent in
@@ -82,5 +94,161 @@ func TestHandoff(t *testing.T) {
 	}
 	if h.Addr().String() != "127.0.0.1:5061" {
 		t.Errorf("Addr %v", h.Addr())
+	}
+}
+
+// testCA writes a CA as PEM and returns it with a server certificate it
+// signed for name.
+func testCA(t *testing.T, name string) (caFile string, cert tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ = x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{name}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// tlsServer accepts TLS connections presenting cert and records the SNI
+// of each; closeAll closes the connections it holds.
+type tlsServer struct {
+	addr  string
+	mu    sync.Mutex
+	sni   []string
+	conns []net.Conn
+}
+
+func startTLSServer(t *testing.T, cert tls.Certificate) *tlsServer {
+	t.Helper()
+	s := &tlsServer{}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			s.mu.Lock()
+			s.sni = append(s.sni, h.ServerName)
+			s.mu.Unlock()
+			return nil, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	t.Cleanup(func() { ln.Close(); s.closeAll() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			go func() { _ = c.(*tls.Conn).Handshake() }()
+		}
+	}()
+	return s
+}
+
+func (s *tlsServer) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sni)
+}
+
+func (s *tlsServer) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+// TestConnect: a running manager opens a trunk's TLS connection itself
+// (SNI, the trunk's own check) and hands it to the SIP stack; the next
+// request reuses it, another trunk whose check it fails may not, and a
+// connection the provider closed is opened again.
+func TestConnect(t *testing.T) {
+	caA, certA := testCA(t, "sip.a.test")
+	caB, _ := testCA(t, "sip.b.test")
+	srv := startTLSServer(t, certA)
+	p := startPBXSide(t)
+	o := p.options(t)
+	o.TLS = tlscert.NewPeers(o.Logger)
+	m, err := New(o, []config.TrunkLine{
+		{Name: "a", Host: srv.addr, Domain: "sip.a.test", Transport: "tls", TLSCA: caA},
+		{Name: "b", Host: srv.addr, Domain: "sip.b.test", Transport: "tls", TLSCA: caB},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil || len(srv.names()) != 0 {
+		t.Fatalf("Connect before Run: %v, %d connections; want nothing done", err, len(srv.names()))
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	eventually(t, "the manager running", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.runCtx != nil
+	})
+
+	pool := p.client.TransportLayer().Pool("tls")
+	pooled := func() bool {
+		c := pool.Get(srv.addr)
+		if c != nil {
+			_, _ = c.TryClose()
+		}
+		return c != nil
+	}
+	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if got := srv.names(); !slices.Equal(got, []string{"sip.a.test"}) || !pooled() {
+		t.Fatalf("SNI %q, pooled %v; want one connection naming sip.a.test, in the stack's pool", got, pooled())
+	}
+	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil || len(srv.names()) != 1 {
+		t.Errorf("second Connect: %v, %d connections; want the first reused", err, len(srv.names()))
+	}
+	if err := m.Connect(ctx, "b", "TLS", srv.addr); err == nil {
+		t.Error("trunk b used a connection its CA does not vouch for")
+	}
+	for _, tc := range []struct{ name, transport, dest string }{{"a", "UDP", srv.addr}, {"nobody", "TLS", srv.addr}} {
+		if err := m.Connect(ctx, tc.name, tc.transport, tc.dest); err != nil {
+			t.Errorf("Connect(%s, %s): %v, want nothing done", tc.name, tc.transport, err)
+		}
+	}
+	if err := m.Connect(ctx, "a", "TLS", "not an address"); err == nil {
+		t.Error("Connect took a malformed destination")
+	}
+	srv.closeAll()
+	eventually(t, "the closed connection to leave the pool", func() bool { return !pooled() })
+	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil || len(srv.names()) != 2 || !pooled() {
+		t.Errorf("Connect after the provider closed: %v, %d connections, pooled %v", err, len(srv.names()), pooled())
 	}
 }

@@ -57,8 +57,10 @@ type Manager struct {
 	log    *slog.Logger
 	trunks []*Trunk
 
-	mu   sync.Mutex
-	conn *connector // while Run runs: opens the TLS connections
+	mu       sync.Mutex
+	runCtx   context.Context // while Run runs
+	conn     *connector      // opens the TLS connections, once one is needed
+	stopConn func()
 }
 
 // Trunk is one configured trunk.
@@ -224,7 +226,7 @@ func (m *Manager) Status() []Status {
 // probes dead targets with OPTIONS, until ctx ends; then it removes the
 // registrations (Expires: 0) and returns.
 func (m *Manager) Run(ctx context.Context) {
-	defer m.serveTLS(ctx, m.o.Contact(resolve.TLS).Port)()
+	defer m.running(ctx)()
 	var wg sync.WaitGroup
 	for _, t := range m.trunks {
 		wg.Go(func() { t.learn(ctx) })
