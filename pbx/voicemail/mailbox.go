@@ -71,8 +71,13 @@ type Mailboxes struct {
 	// changed is called after a mailbox's counts may have changed.
 	changed func(box string)
 	now     func() time.Time
-	mu      sync.Mutex
-	sums    map[string]cachedSummary // by mailbox; under mu
+	// mu serialises the changes (and the reads of records that fill
+	// sums); sumMu guards sums alone, so that a Summary kept does not
+	// wait for a change being written (and replicated). Order: mu, then
+	// sumMu.
+	mu    sync.Mutex
+	sumMu sync.Mutex
+	sums  map[string]cachedSummary // by mailbox
 }
 
 // cachedSummary is a mailbox's summary and when it was read from the
@@ -97,18 +102,31 @@ func NewMailboxes(st Store, max func() int, changed func(box string)) *Mailboxes
 // mailbox reads its records. For a box that takes over from its twin,
 // whose writes reached the store by replication.
 func (m *Mailboxes) Forget() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.sumMu.Lock()
+	defer m.sumMu.Unlock()
 	clear(m.sums)
 }
 
 // adjust applies a change to a mailbox's kept counts, if it has them;
 // m.mu is held.
 func (m *Mailboxes) adjust(box string, f func(*Summary)) {
+	m.sumMu.Lock()
+	defer m.sumMu.Unlock()
 	if c, ok := m.sums[box]; ok {
 		f(&c.Summary)
 		m.sums[box] = c
 	}
+}
+
+// kept returns the kept counts of box when they are fresh.
+func (m *Mailboxes) kept(box string, now time.Time) (Summary, bool) {
+	m.sumMu.Lock()
+	defer m.sumMu.Unlock()
+	c, ok := m.sums[box]
+	if !ok || now.Sub(c.read) >= summaryMaxAge || now.Before(c.read) {
+		return Summary{}, false
+	}
+	return c.Summary, true
 }
 
 func (m *Mailboxes) notify(box string) {
@@ -207,18 +225,24 @@ func (m *Mailboxes) list(box string) ([]Message, error) {
 // It reads the mailbox's records only the first time (and after Forget or
 // summaryMaxAge).
 func (m *Mailboxes) Summary(box string) (Summary, error) {
+	if s, ok := m.kept(box, m.now()); ok {
+		return s, nil
+	}
+	// Read under mu: no change runs between the read and the keeping.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	if c, ok := m.sums[box]; ok && now.Sub(c.read) < summaryMaxAge && !now.Before(c.read) {
-		return c.Summary, nil
+	if s, ok := m.kept(box, now); ok {
+		return s, nil
 	}
 	msgs, err := m.list(box)
 	if err != nil {
 		return Summary{}, err
 	}
 	s := summarize(msgs)
+	m.sumMu.Lock()
 	m.sums[box] = cachedSummary{Summary: s, read: now}
+	m.sumMu.Unlock()
 	return s, nil
 }
 

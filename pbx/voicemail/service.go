@@ -123,7 +123,7 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by Call-ID
 	subs     map[string]*subscription
-	told     map[string]told // unsolicited MWI, by mailbox NUL contact
+	told     map[string]map[string]told // unsolicited MWI, by mailbox and contact
 	closed   bool
 	wg       sync.WaitGroup
 	// sending orders the unsolicited NOTIFYs of a contact.
@@ -167,7 +167,7 @@ func New(o Options) (*Service, error) {
 	if o.CDR == nil {
 		o.CDR = func(cdr.Record) error { return nil }
 	}
-	s := &Service{o: o, log: o.Logger, sessions: map[string]*session{}, subs: map[string]*subscription{}, told: map[string]told{}}
+	s := &Service{o: o, log: o.Logger, sessions: map[string]*session{}, subs: map[string]*subscription{}, told: map[string]map[string]told{}}
 	s.boxes = NewMailboxes(o.Store, func() int { return o.Config().Messages() }, s.changed)
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -27,15 +28,39 @@ import (
 type told struct {
 	callID   string // of the REGISTER that made the binding
 	new, old int
+	at       time.Time
 }
 
+// litKept is how long a contact that is no longer registered is
+// remembered as told that messages wait, so that it hears they are gone
+// when it comes back.
+const litKept = 24 * time.Hour
+
 func toldKey(box, contact string) string { return box + "\x00" + contact }
+
+// toldLocked is what contact of box was last told; s.mu is held.
+func (s *Service) toldLocked(box, contact string) (told, bool) {
+	t, ok := s.told[box][contact]
+	return t, ok
+}
+
+// setToldLocked records what contact of box was told; s.mu is held.
+func (s *Service) setToldLocked(box, contact string, t told) {
+	m := s.told[box]
+	if m == nil {
+		m = map[string]told{}
+		s.told[box] = m
+	}
+	m[contact] = t
+}
 
 // Registered is called after a REGISTER was handled: each binding the
 // request made or refreshed for an extension with a mailbox gets a NOTIFY
 // when messages wait and the contact was not told so since it
 // registered (a new registration, a restart of the phone with a new
-// Call-ID, or counts it has not heard), unless it subscribed.
+// Call-ID, or counts it has not heard), unless it subscribed; a contact
+// told that messages waited is told when none does any more. It reads no
+// records: the counts are kept in memory.
 func (s *Service) Registered(req *sip.Request) {
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
@@ -49,29 +74,31 @@ func (s *Service) Registered(req *sip.Request) {
 	if !known || !s.o.Config().Mailbox(e) {
 		return
 	}
-	var made []location.Binding
-	bs := s.o.Contacts(box)
-	s.pruneTold(box, bs)
-	for _, b := range bs {
-		if b.CallID == cid.Value() && b.CSeq == cseq.SeqNo && b.Holder == "" {
-			made = append(made, b)
-		}
-	}
-	if len(made) == 0 {
-		return // an unregistration, or refused
-	}
 	sum, err := s.boxes.Summary(box)
 	if err != nil {
 		s.log.Error("reading a mailbox for an unsolicited NOTIFY", "mailbox", box, "err", err)
 		return
 	}
-	for _, b := range made {
+	s.mu.Lock()
+	lit := false
+	for _, t := range s.told[box] {
+		lit = lit || t.new > 0
+	}
+	s.mu.Unlock()
+	if sum.New == 0 && !lit {
+		return // nothing waits and no lamp is lit: the common case
+	}
+	bs := s.o.Contacts(box)
+	s.pruneTold(box, bs)
+	for _, b := range bs {
+		if b.CallID != cid.Value() || b.CSeq != cseq.SeqNo || b.Holder != "" {
+			continue // not made by this REGISTER
+		}
 		s.mu.Lock()
-		last, ok := s.told[toldKey(box, b.Contact)]
+		last, ok := s.toldLocked(box, b.Contact)
 		s.mu.Unlock()
-		lit := ok && last.new > 0
-		if sum.New == 0 && !lit {
-			continue // nothing waits and the lamp is off
+		if sum.New == 0 && !(ok && last.new > 0) {
+			continue // nothing waits and this lamp is off
 		}
 		if ok && last.callID == b.CallID && last.new == sum.New && last.old == sum.Old {
 			continue // a refresh: already told
@@ -86,7 +113,9 @@ func (s *Service) unsolicitedChanged(box string) {
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
 	}
-	for _, b := range s.o.Contacts(box) {
+	bs := s.o.Contacts(box)
+	s.pruneTold(box, bs)
+	for _, b := range bs {
 		if b.Holder == "" {
 			s.sendUnsolicited(box, b)
 		}
@@ -152,16 +181,16 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	}
 	// Recorded before it is sent, so that a registration refresh
 	// meanwhile does not send it again; forgotten if no answer comes.
-	key, now := toldKey(box, b.Contact), told{callID: b.CallID, new: sum.New, old: sum.Old}
+	now := told{callID: b.CallID, new: sum.New, old: sum.Old, at: s.o.Now()}
 	s.mu.Lock()
-	s.told[key] = now
+	s.setToldLocked(box, b.Contact, now)
 	s.mu.Unlock()
 	sent := false
 	defer func() {
 		if !sent {
 			s.mu.Lock()
-			if s.told[key] == now {
-				delete(s.told, key)
+			if t, ok := s.toldLocked(box, b.Contact); ok && t == now {
+				delete(s.told[box], b.Contact)
 			}
 			s.mu.Unlock()
 		}
@@ -215,15 +244,21 @@ func (s *Service) sendLock(key string) *sync.Mutex {
 }
 
 // pruneTold forgets what contacts of box that are no longer registered
-// were told.
+// were told, except that messages waited (for litKept).
 func (s *Service) pruneTold(box string, bs []location.Binding) {
+	now := s.o.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k := range s.told {
-		b, contact, _ := strings.Cut(k, "\x00")
-		if b == box && !slices.ContainsFunc(bs, func(x location.Binding) bool { return x.Contact == contact }) {
-			delete(s.told, k)
+	for contact, t := range s.told[box] {
+		if t.new > 0 && now.Sub(t.at) < litKept {
+			continue
 		}
+		if !slices.ContainsFunc(bs, func(x location.Binding) bool { return x.Contact == contact }) {
+			delete(s.told[box], contact)
+		}
+	}
+	if len(s.told[box]) == 0 {
+		delete(s.told, box)
 	}
 }
 

@@ -158,6 +158,45 @@ func TestUnsolicitedMWI(t *testing.T) {
 		}
 	})
 
+	t.Run("lamp put out after being offline", func(t *testing.T) {
+		e := start(t, true)
+		l := newLamp(t)
+		b := l.binding("reg-1", 1)
+		e.mu.Lock()
+		e.bindings = []location.Binding{b}
+		e.mu.Unlock()
+		msg := save(t, e.s)
+		if body := l.wait(1); !strings.Contains(body, "Messages-Waiting: yes") {
+			t.Fatalf("NOTIFY after a message %q", body)
+		}
+		// The phone goes away; the message is deleted meanwhile.
+		e.mu.Lock()
+		e.bindings = nil
+		e.mu.Unlock()
+		if err := e.s.Mailboxes().Delete(msg); err != nil {
+			t.Fatal(err)
+		}
+		// It comes back (restarted: a new Call-ID) and hears none waits.
+		b = l.binding("reg-2", 1)
+		e.mu.Lock()
+		e.bindings = []location.Binding{b}
+		e.mu.Unlock()
+		e.s.Registered(register(b))
+		if body := l.wait(2); !strings.Contains(body, "Messages-Waiting: no") {
+			t.Fatalf("NOTIFY when it came back %q", body)
+		}
+		// Its next refresh: nothing waits, the lamp is out: nothing sent.
+		b.CSeq = 2
+		e.mu.Lock()
+		e.bindings = []location.Binding{b}
+		e.mu.Unlock()
+		e.s.Registered(register(b))
+		e.s.Close(t.Context())
+		if n := l.count(); n != 2 {
+			t.Errorf("%d NOTIFYs, want 2", n)
+		}
+	})
+
 	t.Run("subscribed phone", func(t *testing.T) {
 		e := start(t, true)
 		sub := newSubscriber(t, e.pbx)
