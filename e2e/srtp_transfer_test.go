@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"testing"
@@ -118,6 +120,74 @@ func TestSippSRTPBlindTransfer(t *testing.T) {
 	passesUnchanged(t, "Bob to Carol", bobMedia, carolMedia, relayAddr(t, toBob), 0xb0)
 	passesUnchanged(t, "Carol to Bob", carolMedia, bobMedia, relayAddr(t, toCarol), 0xc0)
 	aliceUA.wait(0)
+	bobUA.wait(0)
+	carolUA.wait(0)
+}
+
+// TestSippSRTPAttendedTransfer: Alice talks to Carol and to Bob, each
+// call with SDES-SRTP and keys of its own, and joins them with a REFER
+// whose Replaces names her call with Carol. Bob and Carol both held
+// Alice's keys; each gets one re-INVITE with the other's, and SRTP
+// packets pass between them unchanged. Four sipp processes: Alice's two
+// calls, Bob and Carol.
+func TestSippSRTPAttendedTransfer(t *testing.T) {
+	needTools(t, "sipp")
+	p := startPBX(t, alice, bob, carol)
+	bobPort, carolPort := freePorts(t, 2), freePorts(t, 2)
+	register(t, p, bob, bobPort)
+	register(t, p, carol, carolPort)
+	const alice1Key, alice2Key, bobKey, carolKey = "QUxJQ0UxQUxJQ0UxQUxJQ0UxQUxJQ0UxQUxJQ0Ux", "QUxJQ0UyQUxJQ0UyQUxJQ0UyQUxJQ0UyQUxJQ0Uy",
+		"Qk9CQk9CQk9CQk9CQk9CQk9CQk9CQk9CQk9CQk9C", "Q0FST0xDQVJPTENBUk9MQ0FST0xDQVJPTENBUk9M"
+	alice1Media, alice2Media, bobMedia, carolMedia := mediaSocket(t), mediaSocket(t), mediaSocket(t), mediaSocket(t)
+
+	// Bob hangs up on Carol a while after the join: time for the
+	// packets below, which take milliseconds.
+	bobUA := startSipp(t, sippOpts{scenario: "uas-srtp-rekey.xml", service: bob.Number, port: bobPort, pause: 10 * time.Second,
+		keys: map[string]string{"rtp_port": udpPort(bobMedia), "key": bobKey}})
+	carolUA := startSipp(t, sippOpts{scenario: "uas-srtp-rekey-wait.xml", service: carol.Number, port: carolPort,
+		keys: map[string]string{"rtp_port": udpPort(carolMedia), "key": carolKey}})
+	bobUA.waitBound()
+	carolUA.waitBound()
+
+	// Call 2 first: Alice's call with Carol, which the REFER replaces.
+	keys := map[string]string{"rtp_port": udpPort(alice2Media), "key": alice2Key}
+	maps.Copy(keys, caller(alice))
+	call2 := startSipp(t, sippOpts{scenario: "uac-srtp-wait-bye.xml", remote: p.addr(), service: carol.Number,
+		user: alice.Number, pass: alice.Secret, keys: keys})
+	tag := answerTag(t, call2)
+	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%duac1", sippCallID(call2), tag, call2.cmd.Process.Pid)
+	keys = map[string]string{"rtp_port": udpPort(alice1Media), "key": alice1Key, "target": carol.Number, "replaces": url.QueryEscape(replaces)}
+	maps.Copy(keys, caller(alice))
+	call1 := startSipp(t, sippOpts{scenario: "uac-srtp-refer.xml", remote: p.addr(), service: bob.Number,
+		user: alice.Number, pass: alice.Secret, pause: 500 * time.Millisecond, keys: keys})
+
+	// The re-INVITEs Bob and Carol get after their first INVITE.
+	var toBob, toCarol string
+	waitFor(t, 20*time.Second, "Bob's and Carol's re-INVITEs", func() bool {
+		b, _ := os.ReadFile(bobUA.msgFile)
+		c, _ := os.ReadFile(carolUA.msgFile)
+		toBob, toCarol = "", ""
+		if invites := sdpsOf(string(b), "INVITE "); len(invites) >= 2 {
+			toBob = invites[1]
+		}
+		if invites := sdpsOf(string(c), "INVITE "); len(invites) >= 2 {
+			toCarol = invites[1]
+		}
+		return toBob != "" && toCarol != ""
+	})
+	for _, c := range []struct{ who, sdp, key string }{{"Carol", toCarol, bobKey}, {"Bob", toBob, carolKey}} {
+		want := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + c.key
+		if got := cryptoLine.FindAllString(c.sdp, -1); len(got) != 1 || got[0] != want {
+			t.Errorf("%s's re-INVITE has crypto %q, want %q", c.who, got, want)
+		}
+		if m := mAudio.FindStringSubmatch(c.sdp); m == nil || m[2] != "RTP/SAVP" {
+			t.Errorf("%s's re-INVITE has the media line %q, want RTP/SAVP", c.who, m)
+		}
+	}
+	passesUnchanged(t, "Bob to Carol", bobMedia, carolMedia, relayAddr(t, toBob), 0xb0)
+	passesUnchanged(t, "Carol to Bob", carolMedia, bobMedia, relayAddr(t, toCarol), 0xc0)
+	call1.wait(0)
+	call2.wait(0)
 	bobUA.wait(0)
 	carolUA.wait(0)
 }
