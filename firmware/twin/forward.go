@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -164,6 +165,30 @@ func forwarderConfig(box *config.Config, listen []string) (cfg dispatch.Config, 
 	return cfg, true, nil
 }
 
+// ForwarderStatus is the forwarder on this box's own address.
+type ForwarderStatus struct {
+	// Listen are its addresses ("ip:port" for UDP, "tcp:ip:port").
+	Listen []string `json:"listen"`
+	// Passed counts the requests from phones passed on to the VIP,
+	// Refused those answered 503 while no box served.
+	Passed  uint64 `json:"passed"`
+	Refused uint64 `json:"refused"`
+	// Connections are the phones' TCP connections open now.
+	Connections *int `json:"connections,omitempty"`
+}
+
+// forwarder is a running forwarder, for the status.
+type forwarder struct {
+	d               *dispatch.Dispatcher
+	listen          []string
+	passed, refused atomic.Uint64
+}
+
+func (f *forwarder) status() *ForwarderStatus {
+	return &ForwarderStatus{Listen: f.listen, Passed: f.passed.Load(), Refused: f.refused.Load(),
+		Connections: f.d.Status().Connections}
+}
+
 // RunForwarder runs this box's forwarder until ctx ends (see MarkHeader):
 // listen is the running config's sip.listen, m the pair's mark
 // (NewMarker). ready, when set, gets the bound addresses. Without a UDP
@@ -179,9 +204,17 @@ func (n *Node) RunForwarder(ctx context.Context, listen []string, m *sipmark.Mar
 		return nil
 	}
 	node := n.box.Node.Name
+	f := &forwarder{}
 	cfg.Logger = log
-	cfg.Refuse = n.ForwardWait
+	cfg.Refuse = func() time.Duration {
+		wait := n.ForwardWait()
+		if wait > 0 {
+			f.refused.Add(1)
+		}
+		return wait
+	}
 	cfg.Mark = func(req *sip.Request, from netip.AddrPort, transport string) {
+		f.passed.Add(1)
 		if transport != "udp" {
 			// A phone on TCP is reached back over its connection to
 			// this forwarder: the active sends to the forwarder, which
@@ -198,7 +231,11 @@ func (n *Node) RunForwarder(ctx context.Context, listen []string, m *sipmark.Mar
 	if err != nil {
 		return fmt.Errorf("twin: the forwarder: %w", err)
 	}
+	f.d = d
+	defer n.fwd.Store(nil)
 	return d.Run(ctx, func(addrs []string) {
+		f.listen = addrs
+		n.fwd.Store(f)
 		log.Info("forwarding SIP from this box's own address to the active box", "listen", addrs, "vip", cfg.Backends[0].Addr)
 		if ready != nil {
 			ready(addrs)

@@ -83,6 +83,8 @@ type Node struct {
 	// relay is the board's PSTN relay and this box's side, once Run has
 	// opened the board.
 	relay atomic.Pointer[relayInUse]
+	// fwd is the forwarder on this box's own address, while it runs.
+	fwd atomic.Pointer[forwarder]
 	// extra are the caller's monitors (AddMonitor).
 	monMu    sync.Mutex
 	extra    []cluster.Monitor
@@ -204,6 +206,9 @@ type Status struct {
 	// last rolling update (firmware/rollout).
 	Firmware string          `json:"firmware,omitempty"`
 	Rollout  *rollout.Status `json:"rollout,omitempty"`
+	// Forwarder is this box's own address, which passes requests to the
+	// active box (absent while it does not run).
+	Forwarder *ForwarderStatus `json:"forwarder,omitempty"`
 }
 
 // Status returns the pair's status, or false before Run started.
@@ -225,6 +230,9 @@ func (n *Node) Status() (Status, bool) {
 		}
 	}
 	n.rolloutStatus(&s)
+	if f := n.fwd.Load(); f != nil {
+		s.Forwarder = f.status()
+	}
 	return s, true
 }
 

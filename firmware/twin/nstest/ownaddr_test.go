@@ -48,6 +48,26 @@ func (p *pair) bindingSources(n testbed.Node) (map[string]string, error) {
 	return m, nil
 }
 
+// forwarderCounts reads box n's forwarder counts from its status.
+func (p *pair) forwarderCounts(n testbed.Node) (passed, refused uint64, err error) {
+	out, err := exec.Command(binary, "status", "--data", p.boxes[n].dir).Output()
+	if err != nil {
+		return 0, 0, err
+	}
+	var s struct {
+		Cluster struct {
+			Forwarder *twin.ForwarderStatus `json:"forwarder"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(out, &s); err != nil {
+		return 0, 0, fmt.Errorf("reading the status of %s: %w", n, err)
+	}
+	if s.Cluster.Forwarder == nil {
+		return 0, 0, fmt.Errorf("the status of %s shows no forwarder", n)
+	}
+	return s.Cluster.Forwarder.Passed, s.Cluster.Forwarder.Refused, nil
+}
+
 // exchangeFrom sends one raw SIP request from phone to target (UDP, from
 // port 5064, clear of sipp's) and returns the first final answer, or an
 // error after wait. LOCAL in raw becomes the phone's address.
@@ -133,6 +153,9 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[bob.Number] == "udp:"+bobAddr, fmt.Sprint(src, err)
 	})
+	if passed, refused, err := p.forwarderCounts(standby); err != nil || passed < 2 || refused != 0 {
+		t.Errorf("the standby's forwarder: passed %d, refused %d (%v); want the two REGISTERs passed", passed, refused, err)
+	}
 
 	// 2. alice, registered on the VIP, calls bob: the active rings bob
 	// directly.
@@ -198,6 +221,9 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 		ra := res.GetHeader("Retry-After")
 		return res.StatusCode == 503 && ra != nil && ra.Value() != "", res.StartLine()
 	})
+	if _, refused, err := p.forwarderCounts(standby); err != nil || refused == 0 {
+		t.Errorf("the standby's forwarder counted %d refusals (%v), want some", refused, err)
+	}
 
 	// 6. The former standby takes over and serves its own address.
 	if out, err := p.exec("maintenance", "off", "--data", p.boxes[standby].dir); err != nil {
