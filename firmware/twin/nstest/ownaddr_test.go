@@ -129,7 +129,8 @@ func rawRegister(target string, ext config.Extension, callID, extra string) stri
 //  2. alice, registered on the VIP, calls bob: the active rings bob
 //     directly;
 //  3. alice calls bob through the standby's own address: the answer, ACK
-//     and BYE go through the standby (its Record-Route);
+//     and BYE go through the standby (its Record-Route); alice registers
+//     over TCP there, the forwarder as her binding's source;
 //  4. a REGISTER to the VIP with a forged forwarding mark gets 403;
 //  5. the standby goes into maintenance and the active is powered off:
 //     with no box serving, the standby's own address answers 503 with
@@ -138,7 +139,13 @@ func rawRegister(target string, ext config.Extension, callID, extra string) stri
 //     own address gets 200, and bob, registered through it before, is
 //     called through the VIP without registering again.
 func TestBothBoxesTakeRequests(t *testing.T) {
-	p := newPair(t, 2)
+	// SIP on the VIP over UDP and TCP: the forwarders take both.
+	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) {
+		c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
+	})
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		p.start(n)
+	}
 	active, standby := p.waitSettled(20 * time.Second)
 	waitFor(t, 10*time.Second, "the standby in sync", func() (bool, string) {
 		s, err := p.status(standby)
@@ -170,6 +177,17 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 		"-auth_uri", bob.Number+"@"+p.ownAddr(standby), "-d", "200")
 	waitSipp(t, uac, "alice calls bob through the standby's own address: caller")
 	waitSipp(t, uas, "alice calls bob through the standby's own address: callee")
+
+	// A phone on TCP at the standby's own address: registered with the
+	// forwarder as its source (the active reaches it over its connection
+	// to the standby).
+	reg = p.bed.StartSipp(t, testbed.Phone(0), p.ownAddr(standby), "register.xml", alice, alice.Number,
+		"-key", "expires", "600", "-t", "t1")
+	waitSipp(t, reg, "alice registering over TCP at the standby's own address")
+	waitFor(t, 10*time.Second, "alice's binding on the active through the standby's forwarder", func() (bool, string) {
+		src, err := p.bindingSources(active)
+		return err == nil && src[alice.Number] == "udp:"+p.ownAddr(standby), fmt.Sprint(src, err)
+	})
 
 	// The extra hop, for the record (no assertion on speed): the median
 	// round trip of an unauthenticated REGISTER (answered 401) to the
