@@ -19,9 +19,10 @@ import (
 // the wizard's config: a REGISTER of the new extension with the password
 // the wizard showed gets 200, and the console comes back as the
 // dashboard, locked by the new PIN, showing the phone. The dashboard
-// then reboots the machine (the same QEMU, reset): the box must mount its
-// data partition without formatting it again and run the wizard's config
-// (the same REGISTER gets 200). Last, a factory reset from the dashboard
+// then reboots the machine (the same QEMU, reset): e2fsck -p must find
+// the data partition clean, and the box must mount it without
+// formatting it again and run the wizard's config (the same REGISTER
+// gets 200). Last, a factory reset from the dashboard
 // wipes the data and reboots into the wizard.
 func TestWizard(t *testing.T) {
 	requireVM(t)
@@ -143,6 +144,8 @@ func TestWizard(t *testing.T) {
 	answer("Press y to confirm", "y")
 	expect("rebooting as asked")
 	rebooted := off
+	// init unmounted it before the reboot: e2fsck finds it clean.
+	expect(`msg="e2fsck found the data partition clean"`)
 	expect("data partition mounted")
 	rebootStart := time.Now()
 	for _, s := range []string{"SIP listening on udp:" + GuestIP + ":5060", "Locked. Admin PIN:"} {
@@ -180,10 +183,13 @@ func TestWizard(t *testing.T) {
 	if strings.Contains(out[reset:], "formatted") {
 		t.Fatal("the factory reset's reboot formatted the data partition again")
 	}
-	mkfs := "?"
+	mkfs, fsck := "?", "?"
 	if sm := regexp.MustCompile(`formatted and mounted.* took=(\S+)`).FindStringSubmatch(out); sm != nil {
 		mkfs = sm[1]
 	}
-	t.Logf("wizard: data partition formatted (in %s) %v after QEMU start; config stored %v; REGISTER with its password answered 200 %v after QEMU start; again %v after the reboot's data mount",
-		mkfs, formatted.Round(10*time.Millisecond), applied.Round(10*time.Millisecond), registered.Round(10*time.Millisecond), back.Round(10*time.Millisecond))
+	if sm := regexp.MustCompile(`e2fsck found the data partition clean.* took=(\S+)`).FindStringSubmatch(out[rebooted:]); sm != nil {
+		fsck = sm[1]
+	}
+	t.Logf("wizard: data partition formatted (in %s) %v after QEMU start; config stored %v; REGISTER with its password answered 200 %v after QEMU start; after the reboot e2fsck -p took %s, REGISTER answered again %v after the data mount",
+		mkfs, formatted.Round(10*time.Millisecond), applied.Round(10*time.Millisecond), registered.Round(10*time.Millisecond), fsck, back.Round(10*time.Millisecond))
 }
