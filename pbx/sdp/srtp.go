@@ -80,10 +80,12 @@ func SecurityOf(body []byte) Security {
 // Keys returns what a party needs to decrypt the media body describes:
 // the a=crypto values of its first active audio stream (SDES), or for
 // DTLS-SRTP the certificate fingerprints (a=fingerprint, media level,
-// else session level) and the media level's a=setup role. Plain RTP, a
-// body that does not parse and a stream without keys give nil. Two
-// descriptions with equal Keys are keyed the same way: a party that was
-// given one need not be given the other.
+// else session level), which the keys of the handshake depend on. The
+// a=setup role is left out: it follows from each offer and answer
+// (RFC 4145), so a party that only switched roles keeps its keys. Plain
+// RTP, a body that does not parse and a stream without keys give nil.
+// Two descriptions with equal Keys are keyed the same way: a party that
+// was given one need not be given the other.
 func Keys(body []byte) []string {
 	sd, err := unmarshal(body)
 	if err != nil {
@@ -102,14 +104,10 @@ func Keys(body []byte) []string {
 	case SDES:
 		return values(md.Attributes, "crypto")
 	case DTLS:
-		fp := values(md.Attributes, "fingerprint")
-		if len(fp) == 0 {
-			fp = values(sd.Attributes, "fingerprint")
+		if fp := values(md.Attributes, "fingerprint"); len(fp) > 0 {
+			return fp
 		}
-		for _, s := range values(md.Attributes, "setup") {
-			fp = append(fp, "setup:"+s)
-		}
-		return fp
+		return values(sd.Attributes, "fingerprint")
 	}
 	return nil
 }
