@@ -90,7 +90,10 @@ func (b *B2BUA) attendedTransfer(c *call, side Leg, rep replaces, log *slog.Logg
 		}
 	}
 	b.sendAll(byes)
-	if sdp.SecurityOf(j.heldBy[LegA]) != sdp.Plain {
+	c.mu.Lock()
+	secure := sdp.SecurityOf(c.legs[LegA].SDP) != sdp.Plain
+	c.mu.Unlock()
+	if secure {
 		// Each party holds the transferor's keys: both are given the
 		// other's, which also takes them off hold.
 		b.rekey(c, [2][]string{sdp.Keys(j.heldBy[LegA]), sdp.Keys(j.heldBy[LegB])}, log)
