@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/twinpbx/twinpbx/firmware/update"
 )
@@ -23,6 +24,12 @@ type SlotBox struct {
 	Running update.Slot
 	// RebootFunc reboots the box (nil: update.RebootBox).
 	RebootFunc func() error
+
+	// applying serialises Apply: the standby's follower (a bundle its
+	// active offers) and a roll started on the standby itself may both
+	// write the inactive slot; the second then finds the first's trial
+	// pending and is refused.
+	applying sync.Mutex
 }
 
 // NewSlotBox is the running box: its disk, the image's key and slot.
@@ -95,6 +102,8 @@ func (b *SlotBox) Check(path string) (Bundle, error) {
 
 // Apply writes the bundle into the inactive slot and puts it on trial.
 func (b *SlotBox) Apply(path string) error {
+	b.applying.Lock()
+	defer b.applying.Unlock()
 	pub, err := b.key()
 	if err != nil {
 		return err
