@@ -103,9 +103,6 @@ func New(o Options) (*Marker, error) {
 // Header is the name of the header the marks are in.
 func (m *Marker) Header() string { return m.o.Header }
 
-// Window is how long a mark is valid around its time.
-func (m *Marker) Window() time.Duration { return m.o.Window }
-
 // Mark is what a verified mark says.
 type Mark struct {
 	Sender string
