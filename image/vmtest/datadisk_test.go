@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,8 @@ const (
 //     cleanly unmounted with a wrong free block count (a superblock poke):
 //     init must preen it with e2fsck, grow the partition to the disk's
 //     end and the file system to the partition, and mount it; the GPT
-//     must then be sound (sfdisk) and the file system fill the
-//     partition;
+//     must then be sound (sfdisk), the file system fill the partition
+//     and the persistent log hold init's lines about it;
 //   - damaged: an ext4 data disk whose root inode was cleared (debugfs),
 //     which e2fsck -p cannot repair: init must say so, mount nothing
 //     from it and run on the tmpfs; the file system must be as e2fsck
@@ -108,6 +109,10 @@ func TestDataDisk(t *testing.T) {
 		bs := int64(1024) << binary.LittleEndian.Uint32(sb[0x18:])
 		if fsSize := int64(binary.LittleEndian.Uint32(sb[0x04:])) * bs; fsSize != grown.Size {
 			t.Errorf("the file system holds %d bytes, its partition %d", fsSize, grown.Size)
+		}
+		// init's lines about the partition are in the persistent log.
+		if log := fileInPartition(t, disk, grown, "/twinpbx.log"); !strings.Contains(log, markerPreened) || !strings.Contains(log, markerFSGrown) {
+			t.Errorf("the persistent log lacks init's data partition lines:\n%s", log)
 		}
 	})
 
@@ -194,6 +199,32 @@ func dataPart(t *testing.T, path string) update.Partition {
 		t.Fatalf("no %s partition in %s", update.PartData, path)
 	}
 	return p
+}
+
+// fileInPartition reads a file from the ext4 in partition p of the disk
+// image at path: a sparse copy of the partition, its journal replayed
+// (the machine was killed), then debugfs.
+func fileInPartition(t *testing.T, path string, p update.Partition, name string) string {
+	t.Helper()
+	part := filepath.Join(t.TempDir(), "part.img")
+	const mib = 1 << 20
+	for _, c := range [][]string{
+		{"dd", "if=" + path, "of=" + part, "bs=1M", "conv=sparse", "status=none",
+			"skip=" + strconv.FormatInt(p.Start/mib, 10), "count=" + strconv.FormatInt(p.Size/mib, 10)},
+		{"e2fsck", "-fy", part},
+	} {
+		// e2fsck's exit code 1 (repaired: the journal replayed) is fine.
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			if ee, ok := err.(*exec.ExitError); !ok || c[0] != "e2fsck" || ee.ExitCode() > 1 {
+				t.Fatalf("%v: %v\n%s", c, err, out)
+			}
+		}
+	}
+	out, err := exec.Command("debugfs", "-R", "cat "+name, part).Output()
+	if err != nil {
+		t.Fatalf("debugfs cat %s: %v", name, err)
+	}
+	return string(out)
 }
 
 // pokeSuper marks the ext4 at byte off of the disk image as not cleanly
