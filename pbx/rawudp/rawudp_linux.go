@@ -77,39 +77,26 @@ func putOp(o *op) {
 // doRead makes one recvfrom; false means nothing is queued, wait in the
 // poller. MSG_TRUNC makes the kernel return the datagram's full length.
 func (o *op) doRead(fd uintptr) bool {
-	var p unsafe.Pointer
-	if len(o.buf) > 0 {
-		p = unsafe.Pointer(&o.buf[0])
-	}
-	for {
-		o.salen = uint32(unsafe.Sizeof(o.sa))
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(o.buf)), unix.MSG_TRUNC,
-			uintptr(unsafe.Pointer(&o.sa)), uintptr(unsafe.Pointer(&o.salen)))
-		switch e {
-		case 0:
-			o.n = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			o.errno = e
-			return true
-		}
-	}
+	o.salen = uint32(unsafe.Sizeof(o.sa))
+	return o.call(unix.SYS_RECVFROM, fd, unix.MSG_TRUNC,
+		uintptr(unsafe.Pointer(&o.sa)), uintptr(unsafe.Pointer(&o.salen)))
 }
 
 // doWrite makes one sendto to o.sa; false means the socket buffer is
 // full, wait in the poller.
 func (o *op) doWrite(fd uintptr) bool {
+	return o.call(unix.SYS_SENDTO, fd, 0, uintptr(unsafe.Pointer(&o.sa)), uintptr(o.salen))
+}
+
+// call makes recvfrom or sendto on o.buf (o is pooled on the heap, so the
+// addresses passed stay valid) and records its outcome; false on EAGAIN.
+func (o *op) call(trap, fd, flags, sa, salen uintptr) bool {
 	var p unsafe.Pointer
 	if len(o.buf) > 0 {
 		p = unsafe.Pointer(&o.buf[0])
 	}
 	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(o.buf)), 0,
-			uintptr(unsafe.Pointer(&o.sa)), uintptr(o.salen))
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(p), uintptr(len(o.buf)), flags, sa, salen)
 		switch e {
 		case 0:
 			o.n = int(r)
