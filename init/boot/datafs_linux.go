@@ -180,7 +180,8 @@ func writeSynced(name string, b []byte, appendTo bool) error {
 // empty although the box's disk is an A/B disk: its GPT has no data
 // partition. Once the partition is mounted, init's lines about it are
 // appended to the persistent log too. dataReboot asks the caller to
-// reboot; the partition is then unmounted.
+// reboot; the partition is then unmounted (when it cannot be, it is
+// used: dataMounted).
 func mountData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, noDataOnAB bool) dataOutcome {
 	var rec bytes.Buffer
 	tee := slog.New(slog.NewMultiHandler(log.Handler(), slog.NewTextHandler(&rec, nil)))
@@ -195,6 +196,23 @@ func mountData(ctx context.Context, log *slog.Logger, ops dataOps, dev string, n
 		}
 		return out
 	case dataReboot:
+		// Said in the persistent log too before the partition goes.
+		if err := ops.persist(rec.Bytes()); err != nil {
+			log.Warn("writing init's data partition lines to the persistent log", "err", err)
+		}
+		said := rec.Len()
+		if err := ops.unmount(); err != nil {
+			// Rebooting with it mounted is what the reboot is to
+			// avoid; use it instead.
+			tee.Error("cannot unmount the data partition for the reboot e2fsck asks for: not rebooting, using it", "device", dev, "err", err)
+			if err := ops.alarm("DATA PARTITION: e2fsck asked for a reboot, init could not unmount it (" + err.Error() + ")"); err != nil {
+				log.Error("writing the data alarm for the status", "err", err)
+			}
+			if err := ops.persist(rec.Bytes()[said:]); err != nil {
+				log.Warn("writing init's data partition lines to the persistent log", "err", err)
+			}
+			return dataMounted
+		}
 		return out
 	}
 	if err := ops.tmpfs(); err != nil {
@@ -324,11 +342,6 @@ func checkData(ctx context.Context, log *slog.Logger, ops dataOps, dev string) (
 		} else if err := ops.setMark(why); err != nil {
 			log.Error("cannot note the reboot e2fsck asks for: not rebooting, using the partition", "device", dev, "err", err)
 			alarm = "DATA PARTITION: e2fsck asked for a reboot that init could not note (" + err.Error() + ")"
-		} else if err := ops.unmount(); err != nil {
-			// Rebooting with it mounted is what the reboot is to
-			// avoid; use it instead.
-			log.Error("cannot unmount the data partition for the reboot e2fsck asks for: using it", "device", dev, "err", err)
-			alarm = "DATA PARTITION: e2fsck asked for a reboot, init could not unmount it (" + err.Error() + ")"
 		} else {
 			log.Warn("rebooting once, as e2fsck asks", "device", dev)
 			return dataReboot, ""
