@@ -336,12 +336,16 @@ func (r *Rollout) carryOn(ctx context.Context, s Status) error {
 		// This box, the standby, came back on the version.
 		return r.standbyBack(ctx, s.Target)
 	}
-	b, err := r.cfg.Box.Check(s.Bundle)
+	var b Bundle
+	err = errors.New("the roll's record does not name it (written by an older firmware)")
+	if s.Bundle != "" {
+		b, err = r.cfg.Box.Check(s.Bundle)
+	}
 	if err == nil && b.Version != s.Target {
 		err = fmt.Errorf("it now holds %s", b.Version)
 	}
 	if err != nil {
-		return r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s, and the bundle %s no longer reads as %s (%v): %s; run the update again", s.Step, s.Bundle, s.Target, err, r.versions(s.Target)))
+		return r.finish(Abandoned, "", fmt.Errorf("this box restarted while %s, and the bundle %q no longer reads as %s (%v): %s; run the update again", s.Step, s.Bundle, s.Target, err, r.versions(s.Target)))
 	}
 	return r.plan(ctx, s.Bundle, b)
 }

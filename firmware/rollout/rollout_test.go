@@ -355,6 +355,7 @@ func TestResumeIn(t *testing.T) {
 		name     string
 		step     string
 		first    bool // the record says the standby went first
+		noBundle bool // the record names no bundle
 		fw       string
 		local    Local
 		twin     Twin
@@ -397,6 +398,8 @@ func TestResumeIn(t *testing.T) {
 			wantState: Abandoned, wantErr: "twin's version is not known"},
 		{name: "the bundle is gone", step: StepStandby, fw: "1.0", local: standby, twin: twinActive("2.0"), checkErr: errors.New("no such device"),
 			wantState: Abandoned, wantErr: "THE PAIR RUNS TWO VERSIONS: this box 1.0, the twin 2.0"},
+		{name: "a record without the bundle's path (older firmware)", step: StepSwitchover, noBundle: true, fw: "1.0", local: standby, twin: twinActive("2.0"),
+			wantState: Abandoned, wantErr: "does not name it"},
 		{name: "the bundle now holds another version", step: StepStandby, fw: "1.0", local: active, twin: twinStandby("1.0"), bundle: Bundle{Version: "3.0"},
 			wantState: Abandoned, wantErr: "now holds 3.0"},
 	}
@@ -409,6 +412,9 @@ func TestResumeIn(t *testing.T) {
 			}
 			before := New(Config{Box: &fakeBox{fw: "1.0"}, DataDir: dir, Logger: quiet()})
 			before.st = Status{ID: "r", State: Running, Target: "2.0", From: "1.0", Bundle: path, StandbyFirst: tt.first}
+			if tt.noBundle {
+				before.st.Bundle = ""
+			}
 			before.step(tt.step)
 
 			b := v2
