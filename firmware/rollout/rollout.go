@@ -181,7 +181,8 @@ type Config struct {
 	// ResumeDeadline bounds the wait, after a restart mid-roll, until the
 	// pair's roles settle (this box active with a standby in sync, or a
 	// standby in sync with an active twin) so that the roll can go on
-	// (0: 3 min).
+	// (0: 10 min, as the standby's update: the twin may be in the
+	// middle of its trial boot).
 	ResumeDeadline time.Duration
 	// Poll is how often the pair is looked at (0: 200 ms).
 	Poll   time.Duration
@@ -210,7 +211,7 @@ func New(c Config) *Rollout {
 		c.SettleDeadline = 2 * time.Minute
 	}
 	if c.ResumeDeadline <= 0 {
-		c.ResumeDeadline = 3 * time.Minute
+		c.ResumeDeadline = 10 * time.Minute
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
