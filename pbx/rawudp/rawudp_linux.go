@@ -146,6 +146,18 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, net.UDPAddrFromAddrPort(src), nil
 }
 
+// ReadFromUDPAddrPort is ReadFromAddrPort with net.UDPConn's signature
+// (truncation silent), so code written for a *net.UDPConn takes a Conn.
+func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, src, _, err := c.ReadFromAddrPort(b)
+	return n, src, err
+}
+
+// WriteToUDPAddrPort is WriteToAddrPort with net.UDPConn's name.
+func (c *Conn) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	return c.WriteToAddrPort(b, dst)
+}
+
 // WriteToAddrPort sends one datagram to dst. A full socket buffer waits
 // in the network poller. It allocates nothing.
 func (c *Conn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {

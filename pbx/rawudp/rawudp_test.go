@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"testing"
@@ -260,5 +261,36 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	if err := <-got; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUDPConnMethods: the methods named as net.UDPConn's send and receive
+// as net.UDPConn's do, so code written for one takes a Conn.
+func TestUDPConnMethods(t *testing.T) {
+	var _ interface {
+		ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error)
+		WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error)
+	} = (*Conn)(nil)
+	a, err := New(listen(t, "udp4", "127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := listen(t, "udp4", "127.0.0.1")
+	if _, err := a.WriteToUDPAddrPort([]byte("ping"), b.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 16)
+	n, _, err := b.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("got %q, %v", buf[:n], err)
+	}
+	if _, err := b.WriteToUDPAddrPort([]byte("pong"), a.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, src, err := a.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "pong" || src != b.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("got %q from %v, %v", buf[:n], src, err)
 	}
 }
