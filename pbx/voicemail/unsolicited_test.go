@@ -1,6 +1,8 @@
 package voicemail
 
 import (
+	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -261,4 +263,33 @@ func FuzzParseSource(f *testing.F) {
 			t.Fatalf("%q: address %q is not its tail", src, hp)
 		}
 	})
+}
+
+// BenchmarkRegistered is what unsolicited MWI adds to every REGISTER of
+// an extension with a mailbox where no message waits: the common case.
+func BenchmarkRegistered(b *testing.B) {
+	st := &countingStore{MemStore: NewMemStore()}
+	on := true
+	s, err := New(Options{
+		Client: &sipgo.Client{}, Auth: fakeAuth{}, Store: st,
+		Directory: fakeDirectory{"201": {Number: "201"}},
+		Contact:   func(string) sip.Uri { return sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: 5060} },
+		Config:    func() *config.Voicemail { return &config.Voicemail{UnsolicitedMWI: &on} },
+		MediaAddr: netip.MustParseAddr("127.0.0.1"),
+		Contacts:  func(string) []location.Binding { return nil },
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := register(location.Binding{AOR: "201", CallID: "c", CSeq: 1})
+	s.Registered(req) // reads the mailbox once
+	lists := st.lists.Load()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Registered(req)
+	}
+	if n := st.lists.Load() - lists; n != 0 {
+		b.Fatalf("%d mailbox listings", n)
+	}
 }
