@@ -246,9 +246,10 @@ func (b *B2BUA) resume(c *call, j joined, log *slog.Logger) {
 	}
 }
 
-// reinvite offers leg to the media of the other leg, sending both ways,
-// and reports whether the leg's answer was taken.
-func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) bool {
+// reinvite offers leg to the media of the other leg, sending both ways.
+// It returns 200 when the leg's answer was taken, else the leg's final
+// status (0 when there was none, or the answer was unusable).
+func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) int {
 	c.mu.Lock()
 	m := c.media
 	from := append([]byte(nil), c.legs[other(to)].SDP...)
@@ -256,7 +257,7 @@ func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) bool {
 	offer, err := m.Rewrite(other(to), sendRecv(from))
 	if err != nil {
 		log.Info("joined call: no offer of the other party's media", "leg", to, "err", err)
-		return false
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
@@ -267,16 +268,16 @@ func (b *B2BUA) reinvite(c *call, to Leg, log *slog.Logger) bool {
 			code = res.StatusCode
 		}
 		log.Info("joined call: re-INVITE offering the other party's media failed", "leg", to, "code", code, "err", err)
-		return false
+		return code
 	}
 	if _, err := m.Rewrite(to, res.Body()); err != nil {
 		log.Info("joined call: the answer to the re-INVITE is unusable", "leg", to, "err", err)
-		return false
+		return 0
 	}
 	c.mu.Lock()
 	c.legs[to].SDP = res.Body()
 	c.mu.Unlock()
-	return true
+	return 200
 }
 
 // onHold reports whether the first audio stream of body does not send

@@ -142,6 +142,10 @@ type Options struct {
 	// TrunkAnswer is how long a trunk target may stay silent (not even
 	// 100 Trying) before the next target is tried (default 4 s).
 	TrunkAnswer time.Duration
+	// GlareWait, if set, replaces the random 2.1-4 s pause before an
+	// offer the PBX makes itself (a transfer's re-INVITE) is sent again
+	// after a 491 (RFC 3261 §14.1).
+	GlareWait time.Duration
 	// RestoredIdle ends a restored call when no media packet arrives from
 	// either phone within it after the restore: both phones hung up
 	// during the outage (default 30 s; negative: never). It needs a

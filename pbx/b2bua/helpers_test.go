@@ -409,6 +409,9 @@ type phone struct {
 	d    *Dialog        // the current call's dialog
 	// hold, when set, delays the answer to a re-INVITE until it closes.
 	hold chan struct{}
+	// glare is how many re-INVITEs to refuse with 491, as if each had
+	// crossed one of the phone's own.
+	glare int
 	// refused counts in-dialog requests refused for an old CSeq.
 	refused int
 }
@@ -618,7 +621,15 @@ func (p *phone) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		p.mu.Lock()
 		body := []byte(p.sdp + "a=reanswer\r\n")
+		glare := p.glare > 0
+		if glare {
+			p.glare--
+		}
 		p.mu.Unlock()
+		if glare {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 491, "Request Pending", nil))
+			return
+		}
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		res.AppendHeader(&sip.ContactHeader{Address: p.contact})
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))

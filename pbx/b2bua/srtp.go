@@ -3,7 +3,9 @@ package b2bua
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/twinpbx/twinpbx/pbx/sdp"
 )
@@ -53,11 +55,33 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 		if to < 0 {
 			return true
 		}
-		if !b.reinvite(c, to, log) {
+		code := b.reinvite(c, to, log)
+		if code == 491 {
+			// The offers crossed (RFC 3261 §14.1): the phone's own
+			// re-INVITE got 491 from us too. Try again after a pause
+			// longer than the phone's, if it owns the Call-ID.
+			select {
+			case <-time.After(b.glareWait()):
+			case <-c.done:
+				return false
+			}
+			code = b.reinvite(c, to, log)
+		}
+		if code != 200 {
 			return false
 		}
 		given[to] = keys
 	}
 	log.Warn("transferred SRTP call: the parties kept changing keys; media may not decrypt")
 	return false
+}
+
+// glareWait is the pause before an offer that crossed another is made
+// again: 2.1 to 4 s, as RFC 3261 §14.1 gives the owner of the Call-ID
+// (the longest; Options.GlareWait in tests).
+func (b *B2BUA) glareWait() time.Duration {
+	if b.o.GlareWait > 0 {
+		return b.o.GlareWait
+	}
+	return 2100*time.Millisecond + rand.N(1900*time.Millisecond)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -63,7 +64,10 @@ func TestSRTPBlindTransfer(t *testing.T) {
 	for _, tc := range []struct {
 		name, kind, carolKind string
 		aliceRekeys           bool
-		code                  int
+		// aliceGlare: Alice's first re-INVITE crosses one of her own
+		// (491); the PBX tries again.
+		aliceGlare bool
+		code       int
 		// what Alice's and Carol's later INVITEs carry, in order.
 		alice, carol []string
 	}{
@@ -71,15 +75,20 @@ func TestSRTPBlindTransfer(t *testing.T) {
 		{name: "SDES, Alice changes her key", kind: "sdes", carolKind: "sdes", aliceRekeys: true, code: 200,
 			alice: []string{keyC}, carol: []string{keyA, keyA2}},
 		{name: "DTLS", kind: "dtls", carolKind: "dtls", code: 200, alice: []string{keyC}, carol: []string{keyA}},
+		{name: "SDES, the re-INVITE crosses one of Alice's", kind: "sdes", carolKind: "sdes", aliceGlare: true, code: 200,
+			alice: []string{keyC, keyC}, carol: []string{keyA}},
 		{name: "SDES to plain", kind: "sdes", carolKind: "plain", code: 488, carol: []string{keyA}},
 		{name: "SDES to DTLS", kind: "sdes", carolKind: "dtls", code: 488, carol: []string{keyA}},
 		{name: "plain to plain", kind: "plain", carolKind: "plain", code: 200, carol: []string{""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newEnv(t, func(o *Options) { o.GlareWait = 10 * time.Millisecond })
 			alice := newPhone(t, e, "100", "answer")
 			bob := newPhone(t, e, "200", "answer")
 			carol := newPhone(t, e, "300", "answer")
+			if tc.aliceGlare {
+				alice.glare = 1
+			}
 			aliceSDP := secureSDP("100", 4000, tc.kind, keyA)
 			alice.setSDP(aliceSDP)
 			bob.setSDP(secureSDP("200", 4002, tc.kind, keyB))
