@@ -343,3 +343,60 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("Fingerprint = %s", got)
 	}
 }
+
+// TestDialPresentsIdentity: a server that asks for a client certificate
+// gets the box's (SetIdentity) from Dial and from the SIP stack's
+// config.
+func TestDialPresentsIdentity(t *testing.T) {
+	caPEM, cert := testCA(t, "sip.a.test")
+	roots, err := LoadCA(writeFile(t, "ca.pem", caPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := Derive(seed, []string{"pbx-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: MinVersion,
+		ClientAuth: tls.RequireAnyClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 {
+				got <- Fingerprint(cs.PeerCertificates[0].Raw)
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.(*tls.Conn).Handshake()
+	}()
+	p := NewPeers(nil)
+	p.SetIdentity(id)
+	p.Set(Peer{Name: "a", ServerName: "sip.a.test", Hosts: []string{"sip.a.test"}, Roots: roots})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := p.Dial(ctx, "a", netip.MustParseAddrPort(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case fp := <-got:
+		if fp != id.Fingerprint {
+			t.Errorf("the server got certificate %s, want the box's %s", fp, id.Fingerprint)
+		}
+	case <-ctx.Done():
+		t.Fatal("the server saw no client certificate")
+	}
+	if conf := p.ClientConfig(nil); conf.GetClientCertificate == nil {
+		t.Error("the SIP stack's config presents no certificate")
+	}
+}
