@@ -12,7 +12,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
-// TestVoicemailGreeting: the owner records a greeting (0, 3 s of tone,
+// TestVoicemailGreeting: the owner records a greeting (0, a pcap of 3 s of tone,
 // #, 2) with sipp; a caller of the mailbox then gets RTP of the
 // greeting's length and the beep's, not the tone greeting's 1.9 s.
 func TestVoicemailGreeting(t *testing.T) {
