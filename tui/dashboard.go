@@ -166,7 +166,9 @@ type StatusView struct {
 	Role          string `json:"role"`
 	ConfigVersion uint64 `json:"config_version"`
 	Node          string `json:"node"`
-	Listeners     []struct {
+	// DataAlarm is init's alarm about the data partition, if any.
+	DataAlarm string `json:"data_alarm"`
+	Listeners []struct {
 		Transport string `json:"transport"`
 		Addr      string `json:"addr"`
 	} `json:"listeners"`
@@ -271,6 +273,9 @@ func Render(l Lang, v *StatusView, now time.Time) []string {
 		role = l.T("d.standalone")
 	}
 	add(l.T("d.node", v.Node, role, v.ConfigVersion))
+	if v.DataAlarm != "" {
+		add("! " + l.T("d.data", v.DataAlarm))
+	}
 	var ls []string
 	for _, x := range v.Listeners {
 		ls = append(ls, x.Transport+":"+x.Addr)

@@ -363,6 +363,34 @@ func TestParseStatusFixtures(t *testing.T) {
 	}
 }
 
+// TestRenderDataAlarm: init's alarm about the data partition is shown
+// under the box's first line, in either language; none, no line.
+func TestRenderDataAlarm(t *testing.T) {
+	const alarm = "data partition damaged (e2fsck exit 4): left untouched, running on tmpfs"
+	for _, tc := range []struct {
+		lang Lang
+		want string
+	}{{English, "! Data partition: " + alarm}, {German, "! Datenpartition: " + alarm}} {
+		v, err := ParseStatus([]byte(`{"role":"standalone","node":"a","data_alarm":"` + alarm + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := Render(tc.lang, v, t0)
+		if len(lines) < 2 || lines[1] != clip(tc.want, 80) {
+			t.Errorf("lines %q, want %q second", lines, tc.want)
+		}
+	}
+	v, err := ParseStatus([]byte(`{"role":"standalone","node":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range Render(English, v, t0) {
+		if strings.Contains(l, "Data partition") {
+			t.Errorf("a data partition line without an alarm: %q", l)
+		}
+	}
+}
+
 func FuzzParseStatus(f *testing.F) {
 	for _, name := range []string{"testdata/status-standalone.json", "testdata/status-future.json"} {
 		if b, err := os.ReadFile(name); err == nil {

@@ -242,6 +242,7 @@ var catalogue = map[string]entry{
 	"d.watchdog":    {"Monitors: %s", "Überwachung: %s"},
 	"d.alarms":      {"Alarms:", "Alarme:"},
 	"d.noalarm":     {"No alarms.", "Keine Alarme."},
+	"d.data":        {"Data partition: %s", "Datenpartition: %s"},
 	"d.keys":        {"s switchover  m maintenance  u update pair  e export config  p restart PBX  b reboot  d DNS SRV  f factory reset  q quit", "s Umschalten  m Wartung  u Paar aktualisieren  e Konfig exportieren  p PBX neu starten  b Neustart  d DNS-SRV  f Werksreset  q Ende"},
 	"d.reset.warn":  {"Factory reset wipes the config, extensions, CDRs and logs of this box and reboots into the setup wizard.", "Der Werksreset löscht Konfiguration, Nebenstellen, Verbindungsdaten und Protokolle dieser Box und startet neu in die Einrichtung."},
 	"d.dns.domain":  {"Domain of the site (Enter alone: the SIP realm):", "Domain des Standorts (nur Enter: der SIP-Realm):"},

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/firmware/twin"
 	"github.com/twinpbx/twinpbx/hw/watchdog"
+	"github.com/twinpbx/twinpbx/init/boot/request"
 	"github.com/twinpbx/twinpbx/pbx"
 	"github.com/twinpbx/twinpbx/pbx/b2bua"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
@@ -281,17 +283,34 @@ func (a *running) Status() any {
 		return struct {
 			Role          string `json:"role"`
 			ConfigVersion uint64 `json:"config_version"`
+			DataAlarm     string `json:"data_alarm,omitempty"`
 			pbx.Status
 			Site site.Status  `json:"site"`
 			ISDN []SpanStatus `json:"isdn,omitempty"`
-		}{"standalone", ver, a.pbx.Status(), a.site.Status(), a.isdn.Status()}
+		}{"standalone", ver, dataAlarm(), a.pbx.Status(), a.site.Status(), a.isdn.Status()}
 	}
 	return struct {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
+		DataAlarm     string `json:"data_alarm,omitempty"`
 		pbx.Status
 		ISDN []SpanStatus `json:"isdn,omitempty"`
-	}{"standalone", ver, a.pbx.Status(), a.isdn.Status()}
+	}{"standalone", ver, dataAlarm(), a.pbx.Status(), a.isdn.Status()}
+}
+
+// dataAlarmFile is where init leaves its alarm about the data partition.
+var dataAlarmFile = request.DataAlarmFile
+
+// dataAlarm is the alarm init raised at boot about the data partition
+// (damaged and left untouched, missing, not checked...; the data folder
+// may then be a tmpfs), "" when there is none or the box did not boot
+// through the image's init.
+func dataAlarm() string {
+	b, err := os.ReadFile(dataAlarmFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (a *running) ImportConfig(text []byte) (uint64, bool, error) {

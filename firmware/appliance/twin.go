@@ -305,10 +305,11 @@ func (a *running) twinStatus(ver uint64) any {
 	return struct {
 		Role          string `json:"role"`
 		ConfigVersion uint64 `json:"config_version"`
+		DataAlarm     string `json:"data_alarm,omitempty"`
 		pbx.Status
 		Cluster twin.Status  `json:"cluster"`
 		ISDN    []SpanStatus `json:"isdn,omitempty"`
-	}{role, ver, a.pbx.Status(), ts, a.isdn.Status()}
+	}{role, ver, dataAlarm(), a.pbx.Status(), ts, a.isdn.Status()}
 }
 
 // pairRunning is a running twin box: the control API also takes the
