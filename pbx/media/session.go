@@ -60,7 +60,8 @@ type legState struct {
 	sdpRTCP netip.AddrPort
 	mux     bool // RTCP travels on the RTP port
 	noMedia bool // c=0.0.0.0: send nothing to it
-	// profile: 0 unknown, profileRTP or profileSRTP, from its last SDP.
+	// profile: 0 unknown, profileRTP, profileSRTP or profileDTLS, from its
+	// last SDP.
 	profile int8
 
 	rtp, rtcp latch
@@ -367,9 +368,9 @@ type LegState struct {
 	HasSSRC bool   `json:"has_ssrc,omitempty"`
 	// Origin is the o= line the relay presents to the leg.
 	Origin sdp.Origin `json:"origin"`
-	// Profile is the kind of profile of the leg's last SDP, "rtp" or
-	// "srtp", so that the twin too refuses a switch between them; empty
-	// before any SDP.
+	// Profile is the kind of profile of the leg's last SDP, "rtp", "srtp"
+	// (SDES) or "dtls-srtp", so that the twin too refuses a switch between
+	// them; empty before any SDP.
 	Profile string `json:"profile,omitempty"`
 }
 
@@ -441,14 +442,18 @@ func (s *Session) Close() error {
 	return s.closeErr
 }
 
-// Profiles of legState.profile.
+// Profiles of legState.profile: plain RTP, SDES-SRTP and DTLS-SRTP. The
+// relay cannot translate between any two of them (SDES keys and a DTLS
+// handshake do not meet).
 const (
 	profileRTP  int8 = 1
-	profileSRTP int8 = 2
+	profileSRTP int8 = 2 // SDES
+	profileDTLS int8 = 3
 )
 
-// profileNames are the profiles' names in LegState.
-var profileNames = [...]string{profileRTP: "rtp", profileSRTP: "srtp"}
+// profileNames are the profiles' names in LegState ("srtp" is SDES, as
+// it was named before DTLS-SRTP was told apart).
+var profileNames = [...]string{profileRTP: "rtp", profileSRTP: "srtp", profileDTLS: "dtls-srtp"}
 
 // profileByName is the profile called name in LegState; 0 (unknown, no
 // check) for an empty or unknown name.
@@ -460,8 +465,11 @@ func profileByName(name string) int8 {
 }
 
 func profileOf(st sdp.Stream) int8 {
-	if st.SRTP() {
+	switch st.Security() {
+	case sdp.SDES:
 		return profileSRTP
+	case sdp.DTLS:
+		return profileDTLS
 	}
 	return profileRTP
 }

@@ -12,10 +12,14 @@ import (
 )
 
 // TestProfileMismatch: a leg that answers SRTP with plain RTP (or the
-// other way round) is refused; the same profile on both legs passes.
+// other way round), or SDES-SRTP with DTLS-SRTP, is refused; the same
+// profile on both legs passes.
 func TestProfileMismatch(t *testing.T) {
 	savp := func(p *phone) []byte {
 		return bytes.Replace(p.sdp("127.0.0.1"), []byte("RTP/AVP"), []byte("RTP/SAVP"), 1)
+	}
+	dtls := func(p *phone) []byte {
+		return bytes.Replace(p.sdp("127.0.0.1"), []byte("RTP/AVP"), []byte("UDP/TLS/RTP/SAVPF"), 1)
 	}
 	avp := func(p *phone) []byte { return p.sdp("127.0.0.1") }
 	for _, tc := range []struct {
@@ -27,6 +31,10 @@ func TestProfileMismatch(t *testing.T) {
 		{"both RTP", avp, avp, false},
 		{"SRTP answered with RTP", savp, avp, true},
 		{"RTP answered with SRTP", avp, savp, true},
+		{"both DTLS-SRTP", dtls, dtls, false},
+		{"SDES answered with DTLS-SRTP", savp, dtls, true},
+		{"DTLS-SRTP answered with SDES", dtls, savp, true},
+		{"DTLS-SRTP answered with RTP", dtls, avp, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRelay(t, 41000, 41019)
