@@ -105,8 +105,10 @@ func Run(ctx context.Context, log *slog.Logger, start time.Time) error {
 		close(kept)
 	}
 	go watchTrial(ctx, log, sp, b.reboot)
-	cons := b.startConsoles(ctx)
-	err = runChild(log, Twinpbx, RunArgs(prof.Name, ""), env, childOpts{others: cons.exited, stop: b.stop})
+	heard := make(chan struct{})
+	stdout := listenPipe(log, os.Stdout, heard)
+	cons := b.startConsoles(ctx, heard)
+	err = runChild(log, Twinpbx, RunArgs(prof.Name, ""), env, childOpts{others: cons.exited, stop: b.stop, stdout: stdout})
 	if errors.Is(err, ErrStopped) {
 		cancel()
 		<-kept

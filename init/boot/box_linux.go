@@ -131,13 +131,14 @@ func (b *box) consoleEnv() []string {
 	return b.settings.ConsoleEnv()
 }
 
-func (b *box) startConsoles(ctx context.Context) *consoles {
+// startConsoles starts the consoles once heard is closed (the PBX
+// listens) or ConsoleWait has passed: the PBX first (ready.go).
+func (b *box) startConsoles(ctx context.Context, heard <-chan struct{}) *consoles {
 	c := newConsoles(b.log, Twinpbx, b.dir, func() { b.afterSetup(ctx) }, b.consoleEnv)
 	go func() {
-		// The PBX first (ready.go): the consoles would share its CPU.
 		start := time.Now()
-		heard := waitListening(ctx, "/proc/net", ConsoleWait, 50*time.Millisecond)
-		b.log.Info("starting the consoles", "pbx_listening", heard, "after", time.Since(start).Round(time.Millisecond))
+		listening := waitHeard(ctx, heard, ConsoleWait)
+		b.log.Info("starting the consoles", "pbx_listening", listening, "after", time.Since(start).Round(time.Millisecond))
 		c.start(ctx, ConsoleTTYs)
 	}()
 	return c

@@ -26,6 +26,9 @@ type childOpts struct {
 	// SIGTERM, which is killed after stopTimeout (zero: 15 s).
 	stop        <-chan os.Signal
 	stopTimeout time.Duration
+	// stdout is the child's standard output; nil: init's own. Init
+	// closes its copy once the child has started.
+	stdout *os.File
 }
 
 // runChild starts path with args and waits until it ends, reaping every
@@ -34,10 +37,17 @@ func runChild(log *slog.Logger, path string, args, env []string, o childOpts) er
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGCHLD)
 	defer signal.Stop(sigs)
+	stdout := os.Stdout
+	if o.stdout != nil {
+		stdout = o.stdout
+	}
 	proc, err := os.StartProcess(path, append([]string{path}, args...), &os.ProcAttr{
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: []*os.File{os.Stdin, stdout, os.Stderr},
 	})
+	if o.stdout != nil {
+		o.stdout.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", path, err)
 	}

@@ -1,9 +1,12 @@
 package boot
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -11,55 +14,55 @@ import (
 // everything init starts at once shares the CPU: the console's wizard
 // and dashboard, each a start of the twinpbx binary, used to slow down
 // the PBX's own start by a few tenths of a second. Init now starts the
-// consoles once the PBX listens (or after ConsoleWait at the latest, so
-// a PBX that never listens still leaves the operator a console).
+// consoles once the PBX says it listens (ListeningLine on its standard
+// output, which init passes on to the console), or after ConsoleWait at
+// the latest, so a PBX that never listens still leaves the operator a
+// console.
 
 // ConsoleWait is the longest init holds the consoles back for the PBX to
 // listen.
 const ConsoleWait = 5 * time.Second
 
-// Socket states in /proc/net/{tcp,udp}{,6}: TCP_LISTEN, and TCP_CLOSE,
-// which is what an unconnected bound UDP socket shows.
-const (
-	stateListen = "0A"
-	stateClose  = "07"
-)
-
-// Listening reports whether a /proc/net/tcp or tcp6 table (udp false) or
-// a udp or udp6 table (udp true) holds a socket that waits for peers: a
-// TCP socket in LISTEN, or an unconnected UDP socket bound to a port.
-// At boot, before the PBX starts, nothing on the box has one. Lines it
-// cannot read are skipped: the table is the kernel's, a line too short
-// only means none is there.
-func Listening(table []byte, udp bool) bool {
-	for line := range bytes.Lines(table) {
-		f := strings.Fields(string(line))
-		// sl local_address rem_address st ...; the header's sl has no colon
-		if len(f) < 4 || !strings.HasSuffix(f[0], ":") {
-			continue
-		}
-		local, remote, st := f[1], f[2], f[3]
-		if udp {
-			if st == stateClose && portOf(local) != "0000" && portOf(remote) == "0000" {
-				return true
-			}
-			continue
-		}
-		if st == stateListen {
-			return true
-		}
-	}
-	return false
+// ListeningLine reports whether line, printed by `twinpbx run` on its
+// standard output, says that its SIP service listens: firmware/appliance
+// prints "SIP listening on …" (a box, standalone or twin) or "SIP
+// dispatcher listening on …" (a dispatcher) once its listeners are up.
+func ListeningLine(line []byte) bool {
+	return bytes.HasPrefix(line, []byte("SIP listening on ")) || bytes.HasPrefix(line, []byte("SIP dispatcher listening on "))
 }
 
-// portOf is the hexadecimal port of an ADDR:PORT field; "" when there is
-// none.
-func portOf(addr string) string {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return ""
+// maxLine bounds what passOn holds of one line; a longer line is passed
+// on in pieces and is not a ListeningLine.
+const maxLine = 4096
+
+// passOn copies r to w until r ends and closes heard at the first line
+// ListeningLine accepts (heard stays open if none comes). Every byte of r
+// reaches w, in order, each line as one write. It returns why r ended
+// (nil at EOF) or why w refused a write; what it could not write is lost,
+// as on a console that is gone.
+func passOn(r io.Reader, w io.Writer, heard chan<- struct{}) error {
+	br := bufio.NewReaderSize(r, maxLine)
+	whole := true // the next read starts a line
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			if whole && heard != nil && ListeningLine(chunk) {
+				close(heard)
+				heard = nil
+			}
+			if _, werr := w.Write(chunk); werr != nil {
+				return fmt.Errorf("passing on twinpbx's output: %w", werr)
+			}
+			whole = chunk[len(chunk)-1] == '\n'
+		}
+		switch {
+		case err == nil, errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return nil
+		default:
+			return fmt.Errorf("reading twinpbx's output: %w", err)
+		}
 	}
-	return addr[i+1:]
 }
 
 // DataFSModules are the kernel modules only the data partition's file

@@ -2,50 +2,45 @@ package boot
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 )
 
-// procNetTables are the socket tables Listening reads, with whether each
-// is UDP's.
-var procNetTables = []struct {
-	name string
-	udp  bool
-}{{"udp", true}, {"udp6", true}, {"tcp", false}, {"tcp6", false}}
-
-// listeningIn reports whether any socket table under dir (/proc/net)
-// shows a socket waiting for peers.
-func listeningIn(dir string) bool {
-	for _, t := range procNetTables {
-		b, err := os.ReadFile(filepath.Join(dir, t.name))
-		if err == nil && Listening(b, t.udp) {
-			return true
-		}
+// listenPipe passes twinpbx's standard output on to out (init's own, the
+// console) through a pipe and closes heard when twinpbx says it listens
+// (passOn). It returns the pipe's end for twinpbx; without a pipe it
+// returns init's own standard output and closes heard at once.
+func listenPipe(log *slog.Logger, out io.Writer, heard chan struct{}) *os.File {
+	r, w, err := os.Pipe()
+	if err != nil {
+		log.Error("no pipe for twinpbx's output: the consoles start at once", "err", err)
+		close(heard)
+		return os.Stdout
 	}
-	return false
+	go func() {
+		defer r.Close()
+		if err := passOn(r, out, heard); err != nil {
+			log.Error("twinpbx's output is no longer shown", "err", err)
+			_, _ = io.Copy(io.Discard, r) // twinpbx must never block on it
+		}
+	}()
+	return w
 }
 
-// waitListening waits until a socket table under dir shows a listening
-// socket, ctx ends or max has passed, polling every step; it reports
-// whether a socket was seen.
-func waitListening(ctx context.Context, dir string, max, step time.Duration) bool {
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
-	tick := time.NewTicker(step)
-	defer tick.Stop()
-	for {
-		if listeningIn(dir) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-deadline.C:
-			return false
-		case <-tick.C:
-		}
+// waitHeard waits until heard is closed, max has passed or ctx ends, and
+// reports whether heard was closed.
+func waitHeard(ctx context.Context, heard <-chan struct{}, max time.Duration) bool {
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-heard:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
 
