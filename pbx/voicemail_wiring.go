@@ -48,8 +48,26 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 
 // serveRegister is the registrar's handler followed by the mailbox's
 // unsolicited message-summary NOTIFY to a phone that registered while
-// messages wait.
+// messages wait. Only a REGISTER the registrar accepted reaches the
+// mailbox: a challenged or refused one (most REGISTERs are challenged
+// first, answered on the socket's reader, see registerConn) costs it
+// nothing and tells no phone anything.
 func (p *PBX) serveRegister(req *sip.Request, tx sip.ServerTransaction) {
-	p.reg.ServeRegister(req, tx)
-	p.vm.Registered(req)
+	atx := acceptedTx{ServerTransaction: tx}
+	p.reg.ServeRegister(req, &atx)
+	if atx.accepted {
+		p.vm.Registered(req)
+	}
+}
+
+// acceptedTx is a server transaction that notes whether the answer was
+// a 2xx (even one the network then lost: the bindings are made).
+type acceptedTx struct {
+	sip.ServerTransaction
+	accepted bool
+}
+
+func (t *acceptedTx) Respond(res *sip.Response) error {
+	t.accepted = t.accepted || res.IsSuccess()
+	return t.ServerTransaction.Respond(res)
 }
