@@ -105,13 +105,18 @@ func forwardWait(serving bool, twin heartbeat.PeerView) time.Duration {
 	return ForwardRetryAfter
 }
 
-// ForwardWait is forwardWait for this box now.
+// ForwardWait is forwardWait for this box now. It is asked for every
+// request: the twin's view (a copy taken under the heartbeat's lock) is
+// read only when this box does not serve.
 func (n *Node) ForwardWait() time.Duration {
+	if n.Serving() {
+		return 0
+	}
 	var twin heartbeat.PeerView
 	if hb := n.hb.Load(); hb != nil {
 		twin = hb.Peer()
 	}
-	return forwardWait(n.Serving(), twin)
+	return forwardWait(false, twin)
 }
 
 // forwarderConfig is the dispatcher config of box's forwarder: a UDP
