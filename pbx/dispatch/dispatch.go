@@ -35,7 +35,8 @@
 //
 // Phones may also use TCP or TLS (stream.go, flow.go): each connection is
 // a flow in a bounded table, and responses and requests for the phone go
-// back over it. Backends are spoken to over UDP, or over TCP or TLS
+// back over it; a backend's request for a phone whose connection is gone
+// opens one to its Contact (dial.go). Backends are spoken to over UDP, or over TCP or TLS
 // through a small pool of connections to each (pool.go); a request may
 // change transport on the way, the dispatcher then Record-Routes twice.
 package dispatch

@@ -265,7 +265,9 @@ func TestNameSeveralAddresses(t *testing.T) {
 	dns := resolvetest.StartDNSMasq(t, 1, "--hostsdir="+hosts)
 	name := fmt.Sprintf("pbx.multi.test:%d", port)
 	disp, d := startDispatcher(t, Config{
-		Algorithm: HashCallID, ProbeInterval: 100 * time.Millisecond, DownAfter: 1, UpAfter: 1, ResolveEvery: 100 * time.Millisecond,
+		// Two probes missed in a row, 250 ms apart, mark down: a loaded
+		// machine does not take the live address down.
+		Algorithm: HashCallID, ProbeInterval: 250 * time.Millisecond, DownAfter: 2, UpAfter: 1, ResolveEvery: 100 * time.Millisecond,
 		Backends: []Backend{{Name: name}},
 		Resolver: newResolver(t, dns),
 	})

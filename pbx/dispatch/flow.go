@@ -29,8 +29,8 @@ import (
 //   - else, a connection from the Request-URI's own address and port (a
 //     phone that reuses its connection, RFC 5923).
 //
-// A request for a phone over TCP or TLS that has no connection any more is
-// answered 480; the dispatcher does not open connections to phones.
+// A request for a phone over TCP or TLS that has no connection any more
+// gets one opened to its Contact (dial.go); when that fails, 480.
 
 // flowParam names the flow token in the dispatcher's Record-Route entry.
 const flowParam = "dfl"
@@ -197,9 +197,10 @@ func streamURI(u sip.Uri) bool {
 // toPhone is where a request towards a phone goes: the connection of the
 // flow token (from the dispatcher's own Route entries), of its registered
 // Contact, or from its Request-URI's address; else over UDP (s, the
-// socket it came on) to its next hop. A phone over TCP or TLS whose
-// connection is gone gives errNoFlow.
-func (d *Dispatcher) toPhone(s *sock, req *sip.Request, token string) (*sock, *streamConn, netip.AddrPort, error) {
+// socket it came on) to its next hop. For a phone over TCP or TLS whose
+// connection is gone, a connection is opened when dial (the request comes
+// from a backend), else errNoFlow.
+func (d *Dispatcher) toPhone(s *sock, req *sip.Request, token string, dial bool) (*sock, *streamConn, netip.AddrPort, error) {
 	if d.streams != nil {
 		if token != "" {
 			if c := d.streams.byToken(token); c != nil {
@@ -216,6 +217,14 @@ func (d *Dispatcher) toPhone(s *sock, req *sip.Request, token string) (*sock, *s
 				}
 			}
 			if token != "" || streamURI(req.Recipient) {
+				// No connection: open one to the phone (dial.go),
+				// for a backend only: a phone must not make the
+				// dispatcher connect anywhere.
+				if ap, tr, ok := dialTarget(req, token); ok && dial {
+					if c, err := d.dialPhone(s, req, ap, tr); err == nil {
+						return c.sock, c, c.remote, nil
+					}
+				}
 				return d.udpSock(s), nil, netip.AddrPort{}, errNoFlow
 			}
 		}

@@ -215,6 +215,7 @@ func TestBackendOverStream(t *testing.T) {
 			waitFor(t, "the pool's connections opened again", func() bool {
 				return connections(d, 0) == DefaultBackendConns && be.streams.open() == DefaultBackendConns
 			})
+			waitFor(t, "the backend up", backendUp(d, 0))
 			c3 := ph.establish(at, "pool3-"+tr)
 			if be.last(sip.INVITE, c3.id) == nil {
 				t.Fatal("the call after the reconnection did not reach the backend")
@@ -231,19 +232,15 @@ func (fs *fakeStreams) open() int {
 }
 
 // TestBackendTLSUntrusted: a TLS backend whose certificate the configured
-// CA did not sign gets no connection, is marked down by its probes, and
-// gets no call: the UDP backend next to it takes them all.
+// CA did not sign gets no connection and no call (the UDP backend next to
+// it takes them all), and its probes, which cannot be sent, mark it down.
 func TestBackendTLSUntrusted(t *testing.T) {
 	conf, _ := testIdentity(t, "untrusted")
 	_, otherRoots := testIdentity(t, "another CA")
 	bad := newFakeStreamBackend(t, conf)
 	good := newFakeBackend(t)
-	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: 50 * time.Millisecond, DownAfter: 1, BackendCA: otherRoots,
+	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, BackendCA: otherRoots,
 		Backends: []Backend{{Addr: bad.addr, Transport: "tls"}, {Addr: good.addr}}})
-	waitFor(t, "the untrusted backend marked down", backendDown(d, 0))
-	if n := connections(d, 0); n != 0 {
-		t.Fatalf("%d connections to the untrusted backend", n)
-	}
 	ph := newPhone(t)
 	for k := range 4 {
 		c := ph.establish(at, fmt.Sprintf("untrusted%d", k))
@@ -251,9 +248,17 @@ func TestBackendTLSUntrusted(t *testing.T) {
 			t.Fatalf("call %d did not reach the UDP backend", k)
 		}
 	}
+	if n := connections(d, 0); n != 0 {
+		t.Fatalf("%d connections to the untrusted backend", n)
+	}
 	if bad.options.Load() != 0 || len(bad.requests(time.Time{})) != 0 {
 		t.Fatal("the untrusted backend got requests")
 	}
+
+	// Alone, with probes due often: it goes down (and cannot come up).
+	alone, _ := startDispatcher(t, Config{ProbeInterval: 50 * time.Millisecond, DownAfter: 1, BackendCA: otherRoots,
+		Backends: []Backend{{Addr: bad.addr, Transport: "tls"}}})
+	waitFor(t, "the untrusted backend marked down", backendDown(alone, 0))
 }
 
 // TestBackendStreamFailover: a TCP backend refuses a new call with 503;

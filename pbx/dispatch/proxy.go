@@ -133,7 +133,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			dest, backend = d.addr(i), i
 			out, err = d.toBackend(i, req, out)
 		} else {
-			out, outConn, dest, err = d.toPhone(s, req, token)
+			out, outConn, dest, err = d.toPhone(s, req, token, viaBackend)
 		}
 	case pb.backend >= 0:
 		// A retransmission, the CANCEL or the ACK of an error of a
@@ -167,7 +167,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		// below); so does an ACK meant for someone else. A phone's
 		// CANCEL of nothing gets 481.
 		if viaBackend || isAck && !d.forUs(s, req.Recipient) {
-			out, outConn, dest, err = d.toPhone(s, req, "")
+			out, outConn, dest, err = d.toPhone(s, req, "", viaBackend)
 			break
 		}
 		if !isAck {
@@ -180,7 +180,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			d.reply(s, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 			return
 		}
-		out, outConn, dest, err = d.toPhone(s, req, "")
+		out, outConn, dest, err = d.toPhone(s, req, "", viaBackend)
 	case req.Method == sip.OPTIONS && req.Recipient.User == "" && d.forUs(s, req.Recipient):
 		d.reply(s, req, sip.StatusOK, "OK")
 		return
@@ -193,7 +193,7 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		// requests from the phone reach it.
 		rrBackend, fromBE := d.roster.Load().byAddr[from]
 		if fromBE && c == nil {
-			out, outConn, dest, err = d.toPhone(s, req, "")
+			out, outConn, dest, err = d.toPhone(s, req, "", viaBackend)
 		} else {
 			key := d.cfg.Algorithm.Key(req)
 			backend = d.sel.pick(key, d.usableFn)

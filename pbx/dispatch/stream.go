@@ -86,7 +86,11 @@ func newStreamTable(max, perSource int, idle time.Duration) *streamTable {
 
 // streamConn is one accepted connection.
 type streamConn struct {
+	// c is the connection; on one the dispatcher is opening to a phone
+	// (dial.go) it is set, under cmu, before ready closes.
 	c      net.Conn
+	cmu    sync.Mutex
+	ready  chan struct{} // nil: accepted, open from the start
 	remote netip.AddrPort
 	id     string // the flow token naming it in Record-Route
 	sock   *sock  // its listener
@@ -199,12 +203,24 @@ func (c *streamConn) send(b []byte) error {
 func (c *streamConn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		_ = c.c.Close()
+		c.cmu.Lock()
+		if c.c != nil {
+			_ = c.c.Close()
+		}
+		c.cmu.Unlock()
 	})
 }
 
-// writer writes the queued messages until c closes.
+// writer writes the queued messages until c closes (on a connection the
+// dispatcher is opening, once it is open).
 func (c *streamConn) writer() {
+	if c.ready != nil {
+		select {
+		case <-c.done:
+			return
+		case <-c.ready:
+		}
+	}
 	for {
 		select {
 		case <-c.done:
