@@ -35,7 +35,9 @@ const maxRekeys = 4
 // its own; then the other party is offered those, and so on, at most
 // maxRekeys times. given[l] are the keys party l was last given (see
 // sdp.Keys). Plain calls are left alone. It reports whether both parties
-// ended up with each other's keys.
+// ended up with each other's keys; when a party refused or did not
+// answer its re-INVITE, the call goes on half re-keyed and a warning
+// says so.
 func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 	for range maxRekeys {
 		c.mu.Lock()
@@ -68,6 +70,8 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 			code = b.reinvite(c, to, log)
 		}
 		if code != 200 {
+			log.Warn("transferred SRTP call: a party did not take its new peer's keys; its media may not decrypt",
+				"leg", to, "code", code)
 			return false
 		}
 		given[to] = keys

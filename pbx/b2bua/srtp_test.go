@@ -2,7 +2,9 @@ package b2bua
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,7 +69,10 @@ func TestSRTPBlindTransfer(t *testing.T) {
 		// aliceGlare: Alice's first re-INVITE crosses one of her own
 		// (491); the PBX tries again.
 		aliceGlare bool
-		code       int
+		// aliceRefuses: Alice answers both tries of her re-INVITE with
+		// 491; the call goes on half re-keyed, with a warning.
+		aliceRefuses bool
+		code         int
 		// what Alice's and Carol's later INVITEs carry, in order.
 		alice, carol []string
 	}{
@@ -77,17 +82,26 @@ func TestSRTPBlindTransfer(t *testing.T) {
 		{name: "DTLS", kind: "dtls", carolKind: "dtls", code: 200, alice: []string{keyC}, carol: []string{keyA}},
 		{name: "SDES, the re-INVITE crosses one of Alice's", kind: "sdes", carolKind: "sdes", aliceGlare: true, code: 200,
 			alice: []string{keyC, keyC}, carol: []string{keyA}},
+		{name: "SDES, Alice refuses the re-INVITE", kind: "sdes", carolKind: "sdes", aliceRefuses: true, code: 200,
+			alice: []string{keyC, keyC}, carol: []string{keyA}},
 		{name: "SDES to plain", kind: "sdes", carolKind: "plain", code: 488, carol: []string{keyA}},
 		{name: "SDES to DTLS", kind: "sdes", carolKind: "dtls", code: 488, carol: []string{keyA}},
 		{name: "plain to plain", kind: "plain", carolKind: "plain", code: 200, carol: []string{""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(o *Options) { o.GlareWait = 10 * time.Millisecond })
+			warns := &logBuffer{}
+			e := newEnv(t, func(o *Options) {
+				o.GlareWait = 10 * time.Millisecond
+				o.Logger = slog.New(slog.NewTextHandler(warns, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			})
 			alice := newPhone(t, e, "100", "answer")
 			bob := newPhone(t, e, "200", "answer")
 			carol := newPhone(t, e, "300", "answer")
 			if tc.aliceGlare {
 				alice.glare = 1
+			}
+			if tc.aliceRefuses {
+				alice.glare = 2
 			}
 			aliceSDP := secureSDP("100", 4000, tc.kind, keyA)
 			alice.setSDP(aliceSDP)
@@ -155,6 +169,9 @@ func TestSRTPBlindTransfer(t *testing.T) {
 					}
 				}
 			}
+			if halfKeyed := strings.Contains(warns.String(), "did not take its new peer's keys"); halfKeyed != tc.aliceRefuses {
+				t.Errorf("warned of a half re-keyed call: %v, want %v; warnings:\n%s", halfKeyed, tc.aliceRefuses, warns)
+			}
 			if tc.code == 200 {
 				if res := carol.request(sip.BYE, nil); res.StatusCode != 200 {
 					t.Fatalf("BYE in the transferred call: %d", res.StatusCode)
@@ -163,6 +180,24 @@ func TestSRTPBlindTransfer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// logBuffer collects log lines written from any goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestSRTPAttendedTransfer: Alice talks to Bob and to Carol, all on
