@@ -382,9 +382,20 @@ func (b *B2BUA) contact(transport string) sip.Uri {
 
 // Prepare names our listener as the local address of req where the
 // transport allows it (see laddr). The trunks use it for their requests.
-func (b *B2BUA) Prepare(req *sip.Request) { b.prepare(req) }
+func (b *B2BUA) Prepare(req *sip.Request) { b.prepareSend(req) }
 
+// prepare readies a request of ours for sending: an in-dialog request to
+// a phone whose TCP or TLS connection is closed goes to its Contact
+// (reconnect.go; a new INVITE to a phone is pointed there by startFork),
+// then as Prepare.
 func (b *B2BUA) prepare(req *sip.Request) {
+	if inDialog(req) && !b.trunkLeg(req) {
+		b.reconnect(req)
+	}
+	b.prepareSend(req)
+}
+
+func (b *B2BUA) prepareSend(req *sip.Request) {
 	b.connectTrunk(req)
 	la := laddr(req.Transport(), b.contact(req.Transport()))
 	if la.IP == nil {

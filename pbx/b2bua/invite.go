@@ -598,6 +598,11 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	inv.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.SetBody(s.offer)
+	if bd.Holder == "" && b.reconnect(inv) {
+		// The phone's connection is closed: its Contact, over a new one,
+		// for this INVITE and the rest of the dialog.
+		f.d.Transport, f.d.Peer = inv.Transport(), inv.Destination()
+	}
 	b.prepare(inv)
 	if bd.Holder != "" {
 		// siteRoutes made bd the box that holds the callee's binding.
@@ -605,9 +610,12 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 		b.o.Site.Sign(inv)
 	}
 	f.inv = inv
-	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
+	// The context bounds only opening a connection, should one be needed.
+	ctx, cancel := context.WithTimeout(context.Background(), phoneConnectTimeout)
+	defer cancel()
+	tx, err := b.o.Client.TransactionRequest(ctx, inv, noBuild)
 	if err != nil {
-		return nil, fmt.Errorf("sending INVITE to %s: %w", bd.Source, err)
+		return nil, fmt.Errorf("sending INVITE to %s: %w", inv.Destination(), err)
 	}
 	f.tx = tx
 	return f, nil

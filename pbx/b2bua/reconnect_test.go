@@ -1,0 +1,197 @@
+package b2bua
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+// request builds a request to uri over transport, sent to dest, with an
+// optional first Route.
+func reconnectRequest(t testing.TB, transport, uri, dest, route string) *sip.Request {
+	t.Helper()
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		t.Fatalf("parsing %q: %v", uri, err)
+	}
+	req := sip.NewRequest(sip.INVITE, u)
+	if route != "" {
+		var r sip.Uri
+		if err := sip.ParseUri(route, &r); err != nil {
+			t.Fatalf("parsing %q: %v", route, err)
+		}
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
+	req.SetTransport(transport)
+	req.SetDestination(dest)
+	return req
+}
+
+func TestReconnectTarget(t *testing.T) {
+	tests := []struct {
+		name, transport, uri, dest, route string
+		wantTransport, wantDest           string // empty: not changed
+	}{
+		{"UDP is left alone", "UDP", "sip:200@10.0.0.5:5070", "10.0.0.5:40000", "", "", ""},
+		{"TCP to the Contact's port", "TCP", "sip:200@10.0.0.5:5070", "10.0.0.5:40000", "", "TCP", "10.0.0.5:5070"},
+		{"the Contact says tcp", "TCP", "sip:200@10.0.0.5:5070;transport=tcp", "10.0.0.5:40000", "", "TCP", "10.0.0.5:5070"},
+		{"no port: 5060", "TCP", "sip:200@10.0.0.5", "10.0.0.5:40000", "", "TCP", "10.0.0.5:5060"},
+		{"TLS, no port: 5061", "TLS", "sip:200@10.0.0.5;transport=tls", "10.0.0.5:40000", "", "TLS", "10.0.0.5:5061"},
+		{"sips: TLS", "TCP", "sips:200@10.0.0.5", "10.0.0.5:40000", "", "TLS", "10.0.0.5:5061"},
+		{"the Contact says udp", "TCP", "sip:200@10.0.0.5:5070;transport=udp", "10.0.0.5:40000", "", "UDP", "10.0.0.5:5070"},
+		{"transport in upper case", "tcp", "sip:200@10.0.0.5:5070;transport=TLS", "10.0.0.5:40000", "", "TLS", "10.0.0.5:5070"},
+		{"IPv6", "TCP", "sip:200@[2001:db8::5]:5070", "[2001:db8::5]:40000", "", "TCP", "[2001:db8::5]:5070"},
+		{"IPv4 in IPv6", "TCP", "sip:200@[::ffff:10.0.0.5]:5070", "10.0.0.5:40000", "", "TCP", "10.0.0.5:5070"},
+		{"the first Route", "TCP", "sip:200@10.0.0.5:5070", "10.0.0.9:40000", "sip:10.0.0.9:5080;lr", "TCP", "10.0.0.9:5080"},
+		{"already there", "TCP", "sip:200@10.0.0.5:5070", "10.0.0.5:5070", "", "", ""},
+		{"a host name", "TCP", "sip:200@phone.example:5070", "10.0.0.5:40000", "", "", ""},
+		{"unspecified address", "TCP", "sip:200@0.0.0.0:5070", "10.0.0.5:40000", "", "", ""},
+		{"unknown transport", "TCP", "sip:200@10.0.0.5:5070;transport=sctp", "10.0.0.5:40000", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := reconnectRequest(t, tt.transport, tt.uri, tt.dest, tt.route)
+			tr, dest, ok := reconnectTarget(req)
+			if tt.wantDest == "" {
+				if ok {
+					t.Fatalf("changed to %s %s, want unchanged", tr, dest)
+				}
+				return
+			}
+			if !ok || tr != tt.wantTransport || dest.String() != tt.wantDest {
+				t.Fatalf("got %s %s (ok %v), want %s %s", tr, dest, ok, tt.wantTransport, tt.wantDest)
+			}
+		})
+	}
+}
+
+func FuzzReconnectTarget(f *testing.F) {
+	f.Add("TCP", "sip:200@10.0.0.5:5070;transport=tcp", "10.0.0.5:40000", "")
+	f.Add("TLS", "sips:200@[2001:db8::5]", "[2001:db8::5]:1", "sip:10.0.0.9;lr")
+	f.Add("TCP", "sip:200@10.0.0.5:99999", "x", "sip:[::]:0")
+	f.Fuzz(func(t *testing.T, transport, uri, dest, route string) {
+		var u sip.Uri
+		if sip.ParseUri(uri, &u) != nil {
+			return
+		}
+		req := sip.NewRequest(sip.INVITE, u)
+		var r sip.Uri
+		if route != "" && sip.ParseUri(route, &r) == nil {
+			req.AppendHeader(&sip.RouteHeader{Address: r})
+		}
+		req.SetTransport(transport)
+		req.SetDestination(dest)
+		tr, got, ok := reconnectTarget(req)
+		if !ok {
+			return
+		}
+		if tr != "UDP" && tr != "TCP" && tr != "TLS" {
+			t.Fatalf("transport %q", tr)
+		}
+		if !got.IsValid() || got.Addr().IsUnspecified() || got.Port() == 0 && u.Port != 0 {
+			t.Fatalf("destination %v from %q", got, uri)
+		}
+		if _, err := netip.ParseAddrPort(got.String()); err != nil {
+			t.Fatalf("destination %v does not parse back: %v", got, err)
+		}
+	})
+}
+
+// closedPort is a local TCP port nothing listens on (any more).
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// put records b as aor's only binding.
+func (l *fakeLocator) put(aor string, b location.Binding) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string][]location.Binding{}
+	}
+	b.AOR, b.Expires = aor, time.Now().Add(time.Hour)
+	l.m[aor] = []location.Binding{b}
+}
+
+// TestCalleeConnectionClosed: a phone on TCP whose connection is gone (as
+// after a failover: the binding's source is the port the phone connected
+// from on the box that died) is called at its Contact over a new
+// connection, and the dialog goes on over it; an open connection is used
+// while there is one, whatever the Contact says; an unreachable Contact
+// fails the call quickly.
+func TestCalleeConnectionClosed(t *testing.T) {
+	t.Run("connection closed: the Contact", func(t *testing.T) {
+		e := newEnv(t)
+		alice, bob := newPhone(t, e, "100", "answer"), newTCPPhone(t, e, "200", "answer")
+		e.loc.put("200", location.Binding{Contact: bob.contact.String(), Source: "tcp:" + closedPort(t)})
+		if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
+			t.Fatalf("call: %d", res.StatusCode)
+		}
+		if inv := bob.wait(sip.INVITE, 1); inv.Via().Transport != "TCP" {
+			t.Errorf("INVITE over %s, want TCP", inv.Via().Transport)
+		}
+		bob.wait(sip.ACK, 1)
+		// In the dialog too: the caller's BYE reaches bob.
+		if res := alice.request(sip.BYE, nil); res.StatusCode != 200 {
+			t.Errorf("BYE: %d", res.StatusCode)
+		}
+		bob.wait(sip.BYE, 1)
+		if r := e.cdrs.wait(t, 1)[0]; r.Disp != cdr.Answered {
+			t.Errorf("CDR %+v", r)
+		}
+	})
+
+	t.Run("open connection kept", func(t *testing.T) {
+		e := newEnv(t)
+		alice, bob := newPhone(t, e, "100", "answer"), newTCPPhone(t, e, "200", "answer")
+		// bob opens a connection to the PBX, as a phone registering over
+		// TCP does, from a port of its own.
+		opt := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: e.ln.Addr().(*net.TCPAddr).Port})
+		opt.SetTransport("TCP")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := bob.cl.Do(ctx, opt); err != nil {
+			t.Fatalf("OPTIONS over TCP: %v", err)
+		}
+		conn, err := bob.cl.TransportLayer().GetConnection("tcp", e.tcpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := conn.LocalAddr().String()
+		_, _ = conn.TryClose()
+		// The Contact names a port where nothing listens: only the open
+		// connection reaches bob.
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tcp", Source: "tcp:" + from})
+		if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
+			t.Fatalf("call: %d", res.StatusCode)
+		}
+		bob.wait(sip.ACK, 1)
+		if res := alice.request(sip.BYE, nil); res.StatusCode != 200 {
+			t.Errorf("BYE: %d", res.StatusCode)
+		}
+		bob.wait(sip.BYE, 1)
+	})
+
+	t.Run("Contact unreachable", func(t *testing.T) {
+		e := newEnv(t)
+		alice := newPhone(t, e, "100", "answer")
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tcp", Source: "tcp:" + closedPort(t)})
+		if res := alice.dial("200", nil).result(); res.StatusCode != 480 {
+			t.Fatalf("call to an unreachable phone: %d, want 480", res.StatusCode)
+		}
+	})
+}
