@@ -180,19 +180,28 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 		return fmt.Errorf("reading the mailbox: %w", err)
 	}
 	// Recorded before it is sent, so that a registration refresh
-	// meanwhile does not send it again; forgotten if no answer comes.
+	// meanwhile does not send it again; if no answer comes, what the
+	// contact was told before is put back (a lamp it lit stays known as
+	// lit, to be put out when the phone is reached again).
 	now := told{callID: b.CallID, new: sum.New, old: sum.Old, at: s.o.Now()}
 	s.mu.Lock()
+	before, hadBefore := s.toldLocked(box, b.Contact)
 	s.setToldLocked(box, b.Contact, now)
 	s.mu.Unlock()
 	sent := false
 	defer func() {
-		if !sent {
-			s.mu.Lock()
-			if t, ok := s.toldLocked(box, b.Contact); ok && t == now {
-				delete(s.told[box], b.Contact)
-			}
-			s.mu.Unlock()
+		if sent {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if t, ok := s.toldLocked(box, b.Contact); !ok || t != now {
+			return // told anew meanwhile
+		}
+		if hadBefore {
+			s.setToldLocked(box, b.Contact, before)
+		} else {
+			delete(s.told[box], b.Contact)
 		}
 	}()
 	us := s.o.Contact(strings.ToLower(tp))

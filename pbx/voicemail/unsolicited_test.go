@@ -2,6 +2,7 @@ package voicemail
 
 import (
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -196,6 +197,48 @@ func TestUnsolicitedMWI(t *testing.T) {
 		e.s.Close(t.Context())
 		if n := l.count(); n != 2 {
 			t.Errorf("%d NOTIFYs, want 2", n)
+		}
+	})
+
+	t.Run("lamp put out after a NOTIFY that failed", func(t *testing.T) {
+		e := start(t, true)
+		l := newLamp(t)
+		b := l.binding("reg-1", 1)
+		e.mu.Lock()
+		e.bindings = []location.Binding{b}
+		e.mu.Unlock()
+		msg := save(t, e.s)
+		if body := l.wait(1); !strings.Contains(body, "Messages-Waiting: yes") {
+			t.Fatalf("NOTIFY after a message %q", body)
+		}
+		// The message is heard while the phone cannot be reached: the
+		// NOTIFY that would put its lamp out fails (a TCP port that
+		// refuses the connection).
+		e.mu.Lock()
+		e.bindings = nil
+		e.mu.Unlock()
+		if err := e.s.Mailboxes().MarkOld(msg); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ln.Addr().String()
+		ln.Close()
+		away := b
+		away.Source = "tcp:" + closed
+		if err := e.s.notifyUnsolicited("201", away); err == nil {
+			t.Fatal("NOTIFY to a closed port: no error")
+		}
+		// Its next refresh, reachable again, puts the lamp out.
+		b.CSeq = 2
+		e.mu.Lock()
+		e.bindings = []location.Binding{b}
+		e.mu.Unlock()
+		e.s.Registered(register(b))
+		if body := l.wait(2); !strings.Contains(body, "Messages-Waiting: no") {
+			t.Fatalf("NOTIFY at the refresh %q", body)
 		}
 	})
 
