@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -251,4 +252,57 @@ func TestConnect(t *testing.T) {
 	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil || len(srv.names()) != 2 || !pooled() {
 		t.Errorf("Connect after the provider closed: %v, %d connections, pooled %v", err, len(srv.names()), pooled())
 	}
+}
+
+// TestConnectLeavesNothingRunning: the hand-over of TLS connections to
+// the SIP stack ends with the manager, and a handed-over connection the
+// provider closes ends with it: the goroutines are back to what they
+// were before the manager ran.
+func TestConnectLeavesNothingRunning(t *testing.T) {
+	ca, cert := testCA(t, "sip.a.test")
+	srv := startTLSServer(t, cert)
+	p := startPBXSide(t)
+	o := p.options(t)
+	o.TLS = tlscert.NewPeers(o.Logger)
+	m, err := New(o, []config.TrunkLine{{Name: "a", Host: srv.addr, Domain: "sip.a.test", Transport: "tls", TLSCA: ca}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	eventually(t, "the manager running", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.runCtx != nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		srv.closeAll()
+		eventually(t, "the closed connection to leave the pool", func() bool {
+			c := p.client.TransportLayer().Pool("tls").Get(srv.addr)
+			if c != nil {
+				_, _ = c.TryClose()
+			}
+			return c == nil
+		})
+	}
+	stop()
+	<-done
+	m.mu.Lock()
+	conn := m.conn
+	m.mu.Unlock()
+	if conn != nil {
+		t.Error("the hand-over is still set up after Run returned")
+	}
+	eventually(t, "the goroutines of the hand-over and its connections to end", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }
