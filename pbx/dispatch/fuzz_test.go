@@ -135,39 +135,60 @@ func FuzzBackendAnswer(f *testing.F) {
 	const invite = "INVITE sip:200@10.0.0.100:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bK-1;rport\r\n" +
 		"From: <sip:caller@10.0.0.50>;tag=c1\r\nTo: <sip:200@10.0.0.100>\r\nCall-ID: fuzz-1\r\nCSeq: 1 INVITE\r\n" +
 		"Contact: <sip:caller@10.0.0.50:5062>\r\nContent-Length: 0\r\n\r\n"
-	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := New(Config{
-			Algorithm: HashCallID,
-			Backends:  []Backend{{Addr: netip.MustParseAddrPort("10.0.0.1:5060")}, {Addr: netip.MustParseAddrPort("10.0.0.2:5060")}},
-			Listen:    []netip.AddrPort{netip.MustParseAddrPort("10.0.0.100:5060")},
-			Logger:    slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &recConn{local: netip.MustParseAddrPort("10.0.0.100:5060")}
-		s := &sock{conn: c, local: c.local.Addr(), host: "10.0.0.100", port: 5060, via: "SIP/2.0/UDP 10.0.0.100:5060"}
-		d.handle(s, sip.NewParser(), []byte(invite), netip.MustParseAddrPort("10.0.0.50:5062"))
-		m, err := sip.ParseMessage(c.out[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		branch := m.(*sip.Request).Via().Params.GetOr("branch", "")
-		be := c.to[0]
-		answer := bytes.ReplaceAll(data, []byte("@@BRANCH@@"), []byte(branch))
-		d.handle(s, sip.NewParser(), answer, be)
-		d.sweep(time.Now().Add(time.Minute)) // and whatever timed out
-		// As in FuzzHandle: only what sipgo can write back must come out
-		// readable.
-		if m, err := sip.ParseMessage(answer); err != nil {
-			return
-		} else if _, err := sip.ParseMessage([]byte(m.String())); err != nil {
-			return
-		}
-		for i, out := range c.out {
-			if _, err := sip.ParseMessage(out); err != nil {
-				t.Fatalf("sent to %s a message that does not parse (%v):\n%s", c.to[i], err, out)
-			}
-		}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzAnswer(t, invite, data) })
+}
+
+// FuzzBackendAnswerOther is FuzzBackendAnswer for a REGISTER, whose
+// failover sends it on without ACKs and whose late answers are dropped.
+func FuzzBackendAnswerOther(f *testing.F) {
+	for _, code := range []string{"100 Trying", "200 OK", "401 Unauthorized", "500 Oops", "503 Service Unavailable", "999 X"} {
+		f.Add([]byte("SIP/2.0 " + code + "\r\nVia: SIP/2.0/UDP 10.0.0.100:5060;branch=@@BRANCH@@;rport\r\n" +
+			"Via: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bK-1;rport=5062;received=10.0.0.50\r\n" +
+			"From: <sip:caller@10.0.0.50>;tag=c1\r\nTo: <sip:caller@10.0.0.100>;tag=be\r\nCall-ID: fuzz-1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
+	}
+	f.Add([]byte("SIP/2.0 200 X\r\nVia: SIP/2.0/UDP 10.0.0.100:5060;branch=@@BRANCH@@.1\r\nCSeq: 1 REGISTER\r\n\r\n"))
+	const register = "REGISTER sip:10.0.0.100:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50:5062;branch=z9hG4bK-1;rport\r\n" +
+		"From: <sip:caller@10.0.0.100>;tag=c1\r\nTo: <sip:caller@10.0.0.100>\r\nCall-ID: fuzz-1\r\nCSeq: 1 REGISTER\r\n" +
+		"Contact: <sip:caller@10.0.0.50:5062>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzAnswer(t, register, data) })
+}
+
+// fuzzAnswer sends request from a phone through a dispatcher in front of
+// two backends, then data from the backend it went to (@@BRANCH@@ being
+// the branch it went out with), then sweeps as after a minute: no panic,
+// and everything the dispatcher sends parses.
+func fuzzAnswer(t *testing.T, request string, data []byte) {
+	d, err := New(Config{
+		Algorithm: HashCallID,
+		Backends:  []Backend{{Addr: netip.MustParseAddrPort("10.0.0.1:5060")}, {Addr: netip.MustParseAddrPort("10.0.0.2:5060")}},
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("10.0.0.100:5060")},
+		Logger:    slog.New(slog.DiscardHandler),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &recConn{local: netip.MustParseAddrPort("10.0.0.100:5060")}
+	s := &sock{conn: c, local: c.local.Addr(), host: "10.0.0.100", port: 5060, via: "SIP/2.0/UDP 10.0.0.100:5060"}
+	d.handle(s, sip.NewParser(), []byte(request), netip.MustParseAddrPort("10.0.0.50:5062"))
+	m, err := sip.ParseMessage(c.out[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch := m.(*sip.Request).Via().Params.GetOr("branch", "")
+	be := c.to[0]
+	answer := bytes.ReplaceAll(data, []byte("@@BRANCH@@"), []byte(branch))
+	d.handle(s, sip.NewParser(), answer, be)
+	d.sweep(time.Now().Add(time.Minute)) // and whatever timed out
+	// As in FuzzHandle: only what sipgo can write back must come out
+	// readable.
+	if m, err := sip.ParseMessage(answer); err != nil {
+		return
+	} else if _, err := sip.ParseMessage([]byte(m.String())); err != nil {
+		return
+	}
+	for i, out := range c.out {
+		if _, err := sip.ParseMessage(out); err != nil {
+			t.Fatalf("sent to %s a message that does not parse (%v):\n%s", c.to[i], err, out)
+		}
+	}
 }
