@@ -54,13 +54,15 @@ func (s *Service) setToldLocked(box, contact string, t told) {
 	m[contact] = t
 }
 
-// Registered is called after a REGISTER was handled: each binding the
-// request made or refreshed for an extension with a mailbox gets a NOTIFY
-// when messages wait and the contact was not told so since it
-// registered (a new registration, a restart of the phone with a new
-// Call-ID, or counts it has not heard), unless it subscribed; a contact
-// told that messages waited is told when none does any more. It reads no
-// records: the counts are kept in memory.
+// Registered is called after a REGISTER was accepted (only then: the
+// caller checks the answer was a 2xx): each binding the request made or
+// refreshed for an extension with a mailbox gets a NOTIFY when messages
+// wait and the contact was not told so since it registered (a new
+// registration, a restart of the phone with a new Call-ID, or counts it
+// has not heard), unless it subscribed; a contact told that messages
+// waited is told when none does any more. The counts are kept in memory
+// (Mailboxes.Summary): it reads a mailbox's records only when they are
+// older than summaryMaxAge.
 func (s *Service) Registered(req *sip.Request) {
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
