@@ -85,7 +85,7 @@ func tlsChanged(old, new *config.Config) bool {
 
 // clientConfig is the TLS configuration of the SIP stack's outgoing
 // connections.
-func (s *tlsSetup) clientConfig() *tls.Config { return s.peers.ClientConfig(nil) }
+func (s *tlsSetup) clientConfig() *tls.Config { return s.peers.ClientConfig() }
 
 // serverConfig is the TLS configuration of a tls listener.
 func (s *tlsSetup) serverConfig() *tls.Config { return tlscert.ServerConfig(s.id) }

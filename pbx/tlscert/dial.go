@@ -20,7 +20,7 @@ func (p *Peers) Dial(ctx context.Context, name string, addr netip.AddrPort) (*tl
 	if !ok {
 		return nil, fmt.Errorf("TLS to %s: no TLS server called %q", addr, name)
 	}
-	conf := p.ClientConfig(nil)
+	conf := p.ClientConfig()
 	if a, err := netip.ParseAddr(peer.ServerName); err != nil && peer.ServerName != "" {
 		conf.ServerName = peer.ServerName
 	} else if err == nil {

@@ -97,9 +97,10 @@ func (p *Peers) Peer(name string) (Peer, bool) {
 }
 
 // ClientConfig is the tls.Config for the PBX's outgoing TLS connections:
-// at least TLS 1.2, the server's certificate checked by Verify, and id
-// (when not nil) presented to servers that ask for a client certificate.
-func (p *Peers) ClientConfig(id *Identity) *tls.Config {
+// at least TLS 1.2, the server's certificate checked by Verify, and the
+// identity of SetIdentity, if any, presented to servers that ask for a
+// client certificate.
+func (p *Peers) ClientConfig() *tls.Config {
 	c := &tls.Config{
 		MinVersion: MinVersion,
 		// The stack's own check would compare the certificate with the
@@ -107,11 +108,9 @@ func (p *Peers) ClientConfig(id *Identity) *tls.Config {
 		InsecureSkipVerify: true,
 		VerifyConnection:   p.Verify,
 	}
-	if id == nil {
-		p.mu.Lock()
-		id = p.id
-		p.mu.Unlock()
-	}
+	p.mu.Lock()
+	id := p.id
+	p.mu.Unlock()
 	if id != nil {
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &id.Cert, nil }
 	}

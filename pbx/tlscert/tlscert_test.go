@@ -209,7 +209,7 @@ func TestPeersVerify(t *testing.T) {
 			for _, peer := range tc.peers {
 				p.Set(peer)
 			}
-			err := handshake(t, p.ClientConfig(nil), "192.0.2.7", tc.srv)
+			err := handshake(t, p.ClientConfig(), "192.0.2.7", tc.srv)
 			if (err == nil) != tc.ok {
 				t.Fatalf("handshake: %v, want ok=%v", err, tc.ok)
 			}
@@ -396,7 +396,7 @@ func TestDialPresentsIdentity(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the server saw no client certificate")
 	}
-	if conf := p.ClientConfig(nil); conf.GetClientCertificate == nil {
+	if conf := p.ClientConfig(); conf.GetClientCertificate == nil {
 		t.Error("the SIP stack's config presents no certificate")
 	}
 }
