@@ -58,9 +58,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # sets its twinpbx.board and its disk driver's module here). ext4 asks
 # for crc32c through a modprobe the image does not have: load it first.
 STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,crc32c_generic,ext4
+# SB_KEY and SB_CERT (PEM), when set, sign the boot stage for UEFI Secure
+# Boot with sbsign (docs/IMAGE.md "Secure Boot"); unset, it is unsigned.
+SB_KEY ?=
+SB_CERT ?=
 .PHONY: image bundle qemu qemu-disk qemu-uefi
 image:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)"
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)" -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
 
 ## bundle: only the signed update bundle ($(IMAGE)/twinpbx.bundle), for `twinpbx update`
 bundle:

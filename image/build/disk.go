@@ -52,11 +52,19 @@ type DiskOptions struct {
 	NoESP bool
 	// NoDisk makes only the bundle.
 	NoDisk bool
+	// SecureBoot, when set, signs the boot stage for UEFI Secure Boot
+	// (see SignStage); without it the stage is unsigned.
+	SecureBoot *SecureBoot
 }
 
 // DiskResult says what BuildDisk made.
 type DiskResult struct {
 	Bundle, Disk File
+	// Stage is the boot stage (BOOTX64.EFI) on the EFI system partition;
+	// StageSigners its signatures (none: not signed for Secure Boot) and
+	// KernelSigners those of the slots' kernel.
+	Stage                       File
+	StageSigners, KernelSigners []Signer
 	// DiskAllocated is what the sparse disk image takes on the host's disk.
 	DiskAllocated int64
 	Duration      time.Duration
@@ -130,6 +138,9 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	if !o.NoESP {
 		uki := filepath.Join(o.Out, UKI)
 		if err := MakeUKI(ctx, o.Image, o.StageCmdline, uki); err != nil {
+			return res, err
+		}
+		if err := secureBootStage(ctx, o, uki, &res); err != nil {
 			return res, err
 		}
 		fat, err := espFS(ctx, uki, espSize, filepath.Dir(tmp))

@@ -42,11 +42,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	version := fs.String("version", "dev", "firmware version named in the bundle")
 	bundleOnly := fs.Bool("bundle-only", false, "make the bundle, not the disk image")
 	stage := fs.String("stage-cmdline", "console=tty0 console=ttyS0,115200 panic=10", "kernel command line of the boot stage in the EFI system partition")
+	sbKey := fs.String("sb-key", "", "private key (PEM) that signs the boot stage for UEFI Secure Boot; unsigned without it")
+	sbCert := fs.String("sb-cert", "", "certificate (PEM) of -sb-key, the one enrolled in the board's db")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	sb, err := secureBoot(*sbKey, *sbCert)
+	if err != nil {
+		return err
 	}
 	root, err := os.Getwd()
 	if err != nil {
@@ -69,9 +75,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", f.Name, float64(f.Size)/1e6, f.SHA256)
 	}
-	dres, err := build.BuildDisk(ctx, build.DiskOptions{Image: *out, Version: *version, Key: key, NoDisk: *bundleOnly, StageCmdline: *stage})
+	dres, err := build.BuildDisk(ctx, build.DiskOptions{Image: *out, Version: *version, Key: key, NoDisk: *bundleOnly, StageCmdline: *stage, SecureBoot: sb})
 	if err != nil {
 		return err
+	}
+	if !*bundleOnly {
+		reportStage(stdout, dres)
 	}
 	fmt.Fprintf(stdout, "update bundle %s and disk image in %s:\n", *version, dres.Duration.Round(100*time.Millisecond))
 	fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", dres.Bundle.Name, float64(dres.Bundle.Size)/1e6, dres.Bundle.SHA256)
@@ -79,6 +88,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s (%.1f MB allocated: sparse)\n", dres.Disk.Name, float64(dres.Disk.Size)/1e6, dres.Disk.SHA256, float64(dres.DiskAllocated)/1e6)
 	}
 	return nil
+}
+
+// secureBoot is the Secure Boot signing key of -sb-key and -sb-cert:
+// both or neither.
+func secureBoot(key, cert string) (*build.SecureBoot, error) {
+	switch {
+	case key == "" && cert == "":
+		return nil, nil
+	case key == "" || cert == "":
+		return nil, errors.New("-sb-key and -sb-cert (SB_KEY and SB_CERT) go together: the key signs the boot stage, the certificate checks it")
+	}
+	return &build.SecureBoot{Key: key, Cert: cert}, nil
+}
+
+// reportStage says whether the boot stage is signed for Secure Boot, and
+// by whom.
+func reportStage(w io.Writer, r build.DiskResult) {
+	fmt.Fprintf(w, "  %-18s %6.1f MB  sha256 %s\n", r.Stage.Name, float64(r.Stage.Size)/1e6, r.Stage.SHA256)
+	if len(r.StageSigners) == 0 {
+		fmt.Fprintln(w, "  boot stage NOT signed for Secure Boot (make image SB_KEY=... SB_CERT=... signs it): boards must have Secure Boot off")
+		return
+	}
+	for _, s := range r.StageSigners {
+		fmt.Fprintf(w, "  boot stage signed for Secure Boot by %s (issuer %s), checked with sbverify\n", s.Subject, s.Issuer)
+	}
+	for _, s := range r.KernelSigners {
+		fmt.Fprintf(w, "  slots' kernel signed by %s (issuer %s): the locked-down stage kexecs it if its kernel trusts that key\n", s.Subject, s.Issuer)
+	}
 }
 
 // signingKey reads the bundle signing key, or makes one when the file

@@ -1,0 +1,165 @@
+package build
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Secure Boot. A board with UEFI Secure Boot on starts only EFI programs
+// signed by a key in its db (or by a shim whose key is). The boot stage
+// (BOOTX64.EFI) is signed at build time with sbsign (sbsigntool). Its
+// kernel, Debian's, then runs locked down and kexec_file_load starts only
+// a kernel signed by a key it trusts: the slots' bzImage is Debian's own,
+// signed by Debian's Secure Boot CA, which the kernel has built in.
+
+// SecureBoot names the key the boot stage is signed with.
+type SecureBoot struct {
+	// Key is the private key, PEM, as sbsign reads it (an encrypted one
+	// makes sbsign ask for its passphrase on the terminal).
+	Key string
+	// Cert is its X.509 certificate, PEM: the one enrolled in the
+	// board's db.
+	Cert string
+}
+
+// Signer is one signature's certificate in a PE image's signature table.
+type Signer struct {
+	Subject, Issuer string
+}
+
+// SignStage signs the PE image at path in place with sbsign and checks
+// the result with sbverify --cert. sbsign's output is not byte-identical
+// from run to run: OpenSSL puts the signing time in the signature's
+// signed attributes. What is reproducible is the unsigned image, and the
+// signed one is that image with the signature attached (sbattach
+// --detach, then --attach to a rebuilt unsigned stage, gives the same
+// bytes).
+func SignStage(ctx context.Context, path string, sb SecureBoot) error {
+	if sb.Key == "" || sb.Cert == "" {
+		return errors.New("signing the boot stage: both a key and a certificate are needed")
+	}
+	for _, f := range []string{sb.Key, sb.Cert} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("signing the boot stage: %w", err)
+		}
+	}
+	signers, err := PESigners(ctx, path)
+	if err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	if len(signers) > 0 {
+		// sbsign would add a second signature; firmware checks any of
+		// them, and a stale one has no business there.
+		return fmt.Errorf("signing the boot stage: %s is already signed by %s", path, signers[0].Subject)
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".signed")
+	defer os.Remove(tmp)
+	cmd := exec.CommandContext(ctx, "sbsign", "--key", sb.Key, "--cert", sb.Cert, "--output", tmp, path)
+	cmd.Stdin = os.Stdin // a passphrase, when the key has one
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("signing the boot stage (sbsign, scripts/install-deps.sh vm): %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	if err := VerifyStage(ctx, tmp, sb.Cert); err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	return nil
+}
+
+// VerifyStage checks that the PE image at path carries a valid signature
+// by cert (sbverify --cert).
+func VerifyStage(ctx context.Context, path, cert string) error {
+	out, err := exec.CommandContext(ctx, "sbverify", "--cert", cert, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("checking the signature of %s with %s (sbverify): %w\n%s", filepath.Base(path), cert, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// PESigners lists the certificates that signed the PE image at path, as
+// sbverify --list names them; none for an unsigned image.
+func PESigners(ctx context.Context, path string) ([]Signer, error) {
+	cmd := exec.CommandContext(ctx, "sbverify", "--list", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("listing the signatures of %s (sbverify, scripts/install-deps.sh vm): %w\n%s", filepath.Base(path), err, strings.TrimSpace(stderr.String()))
+	}
+	return ParseSignerList(stdout.Bytes())
+}
+
+// ParseSignerList reads sbverify --list's output: for each signature, its
+// certificates' subject and issuer lines. "No signature table present" is
+// an unsigned image.
+func ParseSignerList(out []byte) ([]Signer, error) {
+	var signers []Signer
+	inCerts := false
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "warning:"):
+		case line == "No signature table present":
+			return nil, nil
+		case strings.HasPrefix(line, "signature "):
+			inCerts = false
+		case line == "image signature certificates:":
+			inCerts = true
+		case line == "image signature issuers:":
+			inCerts = false
+		case inCerts && strings.HasPrefix(line, "- subject:"):
+			signers = append(signers, Signer{Subject: strings.TrimSpace(strings.TrimPrefix(line, "- subject:"))})
+		case inCerts && strings.HasPrefix(line, "issuer:"):
+			if len(signers) == 0 || signers[len(signers)-1].Issuer != "" {
+				return nil, fmt.Errorf("sbverify --list: issuer without a subject: %q", line)
+			}
+			signers[len(signers)-1].Issuer = strings.TrimSpace(strings.TrimPrefix(line, "issuer:"))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading sbverify --list's output: %w", err)
+	}
+	for _, s := range signers {
+		if s.Subject == "" {
+			return nil, errors.New("sbverify --list: a certificate without a subject")
+		}
+	}
+	return signers, nil
+}
+
+// secureBootStage signs the boot stage uki when o asks for it, after
+// checking that the slots' kernel is signed (a locked-down stage kexecs
+// no other), and records both images' signers in res.
+func secureBootStage(ctx context.Context, o DiskOptions, uki string, res *DiskResult) error {
+	if o.SecureBoot != nil {
+		k, err := PESigners(ctx, filepath.Join(o.Image, BzImage))
+		if err != nil {
+			return fmt.Errorf("checking the slots' kernel for Secure Boot: %w", err)
+		}
+		if len(k) == 0 {
+			return fmt.Errorf("checking the slots' kernel for Secure Boot: %s is not signed: under Secure Boot the boot stage's kernel is locked down and kexec refuses an unsigned kernel (use Debian's signed kernel package)", BzImage)
+		}
+		res.KernelSigners = k
+		if err := SignStage(ctx, uki, *o.SecureBoot); err != nil {
+			return err
+		}
+		if res.StageSigners, err = PESigners(ctx, uki); err != nil {
+			return err
+		}
+	}
+	var err error
+	res.Stage, err = describe(uki)
+	return err
+}
