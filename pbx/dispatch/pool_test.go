@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
@@ -284,4 +287,34 @@ func TestBackendStreamFailover(t *testing.T) {
 		t.Fatalf("Record-Route at the UDP backend %q, want one UDP entry", rr)
 	}
 	waitFor(t, "the 503 ACKed over TCP", func() bool { return tcpBE.last(sip.ACK, c.id) != nil })
+}
+
+// TestStreamBackendByName: a backend found by the SRV name _sip._tcp…
+// gets its pool once the name resolves (the pool is started by the lookup,
+// after the dispatcher started), and calls reach it over TCP.
+func TestStreamBackendByName(t *testing.T) {
+	be := newFakeStreamBackend(t, nil)
+	dns := resolvetest.StartDNSMasq(t, 1,
+		fmt.Sprintf("--srv-host=_sip._tcp.pbxes.test,a.pbxes.test,%d,10,10", be.addr.Port()),
+		"--host-record=a.pbxes.test,127.0.0.1",
+	)
+	res, err := resolve.New(resolve.Config{Servers: []string{dns}, Transports: []string{resolve.UDP, resolve.TCP, resolve.TLS},
+		Timeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, ResolveEvery: 50 * time.Millisecond,
+		Backends: []Backend{{Name: "_sip._tcp.pbxes.test", Transport: "tcp"}}, Resolver: res})
+	waitFor(t, "the SRV target's pool open", func() bool {
+		st := d.Status().Backends
+		return len(st) == 1 && st[0].Connections != nil && *st[0].Connections == DefaultBackendConns
+	})
+	if st := d.Status().Backends[0]; st.Name != fmt.Sprintf("a.pbxes.test:%d", be.addr.Port()) || st.Transport != "tcp" {
+		t.Fatalf("status %+v", st)
+	}
+	ph := newPhone(t)
+	c := ph.establish(at, "bynametcp")
+	if v := be.last(sip.INVITE, c.id).Via(); v.Transport != "TCP" {
+		t.Fatalf("the INVITE reached the backend with Via %q", v.Value())
+	}
 }
