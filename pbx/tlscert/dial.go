@@ -3,8 +3,6 @@ package tlscert
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -42,18 +40,14 @@ func (p *Peers) Dial(ctx context.Context, name string, addr netip.AddrPort) (*tl
 
 // verifyFor checks the certificate of a connection made for peer.
 func (p *Peers) verifyFor(peer Peer, cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the TLS server sent no certificate")
+	leaf, inter, err := chain(cs)
+	if err != nil {
+		return err
 	}
-	leaf := cs.PeerCertificates[0]
 	if peer.Insecure {
 		p.log.Warn("TLS certificate NOT checked (tls_insecure): anyone on the path can read and change these calls",
 			"insecure", peer.Name, "subject", leaf.Subject.String(), "fingerprint", Fingerprint(leaf.Raw))
 		return nil
-	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
 	}
 	if err := peer.check(leaf, inter); err != nil {
 		return fmt.Errorf("TLS certificate %q: %w", leaf.Subject.String(), err)

@@ -120,13 +120,9 @@ func (p *Peers) ClientConfig() *tls.Config {
 // Verify checks the certificate of a connection the SIP stack opened on
 // its own (see Peers).
 func (p *Peers) Verify(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the TLS server sent no certificate")
-	}
-	leaf := cs.PeerCertificates[0]
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
+	leaf, inter, err := chain(cs)
+	if err != nil {
+		return err
 	}
 	peers := p.all()
 	var errs []error
@@ -151,6 +147,18 @@ func (p *Peers) Verify(cs tls.ConnectionState) error {
 		return fmt.Errorf("TLS certificate %q: no TLS server is configured", leaf.Subject.String())
 	}
 	return fmt.Errorf("TLS certificate %q is no configured server's: %w", leaf.Subject.String(), errors.Join(errs...))
+}
+
+// chain is the server's certificate and the intermediates it sent.
+func chain(cs tls.ConnectionState) (leaf *x509.Certificate, inter *x509.CertPool, err error) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil, nil, errors.New("the TLS server sent no certificate")
+	}
+	inter = x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	return cs.PeerCertificates[0], inter, nil
 }
 
 // check verifies leaf against the peer's roots and names.
