@@ -41,9 +41,7 @@ func (s Security) String() string {
 // SRTP reports whether the stream's transport is a secure RTP profile
 // (RFC 3711: RTP/SAVP, RTP/SAVPF; also DTLS-SRTP's UDP/TLS/RTP/SAVP).
 // Best-effort SRTP (RTP/AVP with a=crypto) counts as plain RTP.
-func (s Stream) SRTP() bool {
-	return strings.Contains(strings.ToUpper(s.Proto), "SAVP")
-}
+func (s Stream) SRTP() bool { return s.Security() != Plain }
 
 // Security tells plain RTP, SDES-SRTP and DTLS-SRTP apart by the
 // stream's transport.
