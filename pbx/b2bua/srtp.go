@@ -70,6 +70,12 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 			code = b.reinvite(c, to, log)
 		}
 		if code != 200 {
+			c.mu.Lock()
+			ended := c.ended
+			c.mu.Unlock()
+			if ended {
+				return false // hung up meanwhile: nothing left to key
+			}
 			log.Warn("transferred SRTP call: a party did not take its new peer's keys; its media may not decrypt",
 				"leg", to, "code", code)
 			return false
