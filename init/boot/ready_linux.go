@@ -11,13 +11,14 @@ import (
 // listenPipe passes twinpbx's standard output on to out (init's own, the
 // console) through a pipe and closes heard when twinpbx says it listens
 // (passOn). It returns the pipe's end for twinpbx; without a pipe it
-// returns init's own standard output and closes heard at once.
+// returns nil (runChild then gives twinpbx init's own standard output,
+// and does not close it) and closes heard at once.
 func listenPipe(log *slog.Logger, out io.Writer, heard chan struct{}) *os.File {
 	r, w, err := os.Pipe()
 	if err != nil {
 		log.Error("no pipe for twinpbx's output: the consoles start at once", "err", err)
 		close(heard)
-		return os.Stdout
+		return nil
 	}
 	go func() {
 		defer r.Close()

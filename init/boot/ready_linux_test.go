@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/internal/syncbuf"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
@@ -38,5 +41,45 @@ func TestWaitHeardContext(t *testing.T) {
 	cancel()
 	if waitHeard(ctx, make(chan struct{}), time.Hour) {
 		t.Error("waitHeard reported heard after its context ended")
+	}
+}
+
+// TestListenPipeWithoutPipe: when no pipe can be made (no file
+// descriptor left), twinpbx gets init's own standard output, which
+// runChild must not close (childOpts.stdout nil), and the consoles are
+// not held back.
+func TestListenPipeWithoutPipe(t *testing.T) {
+	// The lowest free descriptor number: a limit there leaves none, for
+	// the moment listenPipe runs (no test of the package runs alongside).
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := f.Fd()
+	f.Close()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(free)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	heard := make(chan struct{})
+	w := listenPipe(slog.New(slog.DiscardHandler), io.Discard, heard)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	switch w {
+	case nil:
+	case os.Stdout:
+		t.Fatal("listenPipe returned init's own standard output, which runChild would close; want nil")
+	default:
+		w.Close()
+		t.Fatalf("listenPipe = %v with no descriptor left, want nil", w.Name())
+	}
+	if !waitHeard(context.Background(), heard, time.Minute) {
+		t.Error("heard still open without a pipe: the consoles would wait for nothing")
 	}
 }
