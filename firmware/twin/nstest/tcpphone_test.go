@@ -1,0 +1,81 @@
+package nstest
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/testbed"
+)
+
+// tcpRegisterPort is the port a phone's REGISTER over TCP leaves from in
+// TestTCPPhoneAfterFailover; it listens on testbed.SipPhonePort.
+const tcpRegisterPort = testbed.SipPhonePort + 9
+
+// TestTCPPhoneAfterFailover: bob registers over TCP on the VIP from a port
+// of its own, as phones do, with a Contact naming the port it listens on;
+// the active box is killed, and alice (UDP) calls bob through the new
+// active. bob's connection died with the old active, so the new active
+// must open one to bob's Contact, not to the port bob connected from, and
+// the call (INVITE, ACK, the caller's BYE) goes over it.
+func TestTCPPhoneAfterFailover(t *testing.T) {
+	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) {
+		c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
+	})
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		p.start(n)
+	}
+	active, standby := p.waitSettled(20 * time.Second)
+
+	// StartSipp names scenarios relative to e2e's folder of them.
+	base, err := filepath.Abs(testbed.SippScenarios)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := filepath.Abs(filepath.Join("testdata", "register-contact.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario, err := filepath.Rel(base, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := p.sipp(testbed.Phone(1), scenario, bob, bob.Number, "-key", "expires", "600", "-t", "t1",
+		"-p", strconv.Itoa(tcpRegisterPort), "-key", "contact_port", strconv.Itoa(testbed.SipPhonePort))
+	waitSipp(t, reg, "bob registering over TCP on the VIP")
+	// The binding has the port bob connected from as its source: where
+	// the new active used to send after a failover, in vain.
+	from := "tcp:" + netip.AddrPortFrom(p.bed.Addr(testbed.Phone(1)), tcpRegisterPort).String()
+	waitFor(t, 10*time.Second, "bob's TCP binding on the active", func() (bool, string) {
+		src, err := p.bindingSources(active)
+		return err == nil && src[bob.Number] == from, fmt.Sprint(src, err)
+	})
+	waitFor(t, 10*time.Second, "the standby in sync", func() (bool, string) {
+		s, err := p.status(standby)
+		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
+	})
+
+	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+		s, err := p.status(standby)
+		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
+	})
+
+	// bob listens on TCP (sipp's t1 accepts connections on its port);
+	// alice calls over UDP and hangs up after 200 ms.
+	uas := p.sipp(testbed.Phone(1), "uas.xml", config.Extension{}, bob.Number, "-t", "t1")
+	vip := p.bed.VIP().Addr().String()
+	uac := p.sipp(testbed.Phone(0), "uac.xml", alice, bob.Number,
+		"-key", "caller", alice.Number, "-key", "caller_name", alice.Name,
+		"-auth_uri", bob.Number+"@"+vip+":5060", "-d", "200")
+	waitSipp(t, uac, "alice calls bob on TCP after the failover: caller")
+	waitSipp(t, uas, "alice calls bob on TCP after the failover: callee")
+}
