@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,20 +64,43 @@ type connector struct {
 	tl *sip.TransportLayer
 
 	mu    sync.Mutex
-	locks map[netip.AddrPort]*sync.Mutex
+	dests map[netip.AddrPort]*dest
 }
 
-// lock serialises connecting to one address.
-func (c *connector) lock(a netip.AddrPort) func() {
+// dest is what the connector knows of one server address.
+type dest struct {
+	mu sync.Mutex // serialises connecting to the address
+	// conn is the last connection there that a trunk's check passed,
+	// and trunks the trunks whose check it passed: a connection is
+	// checked once per trunk, not at every request sent over it.
+	conn   *tls.Conn
+	trunks []string
+}
+
+// lock returns the address's dest, locked.
+func (c *connector) lock(a netip.AddrPort) *dest {
 	c.mu.Lock()
-	l, ok := c.locks[a]
+	d, ok := c.dests[a]
 	if !ok {
-		l = &sync.Mutex{}
-		c.locks[a] = l
+		d = &dest{}
+		c.dests[a] = d
 	}
 	c.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	d.mu.Lock()
+	return d
+}
+
+// passed reports whether conn passed the check of trunk; d.mu is held.
+func (d *dest) passed(conn *tls.Conn, trunk string) bool {
+	return d.conn == conn && slices.Contains(d.trunks, trunk)
+}
+
+// pass records that conn passed the check of trunk; d.mu is held.
+func (d *dest) pass(conn *tls.Conn, trunk string) {
+	if d.conn != conn {
+		d.conn, d.trunks = conn, nil
+	}
+	d.trunks = append(d.trunks, trunk)
 }
 
 // running marks the manager as running until the returned function is
@@ -115,7 +139,7 @@ func (m *Manager) serveTLS(ctx context.Context, port int) (c *connector, stop fu
 	c = &connector{
 		h:     newHandoff(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}),
 		tl:    m.o.Client.TransportLayer(),
-		locks: map[netip.AddrPort]*sync.Mutex{},
+		dests: map[netip.AddrPort]*dest{},
 	}
 	done := make(chan struct{})
 	go func() {
@@ -172,7 +196,8 @@ func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) 
 		return nil
 	}
 	addr := target.AddrPort()
-	defer c.lock(addr)()
+	d := c.lock(addr)
+	defer d.mu.Unlock()
 	pool := c.tl.Pool("tls")
 	if pool == nil {
 		return errors.New("the SIP stack has no TLS transport")
@@ -181,10 +206,11 @@ func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) 
 		defer func() { _, _ = have.TryClose() }() // Get counted a reference
 		// Opened for another trunk at the same address, or by the
 		// stack on its own: used only if it passes this trunk's check.
-		if tc, ok := tlsConn(have); ok {
+		if tc, ok := tlsConn(have); ok && !d.passed(tc, t.tls.Name) {
 			if err := m.o.TLS.Check(t.tls.Name, tc.ConnectionState()); err != nil {
 				return fmt.Errorf("trunk %s: the TLS connection to %s: %w", t.line.Name, addr, err)
 			}
+			d.pass(tc, t.tls.Name)
 		}
 		return nil
 	}
@@ -198,6 +224,7 @@ func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) 
 		_ = conn.Close()
 		return fmt.Errorf("trunk %s: handing the TLS connection to %s over: %w", t.line.Name, addr, err)
 	}
+	d.pass(conn, t.tls.Name)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,3 +308,49 @@ func TestConnectLeavesNothingRunning(t *testing.T) {
 		return runtime.NumGoroutine() <= before
 	})
 }
+
+// TestConnectChecksOnce: a connection is checked for a trunk once, not
+// at every request sent over it: a tls_insecure trunk warns at each new
+// connection only, as the docs promise.
+func TestConnectChecksOnce(t *testing.T) {
+	_, cert := testCA(t, "sip.a.test")
+	srv := startTLSServer(t, cert)
+	p := startPBXSide(t)
+	o := p.options(t)
+	var warns atomic.Int32
+	o.TLS = tlscert.NewPeers(slog.New(countingHandler{n: &warns}))
+	m, err := New(o, []config.TrunkLine{{Name: "a", Host: srv.addr, Domain: "sip.a.test", Transport: "tls", TLSInsecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	eventually(t, "the manager running", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.runCtx != nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+	}
+	if n, conns := warns.Load(), len(srv.names()); n != 1 || conns != 1 {
+		t.Errorf("%d warnings over %d connections, want one over one", n, conns)
+	}
+}
+
+// countingHandler counts the warnings logged.
+type countingHandler struct{ n *atomic.Int32 }
+
+func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h countingHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
