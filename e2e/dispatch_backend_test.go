@@ -77,3 +77,33 @@ func TestDispatcherStreamBackends(t *testing.T) {
 		})
 	}
 }
+
+// TestDispatcherDialsPhone: bob (baresip) registers through the real
+// binary over TCP; the dispatcher restarts, which closes his connection;
+// alice's call to him (sipp over UDP) reaches him all the same: the
+// dispatcher opens a connection to his Contact for the PBX's INVITE, and
+// the call connects and ends.
+func TestDispatcherDialsPhone(t *testing.T) {
+	needTools(t, "sipp", "baresip")
+	p := startPBX(t, alice, bob)
+	lb := startDispatcherBox(t, config.Dispatcher{
+		Backends:      []config.DispatcherBackend{{URI: p.addr()}},
+		ProbeInterval: config.Duration(time.Second),
+	}, withStreams(0))
+	b := startPhone(t, bob, lb.addr(), 600, func(cfg, account *string) {
+		*account = fmt.Sprintf("%q <sip:%s@%s;transport=tcp>;auth_pass=%s;regint=300;answermode=auto\n",
+			bob.Name, bob.Number, lb.addr(), bob.Secret)
+	})
+	b.waitRegistered(20 * time.Second)
+	lb.stop()
+	lb.start()
+
+	runSipp(t, sippOpts{scenario: "uac.xml", remote: lb.addr(), service: bob.Number, port: freePorts(t, 2),
+		user: alice.Number, pass: alice.Secret, keys: caller(alice), pause: time.Second}, 0)
+	waitFor(t, 10*time.Second, "Bob's call established and closed", func() bool {
+		return countEvents(b, "CALL_ESTABLISHED") >= 1 && countEvents(b, "CALL_CLOSED") >= 1
+	})
+	if !strings.Contains(lb.log.String(), "dispatcher opened a connection to a phone") {
+		t.Errorf("the call reached bob without a connection the dispatcher opened (did he connect again first?):\n%s", lastLines(lb.log.String(), 30))
+	}
+}

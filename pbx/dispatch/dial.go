@@ -111,6 +111,7 @@ func (d *Dispatcher) dialPhone(in *sock, req *sip.Request, target netip.AddrPort
 		default:
 		}
 		close(c.ready)
+		d.log.Info("dispatcher opened a connection to a phone", "to", target.String(), "transport", tr, "call_id", callID(orig))
 		stop := context.AfterFunc(rs.ctx, c.close)
 		defer stop()
 		go c.writer()
