@@ -430,6 +430,13 @@ func startDispatcherAll(t *testing.T, cfg Config, backends ...*fakeBackend) (*Di
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d, runDispatcher(t, d)
+}
+
+// runDispatcher runs d until the test ends and returns its listeners'
+// addresses as Run's ready gets them.
+func runDispatcher(t *testing.T, d *Dispatcher) []string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan []string, 1)
 	done := make(chan error, 1)
@@ -444,11 +451,11 @@ func startDispatcherAll(t *testing.T, cfg Config, backends ...*fakeBackend) (*Di
 	})
 	select {
 	case a := <-ready:
-		return d, a
+		return a
 	case err := <-done:
 		t.Fatalf("dispatcher did not start: %v", err)
 	}
-	return nil, nil
+	return nil
 }
 
 // waitFor polls cond until it holds or 10 s have passed.

@@ -43,6 +43,11 @@ const (
 	poolBackoffMin  = 50 * time.Millisecond
 	poolBackoffMax  = 5 * time.Second
 	poolQueue       = 256
+	// poolKeepAlive is how often each pool connection gets a double-CRLF
+	// ping (RFC 5626 §3.5.1), so that a backend that closes idle
+	// connections (kamailio after 2 minutes by default) keeps them,
+	// and with them the registrations and dialogs that came over them.
+	poolKeepAlive = 30 * time.Second
 )
 
 // errNoBackendConn: a backend over TCP or TLS has no open connection.
@@ -50,11 +55,12 @@ var errNoBackendConn = errors.New("no open connection to the backend")
 
 // backendPool is the connections to one backend over TCP or TLS.
 type backendPool struct {
-	d       *Dispatcher
-	i       int    // the backend
-	tr      string // "TCP" or "TLS"
-	slots   []poolSlot
-	started sync.Once
+	d         *Dispatcher
+	i         int    // the backend
+	tr        string // "TCP" or "TLS"
+	slots     []poolSlot
+	started   sync.Once
+	keepAlive time.Duration // poolKeepAlive; tests shorten it
 }
 
 type poolSlot struct {
@@ -98,7 +104,7 @@ func (d *Dispatcher) pool(i int) *backendPool {
 
 // newPool makes the pool of backend i over tr ("tcp" or "tls").
 func (d *Dispatcher) newPool(i int, tr string) *backendPool {
-	return &backendPool{d: d, i: i, tr: strings.ToUpper(tr), slots: make([]poolSlot, d.cfg.BackendConns)}
+	return &backendPool{d: d, i: i, tr: strings.ToUpper(tr), slots: make([]poolSlot, d.cfg.BackendConns), keepAlive: poolKeepAlive}
 }
 
 // start opens the pool's connections and keeps them open until ctx ends.
@@ -136,6 +142,7 @@ func (p *backendPool) keep(ctx context.Context, slot *poolSlot) {
 		p.d.poolConns.Store(c.id, c.sock)
 		stop := context.AfterFunc(ctx, c.close)
 		go c.writer()
+		go p.ping(c)
 		p.read(c)
 		stop()
 		c.close()
@@ -193,6 +200,22 @@ func (p *backendPool) dial(ctx context.Context) (*poolConn, error) {
 	sc.sock = s
 	p.d.ownHosts.Store(strings.ToLower(s.host), true)
 	return &poolConn{sc}, nil
+}
+
+// ping sends c a double-CRLF keep-alive every keepAlive until it closes.
+func (p *backendPool) ping(c *poolConn) {
+	tick := time.NewTicker(p.keepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-tick.C:
+			if c.send([]byte("\r\n\r\n")) != nil {
+				return
+			}
+		}
+	}
 }
 
 // read hands each message arriving on c to the proxy, as from the

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type fakeStreams struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// pings counts the double-CRLF keep-alives that came.
+	pings atomic.Int32
 	// respOn is the connection each Call-ID's last response came on.
 	respOn map[string]net.Conn
 	wg     sync.WaitGroup
@@ -73,7 +76,8 @@ func (b *fakeBackend) readStream(c net.Conn) {
 	buf := make([]byte, 4096)
 	for {
 		n, err := c.Read(buf)
-		msgs, _, ferr := fr.feed(buf[:n])
+		msgs, pings, ferr := fr.feed(buf[:n])
+		b.streams.pings.Add(int32(pings))
 		for _, m := range msgs {
 			switch m := m.(type) {
 			case *sip.Request:
@@ -317,4 +321,21 @@ func TestStreamBackendByName(t *testing.T) {
 	if v := be.last(sip.INVITE, c.id).Via(); v.Transport != "TCP" {
 		t.Fatalf("the INVITE reached the backend with Via %q", v.Value())
 	}
+}
+
+// TestPoolKeepAlive: every pool connection gets double-CRLF keep-alives,
+// so a backend that closes idle connections keeps them.
+func TestPoolKeepAlive(t *testing.T) {
+	be := newFakeStreamBackend(t, nil)
+	cfg := Config{ProbeInterval: time.Hour, Backends: []Backend{{Addr: be.addr, Transport: "tcp"}},
+		Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Logger: slog.New(slog.DiscardHandler)}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.pool(0).keepAlive = 20 * time.Millisecond
+	runDispatcher(t, d)
+	waitFor(t, "keep-alives on both connections", func() bool {
+		return connections(d, 0) == DefaultBackendConns && be.streams.pings.Load() >= 2*DefaultBackendConns
+	})
 }
