@@ -113,36 +113,44 @@ type Mark struct {
 
 // mac computes the MAC over the mark's fields and req's key fields.
 func (m *Marker) mac(req *sip.Request, sender string, ts int64, claim string) string {
-	h := hmac.New(sha256.New, m.o.Key)
-	field := func(s string) {
-		// Length-prefixed, so fields cannot be shifted into each other.
-		fmt.Fprintf(h, "%d:%s,", len(s), s)
-	}
-	field(sender)
-	field(strconv.FormatInt(ts, 10))
+	// The MAC's input, each field length-prefixed ("<len>:<field>,") so
+	// that fields cannot be shifted into each other (TestMarkWire).
+	var b [256]byte
+	buf := appendField(b[:0], sender)
+	buf = appendField(buf, strconv.FormatInt(ts, 10))
 	if claim != "" {
 		// Only then: a mark without a claim is the site's mark as it
 		// was before claims existed, which older boxes still check.
-		field("claim=" + claim)
+		buf = appendField(buf, "claim="+claim)
 	}
-	field(string(req.Method))
-	field(req.Recipient.User)
-	if cid := req.CallID(); cid != nil {
-		field(cid.Value())
-	} else {
-		field("")
+	buf = appendField(buf, string(req.Method))
+	buf = appendField(buf, req.Recipient.User)
+	cid := ""
+	if h := req.CallID(); h != nil {
+		cid = h.Value()
 	}
+	buf = appendField(buf, cid)
 	tag := ""
 	if f := req.From(); f != nil {
 		tag, _ = f.Params.Get("tag")
 	}
-	field(tag)
+	buf = appendField(buf, tag)
 	seq := uint32(0)
 	if cs := req.CSeq(); cs != nil {
 		seq = cs.SeqNo
 	}
-	field(strconv.FormatUint(uint64(seq), 10))
+	buf = appendField(buf, strconv.FormatUint(uint64(seq), 10))
+	h := hmac.New(sha256.New, m.o.Key)
+	h.Write(buf)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// appendField appends s to the MAC's input as "<len>:<s>,".
+func appendField(buf []byte, s string) []byte {
+	buf = strconv.AppendInt(buf, int64(len(s)), 10)
+	buf = append(buf, ':')
+	buf = append(buf, s...)
+	return append(buf, ',')
 }
 
 // Sign puts a mark made by sender, with claim ("" for none), on req,
