@@ -18,7 +18,9 @@ import (
 // credentials, ACK, BYE), the PBX's INVITE to bob comes back over the
 // connection and reaches bob over UDP, and the PBX writes the call's CDR.
 // The dispatcher's status shows the backend's transport and its open
-// connections.
+// connections. The PBX then restarts, keeping bob's registration: the
+// dispatcher connects again from the same ports, and a second call
+// reaches bob without his registering again.
 func TestDispatcherStreamBackends(t *testing.T) {
 	needTools(t, "sipp")
 	for _, tr := range []string{"tcp", "tls"} {
@@ -73,6 +75,30 @@ func TestDispatcherStreamBackends(t *testing.T) {
 			waitFor(t, 10*time.Second, "the call's CDR", func() bool {
 				recs, err := p.cdrs()
 				return err == nil && len(recs) == 1
+			})
+
+			// The PBX restarts: it keeps bob's registration, the
+			// dispatcher connects again from the same ports, and the PBX
+			// reaches bob through them without a new REGISTER.
+			p.stop()
+			p.start()
+			waitFor(t, 20*time.Second, "the dispatcher's connections to the restarted PBX", func() bool {
+				if err := lb.status(&st); err != nil || len(st.Dispatcher.Backends) != 1 {
+					return false
+				}
+				b := st.Dispatcher.Backends[0]
+				return b.Connections != nil && *b.Connections == dispatch.DefaultBackendConns && b.Up
+			})
+			callee2 := startSipp(t, sippOpts{scenario: "uas.xml", port: bobPort, service: bob.Number})
+			callee2.waitBound()
+			runSipp(t, sippOpts{
+				scenario: "uac.xml", remote: lb.addr(), service: bob.Number,
+				user: alice.Number, pass: alice.Secret, keys: caller(alice),
+			}, 0)
+			callee2.wait(0)
+			waitFor(t, 10*time.Second, "the second call's CDR", func() bool {
+				recs, err := p.cdrs()
+				return err == nil && len(recs) == 2
 			})
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -66,6 +67,10 @@ type backendPool struct {
 type poolSlot struct {
 	mu  sync.Mutex
 	cur *poolConn // nil: not open now
+	// last is the local address of its last connection to last's
+	// backend address (used by keep only): a new connection to the same
+	// address is opened from it again.
+	last, lastTo netip.AddrPort
 }
 
 // poolConn is one open connection of a pool.
@@ -121,7 +126,7 @@ func (p *backendPool) start(ctx context.Context, wg *sync.WaitGroup) {
 func (p *backendPool) keep(ctx context.Context, slot *poolSlot) {
 	backoff := poolBackoffMin
 	for ctx.Err() == nil {
-		c, err := p.dial(ctx)
+		c, err := p.dial(ctx, slot)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -162,16 +167,40 @@ func (p *backendPool) keep(ctx context.Context, slot *poolSlot) {
 	}
 }
 
-// dial opens one connection to the backend's address now.
-func (p *backendPool) dial(ctx context.Context) (*poolConn, error) {
+// dial opens one connection of slot to the backend's address now. A slot
+// that was connected to that address before connects from the same local
+// address and port again: the backend knows the dispatcher by it (the
+// source of the registrations that came over it, the Record-Route of
+// their dialogs), so what it keeps across a restart of its own, or a
+// broken connection, still reaches the phones. When that port cannot be
+// had (taken meanwhile, or in TIME_WAIT after the dispatcher closed the
+// connection), any port does.
+func (p *backendPool) dial(ctx context.Context, slot *poolSlot) (*poolConn, error) {
 	addr := p.d.addr(p.i)
-	dl := net.Dialer{Timeout: poolDialTimeout}
+	// SO_REUSEADDR on every connection: binding its port again later
+	// needs it on both the old socket and the new.
+	dl := net.Dialer{Timeout: poolDialTimeout, Control: reuseAddr}
 	if p.d.cfg.ProbeFrom.IsValid() {
 		dl.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(p.d.cfg.ProbeFrom, 0))
 	}
-	raw, err := dl.DialContext(ctx, "tcp", addr.String())
+	var raw net.Conn
+	var err error
+	if slot.last.IsValid() && slot.lastTo == addr {
+		again := dl
+		again.LocalAddr = net.TCPAddrFromAddrPort(slot.last)
+		raw, err = again.DialContext(ctx, "tcp", addr.String())
+		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			p.d.netLog.Info("dispatcher connects to a backend from another port: its last one is taken", "backend", p.d.name(p.i), "port", slot.last.Port(), "err", err)
+			raw, err = dl.DialContext(ctx, "tcp", addr.String())
+		}
+	} else {
+		raw, err = dl.DialContext(ctx, "tcp", addr.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	if la, ok := raw.LocalAddr().(*net.TCPAddr); ok {
+		slot.last, slot.lastTo = netip.AddrPortFrom(la.AddrPort().Addr().Unmap(), la.AddrPort().Port()), addr
 	}
 	if p.tr == "TLS" {
 		tc := tls.Client(raw, p.d.backendTLS(p.i))
@@ -347,4 +376,16 @@ func verifyBackend(cs tls.ConnectionState, roots *x509.CertPool, hosts []string)
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("the backend's certificate: %w", errors.Join(errs...))
+}
+
+// reuseAddr lets a connection bind the local port of one that closed.
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }

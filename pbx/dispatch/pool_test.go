@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,11 +218,15 @@ func TestBackendOverStream(t *testing.T) {
 			}
 
 			// The backend restarts: its connections close, the pool opens
-			// them again, and calls go on.
+			// them again, from the same ports, and calls go on.
+			ports := be.streams.remotePorts()
 			be.streams.closeAll()
 			waitFor(t, "the pool's connections opened again", func() bool {
 				return connections(d, 0) == DefaultBackendConns && be.streams.open() == DefaultBackendConns
 			})
+			if again := be.streams.remotePorts(); !slices.Equal(again, ports) {
+				t.Errorf("the pool connected again from ports %v, was %v", again, ports)
+			}
 			waitFor(t, "the backend up", backendUp(d, 0))
 			c3 := ph.establish(at, "pool3-"+tr)
 			if be.last(sip.INVITE, c3.id) == nil {
@@ -229,6 +234,18 @@ func TestBackendOverStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// remotePorts are the sorted ports the open connections come from.
+func (fs *fakeStreams) remotePorts() []uint16 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []uint16
+	for _, c := range fs.conns {
+		out = append(out, c.RemoteAddr().(*net.TCPAddr).AddrPort().Port())
+	}
+	slices.Sort(out)
+	return out
 }
 
 // open counts the backend's open connections.
