@@ -58,8 +58,9 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # sets its twinpbx.board and its disk driver's module here). ext4 asks
 # for crc32c through a modprobe the image does not have: load it first.
 STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,crc32c_generic,ext4
-# SB_KEY and SB_CERT (PEM), when set, sign the boot stage for UEFI Secure
-# Boot with sbsign (docs/IMAGE.md "Secure Boot"); unset, it is unsigned.
+# SB_KEY and SB_CERT (PEM), when set, sign the boot stage and the bundle's
+# kernel for UEFI Secure Boot with sbsign (docs/IMAGE.md "Secure Boot");
+# unset, the stage is unsigned. Boxes flashed signed need signed bundles.
 SB_KEY ?=
 SB_CERT ?=
 .PHONY: image bundle qemu qemu-disk qemu-uefi
@@ -68,7 +69,7 @@ image:
 
 ## bundle: only the signed update bundle ($(IMAGE)/twinpbx.bundle), for `twinpbx update`
 bundle:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -bundle-only
+	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -bundle-only -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
 
 ## qemu: boot the image under QEMU, console here (Ctrl-A X quits); SIP on 127.0.0.1:15060/udp
 # The initramfs uncompressed, TCG's max CPU (RDRAND) and no crypto

@@ -52,8 +52,9 @@ type DiskOptions struct {
 	NoESP bool
 	// NoDisk makes only the bundle.
 	NoDisk bool
-	// SecureBoot, when set, signs the boot stage for UEFI Secure Boot
-	// (see SignStage); without it the stage is unsigned.
+	// SecureBoot, when set, signs the boot stage and the bundle's kernel
+	// for UEFI Secure Boot (see SignStage, SignKernel); without it both
+	// are as before: the stage unsigned, the kernel Debian's.
 	SecureBoot *SecureBoot
 }
 
@@ -62,7 +63,7 @@ type DiskResult struct {
 	Bundle, Disk File
 	// Stage is the boot stage (BOOTX64.EFI) on the EFI system partition;
 	// StageSigners its signatures (none: not signed for Secure Boot) and
-	// KernelSigners those of the slots' kernel.
+	// KernelSigners those of the bundle's kernel when SecureBoot signed it.
 	Stage                       File
 	StageSigners, KernelSigners []Signer
 	// DiskAllocated is what the sparse disk image takes on the host's disk.
@@ -74,9 +75,14 @@ type DiskResult struct {
 // nothing else) and the initramfs of an image folder and returns them as
 // a bundle of version signed with key.
 func MakeBundle(dir, version string, key ed25519.PrivateKey) ([]byte, error) {
+	return makeBundle(filepath.Join(dir, BzImage), filepath.Join(dir, Initramfs), version, key)
+}
+
+// makeBundle is MakeBundle of a kernel and an initramfs file.
+func makeBundle(kernel, initramfs, version string, key ed25519.PrivateKey) ([]byte, error) {
 	var parts []update.Part
-	for _, p := range []struct{ name, file string }{{update.PartKernel, BzImage}, {update.PartInitramfs, Initramfs}} {
-		b, err := os.ReadFile(filepath.Join(dir, p.file))
+	for _, p := range []struct{ name, file string }{{update.PartKernel, kernel}, {update.PartInitramfs, initramfs}} {
+		b, err := os.ReadFile(p.file)
 		if err != nil {
 			return nil, fmt.Errorf("making the bundle: %w", err)
 		}
@@ -106,7 +112,11 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	if o.Out == "" {
 		o.Out = o.Image
 	}
-	bundle, err := MakeBundle(o.Image, o.Version, o.Key)
+	kernel, err := secureBootKernel(ctx, o, &res)
+	if err != nil {
+		return res, err
+	}
+	bundle, err := makeBundle(kernel, filepath.Join(o.Image, Initramfs), o.Version, o.Key)
 	if err != nil {
 		return res, err
 	}

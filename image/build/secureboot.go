@@ -15,9 +15,10 @@ import (
 // Secure Boot. A board with UEFI Secure Boot on starts only EFI programs
 // signed by a key in its db (or by a shim whose key is). The boot stage
 // (BOOTX64.EFI) is signed at build time with sbsign (sbsigntool). Its
-// kernel, Debian's, then runs locked down and kexec_file_load starts only
-// a kernel signed by a key it trusts: the slots' bzImage is Debian's own,
-// signed by Debian's Secure Boot CA, which the kernel has built in.
+// kernel, Debian's, then runs locked down, and kexec_file_load starts
+// only a kernel signed by a key the kernel trusts: the bundle's kernel is
+// signed with the same key (SignKernel), which the kernel finds in its
+// platform keyring (the firmware's db).
 
 // SecureBoot names the key the boot stage is signed with.
 type SecureBoot struct {
@@ -139,22 +140,73 @@ func ParseSignerList(out []byte) ([]Signer, error) {
 	return signers, nil
 }
 
-// secureBootStage signs the boot stage uki when o asks for it, after
-// checking that the slots' kernel is signed (a locked-down stage kexecs
-// no other), and records both images' signers in res.
+// SignedBzImage is the bundle's kernel signed for Secure Boot, in the
+// image folder next to Debian's bzImage.
+const SignedBzImage = "bzImage.signed"
+
+// SignKernel writes the kernel in with its signatures replaced by one
+// made with sb's key to out, and checks it. Under Secure Boot Debian's
+// kernel is locked down, and its kexec_file_load starts only a kernel
+// whose first signature (the only one it reads) chains to a key in its
+// builtin keyring (Debian's kernel has only its module signing key
+// there, not Debian's Secure Boot CA) or in the platform keyring (the
+// firmware's db): the key that signs the stage, in db, is such a key.
+func SignKernel(ctx context.Context, in, out string, sb SecureBoot) error {
+	b, err := os.ReadFile(in)
+	if err != nil {
+		return fmt.Errorf("signing the kernel: %w", err)
+	}
+	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".unsigned")
+	defer os.Remove(tmp)
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("signing the kernel: %w", err)
+	}
+	for range 8 {
+		signers, err := PESigners(ctx, tmp)
+		if err != nil {
+			return fmt.Errorf("signing the kernel: %w", err)
+		}
+		if len(signers) == 0 {
+			break
+		}
+		if out, err := exec.CommandContext(ctx, "sbattach", "--remove", tmp).CombinedOutput(); err != nil {
+			return fmt.Errorf("signing the kernel: removing its signature by %s (sbattach): %w\n%s", signers[0].Subject, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if err := SignStage(ctx, tmp, sb); err != nil {
+		return fmt.Errorf("signing the kernel: %w", err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("signing the kernel: %w", err)
+	}
+	return nil
+}
+
+// secureBootKernel is the kernel file the bundle is made of: with
+// SecureBoot, the image's kernel signed with its key (SignedBzImage in
+// o.Out), whose signers go to res; else the image's own.
+func secureBootKernel(ctx context.Context, o DiskOptions, res *DiskResult) (string, error) {
+	kernel := filepath.Join(o.Image, BzImage)
+	if o.SecureBoot == nil {
+		return kernel, nil
+	}
+	signed := filepath.Join(o.Out, SignedBzImage)
+	if err := SignKernel(ctx, kernel, signed, *o.SecureBoot); err != nil {
+		return "", err
+	}
+	var err error
+	res.KernelSigners, err = PESigners(ctx, signed)
+	return signed, err
+}
+
+// secureBootStage signs the boot stage uki when o asks for it and
+// records its signers and its sum in res.
 func secureBootStage(ctx context.Context, o DiskOptions, uki string, res *DiskResult) error {
 	if o.SecureBoot != nil {
-		k, err := PESigners(ctx, filepath.Join(o.Image, BzImage))
-		if err != nil {
-			return fmt.Errorf("checking the slots' kernel for Secure Boot: %w", err)
-		}
-		if len(k) == 0 {
-			return fmt.Errorf("checking the slots' kernel for Secure Boot: %s is not signed: under Secure Boot the boot stage's kernel is locked down and kexec refuses an unsigned kernel (use Debian's signed kernel package)", BzImage)
-		}
-		res.KernelSigners = k
 		if err := SignStage(ctx, uki, *o.SecureBoot); err != nil {
 			return err
 		}
+		var err error
 		if res.StageSigners, err = PESigners(ctx, uki); err != nil {
 			return err
 		}

@@ -246,7 +246,9 @@ func TestSignStageErrors(t *testing.T) {
 }
 
 // TestBuildDiskSecureBoot: with a key the stage on the EFI system
-// partition is signed and verifies; the slots' kernel must be signed.
+// partition is signed and verifies, and the bundle's kernel carries that
+// key's signature alone (its vendor's removed: kexec reads only the
+// first); without one both are as before.
 func TestBuildDiskSecureBoot(t *testing.T) {
 	requireSbsign(t)
 	ctx := context.Background()
@@ -258,23 +260,23 @@ func TestBuildDiskSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An unsigned PE image, then a signed one, stand in for the kernel.
+	// A PE image signed by its vendor stands in for Debian's kernel.
 	img := t.TempDir()
 	kernel := filepath.Join(img, BzImage)
 	if err := os.WriteFile(kernel, stub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := SignStage(ctx, kernel, vendor); err != nil {
+		t.Fatal(err)
+	}
+	vendorKernel, err := os.ReadFile(kernel)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(img, Initramfs), []byte("an initramfs"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	opts := DiskOptions{Image: img, Version: "v1", Key: priv, SlotSize: 1 << 20, DataSize: 8 << 20, StageCmdline: "console=ttyS0", SecureBoot: &sb}
-	if _, err := BuildDisk(ctx, opts); err == nil || !strings.Contains(err.Error(), "not signed") {
-		t.Fatalf("an unsigned slot kernel under Secure Boot: %v", err)
-	}
-
-	if err := SignStage(ctx, kernel, vendor); err != nil {
-		t.Fatal(err)
-	}
 	res, err := BuildDisk(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -282,8 +284,8 @@ func TestBuildDiskSecureBoot(t *testing.T) {
 	if len(res.StageSigners) != 1 || res.StageSigners[0].Subject != "/CN=db key" {
 		t.Errorf("stage signers %+v", res.StageSigners)
 	}
-	if len(res.KernelSigners) != 1 || res.KernelSigners[0].Subject != "/CN=kernel vendor" {
-		t.Errorf("kernel signers %+v", res.KernelSigners)
+	if len(res.KernelSigners) != 1 || res.KernelSigners[0].Subject != "/CN=db key" {
+		t.Errorf("kernel signers %+v, want the db key alone", res.KernelSigners)
 	}
 	onESP := espStage(t, filepath.Join(img, Disk))
 	if err := VerifyStage(ctx, onESP, sb.Cert); err != nil {
@@ -292,19 +294,52 @@ func TestBuildDiskSecureBoot(t *testing.T) {
 	if d, _ := describe(onESP); d.SHA256 != res.Stage.SHA256 {
 		t.Errorf("the stage on the EFI system partition (%s) is not the one reported (%s)", d.SHA256, res.Stage.SHA256)
 	}
+	bundleKernel := bundlePart(t, filepath.Join(img, Bundle), update.PartKernel)
+	if err := VerifyStage(ctx, bundleKernel, sb.Cert); err != nil {
+		t.Errorf("the bundle's kernel: %v", err)
+	}
+	if got, _ := os.ReadFile(kernel); !bytes.Equal(got, vendorKernel) {
+		t.Error("signing changed the image's own kernel")
+	}
 
-	// Without a key the stage is unsigned, as before.
+	// Without a key the stage is unsigned and the kernel the image's.
 	opts.SecureBoot = nil
 	res, err = BuildDisk(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.StageSigners) != 0 {
-		t.Errorf("stage signed without a key: %+v", res.StageSigners)
+	if len(res.StageSigners) != 0 || len(res.KernelSigners) != 0 {
+		t.Errorf("signed without a key: %+v", res)
 	}
 	if s, err := PESigners(ctx, espStage(t, filepath.Join(img, Disk))); err != nil || len(s) != 0 {
 		t.Errorf("the stage on the EFI system partition: signers %+v, %v", s, err)
 	}
+	if got, _ := os.ReadFile(bundlePart(t, filepath.Join(img, Bundle), update.PartKernel)); !bytes.Equal(got, vendorKernel) {
+		t.Error("without a key the bundle's kernel is not the image's")
+	}
+}
+
+// bundlePart writes the named part of the bundle file at path to a file
+// of its own.
+func bundlePart(t *testing.T, path, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := update.OpenVerified(bytesAt(b), int64(len(b)), testUpdateKey(t).Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var part bytes.Buffer
+	if err := bundle.Extract(name, &part); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(out, part.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func testUpdateKey(t *testing.T) ed25519.PrivateKey {

@@ -81,6 +81,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if !*bundleOnly {
 		reportStage(stdout, dres)
+	} else if sb != nil {
+		for _, s := range dres.KernelSigners {
+			fmt.Fprintf(stdout, "  bundle's kernel signed for Secure Boot by %s (issuer %s)\n", s.Subject, s.Issuer)
+		}
 	}
 	fmt.Fprintf(stdout, "update bundle %s and disk image in %s:\n", *version, dres.Duration.Round(100*time.Millisecond))
 	fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", dres.Bundle.Name, float64(dres.Bundle.Size)/1e6, dres.Bundle.SHA256)
@@ -114,7 +118,7 @@ func reportStage(w io.Writer, r build.DiskResult) {
 		fmt.Fprintf(w, "  boot stage signed for Secure Boot by %s (issuer %s), checked with sbverify\n", s.Subject, s.Issuer)
 	}
 	for _, s := range r.KernelSigners {
-		fmt.Fprintf(w, "  slots' kernel signed by %s (issuer %s): the locked-down stage kexecs it if its kernel trusts that key\n", s.Subject, s.Issuer)
+		fmt.Fprintf(w, "  bundle's kernel (%s) signed by %s (issuer %s): the locked-down stage kexecs it\n", build.SignedBzImage, s.Subject, s.Issuer)
 	}
 }
 
