@@ -55,12 +55,6 @@ func (s Stream) Security() Security {
 	return SDES
 }
 
-// HasSRTP reports whether body's first active audio stream uses a
-// secure RTP profile. A body that does not parse has none.
-func HasSRTP(body []byte) bool {
-	return SecurityOf(body) != Plain
-}
-
 // SecurityOf returns the protection of body's first active audio stream;
 // a body that does not parse, or has no such stream, is Plain.
 func SecurityOf(body []byte) Security {

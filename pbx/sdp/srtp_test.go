@@ -12,17 +12,17 @@ func TestSRTP(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		body string
-		want bool
+		want Security
 	}{
-		{"SDES", head + "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", true},
-		{"SAVPF", head + "m=audio 4000 RTP/SAVPF 0\r\n", true},
-		{"plain", head + "m=audio 4000 RTP/AVP 0\r\n", false},
-		{"best effort", head + "m=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", false},
-		{"secure audio rejected", head + "m=audio 0 RTP/SAVP 0\r\nm=audio 4002 RTP/AVP 0\r\n", false},
-		{"broken", "v=0\r\nm=", false},
+		{"SDES", head + "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", SDES},
+		{"SAVPF", head + "m=audio 4000 RTP/SAVPF 0\r\n", SDES},
+		{"plain", head + "m=audio 4000 RTP/AVP 0\r\n", Plain},
+		{"best effort", head + "m=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", Plain},
+		{"secure audio rejected", head + "m=audio 0 RTP/SAVP 0\r\nm=audio 4002 RTP/AVP 0\r\n", Plain},
+		{"broken", "v=0\r\nm=", Plain},
 	} {
-		if got := HasSRTP([]byte(tc.body)); got != tc.want {
-			t.Errorf("%s: HasSRTP = %v, want %v", tc.name, got, tc.want)
+		if got := SecurityOf([]byte(tc.body)); got != tc.want {
+			t.Errorf("%s: SecurityOf = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
@@ -55,10 +55,10 @@ func FuzzRewriteKeepsSRTP(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if HasSRTP(out) != HasSRTP(body) {
+		if SecurityOf(out) != SecurityOf(body) {
 			t.Fatalf("profile changed:\n%q\n%q", body, out)
 		}
-		if a, b := strings.Count(string(body), "a=crypto:"), strings.Count(string(out), "a=crypto:"); b < a && HasSRTP(body) {
+		if a, b := strings.Count(string(body), "a=crypto:"), strings.Count(string(out), "a=crypto:"); b < a && SecurityOf(body) != Plain {
 			t.Fatalf("%d crypto lines became %d", a, b)
 		}
 	})
@@ -70,7 +70,7 @@ func TestSRTPFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !HasSRTP(out) || strings.Count(string(out), "a=crypto:") != 2 {
+	if SecurityOf(out) != SDES || strings.Count(string(out), "a=crypto:") != 2 {
 		t.Fatalf("rewritten:\n%s", out)
 	}
 }
