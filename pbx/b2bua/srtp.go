@@ -34,11 +34,10 @@ const maxRekeys = 4
 // party's last SDP through the relay. Its answer may carry new keys of
 // its own; then the other party is offered those, and so on, at most
 // maxRekeys times. given[l] are the keys party l was last given (see
-// sdp.Keys). Plain calls are left alone. It reports whether both parties
-// ended up with each other's keys; when a party refused or did not
-// answer its re-INVITE, the call goes on half re-keyed and a warning
-// says so.
-func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
+// sdp.Keys). Plain calls are left alone. When a party refuses or does
+// not answer its re-INVITE, the call goes on half re-keyed and a
+// warning says so.
+func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) {
 	for range maxRekeys {
 		c.mu.Lock()
 		to, keys := Leg(-1), []string(nil)
@@ -46,7 +45,7 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 			peer := c.legs[other(l)]
 			if peer == nil || c.legs[l] == nil {
 				c.mu.Unlock()
-				return false
+				return
 			}
 			if k := sdp.Keys(peer.SDP); !slices.Equal(k, given[l]) {
 				to, keys = l, k
@@ -55,7 +54,7 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 		}
 		c.mu.Unlock()
 		if to < 0 {
-			return true
+			return
 		}
 		code := b.reinvite(c, to, log)
 		if code == 491 {
@@ -65,7 +64,7 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 			select {
 			case <-time.After(b.glareWait()):
 			case <-c.done:
-				return false
+				return
 			}
 			code = b.reinvite(c, to, log)
 		}
@@ -74,16 +73,15 @@ func (b *B2BUA) rekey(c *call, given [2][]string, log *slog.Logger) bool {
 			ended := c.ended
 			c.mu.Unlock()
 			if ended {
-				return false // hung up meanwhile: nothing left to key
+				return // hung up meanwhile: nothing left to key
 			}
 			log.Warn("transferred SRTP call: a party did not take its new peer's keys; its media may not decrypt",
 				"leg", to, "code", code)
-			return false
+			return
 		}
 		given[to] = keys
 	}
 	log.Warn("transferred SRTP call: the parties kept changing keys; media may not decrypt")
-	return false
 }
 
 // glareWait is the pause before an offer that crossed another is made
