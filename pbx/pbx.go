@@ -27,11 +27,11 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/rawudp"
 	"github.com/twinpbx/twinpbx/pbx/registrar"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/siplog"
 	"github.com/twinpbx/twinpbx/pbx/sipmark"
-	"github.com/twinpbx/twinpbx/pbx/rawudp"
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 	"github.com/twinpbx/twinpbx/pbx/voicemail"
@@ -98,8 +98,11 @@ type PBX struct {
 	plan   atomic.Pointer[dialplan.Plan]
 	res    *resolve.Resolver
 	tls    *tlsSetup
-	trMu   sync.Mutex
-	tr     *trunkRun
+	// phoneTLS opens TLS connections to phones whose own is gone; nil
+	// without a tls listener.
+	phoneTLS *phoneTLS
+	trMu     sync.Mutex
+	tr       *trunkRun
 
 	serving func() bool
 	// workers run request handlers; fastRegister is the guarded
@@ -265,6 +268,11 @@ func New(o Options) (*PBX, error) {
 	if p.vm, err = p.newVoicemail(o, client, mediaAddr); err != nil {
 		return nil, err
 	}
+	var connectTLS func(context.Context, netip.AddrPort) error
+	if cfg.HasTLS() {
+		p.phoneTLS = newPhoneTLS(p.ua.TransportLayer(), p.tls.peers, o.Logger.With("component", "tls"))
+		connectTLS = p.phoneTLS.connect
+	}
 	p.calls, err = b2bua.New(b2bua.Options{
 		Client:      client,
 		Locator:     p.loc,
@@ -280,6 +288,7 @@ func New(o Options) (*PBX, error) {
 		Trunks:      p.trunks,
 		Site:        o.Site,
 		Voicemail:   p.vm,
+		ConnectTLS:  connectTLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)
@@ -458,6 +467,10 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			closers = append(closers, ln.Close)
 			bound = append(bound, Listener{"tls", ln.Addr().String()})
 			go func() { errc <- p.srv.ServeTLS(ln) }()
+			if p.phoneTLS != nil {
+				stop := p.phoneTLS.start(ln.Addr())
+				closers = append(closers, func() error { stop(); return nil })
+			}
 		}
 	}
 	p.mu.Lock()

@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -158,6 +159,10 @@ type Options struct {
 	// that are not answered in its time, busy or not registered
 	// (voicemail.go).
 	Voicemail Voicemail
+	// ConnectTLS, if set, opens a TLS connection for the SIP stack to a
+	// phone whose own connection is gone (reconnect.go), with the check
+	// of phones' certificates; nil: the stack opens it with its own.
+	ConnectTLS func(ctx context.Context, phone netip.AddrPort) error
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.

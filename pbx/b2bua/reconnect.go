@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"time"
@@ -123,6 +124,13 @@ func (b *B2BUA) reconnect(req *sip.Request) bool {
 	}
 	req.SetTransport(tr)
 	req.SetDestination(dest.String())
+	if tr == "TLS" && b.o.ConnectTLS != nil && !b.flowOpen(tr, dest.String()) {
+		ctx, cancel := context.WithTimeout(context.Background(), phoneConnectTimeout)
+		defer cancel()
+		if err := b.o.ConnectTLS(ctx, dest); err != nil {
+			b.log.Info("cannot reach the phone over TLS", "method", req.Method, "err", err)
+		}
+	}
 	return true
 }
 
