@@ -46,7 +46,7 @@ func (s *site) startDispatcher(backends ...int) string {
 			s.t.Logf("the dispatcher's log:\n%s", testbed.Tail(p.Output(), 40))
 		}
 	})
-	waitFor(s.t, 15*time.Second, "the dispatcher sees its backends up", func() (bool, string) {
+	waitFor(s.t, 30*time.Second, "the dispatcher sees its backends up", func() (bool, string) {
 		out, err := exec.Command(binary, "status", "--data", dir).Output()
 		if err != nil {
 			return false, err.Error()
@@ -79,12 +79,12 @@ func (s *site) startDispatcher(backends ...int) string {
 // and the call connects.
 func TestSiteCallThroughDispatcher(t *testing.T) {
 	s := newSite(t)
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	lb := s.startDispatcher(1, 2)
 
 	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob on box 1")
-	waitFor(t, 10*time.Second, "bob's registration in the site table of boxes 2 and 3", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's registration in the site table of boxes 2 and 3", func() (bool, string) {
 		for _, i := range []int{1, 2} {
 			st, err := s.status(i)
 			if err != nil {
@@ -124,7 +124,7 @@ func (s *site) cdrCount(i int) int {
 // calls him through the dispatcher, where his REGISTER came from.
 func TestSiteRegisterAndCallThroughDispatcher(t *testing.T) {
 	s := newSite(t)
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	lb := s.startDispatcher(0, 1, 2)
 
 	reg := s.sippTo(s.phones[1], lb, "register.xml", bob, bob.Number, "-key", "expires", "600")
@@ -142,7 +142,7 @@ func TestSiteRegisterAndCallThroughDispatcher(t *testing.T) {
 	if holder < 0 {
 		t.Fatal("no box holds bob's registration")
 	}
-	waitFor(t, 10*time.Second, "bob's registration in every box's site table", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's registration in every box's site table", func() (bool, string) {
 		for i := range s.nodes {
 			st, err := s.status(i)
 			if err != nil || st.Site.Bindings < 1 {

@@ -47,7 +47,7 @@ func (s *site) cdrs(i int) (string, error) {
 // site mark is refused with 403.
 func TestSiteForwardThroughNAT(t *testing.T) {
 	s := newSite(t)
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	bobPhone := s.phones[1]
 	s.natOnlyFrom(bobPhone, s.addr(0))
 	if err := s.bed.PingWithin(s.nodes[2], s.bed.Addr(bobPhone), time.Second); err == nil {
@@ -56,7 +56,7 @@ func TestSiteForwardThroughNAT(t *testing.T) {
 
 	reg := s.sipp(bobPhone, 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob on box 1 through the NAT")
-	waitFor(t, 10*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
 		st, err := s.status(2)
 		if err != nil {
 			return false, err.Error()
@@ -68,7 +68,8 @@ func TestSiteForwardThroughNAT(t *testing.T) {
 	// sipp uses ports 5070 and 6000 on the phones.
 	box3 := s.bed.Addr(s.nodes[2])
 	caller := testphone.New(t, s.bed, s.phones[0], alice, testphone.Options{SIPPort: 5080, RTPPort: 40000, Server: box3})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Bounds the phone's transactions; the test's own waits are below.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	media, err := caller.Call(ctx, bob.Number)
 	if err != nil {
@@ -78,7 +79,7 @@ func TestSiteForwardThroughNAT(t *testing.T) {
 		t.Errorf("alice's media goes to %v, want box 3 (which anchors it)", media)
 	}
 	caller.Media.Send(media)
-	waitFor(t, 20*time.Second, "RTP echoed back from bob's phone", func() (bool, string) {
+	waitFor(t, 30*time.Second, "RTP echoed back from bob's phone", func() (bool, string) {
 		n := len(caller.Media.Received())
 		return n >= 25, fmt.Sprintf("%d packets back", n)
 	})
@@ -92,7 +93,7 @@ func TestSiteForwardThroughNAT(t *testing.T) {
 		box  int
 		want string
 	}{{2, "box1"}, {0, "box3"}} {
-		waitFor(t, 10*time.Second, fmt.Sprintf("box%d's CDR of the forwarded call", c.box+1), func() (bool, string) {
+		waitFor(t, 30*time.Second, fmt.Sprintf("box%d's CDR of the forwarded call", c.box+1), func() (bool, string) {
 			text, err := s.cdrs(c.box)
 			if err != nil {
 				return false, err.Error()
@@ -122,7 +123,7 @@ func TestSiteForwardThroughNAT(t *testing.T) {
 	if res.StatusCode != 403 {
 		t.Errorf("forged forwarded INVITE answered %d, want 403", res.StatusCode)
 	}
-	waitFor(t, 10*time.Second, "box 1 logs the refusal", func() (bool, string) {
+	waitFor(t, 30*time.Second, "box 1 logs the refusal", func() (bool, string) {
 		return strings.Contains(s.procs[0].Output(), "forwarded INVITE refused"), "not logged"
 	})
 }

@@ -239,13 +239,13 @@ func (s *site) waitFormed(boxes []int, voters int, timeout time.Duration) {
 func TestSiteCallAcrossBoxes(t *testing.T) {
 	start := time.Now()
 	s := newSite(t)
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	t.Logf("site formed %v after the boxes started", time.Since(start).Round(10*time.Millisecond))
 
 	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob on box 1")
 	start = time.Now()
-	waitFor(t, 10*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's registration in box 3's site table", func() (bool, string) {
 		st, err := s.status(2)
 		if err != nil {
 			return false, err.Error()
@@ -260,7 +260,7 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 	}
 	<-s.procs[1].Done()
 	start = time.Now()
-	waitFor(t, 20*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
+	waitFor(t, 60*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
 		var why []string
 		for _, i := range []int{0, 2} {
 			st, err := s.status(i)
@@ -275,15 +275,15 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 		return len(why) == 0, strings.Join(why, "; ")
 	})
 	t.Logf("box 2 shown gone %v after SIGKILL", time.Since(start).Round(10*time.Millisecond))
-	s.waitFormed([]int{0, 2}, 2, 20*time.Second) // box 2 removed after remove_after
+	s.waitFormed([]int{0, 2}, 2, 60*time.Second) // box 2 removed after remove_after
 	t.Logf("box 2 removed from the voters %v after SIGKILL (remove_after 3s)", time.Since(start).Round(10*time.Millisecond))
 	s.call(2, "call through box 3 with box 2 dead")
 
 	s.start(1)
 	start = time.Now()
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	t.Logf("box 2 back among the voters %v after it started", time.Since(start).Round(10*time.Millisecond))
-	waitFor(t, 10*time.Second, "box 2 alive again and holding the table", func() (bool, string) {
+	waitFor(t, 30*time.Second, "box 2 alive again and holding the table", func() (bool, string) {
 		st1, err := s.status(0)
 		if err != nil {
 			return false, err.Error()
@@ -307,7 +307,7 @@ func TestSiteCallAcrossBoxes(t *testing.T) {
 // goes straight to his phone).
 func TestSiteLeaderKilled(t *testing.T) {
 	s := newSite(t)
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	reg := s.sipp(s.phones[1], 0, "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob on box 1")
 	st, err := s.status(0)
@@ -323,7 +323,7 @@ func TestSiteLeaderKilled(t *testing.T) {
 	if leader < 0 {
 		t.Fatalf("the leader %q is none of the boxes", st.Site.Leader)
 	}
-	waitFor(t, 10*time.Second, "bob's registration in every table", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's registration in every table", func() (bool, string) {
 		for i := range s.nodes {
 			st, err := s.status(i)
 			if err != nil || st.Site.Bindings < 1 {
@@ -343,7 +343,7 @@ func TestSiteLeaderKilled(t *testing.T) {
 	}
 	<-s.procs[leader].Done()
 	killed := time.Now()
-	waitFor(t, 20*time.Second, "a new leader", func() (bool, string) {
+	waitFor(t, 60*time.Second, "a new leader", func() (bool, string) {
 		st, err := s.status(rest[0])
 		if err != nil {
 			return false, err.Error()
@@ -354,7 +354,7 @@ func TestSiteLeaderKilled(t *testing.T) {
 
 	reg = s.sipp(s.phones[0], rest[0], "register.xml", alice, alice.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering alice without the old leader")
-	waitFor(t, 10*time.Second, "alice's registration on the other box", func() (bool, string) {
+	waitFor(t, 30*time.Second, "alice's registration on the other box", func() (bool, string) {
 		st, err := s.status(rest[1])
 		if err != nil {
 			return false, err.Error()

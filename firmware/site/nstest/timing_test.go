@@ -16,11 +16,11 @@ import (
 // others, and the time that took is logged (docs/SITE.md, "Measured").
 func TestSiteFastTiming(t *testing.T) {
 	s := newSite(t, func(c *config.Config) { c.Site.Timing = config.SiteTimingFast })
-	s.waitFormed([]int{0, 1, 2}, 3, 30*time.Second)
+	s.waitFormed([]int{0, 1, 2}, 3, 60*time.Second)
 	// Watch for a while: a box declared gone while alive would be a
 	// flap, logged as "box left the site".
 	quiet := time.Now().Add(5 * time.Second)
-	waitFor(t, 20*time.Second, "5 s with every box alive", func() (bool, string) {
+	waitFor(t, 30*time.Second, "5 s with every box alive", func() (bool, string) {
 		for i := range s.nodes {
 			st, err := s.status(i)
 			if err != nil {
@@ -45,7 +45,7 @@ func TestSiteFastTiming(t *testing.T) {
 	}
 	<-s.procs[1].Done()
 	start := time.Now()
-	waitFor(t, 20*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
+	waitFor(t, 60*time.Second, "box 2 shown gone by boxes 1 and 3", func() (bool, string) {
 		var why []string
 		for _, i := range []int{0, 2} {
 			st, err := s.status(i)
