@@ -43,6 +43,9 @@ func (d *Dispatcher) sweep(now time.Time) {
 		d.sendAttempt(nx, "dispatcher sends a request on to the next backend: the last one did not answer")
 	}
 	for _, nx := range r.repeat {
+		if d.pool(nx.backend) != nil {
+			continue // a reliable transport: nothing is repeated on it
+		}
 		d.sendAttempt(nx, "")
 	}
 	for _, g := range r.gaveUp {

@@ -175,3 +175,24 @@ func TestNonInviteLateAnswer(t *testing.T) {
 		t.Fatalf("the entry outlived its linger: %+v", f)
 	}
 }
+
+// TestNonInviteRepeatedForStreamPhone: a REGISTER from a phone over TCP,
+// which the phone sends once, lost on the way to a UDP backend, is repeated
+// by the dispatcher (as RFC 3261's timer E would): the phone gets its 200,
+// and the backend stays up. A phone over UDP repeats its own.
+func TestNonInviteRepeatedForStreamPhone(t *testing.T) {
+	be := newFakeBackend(t)
+	be.loseOthers.Store(1)
+	d, addrs := startDispatcherAll(t, streamConfig(), be)
+	p := dialPhone(t, "", strings.TrimPrefix(addrs[1], "tcp:"))
+	p.send(p.request("REGISTER", "sip:example.com", "tcpreg", 1, "", nil, "Expires: 300"))
+	if res, ok := p.next().(*sip.Response); !ok || res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %v", res)
+	}
+	if got := be.requests(time.Time{}); len(got) != 1 {
+		t.Fatalf("the backend got %v, want the repeated REGISTER once", got)
+	}
+	if !d.Status().Backends[0].Up {
+		t.Error("the backend was marked down for a lost REGISTER")
+	}
+}

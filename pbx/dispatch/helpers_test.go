@@ -29,6 +29,8 @@ type fakeBackend struct {
 	// loseInvites is how many of the next INVITEs it gets are lost on
 	// the way (not recorded, not answered).
 	loseInvites atomic.Int32
+	// loseOthers is the same for a phone's other requests (not ACK).
+	loseOthers atomic.Int32
 	// finalStatus, when set, is its final answer to an INVITE instead of
 	// 200 (after 180 when ringOnly).
 	finalStatus atomic.Int32
@@ -106,6 +108,9 @@ func (b *fakeBackend) serveOn(req *sip.Request, write func(raw []byte, to netip.
 		b.options.Add(1)
 	}
 	if req.IsInvite() && b.loseInvites.Add(-1) >= 0 {
+		return
+	}
+	if !req.IsInvite() && !req.IsAck() && !strings.HasPrefix(req.CallID().Value(), "dp-") && b.loseOthers.Add(-1) >= 0 {
 		return
 	}
 	if req.Method != sip.OPTIONS || !strings.HasPrefix(req.CallID().Value(), "dp-") {

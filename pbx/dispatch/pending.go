@@ -377,10 +377,13 @@ func (p *pending) sweep(now time.Time, timeout time.Duration, pick pickFunc) swe
 			e.retry = nil
 			e.final = now
 			e.answered = true // it is over: not timed out again
-		case !e.answered && e.retry != nil && e.method == "INVITE" && now.Sub(e.retry.lastTx) >= e.retry.rto:
-			// Only INVITEs: the phone stops repeating them at the
-			// dispatcher's 100 Trying, but repeats other requests
-			// itself until their final answer.
+		case !e.answered && e.retry != nil && (e.method == "INVITE" || e.retry.inConn != nil) && now.Sub(e.retry.lastTx) >= e.retry.rto:
+			// INVITEs, which the phone stops repeating at the
+			// dispatcher's 100 Trying, and other requests of a phone
+			// over TCP or TLS, which it sends once (RFC 3261 §17.1.2.2);
+			// a phone over UDP repeats those itself until their final
+			// answer. Not to a backend over TCP or TLS (Dispatcher.sweep
+			// leaves those out).
 			rt := e.retry
 			rt.lastTx, rt.rto = now, min(2*rt.rto, timerT2)
 			out.repeat = append(out.repeat, next{backend: e.backend, branch: attemptBranch(k, e.attempt), raw: rt.raw, sock: rt.sock, in: rt.in, inConn: rt.inConn, rrs: rt.rrs})

@@ -356,3 +356,23 @@ func TestPoolKeepAlive(t *testing.T) {
 		return connections(d, 0) == DefaultBackendConns && be.streams.pings.Load() >= 2*DefaultBackendConns
 	})
 }
+
+// TestBackendStreamNoRepeat: an INVITE a TCP backend leaves unanswered is
+// not repeated over the connection (a reliable transport), only sent on to
+// the next backend after tx_timeout.
+func TestBackendStreamNoRepeat(t *testing.T) {
+	tcpBE := newFakeStreamBackend(t, nil)
+	tcpBE.dropInvites.Store(true)
+	udpBE := newFakeBackend(t)
+	d, at := startDispatcher(t, Config{Algorithm: RoundRobin, ProbeInterval: time.Hour, TxTimeout: 1500 * time.Millisecond,
+		Backends: []Backend{{Addr: tcpBE.addr, Transport: "tcp"}, {Addr: udpBE.addr}}})
+	waitFor(t, "the pool's connections", func() bool { return connections(d, 0) == DefaultBackendConns })
+	ph := newPhone(t)
+	c := ph.establish(at, "norepeat")
+	if udpBE.last(sip.INVITE, c.id) == nil {
+		t.Fatal("the call did not go on to the UDP backend")
+	}
+	if got := tcpBE.requests(time.Time{}); len(got) != 1 {
+		t.Fatalf("the TCP backend got %v, want the INVITE once", got)
+	}
+}
