@@ -46,7 +46,8 @@ type Dispatcher struct {
 	// open to each backend over tcp or tls (default 2).
 	BackendConnections int `yaml:"backend_connections,omitempty"`
 	// TLSCA is a PEM file of the authorities that sign the certificates
-	// of tls backends (absent: the system's).
+	// of tls backends, and of phones the dispatcher connects to over tls
+	// (absent: the system's).
 	TLSCA string `yaml:"tls_ca,omitempty"`
 }
 
