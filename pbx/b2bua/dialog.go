@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -231,27 +230,4 @@ func laddr(transport string, via sip.Uri) sip.Addr {
 		return sip.Addr{}
 	}
 	return sip.Addr{IP: ip, Port: via.Port, Hostname: via.Host}
-}
-
-// parseSource splits a binding source "transport:ip:port".
-func parseSource(src string) (transport, hostport string, err error) {
-	tp, hp, ok := strings.Cut(src, ":")
-	if !ok {
-		return "", "", fmt.Errorf("binding source %q: want transport:ip:port", src)
-	}
-	tp = strings.ToUpper(tp)
-	if tp != "UDP" && tp != "TCP" && tp != "TLS" {
-		return "", "", fmt.Errorf("binding source %q: unsupported transport", src)
-	}
-	host, port, err := net.SplitHostPort(hp)
-	if err != nil {
-		return "", "", fmt.Errorf("binding source %q: %w", src, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-		return "", "", fmt.Errorf("binding source %q: bad port", src)
-	}
-	if host == "" {
-		return "", "", fmt.Errorf("binding source %q: no host", src)
-	}
-	return tp, hp, nil
 }

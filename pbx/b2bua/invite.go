@@ -570,7 +570,7 @@ loop:
 
 // startFork sends one INVITE.
 func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
-	tp, peer, err := parseSource(bd.Source)
+	tp, peer, err := location.ParseSource(bd.Source)
 	if err != nil {
 		return nil, err
 	}

@@ -88,7 +88,7 @@ func (b *B2BUA) siteRoutes(bs []location.Binding, callee string) (out []location
 			behind[holder] = append(behind[holder], bd)
 			continue
 		}
-		_, hp, err := parseSource(src)
+		_, hp, err := location.ParseSource(src)
 		if err != nil {
 			b.log.Warn("a site member's SIP address", "member", bd.Holder, "err", err)
 			bd.Holder = ""

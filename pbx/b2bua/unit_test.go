@@ -88,48 +88,6 @@ func FuzzReferTarget(f *testing.F) {
 	})
 }
 
-func TestParseSource(t *testing.T) {
-	tests := []struct {
-		in      string
-		tp, hp  string
-		wantErr bool
-	}{
-		{in: "udp:203.0.113.7:40211", tp: "UDP", hp: "203.0.113.7:40211"},
-		{in: "TCP:[2001:db8::1]:5060", tp: "TCP", hp: "[2001:db8::1]:5060"},
-		{in: "tls:1.2.3.4:5061", tp: "TLS", hp: "1.2.3.4:5061"},
-		{in: "sctp:1.2.3.4:5061", wantErr: true},
-		{in: "udp:1.2.3.4", wantErr: true},
-		{in: "udp:1.2.3.4:0", wantErr: true},
-		{in: "udp::5060", wantErr: true},
-		{in: "1.2.3.4:5060", wantErr: true},
-		{in: "", wantErr: true},
-	}
-	for _, tt := range tests {
-		tp, hp, err := parseSource(tt.in)
-		if (err != nil) != tt.wantErr || tp != tt.tp || hp != tt.hp {
-			t.Errorf("parseSource(%q) = %q, %q, %v", tt.in, tp, hp, err)
-		}
-	}
-}
-
-func FuzzParseSource(f *testing.F) {
-	for _, s := range []string{"udp:1.2.3.4:5060", "tcp:[::1]:5", "udp:", ":::", "udp:h:99999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		tp, hp, err := parseSource(s)
-		if err != nil {
-			return
-		}
-		if tp != "UDP" && tp != "TCP" {
-			t.Errorf("parseSource(%q) transport %q", s, tp)
-		}
-		if _, _, err := sip.ParseAddr(hp); err != nil {
-			t.Errorf("parseSource(%q) gave an unusable address %q: %v", s, hp, err)
-		}
-	})
-}
-
 // readRequest parses a request fixture from testdata (LF line ends are
 // turned into CRLF).
 func readRequest(t testing.TB, name string) *sip.Request {

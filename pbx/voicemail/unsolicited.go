@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,7 +126,7 @@ func (s *Service) unsolicitedChanged(box string) {
 // message-summary subscription to box: its SUBSCRIBE came from the
 // binding's source or named the binding's contact. s.mu is held.
 func (s *Service) subscribedLocked(box string, b location.Binding) bool {
-	tp, peer, err := parseSource(b.Source)
+	tp, peer, err := location.ParseSource(b.Source)
 	for _, sub := range s.subs {
 		if sub.box != box {
 			continue
@@ -164,7 +162,7 @@ func (s *Service) sendUnsolicited(box string, b location.Binding) {
 // notifyUnsolicited sends one out-of-dialog NOTIFY with the mailbox's
 // counts to b and records what b was told.
 func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
-	tp, peer, err := parseSource(b.Source)
+	tp, peer, err := location.ParseSource(b.Source)
 	if err != nil {
 		return err
 	}
@@ -271,30 +269,4 @@ func (s *Service) pruneTold(box string, bs []location.Binding) {
 	if len(s.told[box]) == 0 {
 		delete(s.told, box)
 	}
-}
-
-// parseSource splits a binding's source "transport:ip:port" into the
-// transport (upper case) and "ip:port".
-func parseSource(src string) (transport, hostport string, err error) {
-	tp, hp, ok := strings.Cut(src, ":")
-	if !ok {
-		return "", "", fmt.Errorf("binding source %q: want transport:ip:port", src)
-	}
-	tp = strings.ToUpper(tp)
-	switch tp {
-	case "UDP", "TCP", "TLS":
-	default:
-		return "", "", fmt.Errorf("binding source %q: unsupported transport", src)
-	}
-	host, port, err := net.SplitHostPort(hp)
-	if err != nil {
-		return "", "", fmt.Errorf("binding source %q: %w", src, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-		return "", "", fmt.Errorf("binding source %q: bad port", src)
-	}
-	if host == "" {
-		return "", "", fmt.Errorf("binding source %q: no host", src)
-	}
-	return tp, hp, nil
 }

@@ -290,24 +290,6 @@ func TestUnsolicitedMWI(t *testing.T) {
 	})
 }
 
-func FuzzParseSource(f *testing.F) {
-	for _, s := range []string{"udp:127.0.0.1:5060", "TLS:[2001:db8::1]:5061", "tcp:host", "sctp:1.2.3.4:5", "udp::5060", "udp:1.2.3.4:0", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, src string) {
-		tp, hp, err := parseSource(src)
-		if err != nil {
-			return
-		}
-		if tp != "UDP" && tp != "TCP" && tp != "TLS" {
-			t.Fatalf("%q: transport %q", src, tp)
-		}
-		if !strings.HasSuffix(src, hp) {
-			t.Fatalf("%q: address %q is not its tail", src, hp)
-		}
-	})
-}
-
 // BenchmarkRegistered is what unsolicited MWI adds to every REGISTER of
 // an extension with a mailbox where no message waits: the common case.
 func BenchmarkRegistered(b *testing.B) {
