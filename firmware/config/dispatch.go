@@ -249,8 +249,8 @@ func (c *Config) validateDispatcher(ps *problems) {
 		ps.add("dispatcher.backend_connections", "%d: want 1 to %d (0 or absent: 2)", d.BackendConnections, MaxBackendConns)
 	}
 	if d.TLSCA != "" {
-		if !slices.ContainsFunc(d.Backends, func(b DispatcherBackend) bool { return b.Transport() == "tls" }) {
-			ps.add("dispatcher.tls_ca", "only for backends over tls (tls:host:port or _sips._tcp.host)")
+		if !slices.ContainsFunc(d.Backends, func(b DispatcherBackend) bool { return b.Transport() == "tls" }) && !c.HasTLS() {
+			ps.add("dispatcher.tls_ca", "only for backends over tls (tls:host:port or _sips._tcp.host), or phones over a tls listener")
 		} else if err := checkPath(d.TLSCA); err != nil {
 			ps.add("dispatcher.tls_ca", "%v", err)
 		}

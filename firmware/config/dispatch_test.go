@@ -63,6 +63,9 @@ func TestDispatcherValidate(t *testing.T) {
 		}},
 		{name: "tls_ca relative", extra: "  tls_ca: ca.pem\n", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "tls:10.77.0.13", 1) }, want: "dispatcher.tls_ca: \"ca.pem\": want an absolute path"},
 		{name: "same address over two transports", edit: func(s string) string { return strings.Replace(s, "10.77.0.13", "tcp:10.77.0.12:5070", 1) }, want: "dispatcher.backends[2].uri: 10.77.0.12:5070 is listed twice"},
+		{name: "tls_ca for phones over tls", extra: "  tls_ca: /data/ca.pem\n", edit: func(s string) string {
+			return strings.Replace(s, `["udp:10.77.0.5:5060"]`, `["udp:10.77.0.5:5060", "tls:10.77.0.5:5061"]`, 1)
+		}},
 		{name: "tls_ca without a tls backend", extra: "  tls_ca: /data/ca.pem\n", want: "dispatcher.tls_ca: only for backends over tls"},
 		{name: "backend connections too many", extra: "  backend_connections: 17\n", want: "dispatcher.backend_connections: 17: want 1 to 16"},
 		{name: "tcp idle too short", extra: "  tcp_idle_timeout: 10ms\n", want: "dispatcher.tcp_idle_timeout: 10ms is outside"},
