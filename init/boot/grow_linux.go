@@ -174,10 +174,13 @@ func resizeFS(ctx context.Context, dir string, blocks int64) error {
 	if err != nil {
 		return fmt.Errorf("growing the data file system: %w", err)
 	}
-	defer f.Close()
 	n := uint64(blocks)
 	done := make(chan unix.Errno, 1)
+	// The goroutine owns f: closed only once the ioctl returned, so a
+	// timeout below never frees the descriptor under a resize still to
+	// start (its number could be reused by then).
 	go func() {
+		defer f.Close()
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), ioctlExt4ResizeFS, uintptr(unsafe.Pointer(&n)))
 		done <- errno
 	}()
