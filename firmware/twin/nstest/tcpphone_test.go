@@ -1,6 +1,7 @@
 package nstest
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -72,6 +73,14 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 	// bob listens on TCP (sipp's t1 accepts connections on its port);
 	// alice calls over UDP and hangs up after 200 ms.
 	uas := p.sipp(testbed.Phone(1), "uas.xml", config.Extension{}, bob.Number, "-t", "t1")
+	// A connection refused is not retried as a lost UDP INVITE is
+	// retransmitted: call once sipp listens.
+	waitFor(t, 10*time.Second, "bob's sipp listening on TCP", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		out, err := p.bed.Exec(ctx, p.bed.NS(testbed.Phone(1)), "ss", "-Hltn", "sport = :"+strconv.Itoa(testbed.SipPhonePort))
+		return err == nil && strings.Contains(string(out), "LISTEN"), fmt.Sprint(string(out), err)
+	})
 	vip := p.bed.VIP().Addr().String()
 	uac := p.sipp(testbed.Phone(0), "uac.xml", alice, bob.Number,
 		"-key", "caller", alice.Number, "-key", "caller_name", alice.Name,
