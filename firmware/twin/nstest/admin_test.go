@@ -17,7 +17,7 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 	p := newPair(t, 1)
 	active, standby := p.waitSettled(20 * time.Second)
 	pr := p.probe()
-	waitFor(t, 5*time.Second, "the probe is answered", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the probe is answered", func() (bool, string) {
 		r := pr.Report()
 		return r.Answered > 5, r.String()
 	})
@@ -26,8 +26,8 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 	if out, err := p.exec("switchover", "--data", p.boxes[active].dir); err != nil {
 		t.Fatalf("switchover: %v\n%s", err, out)
 	}
-	p.waitRoles(standby, active, 10*time.Second)
-	time.Sleep(500 * time.Millisecond) // the phone's probes after the switch come back
+	p.waitRoles(standby, active, 20*time.Second)
+	waitAnsweredBy(t, pr, standby)
 	r := pr.Stop()
 	t.Logf("switchover %s → %s: phone saw %s", active, standby, r)
 	if r.LongestOutage >= time.Second {
@@ -40,19 +40,19 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 
 	// Maintenance on the active: it hands over.
 	pr = p.probe()
-	waitFor(t, 5*time.Second, "the probe is answered", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the probe is answered", func() (bool, string) {
 		r := pr.Report()
 		return r.Answered > 5, r.String()
 	})
 	if out, err := p.exec("maintenance", "on", "--data", p.boxes[active].dir); err != nil {
 		t.Fatalf("maintenance on: %v\n%s", err, out)
 	}
-	p.waitRole(active, "maintenance", 10*time.Second)
-	waitFor(t, 10*time.Second, "the twin takes over", func() (bool, string) {
+	p.waitRole(active, "maintenance", 20*time.Second)
+	waitFor(t, 20*time.Second, "the twin takes over", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
 	})
-	time.Sleep(500 * time.Millisecond)
+	waitAnsweredBy(t, pr, standby)
 	r = pr.Stop()
 	t.Logf("maintenance on %s: phone saw %s", active, r)
 	if r.LongestOutage >= time.Second || r.Interleaved || r.Switches != 1 {
@@ -77,8 +77,8 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.waitWorker(serving, old, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
+	p.waitWorker(serving, old, 20*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s, err := p.status(inMaint)
 		if err == nil && s.Role != "maintenance" {
@@ -103,6 +103,21 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 		t.Fatalf("maintenance off: %v\n%s", err, out)
 	}
 	p.waitRoles(serving, inMaint, 20*time.Second)
+}
+
+// waitAnsweredBy waits until the phone's probe has had a few answers in a
+// row from box n, the last stretch of what it saw: the probes sent just
+// after a switch are judged too.
+func waitAnsweredBy(t *testing.T, pr *testbed.Probe, n testbed.Node) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "the phone answered by "+string(n), func() (bool, string) {
+		r := pr.Report()
+		if len(r.Runs) == 0 {
+			return false, r.String()
+		}
+		last := r.Runs[len(r.Runs)-1]
+		return last.Node == string(n) && last.Probes >= 10, r.String()
+	})
 }
 
 // waitRole waits until box n reports role.

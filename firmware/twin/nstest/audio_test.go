@@ -216,7 +216,8 @@ type callResult struct {
 // runCallFailover runs one call through a failover and checks the call's
 // signalling and CDR; it returns the audio gaps for the caller to judge.
 func runCallFailover(t *testing.T, c callFailover) callResult {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	// Bounds the phones' transactions; the test's own waits are below.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p := newPair(t, 2)
 	active, standby := p.waitSettled(20 * time.Second)
@@ -239,12 +240,12 @@ func runCallFailover(t *testing.T, c callFailover) callResult {
 	}
 	caller.Media.Send(callerMedia)
 	callee.Media.Send(calleeMedia)
-	waitFor(t, 5*time.Second, "audio both ways through the active", func() (bool, string) {
+	waitFor(t, 15*time.Second, "audio both ways through the active", func() (bool, string) {
 		a, b := caller.Media.ReceivedSince(answered), callee.Media.ReceivedSince(answered)
 		return a > 10 && b > 10, fmt.Sprintf("caller got %d packets, callee %d", a, b)
 	})
 	// The answered call is saved and replicated before the fault.
-	waitFor(t, 5*time.Second, "the standby in sync with the active", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby in sync with the active", func() (bool, string) {
 		sa, err := p.status(active)
 		if err != nil {
 			return false, err.Error()
@@ -259,13 +260,13 @@ func runCallFailover(t *testing.T, c callFailover) callResult {
 
 	broken := time.Now()
 	c.breakIt(t, p, active)
-	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
 	})
 	// Audio must come back both ways and keep flowing for a second.
 	var resumed time.Time
-	waitFor(t, maxAudioGap+5*time.Second, "audio both ways through the new active", func() (bool, string) {
+	waitFor(t, 20*time.Second, "audio both ways through the new active", func() (bool, string) {
 		a, b := caller.Media.ReceivedSince(broken), callee.Media.ReceivedSince(broken)
 		if resumed.IsZero() && a > 0 && b > 0 {
 			resumed = time.Now()
@@ -292,14 +293,14 @@ func runCallFailover(t *testing.T, c callFailover) callResult {
 	}
 	select {
 	case <-other.Byes():
-	case <-time.After(5 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatalf("phone %s never got the BYE from phone %s", other.Node(), by.Node())
 	}
 
 	// The CDR on the new active keeps the times of the call's start and
 	// answer, which only the old active saw.
 	var rec map[string]string
-	waitFor(t, 5*time.Second, "the call's CDR on the new active", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the call's CDR on the new active", func() (bool, string) {
 		out, err := p.exec("cdr", "export", "--data", p.boxes[standby].dir)
 		if err != nil {
 			return false, fmt.Sprintf("%v: %s", err, out)

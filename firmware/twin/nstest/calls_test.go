@@ -54,11 +54,11 @@ func TestFailoverKeepsRegistrationsAndCDRs(t *testing.T) {
 	reg := p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "registering bob")
 	p.call("call before the failover")
-	waitFor(t, 5*time.Second, "the first CDR on the active", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the first CDR on the active", func() (bool, string) {
 		n, out := p.cdrCount(active)
 		return n == 1, out
 	})
-	waitFor(t, 5*time.Second, "the standby in sync", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby in sync", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
 	})
@@ -66,7 +66,7 @@ func TestFailoverKeepsRegistrationsAndCDRs(t *testing.T) {
 	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
 	})
@@ -82,7 +82,7 @@ func TestFailoverKeepsRegistrationsAndCDRs(t *testing.T) {
 		t.Fatalf("the new active %s does not know bob's registration: %+v", standby, s.Registrations)
 	}
 	p.call("call after the failover")
-	waitFor(t, 5*time.Second, "both CDRs on the new active", func() (bool, string) {
+	waitFor(t, 20*time.Second, "both CDRs on the new active", func() (bool, string) {
 		n, out := p.cdrCount(standby)
 		return n == 2, out
 	})

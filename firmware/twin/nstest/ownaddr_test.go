@@ -147,7 +147,7 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 		p.start(n)
 	}
 	active, standby := p.waitSettled(20 * time.Second)
-	waitFor(t, 10*time.Second, "the standby in sync", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby in sync", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
 	})
@@ -156,7 +156,7 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 	// 1. REGISTER through the standby, answered by the active's registrar.
 	reg := p.bed.StartSipp(t, testbed.Phone(1), p.ownAddr(standby), "register.xml", bob, bob.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "bob registering at the standby's own address")
-	waitFor(t, 10*time.Second, "bob's binding on the active with bob's own address", func() (bool, string) {
+	waitFor(t, 20*time.Second, "bob's binding on the active with bob's own address", func() (bool, string) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[bob.Number] == "udp:"+bobAddr, fmt.Sprint(src, err)
 	})
@@ -184,7 +184,7 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 	reg = p.bed.StartSipp(t, testbed.Phone(0), p.ownAddr(standby), "register.xml", alice, alice.Number,
 		"-key", "expires", "600", "-t", "t1")
 	waitSipp(t, reg, "alice registering over TCP at the standby's own address")
-	waitFor(t, 10*time.Second, "alice's binding on the active through the standby's forwarder", func() (bool, string) {
+	waitFor(t, 20*time.Second, "alice's binding on the active through the standby's forwarder", func() (bool, string) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[alice.Number] == "udp:"+p.ownAddr(standby), fmt.Sprint(src, err)
 	})
@@ -222,7 +222,7 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 	if out, err := p.exec("maintenance", "on", "--data", p.boxes[standby].dir); err != nil {
 		t.Fatalf("maintenance on: %v\n%s", err, out)
 	}
-	p.waitRole(standby, "maintenance", 10*time.Second)
+	p.waitRole(standby, "maintenance", 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.bed.PowerOff(ctx, active); err != nil {

@@ -30,9 +30,9 @@ func TestSupervisedWorker(t *testing.T) {
 			if held, err := p.hasVIP(active); err != nil || !held {
 				t.Fatalf("active %s holds the VIP: %v, %v", active, held, err)
 			}
-			old := p.waitWorker(active, 0, 5*time.Second)
+			old := p.waitWorker(active, 0, 20*time.Second)
 			pr := p.probe()
-			waitFor(t, 5*time.Second, "the probe is answered", func() (bool, string) {
+			waitFor(t, 15*time.Second, "the probe is answered", func() (bool, string) {
 				r := pr.Report()
 				return r.Answered > 5, r.String()
 			})
@@ -44,13 +44,19 @@ func TestSupervisedWorker(t *testing.T) {
 			if tc.sig == syscall.SIGKILL {
 				// OnChildExit runs before the restart: the VIP goes at
 				// once, long before the twin could count the box silent.
-				waitFor(t, time.Second, "the VIP gone from the dead box", func() (bool, string) {
+				// That it was the supervisor's exit hook, and not the new
+				// worker's start-up, is in its log; how soon is measured
+				// (a loaded machine may take the supervisor a while).
+				waitFor(t, 20*time.Second, "the VIP gone from the dead box", func() (bool, string) {
 					held, err := p.hasVIP(active)
 					return err == nil && !held, fmt.Sprint(held, err)
 				})
 				t.Logf("VIP removed from %s %v after the worker was killed", active, time.Since(broken).Round(time.Millisecond))
+				waitFor(t, 20*time.Second, "the supervisor's word that it removed the VIP", func() (bool, string) {
+					return strings.Contains(p.boxes[active].proc.Output(), "node process ended: removed its VIP"), testbed.Tail(p.boxes[active].proc.Output(), 10)
+				})
 			}
-			waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+			waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
 				s, err := p.status(standby)
 				return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
 			})

@@ -30,14 +30,14 @@ func TestFailoverKeepsMWISubscription(t *testing.T) {
 	waitFor(t, 20*time.Second, "the subscription on the active", func() (bool, string) {
 		return strings.Contains(p.boxes[active].proc.Output(), `msg="message-summary subscription"`), sub.Output()
 	})
-	waitFor(t, 5*time.Second, "the standby in sync", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby in sync", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
 	})
 	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
 	})
