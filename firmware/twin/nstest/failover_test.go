@@ -221,6 +221,7 @@ func TestRejoinIsSticky(t *testing.T) {
 	r := pr.Stop()
 	t.Logf("rejoin of %s: phone saw %s", active, r)
 	if r.Switches != 0 || r.LongestOutage > 0 || r.Interleaved {
-		t.Errorf("the rejoin interrupted the phones: %s", r)
+		// The time lets the boxes' logs tell what happened then.
+		t.Errorf("the rejoin interrupted the phones: %s (the longest outage from %s)", r, r.LongestOutageAt.Format("15:04:05.000"))
 	}
 }
