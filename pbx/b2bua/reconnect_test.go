@@ -116,6 +116,26 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// openFlow has p, a TCP phone, open a connection to the PBX, as a phone
+// registering over TCP does, from a port of its own, and returns that
+// port's address.
+func openFlow(t *testing.T, e *env, p *phone) string {
+	t.Helper()
+	opt := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: e.ln.Addr().(*net.TCPAddr).Port})
+	opt.SetTransport("TCP")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.cl.Do(ctx, opt); err != nil {
+		t.Fatalf("OPTIONS over TCP: %v", err)
+	}
+	conn, err := p.cl.TransportLayer().GetConnection("tcp", e.tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = conn.TryClose() }()
+	return conn.LocalAddr().String()
+}
+
 // put records b as aor's only binding.
 func (l *fakeLocator) put(aor string, b location.Binding) {
 	l.mu.Lock()
@@ -158,24 +178,9 @@ func TestCalleeConnectionClosed(t *testing.T) {
 	t.Run("open connection kept", func(t *testing.T) {
 		e := newEnv(t)
 		alice, bob := newPhone(t, e, "100", "answer"), newTCPPhone(t, e, "200", "answer")
-		// bob opens a connection to the PBX, as a phone registering over
-		// TCP does, from a port of its own.
-		opt := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: e.ln.Addr().(*net.TCPAddr).Port})
-		opt.SetTransport("TCP")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := bob.cl.Do(ctx, opt); err != nil {
-			t.Fatalf("OPTIONS over TCP: %v", err)
-		}
-		conn, err := bob.cl.TransportLayer().GetConnection("tcp", e.tcpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		from := conn.LocalAddr().String()
-		_, _ = conn.TryClose()
 		// The Contact names a port where nothing listens: only the open
 		// connection reaches bob.
-		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tcp", Source: "tcp:" + from})
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tcp", Source: "tcp:" + openFlow(t, e, bob)})
 		if res := alice.dial("200", nil).result(); res.StatusCode != 200 {
 			t.Fatalf("call: %d", res.StatusCode)
 		}
@@ -194,4 +199,45 @@ func TestCalleeConnectionClosed(t *testing.T) {
 			t.Fatalf("call to an unreachable phone: %d, want 480", res.StatusCode)
 		}
 	})
+}
+
+// TestRestoredCallTCPCallee: a call answered over a TCP callee's own
+// connection is restored on the twin, which has no connection to the
+// callee; the caller's BYE reaches the callee at its Contact.
+func TestRestoredCallTCPCallee(t *testing.T) {
+	const ports = 29600
+	store := &memCalls{}
+	relay1 := newRelay(t, ports)
+	box1 := newEnv(t, withMedia(relayMedia{relay1}), withCalls(store))
+	alice, bob := newPhone(t, box1, "100", "answer"), newTCPPhone(t, box1, "200", "answer")
+	_, aliceSDP := rtpSocket(t, "100")
+	_, bobSDP := rtpSocket(t, "200")
+	alice.setSDP(aliceSDP)
+	bob.setSDP(bobSDP)
+	from := openFlow(t, box1, bob)
+	box1.loc.put("200", location.Binding{Contact: bob.contact.String(), Source: "tcp:" + from})
+	oc := alice.dial("200", nil)
+	if res := oc.result(); res.StatusCode != 200 {
+		t.Fatalf("call: %d", res.StatusCode)
+	}
+	bob.wait(sip.ACK, 1)
+	store.waitSaved(t, oc.d.CallID)
+	if peer := store.get(t, oc.d.CallID).Call.Legs[LegB].Dialog.Peer; peer != from {
+		t.Fatalf("callee's saved peer %s, want its connection's %s", peer, from)
+	}
+
+	box1.crash()
+	_ = relay1.Close()
+	relay2 := newRelay(t, ports)
+	box2 := newEnvAt(t, box1.addr, withMedia(relayMedia{relay2}), withCalls(store))
+	if n := restore(t, box2); n != 1 {
+		t.Fatalf("Restore = %d, want 1", n)
+	}
+	if res := alice.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("caller's BYE after the failover: %d", res.StatusCode)
+	}
+	bob.wait(sip.BYE, 1)
+	if r := box2.cdrs.wait(t, 1)[0]; r.HangupBy != ByCaller || r.Disp != cdr.Answered {
+		t.Errorf("CDR = %+v", r)
+	}
 }
