@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinpbx/twinpbx/pbx/rawudp"
 	"github.com/twinpbx/twinpbx/pbx/sockbuf"
 
 	"github.com/emiago/sipgo/sip"
@@ -520,7 +521,15 @@ func (d *Dispatcher) listen(l netip.AddrPort) (*sock, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("dispatcher listening on udp:%s: %w", l, err)
 	}
-	s := &sock{conn: conn, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
+	// Raw reads and writes (pbx/rawudp): a dispatcher idling between
+	// packets does not wake Go's monitor thread for each one.
+	var pc packetConn = conn
+	if raw, err := rawudp.New(conn); err == nil {
+		pc = raw
+	} else {
+		d.log.Warn("UDP socket without raw access: plain reads and writes", "addr", l, "err", err)
+	}
+	s := &sock{conn: pc, local: la.Addr().Unmap(), host: host, port: int(la.Port())}
 	s.via = "SIP/2.0/UDP " + s.host + ":" + strconv.Itoa(s.port)
 	return s, nil
 }
