@@ -57,6 +57,10 @@ type Config struct {
 	// Firmware, when set, is a UEFI firmware (OVMF) that boots the disk
 	// in Extra as a board does: no -kernel, -initrd or -append.
 	Firmware string
+	// FirmwareVars, when set with Firmware, is a writable copy of the
+	// firmware's variable store (its enrolled Secure Boot keys): the two
+	// are flash chips, as a Secure Boot OVMF needs them, with SMM on.
+	FirmwareVars string
 	// Initrd, when set, replaces the image's initramfs.cpio.xz (an
 	// uncompressed copy boots faster under TCG: see Uncompressed).
 	Initrd string
@@ -75,8 +79,12 @@ const GuestIP = "10.0.2.15"
 // second after init first asks it (as on a board whose CPU has RDRAND).
 func Args(c Config) []string {
 	kernel := KernelCmdline(c.Append)
+	machine := "q35"
+	if c.Firmware != "" && c.FirmwareVars != "" {
+		machine += ",smm=on"
+	}
 	args := []string{
-		"-accel", c.Accel, "-cpu", "max", "-machine", "q35", "-m", strconv.Itoa(c.MemoryMB),
+		"-accel", c.Accel, "-cpu", "max", "-machine", machine, "-m", strconv.Itoa(c.MemoryMB),
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
 		"-device", "i6300esb", "-action", "watchdog=" + c.WatchdogAction,
 	}
@@ -85,9 +93,12 @@ func Args(c Config) []string {
 			"-netdev", fmt.Sprintf("user,id=lan,hostfwd=udp:127.0.0.1:%d-:5060", c.SIPPort),
 			"-device", "virtio-net-pci,netdev=lan")
 	}
-	if c.Firmware != "" {
+	switch {
+	case c.Firmware != "" && c.FirmwareVars != "":
+		args = append(args, firmwareFlash(c.Firmware, c.FirmwareVars)...)
+	case c.Firmware != "":
 		args = append(args, "-bios", c.Firmware)
-	} else {
+	default:
 		initrd := c.Initrd
 		if initrd == "" {
 			initrd = filepath.Join(c.Image, build.Initramfs)
@@ -96,6 +107,17 @@ func Args(c Config) []string {
 			"-initrd", initrd, "-append", kernel)
 	}
 	return append(args, c.Extra...)
+}
+
+// firmwareFlash are QEMU's arguments for a UEFI firmware whose code and
+// variable store are flash chips, the code read-only and only writable
+// from SMM, as Secure Boot needs (a guest OS must not rewrite db).
+func firmwareFlash(code, vars string) []string {
+	return []string{
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+	}
 }
 
 // KernelCmdline is the guest's kernel command line with extra appended.
