@@ -289,6 +289,7 @@ func New(o Options) (*PBX, error) {
 		Site:        o.Site,
 		Voicemail:   p.vm,
 		ConnectTLS:  connectTLS,
+		Forwarder:   twinForwarder(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pbx: call handling: %w", err)

@@ -163,6 +163,10 @@ type Options struct {
 	// phone whose own connection is gone (reconnect.go), with the check
 	// of phones' certificates; nil: the stack opens it with its own.
 	ConnectTLS func(ctx context.Context, phone netip.AddrPort) error
+	// Forwarder, if set, reports whether a binding's source is the twin's
+	// own-address forwarder (forwarder.go): a call to such a binding that
+	// the forwarder leaves silent rings the phone at its Contact.
+	Forwarder func(source string) bool
 }
 
 // B2BUA is the call engine. Create it with New, attach it with Register.

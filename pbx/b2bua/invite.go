@@ -453,6 +453,10 @@ type fork struct {
 	racked map[string]uint32
 	// site is the site member the INVITE was forwarded to (site.go).
 	site string
+	// fallback names, in siteFallback.behind, the phones to ring
+	// directly should this fork stay silent or fail: the site member's
+	// (site), or the phone behind the twin's forwarder (forwarder.go).
+	fallback string
 }
 
 type forkEvent struct {
@@ -470,6 +474,7 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 	var codes []int
 	var res ringResult
 	routes, behind := b.siteRoutes(s.bindings, s.callee)
+	behind = b.forwarderFallbacks(routes, behind)
 	fb := newSiteFallback(behind)
 	defer fb.stop()
 	for _, bd := range routes {
@@ -477,7 +482,15 @@ func (b *B2BUA) ring(ctx context.Context, s ringSpec) ringResult {
 		if err != nil {
 			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
 			codes = append(codes, 480)
+			if k := b.forwarderKey(bd); k != "" {
+				// The forwarder cannot even be sent to: the phone directly.
+				more := b.direct(s, fb, &fork{fallback: k}, events)
+				forks = append(forks, more...)
+			}
 			continue
+		}
+		if k := b.forwarderKey(bd); k != "" {
+			f.fallback = k
 		}
 		forks = append(forks, f)
 		if res.site == "" {
@@ -539,7 +552,7 @@ loop:
 			}
 		case <-fb.expired():
 			for _, f := range forks {
-				if f.site != "" && !f.answered() {
+				if f.fallback != "" && !f.answered() {
 					more := b.direct(s, fb, f, events)
 					forks, pending = append(forks, more...), pending+len(more)
 				}
@@ -606,7 +619,7 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	b.prepare(inv)
 	if bd.Holder != "" {
 		// siteRoutes made bd the box that holds the callee's binding.
-		f.site = bd.Holder
+		f.site, f.fallback = bd.Holder, bd.Holder
 		b.o.Site.Sign(inv)
 	}
 	f.inv = inv

@@ -157,13 +157,17 @@ func siteFailed(res *sip.Response) bool {
 // direct starts forks straight to the phones behind f, a forwarded fork
 // that failed or stays silent.
 func (b *B2BUA) direct(s ringSpec, fb *siteFallback, f *fork, events chan<- forkEvent) []*fork {
-	if f.site == "" || fb.done[f.site] {
+	if f.fallback == "" || fb.done[f.fallback] {
 		return nil
 	}
-	fb.done[f.site] = true
-	s.log.Warn("the box holding the callee's registration does not take the call: ringing the phone directly", "box", f.site)
+	fb.done[f.fallback] = true
+	if f.site != "" {
+		s.log.Warn("the box holding the callee's registration does not take the call: ringing the phone directly", "box", f.site)
+	} else {
+		s.log.Warn("the twin's forwarder does not pass the call on: ringing the phone at its Contact", "via", f.fallback)
+	}
 	var out []*fork
-	for _, bd := range fb.behind[f.site] {
+	for _, bd := range fb.behind[f.fallback] {
 		nf, err := b.startFork(s, bd)
 		if err != nil {
 			s.log.Info("cannot ring a device", "contact", bd.Contact, "err", err)
