@@ -104,3 +104,18 @@ qemu-uefi:
 		-bios /usr/share/ovmf/OVMF.fd -device i6300esb -action watchdog=reset \
 		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
 		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw
+
+## qemu-uefi-sb: as qemu-uefi, with Secure Boot enforcing (Debian's OVMF with its snakeoil test key enrolled in db): build with that key first (docs/IMAGE.md "Secure Boot")
+OVMF_SB_CODE ?= /usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd
+OVMF_SB_VARS ?= /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
+.PHONY: qemu-uefi-sb
+qemu-uefi-sb:
+	cp --sparse=always $(IMAGE)/disk.img $(OUT)/qemu-disk.img
+	cp $(OVMF_SB_VARS) $(OUT)/qemu-ovmf-vars.fd
+	nice -n 19 qemu-system-x86_64 -accel $(ACCEL) -machine q35,smm=on -m $(MEM) -nographic -serial mon:stdio \
+		-global driver=cfi.pflash01,property=secure,value=on \
+		-drive if=pflash,format=raw,unit=0,readonly=on,file=$(OVMF_SB_CODE) \
+		-drive if=pflash,format=raw,unit=1,file=$(OUT)/qemu-ovmf-vars.fd \
+		-device i6300esb -action watchdog=reset \
+		-netdev user,id=lan,hostfwd=udp:127.0.0.1:15060-:5060 -device virtio-net-pci,netdev=lan \
+		-drive file=$(OUT)/qemu-disk.img,if=virtio,format=raw

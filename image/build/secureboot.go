@@ -184,13 +184,18 @@ func SignKernel(ctx context.Context, in, out string, sb SecureBoot) error {
 
 // secureBootKernel is the kernel file the bundle is made of: with
 // SecureBoot, the image's kernel signed with its key (SignedBzImage in
-// o.Out), whose signers go to res; else the image's own.
+// o.Out), whose signers go to res; else the image's own (and no
+// SignedBzImage is left in o.Out).
 func secureBootKernel(ctx context.Context, o DiskOptions, res *DiskResult) (string, error) {
 	kernel := filepath.Join(o.Image, BzImage)
+	signed := filepath.Join(o.Out, SignedBzImage)
 	if o.SecureBoot == nil {
+		// A signed kernel of an earlier build is not this build's.
+		if err := os.Remove(signed); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("removing the signed kernel of an earlier build: %w", err)
+		}
 		return kernel, nil
 	}
-	signed := filepath.Join(o.Out, SignedBzImage)
 	if err := SignKernel(ctx, kernel, signed, *o.SecureBoot); err != nil {
 		return "", err
 	}

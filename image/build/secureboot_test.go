@@ -79,7 +79,12 @@ func FuzzParseSignerList(f *testing.F) {
 
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	return readFile(t, filepath.Join("testdata", name))
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +303,9 @@ func TestBuildDiskSecureBoot(t *testing.T) {
 	if err := VerifyStage(ctx, bundleKernel, sb.Cert); err != nil {
 		t.Errorf("the bundle's kernel: %v", err)
 	}
+	if a, b := readFile(t, bundleKernel), readFile(t, filepath.Join(img, SignedBzImage)); !bytes.Equal(a, b) {
+		t.Errorf("the bundle's kernel is not %s", SignedBzImage)
+	}
 	if got, _ := os.ReadFile(kernel); !bytes.Equal(got, vendorKernel) {
 		t.Error("signing changed the image's own kernel")
 	}
@@ -310,6 +318,9 @@ func TestBuildDiskSecureBoot(t *testing.T) {
 	}
 	if len(res.StageSigners) != 0 || len(res.KernelSigners) != 0 {
 		t.Errorf("signed without a key: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(img, SignedBzImage)); err == nil {
+		t.Errorf("%s of the signed build left after a build without a key", SignedBzImage)
 	}
 	if s, err := PESigners(ctx, espStage(t, filepath.Join(img, Disk))); err != nil || len(s) != 0 {
 		t.Errorf("the stage on the EFI system partition: signers %+v, %v", s, err)

@@ -79,17 +79,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !*bundleOnly {
-		reportStage(stdout, dres)
-	} else if sb != nil {
-		for _, s := range dres.KernelSigners {
-			fmt.Fprintf(stdout, "  bundle's kernel signed for Secure Boot by %s (issuer %s)\n", s.Subject, s.Issuer)
-		}
-	}
 	fmt.Fprintf(stdout, "update bundle %s and disk image in %s:\n", *version, dres.Duration.Round(100*time.Millisecond))
 	fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s\n", dres.Bundle.Name, float64(dres.Bundle.Size)/1e6, dres.Bundle.SHA256)
 	if !*bundleOnly {
 		fmt.Fprintf(stdout, "  %-18s %6.1f MB  sha256 %s (%.1f MB allocated: sparse)\n", dres.Disk.Name, float64(dres.Disk.Size)/1e6, dres.Disk.SHA256, float64(dres.DiskAllocated)/1e6)
+		reportStage(stdout, dres)
+	} else {
+		for _, s := range dres.KernelSigners {
+			fmt.Fprintf(stdout, "  bundle's kernel signed for Secure Boot by %s (issuer %s)\n", s.Subject, s.Issuer)
+		}
 	}
 	return nil
 }
