@@ -32,7 +32,7 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}
-	active, standby := p.waitSettled(20 * time.Second)
+	active, standby := p.waitSettled(30 * time.Second)
 
 	// StartSipp names scenarios relative to e2e's folder of them.
 	base, err := filepath.Abs(testbed.SippScenarios)
@@ -53,11 +53,11 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 	// The binding has the port bob connected from as its source: where
 	// the new active used to send after a failover, in vain.
 	from := "tcp:" + netip.AddrPortFrom(p.bed.Addr(testbed.Phone(1)), tcpRegisterPort).String()
-	waitFor(t, 10*time.Second, "bob's TCP binding on the active", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's TCP binding on the active", func() (bool, string) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[bob.Number] == from, fmt.Sprint(src, err)
 	})
-	waitFor(t, 10*time.Second, "the standby in sync", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the standby in sync", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
 	})
@@ -65,7 +65,7 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the standby takes over", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the standby takes over", func() (bool, string) {
 		s, err := p.status(standby)
 		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
 	})
@@ -96,11 +96,11 @@ func TestTCPPhoneThroughDeadForwarder(t *testing.T) {
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}
-	active, standby := p.waitSettled(20 * time.Second)
+	active, standby := p.waitSettled(30 * time.Second)
 	reg := p.bed.StartSipp(t, testbed.Phone(1), p.ownAddr(standby), "register.xml", bob, bob.Number,
 		"-key", "expires", "600", "-t", "t1")
 	waitSipp(t, reg, "bob registering over TCP at the standby's own address")
-	waitFor(t, 10*time.Second, "bob's binding on the active through the standby's forwarder", func() (bool, string) {
+	waitFor(t, 30*time.Second, "bob's binding on the active through the standby's forwarder", func() (bool, string) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[bob.Number] == "udp:"+p.ownAddr(standby), fmt.Sprint(src, err)
 	})
@@ -125,7 +125,7 @@ func TestTCPPhoneThroughDeadForwarder(t *testing.T) {
 // retransmitted.
 func (p *pair) waitListening(phone testbed.Node, port int) {
 	p.t.Helper()
-	waitFor(p.t, 10*time.Second, fmt.Sprintf("TCP port %d listening at %s", port, phone), func() (bool, string) {
+	waitFor(p.t, 30*time.Second, fmt.Sprintf("TCP port %d listening at %s", port, phone), func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		out, err := p.bed.Exec(ctx, p.bed.NS(phone), "ss", "-Hltn", "sport = :"+strconv.Itoa(port))
