@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/twinpbx/twinpbx/pbx/handoff"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
@@ -40,7 +41,7 @@ type phoneTLS struct {
 	tl   *sip.TransportLayer
 
 	mu    sync.Mutex
-	h     *handoff // nil while not running
+	h     *handoff.Listener // nil while not running
 	locks map[netip.AddrPort]*sync.Mutex
 }
 
@@ -55,7 +56,7 @@ func newPhoneTLS(tl *sip.TransportLayer, peers *tlscert.Peers, log *slog.Logger)
 // start hands connections over until the returned stop is called. addr
 // is the tls listener's: the stack records its port as a listener's.
 func (c *phoneTLS) start(addr net.Addr) (stop func()) {
-	h := newHandoff(addr)
+	h := handoff.New(addr)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -130,71 +131,9 @@ func (c *phoneTLS) connect(ctx context.Context, dest netip.AddrPort) error {
 		c.log.Debug("TLS to a phone: its certificate is not checked", "phone", dest.String(),
 			"subject", cs.PeerCertificates[0].Subject.String(), "sha256", tlscert.Fingerprint(cs.PeerCertificates[0].Raw))
 	}
-	if err := h.give(ctx, conn); err != nil {
+	if err := h.Give(ctx, conn); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("handing the TLS connection to the phone at %s over: %w", dest, err)
 	}
 	return nil
 }
-
-// handoff is a net.Listener whose Accept returns the connections given to
-// it, so that the SIP stack serves connections the PBX opened itself.
-type handoff struct {
-	addr  net.Addr
-	conns chan given
-	done  chan struct{}
-	once  sync.Once
-	// taken is closed when the stack asks for the next connection, that
-	// is once it has taken in the last one (only Accept uses it).
-	taken chan struct{}
-}
-
-type given struct {
-	c     net.Conn
-	taken chan struct{}
-}
-
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{addr: addr, conns: make(chan given), done: make(chan struct{})}
-}
-
-// give hands c to the stack and returns once the stack has taken it in
-// (its pool holds it).
-func (h *handoff) give(ctx context.Context, c net.Conn) error {
-	g := given{c: c, taken: make(chan struct{})}
-	select {
-	case h.conns <- g:
-	case <-h.done:
-		return net.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-g.taken:
-	case <-h.done: // the stack owns it now
-	case <-ctx.Done():
-	}
-	return nil
-}
-
-// Accept is called by one goroutine, the stack's.
-func (h *handoff) Accept() (net.Conn, error) {
-	if h.taken != nil {
-		close(h.taken)
-		h.taken = nil
-	}
-	select {
-	case g := <-h.conns:
-		h.taken = g.taken
-		return g.c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.done) })
-	return nil
-}
-
-func (h *handoff) Addr() net.Addr { return h.addr }
