@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,4 +122,47 @@ func TestTLSPhoneReconnected(t *testing.T) {
 		t.Fatalf("BYE: %v", err)
 	}
 	waitfor.Cond(t, 20*time.Second, "the call to end", func() bool { return len(box.p.Status().Calls) == 0 })
+}
+
+// TestPhoneTLSConnectFails: no connection is made up where none can be.
+func TestPhoneTLSConnectFails(t *testing.T) {
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ua.Close() })
+	c := newPhoneTLS(ua.TransportLayer(), tlscert.NewPeers(nil), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	closed := netip.MustParseAddrPort("127.0.0.1:" + strconv.Itoa(freeTCPPort(t)))
+	if err := c.connect(ctx, closed); err == nil {
+		t.Error("connected while the PBX is not running")
+	}
+	stop := c.start(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061})
+	t.Cleanup(stop)
+	if err := c.connect(ctx, closed); err == nil {
+		t.Error("connected to a port where nothing listens")
+	}
+	// A phone that speaks no TLS: the handshake fails.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("SIP/2.0 400 Bad Request\r\n\r\n"))
+			_ = conn.Close()
+		}
+	}()
+	if err := c.connect(ctx, netip.MustParseAddrPort(ln.Addr().String())); err == nil || !strings.Contains(err.Error(), "handshake") {
+		t.Errorf("connect to a plain TCP port: %v, want a handshake error", err)
+	}
+	if p := ua.TransportLayer().Pool("tls"); p != nil && p.Size() != 0 {
+		t.Errorf("the stack holds %d TLS connections after failures", p.Size())
+	}
 }
