@@ -399,7 +399,9 @@ func (b *B2BUA) Prepare(req *sip.Request) { b.prepareSend(req) }
 // then as Prepare.
 func (b *B2BUA) prepare(req *sip.Request) {
 	if inDialog(req) && !b.trunkLeg(req) {
-		b.reconnect(req)
+		if _, err := b.reconnect(req); err != nil {
+			b.log.Info("cannot reach the phone over TLS", "method", req.Method, "err", err)
+		}
 	}
 	b.prepareSend(req)
 }

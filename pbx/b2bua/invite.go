@@ -611,10 +611,16 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	inv.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.SetBody(s.offer)
-	if bd.Holder == "" && b.reconnect(inv) {
-		// The phone's connection is closed: its Contact, over a new one,
-		// for this INVITE and the rest of the dialog.
-		f.d.Transport, f.d.Peer = inv.Transport(), inv.Destination()
+	if bd.Holder == "" {
+		moved, err := b.reconnect(inv)
+		if err != nil {
+			return nil, err
+		}
+		if moved {
+			// The phone's connection is closed: its Contact, over a new
+			// one, for this INVITE and the rest of the dialog.
+			f.d.Transport, f.d.Peer = inv.Transport(), inv.Destination()
+		}
 	}
 	b.prepare(inv)
 	if bd.Holder != "" {

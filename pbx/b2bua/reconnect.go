@@ -104,14 +104,16 @@ func (b *B2BUA) flowOpen(transport, dest string) bool {
 
 // reconnect points req, a request to a phone, at the phone's Contact when
 // it would go over TCP or TLS and its connection is closed (see above).
-// It reports whether req was changed.
-func (b *B2BUA) reconnect(req *sip.Request) bool {
+// It reports whether req was changed, and an error when a TLS connection
+// to the phone could not be opened (the stack's own attempt would fail
+// the same way, only later).
+func (b *B2BUA) reconnect(req *sip.Request) (bool, error) {
 	if !stream(req.Transport()) || b.flowOpen(req.Transport(), req.Destination()) {
-		return false
+		return false, nil
 	}
 	tr, dest, ok := reconnectTarget(req)
 	if !ok {
-		return false
+		return false, nil
 	}
 	b.log.Info("the phone's connection is closed: sending to its Contact over a new connection",
 		"method", req.Method, "closed", strings.ToLower(req.Transport())+":"+req.Destination(),
@@ -128,10 +130,10 @@ func (b *B2BUA) reconnect(req *sip.Request) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), phoneConnectTimeout)
 		defer cancel()
 		if err := b.o.ConnectTLS(ctx, dest); err != nil {
-			b.log.Info("cannot reach the phone over TLS", "method", req.Method, "err", err)
+			return true, err
 		}
 	}
-	return true
+	return true, nil
 }
 
 // inDialog reports whether req is sent inside a dialog (its To has a tag).

@@ -2,8 +2,10 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +191,24 @@ func TestCalleeConnectionClosed(t *testing.T) {
 			t.Errorf("BYE: %d", res.StatusCode)
 		}
 		bob.wait(sip.BYE, 1)
+	})
+
+	t.Run("TLS phone unreachable", func(t *testing.T) {
+		var tries atomic.Int32
+		e := newEnv(t, func(o *Options) {
+			o.ConnectTLS = func(context.Context, netip.AddrPort) error {
+				tries.Add(1)
+				return errors.New("connection refused")
+			}
+		})
+		alice := newPhone(t, e, "100", "answer")
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tls", Source: "tls:" + closedPort(t)})
+		if res := alice.dial("200", nil).result(); res.StatusCode != 480 {
+			t.Fatalf("call to an unreachable TLS phone: %d, want 480", res.StatusCode)
+		}
+		if n := tries.Load(); n != 1 {
+			t.Errorf("%d TLS connections tried, want 1", n)
+		}
 	})
 
 	t.Run("Contact unreachable", func(t *testing.T) {
