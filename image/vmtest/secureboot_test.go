@@ -3,7 +3,10 @@ package vmtest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +43,9 @@ const (
 	markerLockdown   = "Kernel is locked down from EFI Secure Boot"
 	markerFromSlotA  = `msg="booted from a slot" component=init slot=A`
 	markerRefused    = "Access Denied"
+	// The kernel's line when kexec_file_load finds no trusted key for a
+	// kernel's signature (ENOKEY).
+	markerKexecRefused = "kexec_file: Enforced kernel signature verification failed (-126)"
 )
 
 // TestSecureBoot boots the image's disk on OVMF with Secure Boot
@@ -47,9 +53,11 @@ const (
 //
 //   - signed: the stage signed with the snakeoil key (as make image
 //     SB_KEY=... SB_CERT=... signs it) boots, its kernel says Secure Boot
-//     is on and locks itself down, kexecs slot A's kernel (signed with
-//     the same key: under lockdown kexec_file_load checks it against the
-//     firmware's db), and the box answers SIP OPTIONS;
+//     is on and locks itself down; slot B, on trial, holds Debian's
+//     kernel as shipped, whose signature the locked-down kexec_file_load
+//     refuses (Debian's CA is not in the kernel's keyrings), so the stage
+//     falls back and kexecs slot A's kernel, signed with the db key, and
+//     the box answers SIP OPTIONS;
 //   - refused: the signed stage with one character of its command line
 //     changed (tampered), and the stage without its signature (as make
 //     image makes it without a key), each on a disk of one machine, are
@@ -88,6 +96,33 @@ func TestSecureBoot(t *testing.T) {
 		t.Fatalf("the bundle's kernel's signers: %+v", res.KernelSigners)
 	}
 	signedDisk := filepath.Join(dir, build.Disk)
+
+	// Slot B on trial holds a bundle whose kernel is Debian's as
+	// shipped (signed by Debian, not by a key in db), as a bundle built
+	// without SB_KEY would: the locked-down stage's kexec must refuse it
+	// and fall back to slot A.
+	debianKernel, err := os.ReadFile(filepath.Join(img, build.BzImage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initramfs, err := os.ReadFile(filepath.Join(img, build.Initramfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v2 bytes.Buffer
+	if err := update.WriteBundle(&v2, updateKey(t), "v2-debian-signed", []update.Part{{Name: update.PartKernel, Data: debianKernel}, {Name: update.PartInitramfs, Data: initramfs}}); err != nil {
+		t.Fatal(err)
+	}
+	v2File := filepath.Join(dir, "v2.bundle")
+	if err := os.WriteFile(v2File, v2.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := update.ImageDisk{Path: signedDisk}
+	if r, err := update.Apply(disk, v2File, updateKey(t).Public().(ed25519.PublicKey), update.NoSlot, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	} else if r.Slot != update.SlotB {
+		t.Fatalf("v2 went to slot %v, want B", r.Slot)
+	}
 	signed, err := os.ReadFile(filepath.Join(dir, build.UKI))
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +197,7 @@ func TestSecureBoot(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 8*time.Minute)
 		defer cancel()
 		var steps []string
-		for _, marker := range []string{"BdsDxe: starting Boot", `msg="boot stage: starting a slot"`, markerFromSlotA, markerSIP} {
+		for _, marker := range []string{"BdsDxe: starting Boot", markerKexecRefused, markerFellBack, markerFromSlotA, markerSIP} {
 			at, err := m.WaitConsole(ctx, marker)
 			if err != nil {
 				t.Fatal(err)
@@ -185,6 +220,16 @@ func TestSecureBoot(t *testing.T) {
 		}
 		if strings.Index(out, markerSIP) < strings.Index(out, markerFromSlotA) {
 			t.Fatal("SIP served before the slot booted")
+		}
+		if !strings.Contains(out, `msg="boot stage: the trial slot cannot be started" component=init slot=B err="boot stage: loading slot B's kernel (kexec_file_load): required key not available"`) {
+			t.Error("the stage did not say why slot B's Debian-signed kernel was refused")
+		}
+		st, err := update.ReadBootState(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Active != update.SlotA || st.Trial != update.NoSlot || st.Failed != "v2-debian-signed" {
+			t.Errorf("boot state after the refused trial: %+v", st)
 		}
 		t.Logf("signed stage: %s; OPTIONS answered by %s; after QEMU start: %s", consoleLine(out, markerSecureBoot), server, strings.Join(steps, ", "))
 	})
