@@ -22,6 +22,11 @@ func TestGiveAccept(t *testing.T) {
 	if err != nil || got != a {
 		t.Fatalf("Accept = %v, %v; want the connection given", got, err)
 	}
+	select {
+	case err := <-given:
+		t.Fatalf("Give returned (%v) before the stack took the connection in", err)
+	default:
+	}
 	// Give returns once the stack asks for the next one.
 	accepted := make(chan error, 1)
 	go func() { _, err := l.Accept(); accepted <- err }()

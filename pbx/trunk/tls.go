@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/handoff"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
@@ -57,10 +58,10 @@ const tlsConnectTimeout = 10 * time.Second
 // that each carries its trunk's SNI and is checked by its trunk's peer
 // alone, and hands them to the SIP stack, which then sends over them
 // (the stack reuses a connection to the same address and port). The
-// stack takes them through a listener (handoff) it serves as if they
+// stack takes them through a listener (pbx/handoff) it serves as if they
 // were accepted.
 type connector struct {
-	h  *handoff
+	h  *handoff.Listener
 	tl *sip.TransportLayer
 
 	mu    sync.Mutex
@@ -137,7 +138,7 @@ func (m *Manager) connectorLocked() *connector {
 // (the stack records a listener's port).
 func (m *Manager) serveTLS(ctx context.Context, port int) (c *connector, stop func()) {
 	c = &connector{
-		h:     newHandoff(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}),
+		h:     handoff.New(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}),
 		tl:    m.o.Client.TransportLayer(),
 		dests: map[netip.AddrPort]*dest{},
 	}
@@ -220,7 +221,7 @@ func (m *Manager) connect(ctx context.Context, t *Trunk, target resolve.Target) 
 	if err != nil {
 		return fmt.Errorf("trunk %s: %w", t.line.Name, err)
 	}
-	if err := c.h.give(ctx, conn); err != nil {
+	if err := c.h.Give(ctx, conn); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("trunk %s: handing the TLS connection to %s over: %w", t.line.Name, addr, err)
 	}
@@ -236,66 +237,3 @@ func tlsConn(c sip.Connection) (*tls.Conn, bool) {
 	}
 	return nil, false
 }
-
-// handoff is a net.Listener whose Accept returns the connections given
-// to it.
-type handoff struct {
-	addr    net.Addr
-	conns   chan given
-	done    chan struct{}
-	once    sync.Once
-	pending chan struct{} // closed when the server took the last conn
-}
-
-type given struct {
-	c     net.Conn
-	taken chan struct{}
-}
-
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{addr: addr, conns: make(chan given), done: make(chan struct{})}
-}
-
-// give hands c to the server and returns once the server has taken it
-// in (it asks for the next connection only after that).
-func (h *handoff) give(ctx context.Context, c net.Conn) error {
-	g := given{c: c, taken: make(chan struct{})}
-	select {
-	case h.conns <- g:
-	case <-h.done:
-		return net.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-g.taken:
-		return nil
-	case <-h.done:
-		// Closed after the server got it: the server owns it now.
-		return nil
-	case <-ctx.Done():
-		return nil
-	}
-}
-
-// Accept is called by one goroutine, the server's.
-func (h *handoff) Accept() (net.Conn, error) {
-	if h.pending != nil {
-		close(h.pending)
-		h.pending = nil
-	}
-	select {
-	case g := <-h.conns:
-		h.pending = g.taken
-		return g.c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.done) })
-	return nil
-}
-
-func (h *handoff) Addr() net.Addr { return h.addr }

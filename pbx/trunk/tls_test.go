@@ -60,46 +60,6 @@ func TestTLSPeer(t *testing.T) {
 	}
 }
 
-// TestHandoff: a connection given to the handoff comes out of Accept,
-// and give returns only once the server asked for the next one (it has
-// taken the first in); after Close, Accept and give fail.
-func TestHandoff(t *testing.T) {
-	h := newHandoff(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061})
-	a, b := net.Pipe()
-	t.Cleanup(func() { a.Close(); b.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	gave := make(chan error, 1)
-	go func() { gave <- h.give(ctx, a) }()
-	c, err := h.Accept()
-	if err != nil || c != a {
-		t.Fatalf("Accept = %v, %v; want the given connection", c, err)
-	}
-	select {
-	case err := <-gave:
-		t.Fatalf("give returned (%v) before the server took the connection in", err)
-	default:
-	}
-	accepted := make(chan error, 1)
-	go func() {
-		_, err := h.Accept() // the server's next call: the first is in
-		accepted <- err
-	}()
-	if err := <-gave; err != nil {
-		t.Fatalf("give: %v", err)
-	}
-	h.Close()
-	if err := <-accepted; err == nil {
-		t.Error("Accept after Close succeeded")
-	}
-	if err := h.give(ctx, b); err == nil {
-		t.Error("give after Close succeeded")
-	}
-	if h.Addr().String() != "127.0.0.1:5061" {
-		t.Errorf("Addr %v", h.Addr())
-	}
-}
-
 // testCA writes a CA as PEM and returns it with a server certificate it
 // signed for name.
 func testCA(t *testing.T, name string) (caFile string, cert tls.Certificate) {
