@@ -92,6 +92,12 @@ func TestSwitchoverAndMaintenance(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Serving by its status is not yet answered on the phone (the VIP
+	// comes back with the new worker's takeover).
+	waitAnsweredBy(t, pr, serving)
+	if s, err := p.status(inMaint); err == nil && s.Role != "maintenance" {
+		t.Fatalf("%s left maintenance (%s) when its twin's node process died", inMaint, s.Role)
+	}
 	r = pr.Stop()
 	t.Logf("%s's worker killed while %s is in maintenance: phone saw %s", serving, inMaint, r)
 	if nodes := r.Nodes(); len(nodes) != 1 || nodes[0] != string(serving) {
