@@ -390,59 +390,71 @@ func (b *B2BUA) contact(transport string) sip.Uri {
 }
 
 // Prepare names our listener as the local address of req where the
-// transport allows it (see laddr). The trunks use it for their requests.
-func (b *B2BUA) Prepare(req *sip.Request) { b.prepareSend(req) }
+// transport allows it (see laddr). The trunks use it for their own
+// requests (REGISTER, OPTIONS), which are on no call's leg.
+func (b *B2BUA) Prepare(req *sip.Request) { _ = b.prepareSend(req) }
 
 // prepare readies a request of ours for sending: an in-dialog request to
 // a phone whose TCP or TLS connection is closed goes to its Contact
 // (reconnect.go; a new INVITE to a phone is pointed there by startFork),
-// then as Prepare.
-func (b *B2BUA) prepare(req *sip.Request) {
+// then as Prepare. An error means req must not be sent: a request in a
+// call over a TLS trunk for which the trunk could not have a connection
+// that passes its own check (connectTrunk).
+func (b *B2BUA) prepare(req *sip.Request) error {
 	if inDialog(req) && !b.trunkLeg(req) {
 		if _, err := b.reconnect(req); err != nil {
 			b.log.Info("cannot reach the phone over TLS", "method", req.Method, "err", err)
 		}
 	}
-	b.prepareSend(req)
+	return b.prepareSend(req)
 }
 
-func (b *B2BUA) prepareSend(req *sip.Request) {
-	b.connectTrunk(req)
+func (b *B2BUA) prepareSend(req *sip.Request) error {
+	if err := b.connectTrunk(req); err != nil {
+		return err
+	}
 	la := laddr(req.Transport(), b.contact(req.Transport()))
 	if la.IP == nil {
-		return
+		return nil
 	}
 	pool := b.o.Client.TransportLayer().Pool("udp")
 	if pool == nil {
-		return
+		return nil
 	}
 	if c := pool.Get(la.String()); c != nil {
 		_, _ = c.TryClose()
 		req.Laddr = la
 	}
+	return nil
 }
 
 // connectTrunk has the trunks open the TLS connection of a request in a
 // call over a trunk when the provider closed it (trunk.Manager.Connect):
 // then it carries the trunk's SNI and is checked by the trunk's own CA
-// and names, not by the SIP stack's fallback check.
-func (b *B2BUA) connectTrunk(req *sip.Request) {
+// and names, not by the SIP stack's fallback check. When the trunk has
+// no such connection (its check refused the server, or it could not
+// connect) the error says so and the request is not sent: the SIP stack
+// would otherwise dial by itself, or use an open connection to the same
+// address, checked only as good enough for some trunk.
+func (b *B2BUA) connectTrunk(req *sip.Request) error {
 	if b.o.Trunks == nil || !strings.EqualFold(req.Transport(), "tls") {
-		return
+		return nil
 	}
 	cid := req.CallID()
 	if cid == nil {
-		return
+		return nil
 	}
 	name, ok := b.trunkLegs.Load(cid.Value())
 	if !ok {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	if err := b.o.Trunks.Connect(ctx, name.(string), req.Transport(), req.Destination()); err != nil {
-		b.log.Warn("TLS to a trunk's server", "trunk", name, "method", req.Method, "err", err)
+		b.log.Warn("TLS to a trunk's server: not sending", "trunk", name, "method", req.Method, "err", err)
+		return fmt.Errorf("%w: TLS to trunk %v's server %s: %w", sip.ErrTransactionTransport, name, req.Destination(), err)
 	}
+	return nil
 }
 
 // noBuild tells sipgo's client to send our fully built request unchanged.
@@ -452,7 +464,9 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // request on a trunk leg that the provider challenges is sent once more
 // with the trunk's credentials.
 func (b *B2BUA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	b.prepare(req)
+	if err := b.prepare(req); err != nil {
+		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
+	}
 	res, err := b.o.Client.Do(ctx, req, noBuild)
 	if err != nil {
 		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
@@ -490,7 +504,10 @@ func (b *B2BUA) authorizeForTrunk(req *sip.Request, res *sip.Response) bool {
 		return false
 	}
 	trunk.Resend(req)
-	b.prepare(req)
+	if err := b.prepare(req); err != nil {
+		b.log.Info("answering a trunk's challenge", "trunk", t.Name(), "method", req.Method, "err", err)
+		return false
+	}
 	b.mu.Lock()
 	c := b.legs[cid.Value()]
 	b.mu.Unlock()
@@ -507,7 +524,9 @@ func (b *B2BUA) authorizeForTrunk(req *sip.Request, res *sip.Response) bool {
 }
 
 func (b *B2BUA) write(req *sip.Request) error {
-	b.prepare(req)
+	if err := b.prepare(req); err != nil {
+		return fmt.Errorf("sending %s: %w", req.Method, err)
+	}
 	if err := b.o.Client.WriteRequest(req, noBuild); err != nil {
 		return fmt.Errorf("sending %s: %w", req.Method, err)
 	}

@@ -241,7 +241,9 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 	if method != sip.INVITE {
 		return b.do(ctx, req)
 	}
-	b.prepare(req)
+	if err := b.prepare(req); err != nil {
+		return nil, fmt.Errorf("sending re-INVITE: %w", err)
+	}
 	tx, err := b.o.Client.TransactionRequest(ctx, req, noBuild)
 	if err != nil {
 		return nil, fmt.Errorf("sending re-INVITE: %w", err)

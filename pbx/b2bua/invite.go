@@ -622,7 +622,9 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 			f.d.Transport, f.d.Peer = inv.Transport(), inv.Destination()
 		}
 	}
-	b.prepare(inv)
+	if err := b.prepare(inv); err != nil {
+		return nil, err
+	}
 	if bd.Holder != "" {
 		// siteRoutes made bd the box that holds the callee's binding.
 		f.site, f.fallback = bd.Holder, bd.Holder

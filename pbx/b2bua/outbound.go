@@ -202,7 +202,9 @@ func (b *B2BUA) tryTarget(ctx context.Context, t *trunk.Trunk, target resolve.Ta
 		}
 		trunk.Resend(f.inv)
 		f.d.LocalSeq = f.inv.CSeq().SeqNo
-		b.prepare(f.inv)
+		if err := b.prepare(f.inv); err != nil {
+			return ringResult{cause: err}
+		}
 		tx, err := b.o.Client.TransactionRequest(context.Background(), f.inv, noBuild)
 		if err != nil {
 			return ringResult{cause: fmt.Errorf("%w: %w", sip.ErrTransactionTransport, err)}
@@ -247,7 +249,9 @@ func (b *B2BUA) trunkFork(t *trunk.Trunk, target resolve.Target, s outSpec, emer
 	}
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.SetBody(s.offer)
-	b.prepare(inv)
+	if err := b.prepare(inv); err != nil {
+		return nil, fmt.Errorf("sending INVITE to %s: %w", target, err)
+	}
 	f.inv = inv
 	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
 	if err != nil {

@@ -1,6 +1,8 @@
 package b2bua
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,9 +12,11 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/tlscert"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 	"github.com/twinpbx/twinpbx/pbx/trunk/trunktest"
 )
@@ -21,6 +25,11 @@ import (
 // the trunks in the given order, 112 is an emergency number, and inbound
 // number 201 (DID) rings extension 200.
 func withTrunks(t *testing.T, lines ...config.TrunkLine) envOpt {
+	return withTrunksTLS(t, nil, lines...)
+}
+
+// withTrunksTLS is withTrunks with the trunks' TLS peers (nil: none).
+func withTrunksTLS(t *testing.T, peers *tlscert.Peers, lines ...config.TrunkLine) envOpt {
 	return func(o *Options) {
 		r, err := resolve.New(resolve.Config{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond,
 			Logger: slog.New(slog.DiscardHandler)})
@@ -29,7 +38,7 @@ func withTrunks(t *testing.T, lines ...config.TrunkLine) envOpt {
 		}
 		var b **B2BUA = new(*B2BUA)
 		m, err := trunk.New(trunk.Options{
-			Client: o.Client, Resolver: r, Contact: o.Contact, Logger: slog.New(slog.DiscardHandler),
+			Client: o.Client, Resolver: r, Contact: o.Contact, Logger: slog.New(slog.DiscardHandler), TLS: peers,
 			Prepare: func(req *sip.Request) {
 				if *b != nil {
 					(*b).Prepare(req)
@@ -337,4 +346,52 @@ func countTrunkLegs(b *B2BUA) int {
 	n := 0
 	b.trunkLegs.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// TestTLSTrunkRequestNotSentUnchecked: a request in a call over a TLS
+// trunk whose server the trunk cannot reach over a connection of its own
+// (checked by its own CA and names) is not handed to the SIP stack, which
+// would dial by itself or reuse a connection another trunk's check
+// passed; a request of a call on no trunk is prepared as before.
+func TestTLSTrunkRequestNotSentUnchecked(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close() // nothing listens there now
+	peers := tlscert.NewPeers(slog.New(slog.DiscardHandler))
+	e := newEnv(t, withTrunksTLS(t, peers, config.TrunkLine{Name: "tlsprov", Host: dead, Domain: "provider.test",
+		Transport: "tls", TLSInsecure: true}))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.b.o.Trunks.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	bye := func(callID string) *sip.Request {
+		req := sip.NewRequest(sip.BYE, sip.Uri{Scheme: "sip", User: "301234", Host: "provider.test"})
+		req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "100", Host: "pbx.test"}, Params: sip.HeaderParams{{K: "tag", V: "a"}}})
+		req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "301234", Host: "provider.test"}, Params: sip.HeaderParams{{K: "tag", V: "b"}}})
+		cid := sip.CallIDHeader(callID)
+		req.AppendHeader(&cid)
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: 2, MethodName: sip.BYE})
+		req.SetTransport("TLS")
+		req.SetDestination(dead)
+		return req
+	}
+	e.b.trunkLegs.Store("on-the-trunk", "tlsprov")
+	defer e.b.trunkLegs.Delete("on-the-trunk")
+	// The trunks open connections only once their manager runs.
+	waitfor.Cond(t, 20*time.Second, "the BYE over the TLS trunk refused", func() bool {
+		err = e.b.prepare(bye("on-the-trunk"))
+		return err != nil
+	})
+	if !errors.Is(err, sip.ErrTransactionTransport) {
+		t.Errorf("BYE over the TLS trunk with no connection of its own: %v, want a transport error (not sent)", err)
+	}
+	if err := e.b.write(bye("on-the-trunk")); err == nil {
+		t.Error("write sent a BYE the trunk's check never passed")
+	}
+	if err := e.b.prepare(bye("on-no-trunk")); err != nil {
+		t.Errorf("BYE of a call on no trunk: %v", err)
+	}
 }
