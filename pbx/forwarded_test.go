@@ -1,10 +1,7 @@
 package pbx
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -14,7 +11,6 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
-	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 	"github.com/twinpbx/twinpbx/pbx/sipmark"
 )
 
@@ -39,38 +35,10 @@ func testMarker(t *testing.T, key string) *sipmark.Marker {
 // "twin-b" (127.0.0.1) and returns it with its address.
 func startForwardedPBX(t *testing.T, m *sipmark.Marker) (*PBX, string) {
 	t.Helper()
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := probe.LocalAddr().String()
-	probe.Close()
-	cfg := &config.Config{
-		Node:       config.Node{Name: "t"},
-		SIP:        config.SIP{Listen: []string{"udp:" + addr}, RTPPorts: "31040-31059", Realm: "branch.example"},
-		Extensions: []config.Extension{{Number: "100", Secret: "secret-100-x"}},
-	}
-	p, err := New(Options{Config: cfg, Store: pbxtest.NewStore(), Forwarded: m,
-		AuthKey: make([]byte, 32), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, func([]Listener) { close(ready) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	return runTestPBX(t, "31040-31059", func(cfg *config.Config, o *Options) {
+		cfg.SIP.Realm = "branch.example"
+		o.Forwarded = m
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("PBX did not start: %v", err)
-	}
-	return p, addr
 }
 
 // forwardedRegister is a REGISTER as the twin's forwarder passes it on

@@ -17,6 +17,15 @@ import (
 // startPBX runs a PBX on a free UDP port of 127.0.0.1 and returns its address.
 func startPBX(t *testing.T) string {
 	t.Helper()
+	_, addr := runTestPBX(t, "31000-31019", nil)
+	return addr
+}
+
+// runTestPBX runs a PBX with extension 100 on a free UDP port of
+// 127.0.0.1, its RTP on ports, until the test ends, and returns it with
+// its address. edit, when set, changes the config and the options first.
+func runTestPBX(t *testing.T, ports string, edit func(*config.Config, *Options)) (*PBX, string) {
+	t.Helper()
 	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -25,11 +34,15 @@ func startPBX(t *testing.T) string {
 	probe.Close()
 	cfg := &config.Config{
 		Node:       config.Node{Name: "t"},
-		SIP:        config.SIP{Listen: []string{"udp:" + addr}, RTPPorts: "31000-31019"},
+		SIP:        config.SIP{Listen: []string{"udp:" + addr}, RTPPorts: ports},
 		Extensions: []config.Extension{{Number: "100", Secret: "secret-100-x"}},
 	}
-	p, err := New(Options{Config: cfg, Store: pbxtest.NewStore(),
-		AuthKey: make([]byte, 32), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := Options{Config: cfg, Store: pbxtest.NewStore(), AuthKey: make([]byte, 32),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(cfg, &o)
+	}
+	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +61,7 @@ func startPBX(t *testing.T) string {
 	case err := <-done:
 		t.Fatalf("PBX did not start: %v", err)
 	}
-	return addr
+	return p, addr
 }
 
 // exchange sends one datagram and returns the first answer, or "" after

@@ -1,11 +1,8 @@
 package pbx
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -47,38 +44,10 @@ func TestRegisterMailboxOnlyWhenAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := probe.LocalAddr().String()
-	probe.Close()
-	cfg := &config.Config{
-		Node:       config.Node{Name: "t"},
-		SIP:        config.SIP{Listen: []string{"udp:" + addr}, RTPPorts: "31060-31079"},
-		Extensions: []config.Extension{{Number: "100", Secret: "secret-100-x"}},
-		Voicemail:  &config.Voicemail{},
-	}
-	p, err := New(Options{Config: cfg, Store: st, AuthKey: make([]byte, 32),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, func([]Listener) { close(ready) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	_, addr := runTestPBX(t, "31060-31079", func(cfg *config.Config, o *Options) {
+		cfg.Voicemail = &config.Voicemail{}
+		o.Store = st
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("PBX did not start: %v", err)
-	}
 
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
