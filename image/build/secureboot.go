@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // Secure Boot. A board with UEFI Secure Boot on starts only EFI programs
@@ -219,4 +221,35 @@ func secureBootStage(ctx context.Context, o DiskOptions, uki string, res *DiskRe
 	var err error
 	res.Stage, err = describe(uki)
 	return err
+}
+
+// ExtractStage copies the boot stage (BOOTX64.EFI) out of the EFI system
+// partition of the disk image at disk into the file out (mtools on a
+// copy of the partition), so that its signature can be checked.
+func ExtractStage(ctx context.Context, disk, out string) error {
+	esp, err := update.ImageDisk{Path: disk}.Open(update.PartESP)
+	if err != nil {
+		return fmt.Errorf("reading the boot stage of %s: %w", disk, err)
+	}
+	defer esp.Close()
+	fat := make([]byte, esp.Size())
+	if _, err := esp.ReadAt(fat, 0); err != nil {
+		return fmt.Errorf("reading the EFI system partition of %s: %w", disk, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".esp-*")
+	if err != nil {
+		return fmt.Errorf("reading the boot stage of %s: %w", disk, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(fat)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copying the EFI system partition of %s: %w", disk, err)
+	}
+	if b, err := exec.CommandContext(ctx, "mcopy", "-n", "-i", tmp.Name(), "::/EFI/BOOT/"+UKI, out).CombinedOutput(); err != nil {
+		return fmt.Errorf("reading %s from the EFI system partition of %s: %w: %s", UKI, disk, err, bytes.TrimSpace(b))
+	}
+	return nil
 }

@@ -363,26 +363,12 @@ func testUpdateKey(t *testing.T) ed25519.PrivateKey {
 }
 
 // espStage copies BOOTX64.EFI out of the EFI system partition of the
-// disk image at path, into a file of its own.
+// disk image at path into a file of its own.
 func espStage(t *testing.T, path string) string {
 	t.Helper()
-	esp, err := update.ImageDisk{Path: path}.Open(update.PartESP)
-	if err != nil {
+	out := filepath.Join(t.TempDir(), UKI)
+	if err := ExtractStage(context.Background(), path, out); err != nil {
 		t.Fatal(err)
-	}
-	defer esp.Close()
-	fat := make([]byte, esp.Size())
-	if _, err := esp.ReadAt(fat, 0); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	fatFile := filepath.Join(dir, "esp")
-	if err := os.WriteFile(fatFile, fat, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, UKI)
-	if b, err := exec.Command("mcopy", "-n", "-i", fatFile, "::/EFI/BOOT/"+UKI, out).CombinedOutput(); err != nil {
-		t.Fatalf("reading %s from the EFI system partition: %v\n%s", UKI, err, b)
 	}
 	return out
 }

@@ -294,26 +294,13 @@ func replaceStage(t *testing.T, path string, stage []byte) {
 	}
 }
 
-// espStage copies BOOTX64.EFI out of the EFI system partition of the disk
-// image at path into a file of its own.
+// espStage copies BOOTX64.EFI out of the EFI system partition of the
+// disk image at path into a file of its own.
 func espStage(t *testing.T, path string) string {
 	t.Helper()
-	esp, err := update.ImageDisk{Path: path}.Open(update.PartESP)
-	if err != nil {
+	out := filepath.Join(t.TempDir(), build.UKI)
+	if err := build.ExtractStage(context.Background(), path, out); err != nil {
 		t.Fatal(err)
-	}
-	defer esp.Close()
-	fat := make([]byte, esp.Size())
-	if _, err := esp.ReadAt(fat, 0); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	fatFile, out := filepath.Join(dir, "esp"), filepath.Join(dir, build.UKI)
-	if err := os.WriteFile(fatFile, fat, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command("mcopy", "-n", "-i", fatFile, "::/EFI/BOOT/"+build.UKI, out).CombinedOutput(); err != nil {
-		t.Fatalf("reading the stage from the EFI system partition: %v\n%s", err, b)
 	}
 	return out
 }
