@@ -171,15 +171,7 @@ func TestConnect(t *testing.T) {
 	if err := m.Connect(ctx, "a", "TLS", srv.addr); err != nil || len(srv.names()) != 0 {
 		t.Fatalf("Connect before Run: %v, %d connections; want nothing done", err, len(srv.names()))
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	eventually(t, "the manager running", func() bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.runCtx != nil
-	})
+	runManager(t, m)
 
 	pool := p.client.TransportLayer().Pool("tls")
 	pooled := func() bool {
@@ -232,15 +224,7 @@ func TestConnectLeavesNothingRunning(t *testing.T) {
 	}
 	before := runtime.NumGoroutine()
 
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	eventually(t, "the manager running", func() bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.runCtx != nil
-	})
+	stop := runManager(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 3 {
@@ -257,7 +241,6 @@ func TestConnectLeavesNothingRunning(t *testing.T) {
 		})
 	}
 	stop()
-	<-done
 	m.mu.Lock()
 	conn := m.conn
 	m.mu.Unlock()
@@ -283,15 +266,7 @@ func TestConnectChecksOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	eventually(t, "the manager running", func() bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.runCtx != nil
-	})
+	runManager(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 3 {
@@ -314,3 +289,22 @@ func (h countingHandler) Handle(context.Context, slog.Record) error {
 }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// runManager runs m until the test ends or stop is called, and returns
+// once it runs (the TLS hand-over is set up then); stop returns once Run
+// has.
+func runManager(t *testing.T, m *Manager) (stop func()) {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(runCtx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	eventually(t, "the manager running", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.runCtx != nil
+	})
+	return stop
+}
