@@ -100,6 +100,12 @@ func TestUnsolicitedMWI(t *testing.T) {
 		})
 		return e
 	}
+	// setBindings sets what the registrar holds for mailbox 201.
+	setBindings := func(e *env, bs ...location.Binding) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.bindings = bs
+	}
 	save := func(t *testing.T, s *Service) Message {
 		t.Helper()
 		msg, err := s.Mailboxes().Save(Message{Mailbox: "201", Caller: "202", Time: time.Now(), Codec: PCMU, Duration: 2 * time.Second}, []byte{1, 2})
@@ -165,34 +171,26 @@ func TestUnsolicitedMWI(t *testing.T) {
 		e := start(t, true)
 		l := newLamp(t)
 		b := l.binding("reg-1", 1)
-		e.mu.Lock()
-		e.bindings = []location.Binding{b}
-		e.mu.Unlock()
+		setBindings(e, b)
 		msg := save(t, e.s)
 		if body := l.wait(1); !strings.Contains(body, "Messages-Waiting: yes") {
 			t.Fatalf("NOTIFY after a message %q", body)
 		}
 		// The phone goes away; the message is deleted meanwhile.
-		e.mu.Lock()
-		e.bindings = nil
-		e.mu.Unlock()
+		setBindings(e)
 		if err := e.s.Mailboxes().Delete(msg); err != nil {
 			t.Fatal(err)
 		}
 		// It comes back (restarted: a new Call-ID) and hears none waits.
 		b = l.binding("reg-2", 1)
-		e.mu.Lock()
-		e.bindings = []location.Binding{b}
-		e.mu.Unlock()
+		setBindings(e, b)
 		e.s.Registered(register(b))
 		if body := l.wait(2); !strings.Contains(body, "Messages-Waiting: no") {
 			t.Fatalf("NOTIFY when it came back %q", body)
 		}
 		// Its next refresh: nothing waits, the lamp is out: nothing sent.
 		b.CSeq = 2
-		e.mu.Lock()
-		e.bindings = []location.Binding{b}
-		e.mu.Unlock()
+		setBindings(e, b)
 		e.s.Registered(register(b))
 		e.s.Close(t.Context())
 		if n := l.count(); n != 2 {
@@ -204,9 +202,7 @@ func TestUnsolicitedMWI(t *testing.T) {
 		e := start(t, true)
 		l := newLamp(t)
 		b := l.binding("reg-1", 1)
-		e.mu.Lock()
-		e.bindings = []location.Binding{b}
-		e.mu.Unlock()
+		setBindings(e, b)
 		msg := save(t, e.s)
 		if body := l.wait(1); !strings.Contains(body, "Messages-Waiting: yes") {
 			t.Fatalf("NOTIFY after a message %q", body)
@@ -214,9 +210,7 @@ func TestUnsolicitedMWI(t *testing.T) {
 		// The message is heard while the phone cannot be reached: the
 		// NOTIFY that would put its lamp out fails (a TCP port that
 		// refuses the connection).
-		e.mu.Lock()
-		e.bindings = nil
-		e.mu.Unlock()
+		setBindings(e)
 		if err := e.s.Mailboxes().MarkOld(msg); err != nil {
 			t.Fatal(err)
 		}
@@ -233,9 +227,7 @@ func TestUnsolicitedMWI(t *testing.T) {
 		}
 		// Its next refresh, reachable again, puts the lamp out.
 		b.CSeq = 2
-		e.mu.Lock()
-		e.bindings = []location.Binding{b}
-		e.mu.Unlock()
+		setBindings(e, b)
 		e.s.Registered(register(b))
 		if body := l.wait(2); !strings.Contains(body, "Messages-Waiting: no") {
 			t.Fatalf("NOTIFY at the refresh %q", body)
