@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const waitFor = 5 * time.Second
+// waitFor bounds every wait of these tests for something that must
+// happen. Generous: the no-ACK teardown alone takes 64×T1 = 3.2 s, and a
+// loaded machine (CI runs the packages in parallel) adds to every timer.
+const waitFor = 20 * time.Second
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
