@@ -1,5 +1,6 @@
 // Package bench holds no code of the firmware: it is the home of the
 // benchmarks that compare twinpbx with kamailio on the same machine
-// (run.sh, the kamailio configs and the sipp scenarios), and of the tests
-// that keep those files working. Results and method: docs/BENCHMARKS.md.
+// (run.sh, dispatch.sh, the kamailio configs and the sipp scenarios), of
+// regpair.sh, which compares two revisions of twinpbx on the REGISTER
+// path, and of the tests that keep those files working. Results and method: docs/BENCHMARKS.md.
 package bench
