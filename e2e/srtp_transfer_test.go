@@ -108,17 +108,7 @@ func TestSippSRTPBlindTransfer(t *testing.T) {
 		}
 		return toBob != "" && toCarol != ""
 	})
-	for _, c := range []struct{ who, sdp, key string }{{"Carol", toCarol, bobKey}, {"Bob", toBob, carolKey}} {
-		want := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + c.key
-		if got := cryptoLine.FindAllString(c.sdp, -1); len(got) != 1 || got[0] != want {
-			t.Errorf("%s got crypto %q, want %q", c.who, got, want)
-		}
-		if m := mAudio.FindStringSubmatch(c.sdp); m == nil || m[2] != "RTP/SAVP" {
-			t.Errorf("%s got the media line %q, want RTP/SAVP", c.who, m)
-		}
-	}
-	passesUnchanged(t, "Bob to Carol", bobMedia, carolMedia, relayAddr(t, toBob), 0xb0)
-	passesUnchanged(t, "Carol to Bob", carolMedia, bobMedia, relayAddr(t, toCarol), 0xc0)
+	keysSwapped(t, toCarol, toBob, bobKey, carolKey, carolMedia, bobMedia)
 	aliceUA.wait(0)
 	bobUA.wait(0)
 	carolUA.wait(0)
@@ -175,19 +165,28 @@ func TestSippSRTPAttendedTransfer(t *testing.T) {
 		}
 		return toBob != "" && toCarol != ""
 	})
-	for _, c := range []struct{ who, sdp, key string }{{"Carol", toCarol, bobKey}, {"Bob", toBob, carolKey}} {
-		want := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + c.key
-		if got := cryptoLine.FindAllString(c.sdp, -1); len(got) != 1 || got[0] != want {
-			t.Errorf("%s's re-INVITE has crypto %q, want %q", c.who, got, want)
-		}
-		if m := mAudio.FindStringSubmatch(c.sdp); m == nil || m[2] != "RTP/SAVP" {
-			t.Errorf("%s's re-INVITE has the media line %q, want RTP/SAVP", c.who, m)
-		}
-	}
-	passesUnchanged(t, "Bob to Carol", bobMedia, carolMedia, relayAddr(t, toBob), 0xb0)
-	passesUnchanged(t, "Carol to Bob", carolMedia, bobMedia, relayAddr(t, toCarol), 0xc0)
+	keysSwapped(t, toCarol, toBob, bobKey, carolKey, carolMedia, bobMedia)
 	call1.wait(0)
 	call2.wait(0)
 	bobUA.wait(0)
 	carolUA.wait(0)
+}
+
+// keysSwapped checks what Bob and Carol were offered after a transfer
+// joined them: each SDP (toCarol, toBob) carries the other's SDES key
+// alone, on RTP/SAVP, and SRTP packets pass between their media sockets
+// through the relay unchanged, both ways.
+func keysSwapped(t *testing.T, toCarol, toBob, bobKey, carolKey string, carolMedia, bobMedia *net.UDPConn) {
+	t.Helper()
+	for _, c := range []struct{ who, sdp, key string }{{"Carol", toCarol, bobKey}, {"Bob", toBob, carolKey}} {
+		want := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + c.key
+		if got := cryptoLine.FindAllString(c.sdp, -1); len(got) != 1 || got[0] != want {
+			t.Errorf("%s was offered crypto %q, want %q", c.who, got, want)
+		}
+		if m := mAudio.FindStringSubmatch(c.sdp); m == nil || m[2] != "RTP/SAVP" {
+			t.Errorf("%s was offered the media line %q, want RTP/SAVP", c.who, m)
+		}
+	}
+	passesUnchanged(t, "Bob to Carol", bobMedia, carolMedia, relayAddr(t, toBob), 0xb0)
+	passesUnchanged(t, "Carol to Bob", carolMedia, bobMedia, relayAddr(t, toCarol), 0xc0)
 }
