@@ -15,6 +15,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/update"
 	"github.com/twinpbx/twinpbx/image/build"
+	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
 // Console lines of the rolling update (the node's log, init's commit).
@@ -170,7 +171,7 @@ func TestTwinRollingUpdate(t *testing.T) {
 		"-auth_uri", twinBob.Number+"@"+vip, "-d", "200")
 	runSipp(t, uac, "alice calls bob through "+standby+" after the roll")
 	if err := uas.Wait(); err != nil {
-		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
+		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, testbed.SippReport(uas.Stdout.(*bytes.Buffer).String()))
 	}
 	watch.Stop()
 

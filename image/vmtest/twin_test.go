@@ -21,6 +21,7 @@ import (
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 
 	"github.com/twinpbx/twinpbx/internal/syncbuf"
+	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
 // The twin test's extensions and pairing key.
@@ -160,7 +161,7 @@ func TestTwin(t *testing.T) {
 		"-auth_uri", twinBob.Number+"@"+vip, "-d", "200")
 	runSipp(t, uac, "alice calls bob through "+standby)
 	if err := uas.Wait(); err != nil {
-		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, tailLines(uas.Stdout.(*bytes.Buffer).String(), 40))
+		t.Fatalf("bob's phone: sipp failed: %v\n%s", err, testbed.SippReport(uas.Stdout.(*bytes.Buffer).String()))
 	}
 	// And a call from the line reaches Bob through the survivor, whose
 	// ISDN gateway asks for its TEI once layer 1 comes up on its side.
@@ -241,7 +242,7 @@ func tryLineCall(ctx context.Context, t *testing.T, tn *TwinNet, line *TwinLine,
 			<-done
 		}
 	}()
-	bob := func() string { return tailLines(uas.Stdout.(*bytes.Buffer).String(), 40) }
+	bob := func() string { return testbed.SippReport(uas.Stdout.(*bytes.Buffer).String()) }
 	x, err := line.Exchange(ctx, side)
 	if err != nil {
 		return err
@@ -318,17 +319,8 @@ func (n *TwinNet) sipp(ctx context.Context, i int, scenario string, ext config.E
 func runSipp(t *testing.T, cmd *exec.Cmd, what string) {
 	t.Helper()
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: sipp failed: %v\n%s", what, err, tailLines(cmd.Stdout.(*bytes.Buffer).String(), 40))
+		t.Fatalf("%s: sipp failed: %v\n%s", what, err, testbed.SippReport(cmd.Stdout.(*bytes.Buffer).String()))
 	}
-}
-
-// tailLines is the last lines of s.
-func tailLines(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
 }
 
 // TestTwinBoxConfig checks the pair's configs without booting anything:

@@ -76,8 +76,30 @@ func WaitSipp(t testing.TB, p *Process, what string) {
 		p.Kill()
 	}
 	if err := p.Wait(); err != nil {
-		t.Fatalf("%s: sipp failed: %v\n%s", what, err, Tail(p.Output(), 40))
+		t.Fatalf("%s: sipp failed: %v\n%s", what, err, SippReport(p.Output()))
 	}
+}
+
+// SippReport is what of sipp's output explains a failure: the lines
+// naming an error (sipp logs them as they happen, long before the final
+// screen) and the last 40 lines.
+func SippReport(out string) string {
+	ls := strings.Split(out, "\n")
+	end := max(len(ls)-40, 0)
+	var errs []string
+	for _, l := range ls[:end] {
+		low := strings.ToLower(l)
+		if strings.Contains(low, "abort") || strings.Contains(low, "error") || strings.Contains(low, "unexpected") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) > 10 {
+		errs = errs[len(errs)-10:]
+	}
+	if len(errs) == 0 {
+		return Tail(out, 40)
+	}
+	return strings.Join(errs, "\n") + "\n[…]\n" + Tail(out, 40)
 }
 
 // Tail returns the last lines of s.

@@ -48,9 +48,12 @@ type fakeBackend struct {
 	// (stream_backend_test.go); conn is nil then.
 	streams *fakeStreams
 
-	mu        sync.Mutex
-	got       []*sip.Request // every request but the probes, in order
-	at        []time.Time
+	mu  sync.Mutex
+	got []*sip.Request // every request but the probes, in order
+	at  []time.Time
+	// stamps are the kernel's receive stamps of requests over UDP by
+	// "METHOD Call-ID" (the last of each), when stampReceives was called.
+	stamps    map[string]time.Time
 	responses map[string]int // last status by Call-ID
 }
 
@@ -66,7 +69,8 @@ func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &fakeBackend{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), responses: map[string]int{}}
+	b := &fakeBackend{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), responses: map[string]int{},
+		stamps: map[string]time.Time{}}
 	if len(contactHost) > 0 {
 		b.contactHost = contactHost[0]
 	}
@@ -76,7 +80,7 @@ func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *f
 		defer close(done)
 		buf := make([]byte, 65535)
 		for {
-			n, _, err := conn.ReadFromUDPAddrPort(buf)
+			n, _, at, err := readStamped(conn, buf)
 			if err != nil {
 				return
 			}
@@ -86,6 +90,11 @@ func newFakeBackendAt(t *testing.T, at netip.AddrPort, contactHost ...string) *f
 			}
 			switch m := m.(type) {
 			case *sip.Request:
+				if !at.IsZero() {
+					b.mu.Lock()
+					b.stamps[string(m.Method)+" "+m.CallID().Value()] = at
+					b.mu.Unlock()
+				}
 				b.serve(m)
 			case *sip.Response:
 				b.mu.Lock()
@@ -181,6 +190,14 @@ func (b *fakeBackend) serveOn(req *sip.Request, write func(raw []byte, to netip.
 		}
 	}
 	answer(200, "OK")
+}
+
+// stamp is the kernel's receive stamp of the last request "METHOD
+// Call-ID" (zero: none, or not stamped).
+func (b *fakeBackend) stamp(key string) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stamps[key]
 }
 
 // answered is the last status the backend got for callID (0: none).

@@ -286,7 +286,6 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 		raw = marshal(req)
 		rt.raw = raw
 	}
-	var trying *sip.Response
 	if backend >= 0 && !isAck && req.Method != sip.CANCEL && !inDialog && own == nil {
 		// The 100 goes with the first copy only: a late one, after the
 		// caller has its 200, would only confuse it.
@@ -294,19 +293,20 @@ func (d *Dispatcher) request(s *sock, req *sip.Request, from netip.AddrPort, c *
 			// As a transaction-stateful proxy would (kamailio's tm):
 			// the caller stops retransmitting the INVITE at once
 			// instead of when the backend's answer arrives.
-			trying = sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
+			// It leaves before the INVITE: sent after, a backend's quick
+			// final answer could overtake it, and a caller that gets 100
+			// after its 407 may take the call for failed (sipp does).
+			trying := sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
 			trying.RemoveHeader("Via") // the dispatcher's own
+			if to, err := viaAddr(trying.Via()); err == nil {
+				d.send(s, trying, to)
+			}
 		}
 	}
 	if raw != nil {
 		d.sendRaw(out, raw, dest)
 	} else {
 		d.send(out, req, dest)
-	}
-	if trying != nil {
-		if to, err := viaAddr(trying.Via()); err == nil {
-			d.send(s, trying, to)
-		}
 	}
 }
 
