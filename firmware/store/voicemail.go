@@ -190,3 +190,88 @@ func (s *Store) Greeting(box string) ([]byte, error) {
 	})
 	return out, err
 }
+
+// Buckets of the messages being recorded (pbx/voicemail): the recorder
+// saves its audio so far in parts every few seconds, so that the twin
+// that takes over (or this box after a restart) can keep what was
+// recorded. Both replicate as every bucket does. The record and each
+// part are written in one transaction; all of them go in one.
+const (
+	BucketVoicemailRecording      = "voicemail_recording"       // key: Call-ID; value: opaque record (JSON)
+	BucketVoicemailRecordingAudio = "voicemail_recording_audio" // key: Call-ID NUL part (6 digits); value: G.711 audio
+)
+
+func recordingPartKey(id string, part int) string { return fmt.Sprintf("%s\x00%06d", id, part) }
+
+// PutVoicemailRecording stores (or replaces) the record of a message
+// being recorded and, when audio is not nil, its audio part number part,
+// in one transaction.
+func (s *Store) PutVoicemailRecording(id string, record []byte, part int, audio []byte) error {
+	if id == "" || strings.ContainsRune(id, 0) || part < 0 || part > 999999 {
+		return fmt.Errorf("saving a recording %q part %d: bad id or part", id, part)
+	}
+	return s.Update(func(t *Tx) error {
+		if audio != nil {
+			if err := t.Put(BucketVoicemailRecordingAudio, recordingPartKey(id, part), audio); err != nil {
+				return fmt.Errorf("saving part %d of recording %q: %w", part, id, err)
+			}
+		}
+		if err := t.Put(BucketVoicemailRecording, id, record); err != nil {
+			return fmt.Errorf("saving recording %q: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// DeleteVoicemailRecording removes a recording's record and audio; one
+// not there is no error.
+func (s *Store) DeleteVoicemailRecording(id string) error {
+	if id == "" || strings.ContainsRune(id, 0) {
+		return fmt.Errorf("deleting a recording %q: bad id", id)
+	}
+	return s.Update(func(t *Tx) error {
+		var parts []string
+		err := t.ForEach(BucketVoicemailRecordingAudio, id+"\x00", id+"\x01", func(k string, _ []byte) error {
+			parts = append(parts, k)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("listing the parts of recording %q: %w", id, err)
+		}
+		for _, k := range parts {
+			if err := t.Delete(BucketVoicemailRecordingAudio, k); err != nil {
+				return fmt.Errorf("deleting a part of recording %q: %w", id, err)
+			}
+		}
+		if err := t.Delete(BucketVoicemailRecording, id); err != nil {
+			return fmt.Errorf("deleting recording %q: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// VoicemailRecordings returns every stored recording by id: its record
+// first, then its audio parts in order. Parts without a record are left
+// out.
+func (s *Store) VoicemailRecordings() (map[string][][]byte, error) {
+	out := map[string][][]byte{}
+	err := s.View(func(t *Tx) error {
+		if err := t.ForEach(BucketVoicemailRecording, "", "", func(k string, v []byte) error {
+			out[k] = [][]byte{append([]byte{}, v...)}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return t.ForEach(BucketVoicemailRecordingAudio, "", "", func(k string, v []byte) error {
+			id, _, _ := strings.Cut(k, "\x00")
+			if r, ok := out[id]; ok {
+				out[id] = append(r, append([]byte{}, v...))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing recordings: %w", err)
+	}
+	return out, nil
+}

@@ -158,3 +158,61 @@ func TestGreetings(t *testing.T) {
 		t.Errorf("the twin's greeting %q, want three", g)
 	}
 }
+
+// TestVoicemailRecordings stores a message being recorded part by part,
+// deletes it, and checks that the twin fed from the change log holds the
+// same at each step (it keeps the audio when the box dies).
+func TestVoicemailRecordings(t *testing.T) {
+	s := openT(t, "", Options{})
+	twin := openT(t, "", Options{})
+	var seq uint64
+	steps := []struct {
+		name string
+		do   func() error
+		want map[string]string // id: record and parts joined by |
+	}{
+		{"started", func() error { return s.PutVoicemailRecording("c@h", []byte("r0"), 0, nil) }, map[string]string{"c@h": "r0"}},
+		{"first part", func() error { return s.PutVoicemailRecording("c@h", []byte("r1"), 0, []byte("aa")) }, map[string]string{"c@h": "r1|aa"}},
+		{"another call", func() error { return s.PutVoicemailRecording("d@h", []byte("d1"), 0, []byte("x")) }, map[string]string{"c@h": "r1|aa", "d@h": "d1|x"}},
+		{"second part", func() error { return s.PutVoicemailRecording("c@h", []byte("r2"), 1, []byte("bb")) }, map[string]string{"c@h": "r2|aa|bb", "d@h": "d1|x"}},
+		{"ended", func() error { return s.DeleteVoicemailRecording("c@h") }, map[string]string{"d@h": "d1|x"}},
+		{"ended twice", func() error { return s.DeleteVoicemailRecording("c@h") }, map[string]string{"d@h": "d1|x"}},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		changes, err := s.ChangesSince(seq, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) > 0 {
+			seq = changes[len(changes)-1].Seq
+		}
+		if err := twin.Apply(changes); err != nil {
+			t.Fatalf("%s: applying on the twin: %v", st.name, err)
+		}
+		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
+			got, err := st2.VoicemailRecordings()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(st.want) {
+				t.Fatalf("%s: the %s holds %d recordings, want %d", st.name, name, len(got), len(st.want))
+			}
+			for k, v := range st.want {
+				if j := string(bytes.Join(got[k], []byte("|"))); j != v {
+					t.Errorf("%s: the %s holds %q for %s, want %q", st.name, name, j, k, v)
+				}
+			}
+		}
+	}
+	for _, bad := range []struct {
+		id   string
+		part int
+	}{{"", 0}, {"a\x00b", 0}, {"a", -1}, {"a", 1000000}} {
+		if err := s.PutVoicemailRecording(bad.id, []byte("{}"), bad.part, nil); err == nil {
+			t.Errorf("id %q part %d accepted", bad.id, bad.part)
+		}
+	}
+}
