@@ -32,29 +32,35 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 	go func() {
 		defer ss.finish()
 		defer ss.hangup()
+		ss.startSave(callDeposit, dv, answered)
 		msg, audio, by := ss.record(s.greeting(dv.Mailbox, ss.ep.codec, log), s.o.Config().MaxLengthTime())
-		if ss.abandoned() {
-			log.Info("message lost: the box handed over while it was recorded", "duration", msg.Duration)
-			return
+		ended := ss.settle(func() {
+			s.writeCDR(req, dv, answered, s.o.Now(), by, log)
+			s.keepMessage(msg, audio, dv, callID(req), answered, log)
+		})
+		if !ended {
+			log.Info("message left to the twin: the box handed over while it was recorded", "duration", msg.Duration)
 		}
-		end := s.o.Now()
-		s.writeCDR(req, dv, answered, end, by, log)
-		if msg.Duration < MinMessage {
-			log.Info("message too short: dropped", "duration", msg.Duration)
-			return
-		}
-		msg.Mailbox, msg.Caller, msg.CallerName, msg.CallID, msg.Time = dv.Mailbox, dv.Caller, dv.CallerName, callID(req), answered.UTC()
-		saved, err := s.boxes.Save(msg, audio)
-		if err != nil {
-			if errors.Is(err, ErrFull) {
-				log.Error("alarm: mailbox full of new messages; message lost", "duration", msg.Duration, "alarm", "voicemail_full", "err", err)
-			} else {
-				log.Error("saving a message", "duration", msg.Duration, "err", err)
-			}
-			return
-		}
-		log.Info("message saved", "id", saved.ID, "duration", saved.Duration, "codec", saved.Codec)
 	}()
+}
+
+// keepMessage saves a message recorded in full.
+func (s *Service) keepMessage(msg Message, audio []byte, dv Diversion, id string, answered time.Time, log *slog.Logger) {
+	if msg.Duration < MinMessage {
+		log.Info("message too short: dropped", "duration", msg.Duration)
+		return
+	}
+	msg.Mailbox, msg.Caller, msg.CallerName, msg.CallID, msg.Time = dv.Mailbox, dv.Caller, dv.CallerName, id, answered.UTC()
+	saved, err := s.boxes.Save(msg, audio)
+	if err != nil {
+		if errors.Is(err, ErrFull) {
+			log.Error("alarm: mailbox full of new messages; message lost", "duration", msg.Duration, "alarm", "voicemail_full", "err", err)
+		} else {
+			log.Error("saving a message", "duration", msg.Duration, "err", err)
+		}
+		return
+	}
+	log.Info("message saved", "id", saved.ID, "duration", saved.Duration, "codec", saved.Codec)
 }
 
 // greeting is what a caller of box hears before the recording: the
@@ -84,8 +90,11 @@ func (ss *session) record(greeting []byte, maxLen time.Duration) (Message, []byt
 		return Message{}, nil, ss.by()
 	}
 	rec := NewRecorder(maxLen)
+	ss.recording(rec)
 	full := ep.record(rec)
 	start := time.Now()
+	chunk := time.NewTicker(ss.s.o.ChunkEvery)
+	defer chunk.Stop()
 	limit := time.NewTimer(maxLen + 2*time.Second) // a caller that sends no timestamps forward
 	defer limit.Stop()
 	check := time.NewTicker(time.Second)
@@ -100,6 +109,8 @@ loop:
 			break loop
 		case <-limit.C:
 			break loop
+		case <-chunk.C:
+			ss.saveAudio()
 		case <-check.C:
 			if ep.idle(start) > ss.s.o.Idle {
 				ss.log.Info("no audio from the caller: hanging up", "idle", ss.s.o.Idle)

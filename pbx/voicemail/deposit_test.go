@@ -160,12 +160,14 @@ func (c *caller) talk(to netip.AddrPort, stop <-chan struct{}) {
 }
 
 // TestDepositEnds leaves a message and ends the box in the middle of it:
-// a graceful stop saves what was recorded and says BYE; a handover to the
-// twin keeps nothing and says nothing.
+// a graceful stop saves what was recorded and says BYE; a box that hands
+// over says nothing and saves nothing itself, and the twin that takes
+// over (on the same store) keeps what was recorded and says BYE.
 func TestDepositEnds(t *testing.T) {
 	for _, handover := range []bool{false, true} {
 		t.Run(map[bool]string{false: "stop", true: "handover"}[handover], func(t *testing.T) {
-			s, pbx := testService(t, func(srv *sipgo.Server, s *Service) {
+			st := NewMemStore()
+			s, pbx := testServiceOn(t, st, func(srv *sipgo.Server, s *Service) {
 				srv.OnRequest(sip.INVITE, func(req *sip.Request, tx sip.ServerTransaction) {
 					s.Deposit(req, tx, Diversion{Mailbox: "201", Caller: "202"})
 				})
@@ -199,8 +201,17 @@ func TestDepositEnds(t *testing.T) {
 			msgs, _ := s.Mailboxes().List("201")
 			if handover {
 				if len(msgs) != 0 || c.byes.Load() != 0 {
-					t.Fatalf("after a handover: %d messages, %d BYEs; want none", len(msgs), c.byes.Load())
+					t.Fatalf("after a handover: %d messages, %d BYEs; want none before the twin takes over", len(msgs), c.byes.Load())
 				}
+				twin, _ := testServiceOn(t, st)
+				twin.TakeOver()
+				if msgs, _ = twin.Mailboxes().List("201"); len(msgs) != 1 || msgs[0].Duration < time.Second || msgs[0].Caller != "202" {
+					t.Fatalf("after the twin took over: %+v, want one message of 202 of over a second", msgs)
+				}
+				if r, _ := st.VoicemailRecordings(); len(r) != 0 {
+					t.Errorf("%d mailbox calls still stored after the twin finished them", len(r))
+				}
+				waitfor.Cond(t, 20*time.Second, "the twin's BYE", func() bool { return c.byes.Load() == 1 })
 				return
 			}
 			if len(msgs) != 1 || msgs[0].Caller != "202" || msgs[0].Codec != PCMA || msgs[0].Duration < time.Second || !msgs[0].New {

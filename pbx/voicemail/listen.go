@@ -40,11 +40,11 @@ func (s *Service) serveListen(req *sip.Request, tx sip.ServerTransaction) {
 	go func() {
 		defer ss.finish()
 		defer ss.hangup() // when listen returned at shutdown
+		ss.startSave(callListen, Diversion{Mailbox: own, Caller: user, Start: start}, start)
 		box := ss.listen(own)
-		if ss.abandoned() {
-			return
-		}
-		s.writeCDR(req, Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
+		ss.settle(func() {
+			s.writeCDR(req, Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
+		})
 	}()
 }
 

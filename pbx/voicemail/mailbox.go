@@ -333,19 +333,62 @@ func (m *Mailboxes) Delete(msg Message) error {
 	return nil
 }
 
-// MemStore is a Store, a SubscriptionStore and a GreetingStore in
-// memory, for tests.
+// MemStore is a Store, a SubscriptionStore, a GreetingStore and a
+// RecordingStore in memory, for tests.
 type MemStore struct {
-	mu        sync.Mutex
-	meta      map[string][]byte
-	audio     map[string][]byte
-	subs      map[string][]byte
-	greetings map[string][]byte
+	mu         sync.Mutex
+	meta       map[string][]byte
+	audio      map[string][]byte
+	subs       map[string][]byte
+	greetings  map[string][]byte
+	recordings map[string][][]byte // record, then parts
 }
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}, greetings: map[string][]byte{}}
+	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}, greetings: map[string][]byte{}, recordings: map[string][][]byte{}}
+}
+
+// PutVoicemailRecording implements RecordingStore.
+func (s *MemStore) PutVoicemailRecording(id string, record []byte, part int, audio []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.recordings[id]
+	if r == nil {
+		r = [][]byte{nil}
+	}
+	if audio != nil {
+		if part != len(r)-1 {
+			return fmt.Errorf("recording %s: part %d after %d parts", id, part, len(r)-1)
+		}
+		r = append(r, slices.Clone(audio))
+	}
+	r[0] = slices.Clone(record)
+	s.recordings[id] = r
+	return nil
+}
+
+// DeleteVoicemailRecording implements RecordingStore.
+func (s *MemStore) DeleteVoicemailRecording(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.recordings, id)
+	return nil
+}
+
+// VoicemailRecordings implements RecordingStore.
+func (s *MemStore) VoicemailRecordings() (map[string][][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][][]byte, len(s.recordings))
+	for k, v := range s.recordings {
+		c := make([][]byte, len(v))
+		for i, b := range v {
+			c[i] = slices.Clone(b)
+		}
+		out[k] = c
+	}
+	return out, nil
 }
 
 // PutGreeting implements GreetingStore.

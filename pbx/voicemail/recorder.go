@@ -87,14 +87,39 @@ func (r *Recorder) Duration() time.Duration {
 
 // Audio returns the samples from the first to the last, gaps filled with
 // silence. Where packets overlap, the later timestamp wins.
-func (r *Recorder) Audio() []byte {
-	if r.hi == r.lo {
+func (r *Recorder) Audio() []byte { return r.fill(r.lo, r.hi) }
+
+// since returns the samples from off (an offset from the first packet's
+// timestamp; from the first sample kept when all is set) to the last,
+// and the offset after them: what a message being saved in parts has not
+// saved yet. Samples that arrive late, before off, are not in any part.
+func (r *Recorder) since(off int, all bool) ([]byte, int) {
+	if all || off < r.lo {
+		off = r.lo
+	}
+	if off >= r.hi {
+		return nil, off
+	}
+	return r.fill(off, r.hi), r.hi
+}
+
+// fill returns the samples from lo to hi (offsets from base), gaps
+// filled with silence.
+func (r *Recorder) fill(lo, hi int) []byte {
+	if hi <= lo {
 		return nil
 	}
-	out := bytes.Repeat([]byte{r.codec.Silence()}, r.hi-r.lo)
+	out := bytes.Repeat([]byte{r.codec.Silence()}, hi-lo)
 	offs := slices.Sorted(maps.Keys(r.frames))
 	for _, off := range offs {
-		copy(out[off-r.lo:], r.frames[off])
+		f := r.frames[off]
+		if off+len(f) <= lo || off >= hi {
+			continue
+		}
+		if off < lo {
+			f, off = f[lo-off:], lo
+		}
+		copy(out[off-lo:], f)
 	}
 	return out
 }

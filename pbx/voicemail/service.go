@@ -90,7 +90,10 @@ type Options struct {
 	// location service's Lookup), for unsolicited MWI; nil: none is sent.
 	Contacts func(ext string) []location.Binding
 	// Idle ends a call from which no RTP came for this long (default 30 s).
-	Idle   time.Duration
+	Idle time.Duration
+	// ChunkEvery is how often a message being recorded is saved so far
+	// (default ChunkEvery), when the store keeps mailbox calls.
+	ChunkEvery time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -151,6 +154,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Idle <= 0 {
 		o.Idle = 30 * time.Second
+	}
+	if o.ChunkEvery <= 0 {
+		o.ChunkEvery = ChunkEvery
 	}
 	if o.Prepare == nil {
 		o.Prepare = func(*sip.Request) {}
@@ -250,6 +256,7 @@ func (s *Service) serve(req *sip.Request, tx sip.ServerTransaction) bool {
 		ss.inDialog(req, tx)
 		return true
 	}
+	s.ensureRestored()
 	if req.Method == sip.INVITE && !hasToTag(req) && s.o.Config() != nil && req.Recipient.User == s.o.Config().DialNumber() && req.GetHeader("Replaces") == nil {
 		s.serveListen(req, tx)
 		return true
@@ -288,10 +295,11 @@ var (
 	errAbandoned = errors.New("the box handed over to its twin")
 )
 
-// Abandon ends every mailbox call at once, without BYE, CDR or saving,
-// and forgets the subscriptions: for a box that hands over to its twin
-// and must not write to its store any more. A message being recorded is
-// lost, as in a failover.
+// Abandon ends every mailbox call at once, without BYE or CDR, and
+// forgets the subscriptions: for a box that hands over to its twin and
+// must not write to its store any more. A message being recorded is
+// saved as far as it got before Abandon returns; the twin keeps it, ends
+// the call and writes its CDR (finishCalls), as after a failover.
 func (s *Service) Abandon() {
 	s.mu.Lock()
 	ss := make([]*session, 0, len(s.sessions))
@@ -302,6 +310,7 @@ func (s *Service) Abandon() {
 	clear(s.told)
 	s.mu.Unlock()
 	for _, x := range ss {
+		x.handOver()
 		x.cancel(errAbandoned)
 	}
 	// From now on the twin writes the mailboxes and the subscriptions;
@@ -314,14 +323,16 @@ func (s *Service) Abandon() {
 
 // TakeOver readies the mailboxes of a box that takes over from its twin:
 // counts kept in memory are read again from the store, which holds the
-// twin's writes, and the twin's message-summary subscriptions are carried
-// on (CSeqs raised by SeqMargin).
+// twin's writes, the twin's message-summary subscriptions are carried
+// on (CSeqs raised by SeqMargin), and its mailbox calls in progress are
+// finished (finishCalls: the message recorded so far kept, BYE).
 func (s *Service) TakeOver() {
 	s.boxes.Forget()
 	s.restoreMu.Lock()
-	defer s.restoreMu.Unlock()
 	s.restored = true
 	s.restoreSubs()
+	s.restoreMu.Unlock()
+	s.finishCalls()
 }
 
 // abandoned reports whether the box handed the session over.
@@ -345,6 +356,11 @@ type session struct {
 	// byUs is set when we hang up (BYE sent).
 	mu   sync.Mutex
 	byUs bool
+	// save is the call's record in the store, nil when the store keeps
+	// none (inprogress.go).
+	save *callSave
+	// left: the box handed the call over (handOver).
+	left bool
 }
 
 func randUint64() uint64 {
@@ -490,13 +506,7 @@ func (ss *session) hangup() {
 	ss.byUs = true
 	ss.mu.Unlock()
 	ss.cancel(nil)
-	bye := ss.d.request(sip.BYE, ss.us)
-	ss.s.o.Prepare(bye)
-	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-	defer cancel()
-	if _, err := ss.s.o.Client.Do(ctx, bye, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil {
-		ss.log.Debug("BYE of a mailbox call", "err", err)
-	}
+	ss.s.bye(ss.d, ss.us, ss.log)
 }
 
 // finish forgets the session and closes its socket.

@@ -63,6 +63,9 @@ func testServiceOn(t *testing.T, st Store, routes ...func(*sipgo.Server, *Servic
 		Config:    func() *config.Voicemail { return &config.Voicemail{} },
 		MediaAddr: netip.MustParseAddr("127.0.0.1"),
 		Logger:    slog.New(slog.DiscardHandler),
+		// Messages being recorded are saved in parts often, so that the
+		// tests see several.
+		ChunkEvery: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package voicemail
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,42 +29,84 @@ const savedSubVersion = 1
 
 // savedSub is the stored state of one subscription.
 type savedSub struct {
-	Version      int       `json:"version"`
-	Box          string    `json:"box"`
-	CallID       string    `json:"call_id"`
-	LocalTag     string    `json:"local_tag"`
-	LocalURI     string    `json:"local_uri"`
-	RemoteTag    string    `json:"remote_tag"`
-	RemoteURI    string    `json:"remote_uri"`
-	RemoteTarget string    `json:"remote_target"`
-	Routes       []string  `json:"routes,omitempty"`
-	Transport    string    `json:"transport"`
-	Peer         string    `json:"peer"`
-	Us           string    `json:"us"`
-	Seq          uint32    `json:"seq"`
-	Expires      time.Time `json:"expires"`
+	Version int    `json:"version"`
+	Box     string `json:"box"`
+	savedDialog
+	Expires time.Time `json:"expires"`
 }
 
-// encodeSub is the stored state of sub with its CSeq now.
-func encodeSub(sub *subscription, expires time.Time) ([]byte, uint32, error) {
-	d := sub.d
+// savedDialog is the stored state of a dialog the mailbox holds as UAS
+// (a subscription, a mailbox call) and our Contact in it.
+type savedDialog struct {
+	CallID       string   `json:"call_id"`
+	LocalTag     string   `json:"local_tag"`
+	LocalURI     string   `json:"local_uri"`
+	RemoteTag    string   `json:"remote_tag"`
+	RemoteURI    string   `json:"remote_uri"`
+	RemoteTarget string   `json:"remote_target"`
+	Routes       []string `json:"routes,omitempty"`
+	Transport    string   `json:"transport"`
+	Peer         string   `json:"peer"`
+	Us           string   `json:"us"`
+	Seq          uint32   `json:"seq"`
+}
+
+// saveDialog is the stored state of d with our Contact us.
+func saveDialog(d *dialog, us sip.Uri) savedDialog {
 	d.mu.Lock()
 	seq := d.seq
 	d.mu.Unlock()
-	v := savedSub{
-		Version: savedSubVersion, Box: sub.box, CallID: d.callID, LocalTag: d.localTag,
-		LocalURI: d.localURI.String(), RemoteTag: d.remoteTag, RemoteURI: d.remoteURI.String(),
-		RemoteTarget: d.remoteTarget.String(), Transport: d.transport, Peer: d.peer,
-		Us: sub.us.String(), Seq: seq, Expires: expires.UTC(),
+	v := savedDialog{
+		CallID: d.callID, LocalTag: d.localTag, LocalURI: d.localURI.String(), RemoteTag: d.remoteTag,
+		RemoteURI: d.remoteURI.String(), RemoteTarget: d.remoteTarget.String(), Transport: d.transport,
+		Peer: d.peer, Us: us.String(), Seq: seq,
 	}
 	for _, r := range d.routes {
 		v.Routes = append(v.Routes, r.String())
 	}
+	return v
+}
+
+// dialog reads back a stored dialog and our Contact; its CSeq is raised
+// by SeqMargin.
+func (v savedDialog) dialog() (*dialog, sip.Uri, error) {
+	var us sip.Uri
+	switch {
+	case v.CallID == "" || v.LocalTag == "" || v.RemoteTag == "":
+		return nil, us, errors.New("Call-ID or tags missing")
+	case v.Transport != "UDP" && v.Transport != "TCP" && v.Transport != "TLS":
+		return nil, us, fmt.Errorf("transport %q", v.Transport)
+	case v.Peer == "":
+		return nil, us, errors.New("no peer")
+	}
+	d := &dialog{callID: v.CallID, localTag: v.LocalTag, remoteTag: v.RemoteTag, transport: v.Transport, peer: v.Peer,
+		seq: v.Seq + SeqMargin}
+	for _, u := range []struct {
+		s   string
+		dst *sip.Uri
+	}{{v.LocalURI, &d.localURI}, {v.RemoteURI, &d.remoteURI}, {v.RemoteTarget, &d.remoteTarget}, {v.Us, &us}} {
+		if err := parseStoredURI(u.s, u.dst); err != nil {
+			return nil, us, err
+		}
+	}
+	for _, r := range v.Routes {
+		var u sip.Uri
+		if err := parseStoredURI(r, &u); err != nil {
+			return nil, us, fmt.Errorf("route: %w", err)
+		}
+		d.routes = append(d.routes, u)
+	}
+	return d, us, nil
+}
+
+// encodeSub is the stored state of sub with its CSeq now.
+func encodeSub(sub *subscription, expires time.Time) ([]byte, uint32, error) {
+	v := savedSub{Version: savedSubVersion, Box: sub.box, savedDialog: saveDialog(sub.d, sub.us), Expires: expires.UTC()}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, 0, fmt.Errorf("encoding subscription %s: %w", d.callID, err)
+		return nil, 0, fmt.Errorf("encoding subscription %s: %w", sub.d.callID, err)
 	}
-	return b, seq, nil
+	return b, v.Seq, nil
 }
 
 // decodeSub reads a stored subscription; its CSeq is raised by
@@ -76,30 +119,12 @@ func decodeSub(b []byte) (*subscription, error) {
 	switch {
 	case v.Version != savedSubVersion:
 		return nil, fmt.Errorf("stored subscription %q: version %d, want %d", v.CallID, v.Version, savedSubVersion)
-	case v.Box == "" || v.CallID == "" || v.LocalTag == "" || v.RemoteTag == "":
-		return nil, fmt.Errorf("stored subscription %q: mailbox, Call-ID or tags missing", v.CallID)
-	case v.Transport != "UDP" && v.Transport != "TCP" && v.Transport != "TLS":
-		return nil, fmt.Errorf("stored subscription %q: transport %q", v.CallID, v.Transport)
-	case v.Peer == "":
-		return nil, fmt.Errorf("stored subscription %q: no peer", v.CallID)
+	case v.Box == "":
+		return nil, fmt.Errorf("stored subscription %q: mailbox missing", v.CallID)
 	}
-	d := &dialog{callID: v.CallID, localTag: v.LocalTag, remoteTag: v.RemoteTag, transport: v.Transport, peer: v.Peer,
-		seq: v.Seq + SeqMargin}
-	var us sip.Uri
-	for _, u := range []struct {
-		s   string
-		dst *sip.Uri
-	}{{v.LocalURI, &d.localURI}, {v.RemoteURI, &d.remoteURI}, {v.RemoteTarget, &d.remoteTarget}, {v.Us, &us}} {
-		if err := parseStoredURI(u.s, u.dst); err != nil {
-			return nil, fmt.Errorf("stored subscription %q: %w", v.CallID, err)
-		}
-	}
-	for _, r := range v.Routes {
-		var u sip.Uri
-		if err := parseStoredURI(r, &u); err != nil {
-			return nil, fmt.Errorf("stored subscription %q: route: %w", v.CallID, err)
-		}
-		d.routes = append(d.routes, u)
+	d, us, err := v.dialog()
+	if err != nil {
+		return nil, fmt.Errorf("stored subscription %q: %w", v.CallID, err)
 	}
 	return &subscription{d: d, box: v.Box, us: us, expires: v.Expires, savedSeq: d.seq}, nil
 }
@@ -204,14 +229,18 @@ func (s *Service) restoreSubs() {
 	}
 }
 
-// ensureRestored restores the stored subscriptions once, before the
-// first SUBSCRIBE or change a box serves after it started (a single box
-// restarting); a twin that takes over does it in TakeOver.
+// ensureRestored restores the stored subscriptions and finishes the
+// stored mailbox calls once, before the first request or change a box
+// serves after it started (a single box restarting); a twin that takes
+// over does it in TakeOver.
 func (s *Service) ensureRestored() {
 	s.restoreMu.Lock()
-	defer s.restoreMu.Unlock()
-	if !s.restored {
-		s.restored = true
-		s.restoreSubs()
+	if s.restored {
+		s.restoreMu.Unlock()
+		return
 	}
+	s.restored = true
+	s.restoreSubs()
+	s.restoreMu.Unlock()
+	s.finishCalls()
 }
