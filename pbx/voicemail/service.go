@@ -94,8 +94,8 @@ type Options struct {
 	// ChunkEvery is how often a message being recorded is saved so far
 	// (default ChunkEvery), when the store keeps mailbox calls.
 	ChunkEvery time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // PortLease is an RTP port lent to a mailbox call; *media.Lease
