@@ -6,7 +6,6 @@
 package appliance
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
@@ -147,7 +147,7 @@ func settleConfig(st *store.Store, path string) (cfg *config.Config, created boo
 		if err := cfg.Validate(); err != nil {
 			return nil, false, configErr(err)
 		}
-		cfg, err = saveIfChanged(st, cfg)
+		cfg, err = boxconfig.Save(st, cfg)
 		return cfg, false, err
 	}
 	ver, text, err := st.LatestConfig()
@@ -160,45 +160,11 @@ func settleConfig(st *store.Store, path string) (cfg *config.Config, created boo
 		cfg.Version = ver
 		return cfg, false, cfg.Validate()
 	case errors.Is(err, store.ErrNotFound):
-		cfg, err := saveIfChanged(st, config.Starter(rand.Reader))
+		cfg, err := boxconfig.Save(st, config.Starter(rand.Reader))
 		return cfg, true, err
 	default:
 		return nil, false, fmt.Errorf("reading the stored config: %w", err)
 	}
-}
-
-// saveIfChanged stores cfg as the next version unless it equals the newest
-// stored one; it returns cfg with its version set.
-func saveIfChanged(st *store.Store, cfg *config.Config) (*config.Config, error) {
-	c := *cfg
-	c.Version = 0
-	text, err := config.Marshal(&c)
-	if err != nil {
-		return nil, err
-	}
-	ver, old, err := st.LatestConfig()
-	switch {
-	case err == nil:
-		if oc, perr := config.Parse("stored", old); perr == nil {
-			oc.Version = 0
-			if ot, merr := config.Marshal(oc); merr == nil && bytes.Equal(ot, text) {
-				c.Version = ver
-				return &c, nil
-			}
-		}
-	case errors.Is(err, store.ErrNotFound):
-		ver = 0
-	default:
-		return nil, fmt.Errorf("reading the stored config: %w", err)
-	}
-	c.Version = ver + 1
-	if text, err = config.Marshal(&c); err != nil {
-		return nil, err
-	}
-	if err := st.SaveConfig(text, c.Version); err != nil {
-		return nil, fmt.Errorf("storing config version %d: %w", c.Version, err)
-	}
-	return &c, nil
 }
 
 // nonceKey returns the box's digest nonce key, creating it on first use.
@@ -258,18 +224,6 @@ func (c *configured) ExportConfig() ([]byte, error) {
 	return config.Marshal(c.cfg)
 }
 
-// parseImport reads and checks a config given to ImportConfig.
-func parseImport(text []byte) (*config.Config, error) {
-	cfg, err := config.Parse("imported config", text)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
 // Status reports the PBX's state with the config version.
 func (a *running) Status() any {
 	a.mu.Lock()
@@ -314,7 +268,7 @@ func dataAlarm() string {
 }
 
 func (a *running) ImportConfig(text []byte) (uint64, bool, error) {
-	cfg, err := parseImport(text)
+	cfg, err := boxconfig.Parse("imported config", text)
 	if err != nil {
 		return 0, false, err
 	}
@@ -325,7 +279,7 @@ func (a *running) ImportConfig(text []byte) (uint64, bool, error) {
 			return 0, false, fmt.Errorf("this box is %s: import the config on the active box, it reaches this one by replication", r)
 		}
 	}
-	cfg, err = saveIfChanged(a.st, cfg)
+	cfg, err = boxconfig.Save(a.st, cfg)
 	if err != nil {
 		return 0, false, err
 	}
@@ -351,27 +305,12 @@ func ExportCDRs(st *store.Store, w io.Writer, from, to time.Time) error {
 }
 
 // ImportConfig validates the file and stores it as the next version in a
-// store that no appliance is running on.
+// store that no appliance is running on (boxconfig.Import).
 func ImportConfig(st *store.Store, text []byte, name string) (uint64, error) {
-	cfg, err := config.Parse(name, text)
-	if err != nil {
-		return 0, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return 0, err
-	}
-	cfg, err = saveIfChanged(st, cfg)
-	if err != nil {
-		return 0, err
-	}
-	return cfg.Version, nil
+	return boxconfig.Import(st, text, name)
 }
 
-// ExportConfig returns the newest stored config.
+// ExportConfig returns the newest stored config (boxconfig.Export).
 func ExportConfig(st *store.Store) ([]byte, error) {
-	_, text, err := st.LatestConfig()
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errors.New("no config stored yet: run `twinpbx run` once, or `twinpbx config import FILE`")
-	}
-	return text, err
+	return boxconfig.Export(st)
 }

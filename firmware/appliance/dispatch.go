@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -186,13 +187,13 @@ func (a *dispatching) Status() any {
 // ImportConfig stores a new version; any change needs a restart (a
 // dispatcher makes no CDRs: ExportCDRs gives what the store holds).
 func (a *dispatching) ImportConfig(text []byte) (uint64, bool, error) {
-	cfg, err := parseImport(text)
+	cfg, err := boxconfig.Parse("imported config", text)
 	if err != nil {
 		return 0, false, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cfg, err = saveIfChanged(a.st, cfg)
+	cfg, err = boxconfig.Save(a.st, cfg)
 	if err != nil {
 		return 0, false, err
 	}

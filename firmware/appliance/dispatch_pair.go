@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/cluster"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
@@ -325,7 +326,7 @@ func (a *dispatchPair) Status() any {
 // ImportConfig stores a new config on the active box, which replicates
 // it to the twin, and applies it at once; the standby refuses.
 func (a *dispatchPair) ImportConfig(text []byte) (uint64, bool, error) {
-	cfg, err := parseImport(text)
+	cfg, err := boxconfig.Parse("imported config", text)
 	if err != nil {
 		return 0, false, err
 	}
@@ -337,7 +338,7 @@ func (a *dispatchPair) ImportConfig(text []byte) (uint64, bool, error) {
 	if r := a.node.Role(); r != cluster.Active {
 		return 0, false, fmt.Errorf("this box is %s: import the config on the active box, it reaches this one by replication", r)
 	}
-	cfg, err = saveIfChanged(a.st, cfg)
+	cfg, err = boxconfig.Save(a.st, cfg)
 	if err != nil {
 		return 0, false, err
 	}

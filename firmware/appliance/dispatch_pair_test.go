@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
@@ -121,7 +122,7 @@ func TestDispatchRunnerFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	cfg, err := saveIfChanged(st, lbConfig(0, bs[0]))
+	cfg, err := boxconfig.Save(st, lbConfig(0, bs[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestDispatchRunnerFollow(t *testing.T) {
 	go func() { defer close(done); r.follow(ctx, st, load, 5*time.Millisecond) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	next, err := saveIfChanged(st, lbConfig(0, bs...))
+	next, err := boxconfig.Save(st, lbConfig(0, bs...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/pbx/dispatch"
@@ -81,7 +82,7 @@ func TestDispatchingImportConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first, err = saveIfChanged(st, first); err != nil {
+	if first, err = boxconfig.Save(st, first); err != nil {
 		t.Fatal(err)
 	}
 	a := &dispatching{configured: configured{st: st, cfg: first}}

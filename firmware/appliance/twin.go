@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -19,10 +20,8 @@ import (
 )
 
 // BoxFile is the file in the data folder that keeps a twin's own config
-// (its node name and cluster section, which differ between the twins and
-// must not come from the replicated store). It is written whenever
-// `twinpbx run --config` is given a config with a cluster section.
-const BoxFile = "box.yaml"
+// (boxconfig.FileName).
+const BoxFile = boxconfig.FileName
 
 // nonlocalBind is the sysctl that lets the standby bind SIP and RTP to the
 // VIP before it holds it.
@@ -98,7 +97,7 @@ func settleTwinConfig(st *store.Store, box *config.Config) (*config.Config, erro
 		return nil, err
 	}
 	if cur == nil || !twin.SameShared(cur, box) {
-		if _, err := saveIfChanged(st, box); err != nil {
+		if _, err := boxconfig.Save(st, box); err != nil {
 			return nil, err
 		}
 		if cur, err = latestConfig(st); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 )
@@ -31,7 +31,7 @@ func InspectData(dir string) (DataState, error) {
 	for _, c := range []struct {
 		name string
 		flag *bool
-	}{{store.FileName, &s.Stored}, {appliance.BoxFile, &s.Twin}} {
+	}{{store.FileName, &s.Stored}, {boxconfig.FileName, &s.Twin}} {
 		_, err := os.Stat(filepath.Join(dir, c.name))
 		switch {
 		case err == nil:

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 )
@@ -55,8 +55,8 @@ func TestInspectData(t *testing.T) {
 	}{
 		{name: "empty"},
 		{name: "standalone", files: []string{store.FileName}, want: DataState{Stored: true}},
-		{name: "twin", files: []string{store.FileName, appliance.BoxFile}, want: DataState{Stored: true, Twin: true}},
-		{name: "twin before its first store", files: []string{appliance.BoxFile}, want: DataState{Twin: true}},
+		{name: "twin", files: []string{store.FileName, boxconfig.FileName}, want: DataState{Stored: true, Twin: true}},
+		{name: "twin before its first store", files: []string{boxconfig.FileName}, want: DataState{Twin: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

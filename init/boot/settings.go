@@ -10,7 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // the image has no zoneinfo files: the console's time zone must be known anyway
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 )
@@ -122,7 +122,7 @@ var storeWait = 5 * time.Second
 // twin's box file, else the newest stored version. It returns nil and no
 // error when there is neither.
 func StoredConfig(dir string) (*config.Config, error) {
-	box := filepath.Join(dir, appliance.BoxFile)
+	box := filepath.Join(dir, boxconfig.FileName)
 	if _, err := os.Stat(box); err == nil {
 		return config.Load(box)
 	}
@@ -134,7 +134,7 @@ func StoredConfig(dir string) (*config.Config, error) {
 		return nil, fmt.Errorf("reading the stored config: %w", err)
 	}
 	defer st.Close()
-	text, err := appliance.ExportConfig(st)
+	text, err := boxconfig.Export(st)
 	if err != nil {
 		return nil, fmt.Errorf("reading the stored config: %w", err)
 	}
@@ -151,7 +151,7 @@ func StoreFirstBootConfig(dir string, text []byte) error {
 		return fmt.Errorf("storing the first-boot config: %w", err)
 	}
 	defer st.Close()
-	if _, err := appliance.ImportConfig(st, text, "first-boot config"); err != nil {
+	if _, err := boxconfig.Import(st, text, "first-boot config"); err != nil {
 		return fmt.Errorf("storing the first-boot config: %w", err)
 	}
 	return nil

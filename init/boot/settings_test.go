@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/store"
 )
@@ -94,7 +94,7 @@ func TestStoredConfig(t *testing.T) {
 	}
 	// A twin's box file comes first: it holds the node's own section.
 	box := "node:\n  name: b\n  network: {address: 10.0.0.22/24, gateway: 10.0.0.1}\n"
-	if err := os.WriteFile(filepath.Join(dir, appliance.BoxFile), []byte(box), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, boxconfig.FileName), []byte(box), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err = StoredConfig(dir)
@@ -105,7 +105,7 @@ func TestStoredConfig(t *testing.T) {
 	if err != nil || c.Node.Name != "b" || s.Net.Addr != netip.MustParsePrefix("10.0.0.22/24") {
 		t.Fatalf("box file: %+v %+v %v", c.Node, s.Net, err)
 	}
-	if err := StoreFirstBootConfig(filepath.Join(dir, appliance.BoxFile), text); err == nil {
+	if err := StoreFirstBootConfig(filepath.Join(dir, boxconfig.FileName), text); err == nil {
 		t.Error("storing into a file instead of a folder: no error")
 	}
 }
