@@ -41,11 +41,15 @@ type state struct {
 	Fails   map[string][]time.Time
 	Failing map[string]string
 	// LeftFor holds, per monitor with a hold-down, when this box handed
-	// service over because it failed; Stuck the monitors with a hold-down
-	// that fail on both boxes while this one stays active. Either is told
-	// to the twin as Beat.SharedFault.
+	// service over because it failed; Stuck, since when a monitor with a
+	// hold-down has failed on both boxes while this one stays active (it
+	// latched). Either is told to the twin as Beat.SharedFault.
 	LeftFor map[string]time.Time
-	Stuck   map[string]bool
+	Stuck   map[string]time.Time
+	// Retries counts, per monitor, the handovers of a latched box that
+	// gave the twin's side another try (docs/CLUSTER.md, "No ping-pong",
+	// rule 3).
+	Retries map[string]int
 	// GatewayMisses counts the gateway probes in a row that went
 	// unanswered (zero once one is answered).
 	GatewayMisses int
@@ -68,6 +72,7 @@ func (s state) clone() state {
 	s.Failing = maps.Clone(s.Failing)
 	s.LeftFor = maps.Clone(s.LeftFor)
 	s.Stuck = maps.Clone(s.Stuck)
+	s.Retries = maps.Clone(s.Retries)
 	s.Alarms = nil
 	return s
 }
@@ -664,6 +669,16 @@ func (t *tick) checkMonitors() []action {
 			continue
 		}
 		spec := t.d.monitors[name]
+		if t.retryDue(name, spec) {
+			since := t.in.Now.Sub(s.Stuck[name]).Round(time.Second)
+			if t.handover(Standby, fmt.Sprintf("monitor %s latched for %v, the twin's verdict older than the hold-down: retrying its side: %v", name, since, err)) {
+				if s.Retries == nil {
+					s.Retries = map[string]int{}
+				}
+				s.Retries[name]++
+				return nil
+			}
+		}
 		n := len(s.Fails[name])
 		if (!spec.Restartable || n > cfg.MigrationThreshold) && !t.failsOnBoth(name, spec) {
 			if t.handover(Standby, fmt.Sprintf("monitor %s failed %d times: %v", name, n, err)) {
@@ -694,15 +709,37 @@ func (t *tick) failsOnBoth(name string, spec monitorSpec) bool {
 	if spec.HoldDown <= 0 {
 		return false
 	}
-	if !s.Stuck[name] && !(t.heard() && t.beat().SharedFault) {
+	_, stuck := s.Stuck[name]
+	if !stuck && !(t.heard() && t.beat().SharedFault) {
 		return false
 	}
-	if s.Stuck == nil {
-		s.Stuck = map[string]bool{}
+	if !stuck {
+		if s.Stuck == nil {
+			s.Stuck = map[string]time.Time{}
+		}
+		s.Stuck[name] = t.in.Now
 	}
-	s.Stuck[name] = true
 	t.alarm(spec.bothAlarm(name))
 	return true
+}
+
+// retryDue reports whether this box, latched on monitor name (its check
+// failing now), should hand service over once more to retry the twin's
+// side: the latch is a hold-down old, and the twin is a healthy standby
+// whose beats no longer carry the shared fault, so its own last verdict
+// on the resource is older than the hold-down. The line may be back on
+// the exchange's side while this box's own side broke (its card, its
+// cable from the relay), which this box cannot tell from a dead line. A
+// dead line costs one move per hold-down: the twin that takes over finds
+// it down, sees this box's shared fault (stop sets it) and latches in
+// turn (docs/CLUSTER.md, "No ping-pong", rule 3).
+func (t *tick) retryDue(name string, spec monitorSpec) bool {
+	since, stuck := t.s.Stuck[name]
+	if !stuck || spec.HoldDown <= 0 || t.in.Now.Sub(since) < spec.HoldDown {
+		return false
+	}
+	b := t.beat()
+	return t.heard() && b.Role == Standby && !b.Maintenance && b.Healthy && b.GatewayOK && !b.SharedFault
 }
 
 // failback hands service back to the preferred twin once it has been a

@@ -21,6 +21,10 @@ func FuzzDecide(f *testing.F) {
 	// left for the line (shared fault): no hand-back.
 	f.Add([]byte{0, 100, 3, 2, 2, 0, 0, 1, 0, 0, 0, 0, 2, 1, 0, 0, 1, 1, 0, 0, 0, 0xff, 0xf6, 2,
 		1, 1, 0, 0, 0, 0, 0, 10, 1, 1, 1, 0, 1, 0, 0, 1, 1, 5})
+	// The same active latched an hour ago, its twin's shared fault gone:
+	// it retries the twin's side.
+	f.Add([]byte{0, 100, 3, 2, 2, 0, 0, 1, 0, 0, 0, 0, 2, 1, 0, 0, 1, 1, 0, 0, 0, 0xff, 0xf6, 2,
+		1, 1, 0, 0, 0, 0, 0, 10, 1, 1, 1, 0, 0, 1, 0x0e, 0x10, 0, 1, 1, 5})
 	d := &decider{cfg: testConfig("a", "b"), monitors: map[string]monitorSpec{"pbx": {Restartable: true}, "nic": {},
 		"pstn": {Restartable: true, ActiveOnly: true, HoldDown: pstnHoldDown}}}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -56,7 +60,7 @@ func FuzzDecide(f *testing.F) {
 		// The PSTN line: the twin's shared fault, this box's memory of it.
 		in.Peer.Last.SharedFault = r.bit()
 		if r.bit() && s.Role == Active { // only an active box gets stuck
-			s.Stuck = map[string]bool{"pstn": true}
+			s.Stuck = map[string]time.Time{"pstn": now.Add(-time.Duration(r.u16()) * time.Second)}
 		}
 		if r.bit() {
 			s.LeftFor = map[string]time.Time{"pstn": now.Add(-time.Duration(r.u16()) * time.Second)}
@@ -134,8 +138,18 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("left ACTIVE with %q, not in stop order", acts)
 			}
 			twinFault := !in.Peer.Silent() && !in.Peer.Heard.IsZero() && in.Peer.Last.SharedFault
-			if strings.Contains(next.Reason, "monitor pstn") && (twinFault || s.Stuck["pstn"]) {
-				t.Fatalf("handed the line back (%s) to a twin whose line failed (twin %v, stuck %v)", next.Reason, twinFault, s.Stuck["pstn"])
+			latched, stuck := s.Stuck["pstn"]
+			if strings.Contains(next.Reason, "monitor pstn") && twinFault {
+				t.Fatalf("handed the line back (%s) to a twin whose line failed within its hold-down", next.Reason)
+			}
+			// A latched box moves the line once its latch is a hold-down
+			// old, as a retry (counted), never sooner.
+			if strings.Contains(next.Reason, "monitor pstn") && stuck {
+				if now.Sub(latched) < pstnHoldDown || next.Retries["pstn"] != s.Retries["pstn"]+1 {
+					t.Fatalf("a box latched %v ago moved the line (%s), retries %d", now.Sub(latched), next.Reason, next.Retries["pstn"])
+				}
+			} else if next.Retries["pstn"] != s.Retries["pstn"] {
+				t.Fatalf("retry counted for %s", next.Reason)
 			}
 			if len(next.Stuck) > 0 {
 				t.Fatalf("left ACTIVE still stuck: %v", next.Stuck)

@@ -75,6 +75,7 @@ type step struct {
 	healthy int    // 1: healthy after the step (no monitor failing), -1: not
 	lease   int    // 1: valid after the step, -1: not valid, 0: either
 	probed  bool   // the VIP probe must have been asked for
+	retries int    // the PSTN retries counted after the step (-1: none)
 }
 
 var takeoverActs = func(term string) []string {
@@ -341,6 +342,9 @@ func TestDecide(t *testing.T) {
 				}
 				if v := res.Next.leaseValid(now); (st.lease == 1 && !v) || (st.lease == -1 && v) {
 					t.Errorf("step %d: lease valid = %v (expiry %v), want %d", i, v, res.Next.LeaseExpiry.Sub(now), st.lease)
+				}
+				if r := res.Next.Retries["pstn"]; st.retries != 0 && r != max(st.retries, 0) {
+					t.Errorf("step %d: %d PSTN retries, want %d", i, r, max(st.retries, 0))
 				}
 				if res.Next.Role == Active && res.Next.Term <= s.Term && s.Role != Active {
 					t.Errorf("step %d: took over without a new term (%d)", i, res.Next.Term)

@@ -79,11 +79,48 @@ func pstnRows() []struct {
 			{at: 35 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, shared: 1},
 			// Between checks the alarm stays; it outlives the twin's hold-down.
 			{at: 36 * time.Second, w: world{peer: faultyStandby()}, role: Active, alarm: alarmLineBoth, lease: 1},
-			{at: time.Hour, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, shared: 1},
-			{at: time.Hour + 10*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth},
-			// The line comes back: alarm and memory cleared.
-			{at: time.Hour + 20*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(nil)}, role: Active, clear: alarmLineBoth, shared: -1},
-			{at: time.Hour + 21*time.Second, w: world{peer: beat(Standby, 1, 2)}, role: Active, clear: "monitor pstn failing"},
+			{at: 15*time.Minute + 10*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, shared: 1, retries: -1},
+			// The latch is a hold-down old, the twin's verdict older:
+			// one move to retry its side.
+			{at: 15*time.Minute + 35*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Standby, acts: handover, shared: 1, healthy: 1, retries: 1},
+			// It tells the twin for the hold-down; the twin, its line down
+			// too, latches in turn.
+			{at: 15*time.Minute + 36*time.Second, w: world{peer: beat(Active, 3, 2)}, role: Standby, clear: alarmLineBoth, shared: 1, retries: 1},
+			{at: 30*time.Minute + 35*time.Second, w: world{peer: beat(Active, 3, 2)}, role: Standby, shared: -1},
+		}},
+		{name: "PSTN latched, the line back: alarm and memory cleared, no move", start: state{Role: Active, Term: 2, LeaseExpiry: t0.Add(200 * time.Millisecond),
+			Stuck: map[string]time.Time{"pstn": t0.Add(-time.Hour)}}, steps: []step{
+			{w: world{peer: beat(Standby, 1, 2), mon: line(nil)}, role: Active, clear: alarmLineBoth, shared: -1, retries: -1},
+			{at: time.Second, w: world{peer: beat(Standby, 1, 2)}, role: Active, clear: "monitor pstn failing"},
+		}},
+		{name: "PSTN latched long ago, the twin's verdict fresh (its shared fault): no retry", start: state{Role: Active, Term: 2, LeaseExpiry: t0.Add(200 * time.Millisecond),
+			Stuck: map[string]time.Time{"pstn": t0.Add(-time.Hour)}}, steps: []step{
+			{w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, retries: -1},
+		}},
+		{name: "PSTN latched a hold-down ago, the twin not a healthy standby: no retry, no alarm of a refused handover", start: state{Role: Active, Term: 2, LeaseExpiry: t0.Add(200 * time.Millisecond),
+			Stuck: map[string]time.Time{"pstn": t0.Add(-pstnHoldDown)}}, steps: []step{
+			{w: world{peer: beat(Sync, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, clear: AlarmNoHandover, retries: -1},
+			{at: time.Second, w: world{peer: with(beat(Standby, 1, 2), func(b *Beat) { b.Healthy = false }), mon: line(down)}, role: Active, acts: stayActs, clear: AlarmNoHandover, retries: -1},
+			{at: 2 * time.Second, w: world{peer: with(beat(Standby, 1, 2), func(b *Beat) { b.Maintenance = true }), mon: line(down)}, role: Active, acts: stayActs, clear: AlarmNoHandover, retries: -1},
+			{at: 3 * time.Second, w: world{peer: with(beat(Standby, 1, 2), func(b *Beat) { b.GatewayOK = false }), mon: line(down)}, role: Active, acts: stayActs, clear: AlarmNoHandover, retries: -1},
+		}},
+		{name: "PSTN latched a hold-down ago: the retry waits for a failed check", start: state{Role: Active, Term: 2, LeaseExpiry: t0.Add(200 * time.Millisecond),
+			Stuck: map[string]time.Time{"pstn": t0.Add(-pstnHoldDown)}}, steps: []step{
+			{w: world{peer: beat(Standby, 1, 2)}, role: Active, alarm: alarmLineBoth, retries: -1},
+			{at: time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(pending)}, role: Active, alarm: alarmLineBoth, retries: -1},
+			{at: 2 * time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Standby, acts: handover, shared: 1, retries: 1},
+		}},
+		{name: "PSTN: the twin that took over on a retry finds the line down too: it latches and waits a hold-down", start: standby1, steps: []step{
+			{w: world{peer: with(faulty(Standby, 1, 1), func(b *Beat) { b.Handover = true })}, role: Active, acts: takeoverActs("2"), lease: 1},
+			{at: 10 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 20 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 30 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs},
+			{at: 40 * time.Second, w: world{peer: faultyStandby(), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth},
+			// The twin's hold-down runs out before this box's latch is one
+			// hold-down old: still no move.
+			{at: 15*time.Minute + 5*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, retries: -1},
+			{at: 15*time.Minute + 35*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Active, acts: stayActs, alarm: alarmLineBoth, retries: -1},
+			{at: 15*time.Minute + 45*time.Second, w: world{peer: beat(Standby, 1, 2), mon: line(down)}, role: Standby, acts: handover, shared: 1, retries: 1},
 		}},
 		{name: "PSTN: no verdict within the grace is neither a failure nor a pass", start: state{Role: Standby, Term: 1, SeenTerm: 1, Following: true,
 			LeftFor: map[string]time.Time{"pstn": t0.Add(-time.Minute)}}, steps: []step{
@@ -103,7 +140,7 @@ func pstnRows() []struct {
 			{at: 10 * time.Second, w: world{peer: standby(), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1, healthy: -1},
 			{at: 11 * time.Second, w: world{peer: beat(Active, 2, 1)}, role: Standby, shared: 1},
 		}},
-		{name: "PSTN stuck on both, then the active hands over for its LAN: it tells the twin", start: state{Role: Active, Term: 2, Stuck: map[string]bool{"pstn": true}}, steps: []step{
+		{name: "PSTN stuck on both, then the active hands over for its LAN: it tells the twin", start: state{Role: Active, Term: 2, Stuck: map[string]time.Time{"pstn": t0}}, steps: []step{
 			{w: world{peer: beat(Standby, 1, 2), mon: map[string]error{"nic": down}}, role: Standby, acts: handover, shared: 1},
 		}},
 		{name: "PSTN: a failback waits while the preferred twin's line failed",
@@ -223,6 +260,101 @@ func TestSimPSTN(t *testing.T) {
 			s.waitFor(5*time.Second, "the alarm to clear", func() bool { return !hasAlarm(m, alarmLineBoth) })
 			if s.takeovers-before != tc.moves {
 				t.Fatalf("the line's return moved service; history:\n%s", strings.Join(s.history, "\n"))
+			}
+		})
+	}
+}
+
+// pstnMonitor returns status of the pstn monitor of m.
+func pstnMonitor(m *Manager) MonitorStatus {
+	for _, ms := range m.Status().Monitors {
+		if ms.Name == "pstn" {
+			return ms
+		}
+	}
+	return MonitorStatus{}
+}
+
+// TestSimPSTNRetry runs two managers over a simulated line that is down on
+// both boxes for a long time. A box latched on it hands over once per
+// hold-down to retry its twin's side: a dead line costs at most one move
+// per hold-down, and a box latched behind its own cut cable gives the line
+// to its twin within a hold-down of the line's return.
+func TestSimPSTNRetry(t *testing.T) {
+	tests := []struct {
+		name string
+		// after breaks the line once it is down on both boxes and b,
+		// latched on it, serves.
+		after func(*pstnLine)
+		// run is how long the pair then runs; minMoves the moves it must
+		// at least see in that time (the retries bite).
+		run      time.Duration
+		minMoves int
+		// server serves at the end, with no alarm on either box; it
+		// serves within run (a hold-down from the latch, plus a few checks
+		// and the handover).
+		server string
+	}{
+		{name: "dead line, both sides fine: one move per hold-down at most", after: func(*pstnLine) {}, run: time.Hour, minMoves: 3},
+		{name: "latched box behind its own cut cable, line back: the twin serves within a hold-down", after: func(l *pstnLine) {
+			l.cut[relay.B] = true
+			l.down = false
+		}, run: pstnHoldDown + 30*time.Second, minMoves: 1, server: "a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, 11, nil)
+			line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
+			s.mons["a"] = []Monitor{line.monitor(relay.A)}
+			s.mons["b"] = []Monitor{line.monitor(relay.B)}
+			s.boot("a")
+			s.boot("b")
+			s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
+			s.run(10 * time.Second)
+			line.set(func(l *pstnLine) { l.down = true })
+			s.waitFor(time.Minute, "b latched on the dead line", func() bool {
+				return slices.Equal(s.serving(), []string{"b"}) && hasAlarm(s.mgr("b"), alarmLineBoth)
+			})
+			faultMove := s.takeoverAt[len(s.takeoverAt)-1]
+			before := s.takeovers
+			line.set(tc.after)
+			changed := s.clock.Now()
+			if tc.server == "" {
+				s.run(tc.run)
+			} else {
+				s.waitFor(tc.run, tc.server+" serving", func() bool { return slices.Equal(s.serving(), []string{tc.server}) })
+				t.Logf("%s serves %v after the change", tc.server, s.clock.Now().Sub(changed))
+				s.run(time.Minute) // the alarm clears, nothing moves back
+			}
+			moves := s.takeoverAt[before-1:] // from the move that latched b
+			if got := len(moves) - 1; got < tc.minMoves {
+				t.Fatalf("%d moves in %v, want at least %d; history:\n%s", got, tc.run, tc.minMoves, strings.Join(s.history, "\n"))
+			}
+			if moves[0] != faultMove {
+				t.Fatalf("moves from %v, want from %v", moves[0], faultMove)
+			}
+			for i := 1; i < len(moves); i++ {
+				if gap := moves[i].Sub(moves[i-1]); gap < pstnHoldDown {
+					t.Fatalf("move %d came %v after the one before, less than the hold-down %v; history:\n%s", i, gap, pstnHoldDown, strings.Join(s.history, "\n"))
+				}
+			}
+			retries := pstnMonitor(s.mgr("a")).Retries + pstnMonitor(s.mgr("b")).Retries
+			if retries != len(moves)-1 {
+				t.Fatalf("%d retries counted, want %d", retries, len(moves)-1)
+			}
+			if tc.server == "" {
+				return
+			}
+			if got := s.serving(); !slices.Equal(got, []string{tc.server}) {
+				t.Fatalf("serving %v, want %s (%s); history:\n%s", got, tc.server, s.roles(), strings.Join(s.history, "\n"))
+			}
+			for _, n := range []string{"a", "b"} {
+				if hasAlarm(s.mgr(n), alarmLineBoth) {
+					t.Fatalf("%s still raises %q", n, alarmLineBoth)
+				}
+			}
+			if tw := s.mgr(tc.server).Status().Twin; !tw.SharedFault {
+				t.Fatalf("the new active sees its twin %+v, want the shared fault of the box that retried", tw)
 			}
 		})
 	}

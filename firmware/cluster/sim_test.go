@@ -40,6 +40,7 @@ type sim struct {
 	resumeAt             map[string]time.Time // hung, resumes then
 	stuckUntil           map[string]time.Time // decision loop stuck (the rest runs)
 	takeovers            int
+	takeoverAt           []time.Time // when each takeover happened
 	history              []string
 }
 
@@ -170,6 +171,7 @@ func (s *sim) tick() {
 				s.note("%s %v→%v term %d: %s", n, before, after, st.Term, st.Reason)
 				if after == Active {
 					s.takeovers++
+					s.takeoverAt = append(s.takeoverAt, now)
 				}
 				if after == Fenced {
 					s.fencedAt[n] = now

@@ -91,9 +91,12 @@ type MonitorStatus struct {
 	OK    bool
 	Error string
 	// Fails counts failures within the failure window (on the active);
-	// Restarts counts restarts in place since start.
+	// Restarts counts restarts in place since start; Retries the
+	// handovers since start that gave the twin's side of a resource
+	// latched here another try (docs/CLUSTER.md, "No ping-pong").
 	Fails    int
 	Restarts int
+	Retries  int
 }
 
 // statusRefresh is how often the VIP and relay are read for Status.
@@ -131,6 +134,7 @@ func (m *Manager) Status() Status {
 	for _, mon := range m.r.Monitors {
 		ms := *m.monitors[mon.Name]
 		ms.Fails = len(st.Fails[mon.Name])
+		ms.Retries = st.Retries[mon.Name]
 		s.Monitors = append(s.Monitors, ms)
 	}
 	return s
@@ -159,6 +163,11 @@ func (m *Manager) publish(ctx context.Context, now time.Time, prev, next state, 
 	}
 	if changed {
 		m.log.Info("role changed", "from", prev.Role, "to", next.Role, "term", next.Term, "reason", next.Reason)
+	}
+	for name, n := range next.Retries {
+		if n > prev.Retries[name] {
+			m.log.Warn("latched for the hold-down on a fault of both boxes: handed over to retry the twin's side", "monitor", name, "retries", n)
+		}
 	}
 
 	m.mu.Lock()
