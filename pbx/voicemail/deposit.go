@@ -16,6 +16,7 @@ import (
 // It returns once the caller has its answer.
 func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversion) {
 	log := s.log.With("call", callID(req), "mailbox", dv.Mailbox, "caller", dv.Caller, "reason", dv.Reason)
+	s.ensureFinished()
 	if dv.Start.IsZero() {
 		dv.Start = s.o.Now()
 	}

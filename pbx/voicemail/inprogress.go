@@ -324,6 +324,20 @@ func (s *Service) finishCalls() {
 	}
 }
 
+// ensureFinished finishes the stored mailbox calls once, before the
+// first request, registration or diverted call a box serves after it
+// started (a single box restarting); a twin that takes over does it in
+// TakeOver. It must not run where Mailboxes' lock is held (a change's
+// notification): it saves messages.
+func (s *Service) ensureFinished() {
+	s.finishMu.Lock()
+	defer s.finishMu.Unlock()
+	if !s.finished {
+		s.finished = true
+		s.finishCalls()
+	}
+}
+
 // keepPartial saves the audio a stored deposit holds as a message.
 func (s *Service) keepPartial(c *savedCall, audio []byte, log *slog.Logger) {
 	dur := time.Duration(len(audio)) * time.Second / 8000

@@ -134,6 +134,10 @@ type Service struct {
 	// restored: the stored subscriptions have been read (subpersist.go).
 	restoreMu sync.Mutex
 	restored  bool
+	// finished: the stored mailbox calls have been finished
+	// (inprogress.go); guarded by finishMu.
+	finishMu sync.Mutex
+	finished bool
 }
 
 // New checks the options and returns the service.
@@ -256,7 +260,7 @@ func (s *Service) serve(req *sip.Request, tx sip.ServerTransaction) bool {
 		ss.inDialog(req, tx)
 		return true
 	}
-	s.ensureRestored()
+	s.ensureFinished()
 	if req.Method == sip.INVITE && !hasToTag(req) && s.o.Config() != nil && req.Recipient.User == s.o.Config().DialNumber() && req.GetHeader("Replaces") == nil {
 		s.serveListen(req, tx)
 		return true
@@ -319,6 +323,9 @@ func (s *Service) Abandon() {
 	s.restoreMu.Lock()
 	s.restored = false
 	s.restoreMu.Unlock()
+	s.finishMu.Lock()
+	s.finished = false
+	s.finishMu.Unlock()
 }
 
 // TakeOver readies the mailboxes of a box that takes over from its twin:
@@ -332,6 +339,9 @@ func (s *Service) TakeOver() {
 	s.restored = true
 	s.restoreSubs()
 	s.restoreMu.Unlock()
+	s.finishMu.Lock()
+	defer s.finishMu.Unlock()
+	s.finished = true
 	s.finishCalls()
 }
 

@@ -229,18 +229,14 @@ func (s *Service) restoreSubs() {
 	}
 }
 
-// ensureRestored restores the stored subscriptions and finishes the
-// stored mailbox calls once, before the first request or change a box
-// serves after it started (a single box restarting); a twin that takes
-// over does it in TakeOver.
+// ensureRestored restores the stored subscriptions once, before the
+// first SUBSCRIBE or change a box serves after it started (a single box
+// restarting); a twin that takes over does it in TakeOver.
 func (s *Service) ensureRestored() {
 	s.restoreMu.Lock()
-	if s.restored {
-		s.restoreMu.Unlock()
-		return
+	defer s.restoreMu.Unlock()
+	if !s.restored {
+		s.restored = true
+		s.restoreSubs()
 	}
-	s.restored = true
-	s.restoreSubs()
-	s.restoreMu.Unlock()
-	s.finishCalls()
 }

@@ -62,7 +62,7 @@ func (s *Service) setToldLocked(box, contact string, t told) {
 // (Mailboxes.Summary): it reads a mailbox's records only when they are
 // older than summaryMaxAge.
 func (s *Service) Registered(req *sip.Request) {
-	s.ensureRestored()
+	s.ensureFinished()
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
 	}
