@@ -59,17 +59,20 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # for crc32c through a modprobe the image does not have: load it first.
 STAGE_CMDLINE ?= $(APPEND) twinpbx.modules=virtio_blk,crc32c_generic,ext4
 # SB_KEY and SB_CERT (PEM), when set, sign the boot stage and the bundle's
-# kernel for UEFI Secure Boot with sbsign (docs/IMAGE.md "Secure Boot");
-# unset, the stage is unsigned. Boxes flashed signed need signed bundles.
+# kernel for UEFI Secure Boot with osslsigncode (docs/IMAGE.md "Secure
+# Boot"); unset, the stage is unsigned. Boxes flashed signed need signed
+# bundles. The signatures carry the kernel package's date, or
+# SOURCE_DATE_EPOCH when it is set in the environment: the same inputs
+# give the same signed bytes.
 SB_KEY ?=
 SB_CERT ?=
 .PHONY: image bundle qemu qemu-disk qemu-uefi
 image:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)" -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
+	$(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -stage-cmdline "$(STAGE_CMDLINE)" -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
 
 ## bundle: only the signed update bundle ($(IMAGE)/twinpbx.bundle), for `twinpbx update`
 bundle:
-	SOURCE_DATE_EPOCH=0 $(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -bundle-only -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
+	$(GO) run ./image/cmd/mkimage -out $(IMAGE) -kver $(KVER) -key $(UPDATE_KEY) -version $(VERSION) -bundle-only -sb-key "$(SB_KEY)" -sb-cert "$(SB_CERT)"
 
 ## qemu: boot the image under QEMU, console here (Ctrl-A X quits); SIP on 127.0.0.1:15060/udp
 # The initramfs uncompressed, TCG's max CPU (RDRAND) and no crypto

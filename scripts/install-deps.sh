@@ -17,7 +17,7 @@ STATICCHECK_VERSION=v0.8.2
 
 declare -A groups=(
 	[test]="sip-tester baresip tshark sox tmux socat iproute2 nftables dnsmasq"
-	[vm]="qemu-system-x86 linux-image-6.1.0-56-amd64 xz-utils cpio e2fsprogs fdisk dosfstools mtools systemd-boot-efi binutils ovmf sbsigntool openssl"
+	[vm]="qemu-system-x86 linux-image-6.1.0-56-amd64 xz-utils cpio e2fsprogs fdisk dosfstools mtools systemd-boot-efi binutils ovmf sbsigntool osslsigncode openssl"
 	[isdn]="libpri-dev gcc libc6-dev"
 	[bench]="kamailio keepalived"
 )

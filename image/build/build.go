@@ -201,6 +201,15 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if err := writeFile(filepath.Join(o.Out, BzImage), vmlinuz); err != nil {
 		return res, err
 	}
+	// With the date of Debian's file (the kernel package's): a signed
+	// build without SOURCE_DATE_EPOCH signs at that time (SigningTime).
+	st, err := os.Stat(o.Vmlinuz)
+	if err != nil {
+		return res, fmt.Errorf("reading the kernel: %w", err)
+	}
+	if err := os.Chtimes(filepath.Join(o.Out, BzImage), st.ModTime(), st.ModTime()); err != nil {
+		return res, fmt.Errorf("dating the kernel: %w", err)
+	}
 	if err := writeFile(filepath.Join(o.Out, Vmlinux), vmlinux); err != nil {
 		return res, err
 	}

@@ -66,6 +66,8 @@ type DiskResult struct {
 	// KernelSigners those of the bundle's kernel when SecureBoot signed it.
 	Stage                       File
 	StageSigners, KernelSigners []Signer
+	// SigningTime is the time in those signatures (zero: not signed).
+	SigningTime time.Time
 	// DiskAllocated is what the sparse disk image takes on the host's disk.
 	DiskAllocated int64
 	Duration      time.Duration
@@ -111,6 +113,16 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	}
 	if o.Out == "" {
 		o.Out = o.Image
+	}
+	if o.SecureBoot != nil {
+		sb := *o.SecureBoot
+		if sb.Time.IsZero() {
+			var err error
+			if sb.Time, err = SigningTime(filepath.Join(o.Image, BzImage)); err != nil {
+				return res, err
+			}
+		}
+		o.SecureBoot, res.SigningTime = &sb, sb.Time
 	}
 	kernel, err := secureBootKernel(ctx, o, &res)
 	if err != nil {

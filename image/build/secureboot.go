@@ -4,32 +4,48 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/update"
 )
 
 // Secure Boot. A board with UEFI Secure Boot on starts only EFI programs
 // signed by a key in its db (or by a shim whose key is). The boot stage
-// (BOOTX64.EFI) is signed at build time with sbsign (sbsigntool). Its
-// kernel, Debian's, then runs locked down, and kexec_file_load starts
-// only a kernel signed by a key the kernel trusts: the bundle's kernel is
+// (BOOTX64.EFI) is signed at build time with osslsigncode. Its kernel,
+// Debian's, then runs locked down, and kexec_file_load starts only a
+// kernel signed by a key the kernel trusts: the bundle's kernel is
 // signed with the same key (SignKernel), which the kernel finds in its
 // platform keyring (the firmware's db).
+//
+// The signatures are reproducible: an Authenticode signature made with
+// an RSA key (PKCS #1 v1.5, no random padding) over the same image, with
+// the same key, certificate and signing time, is the same bytes, and the
+// signing time is not the clock's but SecureBoot.Time (see SigningTime
+// for the one a build uses). sbverify (sbsigntool) checks every signed
+// file independently of the tool that signed it.
 
 // SecureBoot names the key the boot stage is signed with.
 type SecureBoot struct {
-	// Key is the private key, PEM, as sbsign reads it (an encrypted one
-	// makes sbsign ask for its passphrase on the terminal).
+	// Key is the private key, PEM, RSA (an encrypted one makes OpenSSL
+	// ask for its passphrase on the terminal).
 	Key string
 	// Cert is its X.509 certificate, PEM: the one enrolled in the
 	// board's db.
 	Cert string
+	// Time is the signing time written into the signatures' signed
+	// attributes (neither the firmware nor the kernel checks it).
+	// BuildDisk fills a zero Time from SigningTime; SignStage and
+	// SignKernel sign a zero Time as the Unix epoch.
+	Time time.Time
 }
 
 // Signer is one signature's certificate in a PE image's signature table.
@@ -37,13 +53,104 @@ type Signer struct {
 	Subject, Issuer string
 }
 
-// SignStage signs the PE image at path in place with sbsign and checks
-// the result with sbverify --cert. sbsign's output is not byte-identical
-// from run to run: OpenSSL puts the signing time in the signature's
-// signed attributes. What is reproducible is the unsigned image, and the
-// signed one is that image with the signature attached (sbattach
-// --detach, then --attach to a rebuilt unsigned stage, gives the same
-// bytes).
+// maxEpoch is the last second of year 9999, the latest time a
+// certificate or signature can carry (GeneralizedTime has four digits
+// for the year).
+const maxEpoch = 253402300799
+
+// maxSigningEpoch is the last second of 2049, the latest signing time:
+// osslsigncode writes it as an ASN.1 UTCTime (two-digit years, 1950 to
+// 2049) and writes a later one wrongly.
+const maxSigningEpoch = 2524607999
+
+// ParseSourceDateEpoch reads a SOURCE_DATE_EPOCH value: decimal seconds
+// since the Unix epoch, digits only, as `date +%s` prints them
+// (reproducible-builds.org's specification).
+func ParseSourceDateEpoch(s string) (time.Time, error) {
+	if s == "" || len(s) > len("253402300799") || strings.Trim(s, "0123456789") != "" {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH %q: want seconds since 1970, digits only", s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > maxEpoch {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH %q: want seconds since 1970 before year 10000", s)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+// SigningTime is the time a build signs for Secure Boot at:
+// SOURCE_DATE_EPOCH when it is set (and not empty), else the
+// modification time of kernel, the image's bzImage, which Build copies
+// from Debian's kernel file: dpkg unpacks that with the date the package
+// was made, so it is pinned with the kernel package. Either way the same
+// inputs give the same time, and the same signed bytes.
+func SigningTime(kernel string) (time.Time, error) {
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		t, err := ParseSourceDateEpoch(s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("choosing the signing time: %w", err)
+		}
+		return t, nil
+	}
+	st, err := os.Stat(kernel)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("choosing the signing time from the kernel's date: %w", err)
+	}
+	return st.ModTime().UTC().Truncate(time.Second), nil
+}
+
+// signingEpoch is sb.Time as osslsigncode's -time takes it.
+func (sb SecureBoot) signingEpoch() (int64, error) {
+	if sb.Time.IsZero() {
+		return 0, nil
+	}
+	n := sb.Time.Unix()
+	if n < 0 || n > maxSigningEpoch {
+		return 0, fmt.Errorf("signing time %s: want one from 1970 to 2049 (osslsigncode writes it as an ASN.1 UTCTime, whose years end there)", sb.Time.UTC().Format(time.RFC3339))
+	}
+	return n, nil
+}
+
+// CheckSigningCert checks that the PEM file cert holds an X.509
+// certificate (the first one is the signer's) for an RSA key: UEFI
+// firmware checks RSA signatures (RSA-2048 is what the specification
+// asks every firmware to support), and an RSA signature (PKCS #1 v1.5)
+// is the same bytes every time, where an ECDSA one is not.
+func CheckSigningCert(cert string) error {
+	b, err := os.ReadFile(cert)
+	if err != nil {
+		return fmt.Errorf("reading the Secure Boot certificate: %w", err)
+	}
+	if err := checkSigningCertPEM(b); err != nil {
+		return fmt.Errorf("the Secure Boot certificate %s: %w", cert, err)
+	}
+	return nil
+}
+
+func checkSigningCertPEM(b []byte) error {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return errors.New("no PEM CERTIFICATE block")
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("parsing: %w", err)
+		}
+		if c.PublicKeyAlgorithm != x509.RSA {
+			return fmt.Errorf("its key is %s, not RSA: firmware checks RSA signatures, and only those are reproducible", c.PublicKeyAlgorithm)
+		}
+		return nil
+	}
+}
+
+// SignStage signs the PE image at path in place with osslsigncode
+// (SHA-256, signing time sb.Time) and checks the result with sbverify
+// --cert. The same image, key, certificate, time and osslsigncode
+// version give the same bytes.
 func SignStage(ctx context.Context, path string, sb SecureBoot) error {
 	if sb.Key == "" || sb.Cert == "" {
 		return errors.New("signing the boot stage: both a key and a certificate are needed")
@@ -53,21 +160,32 @@ func SignStage(ctx context.Context, path string, sb SecureBoot) error {
 			return fmt.Errorf("signing the boot stage: %w", err)
 		}
 	}
+	if err := CheckSigningCert(sb.Cert); err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	epoch, err := sb.signingEpoch()
+	if err != nil {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
 	signers, err := PESigners(ctx, path)
 	if err != nil {
 		return fmt.Errorf("signing the boot stage: %w", err)
 	}
 	if len(signers) > 0 {
-		// sbsign would add a second signature; firmware checks any of
+		// Signing would add a second signature; firmware checks any of
 		// them, and a stale one has no business there.
 		return fmt.Errorf("signing the boot stage: %s is already signed by %s", path, signers[0].Subject)
 	}
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".signed")
 	defer os.Remove(tmp)
-	cmd := exec.CommandContext(ctx, "sbsign", "--key", sb.Key, "--cert", sb.Cert, "--output", tmp, path)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("signing the boot stage: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "osslsigncode", "sign", "-h", "sha256", "-time", strconv.FormatInt(epoch, 10),
+		"-certs", sb.Cert, "-key", sb.Key, "-in", path, "-out", tmp)
 	cmd.Stdin = os.Stdin // a passphrase, when the key has one
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("signing the boot stage (sbsign, scripts/install-deps.sh vm): %w\n%s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("signing the boot stage (osslsigncode, scripts/install-deps.sh vm): %w\n%s", err, strings.TrimSpace(string(out)))
 	}
 	if err := VerifyStage(ctx, tmp, sb.Cert); err != nil {
 		return fmt.Errorf("signing the boot stage: %w", err)

@@ -91,13 +91,13 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-// requireSbsign skips a test when sbsigntool or the EFI stub (the small
-// PE image the tests sign) is missing.
+// requireSbsign skips a test when osslsigncode, sbsigntool, openssl or
+// the EFI stub (the small PE image the tests sign) is missing.
 func requireSbsign(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"sbsign", "sbverify", "sbattach"} {
+	for _, tool := range []string{"osslsigncode", "sbverify", "sbattach", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/install-deps.sh vm installs sbsigntool)", tool)
+			t.Skipf("%s not installed (scripts/install-deps.sh vm)", tool)
 		}
 	}
 	if _, err := os.Stat(EFIStub); err != nil {
@@ -107,7 +107,7 @@ func requireSbsign(t *testing.T) {
 
 // testSecureBootKey writes a throwaway RSA key and its self-signed
 // certificate (what a vendor enrolls in db) to dir.
-func testSecureBootKey(t *testing.T, dir, name string) SecureBoot {
+func testSecureBootKey(t testing.TB, dir, name string) SecureBoot {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -140,8 +140,8 @@ func testSecureBootKey(t *testing.T, dir, name string) SecureBoot {
 // stage) and checks what the build relies on: sbverify accepts it with
 // the signing certificate only, a changed byte breaks it, an image is
 // not signed twice, and the signed image is the unsigned one with the
-// signature attached, which is how a signed build is checked against a
-// rebuild (sbsign's own output carries the signing time).
+// signature attached (sbattach), which checks a signed stage against an
+// unsigned rebuild without the key.
 func TestSignStage(t *testing.T) {
 	requireSbsign(t)
 	ctx := context.Background()
@@ -215,6 +215,8 @@ func TestSignStageErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	sb := testSecureBootKey(t, dir, "k")
+	other := testSecureBootKey(t, dir, "other")
+	ecdsaKey := testECDSAKey(t, dir)
 	stub, err := os.ReadFile(EFIStub)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +229,12 @@ func TestSignStageErrors(t *testing.T) {
 	}{
 		{"no certificate", stub, SecureBoot{Key: sb.Key}, "both a key and a certificate"},
 		{"missing key", stub, SecureBoot{Key: filepath.Join(dir, "none.key"), Cert: sb.Cert}, "none.key"},
-		{"key is not a key", stub, SecureBoot{Key: sb.Cert, Cert: sb.Cert}, "sbsign"},
+		{"key is not a key", stub, SecureBoot{Key: sb.Cert, Cert: sb.Cert}, "osslsigncode"},
+		{"another key's certificate", stub, SecureBoot{Key: sb.Key, Cert: other.Cert}, "osslsigncode"},
+		{"certificate is not a certificate", stub, SecureBoot{Key: sb.Key, Cert: sb.Key}, "no PEM CERTIFICATE"},
+		{"ECDSA key", stub, ecdsaKey, "not RSA"},
+		{"signing time before 1970", stub, SecureBoot{Key: sb.Key, Cert: sb.Cert, Time: time.Unix(-1, 0)}, "from 1970 to 2049"},
+		{"signing time after 2049", stub, SecureBoot{Key: sb.Key, Cert: sb.Cert, Time: time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)}, "from 1970 to 2049"},
 		{"not a PE image", []byte("not a PE image"), sb, UKI},
 	}
 	for _, tt := range tests {
