@@ -219,6 +219,9 @@ func (ss *session) writeLocked(cs *callSave) {
 		ss.log.Error("saving the mailbox call in progress", "err", err)
 		return
 	}
+	if least := int(MinMessage / time.Millisecond * 8); rec.Samples >= least && cs.rec.Samples < least {
+		ss.log.Info("message being recorded: kept from now on should the box fail", "saved", time.Duration(rec.Samples)*time.Second/8000)
+	}
 	cs.rec, cs.next = rec, next
 	if audio != nil {
 		cs.started = true
