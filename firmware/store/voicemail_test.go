@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"testing"
+
+	"github.com/twinpbx/twinpbx/pbx/voicemail"
 )
 
 // TestVoicemail stores, lists, updates and deletes messages, and checks
@@ -216,3 +218,13 @@ func TestVoicemailRecordings(t *testing.T) {
 		}
 	}
 }
+
+// The store keeps everything the mailboxes keep, so that all of it
+// reaches the twin: messages, subscriptions, greetings and mailbox calls
+// in progress.
+var (
+	_ voicemail.Store             = (*Store)(nil)
+	_ voicemail.SubscriptionStore = (*Store)(nil)
+	_ voicemail.GreetingStore     = (*Store)(nil)
+	_ voicemail.RecordingStore    = (*Store)(nil)
+)
