@@ -116,11 +116,14 @@ func BuildDisk(ctx context.Context, o DiskOptions) (DiskResult, error) {
 	}
 	if o.SecureBoot != nil {
 		sb := *o.SecureBoot
+		var err error
 		if sb.Time.IsZero() {
-			var err error
 			if sb.Time, err = SigningTime(filepath.Join(o.Image, BzImage)); err != nil {
 				return res, err
 			}
+		}
+		if sb.Time, err = sb.SignedTime(); err != nil {
+			return res, fmt.Errorf("signing for Secure Boot: %w", err)
 		}
 		o.SecureBoot, res.SigningTime = &sb, sb.Time
 	}

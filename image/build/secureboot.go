@@ -29,9 +29,10 @@ import (
 // The signatures are reproducible: an Authenticode signature made with
 // an RSA key (PKCS #1 v1.5, no random padding) over the same image, with
 // the same key, certificate and signing time, is the same bytes, and the
-// signing time is not the clock's but SecureBoot.Time (see SigningTime
-// for the one a build uses). sbverify (sbsigntool) checks every signed
-// file independently of the tool that signed it.
+// signing time is not the clock's but SecureBoot.Time (SigningTime is
+// the one a build uses, SignedTime how the certificate bounds it).
+// sbverify (sbsigntool) checks every signed file independently of the
+// tool that signed it.
 
 // SecureBoot names the key the boot stage is signed with.
 type SecureBoot struct {
@@ -42,9 +43,10 @@ type SecureBoot struct {
 	// board's db.
 	Cert string
 	// Time is the signing time written into the signatures' signed
-	// attributes (neither the firmware nor the kernel checks it).
-	// BuildDisk fills a zero Time from SigningTime; SignStage and
-	// SignKernel sign a zero Time as the Unix epoch.
+	// attributes, moved into the certificate's validity (SignedTime:
+	// firmware ignores the time, Linux's kexec wants it there). BuildDisk
+	// fills a zero Time from SigningTime; SignStage and SignKernel sign a
+	// zero Time as the start of the certificate's validity.
 	Time time.Time
 }
 
@@ -82,7 +84,8 @@ func ParseSourceDateEpoch(s string) (time.Time, error) {
 // modification time of kernel, the image's bzImage, which Build copies
 // from Debian's kernel file: dpkg unpacks that with the date the package
 // was made, so it is pinned with the kernel package. Either way the same
-// inputs give the same time, and the same signed bytes.
+// inputs give the same time, and the same signed bytes. SignStage then
+// moves it into the certificate's validity (SignedTime).
 func SigningTime(kernel string) (time.Time, error) {
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		t, err := ParseSourceDateEpoch(s)
@@ -98,57 +101,72 @@ func SigningTime(kernel string) (time.Time, error) {
 	return st.ModTime().UTC().Truncate(time.Second), nil
 }
 
-// signingEpoch is sb.Time as osslsigncode's -time takes it.
-func (sb SecureBoot) signingEpoch() (int64, error) {
-	if sb.Time.IsZero() {
-		return 0, nil
+// SignedTime is the time SignStage signs at with sb: sb.Time moved into
+// the validity of sb.Cert (a zero Time is its start). Linux's kexec
+// refuses a kernel whose signing time is outside its signer's
+// certificate, so a build dated before a key made later still boots.
+func (sb SecureBoot) SignedTime() (time.Time, error) {
+	c, err := SigningCert(sb.Cert)
+	if err != nil {
+		return time.Time{}, err
 	}
-	n := sb.Time.Unix()
-	if n < 0 || n > maxSigningEpoch {
-		return 0, fmt.Errorf("signing time %s: want one from 1970 to 2049 (osslsigncode writes it as an ASN.1 UTCTime, whose years end there)", sb.Time.UTC().Format(time.RFC3339))
-	}
-	return n, nil
+	return signedTime(sb.Time, c)
 }
 
-// CheckSigningCert checks that the PEM file cert holds an X.509
-// certificate (the first one is the signer's) for an RSA key: UEFI
-// firmware checks RSA signatures (RSA-2048 is what the specification
-// asks every firmware to support), and an RSA signature (PKCS #1 v1.5)
-// is the same bytes every time, where an ECDSA one is not.
-func CheckSigningCert(cert string) error {
+func signedTime(t time.Time, c *x509.Certificate) (time.Time, error) {
+	if t.Before(c.NotBefore) {
+		t = c.NotBefore
+	}
+	if t.After(c.NotAfter) {
+		t = c.NotAfter
+	}
+	t = t.UTC().Truncate(time.Second)
+	if n := t.Unix(); n < 0 || n > maxSigningEpoch {
+		return time.Time{}, fmt.Errorf("signing time %s: want one from 1970 to 2049 (osslsigncode writes it as an ASN.1 UTCTime, whose years end there) within the certificate's validity", t.Format(time.RFC3339))
+	}
+	return t, nil
+}
+
+// SigningCert reads the signer's certificate from the PEM file cert (the
+// first one in it) and checks that it is for an RSA key: UEFI firmware
+// checks RSA signatures (RSA-2048 is what the specification asks every
+// firmware to support), and an RSA signature (PKCS #1 v1.5) is the same
+// bytes every time, where an ECDSA one is not.
+func SigningCert(cert string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(cert)
 	if err != nil {
-		return fmt.Errorf("reading the Secure Boot certificate: %w", err)
+		return nil, fmt.Errorf("reading the Secure Boot certificate: %w", err)
 	}
-	if err := checkSigningCertPEM(b); err != nil {
-		return fmt.Errorf("the Secure Boot certificate %s: %w", cert, err)
+	c, err := parseSigningCert(b)
+	if err != nil {
+		return nil, fmt.Errorf("the Secure Boot certificate %s: %w", cert, err)
 	}
-	return nil
+	return c, nil
 }
 
-func checkSigningCertPEM(b []byte) error {
+func parseSigningCert(b []byte) (*x509.Certificate, error) {
 	for {
 		var block *pem.Block
 		block, b = pem.Decode(b)
 		if block == nil {
-			return errors.New("no PEM CERTIFICATE block")
+			return nil, errors.New("no PEM CERTIFICATE block")
 		}
 		if block.Type != "CERTIFICATE" {
 			continue
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return fmt.Errorf("parsing: %w", err)
+			return nil, fmt.Errorf("parsing: %w", err)
 		}
 		if c.PublicKeyAlgorithm != x509.RSA {
-			return fmt.Errorf("its key is %s, not RSA: firmware checks RSA signatures, and only those are reproducible", c.PublicKeyAlgorithm)
+			return nil, fmt.Errorf("its key is %s, not RSA: firmware checks RSA signatures, and only those are reproducible", c.PublicKeyAlgorithm)
 		}
-		return nil
+		return c, nil
 	}
 }
 
 // SignStage signs the PE image at path in place with osslsigncode
-// (SHA-256, signing time sb.Time) and checks the result with sbverify
+// (SHA-256, signing time sb.SignedTime) and checks the result with sbverify
 // --cert. The same image, key, certificate, time and osslsigncode
 // version give the same bytes.
 func SignStage(ctx context.Context, path string, sb SecureBoot) error {
@@ -160,10 +178,7 @@ func SignStage(ctx context.Context, path string, sb SecureBoot) error {
 			return fmt.Errorf("signing the boot stage: %w", err)
 		}
 	}
-	if err := CheckSigningCert(sb.Cert); err != nil {
-		return fmt.Errorf("signing the boot stage: %w", err)
-	}
-	epoch, err := sb.signingEpoch()
+	at, err := sb.SignedTime()
 	if err != nil {
 		return fmt.Errorf("signing the boot stage: %w", err)
 	}
@@ -181,7 +196,7 @@ func SignStage(ctx context.Context, path string, sb SecureBoot) error {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("signing the boot stage: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "osslsigncode", "sign", "-h", "sha256", "-time", strconv.FormatInt(epoch, 10),
+	cmd := exec.CommandContext(ctx, "osslsigncode", "sign", "-h", "sha256", "-time", strconv.FormatInt(at.Unix(), 10),
 		"-certs", sb.Cert, "-key", sb.Key, "-in", path, "-out", tmp)
 	cmd.Stdin = os.Stdin // a passphrase, when the key has one
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -109,13 +109,20 @@ func requireSbsign(t *testing.T) {
 // certificate (what a vendor enrolls in db) to dir.
 func testSecureBootKey(t testing.TB, dir, name string) SecureBoot {
 	t.Helper()
+	return testSecureBootKeyValid(t, dir, name, time.Unix(0, 0), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// testSecureBootKeyValid is testSecureBootKey with a certificate valid
+// from notBefore to notAfter.
+func testSecureBootKeyValid(t testing.TB, dir, name string, notBefore, notAfter time.Time) SecureBoot {
+	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Unix(0, 0), NotAfter: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
@@ -217,6 +224,7 @@ func TestSignStageErrors(t *testing.T) {
 	sb := testSecureBootKey(t, dir, "k")
 	other := testSecureBootKey(t, dir, "other")
 	ecdsaKey := testECDSAKey(t, dir)
+	future := testSecureBootKeyValid(t, dir, "future", time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC))
 	stub, err := os.ReadFile(EFIStub)
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +241,7 @@ func TestSignStageErrors(t *testing.T) {
 		{"another key's certificate", stub, SecureBoot{Key: sb.Key, Cert: other.Cert}, "osslsigncode"},
 		{"certificate is not a certificate", stub, SecureBoot{Key: sb.Key, Cert: sb.Key}, "no PEM CERTIFICATE"},
 		{"ECDSA key", stub, ecdsaKey, "not RSA"},
-		{"signing time before 1970", stub, SecureBoot{Key: sb.Key, Cert: sb.Cert, Time: time.Unix(-1, 0)}, "from 1970 to 2049"},
+		{"certificate valid from 2050", stub, future, "from 1970 to 2049"},
 		{"signing time after 2049", stub, SecureBoot{Key: sb.Key, Cert: sb.Cert, Time: time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)}, "from 1970 to 2049"},
 		{"not a PE image", []byte("not a PE image"), sb, UKI},
 	}

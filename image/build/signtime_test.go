@@ -141,7 +141,7 @@ func testECDSAKey(t testing.TB, dir string) SecureBoot {
 	return sb
 }
 
-func FuzzCheckSigningCert(f *testing.F) {
+func FuzzParseSigningCert(f *testing.F) {
 	dir := f.TempDir()
 	for _, sb := range []SecureBoot{testSecureBootKey(f, dir, "rsa"), testECDSAKey(f, dir)} {
 		b, err := os.ReadFile(sb.Cert)
@@ -155,8 +155,12 @@ func FuzzCheckSigningCert(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if err := checkSigningCertPEM(b); err != nil {
+		got, err := parseSigningCert(b)
+		if err != nil {
 			return
+		}
+		if got == nil || got.PublicKeyAlgorithm != x509.RSA {
+			t.Fatalf("accepted %q as %+v", b, got)
 		}
 		// Accepted: a PEM certificate for an RSA key is in there.
 		rest := b
@@ -267,6 +271,29 @@ func TestSignStageReproducible(t *testing.T) {
 	if b := sign(sb); bytes.Equal(a, b) {
 		t.Error("signed at two times: the same bytes")
 	}
+
+	// A time outside the certificate's validity is moved into it (Linux's
+	// kexec refuses a signature made outside it).
+	from, to := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2034, 3, 1, 0, 0, 0, 0, time.UTC)
+	late := testSecureBootKeyValid(t, dir, "made in 2024", from, to)
+	for _, tt := range []struct{ at, want time.Time }{
+		{time.Time{}, from},
+		{time.Unix(0, 0), from},
+		{time.Date(2025, 10, 1, 12, 30, 45, 0, time.UTC), time.Date(2025, 10, 1, 12, 30, 45, 0, time.UTC)},
+		{time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC), to},
+	} {
+		late.Time = tt.at
+		if got, err := late.SignedTime(); err != nil || !got.Equal(tt.want) {
+			t.Errorf("SignedTime of %v: %v, %v; want %v", tt.at, got, err, tt.want)
+		}
+		path := filepath.Join(t.TempDir(), UKI)
+		if err := os.WriteFile(path, sign(late), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := signingTimeOf(t, path); !got.Equal(tt.want) {
+			t.Errorf("asked to sign at %v with a certificate of %v to %v: signed at %v, want %v", tt.at, from, to, got, tt.want)
+		}
+	}
 }
 
 // TestBuildDiskSecureBootReproducible: two signed builds of the same
@@ -331,6 +358,17 @@ func TestBuildDiskSecureBootReproducible(t *testing.T) {
 	}
 	if res3.Bundle.SHA256 == res1.Bundle.SHA256 {
 		t.Error("signed at another time, the bundle is the same")
+	}
+
+	// A key made after the kernel package: signed at the start of its
+	// certificate, where kexec accepts it.
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	newKey := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	sbNew := testSecureBootKeyValid(t, t.TempDir(), "new key", newKey, newKey.AddDate(10, 0, 0))
+	res4, err := BuildDisk(ctx, DiskOptions{Image: img, Out: t.TempDir(), Version: "v1", Key: testUpdateKey(t), SlotSize: 1 << 20, DataSize: 8 << 20,
+		StageCmdline: "console=ttyS0", SecureBoot: &sbNew})
+	if err != nil || !res4.SigningTime.Equal(newKey) {
+		t.Errorf("with a key newer than the kernel: signed at %v, %v; want %v", res4.SigningTime, err, newKey)
 	}
 
 	t.Setenv("SOURCE_DATE_EPOCH", "soon")
