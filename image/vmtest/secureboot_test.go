@@ -69,7 +69,7 @@ func TestSecureBoot(t *testing.T) {
 			t.Fatalf("no Secure Boot firmware or test key: %v (scripts/install-deps.sh vm installs ovmf)", err)
 		}
 	}
-	for _, tool := range []string{"sbsign", "sbverify", "sbattach", "openssl", "mcopy"} {
+	for _, tool := range []string{"osslsigncode", "sbverify", "sbattach", "openssl", "mcopy"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: run scripts/install-deps.sh vm", tool)
 		}
@@ -78,7 +78,7 @@ func TestSecureBoot(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
-	// The test key's passphrase, which sbsign would ask for, removed.
+	// The test key's passphrase, which OpenSSL would ask for, removed.
 	dbKey := filepath.Join(dir, "db.key")
 	if out, err := exec.Command("openssl", "pkey", "-in", snakeoilKey, "-passin", "pass:snakeoil", "-out", dbKey).CombinedOutput(); err != nil {
 		t.Fatalf("decrypting the snakeoil key: %v\n%s", err, out)
