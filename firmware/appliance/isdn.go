@@ -63,12 +63,16 @@ type spanLine struct {
 	// watched: the span's gateway was started (a span with a config
 	// problem is shown, not watched).
 	watched bool
-	// downSince is when layer 1 went down; zero while it is up.
-	downSince time.Time
+	// downSince is when layer 1 went down, zero while it is up; upSince
+	// when it came up, zero while it is down.
+	downSince, upSince time.Time
 	// restarted is the last restart in place; restart asks the span's
 	// gateway to start again at once.
 	restarted time.Time
 	restart   chan struct{}
+	// reported is closed by the first layer-1 report of the gateway's
+	// current run (made anew before each run).
+	reported chan struct{}
 }
 
 // start launches the gateways; they end with ctx. Problems are logged and
@@ -123,7 +127,7 @@ func (s *isdnSpans) start(ctx context.Context, wg *sync.WaitGroup, log *slog.Log
 			OnLayer1: func(l1 card.L1) { s.setLayer1(idx, l1) },
 			Log:      log.With("component", "isdn", "span", span.Name),
 		}
-		sim := s.simLine(prof, span, gcfg.Log)
+		sim := s.simLine(idx, prof, span, gcfg.Log)
 		restart := s.watch(idx)
 		wg.Add(1)
 		go func() {
@@ -138,6 +142,7 @@ func (s *isdnSpans) start(ctx context.Context, wg *sync.WaitGroup, log *slog.Log
 func (s *isdnSpans) run(ctx context.Context, idx int, span board.ISDNSpan, cfg isdngw.Config, sim func(*exchange.Exchange), restart <-chan struct{}) {
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
+		s.newRun(idx)
 		done := make(chan error, 1)
 		go func() { done <- isdngw.RunSpan(runCtx, span.Serial, cfg, sim) }()
 		var err error
@@ -168,11 +173,11 @@ func (s *isdnSpans) run(ctx context.Context, idx int, span board.ISDNSpan, cfg i
 	}
 }
 
-// simLine is the simulated line's driver for a twin's span on the
+// simLine is the simulated line's driver for span i of a twin on the
 // simulated board: the span's layer 1 follows the shared relay and the
 // faults of exchange.SimLine. Nil elsewhere: a standalone box's emulator
 // keeps its line up.
-func (s *isdnSpans) simLine(prof board.Profile, span board.ISDNSpan, log *slog.Logger) func(*exchange.Exchange) {
+func (s *isdnSpans) simLine(i int, prof board.Profile, span board.ISDNSpan, log *slog.Logger) func(*exchange.Exchange) {
 	if s.dataDir == "" || span.Serial.Device != isdngw.SimDevice || prof.Relay.Driver != board.RelaySim {
 		return nil
 	}
@@ -182,9 +187,36 @@ func (s *isdnSpans) simLine(prof board.Profile, span board.ISDNSpan, log *slog.L
 	}
 	line := exchange.SimLine{State: state, Side: s.side, Log: log}
 	return func(x *exchange.Exchange) {
-		// The driver ends with the emulator, when RunSpan returns.
-		go line.Drive(context.Background(), x, 100*time.Millisecond)
+		reported := s.runReported(i)
+		// The driver ends with the emulator, when RunSpan returns. It
+		// starts once the gateway has heard the emulator's own first
+		// report (the line up, as it starts): started before, its first
+		// report could come first and the emulator's would leave the line
+		// up until the driver's next one, seconds later.
+		go func() {
+			select {
+			case <-reported:
+			case <-x.Done():
+				return
+			}
+			line.Drive(context.Background(), x, 100*time.Millisecond)
+		}()
 	}
+}
+
+// newRun readies span i for a new run of its gateway.
+func (s *isdnSpans) newRun(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines[i].reported = make(chan struct{})
+}
+
+// runReported is closed once the current run of span i's gateway has
+// reported layer 1.
+func (s *isdnSpans) runReported(i int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines[i].reported
 }
 
 func (s *isdnSpans) add(st SpanStatus) int {
@@ -223,6 +255,13 @@ func (s *isdnSpans) setLayer1At(i int, l1 card.L1, now time.Time) {
 	defer s.mu.Unlock()
 	s.spans[i].Alarms, s.spans[i].Error = alarmText(l1.Alarms), ""
 	s.setUp(i, l1.Up, now)
+	if l := &s.lines[i]; l.reported != nil {
+		select {
+		case <-l.reported:
+		default:
+			close(l.reported)
+		}
+	}
 }
 
 // setUp records layer 1 of span i (s.mu held).
@@ -230,10 +269,10 @@ func (s *isdnSpans) setUp(i int, up bool, now time.Time) {
 	s.spans[i].LineUp = up
 	l := &s.lines[i]
 	switch {
-	case up:
-		l.downSince = time.Time{}
-	case l.downSince.IsZero():
-		l.downSince = now
+	case up && (!l.downSince.IsZero() || l.upSince.IsZero()):
+		l.downSince, l.upSince = time.Time{}, now
+	case !up && l.downSince.IsZero():
+		l.downSince, l.upSince = now, time.Time{}
 	}
 }
 
@@ -254,8 +293,9 @@ type pstnBox interface {
 // spans see LOS by design. A span counts as failed once its layer 1 has
 // been down for the grace, counted from the latest of: the line going
 // down, this box becoming active (the relay has just switched), the last
-// restart. The restart selects the relay to this box again and restarts
-// the down spans' gateways, which re-activates their layer 1.
+// restart; and as up once its layer 1 has stayed up for the grace. The
+// restart selects the relay to this box again and restarts the down
+// spans' gateways, which re-activates their layer 1.
 func (s *isdnSpans) monitor(p *config.PSTN, box pstnBox) (cluster.Monitor, bool) {
 	s.mu.Lock()
 	watched := slices.ContainsFunc(s.lines, func(l spanLine) bool { return l.watched })
@@ -303,7 +343,10 @@ func (s *isdnSpans) watchPSTN(log *slog.Logger, p *config.PSTN, pair pstnPair) {
 // grace at now, on a box active since active (zero: not active, nothing
 // counts). A span down for less than its grace is no verdict yet
 // (cluster.ErrNoVerdict), not a pass: a box that has just taken over must
-// not forget that its line failed before.
+// not forget that its line failed before. A span up for less than its
+// grace is no verdict either: a line that comes up for a moment (a flap,
+// a card's report as it is opened again) is not back, and its pass would
+// clear what the pair remembers of a line down on both boxes.
 func (s *isdnSpans) layer1Fault(now, active time.Time, grace time.Duration) error {
 	if active.IsZero() {
 		return nil
@@ -312,10 +355,16 @@ func (s *isdnSpans) layer1Fault(now, active time.Time, grace time.Duration) erro
 	defer s.mu.Unlock()
 	var down, pending []string
 	for i, l := range s.lines {
-		if !l.watched || l.downSince.IsZero() {
+		if !l.watched {
 			continue
 		}
 		st := s.spans[i]
+		if l.downSince.IsZero() {
+			if up := now.Sub(l.upSince); !l.upSince.IsZero() && up < grace {
+				pending = append(pending, fmt.Sprintf("span %s: layer 1 up for %v", st.Name, up.Round(time.Second)))
+			}
+			continue
+		}
 		why := cmp.Or(st.Alarms, "not activated")
 		if st.Error != "" {
 			why = st.Error

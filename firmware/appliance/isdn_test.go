@@ -81,6 +81,24 @@ func TestLayer1Fault(t *testing.T) {
 		{name: "line back before the grace ran out", active: 0, events: func(s *isdnSpans) {
 			s.setUpAt(0, true, t0.Add(5*time.Second))
 		}, at: time.Minute},
+		{name: "line back for less than the grace: no verdict", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(time.Second))
+			s.setLayer1At(0, los, t0.Add(time.Hour))
+			s.setLayer1At(0, card.L1{Up: true}, t0.Add(time.Hour+time.Minute))
+		}, at: time.Hour + time.Minute + 9*time.Second, wait: true},
+		{name: "line back for the grace: up", active: 0, events: func(s *isdnSpans) {
+			s.setLayer1At(0, los, t0.Add(time.Hour))
+			s.setLayer1At(0, card.L1{Up: true}, t0.Add(time.Hour+time.Minute))
+		}, at: time.Hour + time.Minute + 10*time.Second},
+		{name: "reports of a line that stays up do not start the grace again", active: 0, events: func(s *isdnSpans) {
+			s.setUpAt(0, true, t0.Add(time.Second))
+			s.setLayer1At(0, card.L1{Up: true}, t0.Add(time.Hour))
+		}, at: time.Hour + time.Second},
+		{name: "a span down past the grace fails beside one just back", active: 0, events: func(s *isdnSpans) {
+			s.add(SpanStatus{Name: "bri1"})
+			s.watch(1)
+			s.setUpAt(1, true, t0.Add(time.Hour))
+		}, at: time.Hour, want: "span bri0: layer 1 down"},
 		{name: "a gateway that stopped counts as down", active: 0, events: func(s *isdnSpans) {
 			s.setUpAt(0, true, t0.Add(time.Second))
 			s.setErrorAt(0, errors.New("card gone"), t0.Add(time.Minute))
@@ -151,6 +169,37 @@ func TestPSTNMonitor(t *testing.T) {
 	}
 	if err := m.Check(context.Background()); !errors.Is(err, cluster.ErrNoVerdict) {
 		t.Fatalf("check right after the restart: %v, want no verdict within the grace", err)
+	}
+}
+
+// TestSpanRunReported: each run of a span's gateway gets a channel that
+// its first layer-1 report closes (the simulated line's driver waits for
+// it), and later reports leave it be.
+func TestSpanRunReported(t *testing.T) {
+	s := &isdnSpans{}
+	idx := s.add(SpanStatus{Name: "bri0"})
+	s.watch(idx)
+	s.newRun(idx)
+	first := s.runReported(idx)
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if closed(first) {
+		t.Fatal("reported before any report")
+	}
+	s.setLayer1(idx, card.L1{Up: true})
+	s.setLayer1(idx, card.L1{Alarms: card.LOS})
+	if !closed(first) {
+		t.Fatal("the first report did not close the run's channel")
+	}
+	s.newRun(idx)
+	if closed(s.runReported(idx)) {
+		t.Fatal("the next run starts reported")
 	}
 }
 

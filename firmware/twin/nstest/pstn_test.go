@@ -26,11 +26,15 @@ type spanStatus struct {
 	Role    string `json:"role"`
 	Cluster struct {
 		Serving     bool
-		Transitions []struct{ From, To, Reason string }
+		Transitions []struct {
+			At               time.Time
+			From, To, Reason string
+		}
 		Alarms      []struct{ Text string }
 		Monitors    []struct {
 			Name     string
 			Restarts int
+			Retries  int
 		}
 	} `json:"cluster"`
 	ISDN []struct {
@@ -58,6 +62,15 @@ func (s spanStatus) pstnRestarts() int {
 	for _, m := range s.Cluster.Monitors {
 		if m.Name == "pstn" {
 			return m.Restarts
+		}
+	}
+	return -1
+}
+
+func (s spanStatus) pstnRetries() int {
+	for _, m := range s.Cluster.Monitors {
+		if m.Name == "pstn" {
+			return m.Retries
 		}
 	}
 	return -1
@@ -137,6 +150,43 @@ func (s spanStatus) hasAlarm(text string) bool {
 	return slices.ContainsFunc(s.Cluster.Alarms, func(a struct{ Text string }) bool { return a.Text == text })
 }
 
+// isdnPair starts a pair with an ISDN trunk on the simulated board and
+// the PSTN monitor's hold-down holdDown (zero: the default), and returns
+// the box serving the line and its twin once the line is up on the active
+// only. The pair runs with the slow heartbeat timing and the real boards'
+// watchdog (see TestPSTNLineMonitor).
+func isdnPair(t *testing.T, phones int, holdDown time.Duration) (p *pair, active, standby testbed.Node) {
+	t.Helper()
+	p = idlePair(t, phones, func(n testbed.Node, c *config.Config) {
+		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: config.DefaultISDNGateway, Extension: bob.Number}}
+		c.PSTN = &config.PSTN{Layer1Grace: config.Duration(pstnGrace), HoldDown: config.Duration(holdDown)}
+		c.Cluster.Timing = "slow"
+		c.Cluster.WatchdogTimeout = config.Duration(10 * time.Second)
+	})
+	for _, n := range []testbed.Node{testbed.A, testbed.B} {
+		p.start(n)
+	}
+	p.logRoles()
+	p.waitSettled(30 * time.Second)
+	// The box that serves now, not the one found first: the faults must
+	// hit the active's side.
+	waitFor(t, 30*time.Second, "the line up on the active only", func() (bool, string) {
+		var sa spanStatus
+		var err error
+		active, sa, err = p.serving()
+		if err != nil {
+			return false, err.Error()
+		}
+		standby = active.Twin()
+		ss, err := p.spanStatus(standby)
+		if err != nil {
+			return false, err.Error()
+		}
+		return sa.lineUp() && !ss.lineUp() && len(ss.ISDN) == 1, fmt.Sprintf("active %s %+v, standby %+v", active, sa.ISDN, ss.ISDN)
+	})
+	return p, active, standby
+}
+
 // TestPSTNLineMonitor runs a pair with an ISDN trunk on the simulated
 // board, whose line reaches one box at a time through the shared relay.
 // Cutting the cable from the relay to the active's card moves service to
@@ -155,35 +205,8 @@ func (s spanStatus) hasAlarm(text string) bool {
 // cut box, finding it down on both, latches active behind its cut cable,
 // so the line's return clears nothing.
 func TestPSTNLineMonitor(t *testing.T) {
-	p := idlePair(t, 2, func(n testbed.Node, c *config.Config) {
-		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: config.DefaultISDNGateway, Extension: bob.Number}}
-		c.PSTN = &config.PSTN{Layer1Grace: config.Duration(pstnGrace)}
-		c.Cluster.Timing = "slow"
-		c.Cluster.WatchdogTimeout = config.Duration(10 * time.Second)
-	})
-	for _, n := range []testbed.Node{testbed.A, testbed.B} {
-		p.start(n)
-	}
-	p.logRoles()
-	p.waitSettled(30 * time.Second)
+	p, active, standby := isdnPair(t, 2, 0)
 	waitSipp(t, p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600"), "registering bob")
-	// The box that serves now, not the one found first: the cut must hit
-	// the active's cable.
-	var active, standby testbed.Node
-	waitFor(t, 30*time.Second, "the line up on the active only", func() (bool, string) {
-		var sa spanStatus
-		var err error
-		active, sa, err = p.serving()
-		if err != nil {
-			return false, err.Error()
-		}
-		standby = active.Twin()
-		ss, err := p.spanStatus(standby)
-		if err != nil {
-			return false, err.Error()
-		}
-		return sa.lineUp() && !ss.lineUp() && len(ss.ISDN) == 1, fmt.Sprintf("active %s %+v, standby %+v", active, sa.ISDN, ss.ISDN)
-	})
 
 	// The cable from the relay to the active's card is cut.
 	t.Logf("cutting the cable to %s, the active", active)
@@ -273,5 +296,68 @@ func TestPSTNLineMonitor(t *testing.T) {
 	t.Logf("alarm cleared %.1f s after the line came back", time.Since(lineBack).Seconds())
 	if got := p.pstnMoves(); got != moves {
 		t.Fatalf("%d moves for the line after it came back, want none", got-moves)
+	}
+}
+
+// TestPSTNRetryAfterCut: the line dies at the exchange; the active hands
+// it over once, and the twin, finding it down too, latches with the alarm.
+// Then the latched box's own cable is cut and the line comes back: the
+// latched box still sees it down. A hold-down (the shortest allowed,
+// 1 min) after it latched, its twin's shared fault gone, it hands over
+// once to retry the twin's side: the first box serves the line again, its
+// span up, and the alarm clears on both boxes.
+func TestPSTNRetryAfterCut(t *testing.T) {
+	holdDown := config.MinPSTNHoldDown
+	p, first, latched := isdnPair(t, 1, holdDown)
+
+	if err := exchange.SetSimLineDown(p.relay, true); err != nil {
+		t.Fatal(err)
+	}
+	lineDown := time.Now()
+	waitFor(t, 90*time.Second, "the twin latched on the dead line", func() (bool, string) {
+		s, err := p.spanStatus(latched)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Role == "active" && s.Cluster.Serving && s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("%s serving=%v alarms %+v", s.Role, s.Cluster.Serving, s.Cluster.Alarms)
+	})
+	latchedAt := time.Now()
+	t.Logf("%s latched %.1f s after the line went down", latched, latchedAt.Sub(lineDown).Seconds())
+	if got := p.waitSpanStatus(first).leftForLine(); got != 1 {
+		// A failover under load moved service first; what follows would
+		// not test the retry.
+		t.Fatalf("%s left for the line %d times, want once", first, got)
+	}
+
+	// The latched box's own cable is cut, then the exchange brings the
+	// line back.
+	if err := exchange.CutSimCable(p.relay, twin.Side(string(latched), string(first)), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := exchange.SetSimLineDown(p.relay, false); err != nil {
+		t.Fatal(err)
+	}
+	lineBack := time.Now()
+	waitFor(t, holdDown+time.Minute, string(first)+" serving the line again, no alarm", func() (bool, string) {
+		s, err := p.spanStatus(first)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Role == "active" && s.Cluster.Serving && s.lineUp() && !s.hasAlarm(appliance.PSTNBothAlarm),
+			fmt.Sprintf("%s serving=%v isdn %+v alarms %+v", s.Role, s.Cluster.Serving, s.ISDN, s.Cluster.Alarms)
+	})
+	t.Logf("%s serves the line %.1f s after it came back, %.1f s after %s latched (hold-down %v)",
+		first, time.Since(lineBack).Seconds(), time.Since(latchedAt).Seconds(), latched, holdDown)
+	for _, n := range []testbed.Node{first, latched} {
+		for _, tr := range p.waitSpanStatus(n).Cluster.Transitions {
+			t.Logf("%s at %s: %s → %s: %s", n, tr.At.Format("15:04:05.000"), tr.From, tr.To, tr.Reason)
+		}
+	}
+	s := p.waitSpanStatus(latched)
+	if s.hasAlarm(appliance.PSTNBothAlarm) {
+		t.Fatalf("%s still raises %q: %+v", latched, appliance.PSTNBothAlarm, s.Cluster.Alarms)
+	}
+	if got := s.pstnRetries(); got != 1 {
+		t.Fatalf("%s counted %d retries, want 1; role changes %+v", latched, got, s.Cluster.Transitions)
 	}
 }
