@@ -275,3 +275,46 @@ func (s *Store) VoicemailRecordings() (map[string][][]byte, error) {
 	}
 	return out, nil
 }
+
+// BucketMWITold holds what each registered phone that does not
+// subscribe was last told of its mailbox by unsolicited message-summary
+// NOTIFY (pbx/voicemail), so that the twin that takes over neither
+// repeats it at a registration refresh nor forgets a lamp it must put
+// out. It replicates as every bucket does. Key: mailbox NUL contact;
+// value: opaque state (JSON).
+const BucketMWITold = "mwi_told"
+
+// PutMWITold stores (or replaces) what a contact was told.
+func (s *Store) PutMWITold(key string, state []byte) error {
+	return s.Update(func(t *Tx) error {
+		if err := t.Put(BucketMWITold, key, state); err != nil {
+			return fmt.Errorf("saving what %q was told: %w", key, err)
+		}
+		return nil
+	})
+}
+
+// DeleteMWITold forgets what a contact was told; none there is no error.
+func (s *Store) DeleteMWITold(key string) error {
+	return s.Update(func(t *Tx) error {
+		if err := t.Delete(BucketMWITold, key); err != nil {
+			return fmt.Errorf("forgetting what %q was told: %w", key, err)
+		}
+		return nil
+	})
+}
+
+// MWITold returns what every contact was told, by key.
+func (s *Store) MWITold() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.View(func(t *Tx) error {
+		return t.ForEach(BucketMWITold, "", "", func(k string, v []byte) error {
+			out[k] = append([]byte{}, v...)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing what contacts were told: %w", err)
+	}
+	return out, nil
+}

@@ -227,4 +227,56 @@ var (
 	_ voicemail.SubscriptionStore = (*Store)(nil)
 	_ voicemail.GreetingStore     = (*Store)(nil)
 	_ voicemail.RecordingStore    = (*Store)(nil)
+	_ voicemail.ToldStore         = (*Store)(nil)
 )
+
+// TestMWITold stores, replaces and forgets what contacts were told; the
+// twin fed from the change log holds the same.
+func TestMWITold(t *testing.T) {
+	s := openT(t, "", Options{})
+	twin := openT(t, "", Options{})
+	steps := []struct {
+		name string
+		do   func() error
+		want map[string]string
+	}{
+		{"told", func() error { return s.PutMWITold("201\x00sip:a", []byte(`{"new":1}`)) }, map[string]string{"201\x00sip:a": `{"new":1}`}},
+		{"told again", func() error { return s.PutMWITold("201\x00sip:a", []byte(`{"new":0}`)) }, map[string]string{"201\x00sip:a": `{"new":0}`}},
+		{"another", func() error { return s.PutMWITold("202\x00sip:b", []byte(`{"new":2}`)) }, map[string]string{"201\x00sip:a": `{"new":0}`, "202\x00sip:b": `{"new":2}`}},
+		{"forgotten", func() error { return s.DeleteMWITold("201\x00sip:a") }, map[string]string{"202\x00sip:b": `{"new":2}`}},
+		{"forgotten twice", func() error { return s.DeleteMWITold("201\x00sip:a") }, map[string]string{"202\x00sip:b": `{"new":2}`}},
+	}
+	var seq uint64
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		changes, err := s.ChangesSince(seq, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) > 0 {
+			seq = changes[len(changes)-1].Seq
+		}
+		if err := twin.Apply(changes); err != nil {
+			t.Fatalf("%s: applying on the twin: %v", st.name, err)
+		}
+		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
+			got, err := st2.MWITold()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(st.want) {
+				t.Fatalf("%s: the %s holds %d, want %d", st.name, name, len(got), len(st.want))
+			}
+			for k, v := range st.want {
+				if string(got[k]) != v {
+					t.Errorf("%s: the %s holds %q for %q, want %q", st.name, name, got[k], k, v)
+				}
+			}
+		}
+	}
+	if err := s.PutMWITold("", []byte("{}")); err == nil {
+		t.Error("an empty key was accepted")
+	}
+}

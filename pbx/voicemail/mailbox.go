@@ -333,9 +333,10 @@ func (m *Mailboxes) Delete(msg Message) error {
 	return nil
 }
 
-// MemStore is a Store, a SubscriptionStore, a GreetingStore and a
-// RecordingStore in memory, for tests.
+// MemStore is a Store, a SubscriptionStore, a GreetingStore, a
+// RecordingStore and a ToldStore in memory, for tests.
 type MemStore struct {
+	told       map[string][]byte
 	mu         sync.Mutex
 	meta       map[string][]byte
 	audio      map[string][]byte
@@ -346,7 +347,34 @@ type MemStore struct {
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}, greetings: map[string][]byte{}, recordings: map[string][][]byte{}}
+	return &MemStore{meta: map[string][]byte{}, audio: map[string][]byte{}, subs: map[string][]byte{}, greetings: map[string][]byte{}, recordings: map[string][][]byte{}, told: map[string][]byte{}}
+}
+
+// PutMWITold implements ToldStore.
+func (s *MemStore) PutMWITold(key string, state []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.told[key] = slices.Clone(state)
+	return nil
+}
+
+// DeleteMWITold implements ToldStore.
+func (s *MemStore) DeleteMWITold(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.told, key)
+	return nil
+}
+
+// MWITold implements ToldStore.
+func (s *MemStore) MWITold() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(s.told))
+	for k, v := range s.told {
+		out[k] = slices.Clone(v)
+	}
+	return out, nil
 }
 
 // PutVoicemailRecording implements RecordingStore.

@@ -138,6 +138,11 @@ type Service struct {
 	// (inprogress.go); guarded by finishMu.
 	finishMu sync.Mutex
 	finished bool
+	// handovers counts the Abandons; toldMu orders them with the writes
+	// of what phones were told (toldpersist.go), so that none lands in
+	// the store after the box handed over.
+	toldMu    sync.RWMutex
+	handovers uint64
 }
 
 // New checks the options and returns the service.
@@ -305,6 +310,9 @@ var (
 // saved as far as it got before Abandon returns; the twin keeps it, ends
 // the call and writes its CDR (finishCalls), as after a failover.
 func (s *Service) Abandon() {
+	s.toldMu.Lock()
+	s.handovers++
+	s.toldMu.Unlock()
 	s.mu.Lock()
 	ss := make([]*session, 0, len(s.sessions))
 	for _, x := range s.sessions {
@@ -338,6 +346,7 @@ func (s *Service) TakeOver() {
 	s.restoreMu.Lock()
 	s.restored = true
 	s.restoreSubs()
+	s.restoreTold()
 	s.restoreMu.Unlock()
 	s.finishMu.Lock()
 	defer s.finishMu.Unlock()

@@ -229,14 +229,16 @@ func (s *Service) restoreSubs() {
 	}
 }
 
-// ensureRestored restores the stored subscriptions once, before the
-// first SUBSCRIBE or change a box serves after it started (a single box
-// restarting); a twin that takes over does it in TakeOver.
+// ensureRestored restores the stored subscriptions and what phones were
+// told by unsolicited MWI once, before the first SUBSCRIBE, registration
+// or change a box serves after it started (a single box restarting); a
+// twin that takes over does it in TakeOver.
 func (s *Service) ensureRestored() {
 	s.restoreMu.Lock()
 	defer s.restoreMu.Unlock()
 	if !s.restored {
 		s.restored = true
 		s.restoreSubs()
+		s.restoreTold()
 	}
 }

@@ -63,6 +63,7 @@ func (s *Service) setToldLocked(box, contact string, t told) {
 // older than summaryMaxAge.
 func (s *Service) Registered(req *sip.Request) {
 	s.ensureFinished()
+	s.ensureRestored()
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
 	}
@@ -176,6 +177,7 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	lock := s.sendLock(toldKey(box, b.Contact))
 	lock.Lock()
 	defer lock.Unlock()
+	gen := s.handoverCount()
 	sum, err := s.boxes.Summary(box)
 	if err != nil {
 		return fmt.Errorf("reading the mailbox: %w", err)
@@ -239,6 +241,7 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	// NOTIFY answers 481 or 489), counts as told: it is asked again
 	// only when the counts change or it registers anew.
 	sent = true
+	s.saveTold(box, b.Contact, now, gen)
 	if res.StatusCode >= 300 {
 		return fmt.Errorf("answered %d %s", res.StatusCode, res.Reason)
 	}
@@ -257,17 +260,20 @@ func (s *Service) sendLock(key string) *sync.Mutex {
 // were told, except that messages waited (for litKept).
 func (s *Service) pruneTold(box string, bs []location.Binding) {
 	now := s.o.Now()
+	var gone []string
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for contact, t := range s.told[box] {
 		if t.new > 0 && now.Sub(t.at) < litKept {
 			continue
 		}
 		if !slices.ContainsFunc(bs, func(x location.Binding) bool { return x.Contact == contact }) {
 			delete(s.told[box], contact)
+			gone = append(gone, toldKey(box, contact))
 		}
 	}
 	if len(s.told[box]) == 0 {
 		delete(s.told, box)
 	}
+	s.mu.Unlock()
+	s.forgetTold(gone)
 }
