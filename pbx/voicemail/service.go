@@ -138,11 +138,12 @@ type Service struct {
 	// (inprogress.go); guarded by finishMu.
 	finishMu sync.Mutex
 	finished bool
-	// handovers counts the Abandons; toldMu orders them with the writes
-	// of what phones were told (toldpersist.go), so that none lands in
-	// the store after the box handed over.
-	toldMu    sync.RWMutex
-	handovers uint64
+	// handedOver is set by Abandon and cleared by TakeOver; writeMu
+	// orders it with the writes of subscriptions and of what phones were
+	// told (storeWrite), so that none lands in the store after the box
+	// handed over: its twin writes the store then.
+	writeMu    sync.RWMutex
+	handedOver bool
 }
 
 // New checks the options and returns the service.
@@ -310,9 +311,9 @@ var (
 // saved as far as it got before Abandon returns; the twin keeps it, ends
 // the call and writes its CDR (finishCalls), as after a failover.
 func (s *Service) Abandon() {
-	s.toldMu.Lock()
-	s.handovers++
-	s.toldMu.Unlock()
+	s.writeMu.Lock()
+	s.handedOver = true
+	s.writeMu.Unlock()
 	s.mu.Lock()
 	ss := make([]*session, 0, len(s.sessions))
 	for _, x := range s.sessions {
@@ -342,6 +343,9 @@ func (s *Service) Abandon() {
 // on (CSeqs raised by SeqMargin), and its mailbox calls in progress are
 // finished (finishCalls: the message recorded so far kept, BYE).
 func (s *Service) TakeOver() {
+	s.writeMu.Lock()
+	s.handedOver = false
+	s.writeMu.Unlock()
 	s.boxes.Forget()
 	s.restoreMu.Lock()
 	s.restored = true

@@ -157,7 +157,7 @@ func (s *Service) saveSub(sub *subscription) {
 	s.mu.Unlock()
 	b, seq, err := encodeSub(sub, expires)
 	if err == nil {
-		err = ss.PutMWISubscription(sub.d.callID, b)
+		s.storeWrite(func() { err = ss.PutMWISubscription(sub.d.callID, b) })
 	}
 	if err != nil {
 		s.log.Error("saving a message-summary subscription", "mailbox", sub.box, "err", err)
@@ -174,11 +174,13 @@ func (s *Service) deleteSubs(ids []string) {
 	if !ok {
 		return
 	}
-	for _, id := range ids {
-		if err := ss.DeleteMWISubscription(id); err != nil {
-			s.log.Error("deleting a message-summary subscription", "err", err)
+	s.storeWrite(func() {
+		for _, id := range ids {
+			if err := ss.DeleteMWISubscription(id); err != nil {
+				s.log.Error("deleting a message-summary subscription", "err", err)
+			}
 		}
-	}
+	})
 }
 
 // restoreSubs replaces the subscriptions held in memory with the stored

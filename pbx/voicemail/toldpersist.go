@@ -52,26 +52,28 @@ func decodeTold(key string, b []byte) (box, contact string, t told, err error) {
 	return box, contact, told{callID: v.CallID, new: v.New, old: v.Old, at: v.At}, nil
 }
 
-// handoverCount is how many times the box handed over, for saveTold.
-func (s *Service) handoverCount() uint64 {
-	s.toldMu.RLock()
-	defer s.toldMu.RUnlock()
-	return s.handovers
+// storeWrite runs write unless the box handed over (Abandon): a NOTIFY
+// or SUBSCRIBE in flight then must not write the store its twin writes.
+// Abandon waits for a write under way.
+func (s *Service) storeWrite(write func()) {
+	s.writeMu.RLock()
+	defer s.writeMu.RUnlock()
+	if !s.handedOver {
+		write()
+	}
 }
 
 // saveTold stores what contact of box was told (when the store keeps
-// it), unless the box handed over since the NOTIFY began (gen is
-// handoverCount then): the twin writes the store now.
-func (s *Service) saveTold(box, contact string, t told, gen uint64) {
+// it).
+func (s *Service) saveTold(box, contact string, t told) {
 	ts, ok := s.o.Store.(ToldStore)
 	if !ok {
 		return
 	}
-	s.toldMu.RLock()
-	defer s.toldMu.RUnlock()
-	if s.handovers != gen {
-		return
-	}
+	s.storeWrite(func() { s.putTold(ts, box, contact, t) })
+}
+
+func (s *Service) putTold(ts ToldStore, box, contact string, t told) {
 	b, err := encodeTold(t)
 	if err == nil {
 		err = ts.PutMWITold(toldKey(box, contact), b)
@@ -87,11 +89,13 @@ func (s *Service) forgetTold(keys []string) {
 	if !ok {
 		return
 	}
-	for _, k := range keys {
-		if err := ts.DeleteMWITold(k); err != nil {
-			s.log.Error("forgetting what a phone was told of its mailbox", "err", err)
+	s.storeWrite(func() {
+		for _, k := range keys {
+			if err := ts.DeleteMWITold(k); err != nil {
+				s.log.Error("forgetting what a phone was told of its mailbox", "err", err)
+			}
 		}
-	}
+	})
 }
 
 // restoreTold replaces what contacts were told, held in memory, with

@@ -135,3 +135,34 @@ func FuzzDecodeTold(f *testing.F) {
 		}
 	})
 }
+
+// TestNoWritesAfterHandover: once the box handed over, what a NOTIFY or
+// SUBSCRIBE still in flight would store is not written (the twin writes
+// the store); after it takes over again, it is.
+func TestNoWritesAfterHandover(t *testing.T) {
+	st := NewMemStore()
+	s, _ := testServiceOn(t, st)
+	stored := func() int {
+		told, _ := st.MWITold()
+		return len(told)
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"serving", func() {}, 1},
+		{"handed over", s.Abandon, 0},
+		{"took over again", s.TakeOver, 1},
+	}
+	for _, step := range steps {
+		step.do()
+		if err := st.DeleteMWITold(toldKey("201", "sip:201@10.0.0.2")); err != nil {
+			t.Fatal(err)
+		}
+		s.saveTold("201", "sip:201@10.0.0.2", told{callID: "c", new: 1, at: time.Now()})
+		if n := stored(); n != step.want {
+			t.Errorf("%s: %d states stored, want %d", step.name, n, step.want)
+		}
+	}
+}

@@ -177,7 +177,6 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	lock := s.sendLock(toldKey(box, b.Contact))
 	lock.Lock()
 	defer lock.Unlock()
-	gen := s.handoverCount()
 	sum, err := s.boxes.Summary(box)
 	if err != nil {
 		return fmt.Errorf("reading the mailbox: %w", err)
@@ -241,7 +240,7 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	// NOTIFY answers 481 or 489), counts as told: it is asked again
 	// only when the counts change or it registers anew.
 	sent = true
-	s.saveTold(box, b.Contact, now, gen)
+	s.saveTold(box, b.Contact, now)
 	if res.StatusCode >= 300 {
 		return fmt.Errorf("answered %d %s", res.StatusCode, res.Reason)
 	}
