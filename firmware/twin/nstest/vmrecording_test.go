@@ -13,12 +13,34 @@ import (
 	"github.com/twinpbx/twinpbx/internal/testbed"
 )
 
+// Log lines of the mailbox about a message being recorded.
+var (
+	vmKept  = regexp.MustCompile(`msg="message being recorded: kept from now on should the box fail".* saved=([0-9.]+m?s)`)
+	vmTwins = regexp.MustCompile(`msg="message of the twin saved as recorded so far".* duration=([0-9.]+m?s)`)
+)
+
+// lastDuration is the duration of the last of the n-th and later
+// matches of re in out, and whether there is one.
+func lastDuration(t *testing.T, re *regexp.Regexp, out string, n int) (time.Duration, bool) {
+	t.Helper()
+	m := re.FindAllStringSubmatch(out, -1)
+	if len(m) <= n {
+		return 0, false
+	}
+	d, err := time.ParseDuration(m[len(m)-1][1])
+	if err != nil {
+		t.Fatalf("a duration in the log: %v", err)
+	}
+	return d, true
+}
+
 // TestFailoverKeepsMessageBeingRecorded: Bob is leaving Alice (not
-// registered) a message on the active box when it is killed; the twin
-// that takes over keeps the message as far as it was saved (at least the
-// second of audio the active logged as kept, which reached the standby
-// by replication before the kill), and ends Bob's call with a BYE, which
-// the scenario waits for.
+// registered) a message on the active box when it hands over (a
+// switchover) and, in a second call, when the new active is killed; each
+// time the twin that takes over keeps the message as far as it was
+// saved (at least the second of audio the box logged as kept, which
+// reached the twin by replication before the end), and ends Bob's call
+// with a BYE, which the scenario waits for.
 func TestFailoverKeepsMessageBeingRecorded(t *testing.T) {
 	p := idlePair(t, 1, func(_ testbed.Node, c *config.Config) { c.Voicemail = &config.Voicemail{} })
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
@@ -32,64 +54,80 @@ func TestFailoverKeepsMessageBeingRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	phone := testbed.Phone(0)
-	dep, err := p.bed.Start(phone, "env", "-C", e2e, "sipp", "-sf", filepath.Join("testdata", "sipp", "uac-voicemail-failover.xml"),
-		"-i", p.bed.Addr(phone).String(), "-mi", p.bed.Addr(phone).String(),
-		"-p", strconv.Itoa(testbed.SipPhonePort), "-mp", "6000",
-		"-m", "1", "-nostdin", "-timeout", "90", "-timeout_error",
-		"-s", alice.Number, "-au", bob.Number, "-ap", bob.Secret,
-		"-key", "caller", bob.Number, "-key", "caller_name", bob.Name,
-		"-auth_uri", alice.Number+"@"+vip+":5060", vip+":5060")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		select {
-		case <-dep.Done():
-		default:
-			dep.Kill()
-		}
-	})
 
-	kept := regexp.MustCompile(`msg="message being recorded: kept from now on should the box fail".* saved=([0-9.]+m?s)`)
-	var saved time.Duration
-	waitFor(t, 40*time.Second, "a second of the message saved on the active", func() (bool, string) {
-		m := kept.FindStringSubmatch(p.boxes[active].proc.Output())
-		if m == nil {
-			return false, dep.Output()
+	for i, end := range []struct {
+		name string
+		do   func(active testbed.Node)
+	}{
+		{"switchover", func(active testbed.Node) {
+			if out, err := p.exec("switchover", "--data", p.boxes[active].dir); err != nil {
+				t.Fatalf("switchover: %v: %s", err, out)
+			}
+		}},
+		{"SIGKILL", func(active testbed.Node) {
+			if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		keptBefore := len(vmKept.FindAllString(p.boxes[active].proc.Output(), -1))
+		twinsBefore := len(vmTwins.FindAllString(p.boxes[standby].proc.Output(), -1))
+		dep, err := p.bed.Start(phone, "env", "-C", e2e, "sipp", "-sf", filepath.Join("testdata", "sipp", "uac-voicemail-failover.xml"),
+			"-i", p.bed.Addr(phone).String(), "-mi", p.bed.Addr(phone).String(),
+			"-p", strconv.Itoa(testbed.SipPhonePort), "-mp", "6000",
+			"-m", "1", "-nostdin", "-timeout", "90", "-timeout_error",
+			"-s", alice.Number, "-au", bob.Number, "-ap", bob.Secret,
+			"-key", "caller", bob.Number, "-key", "caller_name", bob.Name,
+			"-auth_uri", alice.Number+"@"+vip+":5060", vip+":5060")
+		if err != nil {
+			t.Fatal(err)
 		}
-		saved, err = time.ParseDuration(m[1])
-		return err == nil, fmt.Sprint(err)
-	})
-	if saved < time.Second {
-		t.Fatalf("the active logged %v kept, want at least a second", saved)
-	}
-	// The standby holds everything the active had written by then.
-	s, err := p.status(active)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "the standby caught up", func() (bool, string) {
-		st, err := p.status(standby)
-		return err == nil && st.Cluster.Replication.Seq >= s.Cluster.Replication.Seq,
-			fmt.Sprintf("standby at %d, active at %d (%v)", st.Cluster.Replication.Seq, s.Cluster.Replication.Seq, err)
-	})
-	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
-	})
-	waitSipp(t, dep, "the caller's call ended by the new active")
+		t.Cleanup(func() {
+			select {
+			case <-dep.Done():
+			default:
+				dep.Kill()
+			}
+		})
 
-	got := regexp.MustCompile(`msg="message of the twin saved as recorded so far".* duration=([0-9.]+m?s)`).
-		FindStringSubmatch(p.boxes[standby].proc.Output())
-	if got == nil {
-		t.Fatalf("the new active saved no message:\n%s", p.boxes[standby].proc.Output())
+		var saved time.Duration
+		waitFor(t, 40*time.Second, end.name+": a second of the message saved on the active", func() (bool, string) {
+			var ok bool
+			saved, ok = lastDuration(t, vmKept, p.boxes[active].proc.Output(), keptBefore)
+			return ok, dep.Output()
+		})
+		if saved < time.Second {
+			t.Fatalf("%s: the active logged %v kept, want at least a second", end.name, saved)
+		}
+		// The standby holds everything the active had written by then.
+		s, err := p.status(active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, end.name+": the standby caught up", func() (bool, string) {
+			st, err := p.status(standby)
+			return err == nil && st.Cluster.Replication.Seq >= s.Cluster.Replication.Seq,
+				fmt.Sprintf("standby at %d, active at %d (%v)", st.Cluster.Replication.Seq, s.Cluster.Replication.Seq, err)
+		})
+		end.do(active)
+		waitFor(t, 20*time.Second, end.name+": the standby takes over", func() (bool, string) {
+			s, err := p.status(standby)
+			return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
+		})
+		waitSipp(t, dep, end.name+": the caller's call ended by the new active")
+
+		d, ok := lastDuration(t, vmTwins, p.boxes[standby].proc.Output(), twinsBefore)
+		if !ok {
+			t.Fatalf("%s: the new active saved no message:\n%s", end.name, p.boxes[standby].proc.Output())
+		}
+		if d < saved {
+			t.Fatalf("%s: the new active kept a message of %v, want at least the %v saved before", end.name, d, saved)
+		}
+		t.Logf("%s: saved on the active before: %v; message kept by the twin: %v", end.name, saved, d)
+		if i == 0 {
+			// The box that handed over stands by for the second call.
+			p.waitRoles(standby, active, 30*time.Second)
+			active, standby = standby, active
+		}
 	}
-	d, err := time.ParseDuration(got[1])
-	if err != nil || d < saved {
-		t.Fatalf("the new active kept a message of %s (%v), want at least the %v saved before the kill", got[1], err, saved)
-	}
-	t.Logf("saved on the active before the kill: %v; message kept by the twin: %v", saved, d)
 }
