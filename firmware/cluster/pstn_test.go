@@ -295,7 +295,7 @@ func TestSimPSTNRetry(t *testing.T) {
 		// and the handover).
 		server string
 	}{
-		{name: "dead line, both sides fine: one move per hold-down at most", after: func(*pstnLine) {}, run: time.Hour, minMoves: 3},
+		{name: "dead line, both sides fine: one move per hold-down at most", after: func(*pstnLine) {}, run: 35 * time.Minute, minMoves: 2},
 		{name: "latched box behind its own cut cable, line back: the twin serves within a hold-down", after: func(l *pstnLine) {
 			l.cut[relay.B] = true
 			l.down = false
