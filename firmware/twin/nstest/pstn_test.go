@@ -30,8 +30,8 @@ type spanStatus struct {
 			At               time.Time
 			From, To, Reason string
 		}
-		Alarms      []struct{ Text string }
-		Monitors    []struct {
+		Alarms   []struct{ Text string }
+		Monitors []struct {
 			Name     string
 			Restarts int
 			Retries  int
