@@ -203,7 +203,8 @@ func isdnPair(t *testing.T, phones int, holdDown time.Duration) (p *pair, active
 // the cut box's check failed, that box carries no shared fault; when the
 // whole line then goes down, the twin rightly hands it the line, and the
 // cut box, finding it down on both, latches active behind its cut cable,
-// so the line's return clears nothing.
+// so the line's return clears nothing until the latched box retries its
+// twin's side a hold-down later (15 min here; TestPSTNRetryAfterCut).
 func TestPSTNLineMonitor(t *testing.T) {
 	p, active, standby := isdnPair(t, 2, 0)
 	waitSipp(t, p.sipp(testbed.Phone(1), "register.xml", bob, bob.Number, "-key", "expires", "600"), "registering bob")
