@@ -91,9 +91,9 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-// requireSbsign skips a test when osslsigncode, sbsigntool, openssl or
+// requireSigningTools skips a test when osslsigncode, sbsigntool, openssl or
 // the EFI stub (the small PE image the tests sign) is missing.
-func requireSbsign(t *testing.T) {
+func requireSigningTools(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"osslsigncode", "sbverify", "sbattach", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -150,7 +150,7 @@ func testSecureBootKeyValid(t testing.TB, dir, name string, notBefore, notAfter 
 // signature attached (sbattach), which checks a signed stage against an
 // unsigned rebuild without the key.
 func TestSignStage(t *testing.T) {
-	requireSbsign(t)
+	requireSigningTools(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	sb := testSecureBootKey(t, dir, "twinpbx test db key")
@@ -218,7 +218,7 @@ func TestSignStage(t *testing.T) {
 }
 
 func TestSignStageErrors(t *testing.T) {
-	requireSbsign(t)
+	requireSigningTools(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	sb := testSecureBootKey(t, dir, "k")
@@ -270,7 +270,7 @@ func TestSignStageErrors(t *testing.T) {
 // key's signature alone (its vendor's removed: kexec reads only the
 // first); without one both are as before.
 func TestBuildDiskSecureBoot(t *testing.T) {
-	requireSbsign(t)
+	requireSigningTools(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	sb := testSecureBootKey(t, dir, "db key")

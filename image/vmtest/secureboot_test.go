@@ -95,6 +95,19 @@ func TestSecureBoot(t *testing.T) {
 	if len(res.KernelSigners) != 1 || !strings.Contains(res.KernelSigners[0].Subject, "SnakeOil") {
 		t.Fatalf("the bundle's kernel's signers: %+v", res.KernelSigners)
 	}
+	// Signed at the kernel package's date (the date Build gives the
+	// image's bzImage), inside the snakeoil certificate's validity
+	// (2020-2120), where kexec takes a signature.
+	if os.Getenv("TWINPBX_IMAGE") == "" && os.Getenv("SOURCE_DATE_EPOCH") == "" {
+		st, err := os.Stat("/boot/vmlinuz-" + build.KernelRelease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := st.ModTime().UTC().Truncate(time.Second); !res.SigningTime.Equal(want) {
+			t.Errorf("signed at %v, want the kernel package's date %v", res.SigningTime, want)
+		}
+	}
+	t.Logf("signed for Secure Boot at %v", res.SigningTime)
 	signedDisk := filepath.Join(dir, build.Disk)
 
 	// Slot B on trial holds a bundle whose kernel is Debian's as
