@@ -1,0 +1,97 @@
+package dispatch
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStreamBadPeersLeakNothing: peers that send garbage, trickle a
+// message, send nothing, or send requests without ever reading the
+// answers each get their connection closed by the dispatcher, and once
+// they are all gone the dispatchers hold no goroutine more than before
+// they came. The peer that never reads is closed for filling its queue,
+// not for idling: its dispatcher's idle time is longer than the test.
+func TestStreamBadPeersLeakNothing(t *testing.T) {
+	start := func(idle time.Duration) (*Dispatcher, string) {
+		t.Helper()
+		cfg := streamConfig()
+		cfg.IdleTimeout = idle
+		d, addrs := startDispatcherAll(t, cfg, newFakeBackend(t))
+		d.streams.msgTime.Store(int64(500 * time.Millisecond))
+		// Every listener serves (its workers started) before the count.
+		u, err := net.Dial("udp", addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		ph := &tcpPhone{t: t, conn: u, addr: u.LocalAddr().(*net.UDPAddr).AddrPort()}
+		if _, err := u.Write([]byte(strings.ReplaceAll(ph.request("OPTIONS", "sip:"+addrs[0], "warm", 1, "", nil), "/TCP", "/UDP"))); err != nil {
+			t.Fatal(err)
+		}
+		_ = u.SetReadDeadline(time.Now().Add(phoneWait))
+		if _, err := u.Read(make([]byte, 4096)); err != nil {
+			t.Fatalf("OPTIONS over UDP: %v", err)
+		}
+		return d, strings.TrimPrefix(addrs[1], "tcp:")
+	}
+	long, longAt := start(time.Hour)
+	short, shortAt := start(500 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	// Each peer is a bare connection: the test reads nothing on it but
+	// the end, so the peer that never reads really reads nothing.
+	dial := func(at string) *net.TCPConn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", at, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c.(*net.TCPConn)
+	}
+	garbage, trickle, deaf, silent := dial(longAt), dial(longAt), dial(longAt), dial(shortAt)
+	if _, err := garbage.Write([]byte("\x16\x03\x01 not SIP at all\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trickle.Write([]byte(framedInvite[:25])); err != nil {
+		t.Fatal(err)
+	}
+	// The deaf peer sends OPTIONS for the dispatcher until the test
+	// ends it, and reads none of the answers.
+	_ = deaf.SetReadBuffer(1024)
+	ph := &tcpPhone{t: t, conn: deaf, addr: deaf.LocalAddr().(*net.TCPAddr).AddrPort()}
+	opts := []byte(strings.Repeat(ph.request("OPTIONS", "sip:"+longAt, "deaf", 1, "", nil), 64))
+	flood := make(chan struct{})
+	go func() {
+		defer close(flood)
+		for {
+			if _, err := deaf.Write(opts); err != nil {
+				return
+			}
+		}
+	}()
+
+	for _, p := range []struct {
+		name string
+		c    *net.TCPConn
+	}{{"garbage", garbage}, {"trickle", trickle}, {"silent", silent}} {
+		_ = p.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := p.c.Read(make([]byte, 16)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s peer: read %v, want the connection closed", p.name, err)
+		}
+	}
+	// Closed, the deaf peer's connection may still linger in the
+	// kernel (its unread answers) and take its writes a while: the
+	// dispatcher's table tells.
+	waitFor(t, "every connection forgotten", func() bool { return long.streams.count()+short.streams.count() == 0 })
+	for _, c := range []net.Conn{garbage, trickle, deaf, silent} {
+		_ = c.Close()
+	}
+	<-flood
+	waitFor(t, "the dispatchers' goroutines for them ended", func() bool { return runtime.NumGoroutine() <= before })
+}
