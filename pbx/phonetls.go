@@ -42,7 +42,7 @@ type phoneTLS struct {
 
 	mu    sync.Mutex
 	h     *handoff.Listener // nil while not running
-	locks map[netip.AddrPort]*sync.Mutex
+	locks map[netip.AddrPort]*addrLock
 }
 
 func newPhoneTLS(tl *sip.TransportLayer, peers *tlscert.Peers, log *slog.Logger) *phoneTLS {
@@ -50,7 +50,7 @@ func newPhoneTLS(tl *sip.TransportLayer, peers *tlscert.Peers, log *slog.Logger)
 	// Not checked, on purpose (see above): the stack's fallback check is
 	// for providers.
 	conf.InsecureSkipVerify, conf.VerifyConnection = true, nil
-	return &phoneTLS{log: log, conf: conf, tl: tl, locks: map[netip.AddrPort]*sync.Mutex{}}
+	return &phoneTLS{log: log, conf: conf, tl: tl, locks: map[netip.AddrPort]*addrLock{}}
 }
 
 // start hands connections over until the returned stop is called. addr
@@ -76,24 +76,30 @@ func (c *phoneTLS) start(addr net.Addr) (stop func()) {
 	}
 }
 
-// lock serialises connecting to one address.
+// addrLock is the lock of one address being connected to; users counts
+// those holding or waiting for it (under phoneTLS.mu).
+type addrLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock serialises connecting to one address. The table holds only
+// addresses being connected to: the last user out forgets its lock.
 func (c *phoneTLS) lock(a netip.AddrPort) func() {
 	c.mu.Lock()
-	l, ok := c.locks[a]
-	if !ok {
-		l = &sync.Mutex{}
+	l := c.locks[a]
+	if l == nil {
+		l = &addrLock{}
 		c.locks[a] = l
 	}
+	l.users++
 	c.mu.Unlock()
 	l.Lock()
 	return func() {
 		l.Unlock()
 		c.mu.Lock()
-		if c.locks[a] == l && l.TryLock() {
-			// Nobody waits for it: forget it, so that the table holds
-			// only addresses being connected to.
+		if l.users--; l.users == 0 {
 			delete(c.locks, a)
-			l.Unlock()
 		}
 		c.mu.Unlock()
 	}

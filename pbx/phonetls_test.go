@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +167,37 @@ func TestPhoneTLSConnectFails(t *testing.T) {
 	}
 	if p := ua.TransportLayer().Pool("tls"); p != nil && p.Size() != 0 {
 		t.Errorf("the stack holds %d TLS connections after failures", p.Size())
+	}
+}
+
+// TestPhoneTLSLock: connecting to one address is serialised, however
+// many calls wait for it at once, and the table forgets every address
+// once nobody connects to it.
+func TestPhoneTLSLock(t *testing.T) {
+	c := &phoneTLS{locks: map[netip.AddrPort]*addrLock{}}
+	addrs := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:5061"), netip.MustParseAddrPort("192.0.2.2:5061")}
+	inside := make([]atomic.Int32, len(addrs))
+	var overlap atomic.Bool
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for range 500 {
+				k := g % len(addrs)
+				unlock := c.lock(addrs[k])
+				if inside[k].Add(1) > 1 {
+					overlap.Store(true)
+				}
+				runtime.Gosched()
+				inside[k].Add(-1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if overlap.Load() {
+		t.Error("two connected to one address at once")
+	}
+	if len(c.locks) != 0 {
+		t.Errorf("%d addresses left in the table", len(c.locks))
 	}
 }
