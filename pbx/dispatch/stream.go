@@ -111,6 +111,15 @@ type streamConn struct {
 
 // add registers c unless a limit refuses it.
 func (t *streamTable) add(c *streamConn) error {
+	// A connection replaced is closed once the lock is released:
+	// closing a TLS connection writes its close_notify, which waits
+	// (up to 5 s) for a peer that reads nothing.
+	var old *streamConn
+	defer func() {
+		if old != nil {
+			old.close()
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ip := c.remote.Addr()
@@ -122,11 +131,10 @@ func (t *streamTable) add(c *streamConn) error {
 		t.refusals.Add(1)
 		return fmt.Errorf("%d connections open from %s, the most allowed from one address", t.perIP[ip], ip)
 	}
-	if old, ok := t.byAddr[c.remote]; ok {
+	if old = t.byAddr[c.remote]; old != nil {
 		// The same address and port again (a listener on another
 		// address): the newer connection is the one to answer on.
 		t.removeLocked(old)
-		old.close()
 	}
 	t.byAddr[c.remote] = c
 	t.byID[c.id] = c

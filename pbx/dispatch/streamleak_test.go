@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -94,4 +95,58 @@ func TestStreamBadPeersLeakNothing(t *testing.T) {
 	}
 	<-flood
 	waitFor(t, "the dispatchers' goroutines for them ended", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// slowCloser is a connection whose Close waits until release is closed,
+// as closing a TLS connection does for a peer that reads nothing.
+type slowCloser struct {
+	net.Conn
+	closing, release chan struct{}
+}
+
+func (c *slowCloser) Close() error {
+	close(c.closing)
+	<-c.release
+	return nil
+}
+
+// TestStreamReplacedClosedOutsideLock: a connection from the address and
+// port of one already open replaces it; closing the old one, however
+// long it takes, does not hold up the table.
+func TestStreamReplacedClosedOutsideLock(t *testing.T) {
+	tab := newStreamTable(10, 10, time.Minute)
+	remote := netip.MustParseAddrPort("192.0.2.1:4000")
+	slow := &slowCloser{closing: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(func() {
+		select {
+		case <-slow.release:
+		default:
+			close(slow.release)
+		}
+	})
+	old := &streamConn{c: slow, remote: remote, id: "old", done: make(chan struct{})}
+	if err := tab.add(old); err != nil {
+		t.Fatal(err)
+	}
+	added := make(chan error, 1)
+	fresh := &streamConn{remote: remote, id: "new", done: make(chan struct{})}
+	go func() { added <- tab.add(fresh) }()
+	<-slow.closing
+	found := make(chan *streamConn, 1)
+	go func() { found <- tab.byRemote(remote) }()
+	select {
+	case c := <-found:
+		if c != fresh {
+			t.Errorf("the table names %v, want the new connection", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the table is held while the old connection closes")
+	}
+	close(slow.release)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	if tab.byToken("old") != nil || tab.count() != 1 {
+		t.Errorf("after the replacement: old token known %v, %d connections", tab.byToken("old") != nil, tab.count())
+	}
 }
