@@ -321,10 +321,13 @@ func (p *backendPool) reset() {
 	for k := range p.slots {
 		sl := &p.slots[k]
 		sl.mu.Lock()
-		if sl.cur != nil {
-			sl.cur.close()
-		}
+		c := sl.cur
 		sl.mu.Unlock()
+		if c != nil {
+			// Outside the lock, which every request to the backend
+			// takes: a TLS close may wait for its peer (see add).
+			c.close()
+		}
 	}
 }
 

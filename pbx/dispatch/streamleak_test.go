@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,6 +103,15 @@ func TestStreamBadPeersLeakNothing(t *testing.T) {
 type slowCloser struct {
 	net.Conn
 	closing, release chan struct{}
+	freed            sync.Once
+}
+
+// newSlowCloser is a slowCloser released when the test ends at the
+// latest.
+func newSlowCloser(t *testing.T) *slowCloser {
+	c := &slowCloser{closing: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(c.free)
+	return c
 }
 
 func (c *slowCloser) Close() error {
@@ -110,20 +120,16 @@ func (c *slowCloser) Close() error {
 	return nil
 }
 
+// free lets Close return.
+func (c *slowCloser) free() { c.freed.Do(func() { close(c.release) }) }
+
 // TestStreamReplacedClosedOutsideLock: a connection from the address and
 // port of one already open replaces it; closing the old one, however
 // long it takes, does not hold up the table.
 func TestStreamReplacedClosedOutsideLock(t *testing.T) {
 	tab := newStreamTable(10, 10, time.Minute)
 	remote := netip.MustParseAddrPort("192.0.2.1:4000")
-	slow := &slowCloser{closing: make(chan struct{}), release: make(chan struct{})}
-	t.Cleanup(func() {
-		select {
-		case <-slow.release:
-		default:
-			close(slow.release)
-		}
-	})
+	slow := newSlowCloser(t)
 	old := &streamConn{c: slow, remote: remote, id: "old", done: make(chan struct{})}
 	if err := tab.add(old); err != nil {
 		t.Fatal(err)
@@ -142,11 +148,35 @@ func TestStreamReplacedClosedOutsideLock(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the table is held while the old connection closes")
 	}
-	close(slow.release)
+	slow.free()
 	if err := <-added; err != nil {
 		t.Fatal(err)
 	}
 	if tab.byToken("old") != nil || tab.count() != 1 {
 		t.Errorf("after the replacement: old token known %v, %d connections", tab.byToken("old") != nil, tab.count())
 	}
+}
+
+// TestPoolResetClosesOutsideLock: closing a backend's connections when
+// its address changes, however long that takes, does not hold up the
+// requests that look for an open one.
+func TestPoolResetClosesOutsideLock(t *testing.T) {
+	slow := newSlowCloser(t)
+	p := &backendPool{slots: make([]poolSlot, 1)}
+	p.slots[0].cur = &poolConn{&streamConn{c: slow, id: "pc", done: make(chan struct{})}}
+	reset := make(chan struct{})
+	go func() { defer close(reset); p.reset() }()
+	<-slow.closing
+	looked := make(chan *sock, 1)
+	go func() { looked <- p.sock("call") }()
+	select {
+	case s := <-looked:
+		if s != nil {
+			t.Errorf("a closing connection is offered: %v", s)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pool is held while its connection closes")
+	}
+	slow.free()
+	<-reset
 }
