@@ -1,13 +1,17 @@
 package boot
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +151,73 @@ func TestConsolesLoop(t *testing.T) {
 	if len(after) != 0 {
 		t.Error("afterSetup ran more than once")
 	}
+	// The dashboard runs at the consoles' nice value, and so would every
+	// thread it starts; init's own threads keep theirs.
+	c.mu.Lock()
+	pids := slices.Collect(maps.Keys(c.procs))
+	c.mu.Unlock()
+	if len(pids) != 1 {
+		t.Fatalf("console processes %v, want the dashboard alone", pids)
+	}
+	if n, err := niceOf(pids[0]); err != nil || n != ConsoleNice {
+		t.Errorf("the dashboard's nice value %d (%v), want %d", n, err, ConsoleNice)
+	}
+	if n, err := niceOf(os.Getpid()); err != nil || n != 0 {
+		t.Errorf("the test's own nice value %d (%v), want 0 still", n, err)
+	}
+}
+
+// TestStartNiced: the started process has the nice value from its first
+// instruction (it reports it itself), and the starting goroutine's
+// threads are left as they were.
+func TestStartNiced(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "nice")
+	for range 20 {
+		p, err := startNiced(ConsoleNice, func() (*os.Process, error) {
+			f, err := os.Create(out)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			return os.StartProcess("/usr/bin/nice", []string{"nice"}, &os.ProcAttr{Files: []*os.File{nil, f, f}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(b)); got != strconv.Itoa(ConsoleNice) {
+			t.Fatalf("the started process ran at nice %q, want %d", got, ConsoleNice)
+		}
+	}
+	// Every thread of this process is back at (or never left) 0.
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if n, err := niceOf(tid); err == nil && n != 0 {
+			t.Errorf("thread %d left at nice %d", tid, n)
+		}
+	}
+}
+
+// niceOf is the nice value of the task pid (/proc/PID/stat, field 19).
+func niceOf(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 17 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[16])
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -25,6 +26,13 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("raising lo: %w", err))
 	}
+	// A NIC raised with an address announces it (gratuitous ARP), so
+	// the LAN's hosts that knew it at another MAC (a box replaced, or a
+	// twin that held it) send to this box at once, not after their ARP
+	// entries time out.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/arp_notify", []byte("1"), 0); err != nil {
+		log.Warn("NICs will not announce their addresses", "err", err)
+	}
 	for _, n := range prof.NICs {
 		var link netlink.Link
 		// A driver may bind to its device in the background after it
@@ -41,10 +49,6 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 			log.Warn("NIC missing", "nic", n.Name, "role", n.Role, "err", err)
 			continue
 		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			errs = append(errs, fmt.Errorf("raising %s: %w", n.Name, err))
-			continue
-		}
 		var addr netip.Prefix
 		switch n.Role {
 		case board.RoleLAN:
@@ -52,13 +56,21 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 		case board.RoleCrossover:
 			addr = p.CrossAddr
 		}
-		if !addr.IsValid() {
-			log.Info("NIC up without an address", "nic", n.Name, "role", n.Role)
+		// The address before the link goes up: raising it then
+		// announces the address (arp_notify, above).
+		if addr.IsValid() {
+			a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
+			if err := netlink.AddrReplace(link, a); err != nil {
+				errs = append(errs, fmt.Errorf("adding %s to %s: %w", addr, n.Name, err))
+				continue
+			}
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			errs = append(errs, fmt.Errorf("raising %s: %w", n.Name, err))
 			continue
 		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
-		if err := netlink.AddrReplace(link, a); err != nil {
-			errs = append(errs, fmt.Errorf("adding %s to %s: %w", addr, n.Name, err))
+		if !addr.IsValid() {
+			log.Info("NIC up without an address", "nic", n.Name, "role", n.Role)
 			continue
 		}
 		log.Info("NIC up", "nic", n.Name, "role", n.Role, "addr", addr)
