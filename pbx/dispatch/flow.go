@@ -139,6 +139,14 @@ func (t *streamTable) registered(c *streamConn, res *sip.Response, now time.Time
 	for _, k := range c.offered {
 		exp, ok := listed[k]
 		if ok && exp > 0 {
+			if a := t.aliases[k]; a != nil && a.conn != c && a.aor != aor && now.Before(a.expires) {
+				// Another connection holds this Contact for another
+				// AOR: a phone that authenticated as one extension
+				// must not take the calls to another phone's Contact.
+				// The phone of the same AOR (reconnected) takes it
+				// over, anyone once the binding has expired.
+				continue
+			}
 			if !slices.Contains(c.bound, k) {
 				if len(c.bound) >= maxBoundPerConn {
 					continue // it could not be unbound when c closes

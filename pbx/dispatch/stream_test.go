@@ -697,3 +697,53 @@ func TestStreamPing(t *testing.T) {
 		t.Error("the ping did not count as activity")
 	}
 }
+
+// TestRegisteredBindingNotTaken: a Contact bound to one phone's
+// connection for its AOR is not taken by another connection registering
+// it for another AOR (a phone authenticated as one extension would get
+// the other phone's calls); the same AOR on a new connection (the phone
+// reconnected) takes it over, and another AOR once it has expired.
+func TestRegisteredBindingNotTaken(t *testing.T) {
+	tab := newStreamTable(10, 10, time.Minute)
+	conn := func(id string, port uint16) *streamConn {
+		c := &streamConn{remote: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port), id: id, done: make(chan struct{})}
+		if err := tab.add(c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	const contact = "Contact: <sip:1@10.0.0.5:5062;transport=tcp>"
+	reg := func(c *streamConn, aor string, at time.Time) {
+		t.Helper()
+		m, err := sip.ParseMessage([]byte("REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bKx\r\nFrom: <sip:" + aor + "@x>;tag=1\r\nTo: <sip:" + aor + "@x>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\n" + contact + "\r\nContent-Length: 0\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.offerContacts(m.(*sip.Request))
+		r, err := sip.ParseMessage([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP a;branch=z9hG4bKx\r\nFrom: <sip:" + aor + "@x>;tag=1\r\nTo: <sip:" + aor + "@x>;tag=2\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\n" + contact + ";expires=60\r\nContent-Length: 0\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.registered(c, r.(*sip.Response), at)
+	}
+	var u sip.Uri
+	if err := sip.ParseUri("sip:1@10.0.0.5:5062", &u); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	victim, other, again := conn("victim", 4000), conn("other", 4001), conn("again", 4002)
+	reg(victim, "1", now)
+	reg(other, "2", now)
+	if got := tab.byContact(u, now); got != victim {
+		t.Fatalf("the Contact went to %v after another AOR registered it, want the first phone's connection", got)
+	}
+	reg(again, "1", now)
+	if got := tab.byContact(u, now); got != again {
+		t.Fatalf("the Contact is on %v after its own AOR registered it again on a new connection, want that one", got)
+	}
+	later := now.Add(2 * time.Minute) // the binding has expired
+	reg(other, "2", later)
+	if got := tab.byContact(u, later); got != other {
+		t.Fatalf("an expired Contact was not taken by the next AOR: %v", got)
+	}
+}
