@@ -203,9 +203,30 @@ func (c *streamConn) send(b []byte) error {
 	case c.out <- b:
 		return nil
 	default:
-		c.close()
+		c.abort()
 		return errors.New("the connection does not take what is written to it: closed")
 	}
+}
+
+// abort closes c without a goodbye, for a peer that does not read: a
+// TLS close would write its close_notify and wait up to 5 s for a peer
+// that takes nothing, here on the goroutine of whoever sent (a UDP
+// reader, say); and the kernel drops what is still unsent (linger 0)
+// instead of holding it for a peer that will not read it.
+func (c *streamConn) abort() {
+	c.cmu.Lock()
+	raw := c.c
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if tcp, ok := raw.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	if raw != nil {
+		_ = raw.Close()
+	}
+	c.cmu.Unlock()
+	c.close()
 }
 
 func (c *streamConn) close() {

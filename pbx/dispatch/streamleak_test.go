@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,4 +180,42 @@ func TestPoolResetClosesOutsideLock(t *testing.T) {
 	}
 	slow.free()
 	<-reset
+}
+
+// TestStreamFullQueueAborts: a connection whose queue is full is
+// aborted, not closed politely: the peer sees a reset (the kernel drops
+// what was unsent instead of holding it for a peer that reads nothing),
+// and no TLS goodbye is written on the sender's goroutine.
+func TestStreamFullQueueAborts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	ours, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &streamConn{c: ours, out: make(chan []byte, 1), done: make(chan struct{})}
+	if err := c.send([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.send([]byte("second")); err == nil {
+		t.Fatal("a send to a full queue succeeded")
+	}
+	select {
+	case <-c.done:
+	default:
+		t.Fatal("the connection is not closed after its queue filled")
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = peer.Read(make([]byte, 16))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the peer read %v, want a reset", err)
+	}
 }
