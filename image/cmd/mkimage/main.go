@@ -118,6 +118,10 @@ func reportStage(w io.Writer, r build.DiskResult) {
 	for _, s := range r.KernelSigners {
 		fmt.Fprintf(w, "  bundle's kernel (%s) signed by %s (issuer %s): the locked-down stage kexecs it\n", build.SignedBzImage, s.Subject, s.Issuer)
 	}
+	if !r.SigningTime.IsZero() {
+		fmt.Fprintf(w, "  signed at %s (SOURCE_DATE_EPOCH, else the kernel package's date, within the certificate's validity): the same inputs sign to the same bytes\n",
+			r.SigningTime.UTC().Format(time.RFC3339))
+	}
 }
 
 // signingKey reads the bundle signing key, or makes one when the file
