@@ -14,7 +14,7 @@ import (
 
 	"github.com/mdlayher/arp"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -27,7 +27,7 @@ const ExtensionsCSV = "extensions.csv"
 // ApplyToDataDir returns the Apply of a wizard that stores its config in
 // the data folder dir the way `twinpbx config import` does: through the
 // running appliance's control socket, or into the store when none runs.
-// A twin's config is also kept as the box's own file (appliance.BoxFile),
+// A twin's config is also kept as the box's own file (boxconfig.FileName),
 // which is where a twin reads its node name and cluster section at start.
 func ApplyToDataDir(dir string) func(context.Context, Result) (string, error) {
 	return func(_ context.Context, r Result) (string, error) {
@@ -44,7 +44,7 @@ func ApplyToDataDir(dir string) func(context.Context, Result) (string, error) {
 			msgs = append(msgs, lang.T("csv.saved", p))
 		}
 		if r.Twin {
-			if err := writeFileAtomic(filepath.Join(dir, appliance.BoxFile), r.YAML); err != nil {
+			if err := writeFileAtomic(filepath.Join(dir, boxconfig.FileName), r.YAML); err != nil {
 				return "", err
 			}
 		}
@@ -88,7 +88,7 @@ func importConfig(dir string, text []byte) (string, error) {
 		return "", fmt.Errorf("opening the store: %w", err)
 	}
 	defer st.Close()
-	v, err := appliance.ImportConfig(st, text, "setup")
+	v, err := boxconfig.Import(st, text, "setup")
 	if err != nil {
 		return "", fmt.Errorf("storing the config: %w", err)
 	}

@@ -17,7 +17,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/term"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -89,7 +89,7 @@ func (d dataDir) Config(context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}
 	defer st.Close()
-	return appliance.ExportConfig(st)
+	return boxconfig.Export(st)
 }
 
 func (d dataDir) ExportConfig(ctx context.Context) (string, error) {

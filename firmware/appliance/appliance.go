@@ -303,14 +303,3 @@ func ExportCDRs(st *store.Store, w io.Writer, from, to time.Time) error {
 	}
 	return cdr.WriteCSV(w, recs)
 }
-
-// ImportConfig validates the file and stores it as the next version in a
-// store that no appliance is running on (boxconfig.Import).
-func ImportConfig(st *store.Store, text []byte, name string) (uint64, error) {
-	return boxconfig.Import(st, text, name)
-}
-
-// ExportConfig returns the newest stored config (boxconfig.Export).
-func ExportConfig(st *store.Store) ([]byte, error) {
-	return boxconfig.Export(st)
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 )
 
@@ -62,7 +63,7 @@ func PlanSupervision(o Options) (Supervision, error) {
 	case path != "":
 		cfg, err = config.Load(path)
 	default:
-		cfg, err = config.Load(filepath.Join(o.DataDir, BoxFile))
+		cfg, err = config.Load(filepath.Join(o.DataDir, boxconfig.FileName))
 		if errors.Is(err, os.ErrNotExist) {
 			return Supervision{}, nil
 		}

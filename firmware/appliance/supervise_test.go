@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 )
 
 const twinYAML = `node:
@@ -39,7 +41,7 @@ func TestPlanSupervision(t *testing.T) {
 	}
 	twinCfg := write("twin.yaml", twinYAML)
 	boxDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(boxDir, BoxFile), []byte(twinYAML), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(boxDir, boxconfig.FileName), []byte(twinYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	twinData := t.TempDir()
@@ -77,7 +79,7 @@ func TestPlanSupervision(t *testing.T) {
 		})
 	}
 	// It reads only: the box file is written by the worker, not here.
-	if _, err := os.Stat(filepath.Join(twinData, BoxFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(twinData, boxconfig.FileName)); !os.IsNotExist(err) {
 		t.Fatalf("PlanSupervision wrote a box file: %v", err)
 	}
 }

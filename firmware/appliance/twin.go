@@ -19,18 +19,14 @@ import (
 	"github.com/twinpbx/twinpbx/pbx"
 )
 
-// BoxFile is the file in the data folder that keeps a twin's own config
-// (boxconfig.FileName).
-const BoxFile = boxconfig.FileName
-
 // nonlocalBind is the sysctl that lets the standby bind SIP and RTP to the
 // VIP before it holds it.
 const nonlocalBind = "/proc/sys/net/ipv4/ip_nonlocal_bind"
 
 // boxConfig returns this box's own config when it is a twin (the config
-// file given, else the one kept in BoxFile), or nil for a standalone box.
+// file given, else the one kept in boxconfig.FileName), or nil for a standalone box.
 func boxConfig(dataDir, path string) (*config.Config, error) {
-	boxPath := filepath.Join(dataDir, BoxFile)
+	boxPath := filepath.Join(dataDir, boxconfig.FileName)
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {

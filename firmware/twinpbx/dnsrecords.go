@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
 	"github.com/twinpbx/twinpbx/firmware/store"
@@ -277,7 +277,7 @@ func cmdDNSRecords(args []string, stdout io.Writer) error {
 		return nil
 	}, func(st *store.Store) error {
 		var err error
-		text, err = appliance.ExportConfig(st)
+		text, err = boxconfig.Export(st)
 		return err
 	})
 	if err != nil {

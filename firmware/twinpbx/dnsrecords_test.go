@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/store"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
 	"github.com/twinpbx/twinpbx/pbx/resolve/resolvetest"
@@ -34,7 +34,7 @@ func dataWith(t *testing.T, configFile string) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := appliance.ImportConfig(st, text, configFile); err != nil {
+	if _, err := boxconfig.Import(st, text, configFile); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/cluster/vip"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/firmware/control"
@@ -307,7 +308,7 @@ func cmdConfigImport(args []string, stdout io.Writer) error {
 		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return err
 		}
-		v, err := appliance.ImportConfig(st, text, path)
+		v, err := boxconfig.Import(st, text, path)
 		if err != nil {
 			return err
 		}
@@ -323,7 +324,7 @@ func cmdConfigExport(args []string, stdout io.Writer) error {
 	}
 	return withData(*data, func(c *control.Client) error { return c.Config(stdout) },
 		func(st *store.Store) error {
-			b, err := appliance.ExportConfig(st)
+			b, err := boxconfig.Export(st)
 			if err != nil {
 				return err
 			}

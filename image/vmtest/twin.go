@@ -15,7 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/twinpbx/twinpbx/firmware/appliance"
+	"github.com/twinpbx/twinpbx/firmware/boxconfig"
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/testbed"
 )
@@ -189,7 +189,7 @@ func TwinDisk(ctx context.Context, dir string, cfg *config.Config) (string, erro
 		return "", fmt.Errorf("encoding the box config of %s: %w", cfg.Node.Name, err)
 	}
 	path := filepath.Join(dir, cfg.Node.Name+"-data.img")
-	if err := DataDisk(ctx, path, 64, map[string][]byte{appliance.BoxFile: text}); err != nil {
+	if err := DataDisk(ctx, path, 64, map[string][]byte{boxconfig.FileName: text}); err != nil {
 		return "", err
 	}
 	return path, nil
