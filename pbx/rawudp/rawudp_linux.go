@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -232,19 +233,77 @@ func (c *Conn) sockaddr(o *op, dst netip.AddrPort) error {
 	*in = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
 	setPort(&in.Port, dst.Port())
 	if z := a.Zone(); z != "" {
-		if ifi, err := net.InterfaceByName(z); err == nil {
-			in.Scope_id = uint32(ifi.Index)
-		}
+		in.Scope_id = zones.index(z)
 	}
 	o.salen = uint32(unsafe.Sizeof(*in))
 	return nil
 }
 
-func zoneName(index uint32) string {
-	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
-		return ifi.Name
+func zoneName(index uint32) string { return zones.name(index) }
+
+// zones caches the names and indexes of the interfaces a link-local
+// peer's zone names: asking the kernel (a netlink round trip, with
+// allocations) on every datagram would undo what the raw calls save.
+// An entry is asked again after zoneTTL, so a renamed or re-created
+// interface is seen within that time, as the net package does.
+var zones = &zoneCache{byIndex: map[uint32]zoneEntry{}, byName: map[string]zoneEntry{}}
+
+const zoneTTL = time.Minute
+
+type zoneEntry struct {
+	name  string
+	index uint32
+	at    time.Time
+}
+
+type zoneCache struct {
+	mu      sync.RWMutex
+	byIndex map[uint32]zoneEntry
+	byName  map[string]zoneEntry
+}
+
+// name is the interface name of index (its number when there is none).
+func (z *zoneCache) name(index uint32) string {
+	z.mu.RLock()
+	e, ok := z.byIndex[index]
+	z.mu.RUnlock()
+	if ok && time.Since(e.at) < zoneTTL {
+		return e.name
 	}
-	return fmt.Sprint(index)
+	ifi, err := net.InterfaceByIndex(int(index))
+	if err != nil {
+		return fmt.Sprint(index)
+	}
+	z.put(ifi)
+	return ifi.Name
+}
+
+// index is the interface index of name (0 when there is none).
+func (z *zoneCache) index(name string) uint32 {
+	z.mu.RLock()
+	e, ok := z.byName[name]
+	z.mu.RUnlock()
+	if ok && time.Since(e.at) < zoneTTL {
+		return e.index
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0
+	}
+	z.put(ifi)
+	return uint32(ifi.Index)
+}
+
+func (z *zoneCache) put(ifi *net.Interface) {
+	e := zoneEntry{name: ifi.Name, index: uint32(ifi.Index), at: time.Now()}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if len(z.byIndex) > 1024 { // bounded, whatever a peer's datagrams name
+		clear(z.byIndex)
+		clear(z.byName)
+	}
+	z.byIndex[e.index] = e
+	z.byName[e.name] = e
 }
 
 // The port fields of the kernel's sockaddrs hold the port in network byte
