@@ -33,6 +33,25 @@ func (r *Relay) Lease() (*Lease, error) {
 	return &Lease{r: r, p: p}, nil
 }
 
+// LeaseAt takes the pair of port exactly, as Lease does any: for a
+// mailbox call carried on after a failover, whose caller goes on sending
+// to the port the box that died had leased. It fails when port is not an
+// RTP port of the range, is held (by a session or a lease) or cannot be
+// bound.
+func (r *Relay) LeaseAt(port int) (*Lease, error) {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	p, err := r.alloc.takePort(port)
+	if err != nil {
+		return nil, fmt.Errorf("leasing RTP port %d: %w", port, err)
+	}
+	return &Lease{r: r, p: p}, nil
+}
+
 // RTP is the socket bound to the even port.
 func (l *Lease) RTP() *net.UDPConn { return l.p.rtp }
 
