@@ -38,6 +38,15 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 			}
 			return l, nil
 		},
+		// The twin that takes over reopens the port of a message being
+		// recorded, to carry the call on.
+		RTPPortAt: func(port int) (voicemail.PortLease, error) {
+			l, err := p.relay.LeaseAt(port)
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		},
 		Logger: o.Logger.With("component", "voicemail"),
 	})
 	if err != nil {

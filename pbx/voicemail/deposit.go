@@ -36,7 +36,7 @@ func (s *Service) Deposit(req *sip.Request, tx sip.ServerTransaction, dv Diversi
 		ss.startSave(callDeposit, dv, answered)
 		msg, audio, by := ss.record(s.greeting(dv.Mailbox, ss.ep.codec, log), s.o.Config().MaxLengthTime())
 		ended := ss.settle(func() {
-			s.writeCDR(req, dv, answered, s.o.Now(), by, log)
+			s.writeCDR(callID(req), dv, answered, s.o.Now(), by, log)
 			s.keepMessage(msg, audio, dv, callID(req), answered, log)
 		})
 		if !ended {
@@ -92,11 +92,19 @@ func (ss *session) record(greeting []byte, maxLen time.Duration) (Message, []byt
 	}
 	rec := NewRecorder(maxLen)
 	ss.recording(rec)
+	return ss.recordTo(rec, maxLen)
+}
+
+// recordTo records into rec until the caller hangs up, rec is full, left
+// has passed (and 2 s more), no RTP comes for the idle time, or
+// shutdown, saving the audio every ChunkEvery; as record.
+func (ss *session) recordTo(rec *Recorder, left time.Duration) (Message, []byte, string) {
+	ep := ss.ep
 	full := ep.record(rec)
 	start := time.Now()
 	chunk := time.NewTicker(ss.s.o.ChunkEvery)
 	defer chunk.Stop()
-	limit := time.NewTimer(maxLen + 2*time.Second) // a caller that sends no timestamps forward
+	limit := time.NewTimer(left + 2*time.Second) // a caller that sends no timestamps forward
 	defer limit.Stop()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
@@ -106,7 +114,7 @@ loop:
 		case <-ss.ctx.Done():
 			break loop
 		case <-full:
-			ss.log.Info("message reached the maximum length", "max", maxLen)
+			ss.log.Info("message reached the maximum length", "max", time.Duration(rec.max)*time.Second/8000)
 			break loop
 		case <-limit.C:
 			break loop
@@ -131,8 +139,7 @@ func (ss *session) by() string {
 	return "system"
 }
 
-func (s *Service) writeCDR(req *sip.Request, dv Diversion, answered, end time.Time, by string, log *slog.Logger) {
-	id := callID(req)
+func (s *Service) writeCDR(id string, dv Diversion, answered, end time.Time, by string, log *slog.Logger) {
 	rec := cdr.Record{
 		ID: id + "-vm", CallID: id, Caller: dv.Caller, CallerName: dv.CallerName, Callee: dv.Mailbox,
 		Start: dv.Start, Answer: answered, End: end, Disp: CDRVoicemail, SIPCode: 200, HangupBy: by,

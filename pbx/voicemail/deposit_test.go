@@ -80,6 +80,14 @@ func (c *caller) call(pbx string) netip.AddrPort {
 // callAs is call from user to target.
 func (c *caller) callAs(pbx, user, target string) netip.AddrPort {
 	c.t.Helper()
+	_, _, to := c.dial(pbx, user, target)
+	return to
+}
+
+// dial is callAs that also returns the INVITE and its 200, for requests
+// in the dialog.
+func (c *caller) dial(pbx, user, target string) (*sip.Request, *sip.Response, netip.AddrPort) {
+	c.t.Helper()
 	req, res := c.inviteAs(pbx, user, target)
 	if res.StatusCode != 200 {
 		c.t.Fatalf("INVITE answered %d", res.StatusCode)
@@ -97,7 +105,7 @@ func (c *caller) callAs(pbx, user, target string) netip.AddrPort {
 	if err != nil || o.codec != PCMA || o.eventPT != 101 {
 		c.t.Fatalf("the mailbox's answer %+v (%v), want PCMA and events on 101", o, err)
 	}
-	return o.remote
+	return req, res, o.remote
 }
 
 // invite sends the INVITE to the mailbox at pbx and returns it with its

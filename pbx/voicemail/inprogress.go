@@ -21,10 +21,11 @@ import (
 // Mailbox calls that outlive the box: every call the mailbox answers is
 // kept in the store while it runs (its dialog, and for a message being
 // recorded the audio so far, saved in parts every ChunkEvery), so that
-// the twin that takes over (or this box after a restart) finishes it:
-// the partial message is kept when at least MinMessage long, the
-// mailbox's subscribers are told, a CDR is written, and the caller gets
-// a BYE. The call itself does not go on: its RTP port is not reopened.
+// the twin that takes over (or this box after a restart) carries a
+// message being recorded on (carryon.go: the RTP port reopened, the
+// same message goes on) or, when it cannot, finishes the call: the
+// partial message is kept when at least MinMessage long, the mailbox's
+// subscribers are told, a CDR is written, and the caller gets a BYE.
 
 // RecordingStore keeps the mailbox calls in progress durably;
 // *store.Store implements it (its buckets replicate to the twin). A
@@ -75,6 +76,16 @@ type savedCall struct {
 	Codec   Codec `json:"codec,omitempty"`
 	Parts   int   `json:"parts"`
 	Samples int   `json:"samples"`
+	// What carries a deposit on (carryon.go): our RTP port, the caller's
+	// RTP address, the telephone-event payload type (0: none), and once
+	// audio is saved, the SSRC and first timestamp of the caller's
+	// stream and the offset from it of the first sample saved.
+	RTPPort int    `json:"rtp_port,omitempty"`
+	Remote  string `json:"remote,omitempty"`
+	Events  int    `json:"events,omitempty"`
+	SSRC    uint32 `json:"ssrc,omitempty"`
+	Base    uint32 `json:"base,omitempty"`
+	From    int    `json:"from,omitempty"`
 	savedDialog
 }
 
@@ -142,6 +153,7 @@ func (ss *session) startSave(kind string, dv Diversion, answered time.Time) {
 	cs := &callSave{st: st, rec: savedCall{
 		Version: savedCallVersion, Kind: kind, Mailbox: dv.Mailbox, Caller: dv.Caller, CallerName: dv.CallerName,
 		Start: dv.Start.UTC(), Answered: answered.UTC(), savedDialog: saveDialog(ss.d, ss.us),
+		RTPPort: int(ss.ep.local().Port()), Events: max(ss.ep.ev, 0),
 	}}
 	ss.mu.Lock()
 	if ss.left {
@@ -190,16 +202,22 @@ func (ss *session) saveAudio() {
 func (ss *session) writeLocked(cs *callSave) {
 	var audio []byte
 	next := cs.next
+	rec := cs.rec
+	ss.ep.mu.Lock()
+	if ss.ep.remote.IsValid() {
+		rec.Remote = ss.ep.remote.String()
+	}
 	if cs.recorder != nil {
-		ss.ep.mu.Lock()
 		audio, next = cs.recorder.since(cs.next, !cs.started)
-		codec := cs.recorder.Codec()
-		ss.ep.mu.Unlock()
+		ssrc, base, lo, _ := cs.recorder.origin()
 		if len(audio) > 0 {
-			cs.rec.Codec = codec
+			rec.Codec, rec.SSRC, rec.Base = cs.recorder.Codec(), ssrc, base
+			if !cs.started {
+				rec.From = lo
+			}
 		}
 	}
-	rec := cs.rec
+	ss.ep.mu.Unlock()
 	rec.Saved = ss.s.o.Now().UTC()
 	part := rec.Parts
 	if len(audio) > 0 {
@@ -271,11 +289,13 @@ func (ss *session) handOver() {
 	}
 }
 
-// finishCalls finishes the mailbox calls stored by a box that no longer
-// runs them (the twin that died or handed over, this box before a
-// restart): the message recorded so far is kept (at least MinMessage,
-// and not already in the mailbox), a CDR written, the record removed,
-// and the caller gets a BYE. Calls this box runs itself are left alone.
+// finishCalls takes over the mailbox calls stored by a box that no
+// longer runs them (the twin that died or handed over, this box before a
+// restart). A message being recorded is carried on when it can be
+// (carryOn); any other call is finished: the message recorded so far is
+// kept (at least MinMessage, and not already in the mailbox), a CDR
+// written, the record removed, and the caller gets a BYE. Calls this box
+// runs itself are left alone.
 func (s *Service) finishCalls() {
 	st, ok := s.o.Store.(RecordingStore)
 	if !ok {
@@ -308,6 +328,13 @@ func (s *Service) finishCalls() {
 		log := s.log.With("call", id, "mailbox", c.Mailbox, "caller", c.Caller)
 		if err != nil {
 			log.Warn("the audio of a stored mailbox call cannot be read: the message is lost", "err", err)
+		}
+		if err == nil && c.Kind == callDeposit {
+			cerr := s.carryOn(st, c, d, us, audio, log)
+			if cerr == nil {
+				continue // the record stays: the call is this box's now
+			}
+			log.Info("the message being recorded cannot be carried on: the call is ended", "why", cerr)
 		}
 		if c.Kind == callDeposit {
 			s.keepPartial(c, audio, log)

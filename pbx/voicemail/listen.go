@@ -43,7 +43,7 @@ func (s *Service) serveListen(req *sip.Request, tx sip.ServerTransaction) {
 		ss.startSave(callListen, Diversion{Mailbox: own, Caller: user, Start: start}, start)
 		box := ss.listen(own)
 		ss.settle(func() {
-			s.writeCDR(req, Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
+			s.writeCDR(callID(req), Diversion{Mailbox: box, Caller: user, Start: start}, start, s.o.Now(), ss.by(), log)
 		})
 	}()
 }

@@ -123,3 +123,26 @@ func (r *Recorder) fill(lo, hi int) []byte {
 	}
 	return out
 }
+
+// origin is what places the stream's packets in the message: the SSRC
+// and timestamp of its first packet, and the offset from that timestamp
+// of the first sample kept; ok is false before the first packet.
+func (r *Recorder) origin() (ssrc, base uint32, lo int, ok bool) {
+	return r.ssrc, r.base, r.lo, r.start
+}
+
+// resumeRecorder returns a recorder that goes on with a message another
+// recorder (of the box that died) began: audio holds its samples from
+// offset lo of the stream with ssrc and base, as origin reported them;
+// the caller's later packets land after them by their timestamps, the
+// gap between filled with silence.
+func resumeRecorder(maxLen time.Duration, c Codec, ssrc, base uint32, lo int, audio []byte) *Recorder {
+	r := NewRecorder(maxLen)
+	r.start, r.codec, r.ssrc, r.base = true, c, ssrc, base
+	r.lo, r.hi = lo, lo
+	if n := min(len(audio), r.max); n > 0 {
+		r.frames[lo] = append([]byte(nil), audio[:n]...)
+		r.hi, r.stored = lo+n, n
+	}
+	return r
+}

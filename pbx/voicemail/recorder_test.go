@@ -116,3 +116,64 @@ func FuzzRecorder(f *testing.F) {
 		}
 	})
 }
+
+// TestResumeRecorder: a recorder resumed from the audio another one
+// saved places the stream's later packets after it by their timestamps,
+// silence in the gap, ignores other streams, and keeps the maximum
+// length over the whole message.
+func TestResumeRecorder(t *testing.T) {
+	saved := bytes.Repeat([]byte{1}, 320) // two frames from timestamp 1000
+	tests := []struct {
+		name    string
+		max     time.Duration
+		packets []*rtp.Packet
+		want    []byte // per 160-sample frame, the fill byte
+		full    bool
+	}{
+		{name: "right after", max: time.Second, packets: []*rtp.Packet{pkt(3, 1320, 3)}, want: []byte{1, 1, 3}},
+		{name: "after a gap", max: time.Second, packets: []*rtp.Packet{pkt(6, 1800, 6), pkt(7, 1960, 7)}, want: []byte{1, 1, 0xFF, 0xFF, 0xFF, 6, 7}},
+		{name: "nothing more", max: time.Second, want: []byte{1, 1}},
+		{name: "other ssrc ignored", max: time.Second, packets: []*rtp.Packet{func() *rtp.Packet { p := pkt(3, 1320, 9); p.SSRC = 8; return p }()}, want: []byte{1, 1}},
+		{name: "late packet overwrites its place", max: time.Second, packets: []*rtp.Packet{pkt(2, 1160, 2)}, want: []byte{1, 2}},
+		{name: "max length over the whole", max: 60 * time.Millisecond, packets: []*rtp.Packet{pkt(3, 1320, 3), pkt(4, 1480, 4)}, want: []byte{1, 1, 3}, full: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := resumeRecorder(tc.max, PCMU, 7, 1000, 0, saved)
+			if ssrc, base, lo, ok := r.origin(); !ok || ssrc != 7 || base != 1000 || lo != 0 {
+				t.Fatalf("origin %d %d %d %v, want 7 1000 0 true", ssrc, base, lo, ok)
+			}
+			full := false
+			for _, p := range tc.packets {
+				full = r.Add(p)
+			}
+			var want []byte
+			for _, f := range tc.want {
+				want = append(want, bytes.Repeat([]byte{f}, 160)...)
+			}
+			if got := r.Audio(); !bytes.Equal(got, want) {
+				t.Errorf("audio of %d bytes, want %d (%v)", len(got), len(want), tc.want)
+			}
+			if full != tc.full {
+				t.Errorf("full %v, want %v", full, tc.full)
+			}
+			if got, _ := r.since(320, false); !bytes.Equal(got, want[min(320, len(want)):]) {
+				t.Errorf("since the saved audio: %d bytes, want %d", len(got), len(want)-320)
+			}
+		})
+	}
+}
+
+// TestRecorderOrigin: the origin of a recording is its first packet's
+// SSRC and timestamp, and the offset of the earliest sample kept.
+func TestRecorderOrigin(t *testing.T) {
+	r := NewRecorder(time.Second)
+	if _, _, _, ok := r.origin(); ok {
+		t.Fatal("origin before the first packet")
+	}
+	r.Add(pkt(2, 1160, 2))
+	r.Add(pkt(1, 1000, 1))
+	if ssrc, base, lo, ok := r.origin(); !ok || ssrc != 7 || base != 1160 || lo != -160 {
+		t.Fatalf("origin %d %d %d %v, want 7 1160 -160 true", ssrc, base, lo, ok)
+	}
+}

@@ -86,6 +86,11 @@ type Options struct {
 	// (the media relay's Lease); it is released when the call ends. Nil:
 	// an ephemeral port on MediaAddr (tests).
 	RTPPort func() (PortLease, error)
+	// RTPPortAt lends the given RTP port of sip.rtp_ports (the relay's
+	// LeaseAt): the twin that takes over reopens the port of a message
+	// being recorded and carries the call on (carryon.go). Nil: such
+	// calls are ended with BYE, the message kept as recorded so far.
+	RTPPortAt func(port int) (PortLease, error)
 	// Contacts returns the registered contacts of an extension (the
 	// location service's Lookup), for unsolicited MWI; nil: none is sent.
 	Contacts func(ext string) []location.Binding
@@ -341,7 +346,7 @@ func (s *Service) Abandon() {
 // counts kept in memory are read again from the store, which holds the
 // twin's writes, the twin's message-summary subscriptions are carried
 // on (CSeqs raised by SeqMargin), and its mailbox calls in progress are
-// finished (finishCalls: the message recorded so far kept, BYE).
+// carried on or finished (finishCalls).
 func (s *Service) TakeOver() {
 	s.writeMu.Lock()
 	s.handedOver = false
