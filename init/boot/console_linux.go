@@ -91,8 +91,9 @@ const ConsoleNice = 10
 // own whose nice value is nice: the process inherits it from the thread
 // that forks it, before it runs a single instruction, and so do all its
 // threads (renicing it after the start would miss the threads a Go
-// program makes at once). The thread gets its nice value back after; if
-// it cannot, it is left locked and ends with its goroutine.
+// program makes at once). The thread gets its nice value back before
+// startNiced returns; if it cannot, it is left locked and ends with its
+// goroutine.
 func startNiced(nice int, start func() (*os.Process, error)) (*os.Process, error) {
 	type result struct {
 		p   *os.Process
@@ -106,10 +107,10 @@ func startNiced(nice int, start func() (*os.Process, error)) (*os.Process, error
 		prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
 		niced := err == nil && unix.Setpriority(unix.PRIO_PROCESS, tid, nice) == nil
 		p, err := start()
-		done <- result{p, err}
 		if !niced || unix.Setpriority(unix.PRIO_PROCESS, tid, 20-prio) == nil {
 			runtime.UnlockOSThread()
 		}
+		done <- result{p, err}
 	}()
 	r := <-done
 	return r.p, r.err

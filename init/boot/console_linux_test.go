@@ -168,8 +168,9 @@ func TestConsolesLoop(t *testing.T) {
 }
 
 // TestStartNiced: the started process has the nice value from its first
-// instruction (it reports it itself), and the starting goroutine's
-// threads are left as they were.
+// instruction (it reports it itself), and once startNiced has returned
+// the threads of this process are as they were (checked at once, not
+// waited for: a thread still niced then could run other goroutines).
 func TestStartNiced(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "nice")
 	for range 20 {
