@@ -114,6 +114,11 @@ func (sb SecureBoot) SignedTime() (time.Time, error) {
 }
 
 func signedTime(t time.Time, c *x509.Certificate) (time.Time, error) {
+	if c.NotAfter.Before(c.NotBefore) {
+		// No time is within it: moved to either end, the signature
+		// would be outside the other.
+		return time.Time{}, fmt.Errorf("the certificate's validity ends (%s) before it starts (%s)", c.NotAfter.Format(time.RFC3339), c.NotBefore.Format(time.RFC3339))
+	}
 	if t.Before(c.NotBefore) {
 		t = c.NotBefore
 	}

@@ -115,6 +115,56 @@ func TestSigningTime(t *testing.T) {
 	}
 }
 
+// TestSignedTime: the signing time is moved into the certificate's
+// validity, whole seconds, and a time osslsigncode cannot write (before
+// 1970, after 2049) is an error, never a time outside the validity that
+// Linux's kexec would refuse.
+func TestSignedTime(t *testing.T) {
+	utc := func(y int, m time.Month, d, h, mi, s, ns int) time.Time {
+		return time.Date(y, m, d, h, mi, s, ns, time.UTC)
+	}
+	tenYears := &x509.Certificate{NotBefore: utc(2024, 3, 1, 0, 0, 0, 0), NotAfter: utc(2034, 3, 1, 0, 0, 0, 0)}
+	wide := &x509.Certificate{NotBefore: utc(1960, 1, 1, 0, 0, 0, 0), NotAfter: utc(2100, 1, 1, 0, 0, 0, 0)}
+	tests := []struct {
+		name    string
+		cert    *x509.Certificate
+		at      time.Time
+		want    time.Time
+		wantErr bool
+	}{
+		{"zero: the validity's start", tenYears, time.Time{}, tenYears.NotBefore, false},
+		{"before the validity", tenYears, time.Unix(0, 0), tenYears.NotBefore, false},
+		{"at its start", tenYears, tenYears.NotBefore, tenYears.NotBefore, false},
+		{"within", tenYears, utc(2025, 10, 1, 12, 30, 45, 0), utc(2025, 10, 1, 12, 30, 45, 0), false},
+		{"within, a fraction of a second dropped", tenYears, utc(2025, 10, 1, 12, 30, 45, 999999999), utc(2025, 10, 1, 12, 30, 45, 0), false},
+		{"in another zone", tenYears, utc(2025, 10, 1, 12, 30, 45, 0).In(time.FixedZone("CEST", 7200)), utc(2025, 10, 1, 12, 30, 45, 0), false},
+		{"at its end", tenYears, tenYears.NotAfter, tenYears.NotAfter, false},
+		{"after the validity", tenYears, utc(2040, 1, 1, 0, 0, 0, 0), tenYears.NotAfter, false},
+		{"the last second of 2049", wide, utc(2049, 12, 31, 23, 59, 59, 500), utc(2049, 12, 31, 23, 59, 59, 0), false},
+		{"2050: no UTCTime for it", wide, utc(2050, 1, 1, 0, 0, 0, 0), time.Time{}, true},
+		{"zero with a validity from 1960", wide, time.Time{}, time.Time{}, true},
+		{"before 1970", wide, utc(1969, 12, 31, 23, 59, 59, 0), time.Time{}, true},
+		{"a validity that ends before it starts", &x509.Certificate{NotBefore: tenYears.NotAfter, NotAfter: tenYears.NotBefore}, utc(2025, 10, 1, 12, 30, 45, 0), time.Time{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := signedTime(tt.at, tt.cert)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("signedTime(%v) = %v, want an error", tt.at, got)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tt.want) || got.Location() != time.UTC {
+				t.Fatalf("signedTime(%v) = %v, %v; want %v UTC", tt.at, got, err, tt.want)
+			}
+			if got.Before(tt.cert.NotBefore) || got.After(tt.cert.NotAfter) || got.Nanosecond() != 0 {
+				t.Fatalf("signedTime(%v) = %v: outside %v to %v, or not whole seconds", tt.at, got, tt.cert.NotBefore, tt.cert.NotAfter)
+			}
+		})
+	}
+}
+
 // testECDSAKey writes an ECDSA key and its certificate to dir: a key
 // SignStage refuses.
 func testECDSAKey(t testing.TB, dir string) SecureBoot {
