@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -36,6 +37,9 @@ func (s *Service) carryOn(st RecordingStore, c *savedCall, d *dialog, us sip.Uri
 		return fmt.Errorf("no RTP port stored (%d)", c.RTPPort)
 	case c.Events < 0 || c.Events > 127:
 		return fmt.Errorf("telephone-event payload type %d", c.Events)
+	}
+	if limit := int(v.MaxLengthTime()/time.Millisecond) * 8; c.From < -limit || c.From > limit {
+		return fmt.Errorf("the saved audio starts %d samples off the stream's first packet", c.From)
 	}
 	remote, err := netip.ParseAddrPort(c.Remote)
 	if err != nil {

@@ -187,6 +187,7 @@ func TestCarryOnFallback(t *testing.T) {
 		{name: "port taken", kind: callDeposit, audio: sec, portAt: func(int) (PortLease, error) { return nil, errors.New("in use") }},
 		{name: "no port stored", kind: callDeposit, audio: sec, edit: func(c *savedCall) { c.RTPPort = 0 }},
 		{name: "no caller address stored", kind: callDeposit, audio: sec, edit: func(c *savedCall) { c.Remote = "" }},
+		{name: "saved audio far off the stream", kind: callDeposit, audio: sec, edit: func(c *savedCall) { c.From = 1 << 40 }},
 		{name: "no reopening here", kind: callDeposit, audio: sec},
 		{name: "listening", kind: callListen},
 	}

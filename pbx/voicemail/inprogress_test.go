@@ -215,6 +215,14 @@ func FuzzDecodeCall(f *testing.F) {
 			RemoteURI: "sip:202@10.0.0.2", RemoteTarget: "sip:202@10.0.0.2:5060", Transport: "UDP",
 			Peer: "10.0.0.2:5060", Us: "sip:10.0.0.1:5060", Seq: 7, Routes: []string{"sip:proxy;lr"}},
 	})
+	carried, _ := json.Marshal(savedCall{
+		Version: savedCallVersion, Kind: callDeposit, Mailbox: "201", Caller: "202", Codec: PCMU, Parts: 2, Samples: 6,
+		RTPPort: 16384, Remote: "10.0.0.2:6000", Events: 101, SSRC: 0xdeadbeef, Base: 0xffffff00, From: -160,
+		savedDialog: savedDialog{CallID: "c@d", LocalTag: "x", LocalURI: "sip:201@10.0.0.1", RemoteTag: "y",
+			RemoteURI: "sip:202@10.0.0.2", RemoteTarget: "sip:202@10.0.0.2:5060", Transport: "UDP",
+			Peer: "10.0.0.2:5060", Us: "sip:10.0.0.1:5060", Seq: 7},
+	})
+	f.Add(carried, []byte{1, 2, 3}, 2)
 	f.Add(good, []byte{1, 2, 3}, 1)
 	f.Add(good, []byte(nil), 0)
 	f.Add([]byte(`{"version":1,"kind":"listen","call_id":"c","local_tag":"a","remote_tag":"b","transport":"TLS","peer":"p"}`), []byte{}, 0)

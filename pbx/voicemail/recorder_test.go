@@ -177,3 +177,24 @@ func TestRecorderOrigin(t *testing.T) {
 		t.Fatalf("origin %d %d %d %v, want 7 1160 -160 true", ssrc, base, lo, ok)
 	}
 }
+
+// FuzzResumeRecorder resumes a recording from any stored origin and
+// saved audio and feeds it packets: no panic, and the audio it returns
+// is as long as its duration and never beyond the maximum.
+func FuzzResumeRecorder(f *testing.F) {
+	f.Add(uint32(1000), 0, []byte{1, 2, 3}, uint32(1003), []byte{4, 5})
+	f.Add(uint32(0xffffff00), -160, bytes.Repeat([]byte{9}, 320), uint32(0x40), bytes.Repeat([]byte{7}, 160))
+	f.Add(uint32(0), 1<<30, []byte{}, uint32(5), []byte{1})
+	f.Fuzz(func(t *testing.T, base uint32, lo int, audio []byte, ts uint32, payload []byte) {
+		lo = max(min(lo, 8000), -8000) // as carryOn bounds it by the maximum length
+		r := resumeRecorder(time.Second, PCMU, 7, base, lo, audio)
+		r.Add(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, Timestamp: ts, SSRC: 7}, Payload: payload})
+		got := r.Audio()
+		if want := int(r.Duration() * 8000 / time.Second); len(got) != want {
+			t.Fatalf("%d bytes of audio for %v", len(got), r.Duration())
+		}
+		if len(got) > 8000 {
+			t.Fatalf("%d bytes beyond the maximum of a second", len(got))
+		}
+	})
+}
