@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
 
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
@@ -276,4 +277,93 @@ func TestStoredCallCarriesOnState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s.Close(ctx)
+}
+
+// TestCarryOnFromStore: a box that restarts finds a message being
+// recorded in its store and the caller still sending: it reopens the
+// stored port and places the caller's later packets after the saved
+// audio by their timestamps, the lost second between as silence; the
+// caller's BYE ends it with one message and a CDR with the stored times.
+func TestCarryOnFromStore(t *testing.T) {
+	st := NewMemStore()
+	s, pbx := testServiceOn(t, st)
+	s.o.RTPPortAt = portAt
+	var cdrs cdrLog
+	s.o.CDR = cdrs.add
+	free, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	free.Close()
+	c := newCaller(t)
+	const id = "call-from-store"
+	saved := bytes.Repeat([]byte{1}, 8000) // a second from timestamp 4000
+	var v savedCall
+	if err := json.Unmarshal(storedCall(t, s, c, id, callDeposit, saved), &v); err != nil {
+		t.Fatal(err)
+	}
+	v.Codec, v.RTPPort, v.Remote, v.SSRC, v.Base, v.From = PCMA, port, c.rtp.LocalAddr().String(), 5, 4000, 0
+	rec, _ := json.Marshal(v)
+	if err := st.PutVoicemailRecording(id, rec, 0, saved); err != nil {
+		t.Fatal(err)
+	}
+	s.ensureFinished()
+	s.mu.Lock()
+	_, carried := s.sessions[id]
+	s.mu.Unlock()
+	if !carried {
+		t.Fatal("the stored call was not carried on")
+	}
+
+	// The caller's stream goes on a second after the saved audio ends.
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	for i := range 50 {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: uint16(100 + i), Timestamp: uint32(4000 + 16000 + 160*i), SSRC: 5}, Payload: bytes.Repeat([]byte{2}, 160)}
+		b, _ := p.Marshal()
+		if _, err := c.rtp.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitfor.Cond(t, 30*time.Second, "the audio after the gap stored", func() bool {
+		n, _ := storedSamples(t, st)
+		return n == 24000
+	})
+
+	bye := sip.NewRequest(sip.BYE, sip.Uri{Scheme: "sip", User: "201", Host: "127.0.0.1"})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "202", Host: "127.0.0.1"}, Params: sip.NewParams()}
+	from.Params.Add("tag", "theirs")
+	bye.AppendHeader(from)
+	toH := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "201", Host: "127.0.0.1"}, Params: sip.NewParams()}
+	toH.Params.Add("tag", "ours")
+	bye.AppendHeader(toH)
+	cid := sip.CallIDHeader(id)
+	bye.AppendHeader(&cid)
+	bye.AppendHeader(&sip.CSeqHeader{SeqNo: 9, MethodName: sip.BYE})
+	bye.SetDestination(pbx)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := c.cl.Do(ctx, bye)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("BYE: %v %v", res, err)
+	}
+
+	waitfor.Cond(t, 30*time.Second, "the message", func() bool {
+		msgs, _ := s.Mailboxes().List("201")
+		return len(msgs) > 0 && len(cdrs.all()) > 0
+	})
+	msgs, _ := s.Mailboxes().List("201")
+	if len(msgs) != 1 || msgs[0].Duration != 3*time.Second || !msgs[0].Time.Equal(v.Answered) {
+		t.Fatalf("messages %+v, want one of 3 s at the stored answer", msgs)
+	}
+	want := append(append(append([]byte(nil), saved...), bytes.Repeat([]byte{PCMA.Silence()}, 8000)...), bytes.Repeat([]byte{2}, 8000)...)
+	if got, _ := st.VoicemailAudio("201", msgs[0].ID); !bytes.Equal(got, want) {
+		t.Errorf("the message is not the saved second, a second of silence and the second after")
+	}
+	if cs := cdrs.all(); len(cs) != 1 || cs[0].HangupBy != "caller" || !cs[0].Start.Equal(v.Start) || !cs[0].Answer.Equal(v.Answered) {
+		t.Errorf("CDRs %+v, want one hung up by the caller with the stored times", cs)
+	}
+	if n := c.byes.Load(); n != 0 {
+		t.Errorf("%d BYEs to the caller", n)
+	}
 }
