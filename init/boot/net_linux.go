@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/twinpbx/twinpbx/board"
+	"github.com/twinpbx/twinpbx/internal/announce"
 )
 
 // setupNetwork raises loopback and the board's NICs, gives the LAN and
@@ -74,6 +76,12 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 			continue
 		}
 		log.Info("NIC up", "nic", n.Name, "role", n.Role, "addr", addr)
+		if !hasCarrier(n.Name) {
+			// The kernel's announcement went out before the link was
+			// there, and a NIC drops what it sends then (a physical
+			// one negotiates its link for a second or more).
+			announceLater(log, n.Name, addr.Addr())
+		}
 		if n.Role == board.RoleLAN && p.Gateway.IsValid() {
 			r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: p.Gateway.AsSlice()}
 			if err := netlink.RouteReplace(r); err != nil {
@@ -84,4 +92,41 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// carrierWait is how long init waits for a NIC's link to announce its
+// address once it is there.
+const carrierWait = 2 * time.Minute
+
+// announceLater announces a NIC's address once its link is up, in the
+// background (tests replace it: the goroutine would not run in their
+// network namespace).
+var announceLater = func(log *slog.Logger, nic string, ip netip.Addr) {
+	go announceOnCarrier(log, nic, ip, carrierWait)
+}
+
+// hasCarrier tells whether the NIC's link is up now (IFF_LOWER_UP).
+func hasCarrier(nic string) bool {
+	link, err := netlink.LinkByName(nic)
+	return err == nil && link.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+}
+
+// announceOnCarrier announces ip on nic (a gratuitous ARP in both
+// styles) once the NIC's link comes up, within wait; a link that stays
+// down is logged.
+func announceOnCarrier(log *slog.Logger, nic string, ip netip.Addr, wait time.Duration) {
+	if err := waitFor(wait, func() bool { return hasCarrier(nic) }); err != nil {
+		log.Warn("NIC without a link: its address is not announced", "nic", nic, "waited", wait)
+		return
+	}
+	an, err := announce.New(nic, ip)
+	if err == nil {
+		err = an.Announce()
+		_ = an.Close()
+	}
+	if err != nil {
+		log.Warn("announcing the NIC's address", "nic", nic, "addr", ip, "err", err)
+		return
+	}
+	log.Info("NIC's link up: address announced", "nic", nic, "addr", ip)
 }

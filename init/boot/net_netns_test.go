@@ -11,7 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -65,6 +69,10 @@ func TestSetupNetworkNamespace(t *testing.T) {
 		Gateway:   netip.MustParseAddr("10.0.2.2"),
 		CrossAddr: netip.MustParsePrefix("169.254.77.1/30"),
 	}
+	// An announcement left for later would run on another thread,
+	// outside this namespace: recorded, and tested on its own below.
+	defer func(f func(*slog.Logger, string, netip.Addr)) { announceLater = f }(announceLater)
+	announceLater = func(*slog.Logger, string, netip.Addr) {}
 	if err := setupNetwork(slog.New(slog.DiscardHandler), prof, p); err != nil {
 		t.Fatalf("setupNetwork: %v", err)
 	}
@@ -111,5 +119,78 @@ func TestSetupNetworkNamespace(t *testing.T) {
 		return (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(p.Gateway.AsSlice())
 	}) {
 		t.Errorf("no default route via %s on lan0: %v", p.Gateway, routes)
+	}
+}
+
+// TestAnnounceOnCarrier: a NIC whose link stays down gives up at the
+// deadline; once its link is up, its address is announced (a gratuitous
+// ARP request and reply) and heard on the other end.
+func TestAnnounceOnCarrier(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING the namespace test: it needs root to make a network namespace")
+	}
+	runtime.LockOSThread() // never unlocked: the thread ends with the test
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("SKIPPING the namespace test: no network namespace: %v", err)
+	}
+	defer ns.Close()
+	defer func() { _ = netns.Set(orig) }()
+
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "lan0"}, PeerName: "lan0p"}); err != nil {
+		t.Fatal(err)
+	}
+	lan, err := netlink.LinkByName("lan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lan); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("10.0.2.15")
+	if hasCarrier("lan0") {
+		t.Fatal("lan0 has a link while its peer is down")
+	}
+	announceOnCarrier(slog.New(slog.DiscardHandler), "lan0", ip, 200*time.Millisecond) // gives up
+
+	peer, err := netlink.LinkByName("lan0p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	ifi, err := net.InterfaceByName("lan0p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	announceOnCarrier(slog.New(slog.DiscardHandler), "lan0", ip, 10*time.Second)
+	var ops []arp.Operation
+	buf := make([]byte, 1500)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(ops) < 2 {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("the peer heard %v, then: %v", ops, err)
+		}
+		var f ethernet.Frame
+		var p arp.Packet
+		if f.UnmarshalBinary(buf[:n]) != nil || p.UnmarshalBinary(f.Payload) != nil || p.SenderIP != ip || p.TargetIP != ip {
+			continue // the kernel's own ARP, say
+		}
+		ops = append(ops, p.Operation)
+	}
+	if !slices.Equal(ops, []arp.Operation{arp.OperationRequest, arp.OperationReply}) {
+		t.Errorf("announcements %v, want a request and a reply", ops)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+
+	"github.com/twinpbx/twinpbx/internal/announce"
 )
 
 // conflictWait is how long Conflict listens when ctx has no deadline.
@@ -41,7 +43,7 @@ func (v *VIP) Conflict(ctx context.Context) (mac net.HardwareAddr, found bool, e
 	if err != nil {
 		return nil, false, fmt.Errorf("building an ARP probe: %w", err)
 	}
-	frame, err := arpFrame(probe, ethernet.Broadcast)
+	frame, err := announce.ARPFrame(probe, ethernet.Broadcast)
 	if err != nil {
 		return nil, false, err
 	}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/twinpbx/twinpbx/internal/announce"
 )
 
 // Defaults for the zero values of Config (docs/CLUSTER.md: 3 at once,
@@ -150,13 +152,13 @@ func (v *VIP) Acquire(ctx context.Context) error {
 	}
 	v.log.Info("VIP added", "label", v.cfg.Label)
 
-	an, err := newAnnouncer(v.cfg.Interface, v.cfg.Addr.Addr())
+	an, err := announce.New(v.cfg.Interface, v.cfg.Addr.Addr())
 	if err != nil {
 		return fmt.Errorf("%w %s on %s: %w", ErrAnnounce, v.cfg.Addr, v.cfg.Interface, err)
 	}
 	var burstErr error
 	for range v.cfg.GARPCount {
-		if err := an.announce(); err != nil {
+		if err := an.Announce(); err != nil {
 			burstErr = err
 		}
 	}
@@ -170,11 +172,11 @@ func (v *VIP) Acquire(ctx context.Context) error {
 	return nil
 }
 
-func (v *VIP) startRefresh(ctx context.Context, an announcer) {
+func (v *VIP) startRefresh(ctx context.Context, an announce.Announcer) {
 	if v.cfg.GARPRefresh < 0 {
 		// Closing a packet socket waits for an RCU grace period (about
 		// 10 ms here): keep that off the takeover path.
-		go an.close()
+		go an.Close()
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.GARPRefresh)
@@ -184,7 +186,7 @@ func (v *VIP) startRefresh(ctx context.Context, an announcer) {
 	v.mu.Unlock()
 	go func() {
 		// Release waits for done, not for the slow socket close.
-		defer an.close()
+		defer an.Close()
 		defer close(done)
 		defer cancel()
 		tick := time.NewTicker(v.cfg.GARPInterval)
@@ -194,7 +196,7 @@ func (v *VIP) startRefresh(ctx context.Context, an announcer) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := an.announce(); err != nil {
+				if err := an.Announce(); err != nil {
 					v.log.Warn("refreshing the VIP's announcement", "err", err)
 				}
 			}
@@ -217,13 +219,13 @@ func (v *VIP) stopRefresh() {
 // Announce sends GARPCount announcements now, for re-announcing while
 // Conflict finds another box answering for the VIP.
 func (v *VIP) Announce() error {
-	an, err := newAnnouncer(v.cfg.Interface, v.cfg.Addr.Addr())
+	an, err := announce.New(v.cfg.Interface, v.cfg.Addr.Addr())
 	if err != nil {
 		return fmt.Errorf("%w %s on %s: %w", ErrAnnounce, v.cfg.Addr, v.cfg.Interface, err)
 	}
-	defer func() { go an.close() }()
+	defer func() { go an.Close() }()
 	for range v.cfg.GARPCount {
-		if err := an.announce(); err != nil {
+		if err := an.Announce(); err != nil {
 			return fmt.Errorf("%w %s on %s: %w", ErrAnnounce, v.cfg.Addr, v.cfg.Interface, err)
 		}
 	}

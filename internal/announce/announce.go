@@ -1,4 +1,8 @@
-package vip
+// Package announce tells a LAN that this box now holds an address: a
+// gratuitous ARP for IPv4 (in both styles hosts honour), an unsolicited
+// neighbour advertisement for IPv6. The VIP sends it when it moves, init
+// when a NIC's link comes up with the box's own address.
+package announce
 
 import (
 	"fmt"
@@ -12,13 +16,15 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// announcer tells the LAN that this box now holds an address.
-type announcer interface {
-	announce() error
-	close() error
+// Announcer tells the LAN that this box now holds an address.
+type Announcer interface {
+	// Announce sends the announcement once.
+	Announce() error
+	Close() error
 }
 
-func newAnnouncer(iface string, ip netip.Addr) (announcer, error) {
+// New opens an Announcer of ip on the interface iface.
+func New(iface string, ip netip.Addr) (Announcer, error) {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("finding interface %s: %w", iface, err)
@@ -42,7 +48,7 @@ type arpAnnouncer struct {
 }
 
 func newARPAnnouncer(ifi *net.Interface, ip netip.Addr) (*arpAnnouncer, error) {
-	frames, err := garpFrames(ifi.HardwareAddr, ip)
+	frames, err := GARPFrames(ifi.HardwareAddr, ip)
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +59,9 @@ func newARPAnnouncer(ifi *net.Interface, ip netip.Addr) (*arpAnnouncer, error) {
 	return &arpAnnouncer{conn: conn, frames: frames}, nil
 }
 
-// garpFrames builds the request-style and reply-style gratuitous ARP
+// GARPFrames builds the request-style and reply-style gratuitous ARP
 // frames announcing that mac holds ip.
-func garpFrames(mac net.HardwareAddr, ip netip.Addr) ([][]byte, error) {
+func GARPFrames(mac net.HardwareAddr, ip netip.Addr) ([][]byte, error) {
 	zero := make(net.HardwareAddr, len(mac))
 	req, err := arp.NewPacket(arp.OperationRequest, mac, ip, zero, ip)
 	if err != nil {
@@ -67,7 +73,7 @@ func garpFrames(mac net.HardwareAddr, ip netip.Addr) ([][]byte, error) {
 	}
 	var frames [][]byte
 	for _, p := range []*arp.Packet{req, rep} {
-		f, err := arpFrame(p, ethernet.Broadcast)
+		f, err := ARPFrame(p, ethernet.Broadcast)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +82,8 @@ func garpFrames(mac net.HardwareAddr, ip netip.Addr) ([][]byte, error) {
 	return frames, nil
 }
 
-func arpFrame(p *arp.Packet, dst net.HardwareAddr) ([]byte, error) {
+// ARPFrame is p in an Ethernet frame to dst.
+func ARPFrame(p *arp.Packet, dst net.HardwareAddr) ([]byte, error) {
 	payload, err := p.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("encoding an ARP packet: %w", err)
@@ -89,7 +96,7 @@ func arpFrame(p *arp.Packet, dst net.HardwareAddr) ([]byte, error) {
 	return b, nil
 }
 
-func (a *arpAnnouncer) announce() error {
+func (a *arpAnnouncer) Announce() error {
 	for _, f := range a.frames {
 		if _, err := a.conn.WriteTo(f, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
 			return fmt.Errorf("sending a gratuitous ARP: %w", err)
@@ -98,7 +105,7 @@ func (a *arpAnnouncer) announce() error {
 	return nil
 }
 
-func (a *arpAnnouncer) close() error { return a.conn.Close() }
+func (a *arpAnnouncer) Close() error { return a.conn.Close() }
 
 // ndpAnnouncer sends unsolicited neighbour advertisements (RFC 4861
 // 7.2.6): to all nodes, override flag set, solicited flag clear, with
@@ -110,7 +117,7 @@ type ndpAnnouncer struct {
 }
 
 func newNDPAnnouncer(ifi *net.Interface, ip netip.Addr) (*ndpAnnouncer, error) {
-	msg, err := naMessage(ifi.HardwareAddr, ip)
+	msg, err := NAMessage(ifi.HardwareAddr, ip)
 	if err != nil {
 		return nil, err
 	}
@@ -132,9 +139,9 @@ func newNDPAnnouncer(ifi *net.Interface, ip netip.Addr) (*ndpAnnouncer, error) {
 	return &ndpAnnouncer{conn: conn, msg: msg, dst: &net.IPAddr{IP: net.IPv6linklocalallnodes, Zone: ifi.Name}}, nil
 }
 
-// naMessage builds an unsolicited neighbour advertisement for ip at mac.
+// NAMessage builds an unsolicited neighbour advertisement for ip at mac.
 // The kernel fills in the checksum of ICMPv6 raw sockets.
-func naMessage(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
+func NAMessage(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
 	const overrideFlag = 0x20
 	body := make([]byte, 0, 4+16+8)
 	body = append(body, overrideFlag, 0, 0, 0)
@@ -151,11 +158,11 @@ func naMessage(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
 	return b, nil
 }
 
-func (n *ndpAnnouncer) announce() error {
+func (n *ndpAnnouncer) Announce() error {
 	if _, err := n.conn.WriteTo(n.msg, n.dst); err != nil {
 		return fmt.Errorf("sending a neighbour advertisement: %w", err)
 	}
 	return nil
 }
 
-func (n *ndpAnnouncer) close() error { return n.conn.Close() }
+func (n *ndpAnnouncer) Close() error { return n.conn.Close() }
