@@ -60,15 +60,20 @@ func setupNetwork(log *slog.Logger, prof board.Profile, p Params) error {
 		}
 		// The address before the link goes up: raising it then
 		// announces the address (arp_notify, above).
+		var addrErr error
 		if addr.IsValid() {
 			a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
-			if err := netlink.AddrReplace(link, a); err != nil {
-				errs = append(errs, fmt.Errorf("adding %s to %s: %w", addr, n.Name, err))
-				continue
+			if addrErr = netlink.AddrReplace(link, a); addrErr != nil {
+				errs = append(errs, fmt.Errorf("adding %s to %s: %w", addr, n.Name, addrErr))
 			}
 		}
+		// Raised even without its address: DHCP or the wizard may give
+		// it one later.
 		if err := netlink.LinkSetUp(link); err != nil {
 			errs = append(errs, fmt.Errorf("raising %s: %w", n.Name, err))
+			continue
+		}
+		if addrErr != nil {
 			continue
 		}
 		if !addr.IsValid() {
