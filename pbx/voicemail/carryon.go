@@ -70,6 +70,7 @@ func (s *Service) carryOn(st RecordingStore, c *savedCall, d *dialog, us sip.Uri
 	ss.ep.latched, ss.ep.inSSRC = true, c.SSRC
 	maxLen := v.MaxLengthTime()
 	rec := resumeRecorder(maxLen, c.Codec, c.SSRC, c.Base, c.From, audio)
+	saved := rec.Duration() // before the endpoint feeds rec
 	ss.save = &callSave{st: st, rec: *c, recorder: rec, next: rec.hi, started: true}
 
 	s.mu.Lock()
@@ -82,15 +83,16 @@ func (s *Service) carryOn(st RecordingStore, c *savedCall, d *dialog, us sip.Uri
 	s.sessions[d.callID] = ss
 	s.wg.Add(1)
 	s.mu.Unlock()
+	// The recorder takes the caller's packets from the first one read.
+	full := ss.ep.record(rec)
 	go ss.ep.receive()
 
 	dv := Diversion{Mailbox: c.Mailbox, Caller: c.Caller, CallerName: c.CallerName, Start: c.Start}
-	saved := rec.Duration()
 	log.Info("message being recorded carried on from the twin", "port", c.RTPPort, "caller_rtp", remote, "saved", saved)
 	go func() {
 		defer ss.finish()
 		defer ss.hangup()
-		msg, audio, by := ss.recordTo(rec, max(maxLen-saved, 0))
+		msg, audio, by := ss.recordTo(rec, full, max(maxLen-saved, 0))
 		ended := ss.settle(func() {
 			s.writeCDR(c.CallID, dv, c.Answered, s.o.Now(), by, log)
 			s.keepMessage(msg, audio, dv, c.CallID, c.Answered, log)

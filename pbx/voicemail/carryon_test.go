@@ -358,7 +358,11 @@ func TestCarryOnFromStore(t *testing.T) {
 	}
 	want := append(append(append([]byte(nil), saved...), bytes.Repeat([]byte{PCMA.Silence()}, 8000)...), bytes.Repeat([]byte{2}, 8000)...)
 	if got, _ := st.VoicemailAudio("201", msgs[0].ID); !bytes.Equal(got, want) {
-		t.Errorf("the message is not the saved second, a second of silence and the second after")
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Errorf("the message (%d bytes) is not the saved second, a second of silence and the second after (%d bytes): from byte %d on", len(got), len(want), i)
 	}
 	if cs := cdrs.all(); len(cs) != 1 || cs[0].HangupBy != "caller" || !cs[0].Start.Equal(v.Start) || !cs[0].Answer.Equal(v.Answered) {
 		t.Errorf("CDRs %+v, want one hung up by the caller with the stored times", cs)

@@ -92,15 +92,15 @@ func (ss *session) record(greeting []byte, maxLen time.Duration) (Message, []byt
 	}
 	rec := NewRecorder(maxLen)
 	ss.recording(rec)
-	return ss.recordTo(rec, maxLen)
+	return ss.recordTo(rec, ep.record(rec), maxLen)
 }
 
-// recordTo records into rec until the caller hangs up, rec is full, left
-// has passed (and 2 s more), no RTP comes for the idle time, or
-// shutdown, saving the audio every ChunkEvery; as record.
-func (ss *session) recordTo(rec *Recorder, left time.Duration) (Message, []byte, string) {
+// recordTo records into rec, which the endpoint feeds (full is what its
+// record returned), until the caller hangs up, rec is full, left has
+// passed (and 2 s more), no RTP comes for the idle time, or shutdown,
+// saving the audio every ChunkEvery; as record.
+func (ss *session) recordTo(rec *Recorder, full <-chan struct{}, left time.Duration) (Message, []byte, string) {
 	ep := ss.ep
-	full := ep.record(rec)
 	start := time.Now()
 	chunk := time.NewTicker(ss.s.o.ChunkEvery)
 	defer chunk.Stop()
