@@ -28,23 +28,7 @@ import (
 // lacks is no error, and the namespace's arp_notify is on, so that
 // raising a NIC announces its address.
 func TestSetupNetworkNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPING the namespace test: it needs root to make a network namespace")
-	}
-	// The namespace is this thread's; the thread is never unlocked, so
-	// the runtime ends it with the test's goroutine, whatever happens.
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("SKIPPING the namespace test: no network namespace: %v", err)
-	}
-	defer ns.Close()
-	defer func() { _ = netns.Set(orig) }()
+	inOwnNetns(t)
 
 	for _, name := range []string{"lan0", "xo0"} {
 		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
@@ -126,21 +110,7 @@ func TestSetupNetworkNamespace(t *testing.T) {
 // deadline; once its link is up, its address is announced (a gratuitous
 // ARP request and reply) and heard on the other end.
 func TestAnnounceOnCarrier(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPING the namespace test: it needs root to make a network namespace")
-	}
-	runtime.LockOSThread() // never unlocked: the thread ends with the test
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("SKIPPING the namespace test: no network namespace: %v", err)
-	}
-	defer ns.Close()
-	defer func() { _ = netns.Set(orig) }()
+	inOwnNetns(t)
 
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "lan0"}, PeerName: "lan0p"}); err != nil {
 		t.Fatal(err)
@@ -193,4 +163,31 @@ func TestAnnounceOnCarrier(t *testing.T) {
 	if !slices.Equal(ops, []arp.Operation{arp.OperationRequest, arp.OperationReply}) {
 		t.Errorf("announcements %v, want a request and a reply", ops)
 	}
+}
+
+// inOwnNetns moves the test's goroutine, on a thread of its own, into a
+// new network namespace until the test ends. The thread is never
+// unlocked, so the runtime ends it with the test's goroutine, whatever
+// happens; the namespace goes with its last reference. It skips, loudly,
+// where namespaces cannot be made.
+func inOwnNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING the namespace test: it needs root to make a network namespace")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		orig.Close()
+		t.Skipf("SKIPPING the namespace test: no network namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = netns.Set(orig)
+		ns.Close()
+		orig.Close()
+	})
 }
