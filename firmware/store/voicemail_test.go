@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"maps"
 	"testing"
 
 	"github.com/twinpbx/twinpbx/pbx/voicemail"
@@ -75,47 +76,14 @@ func TestVoicemail(t *testing.T) {
 func TestMWISubscriptions(t *testing.T) {
 	s := openT(t, "", Options{})
 	twin := openT(t, "", Options{})
-	var seq uint64
-	steps := []struct {
-		name string
-		do   func() error
-		want map[string]string
-	}{
+	steps := []replicatedStep{
 		{"first", func() error { return s.PutMWISubscription("a@h", []byte(`{"seq":2}`)) }, map[string]string{"a@h": `{"seq":2}`}},
 		{"second", func() error { return s.PutMWISubscription("b@h", []byte(`{"seq":1}`)) }, map[string]string{"a@h": `{"seq":2}`, "b@h": `{"seq":1}`}},
 		{"raised CSeq", func() error { return s.PutMWISubscription("a@h", []byte(`{"seq":102}`)) }, map[string]string{"a@h": `{"seq":102}`, "b@h": `{"seq":1}`}},
 		{"ended", func() error { return s.DeleteMWISubscription("b@h") }, map[string]string{"a@h": `{"seq":102}`}},
 		{"ended twice", func() error { return s.DeleteMWISubscription("b@h") }, map[string]string{"a@h": `{"seq":102}`}},
 	}
-	for _, st := range steps {
-		if err := st.do(); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		changes, err := s.ChangesSince(seq, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(changes) > 0 {
-			seq = changes[len(changes)-1].Seq
-		}
-		if err := twin.Apply(changes); err != nil {
-			t.Fatalf("%s: applying on the twin: %v", st.name, err)
-		}
-		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
-			got, err := st2.MWISubscriptions()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(st.want) {
-				t.Fatalf("%s: the %s holds %d subscriptions, want %d", st.name, name, len(got), len(st.want))
-			}
-			for k, v := range st.want {
-				if string(got[k]) != v {
-					t.Errorf("%s: the %s holds %q for %s, want %q", st.name, name, got[k], k, v)
-				}
-			}
-		}
-	}
+	checkReplicated(t, s, twin, steps, func(st *Store) (map[string]string, error) { return asStrings(st.MWISubscriptions()) })
 	if err := s.PutMWISubscription("", []byte("{}")); err == nil {
 		t.Error("an empty id was accepted")
 	}
@@ -167,12 +135,7 @@ func TestGreetings(t *testing.T) {
 func TestVoicemailRecordings(t *testing.T) {
 	s := openT(t, "", Options{})
 	twin := openT(t, "", Options{})
-	var seq uint64
-	steps := []struct {
-		name string
-		do   func() error
-		want map[string]string // id: record and parts joined by |
-	}{
+	steps := []replicatedStep{ // id: record and parts joined by |
 		{"started", func() error { return s.PutVoicemailRecording("c@h", []byte("r0"), 0, nil) }, map[string]string{"c@h": "r0"}},
 		{"first part", func() error { return s.PutVoicemailRecording("c@h", []byte("r1"), 0, []byte("aa")) }, map[string]string{"c@h": "r1|aa"}},
 		{"another call", func() error { return s.PutVoicemailRecording("d@h", []byte("d1"), 0, []byte("x")) }, map[string]string{"c@h": "r1|aa", "d@h": "d1|x"}},
@@ -180,35 +143,14 @@ func TestVoicemailRecordings(t *testing.T) {
 		{"ended", func() error { return s.DeleteVoicemailRecording("c@h") }, map[string]string{"d@h": "d1|x"}},
 		{"ended twice", func() error { return s.DeleteVoicemailRecording("c@h") }, map[string]string{"d@h": "d1|x"}},
 	}
-	for _, st := range steps {
-		if err := st.do(); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
+	checkReplicated(t, s, twin, steps, func(st *Store) (map[string]string, error) {
+		got, err := st.VoicemailRecordings()
+		out := map[string]string{}
+		for k, v := range got {
+			out[k] = string(bytes.Join(v, []byte("|")))
 		}
-		changes, err := s.ChangesSince(seq, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(changes) > 0 {
-			seq = changes[len(changes)-1].Seq
-		}
-		if err := twin.Apply(changes); err != nil {
-			t.Fatalf("%s: applying on the twin: %v", st.name, err)
-		}
-		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
-			got, err := st2.VoicemailRecordings()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(st.want) {
-				t.Fatalf("%s: the %s holds %d recordings, want %d", st.name, name, len(got), len(st.want))
-			}
-			for k, v := range st.want {
-				if j := string(bytes.Join(got[k], []byte("|"))); j != v {
-					t.Errorf("%s: the %s holds %q for %s, want %q", st.name, name, j, k, v)
-				}
-			}
-		}
-	}
+		return out, err
+	})
 	for _, bad := range []struct {
 		id   string
 		part int
@@ -235,17 +177,31 @@ var (
 func TestMWITold(t *testing.T) {
 	s := openT(t, "", Options{})
 	twin := openT(t, "", Options{})
-	steps := []struct {
-		name string
-		do   func() error
-		want map[string]string
-	}{
+	steps := []replicatedStep{
 		{"told", func() error { return s.PutMWITold("201\x00sip:a", []byte(`{"new":1}`)) }, map[string]string{"201\x00sip:a": `{"new":1}`}},
 		{"told again", func() error { return s.PutMWITold("201\x00sip:a", []byte(`{"new":0}`)) }, map[string]string{"201\x00sip:a": `{"new":0}`}},
 		{"another", func() error { return s.PutMWITold("202\x00sip:b", []byte(`{"new":2}`)) }, map[string]string{"201\x00sip:a": `{"new":0}`, "202\x00sip:b": `{"new":2}`}},
 		{"forgotten", func() error { return s.DeleteMWITold("201\x00sip:a") }, map[string]string{"202\x00sip:b": `{"new":2}`}},
 		{"forgotten twice", func() error { return s.DeleteMWITold("201\x00sip:a") }, map[string]string{"202\x00sip:b": `{"new":2}`}},
 	}
+	checkReplicated(t, s, twin, steps, func(st *Store) (map[string]string, error) { return asStrings(st.MWITold()) })
+	if err := s.PutMWITold("", []byte("{}")); err == nil {
+		t.Error("an empty key was accepted")
+	}
+}
+
+// replicatedStep is one change to a bucket and what the box and its twin
+// must then hold (key: value).
+type replicatedStep struct {
+	name string
+	do   func() error
+	want map[string]string
+}
+
+// checkReplicated runs the steps on s, feeds twin from s's change log
+// after each, and checks that both hold the step's want, as read.
+func checkReplicated(t *testing.T, s, twin *Store, steps []replicatedStep, read func(*Store) (map[string]string, error)) {
+	t.Helper()
 	var seq uint64
 	for _, st := range steps {
 		if err := st.do(); err != nil {
@@ -262,21 +218,22 @@ func TestMWITold(t *testing.T) {
 			t.Fatalf("%s: applying on the twin: %v", st.name, err)
 		}
 		for name, st2 := range map[string]*Store{"box": s, "twin": twin} {
-			got, err := st2.MWITold()
+			got, err := read(st2)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != len(st.want) {
-				t.Fatalf("%s: the %s holds %d, want %d", st.name, name, len(got), len(st.want))
-			}
-			for k, v := range st.want {
-				if string(got[k]) != v {
-					t.Errorf("%s: the %s holds %q for %q, want %q", st.name, name, got[k], k, v)
-				}
+			if !maps.Equal(got, st.want) {
+				t.Errorf("%s: the %s holds %q, want %q", st.name, name, got, st.want)
 			}
 		}
 	}
-	if err := s.PutMWITold("", []byte("{}")); err == nil {
-		t.Error("an empty key was accepted")
+}
+
+// asStrings is a bucket's values as strings.
+func asStrings(m map[string][]byte, err error) (map[string]string, error) {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = string(v)
 	}
+	return out, err
 }
