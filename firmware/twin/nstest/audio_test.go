@@ -260,10 +260,7 @@ func runCallFailover(t *testing.T, c callFailover) callResult {
 
 	broken := time.Now()
 	c.breakIt(t, p, active)
-	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
-	})
+	p.waitTakeover(standby, 20*time.Second)
 	// Audio must come back both ways and keep flowing for a second.
 	var resumed time.Time
 	waitFor(t, 20*time.Second, "audio both ways through the new active", func() (bool, string) {

@@ -3,7 +3,6 @@ package nstest
 import (
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,18 +57,9 @@ func TestFailoverKeepsRegistrationsAndCDRs(t *testing.T) {
 		n, out := p.cdrCount(active)
 		return n == 1, out
 	})
-	waitFor(t, 20*time.Second, "the standby in sync", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
-	})
+	p.waitInSync(standby, 20*time.Second)
 
-	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
-	})
+	p.killActive(active, standby, 20*time.Second)
 	s, err := p.status(standby)
 	if err != nil {
 		t.Fatal(err)

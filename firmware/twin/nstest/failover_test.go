@@ -132,10 +132,7 @@ func TestDecisionTable(t *testing.T) {
 			want := active
 			if c.takeover {
 				want = standby
-				waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-					s, err := p.status(standby)
-					return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
-				})
+				p.waitTakeover(standby, 20*time.Second)
 			} else {
 				time.Sleep(3 * time.Second) // what must not happen gets its chance (past the slow dead time and a VIP probe)
 				s, err := p.status(standby)
@@ -215,10 +212,7 @@ func TestRejoinIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = p.boxes[active].proc.Wait()
-	waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
-	})
+	p.waitTakeover(standby, 20*time.Second)
 	pr := p.probe()
 	waitFor(t, 15*time.Second, "the probe is answered", func() (bool, string) {
 		r := pr.Report()

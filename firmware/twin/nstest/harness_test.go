@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,4 +261,65 @@ func (p *pair) dropHeartbeats(n testbed.Node) {
 			p.t.Fatalf("dropping heartbeats on %s: %v: %s", n, err, out)
 		}
 	}
+}
+
+// waitInSync waits until the standby says it is in sync with the active.
+func (p *pair) waitInSync(standby testbed.Node, timeout time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, timeout, "the standby in sync", func() (bool, string) {
+		s, err := p.status(standby)
+		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
+	})
+}
+
+// waitTakeover waits until box n is active and serving.
+func (p *pair) waitTakeover(n testbed.Node, timeout time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, timeout, "the standby takes over", func() (bool, string) {
+		s, err := p.status(n)
+		return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
+	})
+}
+
+// killActive kills the active box's process (SIGKILL) and waits until
+// the standby serves.
+func (p *pair) killActive(active, standby testbed.Node, timeout time.Duration) {
+	p.t.Helper()
+	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
+		p.t.Fatal(err)
+	}
+	p.waitTakeover(standby, timeout)
+}
+
+// withTCP adds a TCP listener on the VIP beside the config's UDP one.
+func withTCP(_ testbed.Node, c *config.Config) {
+	c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
+}
+
+// sippInE2E runs sipp on a phone from the e2e tests' folder, where the
+// scenarios that stream audio find their pcap files; args follow sipp's
+// own, after the phone's address and ports. It is killed when the test
+// ends.
+func (p *pair) sippInE2E(phone testbed.Node, scenario string, args ...string) *testbed.Process {
+	p.t.Helper()
+	e2e, err := filepath.Abs(filepath.Join(testbed.SippScenarios, "..", ".."))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	addr := p.bed.Addr(phone).String()
+	full := append([]string{"env", "-C", e2e, "sipp", "-sf", filepath.Join("testdata", "sipp", scenario),
+		"-i", addr, "-mi", addr, "-p", strconv.Itoa(testbed.SipPhonePort), "-mp", "6000",
+		"-m", "1", "-nostdin", "-timeout_error"}, args...)
+	proc, err := p.bed.Start(phone, full...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() {
+		select {
+		case <-proc.Done():
+		default:
+			proc.Kill()
+		}
+	})
+	return proc
 }

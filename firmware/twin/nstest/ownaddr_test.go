@@ -140,17 +140,12 @@ func rawRegister(target string, ext config.Extension, callID, extra string) stri
 //     called through the VIP without registering again.
 func TestBothBoxesTakeRequests(t *testing.T) {
 	// SIP on the VIP over UDP and TCP: the forwarders take both.
-	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) {
-		c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
-	})
+	p := idlePair(t, 2, withTCP)
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}
 	active, standby := p.waitSettled(20 * time.Second)
-	waitFor(t, 20*time.Second, "the standby in sync", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
-	})
+	p.waitInSync(standby, 20*time.Second)
 	bobAddr := netip.AddrPortFrom(p.bed.Addr(testbed.Phone(1)), testbed.SipPhonePort).String()
 
 	// 1. REGISTER through the standby, answered by the active's registrar.

@@ -56,10 +56,7 @@ func TestSupervisedWorker(t *testing.T) {
 					return strings.Contains(p.boxes[active].proc.Output(), "node process ended: removed its VIP"), testbed.Tail(p.boxes[active].proc.Output(), 10)
 				})
 			}
-			waitFor(t, 20*time.Second, "the standby takes over", func() (bool, string) {
-				s, err := p.status(standby)
-				return err == nil && s.Role == "active" && s.Cluster.Serving, fmt.Sprint(s.Role, err)
-			})
+			p.waitTakeover(standby, 20*time.Second)
 
 			fresh := p.waitWorker(active, old, watchdog+10*time.Second)
 			restartedAfter := time.Since(broken)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,9 +25,7 @@ const tcpRegisterPort = testbed.SipPhonePort + 9
 // must open one to bob's Contact, not to the port bob connected from, and
 // the call (INVITE, ACK, the caller's BYE) goes over it.
 func TestTCPPhoneAfterFailover(t *testing.T) {
-	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) {
-		c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
-	})
+	p := idlePair(t, 2, withTCP)
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}
@@ -57,18 +54,9 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 		src, err := p.bindingSources(active)
 		return err == nil && src[bob.Number] == from, fmt.Sprint(src, err)
 	})
-	waitFor(t, 30*time.Second, "the standby in sync", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Cluster.Replication.InSync, fmt.Sprint(err)
-	})
+	p.waitInSync(standby, 30*time.Second)
 
-	if err := p.boxes[active].proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "the standby takes over", func() (bool, string) {
-		s, err := p.status(standby)
-		return err == nil && s.Role == "active" && s.Cluster.Serving, s.Role
-	})
+	p.killActive(active, standby, 30*time.Second)
 
 	// bob listens on TCP (sipp's t1 accepts connections on its port);
 	// alice calls over UDP and hangs up after 200 ms.
@@ -90,9 +78,7 @@ func TestTCPPhoneAfterFailover(t *testing.T) {
 // after siteAnswerWait the active rings bob at his Contact over a
 // connection of its own.
 func TestTCPPhoneThroughDeadForwarder(t *testing.T) {
-	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) {
-		c.SIP.Listen = append(c.SIP.Listen, strings.Replace(c.SIP.Listen[0], "udp:", "tcp:", 1))
-	})
+	p := idlePair(t, 2, withTCP)
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
 		p.start(n)
 	}

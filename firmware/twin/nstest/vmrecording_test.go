@@ -2,7 +2,6 @@ package nstest
 
 import (
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -57,11 +56,6 @@ func TestFailoverKeepsMessageBeingRecorded(t *testing.T) {
 	}
 	active, standby := p.waitSettled(20 * time.Second)
 	vip := p.bed.VIP().Addr().String()
-	// The scenario streams its tone from a file of the e2e tests' folder.
-	e2e, err := filepath.Abs(filepath.Join(testbed.SippScenarios, "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	phone := testbed.Phone(0)
 
 	for i, end := range []struct {
@@ -84,23 +78,10 @@ func TestFailoverKeepsMessageBeingRecorded(t *testing.T) {
 		carriedBefore := len(vmCarried.FindAllString(p.boxes[standby].proc.Output(), -1))
 		savedBefore := len(vmSaved.FindAllString(p.boxes[standby].proc.Output(), -1))
 		activeSavedBefore := len(vmSaved.FindAllString(p.boxes[active].proc.Output(), -1))
-		dep, err := p.bed.Start(phone, "env", "-C", e2e, "sipp", "-sf", filepath.Join("testdata", "sipp", "uac-voicemail-failover.xml"),
-			"-i", p.bed.Addr(phone).String(), "-mi", p.bed.Addr(phone).String(),
-			"-p", strconv.Itoa(testbed.SipPhonePort), "-mp", "6000",
-			"-m", "1", "-nostdin", "-timeout", "90", "-timeout_error", "-d", strconv.Itoa(int(vmHangUpAfter/time.Millisecond)),
+		dep := p.sippInE2E(phone, "uac-voicemail-failover.xml", "-timeout", "90", "-d", strconv.Itoa(int(vmHangUpAfter/time.Millisecond)),
 			"-s", alice.Number, "-au", bob.Number, "-ap", bob.Secret,
 			"-key", "caller", bob.Number, "-key", "caller_name", bob.Name,
 			"-auth_uri", alice.Number+"@"+vip+":5060", vip+":5060")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			select {
-			case <-dep.Done():
-			default:
-				dep.Kill()
-			}
-		})
 
 		var saved time.Duration
 		waitFor(t, 40*time.Second, end.name+": a second of the message saved on the active", func() (bool, string) {
