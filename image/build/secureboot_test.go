@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -120,12 +121,18 @@ func testSecureBootKeyValid(t testing.TB, dir, name string, notBefore, notAfter 
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
+	return writeTestKey(t, dir, name, k, &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
 		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	})
+}
+
+// writeTestKey writes k (PKCS #8) and the certificate tmpl self-signed by
+// it (PEM) to dir as NAME.key and NAME.pem.
+func writeTestKey(t testing.TB, dir, name string, k crypto.Signer, tmpl *x509.Certificate) SecureBoot {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
