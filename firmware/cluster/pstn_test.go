@@ -223,14 +223,7 @@ func TestSimPSTN(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSim(t, 7, nil)
-			line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
-			s.mons["a"] = []Monitor{line.monitor(relay.A)}
-			s.mons["b"] = []Monitor{line.monitor(relay.B)}
-			s.boot("a")
-			s.boot("b")
-			s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
-			s.run(10 * time.Second)
+			s, line := pstnPair(t, 7)
 			if n := line.checked(relay.B); n != 0 {
 				t.Fatalf("the standby checked the line %d times", n)
 			}
@@ -303,14 +296,7 @@ func TestSimPSTNRetry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSim(t, 11, nil)
-			line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
-			s.mons["a"] = []Monitor{line.monitor(relay.A)}
-			s.mons["b"] = []Monitor{line.monitor(relay.B)}
-			s.boot("a")
-			s.boot("b")
-			s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
-			s.run(10 * time.Second)
+			s, line := pstnPair(t, 11)
 			line.set(func(l *pstnLine) { l.down = true })
 			s.waitFor(time.Minute, "b latched on the dead line", func() bool {
 				return slices.Equal(s.serving(), []string{"b"}) && hasAlarm(s.mgr("b"), alarmLineBoth)
@@ -358,4 +344,19 @@ func TestSimPSTNRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pstnPair starts a simulated pair (seed) whose boxes check one line,
+// each its side of the relay, and returns it with a serving, settled.
+func pstnPair(t *testing.T, seed uint64) (*sim, *pstnLine) {
+	t.Helper()
+	s := newSim(t, seed, nil)
+	line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
+	s.mons["a"] = []Monitor{line.monitor(relay.A)}
+	s.mons["b"] = []Monitor{line.monitor(relay.B)}
+	s.boot("a")
+	s.boot("b")
+	s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
+	s.run(10 * time.Second)
+	return s, line
 }
