@@ -31,7 +31,7 @@ func need(t *testing.T, tools ...string) {
 // parse.
 func TestScriptsSyntax(t *testing.T) {
 	need(t, "bash")
-	for _, f := range []string{"run.sh", "dispatch.sh", "regpair.sh", "lib.sh", filepath.Join("failover", "run.sh")} {
+	for _, f := range []string{"run.sh", "dispatch.sh", "regpair.sh", "startup.sh", "lib.sh", filepath.Join("failover", "run.sh")} {
 		if out, err := exec.Command("bash", "-n", f).CombinedOutput(); err != nil {
 			t.Errorf("bash -n %s: %v\n%s", f, err, out)
 		}
