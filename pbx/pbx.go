@@ -494,7 +494,7 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 		case <-trunkCheck.C:
 			p.followServing()
 		case <-flush.C:
-			p.flushRefreshes()
+			p.flushRefreshes(false)
 		case <-ctx.Done():
 			return p.shutdown()
 		case err := <-errc:
@@ -517,7 +517,8 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 }
 
 // How registration refreshes are written (location.WriteBack): within a
-// second, while the stored copy stays valid at least a minute longer.
+// second of the stored copy's half-life, and while it stays valid at least
+// a minute longer.
 const (
 	refreshFlushInterval = time.Second
 	refreshHeadroom      = time.Minute
@@ -530,17 +531,22 @@ func writeBack(c *config.Config) location.WriteBack {
 	return location.WriteBack{Interval: refreshFlushInterval, Headroom: refreshHeadroom}
 }
 
-// flushRefreshes writes the registration refreshes that wait, while this
-// box serves; a box that does not serve (a twin's standby) drops them:
-// the serving twin's store holds the bindings.
-func (p *PBX) flushRefreshes() {
+// flushRefreshes writes the registration refreshes that are due (all of
+// them when stopping), while this box serves; a box that does not serve
+// (a twin's standby) drops them: the serving twin's store holds the
+// bindings.
+func (p *PBX) flushRefreshes(all bool) {
 	if p.serving != nil && !p.serving() {
 		if n := p.loc.Discard(); n > 0 {
 			p.log.Info("registration refreshes left to the twin", "count", n)
 		}
 		return
 	}
-	if err := p.loc.Flush(); err != nil {
+	flush := p.loc.FlushDue
+	if all {
+		flush = p.loc.Flush
+	}
+	if err := flush(); err != nil {
 		p.log.Error("writing registration refreshes", "err", err)
 	}
 }
@@ -555,7 +561,7 @@ func (p *PBX) shutdown() error {
 	p.mu.Unlock()
 	p.stopTrunks()
 	if p.serving == nil || p.serving() {
-		p.flushRefreshes()
+		p.flushRefreshes(true)
 	}
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

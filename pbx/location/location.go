@@ -9,7 +9,9 @@
 // moves a binding's expiry and changes nothing a call is routed by. Phones
 // send far more refreshes than anything else, and a refresh lost in a crash
 // leaves the stored binding in place with its earlier expiry, which is still
-// ahead: the phone stays reachable.
+// ahead: the phone stays reachable. Such a refresh waits until half the
+// stored copy's lifetime has passed, so a phone that refreshes more often
+// than that costs one write per half lifetime, not one per refresh.
 package location
 
 import (
@@ -72,10 +74,20 @@ type BatchPersister interface {
 
 // WriteBack says how refreshes are persisted. The zero value writes every
 // change before Put returns.
+//
+// A refresh that changes only the expiry, Call-ID and CSeq of a binding is
+// kept in memory until the stored copy of the binding is half way through
+// its lifetime (from its Updated to its Expires), or Headroom before its
+// end if that comes first, and then written by the next FlushDue. Why
+// half: a phone that refreshes at least every half of its expiry then
+// always refreshes again before the stored copy ends, whenever a crash or
+// a failover comes (the stored copy still has half its lifetime ahead when
+// the refreshes since are lost); a phone that refreshes later than that
+// finds the half passed at its every refresh, which is then written within
+// Interval, as each refresh was before.
 type WriteBack struct {
-	// Interval: a refresh that changes only the expiry, Call-ID and CSeq
-	// of a binding is kept in memory and written by the next Flush, which
-	// the owner calls every Interval. Zero: refreshes are written at once.
+	// Interval: how often the owner calls FlushDue. Zero: refreshes are
+	// written at once.
 	Interval time.Duration
 	// Headroom: a refresh is written behind only while the stored copy of
 	// the binding stays valid at least this much longer, so that losing
@@ -115,10 +127,10 @@ type Service struct {
 	aorMu [256]sync.Mutex
 	mu    sync.RWMutex
 	byAOR map[string]map[string]Binding
-	// durable is the expiry of the stored copy of each binding (by
+	// durable is the lifetime of the stored copy of each binding (by
 	// bindingID), which differs from the table's while a refresh waits to
 	// be written. Guarded by mu.
-	durable map[string]time.Time
+	durable map[string]lifetime
 
 	wb WriteBack
 	// flushMu orders writes behind against writes through: Flush holds it
@@ -127,7 +139,37 @@ type Service struct {
 	// write of the same binding or not at all.
 	flushMu sync.RWMutex
 	pendMu  sync.Mutex
-	pending map[string]Binding // by bindingID
+	pending map[string]pendingRefresh // by bindingID
+}
+
+// lifetime is the span a stored copy of a binding is valid for.
+type lifetime struct {
+	from, until time.Time
+}
+
+func lifetimeOf(b Binding) lifetime { return lifetime{from: b.Updated, until: b.Expires} }
+
+// due is when a refresh of the copy must be written: half way through it,
+// and at least headroom before its end.
+func (l lifetime) due(headroom time.Duration) time.Time {
+	half := l.until
+	if l.from.Before(l.until) {
+		half = l.from.Add(l.until.Sub(l.from) / 2)
+	}
+	return minTime(half, l.until.Add(-headroom))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// pendingRefresh is a refresh waiting to be written, and when it must be.
+type pendingRefresh struct {
+	b   Binding
+	due time.Time
 }
 
 func bindingID(aor, contact string) string { return aor + "\x00" + contact }
@@ -147,7 +189,7 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}, durable: map[string]time.Time{}, pending: map[string]Binding{}}
+	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}, durable: map[string]lifetime{}, pending: map[string]pendingRefresh{}}
 	s.shared, _ = p.(Shared)
 	bs, err := p.LoadBindings()
 	if err != nil {
@@ -182,7 +224,7 @@ func (s *Service) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.byAOR = map[string]map[string]Binding{}
-	s.durable = map[string]time.Time{}
+	s.durable = map[string]lifetime{}
 	for _, b := range bs {
 		if b.Expires.After(t) {
 			s.put(b)
@@ -194,7 +236,7 @@ func (s *Service) Reload() error {
 // put sets b in the table as stored (durable) with its own expiry.
 func (s *Service) put(b Binding) {
 	s.putMemory(b)
-	s.durable[bindingID(b.AOR, b.Contact)] = b.Expires
+	s.durable[bindingID(b.AOR, b.Contact)] = lifetimeOf(b)
 }
 
 // putMemory sets b in the table only.
@@ -208,8 +250,8 @@ func (s *Service) putMemory(b Binding) {
 }
 
 // SetWriteBack sets how refreshes are persisted from now on. With a
-// non-zero Interval the owner must call Flush every Interval while the
-// table is the one being served, and before it stops.
+// non-zero Interval the owner must call FlushDue every Interval while the
+// table is the one being served, and Flush before it stops.
 func (s *Service) SetWriteBack(wb WriteBack) {
 	s.aorLockAll()
 	defer s.aorUnlockAll()
@@ -242,22 +284,34 @@ func (s *Service) Pending() int {
 	return len(s.pending)
 }
 
-// Flush writes the refreshes that wait, in one write when the Persister
+// Flush writes every refresh that waits, in one write when the Persister
 // can. On failure they stay pending (unless written through meanwhile)
 // and the error is returned.
-func (s *Service) Flush() error {
+func (s *Service) Flush() error { return s.flush(time.Time{}) }
+
+// FlushDue writes the refreshes that wait and are due (see WriteBack), as
+// Flush does.
+func (s *Service) FlushDue() error { return s.flush(s.now()) }
+
+// flush writes the pending refreshes due by t, or all for a zero t.
+func (s *Service) flush(t time.Time) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.pendMu.Lock()
-	batch := s.pending
-	s.pending = map[string]Binding{}
+	batch := map[string]pendingRefresh{}
+	for id, p := range s.pending {
+		if t.IsZero() || !p.due.After(t) {
+			batch[id] = p
+			delete(s.pending, id)
+		}
+	}
 	s.pendMu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
 	bs := make([]Binding, 0, len(batch))
-	for _, b := range batch {
-		bs = append(bs, b)
+	for _, p := range batch {
+		bs = append(bs, p.b)
 	}
 	var err error
 	if bp, ok := s.p.(BatchPersister); ok {
@@ -271,18 +325,18 @@ func (s *Service) Flush() error {
 	}
 	if err != nil {
 		s.pendMu.Lock()
-		for id, b := range batch {
+		for id, p := range batch {
 			if _, newer := s.pending[id]; !newer {
-				s.pending[id] = b
+				s.pending[id] = p
 			}
 		}
 		s.pendMu.Unlock()
 		return fmt.Errorf("writing %d refreshed bindings: %w", len(bs), err)
 	}
 	s.mu.Lock()
-	for id, b := range batch {
-		if _, live := s.byAOR[b.AOR][b.Contact]; live {
-			s.durable[id] = b.Expires
+	for id, p := range batch {
+		if _, live := s.byAOR[p.b.AOR][p.b.Contact]; live {
+			s.durable[id] = lifetimeOf(p.b)
 		}
 	}
 	s.mu.Unlock()
@@ -291,12 +345,12 @@ func (s *Service) Flush() error {
 
 // Discard forgets the refreshes that wait to be written: a box that stops
 // serving leaves the bindings to its twin, whose stored copies are still
-// valid (see WriteBack.Headroom).
+// valid (see WriteBack).
 func (s *Service) Discard() int {
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
 	n := len(s.pending)
-	s.pending = map[string]Binding{}
+	s.pending = map[string]pendingRefresh{}
 	return n
 }
 
@@ -379,9 +433,9 @@ func (s *Service) Put(b Binding, max int) error {
 		stored := s.durable[id]
 		s.mu.RUnlock()
 		if ok && sameRoute(prev, b) && prev.Expires.After(t) &&
-			stored.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored) {
+			stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored.until) {
 			s.pendMu.Lock()
-			s.pending[id] = b
+			s.pending[id] = pendingRefresh{b: b, due: stored.due(s.wb.Headroom)}
 			s.pendMu.Unlock()
 			s.mu.Lock()
 			s.putMemory(b)

@@ -374,3 +374,122 @@ func TestWriteBackConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBackDue: FlushDue writes a refresh only once the stored copy of
+// its binding is half way through its lifetime, or within the headroom of
+// its end, whichever comes first.
+func TestWriteBackDue(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		expires  time.Duration // of the first REGISTER and of the refresh
+		refresh  time.Duration // when the refresh comes
+		notUntil time.Duration // FlushDue before this writes nothing
+	}{
+		{name: "an hour, refreshed early", expires: time.Hour, refresh: 10 * time.Minute, notUntil: 30 * time.Minute},
+		{name: "an hour, refreshed after half of it", expires: time.Hour, refresh: 40 * time.Minute, notUntil: 40 * time.Minute},
+		{name: "two minutes: the headroom comes first", expires: 2 * time.Minute, refresh: 20 * time.Second, notUntil: time.Minute},
+		{name: "ninety seconds: half before the headroom", expires: 90 * time.Second, refresh: 10 * time.Second, notUntil: 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := t0
+			m := newMemStore()
+			s, err := New(m, func() time.Time { return now })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.SetWriteBack(wb)
+			b := Binding{AOR: "100", Contact: "sip:100@192.0.2.5", Source: "udp:192.0.2.5:5060", CallID: "c", CSeq: 1, Expires: t0.Add(tt.expires)}
+			if err := s.Put(b, 5); err != nil {
+				t.Fatal(err)
+			}
+			now = t0.Add(tt.refresh)
+			r := b
+			r.CSeq, r.Expires, r.Updated = 2, now.Add(tt.expires), now
+			if err := s.Put(r, 5); err != nil {
+				t.Fatal(err)
+			}
+			if s.Pending() != 1 {
+				t.Fatalf("the refresh was not put behind")
+			}
+			for now = t0.Add(tt.refresh); now.Before(t0.Add(tt.notUntil)); now = now.Add(time.Second) {
+				if err := s.FlushDue(); err != nil {
+					t.Fatal(err)
+				}
+				if st, _ := m.stored(b.AOR, b.Contact); st.CSeq != 1 {
+					t.Fatalf("FlushDue at %v wrote the refresh, want it kept until %v", now.Sub(t0), tt.notUntil)
+				}
+			}
+			if err := s.FlushDue(); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := m.stored(b.AOR, b.Contact); st.CSeq != 2 || s.Pending() != 0 {
+				t.Fatalf("FlushDue at %v left CSeq %d stored and %d pending, want the refresh written", now.Sub(t0), st.CSeq, s.Pending())
+			}
+		})
+	}
+}
+
+// TestWriteBackCrash: a phone refreshes every period with the same expiry
+// while FlushDue runs every second; whenever the box crashes (or its twin
+// takes over with the store as it is), the stored binding is still valid
+// when the phone next refreshes, for every period up to the expiry minus
+// the headroom. A phone that refreshes after half its expiry has every
+// refresh written within a second.
+func TestWriteBackCrash(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		expires, period time.Duration
+	}{
+		{time.Hour, 20 * time.Second}, // a sipp load or a NAT keep-alive by registration
+		{time.Hour, 10 * time.Minute},
+		{time.Hour, 30 * time.Minute}, // exactly half
+		{time.Hour, 31 * time.Minute},
+		{time.Hour, 55 * time.Minute},
+		{time.Hour, 58 * time.Minute}, // within the headroom: written through
+		{2 * time.Minute, 50 * time.Second},
+		{3 * time.Minute, 2 * time.Minute},
+		{90 * time.Second, 25 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("expires %v every %v", tt.expires, tt.period), func(t *testing.T) {
+			now := t0
+			m := newMemStore()
+			s, err := New(m, func() time.Time { return now })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.SetWriteBack(wb)
+			b := Binding{AOR: "100", Contact: "sip:100@192.0.2.5", Source: "udp:192.0.2.5:5060", CallID: "c", CSeq: 1}
+			next := t0
+			refreshes := 0
+			for now = t0; now.Before(t0.Add(4 * tt.expires)); now = now.Add(time.Second) {
+				if !now.Before(next) {
+					b.CSeq++
+					b.Expires, b.Updated = now.Add(tt.expires), now
+					if err := s.Put(b, 5); err != nil {
+						t.Fatal(err)
+					}
+					next = now.Add(tt.period)
+					refreshes++
+				}
+				if err := s.FlushDue(); err != nil {
+					t.Fatal(err)
+				}
+				// A crash now: the next refresh must find the stored copy alive.
+				if st, ok := m.stored(b.AOR, b.Contact); !ok || !st.Expires.After(next) {
+					t.Fatalf("a crash at %v leaves the binding stored until %v, but the phone refreshes at %v",
+						now.Sub(t0), st.Expires.Sub(t0), next.Sub(t0))
+				}
+			}
+			writes := m.writes()
+			if tt.period > tt.expires/2 && writes != refreshes {
+				t.Errorf("%d refreshes, %d writes: a phone refreshing after half its expiry must have each written", refreshes, writes)
+			}
+			if tt.period <= tt.expires/4 && writes > refreshes/2 {
+				t.Errorf("%d refreshes, %d writes: frequent refreshes were not coalesced", refreshes, writes)
+			}
+		})
+	}
+}
