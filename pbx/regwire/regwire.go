@@ -1,0 +1,531 @@
+// Package regwire reads the REGISTER requests phones send over UDP straight
+// from the datagram, and writes the answers to them, for the registrar's
+// fast path (pbx.registerConn). It takes only the plain forms phones send:
+// a request line, headers without line folding, exactly one Via with one
+// value, no body. Parse returns false for anything else, and the request
+// then takes the general path through sipgo's parser, which answers every
+// form the RFC allows (or 400). What Parse accepts, sipgo parses to the
+// same values: FuzzParse holds it to that with sipgo as the judge.
+//
+// Why by hand, next to sipgo: REGISTERs are most of what a PBX receives,
+// and sipgo's general message model (every header parsed into its own
+// object, looked up by lower-cased name, the answer built as a message and
+// serialised again) was the largest share of the registrar's CPU time per
+// REGISTER after the kernel's (docs/BENCHMARKS.md). The parts with a
+// grammar of their own (Request-URI, From, To, Contact) are still read by
+// sipgo's own parsers, here and in the registrar.
+package regwire
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Request is a REGISTER read by Parse. Every string is a piece of the
+// datagram (the text given to Parse), trimmed of surrounding white space.
+type Request struct {
+	// Recipient is the Request-URI, parsed by sipgo.
+	Recipient sip.Uri
+	// Via is the value of the one Via header; ViaHost is its host
+	// (without brackets), Branch its branch parameter ("" if none).
+	Via, ViaHost, Branch string
+	From, To             string
+	// ToUser is the user part of the To URI; ToTagged says whether To
+	// has a tag parameter.
+	ToUser   string
+	ToTagged bool
+	// rport says how the Via names the rport parameter: absent,
+	// without a value, or with one.
+	rport  rport
+	CallID string
+	// CSeq is the CSeq header's value; Seq its number.
+	CSeq string
+	Seq  uint32
+	// Contacts are the values of the Contact headers, one contact each.
+	Contacts []string
+	// Expires is the Expires header's value (digits), if HasExpires.
+	Expires    string
+	HasExpires bool
+	// Authorization holds the values of the Authorization headers.
+	Authorization []string
+	UserAgent     string
+	HasUserAgent  bool
+}
+
+// Parser reads REGISTER requests. Refuse names headers (lower case, full
+// form) whose presence sends a request down the general path: e.g. a
+// forwarding mark, which only the general path checks.
+type Parser struct {
+	Refuse []string
+}
+
+// Parse reads msg into r (reusing r's slices) and reports whether it is a
+// REGISTER in a form this package handles.
+func (p *Parser) Parse(msg string, r *Request) bool {
+	contacts, auths := r.Contacts[:0], r.Authorization[:0]
+	*r = Request{Contacts: contacts, Authorization: auths}
+	line, rest, ok := cutLine(msg)
+	if !ok {
+		return false
+	}
+	uri, found := strings.CutPrefix(line, "REGISTER ")
+	if !found {
+		return false
+	}
+	uri, found = strings.CutSuffix(uri, " SIP/2.0")
+	if !found || uri == "" || strings.ContainsAny(uri, " \t") {
+		return false
+	}
+	if sip.ParseUri(uri, &r.Recipient) != nil || r.Recipient.Wildcard || !sipScheme(r.Recipient.Scheme) {
+		return false
+	}
+	var seen [hCount]bool
+	for {
+		line, rest, ok = cutLine(rest)
+		if !ok {
+			return false
+		}
+		if line == "" {
+			break
+		}
+		if rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+			return false // a folded header
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return false
+		}
+		name := line[:colon]
+		if !isToken(name) {
+			return false
+		}
+		value := trim(line[colon+1:])
+		h := lookup(name)
+		if h == hOther {
+			for _, ref := range p.Refuse {
+				if strings.EqualFold(name, ref) {
+					return false
+				}
+			}
+			continue
+		}
+		if h == hRefused {
+			return false
+		}
+		if seen[h] && h != hContact && h != hAuthorization {
+			return false
+		}
+		seen[h] = true
+		if !r.set(h, value) {
+			return false
+		}
+	}
+	if rest != "" {
+		return false // a body
+	}
+	return seen[hVia] && seen[hFrom] && seen[hTo] && seen[hCallID] && seen[hCSeq]
+}
+
+type rport int
+
+const (
+	rportAbsent rport = iota
+	rportEmpty
+	rportValue
+)
+
+type header int
+
+const (
+	hOther header = iota
+	hRefused
+	hVia
+	hFrom
+	hTo
+	hCallID
+	hCSeq
+	hContact
+	hExpires
+	hAuthorization
+	hUserAgent
+	hContentLength
+	hMaxForwards
+	hCount
+)
+
+// lookup names the headers this package reads, and refuses the ones
+// sipgo parses that a plain REGISTER does not carry.
+func lookup(name string) header {
+	if len(name) == 1 {
+		switch name[0] | 0x20 {
+		case 'v':
+			return hVia
+		case 'f':
+			return hFrom
+		case 't':
+			return hTo
+		case 'i':
+			return hCallID
+		case 'm':
+			return hContact
+		case 'l':
+			return hContentLength
+		case 'c', 'r':
+			return hRefused
+		}
+		return hOther
+	}
+	switch {
+	case strings.EqualFold(name, "Via"):
+		return hVia
+	case strings.EqualFold(name, "From"):
+		return hFrom
+	case strings.EqualFold(name, "To"):
+		return hTo
+	case strings.EqualFold(name, "Call-ID"):
+		return hCallID
+	case strings.EqualFold(name, "CSeq"):
+		return hCSeq
+	case strings.EqualFold(name, "Contact"):
+		return hContact
+	case strings.EqualFold(name, "Expires"):
+		return hExpires
+	case strings.EqualFold(name, "Authorization"):
+		return hAuthorization
+	case strings.EqualFold(name, "User-Agent"):
+		return hUserAgent
+	case strings.EqualFold(name, "Content-Length"):
+		return hContentLength
+	case strings.EqualFold(name, "Max-Forwards"):
+		return hMaxForwards
+	case strings.EqualFold(name, "Content-Type"), strings.EqualFold(name, "Route"),
+		strings.EqualFold(name, "Record-Route"), strings.EqualFold(name, "Refer-To"),
+		strings.EqualFold(name, "Referred-By"):
+		return hRefused
+	}
+	return hOther
+}
+
+func (r *Request) set(h header, v string) bool {
+	switch h {
+	case hVia:
+		return r.setVia(v)
+	case hFrom:
+		if _, _, ok := address(v); !ok {
+			return false
+		}
+		r.From = v
+	case hTo:
+		u, ps, ok := address(v)
+		if !ok || !sipScheme(u.Scheme) {
+			return false
+		}
+		r.To, r.ToUser, r.ToTagged = v, u.User, ps.Has("tag")
+	case hCallID:
+		if v == "" {
+			return false
+		}
+		r.CallID = v
+	case hCSeq:
+		num, method, ok := strings.Cut(v, " ")
+		if !ok || method != "REGISTER" || !digits(num) || len(num) > 10 {
+			return false
+		}
+		n, err := strconv.ParseUint(num, 10, 32)
+		if err != nil || n > 1<<31-1 {
+			return false
+		}
+		r.CSeq, r.Seq = v, uint32(n)
+	case hContact:
+		if v == "" || strings.IndexByte(v, ',') >= 0 {
+			return false
+		}
+		if v != "*" {
+			if _, _, ok := address(v); !ok {
+				return false
+			}
+		}
+		r.Contacts = append(r.Contacts, v)
+	case hExpires:
+		if !digits(v) || len(v) > 10 {
+			return false
+		}
+		if _, err := strconv.ParseUint(v, 10, 32); err != nil {
+			return false
+		}
+		r.Expires, r.HasExpires = v, true
+	case hAuthorization:
+		r.Authorization = append(r.Authorization, v)
+	case hUserAgent:
+		r.UserAgent, r.HasUserAgent = v, true
+	case hContentLength:
+		return v == "0"
+	case hMaxForwards:
+		return digits(v) && len(v) <= 3
+	}
+	return true
+}
+
+// address reads a From, To or Contact value (one address, not "*") with
+// sipgo's parser.
+func address(v string) (u sip.Uri, ps sip.HeaderParams, ok bool) {
+	if v == "" || strings.IndexByte(v, ',') >= 0 {
+		return u, ps, false
+	}
+	if _, err := sip.ParseAddressValue(v, &u, &ps); err != nil || u.Wildcard {
+		return u, ps, false
+	}
+	return u, ps, true
+}
+
+// setVia takes "SIP/2.0/UDP host[:port][;param[=value]]..." with a token
+// host or a bracketed IPv6 address, and token parameters.
+func (r *Request) setVia(v string) bool {
+	rest, ok := strings.CutPrefix(v, "SIP/2.0/UDP ")
+	if !ok {
+		return false
+	}
+	hostport, params, _ := strings.Cut(rest, ";")
+	host, port := hostport, ""
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return false
+		}
+		a, err := netip.ParseAddr(hostport[1:end])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return false
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+		if port != "" {
+			if port[0] != ':' || len(port) == 1 {
+				return false
+			}
+			port = port[1:]
+		}
+	} else {
+		if i := strings.IndexByte(hostport, ':'); i >= 0 {
+			host, port = hostport[:i], hostport[i+1:]
+			if port == "" {
+				return false
+			}
+		}
+		if !isHost(host) {
+			return false
+		}
+	}
+	if port != "" && !port16(port) {
+		return false
+	}
+	if hostport == "" || strings.HasSuffix(rest, ";") || strings.Contains(rest, ";;") {
+		return false
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, val, hasVal := strings.Cut(p, "=")
+		if !isToken(name) || (hasVal && !isToken(val)) {
+			return false
+		}
+		switch {
+		case name == "branch":
+			if r.Branch != "" || !hasVal {
+				return false
+			}
+			r.Branch = val
+		case name == "rport":
+			if r.rport != rportAbsent || (hasVal && !port16(val)) {
+				return false
+			}
+			r.rport = rportEmpty
+			if hasVal {
+				r.rport = rportValue
+			}
+		case strings.EqualFold(name, "branch"), strings.EqualFold(name, "rport"),
+			strings.EqualFold(name, "received"), strings.EqualFold(name, "maddr"):
+			// Spelled otherwise, or set by a proxy: sipgo's reading
+			// of these is left to sipgo.
+			return false
+		}
+	}
+	r.Via, r.ViaHost = v, host
+	return true
+}
+
+// cutLine returns the text up to the next CRLF and the text after it; a
+// lone CR or LF is refused.
+func cutLine(s string) (line, rest string, ok bool) {
+	i := strings.IndexByte(s, '\n')
+	if i < 1 || s[i-1] != '\r' {
+		return "", "", false
+	}
+	line = s[:i-1]
+	if strings.IndexByte(line, '\r') >= 0 || hasControl(line) {
+		return "", "", false
+	}
+	return line, s[i+1:], true
+}
+
+// hasControl reports a control character other than HT, or a byte that is
+// not 7-bit ASCII (left to sipgo, which knows its UTF-8 rules).
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func trim(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func sipScheme(s string) bool { return s == "sip" || s == "sips" }
+
+// port16: a port number as sipgo writes it back (1-65535, no leading
+// zero).
+func port16(s string) bool {
+	if !digits(s) || len(s) > 5 || s[0] == '0' {
+		return false
+	}
+	n, _ := strconv.Atoi(s)
+	return n <= 65535
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken: RFC 3261 token characters.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHost(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Header is one header of an answer.
+type Header struct {
+	Name, Value string
+}
+
+// AppendResponse appends to b the answer to r with code and reason, sent
+// back to src ("host:port", where the request came from): r's Via with
+// received and rport set to src (RFC 3581, whether or not the phone asked,
+// as nat.Symmetric does), From, To (with tag added when it has none),
+// Call-ID, CSeq, the extra headers in order, and Content-Length: 0. These
+// are the headers and parameters sipgo's NewResponseFromRequest followed
+// by nat.Symmetric give the same answer.
+func AppendResponse(b []byte, r *Request, src string, code int, reason, tag string, extra []Header) []byte {
+	host, port := splitHostPort(src)
+	b = append(b, "SIP/2.0 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, reason...)
+	b = append(b, "\r\nVia: "...)
+	b = appendVia(b, r, host, port)
+	b = append(b, "\r\nFrom: "...)
+	b = append(b, r.From...)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, r.To...)
+	if !r.ToTagged {
+		b = append(b, ";tag="...)
+		b = append(b, tag...)
+	}
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, r.CallID...)
+	b = append(b, "\r\nCSeq: "...)
+	b = append(b, r.CSeq...)
+	for _, h := range extra {
+		b = append(b, "\r\n"...)
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+	}
+	return append(b, "\r\nContent-Length: 0\r\n\r\n"...)
+}
+
+// appendVia writes r's Via with its rport parameter given port, and
+// received=host where sipgo and nat.Symmetric set it: when the Via's host
+// differs from host, and whenever the phone sent rport without a value.
+func appendVia(b []byte, r *Request, host, port string) []byte {
+	head, params, _ := strings.Cut(r.Via, ";")
+	b = append(b, head...)
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		b = append(b, ';')
+		if name, _, _ := strings.Cut(p, "="); name == "rport" {
+			b = append(b, "rport="...)
+			b = append(b, port...)
+			continue
+		}
+		b = append(b, p...)
+	}
+	received := host != "" && (r.rport == rportEmpty || r.ViaHost != host)
+	if received {
+		b = append(b, ";received="...)
+		b = append(b, host...)
+	}
+	if r.rport == rportAbsent && port != "" {
+		b = append(b, ";rport="...)
+		b = append(b, port...)
+	}
+	return b
+}
+
+// splitHostPort splits "host:port" or "[v6]:port"; an address without a
+// port gives "", "" (nothing to record, as net.SplitHostPort fails).
+func splitHostPort(s string) (host, port string) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", ""
+	}
+	host, port = s[:i], s[i+1:]
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	} else if strings.IndexByte(host, ':') >= 0 {
+		return "", ""
+	}
+	return host, port
+}
