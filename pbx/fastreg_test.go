@@ -52,7 +52,7 @@ func newFastPair(t *testing.T, handle func(*sip.Request, sip.ServerTransaction))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close(); phone.Close() })
-	fp := &fastPair{conn: newRegisterConn(srv, handle, newWorkers(4)), phone: phone, passed: make(chan string, 16)}
+	fp := &fastPair{conn: newRegisterConn(srv, handle, nil, newWorkers(4)), phone: phone, passed: make(chan string, 16)}
 	go func() {
 		buf := make([]byte, 65535)
 		for {

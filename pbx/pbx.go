@@ -69,6 +69,10 @@ type Options struct {
 	// request whose mark does not verify is refused with 403. Nil: marks
 	// are not looked at.
 	Forwarded *sipmark.Marker
+
+	// sipgoRegister: every REGISTER is parsed by sipgo, none read by
+	// regwire (tests that compare the two).
+	sipgoRegister bool
 }
 
 // Listener is one SIP socket the PBX serves.
@@ -110,9 +114,12 @@ type PBX struct {
 	// (registerConn).
 	workers      *workers
 	fastRegister func(*sip.Request, sip.ServerTransaction)
-	host         string // advertised host
-	bad          *badRequests
-	listeners    []listenSpec
+	// wire answers plain REGISTERs read by regwire; nil: every one is
+	// parsed by sipgo.
+	wire      *wireRegistrar
+	host      string // advertised host
+	bad       *badRequests
+	listeners []listenSpec
 
 	mu     sync.Mutex
 	bound  []Listener
@@ -298,6 +305,14 @@ func New(o Options) (*PBX, error) {
 	r := guardedRouter{srv: p.srv, serving: o.Serving, workers: p.workers, fwd: fwd}
 	r.OnRequest(sip.REGISTER, p.serveRegister)
 	p.fastRegister = guard(p.serveRegister, o.Serving, fwd)
+	if !o.sipgoRegister {
+		p.wire = &wireRegistrar{serving: o.Serving, auth: p.auth, register: p.reg.ServeWire,
+			registered: p.vm.RegisteredBy, log: o.Logger.With("component", "registrar")}
+		if fwd != nil {
+			// Marked requests are checked by the guard only.
+			p.wire.parser.Refuse = []string{strings.ToLower(fwd.m.Header())}
+		}
+	}
 	r.OnRequest(sip.OPTIONS, p.serveOptions)
 	r.OnRequest(sip.SUBSCRIBE, p.vm.ServeSubscribe)
 	p.calls.Register(p.vm.Wrap(r))
@@ -450,7 +465,7 @@ func (p *PBX) Run(ctx context.Context, ready func([]Listener)) error {
 			}
 			rc := &recordingConn{PacketConn: pc}
 			p.bad.add(rc)
-			fc := newRegisterConn(rc, p.fastRegister, p.workers)
+			fc := newRegisterConn(rc, p.fastRegister, p.wire, p.workers)
 			go func() { errc <- p.srv.ServeUDP(fc) }()
 		case "tcp":
 			ln, err := net.Listen("tcp", l.addr.String())

@@ -193,7 +193,65 @@ const (
 // Authenticate checks the Authorization (proxy=false) or
 // Proxy-Authorization (proxy=true) header of req. On success it returns the
 // authenticated user name and true. Otherwise it has already answered req
-// through tx and returns false:
+// through tx (as Verify decides) and returns false.
+//
+// The caller ends the transaction (Authenticate only responds).
+func (d *Digest) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool) {
+	name := "Authorization"
+	if proxy {
+		name = "Proxy-Authorization"
+	}
+	hs := req.GetHeaders(name)
+	values := make([]string, len(hs))
+	for i, h := range hs {
+		values[i] = h.Value()
+	}
+	v := d.Verify(Request{
+		Method: string(req.Method), Recipient: &req.Recipient, Credentials: values,
+		Host: d.sourceHost(req), Source: req.Source(),
+	}, proxy)
+	if v.OK {
+		return v.User, true
+	}
+	res := sip.NewResponseFromRequest(req, v.Code, v.Reason, nil)
+	nat.Symmetric(req, res)
+	for _, c := range v.Challenges {
+		res.AppendHeader(sip.NewHeader(v.ChallengeHeader, c))
+	}
+	if err := tx.Respond(res); err != nil {
+		d.log.Debug("sending authentication response", "code", v.Code, "err", err)
+	}
+	return "", false
+}
+
+// Request is what Verify needs of a request, whichever parser read it.
+type Request struct {
+	Method    string
+	Recipient *sip.Uri
+	// Credentials are the values of its Authorization (or
+	// Proxy-Authorization) headers.
+	Credentials []string
+	// Host is the address the failure brake counts for (the origin's
+	// host when the request was forwarded); Source names the sender in
+	// logs.
+	Host, Source string
+}
+
+// Verdict is what Verify decided about a request.
+type Verdict struct {
+	// OK: the credentials are good, for User.
+	OK   bool
+	User string
+	// Otherwise the request is answered with Code and Reason and, for
+	// 401 and 407, one ChallengeHeader per value of Challenges.
+	Code            int
+	Reason          string
+	ChallengeHeader string
+	Challenges      []string
+}
+
+// Verify checks the credentials of r and, when they are not good, says
+// how to answer it:
 //   - no credentials for our realm, a nonce we did not issue, an algorithm
 //     or qop we did not offer: 401/407 with a fresh challenge;
 //   - correct answer on an expired nonce, or a nonce-count already used:
@@ -204,47 +262,44 @@ const (
 //     the Request-URI: 400;
 //   - a source address with too many recent failures: 403.
 //
-// The caller ends the transaction (Authenticate only responds).
-func (d *Digest) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy bool) (user string, ok bool) {
+// A nonce-count it accepts is used up: a request is verified once.
+func (d *Digest) Verify(r Request, proxy bool) Verdict {
 	now := d.now()
-	src := d.sourceHost(req)
-	if d.brake.blocked(src, now) {
-		d.respond(req, tx, sip.StatusForbidden, "Forbidden (too many failed authentications)", proxy, "", false)
-		return "", false
+	if d.brake.blocked(r.Host, now) {
+		return Verdict{Code: sip.StatusForbidden, Reason: "Forbidden (too many failed authentications)"}
 	}
-	user, res, why := d.check(req, proxy, now)
+	user, res, why := d.check(r, proxy, now)
 	switch res {
 	case accept:
-		return user, true
+		return Verdict{OK: true, User: user}
 	case malformed:
-		d.log.Debug("malformed credentials", "source", req.Source(), "reason", why)
-		d.respond(req, tx, sip.StatusBadRequest, "Bad Request ("+why+")", proxy, "", false)
+		d.log.Debug("malformed credentials", "source", r.Source, "reason", why)
+		return Verdict{Code: sip.StatusBadRequest, Reason: "Bad Request (" + why + ")"}
 	case failed:
-		d.warn.Warn("digest authentication failed", "user", user, "source", req.Source(), "reason", why)
-		if d.brake.fail(src, now) {
-			d.warn.Warn("too many failed authentications: refusing the source for a while", "source", src)
+		d.warn.Warn("digest authentication failed", "user", user, "source", r.Source, "reason", why)
+		if d.brake.fail(r.Host, now) {
+			d.warn.Warn("too many failed authentications: refusing the source for a while", "source", r.Host)
 		}
-		d.challenge(req, tx, proxy, now, false)
+		return d.challenge(proxy, now, false)
 	case stale:
-		d.challenge(req, tx, proxy, now, true)
+		return d.challenge(proxy, now, true)
 	default:
 		if why != "" {
-			d.log.Debug("challenging", "source", req.Source(), "reason", why)
+			d.log.Debug("challenging", "source", r.Source, "reason", why)
 		}
-		d.challenge(req, tx, proxy, now, false)
+		return d.challenge(proxy, now, false)
 	}
-	return "", false
 }
 
-func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, outcome, string) {
+func (d *Digest) check(r Request, proxy bool, now time.Time) (string, outcome, string) {
 	name := "Authorization"
 	if proxy {
 		name = "Proxy-Authorization"
 	}
 	var cred credentials
 	found, unreadable := false, false
-	for _, h := range req.GetHeaders(name) {
-		v := strings.TrimSpace(h.Value())
+	for _, v := range r.Credentials {
+		v = strings.TrimSpace(v)
 		if !isDigest(v) {
 			continue
 		}
@@ -285,7 +340,7 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	default:
 		return cred.username, challenge, "qop " + cred.qop + " not offered"
 	}
-	if !uriMatches(cred.uri, &req.Recipient) {
+	if !uriMatches(cred.uri, r.Recipient) {
 		return cred.username, malformed, "digest uri is not the Request-URI"
 	}
 	issued, err := d.nonces.verify(cred.nonce)
@@ -300,7 +355,7 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	var want [64]byte
 	n := digestInput{
 		sha256: algo == "SHA-256", user: cred.username, realm: d.realm, secret: secret,
-		method: string(req.Method), uri: cred.uri, nonce: cred.nonce,
+		method: r.Method, uri: cred.uri, nonce: cred.nonce,
 		qop: qop, nc: cred.nc, cnonce: cred.cnonce,
 	}.expected(&want)
 	match := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), want[:n]) == 1
@@ -323,31 +378,19 @@ func (d *Digest) check(req *sip.Request, proxy bool, now time.Time) (string, out
 	return cred.username, accept, ""
 }
 
-// challenge answers 401/407 with one challenge per configured algorithm,
+// challenge is a 401/407 with one challenge per configured algorithm,
 // all sharing one fresh nonce (RFC 8760 §2.4).
-func (d *Digest) challenge(req *sip.Request, tx sip.ServerTransaction, proxy bool, now time.Time, isStale bool) {
-	code, reason := sip.StatusUnauthorized, "Unauthorized"
+func (d *Digest) challenge(proxy bool, now time.Time, isStale bool) Verdict {
+	v := Verdict{Code: sip.StatusUnauthorized, Reason: "Unauthorized", ChallengeHeader: "WWW-Authenticate"}
 	if proxy {
-		code, reason = sip.StatusProxyAuthRequired, "Proxy Authentication Required"
+		v.Code, v.Reason, v.ChallengeHeader = sip.StatusProxyAuthRequired, "Proxy Authentication Required", "Proxy-Authenticate"
 	}
-	d.respond(req, tx, code, reason, proxy, d.nonces.issue(now), isStale)
-}
-
-func (d *Digest) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, proxy bool, nonce string, isStale bool) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	nat.Symmetric(req, res)
-	if nonce != "" {
-		name := "WWW-Authenticate"
-		if proxy {
-			name = "Proxy-Authenticate"
-		}
-		for _, c := range d.algos {
-			res.AppendHeader(sip.NewHeader(name, c.with(nonce, isStale)))
-		}
+	nonce := d.nonces.issue(now)
+	v.Challenges = make([]string, len(d.algos))
+	for i, c := range d.algos {
+		v.Challenges[i] = c.with(nonce, isStale)
 	}
-	if err := tx.Respond(res); err != nil {
-		d.log.Debug("sending authentication response", "code", code, "err", err)
-	}
+	return v
 }
 
 // sourceHost is the host a request came from: its origin's when an

@@ -22,6 +22,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/nat"
+	"github.com/twinpbx/twinpbx/pbx/regwire"
 )
 
 // Directory tells which extensions exist. The PBX implements it over the
@@ -167,25 +168,123 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 	if to == nil || to.Address.User == "" {
 		return nil, fail(sip.StatusBadRequest, "Bad Request (To header without an extension)")
 	}
-	aor := to.Address.User
-	ext, ok := r.dir.Extension(aor)
-	if !ok {
-		return nil, fail(sip.StatusNotFound, "Not Found")
-	}
-	if user != aor {
-		r.log.Warn("registering another extension refused", "user", user, "aor", aor, "source", req.Source())
-		return nil, fail(sip.StatusForbidden, "Forbidden (credentials are for another extension)")
+	reg := registration{aor: to.Address.User}
+	ext, err := r.extension(reg.aor, user, req.Source())
+	if err != nil {
+		return nil, err
 	}
 	callID := req.CallID()
 	cseq := req.CSeq()
 	if callID == nil || cseq == nil {
 		return nil, fail(sip.StatusBadRequest, "Bad Request (missing Call-ID or CSeq)")
 	}
-	wildcard, contacts, err := r.contacts(req)
+	reg.callID, reg.cseq = string(*callID), cseq.SeqNo
+	if reg.wildcard, reg.contacts, err = r.contacts(req); err != nil {
+		return nil, err
+	}
+	reg.source = strings.ToLower(req.Transport()) + ":" + req.Source()
+	if r.origin != nil {
+		reg.source = r.origin(req)
+	}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		reg.ua = h.Value()
+	}
+	now, err := r.store(ext, reg)
 	if err != nil {
 		return nil, err
 	}
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	for _, h := range r.ok(reg.aor, now) {
+		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	return res, nil
+}
 
+// ServeWire serves a REGISTER read by regwire from source (a binding's
+// Source, "udp:host:port"), whose credentials were checked for user, and
+// returns the answer's code, reason and headers beyond those regwire
+// writes. It decides as ServeRegister does for the same request.
+func (r *Registrar) ServeWire(req *regwire.Request, user, source string) (code int, reason string, hdrs []regwire.Header) {
+	if req.ToUser == "" {
+		return sip.StatusBadRequest, "Bad Request (To header without an extension)", nil
+	}
+	reg, now, err := r.serveWire(req, user, source)
+	if err != nil {
+		var re *regError
+		if !errors.As(err, &re) {
+			r.log.Error("handling REGISTER", "err", err, "source", source)
+			re = fail(sip.StatusInternalServerError, "Server Internal Error")
+		}
+		for _, h := range re.hdrs {
+			hdrs = append(hdrs, regwire.Header{Name: h.Name(), Value: h.Value()})
+		}
+		return re.code, re.reason, hdrs
+	}
+	return sip.StatusOK, "OK", r.ok(reg.aor, now)
+}
+
+func (r *Registrar) serveWire(req *regwire.Request, user, source string) (registration, time.Time, error) {
+	reg := registration{aor: req.ToUser, callID: req.CallID, cseq: req.Seq, source: source, ua: req.UserAgent}
+	ext, err := r.extension(reg.aor, user, source)
+	if err != nil {
+		return reg, time.Time{}, err
+	}
+	headerExp := r.defaultExp
+	if req.HasExpires {
+		if headerExp, err = parseExpires(req.Expires); err != nil {
+			return reg, time.Time{}, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
+		}
+	}
+	for _, v := range req.Contacts {
+		var ch sip.ContactHeader
+		if v == "*" {
+			ch.Address.Wildcard = true
+		} else if _, err := sip.ParseAddressValue(v, &ch.Address, &ch.Params); err != nil {
+			return reg, time.Time{}, fail(sip.StatusBadRequest, "Bad Request (unreadable Contact header)")
+		}
+		if ch.Address.Wildcard {
+			reg.wildcard = true
+			continue
+		}
+		c, err := r.contact(&ch, headerExp)
+		if err != nil {
+			return reg, time.Time{}, err
+		}
+		reg.contacts = append(reg.contacts, c)
+	}
+	if reg.wildcard && (len(req.Contacts) != 1 || !req.HasExpires || headerExp != 0) {
+		return reg, time.Time{}, wildcardMisuse(len(req.Contacts))
+	}
+	now, err := r.store(ext, reg)
+	return reg, now, err
+}
+
+// registration is what one REGISTER asks for.
+type registration struct {
+	aor, callID string
+	cseq        uint32
+	// wildcard: "Contact: *"; else contacts (none: a query).
+	wildcard   bool
+	contacts   []contact
+	source, ua string
+}
+
+// extension returns the extension aor names, or the 404 or 403 to answer.
+func (r *Registrar) extension(aor, user, source string) (config.Extension, error) {
+	ext, ok := r.dir.Extension(aor)
+	if !ok {
+		return ext, fail(sip.StatusNotFound, "Not Found")
+	}
+	if user != aor {
+		r.log.Warn("registering another extension refused", "user", user, "aor", aor, "source", source)
+		return ext, fail(sip.StatusForbidden, "Forbidden (credentials are for another extension)")
+	}
+	return ext, nil
+}
+
+// store applies reg to the location service and returns the time it did.
+func (r *Registrar) store(ext config.Extension, reg registration) (time.Time, error) {
+	aor := reg.aor
 	mu := &r.stripes[stripe(aor)]
 	mu.Lock()
 	defer mu.Unlock()
@@ -196,16 +295,16 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 		max = DefaultMaxContacts
 	}
 	var j journal
-	if err := r.apply(&j, req, aor, string(*callID), cseq.SeqNo, wildcard, contacts, max, now); err != nil {
+	if err := r.apply(&j, reg, max, now); err != nil {
 		if undoErr := j.undo(r.loc); undoErr != nil {
 			r.log.Error("undoing a partly applied REGISTER", "aor", aor, "err", undoErr)
 		}
 		var re *regError
 		if errors.As(err, &re) {
-			return nil, err
+			return now, err
 		}
 		r.log.Error("saving registration", "aor", aor, "err", err)
-		return nil, fail(sip.StatusInternalServerError, "Server Internal Error (registration not saved)")
+		return now, fail(sip.StatusInternalServerError, "Server Internal Error (registration not saved)")
 	}
 	for _, c := range j {
 		switch {
@@ -215,7 +314,7 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 			r.log.Info("registered", "aor", aor, "contact", c.contact, "source", c.after.Source, "expires", c.after.Expires.Sub(now).Round(time.Second))
 		}
 	}
-	return r.ok(req, aor, now), nil
+	return now, nil
 }
 
 // contacts reads the Contact headers: wildcard is true for "Contact: *"
@@ -245,40 +344,54 @@ func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, er
 			wildcard = true
 			continue
 		}
-		c := contact{uri: ch.Address.String(), expires: headerExp}
-		if s := strings.ToLower(ch.Address.Scheme); s != "sip" && s != "sips" {
-			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact must be a sip: or sips: URI)")
+		c, err := r.contact(ch, headerExp)
+		if err != nil {
+			return false, nil, err
 		}
-		if v, ok := ch.Params.Get("expires"); ok {
-			d, err := parseExpires(v)
-			if err != nil {
-				return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid expires parameter)")
-			}
-			c.expires = d
-		}
-		if v, ok := ch.Params.Get("q"); ok {
-			q, err := strconv.ParseFloat(v, 64)
-			if err != nil || q < 0 || q > 1 || math.IsNaN(q) {
-				return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid q parameter)")
-			}
-			c.q = int(math.Round(q * 1000))
-		}
-		if c.expires != 0 && c.expires < r.min {
-			return false, nil, fail(sip.StatusIntervalToBrief, "Interval Too Brief",
-				sip.NewHeader("Min-Expires", strconv.Itoa(int(r.min/time.Second))))
-		}
-		c.expires = min(c.expires, r.max)
 		out = append(out, c)
 	}
-	if wildcard {
-		if len(hs) != 1 {
-			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact * must stand alone)")
-		}
-		if h := req.GetHeader("Expires"); h == nil || headerExp != 0 {
-			return false, nil, fail(sip.StatusBadRequest, "Bad Request (Contact * needs Expires: 0)")
-		}
+	if wildcard && (len(hs) != 1 || req.GetHeader("Expires") == nil || headerExp != 0) {
+		return false, nil, wildcardMisuse(len(hs))
 	}
 	return wildcard, out, nil
+}
+
+// wildcardMisuse is the 400 for a "Contact: *" that is not alone among n
+// contacts or comes without Expires: 0.
+func wildcardMisuse(n int) error {
+	if n != 1 {
+		return fail(sip.StatusBadRequest, "Bad Request (Contact * must stand alone)")
+	}
+	return fail(sip.StatusBadRequest, "Bad Request (Contact * needs Expires: 0)")
+}
+
+// contact checks one Contact (not the wildcard) and gives its expiry:
+// its own expires parameter, else headerExp.
+func (r *Registrar) contact(ch *sip.ContactHeader, headerExp time.Duration) (contact, error) {
+	c := contact{uri: ch.Address.String(), expires: headerExp}
+	if s := strings.ToLower(ch.Address.Scheme); s != "sip" && s != "sips" {
+		return c, fail(sip.StatusBadRequest, "Bad Request (Contact must be a sip: or sips: URI)")
+	}
+	if v, ok := ch.Params.Get("expires"); ok {
+		d, err := parseExpires(v)
+		if err != nil {
+			return c, fail(sip.StatusBadRequest, "Bad Request (invalid expires parameter)")
+		}
+		c.expires = d
+	}
+	if v, ok := ch.Params.Get("q"); ok {
+		q, err := strconv.ParseFloat(v, 64)
+		if err != nil || q < 0 || q > 1 || math.IsNaN(q) {
+			return c, fail(sip.StatusBadRequest, "Bad Request (invalid q parameter)")
+		}
+		c.q = int(math.Round(q * 1000))
+	}
+	if c.expires != 0 && c.expires < r.min {
+		return c, fail(sip.StatusIntervalToBrief, "Interval Too Brief",
+			sip.NewHeader("Min-Expires", strconv.Itoa(int(r.min/time.Second))))
+	}
+	c.expires = min(c.expires, r.max)
+	return c, nil
 }
 
 // parseExpires reads delta-seconds; values beyond 2^32-1 count as that
@@ -298,7 +411,8 @@ func parseExpires(s string) (time.Duration, error) {
 
 // apply makes the bindings what the request asks for, recording each
 // change in j so that a failure half-way can be undone.
-func (r *Registrar) apply(j *journal, req *sip.Request, aor, callID string, cseq uint32, wildcard bool, cs []contact, max int, now time.Time) error {
+func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) error {
+	aor, callID, cseq, wildcard, cs := reg.aor, reg.callID, reg.cseq, reg.wildcard, reg.contacts
 	// RFC 3261 §10.3 step 7, checked for every contact before anything
 	// is written.
 	existing := map[string]location.Binding{}
@@ -334,14 +448,7 @@ func (r *Registrar) apply(j *journal, req *sip.Request, aor, callID string, cseq
 	if len(cs) > max {
 		return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 	}
-	source := strings.ToLower(req.Transport()) + ":" + req.Source()
-	if r.origin != nil {
-		source = r.origin(req)
-	}
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-	}
+	source, ua := reg.source, reg.ua
 	for _, c := range cs {
 		old, had := existing[c.uri]
 		if c.expires == 0 {
@@ -437,9 +544,10 @@ func (j journal) undo(loc *location.Service) error {
 	return errors.Join(errs...)
 }
 
-// ok builds the 200 OK listing every live contact with its remaining time.
-func (r *Registrar) ok(req *sip.Request, aor string, now time.Time) *sip.Response {
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+// ok returns the headers of the 200 OK beyond those copied from the
+// request: every live contact of aor with its remaining time, and Date.
+func (r *Registrar) ok(aor string, now time.Time) []regwire.Header {
+	var hs []regwire.Header
 	for _, b := range r.loc.Lookup(aor) {
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		if left < 1 {
@@ -449,10 +557,9 @@ func (r *Registrar) ok(req *sip.Request, aor string, now time.Time) *sip.Respons
 		if b.Q > 0 {
 			v += ";q=" + strconv.FormatFloat(float64(b.Q)/1000, 'f', -1, 64)
 		}
-		res.AppendHeader(sip.NewHeader("Contact", v))
+		hs = append(hs, regwire.Header{Name: "Contact", Value: v})
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(dateFormat)))
-	return res
+	return append(hs, regwire.Header{Name: "Date", Value: now.UTC().Format(dateFormat)})
 }
 
 // dateFormat is the SIP-date of RFC 3261 §20.17 (RFC 1123, GMT).

@@ -62,16 +62,21 @@ func (s *Service) setToldLocked(box, contact string, t told) {
 // (Mailboxes.Summary): it reads a mailbox's records only when they are
 // older than summaryMaxAge.
 func (s *Service) Registered(req *sip.Request) {
+	to, cid, cseq := req.To(), req.CallID(), req.CSeq()
+	if to == nil || cid == nil || cseq == nil {
+		return
+	}
+	s.RegisteredBy(to.Address.User, cid.Value(), cseq.SeqNo)
+}
+
+// RegisteredBy is Registered for the REGISTER of mailbox box with callID
+// and cseq, read by whichever parser.
+func (s *Service) RegisteredBy(box, callID string, cseq uint32) {
 	s.ensureFinished()
 	s.ensureRestored()
 	if s.o.Contacts == nil || !s.o.Config().Unsolicited() {
 		return
 	}
-	to, cid, cseq := req.To(), req.CallID(), req.CSeq()
-	if to == nil || cid == nil || cseq == nil {
-		return
-	}
-	box := to.Address.User
 	e, known := s.o.Directory.Extension(box)
 	if !known || !s.o.Config().Mailbox(e) {
 		return
@@ -93,7 +98,7 @@ func (s *Service) Registered(req *sip.Request) {
 	bs := s.o.Contacts(box)
 	s.pruneTold(box, bs)
 	for _, b := range bs {
-		if b.CallID != cid.Value() || b.CSeq != cseq.SeqNo || b.Holder != "" {
+		if b.CallID != callID || b.CSeq != cseq || b.Holder != "" {
 			continue // not made by this REGISTER
 		}
 		s.mu.Lock()

@@ -1,0 +1,232 @@
+package pbx
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/location"
+)
+
+// regPhone is a phone's UDP socket towards one PBX.
+type regPhone struct {
+	conn net.PacketConn
+	to   net.Addr
+	port string
+}
+
+func newRegPhone(t *testing.T, to string) *regPhone {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ua, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
+	return &regPhone{conn: c, to: ua, port: port}
+}
+
+// send writes msg with PORT replaced by the phone's port and returns the
+// answer read by sipgo, or nil when none comes within wait.
+func (ph *regPhone) send(t *testing.T, msg string, wait time.Duration) *sip.Response {
+	t.Helper()
+	msg = strings.ReplaceAll(msg, "PORT", ph.port)
+	if _, err := ph.conn.WriteTo([]byte(msg), ph.to); err != nil {
+		t.Fatal(err)
+	}
+	_ = ph.conn.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65535)
+	n, _, err := ph.conn.ReadFrom(buf)
+	if err != nil {
+		return nil
+	}
+	m, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatalf("unreadable answer %q: %v", buf[:n], err)
+	}
+	res, ok := m.(*sip.Response)
+	if !ok {
+		t.Fatalf("answer %q is no response", buf[:n])
+	}
+	return res
+}
+
+// regStep is one REGISTER of the comparison: its headers after the
+// request line, with PORT for the phone's port and, when auth is set,
+// an Authorization line computed for the last challenge.
+type regStep struct {
+	name    string
+	headers string
+	auth    *digestAnswer
+}
+
+type digestAnswer struct {
+	user, secret, uri string
+	nc                int
+	// reuseNonce: answer the challenge before the last one.
+	reuseNonce bool
+}
+
+func (d *digestAnswer) header(realm, nonce string) string {
+	h := func(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
+	ha1 := h(d.user + ":" + realm + ":" + d.secret)
+	ha2 := h("REGISTER:" + d.uri)
+	nc := fmt.Sprintf("%08x", d.nc)
+	resp := h(ha1 + ":" + nonce + ":" + nc + ":c0ffee:auth:" + ha2)
+	return fmt.Sprintf("Authorization: Digest username=%q, realm=%q, nonce=%q, uri=%q, response=%q, algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=%s\r\n",
+		d.user, realm, nonce, d.uri, resp, nc)
+}
+
+// TestWireRegisterAsSipgo: the same REGISTERs sent to a PBX that reads
+// them with regwire and to one that parses them with sipgo get the same
+// answers and leave the same bindings, step by step: challenges, stale
+// and reused nonces, wrong passwords, refreshes, CSeq order, the contact
+// limit, Min-Expires, Contact *, queries, refused contacts, and the forms
+// regwire leaves to sipgo.
+func TestWireRegisterAsSipgo(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	edit := func(sipgoParser bool) func(*config.Config, *Options) {
+		return func(c *config.Config, o *Options) {
+			c.SIP.Realm = "pbx"
+			c.Extensions = []config.Extension{{Number: "100", Secret: "secret-100-x", MaxContacts: 2}, {Number: "101", Secret: "secret-101-x"}}
+			o.AuthKey = key
+			o.sipgoRegister = sipgoParser
+		}
+	}
+	wp, wireAddr := runTestPBX(t, "31040-31059", edit(false))
+	sp, sipgoAddr := runTestPBX(t, "31060-31079", edit(true))
+	if wp.wire == nil || sp.wire != nil {
+		t.Fatal("the PBXs do not read REGISTER as meant")
+	}
+	wPhone, sPhone := newRegPhone(t, wireAddr), newRegPhone(t, sipgoAddr)
+
+	const head = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:PORT;branch=z9hG4bK-%s;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:100@127.0.0.1>;tag=f1\r\n"
+	to100 := "To: <sip:100@127.0.0.1>\r\n"
+	auth := func(nc int) *digestAnswer {
+		return &digestAnswer{user: "100", secret: "secret-100-x", uri: "sip:127.0.0.1", nc: nc}
+	}
+	steps := []regStep{
+		{name: "challenge", headers: to100 + "Call-ID: a1\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@127.0.0.1:PORT>\r\nExpires: 3600\r\nUser-Agent: phone A\r\n"},
+		{name: "register", headers: to100 + "Call-ID: a1\r\nCSeq: 2 REGISTER\r\nContact: <sip:100@127.0.0.1:PORT>\r\nExpires: 3600\r\nUser-Agent: phone A\r\n", auth: auth(1)},
+		{name: "refresh", headers: to100 + "Call-ID: a1\r\nCSeq: 3 REGISTER\r\nContact: <sip:100@127.0.0.1:PORT>\r\nExpires: 3600\r\nUser-Agent: phone A\r\n", auth: auth(2)},
+		{name: "CSeq not above", headers: to100 + "Call-ID: a1\r\nCSeq: 3 REGISTER\r\nContact: <sip:100@127.0.0.1:PORT>\r\nExpires: 3600\r\n", auth: auth(3)},
+		{name: "nonce count reused", headers: to100 + "Call-ID: a1\r\nCSeq: 4 REGISTER\r\nContact: <sip:100@127.0.0.1:PORT>\r\n", auth: auth(2)},
+		{name: "second contact with q and expires", headers: to100 + "Call-ID: a1\r\nCSeq: 5 REGISTER\r\nContact: <sip:100@10.0.0.2:5062>;q=0.5;expires=120\r\n", auth: auth(4)},
+		{name: "third contact over the limit", headers: to100 + "Call-ID: b1\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@10.0.0.3:5062;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\"\r\nExpires: 600\r\n", auth: auth(5)},
+		{name: "too brief", headers: to100 + "Call-ID: b1\r\nCSeq: 2 REGISTER\r\nContact: <sip:100@10.0.0.3:5062>\r\nExpires: 10\r\n", auth: auth(6)},
+		{name: "query", headers: to100 + "Call-ID: b1\r\nCSeq: 3 REGISTER\r\n", auth: auth(7)},
+		{name: "wrong password", headers: to100 + "Call-ID: b1\r\nCSeq: 4 REGISTER\r\n", auth: &digestAnswer{user: "100", secret: "guess", uri: "sip:127.0.0.1", nc: 8}},
+		{name: "another extension", headers: "To: <sip:101@127.0.0.1>\r\nCall-ID: b1\r\nCSeq: 5 REGISTER\r\n", auth: auth(1)},
+		{name: "unknown extension", headers: "To: <sip:999@127.0.0.1>\r\nCall-ID: b1\r\nCSeq: 6 REGISTER\r\n", auth: auth(2)},
+		{name: "no extension in To", headers: "To: <sip:127.0.0.1>\r\nCall-ID: b1\r\nCSeq: 7 REGISTER\r\n", auth: auth(3)},
+		{name: "digest uri not the Request-URI", headers: to100 + "Call-ID: b1\r\nCSeq: 8 REGISTER\r\n", auth: &digestAnswer{user: "100", secret: "secret-100-x", uri: "sip:10.9.9.9", nc: 4}},
+		{name: "contact not sip", headers: to100 + "Call-ID: b1\r\nCSeq: 9 REGISTER\r\nContact: <tel:+15550100>\r\n", auth: auth(5)},
+		{name: "contact expires unreadable", headers: to100 + "Call-ID: b1\r\nCSeq: 10 REGISTER\r\nContact: <sip:100@10.0.0.4>;expires=soon\r\n", auth: auth(6)},
+		{name: "q out of range", headers: to100 + "Call-ID: b1\r\nCSeq: 11 REGISTER\r\nContact: <sip:100@10.0.0.4>;q=2\r\n", auth: auth(7)},
+		{name: "wildcard without Expires", headers: to100 + "Call-ID: b1\r\nCSeq: 12 REGISTER\r\nContact: *\r\n", auth: auth(8)},
+		{name: "wildcard with another contact", headers: to100 + "Call-ID: b1\r\nCSeq: 13 REGISTER\r\nContact: *\r\nContact: <sip:100@10.0.0.4>\r\nExpires: 0\r\n", auth: auth(9)},
+		{name: "expires over the maximum", headers: to100 + "Call-ID: c1\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@10.0.0.5>\r\nExpires: 4294967295\r\n", auth: auth(10)},
+		{name: "compact form", headers: "t: <sip:100@127.0.0.1>\r\ni: c1\r\nCSeq: 2 REGISTER\r\nm: <sip:100@10.0.0.5>;expires=300\r\n", auth: auth(11)},
+		{name: "left to sipgo: two contacts in one header", headers: to100 + "Call-ID: c1\r\nCSeq: 3 REGISTER\r\nContact: <sip:100@10.0.0.5>, <sip:100@10.0.0.6>\r\nExpires: 300\r\n", auth: auth(12)},
+		{name: "stale nonce", headers: to100 + "Call-ID: c1\r\nCSeq: 4 REGISTER\r\n", auth: &digestAnswer{user: "100", secret: "secret-100-x", uri: "sip:127.0.0.1", nc: 1, reuseNonce: true}},
+		{name: "remove one", headers: to100 + "Call-ID: c1\r\nCSeq: 5 REGISTER\r\nContact: <sip:100@10.0.0.5>;expires=0\r\n", auth: auth(13)},
+		{name: "remove all", headers: to100 + "Call-ID: d1\r\nCSeq: 1 REGISTER\r\nContact: *\r\nExpires: 0\r\n", auth: auth(14)},
+		{name: "unreadable credentials", headers: to100 + "Call-ID: d1\r\nCSeq: 2 REGISTER\r\nAuthorization: Digest username=\"100\", realm=\"pbx\", nonce=\"x\r\n"},
+	}
+	var nonces []string // the challenges so far, per PBX alike (same key, same clock second)
+	realm := "pbx"
+	for i, st := range steps {
+		msg := fmt.Sprintf(head, strconv.Itoa(i)) + st.headers
+		if st.auth != nil {
+			if len(nonces) == 0 {
+				t.Fatalf("%s: no challenge yet", st.name)
+			}
+			nonce := nonces[len(nonces)-1]
+			if st.auth.reuseNonce {
+				nonce = nonces[0]
+			}
+			msg += st.auth.header(realm, nonce)
+		}
+		msg += "Content-Length: 0\r\n\r\n"
+		w := wPhone.send(t, msg, 5*time.Second)
+		s := sPhone.send(t, msg, 5*time.Second)
+		if w == nil || s == nil {
+			t.Fatalf("%s: answered by the regwire PBX: %v, by the sipgo PBX: %v", st.name, w != nil, s != nil)
+		}
+		t.Logf("%s: %d %s", st.name, w.StatusCode, w.Reason)
+		if got, want := summary(w, wPhone.port), summary(s, sPhone.port); got != want {
+			t.Errorf("%s: regwire PBX answered\n%s\nsipgo PBX answered\n%s", st.name, got, want)
+		}
+		if h := w.GetHeader("WWW-Authenticate"); h != nil {
+			v := h.Value()
+			if i := strings.Index(v, `nonce="`); i >= 0 {
+				n := v[i+7:]
+				nonces = append(nonces, n[:strings.IndexByte(n, '"')])
+			}
+		}
+		if got, want := bindings(wp.loc.All(), wPhone.port), bindings(sp.loc.All(), sPhone.port); !slices.Equal(got, want) {
+			t.Errorf("%s: regwire PBX holds\n%q\nsipgo PBX holds\n%q", st.name, got, want)
+		}
+	}
+	if n := wp.wire.served.Load(); n < uint64(len(steps))-2 {
+		t.Errorf("regwire served %d of %d REGISTERs", n, len(steps))
+	}
+}
+
+// summary is what an answer says, with the phone's port as PORT and the
+// nonce, To tag and Date left out.
+func summary(res *sip.Response, port string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s\n", res.StatusCode, res.Reason)
+	via := res.Via()
+	rport, _ := via.Params.Get("rport")
+	received, _ := via.Params.Get("received")
+	branch, _ := via.Params.Get("branch")
+	fmt.Fprintf(&b, "Via %s rport=%s received=%s branch=%s\n", via.SentBy(), rport, received, branch)
+	fmt.Fprintf(&b, "From %s To %s tagged=%v Call-ID %s CSeq %s\n", res.From().Address.String(), res.To().Address.String(),
+		res.To().Params.Has("tag"), res.CallID().Value(), res.CSeq().Value())
+	for _, h := range res.Headers() {
+		switch strings.ToLower(h.Name()) {
+		case "via", "from", "to", "call-id", "cseq", "content-length":
+		case "date":
+			if _, err := time.Parse(time.RFC1123, h.Value()); err != nil {
+				fmt.Fprintf(&b, "bad Date %q\n", h.Value())
+			}
+		case "www-authenticate":
+			v := h.Value()
+			if i := strings.Index(v, `nonce="`); i >= 0 {
+				n := v[i+7:]
+				v = v[:i] + `nonce="N"` + n[strings.IndexByte(n, '"')+1:]
+			}
+			fmt.Fprintf(&b, "%s: %s\n", h.Name(), v)
+		default:
+			fmt.Fprintf(&b, "%s: %s\n", h.Name(), h.Value())
+		}
+	}
+	return strings.ReplaceAll(b.String(), port, "PORT")
+}
+
+// bindings lists what a table holds, with the phone's port as PORT and
+// expiries rounded to 10 s (the two PBXs answer a moment apart).
+func bindings(bs []location.Binding, port string) []string {
+	var out []string
+	for _, b := range bs {
+		left := time.Until(b.Expires).Round(10 * time.Second)
+		out = append(out, strings.ReplaceAll(fmt.Sprintf("%s %s %s %s/%d %v q=%d %q", b.AOR, b.Contact, b.Source, b.CallID, b.CSeq, left, b.Q, b.UserAgent), port, "PORT"))
+	}
+	return out
+}
