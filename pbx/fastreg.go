@@ -161,7 +161,7 @@ func (w *wireRegistrar) serve(conn net.PacketConn, addr net.Addr, src string, r 
 		host = h
 	}
 	v := w.auth.Verify(auth.Request{
-		Method: "REGISTER", Recipient: &r.Recipient, Credentials: r.Authorization,
+		Method: "REGISTER", Recipient: &r.Recipient, RecipientText: r.RecipientText, Credentials: r.Authorization,
 		Host: host, Source: src,
 	}, false)
 	var code int

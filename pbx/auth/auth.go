@@ -228,6 +228,9 @@ func (d *Digest) Authenticate(req *sip.Request, tx sip.ServerTransaction, proxy 
 type Request struct {
 	Method    string
 	Recipient *sip.Uri
+	// RecipientText, when set, is the Request-URI as sent: a digest uri
+	// equal to it matches without being parsed.
+	RecipientText string
 	// Credentials are the values of its Authorization (or
 	// Proxy-Authorization) headers.
 	Credentials []string
@@ -340,7 +343,7 @@ func (d *Digest) check(r Request, proxy bool, now time.Time) (string, outcome, s
 	default:
 		return cred.username, challenge, "qop " + cred.qop + " not offered"
 	}
-	if !uriMatches(cred.uri, r.Recipient) {
+	if (r.RecipientText == "" || cred.uri != r.RecipientText) && !uriMatches(cred.uri, r.Recipient) {
 		return cred.username, malformed, "digest uri is not the Request-URI"
 	}
 	issued, err := d.nonces.verify(cred.nonce)

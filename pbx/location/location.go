@@ -140,6 +140,10 @@ type Service struct {
 	flushMu sync.RWMutex
 	pendMu  sync.Mutex
 	pending map[string]pendingRefresh // by bindingID
+	// nextDue is no later than the earliest due time in pending (zero:
+	// unknown), so that FlushDue looks through pending only when
+	// something may be due.
+	nextDue time.Time
 }
 
 // lifetime is the span a stored copy of a binding is valid for.
@@ -298,13 +302,21 @@ func (s *Service) flush(t time.Time) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.pendMu.Lock()
+	if !t.IsZero() && t.Before(s.nextDue) {
+		s.pendMu.Unlock()
+		return nil
+	}
 	batch := map[string]pendingRefresh{}
+	var next time.Time
 	for id, p := range s.pending {
 		if t.IsZero() || !p.due.After(t) {
 			batch[id] = p
 			delete(s.pending, id)
+		} else if next.IsZero() || p.due.Before(next) {
+			next = p.due
 		}
 	}
+	s.nextDue = next
 	s.pendMu.Unlock()
 	if len(batch) == 0 {
 		return nil
@@ -330,6 +342,7 @@ func (s *Service) flush(t time.Time) error {
 				s.pending[id] = p
 			}
 		}
+		s.nextDue = time.Time{}
 		s.pendMu.Unlock()
 		return fmt.Errorf("writing %d refreshed bindings: %w", len(bs), err)
 	}
@@ -434,8 +447,12 @@ func (s *Service) Put(b Binding, max int) error {
 		s.mu.RUnlock()
 		if ok && sameRoute(prev, b) && prev.Expires.After(t) &&
 			stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored.until) {
+			due := stored.due(s.wb.Headroom)
 			s.pendMu.Lock()
-			s.pending[id] = pendingRefresh{b: b, due: stored.due(s.wb.Headroom)}
+			s.pending[id] = pendingRefresh{b: b, due: due}
+			if due.Before(s.nextDue) {
+				s.nextDue = due
+			}
 			s.pendMu.Unlock()
 			s.mu.Lock()
 			s.putMemory(b)

@@ -235,18 +235,13 @@ func (r *Registrar) serveWire(req *regwire.Request, user, source string) (regist
 			return reg, time.Time{}, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
 		}
 	}
-	for _, v := range req.Contacts {
-		var ch sip.ContactHeader
-		if v == "*" {
-			ch.Address.Wildcard = true
-		} else if _, err := sip.ParseAddressValue(v, &ch.Address, &ch.Params); err != nil {
-			return reg, time.Time{}, fail(sip.StatusBadRequest, "Bad Request (unreadable Contact header)")
-		}
+	for i := range req.Parsed {
+		ch := &req.Parsed[i]
 		if ch.Address.Wildcard {
 			reg.wildcard = true
 			continue
 		}
-		c, err := r.contact(&ch, headerExp)
+		c, err := r.contact(ch, headerExp)
 		if err != nil {
 			return reg, time.Time{}, err
 		}

@@ -27,8 +27,10 @@ import (
 // Request is a REGISTER read by Parse. Every string is a piece of the
 // datagram (the text given to Parse), trimmed of surrounding white space.
 type Request struct {
-	// Recipient is the Request-URI, parsed by sipgo.
-	Recipient sip.Uri
+	// Recipient is the Request-URI, parsed by sipgo; RecipientText as
+	// sent.
+	Recipient     sip.Uri
+	RecipientText string
 	// Via is the value of the one Via header; ViaHost is its host
 	// (without brackets), Branch its branch parameter ("" if none).
 	Via, ViaHost, Branch string
@@ -44,8 +46,10 @@ type Request struct {
 	// CSeq is the CSeq header's value; Seq its number.
 	CSeq string
 	Seq  uint32
-	// Contacts are the values of the Contact headers, one contact each.
+	// Contacts are the values of the Contact headers, one contact each;
+	// Parsed holds each as sipgo's parser reads it ("*" as a wildcard).
 	Contacts []string
+	Parsed   []sip.ContactHeader
 	// Expires is the Expires header's value (digits), if HasExpires.
 	Expires    string
 	HasExpires bool
@@ -65,8 +69,11 @@ type Parser struct {
 // Parse reads msg into r (reusing r's slices) and reports whether it is a
 // REGISTER in a form this package handles.
 func (p *Parser) Parse(msg string, r *Request) bool {
-	contacts, auths := r.Contacts[:0], r.Authorization[:0]
-	*r = Request{Contacts: contacts, Authorization: auths}
+	contacts, parsed, auths := r.Contacts[:0], r.Parsed[:0], r.Authorization[:0]
+	*r = Request{Contacts: contacts, Parsed: parsed, Authorization: auths}
+	if !plain(msg) {
+		return false
+	}
 	line, rest, ok := cutLine(msg)
 	if !ok {
 		return false
@@ -82,6 +89,7 @@ func (p *Parser) Parse(msg string, r *Request) bool {
 	if sip.ParseUri(uri, &r.Recipient) != nil || r.Recipient.Wildcard || !sipScheme(r.Recipient.Scheme) {
 		return false
 	}
+	r.RecipientText = uri
 	var seen [hCount]bool
 	for {
 		line, rest, ok = cutLine(rest)
@@ -243,12 +251,17 @@ func (r *Request) set(h header, v string) bool {
 		if v == "" || strings.IndexByte(v, ',') >= 0 {
 			return false
 		}
-		if v != "*" {
-			if _, _, ok := address(v); !ok {
+		var ch sip.ContactHeader
+		if v == "*" {
+			ch.Address.Wildcard = true
+		} else {
+			var ok bool
+			if ch.Address, ch.Params, ok = address(v); !ok {
 				return false
 			}
 		}
 		r.Contacts = append(r.Contacts, v)
+		r.Parsed = append(r.Parsed, ch)
 	case hExpires:
 		if !digits(v) || len(v) > 10 {
 			return false
@@ -355,29 +368,33 @@ func (r *Request) setVia(v string) bool {
 	return true
 }
 
-// cutLine returns the text up to the next CRLF and the text after it; a
-// lone CR or LF is refused.
+// cutLine returns the text up to the next CRLF and the text after it
+// (the message is plain: every LF follows a CR).
 func cutLine(s string) (line, rest string, ok bool) {
 	i := strings.IndexByte(s, '\n')
-	if i < 1 || s[i-1] != '\r' {
+	if i < 1 {
 		return "", "", false
 	}
-	line = s[:i-1]
-	if strings.IndexByte(line, '\r') >= 0 || hasControl(line) {
-		return "", "", false
-	}
-	return line, s[i+1:], true
+	return s[:i-1], s[i+1:], true
 }
 
-// hasControl reports a control character other than HT, or a byte that is
-// not 7-bit ASCII (left to sipgo, which knows its UTF-8 rules).
-func hasControl(s string) bool {
+// plain reports a text of printable 7-bit ASCII, HT and CRLF line ends:
+// no other control character, no lone CR or LF, and nothing beyond ASCII
+// (left to sipgo, which knows its UTF-8 rules).
+func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c >= 0x7f {
-			return true
+		c := s[i]
+		if c >= 0x20 && c < 0x7f || c == '\t' {
+			continue
+		}
+		switch {
+		case c == '\r' && i+1 < len(s) && s[i+1] == '\n':
+		case c == '\n' && i > 0 && s[i-1] == '\r':
+		default:
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 func trim(s string) string {

@@ -180,17 +180,15 @@ func sameAsSipgo(t *testing.T, msg string, r *Request) {
 		contacts = append(contacts, ch.Address.String()+";"+ch.Params.String())
 	}
 	var ours []string
-	for _, v := range r.Contacts {
-		if v == "*" {
+	for _, ch := range r.Parsed {
+		if ch.Address.Wildcard {
 			ours = append(ours, "*")
 			continue
 		}
-		var u sip.Uri
-		ps := sip.HeaderParams{}
-		if _, err := sip.ParseAddressValue(v, &u, &ps); err != nil {
-			t.Fatal(err)
-		}
-		ours = append(ours, u.String()+";"+ps.String())
+		ours = append(ours, ch.Address.String()+";"+ch.Params.String())
+	}
+	if len(r.Parsed) != len(r.Contacts) {
+		t.Errorf("%d contacts, %d parsed", len(r.Contacts), len(r.Parsed))
 	}
 	if !slices.Equal(ours, contacts) {
 		t.Errorf("Contacts %q here, %q by sipgo", ours, contacts)
