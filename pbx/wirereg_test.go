@@ -40,12 +40,15 @@ func newRegPhone(t *testing.T, to string) *regPhone {
 }
 
 // send writes msg with PORT replaced by the phone's port and returns the
-// answer read by sipgo, or nil when none comes within wait.
+// answer read by sipgo, or nil when none comes within wait (or it could
+// not be sent or read: reported with t.Error, so that phones may run on
+// goroutines of their own).
 func (ph *regPhone) send(t *testing.T, msg string, wait time.Duration) *sip.Response {
 	t.Helper()
 	msg = strings.ReplaceAll(msg, "PORT", ph.port)
 	if _, err := ph.conn.WriteTo([]byte(msg), ph.to); err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return nil
 	}
 	_ = ph.conn.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 65535)
@@ -54,12 +57,10 @@ func (ph *regPhone) send(t *testing.T, msg string, wait time.Duration) *sip.Resp
 		return nil
 	}
 	m, err := sip.ParseMessage(buf[:n])
-	if err != nil {
-		t.Fatalf("unreadable answer %q: %v", buf[:n], err)
-	}
 	res, ok := m.(*sip.Response)
-	if !ok {
-		t.Fatalf("answer %q is no response", buf[:n])
+	if err != nil || !ok {
+		t.Errorf("answer %q is no readable response: %v", buf[:n], err)
+		return nil
 	}
 	return res
 }
@@ -229,4 +230,56 @@ func bindings(bs []location.Binding, port string) []string {
 		out = append(out, strings.ReplaceAll(fmt.Sprintf("%s %s %s %s/%d %v q=%d %q", b.AOR, b.Contact, b.Source, b.CallID, b.CSeq, left, b.Q, b.UserAgent), port, "PORT"))
 	}
 	return out
+}
+
+// TestWireRegisterConcurrent: phones register and refresh at once through
+// the regwire path (run with -race): every REGISTER is answered, each
+// phone ends with its own binding.
+func TestWireRegisterConcurrent(t *testing.T) {
+	const phones, rounds = 8, 30
+	var exts []config.Extension
+	for i := range phones {
+		exts = append(exts, config.Extension{Number: strconv.Itoa(200 + i), Secret: fmt.Sprintf("secret-%d-x", 200+i)})
+	}
+	p, addr := runTestPBX(t, "31080-31099", func(c *config.Config, o *Options) {
+		c.SIP.Realm = "pbx"
+		c.Extensions = exts
+	})
+	errs := make(chan error, phones)
+	for i := range phones {
+		ph := newRegPhone(t, addr)
+		user := strconv.Itoa(200 + i)
+		go func() {
+			errs <- func() error {
+				head := "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:PORT;branch=z9hG4bK-%d;rport\r\n" +
+					"From: <sip:" + user + "@127.0.0.1>;tag=f\r\nTo: <sip:" + user + "@127.0.0.1>\r\nCall-ID: conc-" + user + "\r\n" +
+					"CSeq: %d REGISTER\r\nContact: <sip:" + user + "@127.0.0.1:PORT>\r\nExpires: 600\r\n"
+				for r := range rounds {
+					res := ph.send(t, fmt.Sprintf(head, 2*r, 2*r+1)+"Content-Length: 0\r\n\r\n", 5*time.Second)
+					if res == nil || res.StatusCode != 401 {
+						return fmt.Errorf("%s round %d: challenge %v", user, r, res)
+					}
+					v := res.GetHeader("WWW-Authenticate").Value()
+					n := v[strings.Index(v, `nonce="`)+7:]
+					a := &digestAnswer{user: user, secret: "secret-" + user + "-x", uri: "sip:127.0.0.1", nc: 1}
+					res = ph.send(t, fmt.Sprintf(head, 2*r+1, 2*r+2)+a.header("pbx", n[:strings.IndexByte(n, '"')])+"Content-Length: 0\r\n\r\n", 5*time.Second)
+					if res == nil || res.StatusCode != 200 {
+						return fmt.Errorf("%s round %d: register %v", user, r, res)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range phones {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(p.loc.All()); got != phones {
+		t.Errorf("%d bindings, want %d", got, phones)
+	}
+	if n := p.wire.served.Load(); n != 2*phones*rounds {
+		t.Errorf("regwire served %d REGISTERs, want %d", n, 2*phones*rounds)
+	}
 }
