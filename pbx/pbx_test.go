@@ -24,7 +24,7 @@ func startPBX(t *testing.T) string {
 // runTestPBX runs a PBX with extension 100 on a free UDP port of
 // 127.0.0.1, its RTP on ports, until the test ends, and returns it with
 // its address. edit, when set, changes the config and the options first.
-func runTestPBX(t *testing.T, ports string, edit func(*config.Config, *Options)) (*PBX, string) {
+func runTestPBX(t testing.TB, ports string, edit func(*config.Config, *Options)) (*PBX, string) {
 	t.Helper()
 	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
