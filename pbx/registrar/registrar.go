@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,9 +304,9 @@ func (r *Registrar) store(ext config.Extension, reg registration) (time.Time, er
 	}
 	for _, c := range j {
 		switch {
-		case c.after == nil:
+		case !c.made:
 			r.log.Info("unregistered", "aor", aor, "contact", c.contact)
-		case c.before == nil:
+		case !c.had:
 			r.log.Info("registered", "aor", aor, "contact", c.contact, "source", c.after.Source, "expires", c.after.Expires.Sub(now).Round(time.Second))
 		}
 	}
@@ -410,19 +411,16 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 	aor, callID, cseq, wildcard, cs := reg.aor, reg.callID, reg.cseq, reg.wildcard, reg.contacts
 	// RFC 3261 §10.3 step 7, checked for every contact before anything
 	// is written.
-	existing := map[string]location.Binding{}
-	for _, b := range r.loc.Lookup(aor) {
-		existing[b.Contact] = b
-	}
+	existing := bindingSet(r.loc.Lookup(aor))
 	check := func(uri string) error {
-		if b, ok := existing[uri]; ok && b.CallID == callID && cseq <= b.CSeq {
+		if i := existing.find(uri); i >= 0 && existing[i].CallID == callID && cseq <= existing[i].CSeq {
 			return fail(sip.StatusInternalServerError, "Server Internal Error (CSeq not above the registration's)")
 		}
 		return nil
 	}
 	if wildcard {
-		for uri := range existing {
-			if err := check(uri); err != nil {
+		for _, b := range existing {
+			if err := check(b.Contact); err != nil {
 				return err
 			}
 		}
@@ -433,25 +431,23 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 		}
 		return nil
 	}
-	inRequest := map[string]bool{}
 	for _, c := range cs {
 		if err := check(c.uri); err != nil {
 			return err
 		}
-		inRequest[c.uri] = true
 	}
 	if len(cs) > max {
 		return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 	}
 	source, ua := reg.source, reg.ua
 	for _, c := range cs {
-		old, had := existing[c.uri]
+		i := existing.find(c.uri)
 		if c.expires == 0 {
-			if had {
-				if err := j.remove(r.loc, old); err != nil {
+			if i >= 0 {
+				if err := j.remove(r.loc, existing[i]); err != nil {
 					return err
 				}
-				delete(existing, c.uri)
+				existing = existing.without(i)
 			}
 			continue
 		}
@@ -460,9 +456,9 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 			CallID: callID, CSeq: cseq,
 			Expires: now.Add(c.expires), Q: c.q, UserAgent: ua, Updated: now,
 		}
-		var before *location.Binding
-		if had {
-			before = &old
+		ch := change{aor: aor, contact: c.uri, after: b, made: true}
+		if i >= 0 {
+			ch.before, ch.had = existing[i], true
 		}
 		// Full: the oldest devices not in this request give way (a phone
 		// that rebooted onto a new port must not be locked out by its
@@ -470,45 +466,68 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 		// lowered in the config.
 		err := r.loc.Put(b, max)
 		for errors.Is(err, location.ErrTooManyContacts) {
-			victim, ok := oldest(existing, inRequest)
-			if !ok {
+			v := existing.oldest(cs)
+			if v < 0 {
 				return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 			}
+			victim := existing[v]
 			r.log.Info("contact limit reached: dropping the oldest binding", "aor", aor, "contact", victim.Contact, "max", max)
 			if err := j.remove(r.loc, victim); err != nil {
 				return err
 			}
-			delete(existing, victim.Contact)
+			existing = existing.without(v)
 			err = r.loc.Put(b, max)
 		}
 		if err != nil {
 			return err
 		}
-		*j = append(*j, change{aor: aor, contact: c.uri, before: before, after: &b})
-		existing[c.uri] = b
+		*j = append(*j, ch)
+		if i = existing.find(c.uri); i >= 0 {
+			existing[i] = b
+		} else {
+			existing = append(existing, b)
+		}
 	}
 	return nil
 }
 
-func oldest(bs map[string]location.Binding, keep map[string]bool) (location.Binding, bool) {
-	var out location.Binding
-	found := false
-	for uri, b := range bs {
-		if keep[uri] {
-			continue
-		}
-		if !found || b.Updated.Before(out.Updated) || (b.Updated.Equal(out.Updated) && b.Contact < out.Contact) {
-			out, found = b, true
+// bindingSet is the live bindings of one AOR (a handful), by contact.
+type bindingSet []location.Binding
+
+func (s bindingSet) find(contact string) int {
+	for i := range s {
+		if s[i].Contact == contact {
+			return i
 		}
 	}
-	return out, found
+	return -1
 }
 
-// change is one applied write: before is nil for a new binding, after is
-// nil for a removal.
+func (s bindingSet) without(i int) bindingSet { return append(s[:i], s[i+1:]...) }
+
+// oldest is the index of the oldest binding whose contact is not in
+// keep, -1 if there is none.
+func (s bindingSet) oldest(keep []contact) int {
+	out := -1
+	for i, b := range s {
+		if slices.ContainsFunc(keep, func(c contact) bool { return c.uri == b.Contact }) {
+			continue
+		}
+		if out < 0 || b.Updated.Before(s[out].Updated) || (b.Updated.Equal(s[out].Updated) && b.Contact < s[out].Contact) {
+			out = i
+		}
+	}
+	return out
+}
+
+// change is one applied write: had is false for a new binding, made is
+// false for a removal.
 type change struct {
-	aor, contact  string
-	before, after *location.Binding
+	aor, contact string
+	before       location.Binding
+	had          bool
+	after        location.Binding
+	made         bool
 }
 
 type journal []change
@@ -517,7 +536,7 @@ func (j *journal) remove(loc *location.Service, b location.Binding) error {
 	if err := loc.Remove(b.AOR, b.Contact); err != nil {
 		return err
 	}
-	*j = append(*j, change{aor: b.AOR, contact: b.Contact, before: &b})
+	*j = append(*j, change{aor: b.AOR, contact: b.Contact, before: b, had: true})
 	return nil
 }
 
@@ -527,10 +546,10 @@ func (j journal) undo(loc *location.Service) error {
 	for i := len(j) - 1; i >= 0; i-- {
 		c := j[i]
 		var err error
-		if c.before == nil {
+		if !c.had {
 			err = loc.Remove(c.aor, c.contact)
 		} else {
-			err = loc.Put(*c.before, 0)
+			err = loc.Put(c.before, 0)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restoring %s of %s: %w", c.contact, c.aor, err))
