@@ -81,6 +81,11 @@ type Trunk struct {
 	callID string
 	// inUse counts the calls over the trunk (Seize, Hold, Release).
 	inUse int
+	// waiting counts the emergency calls in SeizeWait: an ordinary Seize
+	// leaves them the channels that come free.
+	waiting int
+	// freed is closed, and replaced, whenever a channel is given back.
+	freed chan struct{}
 }
 
 // Registration states of Status.State.
@@ -355,17 +360,63 @@ func (t *Trunk) Name() string { return t.line.Name }
 // line's physical limit only (config.TrunkLine.EmergencyChannels): none
 // on a sip trunk. Every successful Seize needs one Release.
 func (t *Trunk) Seize(emergency bool) bool {
-	limit := t.line.Channels
-	if emergency {
-		limit = t.line.EmergencyChannels()
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if limit > 0 && t.inUse >= limit {
+	return t.seizeLocked(emergency)
+}
+
+// seizeLocked is Seize; callers hold mu. An ordinary call counts the
+// emergency calls waiting for a channel as in use.
+func (t *Trunk) seizeLocked(emergency bool) bool {
+	limit := t.line.Channels
+	used := t.inUse
+	if emergency {
+		limit = t.line.EmergencyChannels()
+	} else {
+		used += t.waiting
+	}
+	if limit > 0 && used >= limit {
 		return false
 	}
 	t.inUse++
 	return true
+}
+
+// SeizeWait takes a channel for an emergency call, waiting until one
+// is given back when every channel is in use (a call cleared to make
+// room for it). While it waits, ordinary calls cannot take the channel
+// that comes free. It reports false when ctx ends first.
+func (t *Trunk) SeizeWait(ctx context.Context) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting++
+	defer func() { t.waiting-- }()
+	for {
+		if t.seizeLocked(true) {
+			return true
+		}
+		if t.freed == nil {
+			t.freed = make(chan struct{})
+		}
+		freed := t.freed
+		t.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+		}
+		t.mu.Lock()
+		if ctx.Err() != nil {
+			return t.seizeLocked(true)
+		}
+	}
+}
+
+// signalLocked wakes the calls in SeizeWait; callers hold mu.
+func (t *Trunk) signalLocked() {
+	if t.freed != nil {
+		close(t.freed)
+		t.freed = nil
+	}
 }
 
 // Hold takes a channel whatever the limit: for a call that already
@@ -383,6 +434,7 @@ func (t *Trunk) Release() {
 	if t.inUse > 0 {
 		t.inUse--
 	}
+	t.signalLocked()
 }
 
 // InUse is how many calls run over the trunk now.
@@ -398,6 +450,7 @@ func (m *Manager) ReleaseAll() {
 	for _, t := range m.trunks {
 		t.mu.Lock()
 		t.inUse = 0
+		t.signalLocked()
 		t.mu.Unlock()
 	}
 }

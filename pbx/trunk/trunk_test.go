@@ -306,3 +306,60 @@ func TestChannels(t *testing.T) {
 		})
 	}
 }
+
+// TestSeizeWait: an emergency call waiting on a full isdn line gets the
+// channel the next Release gives back, before any ordinary call; it
+// gives up when its context ends.
+func TestSeizeWait(t *testing.T) {
+	p := startPBXSide(t)
+	for _, tc := range []struct {
+		name    string
+		release bool // a call ends while the emergency call waits
+		want    bool
+		inUse   int
+	}{
+		{"a channel comes free", true, true, 2},
+		{"no channel comes free", false, false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			line := config.TrunkLine{Name: "t", Type: config.LineISDN, Host: "127.0.0.1:5062", Channels: 2}
+			m, err := New(p.options(t), []config.TrunkLine{line})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, _ := m.Trunk("t")
+			if !tr.Seize(false) || !tr.Seize(false) {
+				t.Fatal("the line's two channels could not be taken")
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			got := make(chan bool, 1)
+			go func() { got <- tr.SeizeWait(ctx) }()
+			waitfor.Cond(t, 10*time.Second, "the emergency call waits", func() bool {
+				tr.mu.Lock()
+				defer tr.mu.Unlock()
+				return tr.waiting == 1
+			})
+			if tc.release {
+				tr.Release()
+				if tr.Seize(false) {
+					tr.Release()
+					t.Error("an ordinary call took the channel an emergency call waits for")
+				}
+			} else {
+				cancel()
+			}
+			select {
+			case ok := <-got:
+				if ok != tc.want {
+					t.Errorf("SeizeWait = %v, want %v", ok, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("SeizeWait did not return")
+			}
+			if n := tr.InUse(); n != tc.inUse {
+				t.Errorf("InUse = %d, want %d", n, tc.inUse)
+			}
+		})
+	}
+}
