@@ -9,6 +9,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -125,6 +126,9 @@ func (t *ncTable) use(nonce string, issued time.Time, nc uint32) bool {
 				delete(t.entries, old)
 			}
 		}
+		// A copy: nonce may be a piece of the whole request (regwire),
+		// which the table would otherwise keep alive.
+		nonce = strings.Clone(nonce)
 		t.order[t.next] = nonce
 		t.next = (t.next + 1) % t.max
 		t.entries[nonce] = &ncState{issued: issued, highest: nc, seen: 1}

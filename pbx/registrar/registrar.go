@@ -451,14 +451,22 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 			}
 			continue
 		}
+		var old location.Binding
+		if i >= 0 {
+			old = existing[i]
+		}
+		// The binding's strings are its own (a request read by regwire
+		// is one string, which a substring would keep alive as long as
+		// the binding), or the previous binding's where equal, so a
+		// refresh allocates none.
 		b := location.Binding{
-			AOR: aor, Contact: c.uri, Source: source,
-			CallID: callID, CSeq: cseq,
-			Expires: now.Add(c.expires), Q: c.q, UserAgent: ua, Updated: now,
+			AOR: keep(old.AOR, aor), Contact: c.uri, Source: keep(old.Source, source),
+			CallID: keep(old.CallID, callID), CSeq: cseq,
+			Expires: now.Add(c.expires), Q: c.q, UserAgent: keep(old.UserAgent, ua), Updated: now,
 		}
 		ch := change{aor: aor, contact: c.uri, after: b, made: true}
 		if i >= 0 {
-			ch.before, ch.had = existing[i], true
+			ch.before, ch.had = old, true
 		}
 		// Full: the oldest devices not in this request give way (a phone
 		// that rebooted onto a new port must not be locked out by its
@@ -489,6 +497,14 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 		}
 	}
 	return nil
+}
+
+// keep returns old if it equals s, else a copy of s.
+func keep(old, s string) string {
+	if old == s {
+		return old
+	}
+	return strings.Clone(s)
 }
 
 // bindingSet is the live bindings of one AOR (a handful), by contact.

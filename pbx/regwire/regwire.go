@@ -57,6 +57,9 @@ type Request struct {
 	Authorization []string
 	UserAgent     string
 	HasUserAgent  bool
+
+	// scratch holds From and To while they are read.
+	scratch sip.ContactHeader
 }
 
 // Parser reads REGISTER requests. Refuse names headers (lower case, full
@@ -70,7 +73,8 @@ type Parser struct {
 // REGISTER in a form this package handles.
 func (p *Parser) Parse(msg string, r *Request) bool {
 	contacts, parsed, auths := r.Contacts[:0], r.Parsed[:0], r.Authorization[:0]
-	*r = Request{Contacts: contacts, Parsed: parsed, Authorization: auths}
+	scratch := sip.ContactHeader{Params: r.scratch.Params[:0]}
+	*r = Request{Contacts: contacts, Parsed: parsed, Authorization: auths, scratch: scratch}
 	if !plain(msg) {
 		return false
 	}
@@ -222,13 +226,13 @@ func (r *Request) set(h header, v string) bool {
 	case hVia:
 		return r.setVia(v)
 	case hFrom:
-		if _, _, ok := address(v); !ok {
+		if !address(v, &r.scratch.Address, &r.scratch.Params) {
 			return false
 		}
 		r.From = v
 	case hTo:
-		u, ps, ok := address(v)
-		if !ok || !sipScheme(u.Scheme) {
+		u, ps := &r.scratch.Address, &r.scratch.Params
+		if !address(v, u, ps) || !sipScheme(u.Scheme) {
 			return false
 		}
 		r.To, r.ToUser, r.ToTagged = v, u.User, ps.Has("tag")
@@ -251,17 +255,22 @@ func (r *Request) set(h header, v string) bool {
 		if v == "" || strings.IndexByte(v, ',') >= 0 {
 			return false
 		}
-		var ch sip.ContactHeader
+		// The next element of Parsed, keeping the parameter list an
+		// earlier request left there.
+		n := len(r.Parsed)
+		if n < cap(r.Parsed) {
+			r.Parsed = r.Parsed[:n+1]
+		} else {
+			r.Parsed = append(r.Parsed, sip.ContactHeader{})
+		}
+		ch := &r.Parsed[n]
+		*ch = sip.ContactHeader{Params: ch.Params[:0]}
 		if v == "*" {
 			ch.Address.Wildcard = true
-		} else {
-			var ok bool
-			if ch.Address, ch.Params, ok = address(v); !ok {
-				return false
-			}
+		} else if !address(v, &ch.Address, &ch.Params) {
+			return false
 		}
 		r.Contacts = append(r.Contacts, v)
-		r.Parsed = append(r.Parsed, ch)
 	case hExpires:
 		if !digits(v) || len(v) > 10 {
 			return false
@@ -282,16 +291,17 @@ func (r *Request) set(h header, v string) bool {
 	return true
 }
 
-// address reads a From, To or Contact value (one address, not "*") with
-// sipgo's parser.
-func address(v string) (u sip.Uri, ps sip.HeaderParams, ok bool) {
+// address reads a From, To or Contact value (one address, not "*") into
+// u and ps with sipgo's parser; ps keeps its capacity.
+func address(v string, u *sip.Uri, ps *sip.HeaderParams) bool {
 	if v == "" || strings.IndexByte(v, ',') >= 0 {
-		return u, ps, false
+		return false
 	}
-	if _, err := sip.ParseAddressValue(v, &u, &ps); err != nil || u.Wildcard {
-		return u, ps, false
+	*u, *ps = sip.Uri{}, (*ps)[:0]
+	if _, err := sip.ParseAddressValue(v, u, ps); err != nil || u.Wildcard {
+		return false
 	}
-	return u, ps, true
+	return true
 }
 
 // setVia takes "SIP/2.0/UDP host[:port][;param[=value]]..." with a token

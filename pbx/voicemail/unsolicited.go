@@ -47,7 +47,7 @@ func (s *Service) setToldLocked(box, contact string, t told) {
 	m := s.told[box]
 	if m == nil {
 		m = map[string]told{}
-		s.told[box] = m
+		s.told[strings.Clone(box)] = m // box may be a piece of a whole request
 	}
 	m[contact] = t
 }
