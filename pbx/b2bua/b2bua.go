@@ -143,6 +143,9 @@ type Options struct {
 	// TrunkAnswer is how long a trunk target may stay silent (not even
 	// 100 Trying) before the next target is tried (default 4 s).
 	TrunkAnswer time.Duration
+	// PreemptWait bounds how long an emergency call waits for the channel
+	// of the ordinary call it cleared to come free (default 5 s).
+	PreemptWait time.Duration
 	// GlareWait, if set, replaces the random 2.1-4 s pause before an
 	// offer the PBX makes itself (a transfer's re-INVITE) is sent again
 	// after a 491 (RFC 3261 §14.1).
@@ -255,6 +258,9 @@ func New(o Options) (*B2BUA, error) {
 		return nil, errors.New("b2bua: the Contact function is required")
 	case o.Dialplan != nil && o.Trunks == nil:
 		return nil, errors.New("b2bua: a dial plan needs the trunks")
+	}
+	if o.PreemptWait <= 0 {
+		o.PreemptWait = 5 * time.Second
 	}
 	if o.TrunkAnswer <= 0 {
 		o.TrunkAnswer = 4 * time.Second

@@ -25,6 +25,9 @@ const (
 	ByCallee   = "callee"
 	BySystem   = "system"
 	ByTransfer = "transfer"
+	// ByPreemption: the PBX cleared the call to make room for an
+	// emergency call (preempt.go), answered or still ringing.
+	ByPreemption = "preemption"
 )
 
 // LegState is one leg of a call as plain data.
@@ -61,6 +64,9 @@ type CallState struct {
 	Trunk string `json:"trunk,omitempty"`
 	// Site is the site member the call was forwarded to or from (site.go).
 	Site string `json:"site,omitempty"`
+	// Emergency marks an emergency call: never cleared to make room for
+	// another (preempt.go).
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // call is one call in progress; mu guards everything below it.
@@ -93,6 +99,8 @@ type call struct {
 	// rel sends the caller's provisional responses reliably; set only
 	// when its INVITE requires 100rel (RFC 3262).
 	rel *reliable
+	// byeReason, per leg, is the Reason header the BYEs of end carry.
+	byeReason [2]sip.Header
 
 	// saveMu orders the writes of the call's saved record; saved is set
 	// while a record exists in Options.Calls.
@@ -205,6 +213,9 @@ func (c *call) end(disp cdr.Disposition, code int, by string, bye ...Leg) {
 			c.b.log.Warn("building BYE", "call", c.st.ID, "err", err)
 			continue
 		}
+		if h := c.byeReason[side]; h != nil {
+			req.AppendHeader(h)
+		}
 		byes = append(byes, req)
 	}
 	rec := c.record(disp, code, by)
@@ -263,7 +274,7 @@ func (c *call) record(disp cdr.Disposition, code int, by string) cdr.Record {
 		Trunk:      c.st.Trunk,
 		Site:       c.st.Site,
 	}
-	if disp == cdr.Answered {
+	if disp == cdr.Answered || by == ByPreemption {
 		r.HangupBy = by
 	}
 	return r

@@ -194,6 +194,7 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.legs[LegB] = &LegState{Role: ByCallee, Number: callee}
 	if out {
 		c.legs[LegB].Number = dec.Number
+		c.st.Emergency = dec.Kind == dialplan.Emergency
 	}
 	c.mu.Unlock()
 	b.mu.Unlock()
@@ -288,6 +289,9 @@ func (b *B2BUA) serveInvite(req *sip.Request, tx sip.ServerTransaction) {
 			c.end(cdr.Cancelled, 487, "")
 		case errors.Is(cause, errShutdown):
 			fail(503, "Service Unavailable")
+		case errors.Is(cause, errPreempted):
+			c.respondA(tx, req, 503, "Service Unavailable", nil, preemptionReason(inTrunk != ""))
+			c.end(cdr.Failed, 503, ByPreemption)
 		case errors.Is(r.cause, errRingTimeout):
 			log.Info("no answer")
 			if !out && b.divertAfter(req, tx, c, divertNoAnswer, fromSite) {

@@ -87,9 +87,8 @@ func (b *B2BUA) dialOut(ctx context.Context, s outSpec) ringResult {
 		}
 	}()
 	emergency := s.dec.Kind == dialplan.Emergency
-	last := ringResult{code: 502, reason: "Bad Gateway"}
-	serverError, busy := false, false
-	tried := ""
+	st := dialState{last: ringResult{code: 502, reason: "Bad Gateway"}}
+	var full []*trunk.Trunk
 	for _, name := range s.dec.Trunks {
 		t, ok := b.o.Trunks.Trunk(name)
 		if !ok {
@@ -98,65 +97,107 @@ func (b *B2BUA) dialOut(ctx context.Context, s outSpec) ringResult {
 		}
 		log := s.log.With("trunk", name, "number", s.dec.Number)
 		// The CDR names the trunk tried last, when none answers.
-		tried = name
+		st.tried = name
 		if s.tried != nil {
 			s.tried(name)
 		}
 		if !t.Seize(emergency) {
 			log.Info("every channel of the trunk is in use; trying the next", "channels", t.Line().Channels, "emergency", emergency)
-			busy = true
+			st.busy = true
+			full = append(full, t)
 			continue
 		}
-		var res ringResult
-		_, err := t.Do(rctx, func(target resolve.Target) (bool, error) {
-			res = b.tryTarget(rctx, t, target, s, emergency, log)
-			switch {
-			case res.winner != nil:
-				return false, nil
-			case res.cause != nil:
-				retry := errors.Is(res.cause, errNoAnswer) || resolve.Retryable(nil, res.cause)
-				return retry && context.Cause(rctx) == nil, res.cause
-			}
-			err := fmt.Errorf("answered %d %s", res.code, res.reason)
-			if res.q850 == causeNoChannel {
-				return false, err
-			}
-			return res.code == 503 || res.code == 408, err
-		})
-		if res.winner != nil {
-			res.trunk = name
-			b.trunkLegs.Store(res.winner.d.CallID, name)
-			log.Info("trunk answered", "target", res.winner.d.Peer, "emergency", emergency)
+		if res, done := b.overTrunk(ctx, rctx, t, s, emergency, &st, log); done {
 			return res
-		}
-		t.Release()
-		if cause := context.Cause(rctx); cause != nil {
-			return ringResult{cause: cause, trunk: name}
-		}
-		if ctx.Err() != nil {
-			return ringResult{cause: context.Cause(ctx), trunk: name}
-		}
-		if res.code != 0 && res.code != 408 && res.code/100 != 5 {
-			log.Info("trunk refused the call", "code", res.code)
-			res.trunk = name
-			return res
-		}
-		if res.q850 == causeNoChannel {
-			log.Info("the trunk's line has no free channel; trying the next", "code", res.code)
-			busy = true
-			continue
-		}
-		log.Warn("trunk failed; trying the next", "err", err, "emergency", emergency)
-		if res.code >= 500 && res.code < 600 && res.code != 503 {
-			last = ringResult{code: res.code, reason: res.reason}
-			serverError = true
 		}
 	}
-	if busy && !serverError {
+	// An emergency call that found every channel in use clears an
+	// ordinary call on one of those trunks and takes its channel.
+	for _, t := range full {
+		if !emergency {
+			break
+		}
+		log := s.log.With("trunk", t.Name(), "number", s.dec.Number)
+		if !b.preempt(rctx, t, log) {
+			continue
+		}
+		st.tried = t.Name()
+		if s.tried != nil {
+			s.tried(t.Name())
+		}
+		if res, done := b.overTrunk(ctx, rctx, t, s, emergency, &st, log); done {
+			return res
+		}
+	}
+	last := st.last
+	if st.busy && !st.serverError {
 		last = ringResult{code: 503, reason: "Service Unavailable", q850: causeNoChannel}
 	}
-	last.trunk = tried
+	last.trunk = st.tried
 	return last
+}
+
+// dialState is what dialOut learnt from the trunks tried so far.
+type dialState struct {
+	// last is the answer the caller gets if no trunk takes the call.
+	last ringResult
+	// serverError: a trunk answered a 5xx other than 503; busy: a trunk
+	// had no free channel.
+	serverError, busy bool
+	// tried names the trunk tried last.
+	tried string
+}
+
+// overTrunk places the call over trunk t, whose channel the caller took.
+// done reports that res is the call's outcome (answered, refused by the
+// callee, or the ring ended); otherwise the channel is given back, st
+// notes the failure and the next trunk may be tried.
+func (b *B2BUA) overTrunk(ctx, rctx context.Context, t *trunk.Trunk, s outSpec, emergency bool, st *dialState, log *slog.Logger) (res ringResult, done bool) {
+	name := t.Name()
+	_, err := t.Do(rctx, func(target resolve.Target) (bool, error) {
+		res = b.tryTarget(rctx, t, target, s, emergency, log)
+		switch {
+		case res.winner != nil:
+			return false, nil
+		case res.cause != nil:
+			retry := errors.Is(res.cause, errNoAnswer) || resolve.Retryable(nil, res.cause)
+			return retry && context.Cause(rctx) == nil, res.cause
+		}
+		err := fmt.Errorf("answered %d %s", res.code, res.reason)
+		if res.q850 == causeNoChannel {
+			return false, err
+		}
+		return res.code == 503 || res.code == 408, err
+	})
+	if res.winner != nil {
+		res.trunk = name
+		b.trunkLegs.Store(res.winner.d.CallID, name)
+		log.Info("trunk answered", "target", res.winner.d.Peer, "emergency", emergency)
+		return res, true
+	}
+	t.Release()
+	if cause := context.Cause(rctx); cause != nil {
+		return ringResult{cause: cause, trunk: name}, true
+	}
+	if ctx.Err() != nil {
+		return ringResult{cause: context.Cause(ctx), trunk: name}, true
+	}
+	if res.code != 0 && res.code != 408 && res.code/100 != 5 {
+		log.Info("trunk refused the call", "code", res.code)
+		res.trunk = name
+		return res, true
+	}
+	if res.q850 == causeNoChannel {
+		log.Info("the trunk's line has no free channel; trying the next", "code", res.code)
+		st.busy = true
+		return ringResult{}, false
+	}
+	log.Warn("trunk failed; trying the next", "err", err, "emergency", emergency)
+	if res.code >= 500 && res.code < 600 && res.code != 503 {
+		st.last = ringResult{code: res.code, reason: res.reason}
+		st.serverError = true
+	}
+	return ringResult{}, false
 }
 
 // q850Cause reads the Q.850 cause of a Reason header (RFC 3326), 0 when

@@ -383,10 +383,12 @@ func (t *Trunk) seizeLocked(emergency bool) bool {
 }
 
 // SeizeWait takes a channel for an emergency call, waiting until one
-// is given back when every channel is in use (a call cleared to make
-// room for it). While it waits, ordinary calls cannot take the channel
-// that comes free. It reports false when ctx ends first.
-func (t *Trunk) SeizeWait(ctx context.Context) bool {
+// is given back when every channel is in use. While it waits, ordinary
+// calls cannot take the channel that comes free. clear, if set, is
+// called (once, without the trunk's lock) when the call has to wait: it
+// clears a call to make room, and must not block. SeizeWait reports
+// false when ctx ends first.
+func (t *Trunk) SeizeWait(ctx context.Context, clear func()) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.waiting++
@@ -400,6 +402,10 @@ func (t *Trunk) SeizeWait(ctx context.Context) bool {
 		}
 		freed := t.freed
 		t.mu.Unlock()
+		if clear != nil {
+			clear()
+			clear = nil
+		}
 		select {
 		case <-freed:
 		case <-ctx.Done():

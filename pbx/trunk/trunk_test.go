@@ -328,13 +328,17 @@ func TestSeizeWait(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr, _ := m.Trunk("t")
-			if !tr.Seize(false) || !tr.Seize(false) {
-				t.Fatal("the line's two channels could not be taken")
+			for i := range 2 {
+				if !tr.Seize(false) {
+					t.Fatalf("channel %d of the line could not be taken", i+1)
+				}
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
 			got := make(chan bool, 1)
-			go func() { got <- tr.SeizeWait(ctx) }()
+			cleared := make(chan struct{})
+			go func() { got <- tr.SeizeWait(ctx, func() { close(cleared) }) }()
+			<-cleared
 			waitfor.Cond(t, 10*time.Second, "the emergency call waits", func() bool {
 				tr.mu.Lock()
 				defer tr.mu.Unlock()
