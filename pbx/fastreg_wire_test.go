@@ -1,0 +1,105 @@
+package pbx
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinpbx/twinpbx/internal/waitfor"
+	"github.com/twinpbx/twinpbx/pbx/auth"
+	"github.com/twinpbx/twinpbx/pbx/regwire"
+)
+
+// sentConn is a socket that keeps what is written to it.
+type sentConn struct {
+	net.PacketConn
+	sent chan string
+}
+
+func (c *sentConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.sent <- string(b)
+	return len(b), nil
+}
+
+// newWireConn is a registerConn whose wire registrar answers through a
+// real authenticator and counts the REGISTERs it would register.
+func newWireConn(t *testing.T, serving func() bool) (*registerConn, *sentConn, *atomic.Int32) {
+	t.Helper()
+	d, err := auth.New(auth.Options{Realm: "r", Key: make([]byte, 32), Secrets: func(string) (string, bool) { return "", false },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered atomic.Int32
+	w := &wireRegistrar{serving: serving, auth: d, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		register: func(*regwire.Request, string, string) (int, string, []regwire.Header) {
+			registered.Add(1)
+			return 200, "OK", nil
+		}}
+	sc := &sentConn{sent: make(chan string, 16)}
+	return newRegisterConn(sc, nil, w, newWorkers(2)), sc, &registered
+}
+
+var wirePhone = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5999}
+
+// A box that does not serve takes a plain REGISTER off the socket and
+// answers nothing, as the guard does on sipgo's path.
+func TestServeWireStandby(t *testing.T) {
+	c, sc, registered := newWireConn(t, func() bool { return false })
+	for _, msg := range [][]byte{register("s1"), registerWithCredentials("s2")} {
+		if !c.serveWire(string(msg), wirePhone) {
+			t.Fatalf("regwire did not take %q", msg)
+		}
+	}
+	if n, r := c.wire.served.Load(), registered.Load(); n != 0 || r != 0 {
+		t.Errorf("a standby answered %d REGISTERs and registered %d", n, r)
+	}
+	select {
+	case m := <-sc.sent:
+		t.Errorf("a standby sent %q", m)
+	default:
+	}
+}
+
+// A copy of a REGISTER with credentials that arrives while the first is
+// handled is dropped; once the first is done the branch is new again.
+func TestServeWireAbsorbsRetransmission(t *testing.T) {
+	c, sc, _ := newWireConn(t, nil)
+	msg := string(registerWithCredentials("w1"))
+	key := branchKey{branch: "z9hG4bK-w1", source: wirePhone.String()}
+	if !c.begin(key) {
+		t.Fatal("branch already in progress")
+	}
+	if !c.serveWire(msg, wirePhone) {
+		t.Fatal("regwire did not take the REGISTER")
+	}
+	select {
+	case m := <-sc.sent:
+		t.Fatalf("the retransmission was answered: %q", m)
+	default:
+	}
+	c.end(key)
+	if !c.serveWire(msg, wirePhone) {
+		t.Fatal("regwire did not take the REGISTER")
+	}
+	select {
+	case m := <-sc.sent:
+		if !strings.HasPrefix(m, "SIP/2.0 401 ") || !strings.Contains(m, "branch=z9hG4bK-w1") {
+			t.Errorf("answer %q, want a 401 (unknown nonce) for branch w1", m)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer once the first copy was done")
+	}
+	waitfor.Cond(t, 30*time.Second, "the branch to leave the set in progress", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.inProgress) == 0
+	})
+	if n := c.wire.served.Load(); n != 1 || len(sc.sent) != 0 {
+		t.Errorf("%d REGISTERs answered, %d answers more: want the retransmission dropped", n, len(sc.sent))
+	}
+}
