@@ -76,15 +76,20 @@ type BatchPersister interface {
 // change before Put returns.
 //
 // A refresh that changes only the expiry, Call-ID and CSeq of a binding is
-// kept in memory until the stored copy of the binding is half way through
-// its lifetime (from its Updated to its Expires), or Headroom before its
-// end if that comes first, and then written by the next FlushDue. Why
-// half: a phone that refreshes at least every half of its expiry then
-// always refreshes again before the stored copy ends, whenever a crash or
-// a failover comes (the stored copy still has half its lifetime ahead when
-// the refreshes since are lost); a phone that refreshes later than that
-// finds the half passed at its every refresh, which is then written within
-// Interval, as each refresh was before.
+// kept in memory until one Interval before the stored copy of the binding
+// is half way through its lifetime (from its Updated to its Expires), or
+// Headroom before its end if that comes first, and then written by the
+// next FlushDue, which comes by the half. Why half: a phone that refreshes
+// at least every half of its expiry then always refreshes again before the
+// stored copy ends, whenever a crash or a failover comes (the stored copy
+// still has half its lifetime ahead when the refreshes since are lost).
+// Why an Interval before: a refresh that arrives after the half, and is
+// lost before the next FlushDue, must find a stored copy written by the
+// half, or the phone's next refresh (up to half its expiry later) comes
+// after that copy ends (TestWriteBackCrashBetweenFlushes). A phone that
+// refreshes later than the half finds the due time passed at its every
+// refresh, which is then written within Interval, as each refresh was
+// before.
 type WriteBack struct {
 	// Interval: how often the owner calls FlushDue. Zero: refreshes are
 	// written at once.
@@ -153,14 +158,17 @@ type lifetime struct {
 
 func lifetimeOf(b Binding) lifetime { return lifetime{from: b.Updated, until: b.Expires} }
 
-// due is when a refresh of the copy must be written: half way through it,
-// and at least headroom before its end.
-func (l lifetime) due(headroom time.Duration) time.Time {
+// due is when a refresh of the copy must be written: one flush interval
+// before half way through it, so that the flush that writes it comes by
+// the half (a phone's next refresh may come a whole half after one that
+// arrived just after a later flush), and at least the headroom before its
+// end.
+func (l lifetime) due(wb WriteBack) time.Time {
 	half := l.until
 	if l.from.Before(l.until) {
 		half = l.from.Add(l.until.Sub(l.from) / 2)
 	}
-	return minTime(half, l.until.Add(-headroom))
+	return minTime(half.Add(-wb.Interval), l.until.Add(-wb.Headroom))
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -447,7 +455,7 @@ func (s *Service) Put(b Binding, max int) error {
 		s.mu.RUnlock()
 		if ok && sameRoute(prev, b) && prev.Expires.After(t) &&
 			stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored.until) {
-			due := stored.due(s.wb.Headroom)
+			due := stored.due(s.wb)
 			s.pendMu.Lock()
 			s.pending[id] = pendingRefresh{b: b, due: due}
 			if due.Before(s.nextDue) {

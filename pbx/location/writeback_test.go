@@ -376,8 +376,8 @@ func TestWriteBackConcurrent(t *testing.T) {
 }
 
 // TestWriteBackDue: FlushDue writes a refresh only once the stored copy of
-// its binding is half way through its lifetime, or within the headroom of
-// its end, whichever comes first.
+// its binding is half way through its lifetime less one flush interval, or
+// within the headroom of its end, whichever comes first.
 func TestWriteBackDue(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -386,9 +386,9 @@ func TestWriteBackDue(t *testing.T) {
 		refresh  time.Duration // when the refresh comes
 		notUntil time.Duration // FlushDue before this writes nothing
 	}{
-		{name: "an hour, refreshed early", expires: time.Hour, refresh: 10 * time.Minute, notUntil: 30 * time.Minute},
+		{name: "an hour, refreshed early", expires: time.Hour, refresh: 10 * time.Minute, notUntil: 30*time.Minute - wb.Interval},
 		{name: "an hour, refreshed after half of it", expires: time.Hour, refresh: 40 * time.Minute, notUntil: 40 * time.Minute},
-		{name: "two minutes: the headroom comes first", expires: 2 * time.Minute, refresh: 20 * time.Second, notUntil: time.Minute},
+		{name: "two minutes: the half less a flush interval comes first", expires: 2 * time.Minute, refresh: 20 * time.Second, notUntil: time.Minute - wb.Interval},
 		{name: "ninety seconds: half before the headroom", expires: 90 * time.Second, refresh: 10 * time.Second, notUntil: 30 * time.Second},
 	}
 	for _, tt := range tests {
