@@ -241,7 +241,8 @@ func (m *Mailboxes) Summary(box string) (Summary, error) {
 	}
 	s := summarize(msgs)
 	m.sumMu.Lock()
-	m.sums[box] = cachedSummary{Summary: s, read: now}
+	// A copy: box may be a piece of a whole request (regwire).
+	m.sums[strings.Clone(box)] = cachedSummary{Summary: s, read: now}
 	m.sumMu.Unlock()
 	return s, nil
 }
