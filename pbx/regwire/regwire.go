@@ -430,41 +430,32 @@ func port16(s string) bool {
 }
 
 func digits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return every(s, func(c byte) bool { return c >= '0' && c <= '9' })
 }
 
 // isToken: RFC 3261 token characters.
 func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return every(s, func(c byte) bool {
+		return alnum(c) || strings.IndexByte("-.!%*_+`'~", c) >= 0
+	})
 }
 
+// isHost: a host name or IPv4 address as a phone writes it.
 func isHost(s string) bool {
+	return every(s, func(c byte) bool { return alnum(c) || c == '.' || c == '-' })
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// every reports whether s is not empty and each of its bytes is ok.
+func every(s string, ok func(byte) bool) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+		if !ok(s[i]) {
 			return false
 		}
 	}
