@@ -1,5 +1,12 @@
 package isdngw
 
+import (
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
 // Cause mapping between Q.850 (ISDN) and SIP responses, after RFC 3398
 // sections 7.2.4.1 (SIP → ISDN) and 8.2.6.1 (ISDN → SIP).
 
@@ -47,4 +54,32 @@ func Q850Cause(status int) uint8 {
 		return c
 	}
 	return 31 // normal, unspecified
+}
+
+// reasonCause reads the Q.850 cause of a request's Reason header (RFC
+// 3326), 0 when it has none or it is not a cause Q.850 defines.
+func reasonCause(req *sip.Request) uint8 {
+	for _, h := range req.GetHeaders("Reason") {
+		proto, params, _ := strings.Cut(h.Value(), ";")
+		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
+			continue
+		}
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(p, "=")
+			if !strings.EqualFold(strings.TrimSpace(k), "cause") {
+				continue
+			}
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 8); err == nil && n > 0 && n < 128 {
+				return uint8(n)
+			}
+		}
+	}
+	return 0
+}
+
+// isEmergency tells whether an INVITE is an emergency call (Priority:
+// emergency, RFC 3261 §20.26).
+func isEmergency(req *sip.Request) bool {
+	h := req.GetHeader("Priority")
+	return h != nil && strings.EqualFold(strings.TrimSpace(h.Value()), "emergency")
 }

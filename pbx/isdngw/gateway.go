@@ -89,6 +89,9 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	byCallID map[string]*gwCall // for requests inside a call's dialog
+	// released is closed, and replaced, whenever the line releases a
+	// call: an emergency call waiting for a B channel looks again.
+	released chan struct{}
 }
 
 // gwCall is one call across the gateway.
@@ -123,6 +126,9 @@ type gwCall struct {
 	server  *sipgo.DialogServerSession
 	cancel  context.CancelFunc
 	cleared bool // the line has cleared the call
+	// byeCause is the Q.850 cause the PBX's BYE carried (0: none): the
+	// line's call is cleared with it.
+	byeCause uint8
 }
 
 // New prepares a gateway on span cfg.Span of c; Run starts it.
@@ -507,7 +513,13 @@ func (g *Gateway) watch(c *gwCall, d *sipgo.Dialog) {
 	default:
 	}
 	c.endOnce.Do(func() { close(c.sipDone) })
-	g.hangup(c, q931.CauseNormalClearing)
+	cause := uint8(q931.CauseNormalClearing)
+	c.mu.Lock()
+	if c.byeCause != 0 {
+		cause = c.byeCause
+	}
+	c.mu.Unlock()
+	g.hangup(c, cause)
 }
 
 // handler is the gateway as the line sees it.
@@ -598,6 +610,7 @@ func (h *handler) Event(now time.Time, ev isdn.Event) {
 		if ev.Call.Kind == q931.EventReleased {
 			delete(g.calls, q)
 			c.close()
+			g.signalReleased()
 			g.log.Info("ISDN gateway: call ended", "calling", q.Calling.Digits, "called", q.Called.Digits, "cause", cause)
 		}
 	}
@@ -790,34 +803,58 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		calling = ""
 	}
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
-	err = g.line.Do(dlg.Context(), func(now time.Time, ep *isdn.Endpoint) error {
-		tei, ok := ep.TEI()
-		if !ok {
-			return errors.New("no TEI assigned")
-		}
-		ch := line.FreeChannel(ep.Calls().Calls(), g.cfg.Type)
-		if ch == 0 {
-			return errNoChannel
-		}
-		pres := uint8(q931.PresentationAllowed)
-		if restricted {
-			pres = q931.PresentationRestricted
-		}
-		q, err := ep.Calls().Setup(now, int(tei), q931.SetupParams{
-			Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
-			Channel:         q931.ChannelID{Channel: ch, Exclusive: g.cfg.Type == isdn.PRI},
-			Calling:         q931.PartyNumber{Plan: q931.PlanISDN, Presentation: pres, Digits: calling},
-			Called:          q931.PartyNumber{Plan: q931.PlanISDN, Digits: called},
-			SendingComplete: true,
+	// An emergency call that finds every B channel busy waits a moment
+	// for one: the PBX clears an ordinary call to make room for it, and
+	// the line releases that call's channel a little after its BYE.
+	wait, stop := context.WithTimeout(dlg.Context(), emergencyWait)
+	defer stop()
+	emergency := isEmergency(req)
+	setup := func() error {
+		return g.line.Do(dlg.Context(), func(now time.Time, ep *isdn.Endpoint) error {
+			tei, ok := ep.TEI()
+			if !ok {
+				return errors.New("no TEI assigned")
+			}
+			ch := line.FreeChannel(ep.Calls().Calls(), g.cfg.Type)
+			if ch == 0 {
+				return errNoChannel
+			}
+			pres := uint8(q931.PresentationAllowed)
+			if restricted {
+				pres = q931.PresentationRestricted
+			}
+			q, err := ep.Calls().Setup(now, int(tei), q931.SetupParams{
+				Bearer:          q931.BearerCapability{Capability: q931.Speech, Layer1: q931.ALawG711},
+				Channel:         q931.ChannelID{Channel: ch, Exclusive: g.cfg.Type == isdn.PRI},
+				Calling:         q931.PartyNumber{Plan: q931.PlanISDN, Presentation: pres, Digits: calling},
+				Called:          q931.PartyNumber{Plan: q931.PlanISDN, Digits: called},
+				SendingComplete: true,
+			})
+			if err != nil {
+				return err
+			}
+			c.q = q
+			c.channel.Store(uint32(ch))
+			g.calls[q] = c
+			return nil
 		})
-		if err != nil {
-			return err
+	}
+	var released <-chan struct{}
+	if emergency {
+		released = g.releasedChan()
+	}
+	err = setup()
+	for emergency && errors.Is(err, errNoChannel) {
+		select {
+		case <-released:
+		case <-wait.Done():
 		}
-		c.q = q
-		c.channel.Store(uint32(ch))
-		g.calls[q] = c
-		return nil
-	})
+		if wait.Err() != nil {
+			break
+		}
+		released = g.releasedChan()
+		err = setup()
+	}
 	if err != nil {
 		c.abandon()
 		cause := q931.CauseTemporaryFailure
@@ -835,8 +872,20 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 var errNoChannel = errors.New("every B channel is busy")
 
-// onBye ends a dialog either way; watch clears the line side.
+// onBye ends a dialog either way; watch clears the line side, with the
+// Q.850 cause of the BYE's Reason header if it has one (8, preemption,
+// when the PBX makes room for an emergency call).
 func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if cause, cid := reasonCause(req), req.CallID(); cause != 0 && cid != nil {
+		g.mu.Lock()
+		c := g.byCallID[cid.Value()]
+		g.mu.Unlock()
+		if c != nil {
+			c.mu.Lock()
+			c.byeCause = cause
+			c.mu.Unlock()
+		}
+	}
 	if err := g.dcc.ReadBye(req, tx); err == nil {
 		return
 	}
@@ -852,4 +901,28 @@ func phrase(status int) string {
 		return p
 	}
 	return "Server Internal Error"
+}
+
+// emergencyWait bounds how long an emergency call waits for a B channel
+// to come free.
+const emergencyWait = 5 * time.Second
+
+// releasedChan is closed when the line next releases a call.
+func (g *Gateway) releasedChan() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.released == nil {
+		g.released = make(chan struct{})
+	}
+	return g.released
+}
+
+// signalReleased wakes the emergency calls waiting for a B channel.
+func (g *Gateway) signalReleased() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.released != nil {
+		close(g.released)
+		g.released = nil
+	}
 }

@@ -347,6 +347,12 @@ func TestLayer1(t *testing.T) {
 // 127.0.0.1 and returns the final response's first line and the text.
 func invite(t *testing.T, gw netip.AddrPort, body string) (string, string) {
 	t.Helper()
+	return inviteWith(t, gw, body, "")
+}
+
+// inviteWith is invite with extra header lines (each ending in CRLF).
+func inviteWith(t *testing.T, gw netip.AddrPort, body, extra string) (string, string) {
+	t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +362,7 @@ func invite(t *testing.T, gw netip.AddrPort, body string) (string, string) {
 	msg := "INVITE sip:110@" + gw.String() + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-t1\r\n" +
 		"From: <sip:201@" + local + ">;tag=t1\r\nTo: <sip:110@" + gw.String() + ">\r\n" +
-		"Call-ID: t1@" + local + "\r\nCSeq: 1 INVITE\r\nContact: <sip:201@" + local + ">\r\nMax-Forwards: 70\r\n" +
+		"Call-ID: t1@" + local + "\r\nCSeq: 1 INVITE\r\nContact: <sip:201@" + local + ">\r\nMax-Forwards: 70\r\n" + extra +
 		"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	if _, err := conn.WriteTo([]byte(msg), net.UDPAddrFromAddrPort(gw)); err != nil {
 		t.Fatal(err)
