@@ -112,19 +112,35 @@ func TestResponse(t *testing.T) {
 }
 
 // FuzzParse: whatever Parse takes, sipgo parses to the same values, and
-// the answer written here says what sipgo's says.
+// the answer written here says what sipgo's says. A Request used before
+// (as the pool hands them out) reads msg as a fresh one does, and what
+// msg left in it does not leak into the next request read.
 func FuzzParse(f *testing.F) {
-	for _, msg := range seeds(f) {
+	all := seeds(f)
+	for _, msg := range all {
 		f.Add(msg)
 	}
+	warm := all["deskphone.sip"]
 	f.Fuzz(func(t *testing.T, msg string) {
 		var p Parser
 		var r Request
-		if !p.Parse(msg, &r) {
-			return
+		ok := p.Parse(msg, &r)
+		var used Request
+		if !p.Parse(warm, &used) {
+			t.Fatal("the deskphone seed refused")
 		}
-		sameAsSipgo(t, msg, &r)
-		sameResponse(t, msg, &r, "203.0.113.7:40211", []Header{{"Date", "x"}})
+		if p.Parse(msg, &used) != ok {
+			t.Fatalf("taken by a fresh Request: %v, by a used one: %v\n%q", ok, !ok, msg)
+		}
+		if ok {
+			sameAsSipgo(t, msg, &r)
+			sameAsSipgo(t, msg, &used)
+			sameResponse(t, msg, &r, "203.0.113.7:40211", []Header{{"Date", "x"}})
+		}
+		if !p.Parse(warm, &used) {
+			t.Fatal("the deskphone seed refused after msg")
+		}
+		sameAsSipgo(t, warm, &used)
 	})
 }
 
