@@ -109,4 +109,3 @@ func TestISDNEmergencyPreemption(t *testing.T) {
 		t.Error("Alice's call is no longer up")
 	}
 }
-
