@@ -56,10 +56,10 @@ func Q850Cause(status int) uint8 {
 	return 31 // normal, unspecified
 }
 
-// reasonCause reads the Q.850 cause of a request's Reason header (RFC
+// reasonCause reads the Q.850 cause of a message's Reason header (RFC
 // 3326), 0 when it has none or it is not a cause Q.850 defines.
-func reasonCause(req *sip.Request) uint8 {
-	for _, h := range req.GetHeaders("Reason") {
+func reasonCause(m sip.Message) uint8 {
+	for _, h := range m.GetHeaders("Reason") {
 		proto, params, _ := strings.Cut(h.Value(), ";")
 		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
 			continue
@@ -75,6 +75,20 @@ func reasonCause(req *sip.Request) uint8 {
 		}
 	}
 	return 0
+}
+
+// causePreemption is Q.850's cause 8, preemption: the PBX cleared the
+// call to make room for an emergency call.
+const causePreemption = 8
+
+// failureCause is the Q.850 cause for the PBX's failure response to a
+// call from the line: RFC 3398's for its status, but preemption when its
+// Reason says so (a ringing call cleared for an emergency call).
+func failureCause(res *sip.Response) uint8 {
+	if reasonCause(res) == causePreemption {
+		return causePreemption
+	}
+	return Q850Cause(res.StatusCode)
 }
 
 // isEmergency tells whether an INVITE is an emergency call (Priority:

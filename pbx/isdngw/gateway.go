@@ -718,7 +718,7 @@ func (g *Gateway) inviteOut(ctx context.Context, c *gwCall, called, calling stri
 	var de *sipgo.ErrDialogResponse
 	switch {
 	case errors.As(err, &de):
-		g.hangup(c, Q850Cause(de.Res.StatusCode))
+		g.hangup(c, failureCause(de.Res))
 		return
 	case err != nil:
 		// Cancelled because the line cleared, or the transaction failed.

@@ -39,6 +39,27 @@ func TestReasonCause(t *testing.T) {
 	}
 }
 
+func TestFailureCause(t *testing.T) {
+	for _, tc := range []struct {
+		code   int
+		reason string
+		want   uint8
+	}{
+		{503, "", 41},
+		{503, `Q.850;cause=34;text="no circuit/channel available"`, 41},
+		{503, `Q.850;cause=8;text="preemption"`, 8},
+		{486, "", 17},
+	} {
+		res := sip.NewResponse(tc.code, "x")
+		if tc.reason != "" {
+			res.AppendHeader(sip.NewHeader("Reason", tc.reason))
+		}
+		if got := failureCause(res); got != tc.want {
+			t.Errorf("failureCause(%d, %q) = %d, want %d", tc.code, tc.reason, got, tc.want)
+		}
+	}
+}
+
 // FuzzReasonCause: any Reason header gives 0 or a cause of 1..127.
 func FuzzReasonCause(f *testing.F) {
 	for _, s := range []string{`Q.850;cause=8;text="preemption"`, "Q.850;cause=34", ";;;", "Q.850;cause=", "Q.850;cause=255", "SIP;cause=503"} {
