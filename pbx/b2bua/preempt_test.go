@@ -209,3 +209,40 @@ func (f *fakeCDR) snapshot() []cdr.Record {
 	defer f.mu.Unlock()
 	return append([]cdr.Record(nil), f.recs...)
 }
+
+// TestPreemptionInbound: a call from the line still ringing an extension
+// is the one cleared for an emergency call: the line gets 503 with Q.850
+// cause 8, the extension a CANCEL, the answered outbound call stays up.
+func TestPreemptionInbound(t *testing.T) {
+	tmp := newEnv(t)
+	gw := newPhone(t, tmp, "4930555", "answer")
+	e := newEnv(t, withPreemptWait(10*time.Second),
+		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 2}))
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "ring")
+	e.loc.add("200", bob)
+	carol := newPhone(t, e, "300", "answer")
+	if res := alice.dial("0301234", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("alice's call answered %d", res.StatusCode)
+	}
+	gw.pbx = e.addr
+	in := gw.dial("201", nil)
+	in.waitProvisional(180)
+	waitInUse(t, e, "isdn", 2)
+
+	if res := carol.dial("112", nil).result(); res.StatusCode != 200 {
+		t.Fatalf("emergency call answered %d, want 200", res.StatusCode)
+	}
+	res := in.result()
+	if h := res.GetHeader("Reason"); res.StatusCode != 503 || h == nil || h.Value() != `Q.850;cause=8;text="preemption"` {
+		t.Errorf("the line's call ended with %d, Reason %v; want 503 with cause 8", res.StatusCode, h)
+	}
+	bob.wait(sip.CANCEL, 1)
+	if n := alice.count(sip.BYE); n != 0 {
+		t.Errorf("alice got %d BYEs, want none", n)
+	}
+	r := e.cdrs.wait(t, 1)[0]
+	if r.Disp != cdr.Failed || r.SIPCode != 503 || r.HangupBy != ByPreemption || r.Trunk != "isdn" || r.Callee != "200" {
+		t.Errorf("cleared call's CDR %+v", r)
+	}
+}
