@@ -230,26 +230,10 @@ func (r *Registrar) serveWire(req *regwire.Request, user, source string) (regist
 	if err != nil {
 		return reg, time.Time{}, err
 	}
-	headerExp := r.defaultExp
-	if req.HasExpires {
-		if headerExp, err = parseExpires(req.Expires); err != nil {
-			return reg, time.Time{}, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
-		}
-	}
-	for i := range req.Parsed {
-		ch := &req.Parsed[i]
-		if ch.Address.Wildcard {
-			reg.wildcard = true
-			continue
-		}
-		c, err := r.contact(ch, headerExp)
-		if err != nil {
-			return reg, time.Time{}, err
-		}
-		reg.contacts = append(reg.contacts, c)
-	}
-	if reg.wildcard && (len(req.Contacts) != 1 || !req.HasExpires || headerExp != 0) {
-		return reg, time.Time{}, wildcardMisuse(len(req.Contacts))
+	reg.wildcard, reg.contacts, err = r.readContacts(req.Expires, req.HasExpires, len(req.Parsed),
+		func(i int) (*sip.ContactHeader, error) { return &req.Parsed[i], nil })
+	if err != nil {
+		return reg, time.Time{}, err
 	}
 	now, err := r.store(ext, reg)
 	return reg, now, err
@@ -316,25 +300,40 @@ func (r *Registrar) store(ext config.Extension, reg registration) (time.Time, er
 // contacts reads the Contact headers: wildcard is true for "Contact: *"
 // (valid only alone and with Expires: 0); an empty list is a query.
 func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, err error) {
-	headerExp := r.defaultExp
+	expires, hasExpires := "", false
 	if h := req.GetHeader("Expires"); h != nil {
-		d, err := parseExpires(h.Value())
-		if err != nil {
-			return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
-		}
-		headerExp = d
+		expires, hasExpires = h.Value(), true
 	}
 	hs := req.GetHeaders("Contact")
-	for _, h := range hs {
-		ch, ok := h.(*sip.ContactHeader)
-		if !ok {
-			// Built in code rather than parsed from the wire.
-			ch = &sip.ContactHeader{}
-			if v := strings.TrimSpace(h.Value()); v == "*" {
-				ch.Address.Wildcard = true
-			} else if _, err := sip.ParseAddressValue(v, &ch.Address, &ch.Params); err != nil {
-				return false, nil, fail(sip.StatusBadRequest, "Bad Request (unreadable Contact header)")
-			}
+	return r.readContacts(expires, hasExpires, len(hs), func(i int) (*sip.ContactHeader, error) {
+		if ch, ok := hs[i].(*sip.ContactHeader); ok {
+			return ch, nil
+		}
+		// Built in code rather than parsed from the wire.
+		ch := &sip.ContactHeader{}
+		if v := strings.TrimSpace(hs[i].Value()); v == "*" {
+			ch.Address.Wildcard = true
+		} else if _, err := sip.ParseAddressValue(v, &ch.Address, &ch.Params); err != nil {
+			return nil, fail(sip.StatusBadRequest, "Bad Request (unreadable Contact header)")
+		}
+		return ch, nil
+	})
+}
+
+// readContacts checks the n Contact headers of a REGISTER (each one
+// contact or "*", the i-th given by at) with the value of its Expires
+// header, if it has one, whichever parser read them.
+func (r *Registrar) readContacts(expires string, hasExpires bool, n int, at func(i int) (*sip.ContactHeader, error)) (wildcard bool, out []contact, err error) {
+	headerExp := r.defaultExp
+	if hasExpires {
+		if headerExp, err = parseExpires(expires); err != nil {
+			return false, nil, fail(sip.StatusBadRequest, "Bad Request (invalid Expires header)")
+		}
+	}
+	for i := range n {
+		ch, err := at(i)
+		if err != nil {
+			return false, nil, err
 		}
 		if ch.Address.Wildcard {
 			wildcard = true
@@ -346,8 +345,8 @@ func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, er
 		}
 		out = append(out, c)
 	}
-	if wildcard && (len(hs) != 1 || req.GetHeader("Expires") == nil || headerExp != 0) {
-		return false, nil, wildcardMisuse(len(hs))
+	if wildcard && (n != 1 || !hasExpires || headerExp != 0) {
+		return false, nil, wildcardMisuse(n)
 	}
 	return wildcard, out, nil
 }
