@@ -358,6 +358,10 @@ func (b *B2BUA) transfer(ctx context.Context, c *call, side Leg, transferee LegS
 	c.st.Trunk = cmp.Or(newLeg.Trunk, transferee.Trunk)
 	c.st.Start, c.st.Answer = start, b.o.Now()
 	c.st.State = StateAnswered
+	// A call transferred to an emergency number is an emergency call
+	// now (never cleared for another); one transferred away from it is
+	// not.
+	c.st.Emergency = dec.Kind == dialplan.Emergency
 	c.transfer = nil
 	c.ringCancel = nil
 	// An SRTP call's keys are exchanged below: no offer may cross it.

@@ -96,6 +96,11 @@ func TestTransferOutside(t *testing.T) {
 			if len(cs) == 0 || cs[len(cs)-1].Trunk != tc.trunk || cs[len(cs)-1].Callee != tc.target {
 				t.Errorf("calls %+v", cs)
 			}
+			for _, st := range e.b.Snapshot() {
+				if st.Callee == tc.target && st.Emergency != tc.priority {
+					t.Errorf("transferred call's state %+v, want emergency %v", st, tc.priority)
+				}
+			}
 			// The outside party hangs up: the transferee gets BYE.
 			if res := peer.request(sip.BYE, nil); res.StatusCode != 200 {
 				t.Fatalf("the trunk's BYE answered %d", res.StatusCode)
