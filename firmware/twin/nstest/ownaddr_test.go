@@ -243,6 +243,17 @@ func TestBothBoxesTakeRequests(t *testing.T) {
 		t.Fatalf("maintenance off: %v\n%s", err, out)
 	}
 	p.waitRole(standby, "active", 20*time.Second)
+	// The role shows before the box serves the VIP (address up, PBX
+	// reloaded): until then its forwarder still answers 503, which a
+	// phone retries after Retry-After.
+	waitFor(t, 30*time.Second, "the new active's own address passing requests to its PBX", func() (bool, string) {
+		callID := "back-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		res, err := p.exchangeFrom(testbed.Phone(0), p.ownAddr(standby), rawRegister(p.ownAddr(standby), alice, callID, ""), 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		return res.StatusCode == 401, res.StartLine()
+	})
 	reg = p.bed.StartSipp(t, testbed.Phone(0), p.ownAddr(standby), "register.xml", alice, alice.Number, "-key", "expires", "600")
 	waitSipp(t, reg, "alice registering at the new active's own address")
 	src, err := p.bindingSources(standby)
