@@ -101,6 +101,8 @@ type call struct {
 	rel *reliable
 	// byeReason, per leg, is the Reason header the BYEs of end carry.
 	byeReason [2]sip.Header
+	// preempted: an emergency call claimed this call to clear it.
+	preempted bool
 
 	// saveMu orders the writes of the call's saved record; saved is set
 	// while a record exists in Options.Calls.

@@ -27,21 +27,17 @@ func preemptionReason(toTrunk bool) sip.Header {
 	return sip.NewHeader("Reason", `preemption ;cause=1 ;text="UA preemption"`)
 }
 
-// victim picks, among calls, the one to clear so that an emergency call
-// gets a channel of trunk name: an ordinary call over that trunk, the
-// most recent ringing one if any rings, else the one answered last. It
-// reports false when every call over the trunk is an emergency call (or
-// none runs over it).
-func victim(calls []CallState, name string) (int, bool) {
+// victims lists, best first, the calls that may be cleared so that an
+// emergency call gets a channel of trunk name: the ordinary calls over
+// that trunk, ringing ones first (the most recent first), then answered
+// ones, the one answered last first. Emergency calls are never listed.
+func victims(calls []CallState, name string) []int {
 	var idx []int
 	for i, st := range calls {
 		if st.Emergency || st.State == StateEnded || !overTrunk(st, name) {
 			continue
 		}
 		idx = append(idx, i)
-	}
-	if len(idx) == 0 {
-		return 0, false
 	}
 	sort.SliceStable(idx, func(i, j int) bool {
 		a, b := calls[idx[i]], calls[idx[j]]
@@ -54,7 +50,7 @@ func victim(calls []CallState, name string) (int, bool) {
 		}
 		return a.Answer.After(b.Answer)
 	})
-	return idx[0], true
+	return idx
 }
 
 // overTrunk tells whether a call holds a channel of trunk name: one of
@@ -84,12 +80,19 @@ func (b *B2BUA) preempt(ctx context.Context, t *trunk.Trunk, log *slog.Logger) b
 	for i, c := range cs {
 		states[i] = c.state()
 	}
-	i, ok := victim(states, t.Name())
-	if !ok {
+	// Two emergency calls at once clear two calls: each claims its own.
+	var v *call
+	var st CallState
+	for _, i := range victims(states, t.Name()) {
+		if cs[i].claim() {
+			v, st = cs[i], states[i]
+			break
+		}
+	}
+	if v == nil {
 		log.Warn("every channel of the trunk carries an emergency call: none cleared")
 		return false
 	}
-	v, st := cs[i], states[i]
 	wctx, cancel := context.WithTimeout(ctx, b.o.PreemptWait)
 	defer cancel()
 	cleared := false
@@ -99,6 +102,9 @@ func (b *B2BUA) preempt(ctx context.Context, t *trunk.Trunk, log *slog.Logger) b
 			"cleared", st.ID, "caller", st.Caller, "callee", st.Callee, "state", st.State)
 		go v.preempt()
 	})
+	if !cleared {
+		v.unclaim() // a channel came free without it
+	}
 	if !got {
 		log.Warn("the channel of the cleared call did not come free in time; going on without it", "wait", b.o.PreemptWait)
 		return false
@@ -136,4 +142,23 @@ func (c *call) preempt() {
 	}
 	c.mu.Unlock()
 	c.end(cdr.Answered, 200, ByPreemption, LegA, LegB)
+}
+
+// claim marks the call as the one an emergency call clears; false when
+// it ended or another emergency call claimed it.
+func (c *call) claim() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.preempted {
+		return false
+	}
+	c.preempted = true
+	return true
+}
+
+// unclaim gives back a claim that was not needed.
+func (c *call) unclaim() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.preempted = false
 }

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -10,10 +11,10 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 )
 
-// TestVictim: the call cleared for an emergency call is an ordinary one
+// TestVictims: the call cleared for an emergency call is an ordinary one
 // over the trunk, a ringing one before any answered one (the most recent
 // first), else the one answered last; never an emergency call.
-func TestVictim(t *testing.T) {
+func TestVictims(t *testing.T) {
 	at := func(s int) time.Time { return time.Date(2026, 1, 1, 12, 0, s, 0, time.UTC) }
 	out := func(id, state string, start, answer int, emergency bool) CallState {
 		st := CallState{ID: id, State: state, Start: at(start), Emergency: emergency, Trunk: "isdn",
@@ -33,28 +34,27 @@ func TestVictim(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		calls []CallState
-		want  string // "" for none
+		want  string // the calls in the order they are cleared
 	}{
 		{"no call", nil, ""},
 		{"one ordinary call", []CallState{out("a", StateAnswered, 1, 2, false)}, "a"},
-		{"the one answered last", []CallState{out("a", StateAnswered, 1, 5, false), out("b", StateAnswered, 2, 7, false), out("c", StateAnswered, 3, 6, false)}, "b"},
-		{"ringing before answered", []CallState{out("a", StateAnswered, 1, 20, false), out("r", StateRinging, 2, 0, false)}, "r"},
-		{"the most recent ringing", []CallState{out("r1", StateRinging, 5, 0, false), out("r2", StateRinging, 8, 0, false), out("a", StateAnswered, 1, 9, false)}, "r2"},
+		{"the one answered last", []CallState{out("a", StateAnswered, 1, 5, false), out("b", StateAnswered, 2, 7, false), out("c", StateAnswered, 3, 6, false)}, "b,c,a"},
+		{"ringing before answered", []CallState{out("a", StateAnswered, 1, 20, false), out("r", StateRinging, 2, 0, false)}, "r,a"},
+		{"the most recent ringing", []CallState{out("r1", StateRinging, 5, 0, false), out("r2", StateRinging, 8, 0, false), out("a", StateAnswered, 1, 9, false)}, "r2,r1,a"},
 		{"every call an emergency call", []CallState{out("e1", StateAnswered, 1, 2, true), out("e2", StateRinging, 3, 0, true)}, ""},
 		{"emergency calls skipped", []CallState{out("e1", StateAnswered, 1, 9, true), out("a", StateAnswered, 1, 2, false)}, "a"},
 		{"an inbound call", []CallState{in, out("e", StateAnswered, 1, 20, true)}, "in"},
 		{"not a call between extensions nor over another trunk", []CallState{local, other}, ""},
 		{"an ended call", []CallState{out("x", StateEnded, 1, 2, false)}, ""},
-		{"transferring counts as answered", []CallState{out("t", StateTransferring, 1, 3, false), out("a", StateAnswered, 1, 2, false)}, "t"},
+		{"transferring counts as answered", []CallState{out("t", StateTransferring, 1, 3, false), out("a", StateAnswered, 1, 2, false)}, "t,a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			i, ok := victim(tc.calls, "isdn")
-			got := ""
-			if ok {
-				got = tc.calls[i].ID
+			var ids []string
+			for _, i := range victims(tc.calls, "isdn") {
+				ids = append(ids, tc.calls[i].ID)
 			}
-			if got != tc.want {
-				t.Errorf("victim = %q, want %q", got, tc.want)
+			if got := strings.Join(ids, ","); got != tc.want {
+				t.Errorf("victims = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -245,4 +245,35 @@ func TestPreemptionInbound(t *testing.T) {
 	if r.Disp != cdr.Failed || r.SIPCode != 503 || r.HangupBy != ByPreemption || r.Trunk != "isdn" || r.Callee != "200" {
 		t.Errorf("cleared call's CDR %+v", r)
 	}
+}
+
+// TestPreemptionTwoAtOnce: two emergency calls at once on a line whose
+// two channels carry ordinary calls clear both, one each, and both go
+// out.
+func TestPreemptionTwoAtOnce(t *testing.T) {
+	tmp := newEnv(t)
+	prov := newPhone(t, tmp, "gw", "answer")
+	e := newEnv(t, withPreemptWait(10*time.Second),
+		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: prov.addr, Channels: 2}))
+	alice := newPhone(t, e, "100", "answer")
+	bob := newPhone(t, e, "200", "answer")
+	carol := newPhone(t, e, "300", "answer")
+	dave := newPhone(t, e, "400", "answer")
+	for _, p := range []*phone{alice, bob} {
+		if res := p.dial("0301234", nil).result(); res.StatusCode != 200 {
+			t.Fatalf("%s's call answered %d", p.number, res.StatusCode)
+		}
+	}
+	calls := []*outCall{carol.dial("112", nil), dave.dial("112", nil)}
+	for i, oc := range calls {
+		if res := oc.result(); res.StatusCode != 200 {
+			t.Errorf("emergency call %d answered %d, want 200", i+1, res.StatusCode)
+		}
+	}
+	for _, p := range []*phone{alice, bob} {
+		if h := p.wait(sip.BYE, 1).GetHeader("Reason"); h == nil {
+			t.Errorf("%s's BYE has no Reason", p.number)
+		}
+	}
+	waitInUse(t, e, "isdn", 2)
 }

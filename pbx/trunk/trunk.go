@@ -82,8 +82,10 @@ type Trunk struct {
 	// inUse counts the calls over the trunk (Seize, Hold, Release).
 	inUse int
 	// waiting counts the emergency calls in SeizeWait: an ordinary Seize
-	// leaves them the channels that come free.
-	waiting int
+	// leaves them the channels that come free. owed counts those of them
+	// that cleared a call: the channel it gives back is theirs, also
+	// against another emergency call.
+	waiting, owed int
 	// freed is closed, and replaced, whenever a channel is given back.
 	freed chan struct{}
 }
@@ -362,20 +364,20 @@ func (t *Trunk) Name() string { return t.line.Name }
 func (t *Trunk) Seize(emergency bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.seizeLocked(emergency)
+	if emergency {
+		return t.seizeLocked(true, t.owed)
+	}
+	return t.seizeLocked(false, t.waiting)
 }
 
-// seizeLocked is Seize; callers hold mu. An ordinary call counts the
-// emergency calls waiting for a channel as in use.
-func (t *Trunk) seizeLocked(emergency bool) bool {
+// seizeLocked is Seize, with reserved more channels counted as in use
+// (those that emergency calls wait for); callers hold mu.
+func (t *Trunk) seizeLocked(emergency bool, reserved int) bool {
 	limit := t.line.Channels
-	used := t.inUse
 	if emergency {
 		limit = t.line.EmergencyChannels()
-	} else {
-		used += t.waiting
 	}
-	if limit > 0 && used >= limit {
+	if limit > 0 && t.inUse+reserved >= limit {
 		return false
 	}
 	t.inUse++
@@ -386,21 +388,39 @@ func (t *Trunk) seizeLocked(emergency bool) bool {
 // is given back when every channel is in use. While it waits, ordinary
 // calls cannot take the channel that comes free. clear, if set, is
 // called (once, without the trunk's lock) when the call has to wait: it
-// clears a call to make room, and must not block. SeizeWait reports
-// false when ctx ends first.
+// clears a call to make room, and must not block; the channel that call
+// gives back is then kept for this one, also against other emergency
+// calls. SeizeWait reports false when ctx ends first.
 func (t *Trunk) SeizeWait(ctx context.Context, clear func()) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.waiting++
-	defer func() { t.waiting-- }()
+	mine := false // this call is owed a channel
+	defer func() {
+		t.waiting--
+		if mine {
+			t.owed--
+		}
+	}()
+	seize := func() bool {
+		others := t.owed
+		if mine {
+			others--
+		}
+		return t.seizeLocked(true, others)
+	}
 	for {
-		if t.seizeLocked(true) {
+		if seize() {
 			return true
 		}
 		if t.freed == nil {
 			t.freed = make(chan struct{})
 		}
 		freed := t.freed
+		if clear != nil {
+			t.owed++
+			mine = true
+		}
 		t.mu.Unlock()
 		if clear != nil {
 			clear()
@@ -412,7 +432,7 @@ func (t *Trunk) SeizeWait(ctx context.Context, clear func()) bool {
 		}
 		t.mu.Lock()
 		if ctx.Err() != nil {
-			return t.seizeLocked(true)
+			return seize()
 		}
 	}
 }

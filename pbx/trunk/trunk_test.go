@@ -307,9 +307,9 @@ func TestChannels(t *testing.T) {
 	}
 }
 
-// TestSeizeWait: an emergency call waiting on a full isdn line gets the
-// channel the next Release gives back, before any ordinary call; it
-// gives up when its context ends.
+// TestSeizeWait: an emergency call waiting on a full isdn line, having
+// cleared a call, gets the channel the next Release gives back, before
+// any other call, emergency or not; it gives up when its context ends.
 func TestSeizeWait(t *testing.T) {
 	p := startPBXSide(t)
 	for _, tc := range []struct {
@@ -346,9 +346,11 @@ func TestSeizeWait(t *testing.T) {
 			})
 			if tc.release {
 				tr.Release()
-				if tr.Seize(false) {
-					tr.Release()
-					t.Error("an ordinary call took the channel an emergency call waits for")
+				for _, emergency := range []bool{false, true} {
+					if tr.Seize(emergency) {
+						tr.Release()
+						t.Errorf("a call (emergency %v) took the channel an emergency call cleared a call for", emergency)
+					}
 				}
 			} else {
 				cancel()
