@@ -331,6 +331,12 @@ func (b *B2BUA) connect(ctx context.Context, c *call, tx sip.ServerTransaction, 
 		c.end(cdr.Cancelled, 487, "", LegB)
 		return
 	}
+	if errors.Is(context.Cause(ctx), errPreempted) {
+		// Cleared for an emergency call as the callee answered.
+		c.respondA(tx, req, 503, "Service Unavailable", nil, preemptionReason(c.inTrunk() != ""))
+		c.end(cdr.Failed, 503, ByPreemption, LegB)
+		return
+	}
 	answer, err := m.Rewrite(LegB, r.answer.Body())
 	if err != nil {
 		log.Info("callee's SDP refused", "err", err)

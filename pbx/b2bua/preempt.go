@@ -106,7 +106,9 @@ func (b *B2BUA) preempt(ctx context.Context, t *trunk.Trunk, log *slog.Logger) b
 		v.unclaim() // a channel came free without it
 	}
 	if !got {
-		log.Warn("the channel of the cleared call did not come free in time; going on without it", "wait", b.o.PreemptWait)
+		if cleared && ctx.Err() == nil {
+			log.Warn("the channel of the cleared call did not come free in time; going on without it", "wait", b.o.PreemptWait)
+		}
 		return false
 	}
 	if cleared {
@@ -129,18 +131,20 @@ func (c *call) preempt() {
 		c.mu.Unlock()
 		return
 	}
-	if c.st.State == StateRinging && c.ringCancel != nil {
-		rc := c.ringCancel
-		c.mu.Unlock()
-		rc(errPreempted)
-		return
-	}
 	for side, l := range c.legs {
 		if l != nil {
 			c.byeReason[side] = preemptionReason(l.Trunk != "")
 		}
 	}
+	rc, ringing := c.ringCancel, c.st.State == StateRinging
 	c.mu.Unlock()
+	// A ringing call, or the ringing of a transfer in progress, stops.
+	if rc != nil {
+		rc(errPreempted)
+		if ringing {
+			return
+		}
+	}
 	c.end(cdr.Answered, 200, ByPreemption, LegA, LegB)
 }
 
