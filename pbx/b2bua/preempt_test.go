@@ -95,7 +95,13 @@ func TestPreemption(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := newEnv(t)
 			prov := newPhone(t, tmp, "gw", "answer")
-			e := newEnv(t, withPreemptWait(time.Second),
+			// Generous for a channel that comes free (a loaded machine),
+			// short for the one that cannot.
+			wait := 20 * time.Second
+			if tc.held > 0 {
+				wait = 500 * time.Millisecond
+			}
+			e := newEnv(t, withPreemptWait(wait),
 				withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: prov.addr, Channels: 2}))
 			alice := newPhone(t, e, "100", "answer")
 			bob := newPhone(t, e, "200", "answer")
@@ -216,7 +222,7 @@ func (f *fakeCDR) snapshot() []cdr.Record {
 func TestPreemptionInbound(t *testing.T) {
 	tmp := newEnv(t)
 	gw := newPhone(t, tmp, "4930555", "answer")
-	e := newEnv(t, withPreemptWait(10*time.Second),
+	e := newEnv(t, withPreemptWait(20*time.Second),
 		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 2}))
 	alice := newPhone(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "ring")
@@ -253,7 +259,7 @@ func TestPreemptionInbound(t *testing.T) {
 func TestPreemptionTwoAtOnce(t *testing.T) {
 	tmp := newEnv(t)
 	prov := newPhone(t, tmp, "gw", "answer")
-	e := newEnv(t, withPreemptWait(10*time.Second),
+	e := newEnv(t, withPreemptWait(20*time.Second),
 		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: prov.addr, Channels: 2}))
 	alice := newPhone(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "answer")
