@@ -458,6 +458,8 @@ type fork struct {
 	final       bool // a final response arrived: nothing left to CANCEL
 	cancelWant  bool
 	cancelSent  bool
+	// cancelReason, if set, is the Reason header of the CANCEL.
+	cancelReason sip.Header
 	// racked is the last RSeq acknowledged with PRACK, by the To tag of
 	// the early dialog; only run uses it.
 	racked map[string]uint32
@@ -577,7 +579,7 @@ loop:
 	}
 	for _, f := range forks {
 		if f != res.winner {
-			b.cancelFork(f)
+			b.cancelFork(f, cancelReason(res.cause, false))
 		}
 	}
 	b.drain(events, pending)
@@ -691,10 +693,14 @@ func (f *fork) run(events chan<- forkEvent) {
 }
 
 // cancelFork CANCELs a fork that has not answered; per RFC 3261 §9.1 the
-// CANCEL waits for a provisional response.
-func (b *B2BUA) cancelFork(f *fork) {
+// CANCEL waits for a provisional response. reason, if set, is the
+// CANCEL's Reason header.
+func (b *B2BUA) cancelFork(f *fork, reason sip.Header) {
 	f.mu.Lock()
 	f.cancelWant = true
+	if reason != nil {
+		f.cancelReason = reason
+	}
 	send := f.provisional && !f.final && !f.cancelSent
 	f.cancelSent = f.cancelSent || send
 	f.mu.Unlock()
@@ -709,7 +715,13 @@ func (f *fork) sendCancel() {
 	defer b.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
-	if _, err := b.do(ctx, cancelFor(f.inv)); err != nil {
+	req := cancelFor(f.inv)
+	f.mu.Lock()
+	if f.cancelReason != nil {
+		req.AppendHeader(f.cancelReason)
+	}
+	f.mu.Unlock()
+	if _, err := b.do(ctx, req); err != nil {
 		b.log.Debug("CANCEL of a fork", "err", err)
 	}
 }

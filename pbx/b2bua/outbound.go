@@ -341,7 +341,7 @@ func (b *B2BUA) awaitTrunk(ctx context.Context, f *fork, s outSpec) (ringResult,
 				return ringResult{cause: fmt.Errorf("%w within %s", errNoAnswer, b.o.TrunkAnswer)}, nil
 			}
 		case <-ctx.Done():
-			b.cancelFork(f)
+			b.cancelFork(f, cancelReason(context.Cause(ctx), true))
 			b.drain(events, 1)
 			return ringResult{cause: context.Cause(ctx)}, nil
 		}

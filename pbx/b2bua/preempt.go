@@ -27,6 +27,16 @@ func preemptionReason(toTrunk bool) sip.Header {
 	return sip.NewHeader("Reason", `preemption ;cause=1 ;text="UA preemption"`)
 }
 
+// cancelReason is the Reason header of the CANCELs that end a ringing
+// phase for cause: the preemption Reason when the call was cleared for an
+// emergency call, else none.
+func cancelReason(cause error, toTrunk bool) sip.Header {
+	if errors.Is(cause, errPreempted) {
+		return preemptionReason(toTrunk)
+	}
+	return nil
+}
+
 // victims lists, best first, the calls that may be cleared so that an
 // emergency call gets a channel of trunk name: the ordinary calls over
 // that trunk, ringing ones first (the most recent first), then answered

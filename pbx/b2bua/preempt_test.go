@@ -66,9 +66,9 @@ func withPreemptWait(d time.Duration) envOpt {
 }
 
 // TestPreemption: an emergency call that finds both channels of an isdn
-// line busy clears an ordinary call (BYE, or 503 while it rings, with the
-// preemption Reason to the phone and Q.850 cause 8 to the line; its CDR
-// says so) and goes out on the freed channel. Emergency calls are never
+// line busy clears an ordinary call (BYE, or 503 and CANCEL while it
+// rings, with the preemption Reason to the phone and Q.850 cause 8 to the
+// line; its CDR says so) and goes out on the freed channel. Emergency calls are never
 // cleared, and a channel that does not come free in time leaves the
 // emergency call with today's 503.
 func TestPreemption(t *testing.T) {
@@ -165,7 +165,9 @@ func TestPreemption(t *testing.T) {
 				if r.StatusCode != 503 || r.GetHeader("Reason") == nil || r.GetHeader("Reason").Value() != phoneReason {
 					t.Errorf("ringing call ended with %d, Reason %v; want 503 with %s", r.StatusCode, r.GetHeader("Reason"), phoneReason)
 				}
-				prov.wait(sip.CANCEL, 1)
+				if h := prov.wait(sip.CANCEL, 1).GetHeader("Reason"); h == nil || h.Value() != lineReason {
+					t.Errorf("the line's CANCEL has Reason %v, want %s", h, lineReason)
+				}
 			case tc.gone != "":
 				bye := victims[tc.gone].wait(sip.BYE, 1)
 				if h := bye.GetHeader("Reason"); h == nil || h.Value() != phoneReason {
@@ -218,7 +220,8 @@ func (f *fakeCDR) snapshot() []cdr.Record {
 
 // TestPreemptionInbound: a call from the line still ringing an extension
 // is the one cleared for an emergency call: the line gets 503 with Q.850
-// cause 8, the extension a CANCEL, the answered outbound call stays up.
+// cause 8, the extension a CANCEL with the preemption Reason, the
+// answered outbound call stays up.
 func TestPreemptionInbound(t *testing.T) {
 	tmp := newEnv(t)
 	gw := newPhone(t, tmp, "4930555", "answer")
@@ -243,7 +246,9 @@ func TestPreemptionInbound(t *testing.T) {
 	if h := res.GetHeader("Reason"); res.StatusCode != 503 || h == nil || h.Value() != `Q.850;cause=8;text="preemption"` {
 		t.Errorf("the line's call ended with %d, Reason %v; want 503 with cause 8", res.StatusCode, h)
 	}
-	bob.wait(sip.CANCEL, 1)
+	if h := bob.wait(sip.CANCEL, 1).GetHeader("Reason"); h == nil || h.Value() != `preemption ;cause=1 ;text="UA preemption"` {
+		t.Errorf("the phone's CANCEL has Reason %v, want the preemption Reason", h)
+	}
 	if n := alice.count(sip.BYE); n != 0 {
 		t.Errorf("alice got %d BYEs, want none", n)
 	}

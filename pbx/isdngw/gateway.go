@@ -126,9 +126,11 @@ type gwCall struct {
 	server  *sipgo.DialogServerSession
 	cancel  context.CancelFunc
 	cleared bool // the line has cleared the call
-	// byeCause is the Q.850 cause the PBX's BYE carried (0: none): the
-	// line's call is cleared with it.
-	byeCause uint8
+	// byeCause is the Q.850 cause the PBX's BYE carried (0: none), and
+	// cancelCause, for a call to the line, its CANCEL's: the line's call
+	// is cleared with it.
+	byeCause    uint8
+	cancelCause *atomic.Uint32
 }
 
 // New prepares a gateway on span cfg.Span of c; Run starts it.
@@ -515,8 +517,11 @@ func (g *Gateway) watch(c *gwCall, d *sipgo.Dialog) {
 	c.endOnce.Do(func() { close(c.sipDone) })
 	cause := uint8(q931.CauseNormalClearing)
 	c.mu.Lock()
-	if c.byeCause != 0 {
+	switch {
+	case c.byeCause != 0:
 		cause = c.byeCause
+	case c.cancelCause != nil && c.cancelCause.Load() != 0:
+		cause = uint8(c.cancelCause.Load())
 	}
 	c.mu.Unlock()
 	g.hangup(c, cause)
@@ -777,6 +782,10 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	// The CANCEL's cause is kept before the dialog ends on it (callbacks
+	// run in the order they are set), so that watch finds it.
+	cancelCause := new(atomic.Uint32)
+	tx.OnCancel(func(r *sip.Request) { cancelCause.Store(uint32(reasonCause(r))) })
 	dlg, err := g.dsc.ReadInvite(req, tx)
 	if err != nil {
 		g.log.Warn("ISDN gateway: reading INVITE", "err", err)
@@ -788,6 +797,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable", nil)
 		return
 	}
+	c.cancelCause = cancelCause
 	if err := c.takeSDP(req.Body()); err != nil {
 		c.abandon()
 		g.log.Info("ISDN gateway: INVITE refused", "err", err)

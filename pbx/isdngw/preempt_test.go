@@ -74,23 +74,34 @@ func FuzzReasonCause(f *testing.F) {
 	})
 }
 
-// TestByeCause: a BYE from the PBX with a Q.850 cause (8, preemption)
-// clears the line's call with that cause.
-func TestByeCause(t *testing.T) {
-	b := startBed(t, isdn.BRIPointToPoint, func(string) exchange.Reply { return exchange.Reply{Ring: 100 * time.Millisecond} })
-	s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", "uac-bye-reason.xml"), "-s", "110", "-d", "300", b.gwAt.String())
-	var c *exchange.Call
-	select {
-	case c = <-b.x.Placed():
-	case <-b.ctx.Done():
-		t.Fatal("no call reached the exchange")
-	}
-	if err := c.Wait(b.ctx, exchange.Released); err != nil {
-		t.Fatal(err)
-	}
-	s.wait(t, 0)
-	if c.Cause() != 8 {
-		t.Errorf("cleared with cause %d, want 8 (preemption)", c.Cause())
+// TestClearingCause: a BYE or CANCEL from the PBX with a Q.850 cause (8,
+// preemption) clears the line's call with that cause.
+func TestClearingCause(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		reply    exchange.Reply
+	}{
+		{"BYE", "uac-bye-reason.xml", exchange.Reply{Ring: 100 * time.Millisecond}},
+		{"CANCEL", "uac-cancel-reason.xml", exchange.Reply{NoAnswer: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBed(t, isdn.BRIPointToPoint, func(string) exchange.Reply { return tc.reply })
+			s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", tc.scenario), "-s", "110", "-d", "300", b.gwAt.String())
+			var c *exchange.Call
+			select {
+			case c = <-b.x.Placed():
+			case <-b.ctx.Done():
+				t.Fatal("no call reached the exchange")
+			}
+			if err := c.Wait(b.ctx, exchange.Released); err != nil {
+				t.Fatal(err)
+			}
+			s.wait(t, 0)
+			if c.Cause() != 8 {
+				t.Errorf("cleared with cause %d, want 8 (preemption)", c.Cause())
+			}
+		})
 	}
 }
 
