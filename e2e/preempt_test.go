@@ -13,8 +13,9 @@ import (
 // TestISDNEmergencyPreemption: two ordinary calls from extensions hold
 // both B channels of the simulated BRI; a third extension dials 112. The
 // PBX clears the call answered last (its phone gets a BYE with the
-// preemption Reason, its CDR says so), the emergency call reaches the
-// line on the freed channel and is answered; the other call stays up.
+// preemption Reason, the line clears it with cause 8, its CDR says so),
+// the emergency call reaches the line on the freed channel and is
+// answered; the other call stays up.
 func TestISDNEmergencyPreemption(t *testing.T) {
 	needTools(t, "sipp")
 	gw := freePorts(t, 1)
@@ -99,6 +100,10 @@ func TestISDNEmergencyPreemption(t *testing.T) {
 	if cleared["disposition"] != "ANSWERED" || cleared["hangup_by"] != "preemption" || cleared["trunk"] != "isdn" {
 		t.Errorf("cleared call's CDR %v, want ANSWERED, hung up by preemption, over isdn", cleared)
 	}
+	// The line heard cause 8, preemption, for Bob's call.
+	waitFor(t, 10*time.Second, "the line to clear Bob's call with cause 8", func() bool {
+		return strings.Contains(p.log.String(), "called=307654321 cause=8")
+	})
 	// Alice's call is still up.
 	select {
 	case <-first.done:
