@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
 
 // inUse returns the channels in use of trunk name.
@@ -304,8 +305,8 @@ func TestQ850Cause(t *testing.T) {
 		for _, r := range tc.reasons {
 			res.AppendHeader(sip.NewHeader("Reason", r))
 		}
-		if got := q850Cause(res); got != tc.want {
-			t.Errorf("q850Cause(%q) = %d, want %d", tc.reasons, got, tc.want)
+		if got := sipreason.Q850(res); got != tc.want {
+			t.Errorf("sipreason.Q850(%q) = %d, want %d", tc.reasons, got, tc.want)
 		}
 	}
 }
@@ -319,7 +320,7 @@ func FuzzQ850Cause(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		res := sip.NewResponse(503, "Service Unavailable")
 		res.AppendHeader(sip.NewHeader("Reason", v))
-		n := q850Cause(res)
+		n := sipreason.Q850(res)
 		if n < 0 || n > 127 {
 			t.Fatalf("cause %d from %q", n, v)
 		}
@@ -328,7 +329,7 @@ func FuzzQ850Cause(f *testing.F) {
 		}
 		back := sip.NewResponse(503, "Service Unavailable")
 		back.AppendHeader(reasonHeader(n))
-		if got := q850Cause(back); got != n {
+		if got := sipreason.Q850(back); got != n {
 			t.Fatalf("cause %d written as %q reads back as %d", n, reasonHeader(n).Value(), got)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/sipreason"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
@@ -200,26 +201,6 @@ func (b *B2BUA) overTrunk(ctx, rctx context.Context, t *trunk.Trunk, s outSpec, 
 	return ringResult{}, false
 }
 
-// q850Cause reads the Q.850 cause of a Reason header (RFC 3326), 0 when
-// there is none.
-func q850Cause(res *sip.Response) int {
-	for _, h := range res.GetHeaders("Reason") {
-		proto, params, _ := strings.Cut(h.Value(), ";")
-		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
-			continue
-		}
-		for p := range strings.SplitSeq(params, ";") {
-			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-			if strings.EqualFold(strings.TrimSpace(k), "cause") {
-				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 && n < 128 {
-					return n
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // tryTarget sends the INVITE to one target of a trunk and waits for its
 // final answer, answering one digest challenge with the trunk's
 // credentials. A 2xx is acknowledged and returned as the winner.
@@ -332,7 +313,7 @@ func (b *B2BUA) awaitTrunk(ctx context.Context, f *fork, s outSpec) (ringResult,
 			case code == 401 || code == 407:
 				return ringResult{}, ev.res
 			default:
-				return ringResult{code: code, reason: ev.res.Reason, q850: q850Cause(ev.res)}, nil
+				return ringResult{code: code, reason: ev.res.Reason, q850: sipreason.Q850(ev.res)}, nil
 			}
 		case <-silent.C:
 			if !heard {

@@ -1,10 +1,11 @@
 package isdngw
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
 
 // Cause mapping between Q.850 (ISDN) and SIP responses, after RFC 3398
@@ -56,26 +57,9 @@ func Q850Cause(status int) uint8 {
 	return 31 // normal, unspecified
 }
 
-// reasonCause reads the Q.850 cause of a message's Reason header (RFC
-// 3326), 0 when it has none or it is not a cause Q.850 defines.
-func reasonCause(m sip.Message) uint8 {
-	for _, h := range m.GetHeaders("Reason") {
-		proto, params, _ := strings.Cut(h.Value(), ";")
-		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
-			continue
-		}
-		for p := range strings.SplitSeq(params, ";") {
-			k, v, _ := strings.Cut(p, "=")
-			if !strings.EqualFold(strings.TrimSpace(k), "cause") {
-				continue
-			}
-			if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 8); err == nil && n > 0 && n < 128 {
-				return uint8(n)
-			}
-		}
-	}
-	return 0
-}
+// reasonCause reads the Q.850 cause of a message's Reason header, 0 when
+// it has none.
+func reasonCause(m sip.Message) uint8 { return uint8(sipreason.Q850(m)) }
 
 // causePreemption is Q.850's cause 8, preemption: the PBX cleared the
 // call to make room for an emergency call.

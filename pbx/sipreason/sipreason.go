@@ -1,7 +1,15 @@
 // Package sipreason names SIP status codes with the reason phrases of
 // RFC 3261 §21 and its extensions, for answers the PBX makes up itself
-// (sipgo has no such table).
+// (sipgo has no such table), and reads the Q.850 cause a message's Reason
+// header carries (RFC 3326).
 package sipreason
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
 
 var phrases = map[int]string{
 	100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
@@ -22,3 +30,24 @@ var phrases = map[int]string{
 // Phrase returns the reason phrase of code, or "" for a code it does not
 // know.
 func Phrase(code int) string { return phrases[code] }
+
+// Q850 reads the Q.850 cause of m's Reason headers (RFC 3326), 0 when it
+// has none or it is not a cause Q.850 defines (1 to 127).
+func Q850(m sip.Message) int {
+	for _, h := range m.GetHeaders("Reason") {
+		proto, params, _ := strings.Cut(h.Value(), ";")
+		if !strings.EqualFold(strings.TrimSpace(proto), "Q.850") {
+			continue
+		}
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(p, "=")
+			if !strings.EqualFold(strings.TrimSpace(k), "cause") {
+				continue
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 && n < 128 {
+				return n
+			}
+		}
+	}
+	return 0
+}
