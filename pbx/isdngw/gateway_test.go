@@ -82,6 +82,19 @@ type sippRun struct {
 	out  bytes.Buffer
 }
 
+// placed returns the next call the gateway placed on the line, failing
+// the test if none comes before the bed's deadline.
+func (b *bed) placed(t *testing.T) *exchange.Call {
+	t.Helper()
+	select {
+	case c := <-b.x.Placed():
+		return c
+	case <-b.ctx.Done():
+		t.Fatal("no call reached the exchange")
+		return nil
+	}
+}
+
 func startSipp(t *testing.T, at netip.AddrPort, args ...string) *sippRun {
 	t.Helper()
 	if _, err := exec.LookPath("sipp"); err != nil {
@@ -224,12 +237,7 @@ func TestCallToLine(t *testing.T) {
 		t.Run(tt.called, func(t *testing.T) {
 			b := startBed(t, isdn.BRIPointToMultipoint, plan)
 			s := startSipp(t, b.sipp, "-sn", "uac", "-s", tt.called, "-d", "1500", b.gwAt.String())
-			var c *exchange.Call
-			select {
-			case c = <-b.x.Placed():
-			case <-b.ctx.Done():
-				t.Fatal("no call reached the exchange")
-			}
+			c := b.placed(t)
 			if c.Called != tt.called {
 				t.Errorf("called %q", c.Called)
 			}
@@ -301,12 +309,7 @@ func TestCancel(t *testing.T) {
 		b := startBed(t, isdn.BRIPointToMultipoint, func(string) exchange.Reply { return exchange.Reply{NoAnswer: true} })
 		s := startSipp(t, b.sipp, "-sf", filepath.Join(scenarios, "uac-cancel.xml"), "-s", "110", "-d", "500",
 			"-key", "caller", "201", "-key", "caller_name", "Desk", b.gwAt.String())
-		var c *exchange.Call
-		select {
-		case c = <-b.x.Placed():
-		case <-b.ctx.Done():
-			t.Fatal("no call reached the exchange")
-		}
+		c := b.placed(t)
 		if err := c.Wait(b.ctx, exchange.Released); err != nil {
 			t.Fatal(err)
 		}
@@ -440,12 +443,7 @@ func TestNoChannel(t *testing.T) {
 func TestReinvite(t *testing.T) {
 	b := startBed(t, isdn.BRIPointToMultipoint, func(string) exchange.Reply { return exchange.Reply{Ring: 100 * time.Millisecond} })
 	s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", "uac-hold.xml"), "-s", "110", "-d", "300", b.gwAt.String())
-	var c *exchange.Call
-	select {
-	case c = <-b.x.Placed():
-	case <-b.ctx.Done():
-		t.Fatal("no call reached the exchange")
-	}
+	c := b.placed(t)
 	if err := c.Wait(b.ctx, exchange.Released); err != nil {
 		t.Fatal(err)
 	}

@@ -122,12 +122,7 @@ func TestPhoneToExchange(t *testing.T) {
 		"-sf", filepath.Join(scenarios, "uac.xml"), "-s", "0110", "-au", phone.Number, "-ap", phone.Secret,
 		"-auth_uri", "0110@"+pbxAt.String(), "-key", "caller", phone.Number, "-key", "caller_name", "Desk",
 		"-d", "1500", pbxAt.String())
-	var c *exchange.Call
-	select {
-	case c = <-b.x.Placed():
-	case <-b.ctx.Done():
-		t.Fatal("no call reached the exchange")
-	}
+	c := b.placed(t)
 	if c.Called != "110" {
 		t.Errorf("the exchange was called at %q", c.Called)
 	}

@@ -88,12 +88,7 @@ func TestClearingCause(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startBed(t, isdn.BRIPointToPoint, func(string) exchange.Reply { return tc.reply })
 			s := startSipp(t, b.sipp, "-sf", filepath.Join("testdata", tc.scenario), "-s", "110", "-d", "300", b.gwAt.String())
-			var c *exchange.Call
-			select {
-			case c = <-b.x.Placed():
-			case <-b.ctx.Done():
-				t.Fatal("no call reached the exchange")
-			}
+			c := b.placed(t)
 			if err := c.Wait(b.ctx, exchange.Released); err != nil {
 				t.Fatal(err)
 			}
