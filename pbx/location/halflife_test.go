@@ -29,13 +29,7 @@ func TestWriteBackCrashBetweenFlushes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("expires %v gaps %v flushes at +%v", tt.expires, tt.gaps, tt.offset), func(t *testing.T) {
-			now := t0
-			m := newMemStore()
-			s, err := New(m, func() time.Time { return now })
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.SetWriteBack(wb)
+			s, m, now := newWriteBackService(t, t0, wb)
 			b := Binding{AOR: "100", Contact: "sip:100@192.0.2.5", Source: "udp:192.0.2.5:5060", CallID: "c"}
 			next, gap := t0, 0
 			// A crash now: the phone's next refresh must find the stored
@@ -47,10 +41,10 @@ func TestWriteBackCrashBetweenFlushes(t *testing.T) {
 						now.Sub(t0), when, st.Expires.Sub(t0), next.Sub(t0))
 				}
 			}
-			for now = t0; now.Before(t0.Add(4 * tt.expires)); now = now.Add(step) {
+			for *now = t0; now.Before(t0.Add(4 * tt.expires)); *now = now.Add(step) {
 				if !now.Before(next) {
 					b.CSeq++
-					b.Expires, b.Updated = now.Add(tt.expires), now
+					b.Expires, b.Updated = now.Add(tt.expires), *now
 					if err := s.Put(b, 5); err != nil {
 						t.Fatal(err)
 					}

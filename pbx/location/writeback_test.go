@@ -84,6 +84,20 @@ func (m *memStore) writes() int {
 
 var wb = WriteBack{Interval: time.Second, Headroom: time.Minute}
 
+// newWriteBackService is a Service over a fresh memStore with wb, on a
+// clock the test sets through the returned pointer (starting at t0).
+func newWriteBackService(t *testing.T, t0 time.Time, wb WriteBack) (*Service, *memStore, *time.Time) {
+	t.Helper()
+	now := t0
+	m := newMemStore()
+	s, err := New(m, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetWriteBack(wb)
+	return s, m, &now
+}
+
 func TestWriteBack(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	first := Binding{AOR: "100", Contact: "sip:100@192.0.2.5:5062", Source: "udp:192.0.2.5:5062",
@@ -116,17 +130,11 @@ func TestWriteBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			now := t0
-			m := newMemStore()
-			s, err := New(m, func() time.Time { return now })
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.SetWriteBack(tt.wb)
+			s, m, now := newWriteBackService(t, t0, tt.wb)
 			if err := s.Put(first, 5); err != nil {
 				t.Fatal(err)
 			}
-			now = t0.Add(tt.at)
+			*now = t0.Add(tt.at)
 			if err := s.Put(tt.b, 5); err != nil {
 				t.Fatal(err)
 			}
@@ -164,24 +172,18 @@ func TestWriteBackOrder(t *testing.T) {
 		return b
 	}
 	setup := func(t *testing.T) (*Service, *memStore, *time.Time) {
-		now := t0
-		m := newMemStore()
-		s, err := New(m, func() time.Time { return now })
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.SetWriteBack(wb)
+		s, m, now := newWriteBackService(t, t0, wb)
 		if err := s.Put(b, 5); err != nil {
 			t.Fatal(err)
 		}
-		now = t0.Add(10 * time.Minute)
+		*now = t0.Add(10 * time.Minute)
 		if err := s.Put(later(b, 2, 10*time.Minute), 5); err != nil {
 			t.Fatal(err)
 		}
 		if s.Pending() != 1 {
 			t.Fatalf("the refresh was not put behind")
 		}
-		return s, m, &now
+		return s, m, now
 	}
 	t.Run("removed", func(t *testing.T) {
 		s, m, _ := setup(t)
@@ -393,27 +395,21 @@ func TestWriteBackDue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			now := t0
-			m := newMemStore()
-			s, err := New(m, func() time.Time { return now })
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.SetWriteBack(wb)
+			s, m, now := newWriteBackService(t, t0, wb)
 			b := Binding{AOR: "100", Contact: "sip:100@192.0.2.5", Source: "udp:192.0.2.5:5060", CallID: "c", CSeq: 1, Expires: t0.Add(tt.expires)}
 			if err := s.Put(b, 5); err != nil {
 				t.Fatal(err)
 			}
-			now = t0.Add(tt.refresh)
+			*now = t0.Add(tt.refresh)
 			r := b
-			r.CSeq, r.Expires, r.Updated = 2, now.Add(tt.expires), now
+			r.CSeq, r.Expires, r.Updated = 2, now.Add(tt.expires), *now
 			if err := s.Put(r, 5); err != nil {
 				t.Fatal(err)
 			}
 			if s.Pending() != 1 {
 				t.Fatalf("the refresh was not put behind")
 			}
-			for now = t0.Add(tt.refresh); now.Before(t0.Add(tt.notUntil)); now = now.Add(time.Second) {
+			for *now = t0.Add(tt.refresh); now.Before(t0.Add(tt.notUntil)); *now = now.Add(time.Second) {
 				if err := s.FlushDue(); err != nil {
 					t.Fatal(err)
 				}
@@ -454,20 +450,14 @@ func TestWriteBackCrash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("expires %v every %v", tt.expires, tt.period), func(t *testing.T) {
-			now := t0
-			m := newMemStore()
-			s, err := New(m, func() time.Time { return now })
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.SetWriteBack(wb)
+			s, m, now := newWriteBackService(t, t0, wb)
 			b := Binding{AOR: "100", Contact: "sip:100@192.0.2.5", Source: "udp:192.0.2.5:5060", CallID: "c", CSeq: 1}
 			next := t0
 			refreshes := 0
-			for now = t0; now.Before(t0.Add(4 * tt.expires)); now = now.Add(time.Second) {
+			for *now = t0; now.Before(t0.Add(4 * tt.expires)); *now = now.Add(time.Second) {
 				if !now.Before(next) {
 					b.CSeq++
-					b.Expires, b.Updated = now.Add(tt.expires), now
+					b.Expires, b.Updated = now.Add(tt.expires), *now
 					if err := s.Put(b, 5); err != nil {
 						t.Fatal(err)
 					}
