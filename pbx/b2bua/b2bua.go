@@ -66,6 +66,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
 
@@ -463,9 +464,6 @@ func (b *B2BUA) connectTrunk(req *sip.Request) error {
 	return nil
 }
 
-// noBuild tells sipgo's client to send our fully built request unchanged.
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
-
 // do sends a non-INVITE request and returns its final response. A
 // request on a trunk leg that the provider challenges is sent once more
 // with the trunk's credentials.
@@ -473,13 +471,13 @@ func (b *B2BUA) do(ctx context.Context, req *sip.Request) (*sip.Response, error)
 	if err := b.prepare(req); err != nil {
 		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
 	}
-	res, err := b.o.Client.Do(ctx, req, noBuild)
+	res, err := sipdo.Do(ctx, b.o.Client, req)
 	if err != nil {
 		return nil, fmt.Errorf("sending %s: %w", req.Method, err)
 	}
 	if (res.StatusCode == 401 || res.StatusCode == 407) && req.Method != sip.CANCEL {
 		if again := b.authorizeForTrunk(req, res); again {
-			res, err = b.o.Client.Do(ctx, req, noBuild)
+			res, err = sipdo.Do(ctx, b.o.Client, req)
 			if err != nil {
 				return nil, fmt.Errorf("sending %s with credentials: %w", req.Method, err)
 			}
@@ -533,7 +531,7 @@ func (b *B2BUA) write(req *sip.Request) error {
 	if err := b.prepare(req); err != nil {
 		return fmt.Errorf("sending %s: %w", req.Method, err)
 	}
-	if err := b.o.Client.WriteRequest(req, noBuild); err != nil {
+	if err := b.o.Client.WriteRequest(req, sipdo.Unchanged); err != nil {
 		return fmt.Errorf("sending %s: %w", req.Method, err)
 	}
 	return nil

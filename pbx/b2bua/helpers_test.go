@@ -21,6 +21,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 func TestMain(m *testing.M) {
@@ -784,7 +785,7 @@ func (oc *outCall) send(body []byte, withAuth bool) {
 	}
 	inv.SetBody(body)
 	p.prepare(inv)
-	tx, err := p.cl.TransactionRequest(context.Background(), inv, noBuild)
+	tx, err := p.cl.TransactionRequest(context.Background(), inv, sipdo.Unchanged)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -806,7 +807,7 @@ func (oc *outCall) send(body []byte, withAuth bool) {
 					ack, err := oc.d.ack(res.CSeq().SeqNo, p.via(), oc.ackBody)
 					if err == nil {
 						p.prepare(ack)
-						_ = p.cl.WriteRequest(ack, noBuild)
+						_ = p.cl.WriteRequest(ack, sipdo.Unchanged)
 					}
 					p.mu.Lock()
 					d := oc.d
@@ -861,7 +862,7 @@ func (oc *outCall) cancel() *sip.Response {
 	req := cancelFor(oc.inv)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	res, err := oc.p.cl.Do(ctx, req, noBuild)
+	res, err := oc.p.cl.Do(ctx, req, sipdo.Unchanged)
 	if err != nil {
 		oc.p.t.Fatalf("CANCEL: %v", err)
 	}
@@ -915,7 +916,7 @@ func (p *phone) requestOn(dlg *Dialog, method sip.RequestMethod, body []byte, hd
 	p.prepare(req)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	tx, err := p.cl.TransactionRequest(ctx, req, noBuild)
+	tx, err := p.cl.TransactionRequest(ctx, req, sipdo.Unchanged)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -930,7 +931,7 @@ func (p *phone) requestOn(dlg *Dialog, method sip.RequestMethod, body []byte, hd
 				ack, err := d.ack(req.CSeq().SeqNo, p.via(), nil)
 				if err == nil {
 					p.prepare(ack)
-					_ = p.cl.WriteRequest(ack, noBuild)
+					_ = p.cl.WriteRequest(ack, sipdo.Unchanged)
 				}
 			}
 			return res

@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 // inDialog finds the call of an in-dialog request and checks its CSeq (RFC
@@ -244,7 +245,7 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 	if err := b.prepare(req); err != nil {
 		return nil, fmt.Errorf("sending re-INVITE: %w", err)
 	}
-	tx, err := b.o.Client.TransactionRequest(ctx, req, noBuild)
+	tx, err := b.o.Client.TransactionRequest(ctx, req, sipdo.Unchanged)
 	if err != nil {
 		return nil, fmt.Errorf("sending re-INVITE: %w", err)
 	}
@@ -259,7 +260,7 @@ func (b *B2BUA) forward(ctx context.Context, c *call, to Leg, method sip.Request
 				// A provider asks credentials: the same re-INVITE
 				// again with them, in a new transaction.
 				challenged = true
-				if tx, err = b.o.Client.TransactionRequest(ctx, req, noBuild); err != nil {
+				if tx, err = b.o.Client.TransactionRequest(ctx, req, sipdo.Unchanged); err != nil {
 					return nil, fmt.Errorf("sending re-INVITE with credentials: %w", err)
 				}
 				continue

@@ -14,6 +14,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
 
@@ -646,7 +647,7 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	// The context bounds only opening a connection, should one be needed.
 	ctx, cancel := context.WithTimeout(context.Background(), phoneConnectTimeout)
 	defer cancel()
-	tx, err := b.o.Client.TransactionRequest(ctx, inv, noBuild)
+	tx, err := b.o.Client.TransactionRequest(ctx, inv, sipdo.Unchanged)
 	if err != nil {
 		return nil, fmt.Errorf("sending INVITE to %s: %w", inv.Destination(), err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/sipreason"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
@@ -227,7 +228,7 @@ func (b *B2BUA) tryTarget(ctx context.Context, t *trunk.Trunk, target resolve.Ta
 		if err := b.prepare(f.inv); err != nil {
 			return ringResult{cause: err}
 		}
-		tx, err := b.o.Client.TransactionRequest(context.Background(), f.inv, noBuild)
+		tx, err := b.o.Client.TransactionRequest(context.Background(), f.inv, sipdo.Unchanged)
 		if err != nil {
 			return ringResult{cause: fmt.Errorf("%w: %w", sip.ErrTransactionTransport, err)}
 		}
@@ -275,7 +276,7 @@ func (b *B2BUA) trunkFork(t *trunk.Trunk, target resolve.Target, s outSpec, emer
 		return nil, fmt.Errorf("sending INVITE to %s: %w", target, err)
 	}
 	f.inv = inv
-	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, noBuild)
+	tx, err := b.o.Client.TransactionRequest(context.Background(), inv, sipdo.Unchanged)
 	if err != nil {
 		return nil, fmt.Errorf("sending INVITE to %s: %w", target, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/firmware/config"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 // TestReliableProvisionalFromCallee: the device sends reliable 180 and
@@ -155,7 +156,7 @@ func prack(t *testing.T, p *phone, oc *outCall, res *sip.Response, rseq, seq uin
 	p.prepare(req)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	out, err := p.cl.Do(ctx, req, noBuild)
+	out, err := p.cl.Do(ctx, req, sipdo.Unchanged)
 	if err != nil {
 		t.Fatalf("PRACK: %v", err)
 	}

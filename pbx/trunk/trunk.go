@@ -25,6 +25,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
 )
 
@@ -604,15 +605,12 @@ func (m *Manager) Address(req *sip.Request, target resolve.Target) {
 	}
 }
 
-// noBuild sends our fully built request unchanged.
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
-
 // transact sends req and returns its final response, answering one digest
 // challenge with the trunk's credentials.
 func (t *Trunk) transact(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	for round := 0; ; round++ {
 		tctx, cancel := context.WithTimeout(ctx, t.m.o.Timeout)
-		res, err := t.m.o.Client.Do(tctx, req, noBuild)
+		res, err := sipdo.Do(tctx, t.m.o.Client, req)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -656,7 +654,7 @@ func (m *Manager) Probe(ctx context.Context, target resolve.Target) error {
 			break
 		}
 	}
-	res, err := m.o.Client.Do(ctx, req, noBuild)
+	res, err := sipdo.Do(ctx, m.o.Client, req)
 	if err != nil {
 		return fmt.Errorf("probing %s: %w", target, err)
 	}

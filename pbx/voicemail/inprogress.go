@@ -12,10 +12,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 // Mailbox calls that outlive the box: every call the mailbox answers is
@@ -420,7 +420,7 @@ func (s *Service) bye(d *dialog, us sip.Uri, log *slog.Logger) {
 	s.o.Prepare(bye)
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
-	if _, err := s.o.Client.Do(ctx, bye, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil {
+	if _, err := sipdo.Do(ctx, s.o.Client, bye); err != nil {
 		log.Debug("BYE of a mailbox call", "err", err)
 	}
 }

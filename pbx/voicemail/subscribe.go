@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 // Subscription lifetimes (seconds) of message-summary subscriptions.
@@ -200,7 +200,7 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 	s.o.Prepare(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
-	res, err := s.o.Client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+	res, err := sipdo.Do(ctx, s.o.Client, req)
 	switch {
 	case err != nil:
 		s.log.Info("NOTIFY of message-summary", "mailbox", sub.box, "err", err)

@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/sipdo"
 )
 
 // Unsolicited MWI: many desk phones light their message lamp from a
@@ -237,7 +237,7 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	s.o.Prepare(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
-	res, err := s.o.Client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+	res, err := sipdo.Do(ctx, s.o.Client, req)
 	if err != nil {
 		return err
 	}
