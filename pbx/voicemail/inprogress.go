@@ -401,8 +401,15 @@ func (s *Service) keepPartial(c *savedCall, audio []byte, log *slog.Logger) {
 
 // byeLater ends a dialog the twin held, in the background.
 func (s *Service) byeLater(d *dialog, us sip.Uri, log *slog.Logger) {
+	s.background(nil, func() { s.bye(d, us, log) })
+}
+
+// background runs fn on a goroutine that Close waits for, unless the
+// service is closing or skip (asked with s.mu held; nil: never) says not
+// to.
+func (s *Service) background(skip func() bool, fn func()) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || (skip != nil && skip()) {
 		s.mu.Unlock()
 		return
 	}
@@ -410,7 +417,7 @@ func (s *Service) byeLater(d *dialog, us sip.Uri, log *slog.Logger) {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		s.bye(d, us, log)
+		fn()
 	}()
 }
 

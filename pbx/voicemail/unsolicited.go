@@ -151,19 +151,11 @@ func (s *Service) subscribedLocked(box string, b location.Binding) bool {
 // sendUnsolicited sends the NOTIFY to b in the background, unless it
 // subscribed or the service is stopping.
 func (s *Service) sendUnsolicited(box string, b location.Binding) {
-	s.mu.Lock()
-	if s.closed || s.subscribedLocked(box, b) {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
+	s.background(func() bool { return s.subscribedLocked(box, b) }, func() {
 		if err := s.notifyUnsolicited(box, b); err != nil {
 			s.log.Info("unsolicited NOTIFY of message-summary", "mailbox", box, "contact", b.Contact, "err", err)
 		}
-	}()
+	})
 }
 
 // notifyUnsolicited sends one out-of-dialog NOTIFY with the mailbox's
