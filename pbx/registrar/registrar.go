@@ -230,8 +230,8 @@ func (r *Registrar) serveWire(req *regwire.Request, user, source string) (regist
 	if err != nil {
 		return reg, time.Time{}, err
 	}
-	reg.wildcard, reg.contacts, err = r.readContacts(req.Expires, req.HasExpires, len(req.Parsed),
-		func(i int) (*sip.ContactHeader, error) { return &req.Parsed[i], nil })
+	reg.wildcard, reg.contacts, err = r.readContacts(req.Expires, req.HasExpires, len(req.Contacts),
+		func(i int) (*sip.ContactHeader, error) { return &req.Contacts[i], nil })
 	if err != nil {
 		return reg, time.Time{}, err
 	}

@@ -46,10 +46,9 @@ type Request struct {
 	// CSeq is the CSeq header's value; Seq its number.
 	CSeq string
 	Seq  uint32
-	// Contacts are the values of the Contact headers, one contact each;
-	// Parsed holds each as sipgo's parser reads it ("*" as a wildcard).
-	Contacts []string
-	Parsed   []sip.ContactHeader
+	// Contacts are the Contact headers, one contact each, as sipgo's
+	// parser reads them ("*" as a wildcard).
+	Contacts []sip.ContactHeader
 	// Expires is the Expires header's value (digits), if HasExpires.
 	Expires    string
 	HasExpires bool
@@ -72,9 +71,9 @@ type Parser struct {
 // Parse reads msg into r (reusing r's slices) and reports whether it is a
 // REGISTER in a form this package handles.
 func (p *Parser) Parse(msg string, r *Request) bool {
-	contacts, parsed, auths := r.Contacts[:0], r.Parsed[:0], r.Authorization[:0]
+	contacts, auths := r.Contacts[:0], r.Authorization[:0]
 	scratch := sip.ContactHeader{Params: r.scratch.Params[:0]}
-	*r = Request{Contacts: contacts, Parsed: parsed, Authorization: auths, scratch: scratch}
+	*r = Request{Contacts: contacts, Authorization: auths, scratch: scratch}
 	if !plain(msg) {
 		return false
 	}
@@ -255,22 +254,21 @@ func (r *Request) set(h header, v string) bool {
 		if v == "" || strings.IndexByte(v, ',') >= 0 {
 			return false
 		}
-		// The next element of Parsed, keeping the parameter list an
+		// The next element of Contacts, keeping the parameter list an
 		// earlier request left there.
-		n := len(r.Parsed)
-		if n < cap(r.Parsed) {
-			r.Parsed = r.Parsed[:n+1]
+		n := len(r.Contacts)
+		if n < cap(r.Contacts) {
+			r.Contacts = r.Contacts[:n+1]
 		} else {
-			r.Parsed = append(r.Parsed, sip.ContactHeader{})
+			r.Contacts = append(r.Contacts, sip.ContactHeader{})
 		}
-		ch := &r.Parsed[n]
+		ch := &r.Contacts[n]
 		*ch = sip.ContactHeader{Params: ch.Params[:0]}
 		if v == "*" {
 			ch.Address.Wildcard = true
 		} else if !address(v, &ch.Address, &ch.Params) {
 			return false
 		}
-		r.Contacts = append(r.Contacts, v)
 	case hExpires:
 		if !digits(v) || len(v) > 10 {
 			return false
