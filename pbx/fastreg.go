@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -45,6 +47,8 @@ type registerConn struct {
 
 	mu         sync.Mutex
 	inProgress map[branchKey]struct{}
+	// peers is used by the reading goroutine alone.
+	peers peerCache
 }
 
 // branchKey names a REGISTER transaction: its Via branch from one source.
@@ -54,7 +58,7 @@ type branchKey struct {
 
 func newRegisterConn(c net.PacketConn, handle func(*sip.Request, sip.ServerTransaction), wire *wireRegistrar, w *workers) *registerConn {
 	return &registerConn{PacketConn: c, parser: sip.NewParser(), handle: handle, wire: wire, workers: w,
-		inProgress: map[branchKey]struct{}{}}
+		inProgress: map[branchKey]struct{}{}, peers: peerCache{m: map[netip.AddrPort]*peer{}}}
 }
 
 var registerPrefix = []byte("REGISTER ")
@@ -67,7 +71,7 @@ func (c *registerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil || !bytes.HasPrefix(b[:n], registerPrefix) {
 			return n, addr, err
 		}
-		if c.wire != nil && c.serveWire(string(b[:n]), addr) {
+		if c.wire != nil && c.serveWire(b[:n], addr) {
 			continue
 		}
 		msg, perr := c.parser.ParseSIP(b[:n])
@@ -98,39 +102,67 @@ func (c *registerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-// serveWire serves msg from addr if regwire reads it, and reports whether
-// it did (or dropped it: a standby answers nothing, a retransmission is
-// answered by the first copy's handler).
-func (c *registerConn) serveWire(msg string, addr net.Addr) bool {
+// serveWire serves the datagram b from addr if regwire reads it, and
+// reports whether it did (or dropped it: a standby answers nothing, a
+// retransmission is answered by the first copy's handler). b is the
+// caller's read buffer: the request is read from a pooled copy of it,
+// which goes back to the pool once the request is answered. Nothing that
+// outlives a request keeps a piece of it (bindings, the nonce table and
+// the mailboxes take copies: TestWireRegisterKeepsNoDatagram).
+func (c *registerConn) serveWire(b []byte, addr net.Addr) bool {
 	w := c.wire
+	d := getDatagram(b)
 	r := wireRequests.Get().(*regwire.Request)
-	if !w.parser.Parse(msg, r) {
-		wireRequests.Put(r)
+	if !w.parser.Parse(unsafe.String(unsafe.SliceData(*d), len(*d)), r) {
+		release(r, d)
 		return false
 	}
 	if w.serving != nil && !w.serving() {
-		wireRequests.Put(r)
+		release(r, d)
 		return true
 	}
-	src := addr.String()
+	src := c.peers.get(addr)
 	if len(r.Authorization) == 0 {
 		// Challenged (or refused) from memory: here, without waking a
 		// worker.
 		w.serve(c.PacketConn, addr, src, r)
-		wireRequests.Put(r)
+		release(r, d)
 		return true
 	}
-	key := branchKey{branch: r.Branch, source: src}
+	key := branchKey{branch: r.Branch, source: src.addr}
 	if !c.begin(key) {
-		wireRequests.Put(r)
+		release(r, d)
 		return true
 	}
 	c.workers.submit(func() {
+		defer release(r, d)
 		defer c.end(key)
 		w.serve(c.PacketConn, addr, src, r)
-		wireRequests.Put(r)
 	})
 	return true
+}
+
+// datagrams holds the copies of datagrams being read by regwire. A copy
+// longer than maxPooledDatagram is left to the garbage collector.
+var datagrams = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+const maxPooledDatagram = 8192
+
+func getDatagram(b []byte) *[]byte {
+	d := datagrams.Get().(*[]byte)
+	*d = append((*d)[:0], b...)
+	return d
+}
+
+// release puts a served request and its datagram back. The datagram is
+// zeroed first, so that a piece of it kept by mistake reads as NULs at
+// once instead of as the next request some day.
+func release(r *regwire.Request, d *[]byte) {
+	wireRequests.Put(r)
+	clear(*d)
+	if cap(*d) <= maxPooledDatagram {
+		datagrams.Put(d)
+	}
 }
 
 var wireRequests = sync.Pool{New: func() any { return new(regwire.Request) }}
@@ -144,8 +176,9 @@ type wireRegistrar struct {
 	serving func() bool
 	auth    *auth.Digest
 	// register serves a REGISTER whose credentials are good, for user,
-	// from source (a binding's Source) (Registrar.ServeWire).
-	register func(r *regwire.Request, user, source string) (int, string, []regwire.Header)
+	// from source (a binding's Source), appending the answer's headers to
+	// hdrs (Registrar.ServeWire).
+	register func(r *regwire.Request, user, source string, hdrs []regwire.Header) (int, string, []regwire.Header)
 	// registered is told of each REGISTER answered 2xx (the mailbox's
 	// unsolicited NOTIFY).
 	registered func(box, callID string, cseq uint32)
@@ -154,39 +187,93 @@ type wireRegistrar struct {
 	served     atomic.Uint64 // REGISTERs answered
 }
 
-// serve answers r from src ("host:port") through conn.
-func (w *wireRegistrar) serve(conn net.PacketConn, addr net.Addr, src string, r *regwire.Request) {
-	host := src
-	if h, _, err := net.SplitHostPort(src); err == nil {
-		host = h
-	}
+// serve answers r from src through conn.
+func (w *wireRegistrar) serve(conn net.PacketConn, addr net.Addr, src *peer, r *regwire.Request) {
 	v := w.auth.Verify(auth.Request{
 		Method: "REGISTER", Recipient: &r.Recipient, RecipientText: r.RecipientText, Credentials: r.Authorization,
-		Host: host, Source: src,
+		Host: src.host, Source: src.addr,
 	}, false)
+	a := answers.Get().(*answer)
+	defer a.put()
 	var code int
 	var reason string
-	var hdrs []regwire.Header
 	if v.OK {
-		code, reason, hdrs = w.register(r, v.User, "udp:"+src)
+		code, reason, a.hdrs = w.register(r, v.User, src.source, a.hdrs[:0])
 	} else {
 		code, reason = v.Code, v.Reason
 		for _, c := range v.Challenges {
-			hdrs = append(hdrs, regwire.Header{Name: v.ChallengeHeader, Value: c})
+			a.hdrs = append(a.hdrs, regwire.Header{Name: v.ChallengeHeader, Value: c})
 		}
 	}
-	buf := wireBufs.Get().(*[]byte)
-	defer wireBufs.Put(buf)
-	*buf = regwire.AppendResponse((*buf)[:0], r, src, code, reason, w.tags.next(), hdrs)
-	if len(*buf) > sip.UDPMTUSize-200 {
-		w.log.Debug("sending REGISTER response", "err", sip.ErrUDPMTUCongestion, "source", src)
-	} else if _, err := conn.WriteTo(*buf, addr); err != nil {
-		w.log.Debug("sending REGISTER response", "err", err, "source", src)
+	var tag [32]byte
+	a.buf = regwire.AppendResponse(a.buf[:0], r, src.addr, code, reason, w.tags.append(tag[:0]), a.hdrs)
+	if len(a.buf) > sip.UDPMTUSize-200 {
+		w.log.Debug("sending REGISTER response", "err", sip.ErrUDPMTUCongestion, "source", src.addr)
+	} else if _, err := conn.WriteTo(a.buf, addr); err != nil {
+		w.log.Debug("sending REGISTER response", "err", err, "source", src.addr)
 	}
 	w.served.Add(1)
 	if code >= 200 && code < 300 && w.registered != nil {
 		w.registered(r.ToUser, r.CallID, r.Seq)
 	}
+}
+
+// answer is the room an answer is written in, reused.
+type answer struct {
+	hdrs []regwire.Header
+	buf  []byte
+}
+
+var answers = sync.Pool{New: func() any { return &answer{buf: make([]byte, 0, 1024)} }}
+
+// put returns a to the pool, keeping no header value alive.
+func (a *answer) put() {
+	clear(a.hdrs)
+	a.hdrs = a.hdrs[:0]
+	answers.Put(a)
+}
+
+// peer is where a request came from, in the forms serving it needs.
+type peer struct {
+	addr   string // "host:port", as net.Addr.String writes it
+	host   string
+	source string // a binding's Source: "udp:host:port"
+}
+
+func newPeer(addr string) *peer {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	return &peer{addr: addr, host: host, source: "udp:" + addr}
+}
+
+// peerCache keeps the peers of recent sources, so that a phone's every
+// REGISTER does not format its address again. Not safe for concurrent
+// use.
+type peerCache struct {
+	m map[netip.AddrPort]*peer
+}
+
+// maxPeers bounds peerCache: a site's phones fit many times over; when it
+// is full (a scan from many ports) it starts again empty.
+const maxPeers = 4096
+
+func (c *peerCache) get(addr net.Addr) *peer {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return newPeer(addr.String())
+	}
+	k := ua.AddrPort()
+	if p := c.m[k]; p != nil {
+		return p
+	}
+	if len(c.m) >= maxPeers {
+		clear(c.m)
+	}
+	p := newPeer(addr.String())
+	c.m[k] = p
+	return p
 }
 
 // tagSource makes To tags: a random prefix per process and a counter,
@@ -197,16 +284,15 @@ type tagSource struct {
 	n      atomic.Uint64
 }
 
-func (t *tagSource) next() string {
+// append appends the next tag to b.
+func (t *tagSource) append(b []byte) []byte {
 	t.once.Do(func() {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		t.prefix = hex.EncodeToString(b[:])
 	})
-	return t.prefix + strconv.FormatUint(t.n.Add(1), 16)
+	return strconv.AppendUint(append(b, t.prefix...), t.n.Add(1), 16)
 }
-
-var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *registerConn) begin(k branchKey) bool {
 	if k.branch == "" {

@@ -104,11 +104,11 @@ func newChallengeText(realm, algo string) challengeText {
 	}
 }
 
-func (c challengeText) with(nonce string, stale bool) string {
+func (c challengeText) with(nonce []byte, stale bool) string {
 	if stale {
-		return c.head + nonce + c.staleTail
+		return c.head + string(nonce) + c.staleTail
 	}
-	return c.head + nonce + c.tail
+	return c.head + string(nonce) + c.tail
 }
 
 // New checks the options and returns the authenticator.
@@ -388,7 +388,8 @@ func (d *Digest) challenge(proxy bool, now time.Time, isStale bool) Verdict {
 	if proxy {
 		v.Code, v.Reason, v.ChallengeHeader = sip.StatusProxyAuthRequired, "Proxy Authentication Required", "Proxy-Authenticate"
 	}
-	nonce := d.nonces.issue(now)
+	var text [nonceTextLen]byte
+	nonce := d.nonces.issue(now, &text)
 	v.Challenges = make([]string, len(d.algos))
 	for i, c := range d.algos {
 		v.Challenges[i] = c.with(nonce, isStale)

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -25,55 +24,67 @@ const (
 	nonceSaltLen = 8
 	nonceMACLen  = 16
 	nonceRawLen  = nonceTimeLen + nonceSaltLen + nonceMACLen
+	// nonceTextLen is the length of a nonce as sent: base64 without
+	// padding.
+	nonceTextLen = (nonceRawLen*8 + 5) / 6
 )
 
 var errBadNonce = errors.New("nonce was not issued by this realm")
 
 type nonces struct {
-	realm string
-	macs  *sync.Pool // of hash.Hash: HMAC-SHA256 under the key, reused
+	realm []byte
+	macs  *sync.Pool // of *macState under the key, reused
+}
+
+// macState is an HMAC-SHA256 with room for a raw nonce and a sum, kept
+// together so that none of them is allocated per nonce (a slice passed
+// to the hash escapes).
+type macState struct {
+	h   hash.Hash
+	raw [nonceRawLen]byte
+	sum [sha256.Size]byte
 }
 
 func newNonces(key []byte, realm string) nonces {
 	key = append([]byte(nil), key...)
-	return nonces{realm: realm, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+	return nonces{realm: []byte(realm), macs: &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, key)} }}}
 }
 
-// mac puts the MAC of head into out.
-func (n nonces) mac(head []byte, out *[nonceMACLen]byte) {
-	m := n.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(head)
-	_, _ = io.WriteString(m, n.realm)
-	var sum [sha256.Size]byte
-	copy(out[:], m.Sum(sum[:0]))
-	n.macs.Put(m)
+// mac returns the MAC of m.raw's issue time and salt.
+func (n nonces) mac(m *macState) []byte {
+	m.h.Reset()
+	m.h.Write(m.raw[:nonceTimeLen+nonceSaltLen])
+	m.h.Write(n.realm)
+	return m.h.Sum(m.sum[:0])[:nonceMACLen]
 }
 
-// issue returns a fresh nonce stamped with t.
-func (n nonces) issue(t time.Time) string {
-	var raw [nonceRawLen]byte
-	binary.BigEndian.PutUint64(raw[:nonceTimeLen], uint64(t.Unix()))
-	_, _ = rand.Read(raw[nonceTimeLen : nonceTimeLen+nonceSaltLen]) // crypto/rand never fails on Linux
-	n.mac(raw[:nonceTimeLen+nonceSaltLen], (*[nonceMACLen]byte)(raw[nonceTimeLen+nonceSaltLen:]))
-	return base64.RawURLEncoding.EncodeToString(raw[:])
+// issue writes a fresh nonce stamped with t into text and returns it.
+func (n nonces) issue(t time.Time, text *[nonceTextLen]byte) []byte {
+	m := n.macs.Get().(*macState)
+	defer n.macs.Put(m)
+	binary.BigEndian.PutUint64(m.raw[:nonceTimeLen], uint64(t.Unix()))
+	_, _ = rand.Read(m.raw[nonceTimeLen : nonceTimeLen+nonceSaltLen]) // crypto/rand never fails on Linux
+	copy(m.raw[nonceTimeLen+nonceSaltLen:], n.mac(m))
+	base64.RawURLEncoding.Encode(text[:], m.raw[:])
+	return text[:]
 }
 
 // verify checks that s was issued with our key and realm and returns when.
 func (n nonces) verify(s string) (time.Time, error) {
-	if base64.RawURLEncoding.DecodedLen(len(s)) != nonceRawLen {
+	if len(s) != nonceTextLen {
 		return time.Time{}, errBadNonce
 	}
-	var raw [nonceRawLen]byte
-	if k, err := base64.RawURLEncoding.Decode(raw[:], []byte(s)); err != nil || k != nonceRawLen {
+	var text [nonceTextLen]byte
+	copy(text[:], s)
+	m := n.macs.Get().(*macState)
+	defer n.macs.Put(m)
+	if k, err := base64.RawURLEncoding.Decode(m.raw[:], text[:]); err != nil || k != nonceRawLen {
 		return time.Time{}, errBadNonce
 	}
-	var mac [nonceMACLen]byte
-	n.mac(raw[:nonceTimeLen+nonceSaltLen], &mac)
-	if !hmac.Equal(raw[nonceTimeLen+nonceSaltLen:], mac[:]) {
+	if !hmac.Equal(m.raw[nonceTimeLen+nonceSaltLen:], n.mac(m)) {
 		return time.Time{}, errBadNonce
 	}
-	sec := binary.BigEndian.Uint64(raw[:nonceTimeLen])
+	sec := binary.BigEndian.Uint64(m.raw[:nonceTimeLen])
 	if sec > 1<<62 {
 		return time.Time{}, errBadNonce
 	}
@@ -96,16 +107,24 @@ type ncState struct {
 // before that time and no longer in the table is answered as stale, so
 // dropping an entry never reopens it for replay.
 type ncTable struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*ncState
-	order   []string // insertion order, a ring of max entries
+	mu sync.Mutex
+	// slots is a ring of max entries in insertion order; entries finds
+	// a nonce's slot. A nonce is written into the map once, as a copy,
+	// when it is added: the map is never assigned with the caller's
+	// string, which may be a piece of a pooled datagram (regwire).
+	slots   []ncSlot
+	entries map[string]int
 	next    int
 	dropped time.Time
 }
 
+type ncSlot struct {
+	nonce string // "" while unused
+	ncState
+}
+
 func newNCTable(max int) *ncTable {
-	return &ncTable{max: max, entries: make(map[string]*ncState, max), order: make([]string, max)}
+	return &ncTable{slots: make([]ncSlot, max), entries: make(map[string]int, max)}
 }
 
 // use records nc for nonce and reports whether it is fresh (not a replay
@@ -113,27 +132,28 @@ func newNCTable(max int) *ncTable {
 func (t *ncTable) use(nonce string, issued time.Time, nc uint32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.entries[nonce]
-	if !ok {
-		if !issued.After(t.dropped) {
-			return false
-		}
-		if old := t.order[t.next]; old != "" {
-			if e, ok := t.entries[old]; ok {
-				if e.issued.After(t.dropped) {
-					t.dropped = e.issued
-				}
-				delete(t.entries, old)
-			}
-		}
-		// A copy: nonce may be a piece of the whole request (regwire),
-		// which the table would otherwise keep alive.
-		nonce = strings.Clone(nonce)
-		t.order[t.next] = nonce
-		t.next = (t.next + 1) % t.max
-		t.entries[nonce] = &ncState{issued: issued, highest: nc, seen: 1}
-		return true
+	if i, ok := t.entries[nonce]; ok {
+		return t.slots[i].advance(nc)
 	}
+	if !issued.After(t.dropped) {
+		return false
+	}
+	slot := &t.slots[t.next]
+	if slot.nonce != "" {
+		if slot.issued.After(t.dropped) {
+			t.dropped = slot.issued
+		}
+		delete(t.entries, slot.nonce)
+	}
+	// A copy: nonce may be a piece of the whole request (regwire).
+	*slot = ncSlot{nonce: strings.Clone(nonce), ncState: ncState{issued: issued, highest: nc, seen: 1}}
+	t.entries[slot.nonce] = t.next
+	t.next = (t.next + 1) % len(t.slots)
+	return true
+}
+
+// advance records nc as used and reports whether it was fresh.
+func (st *ncState) advance(nc uint32) bool {
 	switch {
 	case nc > st.highest:
 		shift := nc - st.highest

@@ -53,7 +53,7 @@ func TestChallengeText(t *testing.T) {
 		for _, algo := range []string{"MD5", "SHA-256"} {
 			for _, stale := range []bool{false, true} {
 				c := digest.Challenge{Realm: realm, Nonce: "AAAAAGkkE8h", Algorithm: algo, QOP: []string{"auth"}, Stale: stale}
-				if got, want := newChallengeText(realm, algo).with("AAAAAGkkE8h", stale), c.String(); got != want {
+				if got, want := newChallengeText(realm, algo).with([]byte("AAAAAGkkE8h"), stale), c.String(); got != want {
 					t.Errorf("realm %q, %s, stale %v:\nours    %s\nlibrary %s", realm, algo, stale, got, want)
 				}
 			}

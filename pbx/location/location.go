@@ -378,20 +378,24 @@ func (s *Service) Discard() int {
 // Lookup returns the live bindings of aor, highest q first, then newest.
 // When this box holds none and its Persister is a Shared table, it returns
 // the bindings other boxes hold.
-func (s *Service) Lookup(aor string) []Binding {
+func (s *Service) Lookup(aor string) []Binding { return s.LookupAppend(nil, aor) }
+
+// LookupAppend is Lookup appending to out (so that a caller can give
+// room it owns).
+func (s *Service) LookupAppend(out []Binding, aor string) []Binding {
 	t := s.now()
+	start := len(out)
 	s.mu.RLock()
-	var out []Binding
 	for _, b := range s.byAOR[aor] {
 		if b.Expires.After(t) {
 			out = append(out, b)
 		}
 	}
 	s.mu.RUnlock()
-	if len(out) == 0 && s.shared != nil {
-		out = s.shared.SharedLookup(aor)
+	if len(out) == start && s.shared != nil {
+		out = append(out, s.shared.SharedLookup(aor)...)
 	}
-	SortBindings(out)
+	SortBindings(out[start:])
 	return out
 }
 

@@ -8,6 +8,7 @@
 package registrar
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -72,6 +74,7 @@ type Registrar struct {
 	now                  func() time.Time
 	origin               func(*sip.Request) string
 	stripes              [64]sync.Mutex // per-AOR serialisation of check-then-write
+	lastDate             atomic.Pointer[sipDate]
 }
 
 // New checks the options and returns the registrar.
@@ -180,7 +183,8 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 		return nil, fail(sip.StatusBadRequest, "Bad Request (missing Call-ID or CSeq)")
 	}
 	reg.callID, reg.cseq = string(*callID), cseq.SeqNo
-	if reg.wildcard, reg.contacts, err = r.contacts(req); err != nil {
+	var contacts []contact
+	if reg.wildcard, contacts, err = r.contacts(req); err != nil {
 		return nil, err
 	}
 	reg.source = strings.ToLower(req.Transport()) + ":" + req.Source()
@@ -190,12 +194,12 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 	if h := req.GetHeader("User-Agent"); h != nil {
 		reg.ua = h.Value()
 	}
-	now, err := r.store(ext, reg)
+	now, err := r.store(ext, reg, contacts)
 	if err != nil {
 		return nil, err
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	for _, h := range r.ok(reg.aor, now) {
+	for _, h := range r.ok(nil, reg.aor, now) {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
 	return res, nil
@@ -203,13 +207,15 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 
 // ServeWire serves a REGISTER read by regwire from source (a binding's
 // Source, "udp:host:port"), whose credentials were checked for user, and
-// returns the answer's code, reason and headers beyond those regwire
-// writes. It decides as ServeRegister does for the same request.
-func (r *Registrar) ServeWire(req *regwire.Request, user, source string) (code int, reason string, hdrs []regwire.Header) {
+// returns the answer's code and reason, and hdrs with the answer's headers
+// beyond those regwire writes appended. It decides as ServeRegister does
+// for the same request.
+func (r *Registrar) ServeWire(req *regwire.Request, user, source string, hdrs []regwire.Header) (code int, reason string, _ []regwire.Header) {
 	if req.ToUser == "" {
-		return sip.StatusBadRequest, "Bad Request (To header without an extension)", nil
+		return sip.StatusBadRequest, "Bad Request (To header without an extension)", hdrs
 	}
-	reg, now, err := r.serveWire(req, user, source)
+	var room [2]contact // what phones send: one contact, room for two
+	reg, now, err := r.serveWire(req, user, source, room[:0])
 	if err != nil {
 		var re *regError
 		if !errors.As(err, &re) {
@@ -221,31 +227,33 @@ func (r *Registrar) ServeWire(req *regwire.Request, user, source string) (code i
 		}
 		return re.code, re.reason, hdrs
 	}
-	return sip.StatusOK, "OK", r.ok(reg.aor, now)
+	return sip.StatusOK, "OK", r.ok(hdrs, reg.aor, now)
 }
 
-func (r *Registrar) serveWire(req *regwire.Request, user, source string) (registration, time.Time, error) {
+// serveWire reads req's registration, with its contacts appended to
+// contacts, and applies it.
+func (r *Registrar) serveWire(req *regwire.Request, user, source string, contacts []contact) (registration, time.Time, error) {
 	reg := registration{aor: req.ToUser, callID: req.CallID, cseq: req.Seq, source: source, ua: req.UserAgent}
 	ext, err := r.extension(reg.aor, user, source)
 	if err != nil {
 		return reg, time.Time{}, err
 	}
-	reg.wildcard, reg.contacts, err = r.readContacts(req.Expires, req.HasExpires, len(req.Contacts),
+	reg.wildcard, contacts, err = r.readContacts(contacts, req.Expires, req.HasExpires, len(req.Contacts),
 		func(i int) (*sip.ContactHeader, error) { return &req.Contacts[i], nil })
 	if err != nil {
 		return reg, time.Time{}, err
 	}
-	now, err := r.store(ext, reg)
+	now, err := r.store(ext, reg, contacts)
 	return reg, now, err
 }
 
-// registration is what one REGISTER asks for.
+// registration is what one REGISTER asks for, beside its contacts (kept
+// apart so that room for them on a caller's stack stays there).
 type registration struct {
 	aor, callID string
 	cseq        uint32
-	// wildcard: "Contact: *"; else contacts (none: a query).
+	// wildcard: "Contact: *"; else the contacts (none: a query).
 	wildcard   bool
-	contacts   []contact
 	source, ua string
 }
 
@@ -262,8 +270,9 @@ func (r *Registrar) extension(aor, user, source string) (config.Extension, error
 	return ext, nil
 }
 
-// store applies reg to the location service and returns the time it did.
-func (r *Registrar) store(ext config.Extension, reg registration) (time.Time, error) {
+// store applies reg with its contacts to the location service and returns
+// the time it did.
+func (r *Registrar) store(ext config.Extension, reg registration, contacts []contact) (time.Time, error) {
 	aor := reg.aor
 	mu := &r.stripes[stripe(aor)]
 	mu.Lock()
@@ -274,8 +283,9 @@ func (r *Registrar) store(ext config.Extension, reg registration) (time.Time, er
 	if max <= 0 {
 		max = DefaultMaxContacts
 	}
-	var j journal
-	if err := r.apply(&j, reg, max, now); err != nil {
+	var room [2]change
+	j, err := r.apply(room[:0], reg, contacts, max, now)
+	if err != nil {
 		if undoErr := j.undo(r.loc); undoErr != nil {
 			r.log.Error("undoing a partly applied REGISTER", "aor", aor, "err", undoErr)
 		}
@@ -305,7 +315,7 @@ func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, er
 		expires, hasExpires = h.Value(), true
 	}
 	hs := req.GetHeaders("Contact")
-	return r.readContacts(expires, hasExpires, len(hs), func(i int) (*sip.ContactHeader, error) {
+	return r.readContacts(nil, expires, hasExpires, len(hs), func(i int) (*sip.ContactHeader, error) {
 		if ch, ok := hs[i].(*sip.ContactHeader); ok {
 			return ch, nil
 		}
@@ -322,8 +332,9 @@ func (r *Registrar) contacts(req *sip.Request) (wildcard bool, out []contact, er
 
 // readContacts checks the n Contact headers of a REGISTER (each one
 // contact or "*", the i-th given by at) with the value of its Expires
-// header, if it has one, whichever parser read them.
-func (r *Registrar) readContacts(expires string, hasExpires bool, n int, at func(i int) (*sip.ContactHeader, error)) (wildcard bool, out []contact, err error) {
+// header, if it has one, whichever parser read them, and appends the
+// contacts to out.
+func (r *Registrar) readContacts(out []contact, expires string, hasExpires bool, n int, at func(i int) (*sip.ContactHeader, error)) (wildcard bool, _ []contact, err error) {
 	headerExp := r.defaultExp
 	if hasExpires {
 		if headerExp, err = parseExpires(expires); err != nil {
@@ -363,7 +374,7 @@ func wildcardMisuse(n int) error {
 // contact checks one Contact (not the wildcard) and gives its expiry:
 // its own expires parameter, else headerExp.
 func (r *Registrar) contact(ch *sip.ContactHeader, headerExp time.Duration) (contact, error) {
-	c := contact{uri: ch.Address.String(), expires: headerExp}
+	c := contact{uri: uriString(&ch.Address), expires: headerExp}
 	if s := strings.ToLower(ch.Address.Scheme); s != "sip" && s != "sips" {
 		return c, fail(sip.StatusBadRequest, "Bad Request (Contact must be a sip: or sips: URI)")
 	}
@@ -389,6 +400,20 @@ func (r *Registrar) contact(ch *sip.ContactHeader, headerExp time.Duration) (con
 	return c, nil
 }
 
+// uriBufs holds the buffers URIs are written in.
+var uriBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// uriString is u.String() in one allocation of the string's own size
+// (sipgo's grows a builder several times).
+func uriString(u *sip.Uri) string {
+	b := uriBufs.Get().(*bytes.Buffer)
+	b.Reset()
+	u.StringWrite(b)
+	s := b.String()
+	uriBufs.Put(b)
+	return s
+}
+
 // parseExpires reads delta-seconds; values beyond 2^32-1 count as that
 // (RFC 3261 §20.19), which MaxExpires then caps.
 func parseExpires(s string) (time.Duration, error) {
@@ -404,13 +429,16 @@ func parseExpires(s string) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-// apply makes the bindings what the request asks for, recording each
-// change in j so that a failure half-way can be undone.
-func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) error {
-	aor, callID, cseq, wildcard, cs := reg.aor, reg.callID, reg.cseq, reg.wildcard, reg.contacts
+// apply makes the bindings what the request asks for, and returns j with
+// each change appended, so that a failure half-way can be undone (also
+// when it returns an error). j is passed and returned by value so that
+// room the caller gives stays on its stack.
+func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, now time.Time) (journal, error) {
+	aor, callID, cseq, wildcard := reg.aor, reg.callID, reg.cseq, reg.wildcard
 	// RFC 3261 §10.3 step 7, checked for every contact before anything
 	// is written.
-	existing := bindingSet(r.loc.Lookup(aor))
+	var room [4]location.Binding
+	existing := bindingSet(r.loc.LookupAppend(room[:0], aor))
 	check := func(uri string) error {
 		if i := existing.find(uri); i >= 0 && existing[i].CallID == callID && cseq <= existing[i].CSeq {
 			return fail(sip.StatusInternalServerError, "Server Internal Error (CSeq not above the registration's)")
@@ -420,31 +448,33 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 	if wildcard {
 		for _, b := range existing {
 			if err := check(b.Contact); err != nil {
-				return err
+				return j, err
 			}
 		}
 		for _, b := range existing {
-			if err := j.remove(r.loc, b); err != nil {
-				return err
+			var err error
+			if j, err = j.remove(r.loc, b); err != nil {
+				return j, err
 			}
 		}
-		return nil
+		return j, nil
 	}
 	for _, c := range cs {
 		if err := check(c.uri); err != nil {
-			return err
+			return j, err
 		}
 	}
 	if len(cs) > max {
-		return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+		return j, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 	}
 	source, ua := reg.source, reg.ua
 	for _, c := range cs {
 		i := existing.find(c.uri)
 		if c.expires == 0 {
 			if i >= 0 {
-				if err := j.remove(r.loc, existing[i]); err != nil {
-					return err
+				var err error
+				if j, err = j.remove(r.loc, existing[i]); err != nil {
+					return j, err
 				}
 				existing = existing.without(i)
 			}
@@ -475,27 +505,27 @@ func (r *Registrar) apply(j *journal, reg registration, max int, now time.Time) 
 		for errors.Is(err, location.ErrTooManyContacts) {
 			v := existing.oldest(cs)
 			if v < 0 {
-				return fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+				return j, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 			}
 			victim := existing[v]
 			r.log.Info("contact limit reached: dropping the oldest binding", "aor", aor, "contact", victim.Contact, "max", max)
-			if err := j.remove(r.loc, victim); err != nil {
-				return err
+			if j, err = j.remove(r.loc, victim); err != nil {
+				return j, err
 			}
 			existing = existing.without(v)
 			err = r.loc.Put(b, max)
 		}
 		if err != nil {
-			return err
+			return j, err
 		}
-		*j = append(*j, ch)
+		j = append(j, ch)
 		if i = existing.find(c.uri); i >= 0 {
 			existing[i] = b
 		} else {
 			existing = append(existing, b)
 		}
 	}
-	return nil
+	return j, nil
 }
 
 // keep returns old if it equals s, else a copy of s.
@@ -547,12 +577,11 @@ type change struct {
 
 type journal []change
 
-func (j *journal) remove(loc *location.Service, b location.Binding) error {
+func (j journal) remove(loc *location.Service, b location.Binding) (journal, error) {
 	if err := loc.Remove(b.AOR, b.Contact); err != nil {
-		return err
+		return j, err
 	}
-	*j = append(*j, change{aor: b.AOR, contact: b.Contact, before: b, had: true})
-	return nil
+	return append(j, change{aor: b.AOR, contact: b.Contact, before: b, had: true}), nil
 }
 
 // undo reverts the changes in reverse order.
@@ -573,11 +602,11 @@ func (j journal) undo(loc *location.Service) error {
 	return errors.Join(errs...)
 }
 
-// ok returns the headers of the 200 OK beyond those copied from the
+// ok appends to hs the headers of the 200 OK beyond those copied from the
 // request: every live contact of aor with its remaining time, and Date.
-func (r *Registrar) ok(aor string, now time.Time) []regwire.Header {
-	var hs []regwire.Header
-	for _, b := range r.loc.Lookup(aor) {
+func (r *Registrar) ok(hs []regwire.Header, aor string, now time.Time) []regwire.Header {
+	var room [4]location.Binding
+	for _, b := range r.loc.LookupAppend(room[:0], aor) {
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		if left < 1 {
 			continue
@@ -588,11 +617,28 @@ func (r *Registrar) ok(aor string, now time.Time) []regwire.Header {
 		}
 		hs = append(hs, regwire.Header{Name: "Contact", Value: v})
 	}
-	return append(hs, regwire.Header{Name: "Date", Value: now.UTC().Format(dateFormat)})
+	return append(hs, regwire.Header{Name: "Date", Value: r.date(now)})
 }
 
 // dateFormat is the SIP-date of RFC 3261 §20.17 (RFC 1123, GMT).
 const dateFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// sipDate is a Date value and the second it names.
+type sipDate struct {
+	sec  int64
+	text string
+}
+
+// date returns the Date value for now, written once per second.
+func (r *Registrar) date(now time.Time) string {
+	sec := now.Unix()
+	if d := r.lastDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &sipDate{sec: sec, text: now.UTC().Format(dateFormat)}
+	r.lastDate.Store(d)
+	return d.text
+}
 
 // stripe picks the lock of aor by its FNV-1a hash (inline: hash/fnv
 // allocates on every call).

@@ -24,7 +24,7 @@ func TestServeWireOwnsItsStrings(t *testing.T) {
 		if !p.Parse(msg, &r) {
 			t.Fatal("not read")
 		}
-		if code, reason, _ := e.reg.ServeWire(&r, "100", "udp:192.0.2.5:5062"); code != 200 {
+		if code, reason, _ := e.reg.ServeWire(&r, "100", "udp:192.0.2.5:5062", nil); code != 200 {
 			t.Fatalf("%d %s", code, reason)
 		}
 		bs := e.loc.Lookup("100")

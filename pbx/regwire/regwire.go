@@ -472,7 +472,7 @@ type Header struct {
 // Call-ID, CSeq, the extra headers in order, and Content-Length: 0. These
 // are the headers and parameters sipgo's NewResponseFromRequest followed
 // by nat.Symmetric give the same answer.
-func AppendResponse(b []byte, r *Request, src string, code int, reason, tag string, extra []Header) []byte {
+func AppendResponse(b []byte, r *Request, src string, code int, reason string, tag []byte, extra []Header) []byte {
 	host, port := splitHostPort(src)
 	b = append(b, "SIP/2.0 "...)
 	b = strconv.AppendInt(b, int64(code), 10)

@@ -233,7 +233,7 @@ func sameResponse(t *testing.T, msg string, r *Request, src string, extra []Head
 	for _, h := range extra {
 		want.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
-	wire := AppendResponse(nil, r, src, 401, "Unauthorized", "t4g", extra)
+	wire := AppendResponse(nil, r, src, 401, "Unauthorized", []byte("t4g"), extra)
 	m, err := sip.NewParser().ParseSIP(wire)
 	if err != nil {
 		t.Fatalf("sipgo cannot read the answer: %v\n%s", err, wire)

@@ -70,7 +70,9 @@ func (s *Service) Registered(req *sip.Request) {
 }
 
 // RegisteredBy is Registered for the REGISTER of mailbox box with callID
-// and cseq, read by whichever parser.
+// and cseq, read by whichever parser. box and callID may be pieces of a
+// datagram that is reused once it returns: what outlives the call keeps
+// copies.
 func (s *Service) RegisteredBy(box, callID string, cseq uint32) {
 	s.ensureFinished()
 	s.ensureRestored()
@@ -151,6 +153,7 @@ func (s *Service) subscribedLocked(box string, b location.Binding) bool {
 // sendUnsolicited sends the NOTIFY to b in the background, unless it
 // subscribed or the service is stopping.
 func (s *Service) sendUnsolicited(box string, b location.Binding) {
+	box = strings.Clone(box) // used after RegisteredBy returns
 	s.background(func() bool { return s.subscribedLocked(box, b) }, func() {
 		if err := s.notifyUnsolicited(box, b); err != nil {
 			s.log.Info("unsolicited NOTIFY of message-summary", "mailbox", box, "contact", b.Contact, "err", err)
