@@ -346,7 +346,7 @@ func (d *Digest) check(r Request, proxy bool, now time.Time) (string, outcome, s
 	if (r.RecipientText == "" || cred.uri != r.RecipientText) && !uriMatches(cred.uri, r.Recipient) {
 		return cred.username, malformed, "digest uri is not the Request-URI"
 	}
-	issued, err := d.nonces.verify(cred.nonce)
+	issued, id, err := d.nonces.verify(cred.nonce)
 	if err != nil || issued.After(now.Add(time.Minute)) {
 		return cred.username, challenge, "nonce not ours"
 	}
@@ -375,7 +375,7 @@ func (d *Digest) check(r Request, proxy bool, now time.Time) (string, outcome, s
 	if qop {
 		nc = cred.nc
 	}
-	if !d.nc.use(cred.nonce, issued, nc) {
+	if !d.nc.use(id, issued, nc) {
 		return cred.username, stale, "nonce count reused"
 	}
 	return cred.username, accept, ""

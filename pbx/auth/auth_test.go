@@ -463,14 +463,14 @@ func TestNewValidates(t *testing.T) {
 func TestNCTableEvictionStaysSafe(t *testing.T) {
 	tab := newNCTable(2)
 	t0 := time.Unix(1000, 0)
-	if !tab.use("a", t0, 1) || !tab.use("b", t0.Add(time.Second), 1) || !tab.use("c", t0.Add(2*time.Second), 1) {
+	if !tab.use(1, t0, 1) || !tab.use(2, t0.Add(time.Second), 1) || !tab.use(3, t0.Add(2*time.Second), 1) {
 		t.Fatal("fresh nonces rejected")
 	}
-	// "a" was dropped: using it again must not look fresh.
-	if tab.use("a", t0, 1) {
+	// Nonce 1 was dropped: using it again must not look fresh.
+	if tab.use(1, t0, 1) {
 		t.Fatal("dropped nonce accepted again")
 	}
-	if !tab.use("d", t0.Add(3*time.Second), 1) {
+	if !tab.use(4, t0.Add(3*time.Second), 1) {
 		t.Fatal("newer nonce rejected")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
-	"strings"
 	"sync"
 	"time"
 )
@@ -16,7 +15,7 @@ import (
 // A nonce is base64url(issued | salt | mac): issued is the issue time in
 // Unix seconds (8 bytes, big endian), salt 8 random bytes so that two
 // challenges in the same second differ (the nonce-count table is keyed by
-// nonce), and mac the first 16 bytes of HMAC-SHA256(key, issued|salt|realm).
+// salt: nonceID), and mac the first 16 bytes of HMAC-SHA256(key, issued|salt|realm).
 // Nothing is kept per nonce until it is first answered, so nonces survive
 // a restart and are accepted by the twin, which shares the key.
 const (
@@ -69,26 +68,32 @@ func (n nonces) issue(t time.Time, text *[nonceTextLen]byte) []byte {
 	return text[:]
 }
 
-// verify checks that s was issued with our key and realm and returns when.
-func (n nonces) verify(s string) (time.Time, error) {
+// nonceID names a nonce in the nonce-count table: its salt. The MAC
+// covers it, so a verified nonce's ID is one we issued, and IDs of the
+// nonces issued meet by chance once in 2^64.
+type nonceID uint64
+
+// verify checks that s was issued with our key and realm and returns when,
+// and its ID.
+func (n nonces) verify(s string) (time.Time, nonceID, error) {
 	if len(s) != nonceTextLen {
-		return time.Time{}, errBadNonce
+		return time.Time{}, 0, errBadNonce
 	}
 	var text [nonceTextLen]byte
 	copy(text[:], s)
 	m := n.macs.Get().(*macState)
 	defer n.macs.Put(m)
 	if k, err := base64.RawURLEncoding.Decode(m.raw[:], text[:]); err != nil || k != nonceRawLen {
-		return time.Time{}, errBadNonce
+		return time.Time{}, 0, errBadNonce
 	}
 	if !hmac.Equal(m.raw[nonceTimeLen+nonceSaltLen:], n.mac(m)) {
-		return time.Time{}, errBadNonce
+		return time.Time{}, 0, errBadNonce
 	}
 	sec := binary.BigEndian.Uint64(m.raw[:nonceTimeLen])
 	if sec > 1<<62 {
-		return time.Time{}, errBadNonce
+		return time.Time{}, 0, errBadNonce
 	}
-	return time.Unix(int64(sec), 0), nil
+	return time.Unix(int64(sec), 0), nonceID(binary.BigEndian.Uint64(m.raw[nonceTimeLen:])), nil
 }
 
 // ncWindow is how many nonce-counts below the highest one seen are still
@@ -109,45 +114,43 @@ type ncState struct {
 type ncTable struct {
 	mu sync.Mutex
 	// slots is a ring of max entries in insertion order; entries finds
-	// a nonce's slot. A nonce is written into the map once, as a copy,
-	// when it is added: the map is never assigned with the caller's
-	// string, which may be a piece of a pooled datagram (regwire).
+	// a nonce's slot.
 	slots   []ncSlot
-	entries map[string]int
+	entries map[nonceID]int
 	next    int
 	dropped time.Time
 }
 
 type ncSlot struct {
-	nonce string // "" while unused
+	id   nonceID
+	used bool
 	ncState
 }
 
 func newNCTable(max int) *ncTable {
-	return &ncTable{slots: make([]ncSlot, max), entries: make(map[string]int, max)}
+	return &ncTable{slots: make([]ncSlot, max), entries: make(map[nonceID]int, max)}
 }
 
-// use records nc for nonce and reports whether it is fresh (not a replay
-// and not possibly forgotten).
-func (t *ncTable) use(nonce string, issued time.Time, nc uint32) bool {
+// use records nc for the nonce id and reports whether it is fresh (not a
+// replay and not possibly forgotten).
+func (t *ncTable) use(id nonceID, issued time.Time, nc uint32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if i, ok := t.entries[nonce]; ok {
+	if i, ok := t.entries[id]; ok {
 		return t.slots[i].advance(nc)
 	}
 	if !issued.After(t.dropped) {
 		return false
 	}
 	slot := &t.slots[t.next]
-	if slot.nonce != "" {
+	if slot.used {
 		if slot.issued.After(t.dropped) {
 			t.dropped = slot.issued
 		}
-		delete(t.entries, slot.nonce)
+		delete(t.entries, slot.id)
 	}
-	// A copy: nonce may be a piece of the whole request (regwire).
-	*slot = ncSlot{nonce: strings.Clone(nonce), ncState: ncState{issued: issued, highest: nc, seen: 1}}
-	t.entries[slot.nonce] = t.next
+	*slot = ncSlot{id: id, used: true, ncState: ncState{issued: issued, highest: nc, seen: 1}}
+	t.entries[id] = t.next
 	t.next = (t.next + 1) % len(t.slots)
 	return true
 }

@@ -130,25 +130,34 @@ type Service struct {
 	// not while persisting, so writes of different AORs reach the
 	// Persister together.
 	aorMu [256]sync.Mutex
+	// mu guards byAOR, the entries in it, dirty and nextDue.
 	mu    sync.RWMutex
-	byAOR map[string]map[string]Binding
-	// durable is the lifetime of the stored copy of each binding (by
-	// bindingID), which differs from the table's while a refresh waits to
-	// be written. Guarded by mu.
-	durable map[string]lifetime
+	byAOR map[string]map[string]*entry // by AOR, then contact
+	// dirty counts the entries whose refresh waits to be written.
+	dirty int
+	// nextDue is no later than the earliest due time of a waiting
+	// refresh (zero: unknown), so that FlushDue looks through the table
+	// only when something may be due.
+	nextDue time.Time
 
 	wb WriteBack
 	// flushMu orders writes behind against writes through: Flush holds it
 	// exclusively, every write through the Persister shares it, so a
-	// refresh waiting in pending is written either wholly before a later
-	// write of the same binding or not at all.
+	// refresh waiting to be written is written either wholly before a
+	// later write of the same binding or not at all.
 	flushMu sync.RWMutex
-	pendMu  sync.Mutex
-	pending map[string]pendingRefresh // by bindingID
-	// nextDue is no later than the earliest due time in pending (zero:
-	// unknown), so that FlushDue looks through pending only when
-	// something may be due.
-	nextDue time.Time
+}
+
+// entry is one binding in the table. A refresh written behind changes it
+// in place: no map is written on the way.
+type entry struct {
+	b Binding
+	// stored is the lifetime of the stored copy, which differs from b's
+	// while a refresh waits to be written.
+	stored lifetime
+	// dirty: b is a refresh not written yet, due by due.
+	dirty bool
+	due   time.Time
 }
 
 // lifetime is the span a stored copy of a binding is valid for.
@@ -178,14 +187,6 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// pendingRefresh is a refresh waiting to be written, and when it must be.
-type pendingRefresh struct {
-	b   Binding
-	due time.Time
-}
-
-func bindingID(aor, contact string) string { return aor + "\x00" + contact }
-
 // aorLock returns the lock serialising the writes of aor.
 func (s *Service) aorLock(aor string) *sync.Mutex {
 	h := uint32(2166136261) // FNV-1a
@@ -201,7 +202,7 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{p: p, now: now, byAOR: map[string]map[string]Binding{}, durable: map[string]lifetime{}, pending: map[string]pendingRefresh{}}
+	s := &Service{p: p, now: now, byAOR: map[string]map[string]*entry{}}
 	s.shared, _ = p.(Shared)
 	bs, err := p.LoadBindings()
 	if err != nil {
@@ -231,12 +232,11 @@ func (s *Service) Reload() error {
 	if err != nil {
 		return fmt.Errorf("reloading location bindings: %w", err)
 	}
-	s.Discard()
 	t := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byAOR = map[string]map[string]Binding{}
-	s.durable = map[string]lifetime{}
+	s.byAOR = map[string]map[string]*entry{}
+	s.dirty, s.nextDue = 0, time.Time{}
 	for _, b := range bs {
 		if b.Expires.After(t) {
 			s.put(b)
@@ -245,20 +245,21 @@ func (s *Service) Reload() error {
 	return nil
 }
 
-// put sets b in the table as stored (durable) with its own expiry.
+// put sets b in the table as stored, with its own expiry. mu is held.
 func (s *Service) put(b Binding) {
-	s.putMemory(b)
-	s.durable[bindingID(b.AOR, b.Contact)] = lifetimeOf(b)
-}
-
-// putMemory sets b in the table only.
-func (s *Service) putMemory(b Binding) {
 	m := s.byAOR[b.AOR]
 	if m == nil {
-		m = map[string]Binding{}
+		m = map[string]*entry{}
 		s.byAOR[b.AOR] = m
 	}
-	m[b.Key()] = b
+	e := m[b.Key()]
+	if e == nil {
+		e = new(entry)
+		m[b.Key()] = e
+	} else if e.dirty {
+		s.dirty--
+	}
+	*e = entry{b: b, stored: lifetimeOf(b)}
 }
 
 // SetWriteBack sets how refreshes are persisted from now on. With a
@@ -291,9 +292,9 @@ func sameRoute(a, b Binding) bool {
 
 // Pending returns how many refreshes wait to be written.
 func (s *Service) Pending() int {
-	s.pendMu.Lock()
-	defer s.pendMu.Unlock()
-	return len(s.pending)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.dirty
 }
 
 // Flush writes every refresh that waits, in one write when the Persister
@@ -305,62 +306,65 @@ func (s *Service) Flush() error { return s.flush(time.Time{}) }
 // Flush does.
 func (s *Service) FlushDue() error { return s.flush(s.now()) }
 
-// flush writes the pending refreshes due by t, or all for a zero t.
+// flush writes the refreshes due by t that wait, or all for a zero t.
 func (s *Service) flush(t time.Time) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
-	s.pendMu.Lock()
-	if !t.IsZero() && t.Before(s.nextDue) {
-		s.pendMu.Unlock()
+	s.mu.Lock()
+	if s.dirty == 0 || !t.IsZero() && t.Before(s.nextDue) {
+		s.mu.Unlock()
 		return nil
 	}
-	batch := map[string]pendingRefresh{}
+	var batch []Binding
 	var next time.Time
-	for id, p := range s.pending {
-		if t.IsZero() || !p.due.After(t) {
-			batch[id] = p
-			delete(s.pending, id)
-		} else if next.IsZero() || p.due.Before(next) {
-			next = p.due
+	for _, m := range s.byAOR {
+		for _, e := range m {
+			switch {
+			case !e.dirty:
+			case t.IsZero() || !e.due.After(t):
+				batch = append(batch, e.b)
+				e.dirty = false
+				s.dirty--
+			case next.IsZero() || e.due.Before(next):
+				next = e.due
+			}
 		}
 	}
 	s.nextDue = next
-	s.pendMu.Unlock()
+	s.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
-	bs := make([]Binding, 0, len(batch))
-	for _, p := range batch {
-		bs = append(bs, p.b)
-	}
 	var err error
 	if bp, ok := s.p.(BatchPersister); ok {
-		err = bp.SaveBindings(bs)
+		err = bp.SaveBindings(batch)
 	} else {
-		for _, b := range bs {
+		for _, b := range batch {
 			if err = s.p.SaveBinding(b); err != nil {
 				break
 			}
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		s.pendMu.Lock()
-		for id, p := range batch {
-			if _, newer := s.pending[id]; !newer {
-				s.pending[id] = p
+		// Waiting again, unless a newer refresh waits already. Nothing
+		// else changed them meanwhile: removals and writes through wait
+		// for flushMu.
+		for _, b := range batch {
+			if e := s.byAOR[b.AOR][b.Key()]; e != nil && !e.dirty {
+				e.dirty = true
+				s.dirty++
 			}
 		}
 		s.nextDue = time.Time{}
-		s.pendMu.Unlock()
-		return fmt.Errorf("writing %d refreshed bindings: %w", len(bs), err)
+		return fmt.Errorf("writing %d refreshed bindings: %w", len(batch), err)
 	}
-	s.mu.Lock()
-	for id, p := range batch {
-		if _, live := s.byAOR[p.b.AOR][p.b.Contact]; live {
-			s.durable[id] = lifetimeOf(p.b)
+	for _, b := range batch {
+		if e := s.byAOR[b.AOR][b.Key()]; e != nil {
+			e.stored = lifetimeOf(b)
 		}
 	}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -368,10 +372,15 @@ func (s *Service) flush(t time.Time) error {
 // serving leaves the bindings to its twin, whose stored copies are still
 // valid (see WriteBack).
 func (s *Service) Discard() int {
-	s.pendMu.Lock()
-	defer s.pendMu.Unlock()
-	n := len(s.pending)
-	s.pending = map[string]pendingRefresh{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.dirty
+	for _, m := range s.byAOR {
+		for _, e := range m {
+			e.dirty = false
+		}
+	}
+	s.dirty, s.nextDue = 0, time.Time{}
 	return n
 }
 
@@ -386,9 +395,9 @@ func (s *Service) LookupAppend(out []Binding, aor string) []Binding {
 	t := s.now()
 	start := len(out)
 	s.mu.RLock()
-	for _, b := range s.byAOR[aor] {
-		if b.Expires.After(t) {
-			out = append(out, b)
+	for _, e := range s.byAOR[aor] {
+		if e.b.Expires.After(t) {
+			out = append(out, e.b)
 		}
 	}
 	s.mu.RUnlock()
@@ -420,11 +429,11 @@ func SortBindings(bs []Binding) {
 func (s *Service) Get(aor, contact string) (Binding, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	b, ok := s.byAOR[aor][contact]
-	if !ok || !b.Expires.After(s.now()) {
+	e := s.byAOR[aor][contact]
+	if e == nil || !e.b.Expires.After(s.now()) {
 		return Binding{}, false
 	}
-	return b, true
+	return e.b, true
 }
 
 // Put adds or refreshes a binding, persisting it first, or, for a refresh
@@ -435,48 +444,39 @@ func (s *Service) Put(b Binding, max int) error {
 	l.Lock()
 	defer l.Unlock()
 	t := s.now()
-	if max > 0 {
-		n := 0
-		s.mu.RLock()
-		for k, o := range s.byAOR[b.AOR] {
-			if k != b.Key() && o.Expires.After(t) {
-				n++
-			}
-		}
-		s.mu.RUnlock()
-		if n >= max {
-			return ErrTooManyContacts
-		}
-	}
 	if b.Updated.IsZero() {
 		b.Updated = t
 	}
-	id := bindingID(b.AOR, b.Contact)
-	if s.wb.Interval > 0 {
-		s.mu.RLock()
-		prev, ok := s.byAOR[b.AOR][b.Key()]
-		stored := s.durable[id]
-		s.mu.RUnlock()
-		if ok && sameRoute(prev, b) && prev.Expires.After(t) &&
-			stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(stored.until) {
-			due := stored.due(s.wb)
-			s.pendMu.Lock()
-			s.pending[id] = pendingRefresh{b: b, due: due}
-			if due.Before(s.nextDue) {
-				s.nextDue = due
+	s.mu.Lock()
+	m := s.byAOR[b.AOR]
+	if max > 0 {
+		n := 0
+		for k, o := range m {
+			if k != b.Key() && o.b.Expires.After(t) {
+				n++
 			}
-			s.pendMu.Unlock()
-			s.mu.Lock()
-			s.putMemory(b)
+		}
+		if n >= max {
 			s.mu.Unlock()
-			return nil
+			return ErrTooManyContacts
 		}
 	}
+	if e := m[b.Key()]; e != nil && s.wb.Interval > 0 && sameRoute(e.b, b) && e.b.Expires.After(t) &&
+		e.stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(e.stored.until) {
+		due := e.stored.due(s.wb)
+		if !e.dirty {
+			s.dirty++
+		}
+		e.b, e.dirty, e.due = b, true, due
+		if due.Before(s.nextDue) {
+			s.nextDue = due
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
 	s.flushMu.RLock()
 	defer s.flushMu.RUnlock()
-	s.pendMu.Lock()
-	delete(s.pending, id)
-	s.pendMu.Unlock()
 	if err := s.p.SaveBinding(b); err != nil {
 		return fmt.Errorf("saving binding %s of %s: %w", b.Contact, b.AOR, err)
 	}
@@ -501,22 +501,21 @@ func (s *Service) remove(aor, contact string, deadAt time.Time) (bool, error) {
 	l.Lock()
 	defer l.Unlock()
 	s.mu.RLock()
-	b, ok := s.byAOR[aor][contact]
+	e := s.byAOR[aor][contact]
+	gone := e == nil || !deadAt.IsZero() && e.b.Expires.After(deadAt)
 	s.mu.RUnlock()
-	if !ok || (!deadAt.IsZero() && b.Expires.After(deadAt)) {
+	if gone {
 		return false, nil
 	}
-	id := bindingID(aor, contact)
 	s.flushMu.RLock()
 	defer s.flushMu.RUnlock()
-	s.pendMu.Lock()
-	delete(s.pending, id)
-	s.pendMu.Unlock()
 	if err := s.p.DeleteBinding(aor, contact); err != nil {
 		return false, fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
 	}
 	s.mu.Lock()
-	delete(s.durable, id)
+	if e := s.byAOR[aor][contact]; e != nil && e.dirty {
+		s.dirty--
+	}
 	delete(s.byAOR[aor], contact)
 	if len(s.byAOR[aor]) == 0 {
 		delete(s.byAOR, aor)
@@ -549,9 +548,9 @@ func (s *Service) Expire() (int, error) {
 	s.mu.RLock()
 	var dead []Binding
 	for _, m := range s.byAOR {
-		for _, b := range m {
-			if !b.Expires.After(t) {
-				dead = append(dead, b)
+		for _, e := range m {
+			if !e.b.Expires.After(t) {
+				dead = append(dead, e.b)
 			}
 		}
 	}
@@ -576,9 +575,9 @@ func (s *Service) All() []Binding {
 	defer s.mu.RUnlock()
 	out := []Binding{}
 	for _, m := range s.byAOR {
-		for _, b := range m {
-			if b.Expires.After(t) {
-				out = append(out, b)
+		for _, e := range m {
+			if e.b.Expires.After(t) {
+				out = append(out, e.b)
 			}
 		}
 	}

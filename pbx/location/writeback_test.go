@@ -25,6 +25,9 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{bs: map[string]Binding{}} }
 
+// bindingID keys memStore: a binding by AOR and contact.
+func bindingID(aor, contact string) string { return aor + "\x00" + contact }
+
 func (m *memStore) SaveBinding(b Binding) error { return m.SaveBindings([]Binding{b}) }
 
 func (m *memStore) SaveBindings(bs []Binding) error {

@@ -189,33 +189,54 @@ func lookup(name string) header {
 		}
 		return hOther
 	}
-	switch {
-	case strings.EqualFold(name, "Via"):
-		return hVia
-	case strings.EqualFold(name, "From"):
-		return hFrom
-	case strings.EqualFold(name, "To"):
-		return hTo
-	case strings.EqualFold(name, "Call-ID"):
-		return hCallID
-	case strings.EqualFold(name, "CSeq"):
-		return hCSeq
-	case strings.EqualFold(name, "Contact"):
-		return hContact
-	case strings.EqualFold(name, "Expires"):
-		return hExpires
-	case strings.EqualFold(name, "Authorization"):
-		return hAuthorization
-	case strings.EqualFold(name, "User-Agent"):
-		return hUserAgent
-	case strings.EqualFold(name, "Content-Length"):
-		return hContentLength
-	case strings.EqualFold(name, "Max-Forwards"):
-		return hMaxForwards
-	case strings.EqualFold(name, "Content-Type"), strings.EqualFold(name, "Route"),
-		strings.EqualFold(name, "Record-Route"), strings.EqualFold(name, "Refer-To"),
-		strings.EqualFold(name, "Referred-By"):
-		return hRefused
+	// One candidate (two or three for some lengths) per length and first
+	// letter, then one case-insensitive comparison.
+	var want string
+	var h header
+	switch len(name) {
+	case 2:
+		want, h = "To", hTo
+	case 3:
+		want, h = "Via", hVia
+	case 4:
+		want, h = "From", hFrom
+		if name[0]|0x20 == 'c' {
+			want, h = "CSeq", hCSeq
+		}
+	case 5:
+		want, h = "Route", hRefused
+	case 7:
+		switch name[0] | 0x20 {
+		case 'c':
+			want, h = "Call-ID", hCallID
+			if name[1]|0x20 == 'o' {
+				want, h = "Contact", hContact
+			}
+		case 'e':
+			want, h = "Expires", hExpires
+		}
+	case 8:
+		want, h = "Refer-To", hRefused
+	case 10:
+		want, h = "User-Agent", hUserAgent
+	case 11:
+		want, h = "Referred-By", hRefused
+	case 12:
+		switch name[0] | 0x20 {
+		case 'm':
+			want, h = "Max-Forwards", hMaxForwards
+		case 'c':
+			want, h = "Content-Type", hRefused
+		case 'r':
+			want, h = "Record-Route", hRefused
+		}
+	case 13:
+		want, h = "Authorization", hAuthorization
+	case 14:
+		want, h = "Content-Length", hContentLength
+	}
+	if want != "" && strings.EqualFold(name, want) {
+		return h
 	}
 	return hOther
 }
@@ -388,21 +409,46 @@ func cutLine(s string) (line, rest string, ok bool) {
 
 // plain reports a text of printable 7-bit ASCII, HT and CRLF line ends:
 // no other control character, no lone CR or LF, and nothing beyond ASCII
-// (left to sipgo, which knows its UTF-8 rules).
+// (left to sipgo, which knows its UTF-8 rules). Eight bytes at a time
+// where all are printable (most of a message), byte by byte elsewhere.
 func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c < 0x7f || c == '\t' {
-			continue
+	i := 0
+	for {
+		for i+8 <= len(s) && printable8(s[i:i+8]) {
+			i += 8
 		}
-		switch {
-		case c == '\r' && i+1 < len(s) && s[i+1] == '\n':
-		case c == '\n' && i > 0 && s[i-1] == '\r':
-		default:
-			return false
+		if i == len(s) {
+			return true
+		}
+		// At most eight bytes up to the next word, or the tail.
+		for end := min(i+8, len(s)); i < end; i++ {
+			c := s[i]
+			if c >= 0x20 && c < 0x7f || c == '\t' {
+				continue
+			}
+			switch {
+			case c == '\r' && i+1 < len(s) && s[i+1] == '\n':
+			case c == '\n' && i > 0 && s[i-1] == '\r':
+			default:
+				return false
+			}
 		}
 	}
-	return true
+}
+
+// printable8 reports whether each of the 8 bytes of w is within
+// 0x20..0x7e, on the word: a byte below 0x20 borrows into its top bit
+// when 0x20 is taken from it, a byte above 0x7e carries into its top bit
+// when 1 is added, and a byte from 0x80 up has it set already (the tests
+// of "Bit Twiddling Hacks", hasless and hasmore, which are exact as
+// answers for the whole word).
+func printable8(w string) bool {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	below := (x - 0x20*ones) &^ x & tops
+	above := (x + (0x7f-0x7e)*ones | x) & tops
+	return below|above == 0
 }
 
 func trim(s string) string {
@@ -433,10 +479,15 @@ func digits(s string) bool {
 
 // isToken: RFC 3261 token characters.
 func isToken(s string) bool {
-	return every(s, func(c byte) bool {
-		return alnum(c) || strings.IndexByte("-.!%*_+`'~", c) >= 0
-	})
+	return every(s, func(c byte) bool { return tokenChars[c] })
 }
+
+var tokenChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = alnum(byte(c)) || strings.IndexByte("-.!%*_+`'~", byte(c)) >= 0
+	}
+	return t
+}()
 
 // isHost: a host name or IPv4 address as a phone writes it.
 func isHost(s string) bool {

@@ -1,6 +1,8 @@
 package regwire
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -277,5 +279,43 @@ func sameResponse(t *testing.T, msg string, r *Request, src string, extra []Head
 	}
 	if cl := got.ContentLength(); cl == nil || *cl != 0 || len(got.Body()) != 0 {
 		t.Errorf("Content-Length %v, body %q", cl, got.Body())
+	}
+}
+
+// printable8 answers as a byte-by-byte check does: every byte value at
+// every place among printable neighbours, and random words.
+func TestPrintable8(t *testing.T) {
+	byByte := func(w string) bool {
+		for i := range len(w) {
+			if w[i] < 0x20 || w[i] > 0x7e {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(w string) {
+		if got, want := printable8(w), byByte(w); got != want {
+			t.Fatalf("printable8(%q) = %v, want %v", w, got, want)
+		}
+	}
+	for _, fill := range []byte{' ', 'a', '~', 0x1f, 0x7f, 0x80, 0xff, 0x00} {
+		for c := range 256 {
+			for at := range 8 {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[at] = byte(c)
+				check(string(w))
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = byte(rng.IntN(256))
+			if rng.IntN(4) > 0 {
+				w[i] = byte(0x1e + rng.IntN(0x63)) // mostly near the edges
+			}
+		}
+		check(string(w[:]))
 	}
 }
