@@ -194,12 +194,12 @@ func (r *Registrar) register(req *sip.Request, user string) (*sip.Response, erro
 	if h := req.GetHeader("User-Agent"); h != nil {
 		reg.ua = h.Value()
 	}
-	now, err := r.store(ext, reg, contacts)
+	now, live, err := r.store(ext, reg, contacts, nil)
 	if err != nil {
 		return nil, err
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	for _, h := range r.ok(nil, reg.aor, now) {
+	for _, h := range r.ok(nil, reg.aor, now, live) {
 		res.AppendHeader(sip.NewHeader(h.Name, h.Value))
 	}
 	return res, nil
@@ -215,7 +215,8 @@ func (r *Registrar) ServeWire(req *regwire.Request, user, source string, hdrs []
 		return sip.StatusBadRequest, "Bad Request (To header without an extension)", hdrs
 	}
 	var room [2]contact // what phones send: one contact, room for two
-	reg, now, err := r.serveWire(req, user, source, room[:0])
+	var bindings [4]location.Binding
+	reg, now, live, err := r.serveWire(req, user, source, room[:0], bindings[:0])
 	if err != nil {
 		var re *regError
 		if !errors.As(err, &re) {
@@ -227,24 +228,25 @@ func (r *Registrar) ServeWire(req *regwire.Request, user, source string, hdrs []
 		}
 		return re.code, re.reason, hdrs
 	}
-	return sip.StatusOK, "OK", r.ok(hdrs, reg.aor, now)
+	return sip.StatusOK, "OK", r.ok(hdrs, reg.aor, now, live)
 }
 
 // serveWire reads req's registration, with its contacts appended to
-// contacts, and applies it.
-func (r *Registrar) serveWire(req *regwire.Request, user, source string, contacts []contact) (registration, time.Time, error) {
+// contacts, and applies it; the AOR's bindings after it are appended to
+// live.
+func (r *Registrar) serveWire(req *regwire.Request, user, source string, contacts []contact, live bindingSet) (registration, time.Time, bindingSet, error) {
 	reg := registration{aor: req.ToUser, callID: req.CallID, cseq: req.Seq, source: source, ua: req.UserAgent}
 	ext, err := r.extension(reg.aor, user, source)
 	if err != nil {
-		return reg, time.Time{}, err
+		return reg, time.Time{}, nil, err
 	}
 	reg.wildcard, contacts, err = r.readContacts(contacts, req.Expires, req.HasExpires, len(req.Contacts),
 		func(i int) (*sip.ContactHeader, error) { return &req.Contacts[i], nil })
 	if err != nil {
-		return reg, time.Time{}, err
+		return reg, time.Time{}, nil, err
 	}
-	now, err := r.store(ext, reg, contacts)
-	return reg, now, err
+	now, live, err := r.store(ext, reg, contacts, live)
+	return reg, now, live, err
 }
 
 // registration is what one REGISTER asks for, beside its contacts (kept
@@ -271,8 +273,9 @@ func (r *Registrar) extension(aor, user, source string) (config.Extension, error
 }
 
 // store applies reg with its contacts to the location service and returns
-// the time it did.
-func (r *Registrar) store(ext config.Extension, reg registration, contacts []contact) (time.Time, error) {
+// the time it did and live with the AOR's bindings after it appended
+// (those of this box; other boxes' when it has none).
+func (r *Registrar) store(ext config.Extension, reg registration, contacts []contact, live bindingSet) (time.Time, bindingSet, error) {
 	aor := reg.aor
 	mu := &r.stripes[stripe(aor)]
 	mu.Lock()
@@ -284,17 +287,17 @@ func (r *Registrar) store(ext config.Extension, reg registration, contacts []con
 		max = DefaultMaxContacts
 	}
 	var room [2]change
-	j, err := r.apply(room[:0], reg, contacts, max, now)
+	j, live, err := r.apply(room[:0], live, reg, contacts, max, now)
 	if err != nil {
 		if undoErr := j.undo(r.loc); undoErr != nil {
 			r.log.Error("undoing a partly applied REGISTER", "aor", aor, "err", undoErr)
 		}
 		var re *regError
 		if errors.As(err, &re) {
-			return now, err
+			return now, nil, err
 		}
 		r.log.Error("saving registration", "aor", aor, "err", err)
-		return now, fail(sip.StatusInternalServerError, "Server Internal Error (registration not saved)")
+		return now, nil, fail(sip.StatusInternalServerError, "Server Internal Error (registration not saved)")
 	}
 	for _, c := range j {
 		switch {
@@ -304,7 +307,7 @@ func (r *Registrar) store(ext config.Extension, reg registration, contacts []con
 			r.log.Info("registered", "aor", aor, "contact", c.contact, "source", c.after.Source, "expires", c.after.Expires.Sub(now).Round(time.Second))
 		}
 	}
-	return now, nil
+	return now, live, nil
 }
 
 // contacts reads the Contact headers: wildcard is true for "Contact: *"
@@ -431,14 +434,14 @@ func parseExpires(s string) (time.Duration, error) {
 
 // apply makes the bindings what the request asks for, and returns j with
 // each change appended, so that a failure half-way can be undone (also
-// when it returns an error). j is passed and returned by value so that
-// room the caller gives stays on its stack.
-func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, now time.Time) (journal, error) {
+// when it returns an error), and live with the AOR's bindings after it
+// appended. Slices are passed and returned by value so that room the
+// caller gives stays on its stack.
+func (r *Registrar) apply(j journal, live bindingSet, reg registration, cs []contact, max int, now time.Time) (journal, bindingSet, error) {
 	aor, callID, cseq, wildcard := reg.aor, reg.callID, reg.cseq, reg.wildcard
 	// RFC 3261 §10.3 step 7, checked for every contact before anything
 	// is written.
-	var room [4]location.Binding
-	existing := bindingSet(r.loc.LookupAppend(room[:0], aor))
+	existing := bindingSet(r.loc.LookupAppend(live, aor))
 	check := func(uri string) error {
 		if i := existing.find(uri); i >= 0 && existing[i].CallID == callID && cseq <= existing[i].CSeq {
 			return fail(sip.StatusInternalServerError, "Server Internal Error (CSeq not above the registration's)")
@@ -448,24 +451,25 @@ func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, no
 	if wildcard {
 		for _, b := range existing {
 			if err := check(b.Contact); err != nil {
-				return j, err
+				return j, existing, err
 			}
 		}
-		for _, b := range existing {
+		for len(existing) > 0 {
 			var err error
-			if j, err = j.remove(r.loc, b); err != nil {
-				return j, err
+			if j, err = j.remove(r.loc, existing[0]); err != nil {
+				return j, existing, err
 			}
+			existing = existing.without(0)
 		}
-		return j, nil
+		return j, existing, nil
 	}
 	for _, c := range cs {
 		if err := check(c.uri); err != nil {
-			return j, err
+			return j, existing, err
 		}
 	}
 	if len(cs) > max {
-		return j, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+		return j, existing, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 	}
 	source, ua := reg.source, reg.ua
 	for _, c := range cs {
@@ -474,7 +478,7 @@ func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, no
 			if i >= 0 {
 				var err error
 				if j, err = j.remove(r.loc, existing[i]); err != nil {
-					return j, err
+					return j, existing, err
 				}
 				existing = existing.without(i)
 			}
@@ -505,18 +509,18 @@ func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, no
 		for errors.Is(err, location.ErrTooManyContacts) {
 			v := existing.oldest(cs)
 			if v < 0 {
-				return j, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
+				return j, existing, fail(sip.StatusForbidden, fmt.Sprintf("Forbidden (at most %d contacts per extension)", max))
 			}
 			victim := existing[v]
 			r.log.Info("contact limit reached: dropping the oldest binding", "aor", aor, "contact", victim.Contact, "max", max)
 			if j, err = j.remove(r.loc, victim); err != nil {
-				return j, err
+				return j, existing, err
 			}
 			existing = existing.without(v)
 			err = r.loc.Put(b, max)
 		}
 		if err != nil {
-			return j, err
+			return j, existing, err
 		}
 		j = append(j, ch)
 		if i = existing.find(c.uri); i >= 0 {
@@ -525,7 +529,7 @@ func (r *Registrar) apply(j journal, reg registration, cs []contact, max int, no
 			existing = append(existing, b)
 		}
 	}
-	return j, nil
+	return j, existing, nil
 }
 
 // keep returns old if it equals s, else a copy of s.
@@ -604,9 +608,21 @@ func (j journal) undo(loc *location.Service) error {
 
 // ok appends to hs the headers of the 200 OK beyond those copied from the
 // request: every live contact of aor with its remaining time, and Date.
-func (r *Registrar) ok(hs []regwire.Header, aor string, now time.Time) []regwire.Header {
-	var room [4]location.Binding
-	for _, b := range r.loc.LookupAppend(room[:0], aor) {
+// live holds the AOR's bindings as the REGISTER left them; when none of
+// them is this box's, the table is asked again (other boxes' bindings
+// are listed then, as Lookup returns them).
+func (r *Registrar) ok(hs []regwire.Header, aor string, now time.Time, live bindingSet) []regwire.Header {
+	own := slices.ContainsFunc(live, func(b location.Binding) bool { return b.Holder == "" })
+	if own {
+		location.SortBindings(live)
+	} else {
+		var room [4]location.Binding
+		live = r.loc.LookupAppend(room[:0], aor)
+	}
+	for _, b := range live {
+		if own && b.Holder != "" {
+			continue
+		}
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		if left < 1 {
 			continue

@@ -414,7 +414,7 @@ func cutLine(s string) (line, rest string, ok bool) {
 func plain(s string) bool {
 	i := 0
 	for {
-		for i+8 <= len(s) && printable8(s[i:i+8]) {
+		for i+8 <= len(s) && printable8(le64(s[i:i+8])) {
 			i += 8
 		}
 		if i == len(s) {
@@ -436,19 +436,24 @@ func plain(s string) bool {
 	}
 }
 
-// printable8 reports whether each of the 8 bytes of w is within
+// printable8 reports whether each of the 8 bytes of x is within
 // 0x20..0x7e, on the word: a byte below 0x20 borrows into its top bit
 // when 0x20 is taken from it, a byte above 0x7e carries into its top bit
 // when 1 is added, and a byte from 0x80 up has it set already (the tests
 // of "Bit Twiddling Hacks", hasless and hasmore, which are exact as
 // answers for the whole word).
-func printable8(w string) bool {
+func printable8(x uint64) bool {
 	const ones, tops = 0x0101010101010101, 0x8080808080808080
-	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+	below := (x - 0x20*ones) &^ x
+	above := x + (0x7f-0x7e)*ones | x
+	return (below|above)&tops == 0
+}
+
+// le64 is the first 8 bytes of w as a little-endian word.
+func le64(w string) uint64 {
+	_ = w[7]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
 		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-	below := (x - 0x20*ones) &^ x & tops
-	above := (x + (0x7f-0x7e)*ones | x) & tops
-	return below|above == 0
 }
 
 func trim(s string) string {

@@ -294,7 +294,7 @@ func TestPrintable8(t *testing.T) {
 		return true
 	}
 	check := func(w string) {
-		if got, want := printable8(w), byByte(w); got != want {
+		if got, want := printable8(le64(w)), byByte(w); got != want {
 			t.Fatalf("printable8(%q) = %v, want %v", w, got, want)
 		}
 	}
