@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -318,4 +319,40 @@ func TestPrintable8(t *testing.T) {
 		}
 		check(string(w[:]))
 	}
+}
+
+// FuzzPlainAddress: whatever plainAddress takes, sipgo's parser reads to
+// the same URI and header parameters; what it refuses it leaves alone.
+func FuzzPlainAddress(f *testing.F) {
+	for _, s := range []string{
+		"<sip:10001@127.0.0.1:5999>", "<sip:100@192.0.2.5:5062>;tag=1-2", "<sips:desk@pbx.example>",
+		"<sip:pbx.example>;expires=600;q=0.5", "<sip:100@h>;+sip.ice", "<sip:+4930123@h:5060>;tag=a;tag=b",
+		"<sip:100@h:05060>", "<sip:100@h:99999>", "<sip:100@h>;tag=", "<sip:100@h>x", "<SIP:100@h>",
+		"<sip:100:pw@h>", "<sip:100@[2001:db8::1]:5060>", "<sip:100@h;transport=udp>", `"A" <sip:100@h>`,
+		"<sip:@h>", "<sip:100@>", "<sip:100@h:>", "<sip:a@b@c>", "<sip:100@h>;a=b=c", "<sip://100@h>",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		sentinel := sip.Uri{Scheme: "x", User: "sentinel"}
+		u, ps := sentinel, sip.HeaderParams{{K: " ", V: "v"}}
+		if !plainAddress(v, &u, &ps) {
+			if !reflect.DeepEqual(u, sentinel) || len(ps) != 1 || ps[0] != (sip.HeaderKV{K: " ", V: "v"}) {
+				t.Fatalf("refused %q but changed it to %+v %v", v, u, ps)
+			}
+			return
+		}
+		ps = ps[1:] // what plainAddress added after the sentinel
+		var su sip.Uri
+		var sps sip.HeaderParams
+		if _, err := sip.ParseAddressValue(v, &su, &sps); err != nil {
+			t.Fatalf("taken here, refused by sipgo: %v\n%q", err, v)
+		}
+		if !reflect.DeepEqual(u, su) {
+			t.Errorf("URI %+v here, %+v by sipgo\n%q", u, su, v)
+		}
+		if !slices.Equal(ps, sps) {
+			t.Errorf("params %v here, %v by sipgo\n%q", ps, sps, v)
+		}
+	})
 }
