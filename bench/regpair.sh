@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# regpair.sh compares two revisions of twinpbx side by side on the
-# REGISTER path: CPU time and context switches per authenticated
-# REGISTER (401, then 200) at one rate, the two binaries alternated PAIRS
-# times so that a machine whose speed drifts treats both alike. It is the
-# companion of run.sh (which compares twinpbx with kamailio) for telling
-# whether a change to twinpbx helped.
+# regpair.sh compares two REGISTER servers side by side: CPU time and
+# context switches per authenticated REGISTER (401, then 200) at one rate,
+# the two servers alternated PAIRS times so that a machine whose speed
+# drifts treats both alike. Each is two revisions of twinpbx (did a change
+# help?) or kamailio as run.sh runs it (kamailio/registrar.cfg) and a
+# revision: run.sh measures one server after the other, which a machine
+# that slows down for a minute can tilt either way.
 #
-# Usage: bench/regpair.sh REV_A REV_B [PAIRS]   (git revisions; default 5)
+# Usage: bench/regpair.sh A B [PAIRS]   (git revisions, or "kamailio";
+# default 5 pairs)
 # Environment: RATE (500), COUNT (5000), SERVER_CPU (0), SIPP_CPU (1),
 # LOAD_MAX (0.8), LOAD_WAIT (120). Every process it starts is stopped on
 # exit, also on failure or Ctrl-C.
@@ -22,11 +24,12 @@ port=25570 uac_port=25590 users=10000
 
 BENCH_NAME=regpair.sh BENCH_WORK=twinpbx-regpair.XXXXXX
 source "$here/lib.sh"
-command -v sipp >/dev/null || "$root/scripts/install-deps.sh" test bench
+command -v sipp >/dev/null && command -v kamailio >/dev/null || "$root/scripts/install-deps.sh" test bench
 
 for r in a b; do
 	rev=$rev_a
 	[[ $r == b ]] && rev=$rev_b
+	[[ $rev == kamailio ]] && continue
 	mkdir -p "$work/src-$r"
 	git -C "$root" archive "$rev" | tar -x -C "$work/src-$r"
 	(cd "$work/src-$r" && go build -o "$work/twinpbx-$r" ./firmware/twinpbx) || die "building $rev"
@@ -65,14 +68,23 @@ register() { # RATE COUNT
 
 # measure A|B: one warm-up of every user, then COUNT REGISTERs at RATE.
 measure() {
-	local bin=$work/twinpbx-$1 pid t0 t1 c0 c1
-	rm -rf "$work/data"
+	local bin=$work/twinpbx-$1 pid t0 t1 c0 c1 rev=$rev_a
+	[[ $1 == b ]] && rev=$rev_b
+	rm -rf "$work/data" "$work/kam"
 	port_free "$port" || die "UDP port $port is taken"
-	taskset -c "$SERVER_CPU" "$bin" run --config "$work/twinpbx.yaml" --data "$work/data" --log-level warn \
-		>"$work/log-$1" 2>&1 &
+	if [[ $rev == kamailio ]]; then
+		mkdir -p "$work/kam"
+		# As run.sh starts it.
+		taskset -c "$SERVER_CPU" kamailio -f "$here/kamailio/registrar.cfg" -l "udp:127.0.0.1:$port" \
+			-x tlsf -m 1024 -M 16 -n 4 -DD -E -Y "$work/kam" -P "$work/kam/pid" >"$work/log-$1" 2>&1 &
+	else
+		taskset -c "$SERVER_CPU" "$bin" run --config "$work/twinpbx.yaml" --data "$work/data" --log-level warn \
+			>"$work/log-$1" 2>&1 &
+	fi
 	pid=$!
 	pids+=("$pid")
 	for _ in $(seq 200); do ss -Hlun "sport = :$port" | grep -q . && break; sleep 0.1; done
+	sleep 1 # kamailio forks its workers after binding
 	register 2000 "$users" || die "warming $1 up"
 	quiet
 	t0=$(cpu_ticks "$pid") c0=$(ctxsw "$pid")
@@ -83,7 +95,8 @@ measure() {
 		"$(awk -v c=$((c1 - c0)) -v n="$COUNT" 'BEGIN {print c / n}')" "$LOAD"
 }
 
-echo "# A = $rev_a ($(git -C "$root" rev-parse --short "$rev_a")), B = $rev_b ($(git -C "$root" rev-parse --short "$rev_b")); $COUNT REGISTERs at $RATE/s"
+name() { if [[ $1 == kamailio ]]; then kamailio -v | head -1 | cut -d' ' -f2-3; else echo "$1 ($(git -C "$root" rev-parse --short "$1"))"; fi; }
+echo "# A = $(name "$rev_a"), B = $(name "$rev_b"); $COUNT REGISTERs at $RATE/s"
 echo -e "binary\tCPU µs/REGISTER\tcontext switches/REGISTER\tload"
 for ((i = 0; i < pairs; i++)); do
 	measure a
