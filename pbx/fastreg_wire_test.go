@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/auth"
@@ -115,13 +113,7 @@ func TestServeWireAbsorbsRetransmission(t *testing.T) {
 // a reused nonce-count, not taken for a new nonce).
 func TestWireRegisterKeepsNoDatagram(t *testing.T) {
 	p, _ := runTestPBX(t, "31140-31159", func(c *config.Config, _ *Options) { c.SIP.Realm = "pbx" })
-	var uri sip.Uri
-	if err := sip.ParseUri("sip:127.0.0.1", &uri); err != nil {
-		t.Fatal(err)
-	}
-	nonce := p.auth.Verify(auth.Request{Method: "REGISTER", Recipient: &uri}, false).Challenges[0]
-	nonce = nonce[strings.Index(nonce, `nonce="`)+7:]
-	nonce = nonce[:strings.IndexByte(nonce, '"')]
+	nonce := freshNonce(t, p, "sip:127.0.0.1")
 	a := &digestAnswer{user: "100", secret: "secret-100-x", uri: "sip:127.0.0.1", nc: 1}
 	msg := func(branch string) string {
 		return "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-" + branch + ";rport\r\n" +

@@ -191,57 +191,38 @@ func lookup(name string) header {
 		}
 		return hOther
 	}
-	// One candidate (two or three for some lengths) per length and first
-	// letter, then one case-insensitive comparison.
-	var want string
-	var h header
-	switch len(name) {
-	case 2:
-		want, h = "To", hTo
-	case 3:
-		want, h = "Via", hVia
-	case 4:
-		want, h = "From", hFrom
-		if name[0]|0x20 == 'c' {
-			want, h = "CSeq", hCSeq
-		}
-	case 5:
-		want, h = "Route", hRefused
-	case 7:
-		switch name[0] | 0x20 {
-		case 'c':
-			want, h = "Call-ID", hCallID
-			if name[1]|0x20 == 'o' {
-				want, h = "Contact", hContact
+	if len(name) < len(namesByLength) {
+		for _, n := range namesByLength[len(name)] {
+			if n.name[0]|0x20 == name[0]|0x20 && strings.EqualFold(name, n.name) {
+				return n.h
 			}
-		case 'e':
-			want, h = "Expires", hExpires
 		}
-	case 8:
-		want, h = "Refer-To", hRefused
-	case 10:
-		want, h = "User-Agent", hUserAgent
-	case 11:
-		want, h = "Referred-By", hRefused
-	case 12:
-		switch name[0] | 0x20 {
-		case 'm':
-			want, h = "Max-Forwards", hMaxForwards
-		case 'c':
-			want, h = "Content-Type", hRefused
-		case 'r':
-			want, h = "Record-Route", hRefused
-		}
-	case 13:
-		want, h = "Authorization", hAuthorization
-	case 14:
-		want, h = "Content-Length", hContentLength
-	}
-	if want != "" && strings.EqualFold(name, want) {
-		return h
 	}
 	return hOther
 }
+
+// headerName is a full header name lookup knows.
+type headerName struct {
+	name string
+	h    header
+}
+
+var headerNames = []headerName{
+	{"Via", hVia}, {"From", hFrom}, {"To", hTo}, {"Call-ID", hCallID}, {"CSeq", hCSeq},
+	{"Contact", hContact}, {"Expires", hExpires}, {"Authorization", hAuthorization},
+	{"User-Agent", hUserAgent}, {"Content-Length", hContentLength}, {"Max-Forwards", hMaxForwards},
+	{"Content-Type", hRefused}, {"Route", hRefused}, {"Record-Route", hRefused},
+	{"Refer-To", hRefused}, {"Referred-By", hRefused},
+}
+
+// namesByLength lists headerNames by length: a name is compared with the
+// few of its own length (at most three) whose first letter it shares.
+var namesByLength = func() (t [16][]headerName) {
+	for _, n := range headerNames {
+		t[len(n.name)] = append(t[len(n.name)], n)
+	}
+	return t
+}()
 
 func (r *Request) set(h header, v string) bool {
 	switch h {
