@@ -106,9 +106,10 @@ func (c *registerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // reports whether it did (or dropped it: a standby answers nothing, a
 // retransmission is answered by the first copy's handler). b is the
 // caller's read buffer: the request is read from a pooled copy of it,
-// which goes back to the pool once the request is answered. Nothing that
-// outlives a request keeps a piece of it (bindings, the nonce table and
-// the mailboxes take copies: TestWireRegisterKeepsNoDatagram).
+// which goes back to the pool, zeroed, once the request is answered.
+// Nothing that outlives a request keeps a piece of it (bindings and the
+// mailbox's unsolicited NOTIFY take copies, the nonce-count table keeps
+// no text: TestWireRegisterKeepsNoDatagram).
 func (c *registerConn) serveWire(b []byte, addr net.Addr) bool {
 	w := c.wire
 	d := getDatagram(b)
