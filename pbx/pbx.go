@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,11 @@ type Options struct {
 	// request whose mark does not verify is refused with 403. Nil: marks
 	// are not looked at.
 	Forwarded *sipmark.Marker
+	// SpanChannels are the B channels of the board's ISDN spans, in the
+	// board's order (0: type not known): an isdn trunk whose config gives
+	// no channels gets its span's (config.TrunksAndRoutesOn). Nil: every
+	// such trunk gets console.trunk's line's, else a BRI's.
+	SpanChannels []int
 
 	// sipgoRegister: every REGISTER is parsed by sipgo, none read by
 	// regwire (tests that compare the two).
@@ -87,6 +93,8 @@ type PBX struct {
 	cfg   atomic.Pointer[config.Config]
 	exts  atomic.Pointer[map[string]config.Extension] // cfg's extensions by number
 	store Store
+	// spans are the board's ISDN spans' B channels (Options.SpanChannels).
+	spans []int
 
 	loc   *location.Service
 	relay *media.Relay
@@ -140,7 +148,7 @@ func New(o Options) (*PBX, error) {
 		o.Logger = slog.Default()
 	}
 	cfg := o.Config.WithDefaults()
-	p := &PBX{log: o.Logger, store: o.Store, serving: o.Serving}
+	p := &PBX{log: o.Logger, store: o.Store, serving: o.Serving, spans: slices.Clone(o.SpanChannels)}
 	p.exts.Store(extensionIndex(cfg))
 	p.cfg.Store(cfg)
 
@@ -263,7 +271,7 @@ func New(o Options) (*PBX, error) {
 			}
 		}
 	}
-	lines, _ := cfg.TrunksAndRoutes()
+	lines, _ := cfg.TrunksAndRoutesOn(p.spans)
 	p.trunks, err = trunk.New(trunk.Options{
 		Client: client, Resolver: p.res, Contact: p.contact, TLS: p.tls.peers,
 		Prepare: func(req *sip.Request) { p.calls.Prepare(req) },
@@ -380,8 +388,8 @@ func (p *PBX) SetConfig(cfg *config.Config) (restart bool) {
 	}
 	p.loc.SetWriteBack(writeBack(c))
 	old := p.cfg.Swap(c)
-	oldTrunks, _ := old.TrunksAndRoutes()
-	newTrunks, _ := c.TrunksAndRoutes()
+	oldTrunks, _ := old.TrunksAndRoutesOn(p.spans)
+	newTrunks, _ := c.TrunksAndRoutesOn(p.spans)
 	return strings.Join(old.SIP.Listen, ",") != strings.Join(c.SIP.Listen, ",") ||
 		old.SIP.RTPPorts != c.SIP.RTPPorts || old.SIP.Advertise != c.SIP.Advertise ||
 		!reflect.DeepEqual(oldTrunks, newTrunks) || tlsChanged(old, c)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +168,34 @@ func FuzzBadRequestResponse(f *testing.F) {
 			t.Fatalf("reason phrase not sanitised: %q", firstLine)
 		}
 	})
+}
+
+// An isdn trunk whose config gives no channels has its span's B channels
+// (the i-th isdn trunk on the i-th span), also after a config change;
+// channels written in the config win.
+func TestISDNTrunkChannelsFromTheBoard(t *testing.T) {
+	p, _ := runTestPBX(t, "31160-31179", func(c *config.Config, o *Options) {
+		c.Trunks = []config.TrunkLine{
+			{Name: "pri", Type: config.LineISDN, Host: "127.0.0.1:5070"},
+			{Name: "given", Type: config.LineISDN, Host: "127.0.0.1:5071", Channels: 1},
+			{Name: "beyond", Type: config.LineISDN, Host: "127.0.0.1:5072"},
+		}
+		o.SpanChannels = []int{config.PRIChannels, config.BRIChannels}
+	})
+	channels := func() map[string]int {
+		out := map[string]int{}
+		for _, s := range p.Status().Trunks {
+			out[s.Name] = s.Channels
+		}
+		return out
+	}
+	want := map[string]int{"pri": config.PRIChannels, "given": 1, "beyond": config.BRIChannels}
+	if got := channels(); !maps.Equal(got, want) {
+		t.Fatalf("trunk channels %v, want %v", got, want)
+	}
+	c := *p.cfg.Load()
+	c.Extensions = append(slices.Clone(c.Extensions), config.Extension{Number: "101", Secret: "secret-101-x"})
+	if restart := p.SetConfig(&c); restart {
+		t.Error("a config that changes no trunk asks for a restart")
+	}
 }

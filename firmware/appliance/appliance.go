@@ -105,7 +105,8 @@ func Run(ctx context.Context, o Options) error {
 		pst = siteStore{st, sitePart}
 		siteCalls = sitePart
 	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: pst, AuthKey: key, Logger: o.Logger, Site: siteCalls})
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: pst, AuthKey: key, Logger: o.Logger, Site: siteCalls,
+		SpanChannels: spanChannels(o.Board)})
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,28 @@ type spanLine struct {
 	reported chan struct{}
 }
 
+// spanChannels returns the B channels of each ISDN span of the board
+// named boardName, in order (0 for a span of unknown type), for the PBX's
+// isdn trunks that do not give theirs (pbx.Options.SpanChannels). A board
+// that cannot be read has none known: start logs why.
+func spanChannels(boardName string) []int {
+	prof, err := loadBoard(boardName)
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(prof.ISDN))
+	for i, span := range prof.ISDN {
+		switch typ, err := isdn.ParseSpanType(span.Type); {
+		case err != nil:
+		case typ == isdn.PRI:
+			out[i] = config.PRIChannels
+		default:
+			out[i] = config.BRIChannels
+		}
+	}
+	return out
+}
+
 // start launches the gateways; they end with ctx. Problems are logged and
 // shown in the status: the PBX runs on without the line.
 func (s *isdnSpans) start(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, boardName string, cfg *config.Config, ls []pbx.Listener) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -246,5 +247,24 @@ func TestSpanRestart(t *testing.T) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the span's run did not end with its context")
+	}
+}
+
+// The PBX learns each span's B channels from the board profile: a BRI's
+// on the built-in boards, a PRI's on a board with a pri-e1 span, none of a
+// board that cannot be read.
+func TestSpanChannels(t *testing.T) {
+	for _, tc := range []struct {
+		board string
+		want  []int
+	}{
+		{"sim", []int{config.BRIChannels}},
+		{"apu2", []int{config.BRIChannels}},
+		{"../../board/testdata/custom.yaml", []int{config.PRIChannels}},
+		{"no-such-board", nil},
+	} {
+		if got := spanChannels(tc.board); !slices.Equal(got, tc.want) {
+			t.Errorf("board %s: span channels %v, want %v", tc.board, got, tc.want)
+		}
 	}
 }

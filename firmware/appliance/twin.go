@@ -254,7 +254,8 @@ func runTwin(ctx context.Context, o Options, box *config.Config) error {
 	if err != nil {
 		return configErr(err)
 	}
-	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: pb.node.Serving, Forwarded: marks})
+	p, err := pbx.New(pbx.Options{Config: cfg, Store: st, AuthKey: key, Logger: log, Serving: pb.node.Serving, Forwarded: marks,
+		SpanChannels: spanChannels(o.Board)})
 	if err != nil {
 		return err
 	}

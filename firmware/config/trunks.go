@@ -144,7 +144,8 @@ type Route struct {
 //
 //   - trunks: given: as written (Type defaulting to sip, Expires to 10m,
 //     an isdn trunk's Channels to the B channels of console.trunk's
-//     line type, a BRI's when it names none);
+//     line type, a BRI's when it names none; TrunksAndRoutesOn takes
+//     the board's spans first);
 //     absent: one trunk named "pstn" from console.trunk, when set (a sip
 //     trunk registers at its registrar with its user and password; an
 //     ISDN trunk goes to the ISDN gateway at DefaultISDNGateway); the
@@ -153,12 +154,21 @@ type Route struct {
 //     of console.emergency (the number itself and 0 followed by it, sent
 //     as the number, over every trunk), then "0." over every trunk with
 //     the 0 stripped.
-func (c *Config) TrunksAndRoutes() ([]TrunkLine, []Route) {
+func (c *Config) TrunksAndRoutes() ([]TrunkLine, []Route) { return c.TrunksAndRoutesOn(nil) }
+
+// TrunksAndRoutesOn is TrunksAndRoutes on a board whose ISDN spans have
+// spanChannels B channels each, in the board's order (0: not known). An
+// isdn trunk whose config gives no channels gets its span's (the i-th
+// isdn trunk is on the i-th span, as the appliance starts their
+// gateways); a trunk beyond the spans, or on a span of unknown type, gets
+// console.trunk's type's, else a BRI's.
+func (c *Config) TrunksAndRoutesOn(spanChannels []int) ([]TrunkLine, []Route) {
 	var trunks []TrunkLine
 	consoleType := ""
 	if c.Console != nil && c.Console.Trunk != nil {
 		consoleType = c.Console.Trunk.Type
 	}
+	span := 0 // the span of the next isdn trunk
 	for _, t := range c.Trunks {
 		t.DIDs = append([]DID(nil), t.DIDs...)
 		t.Trusted = append([]string(nil), t.Trusted...)
@@ -168,8 +178,14 @@ func (c *Config) TrunksAndRoutes() ([]TrunkLine, []Route) {
 		if t.Expires == 0 {
 			t.Expires = Duration(DefaultTrunkExpires)
 		}
-		if t.Type == LineISDN && t.Channels == 0 {
-			t.Channels = ISDNChannels(consoleType)
+		if t.Type == LineISDN {
+			if t.Channels == 0 && span < len(spanChannels) {
+				t.Channels = spanChannels[span]
+			}
+			if t.Channels == 0 {
+				t.Channels = ISDNChannels(consoleType)
+			}
+			span++
 		}
 		trunks = append(trunks, t)
 	}

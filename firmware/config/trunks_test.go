@@ -173,6 +173,7 @@ func TestTrunksAndRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		c          Config
+		spans      []int // the board's spans' B channels
 		wantTrunks []TrunkLine
 		wantRoutes []Route
 	}{
@@ -221,9 +222,31 @@ func TestTrunksAndRoutes(t *testing.T) {
 				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Expires: Duration(DefaultTrunkExpires), Channels: 1}},
 			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"a", "b", "c"}}},
 		},
+		{
+			name:  "isdn trunks without channels take their span's, in order",
+			spans: []int{PRIChannels, BRIChannels},
+			c: Config{Extensions: exts, Trunks: []TrunkLine{
+				{Name: "a", Host: "a.test"}, {Name: "b", Type: LineISDN, Host: "127.0.0.1:5070"},
+				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Channels: 1},
+				{Name: "d", Type: LineISDN, Host: "127.0.0.1:5072"}}},
+			wantTrunks: []TrunkLine{{Name: "a", Type: LineSIP, Host: "a.test", Expires: Duration(DefaultTrunkExpires)},
+				{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070", Expires: Duration(DefaultTrunkExpires), Channels: PRIChannels},
+				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Expires: Duration(DefaultTrunkExpires), Channels: 1},
+				{Name: "d", Type: LineISDN, Host: "127.0.0.1:5072", Expires: Duration(DefaultTrunkExpires), Channels: BRIChannels}},
+			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"a", "b", "c", "d"}}},
+		},
+		{
+			name:  "beyond the spans or on one of unknown type: the wizard's line",
+			spans: []int{0},
+			c: Config{Extensions: exts, Console: &Console{Trunk: &Trunk{Type: TrunkPRI, DDI: "100-199"}}, Trunks: []TrunkLine{
+				{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070"}, {Name: "c", Type: LineISDN, Host: "127.0.0.1:5071"}}},
+			wantTrunks: []TrunkLine{{Name: "b", Type: LineISDN, Host: "127.0.0.1:5070", Expires: Duration(DefaultTrunkExpires), Channels: PRIChannels},
+				{Name: "c", Type: LineISDN, Host: "127.0.0.1:5071", Expires: Duration(DefaultTrunkExpires), Channels: PRIChannels}},
+			wantRoutes: []Route{{Pattern: "0.", Strip: 1, Trunks: []string{"b", "c"}}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			trunks, routes := tc.c.TrunksAndRoutes()
+			trunks, routes := tc.c.TrunksAndRoutesOn(tc.spans)
 			for i := range trunks {
 				if len(trunks[i].DIDs) == 0 {
 					trunks[i].DIDs = nil
