@@ -353,33 +353,36 @@ func plainAddress(v string, u *sip.Uri, ps *sip.HeaderParams) bool {
 	if !isHost(host) {
 		return false
 	}
+	// The parameters are checked before anything is set, then added.
 	for rest := params; rest != ""; {
 		if rest[0] != ';' {
 			return false
 		}
-		part := rest[1:]
-		if i := strings.IndexByte(part, ';'); i >= 0 {
-			part, rest = part[:i], part[i:]
-		} else {
-			rest = ""
-		}
-		name, val, hasVal := strings.Cut(part, "=")
+		var param string
+		param, rest = cutParam(rest)
+		name, val, hasVal := strings.Cut(param, "=")
 		if !isToken(name) || hasVal && !isToken(val) {
 			return false
 		}
 	}
 	*u = sip.Uri{Scheme: scheme, User: user, Host: host, Port: port}
 	for rest := params; rest != ""; {
-		part := rest[1:]
-		if i := strings.IndexByte(part, ';'); i >= 0 {
-			part, rest = part[:i], part[i:]
-		} else {
-			rest = ""
-		}
-		name, val, _ := strings.Cut(part, "=")
+		var param string
+		param, rest = cutParam(rest)
+		name, val, _ := strings.Cut(param, "=")
 		ps.Add(name, val)
 	}
 	return true
+}
+
+// cutParam splits s, which starts with ";", into its first parameter
+// (without the ";") and what follows it.
+func cutParam(s string) (param, rest string) {
+	s = s[1:]
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		return s[:i], s[i:]
+	}
+	return s, ""
 }
 
 // userChars are the characters plainAddress takes in a URI's user part:
