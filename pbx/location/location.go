@@ -132,7 +132,7 @@ type Service struct {
 	aorMu [256]sync.Mutex
 	// mu guards byAOR, the entries in it, dirty and nextDue.
 	mu    sync.RWMutex
-	byAOR map[string]map[string]*entry // by AOR, then contact
+	byAOR map[string]entries // by AOR
 	// dirty counts the entries whose refresh waits to be written.
 	dirty int
 	// nextDue is no later than the earliest due time of a waiting
@@ -146,6 +146,27 @@ type Service struct {
 	// refresh waiting to be written is written either wholly before a
 	// later write of the same binding or not at all.
 	flushMu sync.RWMutex
+}
+
+// entries are the bindings of one AOR: a handful, found by contact.
+type entries []*entry
+
+// find returns the index of contact's entry, -1 if there is none.
+func (es entries) find(contact string) int {
+	for i, e := range es {
+		if e.b.Contact == contact {
+			return i
+		}
+	}
+	return -1
+}
+
+// get returns contact's entry, nil if there is none.
+func (es entries) get(contact string) *entry {
+	if i := es.find(contact); i >= 0 {
+		return es[i]
+	}
+	return nil
 }
 
 // entry is one binding in the table. A refresh written behind changes it
@@ -202,7 +223,7 @@ func New(p Persister, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{p: p, now: now, byAOR: map[string]map[string]*entry{}}
+	s := &Service{p: p, now: now, byAOR: map[string]entries{}}
 	s.shared, _ = p.(Shared)
 	bs, err := p.LoadBindings()
 	if err != nil {
@@ -235,7 +256,7 @@ func (s *Service) Reload() error {
 	t := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byAOR = map[string]map[string]*entry{}
+	s.byAOR = map[string]entries{}
 	s.dirty, s.nextDue = 0, time.Time{}
 	for _, b := range bs {
 		if b.Expires.After(t) {
@@ -247,15 +268,11 @@ func (s *Service) Reload() error {
 
 // put sets b in the table as stored, with its own expiry. mu is held.
 func (s *Service) put(b Binding) {
-	m := s.byAOR[b.AOR]
-	if m == nil {
-		m = map[string]*entry{}
-		s.byAOR[b.AOR] = m
-	}
-	e := m[b.Key()]
+	es := s.byAOR[b.AOR]
+	e := es.get(b.Key())
 	if e == nil {
 		e = new(entry)
-		m[b.Key()] = e
+		s.byAOR[b.AOR] = append(es, e)
 	} else if e.dirty {
 		s.dirty--
 	}
@@ -317,8 +334,8 @@ func (s *Service) flush(t time.Time) error {
 	}
 	var batch []Binding
 	var next time.Time
-	for _, m := range s.byAOR {
-		for _, e := range m {
+	for _, es := range s.byAOR {
+		for _, e := range es {
 			switch {
 			case !e.dirty:
 			case t.IsZero() || !e.due.After(t):
@@ -352,7 +369,7 @@ func (s *Service) flush(t time.Time) error {
 		// else changed them meanwhile: removals and writes through wait
 		// for flushMu.
 		for _, b := range batch {
-			if e := s.byAOR[b.AOR][b.Key()]; e != nil && !e.dirty {
+			if e := s.byAOR[b.AOR].get(b.Key()); e != nil && !e.dirty {
 				e.dirty = true
 				s.dirty++
 			}
@@ -361,7 +378,7 @@ func (s *Service) flush(t time.Time) error {
 		return fmt.Errorf("writing %d refreshed bindings: %w", len(batch), err)
 	}
 	for _, b := range batch {
-		if e := s.byAOR[b.AOR][b.Key()]; e != nil {
+		if e := s.byAOR[b.AOR].get(b.Key()); e != nil {
 			e.stored = lifetimeOf(b)
 		}
 	}
@@ -375,8 +392,8 @@ func (s *Service) Discard() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.dirty
-	for _, m := range s.byAOR {
-		for _, e := range m {
+	for _, es := range s.byAOR {
+		for _, e := range es {
 			e.dirty = false
 		}
 	}
@@ -429,7 +446,7 @@ func SortBindings(bs []Binding) {
 func (s *Service) Get(aor, contact string) (Binding, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e := s.byAOR[aor][contact]
+	e := s.byAOR[aor].get(contact)
 	if e == nil || !e.b.Expires.After(s.now()) {
 		return Binding{}, false
 	}
@@ -448,11 +465,11 @@ func (s *Service) Put(b Binding, max int) error {
 		b.Updated = t
 	}
 	s.mu.Lock()
-	m := s.byAOR[b.AOR]
+	es := s.byAOR[b.AOR]
 	if max > 0 {
 		n := 0
-		for k, o := range m {
-			if k != b.Key() && o.b.Expires.After(t) {
+		for _, o := range es {
+			if o.b.Contact != b.Key() && o.b.Expires.After(t) {
 				n++
 			}
 		}
@@ -461,7 +478,7 @@ func (s *Service) Put(b Binding, max int) error {
 			return ErrTooManyContacts
 		}
 	}
-	if e := m[b.Key()]; e != nil && s.wb.Interval > 0 && sameRoute(e.b, b) && e.b.Expires.After(t) &&
+	if e := es.get(b.Key()); e != nil && s.wb.Interval > 0 && sameRoute(e.b, b) && e.b.Expires.After(t) &&
 		e.stored.until.Sub(t) >= s.wb.Headroom && !b.Expires.Before(e.stored.until) {
 		due := e.stored.due(s.wb)
 		if !e.dirty {
@@ -501,7 +518,7 @@ func (s *Service) remove(aor, contact string, deadAt time.Time) (bool, error) {
 	l.Lock()
 	defer l.Unlock()
 	s.mu.RLock()
-	e := s.byAOR[aor][contact]
+	e := s.byAOR[aor].get(contact)
 	gone := e == nil || !deadAt.IsZero() && e.b.Expires.After(deadAt)
 	s.mu.RUnlock()
 	if gone {
@@ -513,12 +530,17 @@ func (s *Service) remove(aor, contact string, deadAt time.Time) (bool, error) {
 		return false, fmt.Errorf("deleting binding %s of %s: %w", contact, aor, err)
 	}
 	s.mu.Lock()
-	if e := s.byAOR[aor][contact]; e != nil && e.dirty {
-		s.dirty--
+	es := s.byAOR[aor]
+	if i := es.find(contact); i >= 0 {
+		if es[i].dirty {
+			s.dirty--
+		}
+		es = slices.Delete(es, i, i+1)
 	}
-	delete(s.byAOR[aor], contact)
-	if len(s.byAOR[aor]) == 0 {
+	if len(es) == 0 {
 		delete(s.byAOR, aor)
+	} else {
+		s.byAOR[aor] = es
 	}
 	s.mu.Unlock()
 	return true, nil
@@ -528,8 +550,8 @@ func (s *Service) remove(aor, contact string, deadAt time.Time) (bool, error) {
 func (s *Service) RemoveAll(aor string) error {
 	s.mu.RLock()
 	var keys []string
-	for k := range s.byAOR[aor] {
-		keys = append(keys, k)
+	for _, e := range s.byAOR[aor] {
+		keys = append(keys, e.b.Contact)
 	}
 	s.mu.RUnlock()
 	for _, k := range keys {
@@ -547,8 +569,8 @@ func (s *Service) Expire() (int, error) {
 	t := s.now()
 	s.mu.RLock()
 	var dead []Binding
-	for _, m := range s.byAOR {
-		for _, e := range m {
+	for _, es := range s.byAOR {
+		for _, e := range es {
 			if !e.b.Expires.After(t) {
 				dead = append(dead, e.b)
 			}
@@ -574,8 +596,8 @@ func (s *Service) All() []Binding {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := []Binding{}
-	for _, m := range s.byAOR {
-		for _, e := range m {
+	for _, es := range s.byAOR {
+		for _, e := range es {
 			if e.b.Expires.After(t) {
 				out = append(out, e.b)
 			}
