@@ -107,15 +107,23 @@ func FuzzReconnectTarget(f *testing.F) {
 }
 
 // closedPort is a local TCP port nothing listens on (any more).
-func closedPort(t *testing.T) string {
+func closedPort(t *testing.T) string { return closedPorts(t, 1)[0] }
+
+// closedPorts is n distinct closed ports (two closedPort calls in a row
+// may get the same port back: a Contact on the binding's own closed
+// address is not a new target).
+func closedPorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	return addrs
 }
 
 // openFlow has p, a TCP phone, open a connection to the PBX, as a phone
@@ -202,7 +210,8 @@ func TestCalleeConnectionClosed(t *testing.T) {
 			}
 		})
 		alice := newPhone(t, e, "100", "answer")
-		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tls", Source: "tls:" + closedPort(t)})
+		ports := closedPorts(t, 2)
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + ports[0] + ";transport=tls", Source: "tls:" + ports[1]})
 		if res := alice.dial("200", nil).result(); res.StatusCode != 480 {
 			t.Fatalf("call to an unreachable TLS phone: %d, want 480", res.StatusCode)
 		}
@@ -214,7 +223,8 @@ func TestCalleeConnectionClosed(t *testing.T) {
 	t.Run("Contact unreachable", func(t *testing.T) {
 		e := newEnv(t)
 		alice := newPhone(t, e, "100", "answer")
-		e.loc.put("200", location.Binding{Contact: "sip:200@" + closedPort(t) + ";transport=tcp", Source: "tcp:" + closedPort(t)})
+		ports := closedPorts(t, 2)
+		e.loc.put("200", location.Binding{Contact: "sip:200@" + ports[0] + ";transport=tcp", Source: "tcp:" + ports[1]})
 		if res := alice.dial("200", nil).result(); res.StatusCode != 480 {
 			t.Fatalf("call to an unreachable phone: %d, want 480", res.StatusCode)
 		}
