@@ -14,12 +14,7 @@ import (
 // (it always does, after a second of ringing) and the CDR names the trunk.
 func TestISDNOnTheSimulatedBoard(t *testing.T) {
 	needTools(t, "sipp")
-	gw := freePorts(t, 1)
-	p := startPBXWith(t, func(c *config.Config) {
-		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: fmt.Sprintf("127.0.0.1:%d", gw)}}
-		c.Routes = []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"isdn"}}}
-	}, alice, bob)
-
+	p := startOnSimulatedBRI(t, []config.Route{{Pattern: "0.", Strip: 1, Trunks: []string{"isdn"}}}, alice, bob)
 	var st struct {
 		ISDN []struct {
 			Name   string
@@ -28,14 +23,11 @@ func TestISDNOnTheSimulatedBoard(t *testing.T) {
 			Error  string
 		}
 	}
-	waitFor(t, 20*time.Second, "the simulated ISDN line to come up", func() bool {
-		if err := p.status(&st); err != nil {
-			t.Fatal(err)
-		}
-		return len(st.ISDN) == 1 && st.ISDN[0].LineUp
-	})
-	if s := st.ISDN[0]; s.Name != "bri0" || s.Trunk != "isdn" || s.Error != "" {
-		t.Errorf("span status %+v, want bri0 on trunk isdn without error", s)
+	if err := p.status(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.ISDN) != 1 || st.ISDN[0].Name != "bri0" || st.ISDN[0].Trunk != "isdn" || st.ISDN[0].Error != "" {
+		t.Errorf("spans %+v, want bri0 on trunk isdn without error", st.ISDN)
 	}
 
 	uac := runSipp(t, sippOpts{
@@ -46,4 +38,28 @@ func TestISDNOnTheSimulatedBoard(t *testing.T) {
 	if rec["disposition"] != "ANSWERED" || rec["trunk"] != "isdn" {
 		t.Errorf("CDR %v, want ANSWERED over trunk isdn", rec)
 	}
+}
+
+// startOnSimulatedBRI runs `twinpbx run` with exts and one isdn trunk,
+// "isdn", on the simulated board's span (its gateway on a free port) and
+// routes, and returns once the span's line is up.
+func startOnSimulatedBRI(t *testing.T, routes []config.Route, exts ...config.Extension) *pbx {
+	t.Helper()
+	gw := freePorts(t, 1)
+	p := startPBXWith(t, func(c *config.Config) {
+		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: fmt.Sprintf("127.0.0.1:%d", gw)}}
+		c.Routes = routes
+	}, exts...)
+	var st struct {
+		ISDN []struct {
+			LineUp bool `json:"line_up"`
+		}
+	}
+	waitFor(t, 20*time.Second, "the simulated ISDN line to come up", func() bool {
+		if err := p.status(&st); err != nil {
+			t.Fatal(err)
+		}
+		return len(st.ISDN) == 1 && st.ISDN[0].LineUp
+	})
+	return p
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -18,19 +17,12 @@ import (
 // answered; the other call stays up.
 func TestISDNEmergencyPreemption(t *testing.T) {
 	needTools(t, "sipp")
-	gw := freePorts(t, 1)
-	p := startPBXWith(t, func(c *config.Config) {
-		c.Trunks = []config.TrunkLine{{Name: "isdn", Type: config.LineISDN, Host: fmt.Sprintf("127.0.0.1:%d", gw)}}
-		c.Routes = []config.Route{
-			{Pattern: "112", Emergency: true, Trunks: []string{"isdn"}},
-			{Pattern: "0.", Strip: 1, Trunks: []string{"isdn"}},
-		}
+	p := startOnSimulatedBRI(t, []config.Route{
+		{Pattern: "112", Emergency: true, Trunks: []string{"isdn"}},
+		{Pattern: "0.", Strip: 1, Trunks: []string{"isdn"}},
 	}, alice, bob, carol)
 
 	var st struct {
-		ISDN []struct {
-			LineUp bool `json:"line_up"`
-		}
 		Calls []struct {
 			Caller string
 			State  string
@@ -47,10 +39,6 @@ func TestISDNEmergencyPreemption(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "the simulated ISDN line to come up", func() bool {
-		status()
-		return len(st.ISDN) == 1 && st.ISDN[0].LineUp
-	})
 	answered := func(caller string) func() bool {
 		return func() bool {
 			status()

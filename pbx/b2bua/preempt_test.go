@@ -65,6 +65,17 @@ func withPreemptWait(d time.Duration) envOpt {
 	return func(o *Options) { o.PreemptWait = d }
 }
 
+// onBRI is an env whose one trunk, "isdn", is a BRI (two channels) that
+// ends at a phone of its own (the line: number, answering every call),
+// preemption waiting up to wait for a freed channel.
+func onBRI(t *testing.T, number string, wait time.Duration) (*env, *phone) {
+	t.Helper()
+	line := newPhone(t, newEnv(t), number, "answer")
+	e := newEnv(t, withPreemptWait(wait),
+		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: line.addr, Channels: 2}))
+	return e, line
+}
+
 // TestPreemption: an emergency call that finds both channels of an isdn
 // line busy clears an ordinary call (BYE, or 503 and CANCEL while it
 // rings, with the preemption Reason to the phone and Q.850 cause 8 to the
@@ -93,16 +104,13 @@ func TestPreemption(t *testing.T) {
 		{"channel not freed in time", "answer", "", 2, 503, "alice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tmp := newEnv(t)
-			prov := newPhone(t, tmp, "gw", "answer")
 			// Generous for a channel that comes free (a loaded machine),
 			// short for the one that cannot.
 			wait := 20 * time.Second
 			if tc.held > 0 {
 				wait = 500 * time.Millisecond
 			}
-			e := newEnv(t, withPreemptWait(wait),
-				withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: prov.addr, Channels: 2}))
+			e, prov := onBRI(t, "gw", wait)
 			alice := newPhone(t, e, "100", "answer")
 			bob := newPhone(t, e, "200", "answer")
 			carol := newPhone(t, e, "300", "answer")
@@ -223,10 +231,7 @@ func (f *fakeCDR) snapshot() []cdr.Record {
 // cause 8, the extension a CANCEL with the preemption Reason, the
 // answered outbound call stays up.
 func TestPreemptionInbound(t *testing.T) {
-	tmp := newEnv(t)
-	gw := newPhone(t, tmp, "4930555", "answer")
-	e := newEnv(t, withPreemptWait(20*time.Second),
-		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: gw.addr, Channels: 2}))
+	e, gw := onBRI(t, "4930555", 20*time.Second)
 	alice := newPhone(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "ring")
 	e.loc.add("200", bob)
@@ -262,10 +267,7 @@ func TestPreemptionInbound(t *testing.T) {
 // two channels carry ordinary calls clear both, one each, and both go
 // out.
 func TestPreemptionTwoAtOnce(t *testing.T) {
-	tmp := newEnv(t)
-	prov := newPhone(t, tmp, "gw", "answer")
-	e := newEnv(t, withPreemptWait(20*time.Second),
-		withTrunks(t, config.TrunkLine{Name: "isdn", Type: config.LineISDN, Host: prov.addr, Channels: 2}))
+	e, _ := onBRI(t, "gw", 20*time.Second)
 	alice := newPhone(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "answer")
 	carol := newPhone(t, e, "300", "answer")
