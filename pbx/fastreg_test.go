@@ -146,13 +146,20 @@ func TestRegisterConnPassesOthersOn(t *testing.T) {
 func TestRegisterConnAbsorbsRetransmissionInProgress(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
-	calls := 0
+	calls, heldR := 0, false
 	fp := newFastPair(t, func(req *sip.Request, tx sip.ServerTransaction) {
+		// Workers may take r and r2 in either order: hold r's first copy
+		// by its branch, not the first call.
+		via := req.Via()
 		mu.Lock()
 		calls++
-		n := calls
+		branch, _ := via.Params.Get("branch")
+		hold := !heldR && branch == "z9hG4bK-r"
+		if hold {
+			heldR = true
+		}
 		mu.Unlock()
-		if n == 1 {
+		if hold {
 			<-release
 		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
