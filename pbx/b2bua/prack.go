@@ -19,7 +19,9 @@ import (
 // when its INVITE requires 100rel (Supported alone gets the usual
 // unreliable ones, which RFC 3262 allows): each carries Require: 100rel
 // and an RSeq of ours, is repeated until the caller's PRACK arrives, and
-// the 200 waits for the last one to be acknowledged.
+// the 200 waits for the last one to be acknowledged. It is repeated over
+// TCP and TLS too: RFC 3262 §3 makes no exception for them, as for a 2xx
+// (RFC 3261 §13.3.1.4), since a proxy between may go on over UDP.
 
 // hasOption reports whether an option tag is listed in the header name
 // (Require, Supported) of msg.
@@ -76,7 +78,6 @@ type reliable struct {
 	c        *call
 	tx       sip.ServerTransaction
 	inviteCS uint32
-	repeat   bool // unreliable transport: retransmit
 
 	mu      sync.Mutex
 	rseq    uint32
@@ -88,7 +89,6 @@ type reliable struct {
 func newReliable(c *call, tx sip.ServerTransaction, req *sip.Request) *reliable {
 	return &reliable{
 		c: c, tx: tx, inviteCS: req.CSeq().SeqNo,
-		repeat: !sip.IsReliable(req.Transport()),
 		// RFC 3262 §3: the first RSeq is random, below 2**31.
 		rseq: rand.Uint32N(1 << 30),
 	}
@@ -142,10 +142,8 @@ func (r *reliable) retransmit(res *sip.Response, acked chan struct{}) {
 			r.giveUp(res)
 			return
 		case <-again.C:
-			if r.repeat {
-				if err := r.tx.Respond(res); err != nil {
-					r.c.b.log.Debug("repeating a reliable provisional response", "call", r.c.st.ID, "err", err)
-				}
+			if err := r.tx.Respond(res); err != nil {
+				r.c.b.log.Debug("repeating a reliable provisional response", "call", r.c.st.ID, "err", err)
 			}
 			interval = min(2*interval, sip.T2)
 			again.Reset(interval)

@@ -69,10 +69,22 @@ func TestReliableProvisionalFromCallee(t *testing.T) {
 // TestCallerRequires100rel: a caller that requires 100rel gets reliable
 // provisional responses, repeated until its PRACK, and the 200 only after
 // the last one is acknowledged; a PRACK naming another response is
-// refused. The device sends reliable 180 and 183 of its own.
+// refused. The device sends reliable 180 and 183 of its own. Over TCP the
+// responses are repeated as over UDP (RFC 3262 §3 makes no exception).
 func TestCallerRequires100rel(t *testing.T) {
+	for _, tr := range []struct {
+		name  string
+		phone func(*testing.T, *env, string, string) *phone
+	}{{"UDP", newPhone}, {"TCP", newTCPPhone}} {
+		t.Run(tr.name, func(t *testing.T) {
+			testCallerRequires100rel(t, tr.phone)
+		})
+	}
+}
+
+func testCallerRequires100rel(t *testing.T, newCaller func(*testing.T, *env, string, string) *phone) {
 	e := newEnv(t)
-	alice := newPhone(t, e, "100", "answer")
+	alice := newCaller(t, e, "100", "answer")
 	bob := newPhone(t, e, "200", "reliable")
 	e.loc.add("200", bob)
 	oc := alice.dial("200", nil, sip.NewHeader("Require", "100rel"), sip.NewHeader("Supported", "100rel"))
