@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,19 +48,18 @@ func TestVoicemail(t *testing.T) {
 		t.Errorf("message of %ss, want up to 3 s (the tone)", m[1])
 	}
 
-	// Stopped, the box's store holds it: the export writes one WAV file.
+	// The box running, the list shows the message and the export (over
+	// the control socket) writes one WAV file; stopped, the export from
+	// its store writes the same file.
+	out, err := exec.Command(pbxBinary, "voicemail", "list", "--data", p.dataDir).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^`+alice.Number+`\t\S+\t\S+\t`+bob.Number+`\t[0-9.]+s\tPCM[AU]\tnew$`).Match(out) {
+		t.Errorf("twinpbx voicemail list on the running box: %v: %q", err, out)
+	}
+	running := exportVoicemail(t, p, alice.Number)
 	p.stop()
-	dir := t.TempDir()
-	out, err := exec.Command(pbxBinary, "voicemail", "export", "--data", p.dataDir, alice.Number, dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("twinpbx voicemail export: %v: %s", err, out)
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*-"+bob.Number+"-*.wav"))
-	if len(files) != 1 {
-		t.Fatalf("exported %v (%s), want one file for caller %s", files, out, bob.Number)
-	}
-	if fi, err := os.Stat(files[0]); err != nil || fi.Size() < 12000 || fi.Size() > 29000 {
-		t.Errorf("exported WAV %v: %v, want up to 24000 bytes of audio", fi, err)
+	stopped := exportVoicemail(t, p, alice.Number)
+	if !bytes.Equal(running, stopped) {
+		t.Errorf("the running box exported %d bytes, the stopped box %d, not the same", len(running), len(stopped))
 	}
 	p.start()
 
@@ -83,4 +83,24 @@ func TestVoicemail(t *testing.T) {
 	p.waitCDR(func(r map[string]string) bool {
 		return r["call_id"] == sippCallID(lis) && r["disposition"] == "VOICEMAIL"
 	})
+}
+
+// exportVoicemail exports ext's messages with the twinpbx command and
+// returns the one WAV file it must write for a message from bob.
+func exportVoicemail(t *testing.T, p *pbx, ext string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command(pbxBinary, "voicemail", "export", "--data", p.dataDir, ext, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("twinpbx voicemail export: %v: %s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*-"+bob.Number+"-*.wav"))
+	if len(files) != 1 {
+		t.Fatalf("exported %v (%s), want one file for caller %s", files, out, bob.Number)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil || len(b) < 12000 || len(b) > 29000 || !bytes.HasPrefix(b, []byte("RIFF")) {
+		t.Errorf("exported WAV of %d bytes: %v, want a WAV file with up to 24000 bytes of audio", len(b), err)
+	}
+	return b
 }

@@ -5,6 +5,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,9 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -61,6 +64,22 @@ type RolloutRequest struct {
 	Bundle string `json:"bundle"`
 }
 
+// Voicemail is implemented by an appliance that keeps mailboxes in its
+// store: GET /voicemail?box= and GET /voicemail/{box}/{id}, so that the
+// messages can be listed and exported while the box runs.
+type Voicemail interface {
+	// VoicemailList returns the messages of mailbox box, or of every
+	// mailbox when box is "", JSON-encodable.
+	VoicemailList(box string) (any, error)
+	// VoicemailWAV writes one message as a WAV file; the error wraps
+	// ErrNotFound when the mailbox has no such message.
+	VoicemailWAV(w io.Writer, box, id string) error
+}
+
+// ErrNotFound is wrapped by an appliance's answer about something it does
+// not have; the API answers it with 404.
+var ErrNotFound = errors.New("not found")
+
 // ErrNotPair is the answer of a standalone box to a pair request.
 var ErrNotPair = errors.New("this box is not one of a twin pair")
 
@@ -103,7 +122,8 @@ func Serve(ctx context.Context, dataDir string, a Appliance, log *slog.Logger) e
 }
 
 // Handler is the HTTP API: GET /status, GET /cdr?from=&to= (RFC 3339),
-// GET /config, PUT /config, POST /restart (restart.go), and for a twin
+// GET /config, PUT /config, POST /restart (restart.go), GET /voicemail
+// and GET /voicemail/{box}/{id} for a box with mailboxes, and for a twin
 // pair POST /switchover, POST /maintenance/on|off and POST /rollout.
 func Handler(a Appliance) http.Handler {
 	mux := http.NewServeMux()
@@ -185,6 +205,40 @@ func Handler(a Appliance) http.Handler {
 		if err := a.ExportCDRs(w, from, to); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
+	})
+	vm, hasVoicemail := a.(Voicemail)
+	mux.HandleFunc("GET /voicemail", func(w http.ResponseWriter, r *http.Request) {
+		if !hasVoicemail {
+			http.Error(w, "this box keeps no mailboxes", http.StatusNotFound)
+			return
+		}
+		list, err := vm.VoicemailList(r.URL.Query().Get("box"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
+	mux.HandleFunc("GET /voicemail/{box}/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !hasVoicemail {
+			http.Error(w, "this box keeps no mailboxes", http.StatusNotFound)
+			return
+		}
+		// Whole before the first byte: an error is still an error
+		// status, not a cut file.
+		var b bytes.Buffer
+		if err := vm.VoicemailWAV(&b, r.PathValue("box"), r.PathValue("id")); err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, ErrNotFound) {
+				code = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.Header().Set("Content-Type", "audio/wav")
+		w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+		_, _ = b.WriteTo(w)
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		b, err := a.ExportConfig()
@@ -319,6 +373,26 @@ func (c *Client) StartRollout(path string) (string, error) {
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	return strings.TrimSpace(string(b)), err
+}
+
+// Voicemails returns the JSON list of the messages of mailbox box, of
+// every mailbox when box is "".
+func (c *Client) Voicemails(box string) ([]byte, error) {
+	res, err := c.do("GET", "/voicemail?box="+url.QueryEscape(box), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading the list of messages: %w", err)
+	}
+	return b, nil
+}
+
+// VoicemailWAV copies one message, as a WAV file, to w.
+func (c *Client) VoicemailWAV(w io.Writer, box, id string) error {
+	return c.copy(w, "GET", "/voicemail/"+url.PathEscape(box)+"/"+url.PathEscape(id), nil)
 }
 
 // Config copies the current config YAML to w.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +194,67 @@ func TestPairRequests(t *testing.T) {
 	fp.switchErr = errors.New("the twin is not in sync")
 	if _, err := c.Pair("switchover"); err == nil || !strings.Contains(err.Error(), "not in sync") {
 		t.Errorf("a refused switchover must carry the reason, got %v", err)
+	}
+}
+
+// fakeMailboxes keeps messages by mailbox and id; a message "bad" fails
+// as damaged audio would.
+type fakeMailboxes struct {
+	fakeAppliance
+	asked []string
+}
+
+func (f *fakeMailboxes) VoicemailList(box string) (any, error) {
+	f.asked = append(f.asked, box)
+	return []map[string]string{{"mailbox": "201", "id": "m1"}}, nil
+}
+
+func (f *fakeMailboxes) VoicemailWAV(w io.Writer, box, id string) error {
+	switch {
+	case box == "201/x" && id == "m 1":
+		_, err := io.WriteString(w, "RIFF-m1")
+		return err
+	case id == "bad":
+		return errors.New("reading message bad: audio does not match its checksum")
+	}
+	return fmt.Errorf("mailbox %s has no message %s: %w", box, id, ErrNotFound)
+}
+
+func TestVoicemail(t *testing.T) {
+	fm := &fakeMailboxes{}
+	c, err := Dial(serve(t, fm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.Voicemails("201&box=9")
+	if err != nil || !strings.Contains(string(list), `"id":"m1"`) {
+		t.Fatalf("Voicemails = %s, %v", list, err)
+	}
+	if _, err := c.Voicemails(""); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"201&box=9", ""}; !slices.Equal(fm.asked, want) {
+		t.Errorf("the appliance was asked for %q, want %q", fm.asked, want)
+	}
+	// Names with a slash or a space reach the appliance as they are.
+	var b bytes.Buffer
+	if err := c.VoicemailWAV(&b, "201/x", "m 1"); err != nil || b.String() != "RIFF-m1" {
+		t.Fatalf("VoicemailWAV = %q, %v", b.String(), err)
+	}
+	for id, want := range map[string]string{"m2": "has no message m2", "bad": "does not match its checksum"} {
+		b.Reset()
+		err := c.VoicemailWAV(&b, "201", id)
+		if err == nil || !strings.Contains(err.Error(), want) || b.Len() != 0 {
+			t.Errorf("message %s: %v (%d bytes written), want an error with %q and nothing written", id, err, b.Len(), want)
+		}
+	}
+
+	// A box without mailboxes (a dispatcher's API) says so.
+	plain, err := Dial(serve(t, &fakeAppliance{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Voicemails(""); err == nil || !strings.Contains(err.Error(), "keeps no mailboxes") {
+		t.Errorf("Voicemails on a box without mailboxes = %v", err)
 	}
 }

@@ -13,7 +13,8 @@ import (
 // message-summary on the active box hears of a message left on the twin
 // after the active was killed, in the same subscription dialog (sipp
 // discards a NOTIFY of any other Call-ID): the subscription reached the
-// standby by replication.
+// standby by replication. The killed box, back as the standby, lists
+// the message.
 func TestFailoverKeepsMWISubscription(t *testing.T) {
 	p := idlePair(t, 2, func(_ testbed.Node, c *config.Config) { c.Voicemail = &config.Voicemail{} })
 	for _, n := range []testbed.Node{testbed.A, testbed.B} {
@@ -36,4 +37,13 @@ func TestFailoverKeepsMWISubscription(t *testing.T) {
 		"-auth_uri", alice.Number+"@"+vip+":5060", "-d", "3300", vip+":5060")
 	waitSipp(t, dep, "the message on the new active")
 	waitSipp(t, sub, "the subscriber told of it by the new active")
+
+	// The killed box back as the standby: its store holds the message,
+	// which its running node lists over the control socket.
+	p.start(active)
+	p.waitInSync(active, 30*time.Second)
+	out, err := p.exec("voicemail", "list", "--data", p.boxes[active].dir)
+	if err != nil || !strings.HasPrefix(out, alice.Number+"\t") || !strings.Contains(out, "\t"+bob.Number+"\t") {
+		t.Errorf("voicemail list on the standby: %v: %q", err, out)
+	}
 }
