@@ -208,12 +208,14 @@ func (w *wireRegistrar) serve(conn net.PacketConn, addr net.Addr, src *peer, r *
 	}
 	var tag [32]byte
 	a.buf = regwire.AppendResponse(a.buf[:0], r, src.addr, code, reason, w.tags.append(tag[:0]), a.hdrs)
+	// Counted before it is sent: a phone that has its answer finds it
+	// counted.
+	w.served.Add(1)
 	if len(a.buf) > sip.UDPMTUSize-200 {
 		w.log.Debug("sending REGISTER response", "err", sip.ErrUDPMTUCongestion, "source", src.addr)
 	} else if _, err := conn.WriteTo(a.buf, addr); err != nil {
 		w.log.Debug("sending REGISTER response", "err", err, "source", src.addr)
 	}
-	w.served.Add(1)
 	if code >= 200 && code < 300 && w.registered != nil {
 		w.registered(r.ToUser, r.CallID, r.Seq)
 	}
