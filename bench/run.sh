@@ -118,6 +118,20 @@ pss_kb() {
 	echo "$sum"
 }
 
+# pss_parts PID: the process tree's PSS split as "anon file shmem", in KiB
+# (smaps_rollup's Pss_Anon, Pss_File, Pss_Shmem): the Go heap and
+# allocator are anonymous memory, twinpbx's store is a mapped file (bbolt),
+# kamailio's tables are shared memory.
+pss_parts() {
+	local a=0 f=0 m=0 p pa pf pm
+	for p in $(tree "$1"); do
+		read -r pa pf pm < <(awk '/^Pss_Anon:/ {a = $2} /^Pss_File:/ {f = $2} /^Pss_Shmem:/ {m = $2}
+			END {print a + 0, f + 0, m + 0}' /proc/"$p"/smaps_rollup 2>/dev/null) || continue
+		a=$((a + pa)) f=$((f + pf)) m=$((m + pm))
+	done
+	echo "$a $f $m"
+}
+
 # pss_settled PID: PSS once it stopped moving (Go returns freed memory to
 # the system in the background): two readings 2 s apart within 1%, 20 s
 # at most.
@@ -395,12 +409,30 @@ bench_register() { # SERVER
 		log "registering $warm users on $s was not clean (see $work/warm-$s.err)"
 	collect "$s"
 	before=$(pss_settled "$server_pid")
+	local parts_before db_before=0 db_after=0 heap_before=0
+	parts_before=$(pss_parts "$server_pid")
+	if [[ $s == twinpbx ]]; then
+		db_before=$(stat -c %s "$work/data/twinpbx.db")
+		heap_before=$(pbx_process heap_live_bytes)
+	fi
 	sipp_run "mem-$s" register.xml users-rest.csv "$uac_port" "$uac_media" 1000 "$nrest" ||
 		log "registering $nrest users on $s was not clean (see $work/mem-$s.err)"
 	collect "$s"
 	after=$(pss_settled "$server_pid")
 	res[$s.reg.mem]=$(awk -v a="$after" -v b="$before" -v n="$nrest" 'BEGIN {printf "%.2f", (a - b) / n}')
 	res[$s.reg.pss]="$before → $after KiB (load $load)"
+	# Where it went. The mapped store file's share depends on which of its
+	# pages the process has touched since bbolt last remapped it (it does
+	# when the file grows, by doubling), so the file's own growth is given
+	# beside it.
+	res[$s.reg.parts]=$(awk -v b="$parts_before" -v a="$(pss_parts "$server_pid")" -v n="$nrest" 'BEGIN {
+		split(b, x, " "); split(a, y, " ")
+		printf "%.2f / %.2f / %.2f", (y[1] - x[1]) / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n }')
+	if [[ $s == twinpbx ]]; then
+		db_after=$(stat -c %s "$work/data/twinpbx.db")
+		res[$s.reg.db]="$((db_before / 1024)) → $((db_after / 1024)) KiB"
+		res[$s.reg.heap]=$(awk -v a="$(pbx_process heap_live_bytes)" -v b="$heap_before" -v n="$nrest" 'BEGIN {printf "%.2f", (a - b) / 1024 / n}')
+	fi
 	log "$s: PSS $before -> $after KiB for $nrest registrations after $warm"
 
 	step reg "reg-$s-fixed" "$REG_FIXED"
@@ -553,6 +585,9 @@ v() { echo "${res[$1]:-n/a}"; }
 		echo "| CPU µs per REGISTER at that rate | $(v kamailio.reg.bestus) | $(v twinpbx.reg.bestus) |"
 		echo "| memory per registration (KiB) | $(v kamailio.reg.mem) | $(v twinpbx.reg.mem) |"
 		echo "| PSS before and after $((ncallers - warm)) more registrations (after $warm) | $(v kamailio.reg.pss) | $(v twinpbx.reg.pss) |"
+		echo "| of which anonymous / mapped files / shared memory (KiB per registration) | $(v kamailio.reg.parts) | $(v twinpbx.reg.parts) |"
+		echo "| store file before and after | — | $(v twinpbx.reg.db) |"
+		echo "| Go heap found alive (KiB per registration) | — | $(v twinpbx.reg.heap) |"
 		echo
 		echo "Rising rates (a step is clean with zero failed calls, retransmissions and unexpected messages):"
 		echo
