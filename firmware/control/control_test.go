@@ -108,8 +108,8 @@ func TestClientServer(t *testing.T) {
 	if err := c.StatusAfterGC(&b); err != nil || !strings.Contains(b.String(), `"role": "standalone"`) {
 		t.Fatalf("StatusAfterGC = %q, %v", b.String(), err)
 	}
-	if gcs() == before {
-		t.Error("StatusAfterGC ran no garbage collection")
+	if n := gcs() - before; n < 2 {
+		t.Errorf("StatusAfterGC ran %d garbage collections, want one before the status and one after it", n)
 	}
 	if want := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC); !fa.cdrFrom.Equal(want) {
 		t.Errorf("from reached the appliance as %v, want %v", fa.cdrFrom, want)

@@ -358,7 +358,7 @@ func cmdCDRExport(args []string, stdout io.Writer) error {
 
 func cmdStatus(args []string, stdout io.Writer) error {
 	fs, data := newFlags("status")
-	gc := fs.Bool("gc", false, "collect garbage in the running process first and return the freed memory to the system, so that process.heap_live_bytes and its resident size are current (for measuring memory)")
+	gc := fs.Bool("gc", false, "collect garbage in the running process and return the freed memory to the system, before the status (so that process.heap_live_bytes is current) and after it (so that its resident size read next is not the status answer's), for measuring memory")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
