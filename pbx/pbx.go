@@ -28,6 +28,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 	"github.com/twinpbx/twinpbx/pbx/rawudp"
 	"github.com/twinpbx/twinpbx/pbx/registrar"
 	"github.com/twinpbx/twinpbx/pbx/resolve"
@@ -280,13 +281,16 @@ func New(o Options) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: trunks: %w", err)
 	}
-	if p.vm, err = p.newVoicemail(o, client, mediaAddr); err != nil {
-		return nil, err
-	}
 	var connectTLS func(context.Context, netip.AddrPort) error
 	if cfg.HasTLS() {
 		p.phoneTLS = newPhoneTLS(p.ua.TransportLayer(), p.tls.peers, o.Logger.With("component", "tls"))
 		connectTLS = p.phoneTLS.connect
+	}
+	// The mailbox reaches phones whose TCP or TLS connection is gone as
+	// the B2BUA does (it builds its own from the same options).
+	vmFlow := &phoneflow.Redirector{Client: client, Contact: p.contact, ConnectTLS: connectTLS, Logger: o.Logger.With("component", "voicemail")}
+	if p.vm, err = p.newVoicemail(o, client, mediaAddr, vmFlow.Redirect); err != nil {
+		return nil, err
 	}
 	p.calls, err = b2bua.New(b2bua.Options{
 		Client:      client,

@@ -18,9 +18,11 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/pbxtest"
 	"github.com/twinpbx/twinpbx/pbx/tlscert"
+	"github.com/twinpbx/twinpbx/pbx/voicemail"
 )
 
 // plainOffer is an RTP offer for media on port.
@@ -33,10 +35,13 @@ func plainOffer(port int) []byte {
 // is gone (as after a failover) is called over a new TLS connection the
 // PBX opens to its Contact; the phone's self-signed certificate is
 // accepted (phones' certificates are not checked), and the dialog goes on
-// over that connection.
+// over that connection. First its mailbox tells it of a new message the
+// same way (an unsolicited NOTIFY over a new TLS connection).
 func TestTLSPhoneReconnected(t *testing.T) {
 	seed := bytes.Repeat([]byte{5}, 32)
-	box := startTLSBox(t, tlsConfig(freeTCPPort(t)), pbxtest.NewStore(), seed)
+	cfg := tlsConfig(freeTCPPort(t))
+	cfg.Voicemail = &config.Voicemail{}
+	box := startTLSBox(t, cfg, pbxtest.NewStore(), seed)
 	pin := box.p.Status().TLS.Fingerprint
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -88,6 +93,18 @@ func TestTLSPhoneReconnected(t *testing.T) {
 	go func() {
 		_ = callee.ua.TransportLayer().ServeTLS(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{id.Cert}, MinVersion: tls.VersionTLS12}))
 	}()
+
+	if _, err := box.p.vm.Mailboxes().Save(voicemail.Message{Mailbox: "101", Caller: "100", Time: time.Now(), Codec: voicemail.PCMU, Duration: 2 * time.Second}, []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-callee.notifies:
+		if !strings.Contains(body, "Messages-Waiting: yes") {
+			t.Errorf("the mailbox's NOTIFY says %q", body)
+		}
+	case <-ctx.Done():
+		t.Fatal("the phone whose connection is gone was not told of its message")
+	}
 
 	callerMedia, calleeMedia := mediaSocket(t), mediaSocket(t)
 	callee.answer = func([]byte) []byte { return plainOffer(calleeMedia.LocalAddr().(*net.UDPAddr).Port) }

@@ -114,6 +114,8 @@ type tlsPhone struct {
 	invites chan *sipgo.DialogServerSession
 	offers  chan []byte
 	answer  func(offer []byte) []byte
+	// notifies are the bodies of the NOTIFYs the phone was sent.
+	notifies chan string
 }
 
 func newTLSPhone(t *testing.T, user, pbxAddr, pin string) *tlsPhone {
@@ -139,7 +141,7 @@ func newTLSPhone(t *testing.T, user, pbxAddr, pin string) *tlsPhone {
 		t.Fatal(err)
 	}
 	ph := &tlsPhone{t: t, user: user, pbx: pbxAddr, ua: ua, cl: cl,
-		invites: make(chan *sipgo.DialogServerSession, 4), offers: make(chan []byte, 4)}
+		invites: make(chan *sipgo.DialogServerSession, 4), offers: make(chan []byte, 4), notifies: make(chan string, 4)}
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sips", User: user, Host: "127.0.0.1", Port: 5999}}
 	ph.dua = &sipgo.DialogUA{Client: cl, ContactHDR: contact}
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -156,6 +158,13 @@ func newTLSPhone(t *testing.T, user, pbxAddr, pin string) *tlsPhone {
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+	})
+	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		select {
+		case ph.notifies <- string(req.Body()):
+		default:
+		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	})
 	return ph

@@ -13,7 +13,7 @@ import (
 
 // newVoicemail sets up the mailboxes over the store (a store without the
 // voicemail methods, as in some tests, gets one in memory).
-func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr) (*voicemail.Service, error) {
+func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr, redirect func(*sip.Request) (bool, error)) (*voicemail.Service, error) {
 	st, ok := o.Store.(voicemail.Store)
 	if !ok {
 		o.Logger.Warn("the store keeps no voicemail: messages are kept in memory only")
@@ -27,6 +27,7 @@ func (p *PBX) newVoicemail(o Options, client *sipgo.Client, mediaAddr netip.Addr
 		CDR:       o.Store.AppendCDR,
 		Contact:   p.contact,
 		Prepare:   func(req *sip.Request) { p.calls.Prepare(req) },
+		Redirect:  redirect,
 		Config:    func() *config.Voicemail { return p.cfg.Load().Voicemail },
 		MediaAddr: mediaAddr,
 		Contacts:  p.loc.Lookup,

@@ -66,6 +66,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
 	"github.com/twinpbx/twinpbx/pbx/media"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/trunk"
 )
@@ -164,7 +165,7 @@ type Options struct {
 	// (voicemail.go).
 	Voicemail Voicemail
 	// ConnectTLS, if set, opens a TLS connection for the SIP stack to a
-	// phone whose own connection is gone (reconnect.go), with the check
+	// phone whose own connection is gone (package phoneflow), with the check
 	// of phones' certificates; nil: the stack opens it with its own.
 	ConnectTLS func(ctx context.Context, phone netip.AddrPort) error
 	// Forwarder, if set, reports whether a binding's source is the twin's
@@ -177,6 +178,9 @@ type Options struct {
 type B2BUA struct {
 	o   Options
 	log *slog.Logger
+	// flow points requests to phones whose connection is closed at
+	// their Contacts (package phoneflow).
+	flow *phoneflow.Redirector
 
 	mu sync.Mutex
 	// calls by the caller's Call-ID (also the media session id).
@@ -281,6 +285,7 @@ func New(o Options) (*B2BUA, error) {
 	return &B2BUA{
 		o:      o,
 		log:    o.Logger,
+		flow:   &phoneflow.Redirector{Client: o.Client, Contact: o.Contact, ConnectTLS: o.ConnectTLS, Logger: o.Logger},
 		calls:  map[string]*call{},
 		legs:   map[string]*call{},
 		active: map[string]int{},

@@ -14,6 +14,7 @@ import (
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/dialplan"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 	"github.com/twinpbx/twinpbx/pbx/sipdo"
 	"github.com/twinpbx/twinpbx/pbx/sipreason"
 )
@@ -645,7 +646,7 @@ func (b *B2BUA) startFork(s ringSpec, bd location.Binding) (*fork, error) {
 	}
 	f.inv = inv
 	// The context bounds only opening a connection, should one be needed.
-	ctx, cancel := context.WithTimeout(context.Background(), phoneConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), phoneflow.ConnectTimeout)
 	defer cancel()
 	tx, err := b.o.Client.TransactionRequest(ctx, inv, sipdo.Unchanged)
 	if err != nil {

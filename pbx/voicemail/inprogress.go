@@ -421,10 +421,28 @@ func (s *Service) background(skip func() bool, fn func()) {
 	}()
 }
 
+// ready readies a request of the mailbox to a phone for sending: to the
+// phone's Contact when it is on TCP or TLS and its connection is gone
+// (the box took over from its twin, or the phone closed it), as the
+// B2BUA's requests go, then from our listener. An error means the phone
+// cannot be reached (no TLS connection could be opened).
+func (s *Service) ready(req *sip.Request) error {
+	if s.o.Redirect != nil {
+		if _, err := s.o.Redirect(req); err != nil {
+			return fmt.Errorf("reaching the phone: %w", err)
+		}
+	}
+	s.o.Prepare(req)
+	return nil
+}
+
 // bye sends BYE on d and waits for its answer (or 64*T1).
 func (s *Service) bye(d *dialog, us sip.Uri, log *slog.Logger) {
 	bye := d.request(sip.BYE, us)
-	s.o.Prepare(bye)
+	if err := s.ready(bye); err != nil {
+		log.Debug("BYE of a mailbox call", "err", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	if _, err := sipdo.Do(ctx, s.o.Client, bye); err != nil {

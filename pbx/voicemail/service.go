@@ -78,6 +78,11 @@ type Options struct {
 	Contact func(transport string) sip.Uri
 	// Prepare readies a request to leave from our listener.
 	Prepare func(*sip.Request)
+	// Redirect, if set, points a request to a phone whose TCP or TLS
+	// connection is closed at the phone's Contact (package phoneflow's
+	// Redirector, as the B2BUA's requests); it reports an error when a
+	// TLS connection to the phone could not be opened.
+	Redirect func(*sip.Request) (bool, error)
 	// Config returns the voicemail section in force (nil: voicemail off).
 	Config func() *config.Voicemail
 	// MediaAddr is the address RTP sockets bind to and SDP names.

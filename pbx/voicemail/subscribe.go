@@ -197,7 +197,10 @@ func (s *Service) notify(sub *subscription, terminated bool) {
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/simple-message-summary"))
 	req.SetBody(sum.Body())
-	s.o.Prepare(req)
+	if err := s.ready(req); err != nil {
+		s.log.Info("NOTIFY of message-summary", "mailbox", sub.box, "err", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	res, err := sipdo.Do(ctx, s.o.Client, req)

@@ -229,7 +229,9 @@ func (s *Service) notifyUnsolicited(box string, b location.Binding) error {
 	req.SetBody(sum.Body())
 	req.SetTransport(tp)
 	req.SetDestination(peer)
-	s.o.Prepare(req)
+	if err := s.ready(req); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	res, err := sipdo.Do(ctx, s.o.Client, req)

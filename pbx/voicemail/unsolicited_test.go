@@ -1,11 +1,13 @@
 package voicemail
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/twinpbx/twinpbx/firmware/config"
 	"github.com/twinpbx/twinpbx/internal/waitfor"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 )
 
 // lamp is a phone that does not subscribe: it records the NOTIFYs it
@@ -280,6 +283,72 @@ func TestUnsolicitedMWI(t *testing.T) {
 			t.Errorf("%d unsolicited NOTIFYs with unsolicited_mwi false", n)
 		}
 	})
+}
+
+// TestUnsolicitedMWIClosedTCP: a phone registered over TCP whose
+// connection is gone (the box took over from its twin) is told of a new
+// message at its Contact over a new connection, as a call to it would
+// be; without the redirection the NOTIFY goes to the closed port.
+func TestUnsolicitedMWIClosedTCP(t *testing.T) {
+	for _, redirect := range []bool{true, false} {
+		t.Run(fmt.Sprintf("redirect %v", redirect), func(t *testing.T) {
+			var got atomic.Int32
+			phone := tcpPeer(t, sip.NOTIFY, func(req *sip.Request, tx sip.ServerTransaction) {
+				got.Add(1)
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+			})
+			gone, err := net.Listen("tcp", "127.0.0.1:0") // the connection's port, closed
+			if err != nil {
+				t.Fatal(err)
+			}
+			source := gone.Addr().String()
+			gone.Close()
+			on := true
+			b := location.Binding{AOR: "201", Contact: "sip:201@" + phone + ";transport=tcp", Source: "tcp:" + source,
+				CallID: "reg-tcp", CSeq: 1, Expires: time.Now().Add(time.Hour)}
+			s, _ := testService(t, func(_ *sipgo.Server, s *Service) {
+				s.o.Contacts = func(string) []location.Binding { return []location.Binding{b} }
+				s.o.Config = func() *config.Voicemail { return &config.Voicemail{UnsolicitedMWI: &on} }
+				if redirect {
+					s.o.Redirect = (&phoneflow.Redirector{Client: s.o.Client, Contact: s.o.Contact}).Redirect
+				}
+			})
+			if _, err := s.Mailboxes().Save(Message{Mailbox: "201", Caller: "202", Time: time.Now(), Codec: PCMU, Duration: 2 * time.Second}, []byte{1, 2}); err != nil {
+				t.Fatal(err)
+			}
+			if redirect {
+				waitfor.Cond(t, 10*time.Second, "the NOTIFY at the Contact", func() bool { return got.Load() == 1 })
+				return
+			}
+			time.Sleep(time.Second)
+			if n := got.Load(); n != 0 {
+				t.Fatalf("%d NOTIFYs reached the Contact without the redirection", n)
+			}
+		})
+	}
+}
+
+// tcpPeer is a SIP user agent of the tests listening on loopback TCP that
+// answers requests of one method with handle; it returns its address.
+func tcpPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler) string {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ua.Close() })
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	srv.OnRequest(method, handle)
+	go func() { _ = srv.ServeTCP(ln) }()
+	return ln.Addr().String()
 }
 
 // BenchmarkRegistered is what unsolicited MWI adds to every REGISTER of
