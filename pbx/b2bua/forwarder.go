@@ -1,12 +1,12 @@
 package b2bua
 
 import (
-	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 )
 
 // Phones registered through the twin's forwarder (docs/CLUSTER.md, "Both
@@ -66,28 +66,9 @@ func contactSource(contact string) (string, bool) {
 	if err := sip.ParseUri(contact, &u); err != nil {
 		return "", false
 	}
-	tr := "tcp"
-	if t, has := u.UriParams.Get("transport"); has && t != "" {
-		tr = strings.ToLower(t)
-	} else if strings.EqualFold(u.Scheme, "sips") {
-		tr = "tls"
-	}
-	if tr != "udp" && tr != "tcp" && tr != "tls" {
+	tr, dest, ok := phoneflow.Listening(u, "tcp")
+	if !ok {
 		return "", false
 	}
-	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil || ip.IsUnspecified() || ip.Zone() != "" {
-		return "", false
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if tr == "tls" {
-			port = 5061
-		}
-	}
-	if port < 0 || port > 65535 {
-		return "", false
-	}
-	return tr + ":" + netip.AddrPortFrom(ip.Unmap(), uint16(port)).String(), true
+	return strings.ToLower(tr) + ":" + dest.String(), true
 }

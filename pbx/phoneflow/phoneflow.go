@@ -58,16 +58,30 @@ func Target(req *sip.Request) (transport string, dest netip.AddrPort, ok bool) {
 	if r := req.Route(); r != nil {
 		u = r.Address
 	}
-	transport = strings.ToUpper(req.Transport())
+	transport, dest, ok = Listening(u, req.Transport())
+	if !ok {
+		return "", netip.AddrPort{}, false
+	}
+	if strings.EqualFold(transport, req.Transport()) && dest.String() == req.Destination() {
+		return "", netip.AddrPort{}, false
+	}
+	return transport, dest, true
+}
+
+// Listening is where a phone listens by its Contact URI u: the URI's
+// transport parameter, TLS for sips:, else fallback (in upper case); the
+// URI's port or the transport's default. ok is false for a transport other
+// than UDP, TCP or TLS, or a URI that names no usable IP address and port
+// (phones' Contacts are addresses, not host names).
+func Listening(u sip.Uri, fallback string) (transport string, dest netip.AddrPort, ok bool) {
+	transport = strings.ToUpper(fallback)
 	if t, has := u.UriParams.Get("transport"); has && t != "" {
-		switch strings.ToUpper(t) {
-		case "UDP", "TCP", "TLS":
-			transport = strings.ToUpper(t)
-		default:
-			return "", netip.AddrPort{}, false
-		}
+		transport = strings.ToUpper(t)
 	} else if strings.EqualFold(u.Scheme, "sips") {
 		transport = "TLS"
+	}
+	if transport != "UDP" && transport != "TCP" && transport != "TLS" {
+		return "", netip.AddrPort{}, false
 	}
 	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
 	if err != nil || ip.IsUnspecified() || ip.Zone() != "" {
@@ -83,11 +97,7 @@ func Target(req *sip.Request) (transport string, dest netip.AddrPort, ok bool) {
 	if port < 0 || port > 65535 {
 		return "", netip.AddrPort{}, false
 	}
-	dest = netip.AddrPortFrom(ip.Unmap(), uint16(port))
-	if strings.EqualFold(transport, req.Transport()) && dest.String() == req.Destination() {
-		return "", netip.AddrPort{}, false
-	}
-	return transport, dest, true
+	return transport, netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }
 
 // Redirector points requests to phones at their Contacts when their

@@ -46,6 +46,11 @@ func newCaller(t *testing.T) *caller {
 // answers requests of one method with handle; it returns its client and
 // its address.
 func sipPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler) (*sipgo.Client, string) {
+	return sipPeerOn(t, "udp", method, handle)
+}
+
+// sipPeerOn is sipPeer over network, "udp" or "tcp".
+func sipPeerOn(t *testing.T, network string, method sip.RequestMethod, handle sipgo.RequestHandler) (*sipgo.Client, string) {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -60,12 +65,21 @@ func sipPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.OnRequest(method, handle)
+	if network == "tcp" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		go func() { _ = srv.ServeTCP(ln) }()
+		return cl, ln.Addr().String()
+	}
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	srv.OnRequest(method, handle)
 	go func() { _ = srv.ServeUDP(conn) }()
 	return cl, conn.LocalAddr().String()
 }

@@ -293,7 +293,7 @@ func TestUnsolicitedMWIClosedTCP(t *testing.T) {
 	for _, redirect := range []bool{true, false} {
 		t.Run(fmt.Sprintf("redirect %v", redirect), func(t *testing.T) {
 			var got atomic.Int32
-			phone := tcpPeer(t, sip.NOTIFY, func(req *sip.Request, tx sip.ServerTransaction) {
+			_, phone := sipPeerOn(t, "tcp", sip.NOTIFY, func(req *sip.Request, tx sip.ServerTransaction) {
 				got.Add(1)
 				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 			})
@@ -326,29 +326,6 @@ func TestUnsolicitedMWIClosedTCP(t *testing.T) {
 			}
 		})
 	}
-}
-
-// tcpPeer is a SIP user agent of the tests listening on loopback TCP that
-// answers requests of one method with handle; it returns its address.
-func tcpPeer(t *testing.T, method sip.RequestMethod, handle sipgo.RequestHandler) string {
-	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ua.Close() })
-	srv, err := sipgo.NewServer(ua)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	srv.OnRequest(method, handle)
-	go func() { _ = srv.ServeTCP(ln) }()
-	return ln.Addr().String()
 }
 
 // BenchmarkRegistered is what unsolicited MWI adds to every REGISTER of
