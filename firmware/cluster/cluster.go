@@ -243,6 +243,16 @@ type TermStore interface {
 	SetTerm(uint64) error
 }
 
+// LatchStore keeps, across a restart of the node (a reboot, a watchdog
+// reset), the names of the monitors with a hold-down for which this box
+// carries a shared fault: it handed service over because of them, or
+// latched on them (docs/CLUSTER.md, "No ping-pong"). Called from the
+// decision loop only, when the set changes.
+type LatchStore interface {
+	Latched() ([]string, error)
+	SetLatched(names []string) error
+}
+
 // ErrNoVerdict, wrapped in a check's error, says the check cannot tell
 // yet: the PSTN line just after the relay switched to this box, still
 // within its grace. It is neither a failure (nothing is counted or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -166,7 +167,8 @@ type box struct {
 	world   *simWorld
 	vipHeld bool
 	serving bool
-	term    uint64 // persisted
+	term    uint64   // persisted
+	latched []string // what the box's LatchStore holds (persisted)
 	seq     uint64
 	source  bool
 	log     []string // resource calls, in order
@@ -209,6 +211,8 @@ type simWorld struct {
 	// lastServed is when each box was last seen serving (see observe).
 	lastServed map[string]time.Time
 	probeSpan  time.Duration
+	// noLatches starts nodes without a LatchStore.
+	noLatches bool
 }
 
 // observe records who serves now, for the VIP probe.
@@ -385,6 +389,21 @@ func (f fakeTerms) SetTerm(t uint64) error {
 	return nil
 }
 
+type fakeLatches struct{ *box }
+
+func (f fakeLatches) Latched() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.latched), nil
+}
+
+func (f fakeLatches) SetLatched(names []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latched = slices.Clone(names)
+	return nil
+}
+
 func (f fakeFence) FenceNow(reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -407,11 +426,15 @@ func (w *simWorld) addBox(name, peer string, cfg Config, monitors ...Monitor) (*
 // start runs a fresh node process on b (at boot, or after a reset).
 func (w *simWorld) start(b *box, peer string, cfg Config, monitors ...Monitor) (*Manager, error) {
 	cfg.Node, cfg.Peer, cfg.Clock = b.name, peer, w.clock
-	m, err := New(cfg, Resources{
+	r := Resources{
 		Heartbeat: w.link.Attach(b.name),
 		VIP:       fakeVIP{b}, Relay: fakeRelay{b}, Replica: fakeReplica{b}, Service: fakeService{b},
 		Probe: fakeProbe{b}, Terms: fakeTerms{b}, Fence: fakeFence{b}, Monitors: monitors,
-	})
+	}
+	if !w.noLatches {
+		r.Latches = fakeLatches{b}
+	}
+	m, err := New(cfg, r)
 	if err != nil {
 		return nil, err
 	}

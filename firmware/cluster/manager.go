@@ -23,6 +23,9 @@ type Resources struct {
 	Service   Service
 	Probe     Probe
 	Terms     TermStore
+	// Latches keeps the monitors this box carries a shared fault for
+	// across a restart of its node; nil: in memory only.
+	Latches LatchStore
 	// Fence stops the watchdog kicks at once when the box fences itself;
 	// nil: only Healthy turning false stops them.
 	Fence    Fence
@@ -58,6 +61,8 @@ type Manager struct {
 	// loop-only state
 	lastCheck   map[string]time.Time
 	lastRefresh time.Time
+	// latched is what Resources.Latches holds (latch.go).
+	latched []string
 
 	mu            sync.Mutex
 	st            state
@@ -111,6 +116,7 @@ func New(cfg Config, r Resources) (*Manager, error) {
 	now := m.clock.Now()
 	m.incarnation = uint64(now.UnixNano())
 	m.st = state{Role: Boot, Since: now, Reason: "started", Term: r.Terms.Term()}
+	m.restoreLatches(now)
 	m.alive.Store(now.UnixNano())
 	return m, nil
 }
@@ -270,6 +276,7 @@ func (m *Manager) Step(ctx context.Context) {
 		m.lease.Store(0) // before the stop order runs
 	}
 	next = m.execute(ctx, prev, next, res.Actions)
+	m.keepLatches(next)
 	if next.Role == Active && !next.LeaseExpiry.IsZero() {
 		m.lease.Store(next.LeaseExpiry.UnixNano())
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -258,6 +259,61 @@ func TestSimPSTN(t *testing.T) {
 	}
 }
 
+// TestSimPSTNLatchAcrossRestart: the line is dead on both boxes and b,
+// latched on it, serves; b's node restarts (a power cut, a watchdog
+// reset). a takes over and finds the line down too; b, back as the
+// standby, still tells it that it left for the line, so a latches: one
+// move, the restart's. A node that forgot across its restart is handed
+// service back, to find the same: two.
+func TestSimPSTNLatchAcrossRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		latches bool
+		moves   int
+	}{{"kept", true, 1}, {"forgotten", false, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, line := pstnPairLatches(t, 13, tc.latches)
+			line.set(func(l *pstnLine) { l.down = true })
+			s.waitFor(time.Minute, "b latched on the dead line", func() bool {
+				return slices.Equal(s.serving(), []string{"b"}) && hasAlarm(s.mgr("b"), alarmLineBoth)
+			})
+			before := s.takeovers
+			s.note("crash b")
+			s.w.crash("b")
+			s.downUntil["b"] = s.clock.Now().Add(2 * time.Second)
+			// Past the fail count on a, well within the hold-down.
+			s.run(3 * time.Minute)
+			if got := s.takeovers - before; got != tc.moves {
+				t.Fatalf("%d moves after b's restart, want %d; history:\n%s", got, tc.moves, strings.Join(s.history, "\n"))
+			}
+			if tc.latches {
+				if !slices.Equal(s.serving(), []string{"a"}) || !hasAlarm(s.mgr("a"), alarmLineBoth) {
+					t.Fatalf("serving %v (%s), want a latched with the alarm", s.serving(), s.roles())
+				}
+				if tw := s.mgr("a").Status().Twin; !tw.SharedFault {
+					t.Fatalf("a sees its twin %+v, want it to carry the shared fault", tw)
+				}
+			}
+			// The line back: the alarm clears, and a, whose check
+			// passes, keeps nothing any more (b, the standby, does not
+			// check the line: its shared fault ends with the hold-down).
+			line.set(func(l *pstnLine) { l.down = false })
+			s.run(time.Minute)
+			for _, n := range []string{"a", "b"} {
+				if hasAlarm(s.mgr(n), alarmLineBoth) {
+					t.Fatalf("%s still raises %q", n, alarmLineBoth)
+				}
+			}
+			if a := s.w.boxes["a"]; len(a.latched) != 0 {
+				t.Fatalf("a keeps %v after the line came back", a.latched)
+			}
+			if b := s.w.boxes["b"]; tc.latches && !slices.Equal(b.latched, []string{"pstn"}) {
+				t.Fatalf("b keeps %v, want [pstn] for the hold-down", b.latched)
+			}
+		})
+	}
+}
+
 // pstnMonitor returns status of the pstn monitor of m.
 func pstnMonitor(m *Manager) MonitorStatus {
 	for _, ms := range m.Status().Monitors {
@@ -350,7 +406,14 @@ func TestSimPSTNRetry(t *testing.T) {
 // each its side of the relay, and returns it with a serving, settled.
 func pstnPair(t *testing.T, seed uint64) (*sim, *pstnLine) {
 	t.Helper()
+	return pstnPairLatches(t, seed, true)
+}
+
+// pstnPairLatches is pstnPair, its nodes with a LatchStore or not.
+func pstnPairLatches(t *testing.T, seed uint64, latches bool) (*sim, *pstnLine) {
+	t.Helper()
 	s := newSim(t, seed, nil)
+	s.w.noLatches = !latches
 	line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
 	s.mons["a"] = []Monitor{line.monitor(relay.A)}
 	s.mons["b"] = []Monitor{line.monitor(relay.B)}
@@ -359,4 +422,53 @@ func pstnPair(t *testing.T, seed uint64) (*sim, *pstnLine) {
 	s.waitFor(5*time.Second, "a active", func() bool { return s.oneActive() && slices.Equal(s.serving(), []string{"a"}) })
 	s.run(10 * time.Second)
 	return s, line
+}
+
+// errLatches fails to read.
+type errLatches struct{}
+
+func (errLatches) Latched() ([]string, error) { return nil, errInjected }
+func (errLatches) SetLatched([]string) error  { return errInjected }
+
+// TestRestoreLatches: kept names become shared faults from the node's
+// start, for monitors that still exist and have a hold-down; a store
+// that cannot be read leaves none, and the node runs on.
+func TestRestoreLatches(t *testing.T) {
+	s := newSim(t, 3, nil)
+	line := &pstnLine{w: s.w, cut: map[relay.Side]bool{}, checks: map[relay.Side]int{}}
+	disk := Monitor{Name: "disk", Check: func(context.Context) error { return nil }}
+	b := &box{name: "a", world: s.w, side: relay.A, latched: []string{"disk", "gone", "pstn"}}
+	s.w.mu.Lock()
+	s.w.boxes["a"] = b
+	s.w.mu.Unlock()
+	m, err := s.w.start(b, "b", s.cfg["a"], line.monitor(relay.A), disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(m.st.LeftFor)); !slices.Equal(got, []string{"pstn"}) {
+		t.Fatalf("shared faults %v at start, want [pstn]", got)
+	}
+	if at := m.st.LeftFor["pstn"]; !at.Equal(s.clock.Now()) {
+		t.Fatalf("the hold-down starts at %v, want the node's start %v", at, s.clock.Now())
+	}
+	if !m.beat(m.st).SharedFault {
+		t.Fatal("the first beats do not carry the shared fault")
+	}
+
+	cfg := s.cfg["a"]
+	cfg.Node, cfg.Peer, cfg.Clock = "c", "b", s.clock
+	m, err = New(cfg, Resources{
+		Heartbeat: s.w.link.Attach("c"), VIP: fakeVIP{b}, Relay: fakeRelay{b}, Replica: fakeReplica{b}, Service: fakeService{b},
+		Probe: fakeProbe{b}, Terms: fakeTerms{b}, Latches: errLatches{}, Monitors: []Monitor{line.monitor(relay.A)},
+	})
+	if err != nil {
+		t.Fatalf("a store that cannot be read stopped the node: %v", err)
+	}
+	if len(m.st.LeftFor) != 0 {
+		t.Fatalf("shared faults %v from a store that cannot be read", m.st.LeftFor)
+	}
+	m.keepLatches(state{LeftFor: map[string]time.Time{"pstn": s.clock.Now()}})
+	if !slices.Equal(m.latched, []string{"pstn"}) {
+		t.Fatalf("after a failed save the node holds %v, want [pstn] (one warning, not one a tick)", m.latched)
+	}
 }

@@ -37,22 +37,32 @@ func saveMaintenance(dir string, on bool) error {
 		}
 		return syncDir(dir)
 	}
+	if err := writeDurably(path, fmt.Appendf(nil, "maintenance since %s\n", time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("marking maintenance: %w", err)
+	}
+	return nil
+}
+
+// writeDurably replaces the file at path with b: written to a temporary
+// file, synced and renamed, then the folder synced. A crash leaves the old
+// file or the new one.
+func writeDurably(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("marking maintenance: %w", err)
+		return err
 	}
-	_, werr := fmt.Fprintf(f, "maintenance since %s\n", time.Now().UTC().Format(time.RFC3339))
+	_, werr := f.Write(b)
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("marking maintenance: %w", err)
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("marking maintenance: %w", err)
+		return err
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {

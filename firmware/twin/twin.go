@@ -488,6 +488,7 @@ func (n *Node) Run(ctx context.Context, o RunOptions) error {
 		Service:   svc,
 		Probe:     prb,
 		Terms:     terms{o.Store},
+		Latches:   latches(n.cfg.DataDir),
 		Fence:     fref,
 		Monitors: append([]cluster.Monitor{
 			{Name: "lan-carrier", Check: carrierCheck(cl.LANInterface)},

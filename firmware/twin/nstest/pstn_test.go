@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -266,6 +267,17 @@ func TestPSTNLineMonitor(t *testing.T) {
 		return s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("alarms %+v", s.Cluster.Alarms)
 	})
 	t.Logf("alarm raised %.1f s after the whole line went down", time.Since(lineDown).Seconds())
+	// The latched active keeps the line's name in its data folder: were
+	// it restarted, it would still tell its twin that it left for the
+	// line, and the twin would not hand it back.
+	latched, _, err := p.serving()
+	if err != nil {
+		t.Fatal(err)
+	}
+	latchFile := filepath.Join(p.boxes[latched].dir, twin.LatchFile)
+	if b, err := os.ReadFile(latchFile); err != nil || strings.TrimSpace(string(b)) != "pstn" {
+		t.Errorf("the latched active keeps %q (%v), want pstn", b, err)
+	}
 	// A hand-back would have come with the alarm's decision; one more
 	// restart in place later, nothing has moved either. (A failover under
 	// load before the new active found its line down can give the line
@@ -295,6 +307,9 @@ func TestPSTNLineMonitor(t *testing.T) {
 		return s.lineUp() && !s.hasAlarm(appliance.PSTNBothAlarm), fmt.Sprintf("line %+v alarms %+v", s.ISDN, s.Cluster.Alarms)
 	})
 	t.Logf("alarm cleared %.1f s after the line came back", time.Since(lineBack).Seconds())
+	if _, err := os.Stat(latchFile); !os.IsNotExist(err) {
+		t.Errorf("the active whose line is back still keeps %s: %v", twin.LatchFile, err)
+	}
 	if got := p.pstnMoves(); got != moves {
 		t.Fatalf("%d moves for the line after it came back, want none", got-moves)
 	}
