@@ -1,6 +1,7 @@
 package voicemail
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -320,7 +321,10 @@ func TestUnsolicitedMWIClosedTCP(t *testing.T) {
 				waitfor.Cond(t, 10*time.Second, "the NOTIFY at the Contact", func() bool { return got.Load() == 1 })
 				return
 			}
-			time.Sleep(time.Second)
+			// Close waits for the NOTIFY's attempt (to the closed port).
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s.Close(ctx)
 			if n := got.Load(); n != 0 {
 				t.Fatalf("%d NOTIFYs reached the Contact without the redirection", n)
 			}
