@@ -1,7 +1,8 @@
 // Package control is the local control channel of a running appliance: a
-// small HTTP API on a unix socket in the data folder, used by the
-// `twinpbx status|cdr|config` commands and, later, by the console. The
-// socket is created mode 0600, so only the box's administrator reaches it.
+// small HTTP API on a unix socket in the data folder, used by the twinpbx
+// commands (status, cdr, config, voicemail, switchover, maintenance, the
+// rolling update) and by the console. The socket is created mode 0600,
+// so only the box's administrator reaches it.
 package control
 
 import (
