@@ -286,10 +286,10 @@ func New(o Options) (*PBX, error) {
 		p.phoneTLS = newPhoneTLS(p.ua.TransportLayer(), p.tls.peers, o.Logger.With("component", "tls"))
 		connectTLS = p.phoneTLS.connect
 	}
-	// The mailbox reaches phones whose TCP or TLS connection is gone as
-	// the B2BUA does (it builds its own from the same options).
-	vmFlow := &phoneflow.Redirector{Client: client, Contact: p.contact, ConnectTLS: connectTLS, Logger: o.Logger.With("component", "voicemail")}
-	if p.vm, err = p.newVoicemail(o, client, mediaAddr, vmFlow.Redirect); err != nil {
+	// Calls and the mailbox reach phones whose TCP or TLS connection is
+	// gone the same way.
+	flow := &phoneflow.Redirector{Client: client, Contact: p.contact, ConnectTLS: connectTLS, Logger: o.Logger.With("component", "phoneflow")}
+	if p.vm, err = p.newVoicemail(o, client, mediaAddr, flow.Redirect); err != nil {
 		return nil, err
 	}
 	p.calls, err = b2bua.New(b2bua.Options{
@@ -307,7 +307,7 @@ func New(o Options) (*PBX, error) {
 		Trunks:      p.trunks,
 		Site:        o.Site,
 		Voicemail:   p.vm,
-		ConnectTLS:  connectTLS,
+		Flow:        flow,
 		Forwarder:   twinForwarder(cfg),
 	})
 	if err != nil {

@@ -52,7 +52,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -164,10 +163,11 @@ type Options struct {
 	// that are not answered in its time, busy or not registered
 	// (voicemail.go).
 	Voicemail Voicemail
-	// ConnectTLS, if set, opens a TLS connection for the SIP stack to a
-	// phone whose own connection is gone (package phoneflow), with the check
-	// of phones' certificates; nil: the stack opens it with its own.
-	ConnectTLS func(ctx context.Context, phone netip.AddrPort) error
+	// Flow points requests to phones whose TCP or TLS connection is gone
+	// at their Contacts (package phoneflow; its ConnectTLS opens a TLS
+	// connection with the check of phones' certificates); nil: one over
+	// Client and Contact, the stack opening TLS connections with its own.
+	Flow *phoneflow.Redirector
 	// Forwarder, if set, reports whether a binding's source is the twin's
 	// own-address forwarder (forwarder.go): a call to such a binding that
 	// the forwarder leaves silent rings the phone at its Contact.
@@ -178,9 +178,6 @@ type Options struct {
 type B2BUA struct {
 	o   Options
 	log *slog.Logger
-	// flow points requests to phones whose connection is closed at
-	// their Contacts (package phoneflow).
-	flow *phoneflow.Redirector
 
 	mu sync.Mutex
 	// calls by the caller's Call-ID (also the media session id).
@@ -282,10 +279,12 @@ func New(o Options) (*B2BUA, error) {
 	if o.RestoredIdle == 0 {
 		o.RestoredIdle = 30 * time.Second
 	}
+	if o.Flow == nil {
+		o.Flow = &phoneflow.Redirector{Client: o.Client, Contact: o.Contact, Logger: o.Logger}
+	}
 	return &B2BUA{
 		o:      o,
 		log:    o.Logger,
-		flow:   &phoneflow.Redirector{Client: o.Client, Contact: o.Contact, ConnectTLS: o.ConnectTLS, Logger: o.Logger},
 		calls:  map[string]*call{},
 		legs:   map[string]*call{},
 		active: map[string]int{},

@@ -7,7 +7,7 @@ import "github.com/emiago/sipgo/sip"
 // phoneflow). It reports whether req was changed, and an error when a TLS
 // connection to the phone could not be opened.
 func (b *B2BUA) reconnect(req *sip.Request) (bool, error) {
-	return b.flow.Redirect(req)
+	return b.o.Flow.Redirect(req)
 }
 
 // inDialog reports whether req is sent inside a dialog (its To has a tag).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twinpbx/twinpbx/pbx/cdr"
 	"github.com/twinpbx/twinpbx/pbx/location"
+	"github.com/twinpbx/twinpbx/pbx/phoneflow"
 )
 
 // closedPort is a local TCP port nothing listens on (any more).
@@ -113,10 +114,10 @@ func TestCalleeConnectionClosed(t *testing.T) {
 	t.Run("TLS phone unreachable", func(t *testing.T) {
 		var tries atomic.Int32
 		e := newEnv(t, func(o *Options) {
-			o.ConnectTLS = func(context.Context, netip.AddrPort) error {
+			o.Flow = &phoneflow.Redirector{Client: o.Client, Contact: o.Contact, ConnectTLS: func(context.Context, netip.AddrPort) error {
 				tries.Add(1)
 				return errors.New("connection refused")
-			}
+			}}
 		})
 		alice := newPhone(t, e, "100", "answer")
 		ports := closedPorts(t, 2)
