@@ -18,8 +18,9 @@ import (
 
 // Connections over TLS to phones. A phone registered over TLS is called
 // over its own connection while it is open; when it is gone (after a
-// failover, or closed by the phone) the B2BUA sends to the phone's Contact
-// over a new connection (b2bua's reconnect.go), which this opens: the SIP
+// failover, or closed by the phone) calls and the mailbox send to the
+// phone's Contact over a new connection (package phoneflow), which this
+// opens: the SIP
 // stack would check the phone's certificate as a provider's (a configured
 // trunk's authority and names), which no phone passes.
 //

@@ -165,8 +165,9 @@ type Options struct {
 	Voicemail Voicemail
 	// Flow points requests to phones whose TCP or TLS connection is gone
 	// at their Contacts (package phoneflow; its ConnectTLS opens a TLS
-	// connection with the check of phones' certificates); nil: one over
-	// Client and Contact, the stack opening TLS connections with its own.
+	// connection that takes a phone's self-signed certificate); nil: one
+	// over Client and Contact, the stack opening TLS connections with its
+	// own check, which phones' certificates do not pass.
 	Flow *phoneflow.Redirector
 	// Forwarder, if set, reports whether a binding's source is the twin's
 	// own-address forwarder (forwarder.go): a call to such a binding that
@@ -407,7 +408,7 @@ func (b *B2BUA) Prepare(req *sip.Request) { _ = b.prepareSend(req) }
 
 // prepare readies a request of ours for sending: an in-dialog request to
 // a phone whose TCP or TLS connection is closed goes to its Contact
-// (reconnect.go; a new INVITE to a phone is pointed there by startFork),
+// (package phoneflow; a new INVITE to a phone is pointed there by startFork),
 // then as Prepare. An error means req must not be sent: a request in a
 // call over a TLS trunk for which the trunk could not have a connection
 // that passes its own check (connectTrunk).

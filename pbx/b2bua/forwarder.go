@@ -19,7 +19,7 @@ import (
 // that gets no answer at all within siteAnswerWait (a forwarder on the LAN
 // passes the phone's 100 or 180 on within milliseconds), or fails, is
 // followed by one straight to the phone's Contact, over a connection the
-// PBX opens (reconnect.go), as a site member's silence is (site.go).
+// PBX opens (package phoneflow), as a site member's silence is (site.go).
 //
 // The Contact's transport is its transport parameter; without one TCP,
 // since the forwarder marks the requests of phones on UDP with their own

@@ -41,17 +41,17 @@ import (
 // call waits meanwhile.
 const ConnectTimeout = 3 * time.Second
 
-// Stream reports whether transport is a connection-oriented one.
-func Stream(transport string) bool {
+// stream reports whether transport is a connection-oriented one.
+func stream(transport string) bool {
 	return strings.EqualFold(transport, "TCP") || strings.EqualFold(transport, "TLS")
 }
 
-// Target is where req, a request to a phone over TCP or TLS whose
+// target is where req, a request to a phone over TCP or TLS whose
 // connection is closed, goes instead: the transport and address of its
-// next hop's URI (see above). ok is false when req is not over TCP or TLS,
+// next hop's URI (see the package comment). ok is false when req is not over TCP or TLS,
 // names no usable IP address and port, or would go where it goes already.
-func Target(req *sip.Request) (transport string, dest netip.AddrPort, ok bool) {
-	if req == nil || !Stream(req.Transport()) {
+func target(req *sip.Request) (transport string, dest netip.AddrPort, ok bool) {
+	if req == nil || !stream(req.Transport()) {
 		return "", netip.AddrPort{}, false
 	}
 	u := req.Recipient
@@ -114,9 +114,9 @@ type Redirector struct {
 	Logger     *slog.Logger
 }
 
-// Open reports whether the SIP stack holds an open connection over
+// open reports whether the SIP stack holds an open connection over
 // transport to dest ("ip:port").
-func (r *Redirector) Open(transport, dest string) bool {
+func (r *Redirector) open(transport, dest string) bool {
 	pool := r.Client.TransportLayer().Pool(transport)
 	if pool == nil {
 		return false
@@ -135,10 +135,10 @@ func (r *Redirector) Open(transport, dest string) bool {
 // a TLS connection to the phone could not be opened (the stack's own
 // attempt would fail the same way, only later).
 func (r *Redirector) Redirect(req *sip.Request) (bool, error) {
-	if !Stream(req.Transport()) || r.Open(req.Transport(), req.Destination()) {
+	if !stream(req.Transport()) || r.open(req.Transport(), req.Destination()) {
 		return false, nil
 	}
-	tr, dest, ok := Target(req)
+	tr, dest, ok := target(req)
 	if !ok {
 		return false, nil
 	}
@@ -155,7 +155,7 @@ func (r *Redirector) Redirect(req *sip.Request) (bool, error) {
 	}
 	req.SetTransport(tr)
 	req.SetDestination(dest.String())
-	if tr == "TLS" && r.ConnectTLS != nil && !r.Open(tr, dest.String()) {
+	if tr == "TLS" && r.ConnectTLS != nil && !r.open(tr, dest.String()) {
 		ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
 		defer cancel()
 		if err := r.ConnectTLS(ctx, dest); err != nil {

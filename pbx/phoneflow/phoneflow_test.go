@@ -52,7 +52,7 @@ func TestTarget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := reconnectRequest(t, tt.transport, tt.uri, tt.dest, tt.route)
-			tr, dest, ok := Target(req)
+			tr, dest, ok := target(req)
 			if tt.wantDest == "" {
 				if ok {
 					t.Fatalf("changed to %s %s, want unchanged", tr, dest)
@@ -82,7 +82,7 @@ func FuzzTarget(f *testing.F) {
 		}
 		req.SetTransport(transport)
 		req.SetDestination(dest)
-		tr, got, ok := Target(req)
+		tr, got, ok := target(req)
 		if !ok {
 			return
 		}
