@@ -68,10 +68,13 @@ func readMailboxes(st *store.Store) *voicemail.Mailboxes {
 // VoicemailList implements control.Voicemail.
 func (c *configured) VoicemailList(box string) (any, error) {
 	msgs, err := Voicemails(c.st, box)
-	if msgs == nil {
-		msgs = []voicemail.Message{}
+	if err != nil {
+		return nil, err
 	}
-	return msgs, err
+	if msgs == nil {
+		msgs = []voicemail.Message{} // [] in JSON, not null
+	}
+	return msgs, nil
 }
 
 // VoicemailWAV implements control.Voicemail.

@@ -276,8 +276,10 @@ func (t *Tx) put(c Change) error {
 // trimmed from its head, so its pages are filled before they split:
 // bbolt's default split leaves each page half empty, since it expects
 // keys to land anywhere; here they never come back to a page once it is
-// left behind. The log then takes about half the pages, in the file and
-// in the memory the file is mapped into.
+// left behind. bbolt still leaves three entries to the new page, so with
+// entries of a binding's size the pages are about 73 % used instead of
+// 42 %: the log takes about 40 % fewer pages (TestLogPagesFull), in the
+// file and in the memory it is mapped into.
 func changeLog(btx *bolt.Tx) *bolt.Bucket {
 	lb := btx.Bucket(logBucket)
 	lb.FillPercent = 0.95
